@@ -1,0 +1,1 @@
+"""The `agent-smith` command line: thin verbs over the subsystems."""

@@ -1,0 +1,31 @@
+"""What every command receives from the entry point: the consoles and output choices."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+from rich.console import Console
+
+
+@dataclass
+class AppContext:
+    console: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+
+    def print_json(self, data: Any) -> None:
+        """Machine output: plain JSON on stdout, no Rich markup or wrapping."""
+        self.console.file.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}", highlight=False, markup=True)
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, AppContext):
+        obj = AppContext()
+        ctx.find_root().obj = obj
+    return obj

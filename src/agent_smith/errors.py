@@ -1,0 +1,70 @@
+"""The one error root of agent-smith.
+
+    AgentSmithError
+    ├── UsageError          bad usage or configuration: the CLI exits 2
+    │   ├── CrewError       the crew directory has problems (each with file:line:col)
+    │   └── UnknownAgentError
+    ├── MissingPartError    a real part (tmux, claude, nats-server, …) is not installed: exit 2
+    └── OperationError      something failed while doing the work: the CLI exits 1
+
+Library errors are translated into these at the adapter that meets them
+(``raise … from exc``), so the CLI prints one line and never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class AgentSmithError(Exception):
+    """Root of every error agent-smith raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(AgentSmithError):
+    """The user asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class OperationError(AgentSmithError):
+    """Work failed: a server was down, a process died, a remote said no."""
+
+    exit_code = 1
+
+
+class MissingPartError(UsageError):
+    """A real part agent-smith needs is not installed."""
+
+
+class UnknownAgentError(UsageError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        listed = ", ".join(known) if known else "none"
+        super().__init__(f"unknown agent {name!r} (the crew has: {listed})")
+        self.name = name
+        self.known = tuple(known)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong in a crew file, located as precisely as the file allows."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class CrewError(UsageError):
+    """The crew directory has one or more problems; all of them are listed."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
