@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -18,10 +17,11 @@ from agent_smith.cli.context import AppContext
 from agent_smith.errors import AgentSmithError
 from agent_smith.logs import LogFormat, configure
 
+
 class _ErrorsToExitCodes(TyperGroup):
     """The one place an agent-smith error becomes one line on stderr and an exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AgentSmithError as exc:
@@ -40,6 +40,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -55,7 +56,11 @@ def root(
     ctx: typer.Context,
     log_format: Annotated[
         LogFormat,
-        typer.Option("--log-format", envvar="AGENT_SMITH_LOG_FORMAT", help="Log lines as text or one JSON object per line."),
+        typer.Option(
+            "--log-format",
+            envvar="AGENT_SMITH_LOG_FORMAT",
+            help="Log lines as text or one JSON object per line.",
+        ),
     ] = LogFormat.text,
     log_level: Annotated[
         str,
@@ -72,9 +77,11 @@ def root(
 
 def _register() -> None:
     # Each verb module adds its commands to `app`; the order here is the order in --help.
-    from agent_smith.cli import crew_commands
+    from agent_smith.cli import crew_commands, mcp
 
     crew_commands.register(app)
+    # Verb modules of other subsystems register here (each: `<module>.register(app)`).
+    app.add_typer(mcp.mcp_app)
 
 
 _register()

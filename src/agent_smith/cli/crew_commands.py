@@ -1,0 +1,99 @@
+"""Verbs about the crew itself: init, validate, schema, doctor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent_smith import parts
+from agent_smith.cli.context import app_context
+from agent_smith.crew import crew_json_schema, load_crew, scaffold_crew
+
+CrewDir = Annotated[
+    Path | None,
+    typer.Argument(
+        help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
+        show_default=False,
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def init(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="Where to write the example crew.")],
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")] = False,
+) -> None:
+    """Scaffold a working crew: a developer, a reviewer, shared rules and the schema."""
+    out = app_context(ctx)
+    written = scaffold_crew(directory, force=force)
+    out.console.print(f"Wrote a crew of two agents to [bold]{directory}[/] ({len(written)} files).")
+    out.console.print(f"Next: [bold]agent-smith validate {directory}[/], then edit crew.yaml.")
+
+
+def validate(ctx: typer.Context, directory: CrewDir = None, as_json: JsonFlag = False) -> None:
+    """Check crew.yaml and the agents/ directory; list every problem as file:line:col."""
+    out = app_context(ctx)
+    loaded = load_crew(directory)
+    if as_json:
+        out.print_json(
+            {
+                "ok": True,
+                "crew": loaded.crew.crew.name,
+                "agents": [a.name for a in loaded.crew.agents],
+                "warnings": list(loaded.warnings),
+                "overridden_by_env": list(loaded.overrides),
+            }
+        )
+        return
+    for warning in loaded.warnings:
+        out.warn(warning)
+    names = ", ".join(a.name for a in loaded.crew.agents)
+    out.console.print(f"[green]ok[/] crew {loaded.crew.crew.name!r}: {len(loaded.crew.agents)} agents ({names})")
+    if loaded.overrides:
+        out.console.print(f"overridden from the environment: {', '.join(loaded.overrides)}")
+
+
+def schema(ctx: typer.Context) -> None:
+    """Print the JSON Schema of crew.yaml."""
+    app_context(ctx).console.file.write(json.dumps(crew_json_schema(), indent=2) + "\n")
+
+
+def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check the real parts agent-smith needs; exit 1 when a required one is missing."""
+    out = app_context(ctx)
+    rows = parts.probe_all()
+    missing = parts.missing_required(rows)
+    if as_json:
+        out.print_json({"ok": not missing, "parts": [r.as_dict() for r in rows]})
+    else:
+        table = Table(title="agent-smith doctor")
+        for column in ("part", "status", "version", "where", "fix"):
+            table.add_column(column)
+        for row in rows:
+            if row.found:
+                status = "[green]found[/]"
+            else:
+                status = "[red]missing[/]" if row.required else "[yellow]missing (optional)[/]"
+            version = (row.version or "?") + (f" ({row.note})" if row.note and row.found else "")
+            table.add_row(
+                row.part,
+                status,
+                version if row.found else "",
+                row.path or "",
+                "" if row.found else row.fix,
+            )
+        out.console.print(table)
+    if missing:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(validate)
+    app.command()(schema)
+    app.command()(doctor)

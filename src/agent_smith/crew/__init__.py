@@ -1,0 +1,68 @@
+"""The crew contract: crew.yaml and the agents/ directory, loaded into typed models."""
+
+from agent_smith.crew.credentials import credential_kind, find_credentials
+from agent_smith.crew.loader import (
+    CONTAINER_CONTRACT,
+    LoadedCrew,
+    Persona,
+    SharedFiles,
+    load_crew,
+    resolve_crew_dir,
+)
+from agent_smith.crew.models import (
+    Agent,
+    AgentMatrix,
+    ClaudeLogin,
+    Crew,
+    Egress,
+    EventLog,
+    Forge,
+    HeaderPlacement,
+    HostRule,
+    Kubernetes,
+    MatrixSettings,
+    PermissionMode,
+    QuietHours,
+    RestartPolicy,
+    Runtime,
+    SecretRule,
+    SecretSource,
+    SetupCommand,
+    parse_duration,
+    parse_size,
+)
+from agent_smith.crew.scaffold import scaffold_crew
+from agent_smith.crew.schema import crew_json_schema
+
+__all__ = [
+    "CONTAINER_CONTRACT",
+    "Agent",
+    "AgentMatrix",
+    "ClaudeLogin",
+    "Crew",
+    "Egress",
+    "EventLog",
+    "Forge",
+    "HeaderPlacement",
+    "HostRule",
+    "Kubernetes",
+    "LoadedCrew",
+    "MatrixSettings",
+    "PermissionMode",
+    "Persona",
+    "QuietHours",
+    "RestartPolicy",
+    "Runtime",
+    "SecretRule",
+    "SecretSource",
+    "SetupCommand",
+    "SharedFiles",
+    "credential_kind",
+    "crew_json_schema",
+    "find_credentials",
+    "load_crew",
+    "parse_duration",
+    "parse_size",
+    "resolve_crew_dir",
+    "scaffold_crew",
+]

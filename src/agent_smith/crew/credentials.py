@@ -1,0 +1,50 @@
+"""Recognise values shaped like real credentials, so a placeholder file cannot hold one.
+
+The answer names the kind of credential, never the value: callers put it in
+error messages as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "an Anthropic key or OAuth token (sk-ant-…)",
+        re.compile(r"sk-ant-[A-Za-z0-9]{2,}-[A-Za-z0-9_\-]{16,}"),
+    ),
+    ("a GitHub token (gh?_…)", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
+    ("a GitHub fine-grained token (github_pat_…)", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}")),
+    (
+        "a JSON Web Token",
+        re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+    ),
+    (
+        "a Matrix access token (syt_…)",
+        re.compile(r"\bsyt_[A-Za-z0-9]+_[A-Za-z0-9]{10,}_[A-Za-z0-9]{4,}"),
+    ),
+    ("a Slack token (xox?-…)", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+)
+
+
+def credential_kind(value: str) -> str | None:
+    """What kind of real credential `value` looks like, or None for anything else."""
+    for kind, pattern in _SHAPES:
+        if pattern.search(value):
+            return kind
+    return None
+
+
+def find_credentials(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every (path, kind) in nested JSON data whose string value looks like a real credential."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from find_credentials(value, (*path, str(key)))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from find_credentials(value, (*path, index))
+    elif isinstance(data, str) and (kind := credential_kind(data)):
+        yield path, kind

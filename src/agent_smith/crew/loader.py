@@ -1,0 +1,543 @@
+"""Load a crew directory into typed models, reporting every problem with file:line:col.
+
+The YAML is read with ruamel.yaml's round-trip loader because it keeps each
+key's and value's position; pydantic's error locations are then walked
+through that tree to say where each problem is. JSON files are located the
+same way (JSON is YAML 1.2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from agent_smith.crew.claude_files import Finding, check_credentials_stub, check_mcp, check_settings
+from agent_smith.crew.credentials import credential_kind
+from agent_smith.crew.models import Crew
+from agent_smith.errors import CrewError, Problem
+
+CREW_FILE = "crew.yaml"
+AGENTS_DIR = "agents"
+SHARED_DIR = "_shared"
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Persona:
+    """An agent's persona directory, in the established agent-smith format."""
+
+    name: str
+    directory: Path
+    claude_md: str
+    mcp_servers: Mapping[str, Any]
+    subagents: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class SharedFiles:
+    """`agents/_shared/`: what every agent inherits."""
+
+    directory: Path
+    claude_md: str
+    settings: Mapping[str, Any]
+    credentials_stub: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class LoadedCrew:
+    root: Path
+    crew: Crew
+    shared: SharedFiles
+    personas: Mapping[str, Persona]
+    warnings: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = field(default=(), repr=False)
+
+
+def resolve_crew_dir(path: Path | str | None, env: Mapping[str, str] | None = None) -> Path:
+    """The crew directory from an argument, `$AGENT_SMITH_CREW`, or the current directory."""
+    env = os.environ if env is None else env
+    chosen = Path(path) if path is not None else Path(env.get("AGENT_SMITH_CREW", "."))
+    chosen = chosen.expanduser()
+    return chosen.parent if chosen.name == CREW_FILE or chosen.is_file() else chosen
+
+
+def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> LoadedCrew:
+    """Load and check a whole crew directory; raise `CrewError` listing every problem found."""
+    env = dict(os.environ if env is None else env)
+    root = resolve_crew_dir(path, env)
+    crew_file = root / CREW_FILE
+    report = _Report(root)
+    doc = _read_yaml(crew_file, report)
+    if doc is None:
+        raise CrewError(report.problems)
+    if not isinstance(doc, CommentedMap):
+        report.add(crew_file, doc, (), "", "crew.yaml must be a mapping of settings")
+        raise CrewError(report.problems)
+
+    data = _plain(doc)
+    sources = apply_env_overrides(data, env)
+    crew = _validate(data, doc, sources, crew_file, report)
+    shared = _load_shared(root / AGENTS_DIR / SHARED_DIR, report)
+    personas: dict[str, Persona] = {}
+    if crew is not None:
+        _semantic_checks(crew, doc, sources, crew_file, report)
+        personas = _load_personas(root / AGENTS_DIR, crew, doc, crew_file, report)
+    if report.problems or crew is None:
+        raise CrewError(sorted(set(report.problems)))
+    return LoadedCrew(
+        root=root,
+        crew=crew,
+        shared=shared,
+        personas=personas,
+        warnings=tuple(report.warnings),
+        overrides=tuple(sorted(set(sources.values()))),
+    )
+
+
+class _Report:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def name(self, file: Path) -> str:
+        try:
+            return str(file.relative_to(Path.cwd()))
+        except ValueError:
+            return str(file)
+
+    def add(self, file: Path | str, doc: Any, loc: Loc, path: str, message: str, *, key: bool = False) -> None:
+        line, col = locate(doc, loc, key=key)
+        where = file if isinstance(file, str) else self.name(file)
+        self.problems.append(Problem(where, line, col, path, message))
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+# ---- YAML and positions -------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+def _read_yaml(file: Path, report: _Report) -> Any:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        report.problems.append(
+            Problem(
+                report.name(file),
+                1,
+                1,
+                "",
+                "no crew.yaml here (create one with `agent-smith init DIR`)",
+            )
+        )
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
+        return None
+    try:
+        doc = _yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        reason = exc.problem or exc.context or "invalid YAML"
+        report.problems.append(Problem(report.name(file), line, col, "", f"invalid YAML: {reason}"))
+        return None
+    return {} if doc is None else doc
+
+
+def locate(doc: Any, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+    """1-based (line, col) of the deepest node of `loc` present in a ruamel tree.
+
+    With `key`, the position of the last key itself (for "unknown key" errors).
+    """
+    line, col = 0, 0
+    node = doc
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, CommentedMap) and part in node:
+            pos = node.lc.key(part) if (last and key) else node.lc.value(part)
+            line, col = pos[0], pos[1]
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, col = node.lc.item(part)
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, CommentedMap | CommentedSeq):
+            continue
+        else:
+            break
+    if (line, col) == (0, 0) and hasattr(doc, "lc"):
+        line, col = doc.lc.line, doc.lc.col
+    return line + 1, col + 1
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    for kind in (str, int, float):
+        if isinstance(node, kind):
+            return kind(node)
+    return node
+
+
+# ---- environment overrides ----------------------------------------------------------------
+
+CONTAINER_CONTRACT = {
+    "AGENT_REPOS": "agents[AGENT_NAME].repos (comma or space separated owner/name list)",
+    "PRIMARY_REPO": "agents[AGENT_NAME].primary_repo",
+    "MATRIX_HOMESERVER_URL": "matrix.homeserver",
+    "MATRIX_BOT_USER_ID": "agents[AGENT_NAME].matrix.user_id",
+    "MATRIX_ALLOWED_USERS": "agents[AGENT_NAME].matrix.allowed_senders (comma or space separated)",
+    "GITHUB_TOKEN": "forge.token_placeholder (must be a placeholder, never a real token)",
+    "NATS_URL": "events.nats_url",
+    "AGENT_SMITH_CA_CERT": "egress.ca_cert",
+}
+_ENV_PREFIX = "AGENT_SMITH_"
+_SPLIT = re.compile(r"[,\s]+")
+
+
+def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[Loc, str]:
+    """Apply the container contract and `AGENT_SMITH_<SECTION>__<KEY>` variables to raw crew data.
+
+    Returns which locations came from which variable, so problems in them are
+    reported against the variable rather than a line of crew.yaml.
+    """
+    sources: dict[Loc, str] = {}
+
+    def put(loc: Loc, value: Any, var: str) -> None:
+        node: Any = data
+        for part in loc[:-1]:
+            if isinstance(part, str) and not isinstance(node.get(part), dict | list):
+                node[part] = {}
+            node = node[part]
+        node[loc[-1]] = value
+        sources[loc] = var
+
+    for var, value in sorted(env.items()):
+        if var.startswith(_ENV_PREFIX) and "__" in var:
+            path = tuple(p.lower() for p in var[len(_ENV_PREFIX) :].split("__") if p)
+            if path and path[0] != "agents":
+                put(path, _yaml().load(value) if value.strip() else None, var)
+    if env.get("MATRIX_HOMESERVER_URL"):
+        put(("matrix", "homeserver"), env["MATRIX_HOMESERVER_URL"], "MATRIX_HOMESERVER_URL")
+    if env.get("NATS_URL"):
+        put(("events", "nats_url"), env["NATS_URL"], "NATS_URL")
+    if env.get("GITHUB_TOKEN"):
+        put(("forge", "token_placeholder"), env["GITHUB_TOKEN"], "GITHUB_TOKEN")
+    if env.get("AGENT_SMITH_CA_CERT"):
+        put(("egress", "ca_cert"), env["AGENT_SMITH_CA_CERT"], "AGENT_SMITH_CA_CERT")
+
+    name = env.get("AGENT_NAME")
+    agents = data.get("agents")
+    if name and isinstance(agents, list):
+        index = next((i for i, a in enumerate(agents) if isinstance(a, dict) and a.get("name") == name), None)
+        if index is None:
+            agents.append({"name": name})
+            index = len(agents) - 1
+            sources[("agents", index, "name")] = "AGENT_NAME"
+        if env.get("AGENT_REPOS"):
+            put(
+                ("agents", index, "repos"),
+                [r for r in _SPLIT.split(env["AGENT_REPOS"]) if r],
+                "AGENT_REPOS",
+            )
+        if env.get("PRIMARY_REPO"):
+            put(("agents", index, "primary_repo"), env["PRIMARY_REPO"], "PRIMARY_REPO")
+        if env.get("MATRIX_BOT_USER_ID"):
+            put(
+                ("agents", index, "matrix", "user_id"),
+                env["MATRIX_BOT_USER_ID"],
+                "MATRIX_BOT_USER_ID",
+            )
+        if env.get("MATRIX_ALLOWED_USERS"):
+            users = [u for u in _SPLIT.split(env["MATRIX_ALLOWED_USERS"]) if u]
+            put(("agents", index, "matrix", "allowed_senders"), users, "MATRIX_ALLOWED_USERS")
+    return sources
+
+
+def _source_of(loc: Loc, sources: Mapping[Loc, str]) -> str | None:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in sources:
+            return sources[loc[:n]]
+    return None
+
+
+# ---- validation ---------------------------------------------------------------------------
+
+
+def _validate(data: dict[str, Any], doc: Any, sources: Mapping[Loc, str], file: Path, report: _Report) -> Crew | None:
+    try:
+        return Crew.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = _clean_loc(error["loc"])
+            message = _message(error, loc)
+            var = _source_of(loc, sources)
+            if var is not None:
+                report.problems.append(Problem(f"${var}", 1, 1, format_loc(loc), message))
+            else:
+                report.add(file, doc, loc, format_loc(loc), message, key=error["type"] == "extra_forbidden")
+        return None
+
+
+def _clean_loc(loc: Iterable[str | int]) -> Loc:
+    # pydantic inserts validator and union-branch names into locations; they are not keys.
+    return tuple(p for p in loc if isinstance(p, int) or not re.match(r"^(function-|[a-z]+\[)", p))
+
+
+def _message(error: Mapping[str, Any], loc: Loc) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _fields_at(Crew, loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        suffix = f"; did you mean {hint[0]!r}?" if hint else (f"; known keys: {', '.join(known)}" if known else "")
+        return f"unknown key{suffix}"
+    if kind == "missing":
+        return "required"
+    if kind == "string_pattern_mismatch":
+        return f"does not match the pattern {error['ctx']['pattern']}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys a model accepts at `loc` (for "did you mean")."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field_info = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        if field_info is None:
+            return []
+        current = field_info.annotation
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/list/Annotated down to a model class where there is one."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        elif origin in (list, tuple, set):
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return annotation
+
+
+def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Path, report: _Report) -> None:
+    def problem(loc: Loc, message: str) -> None:
+        var = _source_of(loc, sources)
+        if var is not None:
+            report.problems.append(Problem(f"${var}", 1, 1, format_loc(loc), message))
+        else:
+            report.add(file, doc, loc, format_loc(loc), message)
+
+    _first_seen(((("agents", i, "name"), a.name) for i, a in enumerate(crew.agents)), "agent name", problem)
+    _first_seen(
+        ((("egress", "secrets", i, "name"), r.name) for i, r in enumerate(crew.egress.secrets)),
+        "secret name",
+        problem,
+    )
+    _first_seen(
+        ((("egress", "secrets", i, "placeholder"), r.placeholder) for i, r in enumerate(crew.egress.secrets)),
+        "placeholder",
+        problem,
+    )
+    for i, rule in enumerate(crew.egress.secrets):
+        if kind := credential_kind(rule.placeholder):
+            problem(
+                ("egress", "secrets", i, "placeholder"),
+                f"looks like {kind}; a placeholder must not be a real secret (value not shown)",
+            )
+    if kind := credential_kind(crew.forge.token_placeholder):
+        problem(
+            ("forge", "token_placeholder"),
+            f"looks like {kind}; agents must hold a placeholder (value not shown)",
+        )
+    for i, agent in enumerate(crew.agents):
+        for key, value in agent.env.items():
+            if kind := credential_kind(value):
+                problem(
+                    ("agents", i, "env", key),
+                    f"looks like {kind}; put secrets in egress.secrets (value not shown)",
+                )
+    logins = [(("agents", i, "github_login"), a.login) for i, a in enumerate(crew.agents)]
+    _first_seen(logins, "GitHub login", problem)
+    users = [(("agents", i, "matrix", "user_id"), a.matrix.user_id) for i, a in enumerate(crew.agents) if a.matrix]
+    _first_seen(users, "Matrix user id", problem)
+    if crew.matrix is None:
+        for i, agent in enumerate(crew.agents):
+            if agent.matrix is not None:
+                problem(
+                    ("agents", i, "matrix"),
+                    "set, but the crew has no matrix section with a homeserver",
+                )
+                break
+
+
+def _first_seen(items: Iterable[tuple[Loc, str]], what: str, problem: Any) -> None:
+    seen: dict[str, Loc] = {}
+    for loc, value in items:
+        if value in seen:
+            problem(loc, f"{what} {value!r} is already used at {format_loc(seen[value])}")
+        else:
+            seen[value] = loc
+
+
+# ---- the agents/ directory ----------------------------------------------------------------
+
+
+def _read_json(file: Path, report: _Report) -> tuple[Any, Any] | None:
+    """(plain data, positioned tree) of a JSON file, or None after reporting why not."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        report.problems.append(Problem(report.name(file), exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}"))
+        return None
+    try:
+        tree = _yaml().load(text)
+    except MarkedYAMLError:
+        tree = None
+    return data, tree
+
+
+def _report_findings(file: Path, tree: Any, findings: Sequence[Finding], report: _Report) -> None:
+    for finding in findings:
+        path = format_loc(finding.path)
+        if finding.severity == "warning":
+            line, col = locate(tree, finding.path)
+            report.warn(f"{report.name(file)}:{line}:{col}: {path}: {finding.message}")
+        else:
+            report.add(file, tree, finding.path, path, finding.message)
+
+
+def _load_shared(directory: Path, report: _Report) -> SharedFiles:
+    claude_md = ""
+    settings: Mapping[str, Any] = {}
+    stub: Mapping[str, Any] | None = None
+    if not directory.is_dir():
+        report.warn(f"{report.name(directory)}/ is missing: agents inherit no shared rules or settings")
+        return SharedFiles(directory, claude_md, settings, stub)
+    if (md := directory / "CLAUDE.md").is_file():
+        claude_md = md.read_text(encoding="utf-8")
+    if (file := directory / "settings.json").is_file() and (parsed := _read_json(file, report)):
+        _report_findings(file, parsed[1], check_settings(parsed[0]), report)
+        settings = parsed[0] if isinstance(parsed[0], dict) else {}
+    if (file := directory / ".credentials.json").is_file() and (parsed := _read_json(file, report)):
+        _report_findings(file, parsed[1], check_credentials_stub(parsed[0]), report)
+        stub = parsed[0] if isinstance(parsed[0], dict) else None
+    return SharedFiles(directory, claude_md, settings, stub)
+
+
+_FRONTMATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
+
+
+def _load_personas(agents_dir: Path, crew: Crew, doc: Any, crew_file: Path, report: _Report) -> dict[str, Persona]:
+    personas: dict[str, Persona] = {}
+    for i, agent in enumerate(crew.agents):
+        directory = agents_dir / agent.name
+        if not directory.is_dir():
+            report.add(
+                crew_file,
+                doc,
+                ("agents", i, "name"),
+                f"agents[{i}].name",
+                f"no persona directory {report.name(directory)}/ (it needs at least a CLAUDE.md)",
+            )
+            continue
+        md = directory / "CLAUDE.md"
+        if not md.is_file():
+            report.problems.append(
+                Problem(
+                    report.name(md),
+                    1,
+                    1,
+                    "",
+                    f"missing: the persona of {agent.name!r} needs its CLAUDE.md",
+                )
+            )
+            continue
+        servers: Mapping[str, Any] = {}
+        if (file := directory / "mcp.json").is_file() and (parsed := _read_json(file, report)):
+            _report_findings(file, parsed[1], check_mcp(parsed[0]), report)
+            if isinstance(parsed[0], dict) and isinstance(parsed[0].get("mcpServers"), dict):
+                servers = parsed[0]["mcpServers"]
+        subagents = tuple(sorted((directory / "subagents").glob("*.md")))
+        for sub in subagents:
+            _check_subagent(sub, report)
+        personas[agent.name] = Persona(agent.name, directory, md.read_text(encoding="utf-8"), servers, subagents)
+    named = {a.name for a in crew.agents} | {SHARED_DIR}
+    if agents_dir.is_dir():
+        for extra in sorted(p for p in agents_dir.iterdir() if p.is_dir() and p.name not in named):
+            report.warn(f"{report.name(extra)}/: persona directory not named in crew.yaml; it is not used")
+    return personas
+
+
+def _check_subagent(file: Path, report: _Report) -> None:
+    text = file.read_text(encoding="utf-8")
+    match = _FRONTMATTER.match(text)
+    if match is None:
+        report.warn(
+            f"{report.name(file)}:1:1: no front matter (---\\nname: …\\ndescription: …\\n---); Claude Code ignores it"
+        )
+        return
+    try:
+        meta = _yaml().load(match.group(1))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 2 if mark else 1
+        report.problems.append(Problem(report.name(file), line, 1, "", f"invalid front matter: {exc.problem}"))
+        return
+    for key in ("name", "description"):
+        if not isinstance(meta, dict) or not meta.get(key):
+            report.problems.append(Problem(report.name(file), 1, 1, key, "required in a subagent's front matter"))

@@ -1,0 +1,400 @@
+"""The typed crew: what crew.yaml says, checked.
+
+One configuration model feeds the demo, local mode, the container and the
+Kubernetes manifests alike. Every model forbids unknown keys so a typo is an
+error (with a "did you mean"), never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from agent_smith.errors import UnknownAgentError
+
+
+_NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_MATRIX_USER = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::\d+)?$")
+_MATRIX_ROOM = re.compile(r"^[!#][^:\s]+:[A-Za-z0-9.\-]+(?::\d+)?$")
+_HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    None: 1,
+}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like ``90s``, ``5m``, ``30d``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m, 2h or 30d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ValueError("expected a duration like 30s, 5m, 2h or 30d")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a number or a string like ``512MiB``, ``1GB``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 512MiB or 1GB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    else:
+        raise ValueError("expected a size like 512MiB or 1GB")
+    if size < 0:
+        raise ValueError("a size cannot be negative")
+    return size
+
+
+def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+Seconds = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    Field(json_schema_extra={"examples": ["30s", "5m", "30d"]}),
+]
+Bytes = Annotated[int, BeforeValidator(parse_size), Field(json_schema_extra={"examples": ["512MiB", "1GB"]})]
+AgentName = Annotated[str, _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes")]
+RepoName = Annotated[str, _check_pattern(_REPO, "a repository as owner/name")]
+MatrixUserId = Annotated[str, _check_pattern(_MATRIX_USER, "a Matrix user id like @name:server")]
+MatrixRoom = Annotated[str, _check_pattern(_MATRIX_ROOM, "a Matrix room id (!id:server) or alias (#name:server)")]
+HostPattern = Annotated[str, _check_pattern(_HOST_PATTERN, "a host name, *.suffix, or IP literal")]
+EnvVarName = Annotated[str, _check_pattern(_ENV_VAR, "an environment variable name")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PermissionMode(StrEnum):
+    """Claude Code's permission modes (`--permission-mode`)."""
+
+    default = "default"
+    accept_edits = "acceptEdits"
+    plan = "plan"
+    bypass_permissions = "bypassPermissions"
+
+
+class GitIdentity(_Model):
+    name: str = Field(min_length=1, description="git user.name for the agent's commits")
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="git user.email")
+
+
+class QuietHours(_Model):
+    """A daily window in which the agent neither replies nor reacts, except to incidents."""
+
+    start: time
+    end: time
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class AgentMatrix(_Model):
+    user_id: MatrixUserId
+    display_name: str | None = None
+    rooms: list[MatrixRoom] = Field(default_factory=list, description="rooms the agent joins and listens in")
+    allowed_senders: list[MatrixUserId] = Field(
+        default_factory=list,
+        description="people heard besides the crew's operators and teammates",
+    )
+    quiet_hours: QuietHours | None = None
+
+
+class RestartPolicy(_Model):
+    """How the supervisor restarts a claude process that exited (Supervisor's semantics)."""
+
+    min_uptime: Seconds = Field(default=10.0, description="a start counts only after staying up this long")
+    backoff_initial: Seconds = 2.0
+    backoff_max: Seconds = 300.0
+    crash_loop_after: int = Field(default=5, ge=1, description="fast crashes in a row before crash-looping")
+    crash_loop_retry: Seconds = Field(default=900.0, description="retry interval while crash-looping")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must not be smaller than backoff_initial")
+        return self
+
+
+class SetupCommand(_Model):
+    """A per-agent command run after the clones (install a toolchain, warm a cache)."""
+
+    command: str = Field(min_length=1, description="run with bash -c in the primary repository")
+    timeout: Seconds = 600.0
+
+
+class Resources(_Model):
+    """Kubernetes requests and limits for the agent's container."""
+
+    cpu_request: str = "500m"
+    cpu_limit: str = "2"
+    memory_request: str = "1Gi"
+    memory_limit: str = "4Gi"
+    home_storage: str = "5Gi"
+    workspace_storage: str = "20Gi"
+
+
+class HostRule(_Model):
+    """One allowlist entry: a host (exact or ``*.suffix``), its ports, optional methods and paths."""
+
+    host: HostPattern
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=lambda: [443])
+    methods: list[str] | None = Field(default=None, description="allowed HTTP methods; all when absent")
+    paths: list[str] | None = Field(default=None, description="allowed path prefixes; all when absent")
+    allow_private: bool = Field(
+        default=False,
+        description="allow this host although it resolves to a loopback, private or link-local address",
+    )
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: list[str] | None) -> list[str] | None:
+        return [m.upper() for m in value] if value is not None else None
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, value: list[str] | None) -> list[str] | None:
+        for path in value or []:
+            if not path.startswith("/"):
+                raise ValueError(f"path prefix {path!r} must start with /")
+        return value
+
+
+class SecretSource(_Model):
+    """Where the firewall reads a real secret: exactly one of an env var or a file."""
+
+    env: EnvVarName | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+
+class HeaderPlacement(_Model):
+    """Where in the request the placeholder is swapped for the secret."""
+
+    header: str = Field(default="Authorization", pattern=r"^[A-Za-z0-9-]+$")
+    scheme: Literal["auto", "bearer", "token", "basic", "raw"] = Field(
+        default="auto",
+        description=(
+            "auto: wherever the placeholder appears in the header, inside Basic credentials too; "
+            "bearer/token/basic: only in that scheme; raw: the whole header value"
+        ),
+    )
+
+
+class SecretRule(_Model):
+    """A placeholder the agents carry, and the real secret the firewall swaps in toward `hosts` only."""
+
+    name: AgentName
+    placeholder: str = Field(min_length=8, description="the literal token agents hold")
+    source: SecretSource
+    hosts: list[HostPattern] = Field(min_length=1)
+    where: HeaderPlacement = Field(default_factory=HeaderPlacement)
+
+
+class ClaudeLogin(_Model):
+    """The Claude subscription: the firewall holds the real OAuth tokens and answers refreshes."""
+
+    enabled: bool = False
+    api_hosts: list[HostPattern] = Field(default_factory=lambda: ["api.anthropic.com"])
+    token_url: str = "https://console.anthropic.com/v1/oauth/token"
+
+
+class AgentEgress(_Model):
+    allow: list[HostRule] = Field(default_factory=list, description="hosts this agent may reach besides the crew's")
+
+
+class Agent(_Model):
+    name: AgentName
+    role: str = Field(default="engineer", description="shown to teammates in the generated team section")
+    repos: list[RepoName] = Field(default_factory=list)
+    primary_repo: RepoName | None = Field(default=None, description="defaults to the first of repos")
+    git: GitIdentity | None = Field(default=None, description="defaults to the agent's name and a noreply address")
+    github_login: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+    matrix: AgentMatrix | None = None
+    permission_mode: PermissionMode = PermissionMode.accept_edits
+    first_run_prompt: str | None = Field(default=None, description="sent once, on the agent's very first start")
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    setup: SetupCommand | None = None
+    remote_control: bool = Field(default=False, description="start claude with --remote-control NAME")
+    resources: Resources = Field(default_factory=Resources)
+    egress: AgentEgress = Field(default_factory=AgentEgress)
+    env: dict[EnvVarName, str] = Field(default_factory=dict, description="extra, non-secret environment")
+
+    @model_validator(mode="after")
+    def _primary_in_repos(self) -> Self:
+        if self.primary_repo is not None and self.repos and self.primary_repo not in self.repos:
+            raise ValueError(f"primary_repo {self.primary_repo!r} is not one of repos")
+        return self
+
+    @property
+    def primary(self) -> str | None:
+        return self.primary_repo or (self.repos[0] if self.repos else None)
+
+    @property
+    def login(self) -> str:
+        return self.github_login or self.name
+
+    @property
+    def git_identity(self) -> GitIdentity:
+        return self.git or GitIdentity(name=self.name, email=f"{self.name}@users.noreply.agent-smith.local")
+
+
+class MatrixSettings(_Model):
+    homeserver: str = Field(pattern=r"^https?://", description="client-server API base URL")
+    review_room: MatrixRoom | None = Field(default=None, description="where new PRs are announced to reviewers")
+    operators: list[MatrixUserId] = Field(default_factory=list, description="people who may direct any agent")
+    ack_reaction: str = "👀"
+    max_agent_messages_in_a_row: int = Field(default=3, ge=1)
+    reply_style: str = Field(
+        default="Answer in the room you were asked in, briefly; put long output in a PR or a file.",
+        description="added to every prompt as the crew's reply-style context",
+    )
+
+
+class EventLog(_Model):
+    nats_url: str | None = Field(default=None, description="an existing NATS server; embedded when absent")
+    stream: str = Field(default="SWARM_EVENTS", pattern=r"^[A-Za-z0-9_-]+$")
+    subject_prefix: str = Field(default="swarm.events", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    max_age: Seconds = Field(default=30 * 86400.0, description="drop events older than this")
+    max_bytes: Bytes = Field(default=1 << 30, description="cap the stream's size")
+    duplicate_window: Seconds = Field(default=120.0, description="a re-sent event id within this is stored once")
+
+
+class Forge(_Model):
+    kind: Literal["github", "github-enterprise"] = "github"
+    base_url: str = Field(
+        default="https://api.github.com",
+        pattern=r"^https?://",
+        description="REST base: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise",
+    )
+    token_placeholder: str = Field(
+        default="agent-smith-placeholder-github-token",
+        min_length=8,
+        description="what agents hold as GITHUB_TOKEN; the firewall swaps in the real token",
+    )
+
+    @property
+    def graphql_url(self) -> str:
+        base = self.base_url.rstrip("/")
+        if self.kind == "github-enterprise" and base.endswith("/api/v3"):
+            return base[: -len("/v3")] + "/graphql"
+        return base + "/graphql"
+
+    @property
+    def host(self) -> str:
+        return self.base_url.split("://", 1)[1].split("/", 1)[0]
+
+
+class Egress(_Model):
+    listen: str = Field(default="127.0.0.1:3128", pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+    transparent_listen: str | None = Field(
+        default=None, description="address for transparent (SNI-routed) mode; off when absent"
+    )
+    allow: list[HostRule] = Field(default_factory=list)
+    secrets: list[SecretRule] = Field(default_factory=list)
+    claude_login: ClaudeLogin = Field(default_factory=ClaudeLogin)
+
+    ca_cert: str | None = Field(
+        default=None,
+        description="the firewall CA certificate agents trust; the firewall's own when absent",
+    )
+
+
+class Runtime(_Model):
+    state_dir: str = Field(
+        default="~/.local/state/agent-smith",
+        description="homes, workspaces, logs and runtime state live under STATE_DIR/<crew>/",
+    )
+    tmux_socket: str = Field(default="agent-smith", description="agent-smith's own tmux server (-L)")
+
+
+class Kubernetes(_Model):
+    namespace: str = Field(default="agent-smith", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    image: str = "ghcr.io/agent-smith/agent-smith:latest"
+    storage_class: str | None = None
+    transparent_egress: bool = False
+    external_secrets: bool = Field(default=False, description="take the firewall's secrets from an ExternalSecret")
+
+
+class CrewInfo(_Model):
+    name: AgentName
+    description: str = ""
+
+
+class Crew(_Model):
+    """The whole of crew.yaml."""
+
+    schema_ref: str | None = Field(default=None, alias="$schema", description="editor hint; ignored")
+    version: Literal[1] = 1
+    crew: CrewInfo
+    agents: list[Agent] = Field(min_length=1)
+    matrix: MatrixSettings | None = None
+    events: EventLog = Field(default_factory=EventLog)
+    forge: Forge = Field(default_factory=Forge)
+    egress: Egress = Field(default_factory=Egress)
+    runtime: Runtime = Field(default_factory=Runtime)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+
+    def agent(self, name: str) -> Agent:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise UnknownAgentError(name, [a.name for a in self.agents])
+
+    def teammates(self, name: str) -> list[Agent]:
+        return [a for a in self.agents if a.name != name]
