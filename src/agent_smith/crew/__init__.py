@@ -31,6 +31,7 @@ from agent_smith.crew.models import (
     parse_duration,
     parse_size,
 )
+from agent_smith.crew.paths import CrewPaths
 from agent_smith.crew.scaffold import scaffold_crew
 from agent_smith.crew.schema import crew_json_schema
 
@@ -40,6 +41,7 @@ __all__ = [
     "AgentMatrix",
     "ClaudeLogin",
     "Crew",
+    "CrewPaths",
     "Egress",
     "EventLog",
     "Forge",

@@ -25,7 +25,6 @@ from pydantic import (
 
 from agent_smith.errors import UnknownAgentError
 
-
 _NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _MATRIX_USER = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::\d+)?$")
