@@ -1,0 +1,201 @@
+"""A small stdio MCP server: newline-delimited JSON-RPC 2.0, the classic `initialize` handshake.
+
+agent-smith's MCP servers (the event log, the Matrix channel) are built on
+this rather than the `mcp` SDK because the pinned Claude Code CLI first sends
+`server/discover` and treats a server that answers it as the new protocol
+era, which is never registered as a channel. Here `server/discover` gets
+-32601 (method not found), like every other unknown method.
+
+    server = McpServer("events", "1.0", [Tool("publish_event", "…", schema, handler)])
+    await server.serve_stdio()
+
+A handler returns text or a JSON-able dict; raising `ToolError` makes the
+call an `isError` result the model sees, anything else is a bug and is
+reported the same way with the exception's type (the server keeps serving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+
+Handler = Callable[[dict[str, Any]], Awaitable[str | dict[str, Any]]]
+
+
+class ToolError(Exception):
+    """A tool refused or failed in a way the model should read (an `isError` result)."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    input_schema: Mapping[str, Any]
+    handler: Handler = field(repr=False)
+
+    def listing(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "inputSchema": dict(self.input_schema)}
+
+
+class _RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class McpServer:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        tools: Sequence[Tool],
+        *,
+        instructions: str | None = None,
+        experimental: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.tools = {tool.name: tool for tool in tools}
+        self.instructions = instructions
+        self.experimental = dict(experimental or {})
+        self.initialized = asyncio.Event()
+        self._writer: asyncio.StreamWriter | _StdoutWriter | None = None
+        self._write_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def serve_stdio(self) -> None:
+        """Serve on this process's stdin/stdout until stdin closes."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        await self.serve(reader, _StdoutWriter())
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | _StdoutWriter) -> None:
+        """Serve one client until its stream ends; in-flight tool calls are awaited."""
+        self._writer = writer
+        try:
+            while line := await reader.readline():
+                if line.strip():
+                    await self._receive(line)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def notify(self, method: str, params: Mapping[str, Any]) -> None:
+        """Send a notification (e.g. `notifications/claude/channel`) once the client is initialized."""
+        await self.initialized.wait()
+        await self._send({"jsonrpc": "2.0", "method": method, "params": dict(params)})
+
+    async def _receive(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            await self._send(_error(None, PARSE_ERROR, "not valid JSON"))
+            return
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            await self._send(_error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
+            return
+        method = message.get("method")
+        if not isinstance(method, str):
+            return  # a response to something we never ask: ignore
+        if "id" not in message:
+            if method == "notifications/initialized":
+                self.initialized.set()
+            return
+        task = asyncio.create_task(self._answer(message["id"], method, message.get("params") or {}))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, request_id: Any, method: str, params: Any) -> None:
+        try:
+            if not isinstance(params, dict):
+                raise _RpcError(INVALID_PARAMS, "params must be an object")
+            result = await self._dispatch(method, params)
+        except _RpcError as exc:
+            await self._send(_error(request_id, exc.code, exc.message))
+            return
+        await self._send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    async def _dispatch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "initialize":
+            return self._initialize(params)
+        if method == "ping":
+            return {}
+        if method == "tools/list":
+            return {"tools": [tool.listing() for tool in self.tools.values()]}
+        if method == "tools/call":
+            return await self._call(params)
+        raise _RpcError(METHOD_NOT_FOUND, f"method not found: {method}")
+
+    def _initialize(self, params: dict[str, Any]) -> dict[str, Any]:
+        asked = params.get("protocolVersion")
+        version = asked if asked in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[0]
+        capabilities: dict[str, Any] = {"tools": {"listChanged": False}}
+        if self.experimental:
+            capabilities["experimental"] = self.experimental
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": {"name": self.name, "version": self.version},
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        return result
+
+    async def _call(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("name")
+        tool = self.tools.get(name) if isinstance(name, str) else None
+        if tool is None:
+            raise _RpcError(INVALID_PARAMS, f"unknown tool: {name}")
+        arguments = params.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            raise _RpcError(INVALID_PARAMS, "arguments must be an object")
+        try:
+            output = await tool.handler(arguments)
+        except ToolError as exc:
+            return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
+        except Exception as exc:
+            log.exception("tool %s failed", tool.name)
+            return {"content": [{"type": "text", "text": f"{tool.name} failed: {type(exc).__name__}"}], "isError": True}
+        if isinstance(output, str):
+            return {"content": [{"type": "text", "text": output}]}
+        return {
+            "content": [{"type": "text", "text": json.dumps(output, ensure_ascii=False, default=str)}],
+            "structuredContent": output,
+        }
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is None:
+            raise RuntimeError("the server is not serving")
+        data = json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n"
+        async with self._write_lock:
+            self._writer.write(data)
+            await self._writer.drain()
+
+
+class _StdoutWriter:
+    """The writer half over this process's stdout (blocking writes are fine: lines are small)."""
+
+    def write(self, data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+
+    async def drain(self) -> None:
+        sys.stdout.buffer.flush()
+
+
+def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
