@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 @dataclass
@@ -20,7 +21,7 @@ class AppContext:
         self.console.file.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}", highlight=False, markup=True)
+        self.err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def app_context(ctx: typer.Context) -> AppContext:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import types
@@ -25,7 +26,6 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from agent_smith.crew.claude_files import Finding, check_credentials_stub, check_mcp, check_settings
-from agent_smith.crew.credentials import credential_kind
 from agent_smith.crew.models import Crew
 from agent_smith.errors import CrewError, Problem
 
@@ -34,6 +34,7 @@ AGENTS_DIR = "agents"
 SHARED_DIR = "_shared"
 
 Loc = tuple[str | int, ...]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
         personas = _load_personas(root / AGENTS_DIR, crew, doc, crew_file, report)
     if report.problems or crew is None:
         raise CrewError(sorted(set(report.problems)))
+    log.debug(
+        "loaded crew %s from %s",
+        crew.crew.name,
+        root,
+        extra={"crew": crew.crew.name, "agents": [a.name for a in crew.agents], "warnings": len(report.warnings)},
+    )
     return LoadedCrew(
         root=root,
         crew=crew,
@@ -388,24 +395,6 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
         "placeholder",
         problem,
     )
-    for i, rule in enumerate(crew.egress.secrets):
-        if kind := credential_kind(rule.placeholder):
-            problem(
-                ("egress", "secrets", i, "placeholder"),
-                f"looks like {kind}; a placeholder must not be a real secret (value not shown)",
-            )
-    if kind := credential_kind(crew.forge.token_placeholder):
-        problem(
-            ("forge", "token_placeholder"),
-            f"looks like {kind}; agents must hold a placeholder (value not shown)",
-        )
-    for i, agent in enumerate(crew.agents):
-        for key, value in agent.env.items():
-            if kind := credential_kind(value):
-                problem(
-                    ("agents", i, "env", key),
-                    f"looks like {kind}; put secrets in egress.secrets (value not shown)",
-                )
     logins = [(("agents", i, "github_login"), a.login) for i, a in enumerate(crew.agents)]
     _first_seen(logins, "GitHub login", problem)
     users = [(("agents", i, "matrix", "user_id"), a.matrix.user_id) for i, a in enumerate(crew.agents) if a.matrix]

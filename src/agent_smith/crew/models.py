@@ -19,10 +19,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from agent_smith.crew.credentials import credential_kind
 from agent_smith.errors import UnknownAgentError
 
 _NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
@@ -89,12 +91,40 @@ def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _not_a_credential(value: str) -> str:
+    if kind := credential_kind(value):
+        raise ValueError(f"looks like {kind}; agents hold placeholders, never real secrets (value not shown)")
+    return value
+
+
+Placeholder = Annotated[str, Field(min_length=8), AfterValidator(_not_a_credential)]
+NonSecret = Annotated[str, AfterValidator(_not_a_credential)]
 Seconds = Annotated[
     float,
     BeforeValidator(parse_duration),
-    Field(json_schema_extra={"examples": ["30s", "5m", "30d"]}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"},
+            ],
+            "examples": ["30s", "5m", "30d"],
+        }
+    ),
 ]
-Bytes = Annotated[int, BeforeValidator(parse_size), Field(json_schema_extra={"examples": ["512MiB", "1GB"]})]
+Bytes = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([KMGTkmgt][Ii]?[Bb]|[Bb])?\s*$"},
+            ],
+            "examples": ["512MiB", "1GB"],
+        }
+    ),
+]
 AgentName = Annotated[str, _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes")]
 RepoName = Annotated[str, _check_pattern(_REPO, "a repository as owner/name")]
 MatrixUserId = Annotated[str, _check_pattern(_MATRIX_USER, "a Matrix user id like @name:server")]
@@ -239,7 +269,7 @@ class SecretRule(_Model):
     """A placeholder the agents carry, and the real secret the firewall swaps in toward `hosts` only."""
 
     name: AgentName
-    placeholder: str = Field(min_length=8, description="the literal token agents hold")
+    placeholder: Placeholder = Field(description="the literal token agents hold")
     source: SecretSource
     hosts: list[HostPattern] = Field(min_length=1)
     where: HeaderPlacement = Field(default_factory=HeaderPlacement)
@@ -250,7 +280,18 @@ class ClaudeLogin(_Model):
 
     enabled: bool = False
     api_hosts: list[HostPattern] = Field(default_factory=lambda: ["api.anthropic.com"])
-    token_url: str = "https://console.anthropic.com/v1/oauth/token"
+    token_url: str = Field(
+        default="https://platform.claude.com/v1/oauth/token",
+        pattern=r"^https://",
+        description="where the CLI refreshes its token (answered by the firewall) and the firewall refreshes the real one",
+    )
+    stub_access_token: str = Field(
+        default="agent-smith-placeholder-claude-access-token",
+        min_length=8,
+        description="the access token in the agents' stub .credentials.json",
+    )
+    stub_refresh_token: str = Field(default="agent-smith-placeholder-claude-refresh-token", min_length=8)
+    refresh_before: Seconds = Field(default=600.0, description="refresh the real token this long before it expires")
 
 
 class AgentEgress(_Model):
@@ -272,7 +313,7 @@ class Agent(_Model):
     remote_control: bool = Field(default=False, description="start claude with --remote-control NAME")
     resources: Resources = Field(default_factory=Resources)
     egress: AgentEgress = Field(default_factory=AgentEgress)
-    env: dict[EnvVarName, str] = Field(default_factory=dict, description="extra, non-secret environment")
+    env: dict[EnvVarName, NonSecret] = Field(default_factory=dict, description="extra, non-secret environment")
 
     @model_validator(mode="after")
     def _primary_in_repos(self) -> Self:
@@ -321,10 +362,17 @@ class Forge(_Model):
         pattern=r"^https?://",
         description="REST base: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise",
     )
-    token_placeholder: str = Field(
+    token_placeholder: Placeholder = Field(
         default="agent-smith-placeholder-github-token",
-        min_length=8,
         description="what agents hold as GITHUB_TOKEN; the firewall swaps in the real token",
+    )
+    git_base_url: str | None = Field(
+        default=None,
+        pattern=r"^(https?|file)://",
+        description=(
+            "where repositories are cloned from as <git_base_url>/<owner>/<name>.git: "
+            "https://github.com for github, the host of base_url for github-enterprise; set it for a mirror"
+        ),
     )
 
     @property
@@ -352,6 +400,13 @@ class Egress(_Model):
         default=None,
         description="the firewall CA certificate agents trust; the firewall's own when absent",
     )
+    upstream_ca: str | None = Field(
+        default=None,
+        description="CA bundle upstream servers are verified against; the system bundle when absent",
+    )
+    metrics_listen: str | None = Field(
+        default=None, description="address of the Prometheus metrics endpoint (host:port); off when absent"
+    )
 
 
 class Runtime(_Model):
@@ -362,12 +417,50 @@ class Runtime(_Model):
     tmux_socket: str = Field(default="agent-smith", description="agent-smith's own tmux server (-L)")
 
 
+class NetworkPeer(_Model):
+    """A server outside the render the agents may reach directly: an IP block, or pods by namespace and labels."""
+
+    cidr: str | None = Field(default=None, description="e.g. 203.0.113.10/32")
+    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.cidr is None) == (self.namespace is None and not self.pod_labels):
+            raise ValueError("give either cidr, or namespace and/or pod_labels")
+        return self
+
+
 class Kubernetes(_Model):
     namespace: str = Field(default="agent-smith", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     image: str = "ghcr.io/agent-smith/agent-smith:latest"
     storage_class: str | None = None
     transparent_egress: bool = False
     external_secrets: bool = Field(default=False, description="take the firewall's secrets from an ExternalSecret")
+    secret_store: str = Field(
+        default="agent-smith",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="the ClusterSecretStore the ExternalSecret reads from (with external_secrets)",
+    )
+    agent_role: Literal["none", "read-only", "read-write"] = Field(
+        default="read-only",
+        description="each agent's namespaced Role: none (no API token mounted), read-only, or read-write; never Secrets",
+    )
+    firewall_cluster_ip: str | None = Field(
+        default=None,
+        description="a fixed ClusterIP for the firewall Service; transparent_egress points agents' host names at it",
+    )
+    matrix_peer: NetworkPeer | None = Field(
+        default=None, description="where the homeserver is, when it is neither in-cluster (*.svc) nor via the firewall"
+    )
+    nats_peer: NetworkPeer | None = Field(default=None, description="where an external events.nats_url server is")
+    api_server: NetworkPeer | None = Field(
+        default=None, description="where the Kubernetes API server is, so agents with a role can reach it"
+    )
+    nats_image: str = Field(
+        default="docker.io/library/nats:2.15.1-alpine",
+        description="the NATS server image, pinned to the version the tests run against",
+    )
 
 
 class CrewInfo(_Model):

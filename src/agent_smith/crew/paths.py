@@ -1,13 +1,13 @@
 """Where a crew's state lives on disk: one layout every subsystem agrees on.
 
-    <runtime.state_dir>/<crew name>/
-    ├── agents/<name>/home/        the agent's HOME (~/.claude, ~/.claude.json, ~/.gitconfig)
-    ├── agents/<name>/workspace/   its repositories, one directory per owner/name
-    ├── agents/<name>/state/       hook, chat and supervisor state of that agent
-    ├── firewall/                  the firewall's CA, identity key, secret store, audit log
-    ├── events/                    the event log's outbox
-    ├── nats/                      the embedded nats-server's JetStream store
-    └── logs/                      pane captures and process logs
+<runtime.state_dir>/<crew name>/
+├── agents/<name>/home/        the agent's HOME (~/.claude, ~/.claude.json, ~/.gitconfig)
+├── agents/<name>/workspace/   its repositories, one directory per owner/name
+├── agents/<name>/state/       hook, chat and supervisor state of that agent
+├── firewall/                  the firewall's CA, identity key, secret store, audit log
+├── events/                    the event log's outbox
+├── nats/                      the embedded nats-server's JetStream store
+└── logs/                      pane captures and process logs
 """
 
 from __future__ import annotations

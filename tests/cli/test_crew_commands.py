@@ -1,0 +1,141 @@
+"""The crew verbs through the real entry point: exit codes and what users read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent_smith.cli.app import app
+
+runner = CliRunner()
+AGENT_SMITH = Path(sys.executable).parent / "agent-smith"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a child process, as a user runs it."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "MATRIX_", "NATS_", "GITHUB_"))}
+    return subprocess.run(
+        [str(AGENT_SMITH), *args], capture_output=True, text=True, env={**base, **(env or {})}, check=False, timeout=60
+    )
+
+
+def test_init_then_validate_exits_zero(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    init = run("init", str(crew))
+    assert init.returncode == 0, init.stderr
+    assert "Wrote a crew of two agents" in init.stdout
+    result = run("validate", str(crew))
+    assert result.returncode == 0, result.stderr
+    assert "ok crew 'example-crew': 2 agents (devbot, reviewbot)" in result.stdout
+
+
+def test_three_mistakes_exit_two_with_three_lines_and_no_traceback(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    run("init", str(crew))
+    crew_yaml = crew / "crew.yaml"
+    text = crew_yaml.read_text()
+    text = text.replace("permission_mode: acceptEdits", "permission_mode: yolo", 1)
+    text = text.replace("max_bytes: 1GiB", "max_bytes: lots")
+    text = text.replace("listen: 127.0.0.1:3128", "listen: 127.0.0.1:3128\n  lisen: 1")
+    crew_yaml.write_text(text)
+    result = run("validate", str(crew))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, result.stderr
+    assert all(line.startswith(f"error: {crew_yaml}:") for line in lines)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert any("did you mean 'listen'" in line for line in lines)
+
+
+def test_init_refuses_a_non_empty_directory_without_force(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    result = run("init", str(tmp_path))
+    assert result.returncode == 2
+    assert "not empty; pass --force" in result.stderr
+    assert run("init", "--force", str(tmp_path)).returncode == 0
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_validate_json_and_environment_overrides(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    run("init", str(crew))
+    result = run("validate", "--json", env={"AGENT_SMITH_CREW": str(crew), "NATS_URL": "nats://127.0.0.1:4222"})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data == {
+        "ok": True,
+        "crew": "example-crew",
+        "agents": ["devbot", "reviewbot"],
+        "warnings": [],
+        "overridden_by_env": ["NATS_URL"],
+    }
+
+
+def test_validate_warns_about_unnamed_personas(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    run("init", str(crew))
+    (crew / "agents" / "ghost").mkdir()
+    result = run("validate", str(crew))
+    assert result.returncode == 0
+    assert "ghost/: persona directory not named in crew.yaml" in result.stderr
+
+
+def test_schema_prints_the_json_schema() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "Crew"
+    assert "agents" in schema["properties"]
+
+
+def test_doctor_json_lists_every_part() -> None:
+    result = run("doctor", "--json")
+    data = json.loads(result.stdout)
+    parts = {row["part"]: row for row in data["parts"]}
+    assert set(parts) == {"tmux", "git", "gh", "Node.js", "claude CLI", "nats-server", "Synapse"}
+    # In CI every part must be there: a missing one is a failure, not a skip.
+    assert data["ok"] is True, [p for p in data["parts"] if not p["found"]]
+    assert result.returncode == 0
+    assert parts["claude CLI"]["version"] == "2.1.331"
+
+
+def test_doctor_fails_with_the_fix_when_a_part_is_missing(tmp_path: Path) -> None:
+    # An empty PATH hides tmux, git, gh and node; the table names each fix.
+    result = run("doctor", env={"PATH": str(tmp_path), "COLUMNS": "200"})
+    assert result.returncode == 1
+    assert "apt-get install -y tmux" in result.stdout
+    assert "missing" in result.stdout
+
+
+@pytest.mark.parametrize("verb", ["init", "validate", "schema", "doctor", "mcp"])
+def test_every_verb_has_help(verb: str) -> None:
+    result = runner.invoke(app, [verb, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.stdout
+
+
+def test_version_and_bad_usage() -> None:
+    assert run("--version").stdout.strip() == "agent-smith 0.1.0"
+    bad = run("no-such-verb")
+    assert bad.returncode == 2
+    assert "No such command" in bad.stderr
+
+
+def test_json_log_format_emits_one_object_per_line(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    run("init", str(crew))
+    (crew / "agents" / "ghost").mkdir()
+    result = run("--log-format", "json", "--log-level", "debug", "validate", str(crew))
+    assert result.returncode == 0
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    loaded = [e for e in entries if e["logger"] == "agent_smith.crew.loader"]
+    assert len(loaded) == 1
+    assert loaded[0]["level"] == "debug"
+    assert loaded[0]["agents"] == ["devbot", "reviewbot"]
+    assert set(loaded[0]) >= {"time", "level", "logger", "message", "crew"}

@@ -1,0 +1,232 @@
+"""Loading a crew directory: every problem in one run, each as file:line:col: path: message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent_smith.crew import load_crew, scaffold_crew
+from agent_smith.errors import CrewError
+
+FAKE_GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+
+
+@pytest.fixture
+def crew_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "crew"
+    scaffold_crew(directory)
+    return directory
+
+
+def problems(directory: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(CrewError) as caught:
+        load_crew(directory, env=env or {})
+    return [str(p) for p in caught.value.problems]
+
+
+def edit(file: Path, old: str, new: str) -> None:
+    text = file.read_text()
+    assert old in text, f"{old!r} not in {file}"
+    file.write_text(text.replace(old, new, 1))
+
+
+def line_of(file: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(file.read_text().splitlines(), 1) if needle in line)
+
+
+def test_the_scaffolded_crew_loads_without_warnings(crew_dir: Path) -> None:
+    loaded = load_crew(crew_dir, env={})
+    assert [a.name for a in loaded.crew.agents] == ["devbot", "reviewbot"]
+    assert loaded.warnings == ()
+    assert set(loaded.personas) == {"devbot", "reviewbot"}
+    assert "Working agreements" in loaded.shared.claude_md
+    assert [p.name for p in loaded.personas["devbot"].subagents] == ["test-writer.md"]
+    assert loaded.crew.agent("devbot").primary == "example/widgets"
+
+
+def test_three_mistakes_give_three_located_problems(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "    role: developer\n", "    role: developer\n    permision_mode: plan\n")
+    edit(
+        crew_yaml, "repos: [example/widgets]\n    git: {name: reviewbot", "repos: [widgets]\n    git: {name: reviewbot"
+    )
+    edit(crew_yaml, "max_age: 30d", "max_age: soon")
+    found = problems(crew_dir)
+    assert len(found) == 3
+    name = str(crew_yaml)
+    assert (
+        f"{name}:{line_of(crew_yaml, 'permision_mode')}:5: agents[0].permision_mode: unknown key; did you mean 'permission_mode'?"
+        in found
+    )
+    assert any(
+        p.startswith(f"{name}:{line_of(crew_yaml, 'repos: [widgets]')}:") and "agents[1].repos[0]" in p for p in found
+    )
+    assert any(p.startswith(f"{name}:{line_of(crew_yaml, 'max_age')}:") and "events.max_age" in p for p in found)
+
+
+def test_unknown_top_level_key_lists_a_suggestion(crew_dir: Path) -> None:
+    (crew_dir / "crew.yaml").write_text((crew_dir / "crew.yaml").read_text() + "egres:\n  listen: x\n")
+    [problem] = problems(crew_dir)
+    assert "egres: unknown key; did you mean 'egress'?" in problem
+
+
+def test_yaml_syntax_error_is_located(crew_dir: Path) -> None:
+    (crew_dir / "crew.yaml").write_text("version: 1\ncrew: {name: x\nagents: []\n")
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{crew_dir / 'crew.yaml'}:")
+    assert "invalid YAML" in problem
+
+
+def test_duplicate_keys_are_refused(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "events:\n", "events:\n  max_bytes: 1GiB\n")
+    [problem] = problems(crew_dir)
+    assert "invalid YAML" in problem
+
+
+def test_missing_crew_yaml_says_how_to_make_one(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path)
+    assert "agent-smith init" in problem
+
+
+def test_duplicate_agent_names_point_at_the_second(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "  - name: reviewbot", "  - name: devbot")
+    found = problems(crew_dir)
+    assert any("agents[1].name: agent name 'devbot' is already used at agents[0].name" in p for p in found)
+
+
+def test_a_persona_directory_is_required_and_unnamed_ones_warn(crew_dir: Path) -> None:
+    (crew_dir / "agents" / "devbot").rename(crew_dir / "agents" / "olddev")
+    found = problems(crew_dir)
+    assert any("agents[0].name: no persona directory" in p for p in found)
+    (crew_dir / "agents" / "olddev").rename(crew_dir / "agents" / "devbot")
+    (crew_dir / "agents" / "spare").mkdir()
+    loaded = load_crew(crew_dir, env={})
+    assert any("spare/: persona directory not named in crew.yaml" in w for w in loaded.warnings)
+
+
+def test_enabled_plugins_must_be_booleans(crew_dir: Path) -> None:
+    settings = crew_dir / "agents" / "_shared" / "settings.json"
+    data = json.loads(settings.read_text())
+    data["enabledPlugins"] = {"good@market": True, "bad@market": {"enabled": True}}
+    settings.write_text(json.dumps(data, indent=2))
+    [problem] = problems(crew_dir)
+    line = line_of(settings, '"bad@market"')
+    assert problem.startswith(f"{settings}:{line}:")
+    assert "enabledPlugins.bad@market: must be true or false, not an object" in problem
+
+
+def test_hook_shapes_are_checked(crew_dir: Path) -> None:
+    settings = crew_dir / "agents" / "_shared" / "settings.json"
+    data = json.loads(settings.read_text())
+    data["hooks"] = {
+        "Stop": [{"hooks": [{"type": "command"}]}],
+        "PostToolUse": [{"matcher": "Bash", "hooks": [{"type": "shell", "command": "x"}]}],
+        "NoSuchEvent": [],
+    }
+    settings.write_text(json.dumps(data, indent=2))
+    with pytest.raises(CrewError) as caught:
+        load_crew(crew_dir, env={})
+    found = [str(p) for p in caught.value.problems]
+    assert any('hooks.Stop[0].hooks[0]: a command hook needs "command"' in p for p in found)
+    assert any("hooks.PostToolUse[0].hooks[0].type: type must be one of" in p for p in found)
+    assert len(found) == 2
+
+
+def test_a_real_looking_credential_is_refused_without_printing_it(crew_dir: Path) -> None:
+    stub = crew_dir / "agents" / "_shared" / ".credentials.json"
+    data = json.loads(stub.read_text())
+    data["claudeAiOauth"]["accessToken"] = "sk-ant-oat01-" + "x" * 40
+    stub.write_text(json.dumps(data, indent=2))
+    mcp = crew_dir / "agents" / "devbot" / "mcp.json"
+    mcp.write_text(json.dumps({"mcpServers": {"gh": {"command": "gh-mcp", "env": {"TOKEN": FAKE_GITHUB_TOKEN}}}}))
+    found = problems(crew_dir)
+    assert len(found) == 2
+    joined = "\n".join(found)
+    assert "sk-ant-oat01-" not in joined
+    assert FAKE_GITHUB_TOKEN not in joined
+    assert "claudeAiOauth.accessToken: holds what looks like an Anthropic key" in joined
+    assert "mcpServers.gh.env.TOKEN: holds what looks like a GitHub token" in joined
+
+
+def test_mcp_json_shapes(crew_dir: Path) -> None:
+    mcp = crew_dir / "agents" / "devbot" / "mcp.json"
+    mcp.write_text(
+        json.dumps({"mcpServers": {"a": {"type": "stdio"}, "b": {"type": "http"}, "c": {"type": "pigeon"}}, "x": 1})
+    )
+    found = "\n".join(problems(crew_dir))
+    assert 'mcpServers.a: a stdio server needs "command"' in found
+    assert 'mcpServers.b: a http server needs "url"' in found
+    assert "mcpServers.c.type: type must be one of" in found
+    assert 'x: unknown key; an MCP config holds only "mcpServers"' in found
+
+
+def test_invalid_json_is_located(crew_dir: Path) -> None:
+    settings = crew_dir / "agents" / "_shared" / "settings.json"
+    settings.write_text('{\n  "env": {\n    "A": "b",\n  }\n}\n')
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{settings}:4:3: invalid JSON")
+
+
+def test_subagent_front_matter(crew_dir: Path) -> None:
+    sub = crew_dir / "agents" / "devbot" / "subagents" / "broken.md"
+    sub.write_text("---\nname: broken\n---\nno description\n")
+    [problem] = problems(crew_dir)
+    assert f"{sub}:1:1: description: required" in problem
+    sub.write_text("just text\n")
+    assert any("no front matter" in w for w in load_crew(crew_dir, env={}).warnings)
+
+
+def test_container_contract_overrides_the_file(crew_dir: Path) -> None:
+    env = {
+        "AGENT_NAME": "devbot",
+        "AGENT_REPOS": "acme/api, acme/web",
+        "PRIMARY_REPO": "acme/web",
+        "MATRIX_HOMESERVER_URL": "https://matrix.acme.test",
+        "MATRIX_BOT_USER_ID": "@dev:acme.test",
+        "MATRIX_ALLOWED_USERS": "@alice:acme.test @bob:acme.test",
+        "GITHUB_TOKEN": "placeholder-from-env",
+        "NATS_URL": "nats://nats:4222",
+        "AGENT_SMITH_CA_CERT": "/etc/agent-smith/ca.pem",
+        "AGENT_SMITH_EVENTS__MAX_AGE": "7d",
+        "AGENT_SMITH_LOG_FORMAT": "json",
+    }
+    loaded = load_crew(crew_dir, env=env)
+    dev = loaded.crew.agent("devbot")
+    assert dev.repos == ["acme/api", "acme/web"]
+    assert dev.primary == "acme/web"
+    assert dev.matrix is not None
+    assert dev.matrix.user_id == "@dev:acme.test"
+    assert dev.matrix.allowed_senders == ["@alice:acme.test", "@bob:acme.test"]
+    assert loaded.crew.matrix is not None
+    assert loaded.crew.matrix.homeserver == "https://matrix.acme.test"
+    assert loaded.crew.forge.token_placeholder == "placeholder-from-env"
+    assert loaded.crew.events.nats_url == "nats://nats:4222"
+    assert loaded.crew.events.max_age == 7 * 86400
+    assert loaded.crew.egress.ca_cert == "/etc/agent-smith/ca.pem"
+    assert loaded.crew.agent("reviewbot").repos == ["example/widgets"]
+    assert "AGENT_SMITH_EVENTS__MAX_AGE" in loaded.overrides
+
+
+def test_agent_name_from_env_can_add_an_agent_with_a_persona(crew_dir: Path) -> None:
+    persona = crew_dir / "agents" / "opsbot"
+    persona.mkdir()
+    (persona / "CLAUDE.md").write_text("# opsbot\n")
+    loaded = load_crew(crew_dir, env={"AGENT_NAME": "opsbot", "AGENT_REPOS": "acme/infra"})
+    assert loaded.crew.agent("opsbot").repos == ["acme/infra"]
+
+
+def test_bad_env_values_are_reported_against_the_variable(crew_dir: Path) -> None:
+    found = problems(crew_dir, {"AGENT_NAME": "devbot", "PRIMARY_REPO": "nope", "GITHUB_TOKEN": FAKE_GITHUB_TOKEN})
+    joined = "\n".join(found)
+    assert "$PRIMARY_REPO:1:1: agents[0].primary_repo:" in joined
+    assert "$GITHUB_TOKEN:1:1: forge.token_placeholder: looks like a GitHub token" in joined
+    assert FAKE_GITHUB_TOKEN not in joined
+
+
+def test_a_crew_file_path_is_accepted_as_well_as_its_directory(crew_dir: Path) -> None:
+    assert load_crew(crew_dir / "crew.yaml", env={}).root == crew_dir
+    assert load_crew(None, env={"AGENT_SMITH_CREW": str(crew_dir)}).root == crew_dir

@@ -1,0 +1,116 @@
+"""Pure value parsing of the crew model: durations, sizes, credential shapes, the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from agent_smith.crew import (
+    credential_kind,
+    crew_json_schema,
+    find_credentials,
+    parse_duration,
+    parse_size,
+    scaffold_crew,
+)
+
+UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(sorted(UNITS)))
+def test_durations_scale_by_their_unit(n: int, unit: str) -> None:
+    assert parse_duration(f"{n}{unit}") == pytest.approx(n * UNITS[unit])
+    assert parse_duration(f" {n} {unit} ") == pytest.approx(n * UNITS[unit])
+
+
+@given(st.floats(min_value=0, max_value=1e9, allow_nan=False))
+def test_bare_numbers_are_seconds(x: float) -> None:
+    assert parse_duration(x) == x
+
+
+@pytest.mark.parametrize("bad", ["", "soon", "5 minutes", "-3s", True, None, [1], "1y"])
+def test_bad_durations_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1GiB", 2**30), ("1GB", 10**9), ("512MiB", 512 * 2**20), ("10kb", 10_000), ("7", 7), (42, 42), ("1.5KiB", 1536)],
+)
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["big", "1PB", "-1", False, 1.5])
+def test_bad_sizes_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(bad)
+
+
+REAL_SHAPED = {
+    "anthropic api key": "sk-ant-api03-" + "a" * 40,
+    "anthropic oauth": "sk-ant-oat01-" + "Zz9_-" * 10,
+    "github classic": "ghp_" + "x1" * 18,
+    "github oauth": "gho_" + "Q" * 36,
+    "github app": "ghs_" + "7" * 36,
+    "fine grained": "github_pat_" + "11ABCDEFG" * 5,
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "matrix": "syt_ZGV2Ym90_abcdefghijklmnopqrst_1a2b3c",
+    "slack": "xoxb-1234567890-abcdefghij",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "embedded": "Bearer ghp_" + "x1" * 18,
+}
+PLACEHOLDERS = [
+    "agent-smith-placeholder-github-token",
+    "agent-smith-placeholder-claude-access-token",
+    "ghp_short",
+    "sk-ant-placeholder",
+    "",
+    "eyJ-not-a-jwt",
+]
+
+
+@pytest.mark.parametrize("value", REAL_SHAPED.values(), ids=REAL_SHAPED.keys())
+def test_real_credential_shapes_are_recognised(value: str) -> None:
+    assert credential_kind(value) is not None
+
+
+@pytest.mark.parametrize("value", PLACEHOLDERS)
+def test_placeholders_are_not_mistaken_for_credentials(value: str) -> None:
+    assert credential_kind(value) is None
+
+
+def test_find_credentials_reports_paths_never_values() -> None:
+    data = {"a": [{"b": REAL_SHAPED["github classic"]}, "fine"], "c": {"d": 3}}
+    found = list(find_credentials(data))
+    assert found == [(("a", 0, "b"), "a GitHub token (gh?_…)")]
+    assert REAL_SHAPED["github classic"] not in repr(found)
+
+
+def test_the_scaffolded_crew_yaml_satisfies_the_published_schema(tmp_path: Path) -> None:
+    scaffold_crew(tmp_path / "c")
+    schema = json.loads((tmp_path / "c" / "crew.schema.json").read_text())
+    assert schema == crew_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    data = YAML(typ="safe").load((tmp_path / "c" / "crew.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+    assert (tmp_path / "c" / "crew.yaml").read_text().startswith("# yaml-language-server: $schema=./crew.schema.json")
+
+
+def test_the_schema_refuses_unknown_keys() -> None:
+    validator = jsonschema.Draft202012Validator(crew_json_schema())
+    errors = list(validator.iter_errors({"crew": {"name": "x"}, "agents": [{"name": "ab", "rol": "x"}]}))
+    assert any("rol" in e.message for e in errors)
+
+
+def test_the_credentials_stub_is_written_private(tmp_path: Path) -> None:
+    scaffold_crew(tmp_path / "c")
+    stub = tmp_path / "c" / "agents" / "_shared" / ".credentials.json"
+    assert stub.stat().st_mode & 0o777 == 0o600
