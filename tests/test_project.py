@@ -1,0 +1,68 @@
+"""Project-wide checks: lint, format, types, the README's generated blocks, the two commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+
+
+def test_ruff_lint_is_clean() -> None:
+    result = run(str(BIN / "ruff"), "check", "src", "tests", "bench", "scripts")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    result = run(str(BIN / "ruff"), "format", "--check", "src", "tests", "bench", "scripts")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean_on_src() -> None:
+    result = run(str(BIN / "mypy"), "src")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_generated_blocks_are_current() -> None:
+    result = run(sys.executable, "scripts/update_readme.py", "--check")
+    assert result.returncode == 0, "README.md is out of date: run .venv/bin/python scripts/update_readme.py"
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in blocks.splitlines() if line and not line.startswith("#")]
+    assert commands == [
+        "bash scripts/install.sh && .venv/bin/agent-smith demo",
+        "bash scripts/install.sh && .venv/bin/python -m pytest",
+    ]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci
+
+
+def test_no_unfinished_markers_in_src() -> None:
+    markers = ("TO" + "DO", "FIX" + "ME", "XX" + "X", "NotImplemented" + "Error")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in (ROOT / "src").rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(marker in line for marker in markers)
+    ]
+    assert offenders == []
+
+
+def test_tests_never_skip() -> None:
+    patterns = ("pytest.sk" + "ip(", "mark.sk" + "ip", "importor" + "skip(")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in (ROOT / "tests").rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(p in line for p in patterns)
+    ]
+    assert offenders == []
