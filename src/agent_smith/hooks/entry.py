@@ -1,0 +1,85 @@
+"""The hook commands' fast path: plain argv, stdin JSON, no CLI framework.
+
+`agent-smith hook <kind>` is dispatched here before Typer and Rich are
+imported (see `agent_smith.__main__`), so a hook costs little more than the
+interpreter's start-up. Every failure is one line on stderr and exit 0 — a
+hook never wedges the agent — except the Stop hook's deliberate exit 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent_smith.hooks.context import HookSetupError, load_context
+
+KINDS = ("stop", "prompt", "tool", "deliver")
+POLL_ENV = "AGENT_SMITH_STOP_POLL"
+WATCH_ENV = "AGENT_SMITH_STOP_WATCH"
+DEFAULT_POLL = 60.0
+DEFAULT_WATCH = 3000.0
+
+
+def read_payload(raw: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return max(float(env.get(name, default)), 0.0)
+    except ValueError:
+        return default
+
+
+def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    if kind not in KINDS:
+        sys.stderr.write(f"agent-smith hook: unknown hook {kind!r} (one of {', '.join(KINDS)})\n")
+        return 0
+    payload = read_payload(sys.stdin.read()) if kind != "deliver" else {}
+    try:
+        context = load_context(env)
+    except HookSetupError as exc:
+        sys.stderr.write(f"agent-smith hook {kind}: {exc}\n")
+        return 0
+    try:
+        return _dispatch(kind, context, payload, env)
+    except Exception as exc:  # the last line of defence: the agent goes on
+        from agent_smith.hooks.store import log_line
+
+        log_line(context.state, kind, f"failed: {type(exc).__name__}: {exc}")
+        sys.stderr.write(f"agent-smith hook {kind}: {type(exc).__name__}: {exc}\n")
+        return 0
+
+
+def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[str, str]) -> int:
+    if kind == "prompt":
+        from agent_smith.hooks.prompt import hook_output, prompt_context, read_activity
+
+        text = prompt_context(context, dt.datetime.now(dt.UTC), read_activity(context.state))
+        sys.stdout.write(hook_output(text) + "\n")
+        return 0
+    if kind == "tool":
+        from agent_smith.hooks.tool import run_tool
+
+        return run_tool(context, payload)
+    if kind == "stop":
+        from agent_smith.hooks.stop import fetch_snapshot, run_stop
+
+        return run_stop(
+            context,
+            lambda: fetch_snapshot(context, env),
+            poll=_seconds(env, POLL_ENV, DEFAULT_POLL) or DEFAULT_POLL,
+            watch_for=_seconds(env, WATCH_ENV, DEFAULT_WATCH),
+        )
+    from agent_smith.hooks.deliver import run_deliver
+
+    return run_deliver(context, env)

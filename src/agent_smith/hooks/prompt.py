@@ -1,0 +1,61 @@
+"""UserPromptSubmit: add the crew's reply style and the agent's current state to every prompt."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent_smith.hooks.context import HookContext
+from agent_smith.quiet_hours import parse_hhmm, quiet_until
+
+ACTIVITY_FILE = "activity.json"
+
+
+def prompt_context(context: HookContext, now: dt.datetime, activity: Mapping[str, Any] | None) -> str:
+    """The additional context text. Pure: the snapshot, the time and the last review check."""
+    lines = [f"[agent-smith] You are {context.agent}, GitHub login {context.login}."]
+    if context.reply_style:
+        lines.append(f"Reply style: {context.reply_style}")
+    if context.quiet_hours:
+        window = context.quiet_hours
+        until = quiet_until(parse_hhmm(window["start"]), parse_hhmm(window["end"]), window["timezone"], now)
+        span = f"{window['start']}–{window['end']} {window['timezone']}"
+        if until is not None:
+            lines.append(
+                f"Quiet hours now ({span}, until {until.strftime('%H:%M')}): "
+                "do not post or react in chat except for incidents."
+            )
+        else:
+            lines.append(f"Quiet hours: {span} (not now).")
+    lines.extend(_awaiting(activity))
+    return "\n".join(lines)
+
+
+def _awaiting(activity: Mapping[str, Any] | None) -> Sequence[str]:
+    if not activity:
+        return ["Open PRs awaiting you: not checked yet."]
+    checked = str(activity.get("checked_at", ""))[:16].replace("T", " ")
+    prs = [p for p in activity.get("pull_requests", []) if p.get("unaddressed")]
+    if not prs:
+        return [f"Open PRs awaiting you (checked {checked} UTC): none."]
+    out = [f"Open PRs awaiting you (checked {checked} UTC):"]
+    for pr in prs:
+        count = int(pr["unaddressed"])
+        out.append(f'- {pr["repo"]}#{pr["number"]} "{pr["title"]}" — {count} unaddressed item{"s" * (count != 1)}')
+    return out
+
+
+def read_activity(state: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state / "hooks" / ACTIVITY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def hook_output(text: str) -> str:
+    """UserPromptSubmit's stdout: the JSON Claude Code reads as additional context."""
+    return json.dumps({"hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": text}})

@@ -1,0 +1,262 @@
+"""Recognise a pull request opened, reviewed or merged in a PostToolUse payload. Pure.
+
+Sources, as Claude Code reports them to the hook:
+- the Bash tool running `gh pr create|review|merge` or `gh api` on a pull
+  request (the command in `tool_input.command`, its output in
+  `tool_response.stdout`/`stderr`);
+- a forge MCP tool (`mcp__<server>__<tool>`) whose name says create/review/merge
+  pull request, with the PR in its input (owner, repo, pull_number) or in its
+  response (`html_url`).
+Anything unrecognised is None: the hook then does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Action = Literal["opened", "reviewed", "merged"]
+
+PR_URL = re.compile(r"https?://[^\s/]+(?:/[^\s/]+)*?/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/pull/(?P<number>\d+)")
+_API_PR = re.compile(r"^/?repos/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/pulls/(?P<number>\d+)(?P<rest>/[\w/]*)?$")
+_GH_REVIEW_OUTPUT = (
+    (re.compile(r"Approved pull request (?:[\w.-]+/[\w.-]+)?#(\d+)"), "APPROVED"),
+    (re.compile(r"Requested changes to pull request (?:[\w.-]+/[\w.-]+)?#(\d+)"), "CHANGES_REQUESTED"),
+    (re.compile(r"Reviewed pull request (?:[\w.-]+/[\w.-]+)?#(\d+)"), "COMMENTED"),
+)
+_GH_MERGED_OUTPUT = re.compile(
+    r"(?:Merged|Squashed and merged|Rebased and merged) pull request (?:[\w.-]+/[\w.-]+)?#(\d+)"
+)
+_SEPARATORS = {"&&", "||", ";", "|", "&"}
+
+
+@dataclass(frozen=True)
+class PrAction:
+    action: Action
+    repo: str | None
+    number: int | None
+    url: str | None = None
+    title: str | None = None
+    review_state: str | None = None
+
+
+def recognise(payload: Mapping[str, Any], default_repo: str | None = None) -> PrAction | None:
+    """The PR action a finished tool call performed, if any."""
+    tool = str(payload.get("tool_name") or "")
+    tool_input = payload.get("tool_input")
+    tool_input = tool_input if isinstance(tool_input, Mapping) else {}
+    output = _output_text(payload.get("tool_response"))
+    if tool == "Bash":
+        return _from_bash(str(tool_input.get("command") or ""), output, default_repo)
+    if tool.startswith("mcp__"):
+        return _from_mcp(tool.rsplit("__", 1)[-1].lower(), tool_input, output)
+    return None
+
+
+def _output_text(response: Any) -> str:
+    if isinstance(response, str):
+        return response
+    if isinstance(response, Mapping):
+        parts = [str(response.get(k) or "") for k in ("stdout", "stderr", "output", "result")]
+        content = response.get("content")
+        if isinstance(content, Sequence) and not isinstance(content, str):
+            parts.extend(str(c.get("text") or "") for c in content if isinstance(c, Mapping))
+        return "\n".join(p for p in parts if p)
+    if isinstance(response, Sequence):
+        return "\n".join(str(c.get("text") or "") if isinstance(c, Mapping) else str(c) for c in response)
+    return ""
+
+
+def _commands(command: str) -> list[list[str]]:
+    """Simple commands of a shell line, split on && || ; | & (quotes respected)."""
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+    except ValueError:
+        return []
+    out: list[list[str]] = [[]]
+    for token in tokens:
+        if token in _SEPARATORS:
+            out.append([])
+        else:
+            out[-1].append(token)
+    return [c for c in out if c]
+
+
+def _option(args: Sequence[str], *names: str) -> str | None:
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def _from_bash(command: str, output: str, default_repo: str | None) -> PrAction | None:
+    for argv in _commands(command):
+        if len(argv) < 2 or argv[0] != "gh":
+            continue
+        if argv[1] == "api":
+            found = _from_gh_api(argv[2:], output)
+        elif argv[1] == "pr" and len(argv) > 2:
+            found = _from_gh_pr(argv[2], argv[3:], output, default_repo)
+        else:
+            found = None
+        if found is not None:
+            return found
+    return None
+
+
+_PR_VALUE_FLAGS = frozenset(
+    {"-R", "--repo", "-t", "--title", "-b", "--body", "-F", "--body-file", "-B", "--base", "-H", "--head"}
+)
+_API_VALUE_FLAGS = frozenset(
+    {
+        "-X",
+        "--method",
+        "-f",
+        "--raw-field",
+        "-F",
+        "--field",
+        "-H",
+        "--header",
+        "-q",
+        "--jq",
+        "-t",
+        "--template",
+        "--input",
+        "--hostname",
+        "--cache",
+        "-p",
+        "--preview",
+    }
+)
+
+
+def _positional(args: Sequence[str], takes_value: frozenset[str] = _PR_VALUE_FLAGS) -> str | None:
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in takes_value:
+            skip = True
+            continue
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _pr_ref(args: Sequence[str], output: str, default_repo: str | None) -> tuple[str | None, int | None, str | None]:
+    """(repo, number, url) from gh's arguments and output."""
+    repo = _option(args, "-R", "--repo") or default_repo
+    target = _positional(args)
+    for text in (target or "", output):
+        if match := PR_URL.search(text):
+            return f"{match['owner']}/{match['repo']}", int(match["number"]), match.group(0)
+    if target and target.lstrip("#").isdigit():
+        return repo, int(target.lstrip("#")), None
+    return repo, None, None
+
+
+def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str | None) -> PrAction | None:
+    if verb == "create":
+        match = PR_URL.search(output)
+        if match is None:
+            return None  # gh failed (or only printed a hint): nothing was opened
+        slug = f"{match['owner']}/{match['repo']}"
+        return PrAction("opened", slug, int(match["number"]), match.group(0), _option(args, "-t", "--title"))
+    if verb == "review":
+        state = _review_flag(args)
+        for pattern, said in _GH_REVIEW_OUTPUT:
+            if found := pattern.search(output):
+                repo, number, url = _pr_ref(args, output, default_repo)
+                return PrAction("reviewed", repo, number or int(found.group(1)), url, review_state=said)
+        # gh prints nothing on success when stdout is not a terminal (as in the Bash tool);
+        # PostToolUse only runs for a command that succeeded.
+        if state is None or _failed(output):
+            return None
+        repo, number, url = _pr_ref(args, output, default_repo)
+        return PrAction("reviewed", repo, number, url, review_state=state)
+    if verb == "merge":
+        merged = _GH_MERGED_OUTPUT.search(output)
+        if merged is None and _failed(output):
+            return None
+        repo, number, url = _pr_ref(args, output, default_repo)
+        return PrAction("merged", repo, number or (int(merged.group(1)) if merged else None), url)
+    return None
+
+
+def _review_flag(args: Sequence[str]) -> str | None:
+    for flag, state in (
+        (("-a", "--approve"), "APPROVED"),
+        (("-r", "--request-changes"), "CHANGES_REQUESTED"),
+        (("-c", "--comment"), "COMMENTED"),
+    ):
+        if any(a in flag for a in args):
+            return state
+    return None
+
+
+_FAILURE = re.compile(
+    r"^(?:X |error|failed|GraphQL:|HTTP \d{3}|could not|no pull requests? found)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def _failed(output: str) -> bool:
+    return bool(_FAILURE.search(output))
+
+
+def _from_gh_api(args: Sequence[str], output: str) -> PrAction | None:
+    path = _positional(args, _API_VALUE_FLAGS)
+    if path is None or (match := _API_PR.match(path)) is None:
+        return None
+    repo, number = f"{match['owner']}/{match['repo']}", int(match["number"])
+    rest = (match["rest"] or "").rstrip("/")
+    response = _json_object(output)
+    if rest == "/reviews" and response.get("state"):
+        return PrAction("reviewed", repo, number, _str(response.get("html_url")), review_state=str(response["state"]))
+    if rest == "/merge" and response.get("merged") is True:
+        return PrAction("merged", repo, number)
+    return None
+
+
+def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction | None:
+    if "pull_request" not in tool:
+        return None
+    response = _json_object(output)
+    url = _str(response.get("html_url")) or _str(response.get("url"))
+    match = PR_URL.search(url or "") or PR_URL.search(output)
+    owner, name = tool_input.get("owner"), tool_input.get("repo")
+    repo = f"{owner}/{name}" if owner and name else (f"{match['owner']}/{match['repo']}" if match else None)
+    raw_number = str(tool_input.get("pull_number") or tool_input.get("pullNumber") or response.get("number") or "")
+    number = int(raw_number) if raw_number.isdigit() else (int(match["number"]) if match else None)
+    pr_url = match.group(0) if match else None
+    if "merge" in tool:
+        if response.get("merged") is False:
+            return None
+        return PrAction("merged", repo, number, pr_url)
+    if "review" in tool:
+        state = _str(response.get("state")) or _str(tool_input.get("event"))
+        return PrAction("reviewed", repo, number, pr_url, review_state=state)
+    if "create" in tool and match is not None:
+        return PrAction("opened", repo, number, pr_url, _str(tool_input.get("title")) or _str(response.get("title")))
+    return None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,39 @@
+"""The hooks' files under the agent's state directory, written atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from agent_smith.fsutil import write_atomic
+
+
+def hooks_dir(state: Path) -> Path:
+    return state / "hooks"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=1, default=str), 0o600)
+
+
+def log_line(state: Path, hook: str, message: str, now: dt.datetime | None = None) -> None:
+    """One JSON line in the hooks' log (and never a secret: messages are written by us)."""
+    stamp = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    entry = json.dumps({"time": stamp, "hook": hook, "message": message})
+    path = hooks_dir(state) / "hooks.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(entry + "\n")
+    except OSError:
+        return

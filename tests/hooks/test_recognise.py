@@ -1,0 +1,136 @@
+"""Recognising PR actions in PostToolUse payloads: a table of what agents really run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent_smith.hooks.recognise import PrAction, recognise
+
+URL = "https://ghe.test/acme/widgets/pull/12"
+
+
+def bash(command: str, stdout: str = "", stderr: str = "") -> dict[str, Any]:
+    return {
+        "hook_event_name": "PostToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": command, "description": "x"},
+        "tool_response": {"stdout": stdout, "stderr": stderr, "interrupted": False, "isImage": False},
+    }
+
+
+CASES = [
+    (
+        bash('gh pr create --title "Add retries" --body "why" --base main', stdout=URL + "\n"),
+        PrAction("opened", "acme/widgets", 12, URL, "Add retries"),
+    ),
+    (
+        bash("git push -u origin dev/retries && gh pr create -t 'Add retries' -b x", stdout=f"branch set up\n{URL}\n"),
+        PrAction("opened", "acme/widgets", 12, URL, "Add retries"),
+    ),
+    (bash("gh pr create --title x", stderr="pull request create failed: GraphQL: No commits between main and x"), None),
+    (bash("gh pr review 12 --approve -b 'LGTM'"), PrAction("reviewed", "acme/main", 12, None, review_state="APPROVED")),
+    (
+        bash("gh pr review 12 -R acme/widgets --request-changes -b 'no'"),
+        PrAction("reviewed", "acme/widgets", 12, None, review_state="CHANGES_REQUESTED"),
+    ),
+    (
+        bash(f"gh pr review {URL} --comment -b 'hm'", stderr="- Reviewed pull request acme/widgets#12\n"),
+        PrAction("reviewed", "acme/widgets", 12, URL, review_state="COMMENTED"),
+    ),
+    (
+        bash("gh pr review 12 --approve", stderr="X Could not approve: GraphQL: Can not approve your own pull request"),
+        None,
+    ),
+    (
+        bash("gh pr merge 12 --merge --delete-branch", stderr="✓ Merged pull request #12 (Add retries)\n"),
+        PrAction("merged", "acme/main", 12, None),
+    ),
+    (bash("gh pr merge 12 -R acme/widgets --squash"), PrAction("merged", "acme/widgets", 12, None)),
+    (
+        bash(
+            "gh pr merge 12", stderr="X Pull request #12 is not mergeable: the merge commit cannot be cleanly created."
+        ),
+        None,
+    ),
+    (
+        bash(
+            "gh api repos/acme/widgets/pulls/12/reviews -X POST -f event=APPROVE",
+            stdout='{"id": 5, "state": "APPROVED", "html_url": "' + URL + '#pullrequestreview-5"}',
+        ),
+        PrAction("reviewed", "acme/widgets", 12, URL + "#pullrequestreview-5", review_state="APPROVED"),
+    ),
+    (
+        bash("gh api -X PUT repos/acme/widgets/pulls/12/merge", stdout='{"merged": true, "sha": "abc1234"}'),
+        PrAction("merged", "acme/widgets", 12, None),
+    ),
+    (bash("gh api repos/acme/widgets/pulls/12/comments -f body=x -f path=a.py -F line=3", stdout='{"id": 1}'), None),
+    (bash("gh pr view 12 --comments", stdout="title: x"), None),
+    (bash("echo 'gh pr merge 12'"), None),
+    (bash("ls -la"), None),
+    ({"tool_name": "Read", "tool_input": {"file_path": "/x"}, "tool_response": "gh pr create"}, None),
+    (
+        {
+            "tool_name": "mcp__github__create_pull_request",
+            "tool_input": {"owner": "acme", "repo": "widgets", "title": "Add retries", "head": "x", "base": "main"},
+            "tool_response": [{"type": "text", "text": '{"number": 12, "html_url": "' + URL + '"}'}],
+        },
+        PrAction("opened", "acme/widgets", 12, URL, "Add retries"),
+    ),
+    (
+        {
+            "tool_name": "mcp__github__merge_pull_request",
+            "tool_input": {"owner": "acme", "repo": "widgets", "pullNumber": 12},
+            "tool_response": {"content": [{"type": "text", "text": '{"merged": true}'}]},
+        },
+        PrAction("merged", "acme/widgets", 12, None),
+    ),
+    (
+        {
+            "tool_name": "mcp__github__merge_pull_request",
+            "tool_input": {"owner": "acme", "repo": "widgets", "pullNumber": 12},
+            "tool_response": {"content": [{"type": "text", "text": '{"merged": false, "message": "conflict"}'}]},
+        },
+        None,
+    ),
+    (
+        {
+            "tool_name": "mcp__github__create_pull_request_review",
+            "tool_input": {"owner": "acme", "repo": "widgets", "pull_number": 12, "event": "REQUEST_CHANGES"},
+            "tool_response": "{}",
+        },
+        PrAction("reviewed", "acme/widgets", 12, None, review_state="REQUEST_CHANGES"),
+    ),
+    ({"tool_name": "mcp__github__list_pull_requests", "tool_input": {}, "tool_response": "[]"}, None),
+]
+
+
+@pytest.mark.parametrize(("payload", "expected"), CASES)
+def test_recognise(payload: dict[str, Any], expected: PrAction | None) -> None:
+    assert recognise(payload, default_repo="acme/main") == expected
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+        max_leaves=20,
+    )
+)
+def test_any_payload_shape_is_handled(junk: Any) -> None:
+    for payload in (
+        {"tool_name": "Bash", "tool_input": junk, "tool_response": junk},
+        {"tool_name": "mcp__x__merge_pull_request", "tool_input": {}, "tool_response": junk},
+        {"tool_name": junk},
+    ):
+        result = recognise(payload)
+        assert result is None or isinstance(result, PrAction)
+
+
+@given(st.text(max_size=300))
+def test_any_command_text_is_handled(command: str) -> None:
+    result = recognise(bash(command, stdout=command))
+    assert result is None or isinstance(result, PrAction)

@@ -1,0 +1,252 @@
+"""The hook shells with their I/O injected: context snapshot, prompt, tool spool, stop watcher, delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_smith.crew import scaffold_crew
+from agent_smith.hooks.context import HookContext, load_context, snapshot_path
+from agent_smith.hooks.deliver import PrFacts, announcement, deliver, event_fields
+from agent_smith.hooks.prompt import prompt_context
+from agent_smith.hooks.rewake import Activity, PullRequest
+from agent_smith.hooks.stop import Snapshot, run_stop
+from agent_smith.hooks.tool import SPOOL, run_tool
+from agent_smith.quiet_hours import is_quiet, parse_hhmm, quiet_until
+
+T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+AGENT_SMITH = Path(sys.executable).parent / "agent-smith"
+
+
+@pytest.fixture
+def crew(tmp_path: Path) -> Path:
+    directory = tmp_path / "crew"
+    scaffold_crew(directory)
+    text = (directory / "crew.yaml").read_text()
+    text = text.replace("name: example-crew", "name: example-crew", 1)
+    text = text.replace(
+        '      display_name: devbot\n      rooms: ["#crew:localhost"]',
+        '      display_name: devbot\n      rooms: ["#crew:localhost"]\n'
+        '      quiet_hours: {start: "22:00", end: "07:00", timezone: "Europe/Berlin"}',
+    )
+    text = text.replace("egress:\n", f"runtime:\n  state_dir: {tmp_path / 'state'}\n\negress:\n", 1)
+    (directory / "crew.yaml").write_text(text)
+    return directory
+
+
+@pytest.fixture
+def env(crew: Path, tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    return {"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew), "HOME": str(home), "PATH": os.environ["PATH"]}
+
+
+@pytest.fixture
+def context(env: dict[str, str]) -> HookContext:
+    return load_context(env)
+
+
+def test_context_is_built_once_then_read_from_the_snapshot(env: dict[str, str], crew: Path) -> None:
+    first = load_context(env)
+    assert first.agent == "devbot"
+    assert [t.name for t in first.teammates] == ["reviewbot"]
+    assert first.teammates[0].matrix_user_id == "@reviewbot:localhost"
+    assert first.review_room == "#crew:localhost"
+    cache = snapshot_path("devbot", env)
+    assert cache.stat().st_mode & 0o777 == 0o600
+    assert load_context(env) == first
+    # an overriding variable or an edit of crew.yaml invalidates the snapshot
+    assert load_context({**env, "AGENT_REPOS": "acme/other"}).repos == ["acme/other"]
+    text = (crew / "crew.yaml").read_text().replace("role: developer", "role: backend developer")
+    (crew / "crew.yaml").write_text(text + "\n")
+    assert load_context(env).teammates == first.teammates
+
+
+def test_quiet_hours_cross_midnight_in_their_time_zone() -> None:
+    start, end = parse_hhmm("22:00"), parse_hhmm("07:00")
+    berlin_23 = dt.datetime(2026, 11, 25, 22, 0, tzinfo=dt.UTC)  # 23:00 in Berlin
+    assert is_quiet(start, end, "Europe/Berlin", berlin_23)
+    assert not is_quiet(start, end, "Europe/Berlin", T0)  # 13:00 in Berlin
+    until = quiet_until(start, end, "Europe/Berlin", berlin_23)
+    assert until is not None
+    assert until.strftime("%Y-%m-%d %H:%M") == "2026-11-26 07:00"
+    assert not is_quiet(start, start, "UTC", T0)
+
+
+def test_prompt_context_names_style_quiet_hours_and_waiting_prs(context: HookContext) -> None:
+    activity = {
+        "checked_at": "2026-11-25T11:58:00+00:00",
+        "pull_requests": [
+            {"repo": "example/widgets", "number": 3, "title": "Fix", "url": "u", "unaddressed": 2},
+            {"repo": "example/widgets", "number": 4, "title": "Done", "url": "u", "unaddressed": 0},
+        ],
+    }
+    night = dt.datetime(2026, 11, 25, 23, 30, tzinfo=dt.UTC)
+    text = prompt_context(context, night, activity)
+    assert "Reply style: Answer in the room" in text
+    assert "Quiet hours now (22:00–07:00 Europe/Berlin, until 07:00)" in text
+    assert 'example/widgets#3 "Fix" — 2 unaddressed items' in text
+    assert "#4" not in text
+    day = prompt_context(context, T0, None)
+    assert "Quiet hours: 22:00–07:00 Europe/Berlin (not now)." in day
+    assert "not checked yet" in day
+
+
+def test_prompt_hook_process_prints_claude_codes_json(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [str(AGENT_SMITH), "hook", "prompt"], input="{}", capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["hookSpecificOutput"]["hookEventName"] == "UserPromptSubmit"
+    assert "You are devbot" in out["hookSpecificOutput"]["additionalContext"]
+
+
+def test_hooks_without_an_agent_exit_zero_with_one_line(tmp_path: Path) -> None:
+    for kind in ("stop", "prompt", "tool"):
+        result = subprocess.run(
+            [str(AGENT_SMITH), "hook", kind],
+            input="not json",
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+            check=False,
+        )
+        assert result.returncode == 0
+        assert result.stderr.count("\n") == 1
+        assert "AGENT_NAME and AGENT_SMITH_CREW" in result.stderr
+
+
+def test_tool_hook_spools_a_recognised_pr_and_ignores_the_rest(context: HookContext) -> None:
+    plain = {"tool_name": "Bash", "tool_input": {"command": "ls"}, "tool_response": {"stdout": "a"}}
+    assert run_tool(context, plain, spawn=False) == 0
+    spool = context.state / "hooks" / SPOOL
+    assert not spool.exists() or not list(spool.iterdir())
+    url = "https://ghe.test/example/widgets/pull/5"
+    opened = {"tool_name": "Bash", "tool_input": {"command": "gh pr create -t Fix"}, "tool_response": {"stdout": url}}
+    assert run_tool(context, opened, spawn=False) == 0
+    [job] = list(spool.iterdir())
+    data = json.loads(job.read_text())
+    assert data["action"] == "opened"
+    assert data["number"] == 5
+    assert data["agent"] == "devbot"
+
+
+def test_delivery_publishes_announces_and_keeps_failed_jobs(context: HookContext) -> None:
+    url = "https://ghe.test/example/widgets/pull/5"
+    for command, stdout in (("gh pr create -t Fix", url), ("gh pr merge 5 --merge", "")):
+        payload = {"tool_name": "Bash", "tool_input": {"command": command}, "tool_response": {"stdout": stdout}}
+        run_tool(context, payload, spawn=False)
+    published: list[tuple[str, Mapping[str, Any]]] = []
+    announced: list[tuple[str, str]] = []
+    fail = {"on": True}
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        return PrFacts("Fix the thing", f"https://ghe.test/{repo}/pull/{number}")
+
+    async def publish(kind: str, fields: Mapping[str, Any]) -> None:
+        if kind == "pr_merged" and fail["on"]:
+            raise ConnectionError("nats is away")
+        published.append((kind, fields))
+
+    async def announce(room: str, text: str) -> None:
+        announced.append((room, text))
+
+    assert asyncio.run(deliver(context, lookup, publish, announce)) == (1, 1)
+    assert published == [("pr_opened", {"repo": "example/widgets", "pr": 5, "title": "Fix", "url": url})]
+    assert announced == [
+        ("#crew:localhost", f"@reviewbot:localhost: devbot opened a pull request for review — Fix {url}")
+    ]
+    fail["on"] = False
+    assert asyncio.run(deliver(context, lookup, publish, announce)) == (1, 0)
+    assert published[-1] == (
+        "pr_merged",
+        {
+            "repo": "example/widgets",
+            "pr": 5,
+            "title": "Fix the thing",
+            "url": "https://ghe.test/example/widgets/pull/5",
+        },
+    )
+    assert "not delivered yet: ConnectionError: nats is away" in (context.state / "hooks" / "hooks.log").read_text()
+
+
+def test_event_fields_and_announcement_are_pure() -> None:
+    job = {"action": "reviewed", "repo": "a/b", "number": 2, "review_state": "CHANGES_REQUESTED", "title": None}
+    assert event_fields(job, PrFacts("T", "https://x/a/b/pull/2")) == (
+        "pr_reviewed",
+        {"repo": "a/b", "pr": 2, "title": "T", "url": "https://x/a/b/pull/2", "state": "changes_requested"},
+    )
+    assert announcement("dev", "T", "U", []) == "team: dev opened a pull request for review — T U"
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+PR = PullRequest("example/widgets", 5, "Fix", "https://ghe.test/example/widgets/pull/5")
+
+
+def snapshot(*keys: str, author: str = "reviewbot") -> Snapshot:
+    items = tuple(
+        Activity(k, "example/widgets", 5, author, "thread", f"comment {k}", f"https://x#{k}", "a.py", 3) for k in keys
+    )
+    return Snapshot(items, (PR,), {PR.pr: len(items)} if items else {})
+
+
+def test_stop_watches_until_activity_grows_then_wakes(context: HookContext, capsys: pytest.CaptureFixture[str]) -> None:
+    checks = iter([snapshot(), snapshot(), snapshot("t1")])
+    fake = FakeTime()
+    code = run_stop(
+        context, lambda: next(checks), poll=30, watch_for=600, sleep=fake.sleep, clock=fake.clock, now=lambda: T0
+    )
+    assert code == 2
+    assert fake.slept == [30, 30]
+    err = capsys.readouterr().err
+    assert "example/widgets#5" in err
+    assert "comment t1" in err
+    # the same activity does not wake again: a single check returns 0
+    assert run_stop(context, lambda: snapshot("t1"), poll=30, watch_for=0, sleep=fake.sleep, now=lambda: T0) == 0
+    activity = json.loads((context.state / "hooks" / "activity.json").read_text())
+    assert activity["pull_requests"][0]["unaddressed"] == 1
+
+
+def test_stop_never_wedges_on_errors(context: HookContext) -> None:
+    def broken() -> Snapshot:
+        raise RuntimeError("HTTP 502 from ghe.test")
+
+    fake = FakeTime()
+    assert run_stop(context, broken, poll=10, watch_for=35, sleep=fake.sleep, clock=fake.clock, now=lambda: T0) == 0
+    assert fake.slept == [10, 10, 10]
+    log = (context.state / "hooks" / "hooks.log").read_text().splitlines()
+    assert len(log) == 1  # the same failure is said once
+    assert "review check failed, not waking: RuntimeError: HTTP 502" in log[0]
+
+
+def test_a_newer_stop_hook_supersedes_the_watcher(context: HookContext) -> None:
+    def sleep_then_supersede(_: float) -> None:
+        (context.state / "hooks" / "stop-watcher.pid").write_text(json.dumps({"pid": "other"}))
+
+    fake = FakeTime()
+    code = run_stop(
+        context, snapshot, poll=5, watch_for=600, sleep=sleep_then_supersede, clock=fake.clock, now=lambda: T0, pid=1
+    )
+    assert code == 0
