@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 
 def parse_hhmm(text: str) -> dt.time:
@@ -17,6 +16,8 @@ def is_quiet(start: dt.time, end: dt.time, timezone: str, now: dt.datetime) -> b
     A window whose end is not after its start crosses midnight (22:00–07:00);
     start == end means no quiet time at all.
     """
+    from zoneinfo import ZoneInfo  # here, not at the top: most agents have no quiet hours
+
     local = now.astimezone(ZoneInfo(timezone)).time().replace(tzinfo=None)
     if start == end:
         return False
@@ -29,6 +30,8 @@ def quiet_until(start: dt.time, end: dt.time, timezone: str, now: dt.datetime) -
     """When the current quiet window ends (aware, in `timezone`), or None when not quiet now."""
     if not is_quiet(start, end, timezone, now):
         return None
+    from zoneinfo import ZoneInfo
+
     zone = ZoneInfo(timezone)
     local = now.astimezone(zone)
     candidate = dt.datetime.combine(local.date(), end, tzinfo=zone)

@@ -112,10 +112,11 @@ def test_prompt_hook_process_prints_claude_codes_json(env: dict[str, str]) -> No
 
 
 def test_hooks_without_an_agent_exit_zero_with_one_line(tmp_path: Path) -> None:
-    for kind in ("stop", "prompt", "tool"):
+    gh = json.dumps({"tool_name": "Bash", "tool_input": {"command": "gh pr merge 3"}, "tool_response": {}})
+    for kind, stdin in (("stop", "not json"), ("prompt", "{}"), ("tool", gh)):
         result = subprocess.run(
             [str(AGENT_SMITH), "hook", kind],
-            input="not json",
+            input=stdin,
             capture_output=True,
             text=True,
             env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},

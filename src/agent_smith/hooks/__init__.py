@@ -2,13 +2,38 @@
 
 Each reads the hook's JSON on stdin as Claude Code sends it. The decisions
 are pure (`rewake.decide`, `recognise.recognise`, `prompt.prompt_context`);
-the shells around them are fast (see `entry`).
+the shells around them are fast (see `entry`). Exports load on first use so
+that a hook imports only what it needs.
 """
 
-from agent_smith.hooks.context import HookContext, HookSetupError, Teammate, load_context
-from agent_smith.hooks.entry import KINDS, run
-from agent_smith.hooks.recognise import PrAction, recognise
-from agent_smith.hooks.rewake import Activity, Held, Limits, PullRequest, RewakeState, Wake, decide
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.hooks.context import HookContext, HookSetupError, Teammate, load_context
+    from agent_smith.hooks.entry import KINDS, run
+    from agent_smith.hooks.recognise import PrAction, recognise
+    from agent_smith.hooks.rewake import Activity, Held, Limits, PullRequest, RewakeState, Wake, decide
+
+_WHERE = {
+    "HookContext": "context",
+    "HookSetupError": "context",
+    "Teammate": "context",
+    "load_context": "context",
+    "KINDS": "entry",
+    "run": "entry",
+    "PrAction": "recognise",
+    "recognise": "recognise",
+    "Activity": "rewake",
+    "Held": "rewake",
+    "Limits": "rewake",
+    "PullRequest": "rewake",
+    "RewakeState": "rewake",
+    "Wake": "rewake",
+    "decide": "rewake",
+}
 
 __all__ = [
     "KINDS",
@@ -27,3 +52,9 @@ __all__ = [
     "recognise",
     "run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'agent_smith.hooks' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"agent_smith.hooks.{_WHERE[name]}"), name)

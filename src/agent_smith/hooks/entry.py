@@ -13,9 +13,12 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from agent_smith.hooks.context import HookSetupError, load_context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 KINDS = ("stop", "prompt", "tool", "deliver")
 POLL_ENV = "AGENT_SMITH_STOP_POLL"
@@ -32,6 +35,16 @@ def read_payload(raw: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def may_be_pr_action(payload: Mapping[str, Any]) -> bool:
+    """A cheap first look (no imports) before `recognise` gets the call for real."""
+    tool = str(payload.get("tool_name") or "")
+    if tool == "Bash":
+        tool_input = payload.get("tool_input")
+        command = tool_input.get("command") if isinstance(tool_input, dict) else None
+        return isinstance(command, str) and "gh " in command
+    return tool.startswith("mcp__") and "pull_request" in tool.lower()
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         return max(float(env.get(name, default)), 0.0)
@@ -45,6 +58,8 @@ def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = Non
         sys.stderr.write(f"agent-smith hook: unknown hook {kind!r} (one of {', '.join(KINDS)})\n")
         return 0
     payload = read_payload(sys.stdin.read()) if kind != "deliver" else {}
+    if kind == "tool" and not may_be_pr_action(payload):
+        return 0  # the common case: nothing to load, nothing to do
     try:
         context = load_context(env)
     except HookSetupError as exc:

@@ -6,10 +6,13 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from agent_smith.hooks.context import HookContext
 from agent_smith.quiet_hours import parse_hhmm, quiet_until
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ACTIVITY_FILE = "activity.json"
 
