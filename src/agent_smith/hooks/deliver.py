@@ -132,6 +132,10 @@ async def _run(context: HookContext, env: Mapping[str, str]) -> int:
         async def publish(kind: str, fields: Mapping[str, Any]) -> None:
             await publisher.publish(build_event(kind, context.agent, fields))
 
+        # A one-shot process: give NATS a moment, so the event goes to the stream rather
+        # than only to the outbox (where it would wait for the next publisher to flush it).
+        await publisher.wait_connected(5.0)
+
         announce = await _announcer(env) if context.review_room else None
         _, left = await deliver(context, lookup, publish, announce)
     return 0 if left == 0 else 1
