@@ -143,7 +143,7 @@ def test_pr_loop_hooks_with_the_real_cli(
     session.type("open the pull request")
     session.wait_for("Opened the pull request", timeout=60)
 
-    first = [r for r in server.requests(agent="devbot") if r.kind == "agent_turn"][0]
+    first = next(r for r in server.requests(agent="devbot") if r.kind == "agent_turn")
     assert "[agent-smith] You are devbot, GitHub login devbot." in texts(first.body)
 
     [pr] = world.pulls(github.repo)

@@ -1,0 +1,493 @@
+"""The async client for GitHub and GitHub Enterprise (the I/O shell of `forge`).
+
+One request at a time through httpx; retries follow `forge.retry`, review
+activity is parsed by `forge.activity`. Behind the credential firewall the
+token is a placeholder and the proxy and CA come from the environment.
+Errors surface as one-line :class:`OperationError`s that never carry the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from agent_smith.errors import OperationError, UsageError
+from agent_smith.forge.activity import (
+    Comment,
+    PullRequestActivity,
+    Review,
+    ReviewActivity,
+    Thread,
+)
+from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, decide
+
+if TYPE_CHECKING:
+    # Only for a signature: a Stop hook importing the client should not pay for
+    # loading the crew models (about half of this module's import time).
+    from agent_smith.crew import Forge
+
+__all__ = [
+    "REVIEW_ACTIVITY_QUERY",
+    "ForgeClient",
+    "InlineComment",
+    "OpenedPullRequest",
+    "parse_review_activity",
+]
+
+REVIEW_ACTIVITY_QUERY = """
+query ReviewActivity($q: String!) {
+  search(query: $q, type: ISSUE, first: 100) {
+    issueCount
+    nodes {
+      ... on PullRequest {
+        number
+        title
+        url
+        repository { nameWithOwner }
+        reviewThreads(last: 100) {
+          nodes {
+            id
+            isResolved
+            path
+            line
+            comments(last: 1) { nodes { id author { login } body createdAt url } }
+          }
+        }
+        reviews(last: 50) { nodes { id author { login } state body submittedAt url } }
+        comments(last: 50) { nodes { id author { login } body createdAt url } }
+      }
+    }
+  }
+}
+"""
+
+_GHOST = "ghost"  # GitHub's name for a deleted account
+
+
+@dataclass(frozen=True)
+class InlineComment:
+    """A review comment on one line of the pull request's new code."""
+
+    path: str
+    line: int
+    body: str
+    side: str = "RIGHT"
+
+
+@dataclass(frozen=True)
+class OpenedPullRequest:
+    repo: str
+    number: int
+    url: str
+    node_id: str
+    head_sha: str
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _proxy_for(url: str, env: Mapping[str, str]) -> str | None:
+    """The proxy ``env`` says to use for ``url`` (HTTPS_PROXY, honouring NO_PROXY)."""
+    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy") or None
+    if proxy is None:
+        return None
+    host = (urlsplit(url).hostname or "").lower()
+    for entry in (env.get("NO_PROXY") or env.get("no_proxy") or "").split(","):
+        entry = entry.strip().lower().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    return proxy
+
+
+def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
+    cafile = env.get("SSL_CERT_FILE") or None
+    capath = env.get("SSL_CERT_DIR") or None
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"SSL_CERT_FILE={cafile}: cannot load CA certificates: {exc}") from exc
+
+
+class ForgeClient:
+    """GitHub REST + GraphQL for one token. Use as ``async with ForgeClient(...)``."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        graphql_url: str,
+        token: str,
+        verify: ssl.SSLContext | bool = True,
+        proxy: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        timeout: float = 30.0,
+    ) -> None:
+        if not token:
+            raise UsageError("no GitHub token: set GITHUB_TOKEN")
+        self.api_url = api_url.rstrip("/")
+        self.graphql_url = graphql_url
+        self.host = urlsplit(self.api_url).netloc
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._etags: dict[str, tuple[str, Any]] = {}
+        self._http = httpx.AsyncClient(
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "agent-smith",
+            },
+            verify=verify,
+            proxy=proxy,
+            transport=transport,
+            trust_env=False,
+            timeout=timeout,
+        )
+        self.requests = 0  # HTTP requests sent, retries included
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        api_url: str,
+        graphql_url: str,
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> ForgeClient:
+        """A client as an agent's process gets one: GITHUB_TOKEN (or GH_TOKEN), the
+        CA in SSL_CERT_FILE / SSL_CERT_DIR and the proxy in HTTPS_PROXY / NO_PROXY."""
+        source = os.environ if env is None else env
+        token = source.get("GITHUB_TOKEN") or source.get("GH_TOKEN") or ""
+        return cls(
+            api_url=api_url,
+            graphql_url=graphql_url,
+            token=token,
+            verify=_ssl_context(source),
+            proxy=_proxy_for(api_url, source),
+            **kwargs,
+        )
+
+    @classmethod
+    def from_crew(cls, forge: Forge, env: Mapping[str, str] | None = None, **kwargs: Any) -> ForgeClient:
+        return cls.from_env(api_url=forge.base_url, graphql_url=forge.graphql_url, env=env, **kwargs)
+
+    async def __aenter__(self) -> ForgeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- transport ---------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool,
+        what: str,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            try:
+                response = await self._http.request(method, url, json=json, headers=headers)
+            except httpx.ConnectError as exc:
+                if _untrusted(exc):
+                    raise OperationError(
+                        f"{what}: the certificate of {self.host} is not trusted "
+                        "(set SSL_CERT_FILE to the CA that signs it)"
+                    ) from exc
+                # Nothing reached the server, so even a write may be sent again.
+                if attempt < self._retry.attempts:
+                    await self._sleep(self._retry.backoff * 2 ** (attempt - 1))
+                    continue
+                raise OperationError(f"{what}: cannot reach {self.host}: {exc}") from exc
+            except httpx.TimeoutException as exc:
+                if idempotent and attempt < self._retry.attempts:
+                    await self._sleep(self._retry.backoff * 2 ** (attempt - 1))
+                    continue
+                raise OperationError(f"{what}: {self.host} did not answer in time") from exc
+            except httpx.HTTPError as exc:
+                raise OperationError(f"{what}: {self.host}: {exc}") from exc
+            verdict = decide(
+                self._retry,
+                attempt,
+                response.status_code,
+                {k.lower(): v for k, v in response.headers.items()},
+                _message(response),
+                now=time.time(),
+                idempotent=idempotent,
+            )
+            if verdict is None:
+                return response
+            if isinstance(verdict, GiveUp):
+                raise OperationError(f"{what}: {self.host}: {verdict.reason}")
+            assert isinstance(verdict, Wait)
+            await self._sleep(verdict.seconds)
+
+    def _fail(self, response: httpx.Response, what: str) -> OperationError:
+        status = response.status_code
+        message = _message(response)
+        if status == 401:
+            return OperationError(
+                f"{what}: {self.host} rejected the token (401 {message or 'Bad credentials'}); check GITHUB_TOKEN"
+            )
+        if status == 403:
+            return OperationError(f"{what}: forbidden by {self.host} (403 {message})")
+        if status == 404:
+            return OperationError(f"{what}: not found on {self.host} (404; or the token cannot see it)")
+        return OperationError(f"{what}: {self.host} answered {status} {message}".rstrip())
+
+    async def _rest(self, method: str, path: str, what: str, body: Any = None, *, accept: str | None = None) -> Any:
+        url = f"{self.api_url}{path}"
+        headers: dict[str, str] = {}
+        if accept:
+            headers["Accept"] = accept
+        cached = self._etags.get(url) if method == "GET" and not accept else None
+        if cached:
+            # A 304 does not count against GitHub's rate limit.
+            headers["If-None-Match"] = cached[0]
+        response = await self._send(
+            method, url, json=body, headers=headers, idempotent=method in ("GET", "PUT"), what=what
+        )
+        if response.status_code == 304 and cached:
+            return cached[1]
+        if response.status_code >= 400:
+            raise self._fail(response, what)
+        if accept and "diff" in accept:
+            return response.text
+        data = response.json() if response.content else None
+        etag = response.headers.get("etag")
+        if method == "GET" and etag and not accept:
+            self._etags[url] = (etag, data)
+        return data
+
+    async def graphql(self, query: str, variables: Mapping[str, Any], what: str) -> Any:
+        """One GraphQL request; its ``data``, or an OperationError naming GitHub's complaint."""
+        is_query = not query.lstrip().startswith("mutation")
+        response = await self._send(
+            "POST",
+            self.graphql_url,
+            json={"query": query, "variables": dict(variables)},
+            idempotent=is_query,
+            what=what,
+        )
+        if response.status_code >= 400:
+            raise self._fail(response, what)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise OperationError(f"{what}: {self.host} sent a non-JSON GraphQL answer") from exc
+        errors = body.get("errors") or []
+        if errors:
+            first = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise OperationError(f"{what}: GitHub says: {first.get('message', first)}{more}")
+        return body.get("data")
+
+    # -- reading -----------------------------------------------------------------
+
+    async def viewer_login(self) -> str:
+        data = await self._rest("GET", "/user", "who am I")
+        return str(data["login"])
+
+    async def pull_request(self, repo: str, number: int) -> dict[str, Any]:
+        data = await self._rest("GET", f"/repos/{_repo(repo)}/pulls/{number}", f"{repo}#{number}")
+        return dict(data)
+
+    async def diff(self, repo: str, number: int) -> str:
+        text = await self._rest(
+            "GET",
+            f"/repos/{_repo(repo)}/pulls/{number}",
+            f"diff of {repo}#{number}",
+            accept="application/vnd.github.diff",
+        )
+        return str(text)
+
+    async def review_activity(
+        self,
+        login: str,
+        repos: Sequence[str] | None = None,
+        *,
+        since: dt.datetime | None = None,
+    ) -> ReviewActivity:
+        """Every open pull request ``login`` authored in ``repos`` (all repos when None),
+        with its unresolved review threads, and its reviews and conversation comments
+        newer than ``since``: one GraphQL round trip."""
+        qualifiers = ["is:pr", "is:open", "archived:false", f"author:{login}"]
+        qualifiers += [f"repo:{_repo(r)}" for r in repos or ()]
+        data = await self.graphql(REVIEW_ACTIVITY_QUERY, {"q": " ".join(qualifiers)}, f"review activity of {login}")
+        return parse_review_activity(login, data, since)
+
+    # -- pull request actions --------------------------------------------------
+
+    async def open_pull_request(
+        self, repo: str, *, head: str, base: str, title: str, body: str = "", draft: bool = False
+    ) -> OpenedPullRequest:
+        data = await self._rest(
+            "POST",
+            f"/repos/{_repo(repo)}/pulls",
+            f"open a pull request on {repo}",
+            {"head": head, "base": base, "title": title, "body": body, "draft": draft},
+        )
+        return OpenedPullRequest(
+            repo,
+            int(data["number"]),
+            str(data["html_url"]),
+            str(data["node_id"]),
+            str(data["head"]["sha"]),
+        )
+
+    async def comment(self, repo: str, number: int, body: str) -> str:
+        data = await self._rest(
+            "POST",
+            f"/repos/{_repo(repo)}/issues/{number}/comments",
+            f"comment on {repo}#{number}",
+            {"body": body},
+        )
+        return str(data["html_url"])
+
+    async def review(
+        self,
+        repo: str,
+        number: int,
+        *,
+        event: str = "COMMENT",
+        body: str = "",
+        comments: Sequence[InlineComment] = (),
+    ) -> str:
+        """Submit a review (COMMENT, APPROVE or REQUEST_CHANGES) with inline comments."""
+        payload: dict[str, Any] = {"event": event, "body": body}
+        if comments:
+            payload["comments"] = [{"path": c.path, "line": c.line, "side": c.side, "body": c.body} for c in comments]
+        data = await self._rest(
+            "POST",
+            f"/repos/{_repo(repo)}/pulls/{number}/reviews",
+            f"review {repo}#{number}",
+            payload,
+        )
+        return str(data["html_url"])
+
+    async def reply(self, repo: str, number: int, comment_id: int, body: str) -> str:
+        """Answer an inline review comment in its thread."""
+        data = await self._rest(
+            "POST",
+            f"/repos/{_repo(repo)}/pulls/{number}/comments/{comment_id}/replies",
+            f"reply on {repo}#{number}",
+            {"body": body},
+        )
+        return str(data["html_url"])
+
+    async def resolve_thread(self, thread_id: str) -> None:
+        await self.graphql(
+            "mutation Resolve($id: ID!) { resolveReviewThread(input: {threadId: $id}) { thread { id isResolved } } }",
+            {"id": thread_id},
+            "resolve a review thread",
+        )
+
+    async def merge(self, repo: str, number: int, *, method: str = "merge", expected_head: str | None = None) -> str:
+        """Merge (``merge`` or ``squash``); the merge commit's sha."""
+        payload: dict[str, Any] = {"merge_method": method}
+        if expected_head:
+            payload["sha"] = expected_head
+        data = await self._rest("PUT", f"/repos/{_repo(repo)}/pulls/{number}/merge", f"merge {repo}#{number}", payload)
+        return str(data["sha"])
+
+
+def _repo(repo: str) -> str:
+    owner, sep, name = repo.partition("/")
+    if not sep or not owner or not name or "/" in name:
+        raise UsageError(f"repository {repo!r} is not OWNER/NAME")
+    return f"{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+def _untrusted(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("message", "")) if isinstance(body, dict) else ""
+
+
+def _when(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _login(node: Mapping[str, Any]) -> str:
+    author = node.get("author")
+    return str(author["login"]) if author else _GHOST
+
+
+def parse_review_activity(login: str, data: Mapping[str, Any], since: dt.datetime | None) -> ReviewActivity:
+    """The :class:`ReviewActivity` in a ReviewActivity query's ``data``."""
+    pulls = []
+    for node in data["search"]["nodes"]:
+        if not node:
+            continue
+        threads = []
+        for t in node["reviewThreads"]["nodes"]:
+            last = (t["comments"]["nodes"] or [None])[-1]
+            if t["isResolved"] or last is None:
+                continue
+            threads.append(
+                Thread(
+                    t["id"],
+                    t["isResolved"],
+                    t["path"],
+                    t["line"],
+                    last["id"],
+                    _login(last),
+                    _when(last["createdAt"]),
+                    last["body"],
+                    last["url"],
+                )
+            )
+        reviews = [
+            Review(r["id"], _login(r), r["state"], r["body"], _when(r["submittedAt"]), r["url"])
+            for r in node["reviews"]["nodes"]
+            if r["submittedAt"] and (since is None or _when(r["submittedAt"]) > since)
+        ]
+        comments = [
+            Comment(c["id"], _login(c), c["body"], _when(c["createdAt"]), c["url"])
+            for c in node["comments"]["nodes"]
+            if since is None or _when(c["createdAt"]) > since
+        ]
+        pulls.append(
+            PullRequestActivity(
+                node["repository"]["nameWithOwner"],
+                node["number"],
+                node["title"],
+                node["url"],
+                tuple(threads),
+                tuple(reviews),
+                tuple(comments),
+            )
+        )
+    return ReviewActivity(login, tuple(pulls))

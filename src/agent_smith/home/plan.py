@@ -1,0 +1,372 @@
+"""What an agent's home should contain: pure functions from the crew to file contents.
+
+Nothing here touches the disk or the network. `assemble.py` reads what is
+there, asks these functions what should be there, and writes the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent_smith.crew import Agent, Crew, Forge
+
+# The CLI version the seeded onboarding answers belong to; tests pin it to the runtime's.
+CLAUDE_VERSION = "2.1.331"
+
+EVENTS_SERVER = "agent-smith-events"
+CHAT_SERVER = "matrix"
+MATRIX_TOKEN_FILE = "matrix_access_token"
+
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS")
+
+# Where the system's CA bundle may be; the first that exists is used (Debian, Fedora, Alpine).
+SYSTEM_BUNDLES = (
+    Path("/etc/ssl/certs/ca-certificates.crt"),
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),
+    Path("/etc/ssl/cert.pem"),
+)
+
+
+@dataclass(frozen=True)
+class HomeLayout:
+    """Where each assembled file lives, given the agent's home, workspace and state directories."""
+
+    home: Path
+    workspace: Path
+    state: Path
+
+    @property
+    def claude_dir(self) -> Path:
+        return self.home / ".claude"
+
+    @property
+    def claude_md(self) -> Path:
+        return self.claude_dir / "CLAUDE.md"
+
+    @property
+    def settings(self) -> Path:
+        return self.claude_dir / "settings.json"
+
+    @property
+    def credentials(self) -> Path:
+        return self.claude_dir / ".credentials.json"
+
+    @property
+    def subagents(self) -> Path:
+        return self.claude_dir / "agents"
+
+    @property
+    def claude_json(self) -> Path:
+        return self.home / ".claude.json"
+
+    @property
+    def config(self) -> Path:
+        return self.home / ".config"
+
+    @property
+    def gitconfig(self) -> Path:
+        # git's XDG file, read before ~/.gitconfig: the agent's own `git config --global` still wins.
+        return self.config / "git" / "config"
+
+    @property
+    def own(self) -> Path:
+        return self.config / "agent-smith"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.own / "ca-bundle.pem"
+
+    @property
+    def manifest(self) -> Path:
+        return self.own / "assembly.json"
+
+    @property
+    def setup_record(self) -> Path:
+        return self.own / "setup.json"
+
+    @property
+    def matrix_token(self) -> Path:
+        return self.state / MATRIX_TOKEN_FILE
+
+    @property
+    def setup_log(self) -> Path:
+        return self.state / "setup.log"
+
+    def repo_dir(self, repo: str) -> Path:
+        return self.workspace / repo
+
+
+# ---- CLAUDE.md ----------------------------------------------------------------------------
+
+
+def team_section(crew: Crew, name: str) -> str:
+    """The generated "Your team" section: who the agent is, its teammates, and who may direct it."""
+    me = crew.agent(name)
+    lines = ["## Your team", "", f"You are **{me.name}** ({me.role}){_ids(me)}."]
+    mates = crew.teammates(name)
+    if mates:
+        lines += ["", "Your teammates:", "", "| name | role | Matrix | GitHub |", "|---|---|---|---|"]
+        lines += [f"| {a.name} | {a.role} | {a.matrix.user_id if a.matrix else '—'} | @{a.login} |" for a in mates]
+    else:
+        lines += ["", "You have no teammates in this crew."]
+    if crew.matrix is not None and crew.matrix.operators:
+        lines += ["", f"People who may direct you: {', '.join(crew.matrix.operators)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _ids(agent: Agent) -> str:
+    parts = [f"GitHub @{agent.login}"]
+    if agent.matrix is not None:
+        parts.insert(0, f"Matrix {agent.matrix.user_id}")
+    return "; " + ", ".join(parts)
+
+
+def claude_md(shared: str, persona: str, team: str) -> str:
+    """`_shared/CLAUDE.md`, then the persona's, then the team section — each block separated by a blank line."""
+    blocks = [b.strip("\n") for b in (shared, persona, team) if b.strip()]
+    return "\n\n".join(blocks) + "\n"
+
+
+# ---- settings.json ------------------------------------------------------------------------
+
+
+def agent_hooks(command: str) -> dict[str, list[dict[str, Any]]]:
+    """agent-smith's own hooks, run by absolute path so they work whatever the agent's PATH."""
+    exe = shlex.quote(command)
+    return {
+        "Stop": [{"hooks": [{"type": "command", "command": f"{exe} hook stop", "asyncRewake": True}]}],
+        "UserPromptSubmit": [{"hooks": [{"type": "command", "command": f"{exe} hook prompt"}]}],
+        "PostToolUse": [{"matcher": "Bash|mcp__.*", "hooks": [{"type": "command", "command": f"{exe} hook tool"}]}],
+    }
+
+
+def settings_contribution(
+    crew_settings: Mapping[str, Any], hooks: Mapping[str, list[dict[str, Any]]], env: Mapping[str, str]
+) -> dict[str, Any]:
+    """The crew's shared settings with agent-smith's hooks added and the agent's environment set.
+
+    The crew's own hooks come first; agent-smith's are separate groups after
+    them, so both fire. agent-smith's environment wins over the crew's for
+    the same variable (trust and proxy must not be undone by a settings file).
+    """
+    contribution: dict[str, Any] = json.loads(json.dumps(dict(crew_settings)))
+    merged_hooks = contribution.get("hooks")
+    merged_hooks = dict(merged_hooks) if isinstance(merged_hooks, dict) else {}
+    for event, groups in hooks.items():
+        existing = merged_hooks.get(event)
+        existing = list(existing) if isinstance(existing, list) else []
+        merged_hooks[event] = existing + [g for g in groups if g not in existing]
+    contribution["hooks"] = merged_hooks
+    crew_env = contribution.get("env")
+    contribution["env"] = {**(crew_env if isinstance(crew_env, dict) else {}), **env}
+    return contribution
+
+
+# ---- MCP servers --------------------------------------------------------------------------
+
+
+def mcp_servers(
+    persona_servers: Mapping[str, Any],
+    *,
+    command: str,
+    agent: str,
+    crew_dir: Path,
+    nats_url: str | None,
+    matrix_token_file: Path | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The persona's MCP servers plus agent-smith's own; and a warning per persona server shadowed.
+
+    agent-smith's servers carry only non-secret environment: the chat server
+    finds its access token through a file path, never the token itself.
+    """
+    own_env = {"AGENT_NAME": agent, "AGENT_SMITH_CREW": str(crew_dir)}
+    events_env = dict(own_env)
+    if nats_url:
+        events_env["NATS_URL"] = nats_url
+    ours: dict[str, Any] = {
+        EVENTS_SERVER: {"type": "stdio", "command": command, "args": ["mcp", "events"], "env": events_env},
+    }
+    if matrix_token_file is not None:
+        ours[CHAT_SERVER] = {
+            "type": "stdio",
+            "command": command,
+            "args": ["mcp", "chat"],
+            "env": {**own_env, "MATRIX_ACCESS_TOKEN_FILE": str(matrix_token_file)},
+        }
+    warnings = [
+        f"the persona's MCP server {name!r} is replaced by agent-smith's own of that name"
+        for name in persona_servers
+        if name in ours
+    ]
+    return {**json.loads(json.dumps(dict(persona_servers))), **ours}, warnings
+
+
+# ---- ~/.claude.json -----------------------------------------------------------------------
+
+# Measured with 2.1.331: once a session has run, the CLI drops these seeded values again
+# (they are its defaults, or done for good). They matter only before the first start.
+_CLI_DROPS_TOP = {"theme": "dark"}
+MISSING_VALUE = object()
+_CLI_DROPS_PROJECT = {"hasCompletedProjectOnboarding": True}
+
+
+def _without_dropped(data: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in data.items() if _CLI_DROPS_TOP.get(k, MISSING_VALUE) != v}
+    projects = out.get("projects")
+    if isinstance(projects, dict):
+        out["projects"] = {
+            path: {k: v for k, v in entry.items() if _CLI_DROPS_PROJECT.get(k, MISSING_VALUE) != v}
+            if isinstance(entry, dict)
+            else entry
+            for path, entry in projects.items()
+        }
+    return out
+
+
+def claude_json_settled(existing: Any, seeded: Mapping[str, Any]) -> bool:
+    """Whether `existing` already is `seeded` but for values the CLI itself drops after a session.
+
+    Rewriting the file for those would make every assembly after a session a
+    change, and the CLI would drop them again.
+    """
+    return isinstance(existing, dict) and _without_dropped(existing) == _without_dropped(seeded)
+
+
+# ---- git ----------------------------------------------------------------------------------
+
+
+def git_base_url(forge: Forge) -> str:
+    """Where repositories are cloned from: the configured mirror, github.com, or the enterprise host."""
+    if forge.git_base_url:
+        return forge.git_base_url.rstrip("/")
+    if forge.kind == "github" and forge.host == "api.github.com":
+        return "https://github.com"
+    scheme = forge.base_url.split("://", 1)[0]
+    return f"{scheme}://{forge.host}"
+
+
+def clone_url(forge: Forge, repo: str) -> str:
+    return f"{git_base_url(forge)}/{repo}.git"
+
+
+def _git_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def gitconfig(agent: Agent, forge: Forge) -> str:
+    """The agent's git identity and a credential helper that hands out the forge placeholder.
+
+    The helper is a shell function inside the config, so it needs nothing
+    installed. It answers only `get` and only for the forge's URL; the
+    placeholder is swapped for the real token by the egress firewall.
+    """
+    identity = agent.git_identity
+    base = git_base_url(forge)
+    lines = [
+        "# Written by `agent-smith assemble`; rewritten on every assembly.",
+        "# Put your own settings in ~/.gitconfig, which git reads after this file.",
+        "[user]",
+        f"\tname = {_git_quote(identity.name)}",
+        f"\temail = {_git_quote(identity.email)}",
+        "[init]",
+        "\tdefaultBranch = main",
+    ]
+    if not base.startswith("file://"):
+        placeholder = shlex.quote(forge.token_placeholder)
+        helper = f"!f() {{ test \"$1\" = get && printf 'username=x-access-token\\npassword=%s\\n' {placeholder}; }}; f"
+        lines += [
+            f"[credential {_git_quote(base)}]",
+            "\thelper = ",
+            f"\thelper = {_git_quote(helper)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# ---- environment --------------------------------------------------------------------------
+
+
+def host_of(url: str) -> str | None:
+    return urlsplit(url).hostname
+
+
+def agent_env(
+    crew: Crew,
+    agent: Agent,
+    layout: HomeLayout,
+    *,
+    crew_dir: Path,
+    proxy_url: str,
+    no_proxy: Iterable[str] = (),
+) -> dict[str, str]:
+    """Every variable the agent's processes need (without PATH, TERM and the model endpoint).
+
+    The CA variables are set explicitly because the machine may export them
+    pointing elsewhere. `agent.env` comes first so it cannot undo trust,
+    proxy or identity.
+    """
+    bundle = str(layout.ca_bundle)
+    bypass: list[str] = []
+    candidates = [*no_proxy, host_of(crew.matrix.homeserver) if crew.matrix else None]
+    for host in candidates:
+        if host and host not in bypass:
+            bypass.append(host)
+    env: dict[str, str] = dict(agent.env)
+    env.update(
+        {
+            "HOME": str(layout.home),
+            "XDG_CONFIG_HOME": str(layout.config),
+            "AGENT_NAME": agent.name,
+            "AGENT_SMITH_CREW": str(crew_dir),
+            "AGENT_SMITH_WORKSPACE": str(layout.workspace),
+            "GITHUB_TOKEN": crew.forge.token_placeholder,
+            "GH_TOKEN": crew.forge.token_placeholder,
+            "GIT_TERMINAL_PROMPT": "0",
+            "DISABLE_AUTOUPDATER": "1",
+            "HTTPS_PROXY": proxy_url,
+            "https_proxy": proxy_url,
+            "HTTP_PROXY": proxy_url,
+            "http_proxy": proxy_url,
+            "NO_PROXY": ",".join(bypass),
+            "no_proxy": ",".join(bypass),
+            "npm_config_https_proxy": proxy_url,
+            "npm_config_proxy": proxy_url,
+            "npm_config_cafile": bundle,
+        }
+    )
+    env.update(dict.fromkeys(CA_VARIABLES, bundle))
+    if crew.forge.kind == "github-enterprise":
+        env["GH_HOST"] = crew.forge.host
+        env["GH_ENTERPRISE_TOKEN"] = crew.forge.token_placeholder
+    if crew.events.nats_url:
+        env["NATS_URL"] = crew.events.nats_url
+    if agent.primary:
+        env["PRIMARY_REPO"] = agent.primary
+    if agent.repos:
+        env["AGENT_REPOS"] = ",".join(agent.repos)
+    return env
+
+
+# Set by whoever starts claude, not by settings.json: Claude Code already runs with them.
+PROCESS_ONLY = frozenset({"HOME", "XDG_CONFIG_HOME"})
+
+
+def settings_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of the agent's environment written into settings.json `env`."""
+    return {k: v for k, v in env.items() if k not in PROCESS_ONLY}
+
+
+def ca_bundle(system_bundle: bytes, firewall_ca: bytes) -> bytes:
+    """The system's trusted CAs plus the firewall's, as one PEM file."""
+    head = system_bundle if system_bundle.endswith(b"\n") or not system_bundle else system_bundle + b"\n"
+    tail = firewall_ca if firewall_ca.endswith(b"\n") else firewall_ca + b"\n"
+    return head + b"# agent-smith egress firewall CA\n" + tail
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,215 @@
+"""The stand-in's git storage: one bare repository per GitHub repository.
+
+Everything a pull request shows (head commit, diff, counts, mergeability) is
+read from git when asked, so a `git push` is visible at once, as on GitHub.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent_smith.errors import OperationError
+
+__all__ = ["ChangedFile", "DiffStats", "GitStore", "Identity"]
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    path: str
+    additions: int
+    deletions: int
+    change_type: str  # GitHub's PatchStatus: ADDED, DELETED, MODIFIED, …
+
+
+@dataclass(frozen=True)
+class DiffStats:
+    additions: int
+    deletions: int
+    changed_files: int
+    commits: int
+
+
+class GitStore:
+    """A bare repository driven through git plumbing (no work tree, no hooks)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _git(self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> str:
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.path),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_DIR": str(self.path),
+            **(env or {}),
+        }
+        proc = subprocess.run(["git", *args], input=stdin, capture_output=True, env=full_env, check=False)
+        if proc.returncode != 0:
+            raise OperationError(f"git {args[0]} in {self.path.name}: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout.decode(errors="replace")
+
+    def init(self, default_branch: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._git("init", "--bare", "-q", f"--initial-branch={default_branch}", str(self.path))
+        # git http-backend serves pushes only with this on when REMOTE_USER is set;
+        # keep it explicit so the behaviour does not hang on git's defaults.
+        self._git("config", "http.receivepack", "true")
+
+    def commit_files(
+        self,
+        branch: str,
+        files: dict[str, str],
+        message: str,
+        author: Identity,
+        *,
+        start_point: str | None = None,
+    ) -> str:
+        """Commit ``files`` (path → text) on top of ``branch``; a missing branch starts
+        at ``start_point`` (a branch name), or as a first, parentless commit."""
+        old = self.rev_parse(branch)
+        parent = old or (self.rev_parse(start_point) if start_point else None)
+        index = self.path / "standin-index"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            if parent:
+                self._git("read-tree", parent, env=env)
+            else:
+                self._git("read-tree", "--empty", env=env)
+            for name, text in files.items():
+                blob = self._git("hash-object", "-w", "--stdin", stdin=text.encode()).strip()
+                self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{name}", env=env)
+            tree = self._git("write-tree", env=env).strip()
+        finally:
+            index.unlink(missing_ok=True)
+        sha = self._commit_tree(tree, [parent] if parent else [], message, author)
+        # Compare-and-swap: a push that landed meanwhile is never overwritten.
+        self._git("update-ref", f"refs/heads/{branch}", sha, old or "0" * 40)
+        return sha
+
+    def _commit_tree(self, tree: str, parents: list[str], message: str, who: Identity) -> str:
+        args = ["commit-tree", tree]
+        for p in parents:
+            args += ["-p", p]
+        env = {
+            "GIT_AUTHOR_NAME": who.name,
+            "GIT_AUTHOR_EMAIL": who.email,
+            "GIT_COMMITTER_NAME": who.name,
+            "GIT_COMMITTER_EMAIL": who.email,
+        }
+        return self._git(*args, stdin=message.encode(), env=env).strip()
+
+    def rev_parse(self, branch: str) -> str | None:
+        try:
+            return self._git("rev-parse", "--verify", "-q", f"refs/heads/{branch}").strip()
+        except OperationError:
+            return None
+
+    def commit_date(self, sha: str) -> str:
+        return self._git("show", "-s", "--format=%cI", sha).strip()
+
+    def commit_message(self, sha: str) -> str:
+        return self._git("show", "-s", "--format=%B", sha).strip()
+
+    def diff(self, base: str, head: str) -> str:
+        return self._git("diff", "--no-color", "--no-ext-diff", f"{base}...{head}")
+
+    def stats(self, base: str, head: str) -> DiffStats:
+        adds = dels = files = 0
+        for line in self._git("diff", "--numstat", f"{base}...{head}").splitlines():
+            a, d, _ = line.split("\t", 2)
+            adds += int(a) if a != "-" else 0
+            dels += int(d) if d != "-" else 0
+            files += 1
+        commits = int(self._git("rev-list", "--count", f"{base}..{head}").strip())
+        return DiffStats(additions=adds, deletions=dels, changed_files=files, commits=commits)
+
+    def changed_files(self, base: str, head: str) -> list[ChangedFile]:
+        """Per file: path, lines added and deleted, and GitHub's PatchStatus."""
+        kinds = {"A": "ADDED", "D": "DELETED", "M": "MODIFIED", "R": "RENAMED", "C": "COPIED", "T": "CHANGED"}
+        status = {}
+        for line in self._git("diff", "--name-status", "--no-renames", f"{base}...{head}").splitlines():
+            code, _, path = line.partition("\t")
+            status[path] = kinds.get(code[:1], "CHANGED")
+        files = []
+        for line in self._git("diff", "--numstat", "--no-renames", f"{base}...{head}").splitlines():
+            adds, dels, path = line.split("\t", 2)
+            files.append(
+                ChangedFile(
+                    path, int(adds) if adds != "-" else 0, int(dels) if dels != "-" else 0, status.get(path, "CHANGED")
+                )
+            )
+        return files
+
+    def merge_tree(self, base: str, head: str) -> str | None:
+        """The tree of merging ``head`` into ``base``, or None when they conflict."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_DIR": str(self.path)}
+        proc = subprocess.run(
+            ["git", "merge-tree", "--write-tree", "--no-messages", base, head],
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        if proc.returncode == 1:
+            return None
+        if proc.returncode != 0:
+            raise OperationError(f"git merge-tree in {self.path.name}: {proc.stderr.decode()}")
+        return proc.stdout.decode().split("\n", 1)[0].strip()
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_DIR": str(self.path)}
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", older, newer],
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        return proc.returncode == 0
+
+    def merge(self, base_branch: str, head: str, *, squash: bool, message: str, who: Identity) -> str:
+        """Merge ``head`` into ``base_branch`` as GitHub's merge button does; the new tip."""
+        base = self.rev_parse(base_branch)
+        if base is None:
+            raise OperationError(f"base branch {base_branch!r} does not exist")
+        tree = self.merge_tree(base, head)
+        if tree is None:
+            raise OperationError("merge conflict")
+        parents = [base] if squash else [base, head]
+        sha = self._commit_tree(tree, parents, message, who)
+        self._git("update-ref", f"refs/heads/{base_branch}", sha, base)
+        return sha
+
+    def diff_hunk(self, base: str, head: str, path: str, line: int) -> str | None:
+        """The hunk of ``path`` that shows new-side ``line``, cut after that line, as GitHub
+        stores with a review comment; None when the line is not part of the diff."""
+        text = self._git("diff", "--no-color", f"{base}...{head}", "--", path)
+        hunk: list[str] = []
+        new_line = 0
+        inside = False
+        for raw in text.splitlines():
+            m = _HUNK.match(raw)
+            if m:
+                hunk = [raw]
+                new_line = int(m.group(3)) - 1
+                inside = True
+                continue
+            if not inside:
+                continue
+            hunk.append(raw)
+            if raw.startswith("-"):
+                continue
+            new_line += 1
+            if new_line == line:
+                return "\n".join(hunk)
+        return None

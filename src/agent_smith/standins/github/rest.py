@@ -1,0 +1,722 @@
+"""GitHub's REST API (``/api/v3``) over the stand-in's state.
+
+Each route names the OpenAPI path template it implements, so tests can check
+every response against GitHub's published description of that operation.
+Representations follow ``components/schemas`` of ``api.github.com.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent_smith.standins.github.state import (
+    GitHubRefusal,
+    InlineComment,
+    IssueComment,
+    PullRequest,
+    Repository,
+    Review,
+    ReviewComment,
+    User,
+    World,
+    iso,
+)
+
+__all__ = ["Links", "RestRequest", "RestResponse", "route"]
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where things live: ``web`` is https://HOST, ``api`` is https://HOST/api/v3."""
+
+    web: str
+    api: str
+
+
+@dataclass(frozen=True)
+class RestRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    accept: str
+    viewer: User | None
+
+
+@dataclass(frozen=True)
+class RestResponse:
+    status: int
+    body: Any
+    template: str
+    content_type: str = "application/json; charset=utf-8"
+
+
+class _Shapes:
+    def __init__(self, links: Links) -> None:
+        self.web = links.web
+        self.api = links.api
+
+    def user(self, u: User) -> Json:
+        api = f"{self.api}/users/{u.login}"
+        return {
+            "login": u.login,
+            "id": u.id,
+            "node_id": u.node_id,
+            "avatar_url": f"{self.web}/avatars/{u.login}",
+            "gravatar_id": "",
+            "url": api,
+            "html_url": f"{self.web}/{u.login}",
+            "followers_url": f"{api}/followers",
+            "following_url": f"{api}/following{{/other_user}}",
+            "gists_url": f"{api}/gists{{/gist_id}}",
+            "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{api}/subscriptions",
+            "organizations_url": f"{api}/orgs",
+            "repos_url": f"{api}/repos",
+            "events_url": f"{api}/events{{/privacy}}",
+            "received_events_url": f"{api}/received_events",
+            "type": u.type,
+            "site_admin": False,
+            "user_view_type": "public",
+        }
+
+    def private_user(self, u: User, world: World) -> Json:
+        owned = [r for r in world.repos.values() if r.owner is u]
+        return {
+            **self.user(u),
+            "name": u.name,
+            "company": None,
+            "blog": "",
+            "location": None,
+            "email": None,
+            "hireable": None,
+            "bio": None,
+            "twitter_username": None,
+            "public_repos": sum(1 for r in owned if not r.private),
+            "public_gists": 0,
+            "followers": 0,
+            "following": 0,
+            "created_at": iso(u.created_at),
+            "updated_at": iso(u.created_at),
+            "private_gists": 0,
+            "total_private_repos": sum(1 for r in owned if r.private),
+            "owned_private_repos": sum(1 for r in owned if r.private),
+            "disk_usage": 0,
+            "collaborators": 0,
+            "two_factor_authentication": False,
+            "user_view_type": "private",
+        }
+
+    def repo(self, r: Repository, viewer: User | None, world: World) -> Json:
+        api = f"{self.api}/repos/{r.full_name}"
+        open_count = sum(1 for p in world.pulls(r) if p.state == "OPEN")
+        push = viewer is not None and r.can_push(viewer)
+        shape: Json = {
+            "id": r.id,
+            "node_id": r.node_id,
+            "name": r.name,
+            "full_name": r.full_name,
+            "owner": self.user(r.owner),
+            "private": r.private,
+            "visibility": "private" if r.private else "public",
+            "html_url": f"{self.web}/{r.full_name}",
+            "description": r.description or None,
+            "fork": False,
+            "url": api,
+            "clone_url": f"{self.web}/{r.full_name}.git",
+            "git_url": f"git://{self.web.split('://', 1)[1]}/{r.full_name}.git",
+            "ssh_url": f"git@{self.web.split('://', 1)[1]}:{r.full_name}.git",
+            "svn_url": f"{self.web}/{r.full_name}",
+            "mirror_url": None,
+            "homepage": None,
+            "language": None,
+            "forks": 0,
+            "forks_count": 0,
+            "stargazers_count": 0,
+            "watchers": 0,
+            "watchers_count": 0,
+            "size": 0,
+            "default_branch": r.default_branch,
+            "open_issues": open_count,
+            "open_issues_count": open_count,
+            "is_template": False,
+            "topics": [],
+            "has_issues": True,
+            "has_projects": False,
+            "has_wiki": False,
+            "has_pages": False,
+            "has_downloads": False,
+            "has_discussions": False,
+            "archived": False,
+            "disabled": False,
+            "license": None,
+            "pushed_at": iso(r.created_at),
+            "created_at": iso(r.created_at),
+            "updated_at": iso(r.created_at),
+            "allow_merge_commit": True,
+            "allow_squash_merge": True,
+            "allow_rebase_merge": False,
+            "permissions": {
+                "admin": viewer is r.owner,
+                "maintain": push,
+                "push": push,
+                "triage": push,
+                "pull": True,
+            },
+        }
+        for name, suffix in _REPO_URLS.items():
+            shape[name] = f"{api}/{suffix}"
+        return shape
+
+    def full_repo(self, r: Repository, viewer: User | None, world: World) -> Json:
+        return {**self.repo(r, viewer, world), "network_count": 0, "subscribers_count": 0}
+
+    def pull(self, p: PullRequest, viewer: User | None, world: World, full: bool) -> Json:
+        api = f"{self.api}/repos/{p.repo.full_name}"
+        html = f"{self.web}/{p.repo.full_name}/pull/{p.number}"
+        repo = self.repo(p.repo, viewer, world)
+        shape: Json = {
+            "url": f"{api}/pulls/{p.number}",
+            "id": p.id,
+            "node_id": p.node_id,
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": f"{api}/issues/{p.number}",
+            "commits_url": f"{api}/pulls/{p.number}/commits",
+            "review_comments_url": f"{api}/pulls/{p.number}/comments",
+            "review_comment_url": f"{api}/pulls/comments{{/number}}",
+            "comments_url": f"{api}/issues/{p.number}/comments",
+            "statuses_url": f"{api}/statuses/{p.head_sha}",
+            "number": p.number,
+            "state": "open" if p.state == "OPEN" else "closed",
+            "locked": False,
+            "title": p.title,
+            "user": self.user(p.author),
+            "body": p.body or None,
+            "labels": [],
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": iso(p.created_at),
+            "updated_at": iso(p.updated_at),
+            "closed_at": iso(p.closed_at) if p.closed_at else None,
+            "merged_at": iso(p.merged_at) if p.merged_at else None,
+            "merge_commit_sha": p.merge_commit_sha,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [self.user(u) for u in p.requested_reviewers],
+            "requested_teams": [],
+            "head": {
+                "label": f"{p.repo.owner.login}:{p.head_ref}",
+                "ref": p.head_ref,
+                "sha": p.head_sha,
+                "user": self.user(p.repo.owner),
+                "repo": repo,
+            },
+            "base": {
+                "label": f"{p.repo.owner.login}:{p.base_ref}",
+                "ref": p.base_ref,
+                "sha": p.base_sha,
+                "user": self.user(p.repo.owner),
+                "repo": repo,
+            },
+            "_links": {
+                "self": {"href": f"{api}/pulls/{p.number}"},
+                "html": {"href": html},
+                "issue": {"href": f"{api}/issues/{p.number}"},
+                "comments": {"href": f"{api}/issues/{p.number}/comments"},
+                "review_comments": {"href": f"{api}/pulls/{p.number}/comments"},
+                "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
+                "commits": {"href": f"{api}/pulls/{p.number}/commits"},
+                "statuses": {"href": f"{api}/statuses/{p.head_sha}"},
+            },
+            "author_association": _association(p.repo, p.author),
+            "auto_merge": None,
+            "draft": p.draft,
+        }
+        if full:
+            stats = p.stats()
+            mergeable = p.mergeable()
+            shape.update(
+                {
+                    "merged": p.state == "MERGED",
+                    "mergeable": None if mergeable == "UNKNOWN" else mergeable == "MERGEABLE",
+                    "rebaseable": False,
+                    "mergeable_state": p.merge_state_status().lower(),
+                    "merged_by": self.user(p.merged_by) if p.merged_by else None,
+                    "comments": len(p.comments),
+                    "review_comments": sum(len(t.comments) for t in p.threads),
+                    "maintainer_can_modify": False,
+                    "commits": stats.commits,
+                    "additions": stats.additions,
+                    "deletions": stats.deletions,
+                    "changed_files": stats.changed_files,
+                }
+            )
+        return shape
+
+    def review_comment(self, c: ReviewComment) -> Json:
+        p = c.thread.pull
+        api = f"{self.api}/repos/{p.repo.full_name}"
+        html = f"{self.web}/{p.repo.full_name}/pull/{p.number}#discussion_r{c.id}"
+        t = c.thread
+        shape: Json = {
+            "url": f"{api}/pulls/comments/{c.id}",
+            "pull_request_review_id": c.review.id,
+            "id": c.id,
+            "node_id": c.node_id,
+            "diff_hunk": c.diff_hunk,
+            "path": t.path,
+            "commit_id": c.commit_id,
+            "original_commit_id": c.commit_id,
+            "user": self.user(c.author),
+            "body": c.body,
+            "created_at": iso(c.created_at),
+            "updated_at": iso(c.created_at),
+            "html_url": html,
+            "pull_request_url": f"{api}/pulls/{p.number}",
+            "author_association": _association(p.repo, c.author),
+            "_links": {
+                "self": {"href": f"{api}/pulls/comments/{c.id}"},
+                "html": {"href": html},
+                "pull_request": {"href": f"{api}/pulls/{p.number}"},
+            },
+            # start_line/start_side are for multi-line comments, which the stand-in
+            # does not take; left out because the description's enum has no null.
+            "line": t.line,
+            "original_line": t.line,
+            "side": t.side,
+            "subject_type": "line",
+        }
+        if c.reply_to is not None:
+            shape["in_reply_to_id"] = c.reply_to.id
+        return shape
+
+    def review(self, r: Review) -> Json:
+        p = r.pull
+        api = f"{self.api}/repos/{p.repo.full_name}"
+        html = f"{self.web}/{p.repo.full_name}/pull/{p.number}#pullrequestreview-{r.id}"
+        return {
+            "id": r.id,
+            "node_id": r.node_id,
+            "user": self.user(r.author),
+            "body": r.body,
+            "state": r.state,
+            "html_url": html,
+            "pull_request_url": f"{api}/pulls/{p.number}",
+            "_links": {"html": {"href": html}, "pull_request": {"href": f"{api}/pulls/{p.number}"}},
+            "submitted_at": iso(r.submitted_at),
+            "commit_id": r.commit_id,
+            "author_association": _association(p.repo, r.author),
+        }
+
+    def issue_comment(self, c: IssueComment) -> Json:
+        p = c.pull
+        api = f"{self.api}/repos/{p.repo.full_name}"
+        return {
+            "id": c.id,
+            "node_id": c.node_id,
+            "url": f"{api}/issues/comments/{c.id}",
+            "body": c.body,
+            "html_url": f"{self.web}/{p.repo.full_name}/pull/{p.number}#issuecomment-{c.id}",
+            "user": self.user(c.author),
+            "created_at": iso(c.created_at),
+            "updated_at": iso(c.created_at),
+            "issue_url": f"{api}/issues/{p.number}",
+            "author_association": _association(p.repo, c.author),
+        }
+
+    def root(self) -> Json:
+        a = self.api
+        return {
+            "current_user_url": f"{a}/user",
+            "current_user_authorizations_html_url": f"{self.web}/settings/connections/applications{{/client_id}}",
+            "authorizations_url": f"{a}/authorizations",
+            "code_search_url": f"{a}/search/code?q={{query}}{{&page,per_page,sort,order}}",
+            "commit_search_url": f"{a}/search/commits?q={{query}}{{&page,per_page,sort,order}}",
+            "emails_url": f"{a}/user/emails",
+            "emojis_url": f"{a}/emojis",
+            "events_url": f"{a}/events",
+            "feeds_url": f"{a}/feeds",
+            "followers_url": f"{a}/user/followers",
+            "following_url": f"{a}/user/following{{/target}}",
+            "gists_url": f"{a}/gists{{/gist_id}}",
+            "hub_url": f"{a}/hub",
+            "issue_search_url": f"{a}/search/issues?q={{query}}{{&page,per_page,sort,order}}",
+            "issues_url": f"{a}/issues",
+            "keys_url": f"{a}/user/keys",
+            "label_search_url": f"{a}/search/labels?q={{query}}&repository_id={{repository_id}}{{&page,per_page}}",
+            "notifications_url": f"{a}/notifications",
+            "organization_url": f"{a}/orgs/{{org}}",
+            "organization_repositories_url": f"{a}/orgs/{{org}}/repos{{?type,page,per_page,sort}}",
+            "organization_teams_url": f"{a}/orgs/{{org}}/teams",
+            "public_gists_url": f"{a}/gists/public",
+            "rate_limit_url": f"{a}/rate_limit",
+            "repository_url": f"{a}/repos/{{owner}}/{{repo}}",
+            "repository_search_url": f"{a}/search/repositories?q={{query}}{{&page,per_page,sort,order}}",
+            "current_user_repositories_url": f"{a}/user/repos{{?type,page,per_page,sort}}",
+            "starred_url": f"{a}/user/starred{{/owner}}{{/repo}}",
+            "starred_gists_url": f"{a}/gists/starred",
+            "topic_search_url": f"{a}/search/topics?q={{query}}{{&page,per_page}}",
+            "user_url": f"{a}/users/{{user}}",
+            "user_organizations_url": f"{a}/user/orgs",
+            "user_repositories_url": f"{a}/users/{{user}}/repos{{?type,page,per_page,sort}}",
+            "user_search_url": f"{a}/search/users?q={{query}}{{&page,per_page,sort,order}}",
+        }
+
+
+_REPO_URLS = {
+    "archive_url": "{archive_format}{/ref}",
+    "assignees_url": "assignees{/user}",
+    "blobs_url": "git/blobs{/sha}",
+    "branches_url": "branches{/branch}",
+    "collaborators_url": "collaborators{/collaborator}",
+    "comments_url": "comments{/number}",
+    "commits_url": "commits{/sha}",
+    "compare_url": "compare/{base}...{head}",
+    "contents_url": "contents/{+path}",
+    "contributors_url": "contributors",
+    "deployments_url": "deployments",
+    "downloads_url": "downloads",
+    "events_url": "events",
+    "forks_url": "forks",
+    "git_commits_url": "git/commits{/sha}",
+    "git_refs_url": "git/refs{/sha}",
+    "git_tags_url": "git/tags{/sha}",
+    "hooks_url": "hooks",
+    "issue_comment_url": "issues/comments{/number}",
+    "issue_events_url": "issues/events{/number}",
+    "issues_url": "issues{/number}",
+    "keys_url": "keys{/key_id}",
+    "labels_url": "labels{/name}",
+    "languages_url": "languages",
+    "merges_url": "merges",
+    "milestones_url": "milestones{/number}",
+    "notifications_url": "notifications{?since,all,participating}",
+    "pulls_url": "pulls{/number}",
+    "releases_url": "releases{/id}",
+    "stargazers_url": "stargazers",
+    "statuses_url": "statuses/{sha}",
+    "subscribers_url": "subscribers",
+    "subscription_url": "subscription",
+    "tags_url": "tags",
+    "teams_url": "teams",
+    "trees_url": "git/trees{/sha}",
+}
+
+
+def _association(repo: Repository, user: User) -> str:
+    if user is repo.owner:
+        return "OWNER"
+    if user.login in repo.collaborators:
+        return "COLLABORATOR"
+    return "NONE"
+
+
+# -- routing ---------------------------------------------------------------------
+
+Handler = Callable[["_Ctx", dict[str, str]], RestResponse]
+_ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = []
+
+
+def _route(method: str, template: str) -> Callable[[Handler], Handler]:
+    pattern = re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$")
+
+    def register(fn: Handler) -> Handler:
+        _ROUTES.append((method, pattern, template, fn))
+        return fn
+
+    return register
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    world: World
+    shapes: _Shapes
+    req: RestRequest
+
+    def viewer(self) -> User:
+        if self.req.viewer is None:
+            raise GitHubRefusal(401, "Requires authentication")
+        return self.req.viewer
+
+    def repo(self, a: dict[str, str]) -> Repository:
+        return self.world.repo(a["owner"], a["repo"], self.req.viewer)
+
+    def pull(self, a: dict[str, str]) -> PullRequest:
+        return self.world.pull(self.repo(a), _int(a["pull_number"]))
+
+    def field(self, name: str, kind: type = str, *, required: bool = True) -> Any:
+        body = self.req.body if isinstance(self.req.body, dict) else {}
+        value = body.get(name)
+        if value is None:
+            if required:
+                raise GitHubRefusal(422, f'Invalid request.\n\n"{name}" wasn\'t supplied.')
+            return None
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            raise GitHubRefusal(422, f"Invalid request.\n\nFor '{name}', {value!r} is not a {kind.__name__}.")
+        return value
+
+
+def _int(text: str) -> int:
+    if not text.isdigit():
+        raise GitHubRefusal(404, "Not Found")
+    return int(text)
+
+
+def route(world: World, links: Links, req: RestRequest) -> RestResponse:
+    """Answer one REST request (``req.path`` is relative to ``/api/v3``)."""
+    ctx = _Ctx(world, _Shapes(links), req)
+    path = req.path.rstrip("/") or "/"
+    methods_seen = False
+    for method, pattern, template, fn in _ROUTES:
+        m = pattern.match(path)
+        if m is None:
+            continue
+        methods_seen = True
+        if method == req.method:
+            try:
+                return fn(ctx, m.groupdict())
+            except GitHubRefusal as refusal:
+                return error(refusal.status, refusal.message, template)
+    if methods_seen:
+        return error(404 if req.method == "GET" else 405, "Not Found", "")
+    return error(404, "Not Found", "")
+
+
+def error(status: int, message: str, template: str) -> RestResponse:
+    return RestResponse(
+        status,
+        {
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest",
+            "status": str(status),
+        },
+        template,
+    )
+
+
+@_route("GET", "/")
+def _root(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    return RestResponse(200, ctx.shapes.root(), "/")
+
+
+@_route("GET", "/user")
+def _me(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    return RestResponse(200, ctx.shapes.private_user(ctx.viewer(), ctx.world), "/user")
+
+
+@_route("GET", "/users/{username}")
+def _user(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    user = ctx.world.user(a["username"])
+    shape = ctx.shapes.private_user(user, ctx.world)
+    for private in (
+        "private_gists",
+        "total_private_repos",
+        "owned_private_repos",
+        "disk_usage",
+        "collaborators",
+        "two_factor_authentication",
+    ):
+        shape.pop(private)
+    shape["user_view_type"] = "public"
+    return RestResponse(200, shape, "/users/{username}")
+
+
+@_route("GET", "/repos/{owner}/{repo}")
+def _repo(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    return RestResponse(200, ctx.shapes.full_repo(ctx.repo(a), ctx.req.viewer, ctx.world), "/repos/{owner}/{repo}")
+
+
+@_route("GET", "/repos/{owner}/{repo}/pulls")
+def _pulls(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    repo = ctx.repo(a)
+    want = ctx.req.query.get("state", "open")
+    head = ctx.req.query.get("head", "").split(":", 1)[-1]
+    base = ctx.req.query.get("base", "")
+    found = [
+        p
+        for p in sorted(ctx.world.pulls(repo), key=lambda p: -p.number)
+        if (want == "all" or (p.state == "OPEN") == (want == "open"))
+        and (not head or p.head_ref == head)
+        and (not base or p.base_ref == base)
+    ]
+    per_page = min(int(ctx.req.query.get("per_page", "30") or 30), 100)
+    page = max(int(ctx.req.query.get("page", "1") or 1), 1)
+    found = found[(page - 1) * per_page : page * per_page]
+    body = [ctx.shapes.pull(p, ctx.req.viewer, ctx.world, full=False) for p in found]
+    return RestResponse(200, body, "/repos/{owner}/{repo}/pulls")
+
+
+@_route("POST", "/repos/{owner}/{repo}/pulls")
+def _create_pull(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.world.open_pull(
+        ctx.repo(a),
+        ctx.viewer(),
+        head=ctx.field("head"),
+        base=ctx.field("base"),
+        title=ctx.field("title"),
+        body=ctx.field("body", required=False) or "",
+        draft=bool(ctx.field("draft", bool, required=False)),
+    )
+    return RestResponse(
+        201,
+        ctx.shapes.pull(pr, ctx.req.viewer, ctx.world, full=True),
+        "/repos/{owner}/{repo}/pulls",
+    )
+
+
+@_route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}")
+def _pull(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.pull(a)
+    template = "/repos/{owner}/{repo}/pulls/{pull_number}"
+    if "diff" in ctx.req.accept:
+        diff = pr.repo.git.diff(pr.base_sha, pr.head_sha)
+        return RestResponse(200, diff, template, "text/plain; charset=utf-8")
+    return RestResponse(200, ctx.shapes.pull(pr, ctx.req.viewer, ctx.world, full=True), template)
+
+
+@_route("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge")
+def _merge(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.pull(a)
+    sha = ctx.world.merge(
+        pr,
+        ctx.viewer(),
+        ctx.field("merge_method", required=False) or "merge",
+        title=ctx.field("commit_title", required=False),
+        body=ctx.field("commit_message", required=False),
+        expected_head=ctx.field("sha", required=False),
+    )
+    return RestResponse(
+        200,
+        {"sha": sha, "merged": True, "message": "Pull Request successfully merged"},
+        "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+    )
+
+
+@_route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/comments")
+def _review_comments(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.pull(a)
+    comments = sorted((c for t in pr.threads for c in t.comments), key=lambda c: c.id)
+    return RestResponse(
+        200,
+        [ctx.shapes.review_comment(c) for c in comments],
+        "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+    )
+
+
+@_route("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments")
+def _add_review_comment(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.pull(a)
+    template = "/repos/{owner}/{repo}/pulls/{pull_number}/comments"
+    reply_to = ctx.field("in_reply_to", int, required=False)
+    if reply_to is not None:
+        target = _find_review_comment(pr, reply_to)
+        reply = ctx.world.reply(target, ctx.viewer(), ctx.field("body"))
+        return RestResponse(201, ctx.shapes.review_comment(reply), template)
+    comment = ctx.world.inline_comment(
+        pr,
+        ctx.viewer(),
+        InlineComment(
+            ctx.field("path"),
+            ctx.field("line", int),
+            ctx.field("body"),
+            ctx.field("side", required=False) or "RIGHT",
+        ),
+        ctx.field("commit_id", required=False),
+    )
+    return RestResponse(201, ctx.shapes.review_comment(comment), template)
+
+
+@_route("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies")
+def _reply(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.pull(a)
+    target = _find_review_comment(pr, _int(a["comment_id"]))
+    reply = ctx.world.reply(target, ctx.viewer(), ctx.field("body"))
+    return RestResponse(
+        201,
+        ctx.shapes.review_comment(reply),
+        "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
+    )
+
+
+def _find_review_comment(pr: PullRequest, comment_id: int) -> ReviewComment:
+    for thread in pr.threads:
+        for c in thread.comments:
+            if c.id == comment_id:
+                return c
+    raise GitHubRefusal(404, "Not Found")
+
+
+@_route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
+def _reviews(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    return RestResponse(
+        200,
+        [ctx.shapes.review(r) for r in ctx.pull(a).reviews],
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+    )
+
+
+@_route("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
+def _add_review(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.pull(a)
+    raw = ctx.field("comments", list, required=False) or []
+    inline = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("line"), int):
+            raise GitHubRefusal(422, "Invalid request.\n\nEach comment needs path, line and body.")
+        inline.append(
+            InlineComment(
+                str(item.get("path", "")),
+                item["line"],
+                str(item.get("body", "")),
+                str(item.get("side", "RIGHT")),
+            )
+        )
+    review = ctx.world.review(
+        pr,
+        ctx.viewer(),
+        ctx.field("event", required=False) or "COMMENT",
+        ctx.field("body", required=False) or "",
+        tuple(inline),
+        ctx.field("commit_id", required=False),
+    )
+    return RestResponse(200, ctx.shapes.review(review), "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
+
+
+@_route("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers")
+def _request_reviewers(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.pull(a)
+    logins = ctx.field("reviewers", list)
+    ctx.world.request_reviewers(pr, ctx.viewer(), [str(x) for x in logins])
+    return RestResponse(
+        201,
+        ctx.shapes.pull(pr, ctx.req.viewer, ctx.world, full=False),
+        "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+    )
+
+
+@_route("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments")
+def _issue_comments(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.world.pull(ctx.repo(a), _int(a["issue_number"]))
+    return RestResponse(
+        200,
+        [ctx.shapes.issue_comment(c) for c in pr.comments],
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+    )
+
+
+@_route("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments")
+def _add_issue_comment(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    pr = ctx.world.pull(ctx.repo(a), _int(a["issue_number"]))
+    comment = ctx.world.comment(pr, ctx.viewer(), ctx.field("body"))
+    return RestResponse(
+        201,
+        ctx.shapes.issue_comment(comment),
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+    )

@@ -1,0 +1,559 @@
+"""What the GitHub stand-in knows: users, repositories, pull requests and their talk.
+
+Plain objects changed only through :class:`World`'s methods, which enforce the
+rules GitHub enforces (no self-approval, comments only on diff lines, one open
+pull request per head branch, …) and raise :class:`GitHubRefusal` otherwise.
+The server holds :attr:`World.lock` around every request.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_smith.standins.github.gitstore import DiffStats, GitStore, Identity
+
+__all__ = [
+    "RATE_LIMIT",
+    "RATE_RESET",
+    "GitHubRefusal",
+    "InlineComment",
+    "IssueComment",
+    "PullRequest",
+    "Repository",
+    "Review",
+    "ReviewComment",
+    "ReviewThread",
+    "User",
+    "World",
+]
+
+
+# GitHub's hourly budget per user; the stand-in never resets it within a test.
+RATE_LIMIT = 5000
+RATE_RESET = "2099-01-01T00:00:00Z"
+
+
+class GitHubRefusal(Exception):
+    """GitHub would refuse this: ``status`` is the REST status, ``message`` its text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_id(prefix: str, number: int) -> str:
+    packed = base64.urlsafe_b64encode(number.to_bytes(8, "big")).decode().rstrip("=")
+    return f"{prefix}_kw{packed}"
+
+
+@dataclass(eq=False)
+class User:
+    id: int
+    login: str
+    token: str
+    name: str
+    created_at: dt.datetime
+    type: str = "User"
+
+    @property
+    def node_id(self) -> str:
+        return node_id("U", self.id)
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.name, f"{self.id}+{self.login}@users.noreply.github.com")
+
+
+@dataclass(eq=False)
+class Repository:
+    id: int
+    owner: User
+    name: str
+    git: GitStore
+    default_branch: str
+    private: bool
+    created_at: dt.datetime
+    description: str = ""
+    collaborators: set[str] = field(default_factory=set)
+    next_number: int = 1
+
+    @property
+    def node_id(self) -> str:
+        return node_id("R", self.id)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.login}/{self.name}"
+
+    def can_push(self, user: User) -> bool:
+        return user is self.owner or user.login in self.collaborators
+
+    def can_read(self, user: User | None) -> bool:
+        return not self.private or (user is not None and self.can_push(user))
+
+
+@dataclass(eq=False)
+class ReviewComment:
+    id: int
+    thread: ReviewThread
+    review: Review
+    author: User
+    body: str
+    commit_id: str
+    diff_hunk: str
+    created_at: dt.datetime
+    reply_to: ReviewComment | None = None
+
+    @property
+    def node_id(self) -> str:
+        return node_id("PRRC", self.id)
+
+
+@dataclass(eq=False)
+class ReviewThread:
+    id: int
+    pull: PullRequest
+    path: str
+    line: int
+    side: str
+    comments: list[ReviewComment] = field(default_factory=list)
+    resolved_by: User | None = None
+
+    @property
+    def node_id(self) -> str:
+        return node_id("PRRT", self.id)
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.resolved_by is not None
+
+
+@dataclass(eq=False)
+class Review:
+    id: int
+    pull: PullRequest
+    author: User
+    state: str
+    body: str
+    commit_id: str
+    submitted_at: dt.datetime
+
+    @property
+    def node_id(self) -> str:
+        return node_id("PRR", self.id)
+
+
+@dataclass(eq=False)
+class IssueComment:
+    id: int
+    pull: PullRequest
+    author: User
+    body: str
+    created_at: dt.datetime
+
+    @property
+    def node_id(self) -> str:
+        return node_id("IC", self.id)
+
+
+@dataclass(eq=False)
+class PullRequest:
+    id: int
+    repo: Repository
+    number: int
+    author: User
+    title: str
+    body: str
+    head_ref: str
+    base_ref: str
+    draft: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    state: str = "OPEN"
+    closed_at: dt.datetime | None = None
+    merged_at: dt.datetime | None = None
+    merged_by: User | None = None
+    merge_commit_sha: str | None = None
+    # Once merged the branches may move on; GitHub keeps the shas it merged.
+    frozen_head: str | None = None
+    frozen_base: str | None = None
+    requested_reviewers: list[User] = field(default_factory=list)
+    reviews: list[Review] = field(default_factory=list)
+    threads: list[ReviewThread] = field(default_factory=list)
+    comments: list[IssueComment] = field(default_factory=list)
+
+    @property
+    def node_id(self) -> str:
+        return node_id("PR", self.id)
+
+    @property
+    def head_sha(self) -> str:
+        if self.frozen_head:
+            return self.frozen_head
+        return self.repo.git.rev_parse(self.head_ref) or ""
+
+    @property
+    def base_sha(self) -> str:
+        if self.frozen_base:
+            return self.frozen_base
+        return self.repo.git.rev_parse(self.base_ref) or ""
+
+    def stats(self) -> DiffStats:
+        return self.repo.git.stats(self.base_sha, self.head_sha)
+
+    def mergeable(self) -> str:
+        """GitHub's MergeableState: MERGEABLE, CONFLICTING (UNKNOWN never lingers here)."""
+        if self.state == "MERGED":
+            return "UNKNOWN"
+        if self.repo.git.merge_tree(self.base_sha, self.head_sha) is None:
+            return "CONFLICTING"
+        return "MERGEABLE"
+
+    def merge_state_status(self) -> str:
+        if self.state != "OPEN":
+            return "UNKNOWN"
+        if self.draft:
+            return "DRAFT"
+        if self.mergeable() == "CONFLICTING":
+            return "DIRTY"
+        # BEHIND needs a branch protection rule asking for up-to-date branches; the
+        # stand-in has no branch protection, so a clean merge is always CLEAN.
+        return "CLEAN"
+
+    def review_decision(self) -> str | None:
+        latest: dict[str, str] = {}
+        for r in self.reviews:
+            if r.state in ("APPROVED", "CHANGES_REQUESTED"):
+                latest[r.author.login] = r.state
+        if "CHANGES_REQUESTED" in latest.values():
+            return "CHANGES_REQUESTED"
+        if "APPROVED" in latest.values():
+            return "APPROVED"
+        return "REVIEW_REQUIRED" if self.requested_reviewers else None
+
+
+@dataclass(frozen=True)
+class InlineComment:
+    path: str
+    line: int
+    body: str
+    side: str = "RIGHT"
+
+
+class World:
+    """All of the stand-in's state, with GitHub's rules on every change."""
+
+    def __init__(self, root: Path, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.root = root
+        self.lock = threading.RLock()
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._ids = 1000
+        self.users: dict[str, User] = {}
+        self.repos: dict[str, Repository] = {}
+        self.nodes: dict[str, object] = {}
+        # (login, "core" | "graphql") -> requests counted against the budget
+        self.rate_used: dict[tuple[str, str], int] = {}
+
+    def now(self) -> dt.datetime:
+        return self._clock().replace(microsecond=0)
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _register(
+        self,
+        obj: User | Repository | PullRequest | Review | ReviewThread | ReviewComment | IssueComment,
+    ) -> None:
+        self.nodes[obj.node_id] = obj
+
+    # -- users and repositories -------------------------------------------------
+
+    def add_user(self, login: str, token: str, name: str | None = None) -> User:
+        if login.lower() in (u.lower() for u in self.users):
+            raise GitHubRefusal(422, f"login {login!r} is taken")
+        user = User(self._next_id(), login, token, name or login, self.now())
+        self.users[login] = user
+        self._register(user)
+        return user
+
+    def user_by_token(self, token: str) -> User | None:
+        for user in self.users.values():
+            if user.token == token:
+                return user
+        return None
+
+    def user(self, login: str) -> User:
+        for key, user in self.users.items():
+            if key.lower() == login.lower():
+                return user
+        raise GitHubRefusal(404, f"user {login!r} not found")
+
+    def add_repo(
+        self,
+        owner: str,
+        name: str,
+        *,
+        files: dict[str, str] | None = None,
+        default_branch: str = "main",
+        private: bool = False,
+        collaborators: tuple[str, ...] = (),
+    ) -> Repository:
+        user = self.user(owner)
+        key = f"{owner}/{name}".lower()
+        if key in self.repos:
+            raise GitHubRefusal(422, f"repository {owner}/{name} exists")
+        git = GitStore(self.root / owner / f"{name}.git")
+        git.init(default_branch)
+        git.commit_files(default_branch, files or {"README.md": f"# {name}\n"}, "Initial commit", user.identity)
+        repo = Repository(self._next_id(), user, name, git, default_branch, private, self.now())
+        repo.collaborators.update(self.user(c).login for c in collaborators)
+        self.repos[key] = repo
+        self._register(repo)
+        return repo
+
+    def repo(self, owner: str, name: str, viewer: User | None) -> Repository:
+        repo = self.repos.get(f"{owner}/{name}".lower().removesuffix(".git"))
+        if repo is None or not repo.can_read(viewer):
+            raise GitHubRefusal(404, "Not Found")
+        return repo
+
+    # -- pull requests ----------------------------------------------------------
+
+    def pull(self, repo: Repository, number: int) -> PullRequest:
+        for pr in self.pulls(repo):
+            if pr.number == number:
+                return pr
+        raise GitHubRefusal(404, "Not Found")
+
+    def pulls(self, repo: Repository) -> list[PullRequest]:
+        return [n for n in self.nodes.values() if isinstance(n, PullRequest) and n.repo is repo]
+
+    def all_pulls(self) -> list[PullRequest]:
+        return [n for n in self.nodes.values() if isinstance(n, PullRequest)]
+
+    def open_pull(
+        self,
+        repo: Repository,
+        author: User,
+        *,
+        head: str,
+        base: str,
+        title: str,
+        body: str = "",
+        draft: bool = False,
+    ) -> PullRequest:
+        if not repo.can_push(author):
+            raise GitHubRefusal(403, "Must have push access to open a pull request here")
+        if not title.strip():
+            raise GitHubRefusal(422, "Validation Failed: title is missing")
+        head = head.split(":", 1)[-1]
+        head_sha = repo.git.rev_parse(head)
+        if head_sha is None:
+            raise GitHubRefusal(422, f"Validation Failed: head branch {head!r} does not exist")
+        base_sha = repo.git.rev_parse(base)
+        if base_sha is None:
+            raise GitHubRefusal(422, f"Validation Failed: base branch {base!r} does not exist")
+        if head_sha == base_sha or repo.git.is_ancestor(head_sha, base_sha):
+            raise GitHubRefusal(422, f"Validation Failed: No commits between {base} and {head}")
+        for pr in self.pulls(repo):
+            if pr.state == "OPEN" and pr.head_ref == head and pr.base_ref == base:
+                raise GitHubRefusal(422, f"Validation Failed: A pull request already exists for {head}.")
+        now = self.now()
+        pr = PullRequest(
+            self._next_id(),
+            repo,
+            repo.next_number,
+            author,
+            title,
+            body,
+            head,
+            base,
+            draft,
+            now,
+            now,
+        )
+        repo.next_number += 1
+        self._register(pr)
+        return pr
+
+    def request_reviewers(self, pr: PullRequest, actor: User, logins: list[str]) -> None:
+        if not pr.repo.can_push(actor):
+            raise GitHubRefusal(403, "Must have push access to request reviewers")
+        for login in logins:
+            user = self.user(login)
+            if user is pr.author:
+                raise GitHubRefusal(422, "Review cannot be requested from pull request author.")
+            if user not in pr.requested_reviewers:
+                pr.requested_reviewers.append(user)
+        pr.updated_at = self.now()
+
+    def comment(self, pr: PullRequest, author: User, body: str) -> IssueComment:
+        if not body.strip():
+            raise GitHubRefusal(422, "Validation Failed: body is missing")
+        c = IssueComment(self._next_id(), pr, author, body, self.now())
+        pr.comments.append(c)
+        pr.updated_at = c.created_at
+        self._register(c)
+        return c
+
+    def review(
+        self,
+        pr: PullRequest,
+        author: User,
+        event: str,
+        body: str = "",
+        comments: tuple[InlineComment, ...] = (),
+        commit_id: str | None = None,
+    ) -> Review:
+        if pr.state != "OPEN":
+            raise GitHubRefusal(422, "Unprocessable Entity: pull request is closed")
+        if author is pr.author and event in ("APPROVE", "REQUEST_CHANGES"):
+            verb = "approve" if event == "APPROVE" else "request changes on"
+            raise GitHubRefusal(422, f"Unprocessable Entity: Can not {verb} your own pull request")
+        if event == "REQUEST_CHANGES" and not body.strip():
+            raise GitHubRefusal(422, "Unprocessable Entity: Review body is required")
+        if event == "COMMENT" and not body.strip() and not comments:
+            raise GitHubRefusal(422, "Unprocessable Entity: Review body is required")
+        state = {
+            "APPROVE": "APPROVED",
+            "REQUEST_CHANGES": "CHANGES_REQUESTED",
+            "COMMENT": "COMMENTED",
+        }.get(event)
+        if state is None:
+            raise GitHubRefusal(422, f"Unprocessable Entity: unknown review event {event!r}")
+        head = pr.head_sha
+        if commit_id and commit_id != head:
+            raise GitHubRefusal(422, "Unprocessable Entity: commit_id is not the head commit")
+        hunks = [self._hunk(pr, c.path, c.line, c.side) for c in comments]
+        review = Review(self._next_id(), pr, author, state, body, head, self.now())
+        pr.reviews.append(review)
+        self._register(review)
+        for c, hunk in zip(comments, hunks, strict=True):
+            thread = ReviewThread(self._next_id(), pr, c.path, c.line, c.side)
+            pr.threads.append(thread)
+            self._register(thread)
+            self._add_thread_comment(thread, review, author, c.body, hunk, None)
+        if author in pr.requested_reviewers:
+            pr.requested_reviewers.remove(author)
+        pr.updated_at = review.submitted_at
+        return review
+
+    def _hunk(self, pr: PullRequest, path: str, line: int, side: str) -> str:
+        hunk = None
+        if side == "RIGHT" and line > 0:
+            hunk = pr.repo.git.diff_hunk(pr.base_sha, pr.head_sha, path, line)
+        if hunk is None:
+            raise GitHubRefusal(
+                422,
+                "Unprocessable Entity: pull_request_review_thread.line must be part of the diff",
+            )
+        return hunk
+
+    def _add_thread_comment(
+        self,
+        thread: ReviewThread,
+        review: Review,
+        author: User,
+        body: str,
+        hunk: str,
+        reply_to: ReviewComment | None,
+    ) -> ReviewComment:
+        if not body.strip():
+            raise GitHubRefusal(422, "Validation Failed: body is missing")
+        c = ReviewComment(
+            self._next_id(),
+            thread,
+            review,
+            author,
+            body,
+            thread.pull.head_sha,
+            hunk,
+            self.now(),
+            reply_to,
+        )
+        thread.comments.append(c)
+        self._register(c)
+        return c
+
+    def inline_comment(
+        self, pr: PullRequest, author: User, comment: InlineComment, commit_id: str | None
+    ) -> ReviewComment:
+        """A single review comment (REST ``POST …/pulls/N/comments``): its own review."""
+        if commit_id and commit_id != pr.head_sha:
+            raise GitHubRefusal(422, "Unprocessable Entity: commit_id is not part of the pull request")
+        review = self.review(pr, author, "COMMENT", "", (comment,))
+        return review.pull.threads[-1].comments[-1]
+
+    def reply(self, comment: ReviewComment, author: User, body: str) -> ReviewComment:
+        thread = comment.thread
+        pr = thread.pull
+        review = Review(self._next_id(), pr, author, "COMMENTED", "", pr.head_sha, self.now())
+        pr.reviews.append(review)
+        self._register(review)
+        root = thread.comments[0]
+        reply = self._add_thread_comment(thread, review, author, body, root.diff_hunk, root)
+        pr.updated_at = reply.created_at
+        return reply
+
+    def set_resolved(self, thread: ReviewThread, actor: User, resolved: bool) -> None:
+        if not thread.pull.repo.can_push(actor) and actor is not thread.pull.author:
+            raise GitHubRefusal(403, "Resource not accessible by integration")
+        thread.resolved_by = actor if resolved else None
+
+    def merge(
+        self,
+        pr: PullRequest,
+        actor: User,
+        method: str,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        expected_head: str | None = None,
+    ) -> str:
+        if not pr.repo.can_push(actor):
+            raise GitHubRefusal(403, "Must have push access to merge this pull request")
+        if pr.state != "OPEN":
+            raise GitHubRefusal(405, "Pull Request is not mergeable")
+        if pr.draft:
+            raise GitHubRefusal(405, "Pull Request is still a draft")
+        head = pr.head_sha
+        if expected_head and expected_head != head:
+            raise GitHubRefusal(409, "Head branch was modified. Review and try the merge again.")
+        if method not in ("merge", "squash"):
+            raise GitHubRefusal(405, f"{method} merges are not allowed on this repository")
+        if pr.mergeable() != "MERGEABLE":
+            raise GitHubRefusal(405, "Pull Request is not mergeable")
+        base = pr.base_sha
+        if method == "squash":
+            headline, default_body = f"{pr.title} (#{pr.number})", ""
+        else:
+            headline = f"Merge pull request #{pr.number} from {pr.repo.owner.login}/{pr.head_ref}"
+            default_body = pr.title
+        message = f"{title or headline}\n\n{body if body is not None else default_body}".strip()
+        sha = pr.repo.git.merge(pr.base_ref, head, squash=method == "squash", message=message, who=actor.identity)
+        now = self.now()
+        pr.state = "MERGED"
+        pr.frozen_head, pr.frozen_base = head, base
+        pr.merged_at = pr.closed_at = pr.updated_at = now
+        pr.merged_by = actor
+        pr.merge_commit_sha = sha
+        return sha
+
+    def close(self, pr: PullRequest, actor: User) -> None:
+        if actor is not pr.author and not pr.repo.can_push(actor):
+            raise GitHubRefusal(403, "Must have push access to close this pull request")
+        if pr.state == "OPEN":
+            pr.frozen_head, pr.frozen_base = pr.head_sha, pr.base_sha
+            pr.state = "CLOSED"
+            pr.closed_at = pr.updated_at = self.now()

@@ -1,0 +1,278 @@
+"""The forge client against the GitHub stand-in over real HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import threading
+
+import pytest
+from tests.fixtures.github import GitHubFixture
+
+from agent_smith.crew import Forge
+from agent_smith.errors import OperationError, UsageError
+from agent_smith.forge import ForgeClient, InlineComment, ItemKind, RetryPolicy, unaddressed
+from agent_smith.forge.client import _proxy_for
+
+pytestmark = [pytest.mark.real, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+REPO = "carol/widgets"
+
+
+def _change(n: int) -> dict[str, str]:
+    return {f"src/f{n}.py": "".join(f"line_{i} = {i}\n" for i in range(5))}
+
+
+async def _open(gh: GitHubFixture, client: ForgeClient, n: int, login: str = "alice") -> int:
+    await asyncio.to_thread(gh.push_branch, login, f"topic-{n}", _change(n), f"topic {n}")
+    opened = await client.open_pull_request(REPO, head=f"topic-{n}", base="main", title=f"Topic {n}")
+    return opened.number
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+async def test_review_activity_is_one_round_trip(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    async with gh.client("alice") as alice, gh.client("bob") as bob, gh.client("carol") as carol:
+        numbers = [await _open(gh, alice, n) for n in range(3)]
+        await _open(gh, bob, 9, login="bob")  # someone else's PR: not alice's business
+        await bob.review(
+            REPO,
+            numbers[0],
+            body="Mostly fine.",
+            comments=[InlineComment("src/f0.py", 2, "Why 1?"), InlineComment("src/f0.py", 4, "Name?")],
+        )
+        await carol.comment(REPO, numbers[1], "Can this wait?")
+        await alice.comment(REPO, numbers[2], "Note to self")
+        await bob.review(REPO, numbers[2], event="APPROVE")
+
+        before = alice.requests
+        graphql_before = sum(1 for e in gh.standin.exchanges if e.kind == "graphql")
+        activity = await alice.review_activity("alice", [REPO])
+        assert alice.requests - before == 1
+        assert sum(1 for e in gh.standin.exchanges if e.kind == "graphql") - graphql_before == 1
+
+    assert sorted(p.number for p in activity.pull_requests) == numbers
+    items = unaddressed(activity)
+    kinds = sorted((i.number, i.kind.value, i.author) for i in items)
+    assert kinds == [
+        (numbers[0], "review", "bob"),
+        (numbers[0], "thread", "bob"),
+        (numbers[0], "thread", "bob"),
+        (numbers[1], "comment", "carol"),
+        (numbers[2], "review", "bob"),
+    ]
+    threads = [i for i in items if i.kind is ItemKind.THREAD]
+    assert {(t.path, t.line, t.body) for t in threads} == {("src/f0.py", 2, "Why 1?"), ("src/f0.py", 4, "Name?")}
+
+
+async def test_the_agents_answer_and_resolution_address_threads(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    async with gh.client("alice") as alice, gh.client("bob") as bob:
+        number = await _open(gh, alice, 1)
+        await bob.review(
+            REPO, number, comments=[InlineComment("src/f1.py", 1, "a"), InlineComment("src/f1.py", 3, "b")]
+        )
+        first = unaddressed(await alice.review_activity("alice", [REPO]))
+        assert len(first) == 2
+        comments = [c for t in gh.standin.world.pull(gh.repo, number).threads for c in t.comments]
+        await alice.reply(REPO, number, comments[0].id, "Fixed.")
+        pr = gh.standin.world.pull(gh.repo, number)
+        await alice.resolve_thread(pr.threads[1].node_id)
+        assert unaddressed(await alice.review_activity("alice", [REPO])) == ()
+        await bob.reply(REPO, number, comments[0].id, "Not quite.")
+        [again] = unaddressed(await alice.review_activity("alice"), frozenset(i.key for i in first))
+        assert again.body == "Not quite."
+        assert again.author == "bob"
+
+
+async def test_since_cursor_drops_older_reviews_and_comments(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    async with gh.client("alice") as alice, gh.client("bob") as bob:
+        number = await _open(gh, alice, 1)
+        await bob.comment(REPO, number, "old")
+        cursor = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        activity = await alice.review_activity("alice", [REPO], since=cursor)
+        assert activity.pull_requests[0].comments == ()
+
+
+async def test_open_review_merge(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    async with gh.client("alice") as alice, gh.client("bob") as bob:
+        number = await _open(gh, alice, 1)
+        assert "+line_0 = 0" in await bob.diff(REPO, number)
+        await bob.review(REPO, number, event="APPROVE", body="LGTM")
+        with pytest.raises(OperationError, match="Can not approve your own pull request"):
+            await alice.review(REPO, number, event="APPROVE")
+        sha = await alice.merge(REPO, number, method="squash")
+    assert gh.repo.git.rev_parse("main") == sha
+    assert gh.standin.world.pull(gh.repo, number).state == "MERGED"
+
+
+async def test_errors_are_one_line_and_never_carry_the_token(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    bad = ForgeClient.from_env(
+        api_url=gh.standin.api_url,
+        graphql_url=gh.standin.graphql_url,
+        env={"GITHUB_TOKEN": "ghp_wrong_token_value", "SSL_CERT_FILE": str(gh.standin.ca_path)},
+    )
+    async with bad:
+        with pytest.raises(OperationError) as denied:
+            await bad.viewer_login()
+    assert "401" in str(denied.value)
+    assert "GITHUB_TOKEN" in str(denied.value)
+    async with gh.client("alice") as alice:
+        with pytest.raises(OperationError) as missing:
+            await alice.pull_request("carol/nothing", 1)
+        gh.standin.world.add_user("dave", "ghp_dave_token_value")
+    dave = ForgeClient.from_env(
+        api_url=gh.standin.api_url,
+        graphql_url=gh.standin.graphql_url,
+        env={"GITHUB_TOKEN": "ghp_dave_token_value", "SSL_CERT_FILE": str(gh.standin.ca_path)},
+    )
+    async with dave:
+        with pytest.raises(OperationError) as forbidden:
+            await dave.comment(REPO, 1, "hi")  # no PR 1 yet: 404 before 403
+        with pytest.raises(OperationError, match="403"):
+            await dave.open_pull_request(REPO, head="main", base="main", title="x")
+    for exc in (denied.value, missing.value, forbidden.value):
+        assert "\n" not in str(exc)
+        assert "ghp_" not in str(exc)
+    assert "404" in str(missing.value)
+    with pytest.raises(UsageError, match="GITHUB_TOKEN"):
+        ForgeClient.from_env(api_url=gh.standin.api_url, graphql_url=gh.standin.graphql_url, env={})
+
+
+async def test_retries_server_errors_and_honours_retry_after(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    sleeps = Sleeps()
+    async with gh.client("alice", sleep=sleeps) as alice:
+        gh.standin.faults.fail(502, times=2, path="/api/graphql")
+        await alice.review_activity("alice", [REPO])
+        gh.standin.faults.secondary_rate_limit(retry_after=3, path="/api/v3/user")
+        assert await alice.viewer_login() == "alice"
+        assert sleeps.waits == [0.5, 1.0, 3.0]
+        gh.standin.faults.fail(503, times=9, path="/api/v3/user")
+        with pytest.raises(OperationError, match="server error 503 after 4 tries"):
+            await alice.viewer_login()
+        gh.standin.faults.clear()
+        gh.standin.faults.fail(502, path="/api/v3/repos")
+        with pytest.raises(OperationError, match="502"):
+            await alice.comment(REPO, 1, "never sent twice")
+
+
+async def test_slow_answers_time_out_and_are_retried(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    sleeps = Sleeps()
+    async with gh.client("alice", sleep=sleeps, timeout=0.3, retry=RetryPolicy(attempts=2)) as alice:
+        gh.standin.faults.slow(1.0, path="/api/v3/user")
+        assert await alice.viewer_login() == "alice"
+        assert sleeps.waits == [0.5]
+
+
+async def test_conditional_requests_save_quota(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    async with gh.client("alice") as alice:
+        number = await _open(gh, alice, 1)
+        first = await alice.pull_request(REPO, number)
+        used = gh.standin.world.rate_used[("alice", "core")]
+        second = await alice.pull_request(REPO, number)
+        assert second == first
+        assert gh.standin.world.rate_used[("alice", "core")] == used
+        assert gh.standin.exchanges[-1].status == 304
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "http://fw:3128"}, "http://fw:3128"),
+        ({"https_proxy": "http://fw:3128"}, "http://fw:3128"),
+        ({"HTTPS_PROXY": "http://fw:3128", "NO_PROXY": "api.github.com"}, None),
+        ({"HTTPS_PROXY": "http://fw:3128", "NO_PROXY": ".github.com"}, None),
+        ({"HTTPS_PROXY": "http://fw:3128", "NO_PROXY": "*"}, None),
+        ({"HTTPS_PROXY": "http://fw:3128", "NO_PROXY": "example.com,localhost"}, "http://fw:3128"),
+    ],
+)
+def test_proxy_from_the_environment(env: dict[str, str], expected: str | None) -> None:
+    assert _proxy_for("https://api.github.com/graphql", env) == expected
+
+
+class ConnectProxy:
+    """A plain CONNECT tunnel on loopback that remembers where clients asked to go."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        target = head.split(b" ", 2)[1].decode()
+        self.targets.append(target)
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+async def test_proxy_and_ca_come_from_the_environment(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    proxy = ConnectProxy()
+    try:
+        forge = Forge(kind="github-enterprise", base_url=gh.standin.api_url)
+        assert forge.graphql_url == gh.standin.graphql_url
+        env = {
+            "GITHUB_TOKEN": gh.token("alice"),
+            "SSL_CERT_FILE": str(gh.standin.ca_path),
+            "HTTPS_PROXY": proxy.url,
+        }
+        async with ForgeClient.from_crew(forge, env) as client:
+            assert await client.viewer_login() == "alice"
+            await client.review_activity("alice")
+        assert proxy.targets == [f"{gh.host}:443"]
+    finally:
+        proxy.close()
+    async with ForgeClient.from_env(
+        api_url=gh.standin.api_url, graphql_url=gh.standin.graphql_url, env={"GITHUB_TOKEN": gh.token("alice")}
+    ) as untrusting:
+        with pytest.raises(OperationError, match=r"certificate of \S+ is not trusted"):
+            await untrusting.viewer_login()

@@ -1,0 +1,288 @@
+"""Assembly against a real file system and real git: idempotence, credentials, secrets, atomicity."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_smith.crew import load_crew
+from agent_smith.errors import OperationError, UnknownAgentError, UsageError
+from agent_smith.home import AssembleOptions, AssemblyReport, FileAction, HomeLayout, agent_environment, assemble
+from agent_smith.home.plan import CA_VARIABLES, CLAUDE_VERSION
+from agent_smith.runtime import PINNED_VERSION
+from tests.home.crewkit import (
+    PERSONA_MARK,
+    REAL_LOOKING,
+    SHARED_MARK,
+    STUB,
+    USER_HOOK,
+    recording_command,
+    tree,
+    write_crew,
+)
+
+MATRIX_TOKEN = "syt_ZGV2Ym90_tokenvalueabcdefghij_0a1b2c"
+
+
+@pytest.fixture
+def setup_crew(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(crew dir, state dir, agent-smith command)."""
+    state = tmp_path / "state"
+    crew = write_crew(tmp_path / "crew", state_dir=state, persona_servers={"docs": {"command": "/bin/true"}})
+    command, _ = recording_command(tmp_path / "bin")
+    return crew, state, command
+
+
+def _assemble(crew: Path, command: Path, env: dict[str, str] | None = None, **kw: Any) -> AssemblyReport:
+    loaded = load_crew(crew, env=env or {})
+    return assemble(loaded, "devbot", AssembleOptions(agent_smith_command=str(command), env=env or {}, **kw))
+
+
+def _layout(state: Path) -> HomeLayout:
+    base = state / "t-crew" / "agents" / "devbot"
+    return HomeLayout(base / "home", base / "workspace", base / "state")
+
+
+def test_the_pinned_cli_version_is_the_one_onboarding_is_seeded_for() -> None:
+    assert CLAUDE_VERSION == PINNED_VERSION
+
+
+def test_assembles_every_file_claude_code_reads(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    report = _assemble(crew, command, env={"MATRIX_ACCESS_TOKEN": MATRIX_TOKEN})
+    layout = _layout(state)
+    md = layout.claude_md.read_text()
+    assert md.index(SHARED_MARK) < md.index(PERSONA_MARK) < md.index("## Your team")
+    assert "| reviewbot | reviewer | @reviewbot:localhost | @reviewbot |" in md
+    assert "@devbot:localhost" in md
+    assert "@devbot-gh" in md
+    assert "@op:localhost" in md
+
+    settings = json.loads(layout.settings.read_text())
+    assert settings["permissions"]["allow"] == ["Bash(git:*)", "Read"]
+    stop = settings["hooks"]["Stop"]
+    assert stop[0]["hooks"][0]["command"] == USER_HOOK
+    assert stop[1]["hooks"][0] == {"type": "command", "command": f"{command} hook stop", "asyncRewake": True}
+    assert settings["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"] == f"{command} hook prompt"
+    assert settings["hooks"]["PostToolUse"][0]["matcher"] == "Bash|mcp__.*"
+    assert settings["env"]["CREW_SETTING"] == "kept"
+    for var in CA_VARIABLES:
+        assert settings["env"][var] == str(layout.ca_bundle)
+
+    assert json.loads(layout.credentials.read_text()) == STUB
+    assert stat.S_IMODE(layout.credentials.stat().st_mode) == 0o600
+    assert (layout.subagents / "test-writer.md").read_text().startswith("---\nname: test-writer")
+
+    claude_json = json.loads(layout.claude_json.read_text())
+    assert claude_json["hasCompletedOnboarding"] is True
+    assert claude_json["projects"][str(layout.workspace)]["hasTrustDialogAccepted"] is True
+    servers = claude_json["mcpServers"]
+    assert set(servers) == {"docs", "agent-smith-events", "matrix"}
+    assert servers["matrix"]["args"] == ["mcp", "chat"]
+    assert servers["matrix"]["env"]["MATRIX_ACCESS_TOKEN_FILE"] == str(layout.matrix_token)
+    assert layout.matrix_token.read_text() == MATRIX_TOKEN
+    assert stat.S_IMODE(layout.matrix_token.stat().st_mode) == 0o600
+
+    bundle = layout.ca_bundle.read_bytes()
+    firewall_ca = (state / "t-crew" / "firewall" / "ca.pem").read_bytes()
+    assert bundle.endswith(firewall_ca)
+    assert bundle.count(b"BEGIN CERTIFICATE") > 10
+    assert {c.action for c in report.files} == {FileAction.create}
+
+    # The Matrix token is in no file but its own, and in no report.
+    for path in layout.home.rglob("*"):
+        if path.is_file():
+            assert MATRIX_TOKEN.encode() not in path.read_bytes(), path
+    assert MATRIX_TOKEN not in repr(report)
+
+
+def test_a_second_run_changes_nothing(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command, env={"MATRIX_ACCESS_TOKEN": MATRIX_TOKEN})
+    before = tree(state)
+    for _ in range(3):
+        report = _assemble(crew, command, env={"MATRIX_ACCESS_TOKEN": MATRIX_TOKEN})
+        assert not report.changed
+    assert tree(state) == before
+    settings = json.loads(_layout(state).settings.read_text())
+    assert len(settings["hooks"]["Stop"]) == 2
+    assert len(settings["hooks"]["PostToolUse"]) == 1
+
+
+def test_what_the_agent_added_survives_and_stale_contributions_go(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    settings = json.loads(layout.settings.read_text())
+    settings["permissions"]["allow"].append("Bash(make:*)")
+    settings["model"] = "opus"
+    layout.settings.write_text(json.dumps(settings))
+    claude_json = json.loads(layout.claude_json.read_text())
+    claude_json["numStartups"] = 7
+    claude_json["mcpServers"]["mine"] = {"command": "/bin/true"}
+    layout.claude_json.write_text(json.dumps(claude_json))
+    (layout.subagents / "own.md").write_text("---\nname: own\ndescription: mine\n---\n")
+
+    # The crew drops its Read permission, a persona server and the subagent; agent-smith moves.
+    shared = crew / "agents" / "_shared" / "settings.json"
+    crew_settings = json.loads(shared.read_text())
+    crew_settings["permissions"]["allow"] = ["Bash(git:*)"]
+    shared.write_text(json.dumps(crew_settings))
+    (crew / "agents" / "devbot" / "mcp.json").write_text('{"mcpServers": {}}')
+    (crew / "agents" / "devbot" / "subagents" / "test-writer.md").unlink()
+    moved, _ = recording_command(crew.parent / "bin2")
+    _assemble(crew, moved)
+
+    settings = json.loads(layout.settings.read_text())
+    assert settings["permissions"]["allow"] == ["Bash(git:*)", "Bash(make:*)"]
+    assert settings["model"] == "opus"
+    commands = [h["command"] for g in settings["hooks"]["Stop"] for h in g["hooks"]]
+    assert commands == [USER_HOOK, f"{moved} hook stop"]
+    claude_json = json.loads(layout.claude_json.read_text())
+    assert claude_json["numStartups"] == 7
+    assert set(claude_json["mcpServers"]) == {"mine", "agent-smith-events", "matrix"}
+    assert claude_json["mcpServers"]["agent-smith-events"]["command"] == str(moved)
+    assert not (layout.subagents / "test-writer.md").exists()
+    assert (layout.subagents / "own.md").exists()
+
+
+def test_a_real_credential_on_the_volume_survives_and_is_reported(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    real = {"claudeAiOauth": {**STUB["claudeAiOauth"], "accessToken": REAL_LOOKING}}
+    layout.credentials.write_text(json.dumps(real))
+    report = _assemble(crew, command)
+    assert json.loads(layout.credentials.read_text()) == real
+    warnings = report.warnings
+    assert any("Anthropic" in w and str(layout.credentials) in w for w in warnings)
+    assert REAL_LOOKING not in repr(report)
+    assert not report.changed
+
+
+def test_a_changed_stub_converges_back(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    layout.credentials.write_text('{"claudeAiOauth": {"accessToken": "x", "refreshToken": "y"}}')
+    layout.credentials.chmod(0o644)
+    report = _assemble(crew, command)
+    assert [c.path for c in report.files] == [layout.credentials]
+    assert json.loads(layout.credentials.read_text()) == STUB
+    assert stat.S_IMODE(layout.credentials.stat().st_mode) == 0o600
+
+
+def test_dry_run_prints_a_diff_and_touches_nothing(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    report = _assemble(crew, command, dry_run=True, env={"MATRIX_ACCESS_TOKEN": MATRIX_TOKEN})
+    assert not state.exists()
+    diffs = "".join(c.diff for c in report.files)
+    assert f"+{SHARED_MARK}" in diffs
+    assert MATRIX_TOKEN not in diffs
+    assert "contents not shown (secret)" in diffs
+
+    _assemble(crew, command)
+    before = tree(state)
+    (crew / "agents" / "devbot" / "CLAUDE.md").write_text("# devbot\n\nA new rule.\n")
+    report = _assemble(crew, command, dry_run=True)
+    assert tree(state) == before
+    [change] = report.files
+    assert change.action is FileAction.update
+    assert f"-{PERSONA_MARK}\n" in change.diff
+    assert "+A new rule.\n" in change.diff
+    proxy_password = agent_environment(load_crew(crew, env={}), "devbot")["HTTPS_PROXY"].split(":")[2].split("@")[0]
+    _layout(state).settings.unlink()
+    whole = "".join(c.diff for c in _assemble(crew, command, dry_run=True).files)
+    assert '"HTTPS_PROXY": "http://devbot:***@127.0.0.1:3128"' in whole
+    assert proxy_password not in whole
+
+
+def test_a_killed_run_leaves_whole_files_and_the_next_run_converges(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    # A run killed after settings.json but before the manifest: a newer agent-smith path in settings only.
+    moved, _ = recording_command(crew.parent / "moved")
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\n"
+            "from agent_smith import fsutil\n"
+            "real = fsutil.write_atomic\n"
+            "def write(path, data, mode=0o644):\n"
+            "    if path.name == 'assembly.json':\n"
+            "        os._exit(9)\n"
+            "    real(path, data, mode)\n"
+            "import agent_smith.home.assemble\n"
+            "a = sys.modules['agent_smith.home.assemble']\n"
+            "a.write_atomic = write\n"
+            "from agent_smith.crew import load_crew\n"
+            f"a.assemble(load_crew({str(crew)!r}, env={{}}), 'devbot', "
+            f"a.AssembleOptions(agent_smith_command={str(moved)!r}, env={{}}))\n",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 9, child.stderr
+    assert not list(layout.home.rglob("*.tmp"))
+    json.loads(layout.settings.read_text())
+    _assemble(crew, moved)
+    settings = json.loads(layout.settings.read_text())
+    commands = [h["command"] for g in settings["hooks"]["Stop"] for h in g["hooks"]]
+    assert commands == [USER_HOOK, f"{moved} hook stop"]
+    assert not _assemble(crew, moved).changed
+
+
+def test_agent_environment_overrides_the_machines_trust_and_proxy(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, _ = setup_crew
+    env = agent_environment(load_crew(crew, env={"NATS_URL": "nats://127.0.0.1:4999"}), "devbot")
+    layout = _layout(state)
+    assert env["HOME"] == str(layout.home)
+    assert {env[v] for v in CA_VARIABLES} == {str(layout.ca_bundle)}
+    assert env["HTTPS_PROXY"].startswith("http://devbot:")
+    assert env["HTTPS_PROXY"].endswith("@127.0.0.1:3128")
+    assert env["npm_config_https_proxy"] == env["HTTPS_PROXY"]
+    assert env["NO_PROXY"] == "127.0.0.1"
+    assert env["GITHUB_TOKEN"] == env["GH_TOKEN"] == "agent-smith-placeholder-github-token"
+    assert env["NATS_URL"] == "nats://127.0.0.1:4999"
+
+
+def test_unknown_agent_is_one_line_and_touches_nothing(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    loaded = load_crew(crew, env={})
+    with pytest.raises(UnknownAgentError, match="unknown agent 'nobody' \\(the crew has: devbot, reviewbot\\)"):
+        assemble(loaded, "nobody", AssembleOptions(agent_smith_command=str(command), env={}))
+    assert not state.exists()
+
+
+def test_an_unwritable_home_fails_before_anything_is_written(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    blocker = crew.parent / "blocker"
+    blocker.write_text("a file where a directory belongs")
+    with pytest.raises(OperationError, match=f"cannot write to {blocker}/home"):
+        _assemble(crew, command, home=blocker / "home")
+    assert not (state / "t-crew" / "agents").exists()
+
+
+def test_a_relative_agent_smith_command_is_refused(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, _, _ = setup_crew
+    with pytest.raises(UsageError, match="must be an absolute path"):
+        assemble(load_crew(crew, env={}), "devbot", AssembleOptions(agent_smith_command="agent-smith", env={}))
+
+
+def test_a_corrupt_settings_file_is_reported_not_replaced(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    layout.settings.write_text("{not json")
+    with pytest.raises(OperationError, match=r"settings\.json: not valid JSON"):
+        _assemble(crew, command)
+    assert layout.settings.read_text() == "{not json"

@@ -1,0 +1,126 @@
+"""The pure planning functions: team section, hooks, git config (parsed by real git), environment."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from agent_smith.crew import Crew
+from agent_smith.home.plan import (
+    HomeLayout,
+    agent_env,
+    agent_hooks,
+    ca_bundle,
+    claude_json_settled,
+    claude_md,
+    clone_url,
+    gitconfig,
+    settings_contribution,
+    team_section,
+)
+
+
+def _crew(**forge: str) -> Crew:
+    return Crew.model_validate(
+        {
+            "crew": {"name": "cc"},
+            "agents": [
+                {"name": "solo", "role": "lone wolf", "github_login": "solo-gh", "env": {"HTTPS_PROXY": "http://evil"}}
+            ],
+            "forge": forge or {},
+        }
+    )
+
+
+def test_team_section_without_teammates_or_matrix() -> None:
+    text = team_section(_crew(), "solo")
+    assert "You are **solo** (lone wolf); GitHub @solo-gh." in text
+    assert "You have no teammates in this crew." in text
+    assert "Matrix" not in text
+
+
+def test_claude_md_joins_blocks_with_one_blank_line() -> None:
+    assert claude_md("# A\n\n", "\n# B\n", "## T\n") == "# A\n\n# B\n\n## T\n"
+    assert claude_md("", "# B", "## T") == "# B\n\n## T\n"
+
+
+def test_hooks_quote_the_command_path() -> None:
+    hooks = agent_hooks("/opt/agent smith/bin/agent-smith")
+    assert hooks["Stop"][0]["hooks"][0]["command"] == "'/opt/agent smith/bin/agent-smith' hook stop"
+
+
+def test_agent_smith_hooks_follow_the_crews_own() -> None:
+    crew_settings = {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "mine"}]}]}, "env": {"A": "1"}}
+    merged = settings_contribution(crew_settings, agent_hooks("/x/agent-smith"), {"B": "2", "A": "3"})
+    assert [g["hooks"][0]["command"] for g in merged["hooks"]["Stop"]] == ["mine", "/x/agent-smith hook stop"]
+    assert merged["env"] == {"A": "3", "B": "2"}
+    assert crew_settings["env"] == {"A": "1"}
+
+
+def test_clone_urls() -> None:
+    assert clone_url(_crew().forge, "o/r") == "https://github.com/o/r.git"
+    ghe = _crew(kind="github-enterprise", base_url="https://ghe.example/api/v3").forge
+    assert clone_url(ghe, "o/r") == "https://ghe.example/o/r.git"
+    assert clone_url(_crew(git_base_url="file:///srv/git/").forge, "o/r") == "file:///srv/git/o/r.git"
+
+
+def test_git_reads_the_generated_config(tmp_path: Path) -> None:
+    crew = Crew.model_validate(
+        {
+            "crew": {"name": "cc"},
+            "agents": [{"name": "solo", "git": {"name": 'Ann "the bot" O\'Neil', "email": "a@b.c"}}],
+            "forge": {"token_placeholder": "place'holder-$(x)"},
+        }
+    )
+    config = tmp_path / "config"
+    config.write_text(gitconfig(crew.agents[0], crew.forge))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(config)}
+    name = subprocess.run(["git", "config", "user.name"], env=env, capture_output=True, text=True, check=True)
+    assert name.stdout.strip() == 'Ann "the bot" O\'Neil'
+    fill = subprocess.run(
+        ["git", "credential", "fill"],
+        input="protocol=https\nhost=github.com\n\n",
+        env={**env, "GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "username=x-access-token\npassword=place'holder-$(x)\n" in fill.stdout
+    other = subprocess.run(
+        ["git", "credential", "fill"],
+        input="protocol=https\nhost=elsewhere.example\n\n",
+        env={**env, "GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert other.returncode != 0
+    assert "place" not in other.stdout
+
+
+def test_the_agents_own_env_cannot_undo_the_proxy(tmp_path: Path) -> None:
+    crew = _crew(kind="github-enterprise", base_url="https://ghe.example/api/v3")
+    layout = HomeLayout(tmp_path / "h", tmp_path / "w", tmp_path / "s")
+    env = agent_env(
+        crew, crew.agents[0], layout, crew_dir=tmp_path, proxy_url="http://solo:pw@fw:3128", no_proxy=["a", "a"]
+    )
+    assert env["HTTPS_PROXY"] == "http://solo:pw@fw:3128"
+    assert env["NO_PROXY"] == "a"
+    assert env["GH_HOST"] == "ghe.example"
+    assert env["GH_ENTERPRISE_TOKEN"] == crew.forge.token_placeholder
+
+
+def test_ca_bundle_ends_with_the_firewall_ca() -> None:
+    assert ca_bundle(b"SYS", b"FW") == b"SYS\n# agent-smith egress firewall CA\nFW\n"
+
+
+def test_values_the_cli_drops_after_a_session_are_no_change() -> None:
+    seeded = {
+        "theme": "dark",
+        "projects": {"/w": {"hasTrustDialogAccepted": True, "hasCompletedProjectOnboarding": True}},
+    }
+    after_session = {"projects": {"/w": {"hasTrustDialogAccepted": True}}}
+    assert claude_json_settled(after_session, seeded)
+    assert not claude_json_settled({"projects": {"/w": {}}}, seeded)
+    assert not claude_json_settled({"theme": "light", **after_session}, seeded)
+    assert not claude_json_settled(None, seeded)

@@ -1,0 +1,149 @@
+"""The real `claude` CLI started on an assembled home, against the scripted model server.
+
+What Claude Code sends the model proves it read the assembled files: the
+CLAUDE.md text in the system prompt, the subagent in the tool list, the MCP
+servers' tools offered; the recording agent-smith proves the hooks fired and
+got the agent's environment from settings.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_smith.crew import load_crew
+from agent_smith.home import AssembleOptions, assemble
+from agent_smith.runtime import ClaudeLaunch, PermissionMode, Tmux, claude_launch, start_in_tmux
+from agent_smith.standins import RequestKind
+from tests.fixtures.model import StartModelServer
+from tests.fixtures.processes import LeakCheck
+from tests.home.crewkit import PERSONA_MARK, SHARED_MARK, calls, recording_command, write_crew
+
+pytestmark = pytest.mark.real
+
+
+def _wait(predicate: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := predicate():
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _system_text(body: dict[str, Any]) -> str:
+    system = body.get("system", "")
+    return system if isinstance(system, str) else "\n".join(b.get("text", "") for b in system)
+
+
+def test_claude_reads_the_assembled_home(
+    tmp_path: Path,
+    model_server: StartModelServer,
+    tmux_server: Tmux,
+    claude_binary: Path,
+    leak_check: LeakCheck,
+) -> None:
+    command, log = recording_command(tmp_path / "bin")
+    crew = write_crew(
+        tmp_path / "crew",
+        state_dir=tmp_path / "state",
+        persona_servers={"docs": {"type": "stdio", "command": str(command), "args": ["mcp", "docs"]}},
+    )
+    loaded = load_crew(crew, env={})
+    report = assemble(
+        loaded,
+        "devbot",
+        AssembleOptions(agent_smith_command=str(command), env={"MATRIX_ACCESS_TOKEN": "syt_not_a_real_one"}),
+    )
+    server = model_server({"agents": {"devbot": [{"when": {"contains": "hello"}, "text": "Hi from the model."}]}})
+
+    launch = claude_launch(
+        claude_binary,
+        cwd=report.workspace,
+        home=report.home,
+        config_dir=report.home / ".claude",
+        base_url=server.agent_url("devbot"),
+        running_as_root=os.geteuid() == 0,
+        permission_mode=PermissionMode.DEFAULT,
+        tool_search=False,
+    )
+    # HOME alone decides where the CLI reads ~/.claude.json; CLAUDE_CONFIG_DIR would move it.
+    env = {k: v for k, v in launch.env.items() if k != "CLAUDE_CONFIG_DIR"}
+    pane = start_in_tmux(tmux_server, "devbot", ClaudeLaunch(launch.argv, env, launch.cwd), remain_on_exit=True)
+    leak_check.track(pane.pane_pid, "claude devbot")
+    # MCP servers connect in the background; the prompt goes once all three listed their tools.
+    _wait(
+        lambda: len([c for c in calls(log) if c.get("method") == "tools/list"]) >= 3,
+        "the MCP servers to list their tools",
+    )
+    tmux_server.send_text("devbot", "hello there")
+    tmux_server.wait_for("devbot", "Hi from the model.", timeout=30)
+
+    turns = server.requests(agent="devbot", kind=RequestKind.AGENT_TURN)
+    assert turns, "the CLI sent no agent turn"
+    body = turns[-1].body
+    system = _system_text(body) + json.dumps(body.get("messages", []))
+    assert SHARED_MARK in system
+    assert PERSONA_MARK in system
+    assert "## Your team" in system
+    assert "| reviewbot | reviewer | @reviewbot:localhost |" in system
+    tools = {t["name"]: t for t in body["tools"]}
+    assert {"mcp__agent-smith-events__events_probe", "mcp__matrix__chat_probe", "mcp__docs__docs_probe"} <= set(tools)
+    # 2.1.331 lists the subagents the Agent tool can launch in a reminder among the messages.
+    assert "- test-writer: Writes focused tests for a change." in json.dumps(body), "the subagent is not offered"
+
+    def hook(kind: str) -> list[dict[str, Any]]:
+        return [c for c in calls(log) if c["argv"] == ["hook", kind]]
+
+    prompt = _wait(lambda: hook("prompt"), "the UserPromptSubmit hook")[0]
+    assert json.loads(prompt["stdin"])["hook_event_name"] == "UserPromptSubmit"
+    stop = _wait(lambda: hook("stop"), "the Stop hook")[0]
+    assert json.loads(stop["stdin"])["hook_event_name"] == "Stop"
+    # The agent's environment reached the hook through settings.json, not the launching process.
+    assert "SSL_CERT_FILE" not in env
+    assert "HTTPS_PROXY" not in env
+    assert stop["env"]["SSL_CERT_FILE"] == str(report.home / ".config" / "agent-smith" / "ca-bundle.pem")
+    assert stop["env"]["HTTPS_PROXY"].startswith("http://devbot:")
+    assert stop["env"]["AGENT_NAME"] == "devbot"
+    servers = {c["argv"][1]: c["env"] for c in calls(log) if c["argv"][0] == "mcp" and "env" in c}
+    assert servers["chat"]["MATRIX_ACCESS_TOKEN_FILE"].endswith("/state/matrix_access_token")
+    assert "MATRIX_ACCESS_TOKEN" not in servers["chat"]
+    assert servers["events"]["AGENT_SMITH_CREW"] == str(crew)
+    assert "syt_not_a_real_one" not in tmux_server.capture("devbot", history=True)
+
+    # What the running CLI wrote into its files is kept: assembling again changes nothing.
+    again = assemble(
+        load_crew(crew, env={}),
+        "devbot",
+        AssembleOptions(agent_smith_command=str(command), env={"MATRIX_ACCESS_TOKEN": "syt_not_a_real_one"}),
+    )
+    assert [str(c.path) for c in again.files] == [], "".join(c.diff for c in again.files)
+    # ... and the CLI starts straight at its prompt on that home again (no onboarding, no trust dialog).
+    tmux_server.kill_session("devbot")
+    restarted = start_in_tmux(tmux_server, "devbot-again", ClaudeLaunch(launch.argv, env, launch.cwd))
+    leak_check.track(restarted.pane_pid, "claude devbot, restarted")
+
+
+def test_the_pinned_cli_reads_user_mcp_servers_from_claude_json_not_dot_mcp_json(
+    tmp_path: Path, claude_binary: Path
+) -> None:
+    """Why assembly puts MCP servers in ~/.claude.json: ~/.claude/.mcp.json is never read."""
+    command, _ = recording_command(tmp_path / "bin")
+    home, cwd = tmp_path / "home", tmp_path / "work"
+    (home / ".claude").mkdir(parents=True)
+    cwd.mkdir()
+    server = {"type": "stdio", "command": str(command), "args": ["mcp", "x"]}
+    (home / ".claude" / ".mcp.json").write_text(json.dumps({"mcpServers": {"in-dot-claude": server}}))
+    (home / ".claude.json").write_text(json.dumps({"mcpServers": {"in-claude-json": server}}))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "DISABLE_AUTOUPDATER": "1"}
+    listed = subprocess.run(
+        [str(claude_binary), "mcp", "list"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "in-claude-json" in listed.stdout, listed.stdout + listed.stderr
+    assert "in-dot-claude" not in listed.stdout
