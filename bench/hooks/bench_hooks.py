@@ -5,12 +5,15 @@ Run: .venv/bin/python bench/hooks/bench_hooks.py [--rounds N]
 Each round runs every command once, interleaved, so machine noise hits all
 columns alike; medians and p90 are printed with the ratio to `python -c pass`.
 Targets (issue 9): `hook prompt` and `hook tool` ≤ 4×; `hook stop` ≤ 4× plus
-one round trip to the GitHub stand-in (measured in the same run).
+one round trip to the GitHub stand-in (measured in the same run: the same
+`review_activity` query from a warm in-process client). The stand-in listens on
+port 443 of a loopback address, so run this as root.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -21,6 +24,8 @@ import time
 from pathlib import Path
 
 from agent_smith.crew import scaffold_crew
+from agent_smith.forge import ForgeClient
+from agent_smith.standins.github import GitHubStandin
 
 PY = sys.executable
 AGENT_SMITH = str(Path(PY).parent / "agent-smith")
@@ -33,38 +38,78 @@ def timed(argv: list[str], env: dict[str, str], stdin: str) -> float:
     return time.perf_counter() - start
 
 
+def _measure(tmp: Path, standin: GitHubStandin, rounds: int) -> tuple[dict[str, list[float]], list[float]]:
+    token = "agent-smith-placeholder-bench-token"
+    standin.world.add_user("devbot", token, "devbot")
+    standin.world.add_repo("devbot", "widgets", files={"README.md": "x\n"})
+    crew = tmp / "crew"
+    scaffold_crew(crew)
+    text = (crew / "crew.yaml").read_text().replace("egress:\n", f"runtime:\n  state_dir: {tmp}/state\n\negress:\n", 1)
+    text = text.replace("  kind: github\n  base_url: https://api.github.com", f"  kind: github-enterprise\n  base_url: {standin.api_url}")
+    (crew / "crew.yaml").write_text(text)
+    home = tmp / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "AGENT_NAME": "devbot",
+        "AGENT_SMITH_CREW": str(crew),
+        "GITHUB_TOKEN": token,
+        "SSL_CERT_FILE": str(standin.ca_path),
+        "AGENT_SMITH_STOP_WATCH": "0",
+    }
+    commands = {
+        "python -c pass": ([PY, "-c", "pass"], ""),
+        "hook prompt": ([AGENT_SMITH, "hook", "prompt"], json.dumps({"prompt": "hi", "session_id": "s"})),
+        "hook tool (no PR)": ([AGENT_SMITH, "hook", "tool"], json.dumps(NO_PR)),
+        "hook stop (1 check)": ([AGENT_SMITH, "hook", "stop"], json.dumps({"stop_hook_active": False})),
+    }
+    for argv, stdin in commands.values():
+        timed(argv, env, stdin)  # warm the page cache and the hook snapshot
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, (argv, stdin) in commands.items():
+            samples[name].append(timed(argv, env, stdin))
+    return samples, asyncio.run(_round_trips(standin, token, rounds))
+
+
+async def _round_trips(standin: GitHubStandin, token: str, rounds: int) -> list[float]:
+    client = ForgeClient.from_env(
+        api_url=standin.api_url,
+        graphql_url=standin.graphql_url,
+        env={"GITHUB_TOKEN": token, "SSL_CERT_FILE": str(standin.ca_path)},
+    )
+    async with client:
+        await client.review_activity("devbot", ["devbot/widgets"])
+        out = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            await client.review_activity("devbot", ["devbot/widgets"])
+            out.append(time.perf_counter() - start)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=40)
     rounds = parser.parse_args().rounds
     with tempfile.TemporaryDirectory() as tmp:
-        crew = Path(tmp) / "crew"
-        scaffold_crew(crew)
-        text = (
-            (crew / "crew.yaml").read_text().replace("egress:\n", f"runtime:\n  state_dir: {tmp}/state\n\negress:\n", 1)
-        )
-        (crew / "crew.yaml").write_text(text)
-        home = Path(tmp) / "home"
-        home.mkdir()
-        env = {"PATH": os.environ["PATH"], "HOME": str(home), "AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew)}
-        commands = {
-            "python -c pass": ([PY, "-c", "pass"], ""),
-            "hook prompt": ([AGENT_SMITH, "hook", "prompt"], json.dumps({"prompt": "hi", "session_id": "s"})),
-            "hook tool (no PR)": ([AGENT_SMITH, "hook", "tool"], json.dumps(NO_PR)),
-        }
-        for argv, stdin in commands.values():
-            timed(argv, env, stdin)  # warm the page cache and the hook snapshot
-        samples: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(rounds):
-            for name, (argv, stdin) in commands.items():
-                samples[name].append(timed(argv, env, stdin))
+        standin = GitHubStandin(Path(tmp) / "github", host="127.77.7.7", port=443).start()
+        try:
+            samples, round_trips = _measure(Path(tmp), standin, rounds)
+        finally:
+            standin.stop()
     base = statistics.median(samples["python -c pass"])
+    trip = statistics.median(round_trips)
     print(f"{'command':<22} {'median':>9} {'p90':>9} {'ratio':>7}   ({rounds} rounds, interleaved)")
     for name, values in samples.items():
         values.sort()
         median = statistics.median(values)
         p90 = values[int(len(values) * 0.9) - 1]
         print(f"{name:<22} {median * 1000:8.1f}ms {p90 * 1000:8.1f}ms {median / base:6.2f}x")
+    stop = statistics.median(samples["hook stop (1 check)"])
+    print(f"one review_activity round trip (warm, in process): {trip * 1000:.1f}ms")
+    print(f"hook stop minus one round trip: {(stop - trip) / base:.2f}x python -c pass (target ≤ 4x)")
 
 
 if __name__ == "__main__":

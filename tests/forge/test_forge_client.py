@@ -14,7 +14,7 @@ from tests.fixtures.github import GitHubFixture
 from agent_smith.crew import Forge
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.forge import ForgeClient, InlineComment, ItemKind, RetryPolicy, unaddressed
-from agent_smith.forge.client import _proxy_for
+from agent_smith.forge.environment import proxy_for
 
 pytestmark = [pytest.mark.real, pytest.mark.anyio]
 
@@ -209,7 +209,7 @@ async def test_conditional_requests_save_quota(github_standin: GitHubFixture) ->
     ],
 )
 def test_proxy_from_the_environment(env: dict[str, str], expected: str | None) -> None:
-    assert _proxy_for("https://api.github.com/graphql", env) == expected
+    assert proxy_for("https://api.github.com/graphql", env) == expected
 
 
 class ConnectProxy:
@@ -217,6 +217,7 @@ class ConnectProxy:
 
     def __init__(self) -> None:
         self.targets: list[str] = []
+        self.authorizations: list[str | None] = []  # each tunnel's Proxy-Authorization header
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -236,6 +237,12 @@ class ConnectProxy:
             head += client.recv(4096)
         target = head.split(b" ", 2)[1].decode()
         self.targets.append(target)
+        auth = [
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"proxy-authorization:")
+        ]
+        self.authorizations.append(auth[0] if auth else None)
         host, port = target.rsplit(":", 1)
         upstream = socket.create_connection((host, int(port)))
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")

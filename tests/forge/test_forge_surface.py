@@ -24,6 +24,7 @@ def test_forge_exports() -> None:
         "Wait",
         "decide",
         "parse_review_activity",
+        "review_activity_once",
         "unaddressed",
     }
     for name in agent_smith.forge.__all__:

@@ -251,3 +251,33 @@ def test_a_newer_stop_hook_supersedes_the_watcher(context: HookContext) -> None:
         context, snapshot, poll=5, watch_for=600, sleep=sleep_then_supersede, clock=fake.clock, now=lambda: T0, pid=1
     )
     assert code == 0
+
+
+def test_a_bot_to_bot_ping_pong_stops_at_the_cap(context: HookContext, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reviewer bot answering every fix with a new comment wakes the author three times an hour, then not."""
+    fake = FakeTime()
+    codes = []
+    for n in range(6):
+        codes.append(
+            run_stop(
+                context,
+                lambda n=n: snapshot(*(f"t{i}" for i in range(n + 1))),
+                poll=1,
+                watch_for=0,
+                sleep=fake.sleep,
+                clock=fake.clock,
+                now=lambda n=n: T0 + dt.timedelta(minutes=n),
+            )
+        )
+    assert codes == [2, 2, 2, 0, 0, 0]
+    assert "Loop guard: this is the last wake this hour for example/widgets#5" in capsys.readouterr().err
+    log = (context.state / "hooks" / "hooks.log").read_text()
+    assert log.count("loop guard holds new activity on example/widgets#5") == 3
+    later = run_stop(
+        context,
+        lambda: snapshot(*(f"t{i}" for i in range(7))),
+        poll=1,
+        watch_for=0,
+        now=lambda: T0 + dt.timedelta(hours=2),
+    )
+    assert later == 2  # held, not lost: once the hour has room, the waiting comments surface

@@ -1,27 +1,52 @@
 """The code host: GitHub and GitHub Enterprise, REST and GraphQL.
 
-`ForgeClient` talks to it (async, retrying, conditional); `unaddressed` decides,
-purely, which review activity on an agent's pull requests still wants an answer.
+`ForgeClient` talks to it (async, retrying, conditional); `review_activity_once`
+is the one-shot check for hooks; `unaddressed` decides, purely, which review
+activity on an agent's pull requests still wants an answer. Exports load on
+first use, so a hook importing the light parts never loads httpx.
 """
 
-from agent_smith.forge.activity import (
-    Comment,
-    Item,
-    ItemKind,
-    PullRequestActivity,
-    Review,
-    ReviewActivity,
-    Thread,
-    unaddressed,
-)
-from agent_smith.forge.client import (
-    REVIEW_ACTIVITY_QUERY,
-    ForgeClient,
-    InlineComment,
-    OpenedPullRequest,
-    parse_review_activity,
-)
-from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, decide
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.forge.activity import (
+        Comment,
+        Item,
+        ItemKind,
+        PullRequestActivity,
+        Review,
+        ReviewActivity,
+        Thread,
+        unaddressed,
+    )
+    from agent_smith.forge.client import ForgeClient, InlineComment, OpenedPullRequest
+    from agent_smith.forge.oneshot import review_activity_once
+    from agent_smith.forge.query import REVIEW_ACTIVITY_QUERY, parse_review_activity
+    from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, decide
+
+_WHERE = {
+    "Comment": "activity",
+    "Item": "activity",
+    "ItemKind": "activity",
+    "PullRequestActivity": "activity",
+    "Review": "activity",
+    "ReviewActivity": "activity",
+    "Thread": "activity",
+    "unaddressed": "activity",
+    "ForgeClient": "client",
+    "InlineComment": "client",
+    "OpenedPullRequest": "client",
+    "review_activity_once": "oneshot",
+    "REVIEW_ACTIVITY_QUERY": "query",
+    "parse_review_activity": "query",
+    "GiveUp": "retry",
+    "RetryPolicy": "retry",
+    "Wait": "retry",
+    "decide": "retry",
+}
 
 __all__ = [
     "REVIEW_ACTIVITY_QUERY",
@@ -40,5 +65,12 @@ __all__ = [
     "Wait",
     "decide",
     "parse_review_activity",
+    "review_activity_once",
     "unaddressed",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'agent_smith.forge' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"agent_smith.forge.{_WHERE[name]}"), name)

@@ -16,18 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from agent_smith.errors import OperationError, UsageError
-from agent_smith.forge.activity import (
-    Comment,
-    PullRequestActivity,
-    Review,
-    ReviewActivity,
-    Thread,
-)
+from agent_smith.forge.activity import ReviewActivity
+from agent_smith.forge.environment import proxy_for, ssl_context
+from agent_smith.forge.query import REVIEW_ACTIVITY_QUERY, parse_review_activity, repo_path, review_activity_search
 from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, decide
 
 if TYPE_CHECKING:
@@ -35,42 +31,7 @@ if TYPE_CHECKING:
     # loading the crew models (about half of this module's import time).
     from agent_smith.crew import Forge
 
-__all__ = [
-    "REVIEW_ACTIVITY_QUERY",
-    "ForgeClient",
-    "InlineComment",
-    "OpenedPullRequest",
-    "parse_review_activity",
-]
-
-REVIEW_ACTIVITY_QUERY = """
-query ReviewActivity($q: String!) {
-  search(query: $q, type: ISSUE, first: 100) {
-    issueCount
-    nodes {
-      ... on PullRequest {
-        number
-        title
-        url
-        repository { nameWithOwner }
-        reviewThreads(last: 100) {
-          nodes {
-            id
-            isResolved
-            path
-            line
-            comments(last: 1) { nodes { id author { login } body createdAt url } }
-          }
-        }
-        reviews(last: 50) { nodes { id author { login } state body submittedAt url } }
-        comments(last: 50) { nodes { id author { login } body createdAt url } }
-      }
-    }
-  }
-}
-"""
-
-_GHOST = "ghost"  # GitHub's name for a deleted account
+__all__ = ["ForgeClient", "InlineComment", "OpenedPullRequest"]
 
 
 @dataclass(frozen=True)
@@ -93,28 +54,6 @@ class OpenedPullRequest:
 
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def _proxy_for(url: str, env: Mapping[str, str]) -> str | None:
-    """The proxy ``env`` says to use for ``url`` (HTTPS_PROXY, honouring NO_PROXY)."""
-    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy") or None
-    if proxy is None:
-        return None
-    host = (urlsplit(url).hostname or "").lower()
-    for entry in (env.get("NO_PROXY") or env.get("no_proxy") or "").split(","):
-        entry = entry.strip().lower().lstrip(".")
-        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
-            return None
-    return proxy
-
-
-def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
-    cafile = env.get("SSL_CERT_FILE") or None
-    capath = env.get("SSL_CERT_DIR") or None
-    try:
-        return ssl.create_default_context(cafile=cafile, capath=capath)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"SSL_CERT_FILE={cafile}: cannot load CA certificates: {exc}") from exc
 
 
 class ForgeClient:
@@ -173,8 +112,8 @@ class ForgeClient:
             api_url=api_url,
             graphql_url=graphql_url,
             token=token,
-            verify=_ssl_context(source),
-            proxy=_proxy_for(api_url, source),
+            verify=ssl_context(source),
+            proxy=proxy_for(api_url, source),
             **kwargs,
         )
 
@@ -310,13 +249,13 @@ class ForgeClient:
         return str(data["login"])
 
     async def pull_request(self, repo: str, number: int) -> dict[str, Any]:
-        data = await self._rest("GET", f"/repos/{_repo(repo)}/pulls/{number}", f"{repo}#{number}")
+        data = await self._rest("GET", f"/repos/{repo_path(repo)}/pulls/{number}", f"{repo}#{number}")
         return dict(data)
 
     async def diff(self, repo: str, number: int) -> str:
         text = await self._rest(
             "GET",
-            f"/repos/{_repo(repo)}/pulls/{number}",
+            f"/repos/{repo_path(repo)}/pulls/{number}",
             f"diff of {repo}#{number}",
             accept="application/vnd.github.diff",
         )
@@ -332,9 +271,8 @@ class ForgeClient:
         """Every open pull request ``login`` authored in ``repos`` (all repos when None),
         with its unresolved review threads, and its reviews and conversation comments
         newer than ``since``: one GraphQL round trip."""
-        qualifiers = ["is:pr", "is:open", "archived:false", f"author:{login}"]
-        qualifiers += [f"repo:{_repo(r)}" for r in repos or ()]
-        data = await self.graphql(REVIEW_ACTIVITY_QUERY, {"q": " ".join(qualifiers)}, f"review activity of {login}")
+        search = {"q": review_activity_search(login, repos)}
+        data = await self.graphql(REVIEW_ACTIVITY_QUERY, search, f"review activity of {login}")
         return parse_review_activity(login, data, since)
 
     # -- pull request actions --------------------------------------------------
@@ -344,7 +282,7 @@ class ForgeClient:
     ) -> OpenedPullRequest:
         data = await self._rest(
             "POST",
-            f"/repos/{_repo(repo)}/pulls",
+            f"/repos/{repo_path(repo)}/pulls",
             f"open a pull request on {repo}",
             {"head": head, "base": base, "title": title, "body": body, "draft": draft},
         )
@@ -359,7 +297,7 @@ class ForgeClient:
     async def comment(self, repo: str, number: int, body: str) -> str:
         data = await self._rest(
             "POST",
-            f"/repos/{_repo(repo)}/issues/{number}/comments",
+            f"/repos/{repo_path(repo)}/issues/{number}/comments",
             f"comment on {repo}#{number}",
             {"body": body},
         )
@@ -380,7 +318,7 @@ class ForgeClient:
             payload["comments"] = [{"path": c.path, "line": c.line, "side": c.side, "body": c.body} for c in comments]
         data = await self._rest(
             "POST",
-            f"/repos/{_repo(repo)}/pulls/{number}/reviews",
+            f"/repos/{repo_path(repo)}/pulls/{number}/reviews",
             f"review {repo}#{number}",
             payload,
         )
@@ -390,7 +328,7 @@ class ForgeClient:
         """Answer an inline review comment in its thread."""
         data = await self._rest(
             "POST",
-            f"/repos/{_repo(repo)}/pulls/{number}/comments/{comment_id}/replies",
+            f"/repos/{repo_path(repo)}/pulls/{number}/comments/{comment_id}/replies",
             f"reply on {repo}#{number}",
             {"body": body},
         )
@@ -408,15 +346,10 @@ class ForgeClient:
         payload: dict[str, Any] = {"merge_method": method}
         if expected_head:
             payload["sha"] = expected_head
-        data = await self._rest("PUT", f"/repos/{_repo(repo)}/pulls/{number}/merge", f"merge {repo}#{number}", payload)
+        data = await self._rest(
+            "PUT", f"/repos/{repo_path(repo)}/pulls/{number}/merge", f"merge {repo}#{number}", payload
+        )
         return str(data["sha"])
-
-
-def _repo(repo: str) -> str:
-    owner, sep, name = repo.partition("/")
-    if not sep or not owner or not name or "/" in name:
-        raise UsageError(f"repository {repo!r} is not OWNER/NAME")
-    return f"{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
 def _untrusted(exc: BaseException) -> bool:
@@ -434,60 +367,3 @@ def _message(response: httpx.Response) -> str:
     except ValueError:
         return ""
     return str(body.get("message", "")) if isinstance(body, dict) else ""
-
-
-def _when(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _login(node: Mapping[str, Any]) -> str:
-    author = node.get("author")
-    return str(author["login"]) if author else _GHOST
-
-
-def parse_review_activity(login: str, data: Mapping[str, Any], since: dt.datetime | None) -> ReviewActivity:
-    """The :class:`ReviewActivity` in a ReviewActivity query's ``data``."""
-    pulls = []
-    for node in data["search"]["nodes"]:
-        if not node:
-            continue
-        threads = []
-        for t in node["reviewThreads"]["nodes"]:
-            last = (t["comments"]["nodes"] or [None])[-1]
-            if t["isResolved"] or last is None:
-                continue
-            threads.append(
-                Thread(
-                    t["id"],
-                    t["isResolved"],
-                    t["path"],
-                    t["line"],
-                    last["id"],
-                    _login(last),
-                    _when(last["createdAt"]),
-                    last["body"],
-                    last["url"],
-                )
-            )
-        reviews = [
-            Review(r["id"], _login(r), r["state"], r["body"], _when(r["submittedAt"]), r["url"])
-            for r in node["reviews"]["nodes"]
-            if r["submittedAt"] and (since is None or _when(r["submittedAt"]) > since)
-        ]
-        comments = [
-            Comment(c["id"], _login(c), c["body"], _when(c["createdAt"]), c["url"])
-            for c in node["comments"]["nodes"]
-            if since is None or _when(c["createdAt"]) > since
-        ]
-        pulls.append(
-            PullRequestActivity(
-                node["repository"]["nameWithOwner"],
-                node["number"],
-                node["title"],
-                node["url"],
-                tuple(threads),
-                tuple(reviews),
-                tuple(comments),
-            )
-        )
-    return ReviewActivity(login, tuple(pulls))

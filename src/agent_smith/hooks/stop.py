@@ -12,7 +12,6 @@ and exit 0: a hook must never wedge the agent.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import sys
@@ -42,28 +41,18 @@ Check = Callable[[], Snapshot]
 
 def fetch_snapshot(context: HookContext, env: Mapping[str, str]) -> Snapshot:
     """One GraphQL round trip: the agent's open PRs and what on them waits for it."""
-    from agent_smith.forge import ForgeClient, RetryPolicy, unaddressed
+    from agent_smith.forge import review_activity_once, unaddressed
 
-    async def fetch() -> Snapshot:
-        async with ForgeClient.from_env(
-            api_url=context.forge_base_url,
-            graphql_url=context.forge_graphql_url,
-            env=env,
-            retry=RetryPolicy(attempts=1),
-            timeout=20.0,
-        ) as client:
-            activity = await client.review_activity(context.login, context.repos or None)
-        items = tuple(
-            Activity(i.key, i.repo, i.number, i.author, str(i.kind), i.body, i.url, i.path, i.line, i.state)
-            for i in unaddressed(activity)
-        )
-        prs = tuple(PullRequest(p.repo, p.number, p.title, p.url) for p in activity.pull_requests)
-        counts: dict[str, int] = {}
-        for item in items:
-            counts[item.pr] = counts.get(item.pr, 0) + 1
-        return Snapshot(items, prs, counts)
-
-    return asyncio.run(fetch())
+    activity = review_activity_once(context.forge_graphql_url, context.login, context.repos or None, env)
+    items = tuple(
+        Activity(i.key, i.repo, i.number, i.author, str(i.kind), i.body, i.url, i.path, i.line, i.state)
+        for i in unaddressed(activity)
+    )
+    prs = tuple(PullRequest(p.repo, p.number, p.title, p.url) for p in activity.pull_requests)
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.pr] = counts.get(item.pr, 0) + 1
+    return Snapshot(items, prs, counts)
 
 
 def run_stop(
