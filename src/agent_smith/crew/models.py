@@ -30,7 +30,8 @@ from agent_smith.errors import UnknownAgentError
 _NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _MATRIX_USER = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::\d+)?$")
-_MATRIX_ROOM = re.compile(r"^[!#][^:\s]+:[A-Za-z0-9.\-]+(?::\d+)?$")
+# Room ids of room version 12 (Synapse's default since 1.136) carry no ":server" part.
+_MATRIX_ROOM = re.compile(r"^(?:![^:\s]+(?::[A-Za-z0-9.\-]+(?::\d+)?)?|#[^:\s]+:[A-Za-z0-9.\-]+(?::\d+)?)$")
 _HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -138,10 +139,13 @@ class _Model(BaseModel):
 
 
 class PermissionMode(StrEnum):
-    """Claude Code's permission modes (`--permission-mode`)."""
+    """Claude Code's permission modes (`--permission-mode` of the pinned CLI; `default` is still accepted)."""
 
     default = "default"
     accept_edits = "acceptEdits"
+    auto = "auto"
+    manual = "manual"
+    dont_ask = "dontAsk"
     plan = "plan"
     bypass_permissions = "bypassPermissions"
 
@@ -157,6 +161,10 @@ class QuietHours(_Model):
     start: time
     end: time
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
+    incident_words: list[str] = Field(
+        default_factory=lambda: ["incident", "outage", "sev1", "urgent"],
+        description="a message with one of these words (whole word, any case) is an incident: it wakes the agent",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -415,6 +423,11 @@ class Runtime(_Model):
         description="homes, workspaces, logs and runtime state live under STATE_DIR/<crew>/",
     )
     tmux_socket: str = Field(default="agent-smith", description="agent-smith's own tmux server (-L)")
+    metrics_listen: str = Field(
+        default="127.0.0.1:0",
+        pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$",
+        description="the supervisor's /metrics and /healthz (host:port; port 0 picks a free one, shown by status)",
+    )
 
 
 class NetworkPeer(_Model):
@@ -442,9 +455,12 @@ class Kubernetes(_Model):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description="the ClusterSecretStore the ExternalSecret reads from (with external_secrets)",
     )
-    agent_role: Literal["none", "read-only", "read-write"] = Field(
-        default="read-only",
-        description="each agent's namespaced Role: none (no API token mounted), read-only, or read-write; never Secrets",
+    agent_role: bool = Field(
+        default=False,
+        description="give each agent a namespaced Role and mount its API token; off: no token in the pod",
+    )
+    agent_role_access: Literal["read-only", "read-write"] = Field(
+        default="read-only", description="what that Role may do to workloads; it never reaches Secrets"
     )
     firewall_cluster_ip: str | None = Field(
         default=None,
@@ -461,6 +477,7 @@ class Kubernetes(_Model):
         default="docker.io/library/nats:2.15.1-alpine",
         description="the NATS server image, pinned to the version the tests run against",
     )
+    nats_storage: str = Field(default="2Gi", description="the NATS volume; keep it above events.max_bytes")
 
 
 class CrewInfo(_Model):
