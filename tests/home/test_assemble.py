@@ -68,7 +68,12 @@ def test_assembles_every_file_claude_code_reads(setup_crew: tuple[Path, Path, Pa
     assert settings["permissions"]["allow"] == ["Bash(git:*)", "Read"]
     stop = settings["hooks"]["Stop"]
     assert stop[0]["hooks"][0]["command"] == USER_HOOK
-    assert stop[1]["hooks"][0] == {"type": "command", "command": f"{command} hook stop", "asyncRewake": True}
+    assert stop[1]["hooks"][0] == {
+        "type": "command",
+        "command": f"{command} hook stop",
+        "asyncRewake": True,
+        "timeout": 3600,
+    }
     assert settings["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"] == f"{command} hook prompt"
     assert settings["hooks"]["PostToolUse"][0]["matcher"] == "Bash|mcp__.*"
     assert settings["env"]["CREW_SETTING"] == "kept"
