@@ -260,6 +260,23 @@ def test_agent_environment_overrides_the_machines_trust_and_proxy(setup_crew: tu
     assert env["NATS_URL"] == "nats://127.0.0.1:4999"
 
 
+def test_in_a_pod_the_proxy_comes_from_the_pod_and_no_identity_key_is_made(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    pod_proxy = "http://devbot:from-a-secret@firewall.agent-smith.svc:3128"
+    _assemble(crew, command, env={"AGENT_SMITH_PROXY_PASSWORD": "from-a-secret", "HTTPS_PROXY": pod_proxy})
+    settings = json.loads(_layout(state).settings.read_text())
+    assert settings["env"]["HTTPS_PROXY"] == pod_proxy
+    assert not (state / "t-crew" / "firewall" / "identity.key").exists()
+
+
+def test_an_ambient_proxy_never_replaces_the_firewall(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command, env={"HTTPS_PROXY": "http://corporate-proxy.example:8080"})
+    proxy = json.loads(_layout(state).settings.read_text())["env"]["HTTPS_PROXY"]
+    assert proxy.startswith("http://devbot:")
+    assert proxy.endswith("@127.0.0.1:3128")
+
+
 def test_unknown_agent_is_one_line_and_touches_nothing(setup_crew: tuple[Path, Path, Path]) -> None:
     crew, state, command = setup_crew
     loaded = load_crew(crew, env={})

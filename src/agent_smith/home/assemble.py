@@ -140,7 +140,13 @@ def _layout(loaded: LoadedCrew, name: str, home: Path | None, workspace: Path | 
     )
 
 
-def _proxy_url(loaded: LoadedCrew, name: str, create: bool) -> str:
+def _proxy_url(loaded: LoadedCrew, name: str, create: bool, env: Mapping[str, str]) -> str:
+    # In a pod the firewall is another host and the agent's proxy password comes from a Secret:
+    # the pod's HTTPS_PROXY is then the agent's proxy as it is. Elsewhere an ambient HTTPS_PROXY
+    # (a person's corporate proxy, say) is never taken: it would route the agent around the firewall.
+    given = env.get("HTTPS_PROXY")
+    if env.get("AGENT_SMITH_PROXY_PASSWORD") and given:
+        return given
     if create or FirewallState(CrewPaths.of(loaded.crew).firewall).identity_key_path.exists():
         return proxy_url_for(loaded.crew, name)
     return f"http://{name}:<created-on-first-run>@{loaded.crew.egress.listen}"
@@ -162,7 +168,7 @@ def agent_environment(
     """
     loaded.crew.agent(agent)
     layout = _layout(loaded, agent, home, workspace)
-    return _environment(loaded, agent, layout, _proxy_url(loaded, agent, create=True), no_proxy)
+    return _environment(loaded, agent, layout, _proxy_url(loaded, agent, True, os.environ), no_proxy)
 
 
 def _environment(
@@ -460,7 +466,7 @@ def assemble(loaded: LoadedCrew, name: str, options: AssembleOptions | None = No
     if create:
         for directory in (layout.home, layout.workspace, layout.state):
             _check_writable(directory)
-    proxy_url = _proxy_url(loaded, name, create)
+    proxy_url = _proxy_url(loaded, name, create, ctx.env)
     planned = _plan(ctx, proxy_url, _firewall_ca(loaded, create), opts.no_proxy)
     changes = _changes(planned)
     if create:

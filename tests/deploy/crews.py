@@ -1,0 +1,162 @@
+"""Generated crews for the deploy tests: every option the render branches on, in valid combinations."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from agent_smith.crew import Crew, LoadedCrew, load_crew, scaffold_crew
+from agent_smith.deploy import crew_files
+
+NAMES = st.from_regex(r"\A[a-z][a-z0-9]{1,8}\Z")
+HOSTS = st.from_regex(r"\A[a-z]{2,8}\.(com|dev|io)\Z")
+CPU = st.sampled_from(["100m", "250m", "500m", "1", "2"])
+MEMORY = st.sampled_from(["128Mi", "512Mi", "1Gi", "2Gi", "4Gi"])
+
+
+def _ordered(small: str, large: str, parse: dict[str, float]) -> tuple[str, str]:
+    return (small, large) if parse[small] <= parse[large] else (large, small)
+
+
+_CPU_VALUES = {"100m": 0.1, "250m": 0.25, "500m": 0.5, "1": 1, "2": 2}
+_MEM_VALUES = {"128Mi": 128, "512Mi": 512, "1Gi": 1024, "2Gi": 2048, "4Gi": 4096}
+
+
+@st.composite
+def resources(draw: st.DrawFn) -> dict[str, str]:
+    cpu = _ordered(draw(CPU), draw(CPU), _CPU_VALUES)
+    memory = _ordered(draw(MEMORY), draw(MEMORY), _MEM_VALUES)
+    return {
+        "cpu_request": cpu[0],
+        "cpu_limit": cpu[1],
+        "memory_request": memory[0],
+        "memory_limit": memory[1],
+        "home_storage": draw(st.sampled_from(["1Gi", "5Gi"])),
+        "workspace_storage": draw(st.sampled_from(["10Gi", "20Gi"])),
+    }
+
+
+@st.composite
+def crews(draw: st.DrawFn, max_agents: int = 4) -> dict[str, Any]:
+    """crew.yaml data (valid by construction) covering matrix, NATS, transparent and secret options."""
+    names = draw(st.lists(NAMES, min_size=1, max_size=max_agents, unique=True))
+    with_matrix = draw(st.booleans())
+    agents = []
+    for name in names:
+        agent: dict[str, Any] = {"name": name, "repos": [f"acme/{name}"], "resources": draw(resources())}
+        if with_matrix and draw(st.booleans()):
+            agent["matrix"] = {"user_id": f"@{name}:example.org", "rooms": ["#crew:example.org"]}
+        if draw(st.booleans()):
+            agent["egress"] = {"allow": [{"host": draw(HOSTS), "ports": [443, draw(st.sampled_from([8443, 22]))]}]}
+        if draw(st.booleans()):
+            agent["env"] = {"EDITOR": "vi", "LANG": "C.UTF-8"}
+        agents.append(agent)
+    data: dict[str, Any] = {"crew": {"name": draw(NAMES)}, "agents": agents}
+    if with_matrix:
+        data["matrix"] = {
+            "homeserver": draw(
+                st.sampled_from(["http://synapse.matrix.svc:8008", "https://matrix.example.org", "http://synapse:8008"])
+            )
+        }
+    secrets = []
+    for i, source in enumerate(draw(st.lists(st.sampled_from(["env", "file"]), max_size=3))):
+        value = {"env": f"REAL_SECRET_{i}"} if source == "env" else {"file": f"/run/secrets/s{i}"}
+        secrets.append(
+            {
+                "name": f"secret-{i}",
+                "placeholder": f"agent-smith-placeholder-{i}",
+                "source": value,
+                "hosts": [draw(HOSTS), "*.example.com"],
+            }
+        )
+    transparent = draw(st.booleans())
+    data["egress"] = {
+        "listen": f"127.0.0.1:{draw(st.sampled_from([3128, 8080]))}",
+        "allow": [{"host": "api.github.com"}, {"host": "*.githubusercontent.com"}],
+        "secrets": secrets,
+        "claude_login": {"enabled": draw(st.booleans())},
+    }
+    if draw(st.booleans()):
+        data["egress"]["allow"].append({"host": "internal.example.com", "allow_private": True})
+    kubernetes: dict[str, Any] = {
+        "external_secrets": draw(st.booleans()),
+        "agent_role": draw(st.booleans()),
+        "agent_role_access": draw(st.sampled_from(["read-only", "read-write"])),
+    }
+    if transparent:
+        data["egress"]["transparent_listen"] = "127.0.0.1:8443"
+        kubernetes |= {"transparent_egress": True, "firewall_cluster_ip": "10.96.0.53"}
+    if draw(st.booleans()):
+        kubernetes["storage_class"] = "fast-ssd"
+    if draw(st.booleans()):
+        kubernetes["api_server"] = {"cidr": "10.0.0.1/32"}
+    nats = draw(st.sampled_from(["embedded", "in-cluster", "external"]))
+    if nats == "in-cluster":
+        data["events"] = {"nats_url": "nats://nats.events.svc:4222"}
+    elif nats == "external":
+        data["events"] = {"nats_url": "tls://nats.example.net:4443"}
+        kubernetes["nats_peer"] = {"cidr": "198.51.100.7/32"}
+    data["kubernetes"] = kubernetes
+    return data
+
+
+def files_for(crew: Crew) -> dict[str, str]:
+    files = {
+        "crew.yaml": "version: 1\n",
+        "agents/_shared/CLAUDE.md": "# shared\n",
+        "agents/_shared/settings.json": "{}\n",
+    }
+    for agent in crew.agents:
+        files[f"agents/{agent.name}/CLAUDE.md"] = f"# {agent.name}\n"
+        files[f"agents/{agent.name}/subagents/helper.md"] = "---\nname: helper\ndescription: helps\n---\n"
+    return files
+
+
+def secret_env_of(crew: Crew) -> set[str]:
+    return {rule.source.env for rule in crew.egress.secrets if rule.source.env is not None}
+
+
+def example_crew(tmp_path: Path, replace: dict[str, str] | None = None) -> LoadedCrew:
+    """The scaffolded example crew, with crew.yaml text replacements (old → new) applied."""
+    directory = tmp_path / "crew"
+    scaffold_crew(directory)
+    crew_yaml = directory / "crew.yaml"
+    text = crew_yaml.read_text()
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    crew_yaml.write_text(text)
+    return load_crew(directory, env={})
+
+
+def example(tmp_path: Path) -> tuple[LoadedCrew, dict[str, str]]:
+    loaded = example_crew(tmp_path)
+    return loaded, crew_files(loaded)
+
+
+def resolve_env(env: list[dict[str, Any]], secrets: dict[tuple[str, str], str]) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: secretKeyRefs read, $(VAR) expanded in order."""
+    out: dict[str, str] = {}
+    for var in env:
+        if "valueFrom" in var:
+            ref = var["valueFrom"]["secretKeyRef"]
+            out[var["name"]] = secrets[(ref["name"], ref["key"])]
+        else:
+            out[var["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: out.get(m[1], m[0]), var["value"])
+    return out
+
+
+def materialize_config(config: dict[str, Any], volume: dict[str, Any], directory: Path) -> None:
+    """Write a ConfigMap volume's items as the kubelet would mount them."""
+    for item in volume["configMap"]["items"]:
+        path = directory / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(config["data"][item["key"]])
+
+
+def clean_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}

@@ -1,0 +1,172 @@
+"""The Helm chart, rendered by Helm's own engine, says exactly what `agent-smith k8s render` says.
+
+The `helm` binary is not in the registries this project installs from; Helm's
+official Go SDK (v4) is, compiled into `helm-python-sdk` (PyPI). Charts are
+loaded, schema-checked, linted, rendered and packaged by that code — the
+same engine `helm template` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+from hypothesis import HealthCheck, given, settings
+from ruamel.yaml import YAML
+from tests.deploy.crews import crews, example, example_crew, files_for, secret_env_of
+
+from agent_smith.crew import Crew
+from agent_smith.deploy import VERSIONS, check_manifests, crew_files, render_crew, validate_strict
+from agent_smith.deploy.chart import CREW_FILE, chart_files, chart_values, default_values
+from agent_smith.deploy.render import CONFIG_HASH
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "agent-smith"
+
+
+def helm_render(values: dict[str, Any], namespace: str = "agent-smith") -> list[dict[str, Any]]:
+    with helm.Chart.load(CHART) as chart:
+        out = chart.render(values, name="crew", namespace=namespace)
+    yaml = YAML(typ="safe", pure=True)
+    return [doc for path, text in sorted(out.items()) if path.endswith(".yaml") for doc in yaml.load_all(text) if doc]
+
+
+def comparable(manifests: Any) -> dict[tuple[str, str], Any]:
+    """Objects by (kind, name), minus what legitimately differs: the rollout hash and crew.yaml's text."""
+    out = {}
+    for obj in json.loads(json.dumps(list(manifests))):
+        template = obj.get("spec", {}).get("template", {}).get("metadata", {})
+        template.get("annotations", {}).pop(CONFIG_HASH, None)
+        if template.get("annotations") == {}:
+            del template["annotations"]
+        if obj["kind"] == "ConfigMap":
+            obj["data"].pop(CREW_FILE)
+        out[(obj["kind"], obj["metadata"]["name"])] = obj
+    return out
+
+
+def assert_same(python: Any, chart: Any) -> None:
+    left, right = comparable(python), comparable(chart)
+    assert sorted(left) == sorted(right)
+    for key, obj in left.items():
+        assert right[key] == obj, key
+
+
+def test_the_generated_chart_files_match_the_crew_model() -> None:
+    for name, text in chart_files().items():
+        on_disk = (CHART / name).read_text()
+        assert on_disk == text, (
+            f"charts/agent-smith/{name} is stale: run .venv/bin/python -m agent_smith.deploy.chart charts/agent-smith"
+        )
+
+
+def test_the_chart_renders_the_example_crew_exactly_as_the_cli_does(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    chart = helm_render(chart_values(loaded.crew, files))
+    python = render_crew(loaded.crew, files)
+    assert_same(python.manifests, chart)
+    assert validate_strict(chart, VERSIONS) == []
+    assert check_manifests(chart, python.external, secret_env=secret_env_of(loaded.crew)) == []
+    config = next(o for o in chart if o["kind"] == "ConfigMap")
+    in_pod = Crew.model_validate(YAML(typ="safe", pure=True).load(config["data"][CREW_FILE]))
+    assert in_pod == loaded.crew
+
+
+def test_the_chart_takes_its_namespace_from_the_release(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    chart = helm_render(chart_values(loaded.crew, files), namespace="team-b")
+    assert {o["metadata"]["namespace"] for o in chart} == {"team-b"}
+    assert_same(render_crew(loaded.crew, files, namespace="team-b").manifests, chart)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crews(max_agents=3))
+def test_the_chart_and_the_cli_agree_on_every_generated_crew(data: dict[str, Any]) -> None:
+    crew = Crew.model_validate(data)
+    files = files_for(crew)
+    python = render_crew(crew, files)
+    chart = helm_render(chart_values(crew, files))
+    assert_same(python.manifests, chart)
+    assert check_manifests(chart, python.external, secret_env=secret_env_of(crew)) == []
+
+
+def test_the_chart_defaults_render_and_lint_clean_for_every_version() -> None:
+    manifests = helm_render(default_values())
+    assert validate_strict(manifests, VERSIONS) == []
+    for version in ("v1.30.0", "v1.37.0"):
+        report = helm.lint(CHART, strict=True, kube_version=version)
+        assert report["errors"] == []
+        assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_values_with_a_hand_written_agent_get_the_crew_defaults() -> None:
+    values = default_values()
+    values["agents"] = [{"name": "solo", "resources": {"cpu_limit": "3"}}]
+    manifests = helm_render(values)
+    crew = Crew.model_validate({k: v for k, v in values.items() if k != "files"})
+    assert_same(render_crew(crew, {"crew.yaml": "version: 1\n"}).manifests, manifests)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda v: v["egress"].update(bogus=1), "additional properties 'bogus' not allowed"),
+        (lambda v: v["agents"].clear(), "minItems"),
+        (lambda v: v["agents"][0].update(name="Bad_Name"), "/agents/0/name"),
+        (lambda v: v["files"].update({"../etc/passwd": "x"}), "invalid propertyName '../etc/passwd'"),
+        (lambda v: v["files"].update({"agents/../../etc/passwd": "x"}), "invalid propertyName"),
+    ],
+)
+def test_the_values_schema_refuses_what_crew_yaml_refuses(edit: Any, message: str) -> None:
+    values = default_values()
+    edit(values)
+    with pytest.raises(helm.HelmValuesError) as caught:
+        helm_render(values)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda v: v["kubernetes"].update(transparent_egress=True),
+            "transparent_egress needs egress.transparent_listen",
+        ),
+        (lambda v: v["events"].update(nats_url="nats://nats.example.com:4222"), "set kubernetes.nats_peer"),
+        (lambda v: v["agents"][0].update(resources={"cpu_request": "lots"}), "agents[0].resources.cpu_request"),
+    ],
+)
+def test_the_chart_fails_with_the_cli_s_message(edit: Any, message: str) -> None:
+    values = default_values()
+    edit(values)
+    with pytest.raises(helm.HelmError) as caught:
+        helm_render(values)
+    assert message in str(caught.value)
+
+
+def test_the_chart_packages_with_the_release_version(tmp_path: Path) -> None:
+    archive = Path(helm.package(CHART, destination=tmp_path, version="1.2.3", app_version="1.2.3"))
+    assert archive.name == "agent-smith-1.2.3.tgz"
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        chart_yaml = tar.extractfile("agent-smith/Chart.yaml")
+        assert chart_yaml is not None
+        meta = YAML(typ="safe", pure=True).load(chart_yaml.read())
+    assert "agent-smith/values.schema.json" in names
+    assert (meta["version"], meta["appVersion"]) == ("1.2.3", "1.2.3")
+
+
+def test_the_values_command_output_renders_the_same_chart(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agent_smith.cli.app import app
+
+    loaded = example_crew(tmp_path)
+    result = CliRunner().invoke(app, ["k8s", "values", "--crew", str(loaded.root)])
+    assert result.exit_code == 0, result.output
+    values = YAML(typ="safe", pure=True).load(result.stdout)
+    assert set(values["files"]) == set(crew_files(loaded)) - {CREW_FILE}
+    assert_same(render_crew(loaded.crew, crew_files(loaded)).manifests, helm_render(values))

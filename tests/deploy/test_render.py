@@ -1,0 +1,543 @@
+"""The render: a pure function from the crew to manifests, held to schema and semantic promises."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from tests.deploy.crews import crews, example, example_crew, files_for, materialize_config, resolve_env, secret_env_of
+
+from agent_smith.crew import Crew, load_crew
+from agent_smith.deploy import VERSIONS, check_manifests, crew_files, render_crew, validate_strict
+from agent_smith.deploy.render import (
+    CA_FILE,
+    CREW_MOUNT,
+    FIREWALL,
+    FIREWALL_SECRETS,
+    in_cluster_namespace,
+    parse_quantity,
+    url_endpoint,
+)
+from agent_smith.deploy.writer import to_yaml_stream
+from agent_smith.errors import UsageError
+
+
+def by(manifests: Any, kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]
+
+
+def one(manifests: Any, kind: str, name: str) -> dict[str, Any]:
+    found = by(manifests, kind, name)
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+# ---- the example crew, end to end ---------------------------------------------------------
+
+
+def test_the_example_crew_renders_valid_for_every_kubernetes_version(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    rendered = render_crew(loaded.crew, files)
+    assert validate_strict(rendered.manifests, VERSIONS) == []
+    assert check_manifests(rendered.manifests, rendered.external, secret_env=secret_env_of(loaded.crew)) == []
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in rendered.manifests}
+    for agent in ("devbot", "reviewbot"):
+        for kind in ("StatefulSet", "ServiceAccount", "NetworkPolicy", "Service"):
+            assert (kind, f"agent-smith-agent-{agent}") in kinds
+    for kind in ("Deployment", "Service", "NetworkPolicy", "ServiceAccount", "PersistentVolumeClaim"):
+        assert any(k == kind and n.startswith(FIREWALL) for k, n in kinds)
+    assert ("StatefulSet", "agent-smith-nats") in kinds
+    assert {m["metadata"]["namespace"] for m in rendered.manifests} == {"agent-smith"}
+
+
+def test_the_namespace_option_wins_over_the_crew(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    rendered = render_crew(loaded.crew, files, namespace="team-a")
+    assert {m["metadata"]["namespace"] for m in rendered.manifests} == {"team-a"}
+    env = one(rendered.manifests, "StatefulSet", "agent-smith-agent-devbot")["spec"]["template"]["spec"]
+    values = {e["name"]: e.get("value") for e in env["containers"][0]["env"]}
+    assert "agent-smith-firewall.team-a.svc" in values["HTTPS_PROXY"]
+    assert values["NATS_URL"] == "nats://agent-smith-nats.team-a.svc:4222"
+
+
+def test_the_render_is_deterministic(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    first = render_crew(loaded.crew, files)
+    text = to_yaml_stream(first.manifests)
+    assert to_yaml_stream(render_crew(loaded.crew, files).manifests) == text
+    assert "&id" not in text, "shared objects leaked into the YAML as anchors"
+
+
+def test_an_agent_pod_has_the_promised_shape(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    sts = one(render_crew(loaded.crew, files).manifests, "StatefulSet", "agent-smith-agent-devbot")
+    pod = sts["spec"]["template"]["spec"]
+    assert sts["spec"]["replicas"] == 1
+    assert [c["args"] for c in pod["initContainers"]] == [["assemble", "devbot"]]
+    assert [c["args"] for c in pod["containers"]] == [["run"]]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    main = pod["containers"][0]
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
+    claims = {
+        t["metadata"]["name"]: t["spec"]["resources"]["requests"]["storage"]
+        for t in sts["spec"]["volumeClaimTemplates"]
+    }
+    assert claims == {"home": "5Gi", "workspace": "20Gi"}
+    env = {e["name"]: e for e in main["env"]}
+    assert env["AGENT_SMITH_CA_CERT"]["value"] == CA_FILE
+    assert env["MATRIX_ACCESS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "agent-smith-matrix-devbot",
+        "key": "access_token",
+    }
+    assert env["AGENT_SMITH_PROXY_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "agent-smith-proxy-devbot"
+    names = [e["name"] for e in main["env"]]
+    # The kubelet expands $(VAR) only from variables defined earlier in the list.
+    assert names.index("AGENT_SMITH_PROXY_PASSWORD") < names.index("HTTPS_PROXY")
+    assert names.index("AGENT_NAME") < names.index("HTTPS_PROXY")
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    assert mounts[CREW_MOUNT]["readOnly"] is True
+    ca_volume = next(v for v in pod["volumes"] if v["name"] == "firewall-ca")
+    assert ca_volume["secret"]["items"] == [{"key": "tls.crt", "path": "ca.pem"}]
+
+
+def test_agents_may_reach_only_the_firewall_nats_matrix_and_dns(tmp_path: Path) -> None:
+    loaded = example_crew(tmp_path, {"homeserver: http://127.0.0.1:8008": "homeserver: http://synapse.chat.svc:8008"})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    policy = one(rendered.manifests, "NetworkPolicy", "agent-smith-agent-devbot")["spec"]
+    assert policy["ingress"] == []
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    destinations = []
+    for rule in policy["egress"]:
+        for peer in rule["to"]:
+            assert "ipBlock" not in peer, "an agent may not reach arbitrary addresses"
+            destinations.append((json.dumps(peer, sort_keys=True), tuple(p["port"] for p in rule["ports"])))
+    labels = dict(destinations)
+    firewall = json.dumps(
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "agent-smith",
+                    "app.kubernetes.io/instance": "example-crew",
+                    "app.kubernetes.io/component": "firewall",
+                }
+            }
+        },
+        sort_keys=True,
+    )
+    assert labels[firewall] == (3128,)
+    chat = json.dumps({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "chat"}}}, sort_keys=True)
+    assert labels[chat] == (8008,)
+    assert len(destinations) == 4  # firewall, DNS, NATS, Matrix
+
+
+def test_the_firewall_gets_real_secrets_only_through_secret_refs(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    rendered = render_crew(loaded.crew, files)
+    firewall = one(rendered.manifests, "Deployment", FIREWALL)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in firewall["env"]}
+    assert env["AGENT_SMITH_SECRET_GITHUB"] == {
+        "name": "AGENT_SMITH_SECRET_GITHUB",
+        "valueFrom": {"secretKeyRef": {"name": FIREWALL_SECRETS, "key": "github"}},
+    }
+    assert env["AGENT_SMITH_EGRESS__LISTEN"]["value"] == "0.0.0.0:3128"
+    assert [r.name for r in rendered.external if r.name == FIREWALL_SECRETS] == [FIREWALL_SECRETS]
+    assert not by(rendered.manifests, "Secret")
+
+
+def test_external_secrets_render_an_external_secret_instead(tmp_path: Path) -> None:
+    loaded = example_crew(
+        tmp_path, {"egress:\n": "kubernetes:\n  external_secrets: true\n  secret_store: vault\negress:\n"}
+    )
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    [external] = by(rendered.manifests, "ExternalSecret")
+    assert external["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "vault"}
+    assert external["spec"]["target"]["name"] == FIREWALL_SECRETS
+    assert [d["secretKey"] for d in external["spec"]["data"]] == ["github"]
+    assert FIREWALL_SECRETS not in {r.name for r in rendered.external}
+    assert check_manifests(rendered.manifests, rendered.external) == []
+
+
+def test_transparent_mode_points_allowlisted_names_at_the_firewall(tmp_path: Path) -> None:
+    loaded = example_crew(
+        tmp_path,
+        {
+            "  listen: 127.0.0.1:3128\n": "  listen: 127.0.0.1:3128\n  transparent_listen: 127.0.0.1:8443\n",
+            "egress:\n": "kubernetes:\n  transparent_egress: true\n  firewall_cluster_ip: 10.96.0.53\negress:\n",
+        },
+    )
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    service = one(rendered.manifests, "Service", FIREWALL)["spec"]
+    assert service["clusterIP"] == "10.96.0.53"
+    assert {"name": "https", "port": 443, "targetPort": "transparent", "protocol": "TCP"} in service["ports"]
+    pod = one(rendered.manifests, "StatefulSet", "agent-smith-agent-devbot")["spec"]["template"]["spec"]
+    [alias] = pod["hostAliases"]
+    assert alias["ip"] == "10.96.0.53"
+    assert "api.github.com" in alias["hostnames"]
+    assert "api.anthropic.com" in alias["hostnames"]
+    assert not any(h.startswith("*") for h in alias["hostnames"])
+    assert any("*.githubusercontent.com" in w for w in rendered.warnings)
+    assert validate_strict(rendered.manifests) == []
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (
+            {
+                "    permission_mode: acceptEdits\n    first_run_prompt": "    resources: {cpu_request: lots}\n    permission_mode: acceptEdits\n    first_run_prompt"
+            },
+            "agents[0].resources.cpu_request: 'lots' is not a Kubernetes quantity",
+        ),
+        (
+            {
+                "    permission_mode: acceptEdits\n    first_run_prompt": "    resources: {memory_request: 8Gi}\n    permission_mode: acceptEdits\n    first_run_prompt"
+            },
+            "agents[0].resources: memory_request is larger than memory_limit",
+        ),
+        (
+            {"egress:\n": "kubernetes:\n  transparent_egress: true\negress:\n"},
+            "transparent_egress needs egress.transparent_listen",
+        ),
+        (
+            {"  # nats_url: nats://nats.example:4222": "  nats_url: nats://nats.example.com:4222"},
+            "set kubernetes.nats_peer",
+        ),
+        ({"source: {env: AGENT_SMITH_SECRET_GITHUB}": "source: {file: secrets/github}"}, "needs an absolute path"),
+        ({"egress:\n": "kubernetes:\n  nats_storage: big\negress:\n"}, "kubernetes.nats_storage: 'big'"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_key(tmp_path: Path, replace: dict[str, str], message: str) -> None:
+    loaded = example_crew(tmp_path, replace)
+    with pytest.raises(UsageError) as caught:
+        render_crew(loaded.crew, crew_files(loaded))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_crew_files_that_cannot_be_configmap_keys_are_refused(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    with pytest.raises(UsageError, match="may use only letters"):
+        render_crew(loaded.crew, {**files, "agents/devbot/notes with space.md": "x"})
+    with pytest.raises(UsageError, match="collides"):
+        render_crew(loaded.crew, {**files, "agents/devbot/a__b.md": "x", "agents/devbot/a/b.md": "y"})
+    with pytest.raises(UsageError, match="a ConfigMap holds at most"):
+        render_crew(loaded.crew, {**files, "agents/devbot/big.md": "x" * (1 << 20)})
+
+
+def test_warnings_name_what_the_network_cannot_allow(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    rendered = render_crew(loaded.crew, files)
+    assert any("matrix.homeserver points at loopback" in w for w in rendered.warnings)
+    assert len(rendered.warnings) == len(set(rendered.warnings))
+
+
+# ---- the pods' environment loads the crew as the container contract says --------------------
+
+
+def _secret_values(rendered: Any) -> dict[tuple[str, str], str]:
+    values = {}
+    for ref in rendered.external:
+        for key in ref.keys:
+            values[(ref.name, key)] = f"test-{ref.name}-{key}"
+    return values
+
+
+def test_every_pod_environment_loads_the_crew_it_was_rendered_from(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    rendered = render_crew(loaded.crew, files)
+    config = one(rendered.manifests, "ConfigMap", "agent-smith-crew")
+    secrets = _secret_values(rendered)
+    for workload in by(rendered.manifests, "StatefulSet") + by(rendered.manifests, "Deployment"):
+        pod = workload["spec"]["template"]["spec"]
+        crew_volume = next((v for v in pod.get("volumes", []) if v["name"] == "crew"), None)
+        if crew_volume is None:
+            continue
+        mount = tmp_path / "pods" / workload["metadata"]["name"]
+        materialize_config(config, crew_volume, mount)
+        container = pod["containers"][0]
+        env = resolve_env(container["env"], secrets)
+        assert env["AGENT_SMITH_CREW"] == CREW_MOUNT
+        in_pod = load_crew(mount, env=env)
+        assert in_pod.crew.events.nats_url == env["NATS_URL"]
+        if "AGENT_NAME" in env:
+            agent = in_pod.crew.agent(env["AGENT_NAME"])
+            assert in_pod.crew.egress.ca_cert == CA_FILE
+            assert agent.repos == loaded.crew.agent(agent.name).repos
+            proxy = urlsplit(env["HTTPS_PROXY"])
+            assert (proxy.username, proxy.password) == (agent.name, f"test-agent-smith-proxy-{agent.name}-password")
+            assert proxy.hostname == "agent-smith-firewall.agent-smith.svc"
+            assert env["MATRIX_ACCESS_TOKEN"] == f"test-agent-smith-matrix-{agent.name}-access_token"
+            port = in_pod.crew.runtime.metrics_listen.rsplit(":", 1)[1]
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            assert container["ports"] == [{"name": "metrics", "containerPort": int(port), "protocol": "TCP"}]
+        else:
+            assert in_pod.crew.egress.listen == "0.0.0.0:3128"
+            assert env["AGENT_SMITH_SECRET_GITHUB"] == "test-agent-smith-firewall-secrets-github"
+
+
+def test_the_proxy_url_a_pod_builds_is_the_one_the_firewall_derives(tmp_path: Path) -> None:
+    from agent_smith.egress import proxy_url_for
+
+    loaded, files = example(tmp_path)
+    state = {"runtime": loaded.crew.runtime.model_copy(update={"state_dir": str(tmp_path / "state")})}
+    crew = loaded.crew.model_copy(update=state)
+    rendered = render_crew(crew, files)
+    pod = one(rendered.manifests, "StatefulSet", "agent-smith-agent-devbot")["spec"]["template"]["spec"]
+    password = urlsplit(proxy_url_for(crew, "devbot")).password
+    assert password
+    secrets = {**_secret_values(rendered), ("agent-smith-proxy-devbot", "password"): password}
+    env = resolve_env(pod["containers"][0]["env"], secrets)
+    in_cluster = crew.model_copy(
+        update={"egress": crew.egress.model_copy(update={"listen": "agent-smith-firewall.agent-smith.svc:3128"})}
+    )
+    assert env["HTTPS_PROXY"] == proxy_url_for(in_cluster, "devbot")
+
+
+# ---- generated crews --------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crews())
+def test_every_generated_crew_renders_valid_and_keeps_every_promise(data: dict[str, Any]) -> None:
+    crew = Crew.model_validate(data)
+    rendered = render_crew(crew, files_for(crew))
+    assert check_manifests(rendered.manifests, rendered.external, secret_env=secret_env_of(crew)) == []
+    assert validate_strict(rendered.manifests, ("1.30", "1.37")) == []
+    yaml_text = to_yaml_stream(rendered.manifests)
+    for rule in crew.egress.secrets:
+        assert rule.source.env is None or f"value: {rule.source.env}" not in yaml_text
+    assert len(by(rendered.manifests, "StatefulSet")) == len(crew.agents) + (crew.events.nats_url is None)
+    for agent in crew.agents:
+        sts = one(rendered.manifests, "StatefulSet", f"agent-smith-agent-{agent.name}")
+        requests = sts["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+        assert requests == {"cpu": agent.resources.cpu_request, "memory": agent.resources.memory_request}
+        role = by(rendered.manifests, "Role", f"agent-smith-agent-{agent.name}")
+        assert len(role) == int(crew.kubernetes.agent_role)
+        if crew.kubernetes.storage_class:
+            classes = {t["spec"].get("storageClassName") for t in sts["spec"]["volumeClaimTemplates"]}
+            assert classes == {crew.kubernetes.storage_class}
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crews(max_agents=2))
+def test_generated_crews_are_valid_in_every_version(data: dict[str, Any]) -> None:
+    crew = Crew.model_validate(data)
+    assert validate_strict(render_crew(crew, files_for(crew)).manifests, VERSIONS) == []
+
+
+# ---- the checker can fail -----------------------------------------------------------------------
+
+
+def _mutate(manifests: list[dict[str, Any]], kind: str, name: str, edit: Any) -> list[dict[str, Any]]:
+    out = copy.deepcopy(manifests)
+    for obj in out:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            edit(obj)
+    return out
+
+
+def _pod(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["template"]["spec"]
+
+
+def _main(obj: dict[str, Any]) -> dict[str, Any]:
+    return _pod(obj)["containers"][0]
+
+
+AGENT = "agent-smith-agent-devbot"
+MUTATIONS = [
+    (
+        "selector",
+        "StatefulSet",
+        AGENT,
+        lambda o: o["spec"]["selector"]["matchLabels"].update({"x": "y"}),
+        "selector does not match",
+    ),
+    (
+        "service selector",
+        "Service",
+        FIREWALL,
+        lambda o: o["spec"]["selector"].update({"x": "y"}),
+        "matches no rendered pod",
+    ),
+    (
+        "policy selector",
+        "NetworkPolicy",
+        AGENT,
+        lambda o: o["spec"]["podSelector"]["matchLabels"].update({"x": "y"}),
+        "podSelector matches no rendered pod",
+    ),
+    (
+        "service account",
+        "StatefulSet",
+        AGENT,
+        lambda o: _pod(o).update(serviceAccountName="nobody"),
+        "ServiceAccount nobody",
+    ),
+    (
+        "config key",
+        "StatefulSet",
+        AGENT,
+        lambda o: _pod(o)["volumes"][0]["configMap"]["items"].append({"key": "nope", "path": "n"}),
+        "has no key 'nope'",
+    ),
+    (
+        "secret",
+        "StatefulSet",
+        AGENT,
+        lambda o: _main(o)["env"].append({"name": "X", "valueFrom": {"secretKeyRef": {"name": "ghost", "key": "k"}}}),
+        "Secret ghost is neither",
+    ),
+    (
+        "secret key",
+        "StatefulSet",
+        AGENT,
+        lambda o: _main(o)["env"].append(
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "agent-smith-proxy-devbot", "key": "nope"}}}
+        ),
+        "has no key 'nope'",
+    ),
+    (
+        "inline secret",
+        "StatefulSet",
+        AGENT,
+        lambda o: _main(o)["env"].append({"name": "MATRIX_ACCESS_TOKEN", "value": "syt_abc"}),
+        "MATRIX_ACCESS_TOKEN is inline",
+    ),
+    (
+        "credential",
+        "StatefulSet",
+        AGENT,
+        lambda o: _main(o)["env"].append({"name": "X", "value": "ghp_" + "a" * 36}),
+        "looks like",
+    ),
+    (
+        "root",
+        "StatefulSet",
+        AGENT,
+        lambda o: (_pod(o)["securityContext"].pop("runAsNonRoot"), _main(o)["securityContext"].pop("runAsNonRoot")),
+        "may run as root",
+    ),
+    (
+        "writable root",
+        "Deployment",
+        FIREWALL,
+        lambda o: _main(o)["securityContext"].update(readOnlyRootFilesystem=False),
+        "writable root filesystem",
+    ),
+    (
+        "escalation",
+        "StatefulSet",
+        "agent-smith-nats",
+        lambda o: _main(o)["securityContext"].pop("allowPrivilegeEscalation"),
+        "privilege escalation",
+    ),
+    ("limits", "StatefulSet", AGENT, lambda o: _main(o)["resources"].pop("limits"), "no cpu and memory limits"),
+    (
+        "pvc",
+        "Deployment",
+        FIREWALL,
+        lambda o: _pod(o)["volumes"][0].update(persistentVolumeClaim={"claimName": "gone"}),
+        "PersistentVolumeClaim gone",
+    ),
+    (
+        "mount",
+        "Deployment",
+        FIREWALL,
+        lambda o: _main(o)["volumeMounts"].append({"name": "nowhere", "mountPath": "/x"}),
+        "unknown volume nowhere",
+    ),
+    ("service name", "StatefulSet", AGENT, lambda o: o["spec"].update(serviceName="gone"), "serviceName gone"),
+    (
+        "policy types",
+        "NetworkPolicy",
+        AGENT,
+        lambda o: o["spec"].update(policyTypes=["Ingress"]),
+        "no NetworkPolicy restricts",
+    ),
+    (
+        "namespace",
+        "ConfigMap",
+        "agent-smith-crew",
+        lambda o: o["metadata"].update(namespace="other"),
+        "several namespaces",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "kind", "name", "edit", "expected"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_each_promise_is_checked(tmp_path: Path, what: str, kind: str, name: str, edit: Any, expected: str) -> None:
+    loaded = example_crew(tmp_path, {"egress:\n": "kubernetes:\n  agent_role: true\negress:\n"})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    broken = _mutate(list(rendered.manifests), kind, name, edit)
+    problems = check_manifests(broken, rendered.external)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_secret_object_and_a_role_on_secrets_are_refused(tmp_path: Path) -> None:
+    loaded = example_crew(tmp_path, {"egress:\n": "kubernetes:\n  agent_role: true\negress:\n"})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    manifests = list(rendered.manifests)
+    manifests.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "agent-smith"}})
+    manifests = _mutate(manifests, "Role", AGENT, lambda o: o["rules"][0]["resources"].append("secrets"))
+    problems = check_manifests(manifests, rendered.external)
+    assert any("a Secret with its values is in the render" in p for p in problems)
+    assert any("grants access to Secrets" in p for p in problems)
+
+
+def test_the_schema_check_catches_an_unknown_field(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    manifests = _mutate(
+        list(render_crew(loaded.crew, files).manifests), "StatefulSet", AGENT, lambda o: _main(o).update(bogus=1)
+    )
+    problems = validate_strict(manifests, ("1.30",))
+    assert problems
+    assert "bogus" in str(problems[0])
+
+
+# ---- pure helpers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", 0.5), ("2", 2.0), ("1Gi", 2.0**30), ("1G", 1e9), ("1.5", 1.5), ("1e3", 1000.0), ("128Mi", 128 * 2.0**20)],
+)
+def test_quantities_parse_as_kubernetes_reads_them(text: str, value: float) -> None:
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1GB", "-1", "1 Gi", "Gi"])
+def test_bad_quantities_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    ("host", "namespace"),
+    [
+        ("synapse", "own"),
+        ("synapse.chat", None),
+        ("matrix.org", None),
+        ("synapse.chat.svc", "chat"),
+        ("synapse.chat.svc.cluster.local", "chat"),
+        ("matrix.example.org", None),
+        ("127.0.0.1", None),
+    ],
+)
+def test_in_cluster_hosts_name_their_namespace(host: str, namespace: str | None) -> None:
+    assert in_cluster_namespace(host, "own") == namespace
+
+
+def test_url_ports_default_by_scheme() -> None:
+    assert url_endpoint("https://m.example.org", {"https": 443}) == ("m.example.org", 443)
+    assert url_endpoint("nats://n.svc:4333", {"nats": 4222}) == ("n.svc", 4333)
