@@ -73,6 +73,9 @@ class McpServer:
         self.instructions = instructions
         self.experimental = dict(experimental or {})
         self.initialized = asyncio.Event()
+        # Set once the client listed the tools: Claude Code registers its channel handler only
+        # after the handshake, so a channel server waits for this before its first notification.
+        self.tools_listed = asyncio.Event()
         self._writer: asyncio.StreamWriter | _StdoutWriter | None = None
         self._write_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -136,6 +139,7 @@ class McpServer:
         if method == "ping":
             return {}
         if method == "tools/list":
+            self.tools_listed.set()
             return {"tools": [tool.listing() for tool in self.tools.values()]}
         if method == "tools/call":
             return await self._call(params)

@@ -1,0 +1,385 @@
+"""The channel: homeserver events in, rule decisions, channel notifications out, and the agent's tools.
+
+`ChatChannel` owns the state and applies the pure decisions of `rules`;
+`MatrixLink` does the talking; the MCP server (`server.py`) carries the
+notifications to Claude Code and the tool calls back. Time is injected so
+quiet hours are tested without waiting for the night.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from agent_smith.chat import render
+from agent_smith.chat.config import ChatConfig
+from agent_smith.chat.events import ENCRYPTED, ROOM_MESSAGE, parse_message, relation, strip_reply_fallback
+from agent_smith.chat.matrix import MatrixLink, SyncBatch, wait_or_stop
+from agent_smith.chat.rules import Decision, Held, Message, Verdict, decide, observe, render_digest
+from agent_smith.chat.state import ChatState, StateFile
+from agent_smith.errors import OperationError
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, Mapping[str, str]], Awaitable[None]]
+POLL_MS = 30_000
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 30.0
+HISTORY_MAX = 100
+
+
+class Refused(Exception):
+    """A tool call the rules refuse, or one the homeserver failed: the model reads the message."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ChatChannel:
+    def __init__(
+        self,
+        config: ChatConfig,
+        link: MatrixLink,
+        notify: Notify,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        poll_ms: int = POLL_MS,
+    ) -> None:
+        self.config = config
+        self.link = link
+        self._notify = notify
+        self._clock = clock
+        self._poll_ms = poll_ms
+        self._store = StateFile(config.state_dir)
+        self.state: ChatState = self._store.load()
+        self._pending_joins = list(config.rooms)
+        self.synced = asyncio.Event()
+
+    @property
+    def me(self) -> str:
+        return self.config.roster.me.user_id
+
+    def save(self) -> None:
+        self._store.save(self.state)
+
+    # ---- the sync loop ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sync until `stop` is set; a failing homeserver means backoff and retry, never a crash."""
+        full_state = True
+        failures = 0
+        while not stop.is_set():
+            await self._join_pending()
+            try:
+                batch = await self.link.sync(
+                    self.state.next_batch, timeout_ms=0 if full_state else self._poll_ms, full_state=full_state
+                )
+            except OperationError as exc:
+                failures += 1
+                delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                if await wait_or_stop(delay, stop):
+                    return
+                continue
+            if failures:
+                log.warning("homeserver %s reachable again after %d failed sync(s)", self.link.homeserver, failures)
+            failures = 0
+            await self.handle(batch)
+            full_state = False
+            await self.tick()
+            self.synced.set()
+
+    async def _join_pending(self) -> None:
+        for room in list(self._pending_joins):
+            try:
+                await self.link.join(room)
+            except OperationError as exc:
+                log.warning("cannot join %s yet: %s", room, exc)
+                continue
+            self._pending_joins.remove(room)
+
+    async def handle(self, batch: SyncBatch) -> None:
+        """Decide on every new event of one sync answer, then persist the token with the counters.
+
+        The very first sync (no saved token) only sets the starting point:
+        what was said before the agent first started is history, not work.
+        """
+        replay = self.state.next_batch is not None
+        seen = set(self.state.seen)
+        for room_id, inviter in batch.invites:
+            await self._invited(room_id, inviter)
+        for room_id in batch.limited_rooms:
+            log.warning("room %s had more than a sync's worth of new events; older ones are only in history", room_id)
+        for room_id, event in batch.events:
+            event_id = event.get("event_id")
+            if not isinstance(event_id, str) or event_id in seen:
+                continue
+            seen.add(event_id)
+            self.state.remember_seen(event_id)
+            if replay:
+                await self._event(room_id, event)
+        self.state.next_batch = batch.next_batch
+        self.save()
+
+    async def _invited(self, room_id: str, inviter: str) -> None:
+        if inviter not in self.config.roster.heard:
+            log.warning("ignored an invite to %s from %s: not on the allowlist", room_id, inviter)
+            return
+        try:
+            await self.link.join(room_id)
+        except OperationError as exc:
+            log.warning("cannot accept the invite to %s from %s: %s", room_id, inviter, exc)
+
+    async def _event(self, room_id: str, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == ENCRYPTED:
+            await self._encrypted(room_id, str(event.get("sender", "")))
+            return
+        if kind != ROOM_MESSAGE:
+            return
+        message = parse_message(room_id, event)
+        if message is None:
+            return
+        message = await self._resolve(message)
+        guard = self.state.guard(room_id)
+        decision = decide(
+            self.config.roster,
+            message,
+            guard,
+            limit=self.config.max_agent_messages_in_a_row,
+            quiet=self.config.quiet_hours,
+            now=self._clock(),
+        )
+        # The agent's own replies are counted when sent (`_count_reply`): their echo may come first.
+        if not message.is_edit and message.sender != self.me:
+            self.state.set_guard(room_id, observe(guard, self.config.roster, message.sender))
+        log.info(
+            "%s %s from %s in %s: %s",
+            decision.verdict.value,
+            message.event_id,
+            message.sender,
+            room_id,
+            decision.reason.value,
+            extra={"room_id": room_id, "event_id": message.event_id, "verdict": decision.verdict.value},
+        )
+        if decision.verdict is Verdict.WAKE:
+            await self._wake(message, decision)
+        elif decision.verdict is Verdict.HOLD:
+            self.state.hold(
+                Held(
+                    room_id,
+                    self.link.room_name(room_id),
+                    message.sender,
+                    self.link.member_name(room_id, message.sender),
+                    message.event_id,
+                    message.body,
+                )
+            )
+
+    async def _resolve(self, message: Message) -> Message:
+        """Fill in who wrote the replied-to and thread-root events, when the rules need it."""
+        if message.sender == self.me or message.sender not in self.config.roster.heard:
+            return message
+        own = set(self.state.own)
+        reply_sender = await self._sender_of(message.room_id, message.reply_to, own)
+        root_sender = await self._sender_of(message.room_id, message.thread_id, own)
+        return replace(message, reply_to_sender=reply_sender, thread_root_sender=root_sender)
+
+    async def _sender_of(self, room_id: str, event_id: str | None, own: set[str]) -> str | None:
+        if event_id is None:
+            return None
+        if event_id in own:
+            return self.me
+        try:
+            sender = (await self.link.get_event(room_id, event_id)).get("sender")
+        except OperationError as exc:
+            log.warning("cannot tell who wrote %s: %s", event_id, exc)
+            return None
+        return sender if isinstance(sender, str) else None
+
+    async def _wake(self, message: Message, decision: Decision) -> None:
+        quiet = self.config.quiet_hours
+        in_window = decision.incident and quiet is not None and quiet.contains(self._clock())
+        if in_window and message.room_id not in self.state.incident_rooms:
+            self.state.incident_rooms.append(message.room_id)
+        meta = {
+            "room_id": message.room_id,
+            "room_name": self.link.room_name(message.room_id),
+            "sender": message.sender,
+            "sender_name": self.link.member_name(message.room_id, message.sender),
+            "event_id": message.event_id,
+        }
+        if message.thread_id is not None:
+            meta["thread_id"] = message.thread_id
+        if decision.incident:
+            meta["incident"] = "true"
+        # The agent first, the 👀 after: the acknowledgement must not delay the work.
+        await self._notify(message.body, meta)
+        # Saved at once (the event is in `seen`): Claude Code may stop this server at any moment,
+        # and a restart must not deliver the message a second time.
+        self.save()
+        log.info("notified the agent of %s", message.event_id, extra={"event_id": message.event_id, "notified": True})
+        if self.config.ack_reaction:
+            try:
+                await self.link.send(
+                    message.room_id, "m.reaction", render.reaction_content(message.event_id, self.config.ack_reaction)
+                )
+            except OperationError as exc:
+                log.warning("cannot acknowledge %s: %s", message.event_id, exc)
+
+    async def _encrypted(self, room_id: str, sender: str) -> None:
+        """Tell the operators once per room that the agent cannot read it, instead of staying silent."""
+        roster = self.config.roster
+        if sender == self.me or sender not in roster.heard or room_id in self.state.encrypted_noticed:
+            return
+        self.state.encrypted_noticed.append(room_id)
+        operators = sorted(roster.operators)
+        who = " ".join(operators) if operators else "operators"
+        text = (
+            f"{who}: {self.config.agent} cannot read this encrypted room (no end-to-end encryption); "
+            "write to it in an unencrypted room."
+        )
+        try:
+            event_id = await self.link.send(
+                room_id, "m.room.message", render.message_content(text, mention_ids=operators)
+            )
+        except OperationError as exc:
+            log.warning("cannot tell the operators about encrypted room %s: %s", room_id, exc)
+            return
+        self.state.remember_own(event_id)
+        log.warning("room %s is encrypted: told the operators", room_id)
+
+    async def tick(self) -> None:
+        """Quiet hours bookkeeping: when the window ends, one digest of what was held."""
+        window = self.config.quiet_hours
+        quiet = window is not None and window.contains(self._clock())
+        if quiet and not self.state.in_quiet_hours:
+            self.state.in_quiet_hours = True
+            self.save()
+        elif not quiet and self.state.in_quiet_hours:
+            held = self.state.take_held()
+            self.state.in_quiet_hours = False
+            self.state.incident_rooms = []
+            if held and window is not None:
+                await self._notify(render_digest(held, window), {"kind": "quiet_hours_digest"})
+            self.save()
+
+    # ---- the agent's tools --------------------------------------------------------------
+
+    def _check_quiet(self, room_id: str, what: str) -> None:
+        window = self.config.quiet_hours
+        if window is None or not window.contains(self._clock()) or room_id in self.state.incident_rooms:
+            return
+        raise Refused(
+            f"{what} refused: quiet hours ({window.start:%H:%M}-{window.end:%H:%M} {window.timezone}); "
+            "only incidents are answered now, and you will get a digest when they end"
+        )
+
+    async def reply(
+        self, room_id: str, text: str, reply_to: str | None = None, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        self._check_quiet(room_id, "reply")
+        guard = self.state.guard(room_id)
+        limit = self.config.max_agent_messages_in_a_row
+        if guard.blocks(limit):
+            first = not guard.told
+            self.state.set_guard(room_id, replace(guard, told=True))
+            self.save()
+            raise Refused(
+                f"reply refused by the loop guard: {guard.run} agent messages in a row in {room_id} without a "
+                f"human (the limit is {limit}). Do not retry; wait until a person writes in this room."
+                + (" Further agent messages there will not wake you until then." if first else "")
+            )
+        roster = self.config.roster
+        probe = Message(room_id, "", self.me, "m.notice", text)
+        mention_ids = {m.user_id for m in roster.named(probe) if m.user_id != self.me}
+        if reply_to is not None:
+            target = await self._sender_of(room_id, reply_to, set(self.state.own))
+            if target is not None and target != self.me:
+                mention_ids.add(target)
+        contents = render.message_contents(text, reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids)
+        event_ids: list[str] = []
+        for content in contents:
+            try:
+                event_id = await self.link.send(room_id, "m.room.message", content)
+            except OperationError as exc:
+                if event_ids:
+                    self._count_reply(room_id, event_ids)
+                raise Refused(f"reply failed after {len(event_ids)} of {len(contents)} part(s): {exc}") from exc
+            event_ids.append(event_id)
+        self._count_reply(room_id, event_ids)
+        return {"event_id": event_ids[0], "event_ids": event_ids} if len(event_ids) > 1 else {"event_id": event_ids[0]}
+
+    def _count_reply(self, room_id: str, event_ids: list[str]) -> None:
+        # A reply split in parts is one message for the loop guard.
+        self.state.set_guard(room_id, observe(self.state.guard(room_id), self.config.roster, self.me))
+        for event_id in event_ids:
+            self.state.remember_own(event_id)
+        self.save()
+
+    async def react(self, room_id: str, event_id: str, emoji: str) -> dict[str, Any]:
+        self._check_quiet(room_id, "react")
+        try:
+            sent = await self.link.send(room_id, "m.reaction", render.reaction_content(event_id, emoji))
+        except OperationError as exc:
+            raise Refused(f"react failed: {exc}") from exc
+        self.state.remember_own(sent)
+        self.save()
+        return {"event_id": sent}
+
+    async def edit(self, room_id: str, event_id: str, text: str) -> dict[str, Any]:
+        self._check_quiet(room_id, "edit")
+        author = await self._sender_of(room_id, event_id, set(self.state.own))
+        if author != self.me:
+            raise Refused(f"edit refused: {event_id} is not one of your messages in {room_id}")
+        content = render.edit_content(event_id, text)
+        if render.content_size(content) > render.CONTENT_BUDGET:
+            raise Refused("edit refused: the new text is over Matrix's event size limit; reply with it instead")
+        try:
+            sent = await self.link.send(room_id, "m.room.message", content)
+        except OperationError as exc:
+            raise Refused(f"edit failed: {exc}") from exc
+        self.state.remember_own(sent)
+        self.save()
+        return {"event_id": sent}
+
+    async def history(self, room_id: str, limit: int = 20) -> str:
+        limit = max(1, min(HISTORY_MAX, limit))
+        try:
+            events = await self.link.recent(room_id, limit)
+        except OperationError as exc:
+            raise Refused(f"history failed: {exc}") from exc
+        lines = [_history_line(room_id, event, self.link) for event in events if event.get("type") == ROOM_MESSAGE]
+        name = self.link.room_name(room_id)
+        if not lines:
+            return f"No messages in {name} ({room_id})."
+        return f"Last {len(lines)} message(s) in {name} ({room_id}), oldest first:\n" + "\n".join(lines)
+
+
+def _history_line(room_id: str, event: Mapping[str, Any], link: MatrixLink) -> str:
+    raw = event.get("content")
+    content: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    sender = str(event.get("sender", "?"))
+    stamp = event.get("origin_server_ts")
+    when = datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if isinstance(stamp, int) else "?"
+    thread_id, reply_to, is_edit = relation(content)
+    body = str(content.get("body", ""))
+    if reply_to is not None:
+        body = strip_reply_fallback(body)
+    notes = []
+    if thread_id:
+        notes.append(f"thread {thread_id}")
+    if reply_to:
+        notes.append(f"reply to {reply_to}")
+    if is_edit:
+        notes.append("edit")
+    if content.get("msgtype") == "m.notice":
+        notes.append("notice")
+    extra = f" ({', '.join(notes)})" if notes else ""
+    return f"[{when}] {link.member_name(room_id, sender)} <{sender}> {event.get('event_id')}{extra}: {body}"

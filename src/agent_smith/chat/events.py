@@ -1,0 +1,78 @@
+"""Raw Matrix events (the JSON a homeserver sends) reduced to the plain data the rules read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from agent_smith.chat.rules import Message
+
+ROOM_MESSAGE = "m.room.message"
+ENCRYPTED = "m.room.encrypted"
+_MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
+
+
+def strip_reply_fallback(body: str) -> str:
+    """The body without the quoted ``> <@user> …`` block older clients put before a reply."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith(">"):
+        return body
+    index = 0
+    while index < len(lines) and lines[index].startswith(">"):
+        index += 1
+    if index < len(lines) and lines[index] == "":
+        index += 1
+    return "\n".join(lines[index:])
+
+
+def relation(content: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
+    """(thread root, replied-to event, is an edit) from ``m.relates_to``."""
+    relates = content.get("m.relates_to")
+    if not isinstance(relates, Mapping):
+        return None, None, False
+    in_reply = relates.get("m.in_reply_to")
+    reply_to = in_reply.get("event_id") if isinstance(in_reply, Mapping) else None
+    rel_type = relates.get("rel_type")
+    target = relates.get("event_id")
+    thread_id = target if rel_type == "m.thread" and isinstance(target, str) else None
+    if thread_id is not None and relates.get("is_falling_back") is True:
+        # The reply target is only a fallback for clients without threads, not a real reply.
+        reply_to = None
+    return thread_id, reply_to if isinstance(reply_to, str) else None, rel_type == "m.replace"
+
+
+def parse_message(room_id: str, event: Mapping[str, Any]) -> Message | None:
+    """A `Message` from an ``m.room.message`` event; None for anything else or a malformed one."""
+    if event.get("type") != ROOM_MESSAGE:
+        return None
+    content = event.get("content")
+    sender = event.get("sender")
+    event_id = event.get("event_id")
+    if not isinstance(content, Mapping) or not isinstance(sender, str) or not isinstance(event_id, str):
+        return None
+    body = content.get("body")
+    msgtype = content.get("msgtype")
+    if not isinstance(body, str) or not isinstance(msgtype, str):
+        return None
+    thread_id, reply_to, is_edit = relation(content)
+    formatted = content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None
+    formatted = formatted if isinstance(formatted, str) else None
+    if reply_to is not None:
+        body = strip_reply_fallback(body)
+        formatted = _MX_REPLY.sub("", formatted) if formatted is not None else None
+    mentions = content.get("m.mentions")
+    user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
+    mention_ids = tuple(u for u in user_ids if isinstance(u, str)) if isinstance(user_ids, list) else ()
+    return Message(
+        room_id=room_id,
+        event_id=event_id,
+        sender=sender,
+        msgtype=msgtype,
+        body=body,
+        formatted_body=formatted,
+        mention_ids=mention_ids,
+        thread_id=thread_id,
+        reply_to=reply_to,
+        is_edit=is_edit,
+    )

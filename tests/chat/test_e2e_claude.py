@@ -1,0 +1,209 @@
+"""Chat → work, end to end: a real Synapse, the real `claude` CLI in tmux with the channel loaded,
+and the scripted model server deciding what the agent does."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent_smith.crew import CrewPaths, load_crew
+from agent_smith.fsutil import write_atomic
+from agent_smith.home import api_key_suffix, seed_claude_json
+from agent_smith.runtime import PINNED_VERSION, PermissionMode, Tmux, claude_launch
+from agent_smith.runtime.claude import PROMPT_READY
+from agent_smith.standins import ModelServerThread
+from agent_smith.standins.synapse import SynapseServer
+from tests.chat.kit import make_cast, room_events, send, wait_until, write_crew
+from tests.fixtures.claude import PLACEHOLDER_API_KEY
+from tests.fixtures.model import StartModelServer
+from tests.fixtures.processes import LeakCheck, children_of, pid_alive
+
+REPLY = "mcp__matrix__reply"
+
+
+def script(room: str) -> dict[str, Any]:
+    def reply(text: str) -> dict[str, Any]:
+        return {"name": REPLY, "input": {"room_id": room, "text": text}}
+
+    return {
+        "agents": {
+            "devbot": [
+                {"when": {"contains": "what's up"}, "tool_calls": [reply("All **good** here.")]},
+                {"when": {"tool_result": True}, "text": "Answered."},
+                {"when": {"contains": "CI is green"}, "tool_calls": [reply("reviewbot: thanks")]},
+                {"when": {"tool_result": True}, "text": "Thanked."},
+                {"when": {"contains": "one more thing"}, "tool_calls": [reply("reviewbot: sure")]},
+                {"when": {"tool_result_contains": "refused by the loop guard"}, "text": "Waiting for a human."},
+                {"when": {"contains": "are you back"}, "tool_calls": [reply("Back.")]},
+                {"when": {"tool_result": True}, "text": "Resumed."},
+            ]
+        }
+    }
+
+
+def channel_requests(model: ModelServerThread, needle: str) -> list[str]:
+    bodies = [json.dumps(r.body) for r in model.requests(agent="devbot")]
+    return [b for b in bodies if needle in b]
+
+
+@dataclass
+class Agent:
+    name: str
+    tmux: Tmux
+    pane_pid: int
+
+
+def start_devbot(
+    tmux: Tmux, root: Path, claude_binary: Path, leak_check: LeakCheck, model: ModelServerThread, mcp: dict[str, Any]
+) -> Agent:
+    """The CLI with the channel loaded, as `up` starts it: one config dir per start (`root`)."""
+    home, cwd = root / "home", root / "work"
+    config_dir = home / ".claude"
+    cwd.mkdir(parents=True)
+    config_dir.mkdir(parents=True)
+    seeded = seed_claude_json(
+        {},
+        version=PINNED_VERSION,
+        trusted_dirs=[str(cwd)],
+        approved_key_suffix=api_key_suffix(PLACEHOLDER_API_KEY),
+        growthbook_features={"tengu_harbor": True},  # channels are behind this flag; offline it is never fetched
+    )
+    write_atomic(config_dir / ".claude.json", json.dumps(seeded), mode=0o600)
+    write_atomic(config_dir / "settings.json", json.dumps({"skipDangerousModePermissionPrompt": True}))
+    mcp_path = root / "mcp.json"
+    write_atomic(mcp_path, json.dumps(mcp))
+    launch = claude_launch(
+        claude_binary,
+        cwd=cwd,
+        home=home,
+        config_dir=config_dir,
+        base_url=model.agent_url("devbot"),
+        running_as_root=os.geteuid() == 0,
+        api_key=PLACEHOLDER_API_KEY,
+        permission_mode=PermissionMode.BYPASS_PERMISSIONS,
+        mcp_config=mcp_path,
+        tool_search=False,
+        extra_args=["--dangerously-load-development-channels", "server:matrix"],
+    )
+    name = root.name
+    pane = tmux.new_session(name, launch.argv, env=launch.env, cwd=launch.cwd, remain_on_exit=True)
+    leak_check.track(pane.pane_pid, f"claude {name}")
+    # The development-channels warning: option 1 (load them) is preselected; one Enter.
+    tmux.wait_for(name, "I am using this for local development", timeout=30)
+    tmux.send_keys(name, "Enter")
+    tmux.wait_for(name, PROMPT_READY, timeout=30)
+    return Agent(name, tmux, pane.pane_pid)
+
+
+def wait_for_chat_server(session: Agent) -> int:
+    def found() -> int | None:
+        for pid in children_of(session.pane_pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"mcp" in cmdline and b"chat" in cmdline:
+                return pid
+        return None
+
+    pid: int = wait_until(found, timeout=30, what="the chat MCP server under claude")
+    return pid
+
+
+def test_chat_to_work_with_the_real_cli(
+    synapse: SynapseServer,
+    tmp_path: Path,
+    model_server: StartModelServer,
+    tmux_server: Tmux,
+    claude_binary: Path,
+    leak_check: LeakCheck,
+) -> None:
+    cast = make_cast(synapse)
+    crew_dir = write_crew(tmp_path / "crew", cast, synapse.url)
+    token_file = CrewPaths.of(load_crew(crew_dir, {}).crew).agent_state("devbot") / "matrix_access_token"
+    write_atomic(token_file, cast.devbot.access_token, mode=0o600)
+    mcp = {
+        "mcpServers": {
+            "matrix": {
+                "type": "stdio",
+                "command": str(Path(sys.executable).parent / "agent-smith"),
+                "args": ["mcp", "chat"],
+                "env": {
+                    "AGENT_NAME": "devbot",
+                    "AGENT_SMITH_CREW": str(crew_dir),
+                    "MATRIX_ACCESS_TOKEN_FILE": str(token_file),
+                },
+            }
+        }
+    }
+    model = model_server(script(cast.room))
+    session = start_devbot(tmux_server, tmp_path / "devbot", claude_binary, leak_check, model, mcp)
+    chat_pid = wait_for_chat_server(session)
+    wait_until(lambda: (token_file.parent / "chat" / "state.json").exists(), timeout=30, what="the first sync")
+
+    def devbot_says(text: str) -> dict[str, Any] | None:
+        for event in room_events(synapse, cast.alice, cast.room):
+            content = event.get("content", {})
+            if event["sender"] == cast.devbot.user_id and content.get("body") == text:
+                return event
+        return None
+
+    # A human asks; the model gets the <channel> block, calls reply, the answer lands as devbot.
+    asked = send(synapse, cast.alice, cast.room, {"msgtype": "m.text", "body": "@devbot what's up?"})
+    answer = wait_until(lambda: devbot_says("All **good** here."), timeout=60, what="devbot's answer")
+    assert answer["content"]["msgtype"] == "m.notice"
+    assert "<strong>good</strong>" in answer["content"]["formatted_body"]
+    (block,) = channel_requests(model, "what's up")[:1]
+    assert '<channel source=\\"matrix\\"' in block
+    assert f'room_id=\\"{cast.room}\\"' in block
+    assert f'event_id=\\"{asked}\\"' in block
+
+    def reactions() -> list[tuple[str, str]]:
+        return [
+            (e["sender"], e["content"]["m.relates_to"]["key"])
+            for e in room_events(synapse, cast.alice, cast.room)
+            if e["type"] == "m.reaction" and e["content"]["m.relates_to"]["event_id"] == asked
+        ]
+
+    assert wait_until(reactions, what="the 👀 on the question") == [(cast.devbot.user_id, "👀")]
+
+    # Each step waits for the agent's turn to end, so one request never carries two steps' input.
+    wait_until(lambda: model.consumed("devbot") == 2, timeout=30, what="the first turn to end")
+
+    # Not addressed to devbot: no wake. A teammate's notice naming devbot: wakes it.
+    send(synapse, cast.alice, cast.room, {"msgtype": "m.text", "body": "lunch anyone?"})
+    send(synapse, cast.reviewbot, cast.room, {"msgtype": "m.notice", "body": "@devbot CI is green"})
+    wait_until(lambda: devbot_says("reviewbot: thanks"), timeout=60, what="devbot thanking reviewbot")
+    assert channel_requests(model, "lunch anyone") == []
+
+    wait_until(lambda: model.consumed("devbot") == 4, timeout=30, what="the second turn to end")
+
+    # The fourth agent message in a row is refused, and the model reads why.
+    send(synapse, cast.reviewbot, cast.room, {"msgtype": "m.notice", "body": "devbot, one more thing"})
+    wait_until(
+        lambda: channel_requests(model, "reply refused by the loop guard"),
+        timeout=60,
+        what="the refusal reaching the model",
+    )
+    assert devbot_says("reviewbot: sure") is None
+    refusal = channel_requests(model, "reply refused by the loop guard")[0]
+    assert "3 agent messages in a row" in refusal
+
+    wait_until(lambda: model.consumed("devbot") == 6, timeout=30, what="the third turn to end")
+
+    # Stopped: a message sent meanwhile arrives after the restart, and nothing is replayed.
+    session.tmux.kill_session(session.name)
+    wait_until(lambda: not pid_alive(chat_pid), timeout=15, what="the chat server to exit with claude")
+    send(synapse, cast.alice, cast.room, {"msgtype": "m.text", "body": "@devbot are you back?"})
+    start_devbot(tmux_server, tmp_path / "devbot-again", claude_binary, leak_check, model, mcp)
+    wait_until(lambda: devbot_says("Back."), timeout=60, what="devbot answering after the restart")
+    # The new session's conversation starts empty: one channel block in it means nothing was replayed.
+    woken = channel_requests(model, "are you back")
+    assert woken
+    assert all(b.count("<channel source") == 1 for b in woken), "nothing from before the restart is replayed"
+    for request in model.requests(agent="devbot"):
+        assert cast.devbot.access_token not in json.dumps(request.body)
