@@ -1,4 +1,5 @@
-"""Regenerate the README's generated blocks (crew.yaml reference, container contract).
+"""Regenerate the README's generated blocks: the crew.yaml reference, the container contract,
+and the subsystem chapters (inlined from docs/*.md, the one place they are written).
 
 Run after changing the crew models: `.venv/bin/python scripts/update_readme.py`.
 A test fails while the README is out of date.
@@ -11,8 +12,88 @@ from pathlib import Path
 
 from agent_smith.crew.reference import contract_table_rows, crew_reference_markdown
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = {"crew-reference": crew_reference_markdown, "contract-table": contract_table_rows}
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+CHAPTERS = (
+    "home",
+    "chat",
+    "hooks",
+    "events",
+    "egress",
+    "runtime",
+    "forge",
+    "kubernetes",
+    "demo",
+    "standins-model",
+    "harness",
+)
+
+
+def subsystem_chapters() -> str:
+    """docs/<chapter>.md in order, each headed at level 3 (headings inside code fences untouched)."""
+    parts = []
+    for name in CHAPTERS:
+        path = ROOT / "docs" / f"{name}.md"
+        if path.is_file():
+            parts.append(_shifted(path.read_text(encoding="utf-8").strip(), to_level=3))
+    return "\n\n".join(parts)
+
+
+def _shifted(text: str, to_level: int) -> str:
+    lines = text.splitlines()
+    fenced = False
+    top = None
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            top = len(line) - len(line.lstrip("#"))
+            break
+    shift = to_level - (top or to_level)
+    out, fenced = [], False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            line = "#" * max(1, min(6, level + shift)) + line[level:]
+        out.append(line)
+    return "\n".join(out)
+
+
+def verbs_table() -> str:
+    """A row per CLI verb (sub-verbs included) with the first line of its help."""
+    import typer.main
+
+    from agent_smith.cli.app import app
+
+    rows: list[str] = []
+
+    def walk(command: typer.main.click.Command, prefix: str) -> None:  # type: ignore[name-defined]
+        subcommands = getattr(command, "commands", {})
+        for name in sorted(subcommands):
+            sub = subcommands[name]
+            if sub.hidden:
+                continue
+            path = f"{prefix} {name}".strip()
+            summary = (sub.help or "").strip().split("\n")[0].replace("|", "\\|")
+            if getattr(sub, "commands", None):
+                if getattr(sub, "invoke_without_command", False):
+                    rows.append(f"| `{path}` | {summary} |")
+                walk(sub, path)
+            else:
+                rows.append(f"| `{path}` | {summary} |")
+
+    walk(typer.main.get_command(app), "")
+    return "\n".join(["| verb | what it does |", "|---|---|", *rows])
+
+
+BLOCKS = {
+    "verbs": verbs_table,
+    "crew-reference": crew_reference_markdown,
+    "contract-table": contract_table_rows,
+    "subsystems": subsystem_chapters,
+}
 
 
 def render(text: str) -> str:
