@@ -1,0 +1,245 @@
+"""`agent-smith up` against bare claude sessions started by hand in tmux, side by side.
+
+For N = 1, 3 and 6 agents, in the same run and against the same scripted
+model server:
+- baseline: N seeded homes, ``tmux new-session -d … claude`` each, timed
+  until every pane shows claude's prompt (what a person does by hand);
+- agent-smith: ``agent-smith up --crew D`` (CLI start-up, the supervisor, the
+  embedded event log, the firewall, assembly, N sessions), timed until it
+  returns, i.e. every agent is ready.
+Reported: both times, their ratio (target ≤ 1.5×), and the resident memory
+agent-smith adds per agent: the supervisor's, firewall's and event log's
+RSS shared by N, plus each agent's own extra processes (its MCP servers and
+hook processes under claude, its two `cat` log pipes).
+
+Run: .venv/bin/python bench/runtime/bench_up.py [--rounds 2] [--sizes 1,3,6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from agent_smith.fsutil import write_atomic
+from agent_smith.home import seed_claude_json
+from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, Tmux, find_claude
+from agent_smith.standins import ModelServerThread, parse_script
+
+CLI = Path(sys.executable).parent / "agent-smith"
+STUB = {
+    "claudeAiOauth": {
+        "accessToken": "agent-smith-placeholder-claude-access-token",
+        "refreshToken": "agent-smith-placeholder-claude-refresh-token",
+        "expiresAt": 4102444800000,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }
+}
+
+
+def env_for(tmp: Path) -> dict[str, str]:
+    return {"PATH": f"{CLI.parent}:/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp), "LANG": "C.UTF-8"}
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def wait_prompts(tmux: Tmux, names: list[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        for name in list(pending):
+            if PROMPT_READY.search(tmux.capture(name)):
+                pending.discard(name)
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bare sessions not ready: {sorted(pending)}")
+        time.sleep(0.05)
+
+
+def bare(n: int, tmp: Path, url: str, claude: Path) -> float:
+    tmux = Tmux(f"bench-bare-{uuid.uuid4().hex[:8]}")
+    names = [f"agent{i}" for i in range(n)]
+    for name in names:
+        home = tmp / "bare" / name
+        work = home / "work"
+        (home / ".claude").mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
+        seeded = seed_claude_json({}, version=PINNED_VERSION, trusted_dirs=[str(work)])
+        write_atomic(home / ".claude.json", json.dumps(seeded), 0o600)
+        write_atomic(home / ".claude" / "settings.json", "{}\n")
+        write_atomic(home / ".claude" / ".credentials.json", json.dumps(STUB), 0o600)
+    try:
+        began = time.monotonic()
+        for name in names:
+            home = tmp / "bare" / name
+            env = {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": str(home),
+                "LANG": "C.UTF-8",
+                "TERM": "xterm-256color",
+                "ANTHROPIC_BASE_URL": f"{url}/agents/{name}",
+                "DISABLE_AUTOUPDATER": "1",
+            }
+            tmux.new_session(name, [str(claude), "--permission-mode", "acceptEdits"], env=env, cwd=home / "work")
+        wait_prompts(tmux, names)
+        return time.monotonic() - began
+    finally:
+        tmux.kill_server()
+
+
+def write_crew(root: Path, n: int, url: str) -> str:
+    socket_name = f"bench-up-{uuid.uuid4().hex[:8]}"
+    (root / "agents" / "_shared").mkdir(parents=True)
+    (root / "agents" / "_shared" / "CLAUDE.md").write_text("# Shared\n")
+    (root / "agents" / "_shared" / "settings.json").write_text("{}\n")
+    (root / "agents" / "_shared" / ".credentials.json").write_text(json.dumps(STUB))
+    agents = []
+    for i in range(n):
+        name = f"agent{i}"
+        (root / "agents" / name).mkdir()
+        (root / "agents" / name / "CLAUDE.md").write_text(f"# {name}\n")
+        agents.append({"name": name, "env": {"ANTHROPIC_BASE_URL": f"{url}/agents/{name}"}})
+    listen = f"127.0.0.1:{free_port()}"
+    crew = {
+        "version": 1,
+        "crew": {"name": "bench"},
+        "agents": agents,
+        "egress": {"listen": listen},
+        "runtime": {"state_dir": str(root.parent / f"{root.name}-state"), "tmux_socket": socket_name},
+    }
+    with (root / "crew.yaml").open("w") as fh:
+        YAML().dump(crew, fh)
+    return socket_name
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ours(n: int, tmp: Path, url: str, round_no: int) -> tuple[float, dict[str, float]]:
+    root = tmp / f"crew-{n}-{round_no}"
+    socket_name = write_crew(root, n, url)
+    env = env_for(tmp)
+    try:
+        began = time.monotonic()
+        up = subprocess.run(
+            [str(CLI), "up", "--crew", str(root), "--no-proxy", "127.0.0.1"],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        took = time.monotonic() - began
+        if up.returncode != 0:
+            raise SystemExit(f"up failed: {up.stderr.strip()}")
+        memory = measure(root, socket_name, n)
+        return took, memory
+    finally:
+        subprocess.run([str(CLI), "down", "--crew", str(root)], env=env, capture_output=True, timeout=120, check=False)
+
+
+def measure(root: Path, socket_name: str, n: int) -> dict[str, float]:
+    state = root.parent / f"{root.name}-state" / "bench"
+    supervisor = int((state / "runtime" / "supervisor.pid").read_text())
+    firewall = int((state / "runtime" / "firewall.pid").read_text())
+    nats = int(json.loads((state / "nats" / "server.json").read_text())["pid"])
+    tmux = Tmux(socket_name)
+    server = tmux.server_pid()
+    pipes = [pid for pid in descendants(server or 0) if Path(f"/proc/{pid}/comm").read_text().strip() == "cat"]
+    per_agent_extra = 0
+    for pane in tmux.pane_pids():
+        for pid in descendants(pane):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"agent-smith" in cmdline:
+                per_agent_extra += rss_kib(pid)
+    shared = {"supervisor": rss_kib(supervisor), "firewall": rss_kib(firewall), "nats": rss_kib(nats)}
+    pipes_kib = sum(rss_kib(pid) for pid in pipes)
+    total = sum(shared.values()) + pipes_kib + per_agent_extra
+    return {
+        "supervisor_mb": shared["supervisor"] / 1024,
+        "firewall_mb": shared["firewall"] / 1024,
+        "nats_mb": shared["nats"] / 1024,
+        "mcp_and_hooks_mb": per_agent_extra / 1024,
+        "log_pipes_mb": pipes_kib / 1024,
+        "per_agent_mb": total / 1024 / n,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sizes", default="1,3,6")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    claude = find_claude()
+    with tempfile.TemporaryDirectory(prefix="agent-smith-bench-runtime-") as name:
+        tmp = Path(name)
+        script = parse_script({"agents": {}}, "bench")
+        server = ModelServerThread(script, tmp / "model.jsonl")
+        server.start()
+        try:
+            rows: list[dict[str, Any]] = []
+            for n in sizes:
+                base_times, our_times, memories = [], [], []
+                for round_no in range(args.rounds):
+                    # Alternate the order so neither side always runs on a warmer machine.
+                    if round_no % 2 == 0:
+                        base_times.append(bare(n, tmp / f"b{n}-{round_no}", server.url, claude))
+                        took, memory = ours(n, tmp, server.url, round_no)
+                    else:
+                        took, memory = ours(n, tmp, server.url, round_no)
+                        base_times.append(bare(n, tmp / f"b{n}-{round_no}", server.url, claude))
+                    our_times.append(took)
+                    memories.append(memory)
+                base, our = statistics.median(base_times), statistics.median(our_times)
+                memory = {k: statistics.median(m[k] for m in memories) for k in memories[0]}
+                rows.append({"agents": n, "bare_s": base, "up_s": our, "ratio": our / base, **memory})
+                print(
+                    f"{n} agent(s): bare claude in tmux {base:.2f}s, agent-smith up {our:.2f}s, "
+                    f"ratio {our / base:.2f}x (target <= 1.5x); added RSS per agent {memory['per_agent_mb']:.1f} MB "
+                    f"(supervisor {memory['supervisor_mb']:.1f}, firewall {memory['firewall_mb']:.1f}, "
+                    f"nats {memory['nats_mb']:.1f}, MCP servers + hooks {memory['mcp_and_hooks_mb']:.1f}, "
+                    f"log pipes {memory['log_pipes_mb']:.1f} MB in all)",
+                    flush=True,
+                )
+            print(json.dumps(rows, indent=2))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""Running the crew: up, down, status, attach, logs, restart, run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from agent_smith.cli.context import AppContext, app_context
+from agent_smith.crew import LoadedCrew, load_crew
+from agent_smith.errors import MissingPartError, OperationError, UsageError
+from agent_smith.runtime import (
+    CONTAINER_SESSION,
+    ServeOptions,
+    Tmux,
+    check_startable,
+    readable,
+    rotated_logs,
+    run_dir,
+    selected_agents,
+    start_background,
+    stop_crew,
+    supervise,
+    wait_ready,
+)
+from agent_smith.runtime.panelog import Follower
+
+CrewOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--crew",
+        envvar="AGENT_SMITH_CREW",
+        help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
+        show_default=False,
+    ),
+]
+AgentsArg = Annotated[list[str] | None, typer.Argument(help="Agents to act on (default: all).", show_default=False)]
+NameArg = Annotated[str, typer.Argument(help="The agent.", show_default=False)]
+NoProxyOption = Annotated[
+    list[str] | None,
+    typer.Option("--no-proxy", help="A host agents reach without the firewall (repeatable).", show_default=False),
+]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the agents to be ready.")]
+
+
+def _load(out: AppContext, crew: Path | None) -> LoadedCrew:
+    loaded = load_crew(crew)
+    for warning in loaded.warnings:
+        out.warn(warning)
+    return loaded
+
+
+def _progress(out: AppContext) -> Any:
+    def show(name: str, state: str) -> None:
+        colour = {"ready": "green", "idle": "green", "working": "green", "crash-looping": "red"}.get(state, "yellow")
+        out.err.print(f"{escape(name)}: [{colour}]{escape(state)}[/]", highlight=False)
+
+    return show
+
+
+def _assembly_progress(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def up(
+    ctx: typer.Context,
+    agents: AgentsArg = None,
+    crew: CrewOption = None,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Supervise in this process instead of in the background.")
+    ] = False,
+    firewall: Annotated[
+        bool,
+        typer.Option("--firewall/--no-firewall", help="Start the egress firewall, or use one that runs elsewhere."),
+    ] = True,
+    no_proxy: NoProxyOption = None,
+    timeout: TimeoutOption = 180.0,
+) -> None:
+    """Start the event log, the firewall and every agent (or those named), supervised; return when ready."""
+    out = app_context(ctx)
+    loaded = _load(out, crew)
+    names = tuple(a.name for a in selected_agents(loaded, agents or ()))
+    options = ServeOptions(agents=names if agents else (), firewall=firewall, no_proxy=tuple(no_proxy or ()))
+    rd = run_dir(loaded)
+    if rd.running_pid() is not None:
+        managed = (rd.read_status() or {}).get("agents", {})
+        unmanaged = [n for n in names if n not in managed]
+        if unmanaged:
+            raise UsageError(
+                f"the running supervisor does not manage {', '.join(unmanaged)}: run `agent-smith down` first"
+            )
+        for name in names:
+            rd.request("start", name)
+        wait_ready(loaded, names, timeout=timeout, child=None, progress=_progress(out))
+        out.console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
+        return
+    binary = check_startable(loaded, options, services=True)
+    if foreground:
+        asyncio.run(supervise(loaded, options, binary=binary, services=True, progress=_assembly_progress))
+        return
+    child = start_background(loaded, options, binary)
+    status = wait_ready(loaded, names, timeout=timeout, child=child, progress=_progress(out))
+    metrics = status.get("supervisor", {}).get("metrics")
+    out.console.print(f"[green]up[/]: {len(names)} agent(s) ready; supervisor pid {child}, metrics {metrics}")
+    for service, listening in status.get("services", {}).items():
+        if not listening:
+            out.console.print(f"{service}: starting (see `agent-smith status`)")
+
+
+def down(ctx: typer.Context, agents: AgentsArg = None, crew: CrewOption = None) -> None:
+    """Stop the named agents, or everything (agents, firewall, event log, supervisor) when none is named."""
+    out = app_context(ctx)
+    loaded = _load(out, crew)
+    stopped = stop_crew(loaded, agents or ())
+    out.console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, Any]]]:
+    """Whether a supervisor runs, and one row per agent (stopped when it is not supervised)."""
+    rd = run_dir(loaded)
+    running = rd.running_pid() is not None
+    agents = (rd.read_status() or {}).get("agents", {}) if running else {}
+    sessions = set() if running else set(Tmux(loaded.crew.runtime.tmux_socket).list_sessions())
+    rows = []
+    for agent in loaded.crew.agents:
+        entry = agents.get(agent.name) if isinstance(agents, dict) else None
+        entry = entry if isinstance(entry, dict) else {}
+        if agent.name in sessions:
+            # Left running by a supervisor that is gone: `up` adopts it.
+            entry = {"state": "unsupervised"}
+        started = entry.get("started_at")
+        activity = entry.get("last_activity")
+        rows.append(
+            {
+                "agent": agent.name,
+                "state": entry.get("state", "stopped"),
+                "uptime_seconds": now - started if isinstance(started, int | float) else None,
+                "restarts": entry.get("restarts", 0),
+                "last_activity_seconds_ago": now - activity if isinstance(activity, int | float) else None,
+                "last_exit": entry.get("last_exit"),
+                "retry_in_seconds": (
+                    max(0.0, entry["retry_at"] - now) if isinstance(entry.get("retry_at"), int | float) else None
+                ),
+            }
+        )
+    return running, rows
+
+
+_COLOURS = {"ready": "green", "idle": "green", "working": "cyan", "starting": "yellow", "backing off": "yellow"}
+
+
+def _table(loaded: LoadedCrew) -> Table:
+    running, rows = status_rows(loaded, time.time())
+    services = (run_dir(loaded).read_status() or {}).get("services", {}) if running else {}
+    shown = ", ".join(f"{name} {'listening' if up else 'starting'}" for name, up in services.items())
+    title = (
+        f"crew {loaded.crew.crew.name}"
+        + (f" ({shown})" if shown else "")
+        + ("" if running else " (supervisor not running)")
+    )
+    table = Table(title=title)
+    for column in ("agent", "state", "uptime", "restarts", "last activity", "last exit"):
+        table.add_column(column)
+    for row in rows:
+        colour = _COLOURS.get(row["state"], "red")
+        state = row["state"]
+        if row["retry_in_seconds"] is not None:
+            state += f" (retry in {_age(row['retry_in_seconds'])})"
+        table.add_row(
+            row["agent"],
+            f"[{colour}]{escape(state)}[/]",
+            _age(row["uptime_seconds"]),
+            str(row["restarts"]),
+            _age(row["last_activity_seconds_ago"]) + (" ago" if row["last_activity_seconds_ago"] is not None else ""),
+            "—" if row["last_exit"] is None else str(row["last_exit"]),
+        )
+    return table
+
+
+def status(
+    ctx: typer.Context,
+    crew: CrewOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh the table live until interrupted.")] = False,
+) -> None:
+    """Each agent's state, uptime, restarts and last activity."""
+    out = app_context(ctx)
+    loaded = _load(out, crew)
+    if as_json:
+        running, rows = status_rows(loaded, time.time())
+        services = (run_dir(loaded).read_status() or {}).get("services", {}) if running else {}
+        out.print_json(
+            {"crew": loaded.crew.crew.name, "supervisor_running": running, "services": services, "agents": rows}
+        )
+        return
+    if not watch:
+        out.console.print(_table(loaded))
+        return
+    with Live(_table(loaded), console=out.console, refresh_per_second=2) as live:
+        while True:
+            time.sleep(1)
+            live.update(_table(loaded))
+
+
+def attach(ctx: typer.Context, name: NameArg, crew: CrewOption = None) -> None:
+    """Attach this terminal to NAME's tmux session (detach with C-b d)."""
+    out = app_context(ctx)
+    loaded = _load(out, crew)
+    agent = loaded.crew.agent(name)
+    binary = shutil.which("tmux")
+    if binary is None:
+        raise MissingPartError("tmux is not installed: install it with `apt-get install tmux`")
+    socket = loaded.crew.runtime.tmux_socket
+    argv = [binary, "-L", socket, "-f", "/dev/null", "attach-session", "-t", f"={agent.name}"]
+    if not Tmux(socket).has_session(agent.name):
+        raise OperationError(f"agent {agent.name!r} is not running: start it with `agent-smith up {agent.name}`")
+    os.execv(binary, argv)
+
+
+def logs(
+    ctx: typer.Context,
+    name: NameArg,
+    crew: CrewOption = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new output.")] = False,
+    shell: Annotated[bool, typer.Option("--shell", help="The shell pane (pane 1) instead of claude's.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Terminal bytes as captured, escape sequences included.")] = False,
+) -> None:
+    """Print an agent's captured pane output (rotated files included, oldest first)."""
+    out = app_context(ctx)
+    loaded = _load(out, crew)
+    agent = loaded.crew.agent(name)
+    files = rotated_logs(loaded, agent.name, pane=1 if shell else 0)
+    sink = out.console.file
+    for path in files[:-1]:
+        data = path.read_bytes()
+        sink.write(data.decode("utf-8", "replace") if raw else readable(data))
+    if not files:
+        raise OperationError(f"agent {agent.name!r} has no captured output yet")
+    current = files[-1]
+    follower = Follower(current)
+    data = follower.read()
+    sink.write(data.decode("utf-8", "replace") if raw else readable(data))
+    sink.flush()
+    while follow:
+        time.sleep(0.25)
+        data = follower.read()
+        if data:
+            sink.write(data.decode("utf-8", "replace") if raw else readable(data))
+            sink.flush()
+    follower.close()
+
+
+def restart(ctx: typer.Context, name: NameArg, crew: CrewOption = None, timeout: TimeoutOption = 180.0) -> None:
+    """Stop NAME's claude and start it again (resuming its conversation); return when it is ready."""
+    out = app_context(ctx)
+    loaded = _load(out, crew)
+    agent = loaded.crew.agent(name)
+    rd = run_dir(loaded)
+    if rd.running_pid() is None:
+        raise OperationError("the supervisor is not running: start the crew with `agent-smith up`")
+    since = time.time()
+    rd.request("restart", agent.name)
+    wait_ready(loaded, [agent.name], timeout=timeout, child=None, progress=_progress(out), since=since)
+    out.console.print(f"[green]restarted[/] {agent.name}")
+
+
+def run(
+    ctx: typer.Context,
+    crew: CrewOption = None,
+    no_proxy: NoProxyOption = None,
+) -> None:
+    """The container entrypoint: assemble AGENT_NAME from the environment, supervise it in session `main`.
+
+    Both panes' output goes to stdout, so `kubectl logs` shows them.
+    """
+    out = app_context(ctx)
+    name = os.environ.get("AGENT_NAME", "").strip()
+    if not name:
+        raise UsageError("AGENT_NAME is not set: the container runs one agent of the crew, named by AGENT_NAME")
+    loaded = _load(out, crew)
+    options = ServeOptions(agents=(name,), firewall=False, no_proxy=tuple(no_proxy or ()))
+    binary = check_startable(loaded, options, services=False)
+
+    def write(line: str) -> None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+    asyncio.run(
+        supervise(
+            loaded,
+            options,
+            binary=binary,
+            services=False,
+            session=CONTAINER_SESSION,
+            stream=write,
+            progress=_assembly_progress,
+        )
+    )
+
+
+def register(app: typer.Typer) -> None:
+    for verb in (up, down, status, attach, logs, restart, run):
+        app.command(verb.__name__)(verb)

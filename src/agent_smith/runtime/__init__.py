@@ -1,0 +1,57 @@
+"""Agents in tmux: the private tmux server, and how the real `claude` CLI is launched."""
+
+from agent_smith.runtime.claude import (
+    PINNED_VERSION,
+    PROMPT_READY,
+    ClaudeLaunch,
+    PermissionMode,
+    claude_launch,
+    claude_version,
+    find_claude,
+    start_in_tmux,
+)
+from agent_smith.runtime.launch import AgentSpec
+from agent_smith.runtime.local import (
+    CONTAINER_SESSION,
+    ServeOptions,
+    check_startable,
+    rotated_logs,
+    run_dir,
+    selected_agents,
+    start_background,
+    stop_crew,
+    supervise,
+    wait_ready,
+)
+from agent_smith.runtime.panelog import readable
+from agent_smith.runtime.policy import AgentState, Restart
+from agent_smith.runtime.supervisor import Supervisor
+from agent_smith.runtime.tmux import Tmux, TmuxSession
+
+__all__ = [
+    "CONTAINER_SESSION",
+    "PINNED_VERSION",
+    "PROMPT_READY",
+    "AgentSpec",
+    "AgentState",
+    "ClaudeLaunch",
+    "PermissionMode",
+    "Restart",
+    "ServeOptions",
+    "Supervisor",
+    "Tmux",
+    "TmuxSession",
+    "check_startable",
+    "claude_launch",
+    "claude_version",
+    "find_claude",
+    "readable",
+    "rotated_logs",
+    "run_dir",
+    "selected_agents",
+    "start_background",
+    "start_in_tmux",
+    "stop_crew",
+    "supervise",
+    "wait_ready",
+]

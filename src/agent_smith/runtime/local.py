@@ -1,0 +1,461 @@
+"""Running a crew: from crew.yaml to supervised tmux sessions, on one machine or in a container.
+
+`check_startable` refuses bad input before anything starts; `supervise` is the
+supervisor process (foreground); `start_background` daemonises it and
+waits until the agents are ready; `stop_crew` ends it and everything it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent_smith.crew import Agent, CrewPaths, LoadedCrew
+from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
+from agent_smith.events import EmbeddedNats, Publisher, build_event, running_server_url
+from agent_smith.home import AssembleOptions, agent_environment, assemble, default_agent_smith_command
+from agent_smith.logs import LogFormat, configure
+from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
+from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv
+from agent_smith.runtime.panelog import Streamer
+from agent_smith.runtime.policy import AgentState, Restart
+from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
+from agent_smith.runtime.session import rotated
+from agent_smith.runtime.supervisor import LOG_KEEP, Service, Supervisor
+from agent_smith.runtime.sweep import AGENT_VAR, sweep
+from agent_smith.runtime.tmux import Tmux
+
+CONTAINER_SESSION = "main"
+log = logging.getLogger(__name__)
+SERVING = frozenset({AgentState.READY, AgentState.WORKING, AgentState.IDLE})
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How to run: which agents, and the knobs `up` and `run` expose."""
+
+    agents: tuple[str, ...] = ()
+    firewall: bool = True
+    no_proxy: tuple[str, ...] = ()
+    clone: bool = True
+    interval: float = 0.5
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+
+
+def run_dir(loaded: LoadedCrew) -> RunDir:
+    return RunDir(CrewPaths.of(loaded.crew).root / "runtime")
+
+
+def tmux_for(loaded: LoadedCrew) -> Tmux:
+    return Tmux(loaded.crew.runtime.tmux_socket)
+
+
+def selected_agents(loaded: LoadedCrew, names: Sequence[str]) -> list[Agent]:
+    """The named agents (all when none is named); an unknown name is a UsageError."""
+    if not names:
+        return list(loaded.crew.agents)
+    return [loaded.crew.agent(name) for name in dict.fromkeys(names)]
+
+
+def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool) -> Path:
+    """Refuse what cannot start, before anything starts; the claude binary to use."""
+    selected_agents(loaded, options.agents)
+    binary = claude_binary(options.env)
+    if shutil.which("tmux") is None:
+        raise MissingPartError("tmux is not installed: install it with `apt-get install tmux`")
+    crew = loaded.crew
+    host, port = parse_listen(crew.runtime.metrics_listen, "runtime.metrics_listen")
+    if not port_free(host, port):
+        raise UsageError(f"runtime.metrics_listen: port {port} on {host} is already in use")
+    left = read_pid(run_dir(loaded).firewall_pid)
+    if services and options.firewall and not (left is not None and pid_alive(left)):
+        host, port = parse_listen(crew.egress.listen, "egress.listen")
+        if not port_free(host, port):
+            raise UsageError(f"egress.listen: port {port} on {host} is already in use (is a firewall running?)")
+    return binary
+
+
+def agent_tag(loaded: LoadedCrew, agent: str) -> str:
+    return f"{loaded.crew.crew.name}/{agent}"
+
+
+def claude_binary(env: Mapping[str, str]) -> Path:
+    """``$AGENT_SMITH_CLAUDE`` when set, else the pinned CLI of this checkout, else `claude` on PATH."""
+    chosen = env.get("AGENT_SMITH_CLAUDE")
+    if not chosen:
+        return find_claude()
+    path = Path(chosen).expanduser()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingPartError(f"AGENT_SMITH_CLAUDE: {path} is not an executable claude CLI")
+    return path
+
+
+def _path() -> str:
+    # agent-smith's own directory first, so the shell pane and hooks find `agent-smith`.
+    return f"{Path(sys.executable).parent}:{DEFAULT_PATH}"
+
+
+def _shell() -> tuple[str, ...]:
+    for candidate in ("/bin/bash", "/bin/sh"):
+        if Path(candidate).is_file():
+            return (candidate,)
+    raise MissingPartError("no shell for the agent's second pane: install bash")
+
+
+def agent_spec(
+    loaded: LoadedCrew,
+    agent: Agent,
+    binary: Path,
+    options: ServeOptions,
+    *,
+    session: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> AgentSpec:
+    """Assemble the agent's home and workspace, and describe its tmux session."""
+    crew = loaded.crew
+    report = assemble(
+        loaded,
+        agent.name,
+        AssembleOptions(
+            clone=options.clone,
+            no_proxy=options.no_proxy,
+            env=options.env,
+            progress=progress,
+            agent_smith_command=default_agent_smith_command(),
+        ),
+    )
+    env = agent_environment(loaded, agent.name, report.home, report.workspace, no_proxy=options.no_proxy)
+    tag = agent_tag(loaded, agent.name)
+    env.update({"PATH": _path(), "TERM": "xterm-256color", "LANG": "C.UTF-8", AGENT_VAR: tag})
+    if agent.permission_mode.value == "bypassPermissions" and os.geteuid() == 0:
+        # As root the CLI refuses this mode unless told it is sandboxed; an agent is confined
+        # by design (its own home, the egress firewall), as `runtime.claude.claude_launch` decides too.
+        env["IS_SANDBOX"] = "1"
+    paths = CrewPaths.of(crew)
+    cwd = report.workspace / agent.primary if agent.primary else report.workspace
+    cwd.mkdir(parents=True, exist_ok=True)
+    chat = crew.matrix is not None and agent.matrix is not None
+    channels = (CHAT_CHANNEL,) if chat else ()
+    policy = agent.restart
+    return AgentSpec(
+        name=agent.name,
+        session=session or agent.name,
+        claude=claude_argv(
+            binary,
+            permission_mode=agent.permission_mode.value,
+            remote_control=agent.name if agent.remote_control else None,
+            channels=channels,
+        ),
+        env=env,
+        tag=tag,
+        cwd=cwd,
+        shell=_shell(),
+        shell_cwd=cwd,
+        config_dir=report.home / ".claude",
+        state_dir=paths.agent_state(agent.name),
+        log_dir=paths.logs,
+        restart=Restart(
+            min_uptime=policy.min_uptime,
+            backoff_initial=policy.backoff_initial,
+            backoff_max=policy.backoff_max,
+            crash_loop_after=policy.crash_loop_after,
+            crash_loop_retry=policy.crash_loop_retry,
+        ),
+        first_run_prompt=agent.first_run_prompt,
+        channels=channels,
+    )
+
+
+def _event_publisher(publisher: Publisher) -> Callable[[str, str, Mapping[str, object]], Any]:
+    async def publish(type_name: str, agent: str, fields: Mapping[str, object]) -> None:
+        await publisher.publish(build_event(type_name, agent, dict(fields)))
+
+    return publish
+
+
+async def supervise(
+    loaded: LoadedCrew,
+    options: ServeOptions,
+    *,
+    binary: Path,
+    services: bool,
+    session: str | None = None,
+    stream: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP, keeping agents)."""
+    crew = loaded.crew
+    paths = CrewPaths.of(crew)
+    rd = run_dir(loaded)
+    agents = selected_agents(loaded, options.agents)
+    with rd.hold():
+        began = time.monotonic()
+        nats: EmbeddedNats | None = None
+        children: list[ChildService] = []
+        url = crew.events.nats_url
+        detached = False
+        try:
+            if services and options.firewall:
+                # Started first and waited for last: it comes up while the agents are assembled
+                # and their CLIs start, which is most of the time `up` takes.
+                firewall = ChildService(
+                    "firewall",
+                    [default_agent_smith_command(), "firewall", "--crew", str(loaded.root.absolute())],
+                    env=options.env,
+                    log_file=paths.logs / "firewall.log",
+                    pid_file=rd.firewall_pid,
+                    listen=parse_listen(crew.egress.listen, "egress.listen"),
+                )
+                children.append(firewall)
+                firewall.launch()
+            if services and url is None:
+                url = running_server_url(paths.nats)
+                if url is None:
+                    nats = EmbeddedNats(paths.nats)
+                    nats.start()
+                    url = nats.url
+            specs = [agent_spec(loaded, a, binary, options, session=session, progress=progress) for a in agents]
+            log.info("assembled %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
+            async with Publisher(crew.events, paths.events, url) as publisher:
+                detached = await _serve(loaded, specs, rd, publisher, children, options, stream)
+        finally:
+            # Detached (SIGHUP): the agents keep running, so does what they use.
+            if not detached:
+                for child in reversed(children):
+                    child.stop()
+                if nats is not None:
+                    nats.stop()
+
+
+async def _serve(
+    loaded: LoadedCrew,
+    specs: Sequence[AgentSpec],
+    rd: RunDir,
+    publisher: Publisher,
+    children: Sequence[Service],
+    options: ServeOptions,
+    stream: Callable[[str], None] | None,
+) -> bool:
+    """Supervise until told to stop; True when told to detach (leaving everything running)."""
+    supervisor = Supervisor(
+        specs,
+        tmux_for(loaded),
+        rd,
+        publish=_event_publisher(publisher),
+        services=children,
+        interval=options.interval,
+    )
+    host, port = parse_listen(loaded.crew.runtime.metrics_listen, "runtime.metrics_listen")
+    try:
+        server = await supervisor.serve_http(host, port)
+    except OSError as exc:
+        raise UsageError(f"runtime.metrics_listen: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    stop, keep = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def detach() -> None:
+        keep.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGHUP, detach)
+    streamer = None
+    if stream is not None:
+        streamer = Streamer(
+            [(f"{s.name}:{pane}", s.log(index)) for s in specs for index, pane in ((0, "claude"), (1, "shell"))],
+            stream,
+        )
+    pump: asyncio.Task[None] | None = None
+    if streamer is not None:
+        pump = asyncio.create_task(_pump(streamer, stop))
+    try:
+        await supervisor.run([s.name for s in specs], stop, keep_agents=keep)
+    finally:
+        if pump is not None:
+            await pump
+        if streamer is not None:
+            streamer.pump()
+            streamer.close()
+        server.close()
+        await server.wait_closed()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    return keep.is_set()
+
+
+async def _pump(streamer: Streamer, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        streamer.pump()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+
+
+# ---- the background supervisor ------------------------------------------------------------
+
+
+def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) -> int:
+    """Fork the supervisor into its own session (no second interpreter start-up); its pid.
+
+    The child's output goes to the supervisor log; the parent returns at once
+    and waits for readiness with `wait_ready`.
+    """
+    rd = run_dir(loaded)
+    rd.ensure()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        fd = os.open(rd.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        configure(LogFormat.json, "info", sys.stderr)
+        asyncio.run(supervise(loaded, options, binary=binary, services=True))
+        code = 0
+    except AgentSmithError as exc:
+        log.error("%s", exc)
+        code = exc.exit_code
+    except BaseException:
+        log.exception("the supervisor failed")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _exited(pid: int) -> int | None:
+    """The exit code of our child `pid` once it ended, else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return -1
+    if done == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def wait_ready(
+    loaded: LoadedCrew,
+    names: Sequence[str],
+    *,
+    timeout: float,
+    child: int | None,
+    progress: Callable[[str, str], None],
+    since: float = 0.0,
+) -> dict[str, Any]:
+    """Poll status.json until every agent in `names` serves; report each state change.
+
+    The firewall is not waited for: it comes up beside the agents, which need it only
+    for their first HTTPS request; `status` shows whether it listens.
+    """
+    rd = run_dir(loaded)
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str] = {}
+    while True:
+        status = rd.read_status() or {}
+        agents = status.get("agents", {}) if isinstance(status.get("agents"), dict) else {}
+        states: dict[str, str] = {}
+        for name in names:
+            entry = agents.get(name, {})
+            state = entry.get("state", "starting") if isinstance(entry, dict) else "starting"
+            started = entry.get("started_at") if isinstance(entry, dict) else None
+            if state in (s.value for s in SERVING) and isinstance(started, int | float) and started < since:
+                state = "starting"
+            states[name] = state
+            if shown.get(name) != state:
+                shown[name] = state
+                progress(name, state)
+        if all(s in {x.value for x in SERVING} for s in states.values()):
+            return status
+        if child is not None and (code := _exited(child)) is not None:
+            raise OperationError(f"the supervisor exited (code {code}): {_last_line(rd.log)}")
+        if time.monotonic() >= deadline:
+            waiting = ", ".join(f"{n} ({s})" for n, s in states.items() if s not in {x.value for x in SERVING})
+            raise OperationError(f"not ready within {timeout:g}s: {waiting}; see `agent-smith logs NAME`")
+        time.sleep(0.1)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return "no output"
+    return lines[-1] if lines else "no output"
+
+
+def stop_crew(loaded: LoadedCrew, names: Sequence[str], *, timeout: float = 30.0) -> list[str]:
+    """Stop the named agents (all, and the supervisor with its services, when none is named).
+
+    Whatever the supervisor left (it may have been killed), the agents'
+    tmux sessions are gone afterwards; the names of the stopped sessions.
+    """
+    rd = run_dir(loaded)
+    agents = selected_agents(loaded, names)
+    tmux = tmux_for(loaded)
+    pid = rd.running_pid()
+    if names and pid is not None:
+        for agent in agents:
+            rd.request("stop", agent.name)
+        _wait(lambda: all(not tmux.has_session(a.name) for a in agents), timeout)
+    elif pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not _wait(lambda: rd.running_pid() is None, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait(lambda: rd.running_pid() is None, 5.0)
+    if not names and rd.running_pid() is None:
+        # What a killed supervisor left behind: its firewall and embedded event log.
+        for leftover in (read_pid(rd.firewall_pid), _nats_pid(loaded)):
+            if leftover is not None and pid_alive(leftover):
+                terminate(leftover, 10.0)
+    stopped = []
+    for agent in agents:
+        if tmux.has_session(agent.name):
+            tmux.kill_session(agent.name)
+        sweep(AGENT_VAR, agent_tag(loaded, agent.name))
+        stopped.append(agent.name)
+    if not names and not tmux.list_sessions():
+        tmux.kill_server()
+    return stopped
+
+
+def _nats_pid(loaded: LoadedCrew) -> int | None:
+    try:
+        state = json.loads((CrewPaths.of(loaded.crew).nats / "server.json").read_text())
+        return int(state["pid"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def rotated_logs(loaded: LoadedCrew, agent: str, *, pane: int) -> list[Path]:
+    """An agent's captured pane output, oldest file first (pane 0 claude, 1 the shell)."""
+    log = CrewPaths.of(loaded.crew).logs / f"{agent}.{'claude' if pane == 0 else 'shell'}.log"
+    return rotated(log, LOG_KEEP)
+
+
+def _wait(done: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

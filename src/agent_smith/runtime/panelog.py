@@ -1,0 +1,89 @@
+"""Reading the pane logs: terminal output made readable, and followed across rotations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+# CSI (cursor moves, colours), OSC (titles, hyperlinks), and lone two-byte escapes.
+_ESCAPES = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]"
+)
+
+
+_FORWARD = re.compile(rb"\x1b\[(\d*)C")
+
+
+def readable(raw: bytes) -> str:
+    """Pane output as plain text: cursor-forward moves as spaces, other escapes dropped, CR as line break."""
+    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    text = _FORWARD.sub(lambda m: b" " * min(int(m.group(1) or 1), 200), text)
+    return _ESCAPES.sub(b"", text).decode("utf-8", "replace")
+
+
+@dataclass
+class Follower:
+    """Reads what was appended to a log since the last call; notices rotation (a new file)."""
+
+    path: Path
+    _fh: IO[bytes] | None = field(default=None, init=False)
+    _inode: int | None = field(default=None, init=False)
+    _partial: bytes = field(default=b"", init=False)
+
+    def read(self) -> bytes:
+        try:
+            inode = self.path.stat().st_ino
+        except FileNotFoundError:
+            return b""
+        chunks = []
+        if self._fh is not None and inode != self._inode:
+            chunks.append(self._fh.read())
+            self._fh.close()
+            self._fh = None
+        if self._fh is None:
+            self._fh = self.path.open("rb")
+            self._inode = inode
+        chunks.append(self._fh.read())
+        return b"".join(chunks)
+
+    def lines(self) -> list[str]:
+        """New lines, readable. A partial last line waits for its end, unless nothing
+        followed it since the previous call (a shell prompt waits for input, unended)."""
+        fresh = self.read()
+        if not fresh and self._partial:
+            head, self._partial = self._partial, b""
+            return [line for line in readable(head).split("\n") if line.strip()]
+        data = (self._partial + fresh).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        head, sep, tail = data.rpartition(b"\n")
+        self._partial = tail
+        if not sep:
+            return []
+        return [line for line in readable(head).split("\n") if line.strip()]
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class Streamer:
+    """Copies new lines of several pane logs to one stream, each line prefixed with its source."""
+
+    def __init__(self, sources: Sequence[tuple[str, Path]], write: Callable[[str], None]) -> None:
+        self._followers = [(prefix, Follower(path)) for prefix, path in sources]
+        self._write = write
+
+    def pump(self) -> int:
+        count = 0
+        for prefix, follower in self._followers:
+            for line in follower.lines():
+                self._write(f"[{prefix}] {line}\n")
+                count += 1
+        return count
+
+    def close(self) -> None:
+        for _, follower in self._followers:
+            follower.close()

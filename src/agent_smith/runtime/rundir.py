@@ -1,0 +1,135 @@
+"""The supervisor's files under ``<crew state>/runtime/``: lock, pid, status and requests.
+
+One supervisor per crew holds ``supervisor.lock`` (an flock, released by the
+kernel when the process dies however it dies), so "is it running?" never
+trusts a stale pid file. It writes ``status.json`` atomically on every
+change; `status` reads that file and never talks to tmux. Other commands
+ask it to act by dropping one JSON file per request into ``requests/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from agent_smith.errors import OperationError
+from agent_smith.fsutil import write_atomic
+
+LOCK = "supervisor.lock"
+PID = "supervisor.pid"
+STATUS = "status.json"
+REQUESTS = "requests"
+SUPERVISOR_LOG = "supervisor.log"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.path / LOCK
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / PID
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / STATUS
+
+    @property
+    def requests(self) -> Path:
+        return self.path / REQUESTS
+
+    @property
+    def firewall_pid(self) -> Path:
+        return self.path / "firewall.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.path / SUPERVISOR_LOG
+
+    def ensure(self) -> None:
+        self.requests.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def running_pid(self) -> int | None:
+        """The live supervisor's pid, or None when no process holds the lock."""
+        if not self.lock.exists():
+            return None
+        with self.lock.open("a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_pid(self.pid_file)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the supervisor lock for the life of the block; OperationError when another holds it."""
+        self.ensure()
+        fh: IO[str] = self.lock.open("a")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = _read_pid(self.pid_file)
+                raise OperationError(f"a supervisor for this crew already runs (pid {other})") from None
+            write_atomic(self.pid_file, f"{os.getpid()}\n")
+            try:
+                yield
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    self.pid_file.unlink()
+        finally:
+            fh.close()
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        write_atomic(self.status_file, json.dumps(status, indent=2) + "\n")
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.status_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def request(self, op: str, agent: str) -> Path:
+        """Ask the running supervisor to `op` (start, stop, restart) `agent`."""
+        self.ensure()
+        path = self.requests / f"{uuid.uuid4().hex}.json"
+        write_atomic(path, json.dumps({"op": op, "agent": agent}) + "\n")
+        return path
+
+    def take_requests(self) -> list[tuple[str, str]]:
+        """Pending requests, oldest first; each is removed as it is taken."""
+        if not self.requests.is_dir():
+            return []
+        files = sorted(self.requests.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        taken: list[tuple[str, str]] = []
+        for path in files:
+            try:
+                data = json.loads(path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            if isinstance(data, dict) and isinstance(data.get("op"), str) and isinstance(data.get("agent"), str):
+                taken.append((data["op"], data["agent"]))
+        return taken
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None

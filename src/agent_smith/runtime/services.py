@@ -1,0 +1,179 @@
+"""Helper processes of `up`: the egress firewall, kept alive beside the agents."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from agent_smith.errors import UsageError
+from agent_smith.fsutil import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen(value: str, where: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"{where}: {value!r} is not host:port")
+    return host, int(port)
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when nothing listens on host:port yet (port 0 is always free)."""
+    if port == 0:
+        return True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def terminate(pid: int, grace: float) -> None:
+    """SIGTERM a process we did not start (so cannot wait for), SIGKILL it after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+class ChildService:
+    """A long-running child command restarted with capped backoff whenever it exits."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log_file: Path,
+        pid_file: Path,
+        listen: tuple[str, int],
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._argv = list(argv)
+        self._env = dict(env)
+        self._log_file = log_file
+        self._pid_file = pid_file
+        self._adopted: int | None = None
+        self.listen = listen
+        self._initial = backoff_initial
+        self._max = backoff_max
+        self._delay = backoff_initial
+        self._retry_at: float | None = None
+        self._spawned_at = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def launch(self) -> None:
+        """Start it without waiting; one left running by a supervisor that died is adopted instead."""
+        left = read_pid(self._pid_file)
+        if left is not None and pid_alive(left) and _listening(*self.listen):
+            self._adopted = left
+            self._spawned_at = time.time()
+            return
+        self._spawn()
+
+    @property
+    def listening(self) -> bool:
+        return _listening(*self.listen)
+
+    def _spawn(self) -> None:
+        self._log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._log is None:
+            self._log = self._log_file.open("ab")
+        self._process = subprocess.Popen(
+            self._argv,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._spawned_at = time.time()
+        self._adopted = None
+        write_atomic(self._pid_file, f"{self._process.pid}\n")
+
+    def check(self, now: float) -> None:
+        if self._adopted is not None:
+            if pid_alive(self._adopted):
+                return
+            log.error("%s (pid %s) is gone; starting it again", self.name, self._adopted)
+            self._adopted = None
+            self._spawn()
+            return
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            # Stayed up a while: the next failure starts the backoff over.
+            if now - self._spawned_at >= self._max:
+                self._delay = self._initial
+            return
+        if self._retry_at is None:
+            log.error("%s exited (code %s); restarting in %.1fs", self.name, process.returncode, self._delay)
+            self._retry_at = now + self._delay
+            return
+        if now >= self._retry_at:
+            self._retry_at = None
+            self._delay = min(self._max, self._delay * 2)
+            self._spawn()
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self._adopted is not None:
+            terminate(self._adopted, grace)
+            self._adopted = None
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        with contextlib.suppress(FileNotFoundError):
+            self._pid_file.unlink()

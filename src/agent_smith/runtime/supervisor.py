@@ -1,0 +1,348 @@
+"""The supervisor: observes each agent's tmux session, asks `policy.decide`, carries out the answer.
+
+Every `interval` it reads all panes in one tmux call, looks at the screen of
+each running claude, takes requests from `restart`/`down`/`up`, and feeds
+what it saw to the policy. It never blocks on an agent: tmux owns the
+processes, so this process can die and a new one adopts the sessions it
+finds (`Adopted`) without restarting a healthy agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from agent_smith.errors import OperationError, UsageError
+from agent_smith.fsutil import write_atomic
+from agent_smith.runtime import session as panes
+from agent_smith.runtime.claude import PROMPT_READY
+from agent_smith.runtime.launch import AgentSpec, busy, confirms_dev_channels, has_previous_session, with_resume
+from agent_smith.runtime.policy import (
+    RUNNING,
+    Action,
+    Adopted,
+    AgentState,
+    Exited,
+    Kill,
+    Launch,
+    Launched,
+    Observation,
+    PromptSeen,
+    Publish,
+    Record,
+    StartRequested,
+    StopRequested,
+    Tick,
+    decide,
+)
+from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.sweep import AGENT_VAR, LAUNCH_VAR, environment_value, sweep
+from agent_smith.runtime.tmux import Tmux
+
+log = logging.getLogger(__name__)
+
+_SELECTOR = re.compile(r"^❯ \d+\.", re.MULTILINE)
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_KEEP = 5
+
+Publisher = Callable[[str, str, Mapping[str, object]], Awaitable[None]]
+"""publish(event type, agent, fields): sends one agent_started/agent_stopped/agent_crashed event."""
+
+
+class Service(Protocol):
+    """A helper process the supervisor keeps alive beside the agents (the firewall)."""
+
+    name: str
+
+    @property
+    def listening(self) -> bool: ...
+
+    def check(self, now: float) -> None: ...
+
+
+def at_prompt(screen: str) -> bool:
+    """claude's input prompt is on screen (and not a dialog's selection cursor)."""
+    return PROMPT_READY.search(screen) is not None and _SELECTOR.search(screen) is None
+
+
+@dataclass
+class _Agent:
+    spec: AgentSpec
+    record: Record
+    dialog_answered: bool = False
+    launch_id: str | None = None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.state = Gauge(
+            "agent_smith_agent_state", "1 for the state each agent is in.", ["agent", "state"], registry=self.registry
+        )
+        self.restarts = Gauge(
+            "agent_smith_agent_restarts", "Restarts of each agent's claude since it was first started.",
+            ["agent"], registry=self.registry,
+        )  # fmt: skip
+        self.uptime = Gauge(
+            "agent_smith_agent_uptime_seconds", "How long each agent's claude has run.", ["agent"],
+            registry=self.registry,
+        )  # fmt: skip
+
+    def update(self, record: Record, now: float) -> None:
+        for state in AgentState:
+            self.state.labels(record.name, state.value).set(1 if record.state is state else 0)
+        self.restarts.labels(record.name).set(record.restarts)
+        self.uptime.labels(record.name).set(now - record.started_at if record.started_at is not None else 0)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        specs: Sequence[AgentSpec],
+        tmux: Tmux,
+        run_dir: RunDir,
+        *,
+        publish: Publisher | None = None,
+        services: Sequence[Service] = (),
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+        interval: float = 0.5,
+        log_max_bytes: int = LOG_MAX_BYTES,
+        log_keep: int = LOG_KEEP,
+    ) -> None:
+        self.tmux = tmux
+        self.run_dir = run_dir
+        self._publish = publish
+        self._services = services
+        self._clock = clock
+        self._jitter = jitter
+        self.interval = interval
+        self._log_max = log_max_bytes
+        self._log_keep = log_keep
+        self.metrics = Metrics()
+        self.metrics_url: str | None = None
+        self.started_at = clock()
+        previous = (run_dir.read_status() or {}).get("agents", {})
+        self.agents: dict[str, _Agent] = {}
+        for spec in specs:
+            before = previous.get(spec.name, {}) if isinstance(previous, dict) else {}
+            restarts = before.get("restarts", 0) if isinstance(before, dict) else 0
+            record = Record(spec.name, spec.restart, restarts=restarts if isinstance(restarts, int) else 0)
+            self.agents[spec.name] = _Agent(spec, record)
+        self._previous = previous if isinstance(previous, dict) else {}
+        self._last_status: dict[str, Any] | None = None
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    async def begin(self, wanted: Sequence[str]) -> None:
+        """Adopt sessions that already run; start the `wanted` agents that do not."""
+        live = panes.panes(self.tmux)
+        now = self._clock()
+        for name, agent in self.agents.items():
+            claude = live.get((agent.spec.session, panes.CLAUDE_PANE))
+            if claude is not None and not claude.dead:
+                before = self._previous.get(name, {})
+                started = before.get("started_at") if isinstance(before, dict) else None
+                agent.launch_id = environment_value(claude.pid, LAUNCH_VAR)
+                await self._observe(agent, Adopted(float(started) if isinstance(started, int | float) else now))
+            elif name in wanted:
+                await self._observe(agent, StartRequested())
+        self._write_status()
+
+    async def step(self) -> None:
+        for op, name in self.run_dir.take_requests():
+            await self.handle(op, name)
+        try:
+            live = panes.panes(self.tmux)
+        except OperationError as exc:
+            log.warning("tmux did not answer, skipping this look: %s", exc)
+            return
+        for agent in self.agents.values():
+            try:
+                if agent.record.state in RUNNING:
+                    await self._look(agent, live)
+                await self._observe(agent, Tick())
+                for index in (panes.CLAUDE_PANE, panes.SHELL_PANE):
+                    if agent.record.state in RUNNING:
+                        panes.rotate(self.tmux, agent.spec, index, max_bytes=self._log_max, keep=self._log_keep)
+            except OperationError as exc:
+                # A session that vanished between two tmux calls: the next look sees it gone.
+                log.warning("agent %s: %s", agent.spec.name, exc)
+        now = self._clock()
+        for service in self._services:
+            service.check(now)
+        self._write_status()
+
+    async def run(
+        self, wanted: Sequence[str], stop: asyncio.Event, *, keep_agents: asyncio.Event | None = None
+    ) -> None:
+        try:
+            await self.begin(wanted)
+            while not stop.is_set():
+                await self.step()
+                # Look closely while an agent starts (readiness is what `up` waits for), calmly after.
+                starting = any(a.record.state is AgentState.STARTING for a in self.agents.values())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(self.interval, 0.1) if starting else self.interval)
+        finally:
+            if keep_agents is None or not keep_agents.is_set():
+                await self.shutdown()
+
+    async def handle(self, op: str, name: str) -> None:
+        agent = self.agents.get(name)
+        if agent is None:
+            log.warning("request %s for unknown agent %s ignored", op, name)
+            return
+        if op in ("stop", "restart"):
+            await self._observe(agent, StopRequested())
+        if op in ("start", "restart"):
+            await self._observe(agent, StartRequested())
+
+    async def shutdown(self) -> None:
+        for agent in self.agents.values():
+            await self._observe(agent, StopRequested())
+        for agent in self.agents.values():
+            self.tmux.kill_session(agent.spec.session)
+        if not self.tmux.list_sessions():
+            self.tmux.kill_server()
+        self._write_status()
+
+    # ---- observing ------------------------------------------------------------------------
+
+    async def _look(self, agent: _Agent, live: Mapping[tuple[str, int], panes.PaneStatus]) -> None:
+        spec = agent.spec
+        claude = live.get((spec.session, panes.CLAUDE_PANE))
+        if claude is None or claude.dead:
+            code = claude.exit_code if claude is not None else None
+            if agent.launch_id is not None:
+                # Hooks and MCP servers of the claude that died would otherwise outlive it.
+                await asyncio.to_thread(sweep, LAUNCH_VAR, agent.launch_id)
+            await self._observe(agent, Exited(code, self._jitter()))
+            return
+        screen = panes.screen(self.tmux, spec.session)
+        if not agent.dialog_answered and confirms_dev_channels(screen, spec.channels):
+            panes.press(self.tmux, spec.session, "Enter")
+            agent.dialog_answered = True
+            return
+        if at_prompt(screen):
+            await self._observe(agent, PromptSeen(busy=busy(screen)))
+            self._first_run(agent)
+
+    def _first_run(self, agent: _Agent) -> None:
+        spec = agent.spec
+        if not spec.first_run_prompt or spec.first_run_marker.exists():
+            return
+        # The marker is written before typing: the prompt is sent at most once, ever,
+        # even if this process dies between the two.
+        write_atomic(spec.first_run_marker, f"{self._clock():.3f}\n")
+        panes.type_text(self.tmux, spec.session, spec.first_run_prompt)
+
+    async def _observe(self, agent: _Agent, observation: Observation) -> None:
+        now = self._clock()
+        record, actions = decide(agent.record, now, observation)
+        agent.record = record
+        for action in actions:
+            await self._carry_out(agent, action)
+
+    async def _carry_out(self, agent: _Agent, action: Action) -> None:
+        spec = agent.spec
+        if isinstance(action, Launch):
+            resumed = has_previous_session(spec.config_dir, spec.cwd)
+            argv = with_resume(spec.claude, resumed)
+            agent.dialog_answered = False
+            agent.launch_id = uuid.uuid4().hex
+            env = {**spec.env, LAUNCH_VAR: agent.launch_id}
+            try:
+                if self.tmux.has_session(spec.session):
+                    panes.respawn_claude(self.tmux, spec, argv, env)
+                else:
+                    panes.open_session(self.tmux, spec, argv, env)
+            except OperationError as exc:
+                log.error("agent %s could not be started: %s", spec.name, exc)
+                await self._observe(agent, Exited(None, self._jitter()))
+                return
+            await self._observe(agent, Launched(resumed=resumed))
+        elif isinstance(action, Kill):
+            self.tmux.kill_session(spec.session)
+            await asyncio.to_thread(sweep, AGENT_VAR, spec.tag)
+        elif isinstance(action, Publish):
+            log.info("%s %s %s", spec.name, action.type, dict(action.fields))
+            if self._publish is not None:
+                try:
+                    await self._publish(action.type, spec.name, action.fields)
+                except (OperationError, UsageError) as exc:
+                    log.error("event %s for %s was not published: %s", action.type, spec.name, exc)
+
+    # ---- status and metrics ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        agents: dict[str, Any] = {}
+        now = self._clock()
+        for name, agent in self.agents.items():
+            r = agent.record
+            self.metrics.update(r, now)
+            agents[name] = {
+                "state": r.state.value,
+                "session": agent.spec.session,
+                "started_at": r.started_at,
+                "restarts": r.restarts,
+                "last_exit": r.last_exit,
+                "last_activity": r.last_activity,
+                "retry_at": r.retry_at,
+                "fast_crashes": r.fast_crashes,
+                "logs": [str(agent.spec.log(0)), str(agent.spec.log(1))],
+            }
+        return {
+            "supervisor": {"started_at": self.started_at, "metrics": self.metrics_url},
+            "services": {service.name: service.listening for service in self._services},
+            "agents": agents,
+        }
+
+    def _write_status(self) -> None:
+        status = self.status()
+        if status != self._last_status:
+            self.run_dir.write_status(status)
+            self._last_status = status
+
+    # ---- /metrics and /healthz -------------------------------------------------------------
+
+    async def serve_http(self, host: str, port: int) -> asyncio.Server:
+        """Serve ``/metrics`` (Prometheus text) and ``/healthz`` on host:port (0: any free port)."""
+        server = await asyncio.start_server(self._http, host, port)
+        bound = server.sockets[0].getsockname()
+        self.metrics_url = f"http://{bound[0]}:{bound[1]}"
+        return server
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            parts = head.split(b" ", 2)
+            path = parts[1].decode("ascii", "replace").split("?", 1)[0] if len(parts) > 1 else ""
+            if path == "/metrics":
+                self.status()
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
+            elif path == "/healthz":
+                status, ctype, body = "200 OK", "text/plain; charset=utf-8", b"ok\n"
+            else:
+                status, ctype, body = "404 Not Found", "text/plain; charset=utf-8", b"not found\n"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()

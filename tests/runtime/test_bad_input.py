@@ -1,0 +1,99 @@
+"""Bad input to `up`, `run` and friends: one line, exit 2, and nothing half-started."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.runtime.conftest import CrewDir
+
+MakeCrew = Callable[[list[dict[str, Any]]], CrewDir]
+
+
+@pytest.fixture
+def crew(make_crew: MakeCrew) -> CrewDir:
+    return make_crew([{"name": "alice"}, {"name": "bob"}])
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def set_in_crew(crew: CrewDir, section: str, key: str, value: object) -> None:
+    yaml = YAML()
+    path = crew.root / "crew.yaml"
+    data = yaml.load(path.read_text())
+    data.setdefault(section, {})[key] = value
+    with path.open("w") as fh:
+        yaml.dump(data, fh)
+
+
+def assert_refused(crew: CrewDir, result: Any, message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert crew.tmux().server_pid() is None, "a tmux server was started"
+    assert not (crew.runtime / "supervisor.pid").exists()
+    assert not (crew.state / "rt" / "agents").exists(), "an agent home was assembled"
+
+
+def test_unknown_agent(crew: CrewDir) -> None:
+    result = crew.invoke("up", "--crew", str(crew.root), "alice", "zed")
+    assert_refused(crew, result, "unknown agent 'zed' (the crew has: alice, bob)")
+    for verb in (["restart", "zed"], ["logs", "zed"], ["attach", "zed"], ["down", "zed"]):
+        other = crew.invoke(*verb, "--crew", str(crew.root))
+        assert other.returncode == 2, (verb, other.stderr)
+        assert "unknown agent 'zed'" in other.stderr
+
+
+def test_metrics_port_in_use(crew: CrewDir, busy_port: int) -> None:
+    set_in_crew(crew, "runtime", "metrics_listen", f"127.0.0.1:{busy_port}")
+    result = crew.invoke("up", "--crew", str(crew.root))
+    assert_refused(crew, result, f"runtime.metrics_listen: port {busy_port} on 127.0.0.1 is already in use")
+
+
+def test_firewall_port_in_use(crew: CrewDir, busy_port: int) -> None:
+    set_in_crew(crew, "egress", "listen", f"127.0.0.1:{busy_port}")
+    result = crew.invoke("up", "--crew", str(crew.root))
+    assert_refused(crew, result, f"egress.listen: port {busy_port} on 127.0.0.1 is already in use")
+
+
+def test_missing_claude_binary(crew: CrewDir) -> None:
+    env = {"AGENT_SMITH_CLAUDE": "/nonexistent/claude"}
+    result = crew.invoke("up", "--crew", str(crew.root), env=env)
+    assert_refused(crew, result, "AGENT_SMITH_CLAUDE: /nonexistent/claude is not an executable claude CLI")
+
+
+def test_invalid_crew(crew: CrewDir) -> None:
+    set_in_crew(crew, "runtime", "tmux_sockt", "x")
+    result = crew.invoke("up", "--crew", str(crew.root))
+    assert_refused(crew, result, "crew.yaml")
+    assert "tmux_sockt" in result.stderr
+
+
+def test_run_without_agent_name(crew: CrewDir) -> None:
+    result = crew.invoke("run", env={"AGENT_SMITH_CREW": str(crew.root), "AGENT_NAME": None})
+    assert_refused(crew, result, "AGENT_NAME is not set")
+
+
+def test_restart_and_status_without_a_supervisor(crew: CrewDir) -> None:
+    restart = crew.invoke("restart", "alice", "--crew", str(crew.root))
+    assert restart.returncode == 1
+    assert "the supervisor is not running" in restart.stderr
+    status = crew.invoke("status", "--crew", str(crew.root), "--json")
+    assert status.returncode == 0
+    assert {row["state"] for row in json.loads(status.stdout)["agents"]} == {"stopped"}
+    down = crew.invoke("down", "--crew", str(crew.root))
+    assert down.returncode == 0
+    assert crew.tmux().server_pid() is None

@@ -1,0 +1,151 @@
+"""Pure parts of the shell: claude's command line, dialogs, pane logs, the run directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent_smith.errors import OperationError, UsageError
+from agent_smith.runtime.launch import (
+    busy,
+    claude_argv,
+    confirms_dev_channels,
+    has_previous_session,
+    project_key,
+    with_resume,
+)
+from agent_smith.runtime.panelog import Follower, Streamer, readable
+from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.services import parse_listen
+from agent_smith.runtime.supervisor import at_prompt
+from agent_smith.runtime.sweep import environment_value
+
+CLAUDE = Path("/opt/claude")
+
+
+@pytest.mark.parametrize(
+    ("mode", "remote", "channels", "argv"),
+    [
+        ("default", None, (), ["/opt/claude"]),
+        ("acceptEdits", None, (), ["/opt/claude", "--permission-mode", "acceptEdits"]),
+        ("plan", "devbot", (), ["/opt/claude", "--permission-mode", "plan", "--remote-control", "devbot"]),
+        (
+            "default",
+            None,
+            ("server:matrix",),
+            ["/opt/claude", "--dangerously-load-development-channels", "server:matrix"],
+        ),
+    ],
+)
+def test_claude_argv(mode: str, remote: str | None, channels: tuple[str, ...], argv: list[str]) -> None:
+    assert list(claude_argv(CLAUDE, permission_mode=mode, remote_control=remote, channels=channels)) == argv
+
+
+def test_continue_only_when_a_previous_session_exists(tmp_path: Path) -> None:
+    cwd = Path("/state/agents/devbot/workspace/acme/widgets")
+    assert project_key(cwd) == "-state-agents-devbot-workspace-acme-widgets"
+    config = tmp_path / ".claude"
+    assert not has_previous_session(config, cwd)
+    (config / "projects" / project_key(cwd)).mkdir(parents=True)
+    assert not has_previous_session(config, cwd)
+    (config / "projects" / project_key(cwd) / "0b9e.jsonl").write_text("{}\n")
+    assert has_previous_session(config, cwd)
+    assert with_resume(("claude",), True) == ("claude", "--continue")
+    assert with_resume(("claude",), False) == ("claude",)
+
+
+DIALOG = """
+ WARNING: Loading development channels
+
+ --dangerously-load-development-channels is for local channel development only.
+ Please use --channels to run a list of approved channels.
+ Channels: server:matrix
+
+ ❯ 1. I am using this for local development
+   2. Exit
+"""
+
+
+def test_the_dev_channels_dialog_is_confirmed_only_for_the_channels_asked_for() -> None:
+    assert confirms_dev_channels(DIALOG, ["server:matrix"])
+    assert not confirms_dev_channels(DIALOG, ["server:other"])
+    assert not confirms_dev_channels(DIALOG.replace("server:matrix", "server:matrix, server:evil"), ["server:matrix"])
+    assert not confirms_dev_channels(DIALOG, [])
+    assert not confirms_dev_channels("❯ ", ["server:matrix"])
+
+
+@pytest.mark.parametrize(
+    ("screen", "prompt", "working"),
+    [
+        ("╭──╮\n❯ \n╰──╯\n  ? for shortcuts", True, False),
+        ("✻ Baking… (esc to interrupt)\n❯ \n", True, True),
+        (DIALOG, False, False),
+        ("Loading…", False, False),
+    ],
+)
+def test_reading_the_screen(screen: str, prompt: bool, working: bool) -> None:
+    assert at_prompt(screen) is prompt
+    assert busy(screen) is working
+
+
+def test_readable_pane_output() -> None:
+    raw = b"\x1b]0;title\x07\x1b[1;32mready\x1b[0m\x1b[3Cnow\r\n\x1b[2Kline two\rthree\n"
+    assert readable(raw) == "ready   now\nline two\nthree\n"
+
+
+def test_follower_survives_rotation_and_streams_whole_lines(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"one\ntw")
+    lines: list[str] = []
+    streamer = Streamer([("a:claude", log)], lines.append)
+    assert streamer.pump() == 1
+    with log.open("ab") as fh:
+        fh.write(b"o\n")
+    log.rename(tmp_path / "a.log.1")
+    log.write_bytes(b"three\n")
+    streamer.pump()
+    with log.open("ab") as fh:
+        fh.write(b"bash-5.2# ")
+    streamer.pump()
+    assert lines[-1] == "[a:claude] three\n", "a partial line waits one round for its end"
+    streamer.pump()
+    streamer.close()
+    assert lines == ["[a:claude] one\n", "[a:claude] two\n", "[a:claude] three\n", "[a:claude] bash-5.2# \n"]
+    follower = Follower(tmp_path / "missing.log")
+    assert follower.read() == b""
+
+
+def test_requests_are_taken_once_in_order(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path / "runtime")
+    rd.request("stop", "alice")
+    rd.request("start", "bob")
+    assert rd.take_requests() == [("stop", "alice"), ("start", "bob")]
+    assert rd.take_requests() == []
+
+
+def test_the_lock_admits_one_supervisor(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path / "runtime")
+    assert rd.running_pid() is None
+    with rd.hold():
+        assert rd.running_pid() is not None
+        with pytest.raises(OperationError, match="already runs"), rd.hold():
+            pass
+    assert rd.running_pid() is None
+    assert not rd.pid_file.exists()
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9464", ("::1", 9464))])
+def test_parse_listen(value: str, parsed: tuple[str, int]) -> None:
+    assert parse_listen(value, "runtime.metrics_listen") == parsed
+
+
+def test_environment_value_reads_a_process_environment() -> None:
+    assert environment_value(os.getpid(), "PATH") == os.environ["PATH"]
+    assert environment_value(os.getpid(), "AGENT_SMITH_NO_SUCH_VARIABLE") is None
+
+
+def test_parse_listen_rejects_what_is_not_host_port() -> None:
+    with pytest.raises(UsageError, match=r"runtime\.metrics_listen: 'localhost' is not host:port"):
+        parse_listen("localhost", "runtime.metrics_listen")

@@ -1,0 +1,243 @@
+"""The restart policy: a table of single moves, and properties over any sequence of observations."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent_smith.runtime.policy import (
+    RUNNING,
+    TRANSITIONS,
+    Adopted,
+    AgentState,
+    Exited,
+    IllegalTransition,
+    Kill,
+    Launch,
+    Launched,
+    Observation,
+    PromptSeen,
+    Publish,
+    Record,
+    Restart,
+    StartRequested,
+    StopRequested,
+    Tick,
+    decide,
+)
+
+POLICY = Restart(min_uptime=10, backoff_initial=2, backoff_max=16, crash_loop_after=3, crash_loop_retry=900)
+
+
+def record(state: AgentState = AgentState.STOPPED, **fields: object) -> Record:
+    return Record("alice", POLICY, state=state, **fields)  # type: ignore[arg-type]
+
+
+def running(at: float = 100.0, **fields: object) -> Record:
+    return record(AgentState.READY, started_at=at, ever_started=True, announced=True, **fields)
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "observation", "state", "actions"),
+    [
+        (record(), 0, StartRequested(), AgentState.STARTING, [Launch(restart=False)]),
+        (record(), 0, StopRequested(), AgentState.STOPPED, []),
+        (record(), 0, Tick(), AgentState.STOPPED, []),
+        (record(), 50, Adopted(started_at=10), AgentState.STARTING, []),
+        (
+            record(AgentState.STARTING, started_at=0, ever_started=True),
+            1,
+            PromptSeen(),
+            AgentState.READY,
+            [Publish("agent_started", {"resumed": False})],
+        ),
+        (
+            record(AgentState.STARTING, started_at=0, ever_started=True),
+            1,
+            PromptSeen(busy=True),
+            AgentState.WORKING,
+            [Publish("agent_started", {"resumed": False})],
+        ),
+        (running(), 101, PromptSeen(busy=True), AgentState.WORKING, []),
+        (record(AgentState.WORKING, started_at=100, announced=True), 102, PromptSeen(), AgentState.IDLE, []),
+        (running(), 101, PromptSeen(), AgentState.READY, []),
+        (running(), 101, StartRequested(), AgentState.READY, []),
+        (running(), 101, Tick(), AgentState.READY, []),
+        (
+            running(),
+            101,
+            StopRequested(),
+            AgentState.STOPPED,
+            [Kill(), Publish("agent_stopped", {"reason": "requested"})],
+        ),
+        (
+            running(),
+            103,
+            Exited(1),
+            AgentState.BACKING_OFF,
+            [
+                Publish(
+                    "agent_crashed", {"exit_code": 1, "restarts": 0, "reason": "exited after 3.0s; restarting in 2.0s"}
+                )
+            ],
+        ),
+        (
+            running(fast_crashes=2),
+            103,
+            Exited(137),
+            AgentState.CRASH_LOOPING,
+            [
+                Publish(
+                    "agent_crashed",
+                    {"exit_code": 137, "restarts": 0, "reason": "exited after 3.0s; crash-looping, next try in 900s"},
+                )
+            ],
+        ),
+        (record(AgentState.BACKING_OFF, retry_at=10, ever_started=True), 9, Tick(), AgentState.BACKING_OFF, []),
+        (
+            record(AgentState.BACKING_OFF, retry_at=10, ever_started=True),
+            10,
+            Tick(),
+            AgentState.STARTING,
+            [Launch(restart=True)],
+        ),
+        (
+            record(AgentState.CRASH_LOOPING, retry_at=900, ever_started=True),
+            20,
+            StartRequested(),
+            AgentState.STARTING,
+            [Launch(restart=True)],
+        ),
+        (
+            record(AgentState.CRASH_LOOPING, retry_at=900, ever_started=True),
+            20,
+            StopRequested(),
+            AgentState.STOPPED,
+            [Publish("agent_stopped", {"reason": "requested"})],
+        ),
+    ],
+)
+def test_one_move(
+    before: Record, now: float, observation: Observation, state: AgentState, actions: list[object]
+) -> None:
+    after, done = decide(before, now, observation)
+    assert after.state is state
+    assert list(done) == actions
+
+
+def test_a_start_counts_only_after_min_uptime() -> None:
+    r, _ = decide(record(), 0, StartRequested())
+    r, _ = decide(r, 1, PromptSeen())
+    r, _ = decide(r, 5, Exited(1))
+    assert (r.state, r.fast_crashes, r.retry_at) == (AgentState.BACKING_OFF, 1, 7)
+    r, _ = decide(r, 7, Tick())
+    r, _ = decide(r, 8, PromptSeen())
+    r, _ = decide(r, 18, Tick())
+    assert r.stable
+    assert r.fast_crashes == 0
+    r, _actions = decide(r, 30, Exited(1))
+    assert r.fast_crashes == 0
+    assert r.retry_at == 32
+    assert r.restarts == 1
+
+
+def test_backoff_doubles_up_to_the_cap_then_the_crash_loop_retries_slowly() -> None:
+    policy = Restart(min_uptime=10, backoff_initial=1, backoff_max=4, crash_loop_after=5, crash_loop_retry=600)
+    r, _ = decide(Record("bob", policy), 0, StartRequested())
+    delays = []
+    now = 0.0
+    for _ in range(5):
+        assert r.state is AgentState.STARTING
+        now += 0.5
+        r, _ = decide(r, now, Exited(1))
+        assert r.retry_at is not None
+        delays.append(r.retry_at - now)
+        now = r.retry_at
+        r, actions = decide(r, now, Tick())
+        assert actions == (Launch(restart=True),)
+    assert delays == [1, 2, 4, 4, 600]
+    r, _ = decide(r, now + 10, Tick())
+    assert r.fast_crashes == 0, "a retry that stays up ends the crash loop"
+
+
+def test_jitter_adds_at_most_a_quarter() -> None:
+    low, _ = decide(running(), 101, Exited(1, jitter=0.0))
+    high, _ = decide(running(), 101, Exited(1, jitter=0.999))
+    assert low.retry_at == 103
+    assert high.retry_at is not None
+    assert 103 < high.retry_at < 103.5
+
+
+def test_an_illegal_move_is_a_named_error() -> None:
+    with pytest.raises(IllegalTransition, match="'stopped' has no transition for PromptSeen"):
+        decide(record(), 0, PromptSeen())
+
+
+def test_every_state_has_a_row() -> None:
+    assert set(TRANSITIONS) == set(AgentState)
+
+
+def test_adoption_after_min_uptime_is_stable_and_announced() -> None:
+    r, actions = decide(record(fast_crashes=2), 100, Adopted(started_at=50))
+    assert r.stable
+    assert r.fast_crashes == 0
+    assert r.announced
+    r, actions = decide(r, 101, PromptSeen())
+    assert r.state is AgentState.READY
+    assert actions == (), "an adopted agent was already announced by the supervisor that started it"
+
+
+def test_resumed_is_what_the_shell_launched() -> None:
+    r, _ = decide(record(), 0, StartRequested())
+    r, _ = decide(r, 0, Launched(resumed=True))
+    _, actions = decide(r, 1, PromptSeen())
+    assert actions == (Publish("agent_started", {"resumed": True}),)
+
+
+observations = st.one_of(
+    st.just(StartRequested()),
+    st.just(StopRequested()),
+    st.builds(Launched, resumed=st.booleans()),
+    st.builds(PromptSeen, busy=st.booleans()),
+    st.builds(Exited, code=st.none() | st.integers(0, 255), jitter=st.floats(0, 0.999)),
+    st.just(Tick()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 120), observations), max_size=60))
+def test_any_sequence_keeps_the_invariants(steps: list[tuple[float, Observation]]) -> None:
+    r = record()
+    now = 0.0
+    for gap, observation in steps:
+        now += gap
+        if type(observation) not in TRANSITIONS[r.state]:
+            with pytest.raises(IllegalTransition):
+                decide(r, now, observation)
+            continue
+        before = r
+        r, actions = decide(r, now, observation)
+        launches = [a for a in actions if isinstance(a, Launch)]
+        assert len(launches) <= 1
+        if launches:
+            assert r.state is AgentState.STARTING
+            assert r.started_at == now
+        assert r.restarts >= before.restarts
+        assert r.fast_crashes < POLICY.crash_loop_after or r.state is not AgentState.BACKING_OFF
+        entered = r.state is not before.state
+        if entered and r.state is AgentState.CRASH_LOOPING:
+            assert r.fast_crashes >= POLICY.crash_loop_after
+            assert r.retry_at is not None
+            assert r.retry_at >= now + POLICY.crash_loop_retry
+        if entered and r.state is AgentState.BACKING_OFF:
+            assert r.retry_at is not None
+            assert now + POLICY.backoff_initial <= r.retry_at <= now + POLICY.backoff_max * 1.25
+        if r.state in RUNNING:
+            assert r.started_at is not None
+            assert r.retry_at is None
+        if r.state is AgentState.STOPPED:
+            assert not any(isinstance(a, Launch) for a in actions)
+        published = [a.type for a in actions if isinstance(a, Publish)]
+        if isinstance(observation, Exited) and before.state in RUNNING:
+            assert published == ["agent_crashed"]

@@ -1,0 +1,71 @@
+"""The two-pane layout, log capture and rotation on a real tmux server (a plain shell stands in for claude)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agent_smith.runtime import AgentSpec, Tmux
+from agent_smith.runtime import session as panes
+from agent_smith.runtime.session import CLAUDE_PANE, SHELL_PANE
+
+pytestmark = pytest.mark.real
+
+
+def eventually(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def spec(tmp_path: Path) -> AgentSpec:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+    return AgentSpec(
+        name="alice",
+        session="alice",
+        claude=("/bin/sh",),
+        env=env,
+        cwd=work,
+        shell=("/bin/sh",),
+        shell_cwd=work,
+        config_dir=tmp_path / ".claude",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path / "logs",
+    )
+
+
+def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> None:
+    agent = spec(tmp_path)
+    panes.open_session(tmux_server, agent, agent.claude, agent.env)
+    live = panes.panes(tmux_server)
+    assert sorted(index for session, index in live if session == "alice") == [CLAUDE_PANE, SHELL_PANE]
+    shell_pid = live[("alice", SHELL_PANE)].pid
+
+    panes.type_text(tmux_server, "alice", "echo pane-zero-$((6*7))")
+    eventually("pane 0 output in its log", lambda: "pane-zero-42" in agent.log(CLAUDE_PANE).read_text())
+    eventually("the shell's prompt in its log", lambda: agent.log(SHELL_PANE).read_text().strip() != "")
+
+    panes.type_text(tmux_server, "alice", "exit 3")
+    eventually("pane 0 dead", lambda: panes.panes(tmux_server)[("alice", CLAUDE_PANE)].dead)
+    assert panes.panes(tmux_server)[("alice", CLAUDE_PANE)].exit_code == 3
+
+    panes.respawn_claude(tmux_server, agent, agent.claude, agent.env)
+    live = panes.panes(tmux_server)
+    assert not live[("alice", CLAUDE_PANE)].dead
+    assert live[("alice", SHELL_PANE)].pid == shell_pid, "the shell pane is left alone"
+
+    log = agent.log(CLAUDE_PANE)
+    assert not panes.rotate(tmux_server, agent, CLAUDE_PANE, max_bytes=1 << 20, keep=2)
+    assert panes.rotate(tmux_server, agent, CLAUDE_PANE, max_bytes=10, keep=2)
+    assert "pane-zero-42" in log.with_name(log.name + ".1").read_text()
+    panes.type_text(tmux_server, "alice", "echo after-$((2+3))")
+    eventually("new output in the new file", lambda: log.exists() and "after-5" in log.read_text())
+    assert "after-5" not in log.with_name(log.name + ".1").read_text()
+    assert panes.rotated(log, 2) == [log.with_name(log.name + ".1"), log]
