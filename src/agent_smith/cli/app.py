@@ -6,9 +6,11 @@ Exit codes: 0 ok, 1 failure while doing the work, 2 bad usage or configuration,
 
 from __future__ import annotations
 
+import importlib
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from rich.markup import escape
 from typer.core import TyperGroup
 
@@ -17,9 +19,43 @@ from agent_smith.cli.context import AppContext
 from agent_smith.errors import AgentSmithError
 from agent_smith.logs import LogFormat, configure
 
+# Each verb and the CLI modules that define it, in --help order. A module is imported only when
+# one of its verbs runs (or for the full --help): a hook or an MCP server started by Claude Code
+# then loads only its own subsystem, not all of agent-smith.
+VERBS: dict[str, tuple[str, ...]] = {
+    "init": ("crew_commands",),
+    "validate": ("crew_commands",),
+    "schema": ("crew_commands",),
+    "doctor": ("crew_commands",),
+    "assemble": ("assemble",),
+    "up": ("runtime",),
+    "down": ("runtime",),
+    "status": ("runtime",),
+    "attach": ("runtime",),
+    "logs": ("runtime",),
+    "restart": ("runtime",),
+    "run": ("runtime",),
+    "firewall": ("firewall",),
+    "events": ("events",),
+    "hook": ("hook",),
+    "mcp": ("mcp",),
+    "k8s": ("k8s",),
+    "demo": ("demo",),
+    "standin": ("standin",),
+}
+
 
 class _ErrorsToExitCodes(TyperGroup):
-    """The one place an agent-smith error becomes one line on stderr and an exit code."""
+    """The root group: loads verbs on demand, and is the one place an agent-smith error
+    becomes one line on stderr and an exit code."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in VERBS and cmd_name not in self.commands:
+            _load_verb(self, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -75,16 +111,15 @@ def root(
     ctx.obj = AppContext()
 
 
-def _register() -> None:
-    # Each verb module adds its commands to `app`; the order here is the order in --help.
-    from agent_smith.cli import crew_commands, mcp
-
-    crew_commands.register(app)
-    # Verb modules of other subsystems register here (each: `<module>.register(app)`).
-    app.add_typer(mcp.mcp_app)
-
-
-_register()
+def _load_verb(group: TyperGroup, name: str) -> None:
+    """Import the modules that define `name` and add its click command to `group`."""
+    staging = typer.Typer()
+    for module in VERBS[name]:
+        imported = importlib.import_module(f"agent_smith.cli.{module}")
+        register = getattr(imported, "register", None)
+        if register is not None:
+            register(staging)
+    group.add_command(typer.main.get_group(staging).commands[name], name)
 
 
 def main() -> None:

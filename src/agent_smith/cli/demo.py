@@ -1,0 +1,117 @@
+"""``agent-smith demo``: the whole crew loop on this machine, watched live, then summarised."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.markup import escape
+
+from agent_smith.cli.context import AppContext, app_context
+from agent_smith.demo import STEP_TITLES, DemoOptions, Snapshot, Step, run_demo
+from agent_smith.demo.view import live_view, summary
+from agent_smith.errors import OperationError
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the demo the way Ctrl-C does: through the same teardown."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Headless:
+    """Progress as plain lines on stderr: each bring-up phase, then each step as it is proven."""
+
+    def __init__(self, out: AppContext) -> None:
+        self.out = out
+        self.shown: set[Step] = set()
+        self.attach_shown = False
+
+    def phase(self, name: str) -> None:
+        self.out.err.print(f"• {escape(name)}", highlight=False)
+
+    def snapshot(self, snap: Snapshot) -> None:
+        if snap.attach and not self.attach_shown:
+            self.attach_shown = True
+            for command in snap.attach:
+                self.out.err.print(f"  attach: {escape(command)}", highlight=False)
+        for step in Step:
+            if step in snap.progress.steps and step not in self.shown:
+                self.shown.add(step)
+                at = snap.progress.steps[step]
+                self.out.err.print(f"✓ {STEP_TITLES[step]} ({at:.1f}s)", highlight=False)
+
+
+def demo(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Run in this directory (default: a new one under $TMPDIR; either is left for its logs)."
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", min=1.0, help="Stop everything after this many seconds, done or not."),
+    ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="After the story, leave everything running to attach to, until Ctrl-C."),
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run's record as JSON at the end.")] = False,
+    step_timeout: Annotated[
+        float, typer.Option("--step-timeout", min=1.0, help="Give up when no step is proven for this many seconds.")
+    ] = 240.0,
+) -> None:
+    """Run the crew loop end to end: Synapse, the event log, the firewall, a GitHub stand-in and two real agents."""
+    out = app_context(ctx)
+    options = DemoOptions(directory=directory, duration=duration, keep=keep, step_timeout=step_timeout)
+    live_wanted = out.err.is_terminal and not json_out
+    with _sigterm_as_interrupt():
+        record = _run_live(out, options) if live_wanted else _run_headless(out, options)
+    if json_out:
+        out.print_json(record)
+    else:
+        out.console.print(summary(record))
+    if not record["complete"] and not keep:
+        missing = [Step(k) for k, v in record["steps"].items() if v.get("done_at") is None]
+        raise OperationError(
+            f"the demo ended ({record['outcome']}) before: "
+            + "; ".join(STEP_TITLES[s] for s in missing)
+            + f". Logs: {record['logs'].get('run directory', '?')}"
+        )
+
+
+def _run_headless(out: AppContext, options: DemoOptions) -> dict[str, Any]:
+    shown = _Headless(out)
+    return run_demo(options, on_phase=shown.phase, on_snapshot=shown.snapshot)
+
+
+def _run_live(out: AppContext, options: DemoOptions) -> dict[str, Any]:
+    with Live(console=out.err, refresh_per_second=4, transient=False) as live:
+
+        def phase(name: str) -> None:
+            live.console.log(f"• {escape(name)}")
+
+        def snapshot(snap: Snapshot) -> None:
+            live.update(live_view(snap))
+
+        return run_demo(options, on_phase=phase, on_snapshot=snapshot)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

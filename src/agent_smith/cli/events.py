@@ -1,0 +1,275 @@
+"""`agent-smith events publish|tail|query` and `agent-smith mcp events`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from agent_smith.cli.context import AppContext, app_context
+from agent_smith.cli.mcp import mcp_app
+from agent_smith.crew import load_crew, resolve_crew_dir
+from agent_smith.errors import UsageError
+from agent_smith.events import (
+    EventFilter,
+    EventTarget,
+    Publisher,
+    StoredEvent,
+    build_event,
+    check_agent_name,
+    connect,
+    crew_target,
+    event_class,
+    events_server,
+    parse_time,
+    query,
+    standalone_target,
+    tail,
+)
+
+events_app = typer.Typer(
+    name="events",
+    help="The crew's event log on NATS JetStream: publish, follow, query.",
+    no_args_is_help=True,
+)
+
+CrewOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--crew",
+        envvar="AGENT_SMITH_CREW",
+        help="The crew directory; without one (and no crew.yaml here) NATS_URL and the defaults are used.",
+        show_default=False,
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+TypeOption = Annotated[list[str] | None, typer.Option("--type", "-t", help="Event type (repeatable).")]
+AgentFilter = Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's events.")]
+RepoOption = Annotated[str | None, typer.Option("--repo", help="Only events about this owner/name.")]
+
+
+def resolve_target(crew_dir: Path | None, env: Mapping[str, str]) -> EventTarget:
+    """The crew's target when there is a crew (named, or crew.yaml here), else the environment's."""
+    if crew_dir is not None or env.get("AGENT_SMITH_CREW") or (resolve_crew_dir(None, env) / "crew.yaml").is_file():
+        return crew_target(load_crew(crew_dir, env).crew, env)
+    return standalone_target(env)
+
+
+def _require_url(target: EventTarget) -> str:
+    if target.url is None:
+        raise UsageError(
+            "no NATS server: set events.nats_url in crew.yaml or NATS_URL, or start the crew (agent-smith up)"
+        )
+    return target.url
+
+
+def parse_fields(pairs: list[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--field {pair!r}: expected key=value")
+        if key in fields:
+            raise UsageError(f"--field {key!r} is given twice")
+        fields[key] = value
+    return fields
+
+
+def _filter(
+    types: list[str] | None,
+    agent: str | None,
+    repo: str | None,
+    pr: int | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> EventFilter:
+    for name in types or []:
+        event_class(name)
+    now = datetime.now(UTC)
+    bounds: dict[str, datetime | None] = {}
+    for option, value in (("--since", since), ("--until", until)):
+        try:
+            bounds[option] = parse_time(value, now) if value is not None else None
+        except ValueError as exc:
+            raise UsageError(f"{option}: {exc}") from None
+    return EventFilter(tuple(types or ()), agent, repo, pr, bounds["--since"], bounds["--until"])
+
+
+@events_app.command("publish")
+def publish(
+    ctx: typer.Context,
+    type_name: Annotated[str, typer.Argument(metavar="TYPE", help="The event type, e.g. pr_opened.")],
+    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="A field as key=value (repeatable).")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", envvar="AGENT_NAME", help="Who publishes.", show_default=False)
+    ] = None,
+    crew: CrewOption = None,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for NATS before keeping the event in the outbox.")
+    ] = 2.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Publish one event; when NATS is unreachable it is kept in the outbox and sent later."""
+    out = app_context(ctx)
+    if not agent:
+        raise UsageError("--agent is required (or AGENT_NAME in the environment)")
+    check_agent_name(agent)
+    event = build_event(type_name, agent, parse_fields(field or []))
+    target = resolve_target(crew, os.environ)
+
+    async def run() -> Any:
+        async with Publisher(target.settings, target.outbox, target.url, log_outages=False) as publisher:
+            await publisher.wait_connected(wait)
+            return await publisher.publish(event)
+
+    receipt = asyncio.run(run())
+    if as_json:
+        out.print_json(
+            {"id": receipt.event_id, "type": event.type, "stored": receipt.stored, "seq": receipt.seq}
+            | ({} if receipt.stored else {"outbox": str(target.outbox)})
+        )
+    elif receipt.stored:
+        out.console.print(f"published {event.type} {receipt.event_id} (stream sequence {receipt.seq})")
+    if not receipt.stored:
+        where = target.url or "no NATS configured"
+        out.warn(
+            f"NATS unreachable ({escape(where)}): {event.type} {receipt.event_id} is kept in the outbox "
+            f"{escape(str(target.outbox))} and sent when NATS is back"
+        )
+
+
+def _summary(payload: Mapping[str, Any]) -> str:
+    for key in ("title", "summary", "reason", "host"):
+        if payload.get(key):
+            return str(payload[key])
+    return ""
+
+
+def _where(payload: Mapping[str, Any]) -> str:
+    repo = payload.get("repo") or ""
+    pr = payload.get("pr")
+    return f"{repo}#{pr}" if repo and pr else str(repo)
+
+
+def _render(out: AppContext, events: list[StoredEvent], as_json: bool) -> None:
+    if as_json:
+        out.print_json([e.payload for e in events])
+        return
+    table = Table(title=f"{len(events)} events", title_justify="left")
+    for column in ("time", "type", "agent", "where", "what"):
+        table.add_column(column)
+    for event in events:
+        p = event.payload
+        table.add_row(
+            escape(str(p.get("time", ""))[:19].replace("T", " ")),
+            escape(str(p.get("type", ""))),
+            escape(str(p.get("agent", ""))),
+            escape(_where(p)),
+            escape(_summary(p)),
+        )
+    out.console.print(table)
+
+
+@events_app.command("query")
+def query_command(
+    ctx: typer.Context,
+    types: TypeOption = None,
+    agent: AgentFilter = None,
+    repo: RepoOption = None,
+    pr: Annotated[int | None, typer.Option("--pr", min=1, help="Only events about this PR number.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time, or a duration ago (2h, 7d).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO time, or a duration ago.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="The newest N events; 0 for all.")] = 50,
+    crew: CrewOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stored events matching the filters, oldest first (the newest --limit of them)."""
+    out = app_context(ctx)
+    flt = _filter(types, agent, repo, pr, since, until)
+    target = resolve_target(crew, os.environ)
+    url = _require_url(target)
+
+    async def run() -> list[StoredEvent]:
+        nc = await connect(url)
+        try:
+            return await query(nc, target.settings, flt, limit or None)
+        finally:
+            await nc.close()
+
+    _render(out, asyncio.run(run()), as_json)
+
+
+@events_app.command("tail")
+def tail_command(
+    ctx: typer.Context,
+    types: TypeOption = None,
+    agent: AgentFilter = None,
+    repo: RepoOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start this far back (ISO time or 10m) instead of now.")
+    ] = None,
+    count: Annotated[int, typer.Option("--count", "-n", min=0, help="Exit after N events; 0 follows forever.")] = 0,
+    crew: CrewOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Follow events as they arrive (Ctrl-C to stop)."""
+    out = app_context(ctx)
+    flt = _filter(types, agent, repo, since=since)
+    target = resolve_target(crew, os.environ)
+    url = _require_url(target)
+
+    async def run() -> None:
+        nc = await connect(url)
+        seen = 0
+        try:
+            async for event in tail(nc, target.settings, flt):
+                if as_json:
+                    out.console.file.write(json.dumps(event.payload, ensure_ascii=False) + "\n")
+                    out.console.file.flush()
+                else:
+                    p = event.payload
+                    out.console.print(
+                        f"{escape(str(p.get('time', ''))[:19])} [bold]{escape(str(p.get('type')))}[/] "
+                        f"{escape(str(p.get('agent')))} {escape(_where(p))} {escape(_summary(p))}".rstrip(),
+                        highlight=False,
+                    )
+                seen += 1
+                if count and seen >= count:
+                    return
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+@mcp_app.command("events")
+def mcp_events(
+    crew: CrewOption = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", envvar="AGENT_NAME", help="The agent this server publishes as.")
+    ] = None,
+) -> None:
+    """Stdio MCP server with publish_event and query_events for one agent (AGENT_NAME)."""
+    if not agent:
+        raise UsageError("AGENT_NAME is not set: the events MCP server publishes as that agent")
+    check_agent_name(agent)
+    target = resolve_target(crew, os.environ)
+
+    async def run() -> None:
+        async with Publisher(target.settings, target.outbox, target.url) as publisher:
+            await events_server(agent, publisher, target.settings, target.url).serve_stdio()
+
+    asyncio.run(run())
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(events_app)

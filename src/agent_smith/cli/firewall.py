@@ -1,0 +1,87 @@
+"""``agent-smith firewall``: run the egress credential firewall, print its CA, import a Claude login."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent_smith.cli.context import app_context
+from agent_smith.crew import load_crew
+from agent_smith.egress import Firewall, ca_cert_for, import_claude_login, run_firewall, settings_for
+
+_CREW_KEY = "agent_smith.firewall.crew"
+
+firewall_app = typer.Typer(
+    name="firewall",
+    help="The egress credential firewall: every agent's HTTPS goes through it.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+CrewOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--crew",
+        envvar="AGENT_SMITH_CREW",
+        help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
+        show_default=False,
+    ),
+]
+
+
+@firewall_app.callback()
+def serve(ctx: typer.Context, crew: CrewOption = None) -> None:
+    """Run the firewall in the foreground until interrupted (SIGINT/SIGTERM)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.meta[_CREW_KEY] = crew
+        return
+    out = app_context(ctx)
+    loaded = load_crew(crew)
+    for warning in loaded.warnings:
+        out.warn(warning)
+    settings = settings_for(loaded.crew, loaded.root, os.environ)
+
+    def ready(firewall: Firewall) -> None:
+        if address := firewall.address:
+            out.console.print(f"firewall listening on {address[0]}:{address[1]}", highlight=False)
+        if transparent := firewall.transparent_address:
+            out.console.print(f"transparent listener on {transparent[0]}:{transparent[1]}", highlight=False)
+        if metrics := firewall.metrics_address:
+            out.console.print(f"metrics on http://{metrics[0]}:{metrics[1]}/metrics", highlight=False)
+        out.console.file.flush()
+
+    asyncio.run(run_firewall(settings, ready, loaded.crew))
+
+
+@firewall_app.command("ca")
+def ca(ctx: typer.Context, crew: CrewOption = None) -> None:
+    """Print the path of the CA certificate agents must trust (created on first use)."""
+    loaded = load_crew(crew or ctx.meta.get(_CREW_KEY))
+    app_context(ctx).console.file.write(f"{ca_cert_for(loaded.crew)}\n")
+
+
+@firewall_app.command("import-claude-login")
+def import_login(
+    ctx: typer.Context,
+    credentials: Annotated[Path, typer.Argument(help="A real .credentials.json made by `claude /login`.")],
+    crew: CrewOption = None,
+) -> None:
+    """Move a real Claude login into the firewall's secret store (agents only ever hold stubs)."""
+    loaded = load_crew(crew or ctx.meta.get(_CREW_KEY))
+    tokens = import_claude_login(loaded.crew, credentials)
+    out = app_context(ctx)
+    out.console.print(
+        f"imported the Claude login (expires at {tokens.expires_at_ms} ms since the epoch) "
+        "into the firewall's secret store; no token was printed",
+        highlight=False,
+    )
+    if not loaded.crew.egress.claude_login.enabled:
+        out.warn("egress.claude_login.enabled is false in crew.yaml: the firewall will not use this login")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(firewall_app)

@@ -1,0 +1,45 @@
+"""The root command: every verb is listed and loads, and only the verb that runs is imported."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import typer
+import typer.main
+from typer.testing import CliRunner
+
+import agent_smith.cli
+from agent_smith.cli.app import VERBS, app
+
+
+def test_every_registered_verb_is_in_the_table_and_loads() -> None:
+    registered: set[str] = set()
+    for info in pkgutil.iter_modules(agent_smith.cli.__path__):
+        module = importlib.import_module(f"agent_smith.cli.{info.name}")
+        if hasattr(module, "register"):
+            staging = typer.Typer()
+            module.register(staging)
+            registered |= set(typer.main.get_group(staging).commands)
+    assert registered == set(VERBS)
+    root = typer.main.get_command(app)
+    for verb in VERBS:
+        assert root.get_command(None, verb) is not None  # type: ignore[attr-defined]
+
+
+def test_importing_the_cli_loads_no_subsystem() -> None:
+    code = (
+        "import sys, agent_smith.cli.app; "
+        "print(sorted(m for m in sys.modules if m.startswith('agent_smith.') and not m.startswith('agent_smith.cli')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['agent_smith.errors', 'agent_smith.logs']"
+
+
+def test_root_help_lists_every_verb() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for verb in VERBS:
+        assert f" {verb} " in result.stdout
