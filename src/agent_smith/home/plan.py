@@ -142,9 +142,7 @@ def agent_hooks(command: str) -> dict[str, list[dict[str, Any]]]:
     return {
         # The Stop hook keeps watching for review activity (AGENT_SMITH_STOP_WATCH, 3000 s by
         # default) after the turn ended, so its timeout must outlast that watch.
-        "Stop": [
-            {"hooks": [{"type": "command", "command": f"{exe} hook stop", "asyncRewake": True, "timeout": 3600}]}
-        ],
+        "Stop": [{"hooks": [{"type": "command", "command": f"{exe} hook stop", "asyncRewake": True, "timeout": 3600}]}],
         "UserPromptSubmit": [{"hooks": [{"type": "command", "command": f"{exe} hook prompt", "timeout": 30}]}],
         "PostToolUse": [
             {"matcher": "Bash|mcp__.*", "hooks": [{"type": "command", "command": f"{exe} hook tool", "timeout": 30}]}
