@@ -22,6 +22,7 @@ from agent_smith.events import (
     EventFilter,
     EventTarget,
     Publisher,
+    Receipt,
     StoredEvent,
     build_event,
     check_agent_name,
@@ -94,6 +95,9 @@ def _filter(
 ) -> EventFilter:
     for name in types or []:
         event_class(name)
+    if agent is not None:
+        # Also keeps subject wildcards (`*`, `>`) out of the server-side filter.
+        check_agent_name(agent)
     now = datetime.now(UTC)
     bounds: dict[str, datetime | None] = {}
     for option, value in (("--since", since), ("--until", until)):
@@ -126,7 +130,7 @@ def publish(
     event = build_event(type_name, agent, parse_fields(field or []))
     target = resolve_target(crew, os.environ)
 
-    async def run() -> Any:
+    async def run() -> Receipt:
         async with Publisher(target.settings, target.outbox, target.url, log_outages=False) as publisher:
             await publisher.wait_connected(wait)
             return await publisher.publish(event)

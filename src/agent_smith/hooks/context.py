@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 _CONTRACT = (
     "AGENT_NAME",
     "AGENT_REPOS",
@@ -66,8 +66,6 @@ class HookContext:
     __slots__ = (
         "agent",
         "crew_dir",
-        "events",
-        "events_outbox",
         "forge_base_url",
         "forge_graphql_url",
         "forge_kind",
@@ -98,8 +96,6 @@ class HookContext:
         forge_kind: str,
         forge_base_url: str,
         forge_graphql_url: str,
-        events: dict[str, Any],
-        events_outbox: str,
         teammates: list[Teammate],
     ) -> None:
         self.crew_dir = crew_dir
@@ -115,8 +111,6 @@ class HookContext:
         self.forge_kind = forge_kind
         self.forge_base_url = forge_base_url
         self.forge_graphql_url = forge_graphql_url
-        self.events = events
-        self.events_outbox = events_outbox
         self.teammates = teammates
 
     @property
@@ -202,8 +196,6 @@ def build_context(crew_dir: Path, agent_name: str, env: Mapping[str, str]) -> Ho
         forge_kind=crew.forge.kind,
         forge_base_url=crew.forge.base_url,
         forge_graphql_url=crew.forge.graphql_url,
-        events=crew.events.model_dump(mode="json"),
-        events_outbox=str(CrewPaths.of(crew).events / "outbox"),
         teammates=[
             Teammate(
                 name=t.name,

@@ -114,15 +114,16 @@ def run_deliver(context: HookContext, env: Mapping[str, str]) -> int:
 
 
 async def _run(context: HookContext, env: Mapping[str, str]) -> int:
-    from agent_smith.crew import EventLog
-    from agent_smith.events import Publisher, build_event
+    from agent_smith.crew import load_crew
+    from agent_smith.events import Publisher, build_event, crew_target
     from agent_smith.forge import ForgeClient
 
-    settings = EventLog.model_validate(context.events)
-    outbox = Path(context.events_outbox)
+    # The deliverer runs detached, so it can afford the crew: the event log's target (its URL,
+    # or the crew's embedded server, and the outbox every publisher of the crew shares).
+    target = crew_target(load_crew(context.crew_dir, env=env).crew, env)
     async with (
         ForgeClient.from_env(api_url=context.forge_base_url, graphql_url=context.forge_graphql_url, env=env) as forge,
-        Publisher(settings, outbox, settings.nats_url) as publisher,
+        Publisher(target.settings, target.outbox, target.url) as publisher,
     ):
 
         async def lookup(repo: str, number: int) -> PrFacts:

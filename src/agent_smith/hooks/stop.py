@@ -104,7 +104,9 @@ def _surface(state_dir: Path, snapshot: Snapshot, moment: dt.datetime) -> int | 
     _record_activity(state_dir, snapshot, moment)
     if isinstance(decision, Wake):
         sys.stderr.write(decision.reason + "\n")
-        log_line(state_dir, "stop", f"woke the agent for {len(decision.items)} item(s)")
+        authors = ", ".join(sorted({i.author for i in decision.items}))
+        prs = ", ".join(sorted({i.pr for i in decision.items}))
+        log_line(state_dir, "stop", f"woke the agent for {len(decision.items)} item(s) by {authors} on {prs}")
         return 2
     if decision.held:
         log_line(state_dir, "stop", f"loop guard holds new activity on {', '.join(decision.held)}")

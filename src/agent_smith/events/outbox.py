@@ -1,0 +1,205 @@
+"""The durable outbox: where events wait, fsynced, while NATS is unreachable.
+
+Layout: one append-only segment per publisher process, ``seg-<id>.log``,
+and beside it ``seg-<id>.done``, the count of its records already stored in
+the stream (written atomically). A record is one line, ``<crc32> <json>``;
+a line torn by a crash fails its checksum and ends the segment — it was
+never fsynced, so no caller was told it was kept.
+
+A publisher holds an exclusive `flock` on the segment it writes. A segment
+nobody holds belongs to a publisher that died; any publisher may claim it
+and flush it, so a killed publisher's events are sent by the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from agent_smith.errors import OperationError
+from agent_smith.events.ids import new_id
+from agent_smith.fsutil import write_atomic
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    subject: str
+    msg_id: str
+    data: bytes
+
+
+def encode_record(record: OutboxRecord) -> bytes:
+    body = json.dumps(
+        {"subject": record.subject, "id": record.msg_id, "data": record.data.decode()},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    return b"%08x " % zlib.crc32(body) + body + b"\n"
+
+
+def decode_records(raw: bytes) -> list[OutboxRecord]:
+    """Every intact record from the start of a segment, stopping at the first torn one."""
+    records: list[OutboxRecord] = []
+    for line in raw.split(b"\n")[:-1]:
+        crc, _, body = line.partition(b" ")
+        try:
+            if int(crc, 16) != zlib.crc32(body):
+                break
+            item = json.loads(body)
+            records.append(OutboxRecord(item["subject"], item["id"], item["data"].encode()))
+        except (ValueError, KeyError, TypeError):
+            break
+    return records
+
+
+class Segment:
+    """One segment file, locked by this process for as long as it is open."""
+
+    def __init__(self, path: Path, handle: IO[bytes]) -> None:
+        self.path = path
+        self._handle = handle
+        self.records = decode_records(path.read_bytes())
+        self.flushed = _read_done(_done_path(path))
+
+    @property
+    def pending(self) -> list[OutboxRecord]:
+        return self.records[self.flushed :]
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.records) - self.flushed
+
+    def append(self, records: Sequence[OutboxRecord]) -> None:
+        data = b"".join(encode_record(r) for r in records)
+        self._handle.write(data)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.records.extend(records)
+
+    def mark_flushed(self, count: int) -> None:
+        self.flushed = count
+        write_atomic(_done_path(self.path), str(count).encode(), 0o600)
+
+    def remove(self) -> None:
+        """Delete a fully flushed segment, then give up its lock."""
+        with contextlib.suppress(FileNotFoundError):
+            _done_path(self.path).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.close()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _done_path(path: Path) -> Path:
+    return path.with_suffix(".done")
+
+
+def _read_done(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or "0")
+    except FileNotFoundError:
+        return 0
+    except ValueError:
+        # A cursor that cannot be read means "nothing known flushed": resending is safe (the
+        # stream drops a repeated Nats-Msg-Id), skipping would lose events.
+        return 0
+
+
+def _lock(path: Path, *, create: bool) -> Segment | None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
+    except FileNotFoundError:
+        return None
+    handle = os.fdopen(fd, "ab+")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    try:
+        same = os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        # Another process flushed and deleted it between our open and our lock.
+        handle.close()
+        return None
+    return Segment(path, handle)
+
+
+class Outbox:
+    """This process's segment plus any orphaned ones it claimed, flushed oldest first."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._own: Segment | None = None
+        self._claimed: list[Segment] = []
+
+    def append(self, records: Sequence[OutboxRecord]) -> None:
+        """Write and fsync; when this returns the records survive a crash of this process."""
+        try:
+            if self._own is None:
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                segment = _lock(self.directory / f"seg-{new_id()}.log", create=True)
+                if segment is None:
+                    raise OperationError(f"cannot lock a new outbox segment in {self.directory}")
+                self._own = segment
+            self._own.append(records)
+        except OSError as exc:
+            # The segment may now end in a torn record; later appends go to a fresh one.
+            if self._own is not None:
+                self._own.close()
+                self._own = None
+            raise OperationError(f"cannot write the event outbox in {self.directory}: {exc}") from exc
+
+    def claim_orphans(self) -> int:
+        """Lock segments whose publisher is gone; return how many records they still hold."""
+        if not self.directory.is_dir():
+            return 0
+        held = {s.path for s in self._claimed} | ({self._own.path} if self._own else set())
+        found = 0
+        for path in sorted(self.directory.glob("seg-*.log")):
+            if path in held:
+                continue
+            segment = _lock(path, create=False)
+            if segment is None:
+                continue
+            if not segment.pending_count:
+                segment.remove()
+                continue
+            self._claimed.append(segment)
+            found += segment.pending_count
+        return found
+
+    def segments(self) -> Iterator[Segment]:
+        """Segments with something to flush, oldest first (ids sort by creation time)."""
+        ordered = sorted([*self._claimed, *([self._own] if self._own else [])], key=lambda s: s.path.name)
+        yield from (s for s in ordered if s.pending_count)
+
+    def depth(self) -> int:
+        return sum(s.pending_count for s in self.segments())
+
+    def retire(self, segment: Segment) -> None:
+        """Forget a segment whose records are all in the stream."""
+        segment.remove()
+        if segment is self._own:
+            self._own = None
+        else:
+            self._claimed.remove(segment)
+
+    def close(self) -> None:
+        for segment in self._claimed:
+            segment.close()
+        self._claimed = []
+        if self._own is not None:
+            self._own.close()
+            self._own = None

@@ -1,0 +1,97 @@
+"""Subjects and filters: pure decisions about where an event goes and how a query finds it.
+
+An event of type T by agent A is stored on ``<prefix>.T.A``. Every subject
+still matches ``<prefix>.>`` (what the original's consumers subscribe to) and
+starts with ``<prefix>.T``; the agent token lets the server pick one agent's
+events out of the stream by subject (``<prefix>.*.A``) instead of the client
+reading and discarding everyone else's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent_smith.crew import parse_duration
+
+
+def subject_for(prefix: str, type_name: str, agent: str) -> str:
+    return f"{prefix}.{type_name}.{agent}"
+
+
+def stream_subjects(prefix: str) -> list[str]:
+    return [f"{prefix}.>"]
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What a query or a tail asks for; empty fields match everything."""
+
+    types: tuple[str, ...] = ()
+    agent: str | None = None
+    repo: str | None = None
+    pr: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def subjects(self, prefix: str) -> list[str]:
+        """The server-side filter: the narrowest subjects that cover the types and the agent."""
+        agent = self.agent or "*"
+        if not self.types:
+            return [f"{prefix}.*.{agent}"] if self.agent else [f"{prefix}.>"]
+        return [f"{prefix}.{t}.{agent}" for t in sorted(set(self.types))]
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        """The client-side rest of the filter, on the wire payload."""
+        if self.types and payload.get("type") not in self.types:
+            return False
+        if self.agent is not None and payload.get("agent") != self.agent:
+            return False
+        if self.repo is not None and payload.get("repo") != self.repo:
+            return False
+        if self.pr is not None and payload.get("pr") != self.pr:
+            return False
+        if self.until is not None or self.since is not None:
+            when = _time_of(payload)
+            if when is None:
+                return False
+            if self.since is not None and when < self.since:
+                return False
+            if self.until is not None and when > self.until:
+                return False
+        return True
+
+
+def _time_of(payload: Mapping[str, Any]) -> datetime | None:
+    raw = payload.get("time")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def newest(items: Sequence[Any], limit: int | None) -> list[Any]:
+    """The last `limit` items (all of them when `limit` is None), oldest first."""
+    if limit is None:
+        return list(items)
+    return list(items[-limit:]) if limit > 0 else []
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """A point in time from ISO 8601 (naive means UTC) or a duration ago like ``90m``, ``2h``, ``7d``."""
+    value = text.strip()
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        pass
+    else:
+        return now - timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a time (2026-01-31T09:00Z) nor a duration ago (90m, 2h, 7d)") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -1,0 +1,42 @@
+"""Where a process's events go: the stream settings, the NATS URL and the outbox directory.
+
+With a crew: crew.yaml's `events` (``NATS_URL`` already applied by the loader), else
+the crew's running embedded server (its ``server.json``), and the outbox in the
+crew's state directory (`CrewPaths.events`). Without a crew (a container with only
+the contract's environment): ``NATS_URL`` and an outbox under the user's state
+directory. ``AGENT_SMITH_EVENTS_OUTBOX`` overrides the outbox in both cases.
+
+Every publisher of one crew must use the same outbox directory: a segment left
+by a killed publisher is flushed by the next publisher that looks there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent_smith.crew import Crew, CrewPaths, EventLog
+from agent_smith.events.embedded import running_server_url
+
+OUTBOX_ENV = "AGENT_SMITH_EVENTS_OUTBOX"
+DEFAULT_OUTBOX = "~/.local/state/agent-smith/events"
+
+
+@dataclass(frozen=True)
+class EventTarget:
+    settings: EventLog
+    url: str | None
+    outbox: Path
+
+
+def crew_target(crew: Crew, env: Mapping[str, str]) -> EventTarget:
+    paths = CrewPaths.of(crew)
+    url = crew.events.nats_url or running_server_url(paths.nats)
+    override = env.get(OUTBOX_ENV)
+    return EventTarget(crew.events, url, Path(override).expanduser() if override else paths.events)
+
+
+def standalone_target(env: Mapping[str, str]) -> EventTarget:
+    settings = EventLog(nats_url=env.get("NATS_URL") or None)
+    return EventTarget(settings, settings.nats_url, Path(env.get(OUTBOX_ENV) or DEFAULT_OUTBOX).expanduser())

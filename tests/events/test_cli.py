@@ -1,0 +1,212 @@
+"""`agent-smith events …` through the real entry point, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent_smith.cli.app import app
+from agent_smith.crew import scaffold_crew
+from agent_smith.events import EmbeddedNats, Publisher, TaskDone
+from agent_smith.events.embedded import free_port
+from tests.events.helpers import SETTINGS
+from tests.fixtures.nats import NatsServer
+from tests.fixtures.processes import LeakCheck
+
+pytestmark = pytest.mark.real
+
+runner = CliRunner()
+AGENT_SMITH = Path(sys.executable).parent / "agent-smith"
+PR = ["-f", "repo=acme/web", "-f", "pr=7", "-f", "title=Add login", "-f", "url=https://github.com/acme/web/pull/7"]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """No crew here: the CLI runs on NATS_URL and an outbox in tmp."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("AGENT_", "NATS_")):
+            monkeypatch.delenv(name)
+    return {"AGENT_SMITH_EVENTS_OUTBOX": str(tmp_path / "outbox"), "AGENT_NAME": "devbot"}
+
+
+def invoke(args: list[str], env: dict[str, str | None]) -> tuple[int, str, str]:
+    result = runner.invoke(app, args, env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_publish_then_query(nats_server: NatsServer, env: dict[str, str | None]) -> None:
+    env = {**env, "NATS_URL": nats_server.url}
+    code, out, err = invoke(["events", "publish", "pr_opened", *PR], env)
+    assert code == 0, err
+    assert out.startswith("published pr_opened ")
+    assert "(stream sequence 1)" in out
+    invoke(["events", "publish", "task_done", "-f", "summary=tidied", "--agent", "reviewbot"], env)
+
+    code, out, err = invoke(["events", "query", "--json"], env)
+    assert code == 0, err
+    events = json.loads(out)
+    assert [(e["type"], e["agent"]) for e in events] == [("pr_opened", "devbot"), ("task_done", "reviewbot")]
+    assert events[0] | {"id": "", "time": ""} == {
+        "id": "",
+        "time": "",
+        "action": "pr_opened",
+        "type": "pr_opened",
+        "schema_version": 1,
+        "agent": "devbot",
+        "repo": "acme/web",
+        "pr": 7,
+        "title": "Add login",
+        "url": "https://github.com/acme/web/pull/7",
+    }
+
+    code, out, _ = invoke(["events", "query", "--agent", "devbot", "--repo", "acme/web", "--pr", "7"], env)
+    assert code == 0
+    assert "1 events" in out
+    assert "acme/web#7" in out
+    assert "Add login" in out
+    assert "tidied" not in out
+
+    code, out, _ = invoke(["events", "query", "--type", "task_done", "--since", "1h", "--json"], env)
+    assert [e["summary"] for e in json.loads(out)] == ["tidied"]
+    code, out, _ = invoke(["events", "query", "--limit", "1", "--json"], env)
+    assert [e["type"] for e in json.loads(out)] == ["task_done"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["events", "publish", "pr_exploded"], "error: unknown event type 'pr_exploded' (known: "),
+        (["events", "publish", "pr_opened", *PR[:6]], "error: pr_opened: missing field 'url'"),
+        (["events", "publish", "pr_opened", *PR, "-f", "pr=8"], "error: --field 'pr' is given twice"),
+        (["events", "publish", "task_done", "-f", "summary"], "error: --field 'summary': expected key=value"),
+        (["events", "publish", "task_done", "-f", "summary=x", "--agent", "Bad Name"], "error: agent: 'Bad Name'"),
+        (["events", "query", "--since", "last week"], "error: --since: 'last week' is neither a time"),
+        (["events", "query", "--type", "nope"], "error: unknown event type 'nope'"),
+        (["events", "query", "--agent", "*"], "error: agent: '*' is not an agent name"),
+        (["events", "query"], "error: no NATS server: set events.nats_url in crew.yaml or NATS_URL"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_two(env: dict[str, str | None], args: list[str], message: str) -> None:
+    code, out, err = invoke(args, env)
+    assert code == 2
+    assert err.startswith(message), err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in out + err
+
+
+def test_publish_without_an_agent_is_refused(env: dict[str, str | None]) -> None:
+    code, _, err = invoke(["events", "publish", "task_done", "-f", "summary=x"], {**env, "AGENT_NAME": None})
+    assert code == 2
+    assert "--agent is required" in err
+
+
+def test_a_dead_nats_warns_keeps_the_event_and_the_next_publisher_sends_it(
+    nats_server: NatsServer, env: dict[str, str | None], tmp_path: Path
+) -> None:
+    env = {**env, "NATS_URL": nats_server.url}
+    nats_server.stop()
+    code, out, err = invoke(["events", "publish", "task_done", "-f", "summary=while down", "--wait", "0.2"], env)
+    assert code == 0
+    assert out == ""
+    assert err.startswith("warning: NATS unreachable")
+    assert len(err.strip().splitlines()) == 1
+    assert "kept in the outbox" in err
+    assert "Traceback" not in err
+    assert len(list((tmp_path / "outbox").glob("seg-*.log"))) == 1
+
+    nats_server.start()
+    code, out, err = invoke(["events", "publish", "task_done", "-f", "summary=after"], env)
+    assert code == 0, err
+    code, out, _ = invoke(["events", "query", "--json"], env)
+    assert [e["summary"] for e in json.loads(out)] == ["while down", "after"]
+    assert list((tmp_path / "outbox").glob("seg-*.log")) == []
+
+
+def test_a_crew_finds_its_embedded_server(tmp_path: Path, env: dict[str, str | None], leak_check: LeakCheck) -> None:
+    crew = tmp_path / "crew"
+    scaffold_crew(crew)
+    state = tmp_path / "state"
+    with (crew / "crew.yaml").open("a") as fh:
+        fh.write(f"runtime:\n  state_dir: {state}\n")
+    env = {**env, "AGENT_SMITH_EVENTS_OUTBOX": None, "AGENT_SMITH_CREW": str(crew)}
+    code, _, err = invoke(["events", "query"], env)
+    assert code == 2
+    assert "no NATS server" in err
+
+    server = EmbeddedNats(state / "example-crew" / "nats")
+    try:
+        server.start()
+        assert server.pid is not None
+        leak_check.track(server.pid, "embedded nats-server")
+        code, out, err = invoke(
+            ["events", "publish", "incident", "-f", "summary=disk full", "-f", "severity=high"], env
+        )
+        assert code == 0, err
+        code, out, err = invoke(["events", "query", "--type", "incident", "--json"], env)
+        assert code == 0, err
+        assert json.loads(out)[0]["summary"] == "disk full"
+    finally:
+        server.stop()
+
+
+def test_tail_prints_events_as_they_arrive(nats_server: NatsServer, tmp_path: Path, leak_check: LeakCheck) -> None:
+    child_env = {
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "HOME": str(tmp_path),
+        "NATS_URL": nats_server.url,
+    }
+
+    async def seed() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url) as publisher:
+            assert await publisher.wait_connected(10)
+            await publisher.publish(TaskDone(agent="devbot", summary="before the tail"))
+
+    asyncio.run(seed())
+    tail = subprocess.Popen(
+        [str(AGENT_SMITH), "events", "tail", "--agent", "devbot", "--count", "2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=child_env,
+    )
+    leak_check.track(tail.pid, "events tail")
+    try:
+        # The tail starts from "now": publish until it has seen two new events.
+        async def feed() -> None:
+            async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url) as publisher:
+                assert await publisher.wait_connected(10)
+                n = 0
+                while tail.poll() is None and n < 200:
+                    n += 1
+                    await publisher.publish(TaskDone(agent="reviewbot", summary="not followed"))
+                    await publisher.publish(TaskDone(agent="devbot", summary=f"live {n}"))
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(feed())
+        out, err = tail.communicate(timeout=20)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
+    assert tail.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 2
+    assert all(e["agent"] == "devbot" and e["summary"].startswith("live ") for e in lines)
+
+
+def test_unreachable_nats_for_query_is_one_line(env: dict[str, str | None]) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    code, _, err = invoke(["events", "query"], {**env, "NATS_URL": url})
+    assert code == 1
+    assert err.startswith(f"error: cannot reach NATS at {url}")
+    assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,69 @@
+"""The embedded nats-server that `agent-smith up` runs when crew.yaml names no NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from agent_smith.events import EmbeddedNats, Publisher, TaskDone, running_server_url
+from tests.events.helpers import SETTINGS, stored
+from tests.fixtures.processes import LeakCheck, pid_alive
+
+pytestmark = pytest.mark.real
+
+
+def test_it_serves_jetstream_keeps_its_store_across_restarts_and_says_where_it_is(
+    tmp_path: Path, leak_check: LeakCheck
+) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    try:
+        server.start()
+        assert server.pid is not None
+        leak_check.track(server.pid, "embedded nats-server")
+        assert running_server_url(tmp_path / "nats") == server.url
+        assert json.loads((tmp_path / "nats" / "server.json").read_text())["pid"] == server.pid
+
+        async def publish() -> str:
+            async with Publisher(SETTINGS, tmp_path / "outbox", server.url) as publisher:
+                assert await publisher.wait_connected(10)
+                receipt = await publisher.publish(TaskDone(agent="devbot", summary="kept"))
+                assert receipt.stored
+                return receipt.event_id
+
+        event_id = asyncio.run(publish())
+        first_pid = server.pid
+        server.stop()
+        assert not pid_alive(first_pid)
+        assert running_server_url(tmp_path / "nats") is None
+
+        server.start()
+        assert server.pid is not None
+        leak_check.track(server.pid, "embedded nats-server")
+        assert [e.id for e in asyncio.run(stored(server.url))] == [event_id]
+    finally:
+        server.stop()
+
+
+def test_a_stale_state_file_is_not_a_running_server(tmp_path: Path) -> None:
+    (tmp_path / "server.json").write_text(json.dumps({"url": "nats://127.0.0.1:1", "pid": 2**22 + 7}))
+    assert running_server_url(tmp_path) is None
+    (tmp_path / "server.json").write_text("{not json")
+    assert running_server_url(tmp_path) is None
+    assert running_server_url(tmp_path / "absent") is None
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path, leak_check: LeakCheck) -> None:
+    first = EmbeddedNats(tmp_path / "a")
+    try:
+        first.start()
+        assert first.pid is not None
+        leak_check.track(first.pid, "embedded nats-server")
+        second = EmbeddedNats(tmp_path / "b", port=first.port)
+        with pytest.raises(Exception, match="nats-server exited at start"):
+            second.start()
+        assert not second.running
+    finally:
+        first.stop()

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import pytest
+
+from agent_smith.errors import UsageError
+from agent_smith.events import Event, PrOpened, TaskDone, build_event, decode, event_class, event_types
+from agent_smith.events.publisher import encode
+
+PR = {"repo": "acme/web", "pr": "12", "title": "Fix the login", "url": "https://github.com/acme/web/pull/12"}
+
+
+def test_the_issue_lists_every_type() -> None:
+    assert set(event_types()) >= {
+        "pr_opened",
+        "pr_reviewed",
+        "pr_comment_addressed",
+        "pr_merged",
+        "incident",
+        "task_done",
+        "agent_started",
+        "agent_stopped",
+        "agent_crashed",
+        "egress_denied",
+    }
+
+
+def test_pr_events_keep_the_keys_the_original_dashboards_read() -> None:
+    event = build_event("pr_opened", "devbot", PR)
+    payload = event.payload()
+    assert payload["agent"] == "devbot"
+    assert payload["action"] == "pr_opened"
+    assert payload["repo"] == "acme/web"
+    assert payload["pr"] == 12
+    assert payload["title"] == "Fix the login"
+    assert payload["url"] == PR["url"]
+    assert payload["type"] == "pr_opened"
+    assert payload["schema_version"] == 1
+    assert payload["time"].endswith("Z")
+    assert len(payload["id"]) == 26
+
+
+def test_the_wire_bytes_are_the_payload() -> None:
+    event = build_event("pr_merged", "devbot", PR)
+    record = encode(event, "swarm.events")
+    assert json.loads(record.data) == event.payload()
+    assert record.subject == "swarm.events.pr_merged.devbot"
+    assert record.msg_id == event.id
+
+
+def test_decode_round_trips() -> None:
+    event = build_event("pr_reviewed", "reviewbot", {**PR, "state": "approved", "comments": "3"})
+    assert decode(event.payload()) == event
+
+
+@pytest.mark.parametrize(
+    ("type_name", "fields", "message"),
+    [
+        ("pr_exploded", {}, "unknown event type 'pr_exploded' (known: agent_crashed"),
+        ("pr_opened", {"repo": "acme/web", "pr": "1", "title": "t"}, "pr_opened: missing field 'url'"),
+        ("pr_opened", {**PR, "pr": "twelve"}, "pr_opened: field 'pr': Input should be a valid integer"),
+        ("pr_opened", {**PR, "repo": "not a repo"}, "pr_opened: field 'repo': Value error, 'not a repo' is not"),
+        ("pr_opened", {**PR, "colour": "red"}, "pr_opened: unknown field 'colour' (fields: base, head, id, pr"),
+        ("task_done", {"summary": "x", "agent": "other"}, "task_done: field 'agent' is set by agent-smith"),
+        ("task_done", {"summary": "x", "type": "incident"}, "task_done: field 'type' is set by agent-smith"),
+        ("incident", {"summary": "x", "severity": "apocalyptic"}, "incident: field 'severity'"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_field(type_name: str, fields: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        build_event(type_name, "devbot", fields)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_agent_must_be_an_agent_name() -> None:
+    with pytest.raises(UsageError, match="task_done: field 'agent'"):
+        build_event("task_done", "Not An Agent", {"summary": "x"})
+
+
+def test_adding_an_event_type_is_one_class() -> None:
+    class DeployFinished(Event):
+        type: Literal["deploy_finished_test"] = "deploy_finished_test"
+        environment: str
+
+    try:
+        assert event_class("deploy_finished_test") is DeployFinished
+        event = build_event("deploy_finished_test", "devbot", {"environment": "staging"})
+        assert decode(event.payload()) == event
+    finally:
+        del Event.registry["deploy_finished_test"]
+
+
+def test_a_type_defined_twice_is_refused() -> None:
+    with pytest.raises(TypeError, match="defined twice"):
+
+        class Again(Event):
+            type: Literal["task_done"] = "task_done"
+
+
+def test_decode_refuses_what_it_does_not_know() -> None:
+    with pytest.raises(ValueError, match="unknown event type"):
+        decode({"type": "from_the_future", "agent": "devbot"})
+
+
+def test_times_are_utc() -> None:
+    event = TaskDone.model_validate({"agent": "devbot", "summary": "x", "time": "2026-01-01T10:00:00+02:00"})
+    assert event.payload()["time"] == "2026-01-01T08:00:00Z"
+    assert PrOpened.model_validate({**PR, "agent": "a1", "time": "2026-01-01T10:00:00"}).time.tzinfo is not None

@@ -1,0 +1,296 @@
+"""The publisher against a real nats-server: acks, duplicates, outages, restarts, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import nats
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent_smith.crew import EventLog
+from agent_smith.events import EventMetrics, Publisher, TaskDone, ensure_stream
+from agent_smith.events.embedded import free_port
+from tests.events.helpers import SETTINGS, captured_warnings, stored, wait_until
+from tests.fixtures.nats import NatsServer
+from tests.fixtures.processes import LeakCheck
+
+pytestmark = pytest.mark.real
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def task(n: int, agent: str = "devbot") -> TaskDone:
+    return TaskDone(agent=agent, summary=f"task {n}")
+
+
+def metrics() -> tuple[EventMetrics, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return EventMetrics(registry), registry
+
+
+def test_concurrent_callers_are_all_acknowledged_by_the_stream(nats_server: NatsServer, tmp_path: Path) -> None:
+    m, registry = metrics()
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url, metrics=m) as publisher:
+            assert await publisher.wait_connected(10)
+            events = [task(n, f"agent-{n % 4}") for n in range(500)]
+            receipts = await asyncio.gather(*(publisher.publish(e) for e in events))
+        assert all(r.stored for r in receipts)
+        assert sorted(r.seq for r in receipts if r.seq) == list(range(1, 501))
+        assert [r.event_id for r in receipts] == [e.id for e in events]
+        found = await stored(nats_server.url)
+        assert [e.id for e in found] == sorted(e.id for e in events)
+        assert found[0].subject == f"swarm.events.task_done.{found[0].payload['agent']}"
+
+    asyncio.run(run())
+    assert (
+        registry.get_sample_value("agent_smith_events_published_total", {"type": "task_done", "via": "stream"}) == 500
+    )
+    assert registry.get_sample_value("agent_smith_events_outbox_depth") == 0
+    assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").iterdir())
+
+
+def test_a_resent_event_is_stored_once(nats_server: NatsServer, tmp_path: Path) -> None:
+    async def run() -> None:
+        event = task(1)
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url) as publisher:
+            assert await publisher.wait_connected(10)
+            first = await publisher.publish(event)
+            again = await publisher.publish(event)
+        assert first.stored
+        assert not first.duplicate
+        assert again.stored
+        assert again.duplicate
+        assert again.seq == first.seq
+        nc = await nats.connect(nats_server.url)
+        info = await nc.jetstream().stream_info(SETTINGS.stream)
+        await nc.close()
+        assert info.state.messages == 1
+
+    asyncio.run(run())
+
+
+def test_nats_down_at_start_gives_one_warning_and_the_outbox_then_flushes_in_order(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    nats_server.stop()
+    m, registry = metrics()
+
+    async def run() -> None:
+        async with Publisher(
+            SETTINGS, tmp_path / "outbox", nats_server.url, metrics=m, reconnect_wait=0.05
+        ) as publisher:
+            events = [task(n) for n in range(200)]
+            receipts = [await publisher.publish(e) for e in events[:100]]
+            receipts += await asyncio.gather(*(publisher.publish(e) for e in events[100:]))
+            assert not any(r.stored for r in receipts)
+            assert registry.get_sample_value("agent_smith_events_outbox_depth") == 200
+            assert len(warnings) == 1
+            assert "NATS unreachable" in warnings[0].getMessage()
+
+            await asyncio.to_thread(nats_server.start)
+            await wait_until(lambda: publisher.connected and publisher.outbox.depth() == 0, "the outbox to flush")
+            after = await publisher.publish(task(999))
+            assert after.stored
+        found = await stored(nats_server.url)
+        assert [e.id for e in found] == [e.id for e in events] + [after.event_id]
+        # Flushed in order: stream sequence follows the order the events were published in.
+        assert [e.seq for e in found] == sorted(e.seq for e in found)
+
+    with captured_warnings() as warnings:
+        asyncio.run(run())
+    assert "NATS is back" in warnings[-1].getMessage()
+    assert registry.get_sample_value("agent_smith_events_outbox_flushed_total") == 200
+    assert (
+        registry.get_sample_value("agent_smith_events_published_total", {"type": "task_done", "via": "outbox"}) == 200
+    )
+    assert registry.get_sample_value("agent_smith_events_outbox_depth") == 0
+    assert list((tmp_path / "outbox").iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_stopping_and_restarting_nats_mid_burst_loses_nothing(
+    nats_server: NatsServer, tmp_path: Path, how: str
+) -> None:
+    m, registry = metrics()
+    total, callers = 3000, 30
+
+    async def run() -> None:
+        acked = 0
+        async with Publisher(
+            SETTINGS, tmp_path / "outbox", nats_server.url, metrics=m, ack_timeout=1.0, reconnect_wait=0.05
+        ) as publisher:
+            assert await publisher.wait_connected(10)
+            events = [task(n, f"agent-{n % 5}") for n in range(total)]
+            receipts = []
+
+            async def caller(k: int) -> None:
+                nonlocal acked
+                for event in events[k::callers]:
+                    receipts.append(await publisher.publish(event))
+                    acked += 1
+                    if acked == total // 3:
+                        await asyncio.to_thread(nats_server.kill if how == "kill" else nats_server.stop)
+                    elif acked == 2 * total // 3:
+                        await asyncio.to_thread(nats_server.start)
+
+            await asyncio.gather(*(caller(k) for k in range(callers)))
+            assert len(receipts) == total
+            assert any(r.stored for r in receipts)
+            assert any(not r.stored for r in receipts)
+            await wait_until(lambda: publisher.connected and publisher.outbox.depth() == 0, "the outbox to flush")
+        found = await stored(nats_server.url)
+        assert {e.id for e in found} == {e.id for e in events}
+        nc = await nats.connect(nats_server.url)
+        info = await nc.jetstream().stream_info(SETTINGS.stream)
+        await nc.close()
+        assert info.state.messages == total
+
+    asyncio.run(run())
+    assert (registry.get_sample_value("agent_smith_events_failures_total", {"reason": "disconnected"}) or 0) + (
+        registry.get_sample_value("agent_smith_events_failures_total", {"reason": "timeout"}) or 0
+    ) >= 1
+
+
+def test_without_any_nats_configured_events_wait_in_the_outbox(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", None) as publisher:
+            receipt = await publisher.publish(task(1))
+        assert not receipt.stored
+
+    asyncio.run(run())
+    assert len(list((tmp_path / "outbox").glob("seg-*.log"))) == 1
+
+
+def test_a_closed_publisher_refuses_politely(tmp_path: Path) -> None:
+    async def run() -> None:
+        publisher = Publisher(SETTINGS, tmp_path / "outbox", f"nats://127.0.0.1:{free_port()}")
+        await publisher.start()
+        await publisher.close()
+        with pytest.raises(Exception, match="publisher is closed"):
+            await publisher.publish(task(1))
+
+    asyncio.run(run())
+
+
+def test_the_stream_is_created_and_updated_idempotently(nats_server: NatsServer) -> None:
+    async def run() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        settings = EventLog(max_age="7d", max_bytes="64MiB", duplicate_window="5m")
+        assert await ensure_stream(js, settings) == "created"
+        assert await ensure_stream(js, settings) == "unchanged"
+        changed = EventLog(max_age="14d", max_bytes="64MiB", duplicate_window="5m")
+        assert await ensure_stream(js, changed) == "updated"
+        info = await js.stream_info("SWARM_EVENTS")
+        await nc.close()
+        assert info.config.subjects == ["swarm.events.>"]
+        assert info.config.max_age == 14 * 86400
+        assert info.config.max_bytes == 64 * 2**20
+        assert info.config.duplicate_window == 300
+        assert info.config.storage == "file"
+
+    asyncio.run(run())
+
+
+def test_a_killed_publisher_loses_nothing_it_acknowledged(
+    nats_server: NatsServer, tmp_path: Path, leak_check: LeakCheck
+) -> None:
+    """SIGKILL a real publisher process mid-burst, with NATS gone for part of it; count afterwards."""
+    outbox = tmp_path / "outbox"
+    env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.events.burst_child", nats_server.url, str(outbox)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    leak_check.track(child.pid, "burst publisher")
+    acknowledged: list[tuple[str, str]] = []
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        while len(acknowledged) < 400:
+            acknowledged.append(tuple(child.stdout.readline().split()))  # type: ignore[arg-type]
+        nats_server.kill()
+        while sum(1 for how, _ in acknowledged if how == "queued") < 300:
+            line = child.stdout.readline().split()
+            assert line, "the publisher died on its own"
+            acknowledged.append(tuple(line))  # type: ignore[arg-type]
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        # Lines already in the pipe were acknowledged before the kill: they count too.
+        acknowledged += [tuple(line.split()) for line in child.stdout.read().splitlines() if line.strip()]  # type: ignore[misc]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+
+    queued = {event_id for how, event_id in acknowledged if how == "queued"}
+    assert len(queued) >= 300
+    assert list(outbox.glob("seg-*.log")), "the killed publisher left its outbox segment behind"
+    nats_server.start()
+
+    async def recover() -> set[str]:
+        async with Publisher(SETTINGS, outbox, nats_server.url, reconnect_wait=0.05) as publisher:
+            await wait_until(lambda: publisher.connected and publisher.outbox.depth() == 0, "the orphan to flush")
+        return {e.id for e in await stored(nats_server.url)}
+
+    in_stream = asyncio.run(recover())
+    missing = {event_id for _, event_id in acknowledged} - in_stream
+    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged events were lost"
+    assert list(outbox.glob("seg-*.log")) == []
+
+
+def test_a_running_publisher_adopts_segments_left_later_by_others(nats_server: NatsServer, tmp_path: Path) -> None:
+    """A one-shot process (a hook, `events publish`) that found NATS down leaves a segment behind."""
+    outbox = tmp_path / "outbox"
+    left_behind = task(1)
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, outbox, nats_server.url, sweep_every=0.05) as publisher:
+            assert await publisher.wait_connected(10)
+            async with Publisher(SETTINGS, outbox, None) as one_shot:
+                assert not (await one_shot.publish(left_behind)).stored
+            for _ in range(200):
+                found = await stored(nats_server.url)
+                if found:
+                    break
+                await asyncio.sleep(0.05)
+            assert await publisher.wait_flushed(10)
+        assert [e.id for e in found] == [left_behind.id]
+
+    asyncio.run(run())
+    assert list(outbox.iterdir()) == []
+
+
+def test_a_deleted_stream_is_recreated_and_nothing_published_meanwhile_is_lost(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url, reconnect_wait=0.05) as publisher:
+            assert await publisher.wait_connected(10)
+            assert (await publisher.publish(task(1))).stored
+            nc = await nats.connect(nats_server.url)
+            await nc.jetstream().delete_stream(SETTINGS.stream)
+            await nc.close()
+            meanwhile = task(2)
+            assert not (await publisher.publish(meanwhile)).stored
+            assert await publisher.wait_flushed(10)
+            after = task(3)
+            assert (await publisher.publish(after)).stored
+        assert [e.id for e in await stored(nats_server.url)] == [meanwhile.id, after.id]
+
+    asyncio.run(run())

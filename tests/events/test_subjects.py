@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent_smith.events import EventFilter, parse_time, subject_for
+from agent_smith.events.subjects import newest
+
+P = "swarm.events"
+
+
+def test_subjects_start_with_the_type_and_match_the_prefix_wildcard() -> None:
+    subject = subject_for(P, "pr_opened", "devbot")
+    assert subject == "swarm.events.pr_opened.devbot"
+    assert subject.startswith("swarm.events.pr_opened")
+
+
+@pytest.mark.parametrize(
+    ("flt", "subjects"),
+    [
+        (EventFilter(), ["swarm.events.>"]),
+        (EventFilter(agent="devbot"), ["swarm.events.*.devbot"]),
+        (EventFilter(types=("pr_opened",)), ["swarm.events.pr_opened.*"]),
+        (EventFilter(types=("pr_opened",), agent="devbot"), ["swarm.events.pr_opened.devbot"]),
+        (
+            EventFilter(types=("pr_merged", "pr_opened", "pr_merged")),
+            ["swarm.events.pr_merged.*", "swarm.events.pr_opened.*"],
+        ),
+        (EventFilter(repo="acme/web", pr=3), ["swarm.events.>"]),
+    ],
+)
+def test_the_server_side_filter_is_the_narrowest_subject(flt: EventFilter, subjects: list[str]) -> None:
+    assert flt.subjects(P) == subjects
+
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+EVENT = {"type": "pr_opened", "agent": "devbot", "repo": "acme/web", "pr": 3, "time": "2026-01-01T12:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("flt", "expected"),
+    [
+        (EventFilter(), True),
+        (EventFilter(types=("pr_opened", "pr_merged")), True),
+        (EventFilter(types=("pr_merged",)), False),
+        (EventFilter(agent="devbot"), True),
+        (EventFilter(agent="reviewbot"), False),
+        (EventFilter(repo="acme/web"), True),
+        (EventFilter(repo="acme/api"), False),
+        (EventFilter(pr=3), True),
+        (EventFilter(pr=4), False),
+        (EventFilter(since=T0), True),
+        (EventFilter(since=T0 + timedelta(milliseconds=1)), False),
+        (EventFilter(until=T0), True),
+        (EventFilter(until=T0 - timedelta(milliseconds=1)), False),
+    ],
+)
+def test_the_client_side_filter(flt: EventFilter, expected: bool) -> None:
+    assert flt.matches(EVENT) is expected
+
+
+def test_an_event_without_a_readable_time_fails_a_time_filter() -> None:
+    assert not EventFilter(since=T0).matches({**EVENT, "time": "yesterday"})
+    assert EventFilter().matches({**EVENT, "time": "yesterday"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2h", T0 - timedelta(hours=2)),
+        ("90m", T0 - timedelta(minutes=90)),
+        ("7d", T0 - timedelta(days=7)),
+        ("2026-01-01T09:00:00Z", datetime(2026, 1, 1, 9, tzinfo=UTC)),
+        ("2026-01-01T09:00:00", datetime(2026, 1, 1, 9, tzinfo=UTC)),
+        ("2026-01-01T10:00:00+01:00", datetime(2026, 1, 1, 9, tzinfo=UTC)),
+    ],
+)
+def test_parse_time(text: str, expected: datetime) -> None:
+    assert parse_time(text, T0) == expected
+
+
+def test_parse_time_says_what_it_accepts() -> None:
+    with pytest.raises(ValueError, match="neither a time"):
+        parse_time("last tuesday", T0)
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(None, [1, 2, 3]), (2, [2, 3]), (5, [1, 2, 3]), (0, [])])
+def test_newest(limit: int | None, expected: list[int]) -> None:
+    assert newest([1, 2, 3], limit) == expected
