@@ -45,7 +45,10 @@ def _measure(tmp: Path, standin: GitHubStandin, rounds: int) -> tuple[dict[str, 
     crew = tmp / "crew"
     scaffold_crew(crew)
     text = (crew / "crew.yaml").read_text().replace("egress:\n", f"runtime:\n  state_dir: {tmp}/state\n\negress:\n", 1)
-    text = text.replace("  kind: github\n  base_url: https://api.github.com", f"  kind: github-enterprise\n  base_url: {standin.api_url}")
+    text = text.replace(
+        "  kind: github\n  base_url: https://api.github.com",
+        f"  kind: github-enterprise\n  base_url: {standin.api_url}",
+    )
     (crew / "crew.yaml").write_text(text)
     home = tmp / "home"
     home.mkdir()

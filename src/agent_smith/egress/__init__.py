@@ -1,0 +1,89 @@
+"""The egress credential firewall: TLS interception, default-deny allowlist, placeholder → secret per host.
+
+Other subsystems use only these names:
+
+    proxy_url_for(crew, "devbot")  # what the agent's HTTPS_PROXY is set to
+    ca_cert_for(crew)              # the CA certificate the agent trusts
+    settings_for(crew, crew_dir, os.environ, on_denied=publish)  # then Firewall(settings)
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent_smith.crew import Crew, CrewPaths
+from agent_smith.egress.state import FirewallState, derive_password
+
+if TYPE_CHECKING:
+    from agent_smith.egress.audit import AuditEntry, EgressDenied, Metrics
+    from agent_smith.egress.proxy import Firewall, FirewallSettings, Resolver, system_resolver
+    from agent_smith.egress.service import (
+        DenialPublisher,
+        claude_store_for,
+        import_claude_login,
+        run_firewall,
+        settings_for,
+    )
+
+# The engine (h2, prometheus, the event log) loads only when one of its names is used, so a
+# hook or `assemble` asking for proxy_url_for does not import the whole firewall.
+_LAZY = {
+    "AuditEntry": "audit",
+    "EgressDenied": "audit",
+    "Metrics": "audit",
+    "Firewall": "proxy",
+    "FirewallSettings": "proxy",
+    "Resolver": "proxy",
+    "system_resolver": "proxy",
+    "DenialPublisher": "service",
+    "claude_store_for": "service",
+    "import_claude_login": "service",
+    "run_firewall": "service",
+    "settings_for": "service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+__all__ = [
+    "AuditEntry",
+    "DenialPublisher",
+    "EgressDenied",
+    "Firewall",
+    "FirewallSettings",
+    "FirewallState",
+    "Metrics",
+    "Resolver",
+    "ca_cert_for",
+    "claude_store_for",
+    "import_claude_login",
+    "proxy_url_for",
+    "run_firewall",
+    "settings_for",
+    "system_resolver",
+]
+
+
+def _state(crew: Crew) -> FirewallState:
+    return FirewallState(CrewPaths.of(crew).firewall)
+
+
+def proxy_url_for(crew: Crew, agent_name: str) -> str:
+    """``http://<agent>:<password>@<listen>``: the proxy URL an agent authenticates to the firewall with."""
+    agent = crew.agent(agent_name).name
+    password = derive_password(_state(crew).identity_key(), agent)
+    return f"http://{agent}:{password}@{crew.egress.listen}"
+
+
+def ca_cert_for(crew: Crew) -> Path:
+    """The CA certificate agents must trust: ``egress.ca_cert`` when set, else the firewall's own."""
+    if crew.egress.ca_cert is not None:
+        return Path(crew.egress.ca_cert).expanduser()
+    return _state(crew).ca_cert()

@@ -1,0 +1,1295 @@
+"""The firewall's network shell: asyncio sockets, TLS, HTTP/1.1 (h11) and HTTP/2 (h2) framing.
+
+Every decision is made by `policy`; this module only carries verdicts out.
+Explicit mode speaks CONNECT; transparent mode reads the host from the TLS
+SNI. Either way the tunnel's host is the authority the policy checks
+requests against, and the upstream is dialed at the address resolved once
+for that tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import functools
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import socket
+import ssl
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h11
+from prometheus_client import generate_latest
+
+from agent_smith.certs import CertificateAuthority
+from agent_smith.egress.audit import AuditEntry, AuditLog, EgressDenied, Metrics, utc_now
+from agent_smith.egress.claude import (
+    ClaudeTokens,
+    TokenStore,
+    apply_token_response,
+    refresh_due,
+    refresh_request_body,
+    stub_refresh_answer,
+)
+from agent_smith.egress.policy import (
+    AnswerRefresh,
+    Denied,
+    Policy,
+    RequestView,
+    Rule,
+    Scrubber,
+    Secret,
+    TunnelAllowed,
+    authorize_tunnel,
+    check_address,
+    evaluate,
+    normalize_host,
+    redact_target,
+    split_authority,
+)
+from agent_smith.egress.state import derive_password
+from agent_smith.egress.websocket import ServerFrameScrubber
+from agent_smith.errors import OperationError
+
+__all__ = ["Firewall", "FirewallSettings", "Resolver", "system_resolver"]
+
+log = logging.getLogger("agent_smith.egress")
+
+Resolver = Callable[[str, int], Awaitable[list[tuple[str, int]]]]
+
+_READ = 256 * 1024
+_MAX_HEAD = 64 * 1024
+_HEAD_TIMEOUT = 30.0
+_IDLE_TIMEOUT = 300.0
+_UPSTREAM_TIMEOUT = 300.0
+_CONNECT_TIMEOUT = 15.0
+_MAX_LOCAL_BODY = 1 << 20
+# Bodies up to this size are scrubbed whole, so the client still gets a Content-Length.
+_BUFFER_LIMIT = 1 << 20
+_LEAF_CACHE = 4096
+TRANSPARENT_AGENT = "(transparent)"
+
+# Never forwarded: they describe this hop, or the firewall handles them itself.
+_HOP_REQUEST = frozenset(
+    {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "upgrade", "expect", "host"}
+)
+_HOP_RESPONSE = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-connection", "upgrade", "transfer-encoding"}
+)
+
+
+async def system_resolver(host: str, port: int) -> list[tuple[str, int]]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [(str(info[4][0]), port) for info in infos]
+
+
+@dataclass(frozen=True)
+class FirewallSettings:
+    policy: Policy
+    secrets: tuple[Secret, ...]
+    agents: frozenset[str]
+    identity_key: bytes
+    ca: CertificateAuthority
+    listen: tuple[str, int]
+    transparent_listen: tuple[str, int] | None = None
+    transparent_port: int = 443
+    upstream_ca: Path | None = None
+    audit_path: Path | None = None
+    claude_store: TokenStore | None = None
+    claude_refresh_before: float = 600.0
+    metrics_listen: tuple[str, int] | None = None
+    resolver: Resolver = system_resolver
+    on_denied: Callable[[EgressDenied], None] | None = None
+    http2: bool = True
+
+
+@dataclass
+class _Tunnel:
+    agent: str
+    host: str
+    port: int
+    rule: Rule | None
+    addresses: list[tuple[str, int]] = field(default_factory=list)
+    # Dialed while the client's TLS handshake runs, so the first request finds it ready.
+    eager: asyncio.Task[_Upstream] | None = None
+
+    async def take_eager(self) -> _Upstream | None:
+        task, self.eager = self.eager, None
+        return await task if task is not None else None
+
+    def drop_eager(self) -> None:
+        task, self.eager = self.eager, None
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled() and task.exception() is None:
+            task.result().close()
+
+
+class _LeafCache:
+    """One server context per intercepted host, minted by the firewall CA on first use."""
+
+    def __init__(self, ca: CertificateAuthority, alpn: Sequence[str]) -> None:
+        self._ca = ca
+        self._alpn = list(alpn)
+        self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        self._hosts: dict[int, str] = {}
+        self._dir = tempfile.mkdtemp(prefix="agent-smith-leaves-")
+
+    def get(self, host: str) -> ssl.SSLContext:
+        ctx = self._contexts.get(host)
+        if ctx is not None:
+            self._contexts.move_to_end(host)
+            return ctx
+        cert, key = self._ca.issue([host])
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(self._alpn)
+        fd, path = tempfile.mkstemp(dir=self._dir, suffix=".pem")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(cert + self._ca.cert_pem + key)
+            ctx.load_cert_chain(path)
+        finally:
+            os.unlink(path)
+        self._contexts[host] = ctx
+        self._hosts[id(ctx)] = host
+        if len(self._contexts) > _LEAF_CACHE:
+            _, old = self._contexts.popitem(last=False)
+            self._hosts.pop(id(old), None)
+        return ctx
+
+    def host_of(self, ctx: ssl.SSLContext) -> str | None:
+        return self._hosts.get(id(ctx))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.rmdir(self._dir)
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, idle: float) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            async with asyncio.timeout(idle):
+                data = await reader.read(_READ)
+            conn.receive_data(data)
+            continue
+        return event
+
+
+class _Upstream:
+    """One HTTP/1.1 connection to the real server, kept alive across requests of a tunnel."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+
+        self._pending: list[bytes] = []
+
+    def queue(self, event: Any) -> None:
+        data = self.conn.send(event)
+        if data:
+            self._pending.append(data)
+
+    async def flush(self) -> None:
+        if self._pending:
+            self.writer.write(b"".join(self._pending))
+            self._pending.clear()
+            await self.writer.drain()
+
+    async def send(self, event: Any) -> None:
+        self.queue(event)
+        await self.flush()
+
+    async def next_event(self) -> Any:
+        return await _next_event(self.conn, self.reader, _UPSTREAM_TIMEOUT)
+
+    async def read_body(self) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The rest of a response whose declared length is small: (body, trailers)."""
+        chunks = []
+        while True:
+            event = await self.next_event()
+            if isinstance(event, h11.Data):
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks), list(event.headers)
+            else:
+                raise OperationError("the upstream closed in the middle of the response")
+
+    @property
+    def reusable(self) -> bool:
+        return (
+            self.conn.our_state is h11.IDLE
+            and self.conn.their_state is h11.IDLE
+            and not self.reader.at_eof()
+            and not self.writer.is_closing()
+        )
+
+    def finish(self) -> bool:
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+            return True
+        self.close()
+        return False
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _text(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+def _framing_safe(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Never forward both Transfer-Encoding and Content-Length: upstream and firewall could frame differently."""
+    if any(n == "transfer-encoding" for n, _ in headers):
+        return [(n, v) for n, v in headers if n != "content-length"]
+    return list(headers)
+
+
+def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _wire(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header text back to the bytes it came from (latin-1 round-trips every byte)."""
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+
+
+def _is_websocket_upgrade(headers: Sequence[tuple[str, str]]) -> bool:
+    connection = ",".join(v for n, v in headers if n == "connection").lower()
+    upgrade = ",".join(v for n, v in headers if n == "upgrade").lower()
+    return "upgrade" in connection and "websocket" in upgrade
+
+
+def _response_headers(
+    headers: Sequence[tuple[bytes, bytes]], scrubber: Scrubber, has_body: bool
+) -> list[tuple[str, str]]:
+    out = []
+    for raw_name, raw_value in headers:
+        name = _text(raw_name).lower()
+        if name in _HOP_RESPONSE:
+            continue
+        if name == "content-length" and has_body and scrubber.active:
+            # The scrub may change the body's length: the framing is redone toward the client.
+            continue
+        out.append((name, _text(scrubber.scrub(raw_value))))
+    return out
+
+
+@dataclass
+class _Exchange:
+    """What the audit line of one request needs, filled in as the request goes."""
+
+    tunnel: _Tunnel
+    method: str
+    target: str
+    started: float = field(default_factory=time.perf_counter)
+    status: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    decision: str = "allowed"
+    rule: str | None = None
+    reason: str | None = None
+    swapped: tuple[str, ...] = ()
+    recorded: bool = False
+
+
+class Firewall:
+    """``async with Firewall(settings) as fw: fw.address`` — the running firewall."""
+
+    def __init__(self, settings: FirewallSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.audit = AuditLog(settings.audit_path, self.metrics, settings.on_denied)
+        alpn = ["h2", "http/1.1"] if settings.http2 else ["http/1.1"]
+        self._leaves = _LeafCache(settings.ca, alpn)
+        self._upstream_ssl = ssl.create_default_context(
+            cafile=str(settings.upstream_ca) if settings.upstream_ca else None
+        )
+        self._upstream_ssl.set_alpn_protocols(["http/1.1"])
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._claude: ClaudeTokens | None = None
+        self._claude_mtime: float | None = None
+        self._sni_base = self._transparent_context()
+        self.address: tuple[str, int] | None = None
+        self.transparent_address: tuple[str, int] | None = None
+        self.metrics_address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._load_claude()
+        server = await self._listen(self._explicit, s.listen, "the firewall")
+        self.address = server.sockets[0].getsockname()[:2]
+        if s.transparent_listen is not None:
+            server = await self._listen(self._transparent, s.transparent_listen, "the transparent listener")
+            self.transparent_address = server.sockets[0].getsockname()[:2]
+        if s.metrics_listen is not None:
+            server = await self._listen(self._metrics, s.metrics_listen, "the metrics endpoint")
+            self.metrics_address = server.sockets[0].getsockname()[:2]
+        if s.claude_store is not None and s.policy.claude is not None:
+            if self._claude is None:
+                log.warning(
+                    "egress.claude_login is enabled but no login was imported "
+                    "(agent-smith firewall import-claude-login FILE): model requests go out with the stub token"
+                )
+            self._spawn(self._refresh_loop())
+
+    async def _listen(
+        self,
+        handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        address: tuple[str, int],
+        what: str,
+    ) -> asyncio.Server:
+        try:
+            server = await asyncio.start_server(handler, address[0], address[1], limit=_READ, backlog=1024)
+        except OSError as exc:
+            raise OperationError(f"{what} cannot listen on {address[0]}:{address[1]}: {exc.strerror}") from exc
+        self._servers.append(server)
+        return server
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        pending = [*self._tasks, *self._connections]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await server.wait_closed()
+        self._servers.clear()
+        self.audit.close()
+        self._leaves.close()
+
+    async def __aenter__(self) -> Firewall:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- secrets of the moment ------------------------------------------------------------
+
+    def _load_claude(self) -> None:
+        store = self.settings.claude_store
+        if store is None:
+            return
+        try:
+            mtime = store.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime != self._claude_mtime:
+            self._claude = store.load()
+            self._claude_mtime = mtime
+
+    def secrets_now(self) -> list[Secret]:
+        secrets = list(self.settings.secrets)
+        claude = self.settings.policy.claude
+        if claude is not None and self._claude is not None:
+            secrets.append(
+                Secret(
+                    name="claude-login",
+                    placeholder=claude.stub_access_token,
+                    value=self._claude.access_token,
+                    hosts=claude.api_hosts,
+                    header="authorization",
+                    scheme="bearer",
+                )
+            )
+        return secrets
+
+    def without_secrets(self, text: str, secrets: Sequence[Secret]) -> str:
+        """Text from a library (an error message) with any secret value replaced, before it goes anywhere."""
+        return self.scrubber_for(secrets).scrub(text.encode("utf-8", "replace")).decode("utf-8", "replace")
+
+    def scrubber_for(self, secrets: Sequence[Secret], echoes: Sequence[tuple[str, str]] = ()) -> Scrubber:
+        table = {s.value.encode(): s.placeholder.encode() for s in secrets}
+        claude = self.settings.policy.claude
+        if claude is not None and self._claude is not None:
+            table[self._claude.refresh_token.encode()] = claude.stub_refresh_token.encode()
+        for sent, original in echoes:
+            table[sent.encode()] = original.encode()
+        return Scrubber(table)
+
+    # ---- audit ----------------------------------------------------------------------------
+
+    def record(self, ex: _Exchange, secrets: Sequence[Secret]) -> None:
+        """Write the audit line once, before the client sees the end of the answer."""
+        if ex.recorded:
+            return
+        ex.recorded = True
+        self.audit.record(
+            AuditEntry(
+                time=utc_now(),
+                agent=ex.tunnel.agent,
+                method=ex.method,
+                host=ex.tunnel.host,
+                port=ex.tunnel.port,
+                path=redact_target(ex.target, secrets),
+                status=ex.status,
+                bytes_up=ex.bytes_up,
+                bytes_down=ex.bytes_down,
+                duration_ms=round((time.perf_counter() - ex.started) * 1000, 3),
+                decision=ex.decision,
+                rule=ex.rule,
+                reason=self.without_secrets(ex.reason, secrets) if ex.reason else None,
+                swapped=ex.swapped,
+            )
+        )
+
+    def _refuse_tunnel(self, tunnel: _Tunnel, method: str, denied: Denied, status: int = 403) -> None:
+        ex = _Exchange(tunnel, method, "", status=status, decision="denied", rule=denied.rule, reason=denied.reason)
+        self.record(ex, self.settings.secrets)
+
+    # ---- explicit mode --------------------------------------------------------------------
+
+    async def _explicit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._guard(self._explicit_session(reader, writer), writer)
+
+    async def _guard(self, work: Awaitable[None], writer: asyncio.StreamWriter) -> None:
+        self.metrics.open_connections.inc()
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await work
+        except asyncio.CancelledError:
+            # `stop()` ends every open connection; nothing to report.
+            pass
+        except (ConnectionError, TimeoutError, ssl.SSLError, h11.ProtocolError, h2.exceptions.ProtocolError) as exc:
+            log.debug("client connection ended: %s", type(exc).__name__)
+        except OSError as exc:
+            log.debug("client connection ended: %s", exc.strerror)
+        except Exception:
+            log.exception("unexpected failure serving a client; the firewall keeps serving others")
+        finally:
+            self.metrics.open_connections.dec()
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+
+    def _authenticate(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            agent, sep, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if not sep or agent not in self.settings.agents:
+            return None
+        expected = derive_password(self.settings.identity_key, agent)
+        return agent if hmac.compare_digest(expected.encode(), password.encode()) else None
+
+    async def _explicit_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        try:
+            event = await _next_event(conn, reader, _HEAD_TIMEOUT)
+        except h11.RemoteProtocolError as exc:
+            self.record(
+                _Exchange(_Tunnel("-", "-", 0, None), "-", "", status=400, decision="malformed", reason=str(exc)),
+                (),
+            )
+            await _simple_h1(conn, writer, exc.error_status_hint, "malformed request")
+            return
+        if not isinstance(event, h11.Request):
+            return
+        headers = [(_text(n).lower(), _text(v)) for n, v in event.headers]
+        method = _text(event.method)
+        agent = self._authenticate(next((v for n, v in headers if n == "proxy-authorization"), None))
+        if agent is None:
+            self.record(
+                _Exchange(
+                    _Tunnel("-", "-", 0, None),
+                    method,
+                    "",
+                    status=407,
+                    decision="unauthenticated",
+                    reason="no valid proxy credentials",
+                ),
+                (),
+            )
+            await _simple_h1(
+                conn,
+                writer,
+                407,
+                "proxy authentication required",
+                [("proxy-authenticate", 'Basic realm="agent-smith"')],
+            )
+            return
+        if method != "CONNECT":
+            denied = Denied("only HTTPS through CONNECT is proxied; plain HTTP is refused")
+            self._refuse_tunnel(_Tunnel(agent, "-", 0, None), method, denied)
+            await _simple_h1(conn, writer, 403, denied.reason)
+            return
+        host, port = split_authority(_text(event.target))
+        if port is None or not 0 < port < 65536:
+            await _simple_h1(conn, writer, 400, "CONNECT needs host:port")
+            return
+        tunnel = _Tunnel(agent, host, port, None)
+        verdict = authorize_tunnel(self.settings.policy, agent, host, port)
+        if isinstance(verdict, Denied):
+            self._refuse_tunnel(tunnel, method, verdict)
+            await _simple_h1(conn, writer, 403, verdict.reason)
+            return
+        tunnel.rule = verdict.rule
+        refusal = await self._resolve(tunnel, verdict)
+        if refusal is not None:
+            self._refuse_tunnel(tunnel, method, refusal[0], refusal[1])
+            await _simple_h1(conn, writer, refusal[1], refusal[0].reason)
+            return
+        if conn.trailing_data[0]:
+            # The client spoke before being answered; the TLS layer cannot take those bytes back.
+            return
+        if tunnel.rule is not None:
+            tunnel.eager = asyncio.get_running_loop().create_task(self.connect(tunnel))
+        try:
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+            ctx = self._leaves.get(tunnel.host)
+            await writer.start_tls(ctx, ssl_handshake_timeout=_HEAD_TIMEOUT)
+            await self._serve_tls(tunnel, reader, writer)
+        finally:
+            tunnel.drop_eager()
+
+    async def _resolve(self, tunnel: _Tunnel, verdict: TunnelAllowed) -> tuple[Denied, int] | None:
+        rule = verdict.rule
+        if rule is None:
+            return None
+        try:
+            ipaddress.ip_address(tunnel.host)
+            found = [(tunnel.host, tunnel.port)]
+        except ValueError:
+            try:
+                found = await self.settings.resolver(tunnel.host, tunnel.port)
+            except OSError:
+                return Denied(f"cannot resolve {tunnel.host}", rule.origin), 502
+        good, reasons = [], []
+        for address, port in found:
+            reason = check_address(rule.allow_private, address)
+            if reason is None:
+                good.append((address, port))
+            else:
+                reasons.append(reason)
+        if not good:
+            why = reasons[0] if reasons else "nothing"
+            return Denied(f"{tunnel.host} resolves to {why}", rule.origin), 403
+        tunnel.addresses = good
+        return None
+
+    async def _serve_tls(self, tunnel: _Tunnel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            await _H2Session(self, tunnel, reader, writer).run()
+        else:
+            await self._h1_session(tunnel, reader, writer)
+
+    # ---- transparent mode -----------------------------------------------------------------
+
+    def _transparent_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_alpn_protocols(["h2", "http/1.1"] if self.settings.http2 else ["http/1.1"])
+        ctx.sni_callback = self._sni
+        return ctx
+
+    def _sni(self, ssl_object: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
+        if not server_name:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        host = normalize_host(server_name)
+        port = self.settings.transparent_port
+        verdict = authorize_tunnel(self.settings.policy, TRANSPARENT_AGENT, host, port)
+        if isinstance(verdict, Denied):
+            self._refuse_tunnel(_Tunnel(TRANSPARENT_AGENT, host, port, None), "TLS", verdict)
+            return ssl.ALERT_DESCRIPTION_ACCESS_DENIED
+        ssl_object.context = self._leaves.get(host)
+        return None
+
+    async def _transparent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._guard(self._transparent_session(reader, writer), writer)
+
+    async def _transparent_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await writer.start_tls(self._sni_base, ssl_handshake_timeout=_HEAD_TIMEOUT)
+        ssl_object = writer.get_extra_info("ssl_object")
+        host = self._leaves.host_of(ssl_object.context) if ssl_object is not None else None
+        if host is None:
+            return
+        port = self.settings.transparent_port
+        tunnel = _Tunnel(TRANSPARENT_AGENT, host, port, None)
+        verdict = authorize_tunnel(self.settings.policy, TRANSPARENT_AGENT, host, port)
+        if isinstance(verdict, Denied):
+            return
+        tunnel.rule = verdict.rule
+        refusal = await self._resolve(tunnel, verdict)
+        if refusal is not None:
+            self._refuse_tunnel(tunnel, "TLS", refusal[0], refusal[1])
+            return
+        try:
+            await self._serve_tls(tunnel, reader, writer)
+        finally:
+            tunnel.drop_eager()
+
+    # ---- HTTP/1.1 inside a tunnel ---------------------------------------------------------
+
+    async def _h1_session(self, tunnel: _Tunnel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        upstream: _Upstream | None = None
+        try:
+            while True:
+                try:
+                    event = await _next_event(client, reader, _IDLE_TIMEOUT)
+                except h11.RemoteProtocolError as exc:
+                    ex = _Exchange(tunnel, "-", "", status=400, decision="malformed", reason=str(exc))
+                    self.record(ex, ())
+                    await _simple_h1(client, writer, exc.error_status_hint, "malformed request")
+                    return
+                if not isinstance(event, h11.Request):
+                    return
+                upstream, keep = await self._h1_exchange(tunnel, client, reader, writer, event, upstream)
+                if not keep or client.our_state is not h11.DONE or client.their_state is not h11.DONE:
+                    return
+                client.start_next_cycle()
+        finally:
+            if upstream is not None:
+                upstream.close()
+
+    async def _h1_exchange(
+        self,
+        tunnel: _Tunnel,
+        client: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        upstream: _Upstream | None,
+    ) -> tuple[_Upstream | None, bool]:
+        headers = [(_text(n).lower(), _text(v)) for n, v in request.headers]
+        ex = _Exchange(tunnel, _text(request.method), _text(request.target))
+        authority = next((v for n, v in headers if n == "host"), None)
+        forwarded = tuple((n, v) for n, v in headers if n not in _HOP_REQUEST)
+        view = RequestView(tunnel.agent, tunnel.host, tunnel.port, ex.method, ex.target, authority, forwarded)
+        secrets = self.secrets_now()
+        verdict = evaluate(self.settings.policy, secrets, view)
+        if isinstance(verdict, Denied):
+            ex.status, ex.decision, ex.rule, ex.reason = 403, "denied", verdict.rule, verdict.reason
+            self.record(ex, secrets)
+            await _simple_h1(client, writer, 403, verdict.reason)
+            return upstream, False
+        if isinstance(verdict, AnswerRefresh):
+            body = await _h1_body(client, reader, _MAX_LOCAL_BODY)
+            status, answer = self.answer_refresh(body)
+            ex.status, ex.decision, ex.rule, ex.bytes_up = status, "answered", "egress.claude_login", len(body)
+            payload = json.dumps(answer).encode()
+            ex.bytes_down = len(payload)
+            self.record(ex, secrets)
+            await _simple_h1(client, writer, status, payload, [("content-type", "application/json")], close=False)
+            return upstream, True
+        ex.rule, ex.swapped = verdict.rule.origin, verdict.swapped
+        websocket = _is_websocket_upgrade(headers)
+        up_headers = [("host", authority or tunnel.host), *_framing_safe(verdict.headers)]
+        if websocket:
+            up_headers = [(n, v) for n, v in up_headers if n != "sec-websocket-extensions"]
+            up_headers += [("connection", "Upgrade"), ("upgrade", "websocket")]
+        try:
+            if upstream is None or not upstream.reusable:
+                if upstream is not None:
+                    upstream.close()
+                upstream = await tunnel.take_eager() or await self.connect(tunnel)
+            # Queued, not written: a request without a body goes out in one write with its end.
+            upstream.queue(h11.Request(method=request.method, target=request.target, headers=_wire(up_headers)))
+            if client.they_are_waiting_for_100_continue:
+                writer.write(client.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            while True:
+                event = await _next_event(client, reader, _IDLE_TIMEOUT)
+                if isinstance(event, h11.Data):
+                    ex.bytes_up += len(event.data)
+                    await upstream.send(event)
+                elif isinstance(event, h11.EndOfMessage):
+                    await upstream.send(h11.EndOfMessage())
+                    break
+                else:
+                    upstream.close()
+                    return None, False
+            scrubber = self.scrubber_for(secrets, verdict.echoes)
+            while True:
+                response = await upstream.next_event()
+                if isinstance(response, h11.InformationalResponse):
+                    if response.status_code == 101 and websocket:
+                        ex.status = 101
+                        self.record(ex, secrets)
+                        await self._websocket(client, writer, reader, upstream, response, scrubber)
+                        return None, False
+                    if response.status_code != 100:
+                        headers_out = _response_headers(response.headers, scrubber, False)
+                        writer.write(
+                            client.send(
+                                h11.InformationalResponse(status_code=response.status_code, headers=_wire(headers_out))
+                            )
+                            or b""
+                        )
+                    continue
+                break
+            if not isinstance(response, h11.Response):
+                raise OperationError("the upstream closed without answering")
+            ex.status = response.status_code
+            has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
+            out_headers = _response_headers(response.headers, scrubber, has_body)
+            declared = _declared_length(response.headers)
+            whole: bytes | None = None
+            if has_body and scrubber.active and declared is not None and declared <= _BUFFER_LIMIT:
+                raw, _ = await upstream.read_body()
+                whole = scrubber.feed(raw) + scrubber.flush()
+                out_headers.append(("content-length", str(len(whole))))
+        except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
+            if upstream is not None:
+                upstream.close()
+            reason = self.without_secrets(_upstream_failure(exc), secrets)
+            ex.status, ex.decision, ex.reason = 502, "error", reason
+            self.record(ex, secrets)
+            if client.our_state is h11.SEND_RESPONSE:
+                await _simple_h1(client, writer, 502, f"upstream {tunnel.host}:{tunnel.port}: {reason}")
+            return None, False
+        try:
+            head = client.send(h11.Response(status_code=ex.status, headers=_wire(out_headers), reason=response.reason))
+            if whole is not None:
+                # One write for the whole answer: one TLS record, one syscall.
+                ex.bytes_down = len(whole)
+                parts = [head or b"", (client.send(h11.Data(data=whole)) or b"") if whole else b""]
+                self.record(ex, secrets)
+                parts.append(client.send(h11.EndOfMessage()) or b"")
+                writer.write(b"".join(parts))
+                await writer.drain()
+                return (upstream if upstream.finish() else None), True
+            writer.write(head or b"")
+            while True:
+                event = await upstream.next_event()
+                if isinstance(event, h11.Data):
+                    data = scrubber.feed(event.data)
+                    if data:
+                        ex.bytes_down += len(data)
+                        writer.write(client.send(h11.Data(data=data)) or b"")
+                        await writer.drain()
+                elif isinstance(event, h11.EndOfMessage):
+                    tail = scrubber.flush()
+                    if tail:
+                        ex.bytes_down += len(tail)
+                        writer.write(client.send(h11.Data(data=tail)) or b"")
+                    trailers = [(n, scrubber.scrub(v)) for n, v in event.headers]
+                    self.record(ex, secrets)
+                    writer.write(client.send(h11.EndOfMessage(headers=trailers)) or b"")
+                    await writer.drain()
+                    break
+                else:
+                    raise OperationError("the upstream closed in the middle of the response")
+        except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
+            upstream.close()
+            ex.decision, ex.reason = "error", _upstream_failure(exc)
+            self.record(ex, secrets)
+            return None, False
+        self.record(ex, secrets)
+        return (upstream if upstream.finish() else None), True
+
+    async def connect(self, tunnel: _Tunnel) -> _Upstream:
+        last: BaseException | None = None
+        for address, port in tunnel.addresses:
+            try:
+                async with asyncio.timeout(_CONNECT_TIMEOUT):
+                    reader, writer = await asyncio.open_connection(
+                        address, port, ssl=self._upstream_ssl, server_hostname=tunnel.host, limit=_READ
+                    )
+                return _Upstream(reader, writer)
+            except (OSError, TimeoutError) as exc:
+                last = exc
+        raise OperationError(f"cannot connect: {_upstream_failure(last) if last else 'no address'}")
+
+    async def _websocket(
+        self,
+        client: h11.Connection,
+        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader,
+        upstream: _Upstream,
+        response: h11.InformationalResponse,
+        scrubber: Scrubber,
+    ) -> None:
+        headers = _response_headers(response.headers, scrubber, False)
+        headers += [("connection", "Upgrade"), ("upgrade", "websocket")]
+        writer.write(client.send(h11.InformationalResponse(status_code=101, headers=_wire(headers))) or b"")
+        frames = ServerFrameScrubber(scrubber.replacements)
+        from_client = client.trailing_data[0]
+        from_server = upstream.conn.trailing_data[0]
+        if from_client:
+            upstream.writer.write(from_client)
+        if from_server:
+            writer.write(frames.feed(from_server))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, rewrite: Callable[[bytes], bytes]) -> None:
+            while data := await src.read(_READ):
+                out = rewrite(data)
+                if out:
+                    dst.write(out)
+                    await dst.drain()
+            with contextlib.suppress(OSError):
+                if dst.can_write_eof():
+                    dst.write_eof()
+
+        try:
+            await asyncio.gather(pump(reader, upstream.writer, bytes), pump(upstream.reader, writer, frames.feed))
+        finally:
+            upstream.close()
+
+    # ---- the Claude login -----------------------------------------------------------------
+
+    def answer_refresh(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        claude = self.settings.policy.claude
+        if claude is None:
+            return 404, {"error": "not_found"}
+        try:
+            grant = json.loads(body or b"{}").get("grant_type")
+        except (ValueError, AttributeError):
+            grant = None
+        if grant != "refresh_token":
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "agent-smith: the firewall owns this login; only token refreshes are answered",
+            }
+        scopes = self._claude.scopes if self._claude is not None else ()
+        return 200, stub_refresh_answer(claude.stub_access_token, claude.stub_refresh_token, scopes)
+
+    async def _refresh_loop(self) -> None:
+        store = self.settings.claude_store
+        claude = self.settings.policy.claude
+        if store is None or claude is None:
+            return
+        while True:
+            delay = 30.0
+            try:
+                self._load_claude()
+                tokens = self._claude
+                if tokens is not None and refresh_due(tokens, time.time(), self.settings.claude_refresh_before):
+                    answer = await self._post_token(claude.token_host, claude.token_port, claude.token_path, tokens)
+                    fresh = apply_token_response(tokens, answer, time.time())
+                    store.save(fresh)
+                    self._load_claude()
+                    log.info("refreshed the Claude login", extra={"expires_at_ms": fresh.expires_at_ms})
+                if self._claude is not None:
+                    until = self._claude.expires_at_ms / 1000 - self.settings.claude_refresh_before - time.time()
+                    delay = min(30.0, max(1.0, until))
+            except (OperationError, OSError, TimeoutError, ssl.SSLError, h11.ProtocolError) as exc:
+                log.warning("refreshing the Claude login failed; retrying in 30 s: %s", exc)
+            await asyncio.sleep(delay)
+
+    async def _post_token(self, host: str, port: int, path: str, tokens: ClaudeTokens) -> Any:
+        found = await self.settings.resolver(host, port)
+        tunnel = _Tunnel("(firewall)", host, port, None, [a for a in found if check_address(True, a[0]) is None])
+        upstream = await self.connect(tunnel)
+        try:
+            body = json.dumps(refresh_request_body(tokens)).encode()
+            await upstream.send(
+                h11.Request(
+                    method="POST",
+                    target=path,
+                    headers=[
+                        ("host", host if port == 443 else f"{host}:{port}"),
+                        ("content-type", "application/json"),
+                        ("content-length", str(len(body))),
+                        ("user-agent", "agent-smith-firewall"),
+                    ],
+                )
+            )
+            await upstream.send(h11.Data(data=body))
+            await upstream.send(h11.EndOfMessage())
+            response = await upstream.next_event()
+            while isinstance(response, h11.InformationalResponse):
+                response = await upstream.next_event()
+            if not isinstance(response, h11.Response):
+                raise OperationError("the token endpoint closed without answering")
+            chunks = []
+            size = 0
+            while not isinstance(event := await upstream.next_event(), h11.EndOfMessage):
+                if not isinstance(event, h11.Data):
+                    raise OperationError("the token endpoint closed in the middle of its answer")
+                size += len(event.data)
+                if size > _MAX_LOCAL_BODY:
+                    raise OperationError("the token endpoint's answer is too large")
+                chunks.append(event.data)
+            if response.status_code != 200:
+                raise OperationError(f"the token endpoint answered HTTP {response.status_code}")
+            try:
+                return json.loads(b"".join(chunks))
+            except ValueError as exc:
+                raise OperationError("the token endpoint's answer is not JSON") from exc
+        finally:
+            upstream.close()
+
+    # ---- metrics --------------------------------------------------------------------------
+
+    async def _metrics(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        try:
+            event = await _next_event(conn, reader, _HEAD_TIMEOUT)
+            if isinstance(event, h11.Request) and _text(event.target).split("?")[0] in ("/metrics", "/"):
+                await _simple_h1(
+                    conn,
+                    writer,
+                    200,
+                    generate_latest(self.metrics.registry),
+                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                )
+            elif isinstance(event, h11.Request):
+                await _simple_h1(conn, writer, 404, "only /metrics here")
+        except (h11.ProtocolError, OSError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+
+def _upstream_failure(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed ({exc.reason})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
+
+
+async def _h1_body(conn: h11.Connection, reader: asyncio.StreamReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        event = await _next_event(conn, reader, _IDLE_TIMEOUT)
+        if isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > limit:
+                raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
+            chunks.append(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return b"".join(chunks)
+        else:
+            raise h11.RemoteProtocolError("the client closed in the middle of its request")
+
+
+async def _simple_h1(
+    conn: h11.Connection,
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: str | bytes,
+    headers: Sequence[tuple[str, str]] = (),
+    *,
+    close: bool = True,
+) -> None:
+    """A complete small response; with `close`, the connection ends after it."""
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    payload = body if isinstance(body, bytes) else f"agent-smith firewall: {body}\n".encode()
+    all_headers = [
+        *headers,
+        ("content-length", str(len(payload))),
+        *([("content-type", "text/plain; charset=utf-8")] if isinstance(body, str) else []),
+        *([("connection", "close")] if close else []),
+    ]
+    try:
+        writer.write(conn.send(h11.Response(status_code=status, headers=all_headers)) or b"")
+        writer.write(conn.send(h11.Data(data=payload)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+    except h11.LocalProtocolError:
+        return
+
+
+# ---- HTTP/2 toward the client ---------------------------------------------------------------
+
+_H2_DROP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"})
+
+
+class _H2Session:
+    """An HTTP/2 client connection: each stream is one request forwarded over a pooled HTTP/1.1 upstream."""
+
+    def __init__(
+        self, fw: Firewall, tunnel: _Tunnel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.fw = fw
+        self.tunnel = tunnel
+        self.reader = reader
+        self.writer = writer
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config=config)
+        self.bodies: dict[int, asyncio.Queue[tuple[bytes, int] | None]] = {}
+        self.ended_with_headers: set[int] = set()
+        self.windows: dict[int, asyncio.Event] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.pool: list[_Upstream] = []
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    async def run(self) -> None:
+        self.conn.initiate_connection()
+        self.flush()
+        try:
+            while True:
+                async with asyncio.timeout(_IDLE_TIMEOUT):
+                    data = await self.reader.read(_READ)
+                if not data:
+                    return
+                try:
+                    events = self.conn.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    self.flush()
+                    return
+                for event in events:
+                    if not self.handle(event):
+                        self.flush()
+                        return
+                self.flush()
+                await self.writer.drain()
+        finally:
+            for task in self.tasks.values():
+                task.cancel()
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            for upstream in self.pool:
+                upstream.close()
+
+    def handle(self, event: h2.events.Event) -> bool:
+        if isinstance(event, h2.events.RequestReceived):
+            sid = event.stream_id
+            self.bodies[sid] = asyncio.Queue()
+            if event.stream_ended is not None:
+                self.bodies[sid].put_nowait(None)
+                self.ended_with_headers.add(sid)
+            task = asyncio.get_running_loop().create_task(self.stream(sid, event.headers or []))
+            self.tasks[sid] = task
+            task.add_done_callback(functools.partial(self._forget, sid))
+        elif isinstance(event, h2.events.DataReceived):
+            queue = self.bodies.get(event.stream_id)
+            if queue is not None:
+                # Credit goes back only once the bytes were forwarded: a slow upstream slows the client.
+                queue.put_nowait((event.data or b"", event.flow_controlled_length or 0))
+            elif event.flow_controlled_length:
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded):
+            ended = self.bodies.get(event.stream_id)
+            if ended is not None:
+                ended.put_nowait(None)
+        elif isinstance(event, h2.events.StreamReset):
+            reset = self.tasks.get(event.stream_id)
+            if reset is not None:
+                reset.cancel()
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id == 0:
+                for waiter in self.windows.values():
+                    waiter.set()
+            elif (stream_waiter := self.windows.get(event.stream_id)) is not None:
+                stream_waiter.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            return False
+        return True
+
+    def _forget(self, sid: int, _task: object = None) -> None:
+        self.tasks.pop(sid, None)
+        self.bodies.pop(sid, None)
+        self.ended_with_headers.discard(sid)
+        self.windows.pop(sid, None)
+
+    async def send_data(self, sid: int, data: bytes, end: bool) -> None:
+        view = memoryview(data)
+        while view:
+            window = self.conn.local_flow_control_window(sid)
+            if window <= 0:
+                waiter = self.windows.setdefault(sid, asyncio.Event())
+                waiter.clear()
+                await waiter.wait()
+                continue
+            # As many frames as the window allows, then one write: one TLS record train, one syscall.
+            frame = self.conn.max_outbound_frame_size
+            sendable, view = view[:window], view[window:]
+            while sendable:
+                self.conn.send_data(sid, bytes(sendable[:frame]))
+                sendable = sendable[frame:]
+            self.flush()
+            await self.writer.drain()
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
+
+    async def respond(self, sid: int, status: int, body: bytes, content_type: str) -> None:
+        self.conn.send_headers(
+            sid, [(":status", str(status)), ("content-type", content_type), ("content-length", str(len(body)))]
+        )
+        await self.send_data(sid, body, True)
+
+    async def read_body(self, sid: int, limit: int) -> bytes:
+        chunks, size = [], 0
+        while (item := await self.bodies[sid].get()) is not None:
+            chunk, credit = item
+            self.credit(sid, credit)
+            size += len(chunk)
+            if size > limit:
+                raise OperationError("request body too large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def credit(self, sid: int, size: int) -> None:
+        if size:
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self.conn.acknowledge_received_data(size, sid)
+            self.flush()
+
+    async def stream(self, sid: int, raw_headers: Sequence[tuple[bytes, bytes]]) -> None:
+        fw, tunnel = self.fw, self.tunnel
+        pseudo: dict[str, str] = {}
+        headers: list[tuple[str, str]] = []
+        for raw_name, raw_value in raw_headers:
+            name, value = _text(raw_name).lower(), _text(raw_value)
+            if name.startswith(":"):
+                pseudo[name] = value
+            else:
+                headers.append((name, value))
+        ex = _Exchange(tunnel, pseudo.get(":method", "-"), pseudo.get(":path", ""))
+        authority = pseudo.get(":authority") or next((v for n, v in headers if n == "host"), None)
+        forwarded = tuple((n, v) for n, v in headers if n not in _HOP_REQUEST)
+        secrets = fw.secrets_now()
+        if ex.method == "CONNECT":
+            verdict: Any = Denied("CONNECT inside an intercepted HTTP/2 connection is refused")
+        else:
+            view = RequestView(tunnel.agent, tunnel.host, tunnel.port, ex.method, ex.target, authority, forwarded)
+            verdict = evaluate(fw.settings.policy, secrets, view)
+        try:
+            if isinstance(verdict, Denied):
+                ex.status, ex.decision, ex.rule, ex.reason = 403, "denied", verdict.rule, verdict.reason
+                fw.record(ex, secrets)
+                await self.respond(sid, 403, f"agent-smith firewall: {verdict.reason}\n".encode(), "text/plain")
+                return
+            if isinstance(verdict, AnswerRefresh):
+                body = await self.read_body(sid, _MAX_LOCAL_BODY)
+                status, answer = fw.answer_refresh(body)
+                payload = json.dumps(answer).encode()
+                ex.status, ex.decision, ex.rule = status, "answered", "egress.claude_login"
+                ex.bytes_up, ex.bytes_down = len(body), len(payload)
+                fw.record(ex, secrets)
+                await self.respond(sid, status, payload, "application/json")
+                return
+            ex.rule, ex.swapped = verdict.rule.origin, verdict.swapped
+            await self.forward(sid, ex, authority or tunnel.host, verdict.headers, secrets, verdict.echoes)
+        except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
+            ex.decision, ex.reason = "error", _upstream_failure(exc)
+            if ex.status == 0:
+                ex.status = 502
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    safe = fw.without_secrets(ex.reason, secrets)
+                    await self.respond(sid, 502, f"agent-smith firewall: {safe}\n".encode(), "text/plain")
+            else:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self.conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                    self.flush()
+            fw.record(ex, secrets)
+        except h2.exceptions.ProtocolError:
+            ex.decision, ex.reason = "error", "the client's stream closed"
+            fw.record(ex, secrets)
+
+    async def forward(
+        self,
+        sid: int,
+        ex: _Exchange,
+        authority: str,
+        headers: Sequence[tuple[str, str]],
+        secrets: Sequence[Secret],
+        echoes: Sequence[tuple[str, str]],
+    ) -> None:
+        queue = self.bodies[sid]
+        up_headers = [("host", authority), *_framing_safe(headers)]
+        if sid not in self.ended_with_headers and not any(n == "content-length" for n, _ in headers):
+            up_headers.append(("transfer-encoding", "chunked"))
+        upstream = None
+        while self.pool:
+            candidate = self.pool.pop()
+            if candidate.reusable:
+                upstream = candidate
+                break
+            candidate.close()
+        if upstream is None:
+            upstream = await self.tunnel.take_eager() or await self.fw.connect(self.tunnel)
+        finished = False
+        try:
+            upstream.queue(h11.Request(method=ex.method, target=ex.target, headers=_wire(up_headers)))
+            while (item := await queue.get()) is not None:
+                chunk, credit = item
+                ex.bytes_up += len(chunk)
+                if chunk:
+                    await upstream.send(h11.Data(data=chunk))
+                self.credit(sid, credit)
+            await upstream.send(h11.EndOfMessage())
+            response = await upstream.next_event()
+            while isinstance(response, h11.InformationalResponse):
+                response = await upstream.next_event()
+            if not isinstance(response, h11.Response):
+                raise OperationError("the upstream closed without answering")
+            scrubber = self.fw.scrubber_for(secrets, echoes)
+            has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
+            out = [(":status", str(response.status_code))]
+            out += [(n, v) for n, v in _response_headers(response.headers, scrubber, has_body) if n not in _H2_DROP]
+            ex.status = response.status_code
+            self.conn.send_headers(sid, _wire(out))
+            self.flush()
+            while True:
+                event = await upstream.next_event()
+                if isinstance(event, h11.Data):
+                    data = scrubber.feed(event.data)
+                    if data:
+                        ex.bytes_down += len(data)
+                        await self.send_data(sid, data, False)
+                elif isinstance(event, h11.EndOfMessage):
+                    tail = scrubber.flush()
+                    ex.bytes_down += len(tail)
+                    await self.send_data(sid, tail, False)
+                    self.fw.record(ex, secrets)
+                    self.conn.end_stream(sid)
+                    self.flush()
+                    break
+                else:
+                    raise OperationError("the upstream closed in the middle of the response")
+            finished = True
+        finally:
+            if finished and upstream.finish():
+                self.pool.append(upstream)
+            elif not finished:
+                upstream.close()
+        self.fw.record(ex, secrets)

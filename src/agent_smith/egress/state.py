@@ -1,0 +1,106 @@
+"""The firewall's state directory: its CA, the key agent proxy passwords derive from, the secret store.
+
+Everything here is created on first use, with private files mode 600 and
+written atomically, so two processes racing to create a file leave one
+complete version, never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent_smith.certs import CertificateAuthority, load_ca, mint_ca
+from agent_smith.errors import OperationError
+from agent_smith.fsutil import write_atomic
+
+__all__ = ["FirewallState", "derive_password"]
+
+_IDENTITY_KEY = "identity.key"
+_CA_CERT = "ca.pem"
+_CA_KEY = "ca-key.pem"
+_CA_NAME = "agent-smith egress firewall CA"
+
+
+def derive_password(key: bytes, agent: str) -> str:
+    """The proxy password of `agent`: HMAC-SHA256 of its name under the identity key, hex."""
+    return hmac.new(key, agent.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class FirewallState:
+    """Paths and lazily created contents of one firewall's state directory."""
+
+    root: Path
+
+    @property
+    def identity_key_path(self) -> Path:
+        return self.root / _IDENTITY_KEY
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.root / _CA_CERT
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.root / _CA_KEY
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.root / "audit.jsonl"
+
+    def _ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def identity_key(self) -> bytes:
+        """The random key proxy passwords derive from, created (32 bytes, mode 600) on first use."""
+        path = self.identity_key_path
+        if not path.exists():
+            self._ensure_root()
+            self._create_once(path, secrets.token_bytes(32))
+        key = _read(path)
+        if len(key) < 32:
+            raise OperationError(f"{path}: the firewall identity key is truncated; delete it to make a new one")
+        return key
+
+    def ca(self) -> CertificateAuthority:
+        """The firewall's CA, generated (ECDSA P-256, key mode 600) on first use."""
+        if not (self.ca_cert_path.exists() and self.ca_key_path.exists()):
+            self._ensure_root()
+            fresh = mint_ca(_CA_NAME, days=3650)
+            # Key first: a certificate on disk always has its key beside it.
+            write_atomic(self.ca_key_path, fresh.key_pem, mode=0o600)
+            write_atomic(self.ca_cert_path, fresh.cert_pem, mode=0o644)
+        return load_ca(_read(self.ca_cert_path), _read(self.ca_key_path))
+
+    def ca_cert(self) -> Path:
+        """Path of the CA certificate agents trust, generating the CA when missing."""
+        self.ca()
+        return self.ca_cert_path
+
+    @staticmethod
+    def _create_once(path: Path, data: bytes) -> None:
+        # Two processes may start at once: the first link wins, the loser reads the winner's key.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        write_atomic(tmp, data, mode=0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise OperationError(f"{path}: cannot read: {exc.strerror}") from exc

@@ -1,0 +1,88 @@
+"""Scrub secrets out of the frames a WebSocket server sends, re-framing payloads whose length changed.
+
+Pure: bytes in, bytes out. Extensions are never negotiated (the firewall strips
+``Sec-WebSocket-Extensions``), so payloads are plain and the scrub can read them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+from agent_smith.egress.policy import Scrubber
+
+__all__ = ["ServerFrameScrubber"]
+
+_CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
+_MAX_FRAME = 1 << 31
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", first, size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", first, 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 127, size)
+    return head + payload
+
+
+class ServerFrameScrubber:
+    """Feed raw bytes from the server; get raw bytes for the client with every needle replaced.
+
+    A data message may be cut into many frames: the scrub runs across its
+    frames and flushes at the frame that ends the message.
+    """
+
+    def __init__(self, replacements: Mapping[bytes, bytes]) -> None:
+        self._replacements = dict(replacements)
+        self._buffer = b""
+        self._message: Scrubber | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        out: list[bytes] = []
+        while True:
+            parsed = self._next_frame()
+            if parsed is None:
+                return b"".join(out)
+            first, payload = parsed
+            out.append(self._rewrite(first, payload))
+
+    def _next_frame(self) -> tuple[int, bytes] | None:
+        buf = self._buffer
+        if len(buf) < 2:
+            return None
+        first, second = buf[0], buf[1]
+        size, offset = second & 0x7F, 2
+        if size == 126:
+            if len(buf) < 4:
+                return None
+            size, offset = struct.unpack("!H", buf[2:4])[0], 4
+        elif size == 127:
+            if len(buf) < 10:
+                return None
+            size, offset = struct.unpack("!Q", buf[2:10])[0], 10
+        if second & 0x80:
+            # Servers never mask; a masked frame is a protocol error the client will reject on its own.
+            offset += 4
+        if size > _MAX_FRAME:
+            raise ValueError("a WebSocket frame larger than 2 GiB")
+        if len(buf) < offset + size:
+            return None
+        self._buffer = buf[offset + size :]
+        return first, buf[offset : offset + size]
+
+    def _rewrite(self, first: int, payload: bytes) -> bytes:
+        opcode, fin = first & 0x0F, bool(first & 0x80)
+        if opcode >= 0x8:
+            scrubbed = Scrubber(self._replacements).scrub(payload)
+            return _frame(first, scrubbed if len(scrubbed) < 126 else payload[:0])
+        if opcode in (_TEXT, _BINARY) or self._message is None:
+            self._message = Scrubber(self._replacements)
+        body = self._message.feed(payload)
+        if fin:
+            body += self._message.flush()
+            self._message = None
+        return _frame(first, body)

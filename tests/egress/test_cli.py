@@ -1,0 +1,249 @@
+"""`agent-smith firewall …` verbs, the state directory, and the firewall as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent_smith.cli.app import app
+from agent_smith.crew import Crew, EventLog, load_crew
+from agent_smith.egress import ca_cert_for, proxy_url_for
+from agent_smith.egress.claude import TokenStore
+from agent_smith.egress.state import FirewallState, derive_password
+from agent_smith.events import EventFilter, connect, query
+from tests.egress.helpers import assert_never_contains
+from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, real_secret
+from tests.fixtures.nats import NatsServer
+
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _crew_dir(root: Path, egress: str, *, events: str = "") -> Path:
+    crew = root / "crew"
+    (crew / "agents" / "_shared").mkdir(parents=True, exist_ok=True)
+    (crew / "agents" / "devbot").mkdir(parents=True, exist_ok=True)
+    (crew / "agents" / "devbot" / "CLAUDE.md").write_text("You are devbot.\n")
+    (crew / "crew.yaml").write_text(
+        f"""version: 1
+crew: {{name: fw-test}}
+agents:
+  - name: devbot
+runtime: {{state_dir: {root / "state"}}}
+{events}egress:
+{egress}"""
+    )
+    return crew
+
+
+def _crew(tmp_path: Path) -> Crew:
+    return Crew.model_validate(
+        {"crew": {"name": "cc"}, "agents": [{"name": "devbot"}], "runtime": {"state_dir": str(tmp_path)}}
+    )
+
+
+def test_proxy_url_and_ca_are_created_once_private_and_stable(tmp_path: Path) -> None:
+    crew = _crew(tmp_path)
+    url = proxy_url_for(crew, "devbot")
+    state = FirewallState(tmp_path / "cc" / "firewall")
+    assert url == f"http://devbot:{derive_password(state.identity_key(), 'devbot')}@127.0.0.1:3128"
+    assert proxy_url_for(crew, "devbot") == url
+    assert stat.S_IMODE(state.identity_key_path.stat().st_mode) == 0o600
+    ca = ca_cert_for(crew)
+    assert ca == state.ca_cert_path
+    assert stat.S_IMODE(state.ca_key_path.stat().st_mode) == 0o600
+    assert ca_cert_for(crew).read_bytes() == ca.read_bytes()
+    assert b"BEGIN CERTIFICATE" in ca.read_bytes()
+    configured = crew.model_copy(update={"egress": crew.egress.model_copy(update={"ca_cert": "/etc/x/ca.pem"})})
+    assert ca_cert_for(configured) == Path("/etc/x/ca.pem")
+    with pytest.raises(Exception, match="unknown agent"):
+        proxy_url_for(crew, "nobody")
+
+
+def test_firewall_ca_prints_the_certificate_path(tmp_path: Path) -> None:
+    crew = _crew_dir(tmp_path, "  listen: 127.0.0.1:3128\n")
+    result = runner.invoke(app, ["firewall", "ca", "--crew", str(crew)])
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip())
+    assert path == tmp_path / "state" / "fw-test" / "firewall" / "ca.pem"
+    assert path.is_file()
+
+
+def test_import_claude_login_moves_the_tokens_into_the_store_only(tmp_path: Path) -> None:
+    crew = _crew_dir(tmp_path, "  claude_login: {enabled: true}\n")
+    access, refresh = real_secret("access"), real_secret("refresh")
+    creds = tmp_path / "credentials.json"
+    creds.write_text(
+        json.dumps(
+            {
+                "claudeAiOauth": {
+                    "accessToken": access,
+                    "refreshToken": refresh,
+                    "expiresAt": 1900000000000,
+                    "scopes": ["user:inference"],
+                }
+            }
+        )
+    )
+    result = runner.invoke(app, ["firewall", "import-claude-login", str(creds), "--crew", str(crew)])
+    assert result.exit_code == 0, result.output
+    assert_never_contains([result.output], access, refresh)
+    store = TokenStore(tmp_path / "state" / "fw-test" / "firewall" / "secrets" / "claude-login.json")
+    tokens = store.load()
+    assert tokens is not None
+    assert (tokens.access_token, tokens.refresh_token) == (access, refresh)
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    holding = [p for p in (tmp_path / "state").rglob("*") if p.is_file() and access.encode() in p.read_bytes()]
+    assert holding == [store.path]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not JSON"),
+        (
+            '{"claudeAiOauth": {"accessToken": "agent-smith-placeholder-claude-access-token", "refreshToken": "x", "expiresAt": 1}}',
+            "stub tokens",
+        ),
+        ("[]", "no claudeAiOauth"),
+    ],
+)
+def test_import_claude_login_refuses_bad_files_in_one_line(tmp_path: Path, content: str, message: str) -> None:
+    crew = _crew_dir(tmp_path, "  claude_login: {enabled: true}\n")
+    creds = tmp_path / "credentials.json"
+    creds.write_text(content)
+    result = runner.invoke(app, ["firewall", "import-claude-login", str(creds), "--crew", str(crew)])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_bad_policy_is_refused_at_startup_with_file_and_line(tmp_path: Path) -> None:
+    crew = _crew_dir(tmp_path, "  allow:\n    - host: api.github.com\n      ports: [0]\n")
+    result = runner.invoke(app, ["firewall", "--crew", str(crew)])
+    assert result.exit_code == 2
+    assert "crew.yaml:9:15: egress.allow[0].ports[0]" in result.output
+    assert "ports" in result.output
+
+
+def test_a_missing_secret_is_refused_at_startup(tmp_path: Path) -> None:
+    egress = "  secrets:\n    - name: github\n      placeholder: agent-smith-placeholder-github-token\n      source: {env: NOT_SET_ANYWHERE_X}\n      hosts: [api.github.com]\n"
+    crew = _crew_dir(tmp_path, egress)
+    result = runner.invoke(app, ["firewall", "--crew", str(crew)], env={"NOT_SET_ANYWHERE_X": ""})
+    assert result.exit_code == 2
+    assert "egress secret github: environment variable NOT_SET_ANYWHERE_X is not set" in result.output
+
+
+@pytest.mark.real
+def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
+    tmp_path: Path, egress_upstream: EgressUpstream, nats_server: NatsServer
+) -> None:
+    port, metrics = _free_port(), _free_port()
+    up = egress_upstream.port
+    secret_file = tmp_path / "github-token"
+    secret_file.write_text(egress_upstream.world.github_secret + "\n")
+    egress = f"""  listen: 127.0.0.1:{port}
+  metrics_listen: 127.0.0.1:{metrics}
+  upstream_ca: {egress_upstream.ca_path}
+  allow:
+    - {{host: localhost, ports: [{up}], allow_private: true}}
+  secrets:
+    - name: github
+      placeholder: {GITHUB_PLACEHOLDER}
+      source: {{file: {secret_file}}}
+      hosts: [localhost]
+"""
+    crew_dir = _crew_dir(tmp_path, egress, events=f"events: {{nats_url: '{nats_server.url}'}}\n")
+    crew = load_crew(crew_dir).crew
+    cli = Path(sys.executable).parent / "agent-smith"
+    log = tmp_path / "firewall.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(cli), "--log-level", "info", "--log-format", "json", "firewall", "--crew", str(crew_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8"},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while "firewall listening" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "HTTPS_PROXY": proxy_url_for(crew, "devbot")}
+        curl = ["curl", "-sS", "--cacert", str(ca_cert_for(crew))]
+        ok = subprocess.run(
+            [*curl, "-H", f"Authorization: Bearer {GITHUB_PLACEHOLDER}", f"https://localhost:{up}/echo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert json.loads(ok.stdout)["headers"]["Authorization"] == f"Bearer {GITHUB_PLACEHOLDER}"
+        assert (
+            egress_upstream.world.seen[-1].headers["Authorization"] == f"Bearer {egress_upstream.world.github_secret}"
+        )
+        refused = subprocess.run(
+            [*curl, "https://example.com/"], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert "403" in refused.stderr
+        scraped = subprocess.run(
+            ["curl", "-sS", f"http://127.0.0.1:{metrics}/metrics"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert 'decision="denied"' in scraped.stdout
+
+        async def denied_events() -> list[dict[str, object]]:
+            nc = await connect(nats_server.url)
+            try:
+                for _ in range(100):
+                    found = await query(nc, EventLog(), EventFilter(types=("egress_denied",)))
+                    if found:
+                        return [e.payload for e in found]
+                    await asyncio.sleep(0.05)
+                return []
+            finally:
+                await nc.close()
+
+        [event] = asyncio.run(denied_events())
+        assert event["agent"] == "devbot"
+        assert event["host"] == "example.com"
+        assert "not on the allowlist" in str(event["reason"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    assert process.returncode == 0, log.read_text()
+    state = tmp_path / "state" / "fw-test"
+    assert_never_contains(
+        [
+            log.read_bytes(),
+            ok.stdout,
+            ok.stderr,
+            refused.stderr,
+            scraped.stdout,
+            json.dumps(event),
+            *(p.read_bytes() for p in state.rglob("*") if p.is_file()),
+        ],
+        egress_upstream.world.github_secret,
+    )

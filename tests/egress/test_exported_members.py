@@ -1,0 +1,25 @@
+"""The public surface of `agent_smith.egress` is pinned: a refactor cannot leak internals."""
+
+import agent_smith.egress as egress
+
+
+def test_public_surface() -> None:
+    assert sorted(egress.__all__) == [
+        "AuditEntry",
+        "DenialPublisher",
+        "EgressDenied",
+        "Firewall",
+        "FirewallSettings",
+        "FirewallState",
+        "Metrics",
+        "Resolver",
+        "ca_cert_for",
+        "claude_store_for",
+        "import_claude_login",
+        "proxy_url_for",
+        "run_firewall",
+        "settings_for",
+        "system_resolver",
+    ]
+    for name in egress.__all__:
+        assert getattr(egress, name) is not None
