@@ -16,8 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent_smith.cli.context import AppContext, app_context
-from agent_smith.crew import LoadedCrew, load_crew
+from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
 from agent_smith.errors import MissingPartError, OperationError, UsageError
+from agent_smith.hooks import read_activity
 from agent_smith.runtime import (
     CONTAINER_SESSION,
     ServeOptions,
@@ -153,6 +154,7 @@ def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, An
             entry = {"state": "unsupervised"}
         started = entry.get("started_at")
         activity = entry.get("last_activity")
+        reviews = read_activity(CrewPaths.of(loaded.crew).agent_state(agent.name)) or {}
         rows.append(
             {
                 "agent": agent.name,
@@ -164,6 +166,9 @@ def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, An
                 "retry_in_seconds": (
                     max(0.0, entry["retry_at"] - now) if isinstance(entry.get("retry_at"), int | float) else None
                 ),
+                # The agent's open PRs as its Stop hook last saw them (None: never checked).
+                "open_prs": reviews.get("pull_requests"),
+                "open_prs_checked_at": reviews.get("checked_at"),
             }
         )
     return running, rows
@@ -182,7 +187,7 @@ def _table(loaded: LoadedCrew) -> Table:
         + ("" if running else " (supervisor not running)")
     )
     table = Table(title=title)
-    for column in ("agent", "state", "uptime", "restarts", "last activity", "last exit"):
+    for column in ("agent", "state", "uptime", "restarts", "last activity", "last exit", "open PRs"):
         table.add_column(column)
     for row in rows:
         colour = _COLOURS.get(row["state"], "red")
@@ -196,8 +201,16 @@ def _table(loaded: LoadedCrew) -> Table:
             str(row["restarts"]),
             _age(row["last_activity_seconds_ago"]) + (" ago" if row["last_activity_seconds_ago"] is not None else ""),
             "—" if row["last_exit"] is None else str(row["last_exit"]),
+            _open_prs(row["open_prs"]),
         )
     return table
+
+
+def _open_prs(prs: list[dict[str, Any]] | None) -> str:
+    if prs is None:
+        return "—"
+    waiting = sum(1 for pr in prs if pr.get("unaddressed"))
+    return f"{len(prs)}" + (f" ({waiting} awaiting it)" if waiting else "")
 
 
 def status(
@@ -206,7 +219,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh the table live until interrupted.")] = False,
 ) -> None:
-    """Each agent's state, uptime, restarts and last activity."""
+    """Each agent's state, uptime, restarts, last activity and open PRs."""
     out = app_context(ctx)
     loaded = _load(out, crew)
     if as_json:

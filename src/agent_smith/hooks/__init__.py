@@ -14,6 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent_smith.hooks.context import HookContext, HookSetupError, Teammate, load_context
     from agent_smith.hooks.entry import KINDS, run
+    from agent_smith.hooks.prompt import read_activity
     from agent_smith.hooks.recognise import PrAction, recognise
     from agent_smith.hooks.rewake import Activity, Held, Limits, PullRequest, RewakeState, Wake, decide
 
@@ -24,6 +25,7 @@ _WHERE = {
     "load_context": "context",
     "KINDS": "entry",
     "run": "entry",
+    "read_activity": "prompt",
     "PrAction": "recognise",
     "recognise": "recognise",
     "Activity": "rewake",
@@ -49,6 +51,7 @@ __all__ = [
     "Wake",
     "decide",
     "load_context",
+    "read_activity",
     "recognise",
     "run",
 ]

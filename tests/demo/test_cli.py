@@ -1,0 +1,108 @@
+"""`agent-smith demo` as a user runs it: Ctrl-C and --duration stop everything, nothing is orphaned."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent_smith.cli.app import app
+from tests.demo.kit import demo_env, processes_mentioning
+
+pytestmark = pytest.mark.real
+AGENT_SMITH = str(Path(sys.executable).parent / "agent-smith")
+
+
+def test_help_names_every_option() -> None:
+    result = CliRunner().invoke(app, ["demo", "--help"])
+    assert result.exit_code == 0
+    for option in ("--dir", "--duration", "--keep", "--json", "--step-timeout"):
+        assert option in result.output
+
+
+def wait_gone(needles: list[str], timeout: float = 15.0) -> dict[int, str]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_mentioning(needles)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_ctrl_c_in_the_middle_of_the_story_stops_everything(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    # Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+    process = subprocess.Popen(
+        [AGENT_SMITH, "demo", "--dir", str(root), "--json"],
+        env=demo_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    assert process.stderr is not None
+    # A thread reads stderr, so a demo that hangs cannot hang the test past its deadline.
+    stderr = process.stderr
+
+    def read() -> None:
+        for line in stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any(x.startswith("✓ the operator asks") for x in list(lines)):
+            assert time.monotonic() < deadline, "".join(lines)
+            assert process.poll() is None, "".join(lines)
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=90)
+        reader.join(timeout=10)
+        out = process.stdout.read() if process.stdout else ""
+        err = "".join(lines)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            # What the killed demo could not stop (the supervisor and firewall have sessions of their own).
+            subprocess.run([AGENT_SMITH, "down", "--crew", str(root / "crew")], env=demo_env(tmp_path), check=False)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert "• stopping" in err
+    record = json.loads((root / "record.json").read_text())
+    assert record["outcome"] == "interrupted"
+    assert record["steps"]["asked"]["done_at"] is not None
+    socket_name = record["attach"][0].split()[2]
+    assert wait_gone([str(root), socket_name]) == {}
+    assert out == "", "an interrupted demo prints no record on stdout (it is in record.json)"
+
+
+def test_duration_stops_the_demo_and_says_what_was_not_reached(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    done = subprocess.run(
+        [AGENT_SMITH, "demo", "--dir", str(root), "--duration", "20", "--json"],
+        env=demo_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    record = json.loads(done.stdout)
+    assert record["outcome"] == "duration reached"
+    assert record["complete"] is False
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: the demo ended (duration reached) before:")
+    assert "the reviewer approves; the PR merges; pr_merged" in error
+    # Stopped wherever it was (bring-up or story): tmux sockets only exist once the crew is written.
+    sockets = [command.split()[2] for command in record["attach"]]
+    assert wait_gone([str(root), *sockets]) == {}
