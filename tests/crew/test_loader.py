@@ -230,3 +230,32 @@ def test_bad_env_values_are_reported_against_the_variable(crew_dir: Path) -> Non
 def test_a_crew_file_path_is_accepted_as_well_as_its_directory(crew_dir: Path) -> None:
     assert load_crew(crew_dir / "crew.yaml", env={}).root == crew_dir
     assert load_crew(None, env={"AGENT_SMITH_CREW": str(crew_dir)}).root == crew_dir
+
+
+def test_secret_rules_may_share_a_placeholder_only_for_different_agents(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    per_agent = """      where: {header: Authorization}
+      agents: [devbot]
+    - name: github-review
+      placeholder: agent-smith-placeholder-github-token
+      source: {env: AGENT_SMITH_SECRET_GITHUB_REVIEW}
+      hosts: [api.github.com, github.com]
+      agents: [reviewbot]
+"""
+    text = crew_yaml.read_text()
+    edit(crew_yaml, "      where: {header: Authorization}\n", per_agent)
+    loaded = load_crew(crew_dir, env={})
+    assert [r.agents for r in loaded.crew.egress.secrets] == [["devbot"], ["reviewbot"]]
+
+    crew_yaml.write_text(text)
+    edit(
+        crew_yaml,
+        "      where: {header: Authorization}\n",
+        per_agent.replace("agents: [reviewbot]", "agents: [devbot, ghost]"),
+    )
+    found = problems(crew_dir)
+    assert any(
+        "egress.secrets[1].placeholder: placeholder is already used at egress.secrets[0].placeholder" in p
+        for p in found
+    )
+    assert any("egress.secrets[1].agents[1]: no agent 'ghost' in this crew" in p for p in found)

@@ -88,7 +88,7 @@ def test_ctrl_c_in_the_middle_of_the_story_stops_everything(tmp_path: Path) -> N
 def test_duration_stops_the_demo_and_says_what_was_not_reached(tmp_path: Path) -> None:
     root = tmp_path / "run"
     done = subprocess.run(
-        [AGENT_SMITH, "demo", "--dir", str(root), "--duration", "20", "--json"],
+        [AGENT_SMITH, "demo", "--dir", str(root), "--duration", "8", "--json"],
         env=demo_env(tmp_path),
         capture_output=True,
         text=True,

@@ -144,7 +144,7 @@ def assert_from_sources(demo: Demo, seen: Seen, leak_check: LeakCheck) -> None:
         a["agent"] == "devbot"
         and a["host"] == host
         and a["path"].endswith("/git-receive-pack")
-        and a["swapped"] == ["github"]
+        and a["swapped"] == ["github-devbot"]
         for a in audit
     )
     assert any(a["agent"] == "reviewbot" and a["swapped"] == ["github-reviewbot"] and a["status"] == 200 for a in audit)

@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from agent_smith.crew import load_crew, scaffold_crew
 from agent_smith.demo import clean_env
-from agent_smith.demo.crewfile import REVIEWER_PLACEHOLDER, Facts, demo_crew, demo_settings
+from agent_smith.demo.crewfile import FORGE_PLACEHOLDER, Facts, demo_crew, demo_settings
 from agent_smith.demo.script import ASK, REVIEW_COMMENT, Story, build_script
 from agent_smith.hooks.recognise import recognise
 from agent_smith.standins import parse_script
@@ -23,7 +23,6 @@ STORY = Story(
     reviewer="reviewbot",
     developer_user="@devbot:localhost",
     reviewer_user="@reviewbot:localhost",
-    reviewer_token_placeholder=REVIEWER_PLACEHOLDER,
     refused_host="hooks.slack.com",
 )
 
@@ -64,9 +63,8 @@ def test_the_hooks_recognise_every_pull_request_action_of_the_script(
         assert found.review_state == state
 
 
-def test_only_the_reviewer_names_the_reviewer_placeholder() -> None:
-    assert all(REVIEWER_PLACEHOLDER in c for c in commands("reviewbot"))
-    assert not any(REVIEWER_PLACEHOLDER in c for c in commands("devbot"))
+def test_no_agent_names_a_token_the_firewall_swaps_per_agent() -> None:
+    assert not any("TOKEN" in c or FORGE_PLACEHOLDER in c for a in ("devbot", "reviewbot") for c in commands(a))
 
 
 def test_the_inline_comment_is_what_wakes_the_developer() -> None:
@@ -111,7 +109,8 @@ def test_the_demo_crew_is_the_scaffold_pointed_at_local_parts_and_loads_cleanly(
     assert crew.forge.host == "vm"
     assert crew.events.nats_url == "nats://127.0.0.1:4999"
     assert [r.host for r in crew.egress.allow] == ["vm"]
-    assert {s.placeholder for s in crew.egress.secrets} == {crew.forge.token_placeholder, REVIEWER_PLACEHOLDER}
+    assert {s.placeholder for s in crew.egress.secrets} == {crew.forge.token_placeholder}
+    assert [s.agents for s in crew.egress.secrets] == [["devbot"], ["reviewbot"]]
     assert all(s.source.file is not None for s in crew.egress.secrets), "real tokens live in files, not crew.yaml"
     assert crew.egress.claude_login.enabled is False
     assert crew.matrix is not None

@@ -285,3 +285,25 @@ def test_an_sse_event_is_not_held_back() -> None:
     assert scrubber.feed(b"event: x\ndata: 1\n\n") == b"event: x\ndata: 1\n\n"
     assert scrubber.feed(b"data: REAL-") == b"data: "
     assert scrubber.feed(b"SECRET\n\n") == b"PH\n\n"
+
+
+def test_rules_for_different_agents_share_one_placeholder_each_with_its_own_secret() -> None:
+    """Each agent acts under its own GitHub identity while every agent holds the same placeholder."""
+    shared = "agent-smith-placeholder-github-token"
+    secrets = [
+        Secret("github-dev", shared, "dev-real-token-0001", ("ghe.test",), agents=frozenset({"devbot"})),
+        Secret("github-rev", shared, "rev-real-token-0002", ("ghe.test",), agents=frozenset({"reviewbot"})),
+    ]
+    policy = Policy(rules=(Rule("ghe.test", frozenset({443})),))
+
+    def sent_by(agent: str) -> str:
+        request = RequestView(
+            agent, "ghe.test", 443, "GET", "/api/v3/user", "ghe.test", (("authorization", f"token {shared}"),)
+        )
+        verdict = evaluate(policy, secrets, request)
+        assert isinstance(verdict, Forward)
+        return dict(verdict.headers)["authorization"]
+
+    assert sent_by("devbot") == "token dev-real-token-0001"
+    assert sent_by("reviewbot") == "token rev-real-token-0002"
+    assert sent_by("opsbot") == f"token {shared}"  # no rule serves it: the placeholder goes as it is

@@ -187,7 +187,9 @@ def _table(loaded: LoadedCrew) -> Table:
         + ("" if running else " (supervisor not running)")
     )
     table = Table(title=title)
-    for column in ("agent", "state", "uptime", "restarts", "last activity", "last exit", "open PRs"):
+    table.add_column("agent", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("uptime", "restarts", "last activity", "last exit", "open PRs"):
         table.add_column(column)
     for row in rows:
         colour = _COLOURS.get(row["state"], "red")

@@ -390,11 +390,12 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
         "secret name",
         problem,
     )
-    _first_seen(
-        ((("egress", "secrets", i, "placeholder"), r.placeholder) for i, r in enumerate(crew.egress.secrets)),
-        "placeholder",
-        problem,
-    )
+    _placeholders(crew, problem)
+    for i, rule in enumerate(crew.egress.secrets):
+        names = {a.name for a in crew.agents}
+        for j, agent_name in enumerate(rule.agents or ()):
+            if agent_name not in names:
+                problem(("egress", "secrets", i, "agents", j), f"no agent {agent_name!r} in this crew")
     logins = [(("agents", i, "github_login"), a.login) for i, a in enumerate(crew.agents)]
     _first_seen(logins, "GitHub login", problem)
     users = [(("agents", i, "matrix", "user_id"), a.matrix.user_id) for i, a in enumerate(crew.agents) if a.matrix]
@@ -407,6 +408,22 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
                     "set, but the crew has no matrix section with a homeserver",
                 )
                 break
+
+
+def _placeholders(crew: Crew, problem: Any) -> None:
+    """Two rules may share a placeholder only when they are for different agents."""
+    seen: list[tuple[int, str, frozenset[str] | None]] = []
+    for i, rule in enumerate(crew.egress.secrets):
+        scope = frozenset(rule.agents) if rule.agents is not None else None
+        for j, placeholder, other in seen:
+            if placeholder == rule.placeholder and (scope is None or other is None or scope & other):
+                problem(
+                    ("egress", "secrets", i, "placeholder"),
+                    f"placeholder is already used at egress.secrets[{j}].placeholder for the same agents "
+                    "(give each rule its own agents to share one placeholder)",
+                )
+                break
+        seen.append((i, rule.placeholder, scope))
 
 
 def _first_seen(items: Iterable[tuple[Loc, str]], what: str, problem: Any) -> None:

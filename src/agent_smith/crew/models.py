@@ -281,6 +281,13 @@ class SecretRule(_Model):
     source: SecretSource
     hosts: list[HostPattern] = Field(min_length=1)
     where: HeaderPlacement = Field(default_factory=HeaderPlacement)
+    agents: list[AgentName] | None = Field(
+        default=None,
+        description=(
+            "only requests from these agents get this secret (all agents when absent); rules for different "
+            "agents may share one placeholder, so each agent acts under its own identity"
+        ),
+    )
 
 
 class ClaudeLogin(_Model):

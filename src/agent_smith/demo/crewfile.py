@@ -12,7 +12,9 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-REVIEWER_PLACEHOLDER = "agent-smith-placeholder-reviewbot-github-token"
+DEVELOPER = "devbot"
+REVIEWER = "reviewbot"
+FORGE_PLACEHOLDER = "agent-smith-placeholder-github-token"
 """What the reviewer names as its GitHub token; the firewall swaps in the reviewer's real one."""
 
 
@@ -56,25 +58,29 @@ def demo_crew(crew: MutableMapping[str, Any], facts: Facts) -> MutableMapping[st
     if facts.nats_url is not None:
         # The demo runs its own event log, so hooks and the firewall are told where it is.
         crew["events"]["nats_url"] = facts.nats_url
-    crew["forge"] = {"kind": "github-enterprise", "base_url": f"https://{facts.forge_host}/api/v3"}
+    crew["forge"] = {
+        "kind": "github-enterprise",
+        "base_url": f"https://{facts.forge_host}/api/v3",
+        "token_placeholder": FORGE_PLACEHOLDER,
+    }
     egress = crew["egress"]
     egress["listen"] = facts.egress_listen
     egress["allow"] = [{"host": facts.forge_host, "ports": [443], "allow_private": True}]
+    # Both agents hold the same placeholder; the firewall swaps in each one's own token, so
+    # each acts on the forge as itself (and cannot approve its own pull request).
     egress["secrets"] = [
         {
-            "name": "github",
-            "placeholder": "agent-smith-placeholder-github-token",
-            "source": {"file": facts.developer_secret_file},
+            "name": f"github-{agent}",
+            "placeholder": crew["forge"]["token_placeholder"],
+            "source": {"file": secret_file},
             "hosts": [facts.forge_host],
             "where": {"header": "Authorization"},
-        },
-        {
-            "name": "github-reviewbot",
-            "placeholder": REVIEWER_PLACEHOLDER,
-            "source": {"file": facts.reviewer_secret_file},
-            "hosts": [facts.forge_host],
-            "where": {"header": "Authorization"},
-        },
+            "agents": [agent],
+        }
+        for agent, secret_file in (
+            (DEVELOPER, facts.developer_secret_file),
+            (REVIEWER, facts.reviewer_secret_file),
+        )
     ]
     egress["upstream_ca"] = facts.forge_ca
     egress["claude_login"] = {"enabled": False}

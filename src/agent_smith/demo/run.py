@@ -28,7 +28,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from agent_smith.crew import CONTAINER_CONTRACT, CrewPaths, LoadedCrew, load_crew, scaffold_crew
-from agent_smith.demo.crewfile import REVIEWER_PLACEHOLDER, Facts, demo_crew, demo_settings
+from agent_smith.demo.crewfile import DEVELOPER, REVIEWER, Facts, demo_crew, demo_settings
 from agent_smith.demo.observe import (
     audit_seen,
     chat_events,
@@ -49,8 +49,6 @@ from agent_smith.runtime import find_claude, run_dir, stop_crew
 from agent_smith.standins import MatrixUser, ModelServerThread, SynapseServer, parse_script
 from agent_smith.standins.github import GitHubStandin, World
 
-DEVELOPER = "devbot"
-REVIEWER = "reviewbot"
 REPO_OWNER, REPO_NAME = "example", "widgets"
 REFUSED_HOST = "hooks.slack.com"
 ROOM_ALIAS = "crew"
@@ -347,7 +345,6 @@ class Runner:
                 reviewer=REVIEWER,
                 developer_user=demo.agent_users[DEVELOPER].user_id,
                 reviewer_user=demo.agent_users[REVIEWER].user_id,
-                reviewer_token_placeholder=REVIEWER_PLACEHOLDER,
                 refused_host=REFUSED_HOST,
             )
             model = ModelServerThread(

@@ -41,7 +41,6 @@ class Story:
     reviewer: str
     reviewer_user: str
     developer_user: str
-    reviewer_token_placeholder: str
     refused_host: str
     pr_number: int = 1
 
@@ -52,12 +51,6 @@ def _bash(command: str, description: str) -> dict[str, Any]:
 
 def _reply(room_id: str, text: str) -> dict[str, Any]:
     return {"name": REPLY_TOOL, "input": {"room_id": room_id, "text": text}}
-
-
-def _as_reviewer(story: Story, command: str) -> str:
-    # The crew contract has one forge placeholder for every agent; the reviewer names its own,
-    # which the firewall swaps for the reviewer's token (see docs/demo.md, "Identities").
-    return f"export GH_ENTERPRISE_TOKEN={shlex.quote(story.reviewer_token_placeholder)} && {command}"
 
 
 def developer_turns(story: Story) -> list[dict[str, Any]]:
@@ -124,10 +117,11 @@ def reviewer_turns(story: Story) -> list[dict[str, Any]]:
         "body": "One thing before I approve.",
         "comments": [{"path": SOURCE_FILE, "line": FIXED_LINE, "body": REVIEW_COMMENT}],
     }
-    post_review = f"review=$(mktemp) && printf '%s' {shlex.quote(json.dumps(review))} > \"$review\" && " + _as_reviewer(
-        story, f'gh api --method POST repos/{story.repo}/pulls/{n}/reviews --input "$review"'
+    post_review = (
+        f"review=$(mktemp) && printf '%s' {shlex.quote(json.dumps(review))} > \"$review\" && "
+        f'gh api --method POST repos/{story.repo}/pulls/{n}/reviews --input "$review"'
     )
-    approve = _as_reviewer(story, f"gh pr review {n} -R {story.repo} --approve --body 'The test covers it. Approved.'")
+    approve = f"gh pr review {n} -R {story.repo} --approve --body 'The test covers it. Approved.'"
     return [
         {"when": {"contains": ANNOUNCED}, "tool_calls": [_bash(post_review, "Review the PR with an inline comment")]},
         {"when": {"tool_result": True}, "text": f"Reviewed {story.repo}#{n}: one inline comment on {SOURCE_FILE}."},

@@ -96,6 +96,7 @@ def secrets_from_crew(crew: Crew, environ: Mapping[str, str], base: Path) -> tup
                 hosts=tuple(rule.hosts),
                 header=rule.where.header.lower(),
                 scheme=rule.where.scheme,
+                agents=frozenset(rule.agents) if rule.agents is not None else None,
             )
         )
     return tuple(out)

@@ -74,6 +74,11 @@ class Secret:
     hosts: tuple[str, ...]
     header: str = "authorization"
     scheme: Scheme = "auto"
+    agents: frozenset[str] | None = None
+    """Only these agents' requests get the secret (None: every agent's)."""
+
+    def serves(self, agent: str) -> bool:
+        return self.agents is None or agent in self.agents
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,8 @@ def _refresh_request(claude: ClaudePolicy, request: RequestView) -> bool:
 
 def evaluate(policy: Policy, secrets: Sequence[Secret], request: RequestView) -> Verdict:
     """Decide one request inside an authorized tunnel: refuse it, answer it locally, or forward it swapped."""
+    # A secret scoped to other agents is not this agent's: its placeholder is plain text here.
+    secrets = [secret for secret in secrets if secret.serves(request.agent)]
     host = normalize_host(request.tunnel_host)
     if request.authority is None:
         return Denied("the request names no Host")

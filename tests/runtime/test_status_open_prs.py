@@ -1,0 +1,52 @@
+"""`status` shows each agent's open PRs as its Stop hook last saw them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agent_smith.crew import CrewPaths, load_crew, scaffold_crew
+
+CLI = Path(sys.executable).parent / "agent-smith"
+
+
+def test_status_lists_open_prs_and_those_awaiting_the_agent(tmp_path: Path) -> None:
+    crew = tmp_path / "crew"
+    scaffold_crew(crew)
+    text = (
+        (crew / "crew.yaml")
+        .read_text()
+        .replace(
+            "egress:\n", f"runtime:\n  state_dir: {tmp_path / 'state'}\n  tmux_socket: st-{os.getpid()}\n\negress:\n", 1
+        )
+    )
+    (crew / "crew.yaml").write_text(text)
+    state = CrewPaths.of(load_crew(crew, env={}).crew).agent_state("devbot")
+    (state / "hooks").mkdir(parents=True)
+    (state / "hooks" / "activity.json").write_text(
+        json.dumps(
+            {
+                "checked_at": "2026-11-25T12:00:00+00:00",
+                "pull_requests": [
+                    {"repo": "example/widgets", "number": 3, "title": "Fix", "url": "u3", "unaddressed": 2},
+                    {"repo": "example/widgets", "number": 4, "title": "Docs", "url": "u4", "unaddressed": 0},
+                ],
+            }
+        )
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "COLUMNS": "200"}
+    result = subprocess.run(
+        [str(CLI), "status", "--crew", str(crew), "--json"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["agent"]: row for row in json.loads(result.stdout)["agents"]}
+    assert [pr["number"] for pr in rows["devbot"]["open_prs"]] == [3, 4]
+    assert rows["devbot"]["open_prs_checked_at"] == "2026-11-25T12:00:00+00:00"
+    assert rows["reviewbot"]["open_prs"] is None
+    table = subprocess.run(
+        [str(CLI), "status", "--crew", str(crew)], capture_output=True, text=True, env=env, check=False
+    )
+    assert "2 (1 awaiting it)" in table.stdout
