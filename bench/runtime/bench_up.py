@@ -172,6 +172,14 @@ def ours(n: int, tmp: Path, url: str, round_no: int) -> tuple[float, dict[str, f
         subprocess.run([str(CLI), "down", "--crew", str(root)], env=env, capture_output=True, timeout=120, check=False)
 
 
+def _proc(pid: int, name: str) -> bytes:
+    """A /proc file of a process that may exit while we look (a short-lived hook): empty then."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return b""
+
+
 def measure(root: Path, socket_name: str, n: int) -> dict[str, float]:
     state = root.parent / f"{root.name}-state" / "bench"
     supervisor = int((state / "runtime" / "supervisor.pid").read_text())
@@ -179,12 +187,11 @@ def measure(root: Path, socket_name: str, n: int) -> dict[str, float]:
     nats = int(json.loads((state / "nats" / "server.json").read_text())["pid"])
     tmux = Tmux(socket_name)
     server = tmux.server_pid()
-    pipes = [pid for pid in descendants(server or 0) if Path(f"/proc/{pid}/comm").read_text().strip() == "cat"]
+    pipes = [pid for pid in descendants(server or 0) if _proc(pid, "comm").strip() == b"cat"]
     per_agent_extra = 0
     for pane in tmux.pane_pids():
         for pid in descendants(pane):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"agent-smith" in cmdline:
+            if b"agent-smith" in _proc(pid, "cmdline"):
                 per_agent_extra += rss_kib(pid)
     shared = {"supervisor": rss_kib(supervisor), "firewall": rss_kib(firewall), "nats": rss_kib(nats)}
     pipes_kib = sum(rss_kib(pid) for pid in pipes)
