@@ -31,7 +31,8 @@ from datetime import datetime, time
 from enum import StrEnum
 from functools import cached_property
 from urllib.parse import unquote
-from zoneinfo import ZoneInfo
+
+from agent_smith.quiet_hours import is_quiet
 
 HEARD_MSGTYPES = frozenset({"m.text", "m.notice", "m.emote"})
 DEFAULT_INCIDENT_WORDS = ("incident", "outage", "sev1", "urgent")
@@ -194,12 +195,7 @@ class QuietHours:
 
     def contains(self, now: datetime) -> bool:
         """Is the aware datetime `now` inside the window (start inclusive, end exclusive)?"""
-        local = now.astimezone(ZoneInfo(self.timezone)).time().replace(tzinfo=None)
-        if self.start == self.end:
-            return False
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
+        return is_quiet(self.start, self.end, self.timezone, now)
 
 
 def is_incident(text: str, words: Iterable[str]) -> bool:
