@@ -151,7 +151,9 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert second != first
     assert crew.pane_pid("carol", 1) == shell
     assert {name: crew.pane_pid(name) for name in ("alice", "bob")} == before
-    assert crew.entry("carol")["last_exit"] == 128 + signal.SIGKILL, crew.entry("carol")
+    # tmux usually reports the signal (137); sometimes the pane is gone before its status is read,
+    # and the exit is then recorded as unknown rather than guessed.
+    assert crew.entry("carol")["last_exit"] in (128 + signal.SIGKILL, None), crew.entry("carol")
 
     # A second fast crash (within min_uptime) is a crash loop: shown, and retried only slowly.
     os.kill(second, signal.SIGKILL)

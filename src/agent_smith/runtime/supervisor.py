@@ -82,6 +82,7 @@ class _Agent:
     record: Record
     dialog_answered: bool = False
     launch_id: str | None = None
+    exit_unread: bool = False
 
 
 class Metrics:
@@ -223,7 +224,13 @@ class Supervisor:
     async def _look(self, agent: _Agent, live: Mapping[tuple[str, int], panes.PaneStatus]) -> None:
         spec = agent.spec
         claude = live.get((spec.session, panes.CLAUDE_PANE))
+        if claude is not None and claude.dead and claude.exit_code is None and not agent.exit_unread:
+            # tmux marks a pane dead when its pty closes, which can come before it has reaped the
+            # process: the exit status follows a moment later, so read it on the next round.
+            agent.exit_unread = True
+            return
         if claude is None or claude.dead:
+            agent.exit_unread = False
             code = claude.exit_code if claude is not None else None
             if agent.launch_id is not None:
                 # Hooks and MCP servers of the claude that died would otherwise outlive it.
