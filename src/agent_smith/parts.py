@@ -1,6 +1,6 @@
 """The real parts agent-smith runs on: where each is, its version, and how to fix a missing one.
 
-`probe_all` does the I/O (PATH look-ups, `--version` runs); `summarise`
+`probe_all` does the I/O (PATH look-ups, `--version` runs); `missing_required`
 decides the outcome from plain rows.
 """
 
@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PINNED_CLAUDE = "2.1.331"
 INSTALL = "bash scripts/install.sh"
 
 
@@ -33,24 +32,6 @@ class PartStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def project_root() -> Path:
-    """The checkout agent-smith runs from (where package.json and node_modules live)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "package.json").is_file() and (parent / "pyproject.toml").is_file():
-            return parent
-    return Path.cwd()
-
-
-def find_node_binary(name: str) -> Path | None:
-    """A binary from the project's pinned node_modules first, then PATH."""
-    local = project_root() / "node_modules" / ".bin" / name
-    if local.is_file():
-        return local
-    found = shutil.which(name)
-    return Path(found) if found else None
 
 
 def find_nats_server() -> Path | None:
@@ -83,9 +64,16 @@ def _which(name: str) -> Path | None:
 
 
 def _claude() -> PartStatus:
-    status = _binary("claude CLI", find_node_binary("claude"), ["--version"], True, f"{INSTALL} (npm ci)")
-    if status.found and status.version != PINNED_CLAUDE:
-        return PartStatus(**{**asdict(status), "note": f"agent-smith is tested with {PINNED_CLAUDE}"})
+    from agent_smith.errors import MissingPartError
+    from agent_smith.runtime import PINNED_VERSION, find_claude
+
+    try:
+        binary: Path | None = find_claude()
+    except MissingPartError:
+        binary = None
+    status = _binary("claude CLI", binary, ["--version"], True, f"{INSTALL} (npm ci)")
+    if status.found and status.version != PINNED_VERSION:
+        return PartStatus(**{**asdict(status), "note": f"agent-smith is tested with {PINNED_VERSION}"})
     return status
 
 
