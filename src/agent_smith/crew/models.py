@@ -158,8 +158,8 @@ class GitIdentity(_Model):
 class QuietHours(_Model):
     """A daily window in which the agent neither replies nor reacts, except to incidents."""
 
-    start: time
-    end: time
+    start: time = Field(description="local time the quiet window starts, e.g. 22:00")
+    end: time = Field(description="local time it ends; before start means it crosses midnight")
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
     incident_words: list[str] = Field(
         default_factory=lambda: ["incident", "outage", "sev1", "urgent"],
@@ -177,8 +177,10 @@ class QuietHours(_Model):
 
 
 class AgentMatrix(_Model):
-    user_id: MatrixUserId
-    display_name: str | None = None
+    user_id: MatrixUserId = Field(description="the agent's Matrix account, e.g. @devbot:example.org")
+    display_name: str | None = Field(
+        default=None, description="the name people mention it by; the agent name when absent"
+    )
     rooms: list[MatrixRoom] = Field(default_factory=list, description="rooms the agent joins and listens in")
     allowed_senders: list[MatrixUserId] = Field(
         default_factory=list,
@@ -191,8 +193,8 @@ class RestartPolicy(_Model):
     """How the supervisor restarts a claude process that exited (Supervisor's semantics)."""
 
     min_uptime: Seconds = Field(default=10.0, description="a start counts only after staying up this long")
-    backoff_initial: Seconds = 2.0
-    backoff_max: Seconds = 300.0
+    backoff_initial: Seconds = Field(default=2.0, description="first wait before a restart; doubles per fast crash")
+    backoff_max: Seconds = Field(default=300.0, description="the longest wait between restarts")
     crash_loop_after: int = Field(default=5, ge=1, description="fast crashes in a row before crash-looping")
     crash_loop_retry: Seconds = Field(default=900.0, description="retry interval while crash-looping")
 
@@ -207,7 +209,7 @@ class SetupCommand(_Model):
     """A per-agent command run after the clones (install a toolchain, warm a cache)."""
 
     command: str = Field(min_length=1, description="run with bash -c in the primary repository")
-    timeout: Seconds = 600.0
+    timeout: Seconds = Field(default=600.0, description="the command is killed (with its process group) after this")
 
 
 class Resources(_Model):
@@ -224,8 +226,10 @@ class Resources(_Model):
 class HostRule(_Model):
     """One allowlist entry: a host (exact or ``*.suffix``), its ports, optional methods and paths."""
 
-    host: HostPattern
-    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=lambda: [443])
+    host: HostPattern = Field(description="an exact host name, *.suffix, or an IP literal")
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=lambda: [443], description="allowed ports"
+    )
     methods: list[str] | None = Field(default=None, description="allowed HTTP methods; all when absent")
     paths: list[str] | None = Field(default=None, description="allowed path prefixes; all when absent")
     allow_private: bool = Field(
@@ -250,8 +254,8 @@ class HostRule(_Model):
 class SecretSource(_Model):
     """Where the firewall reads a real secret: exactly one of an env var or a file."""
 
-    env: EnvVarName | None = None
-    file: str | None = None
+    env: EnvVarName | None = Field(default=None, description="the firewall's environment variable holding the secret")
+    file: str | None = Field(default=None, description="a file holding the secret (read by the firewall only)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -263,7 +267,9 @@ class SecretSource(_Model):
 class HeaderPlacement(_Model):
     """Where in the request the placeholder is swapped for the secret."""
 
-    header: str = Field(default="Authorization", pattern=r"^[A-Za-z0-9-]+$")
+    header: str = Field(
+        default="Authorization", pattern=r"^[A-Za-z0-9-]+$", description="the request header the placeholder travels in"
+    )
     scheme: Literal["auto", "bearer", "token", "basic", "raw"] = Field(
         default="auto",
         description=(
@@ -276,10 +282,10 @@ class HeaderPlacement(_Model):
 class SecretRule(_Model):
     """A placeholder the agents carry, and the real secret the firewall swaps in toward `hosts` only."""
 
-    name: AgentName
+    name: AgentName = Field(description="names the rule in audit lines and errors")
     placeholder: Placeholder = Field(description="the literal token agents hold")
     source: SecretSource
-    hosts: list[HostPattern] = Field(min_length=1)
+    hosts: list[HostPattern] = Field(min_length=1, description="the only hosts that receive the real secret")
     where: HeaderPlacement = Field(default_factory=HeaderPlacement)
     agents: list[AgentName] | None = Field(
         default=None,
@@ -293,8 +299,10 @@ class SecretRule(_Model):
 class ClaudeLogin(_Model):
     """The Claude subscription: the firewall holds the real OAuth tokens and answers refreshes."""
 
-    enabled: bool = False
-    api_hosts: list[HostPattern] = Field(default_factory=lambda: ["api.anthropic.com"])
+    enabled: bool = Field(default=False, description="swap the stub OAuth token for the real one toward api_hosts")
+    api_hosts: list[HostPattern] = Field(
+        default_factory=lambda: ["api.anthropic.com"], description="the model API hosts"
+    )
     token_url: str = Field(
         default="https://platform.claude.com/v1/oauth/token",
         pattern=r"^https://",
@@ -314,14 +322,20 @@ class AgentEgress(_Model):
 
 
 class Agent(_Model):
-    name: AgentName
+    name: AgentName = Field(description="the agent's name: its persona directory agents/<name>/ and tmux session")
     role: str = Field(default="engineer", description="shown to teammates in the generated team section")
-    repos: list[RepoName] = Field(default_factory=list)
+    repos: list[RepoName] = Field(
+        default_factory=list, description="repositories (owner/name) cloned into its workspace"
+    )
     primary_repo: RepoName | None = Field(default=None, description="defaults to the first of repos")
     git: GitIdentity | None = Field(default=None, description="defaults to the agent's name and a noreply address")
-    github_login: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+    github_login: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$",
+        description="its account on the forge; the agent name when absent",
+    )
     matrix: AgentMatrix | None = None
-    permission_mode: PermissionMode = PermissionMode.accept_edits
+    permission_mode: PermissionMode = Field(default=PermissionMode.accept_edits, description="claude --permission-mode")
     first_run_prompt: str | None = Field(default=None, description="sent once, on the agent's very first start")
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     setup: SetupCommand | None = None
@@ -353,8 +367,10 @@ class MatrixSettings(_Model):
     homeserver: str = Field(pattern=r"^https?://", description="client-server API base URL")
     review_room: MatrixRoom | None = Field(default=None, description="where new PRs are announced to reviewers")
     operators: list[MatrixUserId] = Field(default_factory=list, description="people who may direct any agent")
-    ack_reaction: str = "👀"
-    max_agent_messages_in_a_row: int = Field(default=3, ge=1)
+    ack_reaction: str = Field(default="👀", description="the reaction that acknowledges a message that woke the agent")
+    max_agent_messages_in_a_row: int = Field(
+        default=3, ge=1, description="agent messages per room without a human before replies are refused"
+    )
     reply_style: str = Field(
         default="Answer in the room you were asked in, briefly; put long output in a PR or a file.",
         description="added to every prompt as the crew's reply-style context",
@@ -363,15 +379,25 @@ class MatrixSettings(_Model):
 
 class EventLog(_Model):
     nats_url: str | None = Field(default=None, description="an existing NATS server; embedded when absent")
-    stream: str = Field(default="SWARM_EVENTS", pattern=r"^[A-Za-z0-9_-]+$")
-    subject_prefix: str = Field(default="swarm.events", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    stream: str = Field(
+        default="SWARM_EVENTS",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the JetStream stream, created or updated at start",
+    )
+    subject_prefix: str = Field(
+        default="swarm.events",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="events go to <prefix>.<type>.<agent>",
+    )
     max_age: Seconds = Field(default=30 * 86400.0, description="drop events older than this")
     max_bytes: Bytes = Field(default=1 << 30, description="cap the stream's size")
     duplicate_window: Seconds = Field(default=120.0, description="a re-sent event id within this is stored once")
 
 
 class Forge(_Model):
-    kind: Literal["github", "github-enterprise"] = "github"
+    kind: Literal["github", "github-enterprise"] = Field(
+        default="github", description="github.com, or GitHub Enterprise at base_url"
+    )
     base_url: str = Field(
         default="https://api.github.com",
         pattern=r"^https?://",
@@ -403,7 +429,11 @@ class Forge(_Model):
 
 
 class Egress(_Model):
-    listen: str = Field(default="127.0.0.1:3128", pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+    listen: str = Field(
+        default="127.0.0.1:3128",
+        pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$",
+        description="the explicit proxy agents' HTTPS_PROXY points at",
+    )
     transparent_listen: str | None = Field(
         default=None, description="address for transparent (SNI-routed) mode; off when absent"
     )
@@ -452,10 +482,20 @@ class NetworkPeer(_Model):
 
 
 class Kubernetes(_Model):
-    namespace: str = Field(default="agent-smith", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    image: str = "ghcr.io/agent-smith/agent-smith:latest"
-    storage_class: str | None = None
-    transparent_egress: bool = False
+    namespace: str = Field(
+        default="agent-smith",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="the namespace everything is rendered into",
+    )
+    image: str = Field(
+        default="ghcr.io/agent-smith/agent-smith:latest", description="the agent-smith image (agents and firewall)"
+    )
+    storage_class: str | None = Field(
+        default=None, description="for the home, workspace and NATS volumes; the cluster default when absent"
+    )
+    transparent_egress: bool = Field(
+        default=False, description="point allowlisted host names at the firewall (SNI mode) besides HTTPS_PROXY"
+    )
     external_secrets: bool = Field(default=False, description="take the firewall's secrets from an ExternalSecret")
     secret_store: str = Field(
         default="agent-smith",
@@ -488,15 +528,15 @@ class Kubernetes(_Model):
 
 
 class CrewInfo(_Model):
-    name: AgentName
-    description: str = ""
+    name: AgentName = Field(description="the crew's name; its state lives under runtime.state_dir/<name>/")
+    description: str = Field(default="", description="free text")
 
 
 class Crew(_Model):
     """The whole of crew.yaml."""
 
     schema_ref: str | None = Field(default=None, alias="$schema", description="editor hint; ignored")
-    version: Literal[1] = 1
+    version: Literal[1] = Field(default=1, description="the crew.yaml format version")
     crew: CrewInfo
     agents: list[Agent] = Field(min_length=1)
     matrix: MatrixSettings | None = None
