@@ -69,18 +69,3 @@ def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> 
     eventually("new output in the new file", lambda: log.exists() and "after-5" in log.read_text())
     assert "after-5" not in log.with_name(log.name + ".1").read_text()
     assert panes.rotated(log, 2) == [log.with_name(log.name + ".1"), log]
-
-
-def test_a_pane_killed_by_a_signal_reports_128_plus_the_signal(tmux_server: Tmux, tmp_path: Path) -> None:
-    import os
-    import signal
-
-    tmux_server.new_session(
-        "victim", ["sleep", "600"], env={"PATH": os.environ["PATH"]}, cwd=tmp_path, remain_on_exit=True
-    )
-    pid = panes.panes(tmux_server)[("victim", 0)].pid
-    os.kill(pid, signal.SIGKILL)
-    eventually("the status", lambda: panes.panes(tmux_server)[("victim", 0)].exit_code is not None)
-    status = panes.panes(tmux_server)[("victim", 0)]
-    assert status.dead
-    assert status.exit_code == 128 + signal.SIGKILL
