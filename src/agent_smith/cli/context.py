@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,3 +31,15 @@ def app_context(ctx: typer.Context) -> AppContext:
         obj = AppContext()
         ctx.find_root().obj = obj
     return obj
+
+
+CrewOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--crew",
+        envvar="AGENT_SMITH_CREW",
+        help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
+        show_default=False,
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]

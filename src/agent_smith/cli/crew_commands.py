@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from agent_smith import parts
-from agent_smith.cli.context import app_context
+from agent_smith.cli.context import JsonFlag, app_context
 from agent_smith.crew import crew_json_schema, load_crew, scaffold_crew
 
 CrewDir = Annotated[
@@ -20,7 +20,6 @@ CrewDir = Annotated[
         show_default=False,
     ),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 def init(

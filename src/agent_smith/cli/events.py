@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent_smith.cli.context import AppContext, app_context
+from agent_smith.cli.context import AppContext, JsonFlag, app_context
 from agent_smith.cli.mcp import mcp_app
 from agent_smith.crew import load_crew, resolve_crew_dir
 from agent_smith.errors import UsageError
@@ -51,7 +51,6 @@ CrewOption = Annotated[
         show_default=False,
     ),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 TypeOption = Annotated[list[str] | None, typer.Option("--type", "-t", help="Event type (repeatable).")]
 AgentFilter = Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's events.")]
 RepoOption = Annotated[str | None, typer.Option("--repo", help="Only events about this owner/name.")]

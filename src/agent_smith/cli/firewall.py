@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from agent_smith.cli.context import app_context
+from agent_smith.cli.context import CrewOption, app_context
 from agent_smith.crew import load_crew
 from agent_smith.egress import Firewall, ca_cert_for, import_claude_login, run_firewall, settings_for
 
@@ -21,16 +21,6 @@ firewall_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
 )
-
-CrewOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--crew",
-        envvar="AGENT_SMITH_CREW",
-        help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
-        show_default=False,
-    ),
-]
 
 
 @firewall_app.callback()

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from agent_smith.cli.context import AppContext, app_context
+from agent_smith.cli.context import AppContext, CrewOption, app_context
 from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
 from agent_smith.deploy import check_manifests, crew_files, render_crew, to_yaml_stream, write_manifests
 from agent_smith.deploy.bootstrap import bootstrap_secrets
@@ -30,15 +30,6 @@ k8s_app = typer.Typer(
     no_args_is_help=True,
 )
 
-CrewOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--crew",
-        envvar="AGENT_SMITH_CREW",
-        help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
-        show_default=False,
-    ),
-]
 NamespaceOption = Annotated[
     str | None,
     typer.Option("--namespace", "-n", help="Namespace of every object (default: kubernetes.namespace)."),

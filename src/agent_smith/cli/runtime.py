@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from agent_smith.cli.context import AppContext, app_context
+from agent_smith.cli.context import AppContext, CrewOption, JsonFlag, app_context
 from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
 from agent_smith.errors import MissingPartError, OperationError, UsageError
 from agent_smith.hooks import read_activity
@@ -35,15 +35,6 @@ from agent_smith.runtime import (
 )
 from agent_smith.runtime.panelog import Follower
 
-CrewOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--crew",
-        envvar="AGENT_SMITH_CREW",
-        help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
-        show_default=False,
-    ),
-]
 AgentsArg = Annotated[list[str] | None, typer.Argument(help="Agents to act on (default: all).", show_default=False)]
 NameArg = Annotated[str, typer.Argument(help="The agent.", show_default=False)]
 NoProxyOption = Annotated[
@@ -218,7 +209,7 @@ def _open_prs(prs: list[dict[str, Any]] | None) -> str:
 def status(
     ctx: typer.Context,
     crew: CrewOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    as_json: JsonFlag = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh the table live until interrupted.")] = False,
 ) -> None:
     """Each agent's state, uptime, restarts, last activity and open PRs."""

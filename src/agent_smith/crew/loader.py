@@ -340,40 +340,43 @@ def _message(error: Mapping[str, Any], loc: Loc) -> str:
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
     """The keys a model accepts at `loc` (for "did you mean")."""
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in loc:
-        current = _unwrap(current)
         if isinstance(part, int):
             continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if current is None:
             return []
         field_info = current.model_fields.get(part) or next(
             (f for f in current.model_fields.values() if f.alias == part), None
         )
         if field_info is None:
             return []
-        current = field_info.annotation
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or name for name, f in current.model_fields.items()]
-    return []
+        current, _ = model_inside(field_info.annotation)
+    if current is None:
+        return []
+    return [f.alias or name for name, f in current.model_fields.items()]
 
 
-def _unwrap(annotation: Any) -> Any:
-    """Strip Optional/list/Annotated down to a model class where there is one."""
+def model_inside(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field holds once Optional/list/Annotated are stripped, and whether it is a list of them."""
+    is_list = False
     while True:
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:
             annotation = typing.get_args(annotation)[0]
         elif origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = args[0] if len(args) == 1 else annotation
             if len(args) != 1:
-                return annotation
+                return None, is_list
+            annotation = args[0]
         elif origin in (list, tuple, set):
+            is_list = True
             annotation = typing.get_args(annotation)[0]
         else:
-            return annotation
+            break
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, is_list
+    return None, is_list
 
 
 def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Path, report: _Report) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import types
-import typing
 from enum import Enum
 from typing import Any
 
@@ -11,7 +9,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from agent_smith.crew.loader import CONTAINER_CONTRACT
+from agent_smith.crew.loader import CONTAINER_CONTRACT, model_inside
 from agent_smith.crew.models import Crew
 
 
@@ -29,7 +27,7 @@ def contract_table_rows() -> str:
 def _walk(model: type[BaseModel], prefix: str, rows: list[str], seen: frozenset[type]) -> None:
     for name, info in model.model_fields.items():
         key = info.alias or name
-        inner, is_list = _model_inside(info.annotation)
+        inner, is_list = model_inside(info.annotation)
         path = f"{prefix}{key}"
         if inner is not None and inner not in seen:
             doc = (inner.__doc__ or "").strip().split("\n")[0]
@@ -38,27 +36,6 @@ def _walk(model: type[BaseModel], prefix: str, rows: list[str], seen: frozenset[
             _walk(inner, f"{path}[]." if is_list else f"{path}.", rows, seen | {inner})
         else:
             rows.append(f"| `{path}` | {_cell(_default(info))} | {_cell(info.description or '')} |")
-
-
-def _model_inside(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    is_list = False
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return None, is_list
-            annotation = args[0]
-        elif origin is list:
-            is_list = True
-            annotation = typing.get_args(annotation)[0]
-        else:
-            break
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, is_list
-    return None, is_list
 
 
 def _default(info: FieldInfo) -> str:
