@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
+from agent_smith.demo.run import forge_address
 from tests.demo.kit import demo_env, processes_mentioning
 
 pytestmark = pytest.mark.real
@@ -97,6 +99,7 @@ def test_duration_stops_the_demo_and_says_what_was_not_reached(tmp_path: Path) -
     )
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
+    assert done.stdout, done.stderr
     record = json.loads(done.stdout)
     assert record["outcome"] == "duration reached"
     assert record["complete"] is False
@@ -106,3 +109,32 @@ def test_duration_stops_the_demo_and_says_what_was_not_reached(tmp_path: Path) -
     # Stopped wherever it was (bring-up or story): tmux sockets only exist once the crew is written.
     sockets = [command.split()[2] for command in record["attach"]]
     assert wait_gone([str(root), *sockets]) == {}
+
+
+def test_a_part_that_cannot_start_fails_the_demo_with_its_record(tmp_path: Path) -> None:
+    _name, address = forge_address()
+    with socket.socket() as taken:
+        # Earlier demos leave connections to this port in TIME_WAIT; a listener still refuses the next one.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind((address, 443))
+        taken.listen()
+        root = tmp_path / "run"
+        done = subprocess.run(
+            [AGENT_SMITH, "demo", "--dir", str(root), "--json"],
+            env=demo_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error == f"error: the GitHub stand-in cannot listen on {address}:443: [Errno 98] Address already in use"
+    record = json.loads(done.stdout)
+    assert record == json.loads((root / "record.json").read_text())
+    assert record["outcome"] == "failed"
+    assert record["error"] == error.removeprefix("error: ")
+    assert "start Synapse" in record["setup"]
+    assert "start the event log and the firewall" not in record["setup"]
+    assert wait_gone([str(root)]) == {}

@@ -10,6 +10,7 @@ def test_exported_members() -> None:
         "STEP_TITLES",
         "Cast",
         "Demo",
+        "DemoFailed",
         "DemoOptions",
         "Observation",
         "Progress",

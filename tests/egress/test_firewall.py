@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from agent_smith.certs import mint_ca
-from agent_smith.egress.policy import Rule
+from agent_smith.egress.policy import Rule, Secret
+from agent_smith.errors import OperationError
 from tests.egress.helpers import assert_never_contains, client, files_under
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, StartFirewall, standin_policy
 
@@ -108,6 +109,35 @@ def test_a_large_body_streams_both_ways_and_never_sits_in_memory(egress_firewall
 
         answer = http.post("https://api.github.test/upload", content=body())
     assert answer.json()["size"] == 256 * 64 * 1024
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_a_large_fixed_length_body_is_relayed_scrubbed_and_the_upstream_connection_reused(
+    egress_firewall: StartFirewall, egress_upstream: EgressUpstream, http2: bool
+) -> None:
+    # Above the 1 MiB buffer limit: relayed as it arrives, past h11, and still scrubbed.
+    fw = egress_firewall(http2=http2)
+    size = 3 * 1024 * 1024
+    secret = egress_upstream.world.github_secret
+    with client(fw, http2=http2) as http:
+        first = http.get(f"https://api.github.test/big-leak/{size}")
+        second = http.get("https://api.github.test/echo", headers=AUTH)
+        closing = http.get(f"https://api.github.test/big-leak/{size}?close=1")
+        after_close = http.get("https://api.github.test/echo", headers=AUTH)
+    for response in (first, closing):
+        assert response.status_code == 200
+        assert response.content.count(GITHUB_PLACEHOLDER.encode()) == 2
+        assert response.content.endswith(GITHUB_PLACEHOLDER.encode())
+        assert_never_contains([response.content], secret)
+        assert len(response.content) == size - 2 * (len(secret) - len(GITHUB_PLACEHOLDER))
+    assert second.json()["headers"]["Authorization"] == f"token {GITHUB_PLACEHOLDER}"
+    assert after_close.status_code == 200
+    ports = [seen.peer_port for seen in egress_upstream.world.seen]
+    # The relayed body left the connection ready for the next request, unless the upstream closed it.
+    assert ports[0] == ports[1] == ports[2]
+    assert ports[3] != ports[2]
+    assert [entry["bytes_down"] for entry in fw.audit()][::2] == [len(first.content), len(closing.content)]
 
 
 @pytest.mark.real
@@ -346,6 +376,77 @@ def test_transparent_mode_routes_by_sni_and_refuses_other_names(
     assert fw.audit()[-1]["decision"] == "denied"
     assert fw.audit()[-1]["host"] == "evil.test"
     assert asdict(fw.denials[-1])["host"] == "evil.test"
+
+
+def _transparent_get(port: int, ca: str, host: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One GET through a transparent listener, as a client whose DNS points `host` at the firewall."""
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname=host) as tls:
+        conn = h11.Connection(h11.CLIENT)
+        tls.sendall(conn.send(h11.Request(method="GET", target="/echo", headers=[("Host", host), *headers.items()])))
+        tls.sendall(conn.send(h11.EndOfMessage()))
+        status, body = 0, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(tls.recv(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, body
+
+
+@pytest.mark.real
+def test_a_per_agent_transparent_listener_names_its_agent_with_its_rules_and_secrets(
+    egress_firewall: StartFirewall, egress_upstream: EgressUpstream
+) -> None:
+    world = egress_upstream.world
+    policy = standin_policy(
+        agent_rules={"devbot": (Rule("localhost", frozenset({443}), allow_private=True, origin="devbot-only"),)}
+    )
+    secrets = [
+        Secret("github", GITHUB_PLACEHOLDER, world.github_secret, ("api.github.test",), agents=frozenset({"devbot"})),
+        Secret(
+            "github-r",
+            GITHUB_PLACEHOLDER,
+            "reviewbot-token-0123456789",
+            ("api.github.test",),
+            agents=frozenset({"reviewbot"}),
+        ),
+    ]
+    fw = egress_firewall(policy, secrets_=secrets, transparent=True, transparent_agents=("devbot", "reviewbot"))
+    ca = str(fw.ca_path)
+    ports = {agent: address[1] for agent, address in fw.firewall.transparent_agent_addresses.items()}
+    assert fw.firewall.transparent_address is not None
+    anonymous = fw.firewall.transparent_address[1]
+    assert len({anonymous, *ports.values()}) == 3
+
+    # Each listener swaps in its own agent's secret, as the proxy credentials would decide.
+    assert _transparent_get(ports["devbot"], ca, "api.github.test", AUTH)[0] == 200
+    assert world.seen[-1].headers["Authorization"] == f"token {world.github_secret}"
+    assert _transparent_get(ports["reviewbot"], ca, "api.github.test", AUTH)[0] == 200
+    assert world.seen[-1].headers["Authorization"] == "token reviewbot-token-0123456789"
+    assert [e["agent"] for e in fw.audit()] == ["devbot", "reviewbot"]
+    assert [e["swapped"] for e in fw.audit()] == [["github"], ["github-r"]]
+
+    # Per-agent rules: only devbot's listener reaches devbot's host; the others are refused at the handshake.
+    assert _transparent_get(ports["devbot"], ca, "localhost", {})[0] == 200
+    assert fw.audit()[-1]["rule"] == "devbot-only"
+    for port, agent in ((ports["reviewbot"], "reviewbot"), (anonymous, "(transparent)")):
+        with pytest.raises(ssl.SSLError):
+            _transparent_get(port, ca, "localhost", {})
+        assert (fw.audit()[-1]["agent"], fw.audit()[-1]["decision"]) == (agent, "denied")
+    assert [d.agent for d in fw.denials] == ["reviewbot", "(transparent)"]
+
+
+@pytest.mark.real
+def test_a_transparent_listener_for_an_agent_the_crew_does_not_have_is_refused(
+    egress_firewall: StartFirewall,
+) -> None:
+    with pytest.raises(OperationError, match="an agent the crew does not have: stranger"):
+        egress_firewall(transparent_agents=("stranger",))
 
 
 @pytest.mark.real

@@ -272,7 +272,14 @@ def test_two_agents_close_the_review_loop(
     assert not (state / "reviewbot" / "state" / "hooks" / "hooks.log").read_text().count("woke the agent")
 
 
-def test_a_server_error_never_blocks_the_stop_hook(tmp_path: Path, github_standin: GitHubFixture) -> None:
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [("server error", "answered 502"), ("rate limit", "answered 403"), ("bad token", "rejected the token (401)")],
+)
+def test_a_failing_check_never_blocks_the_stop_hook(
+    tmp_path: Path, github_standin: GitHubFixture, fault: str, said: str
+) -> None:
+    """GitHub down, rate-limited, or a bad token: one line in the hooks' log and exit 0."""
     github = github_standin
     github.users["devbot"] = github.standin.world.add_user("devbot", "agent-smith-placeholder-devbot-token", "devbot")
     crew = tmp_path / "crew"
@@ -284,13 +291,16 @@ def test_a_server_error_never_blocks_the_stop_hook(tmp_path: Path, github_standi
     text = text.replace("forge:\n  kind: github\n", "forge:\n")
     text += f"\nruntime:\n  state_dir: {tmp_path / 'state'}\n"
     (crew / "crew.yaml").write_text(text)
-    github.standin.faults.fail(502, times=10, path="/api/graphql")
+    if fault == "server error":
+        github.standin.faults.fail(502, times=10, path="/api/graphql")
+    elif fault == "rate limit":
+        github.standin.faults.secondary_rate_limit(retry_after=60, times=10, path="/api/graphql")
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "AGENT_NAME": "devbot",
         "AGENT_SMITH_CREW": str(crew),
-        "GITHUB_TOKEN": github.token("devbot"),
+        "GITHUB_TOKEN": github.token("devbot") if fault != "bad token" else "agent-smith-placeholder-wrong",
         "SSL_CERT_FILE": str(github.standin.ca_path),
         "AGENT_SMITH_STOP_WATCH": "0",
     }
@@ -303,7 +313,8 @@ def test_a_server_error_never_blocks_the_stop_hook(tmp_path: Path, github_standi
     log = (tmp_path / "state" / "example-crew" / "agents" / "devbot" / "state" / "hooks" / "hooks.log").read_text()
     assert log.count("\n") == 1
     assert "review check failed, not waking" in log
-    assert "502" in log
+    assert said in log
+    assert env["GITHUB_TOKEN"] not in log
 
 
 def test_the_one_shot_check_goes_through_an_authenticating_proxy(github_standin: GitHubFixture) -> None:

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -54,6 +55,27 @@ def serving(crew: CrewDir, name: str) -> bool:
     return crew.entry(name).get("state") in SERVING
 
 
+def proxy_password(pid: int) -> str:
+    """The password in the HTTPS_PROXY of process `pid`'s environment."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    url = next(item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"HTTPS_PROXY="))
+    password = urlsplit(url).password
+    assert password, "the agent's proxy URL has no password"
+    return password
+
+
+def command_lines() -> list[tuple[int, bytes]]:
+    """Every process's command line, as `ps` shows it to any user of the machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((int(entry.name), (entry / "cmdline").read_bytes()))
+            except OSError:
+                continue
+    return found
+
+
 def get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.status, response.read().decode()
@@ -73,7 +95,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     crew = make_crew(
         [
             agent("alice", server.url, first_run_prompt=FIRST_RUN),
-            agent("bob", server.url),
+            agent("bob", server.url, remote_control=True),
             agent("carol", server.url, restart=carol_policy),
         ]
     )
@@ -99,7 +121,18 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert layout.split("\n")[0].split()[:2] == ["0", "claude"]
     assert layout.split("\n")[1].split() == ["1", "bash", str(workspace)]
     argv = Path(f"/proc/{crew.pane_pid('bob')}/cmdline").read_bytes().split(b"\0")
-    assert argv[1:3] == [b"--permission-mode", b"acceptEdits"]
+    assert argv[1:5] == [b"--permission-mode", b"acceptEdits", b"--remote-control", b"bob"]
+    argv = Path(f"/proc/{crew.pane_pid('alice')}/cmdline").read_bytes().split(b"\0")
+    assert b"--remote-control" not in argv
+
+    # Each agent's proxy URL carries its password: in the agent's environment, on no command line.
+    for name in ("alice", "bob", "carol"):
+        password = proxy_password(crew.pane_pid(name))
+        assert len(password) >= 16
+        assert not [pid for pid, argv in command_lines() if password.encode() in argv]
+    env_files = sorted((crew.state / "rt" / "agents" / "bob" / "state").glob("*.env"))
+    assert [f.name for f in env_files] == ["bob.claude.env", "bob.shell.env"]
+    assert {f.stat().st_mode & 0o777 for f in env_files} == {0o600}
 
     # The first-run prompt reached alice's model exactly once, and is marked as sent.
     wait_until("alice's first turn", lambda: server.requests(agent="alice", kind=RequestKind.AGENT_TURN))
@@ -141,6 +174,14 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
         outer.kill_server()
     assert crew.pane_pid("bob") == before_attach
 
+    # `status --watch` in a terminal refreshes as carol crashes below.
+    watcher = Tmux(f"{crew.socket}-watch")
+    watcher.new_session(
+        "watch", [str(CLI), "status", "--watch", "--crew", root], env={**crew.env, "TERM": "xterm-256color"},
+        cwd=crew.root, width=200,
+    )  # fmt: skip
+    watcher.wait_for("watch", r"carol\s+│\s+(ready|idle|working)", timeout=20)
+
     # kill -9 of carol's claude: restarted in place (pane 1 kept, --continue), the others untouched.
     before = {name: crew.pane_pid(name) for name in ("alice", "bob")}
     shell = crew.pane_pid("carol", 1)
@@ -160,6 +201,12 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     wait_until("carol crash-looping", lambda: crew.entry("carol").get("state") == "crash-looping")
     table = crew.cli("status", "--crew", root)
     assert "crash-looping" in table.stdout
+    try:
+        watcher.wait_for("watch", r"carol\s+│\s+crash-looping \(retry in", timeout=10)
+        watcher.send_keys("watch", "C-c")
+        wait_until("`status --watch` ended by C-c", lambda: not watcher.has_session("watch"), timeout=10)
+    finally:
+        watcher.kill_server()
     assert crew.entry("carol")["retry_at"] - time.time() > 500
 
     # `restart` takes carol out of the loop at once.

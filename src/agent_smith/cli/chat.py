@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from agent_smith.chat import load_chat_config, serve
 from agent_smith.cli.mcp import mcp_app
+from agent_smith.cli.mcpserve import serve_chat
 
 
 @mcp_app.command("chat")
 def chat() -> None:
     """Serve the Matrix channel on stdin/stdout (env: AGENT_SMITH_CREW, AGENT_NAME, MATRIX_ACCESS_TOKEN[_FILE])."""
-    config = load_chat_config()
-    asyncio.run(serve(config))
+    serve_chat()

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from agent_smith.cli.context import AppContext, app_context
-from agent_smith.demo import STEP_TITLES, DemoOptions, Snapshot, Step, run_demo
+from agent_smith.demo import STEP_TITLES, DemoFailed, DemoOptions, Snapshot, Step, run_demo
 from agent_smith.demo.view import live_view, summary
 from agent_smith.errors import OperationError
 
@@ -81,8 +81,13 @@ def demo(
     out = app_context(ctx)
     options = DemoOptions(directory=directory, duration=duration, keep=keep, step_timeout=step_timeout)
     live_wanted = out.err.is_terminal and not json_out
-    with _sigterm_as_interrupt():
-        record = _run_live(out, options) if live_wanted else _run_headless(out, options)
+    try:
+        with _sigterm_as_interrupt():
+            record = _run_live(out, options) if live_wanted else _run_headless(out, options)
+    except DemoFailed as exc:
+        if json_out:
+            out.print_json(exc.record)
+        raise
     if json_out:
         out.print_json(record)
     else:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from agent_smith.cli.context import AppContext, JsonFlag, app_context
 from agent_smith.cli.mcp import mcp_app
-from agent_smith.crew import load_crew, resolve_crew_dir
+from agent_smith.cli.mcpserve import resolve_target, serve_events
 from agent_smith.errors import UsageError
 from agent_smith.events import (
     EventFilter,
@@ -27,12 +27,9 @@ from agent_smith.events import (
     build_event,
     check_agent_name,
     connect,
-    crew_target,
     event_class,
-    events_server,
     parse_time,
     query,
-    standalone_target,
     tail,
 )
 
@@ -54,13 +51,6 @@ CrewOption = Annotated[
 TypeOption = Annotated[list[str] | None, typer.Option("--type", "-t", help="Event type (repeatable).")]
 AgentFilter = Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's events.")]
 RepoOption = Annotated[str | None, typer.Option("--repo", help="Only events about this owner/name.")]
-
-
-def resolve_target(crew_dir: Path | None, env: Mapping[str, str]) -> EventTarget:
-    """The crew's target when there is a crew (named, or crew.yaml here), else the environment's."""
-    if crew_dir is not None or env.get("AGENT_SMITH_CREW") or (resolve_crew_dir(None, env) / "crew.yaml").is_file():
-        return crew_target(load_crew(crew_dir, env).crew, env)
-    return standalone_target(env)
 
 
 def _require_url(target: EventTarget) -> str:
@@ -262,16 +252,7 @@ def mcp_events(
     ] = None,
 ) -> None:
     """Stdio MCP server with publish_event and query_events for one agent (AGENT_NAME)."""
-    if not agent:
-        raise UsageError("AGENT_NAME is not set: the events MCP server publishes as that agent")
-    check_agent_name(agent)
-    target = resolve_target(crew, os.environ)
-
-    async def run() -> None:
-        async with Publisher(target.settings, target.outbox, target.url) as publisher:
-            await events_server(agent, publisher, target.settings, target.url).serve_stdio()
-
-    asyncio.run(run())
+    serve_events(crew, agent, os.environ)
 
 
 def register(app: typer.Typer) -> None:

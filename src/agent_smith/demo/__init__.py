@@ -1,12 +1,13 @@
 """`agent-smith demo`: the whole crew loop on one machine, from the operator's ask to the merged PR."""
 
-from agent_smith.demo.run import Demo, DemoOptions, Snapshot, clean_env, run_demo
+from agent_smith.demo.run import Demo, DemoFailed, DemoOptions, Snapshot, clean_env, run_demo
 from agent_smith.demo.steps import STEP_TITLES, Cast, Observation, Progress, Step, advance, checks, step_durations
 
 __all__ = [
     "STEP_TITLES",
     "Cast",
     "Demo",
+    "DemoFailed",
     "DemoOptions",
     "Observation",
     "Progress",

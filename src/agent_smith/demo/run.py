@@ -41,7 +41,7 @@ from agent_smith.demo.observe import (
 from agent_smith.demo.script import ASK, WIDGETS, Story, build_script
 from agent_smith.demo.steps import Cast, Observation, Progress, Step, advance, step_durations
 from agent_smith.egress import FirewallState
-from agent_smith.errors import MissingPartError, OperationError
+from agent_smith.errors import AgentSmithError, MissingPartError, OperationError
 from agent_smith.events import EmbeddedNats
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import AssembleOptions, assemble, default_agent_smith_command
@@ -277,6 +277,7 @@ class Runner:
         root.mkdir(parents=True, exist_ok=True)
         demo = Demo(root=root, crew_dir=root / "crew", began=time.monotonic())
         outcome = "stopped"
+        failure: AgentSmithError | None = None
         try:
             try:
                 self._bring_up(demo)
@@ -293,9 +294,15 @@ class Runner:
         except KeyboardInterrupt:
             outcome = "interrupted"
             raise
+        except AgentSmithError as exc:
+            outcome, failure = "failed", exc
         finally:
             record = self._record(demo, outcome)
+            if failure is not None:
+                record["error"] = str(failure)
             write_atomic(root / "record.json", json.dumps(record, indent=2))
+        if failure is not None:
+            raise DemoFailed(failure, record) from failure
         return record
 
     # ---- bringing it up ------------------------------------------------------------------
@@ -611,6 +618,15 @@ class Runner:
             "logs": demo.log_locations(),
             "attach": demo.attach_commands(),
         }
+
+
+class DemoFailed(AgentSmithError):
+    """The demo could not go on; `record` says how far it got (`record["error"]` why)."""
+
+    def __init__(self, cause: AgentSmithError, record: dict[str, Any]) -> None:
+        super().__init__(str(cause))
+        self.exit_code = cause.exit_code
+        self.record = record
 
 
 def _chat_line(event: Mapping[str, Any]) -> str:

@@ -23,11 +23,11 @@ import socket
 import ssl
 import tempfile
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import h2.config
 import h2.connection
@@ -107,6 +107,11 @@ class FirewallSettings:
     ca: CertificateAuthority
     listen: tuple[str, int]
     transparent_listen: tuple[str, int] | None = None
+    # One transparent listener per agent: a connection's local port names its agent, so the
+    # audit log, per-agent rules and per-agent secrets apply as in explicit mode. Only sound
+    # when the network lets nothing but that agent reach its listener (a per-agent Service
+    # and a NetworkPolicy in Kubernetes).
+    transparent_agents: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     transparent_port: int = 443
     upstream_ca: Path | None = None
     audit_path: Path | None = None
@@ -183,7 +188,144 @@ class _LeafCache:
             os.rmdir(self._dir)
 
 
-async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, idle: float) -> Any:
+class _Source(Protocol):
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def can_write_eof(self) -> bool: ...
+
+    def write_eof(self) -> None: ...
+
+
+class _UpstreamStream(asyncio.BufferedProtocol):
+    """Both directions of one upstream connection, a lean stand-in for StreamReader + StreamWriter.
+
+    As a buffered protocol it has the TLS layer decrypt straight into one reused buffer, and
+    each read costs one copy out of it. A StreamReader costs three (the TLS layer allocates
+    a fresh 256 KiB string per 16 KiB record and joins them, the reader appends them to its
+    buffer, `read` copies them out again); on a large download those copies and the page
+    faults of the fresh strings were about a tenth of the firewall's CPU.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = memoryview(bytearray(_READ))
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._eof = False
+        self._lost: BaseException | None = None
+        self._reading_paused = False
+        self._closed = False
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    # asyncio.BufferedProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._chunks.append(bytes(self._buffer[:nbytes]))
+        self._size += nbytes
+        # Backpressure: stop reading while two reads' worth wait for the client to take them.
+        if self._size > 2 * _READ and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._closed = True
+        self._lost = exc
+        self._wake_reader()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    def _wake_reader(self) -> None:
+        readable, self._readable = self._readable, None
+        if readable is not None and not readable.done():
+            readable.set_result(None)
+
+    # the reader's side
+
+    async def read(self, n: int = -1, /) -> bytes:
+        """Up to `n` bytes (one read's worth at most), b"" at the end of the stream."""
+        while not self._chunks:
+            if self._eof:
+                if self._lost is not None:
+                    raise self._lost
+                return b""
+            self._readable = asyncio.get_running_loop().create_future()
+            await self._readable
+        chunk = self._chunks[0]
+        if 0 <= n < len(chunk):
+            self._chunks[0] = chunk[n:]
+            chunk = chunk[:n]
+        else:
+            self._chunks.popleft()
+        self._size -= len(chunk)
+        if self._reading_paused and self._size <= _READ and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    # the writer's side
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.transport is not None and self.transport.is_closing():
+            # Let connection_lost run first, as StreamWriter.drain does.
+            await asyncio.sleep(0)
+        if self._writable is not None and not self._closed:
+            # Shielded: a cancelled drain must not cancel the future the next drain waits on.
+            await asyncio.shield(self._writable)
+        if self._closed:
+            raise self._lost or ConnectionResetError("the upstream connection was lost")
+
+    def can_write_eof(self) -> bool:
+        return self.transport is not None and self.transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        if self.transport is not None:
+            self.transport.write_eof()
+
+    def is_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _next_event(conn: h11.Connection, reader: _Source, idle: float) -> Any:
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -197,11 +339,13 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, idle: 
 class _Upstream:
     """One HTTP/1.1 connection to the real server, kept alive across requests of a tunnel."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, stream: _UpstreamStream) -> None:
+        self.reader = stream
+        self.writer = stream
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
-
+        self.trailers: list[tuple[bytes, bytes]] = []
+        # The last body was relayed past h11 and `conn` already starts the next cycle.
+        self.relayed = False
         self._pending: list[bytes] = []
 
     def queue(self, event: Any) -> None:
@@ -234,6 +378,49 @@ class _Upstream:
             else:
                 raise OperationError("the upstream closed in the middle of the response")
 
+    async def body(self, response: h11.Response, method: str) -> AsyncIterator[bytes]:
+        """The body of `response` as it arrives; its trailers are in `self.trailers` afterwards.
+
+        A body framed by Content-Length alone is relayed straight from the socket once the head
+        is parsed: h11 would copy every byte three times (into its buffer, out as a bytearray,
+        into bytes) and cut it into events, which decides the throughput of a large download.
+        The length is counted here instead, and the connection gets a fresh h11 state machine
+        for its next request, exactly as h11 would leave it.
+        """
+        self.trailers = []
+        length = _relay_length(response, method)
+        if length is None:
+            while True:
+                event = await self.next_event()
+                if isinstance(event, h11.Data):
+                    yield bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self.trailers = list(event.headers)
+                    return
+                else:
+                    raise OperationError("the upstream closed in the middle of the response")
+        buffered, _ = self.conn.trailing_data
+        # Whatever follows the body was never asked for (requests are not pipelined): the
+        # connection cannot be trusted for another request then.
+        keep = _keeps_alive(response) and len(buffered) <= length
+        left = length
+        if buffered:
+            first = buffered[:left]
+            left -= len(first)
+            yield first
+        while left:
+            async with asyncio.timeout(_UPSTREAM_TIMEOUT):
+                data = await self.reader.read(min(left, _READ))
+            if not data:
+                raise OperationError("the upstream closed in the middle of the response")
+            left -= len(data)
+            yield data
+        if keep:
+            self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+            self.relayed = True
+        else:
+            self.close()
+
     @property
     def reusable(self) -> bool:
         return (
@@ -244,6 +431,9 @@ class _Upstream:
         )
 
     def finish(self) -> bool:
+        if self.relayed:
+            self.relayed = False
+            return self.reusable
         if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
             self.conn.start_next_cycle()
             return True
@@ -270,6 +460,24 @@ def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
         if name.lower() == b"content-length" and value.isdigit():
             return int(value)
     return None
+
+
+def _relay_length(response: h11.Response, method: str) -> int | None:
+    """The body length when Content-Length alone frames it (what h11 would decide), else None."""
+    if method == "HEAD" or response.status_code in (204, 304):
+        return None
+    names = {name.lower() for name, _ in response.headers}
+    if b"transfer-encoding" in names:
+        return None
+    return _declared_length(response.headers)
+
+
+def _keeps_alive(response: h11.Response) -> bool:
+    """h11's rule: HTTP/1.1 without `Connection: close` (the firewall never asks for close itself)."""
+    if response.http_version < b"1.1":
+        return False
+    tokens = b",".join(v for n, v in response.headers if n.lower() == b"connection").lower()
+    return b"close" not in (t.strip() for t in tokens.split(b","))
 
 
 def _wire(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -334,19 +542,30 @@ class Firewall:
         self._connections: set[asyncio.Task[Any]] = set()
         self._claude: ClaudeTokens | None = None
         self._claude_mtime: float | None = None
-        self._sni_base = self._transparent_context()
+        self._sni_contexts = {
+            agent: self._transparent_context(agent) for agent in (TRANSPARENT_AGENT, *settings.transparent_agents)
+        }
         self.address: tuple[str, int] | None = None
         self.transparent_address: tuple[str, int] | None = None
+        self.transparent_agent_addresses: dict[str, tuple[str, int]] = {}
         self.metrics_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
         s = self.settings
+        unknown = sorted(set(s.transparent_agents) - s.agents)
+        if unknown:
+            raise OperationError(f"a transparent listener for an agent the crew does not have: {', '.join(unknown)}")
         self._load_claude()
         server = await self._listen(self._explicit, s.listen, "the firewall")
         self.address = server.sockets[0].getsockname()[:2]
         if s.transparent_listen is not None:
-            server = await self._listen(self._transparent, s.transparent_listen, "the transparent listener")
+            handler = functools.partial(self._transparent, TRANSPARENT_AGENT)
+            server = await self._listen(handler, s.transparent_listen, "the transparent listener")
             self.transparent_address = server.sockets[0].getsockname()[:2]
+        for agent, address in s.transparent_agents.items():
+            handler = functools.partial(self._transparent, agent)
+            server = await self._listen(handler, address, f"the transparent listener of {agent}")
+            self.transparent_agent_addresses[agent] = server.sockets[0].getsockname()[:2]
         if s.metrics_listen is not None:
             server = await self._listen(self._metrics, s.metrics_listen, "the metrics endpoint")
             self.metrics_address = server.sockets[0].getsockname()[:2]
@@ -621,37 +840,40 @@ class Firewall:
 
     # ---- transparent mode -----------------------------------------------------------------
 
-    def _transparent_context(self) -> ssl.SSLContext:
+    def _transparent_context(self, agent: str) -> ssl.SSLContext:
+        """The listener's TLS context; its SNI callback decides for `agent` (the listener's own)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_alpn_protocols(["h2", "http/1.1"] if self.settings.http2 else ["http/1.1"])
-        ctx.sni_callback = self._sni
+        ctx.sni_callback = functools.partial(self._sni, agent)
         return ctx
 
-    def _sni(self, ssl_object: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
+    def _sni(self, agent: str, ssl_object: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
         if not server_name:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         host = normalize_host(server_name)
         port = self.settings.transparent_port
-        verdict = authorize_tunnel(self.settings.policy, TRANSPARENT_AGENT, host, port)
+        verdict = authorize_tunnel(self.settings.policy, agent, host, port)
         if isinstance(verdict, Denied):
-            self._refuse_tunnel(_Tunnel(TRANSPARENT_AGENT, host, port, None), "TLS", verdict)
+            self._refuse_tunnel(_Tunnel(agent, host, port, None), "TLS", verdict)
             return ssl.ALERT_DESCRIPTION_ACCESS_DENIED
         ssl_object.context = self._leaves.get(host)
         return None
 
-    async def _transparent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._guard(self._transparent_session(reader, writer), writer)
+    async def _transparent(self, agent: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._guard(self._transparent_session(agent, reader, writer), writer)
 
-    async def _transparent_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await writer.start_tls(self._sni_base, ssl_handshake_timeout=_HEAD_TIMEOUT)
+    async def _transparent_session(
+        self, agent: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await writer.start_tls(self._sni_contexts[agent], ssl_handshake_timeout=_HEAD_TIMEOUT)
         ssl_object = writer.get_extra_info("ssl_object")
         host = self._leaves.host_of(ssl_object.context) if ssl_object is not None else None
         if host is None:
             return
         port = self.settings.transparent_port
-        tunnel = _Tunnel(TRANSPARENT_AGENT, host, port, None)
-        verdict = authorize_tunnel(self.settings.policy, TRANSPARENT_AGENT, host, port)
+        tunnel = _Tunnel(agent, host, port, None)
+        verdict = authorize_tunnel(self.settings.policy, agent, host, port)
         if isinstance(verdict, Denied):
             return
         tunnel.rule = verdict.rule
@@ -795,26 +1017,21 @@ class Firewall:
                 await writer.drain()
                 return (upstream if upstream.finish() else None), True
             writer.write(head or b"")
-            while True:
-                event = await upstream.next_event()
-                if isinstance(event, h11.Data):
-                    data = scrubber.feed(event.data)
-                    if data:
-                        ex.bytes_down += len(data)
-                        writer.write(client.send(h11.Data(data=data)) or b"")
-                        await writer.drain()
-                elif isinstance(event, h11.EndOfMessage):
-                    tail = scrubber.flush()
-                    if tail:
-                        ex.bytes_down += len(tail)
-                        writer.write(client.send(h11.Data(data=tail)) or b"")
-                    trailers = [(n, scrubber.scrub(v)) for n, v in event.headers]
-                    self.record(ex, secrets)
-                    writer.write(client.send(h11.EndOfMessage(headers=trailers)) or b"")
+            async for chunk in upstream.body(response, ex.method):
+                data = scrubber.feed(chunk)
+                if data:
+                    ex.bytes_down += len(data)
+                    # The chunk framing around the data, not a joined copy of it.
+                    writer.writelines(client.send_with_data_passthrough(h11.Data(data=data)) or ())
                     await writer.drain()
-                    break
-                else:
-                    raise OperationError("the upstream closed in the middle of the response")
+            tail = scrubber.flush()
+            if tail:
+                ex.bytes_down += len(tail)
+                writer.write(client.send(h11.Data(data=tail)) or b"")
+            trailers = [(n, scrubber.scrub(v)) for n, v in upstream.trailers]
+            self.record(ex, secrets)
+            writer.write(client.send(h11.EndOfMessage(headers=trailers)) or b"")
+            await writer.drain()
         except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
             upstream.close()
             ex.decision, ex.reason = "error", _upstream_failure(exc)
@@ -828,10 +1045,10 @@ class Firewall:
         for address, port in tunnel.addresses:
             try:
                 async with asyncio.timeout(_CONNECT_TIMEOUT):
-                    reader, writer = await asyncio.open_connection(
-                        address, port, ssl=self._upstream_ssl, server_hostname=tunnel.host, limit=_READ
+                    _, stream = await asyncio.get_running_loop().create_connection(
+                        _UpstreamStream, address, port, ssl=self._upstream_ssl, server_hostname=tunnel.host
                     )
-                return _Upstream(reader, writer)
+                return _Upstream(stream)
             except (OSError, TimeoutError) as exc:
                 last = exc
         raise OperationError(f"cannot connect: {_upstream_failure(last) if last else 'no address'}")
@@ -856,7 +1073,7 @@ class Firewall:
         if from_server:
             writer.write(frames.feed(from_server))
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, rewrite: Callable[[bytes], bytes]) -> None:
+        async def pump(src: _Source, dst: _Sink, rewrite: Callable[[bytes], bytes]) -> None:
             while data := await src.read(_READ):
                 out = rewrite(data)
                 if out:
@@ -1269,23 +1486,17 @@ class _H2Session:
             ex.status = response.status_code
             self.conn.send_headers(sid, _wire(out))
             self.flush()
-            while True:
-                event = await upstream.next_event()
-                if isinstance(event, h11.Data):
-                    data = scrubber.feed(event.data)
-                    if data:
-                        ex.bytes_down += len(data)
-                        await self.send_data(sid, data, False)
-                elif isinstance(event, h11.EndOfMessage):
-                    tail = scrubber.flush()
-                    ex.bytes_down += len(tail)
-                    await self.send_data(sid, tail, False)
-                    self.fw.record(ex, secrets)
-                    self.conn.end_stream(sid)
-                    self.flush()
-                    break
-                else:
-                    raise OperationError("the upstream closed in the middle of the response")
+            async for chunk in upstream.body(response, ex.method):
+                data = scrubber.feed(chunk)
+                if data:
+                    ex.bytes_down += len(data)
+                    await self.send_data(sid, data, False)
+            tail = scrubber.flush()
+            ex.bytes_down += len(tail)
+            await self.send_data(sid, tail, False)
+            self.fw.record(ex, secrets)
+            self.conn.end_stream(sid)
+            self.flush()
             finished = True
         finally:
             if finished and upstream.finish():

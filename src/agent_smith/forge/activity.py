@@ -2,7 +2,9 @@
 
 Pure: plain frozen data in, plain data out, no I/O and no clock. The client
 (`forge.client`) fetches a :class:`ReviewActivity` in one GraphQL round trip;
-:func:`unaddressed` decides what to surface to the agent.
+:func:`unaddressed` decides what to surface to the agent. The records are
+`agent_smith.record` classes, not dataclasses: the Stop hook imports this
+module in a new process every time.
 
 The rules, which the original watcher got wrong:
 
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import StrEnum
+
+from agent_smith.record import Record, fill
 
 __all__ = [
     "Comment",
@@ -35,10 +38,22 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Thread:
+class Thread(Record):
     """An inline review thread; ``last_*`` describe its newest comment."""
 
+    _fields = (
+        "id",
+        "is_resolved",
+        "path",
+        "line",
+        "last_comment_id",
+        "last_author",
+        "last_at",
+        "last_body",
+        "url",
+    )
+
+    __slots__ = _fields
     id: str
     is_resolved: bool
     path: str
@@ -49,9 +64,24 @@ class Thread:
     last_body: str
     url: str
 
+    def __init__(
+        self,
+        id: str,
+        is_resolved: bool,
+        path: str,
+        line: int | None,
+        last_comment_id: str,
+        last_author: str,
+        last_at: dt.datetime,
+        last_body: str,
+        url: str,
+    ) -> None:
+        fill(self, id, is_resolved, path, line, last_comment_id, last_author, last_at, last_body, url)
 
-@dataclass(frozen=True)
-class Review:
+
+class Review(Record):
+    _fields = ("id", "author", "state", "body", "submitted_at", "url")
+    __slots__ = _fields
     id: str
     author: str
     state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
@@ -59,35 +89,61 @@ class Review:
     submitted_at: dt.datetime
     url: str
 
+    def __init__(self, id: str, author: str, state: str, body: str, submitted_at: dt.datetime, url: str) -> None:
+        fill(self, id, author, state, body, submitted_at, url)
 
-@dataclass(frozen=True)
-class Comment:
+
+class Comment(Record):
     """A comment on the pull request's conversation (an issue comment)."""
 
+    _fields = ("id", "author", "body", "created_at", "url")
+
+    __slots__ = _fields
     id: str
     author: str
     body: str
     created_at: dt.datetime
     url: str
 
+    def __init__(self, id: str, author: str, body: str, created_at: dt.datetime, url: str) -> None:
+        fill(self, id, author, body, created_at, url)
 
-@dataclass(frozen=True)
-class PullRequestActivity:
+
+class PullRequestActivity(Record):
+    _fields = ("repo", "number", "title", "url", "threads", "reviews", "comments")
+    __slots__ = _fields
     repo: str
     number: int
     title: str
     url: str
-    threads: tuple[Thread, ...] = ()
-    reviews: tuple[Review, ...] = ()
-    comments: tuple[Comment, ...] = ()
+    threads: tuple[Thread, ...]
+    reviews: tuple[Review, ...]
+    comments: tuple[Comment, ...]
+
+    def __init__(
+        self,
+        repo: str,
+        number: int,
+        title: str,
+        url: str,
+        threads: tuple[Thread, ...] = (),
+        reviews: tuple[Review, ...] = (),
+        comments: tuple[Comment, ...] = (),
+    ) -> None:
+        fill(self, repo, number, title, url, threads, reviews, comments)
 
 
-@dataclass(frozen=True)
-class ReviewActivity:
+class ReviewActivity(Record):
     """Everything one check saw: the login's open pull requests and their talk."""
 
+    _fields = ("login", "pull_requests")
+
+    __slots__ = _fields
     login: str
     pull_requests: tuple[PullRequestActivity, ...]
+
+    def __init__(self, login: str, pull_requests: tuple[PullRequestActivity, ...]) -> None:
+        fill(self, login, pull_requests)
 
 
 class ItemKind(StrEnum):
@@ -96,10 +152,12 @@ class ItemKind(StrEnum):
     COMMENT = "comment"
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(Record):
     """One thing someone else said that the agent has not answered."""
 
+    _fields = ("key", "kind", "repo", "number", "author", "at", "body", "url", "path", "line", "state")
+
+    __slots__ = _fields
     key: str
     kind: ItemKind
     repo: str
@@ -108,9 +166,25 @@ class Item:
     at: dt.datetime
     body: str
     url: str
-    path: str | None = None
-    line: int | None = None
-    state: str | None = None
+    path: str | None
+    line: int | None
+    state: str | None
+
+    def __init__(
+        self,
+        key: str,
+        kind: ItemKind,
+        repo: str,
+        number: int,
+        author: str,
+        at: dt.datetime,
+        body: str,
+        url: str,
+        path: str | None = None,
+        line: int | None = None,
+        state: str | None = None,
+    ) -> None:
+        fill(self, key, kind, repo, number, author, at, body, url, path, line, state)
 
 
 def _same(a: str, b: str) -> bool:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
 from urllib.parse import quote
 
-from agent_smith.errors import UsageError
-from agent_smith.forge.activity import Comment, PullRequestActivity, Review, ReviewActivity, Thread
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from agent_smith.forge.activity import ReviewActivity
 
 REVIEW_ACTIVITY_QUERY = """
 query ReviewActivity($q: String!) {
@@ -55,6 +57,9 @@ def _login(node: Mapping[str, Any]) -> str:
 
 def parse_review_activity(login: str, data: Mapping[str, Any], since: dt.datetime | None) -> ReviewActivity:
     """The :class:`ReviewActivity` in a ReviewActivity query's ``data``."""
+    # Imported here so that the Stop hook can send its query before loading the records.
+    from agent_smith.forge.activity import Comment, PullRequestActivity, Review, ReviewActivity, Thread
+
     pulls = []
     for node in data["search"]["nodes"]:
         if not node:
@@ -111,5 +116,7 @@ def review_activity_search(login: str, repos: Sequence[str] | None) -> str:
 def repo_path(repo: str) -> str:
     owner, sep, name = repo.partition("/")
     if not sep or not owner or not name or "/" in name:
+        from agent_smith.errors import UsageError  # here: errors imports dataclasses, the hooks avoid it
+
         raise UsageError(f"repository {repo!r} is not OWNER/NAME")
     return f"{quote(owner, safe='')}/{quote(name, safe='')}"

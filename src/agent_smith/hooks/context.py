@@ -134,9 +134,13 @@ def fingerprint(crew_dir: Path, env: Mapping[str, str]) -> str:
     return json.dumps([SNAPSHOT_VERSION, str(crew_dir.resolve()), stat.st_mtime_ns, stat.st_size, overrides])
 
 
+def cache_dir(env: Mapping[str, str]) -> Path:
+    """The hooks' caches: ``~/.cache/agent-smith`` of the agent's home."""
+    return Path(env.get("HOME") or Path.home()) / ".cache" / "agent-smith"
+
+
 def snapshot_path(agent: str, env: Mapping[str, str]) -> Path:
-    home = Path(env.get("HOME") or Path.home())
-    return home / ".cache" / "agent-smith" / f"hooks-{agent}.json"
+    return cache_dir(env) / f"hooks-{agent}.json"
 
 
 def load_context(env: Mapping[str, str] | None = None) -> HookContext:

@@ -8,7 +8,6 @@ hook never wedges the agent — except the Stop hook's deliberate exit 2.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
@@ -77,6 +76,8 @@ def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = Non
 
 def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[str, str]) -> int:
     if kind == "prompt":
+        import datetime as dt
+
         from agent_smith.hooks.prompt import hook_output, prompt_context, read_activity
 
         text = prompt_context(context, dt.datetime.now(dt.UTC), read_activity(context.state))
@@ -87,11 +88,19 @@ def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[
 
         return run_tool(context, payload)
     if kind == "stop":
-        from agent_smith.hooks.stop import fetch_snapshot, run_stop
+        # The first check's request goes out before the watcher's code loads, which
+        # then happens while the forge answers.
+        from agent_smith.forge.oneshot import PendingCheck
+        from agent_smith.hooks.context import cache_dir
+
+        first = PendingCheck(
+            context.forge_graphql_url, context.login, context.repos or None, env, ca_cache=cache_dir(env) / "ca"
+        )
+        from agent_smith.hooks.stop import checks, run_stop
 
         return run_stop(
             context,
-            lambda: fetch_snapshot(context, env),
+            checks(context, env, first),
             poll=_seconds(env, POLL_ENV, DEFAULT_POLL) or DEFAULT_POLL,
             watch_for=_seconds(env, WATCH_ENV, DEFAULT_WATCH),
         )

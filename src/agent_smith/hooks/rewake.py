@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+
+from agent_smith.record import Record, fill
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 WINDOW = dt.timedelta(hours=1)
 SURFACED_KEPT_FOR = dt.timedelta(days=30)
 
 
-@dataclass(frozen=True)
-class Activity:
+class Activity(Record):
     """One unaddressed item, flattened from the forge's snapshot."""
 
+    _fields = ("key", "repo", "number", "author", "kind", "body", "url", "path", "line", "state")
+
+    __slots__ = _fields
     key: str
     repo: str
     number: int
@@ -33,40 +39,72 @@ class Activity:
     kind: str  # thread | review | comment
     body: str
     url: str
-    path: str | None = None
-    line: int | None = None
-    state: str | None = None
+    path: str | None
+    line: int | None
+    state: str | None
+
+    def __init__(
+        self,
+        key: str,
+        repo: str,
+        number: int,
+        author: str,
+        kind: str,
+        body: str,
+        url: str,
+        path: str | None = None,
+        line: int | None = None,
+        state: str | None = None,
+    ) -> None:
+        fill(self, key, repo, number, author, kind, body, url, path, line, state)
 
     @property
     def pr(self) -> str:
         return f"{self.repo}#{self.number}"
 
 
-@dataclass(frozen=True)
-class PullRequest:
+class PullRequest(Record):
+    _fields = ("repo", "number", "title", "url")
+    __slots__ = _fields
     repo: str
     number: int
     title: str
     url: str
 
+    def __init__(self, repo: str, number: int, title: str, url: str) -> None:
+        fill(self, repo, number, title, url)
+
     @property
     def pr(self) -> str:
         return f"{self.repo}#{self.number}"
 
 
-@dataclass(frozen=True)
-class Limits:
-    wakes_per_pr_per_hour: int = 3
-    excerpt_chars: int = 280
-    reason_chars: int = 4000
+class Limits(Record):
+    _fields = ("wakes_per_pr_per_hour", "excerpt_chars", "reason_chars")
+    __slots__ = _fields
+    wakes_per_pr_per_hour: int
+    excerpt_chars: int
+    reason_chars: int
+
+    def __init__(self, wakes_per_pr_per_hour: int = 3, excerpt_chars: int = 280, reason_chars: int = 4000) -> None:
+        fill(self, wakes_per_pr_per_hour, excerpt_chars, reason_chars)
 
 
-@dataclass(frozen=True)
-class RewakeState:
+class RewakeState(Record):
     """What the hook remembers between runs (stored as JSON, written atomically)."""
 
-    surfaced: Mapping[str, dt.datetime] = field(default_factory=dict)
-    wakes: Mapping[str, tuple[dt.datetime, ...]] = field(default_factory=dict)
+    _fields = ("surfaced", "wakes")
+
+    __slots__ = _fields
+    surfaced: Mapping[str, dt.datetime]
+    wakes: Mapping[str, tuple[dt.datetime, ...]]
+
+    def __init__(
+        self,
+        surfaced: Mapping[str, dt.datetime] | None = None,
+        wakes: Mapping[str, tuple[dt.datetime, ...]] | None = None,
+    ) -> None:
+        fill(self, {} if surfaced is None else surfaced, {} if wakes is None else wakes)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,22 +119,33 @@ class RewakeState:
         return cls(surfaced, wakes)
 
 
-@dataclass(frozen=True)
-class Wake:
+class Wake(Record):
     """Wake the agent with `reason` (exit 2, reason on stderr)."""
 
+    _fields = ("reason", "items", "capped")
+
+    __slots__ = _fields
     reason: str
     items: tuple[Activity, ...]
-    capped: tuple[str, ...] = ()
+    capped: tuple[str, ...]
+
+    def __init__(self, reason: str, items: tuple[Activity, ...], capped: tuple[str, ...] = ()) -> None:
+        fill(self, reason, items, capped)
 
 
-@dataclass(frozen=True)
-class Held:
+class Held(Record):
     """Nothing to wake for; `held` lists PRs whose new items wait for the loop guard."""
 
-    held: tuple[str, ...] = ()
+    _fields = ("held",)
+
+    __slots__ = _fields
+    held: tuple[str, ...]
+
+    def __init__(self, held: tuple[str, ...] = ()) -> None:
+        fill(self, held)
 
 
+DEFAULT_LIMITS = Limits()
 Decision = Wake | Held
 
 
@@ -105,7 +154,7 @@ def decide(
     items: Sequence[Activity],
     pull_requests: Iterable[PullRequest],
     now: dt.datetime,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[RewakeState, Decision]:
     """The next state and whether to wake, given the unaddressed items seen now."""
     state = _pruned(state, now)
@@ -128,7 +177,7 @@ def decide(
         if len(wakes[pr]) >= limits.wakes_per_pr_per_hour:
             capped.append(pr)
     if not woken:
-        return replace(state, wakes=wakes), Held(tuple(sorted(held)))
+        return RewakeState(state.surfaced, wakes), Held(tuple(sorted(held)))
 
     surfaced = dict(state.surfaced)
     surfaced.update({item.key: now for item in woken})

@@ -17,33 +17,47 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from agent_smith.hooks.context import HookContext
+from agent_smith.hooks.context import HookContext, cache_dir
 from agent_smith.hooks.prompt import ACTIVITY_FILE
 from agent_smith.hooks.rewake import Activity, Limits, PullRequest, RewakeState, Wake, decide
 from agent_smith.hooks.store import hooks_dir, log_line, read_json, write_json
+from agent_smith.record import Record, fill
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.forge.oneshot import PendingCheck
 
 WATCHER_FILE = "stop-watcher.pid"
 STATE_FILE = "rewake.json"
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Record):
+    _fields = ("items", "pull_requests", "counts")
+    __slots__ = _fields
     items: tuple[Activity, ...]
     pull_requests: tuple[PullRequest, ...]
     counts: Mapping[str, int]
+
+    def __init__(
+        self, items: tuple[Activity, ...], pull_requests: tuple[PullRequest, ...], counts: Mapping[str, int]
+    ) -> None:
+        fill(self, items, pull_requests, counts)
 
 
 Check = Callable[[], Snapshot]
 
 
-def fetch_snapshot(context: HookContext, env: Mapping[str, str]) -> Snapshot:
-    """One GraphQL round trip: the agent's open PRs and what on them waits for it."""
-    from agent_smith.forge import review_activity_once, unaddressed
+def fetch_snapshot(context: HookContext, env: Mapping[str, str], sent: PendingCheck | None = None) -> Snapshot:
+    """One GraphQL round trip (`sent`, or a new one): the agent's open PRs and what on them waits for it."""
+    from agent_smith.forge.activity import unaddressed
+    from agent_smith.forge.oneshot import PendingCheck
 
-    activity = review_activity_once(context.forge_graphql_url, context.login, context.repos or None, env)
+    if sent is None:
+        repos = context.repos or None
+        sent = PendingCheck(context.forge_graphql_url, context.login, repos, env, ca_cache=cache_dir(env) / "ca")
+    activity = sent.result()
     items = tuple(
         Activity(i.key, i.repo, i.number, i.author, str(i.kind), i.body, i.url, i.path, i.line, i.state)
         for i in unaddressed(activity)
@@ -53,6 +67,16 @@ def fetch_snapshot(context: HookContext, env: Mapping[str, str]) -> Snapshot:
     for item in items:
         counts[item.pr] = counts.get(item.pr, 0) + 1
     return Snapshot(items, prs, counts)
+
+
+def checks(context: HookContext, env: Mapping[str, str], first: PendingCheck | None = None) -> Check:
+    """The watcher's check: the answer to `first` (sent before this module loaded), then new requests."""
+    waiting = [first] if first is not None else []
+
+    def check() -> Snapshot:
+        return fetch_snapshot(context, env, waiting.pop() if waiting else None)
+
+    return check
 
 
 def run_stop(
@@ -74,7 +98,7 @@ def run_stop(
     state_dir = context.state
     me = str(pid if pid is not None else os.getpid())
     watcher = hooks_dir(state_dir) / WATCHER_FILE
-    write_json(watcher, {"pid": me})
+    write_json(watcher, {"pid": me}, durable=False)
     deadline = clock() + watch_for
     last_error = ""
     while True:
@@ -98,9 +122,10 @@ def run_stop(
 
 def _surface(state_dir: Path, snapshot: Snapshot, moment: dt.datetime) -> int | None:
     """2 after writing the wake reason to stderr; None when there is nothing new to say."""
-    state = RewakeState.from_json(read_json(hooks_dir(state_dir) / STATE_FILE))
-    state, decision = decide(state, snapshot.items, snapshot.pull_requests, moment, Limits())
-    write_json(hooks_dir(state_dir) / STATE_FILE, state.to_json())
+    stored = read_json(hooks_dir(state_dir) / STATE_FILE)
+    state, decision = decide(RewakeState.from_json(stored), snapshot.items, snapshot.pull_requests, moment, Limits())
+    if (now_stored := state.to_json()) != stored:
+        write_json(hooks_dir(state_dir) / STATE_FILE, now_stored)
     _record_activity(state_dir, snapshot, moment)
     if isinstance(decision, Wake):
         sys.stderr.write(decision.reason + "\n")
@@ -129,6 +154,7 @@ def _record_activity(state_dir: Path, snapshot: Snapshot, moment: dt.datetime) -
                 for p in snapshot.pull_requests
             ],
         },
+        durable=False,  # what the prompt hook shows; the next check rewrites it
     )
 
 

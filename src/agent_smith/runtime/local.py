@@ -23,8 +23,6 @@ from typing import Any
 
 from agent_smith.crew import Agent, CrewPaths, LoadedCrew
 from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
-from agent_smith.events import EmbeddedNats, Publisher, build_event, running_server_url
-from agent_smith.home import AssembleOptions, agent_environment, assemble, default_agent_smith_command
 from agent_smith.logs import LogFormat, configure
 from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
 from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv
@@ -33,9 +31,13 @@ from agent_smith.runtime.policy import AgentState, Restart
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
 from agent_smith.runtime.session import rotated
-from agent_smith.runtime.supervisor import LOG_KEEP, Service, Supervisor
+from agent_smith.runtime.supervisor import LOG_KEEP, Supervisor
 from agent_smith.runtime.sweep import AGENT_VAR, sweep
 from agent_smith.runtime.tmux import Tmux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.events import EmbeddedNats, Publisher
 
 CONTAINER_SESSION = "main"
 log = logging.getLogger(__name__)
@@ -124,6 +126,9 @@ def agent_spec(
     progress: Callable[[str], None] | None = None,
 ) -> AgentSpec:
     """Assemble the agent's home and workspace, and describe its tmux session."""
+    # Imported here, not at the top: `up` forks the supervisor before it needs these.
+    from agent_smith.home import AssembleOptions, agent_environment, assemble, default_agent_smith_command
+
     crew = loaded.crew
     report = assemble(
         loaded,
@@ -179,6 +184,8 @@ def agent_spec(
 
 
 def _event_publisher(publisher: Publisher) -> Callable[[str, str, Mapping[str, object]], Any]:
+    from agent_smith.events import build_event
+
     async def publish(type_name: str, agent: str, fields: Mapping[str, object]) -> None:
         await publisher.publish(build_event(type_name, agent, dict(fields)))
 
@@ -195,7 +202,15 @@ async def supervise(
     stream: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> None:
-    """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP, keeping agents)."""
+    """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP, keeping agents).
+
+    The order is what makes `up` fast: the firewall is launched (not awaited),
+    the agents are assembled and their claude started, and only then are the
+    event log and its client (a large import) brought up, while the CLIs boot.
+    Nothing is published before an agent shows its prompt, so no event waits.
+    """
+    from agent_smith.home import default_agent_smith_command
+
     crew = loaded.crew
     paths = CrewPaths.of(crew)
     rd = run_dir(loaded)
@@ -204,12 +219,9 @@ async def supervise(
         began = time.monotonic()
         nats: EmbeddedNats | None = None
         children: list[ChildService] = []
-        url = crew.events.nats_url
         detached = False
         try:
             if services and options.firewall:
-                # Started first and waited for last: it comes up while the agents are assembled
-                # and their CLIs start, which is most of the time `up` takes.
                 firewall = ChildService(
                     "firewall",
                     [default_agent_smith_command(), "firewall", "--crew", str(loaded.root.absolute())],
@@ -220,16 +232,45 @@ async def supervise(
                 )
                 children.append(firewall)
                 firewall.launch()
-            if services and url is None:
-                url = running_server_url(paths.nats)
-                if url is None:
-                    nats = EmbeddedNats(paths.nats)
-                    nats.start()
-                    url = nats.url
             specs = [agent_spec(loaded, a, binary, options, session=session, progress=progress) for a in agents]
             log.info("assembled %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
-            async with Publisher(crew.events, paths.events, url) as publisher:
-                detached = await _serve(loaded, specs, rd, publisher, children, options, stream)
+            supervisor = Supervisor(specs, tmux_for(loaded), rd, services=children, interval=options.interval)
+            host, port = parse_listen(crew.runtime.metrics_listen, "runtime.metrics_listen")
+            try:
+                server = await supervisor.serve_http(host, port)
+            except OSError as exc:
+                raise UsageError(f"runtime.metrics_listen: cannot listen on {host}:{port} ({exc.strerror})") from exc
+            stop, keep = asyncio.Event(), asyncio.Event()
+            _handle_signals(stop, keep)
+            watching = False
+            try:
+                await supervisor.begin([s.name for s in specs])
+                log.info("started %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
+                from agent_smith.events import EmbeddedNats, Publisher, running_server_url
+
+                url = crew.events.nats_url
+                if services and url is None:
+                    url = running_server_url(paths.nats)
+                    if url is None:
+                        nats = EmbeddedNats(paths.nats)
+                        nats.start()
+                        url = nats.url
+                async with Publisher(crew.events, paths.events, url) as publisher:
+                    supervisor.publish = _event_publisher(publisher)
+                    watching = True
+                    await _serve(supervisor, specs, stop, keep, stream)
+                    detached = keep.is_set()
+            except BaseException:
+                # Agents started before the failure must not outlive this supervisor.
+                if not watching:
+                    await supervisor.shutdown()
+                raise
+            finally:
+                server.close()
+                await server.wait_closed()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
         finally:
             # Detached (SIGHUP): the agents keep running, so does what they use.
             if not detached:
@@ -239,30 +280,8 @@ async def supervise(
                     nats.stop()
 
 
-async def _serve(
-    loaded: LoadedCrew,
-    specs: Sequence[AgentSpec],
-    rd: RunDir,
-    publisher: Publisher,
-    children: Sequence[Service],
-    options: ServeOptions,
-    stream: Callable[[str], None] | None,
-) -> bool:
-    """Supervise until told to stop; True when told to detach (leaving everything running)."""
-    supervisor = Supervisor(
-        specs,
-        tmux_for(loaded),
-        rd,
-        publish=_event_publisher(publisher),
-        services=children,
-        interval=options.interval,
-    )
-    host, port = parse_listen(loaded.crew.runtime.metrics_listen, "runtime.metrics_listen")
-    try:
-        server = await supervisor.serve_http(host, port)
-    except OSError as exc:
-        raise UsageError(f"runtime.metrics_listen: cannot listen on {host}:{port} ({exc.strerror})") from exc
-    stop, keep = asyncio.Event(), asyncio.Event()
+def _handle_signals(stop: asyncio.Event, keep: asyncio.Event) -> None:
+    """SIGTERM/SIGINT stop everything; SIGHUP stops only the supervisor (a detach)."""
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -272,6 +291,16 @@ async def _serve(
         stop.set()
 
     loop.add_signal_handler(signal.SIGHUP, detach)
+
+
+async def _serve(
+    supervisor: Supervisor,
+    specs: Sequence[AgentSpec],
+    stop: asyncio.Event,
+    keep: asyncio.Event,
+    stream: Callable[[str], None] | None,
+) -> None:
+    """Supervise until told to stop (`keep` set: told to detach, leaving everything running)."""
     streamer = None
     if stream is not None:
         streamer = Streamer(
@@ -282,18 +311,13 @@ async def _serve(
     if streamer is not None:
         pump = asyncio.create_task(_pump(streamer, stop))
     try:
-        await supervisor.run([s.name for s in specs], stop, keep_agents=keep)
+        await supervisor.watch(stop, keep_agents=keep)
     finally:
         if pump is not None:
             await pump
         if streamer is not None:
             streamer.pump()
             streamer.close()
-        server.close()
-        await server.wait_closed()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-    return keep.is_set()
 
 
 async def _pump(streamer: Streamer, stop: asyncio.Event) -> None:

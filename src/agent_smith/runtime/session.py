@@ -5,21 +5,34 @@ person attached to the session may switch the active pane at any time.
 Pane 0 keeps its window after claude exits (`remain-on-exit`), so the
 supervisor sees the exit status and restarts claude in place with
 `respawn-pane`, leaving the shell in pane 1 as it was.
+
+A pane's environment holds the agent's proxy URL, password included, so it
+never goes on a command line (``tmux -e`` would put it in the argv of the
+tmux client and of the server it starts, readable by anyone in ``ps``): it
+is written to a file only the user can read, which the pane's ``/bin/sh``
+sources before it execs the real command.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_smith.errors import OperationError
+from agent_smith.fsutil import write_atomic
 from agent_smith.runtime.launch import AgentSpec
-from agent_smith.runtime.tmux import Tmux
+from agent_smith.runtime.tmux import DEFAULT_HEIGHT, DEFAULT_WIDTH, Tmux
 
 CLAUDE_PANE = 0
 SHELL_PANE = 1
 _FORMAT = "#{session_name}\t#{pane_index}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_pid}\t#{pane_dead_signal}"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# `set -a` exports what the file assigns; "$0" is the file, "$@" the command.
+_SOURCE_THEN_EXEC = 'set -a && . "$0" && set +a && exec "$@"'
+_SCREEN_END = "agent-smith-screen-end-7f3c9a"
 
 
 @dataclass(frozen=True)
@@ -58,49 +71,89 @@ def panes(tmux: Tmux) -> dict[tuple[str, int], PaneStatus]:
     return found
 
 
-def _env_args(env: Mapping[str, str]) -> list[str]:
-    return [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+def env_script(env: Mapping[str, str]) -> str:
+    """`env` as POSIX shell assignments, each value single-quoted (pure)."""
+    bad = [key for key in env if not _NAME.fullmatch(key)]
+    if bad:
+        raise OperationError(f"environment variable name {bad[0]!r} cannot be passed to an agent's pane")
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in env.items())
 
 
-def _pipe(tmux: Tmux, spec: AgentSpec, index: int) -> None:
+def env_file(spec: AgentSpec, index: int) -> Path:
+    """Where a pane's environment is kept between the supervisor writing it and the pane reading it."""
+    return spec.state_dir / f"{spec.session}.{'claude' if index == CLAUDE_PANE else 'shell'}.env"
+
+
+def sourcing(env: Mapping[str, str], path: Path, command: Sequence[str]) -> list[str]:
+    """Write `env` to `path` (0600) and return the argv that runs `command` with it, no value in it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(path, env_script(env), 0o600)
+    return ["/bin/sh", "-c", _SOURCE_THEN_EXEC, str(path), *command]
+
+
+def _pipe(spec: AgentSpec, index: int) -> list[str]:
     # `cat` is the cheapest process that can hold the file open; rotation renames the
     # file and pipes the pane again, which replaces this cat with one on a new file.
     target = spec.log(index)
-    tmux.command("pipe-pane", "-t", pane(spec.session, index), f"exec cat >> {shlex.quote(str(target))}")
+    return ["pipe-pane", "-t", pane(spec.session, index), f"exec cat >> {shlex.quote(str(target))}"]
 
 
 def open_session(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mapping[str, str]) -> int:
-    """Create the two-pane session and start claude with `env`; the pid of claude's pane."""
+    """Create the two-pane session and start claude with `env`; the pid of claude's pane.
+
+    One tmux command list does it all: the server runs the list before it reads any
+    pane output, so both pipes are attached before the first byte either pane writes,
+    and `remain-on-exit` is set before a fast-exiting claude could end its pane.
+    """
     spec.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    started = tmux.new_session(spec.session, list(claude), env=env, cwd=spec.cwd, remain_on_exit=True)
-    _pipe(tmux, spec, CLAUDE_PANE)
-    tmux.command(
-        "split-window", "-d", "-v", "-t", pane(spec.session, CLAUDE_PANE), "-c", str(spec.shell_cwd),
-        *_env_args(spec.env), "--", *spec.shell,
+    first = sourcing(env, env_file(spec, CLAUDE_PANE), list(claude))
+    shell = sourcing(spec.env, env_file(spec, SHELL_PANE), spec.shell)
+    target = pane(spec.session, CLAUDE_PANE)
+    out = tmux.command(
+        "new-session", "-d", "-s", spec.session, "-x", str(DEFAULT_WIDTH), "-y", str(DEFAULT_HEIGHT),
+        "-c", str(spec.cwd), "-P", "-F", "#{pane_pid}", "--", *first,
+        ";", "set-option", "-w", "-t", target, "remain-on-exit", "on",
+        ";", *_pipe(spec, CLAUDE_PANE),
+        ";", "split-window", "-d", "-v", "-t", target, "-c", str(spec.shell_cwd), "--", *shell,
+        ";", *_pipe(spec, SHELL_PANE),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
-    _pipe(tmux, spec, SHELL_PANE)
-    # The shell draws its prompt at once, often before the pipe is attached: what is
-    # already on screen goes first into the log (a line may then appear twice, none is lost).
-    shown = tmux.command("capture-pane", "-p", "-t", pane(spec.session, SHELL_PANE), check=False).rstrip("\n")
-    if shown.strip():
-        with spec.log(SHELL_PANE).open("a", encoding="utf-8") as log:
-            log.write(shown)
-    return started.pane_pid
+    return int(out.split()[0])
 
 
 def respawn_claude(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mapping[str, str]) -> None:
     """Start claude again, with `env`, in pane 0 of an existing session (the shell pane is left alone)."""
+    argv = sourcing(env, env_file(spec, CLAUDE_PANE), list(claude))
     tmux.command(
-        "respawn-pane", "-k", "-t", pane(spec.session, CLAUDE_PANE), "-c", str(spec.cwd),
-        *_env_args(env), "--", *claude,
+        "respawn-pane", "-k", "-t", pane(spec.session, CLAUDE_PANE), "-c", str(spec.cwd), "--", *argv,
+        ";", *_pipe(spec, CLAUDE_PANE),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
-    _pipe(tmux, spec, CLAUDE_PANE)
 
 
 def screen(tmux: Tmux, session: str) -> str:
     return tmux.command("capture-pane", "-p", "-J", "-t", pane(session, CLAUDE_PANE), check=False)
+
+
+def screens(tmux: Tmux, sessions: Sequence[str]) -> dict[str, str]:
+    """Claude's screen in each of `sessions`, read with one tmux call instead of one per session.
+
+    A marker line follows each screen; a session whose capture failed (it ended
+    meanwhile: tmux then stops the list) is read again on its own.
+    """
+    if not sessions:
+        return {}
+    args: list[str] = []
+    for session in sessions:
+        args += ["capture-pane", "-p", "-J", "-t", pane(session, CLAUDE_PANE), ";"]
+        args += ["display-message", "-p", _SCREEN_END, ";"]
+    out = tmux.command(*args[:-1], check=False)
+    parts = out.split(_SCREEN_END + "\n")
+    found = dict(zip(sessions, parts[: len(parts) - 1], strict=False))
+    for session in sessions:
+        if session not in found:
+            found[session] = screen(tmux, session)
+    return found
 
 
 def type_text(tmux: Tmux, session: str, text: str) -> None:
@@ -126,7 +179,7 @@ def rotate(tmux: Tmux, spec: AgentSpec, index: int, *, max_bytes: int, keep: int
         if older.exists():
             older.rename(log.with_name(f"{log.name}.{n + 1}"))
     log.rename(log.with_name(f"{log.name}.1"))
-    _pipe(tmux, spec, index)
+    tmux.command(*_pipe(spec, index))
     return True
 
 

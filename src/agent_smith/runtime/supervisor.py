@@ -1,7 +1,7 @@
 """The supervisor: observes each agent's tmux session, asks `policy.decide`, carries out the answer.
 
-Every `interval` it reads all panes in one tmux call, looks at the screen of
-each running claude, takes requests from `restart`/`down`/`up`, and feeds
+Every `interval` it reads all panes in one tmux call and the screens of
+every running claude in one more, takes requests from `restart`/`down`/`up`, and feeds
 what it saw to the policy. It never blocks on an agent: tmux owns the
 processes, so this process can die and a new one adopts the sessions it
 finds (`Adopted`) without restarting a healthy agent.
@@ -124,7 +124,7 @@ class Supervisor:
     ) -> None:
         self.tmux = tmux
         self.run_dir = run_dir
-        self._publish = publish
+        self.publish = publish
         self._services = services
         self._clock = clock
         self._jitter = jitter
@@ -169,10 +169,11 @@ class Supervisor:
         except OperationError as exc:
             log.warning("tmux did not answer, skipping this look: %s", exc)
             return
+        shown = self._screens(live)
         for agent in self.agents.values():
             try:
                 if agent.record.state in RUNNING:
-                    await self._look(agent, live)
+                    await self._look(agent, live, shown)
                 await self._observe(agent, Tick())
                 for index in (panes.CLAUDE_PANE, panes.SHELL_PANE):
                     if agent.record.state in RUNNING:
@@ -188,8 +189,13 @@ class Supervisor:
     async def run(
         self, wanted: Sequence[str], stop: asyncio.Event, *, keep_agents: asyncio.Event | None = None
     ) -> None:
+        """`begin`, then `watch` until `stop`."""
+        await self.begin(wanted)
+        await self.watch(stop, keep_agents=keep_agents)
+
+    async def watch(self, stop: asyncio.Event, *, keep_agents: asyncio.Event | None = None) -> None:
+        """Step until `stop`; then end every agent, unless `keep_agents` was set (a detach)."""
         try:
-            await self.begin(wanted)
             while not stop.is_set():
                 await self.step()
                 # Look closely while an agent starts (readiness is what `up` waits for), calmly after.
@@ -221,7 +227,18 @@ class Supervisor:
 
     # ---- observing ------------------------------------------------------------------------
 
-    async def _look(self, agent: _Agent, live: Mapping[tuple[str, int], panes.PaneStatus]) -> None:
+    def _screens(self, live: Mapping[tuple[str, int], panes.PaneStatus]) -> dict[str, str]:
+        """The screen of every running agent whose claude is alive, in one tmux call."""
+        sessions = []
+        for agent in self.agents.values():
+            claude = live.get((agent.spec.session, panes.CLAUDE_PANE))
+            if agent.record.state in RUNNING and claude is not None and not claude.dead:
+                sessions.append(agent.spec.session)
+        return panes.screens(self.tmux, sessions)
+
+    async def _look(
+        self, agent: _Agent, live: Mapping[tuple[str, int], panes.PaneStatus], shown: Mapping[str, str]
+    ) -> None:
         spec = agent.spec
         claude = live.get((spec.session, panes.CLAUDE_PANE))
         if claude is not None and claude.dead and claude.exit_code is None and not agent.exit_unread:
@@ -237,7 +254,7 @@ class Supervisor:
                 await asyncio.to_thread(sweep, LAUNCH_VAR, agent.launch_id)
             await self._observe(agent, Exited(code, self._jitter()))
             return
-        screen = panes.screen(self.tmux, spec.session)
+        screen = shown[spec.session] if spec.session in shown else panes.screen(self.tmux, spec.session)
         if not agent.dialog_answered and confirms_dev_channels(screen, spec.channels):
             panes.press(self.tmux, spec.session, "Enter")
             agent.dialog_answered = True
@@ -285,9 +302,9 @@ class Supervisor:
             await asyncio.to_thread(sweep, AGENT_VAR, spec.tag)
         elif isinstance(action, Publish):
             log.info("%s %s %s", spec.name, action.type, dict(action.fields))
-            if self._publish is not None:
+            if self.publish is not None:
                 try:
-                    await self._publish(action.type, spec.name, action.fields)
+                    await self.publish(action.type, spec.name, action.fields)
                 except (OperationError, UsageError) as exc:
                     log.error("event %s for %s was not published: %s", action.type, spec.name, exc)
 

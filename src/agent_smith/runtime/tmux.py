@@ -95,6 +95,10 @@ class Tmux:
 
         With `remain_on_exit` the pane stays after the command exits, so its
         last screen can still be read (a crashed agent's error, say).
+
+        `env` goes on tmux's command line (``-e``), which the server that the
+        first session starts keeps for its whole life: nothing secret belongs
+        in it. Agents' panes get theirs from a file (`session.open_session`).
         """
         if not command:
             raise ValueError("a tmux session needs a command")

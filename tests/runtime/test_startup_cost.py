@@ -1,0 +1,106 @@
+"""What keeps agent-smith's per-agent processes cheap to start: deferred imports, the MCP fast path,
+and pane environments that never reach a command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_smith.cli.mcpserve import parse_options
+from agent_smith.errors import OperationError
+from agent_smith.runtime.session import env_script
+
+CLI = Path(sys.executable).parent / "agent-smith"
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "expected"),
+    [
+        ("events", [], {}),
+        ("events", ["--crew", "/c", "--agent", "bob"], {"--crew": "/c", "--agent": "bob"}),
+        ("events", ["--agent=bob"], {"--agent": "bob"}),
+        ("events", ["--agent"], None),
+        ("events", ["--agent", "a", "--agent", "b"], None),
+        ("events", ["--verbose"], None),
+        ("events", ["positional"], None),
+        ("chat", [], {}),
+        ("chat", ["--crew", "/c"], None),
+        ("nosuch", [], None),
+    ],
+)
+def test_mcp_fast_path_options(name: str, argv: list[str], expected: dict[str, str] | None) -> None:
+    assert parse_options(name, argv) == expected
+
+
+def test_env_script_quotes_every_value_for_sh(tmp_path: Path) -> None:
+    env = {"PLAIN": "x", "SPACES": "a b", "QUOTE": "it's", "DOLLAR": "$HOME `id` $(id)", "NL": "one\ntwo", "E": ""}
+    script = tmp_path / "env"
+    script.write_text(env_script(env))
+    shown = subprocess.run(
+        ["/bin/sh", "-c", 'set -a && . "$0" && set +a && exec env -0', str(script)],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    got = dict(item.split("=", 1) for item in shown.decode().split("\0") if "=" in item)
+    assert {key: got[key] for key in env} == env
+
+
+def test_env_script_refuses_a_name_sh_cannot_assign() -> None:
+    with pytest.raises(OperationError, match="BAD-NAME"):
+        env_script({"BAD-NAME": "x"})
+
+
+def test_nats_does_not_load_aiohttp_until_it_is_used() -> None:
+    code = """
+import sys
+from agent_smith.deferred import defer
+defer()
+import nats
+assert "aiohttp.client" not in sys.modules, "aiohttp ran at import"
+from aiohttp import web
+assert web.Application and "aiohttp.client" in sys.modules
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_events_mcp_server_starts_without_the_cli_framework(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AGENT_NAME": "bob", "NATS_URL": "nats://127.0.0.1:9"}
+    server = subprocess.Popen(
+        [sys.executable, "-X", "importtime", str(CLI), "mcp", "events"],
+        env=env, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert server.stdin is not None
+    assert server.stdout is not None
+    assert server.stderr is not None
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    for message in (
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}},
+    ):
+        server.stdin.write(json.dumps(message).encode() + b"\n")
+    server.stdin.flush()
+    replies = [json.loads(server.stdout.readline()) for _ in range(2)]
+    server.stdin.close()
+    imports = server.stderr.read()
+    server.wait(30)
+    server.stdout.close()
+    server.stderr.close()
+    assert server.returncode == 0, imports.decode()[-2000:]
+    assert [tool["name"] for tool in replies[1]["result"]["tools"]] == ["publish_event", "query_events"]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in imports.decode().splitlines() if "|" in line}
+    assert not {"typer", "rich", "aiohttp.client"} & loaded, sorted({"typer", "rich", "aiohttp.client"} & loaded)
+
+
+def test_the_mcp_fast_path_reports_errors_like_the_cli(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [str(CLI), "mcp", "events"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr == "error: AGENT_NAME is not set: the events MCP server publishes as that agent\n"
