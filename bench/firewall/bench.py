@@ -48,6 +48,9 @@ MITM_VENV = REPO / "bench" / ".venv-mitmproxy"
 PLACEHOLDER = "agent-smith-placeholder-bench-token"
 BULK = 200 * 1000 * 1000
 ROUNDS = 3
+# Bulk throughput swings with what else the two cores are doing, and a direct download is the
+# most CPU-bound of the columns: the ratio is taken over back-to-back pairs, not across rounds.
+BULK_PAIRS = 7
 
 
 def _free_port() -> int:
@@ -328,6 +331,12 @@ def main() -> None:
             results = {
                 name: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for name, runs in rounds.items()
             }
+            print("bulk pairs: direct, firewall…", file=sys.stderr)
+            bulk_ratios = []
+            for number in range(BULK_PAIRS):
+                pair = ("direct", "firewall") if number % 2 == 0 else ("firewall", "direct")
+                speed = {name: asyncio.run(bulk(routes[name])) for name in pair}
+                bulk_ratios.append(speed["firewall"] / speed["direct"])
         finally:
             for process in reversed(processes):
                 process.send_signal(signal.SIGTERM)
@@ -335,10 +344,10 @@ def main() -> None:
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
-        report(results)
+        report(results, bulk_ratios)
 
 
-def report(results: dict[str, dict[str, float]]) -> None:
+def report(results: dict[str, dict[str, float]], bulk_ratios: list[float]) -> None:
     d, m, f = results["direct"], results["mitmproxy"], results["firewall"]
     rows = [
         ("keep-alive GET c=1 req/s", "c1_rps", "{:,.0f}"),
@@ -364,7 +373,10 @@ def report(results: dict[str, dict[str, float]]) -> None:
     print(
         f"req/s vs mitmproxy: c=1 {f['c1_rps'] / m['c1_rps']:.2f}x, c=10 {f['c10_rps'] / m['c10_rps']:.2f}x (target ≥ 1.5x)"
     )
-    print(f"bulk vs direct: {f['bulk'] / d['bulk']:.0%} (target ≥ 50%)")
+    print(
+        f"bulk vs direct: {statistics.median(bulk_ratios):.0%} (target ≥ 50%; median of {len(bulk_ratios)} "
+        f"back-to-back pairs, {min(bulk_ratios):.0%}–{max(bulk_ratios):.0%})"
+    )
     print(f"median of {ROUNDS} rounds; load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

@@ -259,3 +259,118 @@ def test_secret_rules_may_share_a_placeholder_only_for_different_agents(crew_dir
         for p in found
     )
     assert any("egress.secrets[1].agents[1]: no agent 'ghost' in this crew" in p for p in found)
+
+
+def _own_listeners(crew_yaml: Path, devbot: str, reviewbot: str, *, transparent: bool = True) -> None:
+    edit(crew_yaml, "    role: developer\n", f"    role: developer\n    kubernetes: {devbot}\n")
+    edit(crew_yaml, "    role: reviewer\n", f"    role: reviewer\n    kubernetes: {reviewbot}\n")
+    if transparent:
+        edit(crew_yaml, "  listen: 127.0.0.1:3128\n", "  listen: 127.0.0.1:3128\n  transparent_listen: 0.0.0.0:8443\n")
+
+
+def test_agents_may_have_transparent_listeners_of_their_own(crew_dir: Path) -> None:
+    _own_listeners(
+        crew_dir / "crew.yaml",
+        "{firewall_cluster_ip: 10.96.0.60, firewall_port: 9443}",
+        "{firewall_cluster_ip: 10.96.0.61, firewall_port: 9444}",
+    )
+    crew = load_crew(crew_dir, env={}).crew
+    blocks = [a.kubernetes for a in crew.agents]
+    assert [(b.firewall_cluster_ip, b.firewall_port) for b in blocks if b] == [
+        ("10.96.0.60", 9443),
+        ("10.96.0.61", 9444),
+    ]
+
+
+def test_an_agent_s_listener_port_and_address_are_its_own(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "egress:\n", "kubernetes:\n  firewall_cluster_ip: 10.96.0.53\negress:\n")
+    _own_listeners(
+        crew_yaml,
+        "{firewall_cluster_ip: 10.96.0.53, firewall_port: 9443}",
+        "{firewall_cluster_ip: 10.96.0.61, firewall_port: 9443}",
+    )
+    found = problems(crew_dir)
+    name = str(crew_yaml)
+    devbot, reviewbot = line_of(crew_yaml, "10.96.0.53, firewall_port"), line_of(crew_yaml, "10.96.0.61")
+    lines = crew_yaml.read_text().splitlines()
+    ip_col = lines[devbot - 1].index("10.96.0.53") + 1
+    port_col = lines[reviewbot - 1].index("9443") + 1
+    assert len(found) == 2, found
+    assert (
+        f"{name}:{devbot}:{ip_col}: agents[0].kubernetes.firewall_cluster_ip: cluster IP 10.96.0.53 is already used at "
+        "kubernetes.firewall_cluster_ip" in found
+    )
+    assert (
+        f"{name}:{reviewbot}:{port_col}: agents[1].kubernetes.firewall_port: port 9443 is already used at "
+        "agents[0].kubernetes.firewall_port" in found
+    )
+
+
+@pytest.mark.parametrize(
+    ("port", "taken_by"),
+    [(3128, "egress.listen"), (8443, "egress.transparent_listen"), (9464, "egress.metrics_listen")],
+)
+def test_an_agent_s_listener_port_is_none_of_the_firewall_s_others(crew_dir: Path, port: int, taken_by: str) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "  listen: 127.0.0.1:3128\n", "  listen: 127.0.0.1:3128\n  metrics_listen: 127.0.0.1:9464\n")
+    _own_listeners(
+        crew_yaml,
+        f"{{firewall_cluster_ip: 10.96.0.60, firewall_port: {port}}}",
+        "{firewall_cluster_ip: 10.96.0.61, firewall_port: 9444}",
+    )
+    [problem] = problems(crew_dir)
+    assert f"agents[0].kubernetes.firewall_port: port {port} is already used at {taken_by}" in problem
+
+
+def test_an_agent_s_listener_needs_transparent_mode_and_both_keys(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    _own_listeners(
+        crew_yaml,
+        "{firewall_cluster_ip: 10.96.0.60, firewall_port: 9443}",
+        "{firewall_cluster_ip: 10.96.0.61, firewall_port: 9444}",
+        transparent=False,
+    )
+    found = problems(crew_dir)
+    line = line_of(crew_yaml, "10.96.0.60")
+    assert (
+        f"{crew_yaml}:{line}:17: agents[0].kubernetes: needs egress.transparent_listen "
+        "(its host is where this agent's listener listens)" in found
+    )
+    assert any("agents[1].kubernetes: needs egress.transparent_listen" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("block", "path", "message"),
+    [
+        ("{firewall_port: 9443}", "agents[0].kubernetes.firewall_cluster_ip", "required"),
+        ("{firewall_cluster_ip: 10.96.0.60}", "agents[0].kubernetes.firewall_port", "required"),
+        (
+            "{firewall_cluster_ip: 10.96.0.256, firewall_port: 9443}",
+            "agents[0].kubernetes.firewall_cluster_ip",
+            "pattern",
+        ),
+        (
+            "{firewall_cluster_ip: 10.96.0.060, firewall_port: 9443}",
+            "agents[0].kubernetes.firewall_cluster_ip",
+            "pattern",
+        ),
+        (
+            "{firewall_cluster_ip: 10.96.0.60, firewall_port: 443}",
+            "agents[0].kubernetes.firewall_port",
+            "greater than or equal to 1024",
+        ),
+        (
+            "{firewall_cluster_ip: 10.96.0.60, firewall_port: 70000}",
+            "agents[0].kubernetes.firewall_port",
+            "less than or equal to 65535",
+        ),
+        ("{firewall_cluster_ip: 10.96.0.60, port: 9443}", "agents[0].kubernetes.port", "unknown key"),
+    ],
+)
+def test_an_agent_s_listener_block_is_checked(crew_dir: Path, block: str, path: str, message: str) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "    role: developer\n", f"    role: developer\n    kubernetes: {block}\n")
+    edit(crew_yaml, "  listen: 127.0.0.1:3128\n", "  listen: 127.0.0.1:3128\n  transparent_listen: 0.0.0.0:8443\n")
+    found = problems(crew_dir)
+    assert any(f"{path}: " in p and message in p for p in found), found

@@ -12,6 +12,15 @@ from hypothesis import strategies as st
 from agent_smith.crew import Crew, LoadedCrew, load_crew, scaffold_crew
 from agent_smith.deploy import crew_files
 
+# crew.yaml replacements (old → new) for the scaffolded example: transparent mode, and devbot's own listener.
+TRANSPARENT = {
+    "  listen: 127.0.0.1:3128\n": "  listen: 127.0.0.1:3128\n  transparent_listen: 127.0.0.1:8443\n",
+    "egress:\n": "kubernetes:\n  transparent_egress: true\n  firewall_cluster_ip: 10.96.0.53\negress:\n",
+}
+OWN_LISTENER = {
+    "    role: developer\n": "    role: developer\n    kubernetes: {firewall_cluster_ip: 10.96.0.60, firewall_port: 9443}\n"
+}
+
 NAMES = st.from_regex(r"\A[a-z][a-z0-9]{1,8}\Z")
 HOSTS = st.from_regex(r"\A[a-z]{2,8}\.(com|dev|io)\Z")
 CPU = st.sampled_from(["100m", "250m", "500m", "1", "2"])
@@ -90,6 +99,11 @@ def crews(draw: st.DrawFn, max_agents: int = 4) -> dict[str, Any]:
     if transparent:
         data["egress"]["transparent_listen"] = "127.0.0.1:8443"
         kubernetes |= {"transparent_egress": True, "firewall_cluster_ip": "10.96.0.53"}
+        # Some agents get a firewall Service and listener of their own, the others share the crew's.
+        ports = draw(st.lists(st.integers(9000, 9999), min_size=len(agents), max_size=len(agents), unique=True))
+        for i, (agent, port) in enumerate(zip(agents, ports, strict=True)):
+            if draw(st.booleans()):
+                agent["kubernetes"] = {"firewall_cluster_ip": f"10.96.1.{i + 1}", "firewall_port": port}
     if draw(st.booleans()):
         kubernetes["storage_class"] = "fast-ssd"
     if draw(st.booleans()):

@@ -17,12 +17,21 @@ import helm_python as helm
 import pytest
 from hypothesis import HealthCheck, given, settings
 from ruamel.yaml import YAML
-from tests.deploy.crews import crews, example, example_crew, files_for, secret_env_of
+from tests.deploy.crews import (
+    OWN_LISTENER,
+    TRANSPARENT,
+    crews,
+    example,
+    example_crew,
+    files_for,
+    secret_env_of,
+)
 
 from agent_smith.crew import Crew
 from agent_smith.deploy import VERSIONS, check_manifests, crew_files, render_crew, validate_strict
 from agent_smith.deploy.chart import CREW_FILE, chart_files, chart_values, default_values
 from agent_smith.deploy.render import CONFIG_HASH
+from agent_smith.errors import UsageError
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "agent-smith"
 
@@ -73,6 +82,16 @@ def test_the_chart_renders_the_example_crew_exactly_as_the_cli_does(tmp_path: Pa
     config = next(o for o in chart if o["kind"] == "ConfigMap")
     in_pod = Crew.model_validate(YAML(typ="safe", pure=True).load(config["data"][CREW_FILE]))
     assert in_pod == loaded.crew
+
+
+def test_the_chart_renders_an_agent_s_own_listener_exactly_as_the_cli_does(tmp_path: Path) -> None:
+    loaded = example_crew(tmp_path, {**TRANSPARENT, **OWN_LISTENER})
+    files = crew_files(loaded)
+    chart = helm_render(chart_values(loaded.crew, files))
+    python = render_crew(loaded.crew, files)
+    assert any(o["kind"] == "Service" and o["metadata"]["name"] == "agent-smith-firewall-devbot" for o in chart)
+    assert_same(python.manifests, chart)
+    assert validate_strict(chart, VERSIONS) == []
 
 
 def test_the_chart_takes_its_namespace_from_the_release(tmp_path: Path) -> None:
@@ -136,6 +155,30 @@ def test_the_values_schema_refuses_what_crew_yaml_refuses(edit: Any, message: st
             "transparent_egress needs egress.transparent_listen",
         ),
         (lambda v: v["events"].update(nats_url="nats://nats.example.com:4222"), "set kubernetes.nats_peer"),
+        (
+            lambda v: v["agents"][0].update(kubernetes={"firewall_cluster_ip": "10.96.0.60", "firewall_port": 9443}),
+            "agents[0].kubernetes: needs egress.transparent_listen",
+        ),
+        (
+            lambda v: (
+                v["egress"].update(transparent_listen="0.0.0.0:8443"),
+                v["agents"].append(
+                    {"name": "other", "kubernetes": {"firewall_cluster_ip": "10.96.0.61", "firewall_port": 3128}}
+                ),
+            ),
+            "agents[1].kubernetes.firewall_port: port 3128 is already used at egress.listen",
+        ),
+        (
+            lambda v: (
+                v["egress"].update(transparent_listen="0.0.0.0:8443"),
+                v["agents"][0].update(kubernetes={"firewall_cluster_ip": "10.96.0.60", "firewall_port": 9443}),
+                v["agents"].append(
+                    {"name": "other", "kubernetes": {"firewall_cluster_ip": "10.96.0.60", "firewall_port": 9444}}
+                ),
+            ),
+            "agents[1].kubernetes.firewall_cluster_ip: cluster IP 10.96.0.60 is already used at "
+            "agents[0].kubernetes.firewall_cluster_ip",
+        ),
         (lambda v: v["agents"][0].update(resources={"cpu_request": "lots"}), "agents[0].resources.cpu_request"),
     ],
 )
@@ -145,6 +188,10 @@ def test_the_chart_fails_with_the_cli_s_message(edit: Any, message: str) -> None
     with pytest.raises(helm.HelmError) as caught:
         helm_render(values)
     assert message in str(caught.value)
+    crew = Crew.model_validate({k: v for k, v in values.items() if k != "files"})
+    with pytest.raises(UsageError) as refused:
+        render_crew(crew, files_for(crew))
+    assert message in str(refused.value)
 
 
 def test_the_chart_packages_with_the_release_version(tmp_path: Path) -> None:

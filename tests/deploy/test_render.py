@@ -10,7 +10,18 @@ from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from tests.deploy.crews import crews, example, example_crew, files_for, materialize_config, resolve_env, secret_env_of
+from tests.deploy.crews import (
+    OWN_LISTENER,
+    TRANSPARENT,
+    crews,
+    example,
+    example_crew,
+    files_for,
+    materialize_config,
+    resolve_env,
+    secret_env_of,
+)
+from tests.deploy.netpol import allows, pod_labels
 
 from agent_smith.crew import Crew, load_crew
 from agent_smith.deploy import VERSIONS, check_manifests, crew_files, render_crew, validate_strict
@@ -19,6 +30,7 @@ from agent_smith.deploy.render import (
     CREW_MOUNT,
     FIREWALL,
     FIREWALL_SECRETS,
+    agent_firewall_name,
     in_cluster_namespace,
     parse_quantity,
     url_endpoint,
@@ -187,6 +199,100 @@ def test_transparent_mode_points_allowlisted_names_at_the_firewall(tmp_path: Pat
     assert not any(h.startswith("*") for h in alias["hostnames"])
     assert any("*.githubusercontent.com" in w for w in rendered.warnings)
     assert validate_strict(rendered.manifests) == []
+
+
+def test_an_agent_with_its_own_listener_gets_its_own_service_port_and_aliases(tmp_path: Path) -> None:
+    loaded = example_crew(tmp_path, {**TRANSPARENT, **OWN_LISTENER})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    manifests = rendered.manifests
+    service = one(manifests, "Service", agent_firewall_name("devbot"))
+    assert service["metadata"]["name"] == "agent-smith-firewall-devbot"
+    assert service["spec"]["clusterIP"] == "10.96.0.60"
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "agent-9443", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == one(manifests, "Service", FIREWALL)["spec"]["selector"]
+    # reviewbot has no block: it keeps the shared listener, as before.
+    assert by(manifests, "Service", agent_firewall_name("reviewbot")) == []
+    firewall = one(manifests, "Deployment", FIREWALL)
+    [container] = firewall["spec"]["template"]["spec"]["containers"]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert named == {"proxy": 3128, "transparent": 8443, "agent-9443": 9443}
+    aliases = {
+        agent: one(manifests, "StatefulSet", f"agent-smith-agent-{agent}")["spec"]["template"]["spec"]["hostAliases"]
+        for agent in ("devbot", "reviewbot")
+    }
+    assert [a["ip"] for a in aliases["devbot"]] == ["10.96.0.60"]
+    assert [a["ip"] for a in aliases["reviewbot"]] == ["10.96.0.53"]
+    assert "api.github.com" in aliases["devbot"][0]["hostnames"]
+    assert validate_strict(manifests, VERSIONS) == []
+    assert check_manifests(manifests, rendered.external) == []
+
+
+def test_only_its_own_agent_may_reach_an_agent_s_listener(tmp_path: Path) -> None:
+    loaded = example_crew(tmp_path, {**TRANSPARENT, **OWN_LISTENER})
+    manifests = render_crew(loaded.crew, crew_files(loaded)).manifests
+    firewall = pod_labels(manifests, "Deployment", FIREWALL)
+    devbot = pod_labels(manifests, "StatefulSet", "agent-smith-agent-devbot")
+    reviewbot = pod_labels(manifests, "StatefulSet", "agent-smith-agent-reviewbot")
+    nats = pod_labels(manifests, "StatefulSet", "agent-smith-nats")
+    assert allows(manifests, devbot, firewall, 9443)
+    assert not allows(manifests, reviewbot, firewall, 9443)
+    assert not allows(manifests, nats, firewall, 9443)
+    # The proxy and the shared transparent listener stay open to every agent.
+    for agent in (devbot, reviewbot):
+        assert allows(manifests, agent, firewall, 3128)
+        assert allows(manifests, agent, firewall, 8443)
+    # The firewall's own ingress is what keeps reviewbot out, not only reviewbot's egress policy:
+    # a pod labelled as reviewbot with an open egress policy of its own would still be refused.
+    open_egress = [m for m in manifests if m["metadata"]["name"] != "agent-smith-agent-reviewbot"]
+    assert not allows(open_egress, reviewbot, firewall, 9443)
+    assert allows(open_egress, reviewbot, firewall, 3128)
+
+
+def test_an_own_listener_is_rendered_only_in_transparent_mode(tmp_path: Path) -> None:
+    listen = "  listen: 127.0.0.1:3128\n"
+    loaded = example_crew(tmp_path, {listen: listen + "  transparent_listen: 127.0.0.1:8443\n", **OWN_LISTENER})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    assert by(rendered.manifests, "Service", agent_firewall_name("devbot")) == []
+    assert any("kubernetes.transparent_egress is off" in w for w in rendered.warnings)
+    firewall = pod_labels(rendered.manifests, "Deployment", FIREWALL)
+    devbot = pod_labels(rendered.manifests, "StatefulSet", "agent-smith-agent-devbot")
+    assert not allows(rendered.manifests, devbot, firewall, 9443)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"agents": [{"firewall_port": 9443}, {"firewall_port": 9443}]},
+            "crew.yaml: agents[1].kubernetes.firewall_port: port 9443 is already used at agents[0].kubernetes.firewall_port",
+        ),
+        (
+            {"agents": [{"firewall_port": 8443}, {}]},
+            "agents[0].kubernetes.firewall_port: port 8443 is already used at egress.transparent_listen",
+        ),
+        (
+            {"agents": [{"firewall_cluster_ip": "10.96.0.53"}, {}]},
+            "agents[0].kubernetes.firewall_cluster_ip: cluster IP 10.96.0.53 is already used at "
+            "kubernetes.firewall_cluster_ip",
+        ),
+    ],
+)
+def test_the_render_refuses_listeners_that_are_not_one_agent_s(change: dict[str, Any], message: str) -> None:
+    data = {
+        "crew": {"name": "cc"},
+        "agents": [
+            {"name": "alice", "kubernetes": {"firewall_cluster_ip": "10.96.0.61", "firewall_port": 9001}},
+            {"name": "bob", "kubernetes": {"firewall_cluster_ip": "10.96.0.62", "firewall_port": 9002}},
+        ],
+        "egress": {"transparent_listen": "0.0.0.0:8443"},
+        "kubernetes": {"transparent_egress": True, "firewall_cluster_ip": "10.96.0.53"},
+    }
+    for agent, edit in zip(data["agents"], change["agents"], strict=True):
+        agent["kubernetes"].update(edit)
+    crew = Crew.model_validate(data)
+    with pytest.raises(UsageError) as caught:
+        render_crew(crew, files_for(crew))
+    assert message in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -369,6 +475,13 @@ MUTATIONS = [
         FIREWALL,
         lambda o: o["spec"]["selector"].update({"x": "y"}),
         "matches no rendered pod",
+    ),
+    (
+        "service target port",
+        "Service",
+        FIREWALL,
+        lambda o: o["spec"]["ports"][0].update(targetPort="nowhere"),
+        "targetPort nowhere is no port",
     ),
     (
         "policy selector",

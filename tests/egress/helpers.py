@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
+import h11
 import httpx
 
 from tests.fixtures.egress import FirewallHarness
@@ -29,3 +31,23 @@ def assert_never_contains(texts: Iterable[str | bytes], *secrets: str) -> None:
 def files_under(root: Path) -> list[bytes]:
     """Every regular file's bytes below `root` (symlinks are not followed)."""
     return [p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def transparent_get(port: int, ca: str, host: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """One GET through a transparent listener, as a client whose DNS points `host` at the firewall."""
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname=host) as tls:
+        conn = h11.Connection(h11.CLIENT)
+        tls.sendall(conn.send(h11.Request(method="GET", target="/echo", headers=[("Host", host), *headers.items()])))
+        tls.sendall(conn.send(h11.EndOfMessage()))
+        status, body = 0, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(tls.recv(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return status, body

@@ -22,7 +22,7 @@ import pytest
 from agent_smith.certs import mint_ca
 from agent_smith.egress.policy import Rule, Secret
 from agent_smith.errors import OperationError
-from tests.egress.helpers import assert_never_contains, client, files_under
+from tests.egress.helpers import assert_never_contains, client, files_under, transparent_get
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, StartFirewall, standin_policy
 
 AUTH = {"Authorization": f"token {GITHUB_PLACEHOLDER}"}
@@ -378,26 +378,6 @@ def test_transparent_mode_routes_by_sni_and_refuses_other_names(
     assert asdict(fw.denials[-1])["host"] == "evil.test"
 
 
-def _transparent_get(port: int, ca: str, host: str, headers: dict[str, str]) -> tuple[int, bytes]:
-    """One GET through a transparent listener, as a client whose DNS points `host` at the firewall."""
-    ctx = ssl.create_default_context(cafile=ca)
-    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname=host) as tls:
-        conn = h11.Connection(h11.CLIENT)
-        tls.sendall(conn.send(h11.Request(method="GET", target="/echo", headers=[("Host", host), *headers.items()])))
-        tls.sendall(conn.send(h11.EndOfMessage()))
-        status, body = 0, b""
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(tls.recv(65536))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                return status, body
-
-
 @pytest.mark.real
 def test_a_per_agent_transparent_listener_names_its_agent_with_its_rules_and_secrets(
     egress_firewall: StartFirewall, egress_upstream: EgressUpstream
@@ -424,19 +404,19 @@ def test_a_per_agent_transparent_listener_names_its_agent_with_its_rules_and_sec
     assert len({anonymous, *ports.values()}) == 3
 
     # Each listener swaps in its own agent's secret, as the proxy credentials would decide.
-    assert _transparent_get(ports["devbot"], ca, "api.github.test", AUTH)[0] == 200
+    assert transparent_get(ports["devbot"], ca, "api.github.test", AUTH)[0] == 200
     assert world.seen[-1].headers["Authorization"] == f"token {world.github_secret}"
-    assert _transparent_get(ports["reviewbot"], ca, "api.github.test", AUTH)[0] == 200
+    assert transparent_get(ports["reviewbot"], ca, "api.github.test", AUTH)[0] == 200
     assert world.seen[-1].headers["Authorization"] == "token reviewbot-token-0123456789"
     assert [e["agent"] for e in fw.audit()] == ["devbot", "reviewbot"]
     assert [e["swapped"] for e in fw.audit()] == [["github"], ["github-r"]]
 
     # Per-agent rules: only devbot's listener reaches devbot's host; the others are refused at the handshake.
-    assert _transparent_get(ports["devbot"], ca, "localhost", {})[0] == 200
+    assert transparent_get(ports["devbot"], ca, "localhost", {})[0] == 200
     assert fw.audit()[-1]["rule"] == "devbot-only"
     for port, agent in ((ports["reviewbot"], "reviewbot"), (anonymous, "(transparent)")):
         with pytest.raises(ssl.SSLError):
-            _transparent_get(port, ca, "localhost", {})
+            transparent_get(port, ca, "localhost", {})
         assert (fw.audit()[-1]["agent"], fw.audit()[-1]["decision"]) == (agent, "denied")
     assert [d.agent for d in fw.denials] == ["reviewbot", "(transparent)"]
 

@@ -8,9 +8,11 @@ from agent_smith.crew.loader import (
     SharedFiles,
     load_crew,
     resolve_crew_dir,
+    transparent_agent_problems,
 )
 from agent_smith.crew.models import (
     Agent,
+    AgentKubernetes,
     AgentMatrix,
     ClaudeLogin,
     Crew,
@@ -38,6 +40,7 @@ from agent_smith.crew.schema import crew_json_schema
 __all__ = [
     "CONTAINER_CONTRACT",
     "Agent",
+    "AgentKubernetes",
     "AgentMatrix",
     "ClaudeLogin",
     "Crew",
@@ -67,4 +70,5 @@ __all__ = [
     "parse_size",
     "resolve_crew_dir",
     "scaffold_crew",
+    "transparent_agent_problems",
 ]

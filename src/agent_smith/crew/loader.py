@@ -394,6 +394,8 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
         problem,
     )
     _placeholders(crew, problem)
+    for loc, message in transparent_agent_problems(crew):
+        problem(loc, message)
     for i, rule in enumerate(crew.egress.secrets):
         names = {a.name for a in crew.agents}
         for j, agent_name in enumerate(rule.agents or ()):
@@ -411,6 +413,50 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
                     "set, but the crew has no matrix section with a homeserver",
                 )
                 break
+
+
+def _port_of(address: str | None) -> int | None:
+    """The port of ``host:port``; None when absent or malformed (the firewall refuses that at start)."""
+    if address is None:
+        return None
+    _, colon, port = address.rpartition(":")
+    return int(port) if colon and port.isdigit() else None
+
+
+def transparent_agent_problems(crew: Crew) -> list[tuple[Loc, str]]:
+    """What is wrong with the agents' own transparent listeners (``agents[].kubernetes``), by location.
+
+    Each agent's port and Service address must be its own, or one agent would act
+    under another's identity; the listeners listen on `egress.transparent_listen`'s
+    host, beside the firewall's other ports. Pure, so the render checks the same.
+    """
+    problems: list[tuple[Loc, str]] = []
+    egress = crew.egress
+    ports: dict[int, Loc] = {}
+    for loc, address in (
+        (("egress", "listen"), egress.listen),
+        (("egress", "transparent_listen"), egress.transparent_listen),
+        (("egress", "metrics_listen"), egress.metrics_listen),
+    ):
+        port = _port_of(address)
+        if port is not None:
+            ports.setdefault(port, loc)
+    ips: dict[str, Loc] = {}
+    if crew.kubernetes.firewall_cluster_ip is not None:
+        ips[crew.kubernetes.firewall_cluster_ip] = ("kubernetes", "firewall_cluster_ip")
+    for i, agent in enumerate(crew.agents):
+        block = agent.kubernetes
+        if block is None:
+            continue
+        here: Loc = ("agents", i, "kubernetes")
+        if egress.transparent_listen is None:
+            problems.append((here, "needs egress.transparent_listen (its host is where this agent's listener listens)"))
+        port_loc, ip_loc = (*here, "firewall_port"), (*here, "firewall_cluster_ip")
+        if (first := ports.setdefault(block.firewall_port, port_loc)) != port_loc:
+            problems.append((port_loc, f"port {block.firewall_port} is already used at {format_loc(first)}"))
+        if (first := ips.setdefault(block.firewall_cluster_ip, ip_loc)) != ip_loc:
+            problems.append((ip_loc, f"cluster IP {block.firewall_cluster_ip} is already used at {format_loc(first)}"))
+    return problems
 
 
 def _placeholders(crew: Crew, problem: Any) -> None:

@@ -34,6 +34,9 @@ _MATRIX_USER = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::\d+)?$")
 _MATRIX_ROOM = re.compile(r"^(?:![^:\s]+(?::[A-Za-z0-9.\-]+(?::\d+)?)?|#[^:\s]+:[A-Za-z0-9.\-]+(?::\d+)?)$")
 _HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# Dotted quad without leading zeros (Kubernetes refuses those in a clusterIP).
+_IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -321,6 +324,26 @@ class AgentEgress(_Model):
     allow: list[HostRule] = Field(default_factory=list, description="hosts this agent may reach besides the crew's")
 
 
+class AgentKubernetes(_Model):
+    """This agent's own transparent listener on the firewall, behind a Service of its own (Kubernetes)."""
+
+    firewall_cluster_ip: str = Field(
+        pattern=_IPV4,
+        description=(
+            "a fixed ClusterIP for this agent's own firewall Service; with kubernetes.transparent_egress its "
+            "allowlisted host names point there instead of at kubernetes.firewall_cluster_ip"
+        ),
+    )
+    firewall_port: int = Field(
+        ge=1024,
+        le=65535,
+        description=(
+            "the firewall's port for this agent's transparent listener (on egress.transparent_listen's host): "
+            "a connection there is this agent's, for the audit log, its allow rules and its secrets"
+        ),
+    )
+
+
 class Agent(_Model):
     name: AgentName = Field(description="the agent's name: its persona directory agents/<name>/ and tmux session")
     role: str = Field(default="engineer", description="shown to teammates in the generated team section")
@@ -342,6 +365,10 @@ class Agent(_Model):
     remote_control: bool = Field(default=False, description="start claude with --remote-control NAME")
     resources: Resources = Field(default_factory=Resources)
     egress: AgentEgress = Field(default_factory=AgentEgress)
+    kubernetes: AgentKubernetes | None = Field(
+        default=None,
+        description="its own transparent listener on the firewall, so transparent mode knows which agent it serves",
+    )
     env: dict[EnvVarName, NonSecret] = Field(default_factory=dict, description="extra, non-secret environment")
 
     @model_validator(mode="after")

@@ -4,7 +4,8 @@ Pure: a list of manifests (and the Secrets declared external) in, a list of
 problems out. The render is checked with these in the tests, and so is the
 Helm chart's output, so both are held to the same promises:
 
-- every selector selects something, and every workload's selector matches its own pods;
+- every selector selects something, every workload's selector matches its own pods,
+  and every named Service targetPort is a port of the pods it selects;
 - every referenced ServiceAccount, ConfigMap (and key), Secret (and key), PVC,
   Service and Role exists in the render or is declared external;
 - no secret value is inline: no Secret object, no credential-shaped value
@@ -223,6 +224,18 @@ class _Checker:
         selector = obj.get("spec", {}).get("selector")
         if not selector or not self._selects_a_pod(selector):
             self.add(obj, "its selector matches no rendered pod")
+            return
+        named = {
+            port.get("name")
+            for _, template in self.pods
+            if _matches(selector, template.get("metadata", {}).get("labels", {}))
+            for container in template.get("spec", {}).get("containers", []) or []
+            for port in container.get("ports", []) or []
+        }
+        for port in obj.get("spec", {}).get("ports", []) or []:
+            target = port.get("targetPort")
+            if isinstance(target, str) and target not in named:
+                self.add(obj, f"targetPort {target} is no port of the pods it selects")
 
     def _network_policy(self, obj: Manifest) -> None:
         spec = obj["spec"]

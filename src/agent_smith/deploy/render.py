@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent_smith.crew import Agent, Crew
-from agent_smith.crew.models import NetworkPeer
+from agent_smith.crew import Agent, Crew, transparent_agent_problems
+from agent_smith.crew.loader import format_loc
+from agent_smith.crew.models import AgentKubernetes, NetworkPeer
 from agent_smith.errors import UsageError
 
 Manifest = dict[str, Any]
@@ -94,6 +95,16 @@ class Rendered:
 
 def agent_object_name(agent: str) -> str:
     return f"agent-smith-agent-{agent}"
+
+
+def agent_firewall_name(agent: str) -> str:
+    """The Service in front of an agent's own transparent listener on the firewall."""
+    return f"{FIREWALL}-{agent}"
+
+
+def agent_firewall_port_name(port: int) -> str:
+    """The firewall container's name for an agent's listener port (a port name holds 15 characters, a name 32)."""
+    return f"agent-{port}"
 
 
 def proxy_secret_name(agent: str) -> str:
@@ -227,6 +238,12 @@ class _Renderer:
         self.proxy_port = listen_port(crew.egress.listen)
         self.transparent_port = listen_port(crew.egress.transparent_listen) if crew.egress.transparent_listen else None
         self.firewall_host = f"{FIREWALL}.{namespace}.svc"
+        # Agents with a transparent listener of their own; without transparent_egress nothing routes to one.
+        self.own_listeners: dict[str, AgentKubernetes] = {
+            agent.name: agent.kubernetes
+            for agent in crew.agents
+            if agent.kubernetes is not None and crew.kubernetes.transparent_egress
+        }
 
     # -- labels ---------------------------------------------------------------------------
 
@@ -299,6 +316,14 @@ class _Renderer:
                     "crew.yaml: kubernetes.transparent_egress needs kubernetes.firewall_cluster_ip "
                     "(a free address in the cluster's Service range)"
                 )
+        if problems := transparent_agent_problems(self.crew):
+            loc, message = problems[0]
+            raise UsageError(f"crew.yaml: {format_loc(loc)}: {message}")
+        if not self.k8s.transparent_egress and any(agent.kubernetes is not None for agent in self.crew.agents):
+            self.warnings.append(
+                "agents[].kubernetes is set but kubernetes.transparent_egress is off: "
+                "no agent's own firewall Service is rendered"
+            )
         for i, rule in enumerate(self.crew.egress.secrets):
             if rule.source.file is not None and not rule.source.file.startswith("/"):
                 raise UsageError(
@@ -396,6 +421,9 @@ class _Renderer:
         ports = [{"name": "proxy", "containerPort": self.proxy_port, "protocol": "TCP"}]
         if self.transparent_port is not None:
             ports.append({"name": "transparent", "containerPort": self.transparent_port, "protocol": "TCP"})
+        for own in self.own_listeners.values():
+            port_name = agent_firewall_port_name(own.firewall_port)
+            ports.append({"name": port_name, "containerPort": own.firewall_port, "protocol": "TCP"})
         volumes: list[Manifest] = [
             {"name": "state", "persistentVolumeClaim": {"claimName": f"{FIREWALL}-state"}},
             self._crew_volume(),
@@ -507,8 +535,30 @@ class _Renderer:
                 },
             },
             {"apiVersion": "v1", "kind": "Service", "metadata": self.meta(FIREWALL, "firewall"), "spec": service_spec},
+            *(self._agent_firewall_service(agent, own) for agent, own in self.own_listeners.items()),
             self._firewall_policy(),
         ]
+
+    def _agent_firewall_service(self, agent: str, own: AgentKubernetes) -> Manifest:
+        """The address only `agent`'s host names point at; it reaches that agent's listener on the firewall."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": self.meta(agent_firewall_name(agent), "firewall", agent),
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": own.firewall_cluster_ip,
+                "selector": self.selector("firewall"),
+                "ports": [
+                    {
+                        "name": "https",
+                        "port": 443,
+                        "targetPort": agent_firewall_port_name(own.firewall_port),
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        }
 
     def _firewall_ports(self) -> list[int]:
         ports = {443, url_endpoint(self.crew.forge.base_url, {"https": 443, "http": 80})[1]}
@@ -549,7 +599,18 @@ class _Renderer:
             "spec": {
                 "podSelector": {"matchLabels": self.selector("firewall")},
                 "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": [{"podSelector": {"matchLabels": self._any_agent()}}], "ports": ingress_ports}],
+                "ingress": [
+                    {"from": [{"podSelector": {"matchLabels": self._any_agent()}}], "ports": ingress_ports},
+                    # An agent's own listener names it, so only that agent's pods may reach it. The policy
+                    # sees the pod after the Service's DNAT: pod labels and the target port.
+                    *(
+                        {
+                            "from": [{"podSelector": {"matchLabels": self.selector("agent", agent)}}],
+                            "ports": [{"protocol": "TCP", "port": own.firewall_port}],
+                        }
+                        for agent, own in self.own_listeners.items()
+                    ),
+                ],
                 "egress": egress,
             },
         }
@@ -749,6 +810,8 @@ class _Renderer:
         ports = [{"protocol": "TCP", "port": self.proxy_port}]
         if self.transparent_port is not None:
             ports.append({"protocol": "TCP", "port": self.transparent_port})
+        if (own := self.own_listeners.get(agent.name)) is not None:
+            ports.append({"protocol": "TCP", "port": own.firewall_port})
         egress = [
             {"to": [{"podSelector": {"matchLabels": self.selector("firewall")}}], "ports": ports},
             {"to": [copy.deepcopy(_DNS)], "ports": copy.deepcopy(_DNS_PORTS)},
@@ -885,7 +948,9 @@ class _Renderer:
             ],
         }
         if self.k8s.transparent_egress and self.k8s.firewall_cluster_ip is not None:
-            pod["hostAliases"] = [{"ip": self.k8s.firewall_cluster_ip, "hostnames": self._transparent_hosts(agent)}]
+            own = self.own_listeners.get(agent.name)
+            address = own.firewall_cluster_ip if own is not None else self.k8s.firewall_cluster_ip
+            pod["hostAliases"] = [{"ip": address, "hostnames": self._transparent_hosts(agent)}]
         statefulset = {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",

@@ -13,7 +13,7 @@ from agent_smith.errors import UsageError
 
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
-__all__ = ["load_secret", "parse_address", "policy_from_crew", "secrets_from_crew"]
+__all__ = ["load_secret", "parse_address", "policy_from_crew", "secrets_from_crew", "transparent_agents_from_crew"]
 
 
 def _rule(rule: HostRule, origin: str) -> Rule:
@@ -108,3 +108,18 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"{what}: {text!r} is not host:port")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def transparent_agents_from_crew(crew: Crew) -> dict[str, tuple[str, int]]:
+    """Each agent with its own transparent listener (``agents[].kubernetes``) → the address it listens on.
+
+    The host is `egress.transparent_listen`'s, the port the agent's own `firewall_port`.
+    """
+    blocks = [(i, agent) for i, agent in enumerate(crew.agents) if agent.kubernetes is not None]
+    if not blocks:
+        return {}
+    listen = crew.egress.transparent_listen
+    if listen is None:
+        raise UsageError(f"agents[{blocks[0][0]}].kubernetes: needs egress.transparent_listen")
+    host = parse_address(listen, "egress.transparent_listen")[0]
+    return {agent.name: (host, agent.kubernetes.firewall_port) for _, agent in blocks if agent.kubernetes is not None}

@@ -14,7 +14,12 @@ from agent_smith import events
 from agent_smith.crew import Crew, CrewPaths
 from agent_smith.egress.audit import EgressDenied
 from agent_smith.egress.claude import ClaudeTokens, TokenStore, tokens_from_credentials
-from agent_smith.egress.config import parse_address, policy_from_crew, secrets_from_crew
+from agent_smith.egress.config import (
+    parse_address,
+    policy_from_crew,
+    secrets_from_crew,
+    transparent_agents_from_crew,
+)
 from agent_smith.egress.proxy import Firewall, FirewallSettings
 from agent_smith.egress.state import FirewallState
 from agent_smith.errors import UsageError
@@ -52,6 +57,7 @@ def settings_for(
         transparent_listen=(
             parse_address(egress.transparent_listen, "egress.transparent_listen") if egress.transparent_listen else None
         ),
+        transparent_agents=transparent_agents_from_crew(crew),
         upstream_ca=upstream_ca,
         audit_path=state.audit_log_path,
         claude_store=claude_store_for(crew) if egress.claude_login.enabled else None,
@@ -72,7 +78,7 @@ class DenialPublisher:
         try:
             events.check_agent_name(denial.agent)
         except UsageError:
-            # Transparent-mode clients have no agent identity, and an event needs one.
+            # Clients of the shared transparent listener have no agent identity, and an event needs one.
             return
         event = events.EgressDenied(
             agent=denial.agent,
