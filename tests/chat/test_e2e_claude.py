@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,12 +127,17 @@ def test_chat_to_work_with_the_real_cli(
     crew_dir = write_crew(tmp_path / "crew", cast, synapse.url)
     token_file = CrewPaths.of(load_crew(crew_dir, {}).crew).agent_state("devbot") / "matrix_access_token"
     write_atomic(token_file, cast.devbot.access_token, mode=0o600)
+    chat_log = tmp_path / "chat.log"
     mcp = {
         "mcpServers": {
             "matrix": {
                 "type": "stdio",
-                "command": str(Path(sys.executable).parent / "agent-smith"),
-                "args": ["mcp", "chat"],
+                "command": "/bin/sh",
+                # The server's own log, to count what it told claude (the CLI's log cannot say).
+                "args": [
+                    "-c",
+                    f"exec {Path(sys.executable).parent / 'agent-smith'} --log-format json --log-level info mcp chat 2>>{chat_log}",
+                ],
                 "env": {
                     "AGENT_NAME": "devbot",
                     "AGENT_SMITH_CREW": str(crew_dir),
@@ -198,12 +204,18 @@ def test_chat_to_work_with_the_real_cli(
     # Stopped: a message sent meanwhile arrives after the restart, and nothing is replayed.
     session.tmux.kill_session(session.name)
     wait_until(lambda: not pid_alive(chat_pid), timeout=15, what="the chat server to exit with claude")
-    send(synapse, cast.alice, cast.room, {"msgtype": "m.text", "body": "@devbot are you back?"})
+    back = send(synapse, cast.alice, cast.room, {"msgtype": "m.text", "body": "@devbot are you back?"})
     start_devbot(tmux_server, tmp_path / "devbot-again", claude_binary, leak_check, model, mcp)
     wait_until(lambda: devbot_says("Back."), timeout=60, what="devbot answering after the restart")
-    # The new session's conversation starts empty: one channel block in it means nothing was replayed.
+    notified = [e["event_id"] for e in map(json.loads, chat_log.read_text().splitlines()) if e.get("notified")]
+    assert notified.count(back) == 1, "the message sent while devbot was down is delivered once"
+    assert len(notified) == len(set(notified)), "no message is delivered twice, across the restart either"
+    # The new session's conversation starts empty: channel blocks in it come from the restarted server only.
+    # (The pinned CLI may enqueue one notification twice when it lands while the CLI is still starting.)
     woken = channel_requests(model, "are you back")
     assert woken
-    assert all(b.count("<channel source") == 1 for b in woken), "nothing from before the restart is replayed"
+    blocks = [block for body in woken for block in re.findall(r"<channel source.*?</channel>", body)]
+    assert blocks
+    assert all("are you back" in block for block in blocks), f"nothing from before the restart is replayed: {blocks}"
     for request in model.requests(agent="devbot"):
         assert cast.devbot.access_token not in json.dumps(request.body)
