@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -105,8 +106,14 @@ def test_an_agents_bundle_is_trusted_through_the_hashed_cache(github_standin: Gi
         review_activity_once(gh.standin.graphql_url, "alice", None, env, ca_cache=cache)
     assert len(list(cache.iterdir())) == 1  # the older bundle's copy is gone
 
+    abandoned, building = cache / ".building-1-dead", cache / ".building-2-live"
+    abandoned.mkdir()
+    building.mkdir()
+    os.utime(abandoned, (time.time() - 3600, time.time() - 3600))
     bundle.write_bytes(bundle.read_bytes() + b"\n")  # a changed file gets a new copy
     assert hashed_ca_dir(str(bundle), cache) not in (None, str(built))
+    assert not abandoned.exists(), "a killed hook's half-built copy is cleared"
+    assert building.exists(), "a copy another hook is building right now is left alone"
 
 
 def test_small_or_odd_ca_files_are_loaded_as_they_are(tmp_path: Path) -> None:

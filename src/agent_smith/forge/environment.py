@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,6 +12,8 @@ from urllib.parse import urlsplit
 # Below this size a CA file loads in about a millisecond; above it (the system's ~140 CAs
 # plus the firewall's, as an agent's bundle is) parsing every certificate costs ~40 ms.
 HASHED_DIR_FROM = 32 * 1024
+# A build takes well under a second; one this old belongs to a hook that was killed.
+BUILD_ABANDONED_AFTER = 600.0
 _PEM_BEGIN = b"-----BEGIN "
 _CERT_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _CERT_END = b"-----END CERTIFICATE-----"
@@ -112,6 +115,17 @@ def _build_hashed_dir(cafile: Path, cache: Path, target: Path) -> str | None:
         if not target.is_dir():  # else another hook built it first
             return None
     for old in cache.iterdir():
-        if old != target and old.is_dir() and not old.name.startswith(".building-"):
-            shutil.rmtree(old, ignore_errors=True)
+        if old == target or not old.is_dir():
+            continue
+        # Another hook may be building right now; one left by a killed hook is long stale.
+        if old.name.startswith(".building-") and not _stale(old):
+            continue
+        shutil.rmtree(old, ignore_errors=True)
     return str(target)
+
+
+def _stale(building: Path) -> bool:
+    try:
+        return time.time() - building.stat().st_mtime > BUILD_ABANDONED_AFTER
+    except OSError:
+        return False
