@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -13,16 +12,9 @@ def main() -> None:
     argv = sys.argv[1:]
     if len(argv) >= 2 and argv[0] == "hook" and not any(a in ("-h", "--help") for a in argv):
         from agent_smith.hooks.entry import run
+        from agent_smith.leave import leave
 
-        code = run(argv[1], argv[2:])
-        # A hook's work is done and its files are closed: leave without tearing the
-        # interpreter down (freeing every module costs ~3 ms of the hook's wall time).
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # the reader is gone: there is no one left to tell
-                continue
-        os._exit(code)
+        leave(run(argv[1], argv[2:]))
     if len(argv) >= 2 and argv[0] == "mcp" and not any(a in ("-h", "--help") for a in argv):
         from agent_smith.cli.mcpserve import run as serve
 

@@ -19,6 +19,7 @@ from agent_smith.cli.context import AppContext, CrewOption, JsonFlag, app_contex
 from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
 from agent_smith.errors import MissingPartError, OperationError, UsageError
 from agent_smith.hooks import read_activity
+from agent_smith.leave import leave
 from agent_smith.runtime import (
     CONTAINER_SESSION,
     ServeOptions,
@@ -107,6 +108,8 @@ def up(
     for service, listening in status.get("services", {}).items():
         if not listening:
             out.console.print(f"{service}: starting (see `agent-smith status`)")
+    # The supervisor owns everything now; this process only has its interpreter left to free.
+    leave(0)
 
 
 def down(ctx: typer.Context, agents: AgentsArg = None, crew: CrewOption = None) -> None:

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 _SELECTOR = re.compile(r"^❯ \d+\.", re.MULTILINE)
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 5
+# While an agent starts its readiness is what `up` waits for: look as often as a person's
+# script would (a look is two short tmux calls), calmly once every agent serves.
+_STARTING_INTERVAL = 0.05
 
 Publisher = Callable[[str, str, Mapping[str, object]], Awaitable[None]]
 """publish(event type, agent, fields): sends one agent_started/agent_stopped/agent_crashed event."""
@@ -198,10 +201,11 @@ class Supervisor:
         try:
             while not stop.is_set():
                 await self.step()
-                # Look closely while an agent starts (readiness is what `up` waits for), calmly after.
                 starting = any(a.record.state is AgentState.STARTING for a in self.agents.values())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(self.interval, 0.1) if starting else self.interval)
+                    await asyncio.wait_for(
+                        stop.wait(), min(self.interval, _STARTING_INTERVAL) if starting else self.interval
+                    )
         finally:
             if keep_agents is None or not keep_agents.is_set():
                 await self.shutdown()
