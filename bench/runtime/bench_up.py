@@ -8,10 +8,11 @@ model server:
   embedded event log, the firewall, assembly, N sessions), timed until it
   returns, i.e. every agent is ready.
 Reported: both times, their ratio (target ≤ 1.5×), and the resident memory
-agent-smith adds per agent (target ≤ 60 MB): the supervisor's RSS shared by
-N, plus each agent's own extra processes (its MCP servers and hook
-processes under claude, its two `cat` log pipes), measured once the MCP
-servers have finished starting (their RSS stopped growing). The crew's
+agent-smith adds per agent (target ≤ 60 MB): the supervisor's RSS (which
+also serves every agent's event tools over MCP) shared by N, plus each
+agent's own extra processes (any MCP server or hook process of agent-smith's
+under claude, its two `cat` log pipes), measured once memory stopped
+growing. The crew's
 shared services, the egress firewall and the embedded nats-server, are not
 per-agent costs: they are reported beside it, with the per-agent figure
 they would make if they were shared by N as well.
@@ -185,14 +186,16 @@ def _proc(pid: int, name: str) -> bytes:
 
 
 def settled(root: Path, socket_name: str, n: int, timeout: float = 15.0) -> dict[str, float]:
-    """`measure` once the agents' MCP servers stopped growing: `up` returns at the prompt,
-    while Claude Code may still be starting them, and a half-loaded server would read low."""
+    """`measure` once memory stopped growing: `up` returns at the prompt, while Claude Code
+    is still connecting to its MCP tools (served by the supervisor) and starting any MCP
+    server of its own; a half-connected crew would read low."""
     deadline = time.monotonic() + timeout
+    time.sleep(1.0)
     last = measure(root, socket_name, n)
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(1.0)
         now = measure(root, socket_name, n)
-        if now["mcp_servers"] >= n and abs(now["mcp_and_hooks_mb"] - last["mcp_and_hooks_mb"]) < 0.5:
+        if abs(now["per_agent_mb"] - last["per_agent_mb"]) < 0.25:
             return now
         last = now
     return last

@@ -103,35 +103,44 @@ class McpServer:
         await self.initialized.wait()
         await self._send({"jsonrpc": "2.0", "method": method, "params": dict(params)})
 
-    async def _receive(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            await self._send(_error(None, PARSE_ERROR, "not valid JSON"))
-            return
+    async def handle(self, message: object) -> dict[str, Any] | None:
+        """The answer to one parsed JSON-RPC message; None for a notification or a response.
+
+        Both transports use it: stdio writes the answer as a line, HTTP as the response body.
+        """
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-            await self._send(_error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message"))
-            return
+            return error_message(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
         method = message.get("method")
         if not isinstance(method, str):
-            return  # a response to something we never ask: ignore
+            return None  # a response to something we never ask: ignore
         if "id" not in message:
             if method == "notifications/initialized":
                 self.initialized.set()
-            return
-        task = asyncio.create_task(self._answer(message["id"], method, message.get("params") or {}))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, request_id: Any, method: str, params: Any) -> None:
+            return None
+        request_id, params = message["id"], message.get("params") or {}
         try:
             if not isinstance(params, dict):
                 raise _RpcError(INVALID_PARAMS, "params must be an object")
             result = await self._dispatch(method, params)
         except _RpcError as exc:
-            await self._send(_error(request_id, exc.code, exc.message))
+            return error_message(request_id, exc.code, exc.message)
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+    async def _receive(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            await self._send(error_message(None, PARSE_ERROR, "not valid JSON"))
             return
-        await self._send({"jsonrpc": "2.0", "id": request_id, "result": result})
+        # Each message is answered in its own task: a slow tool call must not hold up the next line.
+        task = asyncio.create_task(self._reply(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reply(self, message: object) -> None:
+        answer = await self.handle(message)
+        if answer is not None:
+            await self._send(answer)
 
     async def _dispatch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "initialize":
@@ -201,5 +210,6 @@ class _StdoutWriter:
         sys.stdout.buffer.flush()
 
 
-def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+def error_message(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    """A JSON-RPC error response."""
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}

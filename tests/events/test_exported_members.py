@@ -36,6 +36,7 @@ def test_the_public_surface_is_pinned() -> None:
         "default_metrics",
         "ensure_stream",
         "event_class",
+        "event_servers",
         "event_tools",
         "event_types",
         "events_server",

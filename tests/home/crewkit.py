@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+
+from agent_smith.mcphttp import answer_http
+from agent_smith.mcpstdio import McpServer, Tool
 
 SHARED_MARK = "Shared rule 7f1c: always answer in haiku."
 PERSONA_MARK = "Persona rule 3b9e: devbot writes the code."
@@ -191,3 +197,51 @@ def tree(root: Path) -> dict[str, tuple[bytes, int, int]]:
             st = path.stat()
             out[str(path.relative_to(root))] = (path.read_bytes(), st.st_mode & 0o777, st.st_mtime_ns)
     return out
+
+
+class McpHttpStub:
+    """The supervisor's MCP endpoint stood in for: one agent's token, one `events_probe` tool, each
+    request logged to the recording log like the stdio servers' (``{"argv": ["mcp", "events"], …}``)."""
+
+    def __init__(self, log: Path, token: str) -> None:
+        async def probe(_: dict[str, Any]) -> str:
+            return "probed"
+
+        server = McpServer("agent-smith-events", "1.0", [Tool("events_probe", "Probe.", {"type": "object"}, probe)])
+        servers = {token: server}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self._answer()
+
+            def do_GET(self) -> None:
+                self._answer()
+
+            def _answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                answer = asyncio.run(answer_http(servers, self.command, headers, body))
+                message = json.loads(body) if body and self.command == "POST" else {}
+                with log.open("a") as fh:
+                    entry = {"argv": ["mcp", "events"], "method": message.get("method"), "status": answer.status}
+                    fh.write(json.dumps({**entry, "authorized": answer.status != 401}) + "\n")
+                self.send_response(answer.status, answer.reason)
+                for name, value in answer.headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/mcp"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()

@@ -65,7 +65,8 @@ def test_assembles_every_file_claude_code_reads(setup_crew: tuple[Path, Path, Pa
     assert "@op:localhost" in md
 
     settings = json.loads(layout.settings.read_text())
-    assert settings["permissions"]["allow"] == ["Bash(git:*)", "Read"]
+    # agent-smith's own tools are allowed: an unattended agent has nobody to answer a permission prompt.
+    assert settings["permissions"]["allow"] == ["Bash(git:*)", "Read", "mcp__agent-smith-events", "mcp__matrix"]
     stop = settings["hooks"]["Stop"]
     assert stop[0]["hooks"][0]["command"] == USER_HOOK
     assert stop[1]["hooks"][0] == {
@@ -89,6 +90,12 @@ def test_assembles_every_file_claude_code_reads(setup_crew: tuple[Path, Path, Pa
     assert claude_json["projects"][str(layout.workspace)]["hasTrustDialogAccepted"] is True
     servers = claude_json["mcpServers"]
     assert set(servers) == {"docs", "agent-smith-events", "matrix"}
+    # The event tools are the supervisor's: their address and the agent's token are expanded by the CLI.
+    assert servers["agent-smith-events"] == {
+        "type": "http",
+        "url": "${AGENT_SMITH_MCP_URL}",
+        "headers": {"Authorization": "Bearer ${AGENT_SMITH_MCP_TOKEN}"},
+    }
     assert servers["matrix"]["args"] == ["mcp", "chat"]
     assert servers["matrix"]["env"]["MATRIX_ACCESS_TOKEN_FILE"] == str(layout.matrix_token)
     assert layout.matrix_token.read_text() == MATRIX_TOKEN
@@ -145,14 +152,14 @@ def test_what_the_agent_added_survives_and_stale_contributions_go(setup_crew: tu
     _assemble(crew, moved)
 
     settings = json.loads(layout.settings.read_text())
-    assert settings["permissions"]["allow"] == ["Bash(git:*)", "Bash(make:*)"]
+    assert settings["permissions"]["allow"] == ["Bash(git:*)", "mcp__agent-smith-events", "mcp__matrix", "Bash(make:*)"]
     assert settings["model"] == "opus"
     commands = [h["command"] for g in settings["hooks"]["Stop"] for h in g["hooks"]]
     assert commands == [USER_HOOK, f"{moved} hook stop"]
     claude_json = json.loads(layout.claude_json.read_text())
     assert claude_json["numStartups"] == 7
     assert set(claude_json["mcpServers"]) == {"mine", "agent-smith-events", "matrix"}
-    assert claude_json["mcpServers"]["agent-smith-events"]["command"] == str(moved)
+    assert claude_json["mcpServers"]["matrix"]["command"] == str(moved)
     assert not (layout.subagents / "test-writer.md").exists()
     assert (layout.subagents / "own.md").exists()
 

@@ -12,6 +12,8 @@ def test_exported_members() -> None:
         "FileAction",
         "FileChange",
         "HomeLayout",
+        "MCP_TOKEN_VAR",
+        "MCP_URL_VAR",
         "RepoAction",
         "RepoOutcome",
         "SetupOutcome",

@@ -18,14 +18,16 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import load_crew
-from agent_smith.home import AssembleOptions, assemble
+from agent_smith.home import MCP_TOKEN_VAR, MCP_URL_VAR, AssembleOptions, assemble
 from agent_smith.runtime import ClaudeLaunch, PermissionMode, Tmux, claude_launch, start_in_tmux
 from agent_smith.standins import RequestKind
 from tests.fixtures.model import StartModelServer
 from tests.fixtures.processes import LeakCheck
-from tests.home.crewkit import PERSONA_MARK, SHARED_MARK, calls, recording_command, write_crew
+from tests.home.crewkit import PERSONA_MARK, SHARED_MARK, McpHttpStub, calls, recording_command, write_crew
 
 pytestmark = pytest.mark.real
+
+EVENTS_TOKEN = "test-token-for-devbot-0c4e"
 
 
 def _wait(predicate: Any, what: str, timeout: float = 30.0) -> Any:
@@ -48,6 +50,7 @@ def test_claude_reads_the_assembled_home(
     tmux_server: Tmux,
     claude_binary: Path,
     leak_check: LeakCheck,
+    request: pytest.FixtureRequest,
 ) -> None:
     command, log = recording_command(tmp_path / "bin")
     crew = write_crew(
@@ -62,6 +65,7 @@ def test_claude_reads_the_assembled_home(
         AssembleOptions(agent_smith_command=str(command), env={"MATRIX_ACCESS_TOKEN": "syt_not_a_real_one"}),
     )
     server = model_server({"agents": {"devbot": [{"when": {"contains": "hello"}, "text": "Hi from the model."}]}})
+    events = McpHttpStub(log, token=EVENTS_TOKEN)
 
     launch = claude_launch(
         claude_binary,
@@ -75,6 +79,10 @@ def test_claude_reads_the_assembled_home(
     )
     # HOME alone decides where the CLI reads ~/.claude.json; CLAUDE_CONFIG_DIR would move it.
     env = {k: v for k, v in launch.env.items() if k != "CLAUDE_CONFIG_DIR"}
+    # What the supervisor puts in the pane's environment for the event tools' entry to expand.
+    env.update({MCP_URL_VAR: events.url, MCP_TOKEN_VAR: EVENTS_TOKEN})
+    events.start()
+    request.addfinalizer(events.close)
     pane = start_in_tmux(tmux_server, "devbot", ClaudeLaunch(launch.argv, env, launch.cwd), remain_on_exit=True)
     leak_check.track(pane.pane_pid, "claude devbot")
     # MCP servers connect in the background; the prompt goes once all three listed their tools.
@@ -114,7 +122,10 @@ def test_claude_reads_the_assembled_home(
     servers = {c["argv"][1]: c["env"] for c in calls(log) if c["argv"][0] == "mcp" and "env" in c}
     assert servers["chat"]["MATRIX_ACCESS_TOKEN_FILE"].endswith("/state/matrix_access_token")
     assert "MATRIX_ACCESS_TOKEN" not in servers["chat"]
-    assert servers["events"]["AGENT_SMITH_CREW"] == str(crew)
+    # The event tools were reached over HTTP with the agent's token, never without it.
+    over_http = [c for c in calls(log) if c["argv"] == ["mcp", "events"]]
+    assert over_http
+    assert all(c["authorized"] for c in over_http)
     assert "syt_not_a_real_one" not in tmux_server.capture("devbot", history=True)
 
     # What the running CLI wrote into its files is kept: assembling again changes nothing.

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.real
 MakeCrew = Callable[[list[dict[str, Any]]], CrewDir]
 SERVING = {"ready", "idle", "working"}
 FIRST_RUN = "Say hello to the crew, once."
+AGAIN = "Publish that you are still here."
+PUBLISH = "mcp__agent-smith-events__publish_event"
 MATRIX_TOKEN = "placeholder-matrix-token-9c1e"
 CLI = Path(sys.executable).parent / "agent-smith"
 
@@ -47,8 +49,8 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> An
         time.sleep(0.1)
 
 
-def agent(name: str, url: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "env": {"ANTHROPIC_BASE_URL": f"{url}/agents/{name}"}, **extra}
+def agent(name: str, url: str, env: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "env": {"ANTHROPIC_BASE_URL": f"{url}/agents/{name}", **(env or {})}, **extra}
 
 
 def serving(crew: CrewDir, name: str) -> bool:
@@ -84,7 +86,28 @@ def get(url: str) -> tuple[int, str]:
 def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:
-    server = model_server({"agents": {"alice": [{"when": {"contains": FIRST_RUN}, "text": "Hello, crew."}]}})
+    # Alice answers her first-run prompt through the event tools the supervisor serves her, and
+    # again after a new supervisor adopted her (same address, same token, no restart of claude).
+    server = model_server(
+        {
+            "agents": {
+                "alice": [
+                    {
+                        "when": {"contains": FIRST_RUN},
+                        "tool_calls": [{"name": PUBLISH, "input": {"type": "task_done", "fields": {"summary": "hi"}}}],
+                    },
+                    {"when": {"tool_result_contains": '"agent":"alice"'}, "text": "Hello, crew."},
+                    {
+                        "when": {"contains": AGAIN},
+                        "tool_calls": [
+                            {"name": PUBLISH, "input": {"type": "task_done", "fields": {"summary": "again"}}}
+                        ],
+                    },
+                    {"when": {"tool_result_contains": '"agent":"alice"'}, "text": "Published again."},
+                ]
+            }
+        }
+    )
     carol_policy = {
         "min_uptime": "60s",
         "backoff_initial": "0.2s",
@@ -94,7 +117,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     }
     crew = make_crew(
         [
-            agent("alice", server.url, first_run_prompt=FIRST_RUN),
+            agent("alice", server.url, first_run_prompt=FIRST_RUN, env={"ENABLE_TOOL_SEARCH": "false"}),
             agent("bob", server.url, remote_control=True),
             agent("carol", server.url, restart=carol_policy),
         ]
@@ -222,6 +245,9 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     again = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
     assert again.returncode == 0, again.stderr
     assert {name: crew.pane_pid(name) for name in ("alice", "bob", "carol")} == panes
+    assert json.loads((crew.runtime / "status.json").read_text())["supervisor"]["metrics"] == supervisor["metrics"]
+    tmux.send_text("alice", AGAIN)
+    wait_until("alice's second event", lambda: "Published again." in crew.cli("logs", "alice", "--crew", root).stdout)
 
     # SIGHUP detaches: the supervisor exits, agents and firewall keep running, the next one adopts them.
     pid = int((crew.runtime / "supervisor.pid").read_text())
@@ -241,6 +267,8 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert ("agent_stopped", "carol") in seen
     assert seen.count(("agent_started", "carol")) == 3
     assert ("agent_started", "alice") in seen
+    # The event tools act as the agent whose token called them, through either supervisor.
+    assert seen.count(("task_done", "alice")) == 2
 
     # `down` leaves no process: supervisor, panes and their children, firewall, event log.
     tracked = [int((crew.runtime / "supervisor.pid").read_text())]

@@ -490,7 +490,10 @@ class Runtime(_Model):
     metrics_listen: str = Field(
         default="127.0.0.1:0",
         pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$",
-        description="the supervisor's /metrics and /healthz (host:port; port 0 picks a free one, shown by status)",
+        description=(
+            "the supervisor's /metrics, /healthz and the agents' MCP tools at /mcp "
+            "(host:port; port 0 picks a free one, shown by status)"
+        ),
     )
 
 

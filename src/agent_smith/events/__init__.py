@@ -7,7 +7,7 @@ JetStream with `EmbeddedNats`.
 
 from agent_smith.events.embedded import EmbeddedNats, running_server_url
 from agent_smith.events.ids import IdFactory, new_id
-from agent_smith.events.mcp import event_tools, events_server
+from agent_smith.events.mcp import event_servers, event_tools, events_server
 from agent_smith.events.metrics import EventMetrics, default_metrics
 from agent_smith.events.model import (
     AgentCrashed,
@@ -65,6 +65,7 @@ __all__ = [
     "default_metrics",
     "ensure_stream",
     "event_class",
+    "event_servers",
     "event_tools",
     "event_types",
     "events_server",

@@ -1,4 +1,4 @@
-"""`agent-smith mcp events`: the event log as MCP tools for one agent.
+"""The event log as MCP tools for one agent: served by the supervisor, or `agent-smith mcp events`.
 
 `publish_event` always publishes as the agent the server was started for
 (`AGENT_NAME` in its environment): the model chooses the type and fields,
@@ -8,7 +8,7 @@ never the author. `query_events` reads the log with the same filters as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,6 +172,13 @@ def event_tools(
             query_events,
         ),
     ]
+
+
+def event_servers(
+    tokens: Mapping[str, str], publisher: Publisher, settings: EventLog, url: str | None
+) -> dict[str, McpServer]:
+    """One server per agent, keyed by the agent's token (`tokens` maps agent → token), sharing a publisher."""
+    return {token: events_server(agent, publisher, settings, url) for agent, token in tokens.items()}
 
 
 def events_server(agent: str, publisher: Publisher, settings: EventLog, url: str | None) -> McpServer:

@@ -12,10 +12,12 @@ from agent_smith.home.assemble import (
     describe,
 )
 from agent_smith.home.claude_json import api_key_suffix, seed_claude_json
-from agent_smith.home.plan import HomeLayout, agent_hooks, clone_url
+from agent_smith.home.plan import MCP_TOKEN_VAR, MCP_URL_VAR, HomeLayout, agent_hooks, clone_url
 from agent_smith.home.repos import RepoAction, RepoOutcome
 
 __all__ = [
+    "MCP_TOKEN_VAR",
+    "MCP_URL_VAR",
     "AssembleOptions",
     "AssemblyReport",
     "FileAction",

@@ -269,9 +269,10 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
     text = plan.claude_md(loaded.shared.claude_md, persona.claude_md, plan.team_section(crew, name))
     planned.append(_Planned(layout.claude_md, text.encode(), 0o644))
 
+    chat = crew.matrix is not None and agent.matrix is not None
     env = _environment(loaded, name, layout, proxy_url, no_proxy)
     contributed_settings = plan.settings_contribution(
-        loaded.shared.settings, plan.agent_hooks(ctx.command), plan.settings_env(env)
+        loaded.shared.settings, plan.agent_hooks(ctx.command), plan.settings_env(env), plan.own_tool_rules(chat)
     )
     settings = merge3(_read_json(layout.settings), previous.get("settings", MISSING), contributed_settings)
     planned.append(_Planned(layout.settings, plan.dump_json(settings).encode(), 0o600))
@@ -288,7 +289,6 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
             planned.append(_Planned(layout.subagents / stale, None, 0o644))
 
     token = ctx.env.get("MATRIX_ACCESS_TOKEN")
-    chat = crew.matrix is not None and agent.matrix is not None
     if chat and token:
         planned.append(_Planned(layout.matrix_token, token.encode(), 0o600, secret=True))
     elif chat and not layout.matrix_token.exists():
@@ -301,7 +301,6 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
         command=ctx.command,
         agent=name,
         crew_dir=loaded.root.absolute(),
-        nats_url=crew.events.nats_url,
         matrix_token_file=layout.matrix_token if chat else None,
     )
     ctx.warnings.extend(shadowed)

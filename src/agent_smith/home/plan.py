@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,10 @@ from agent_smith.crew import Agent, Crew, Forge
 CLAUDE_VERSION = "2.1.331"
 
 EVENTS_SERVER = "agent-smith-events"
+# The supervisor serves the event tools over HTTP; its address and the agent's token are only
+# known when it runs, so the assembled entry names them and the CLI expands them at connect.
+MCP_URL_VAR = "AGENT_SMITH_MCP_URL"
+MCP_TOKEN_VAR = "AGENT_SMITH_MCP_TOKEN"
 CHAT_SERVER = "matrix"
 MATRIX_TOKEN_FILE = "matrix_access_token"
 
@@ -150,14 +154,28 @@ def agent_hooks(command: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def own_tool_rules(chat: bool) -> list[str]:
+    """Permission rules that let the agent use agent-smith's own MCP servers without asking.
+
+    An agent runs unattended: a permission prompt for publishing an event or
+    answering in chat would wait for a person who is not there.
+    """
+    return [f"mcp__{EVENTS_SERVER}", *([f"mcp__{CHAT_SERVER}"] if chat else [])]
+
+
 def settings_contribution(
-    crew_settings: Mapping[str, Any], hooks: Mapping[str, list[dict[str, Any]]], env: Mapping[str, str]
+    crew_settings: Mapping[str, Any],
+    hooks: Mapping[str, list[dict[str, Any]]],
+    env: Mapping[str, str],
+    allow: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The crew's shared settings with agent-smith's hooks added and the agent's environment set.
+    """The crew's shared settings with agent-smith's hooks, permission rules and environment added.
 
     The crew's own hooks come first; agent-smith's are separate groups after
-    them, so both fire. agent-smith's environment wins over the crew's for
-    the same variable (trust and proxy must not be undone by a settings file).
+    them, so both fire. `allow` joins the crew's `permissions.allow` (the
+    crew's deny rules still win, as Claude Code applies deny first).
+    agent-smith's environment wins over the crew's for the same variable
+    (trust and proxy must not be undone by a settings file).
     """
     contribution: dict[str, Any] = json.loads(json.dumps(dict(crew_settings)))
     merged_hooks = contribution.get("hooks")
@@ -169,6 +187,13 @@ def settings_contribution(
     contribution["hooks"] = merged_hooks
     crew_env = contribution.get("env")
     contribution["env"] = {**(crew_env if isinstance(crew_env, dict) else {}), **env}
+    if allow:
+        permissions = contribution.get("permissions")
+        permissions = dict(permissions) if isinstance(permissions, dict) else {}
+        existing = permissions.get("allow")
+        existing = list(existing) if isinstance(existing, list) else []
+        permissions["allow"] = existing + [rule for rule in allow if rule not in existing]
+        contribution["permissions"] = permissions
     return contribution
 
 
@@ -181,20 +206,21 @@ def mcp_servers(
     command: str,
     agent: str,
     crew_dir: Path,
-    nats_url: str | None,
     matrix_token_file: Path | None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The persona's MCP servers plus agent-smith's own; and a warning per persona server shadowed.
 
-    agent-smith's servers carry only non-secret environment: the chat server
-    finds its access token through a file path, never the token itself.
+    agent-smith's servers carry no secret: the event tools' entry names the
+    environment variables that hold the supervisor's address and the agent's
+    token, and the chat server finds its access token through a file path.
     """
     own_env = {"AGENT_NAME": agent, "AGENT_SMITH_CREW": str(crew_dir)}
-    events_env = dict(own_env)
-    if nats_url:
-        events_env["NATS_URL"] = nats_url
     ours: dict[str, Any] = {
-        EVENTS_SERVER: {"type": "stdio", "command": command, "args": ["mcp", "events"], "env": events_env},
+        EVENTS_SERVER: {
+            "type": "http",
+            "url": f"${{{MCP_URL_VAR}}}",
+            "headers": {"Authorization": f"Bearer ${{{MCP_TOKEN_VAR}}}"},
+        },
     }
     if matrix_token_file is not None:
         ours[CHAT_SERVER] = {

@@ -25,6 +25,7 @@ from agent_smith.crew import Agent, CrewPaths, LoadedCrew
 from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
 from agent_smith.logs import LogFormat, configure
 from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
+from agent_smith.runtime.endpoint import McpEndpoint, http_socket
 from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv
 from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import AgentState, Restart
@@ -122,12 +123,20 @@ def agent_spec(
     binary: Path,
     options: ServeOptions,
     *,
+    mcp: McpEndpoint,
     session: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> AgentSpec:
     """Assemble the agent's home and workspace, and describe its tmux session."""
     # Imported here, not at the top: `up` forks the supervisor before it needs these.
-    from agent_smith.home import AssembleOptions, agent_environment, assemble, default_agent_smith_command
+    from agent_smith.home import (
+        MCP_TOKEN_VAR,
+        MCP_URL_VAR,
+        AssembleOptions,
+        agent_environment,
+        assemble,
+        default_agent_smith_command,
+    )
 
     crew = loaded.crew
     report = assemble(
@@ -144,6 +153,8 @@ def agent_spec(
     env = agent_environment(loaded, agent.name, report.home, report.workspace, no_proxy=options.no_proxy)
     tag = agent_tag(loaded, agent.name)
     env.update({"PATH": _path(), "TERM": "xterm-256color", "LANG": "C.UTF-8", AGENT_VAR: tag})
+    # The assembled ~/.claude.json names these two: the CLI expands them when it connects.
+    env.update({MCP_URL_VAR: mcp.url, MCP_TOKEN_VAR: mcp.token_for(agent.name)})
     if agent.permission_mode.value == "bypassPermissions" and os.geteuid() == 0:
         # As root the CLI refuses this mode unless told it is sandboxed; an agent is confined
         # by design (its own home, the egress firewall), as `runtime.claude.claude_launch` decides too.
@@ -232,21 +243,25 @@ async def supervise(
                 )
                 children.append(firewall)
                 firewall.launch()
-            specs = [agent_spec(loaded, a, binary, options, session=session, progress=progress) for a in agents]
-            log.info("assembled %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
-            supervisor = Supervisor(specs, tmux_for(loaded), rd, services=children, interval=options.interval)
-            host, port = parse_listen(crew.runtime.metrics_listen, "runtime.metrics_listen")
+            listener = http_socket(crew.runtime.metrics_listen, rd)
             try:
-                server = await supervisor.serve_http(host, port)
-            except OSError as exc:
-                raise UsageError(f"runtime.metrics_listen: cannot listen on {host}:{port} ({exc.strerror})") from exc
+                mcp = McpEndpoint.at(listener, paths)
+                specs = [
+                    agent_spec(loaded, a, binary, options, mcp=mcp, session=session, progress=progress) for a in agents
+                ]
+                log.info("assembled %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
+                supervisor = Supervisor(specs, tmux_for(loaded), rd, services=children, interval=options.interval)
+                server = await supervisor.serve_http(listener)
+            except BaseException:
+                listener.close()
+                raise
             stop, keep = asyncio.Event(), asyncio.Event()
             _handle_signals(stop, keep)
             watching = False
             try:
                 await supervisor.begin([s.name for s in specs])
                 log.info("started %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
-                from agent_smith.events import EmbeddedNats, Publisher, running_server_url
+                from agent_smith.events import EmbeddedNats, Publisher, event_servers, running_server_url
 
                 url = crew.events.nats_url
                 if services and url is None:
@@ -256,6 +271,8 @@ async def supervise(
                         nats.start()
                         url = nats.url
                 async with Publisher(crew.events, paths.events, url) as publisher:
+                    tokens = {s.name: mcp.token_for(s.name) for s in specs}
+                    supervisor.serve_mcp(event_servers(tokens, publisher, crew.events, url))
                     supervisor.publish = _event_publisher(publisher)
                     watching = True
                     await _serve(supervisor, specs, stop, keep, stream)

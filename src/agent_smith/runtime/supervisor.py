@@ -14,19 +14,24 @@ import contextlib
 import logging
 import random
 import re
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import h11
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
+from agent_smith.mcphttp import MAX_BODY, HttpAnswer, answer_http
+from agent_smith.mcpstdio import McpServer
 from agent_smith.runtime import session as panes
 from agent_smith.runtime.claude import PROMPT_READY
+from agent_smith.runtime.endpoint import MCP_PATH
 from agent_smith.runtime.launch import AgentSpec, busy, confirms_dev_channels, has_previous_session, with_resume
 from agent_smith.runtime.policy import (
     RUNNING,
@@ -58,6 +63,12 @@ LOG_KEEP = 5
 # While an agent starts its readiness is what `up` waits for: look as often as a person's
 # script would (a look is two short tmux calls), calmly once every agent serves.
 _STARTING_INTERVAL = 0.05
+_MAX_HEAD = 64 * 1024
+_FIRST_REQUEST_WAIT = 5.0
+_BODY_WAIT = 5.0
+_MCP_READY_WAIT = 30.0
+# A client that keeps its connection for the next tool call may wait minutes between calls.
+_KEEP_ALIVE = 600.0
 
 Publisher = Callable[[str, str, Mapping[str, object]], Awaitable[None]]
 """publish(event type, agent, fields): sends one agent_started/agent_stopped/agent_crashed event."""
@@ -126,6 +137,10 @@ class Supervisor:
         log_keep: int = LOG_KEEP,
     ) -> None:
         self.tmux = tmux
+        # Bearer token → the agent's MCP server. An agent's CLI may connect before the event
+        # log is up (it boots meanwhile): its requests wait for `serve_mcp`.
+        self.mcp: Mapping[str, McpServer] = {}
+        self._mcp_ready = asyncio.Event()
         self.run_dir = run_dir
         self.publish = publish
         self._services = services
@@ -345,32 +360,88 @@ class Supervisor:
 
     # ---- /metrics and /healthz -------------------------------------------------------------
 
-    async def serve_http(self, host: str, port: int) -> asyncio.Server:
-        """Serve ``/metrics`` (Prometheus text) and ``/healthz`` on host:port (0: any free port)."""
-        server = await asyncio.start_server(self._http, host, port)
-        bound = server.sockets[0].getsockname()
-        self.metrics_url = f"http://{bound[0]}:{bound[1]}"
+    async def serve_http(self, sock: socket.socket) -> asyncio.Server:
+        """Serve ``/metrics`` (Prometheus text), ``/healthz`` and the agents' MCP tools on a listening socket."""
+        server = await asyncio.start_server(self._http, sock=sock)
+        host, port = sock.getsockname()[:2]
+        self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         return server
 
+    def serve_mcp(self, servers: Mapping[str, McpServer]) -> None:
+        """Answer MCP requests from now on: `servers` maps each agent's bearer token to its server."""
+        self.mcp = servers
+        self._mcp_ready.set()
+
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One client connection, kept alive across requests (Claude Code keeps its MCP connection)."""
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        idle = _FIRST_REQUEST_WAIT
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            parts = head.split(b" ", 2)
-            path = parts[1].decode("ascii", "replace").split("?", 1)[0] if len(parts) > 1 else ""
-            if path == "/metrics":
-                self.status()
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
-            elif path == "/healthz":
-                status, ctype, body = "200 OK", "text/plain; charset=utf-8", b"ok\n"
-            else:
-                status, ctype, body = "404 Not Found", "text/plain; charset=utf-8", b"not found\n"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            while True:
+                request = await _next_event(conn, reader, idle)
+                if not isinstance(request, h11.Request):
+                    return
+                body = await _read_body(conn, reader, request)
+                if body is None:
+                    writer.write(_serialise(conn, HttpAnswer(413, "Payload Too Large", (("Connection", "close"),))))
+                    await writer.drain()
+                    return
+                answer = await self._answer(request, body)
+                writer.write(_serialise(conn, answer))
+                await writer.drain()
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+                idle = _KEEP_ALIVE
+        except (h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()
+
+    async def _answer(self, request: h11.Request, body: bytes) -> HttpAnswer:
+        path = request.target.decode("ascii", "replace").split("?", 1)[0]
+        method = request.method.decode("ascii", "replace")
+        if path == MCP_PATH:
+            try:
+                await asyncio.wait_for(self._mcp_ready.wait(), _MCP_READY_WAIT)
+            except TimeoutError:
+                return HttpAnswer(503, "Service Unavailable", (("Retry-After", "5"),))
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
+            return await answer_http(self.mcp, method, headers, body)
+        if path == "/metrics":
+            self.status()
+            return HttpAnswer(
+                200, "OK", (("Content-Type", CONTENT_TYPE_LATEST),), generate_latest(self.metrics.registry)
+            )
+        if path == "/healthz":
+            return HttpAnswer(200, "OK", (("Content-Type", "text/plain; charset=utf-8"),), b"ok\n")
+        return HttpAnswer(404, "Not Found", (("Content-Type", "text/plain; charset=utf-8"),), b"not found\n")
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, wait: float) -> Any:
+    while (event := conn.next_event()) is h11.NEED_DATA:
+        conn.receive_data(await asyncio.wait_for(reader.read(65536), wait))
+    return event
+
+
+async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader, request: h11.Request) -> bytes | None:
+    """The request's body; None when it is larger than MAX_BODY (refused unread when it says so up front)."""
+    declared = dict(request.headers).get(b"content-length")
+    if declared is not None and int(declared) > MAX_BODY:
+        return None
+    body = bytearray()
+    while not isinstance(event := await _next_event(conn, reader, _BODY_WAIT), h11.EndOfMessage):
+        if not isinstance(event, h11.Data):
+            raise ConnectionError("the client ended the request early")
+        body += event.data
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
+
+
+def _serialise(conn: h11.Connection, answer: HttpAnswer) -> bytes:
+    headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
+    out = conn.send(h11.Response(status_code=answer.status, reason=answer.reason, headers=headers)) or b""
+    if answer.body:
+        out += conn.send(h11.Data(data=answer.body)) or b""
+    return out + (conn.send(h11.EndOfMessage()) or b"")

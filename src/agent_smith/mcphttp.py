@@ -1,0 +1,99 @@
+"""MCP's Streamable HTTP transport, server side, for servers that only offer tools.
+
+One endpoint serves several agents: the bearer token of a request picks the
+agent's `McpServer`, so each agent acts as itself. A POST carries one
+JSON-RPC message (or a batch, as 2025-03-26 allowed); a request is answered
+with `application/json`, a notification or a response with 202. GET (the
+server-to-client stream) and DELETE (ending a session) get 405: these servers
+push nothing and keep no session, so a restarted supervisor answers an
+agent's next call as if nothing had happened.
+
+    answer = await answer_http(servers_by_token, "POST", headers, body)
+
+Verified with the pinned Claude Code CLI: it probes `server/discover` (answered
+-32601 like every unknown method), then does the classic `initialize`, opens
+GET once (405 is fine) and lists the tools over a kept-alive connection.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from agent_smith.mcpstdio import INVALID_REQUEST, PARSE_ERROR, McpServer, error_message
+
+MAX_BODY = 1024 * 1024
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+def _json(status: int, reason: str, payload: object) -> HttpAnswer:
+    return HttpAnswer(status, reason, (("Content-Type", "application/json"),), json.dumps(payload).encode())
+
+
+def _plain(status: int, reason: str, text: str, *extra: tuple[str, str]) -> HttpAnswer:
+    return HttpAnswer(status, reason, (("Content-Type", "text/plain; charset=utf-8"), *extra), text.encode() + b"\n")
+
+
+def origin_allowed(origin: str | None) -> bool:
+    """No Origin (a non-browser client such as Claude Code) or a loopback one (pure).
+
+    The transport's rule against DNS rebinding: a web page that made a name resolve to
+    127.0.0.1 still sends its own Origin, which is refused here.
+    """
+    if origin is None:
+        return True
+    try:
+        host = urlsplit(origin).hostname
+    except ValueError:
+        return False
+    return host in _LOOPBACK
+
+
+def server_for(servers: Mapping[str, McpServer], authorization: str | None) -> McpServer | None:
+    """The server whose token the `Authorization: Bearer …` header carries; None when none does."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    found = None
+    for candidate, server in servers.items():
+        # Compare against every token, in constant time each: timing says nothing about which is near.
+        if hmac.compare_digest(candidate.encode(), token.strip().encode()):
+            found = server
+    return found
+
+
+async def answer_http(
+    servers: Mapping[str, McpServer], method: str, headers: Mapping[str, str], body: bytes
+) -> HttpAnswer:
+    """The HTTP answer to one request to the MCP endpoint; `headers` keys are lower case."""
+    if not origin_allowed(headers.get("origin")):
+        return _plain(403, "Forbidden", "cross-origin requests are refused")
+    server = server_for(servers, headers.get("authorization"))
+    if server is None:
+        return _plain(401, "Unauthorized", "an agent's bearer token is required", ("WWW-Authenticate", "Bearer"))
+    if method != "POST":
+        return _plain(405, "Method Not Allowed", "this MCP endpoint takes POST only", ("Allow", "POST"))
+    if headers.get("content-type", "").split(";", 1)[0].strip().lower() != "application/json":
+        return _plain(415, "Unsupported Media Type", "send application/json")
+    try:
+        message = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _json(400, "Bad Request", error_message(None, PARSE_ERROR, "not valid JSON"))
+    if isinstance(message, list):
+        if not message:
+            return _json(400, "Bad Request", error_message(None, INVALID_REQUEST, "an empty batch"))
+        answers = [a for a in [await server.handle(m) for m in message] if a is not None]
+        return _json(200, "OK", answers) if answers else HttpAnswer(202, "Accepted")
+    single = await server.handle(message)
+    return _json(200, "OK", single) if single is not None else HttpAnswer(202, "Accepted")

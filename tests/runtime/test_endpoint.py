@@ -1,0 +1,185 @@
+"""The supervisor's HTTP endpoint on a real socket: the agents' event tools over MCP, against a real NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent_smith.crew import CrewPaths, EventLog
+from agent_smith.errors import UsageError
+from agent_smith.events import EventFilter, Publisher, connect, event_servers, query
+from agent_smith.runtime.endpoint import MCP_PATH, McpEndpoint, http_socket
+from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.supervisor import Supervisor
+from agent_smith.runtime.tmux import Tmux
+from tests.fixtures.nats import NatsServer
+
+pytestmark = pytest.mark.real
+
+
+def publish(name: str, summary: str, request_id: int = 1) -> dict[str, Any]:
+    arguments = {"type": "task_done", "fields": {"summary": summary}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+
+
+def test_a_token_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    endpoint = McpEndpoint("http://127.0.0.1:1/mcp", CrewPaths(tmp_path))
+    token = endpoint.token_for("alice")
+    path = tmp_path / "agents" / "alice" / "state" / "mcp.token"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(token) == 64
+    assert endpoint.token_for("alice") == token
+    assert endpoint.token_for("bob") != token
+
+
+def test_agents_reach_a_wildcard_bind_by_loopback(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        port = sock.getsockname()[1]
+        assert McpEndpoint.at(sock, CrewPaths(tmp_path)).url == f"http://127.0.0.1:{port}/mcp"
+
+
+def test_a_new_supervisor_listens_where_the_last_one_did(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+    first = http_socket("127.0.0.1:0", run_dir)
+    port = first.getsockname()[1]
+    run_dir.write_status({"supervisor": {"metrics": f"http://127.0.0.1:{port}"}})
+    first.close()
+    again = http_socket("127.0.0.1:0", run_dir)
+    try:
+        assert again.getsockname()[1] == port
+        # Taken meanwhile: any free port, as configured.
+        other = http_socket("127.0.0.1:0", run_dir)
+        assert other.getsockname()[1] != port
+        other.close()
+        with pytest.raises(UsageError, match=rf"runtime.metrics_listen: cannot listen on 127.0.0.1:{port}"):
+            http_socket(f"127.0.0.1:{port}", run_dir)
+    finally:
+        again.close()
+
+
+def test_the_event_tools_act_as_the_calling_agent_over_one_kept_alive_connection(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    settings = EventLog()
+    paths = CrewPaths(tmp_path / "state")
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+
+    async def run() -> None:
+        sock = http_socket("127.0.0.1:0", run_dir)
+        endpoint = McpEndpoint.at(sock, paths)
+        tokens = {name: endpoint.token_for(name) for name in ("alice", "bob")}
+        supervisor = Supervisor([], Tmux("agent-smith-test-unused"), run_dir)
+        server = await supervisor.serve_http(sock)
+        try:
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+
+                async def post(token: str, message: object) -> httpx.Response:
+                    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+                    return await http.post(endpoint.url, json=message, headers=headers)
+
+                # An agent that connects before the event log is up waits, then is answered.
+                early = asyncio.create_task(post(tokens["alice"], {"jsonrpc": "2.0", "id": 0, "method": "ping"}))
+                await asyncio.sleep(0.2)
+                assert not early.done()
+                async with Publisher(settings, tmp_path / "outbox", nats_server.url) as publisher:
+                    supervisor.serve_mcp(event_servers(tokens, publisher, settings, nats_server.url))
+                    assert (await early).json() == {"jsonrpc": "2.0", "id": 0, "result": {}}
+
+                    for name in ("alice", "bob"):
+                        answer = await post(tokens[name], publish("publish_event", f"done by {name}"))
+                        assert answer.status_code == 200, answer.text
+                        assert answer.json()["result"]["structuredContent"]["agent"] == name
+                    # Naming another author is refused, whoever is named.
+                    forged = publish("publish_event", "forged")
+                    forged["params"]["arguments"]["fields"]["agent"] = "bob"
+                    refused = (await post(tokens["alice"], forged)).json()["result"]
+                    assert refused["isError"] is True
+                    assert "you publish as alice" in refused["content"][0]["text"]
+
+                    listed = await post(tokens["bob"], {"jsonrpc": "2.0", "id": 5, "method": "tools/list"})
+                    assert {t["name"] for t in listed.json()["result"]["tools"]} == {"publish_event", "query_events"}
+                    assert (
+                        await http.get(endpoint.url, headers={"Authorization": f"Bearer {tokens['bob']}"})
+                    ).status_code == 405
+                    assert (await post("not-a-token", {"jsonrpc": "2.0", "id": 1, "method": "ping"})).status_code == 401
+                    assert (await http.get(f"{supervisor.metrics_url}/healthz")).text == "ok\n"
+                    assert (await http.get(f"{supervisor.metrics_url}/nowhere")).status_code == 404
+                    assert "agent_smith_agent_state" in (await http.get(f"{supervisor.metrics_url}/metrics")).text
+        finally:
+            server.close()
+            await server.wait_closed()
+
+        nc = await connect(nats_server.url)
+        try:
+            stored = await query(nc, settings, EventFilter(types=("task_done",)))
+        finally:
+            await nc.close()
+        assert sorted((e.payload["agent"], e.payload["summary"]) for e in stored) == [
+            ("alice", "done by alice"),
+            ("bob", "done by bob"),
+        ]
+
+    asyncio.run(run())
+
+
+def test_requests_share_a_connection_and_an_oversized_body_is_refused(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+
+    async def run() -> None:
+        sock = http_socket("127.0.0.1:0", run_dir)
+        supervisor = Supervisor([], Tmux("agent-smith-test-unused"), run_dir)
+        supervisor.serve_mcp({})
+        server = await supervisor.serve_http(sock)
+        host, port = sock.getsockname()[:2]
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            for _ in range(3):
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200 ")
+                assert await reader.readexactly(3) == b"ok\n"
+            # Refused from its declared length, before a byte of it is read.
+            big = b"x" * (2 * 1024 * 1024)
+            writer.write(
+                b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % (MCP_PATH.encode(), len(big))
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 413 ")
+            assert await reader.read() == b"", "the connection closes after a refused body"
+            writer.close()
+            # Garbage instead of HTTP: that connection ends, the endpoint keeps serving.
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"\x16\x03\x01 not http at all\r\n\r\n")
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            async with httpx.AsyncClient(trust_env=False) as http:
+                assert (await http.get(f"{supervisor.metrics_url}/healthz")).status_code == 200
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(run())
+
+
+def test_metrics_listen_in_use_is_a_usage_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError):
+            http_socket(f"127.0.0.1:{port}", RunDir(tmp_path))
