@@ -8,17 +8,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
 from agent_smith.cli.context import AppContext, CrewOption, JsonFlag, app_context
 from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
 from agent_smith.errors import MissingPartError, OperationError, UsageError
-from agent_smith.hooks import read_activity
 from agent_smith.leave import leave
 from agent_smith.runtime import (
     CONTAINER_SESSION,
@@ -34,7 +31,12 @@ from agent_smith.runtime import (
     supervise,
     wait_ready,
 )
-from agent_smith.runtime.panelog import Follower
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# status and logs import what only they use when they run: `up`, which forks the supervisor
+# as soon as the crew is checked, should not pay for them first.
 
 AgentsArg = Annotated[list[str] | None, typer.Argument(help="Agents to act on (default: all).", show_default=False)]
 NameArg = Annotated[str, typer.Argument(help="The agent.", show_default=False)]
@@ -135,6 +137,8 @@ def _age(seconds: float | None) -> str:
 
 def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, Any]]]:
     """Whether a supervisor runs, and one row per agent (stopped when it is not supervised)."""
+    from agent_smith.hooks import read_activity
+
     rd = run_dir(loaded)
     running = rd.running_pid() is not None
     agents = (rd.read_status() or {}).get("agents", {}) if running else {}
@@ -172,6 +176,8 @@ _COLOURS = {"ready": "green", "idle": "green", "working": "cyan", "starting": "y
 
 
 def _table(loaded: LoadedCrew) -> Table:
+    from rich.table import Table
+
     running, rows = status_rows(loaded, time.time())
     services = (run_dir(loaded).read_status() or {}).get("services", {}) if running else {}
     shown = ", ".join(f"{name} {'listening' if up else 'starting'}" for name, up in services.items())
@@ -228,6 +234,8 @@ def status(
     if not watch:
         out.console.print(_table(loaded))
         return
+    from rich.live import Live
+
     with Live(_table(loaded), console=out.console, refresh_per_second=2) as live:
         while True:
             time.sleep(1)
@@ -268,6 +276,8 @@ def logs(
         sink.write(data.decode("utf-8", "replace") if raw else readable(data))
     if not files:
         raise OperationError(f"agent {agent.name!r} has no captured output yet")
+    from agent_smith.runtime.panelog import Follower
+
     current = files[-1]
     follower = Follower(current)
     data = follower.read()

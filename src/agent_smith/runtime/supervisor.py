@@ -21,17 +21,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import h11
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
-from agent_smith.mcphttp import MAX_BODY, HttpAnswer, answer_http
+from agent_smith.mcphttp import HttpAnswer, answer_http
 from agent_smith.mcpstdio import McpServer
 from agent_smith.runtime import session as panes
 from agent_smith.runtime.claude import PROMPT_READY
-from agent_smith.runtime.endpoint import MCP_PATH
+from agent_smith.runtime.endpoint import MCP_PATH, serve_connection
 from agent_smith.runtime.launch import AgentSpec, busy, confirms_dev_channels, has_previous_session, with_resume
 from agent_smith.runtime.policy import (
     RUNNING,
@@ -63,12 +62,7 @@ LOG_KEEP = 5
 # While an agent starts its readiness is what `up` waits for: look as often as a person's
 # script would (a look is two short tmux calls), calmly once every agent serves.
 _STARTING_INTERVAL = 0.05
-_MAX_HEAD = 64 * 1024
-_FIRST_REQUEST_WAIT = 5.0
-_BODY_WAIT = 5.0
 _MCP_READY_WAIT = 30.0
-# A client that keeps its connection for the next tool call may wait minutes between calls.
-_KEEP_ALIVE = 600.0
 
 Publisher = Callable[[str, str, Mapping[str, object]], Awaitable[None]]
 """publish(event type, agent, fields): sends one agent_started/agent_stopped/agent_crashed event."""
@@ -358,7 +352,7 @@ class Supervisor:
             self.run_dir.write_status(status)
             self._last_status = status
 
-    # ---- /metrics and /healthz -------------------------------------------------------------
+    # ---- /metrics, /healthz and /mcp ------------------------------------------------------
 
     async def serve_http(self, sock: socket.socket) -> asyncio.Server:
         """Serve ``/metrics`` (Prometheus text), ``/healthz`` and the agents' MCP tools on a listening socket."""
@@ -373,40 +367,14 @@ class Supervisor:
         self._mcp_ready.set()
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One client connection, kept alive across requests (Claude Code keeps its MCP connection)."""
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-        idle = _FIRST_REQUEST_WAIT
-        try:
-            while True:
-                request = await _next_event(conn, reader, idle)
-                if not isinstance(request, h11.Request):
-                    return
-                body = await _read_body(conn, reader, request)
-                if body is None:
-                    writer.write(_serialise(conn, HttpAnswer(413, "Payload Too Large", (("Connection", "close"),))))
-                    await writer.drain()
-                    return
-                answer = await self._answer(request, body)
-                writer.write(_serialise(conn, answer))
-                await writer.drain()
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                    return
-                conn.start_next_cycle()
-                idle = _KEEP_ALIVE
-        except (h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await serve_connection(reader, writer, self._answer)
 
-    async def _answer(self, request: h11.Request, body: bytes) -> HttpAnswer:
-        path = request.target.decode("ascii", "replace").split("?", 1)[0]
-        method = request.method.decode("ascii", "replace")
+    async def _answer(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
         if path == MCP_PATH:
             try:
                 await asyncio.wait_for(self._mcp_ready.wait(), _MCP_READY_WAIT)
             except TimeoutError:
                 return HttpAnswer(503, "Service Unavailable", (("Retry-After", "5"),))
-            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
             return await answer_http(self.mcp, method, headers, body)
         if path == "/metrics":
             self.status()
@@ -416,32 +384,3 @@ class Supervisor:
         if path == "/healthz":
             return HttpAnswer(200, "OK", (("Content-Type", "text/plain; charset=utf-8"),), b"ok\n")
         return HttpAnswer(404, "Not Found", (("Content-Type", "text/plain; charset=utf-8"),), b"not found\n")
-
-
-async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, wait: float) -> Any:
-    while (event := conn.next_event()) is h11.NEED_DATA:
-        conn.receive_data(await asyncio.wait_for(reader.read(65536), wait))
-    return event
-
-
-async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader, request: h11.Request) -> bytes | None:
-    """The request's body; None when it is larger than MAX_BODY (refused unread when it says so up front)."""
-    declared = dict(request.headers).get(b"content-length")
-    if declared is not None and int(declared) > MAX_BODY:
-        return None
-    body = bytearray()
-    while not isinstance(event := await _next_event(conn, reader, _BODY_WAIT), h11.EndOfMessage):
-        if not isinstance(event, h11.Data):
-            raise ConnectionError("the client ended the request early")
-        body += event.data
-        if len(body) > MAX_BODY:
-            return None
-    return bytes(body)
-
-
-def _serialise(conn: h11.Connection, answer: HttpAnswer) -> bytes:
-    headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
-    out = conn.send(h11.Response(status_code=answer.status, reason=answer.reason, headers=headers)) or b""
-    if answer.body:
-        out += conn.send(h11.Data(data=answer.body)) or b""
-    return out + (conn.send(h11.EndOfMessage()) or b"")
