@@ -1,4 +1,4 @@
-"""`agent-smith` / `python -m agent_smith`: hooks and MCP servers take a fast path, everything else the full CLI."""
+"""`agent-smith` / `python -m agent_smith`: hooks, MCP servers and the firewall take a fast path, the rest the full CLI."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ def main() -> None:
         from agent_smith.leave import leave
 
         leave(run(argv[1], argv[2:]))
-    if len(argv) >= 2 and argv[0] == "mcp" and not any(a in ("-h", "--help") for a in argv):
-        from agent_smith.cli.mcpserve import run as serve
+    if argv[:1] in (["mcp"], ["firewall"]) and not any(a in ("-h", "--help") for a in argv):
+        from agent_smith.cli.servers import run as serve
 
-        served = serve(argv[1], argv[2:])
+        served = serve(argv)
         if served is not None:
             sys.exit(served)
     from agent_smith.cli.app import main as cli_main

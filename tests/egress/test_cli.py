@@ -174,11 +174,18 @@ def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
     cli = Path(sys.executable).parent / "agent-smith"
     log = tmp_path / "firewall.log"
     with log.open("w") as out:
+        # As the supervisor starts it: the fast path (no CLI framework), logging set by the environment.
         process = subprocess.Popen(
-            [str(cli), "--log-level", "info", "--log-format", "json", "firewall", "--crew", str(crew_dir)],
+            [str(cli), "firewall", "--crew", str(crew_dir)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8"},
+            env={
+                "PATH": os.environ["PATH"],
+                "HOME": str(tmp_path),
+                "LANG": "C.UTF-8",
+                "AGENT_SMITH_LOG_LEVEL": "info",
+                "AGENT_SMITH_LOG_FORMAT": "json",
+            },
         )
     try:
         deadline = time.monotonic() + 20

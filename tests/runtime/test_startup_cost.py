@@ -4,13 +4,14 @@ and pane environments that never reach a command line."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from agent_smith.cli.mcpserve import parse_options
+from agent_smith.cli.servers import parse_options, server_for
 from agent_smith.errors import OperationError
 from agent_smith.runtime.session import env_script
 
@@ -29,11 +30,70 @@ CLI = Path(sys.executable).parent / "agent-smith"
         ("events", ["positional"], None),
         ("chat", [], {}),
         ("chat", ["--crew", "/c"], None),
+        ("firewall", [], {}),
+        ("firewall", ["--crew=/c"], {"--crew": "/c"}),
+        ("firewall", ["ca"], None),
+        ("firewall", ["--crew", "/c", "import-claude-login", "f"], None),
         ("nosuch", [], None),
     ],
 )
-def test_mcp_fast_path_options(name: str, argv: list[str], expected: dict[str, str] | None) -> None:
+def test_fast_path_options(name: str, argv: list[str], expected: dict[str, str] | None) -> None:
     assert parse_options(name, argv) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["mcp", "events", "--agent", "bob"], ("events", ["--agent", "bob"])),
+        (["mcp", "chat"], ("chat", [])),
+        (["firewall", "--crew", "/c"], ("firewall", ["--crew", "/c"])),
+        (["firewall"], ("firewall", [])),
+        (["mcp", "firewall"], None),
+        (["mcp"], None),
+        (["up"], None),
+        ([], None),
+    ],
+)
+def test_which_server_a_command_line_starts(argv: list[str], expected: tuple[str, list[str]] | None) -> None:
+    found = server_for(argv)
+    assert (None if found is None else (found[0], list(found[1]))) == expected
+
+
+def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_path: Path) -> None:
+    crew = tmp_path / "crew"
+    (crew / "agents" / "devbot").mkdir(parents=True)
+    (crew / "agents" / "devbot" / "CLAUDE.md").write_text("devbot\n")
+    (crew / "crew.yaml").write_text(
+        "version: 1\ncrew: {name: fast}\nagents: [{name: devbot}]\n"
+        f"runtime: {{state_dir: {tmp_path / 'state'}}}\negress: {{listen: '127.0.0.1:0'}}\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    firewall = subprocess.Popen(
+        [sys.executable, "-X", "importtime", str(CLI), "firewall", "--crew", str(crew)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert firewall.stdout is not None
+    listening = firewall.stdout.readline()
+    assert listening.startswith("firewall listening on 127.0.0.1:"), listening
+    firewall.send_signal(signal.SIGTERM)
+    _, imports = firewall.communicate(timeout=30)
+    assert firewall.returncode == 0, imports[-2000:]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if "|" in line}
+    assert "agent_smith.egress.proxy" in loaded
+    assert not {"typer", "rich", "agent_smith.cli.app"} & loaded, sorted({"typer", "rich"} & loaded)
+
+
+def test_the_firewall_fast_path_reports_a_bad_crew_like_the_cli(tmp_path: Path) -> None:
+    crew = tmp_path / "crew"
+    crew.mkdir()
+    (crew / "crew.yaml").write_text("version: 1\ncrew: {name: fast}\nagents: [{name: Bad Name}]\n")
+    done = subprocess.run(
+        [str(CLI), "firewall", "--crew", str(crew)], env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {crew / 'crew.yaml'}:3:"), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_env_script_quotes_every_value_for_sh(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent_smith.cli.mcp import mcp_app
-from agent_smith.cli.mcpserve import serve_chat
+from agent_smith.cli.servers import serve_chat
 
 
 @mcp_app.command("chat")

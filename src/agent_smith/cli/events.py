@@ -16,7 +16,7 @@ from rich.table import Table
 
 from agent_smith.cli.context import AppContext, JsonFlag, app_context
 from agent_smith.cli.mcp import mcp_app
-from agent_smith.cli.mcpserve import resolve_target, serve_events
+from agent_smith.cli.servers import resolve_target, serve_events
 from agent_smith.errors import UsageError
 from agent_smith.events import (
     EventFilter,

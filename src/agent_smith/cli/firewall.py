@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from agent_smith.cli.context import CrewOption, app_context
+from agent_smith.cli.servers import firewall_lines
 from agent_smith.crew import load_crew
 from agent_smith.egress import Firewall, ca_cert_for, import_claude_login, run_firewall, settings_for
 
@@ -36,12 +37,8 @@ def serve(ctx: typer.Context, crew: CrewOption = None) -> None:
     settings = settings_for(loaded.crew, loaded.root, os.environ)
 
     def ready(firewall: Firewall) -> None:
-        if address := firewall.address:
-            out.console.print(f"firewall listening on {address[0]}:{address[1]}", highlight=False)
-        if transparent := firewall.transparent_address:
-            out.console.print(f"transparent listener on {transparent[0]}:{transparent[1]}", highlight=False)
-        if metrics := firewall.metrics_address:
-            out.console.print(f"metrics on http://{metrics[0]}:{metrics[1]}/metrics", highlight=False)
+        for line in firewall_lines(firewall):
+            out.console.print(line, highlight=False)
         out.console.file.flush()
 
     asyncio.run(run_firewall(settings, ready, loaded.crew))

@@ -1,0 +1,151 @@
+"""Servers other programs start, without the CLI framework: plain argv, no Typer or Rich.
+
+`agent-smith mcp events|chat`: Claude Code starts these for an agent at every
+start; `agent-smith firewall`: the supervisor starts it beside the agents it
+boots. What they import is paid in CPU taken from the booting CLIs (~0.1 s
+for the CLI framework alone) and in resident memory for as long as they run
+(see `agent_smith.__main__`). `--help`, subcommands and anything else unusual
+take the full CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.egress import Firewall
+    from agent_smith.events import EventTarget
+
+SERVERS = ("events", "chat", "firewall")
+_OPTIONS = {"events": ("--crew", "--agent"), "chat": (), "firewall": ("--crew",)}
+# The command line that starts each server, before its options.
+_COMMANDS = {("mcp", "events"): "events", ("mcp", "chat"): "chat", ("firewall",): "firewall"}
+
+
+def server_for(argv: Sequence[str]) -> tuple[str, Sequence[str]] | None:
+    """The server `argv` starts and its options; None when it starts none of them (pure)."""
+    for command, name in _COMMANDS.items():
+        if tuple(argv[: len(command)]) == command:
+            return name, argv[len(command) :]
+    return None
+
+
+def parse_options(name: str, argv: Sequence[str]) -> dict[str, str] | None:
+    """`--opt VALUE` / `--opt=VALUE` pairs of server `name`; None for anything else (pure)."""
+    allowed = _OPTIONS.get(name)
+    if allowed is None:
+        return None
+    found: dict[str, str] = {}
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        key, sep, value = arg.partition("=")
+        if key not in allowed or key in found:
+            return None
+        if not sep:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        found[key] = value
+    return found
+
+
+def resolve_target(crew_dir: Path | None, env: Mapping[str, str]) -> EventTarget:
+    """The crew's target when there is a crew (named, or crew.yaml here), else the environment's."""
+    from agent_smith.crew import load_crew, resolve_crew_dir
+    from agent_smith.events import crew_target, standalone_target
+
+    if crew_dir is not None or env.get("AGENT_SMITH_CREW") or (resolve_crew_dir(None, env) / "crew.yaml").is_file():
+        return crew_target(load_crew(crew_dir, env).crew, env)
+    return standalone_target(env)
+
+
+def serve_events(crew_dir: Path | None, agent: str | None, env: Mapping[str, str]) -> None:
+    """The event log's MCP server for `agent`, on stdin/stdout until stdin closes."""
+    from agent_smith.errors import UsageError
+    from agent_smith.events import Publisher, check_agent_name, events_server
+
+    if not agent:
+        raise UsageError("AGENT_NAME is not set: the events MCP server publishes as that agent")
+    check_agent_name(agent)
+    target = resolve_target(crew_dir, env)
+
+    async def run() -> None:
+        async with Publisher(target.settings, target.outbox, target.url) as publisher:
+            await events_server(agent, publisher, target.settings, target.url).serve_stdio()
+
+    asyncio.run(run())
+
+
+def serve_chat() -> None:
+    """The Matrix channel server, on stdin/stdout (its settings come from the environment)."""
+    from agent_smith.chat import load_chat_config, serve
+
+    asyncio.run(serve(load_chat_config()))
+
+
+def firewall_lines(firewall: Firewall) -> list[str]:
+    """What a started firewall announces: where it listens."""
+    lines = []
+    if address := firewall.address:
+        lines.append(f"firewall listening on {address[0]}:{address[1]}")
+    if transparent := firewall.transparent_address:
+        lines.append(f"transparent listener on {transparent[0]}:{transparent[1]}")
+    if metrics := firewall.metrics_address:
+        lines.append(f"metrics on http://{metrics[0]}:{metrics[1]}/metrics")
+    return lines
+
+
+def serve_firewall(crew_dir: Path | None, env: Mapping[str, str]) -> None:
+    """The egress firewall for the crew, until SIGINT or SIGTERM."""
+    from agent_smith.crew import load_crew
+    from agent_smith.egress import run_firewall, settings_for
+
+    loaded = load_crew(crew_dir, env)
+    for warning in loaded.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+
+    def ready(firewall: Firewall) -> None:
+        sys.stdout.write("".join(f"{line}\n" for line in firewall_lines(firewall)))
+        sys.stdout.flush()
+
+    asyncio.run(run_firewall(settings_for(loaded.crew, loaded.root, env), ready, loaded.crew))
+
+
+def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
+    """Serve what `argv` (the command line after `agent-smith`) starts; its exit code, or None when
+    `argv` needs the full CLI."""
+    from agent_smith.errors import AgentSmithError
+    from agent_smith.logs import LogFormat, configure
+
+    env = os.environ if env is None else env
+    found = server_for(argv)
+    if found is None:
+        return None
+    name, rest = found
+    options = parse_options(name, rest)
+    log_format = env.get("AGENT_SMITH_LOG_FORMAT", LogFormat.text.value)
+    if options is None or log_format not in {f.value for f in LogFormat}:
+        return None
+    try:
+        if name == "events":
+            crew = options.get("--crew") or env.get("AGENT_SMITH_CREW")
+            serve_events(Path(crew) if crew else None, options.get("--agent") or env.get("AGENT_NAME"), env)
+        elif name == "firewall":
+            configure(LogFormat(log_format), env.get("AGENT_SMITH_LOG_LEVEL", "warning"))
+            crew = options.get("--crew")
+            serve_firewall(Path(crew) if crew else None, env)
+        else:
+            serve_chat()
+    except AgentSmithError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            sys.stderr.write(f"error: {line}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
