@@ -157,13 +157,14 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert [f.name for f in env_files] == ["bob.claude.env", "bob.shell.env"]
     assert {f.stat().st_mode & 0o777 for f in env_files} == {0o600}
 
-    # The first-run prompt reached alice's model exactly once, and is marked as sent.
-    wait_until("alice's first turn", lambda: server.requests(agent="alice", kind=RequestKind.AGENT_TURN))
+    # The first-run prompt reached alice's model exactly once (her conversation holds it once,
+    # through the tool call and its result), and is marked as sent.
+    wait_until("alice's reply in her log", lambda: "Hello, crew." in crew.cli("logs", "alice", "--crew", root).stdout)
     turns = server.requests(agent="alice", kind=RequestKind.AGENT_TURN)
-    assert sum(FIRST_RUN in json.dumps(t.body["messages"]) for t in turns) == 1
+    assert json.dumps(turns[-1].body["messages"]).count(FIRST_RUN) == 1
+    assert sum(json.dumps(t.body["messages"]).count(FIRST_RUN) == 1 for t in turns) == len(turns) == 2
     assert (crew.state / "rt" / "agents" / "alice" / "state" / "first-run-prompt-sent").is_file()
     assert not server.requests(agent="bob", kind=RequestKind.AGENT_TURN)
-    wait_until("alice's reply in her log", lambda: "Hello, crew." in crew.cli("logs", "alice", "--crew", root).stdout)
 
     before_attach = crew.pane_pid("bob")
     supervisor = json.loads((crew.runtime / "status.json").read_text())["supervisor"]
