@@ -43,3 +43,22 @@ def test_root_help_lists_every_verb() -> None:
     assert result.exit_code == 0
     for verb in VERBS:
         assert f" {verb} " in result.stdout
+
+
+def test_a_verb_runs_with_the_cyclic_collector_on() -> None:
+    """The entry point turns the collector off while the CLI imports, and on before any verb runs."""
+    code = """
+import functools, gc, sys
+import agent_smith.cli.crew_commands as commands
+shown = commands.schema
+@functools.wraps(shown)
+def schema(*args, **kwargs):
+    print("collector:", gc.isenabled())
+commands.schema = schema
+sys.argv = ["agent-smith", "schema"]
+from agent_smith.__main__ import main
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "collector: True\n"

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 failure while doing the work, 2 bad usage or configuration,
 
 from __future__ import annotations
 
+import gc
 import importlib
 from typing import Annotated, Any
 
@@ -58,6 +59,7 @@ class _ErrorsToExitCodes(TyperGroup):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: Any) -> Any:
+        gc.enable()  # off while the CLI's modules were imported (`agent_smith.__main__`)
         try:
             return super().invoke(ctx)
         except AgentSmithError as exc:

@@ -11,26 +11,19 @@ A restarted supervisor listens where its predecessor did when
 `runtime.metrics_listen` leaves the port free to choose, so the agents it
 adopts (which keep their environment) still reach their tools.
 
-Connections are HTTP/1.1 on h11, kept alive; the supervisor decides each
-answer (`Supervisor._answer`), this module only carries requests and answers.
+The connections themselves: `agent_smith.runtime.httpserve`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
-
-import h11
 
 from agent_smith.crew import CrewPaths
 from agent_smith.errors import UsageError
 from agent_smith.fsutil import write_atomic
-from agent_smith.mcphttp import MAX_BODY, HttpAnswer
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import parse_listen
 
@@ -38,14 +31,6 @@ MCP_PATH = "/mcp"
 TOKEN_FILE = "mcp.token"
 # A pod listens on every address (for Prometheus); its agents, in the same pod, use loopback.
 _LOCAL = {"0.0.0.0": "127.0.0.1", "::": "::1"}
-_MAX_HEAD = 64 * 1024
-_FIRST_REQUEST_WAIT = 5.0
-_BODY_WAIT = 5.0
-# A client that keeps its connection for the next tool call may wait minutes between calls.
-_KEEP_ALIVE = 600.0
-
-Answer = Callable[[str, str, Mapping[str, str], bytes], Awaitable[HttpAnswer]]
-"""answer(method, path without query, headers with lower-case names, body) -> the response."""
 
 
 def http_socket(listen: str, run_dir: RunDir) -> socket.socket:
@@ -115,60 +100,3 @@ class McpEndpoint:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, token + "\n", 0o600)
         return token
-
-
-async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: Answer) -> None:
-    """One client connection, kept alive across requests (Claude Code keeps its MCP connection)."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
-    idle = _FIRST_REQUEST_WAIT
-    try:
-        while True:
-            request = await _next_event(conn, reader, idle)
-            if not isinstance(request, h11.Request):
-                return
-            body = await _read_body(conn, reader, request)
-            if body is None:
-                writer.write(_serialise(conn, HttpAnswer(413, "Payload Too Large", (("Connection", "close"),))))
-                await writer.drain()
-                return
-            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
-            path = request.target.decode("ascii", "replace").split("?", 1)[0]
-            writer.write(_serialise(conn, await answer(request.method.decode("ascii"), path, headers, body)))
-            await writer.drain()
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            conn.start_next_cycle()
-            idle = _KEEP_ALIVE
-    except (h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-
-async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, wait: float) -> Any:
-    while (event := conn.next_event()) is h11.NEED_DATA:
-        conn.receive_data(await asyncio.wait_for(reader.read(65536), wait))
-    return event
-
-
-async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader, request: h11.Request) -> bytes | None:
-    """The request's body; None when it is larger than MAX_BODY (refused unread when it says so up front)."""
-    declared = dict(request.headers).get(b"content-length")
-    if declared is not None and int(declared) > MAX_BODY:
-        return None
-    body = bytearray()
-    while not isinstance(event := await _next_event(conn, reader, _BODY_WAIT), h11.EndOfMessage):
-        if not isinstance(event, h11.Data):
-            raise ConnectionError("the client ended the request early")
-        body += event.data
-        if len(body) > MAX_BODY:
-            return None
-    return bytes(body)
-
-
-def _serialise(conn: h11.Connection, answer: HttpAnswer) -> bytes:
-    headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
-    out = conn.send(h11.Response(status_code=answer.status, reason=answer.reason, headers=headers)) or b""
-    if answer.body:
-        out += conn.send(h11.Data(data=answer.body)) or b""
-    return out + (conn.send(h11.EndOfMessage()) or b"")

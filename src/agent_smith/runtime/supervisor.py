@@ -21,16 +21,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
 from agent_smith.mcphttp import HttpAnswer, answer_http
 from agent_smith.mcpstdio import McpServer
 from agent_smith.runtime import session as panes
 from agent_smith.runtime.claude import PROMPT_READY
-from agent_smith.runtime.endpoint import MCP_PATH, serve_connection
+from agent_smith.runtime.endpoint import MCP_PATH
 from agent_smith.runtime.launch import AgentSpec, busy, confirms_dev_channels, has_previous_session, with_resume
 from agent_smith.runtime.policy import (
     RUNNING,
@@ -94,7 +91,12 @@ class _Agent:
 
 
 class Metrics:
+    """The agents' Prometheus gauges, made on the first scrape (prometheus_client is imported then:
+    `up` starts the agents without it)."""
+
     def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Gauge
+
         self.registry = CollectorRegistry()
         self.state = Gauge(
             "agent_smith_agent_state", "1 for the state each agent is in.", ["agent", "state"], registry=self.registry
@@ -113,6 +115,13 @@ class Metrics:
             self.state.labels(record.name, state.value).set(1 if record.state is state else 0)
         self.restarts.labels(record.name).set(record.restarts)
         self.uptime.labels(record.name).set(now - record.started_at if record.started_at is not None else 0)
+
+    def exposition(self) -> tuple[str, bytes]:
+        """The content type and body of a scrape."""
+        from prometheus_client import generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        return CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
 
 class Supervisor:
@@ -143,7 +152,7 @@ class Supervisor:
         self.interval = interval
         self._log_max = log_max_bytes
         self._log_keep = log_keep
-        self.metrics = Metrics()
+        self._metrics: Metrics | None = None
         self.metrics_url: str | None = None
         self.started_at = clock()
         previous = (run_dir.read_status() or {}).get("agents", {})
@@ -325,10 +334,8 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         agents: dict[str, Any] = {}
-        now = self._clock()
         for name, agent in self.agents.items():
             r = agent.record
-            self.metrics.update(r, now)
             agents[name] = {
                 "state": r.state.value,
                 "session": agent.spec.session,
@@ -367,6 +374,8 @@ class Supervisor:
         self._mcp_ready.set()
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from agent_smith.runtime.httpserve import serve_connection
+
         await serve_connection(reader, writer, self._answer)
 
     async def _answer(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
@@ -377,10 +386,12 @@ class Supervisor:
                 return HttpAnswer(503, "Service Unavailable", (("Retry-After", "5"),))
             return await answer_http(self.mcp, method, headers, body)
         if path == "/metrics":
-            self.status()
-            return HttpAnswer(
-                200, "OK", (("Content-Type", CONTENT_TYPE_LATEST),), generate_latest(self.metrics.registry)
-            )
+            self._metrics = self._metrics or Metrics()
+            now = self._clock()
+            for agent in self.agents.values():
+                self._metrics.update(agent.record, now)
+            content_type, text = self._metrics.exposition()
+            return HttpAnswer(200, "OK", (("Content-Type", content_type),), text)
         if path == "/healthz":
             return HttpAnswer(200, "OK", (("Content-Type", "text/plain; charset=utf-8"),), b"ok\n")
         return HttpAnswer(404, "Not Found", (("Content-Type", "text/plain; charset=utf-8"),), b"not found\n")

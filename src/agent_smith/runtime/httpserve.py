@@ -1,0 +1,82 @@
+"""HTTP/1.1 connections to the supervisor's endpoint, on h11, kept alive across requests.
+
+The supervisor decides each answer (`Supervisor._answer`); this module only
+carries requests and answers. It is imported on the first connection, after
+the agents' sessions are open: `up` starts claude without waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import h11
+
+from agent_smith.mcphttp import MAX_BODY, HttpAnswer
+
+_MAX_HEAD = 64 * 1024
+_FIRST_REQUEST_WAIT = 5.0
+_BODY_WAIT = 5.0
+# A client that keeps its connection for the next tool call may wait minutes between calls.
+_KEEP_ALIVE = 600.0
+
+Answer = Callable[[str, str, Mapping[str, str], bytes], Awaitable[HttpAnswer]]
+"""answer(method, path without query, headers with lower-case names, body) -> the response."""
+
+
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: Answer) -> None:
+    """One client connection, kept alive across requests (Claude Code keeps its MCP connection)."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+    idle = _FIRST_REQUEST_WAIT
+    try:
+        while True:
+            request = await _next_event(conn, reader, idle)
+            if not isinstance(request, h11.Request):
+                return
+            body = await _read_body(conn, reader, request)
+            if body is None:
+                writer.write(_serialise(conn, HttpAnswer(413, "Payload Too Large", (("Connection", "close"),))))
+                await writer.drain()
+                return
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
+            path = request.target.decode("ascii", "replace").split("?", 1)[0]
+            writer.write(_serialise(conn, await answer(request.method.decode("ascii"), path, headers, body)))
+            await writer.drain()
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+            idle = _KEEP_ALIVE
+    except (h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, wait: float) -> Any:
+    while (event := conn.next_event()) is h11.NEED_DATA:
+        conn.receive_data(await asyncio.wait_for(reader.read(65536), wait))
+    return event
+
+
+async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader, request: h11.Request) -> bytes | None:
+    """The request's body; None when it is larger than MAX_BODY (refused unread when it says so up front)."""
+    declared = dict(request.headers).get(b"content-length")
+    if declared is not None and int(declared) > MAX_BODY:
+        return None
+    body = bytearray()
+    while not isinstance(event := await _next_event(conn, reader, _BODY_WAIT), h11.EndOfMessage):
+        if not isinstance(event, h11.Data):
+            raise ConnectionError("the client ended the request early")
+        body += event.data
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
+
+
+def _serialise(conn: h11.Connection, answer: HttpAnswer) -> bytes:
+    headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
+    out = conn.send(h11.Response(status_code=answer.status, reason=answer.reason, headers=headers)) or b""
+    if answer.body:
+        out += conn.send(h11.Data(data=answer.body)) or b""
+    return out + (conn.send(h11.EndOfMessage()) or b"")
