@@ -76,6 +76,17 @@ def test_proxy_url_and_ca_are_created_once_private_and_stable(tmp_path: Path) ->
         proxy_url_for(crew, "nobody")
 
 
+def test_an_existing_ca_is_found_without_loading_cryptography(tmp_path: Path) -> None:
+    state = FirewallState(tmp_path / "firewall")
+    made = state.ca_cert()
+    code = (
+        "import sys; from pathlib import Path; from agent_smith.egress.state import FirewallState; "
+        f"print(FirewallState(Path({str(state.root)!r})).ca_cert(), 'cryptography' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [str(made), "False"]
+
+
 def test_firewall_ca_prints_the_certificate_path(tmp_path: Path) -> None:
     crew = _crew_dir(tmp_path, "  listen: 127.0.0.1:3128\n")
     result = runner.invoke(app, ["firewall", "ca", "--crew", str(crew)])

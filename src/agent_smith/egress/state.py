@@ -14,9 +14,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_smith.certs import CertificateAuthority, load_ca, mint_ca
 from agent_smith.errors import OperationError
 from agent_smith.fsutil import write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.certs import CertificateAuthority
 
 __all__ = ["FirewallState", "derive_password"]
 
@@ -73,7 +76,11 @@ class FirewallState:
 
     def ca(self) -> CertificateAuthority:
         """The firewall's CA, generated (ECDSA P-256, key mode 600) on first use."""
-        if not (self.ca_cert_path.exists() and self.ca_key_path.exists()):
+        # cryptography loads here, not with this module: assembling an agent whose firewall
+        # CA exists only needs its path (~9 MB resident and ~25 ms less for the supervisor).
+        from agent_smith.certs import load_ca, mint_ca
+
+        if not self._has_ca():
             self._ensure_root()
             fresh = mint_ca(_CA_NAME, days=3650)
             # Key first: a certificate on disk always has its key beside it.
@@ -83,8 +90,12 @@ class FirewallState:
 
     def ca_cert(self) -> Path:
         """Path of the CA certificate agents trust, generating the CA when missing."""
-        self.ca()
+        if not self._has_ca():
+            self.ca()
         return self.ca_cert_path
+
+    def _has_ca(self) -> bool:
+        return self.ca_cert_path.exists() and self.ca_key_path.exists()
 
     @staticmethod
     def _create_once(path: Path, data: bytes) -> None:
