@@ -9,6 +9,8 @@ import time
 from enum import StrEnum
 from typing import Any, TextIO
 
+from agent_smith.errors import UsageError
+
 _STANDARD_ATTRS = frozenset(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__) | {
     "message",
     "asctime",
@@ -38,8 +40,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+LEVELS = ("debug", "info", "warning", "error")
+
+
 def configure(fmt: LogFormat = LogFormat.text, level: str = "WARNING", stream: TextIO | None = None) -> None:
-    """Route agent-smith's logs to stderr (or `stream`) in the chosen format."""
+    """Route agent-smith's logs to stderr (or `stream`) in the chosen format; an unknown level is a UsageError."""
+    if level.lower() not in LEVELS:
+        raise UsageError(f"log level {level!r}: use one of {', '.join(LEVELS)} (--log-level, AGENT_SMITH_LOG_LEVEL)")
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt is LogFormat.json:
         handler.setFormatter(JsonFormatter())

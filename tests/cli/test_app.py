@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import subprocess
 import sys
@@ -62,3 +63,15 @@ main()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "collector: True\n"
+
+
+def test_an_unknown_log_level_is_one_line_and_exit_2() -> None:
+    for argv, env in ((["--log-level", "loud", "schema"], {}), (["firewall"], {"AGENT_SMITH_LOG_LEVEL": "loud"})):
+        done = subprocess.run(
+            [sys.executable, "-m", "agent_smith", *argv], env={**os.environ, **env}, capture_output=True, text=True
+        )
+        assert done.returncode == 2, done.stderr
+        assert (
+            done.stderr
+            == "error: log level 'loud': use one of debug, info, warning, error (--log-level, AGENT_SMITH_LOG_LEVEL)\n"
+        )

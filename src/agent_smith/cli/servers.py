@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from agent_smith.egress import Firewall
     from agent_smith.events import EventTarget
 
-SERVERS = ("events", "chat", "firewall")
 _OPTIONS = {"events": ("--crew", "--agent"), "chat": (), "firewall": ("--crew",)}
 # The command line that starts each server, before its options.
 _COMMANDS = {("mcp", "events"): "events", ("mcp", "chat"): "chat", ("firewall",): "firewall"}
