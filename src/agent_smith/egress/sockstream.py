@@ -238,7 +238,7 @@ class SocketStream:
             self._writer_registered = False
             self._loop.remove_writer(self._fd)
             if self._closing:
-                self.abort()
+                self._finish()
 
     # ---- the end ------------------------------------------------------------------------
 
@@ -253,7 +253,15 @@ class SocketStream:
         if self._out:
             self._loop.call_later(_CLOSE_GRACE, self.abort)
         else:
-            self.abort()
+            self._finish()
+
+    def _finish(self) -> None:
+        """Everything written is sent: over TLS say so (a close alert), so the peer can tell an end from a cut."""
+        if isinstance(self._sock, ssl.SSLSocket) and not self._closed:
+            # Sends the alert without waiting for the peer's: the socket is non-blocking.
+            with contextlib.suppress(OSError, ValueError):
+                self._sock.unwrap()
+        self.abort()
 
     def abort(self) -> None:
         if self._closed:
