@@ -474,7 +474,13 @@ class Firewall:
                 log.warning("accepting a connection failed: %s", exc.strerror)
                 await asyncio.sleep(0.1)
                 continue
-            task = loop.create_task(handler(SocketStream(sock)))
+            try:
+                stream = SocketStream(sock)
+            except OSError:
+                # Reset before it was set up.
+                sock.close()
+                continue
+            task = loop.create_task(handler(stream))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 

@@ -26,6 +26,8 @@ __all__ = ["SocketStream", "listening_sockets"]
 _READ = 256 * 1024
 # drain() waits while more than this is queued behind a socket that would block.
 _HIGH_WATER = 256 * 1024
+# Parts written together up to this size are joined into one write (one TLS record).
+_JOIN_UP_TO = 16 * 1024
 # How long a closed stream may take to send what was queued before it, to a peer that does not read.
 _CLOSE_GRACE = 30.0
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -61,6 +63,7 @@ class SocketStream:
         self._closing = False
         self._closed = False
         self._error: BaseException | None = None
+        self._grace: asyncio.TimerHandle | None = None
 
     @classmethod
     async def connect(cls, address: str, port: int) -> SocketStream:
@@ -76,9 +79,11 @@ class SocketStream:
         return cls(raw)
 
     async def start_tls(self, ctx: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None) -> None:
-        """Upgrade to TLS (the handshake included); nothing may have been read past the plain part."""
-        if self._out or self._stash:
-            raise ConnectionError("data is still buffered on the plain connection")
+        """Upgrade to TLS (the handshake included) once the plain part written is sent."""
+        if self._stash:
+            raise ConnectionError("the peer sent more than the plain part before the TLS handshake")
+        while self._out:
+            await self._wait_writable()
         self._sock = ctx.wrap_socket(
             self._sock, server_side=server_side, server_hostname=server_hostname, do_handshake_on_connect=False
         )
@@ -96,10 +101,6 @@ class SocketStream:
     @property
     def ssl_object(self) -> ssl.SSLSocket | None:
         return self._sock if isinstance(self._sock, ssl.SSLSocket) else None
-
-    def getsockname(self) -> tuple[str, int]:
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -183,8 +184,12 @@ class SocketStream:
         self._want_writable()
 
     def writelines(self, parts: list[bytes] | tuple[bytes, ...], /) -> None:
-        for part in parts:
-            self.write(part)
+        if sum(map(len, parts)) <= _JOIN_UP_TO:
+            # One TLS record and one segment: a small event (SSE) must not reach the peer in three pieces.
+            self.write(b"".join(parts))
+        else:
+            for part in parts:
+                self.write(part)
 
     def _send(self, data: bytes | bytearray | memoryview) -> int:
         """What the socket took of `data` without waiting (over TLS: all of it or nothing)."""
@@ -251,7 +256,7 @@ class SocketStream:
             return
         self._closing = True
         if self._out:
-            self._loop.call_later(_CLOSE_GRACE, self.abort)
+            self._grace = self._loop.call_later(_CLOSE_GRACE, self.abort)
         else:
             self._finish()
 
@@ -267,6 +272,8 @@ class SocketStream:
         if self._closed:
             return
         self._closed = self._closing = True
+        if self._grace is not None:
+            self._grace.cancel()
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
         self._writer_registered = False
