@@ -64,6 +64,41 @@ def test_curl(egress_firewall: StartFirewall, egress_upstream: EgressUpstream, t
 
 
 @pytest.mark.real
+@pytest.mark.parametrize("http", ["--http1.1", "--http2"])
+def test_curl_downloads_a_large_body_scrubbed_where_the_secret_straddles_a_read(
+    egress_firewall: StartFirewall, egress_upstream: EgressUpstream, tmp_path: Path, http: str
+) -> None:
+    # The upstream pauses in the middle of the secret, so the firewall's read ends inside it.
+    fw = egress_firewall()
+    env = fw.client_env("devbot", tmp_path / "home")
+    size = 3 * 1024 * 1024
+    out = tmp_path / "body"
+    got = _run(
+        [
+            _need("curl"),
+            "-sS",
+            http,
+            "-o",
+            str(out),
+            "-w",
+            "%{http_version}",
+            f"https://api.github.test/big-leak/{size}",
+        ],
+        env,
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == ("2" if http == "--http2" else "1.1")
+    secret = egress_upstream.world.github_secret
+    body = out.read_bytes()
+    assert body.count(GITHUB_PLACEHOLDER.encode()) == 2
+    assert body.endswith(GITHUB_PLACEHOLDER.encode())
+    assert len(body) == size - 2 * (len(secret) - len(GITHUB_PLACEHOLDER))
+    assert_never_contains([body, got.stderr], secret)
+    [entry] = fw.audit()
+    assert entry["bytes_down"] == len(body)
+
+
+@pytest.mark.real
 def test_git_clone_and_push_with_the_placeholder(
     egress_firewall: StartFirewall, egress_upstream: EgressUpstream, bare_git_repo: Path, tmp_path: Path
 ) -> None:

@@ -23,8 +23,8 @@ import socket
 import ssl
 import tempfile
 import time
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,6 +62,7 @@ from agent_smith.egress.policy import (
     redact_target,
     split_authority,
 )
+from agent_smith.egress.sockstream import SocketStream, listening_sockets
 from agent_smith.egress.state import derive_password
 from agent_smith.egress.websocket import ServerFrameScrubber
 from agent_smith.errors import OperationError
@@ -197,133 +198,6 @@ class _Sink(Protocol):
 
     async def drain(self) -> None: ...
 
-    def can_write_eof(self) -> bool: ...
-
-    def write_eof(self) -> None: ...
-
-
-class _UpstreamStream(asyncio.BufferedProtocol):
-    """Both directions of one upstream connection, a lean stand-in for StreamReader + StreamWriter.
-
-    As a buffered protocol it has the TLS layer decrypt straight into one reused buffer, and
-    each read costs one copy out of it. A StreamReader costs three (the TLS layer allocates
-    a fresh 256 KiB string per 16 KiB record and joins them, the reader appends them to its
-    buffer, `read` copies them out again); on a large download those copies and the page
-    faults of the fresh strings were about a tenth of the firewall's CPU.
-    """
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._buffer = memoryview(bytearray(_READ))
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._eof = False
-        self._lost: BaseException | None = None
-        self._reading_paused = False
-        self._closed = False
-        self._readable: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
-
-    # asyncio.BufferedProtocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._chunks.append(bytes(self._buffer[:nbytes]))
-        self._size += nbytes
-        # Backpressure: stop reading while two reads' worth wait for the client to take them.
-        if self._size > 2 * _READ and not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
-            self.transport.pause_reading()
-        self._wake_reader()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake_reader()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._closed = True
-        self._lost = exc
-        self._wake_reader()
-        self.resume_writing()
-
-    def pause_writing(self) -> None:
-        if self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        writable, self._writable = self._writable, None
-        if writable is not None and not writable.done():
-            writable.set_result(None)
-
-    def _wake_reader(self) -> None:
-        readable, self._readable = self._readable, None
-        if readable is not None and not readable.done():
-            readable.set_result(None)
-
-    # the reader's side
-
-    async def read(self, n: int = -1, /) -> bytes:
-        """Up to `n` bytes (one read's worth at most), b"" at the end of the stream."""
-        while not self._chunks:
-            if self._eof:
-                if self._lost is not None:
-                    raise self._lost
-                return b""
-            self._readable = asyncio.get_running_loop().create_future()
-            await self._readable
-        chunk = self._chunks[0]
-        if 0 <= n < len(chunk):
-            self._chunks[0] = chunk[n:]
-            chunk = chunk[:n]
-        else:
-            self._chunks.popleft()
-        self._size -= len(chunk)
-        if self._reading_paused and self._size <= _READ and self.transport is not None:
-            self._reading_paused = False
-            self.transport.resume_reading()
-        return chunk
-
-    def at_eof(self) -> bool:
-        return self._eof and not self._chunks
-
-    # the writer's side
-
-    def write(self, data: bytes | bytearray | memoryview, /) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-
-    async def drain(self) -> None:
-        if self.transport is not None and self.transport.is_closing():
-            # Let connection_lost run first, as StreamWriter.drain does.
-            await asyncio.sleep(0)
-        if self._writable is not None and not self._closed:
-            # Shielded: a cancelled drain must not cancel the future the next drain waits on.
-            await asyncio.shield(self._writable)
-        if self._closed:
-            raise self._lost or ConnectionResetError("the upstream connection was lost")
-
-    def can_write_eof(self) -> bool:
-        return self.transport is not None and self.transport.can_write_eof()
-
-    def write_eof(self) -> None:
-        if self.transport is not None:
-            self.transport.write_eof()
-
-    def is_closing(self) -> bool:
-        return self.transport is None or self.transport.is_closing()
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
 
 async def _next_event(conn: h11.Connection, reader: _Source, idle: float) -> Any:
     while True:
@@ -339,7 +213,7 @@ async def _next_event(conn: h11.Connection, reader: _Source, idle: float) -> Any
 class _Upstream:
     """One HTTP/1.1 connection to the real server, kept alive across requests of a tunnel."""
 
-    def __init__(self, stream: _UpstreamStream) -> None:
+    def __init__(self, stream: SocketStream) -> None:
         self.reader = stream
         self.writer = stream
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
@@ -537,7 +411,7 @@ class Firewall:
             cafile=str(settings.upstream_ca) if settings.upstream_ca else None
         )
         self._upstream_ssl.set_alpn_protocols(["http/1.1"])
-        self._servers: list[asyncio.Server] = []
+        self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.Task[Any]] = set()
         self._claude: ClaudeTokens | None = None
@@ -556,19 +430,17 @@ class Firewall:
         if unknown:
             raise OperationError(f"a transparent listener for an agent the crew does not have: {', '.join(unknown)}")
         self._load_claude()
-        server = await self._listen(self._explicit, s.listen, "the firewall")
-        self.address = server.sockets[0].getsockname()[:2]
+        self.address = self._listen(self._explicit, s.listen, "the firewall")
         if s.transparent_listen is not None:
             handler = functools.partial(self._transparent, TRANSPARENT_AGENT)
-            server = await self._listen(handler, s.transparent_listen, "the transparent listener")
-            self.transparent_address = server.sockets[0].getsockname()[:2]
+            self.transparent_address = self._listen(handler, s.transparent_listen, "the transparent listener")
         for agent, address in s.transparent_agents.items():
             handler = functools.partial(self._transparent, agent)
-            server = await self._listen(handler, address, f"the transparent listener of {agent}")
-            self.transparent_agent_addresses[agent] = server.sockets[0].getsockname()[:2]
+            self.transparent_agent_addresses[agent] = self._listen(
+                handler, address, f"the transparent listener of {agent}"
+            )
         if s.metrics_listen is not None:
-            server = await self._listen(self._metrics, s.metrics_listen, "the metrics endpoint")
-            self.metrics_address = server.sockets[0].getsockname()[:2]
+            self.metrics_address = self._listen(self._metrics, s.metrics_listen, "the metrics endpoint")
         if s.claude_store is not None and s.policy.claude is not None:
             if self._claude is None:
                 log.warning(
@@ -577,31 +449,49 @@ class Firewall:
                 )
             self._spawn(self._refresh_loop())
 
-    async def _listen(
-        self,
-        handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-        address: tuple[str, int],
-        what: str,
-    ) -> asyncio.Server:
+    def _listen(
+        self, handler: Callable[[SocketStream], Coroutine[Any, Any, None]], address: tuple[str, int], what: str
+    ) -> tuple[str, int]:
         try:
-            server = await asyncio.start_server(handler, address[0], address[1], limit=_READ, backlog=1024)
+            sockets = listening_sockets(address[0], address[1])
         except OSError as exc:
             raise OperationError(f"{what} cannot listen on {address[0]}:{address[1]}: {exc.strerror}") from exc
-        self._servers.append(server)
-        return server
+        self._listeners += sockets
+        for sock in sockets:
+            self._spawn(self._accept(sock, handler))
+        host, port = sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def _accept(
+        self, listener: socket.socket, handler: Callable[[SocketStream], Coroutine[Any, Any, None]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                # Out of file descriptors, say: the connections already open go on; try again shortly.
+                log.warning("accepting a connection failed: %s", exc.strerror)
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                stream = SocketStream(sock)
+            except OSError:
+                # Reset before it was set up.
+                sock.close()
+                continue
+            task = loop.create_task(handler(stream))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
 
     async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
         pending = [*self._tasks, *self._connections]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for server in self._servers:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await server.wait_closed()
-        self._servers.clear()
+        for sock in self._listeners:
+            sock.close()
+        self._listeners.clear()
         self.audit.close()
         self._leaves.close()
 
@@ -695,14 +585,11 @@ class Firewall:
 
     # ---- explicit mode --------------------------------------------------------------------
 
-    async def _explicit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._guard(self._explicit_session(reader, writer), writer)
+    async def _explicit(self, stream: SocketStream) -> None:
+        await self._guard(self._explicit_session(stream, stream), stream)
 
-    async def _guard(self, work: Awaitable[None], writer: asyncio.StreamWriter) -> None:
+    async def _guard(self, work: Awaitable[None], stream: SocketStream) -> None:
         self.metrics.open_connections.inc()
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
         try:
             await work
         except asyncio.CancelledError:
@@ -716,9 +603,7 @@ class Firewall:
             log.exception("unexpected failure serving a client; the firewall keeps serving others")
         finally:
             self.metrics.open_connections.dec()
-            if task is not None:
-                self._connections.discard(task)
-            writer.close()
+            stream.close()
 
     def _authenticate(self, value: str | None) -> str | None:
         if value is None:
@@ -735,7 +620,7 @@ class Firewall:
         expected = derive_password(self.settings.identity_key, agent)
         return agent if hmac.compare_digest(expected.encode(), password.encode()) else None
 
-    async def _explicit_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _explicit_session(self, reader: SocketStream, writer: SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         try:
             event = await _next_event(conn, reader, _HEAD_TIMEOUT)
@@ -800,8 +685,8 @@ class Firewall:
         try:
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
-            ctx = self._leaves.get(tunnel.host)
-            await writer.start_tls(ctx, ssl_handshake_timeout=_HEAD_TIMEOUT)
+            async with asyncio.timeout(_HEAD_TIMEOUT):
+                await writer.start_tls(self._leaves.get(tunnel.host), server_side=True)
             await self._serve_tls(tunnel, reader, writer)
         finally:
             tunnel.drop_eager()
@@ -831,8 +716,8 @@ class Firewall:
         tunnel.addresses = good
         return None
 
-    async def _serve_tls(self, tunnel: _Tunnel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ssl_object = writer.get_extra_info("ssl_object")
+    async def _serve_tls(self, tunnel: _Tunnel, reader: SocketStream, writer: SocketStream) -> None:
+        ssl_object = writer.ssl_object
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             await _H2Session(self, tunnel, reader, writer).run()
         else:
@@ -848,7 +733,7 @@ class Firewall:
         ctx.sni_callback = functools.partial(self._sni, agent)
         return ctx
 
-    def _sni(self, agent: str, ssl_object: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
+    def _sni(self, agent: str, ssl_object: ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
         if not server_name:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         host = normalize_host(server_name)
@@ -860,14 +745,13 @@ class Firewall:
         ssl_object.context = self._leaves.get(host)
         return None
 
-    async def _transparent(self, agent: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._guard(self._transparent_session(agent, reader, writer), writer)
+    async def _transparent(self, agent: str, stream: SocketStream) -> None:
+        await self._guard(self._transparent_session(agent, stream, stream), stream)
 
-    async def _transparent_session(
-        self, agent: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await writer.start_tls(self._sni_contexts[agent], ssl_handshake_timeout=_HEAD_TIMEOUT)
-        ssl_object = writer.get_extra_info("ssl_object")
+    async def _transparent_session(self, agent: str, reader: SocketStream, writer: SocketStream) -> None:
+        async with asyncio.timeout(_HEAD_TIMEOUT):
+            await writer.start_tls(self._sni_contexts[agent], server_side=True)
+        ssl_object = writer.ssl_object
         host = self._leaves.host_of(ssl_object.context) if ssl_object is not None else None
         if host is None:
             return
@@ -888,7 +772,7 @@ class Firewall:
 
     # ---- HTTP/1.1 inside a tunnel ---------------------------------------------------------
 
-    async def _h1_session(self, tunnel: _Tunnel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _h1_session(self, tunnel: _Tunnel, reader: SocketStream, writer: SocketStream) -> None:
         client = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         upstream: _Upstream | None = None
         try:
@@ -914,8 +798,8 @@ class Firewall:
         self,
         tunnel: _Tunnel,
         client: h11.Connection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: SocketStream,
+        writer: SocketStream,
         request: h11.Request,
         upstream: _Upstream | None,
     ) -> tuple[_Upstream | None, bool]:
@@ -1045,9 +929,12 @@ class Firewall:
         for address, port in tunnel.addresses:
             try:
                 async with asyncio.timeout(_CONNECT_TIMEOUT):
-                    _, stream = await asyncio.get_running_loop().create_connection(
-                        _UpstreamStream, address, port, ssl=self._upstream_ssl, server_hostname=tunnel.host
-                    )
+                    stream = await SocketStream.connect(address, port)
+                    try:
+                        await stream.start_tls(self._upstream_ssl, server_side=False, server_hostname=tunnel.host)
+                    except BaseException:
+                        stream.abort()
+                        raise
                 return _Upstream(stream)
             except (OSError, TimeoutError) as exc:
                 last = exc
@@ -1056,8 +943,8 @@ class Firewall:
     async def _websocket(
         self,
         client: h11.Connection,
-        writer: asyncio.StreamWriter,
-        reader: asyncio.StreamReader,
+        writer: SocketStream,
+        reader: SocketStream,
         upstream: _Upstream,
         response: h11.InformationalResponse,
         scrubber: Scrubber,
@@ -1079,9 +966,6 @@ class Firewall:
                 if out:
                     dst.write(out)
                     await dst.drain()
-            with contextlib.suppress(OSError):
-                if dst.can_write_eof():
-                    dst.write_eof()
 
         try:
             await asyncio.gather(pump(reader, upstream.writer, bytes), pump(upstream.reader, writer, frames.feed))
@@ -1174,24 +1058,24 @@ class Firewall:
 
     # ---- metrics --------------------------------------------------------------------------
 
-    async def _metrics(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _metrics(self, stream: SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         try:
-            event = await _next_event(conn, reader, _HEAD_TIMEOUT)
+            event = await _next_event(conn, stream, _HEAD_TIMEOUT)
             if isinstance(event, h11.Request) and _text(event.target).split("?")[0] in ("/metrics", "/"):
                 await _simple_h1(
                     conn,
-                    writer,
+                    stream,
                     200,
                     generate_latest(self.metrics.registry),
                     [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
                 )
             elif isinstance(event, h11.Request):
-                await _simple_h1(conn, writer, 404, "only /metrics here")
+                await _simple_h1(conn, stream, 404, "only /metrics here")
         except (h11.ProtocolError, OSError, TimeoutError):
             pass
         finally:
-            writer.close()
+            stream.close()
 
 
 def _upstream_failure(exc: BaseException | None) -> str:
@@ -1206,7 +1090,7 @@ def _upstream_failure(exc: BaseException | None) -> str:
     return str(exc)
 
 
-async def _h1_body(conn: h11.Connection, reader: asyncio.StreamReader, limit: int) -> bytes:
+async def _h1_body(conn: h11.Connection, reader: SocketStream, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -1224,7 +1108,7 @@ async def _h1_body(conn: h11.Connection, reader: asyncio.StreamReader, limit: in
 
 async def _simple_h1(
     conn: h11.Connection,
-    writer: asyncio.StreamWriter,
+    writer: SocketStream,
     status: int,
     body: str | bytes,
     headers: Sequence[tuple[str, str]] = (),
@@ -1258,9 +1142,7 @@ _H2_DROP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-
 class _H2Session:
     """An HTTP/2 client connection: each stream is one request forwarded over a pooled HTTP/1.1 upstream."""
 
-    def __init__(
-        self, fw: Firewall, tunnel: _Tunnel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, fw: Firewall, tunnel: _Tunnel, reader: SocketStream, writer: SocketStream) -> None:
         self.fw = fw
         self.tunnel = tunnel
         self.reader = reader
