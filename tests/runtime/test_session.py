@@ -72,3 +72,19 @@ def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> 
     eventually("new output in the new file", lambda: log.exists() and "after-5" in log.read_text())
     assert "after-5" not in log.with_name(log.name + ".1").read_text()
     assert panes.rotated(log, 2) == [log.with_name(log.name + ".1"), log]
+
+
+def test_one_look_reads_every_pane_and_the_screens_asked_for(tmux_server: Tmux, tmp_path: Path) -> None:
+    assert panes.look(tmux_server, ["alice"]) == ({}, {}), "no server: nothing, not an error"
+    agent = spec(tmp_path)
+    panes.open_session(tmux_server, agent, agent.claude, agent.env)
+    panes.type_text(tmux_server, "alice", "echo look-$((6*7))")
+    eventually("the echo on screen", lambda: "look-42" in panes.screen(tmux_server, "alice"))
+
+    live, shown = panes.look(tmux_server, ["alice"])
+    assert live == panes.panes(tmux_server)
+    assert shown == {"alice": panes.screen(tmux_server, "alice")}
+    # A session that is gone stops tmux's command list: the separate calls answer instead.
+    live, shown = panes.look(tmux_server, ["gone", "alice"])
+    assert live == panes.panes(tmux_server)
+    assert shown == {"alice": panes.screen(tmux_server, "alice")}

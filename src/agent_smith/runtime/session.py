@@ -56,7 +56,28 @@ def panes(tmux: Tmux) -> dict[tuple[str, int], PaneStatus]:
     """
     if tmux.server_pid() is None:
         return {}
-    out = tmux.command("list-panes", "-a", "-F", _FORMAT)
+    return _parse_panes(tmux.command("list-panes", "-a", "-F", _FORMAT))
+
+
+def look(tmux: Tmux, sessions: Sequence[str]) -> tuple[dict[tuple[str, int], PaneStatus], dict[str, str]]:
+    """Every pane (as `panes`) and claude's screen in each of `sessions`, in one tmux call.
+
+    The supervisor looks this often while agents start: one tmux process per
+    look instead of three. When the call fails (no server, or a session ended
+    during it, which stops tmux's command list) the separate calls answer.
+    """
+    args = ["list-panes", "-a", "-F", _FORMAT, ";", "display-message", "-p", _SCREEN_END]
+    for session in sessions:
+        args += [";", "capture-pane", "-p", "-J", "-t", pane(session, CLAUDE_PANE)]
+        args += [";", "display-message", "-p", _SCREEN_END]
+    parts = tmux.command(*args, check=False).split(_SCREEN_END + "\n")
+    if len(parts) != len(sessions) + 2:
+        live = panes(tmux)
+        return live, screens(tmux, [s for s in sessions if (s, CLAUDE_PANE) in live])
+    return _parse_panes(parts[0]), dict(zip(sessions, parts[1:-1], strict=True))
+
+
+def _parse_panes(out: str) -> dict[tuple[str, int], PaneStatus]:
     found: dict[tuple[str, int], PaneStatus] = {}
     for line in out.splitlines():
         parts = line.split("\t")

@@ -185,12 +185,12 @@ class Supervisor:
     async def step(self) -> None:
         for op, name in self.run_dir.take_requests():
             await self.handle(op, name)
+        running = [a.spec.session for a in self.agents.values() if a.record.state in RUNNING]
         try:
-            live = panes.panes(self.tmux)
+            live, shown = panes.look(self.tmux, running)
         except OperationError as exc:
             log.warning("tmux did not answer, skipping this look: %s", exc)
             return
-        shown = self._screens(live)
         for agent in self.agents.values():
             try:
                 if agent.record.state in RUNNING:
@@ -248,15 +248,6 @@ class Supervisor:
         self._write_status()
 
     # ---- observing ------------------------------------------------------------------------
-
-    def _screens(self, live: Mapping[tuple[str, int], panes.PaneStatus]) -> dict[str, str]:
-        """The screen of every running agent whose claude is alive, in one tmux call."""
-        sessions = []
-        for agent in self.agents.values():
-            claude = live.get((agent.spec.session, panes.CLAUDE_PANE))
-            if agent.record.state in RUNNING and claude is not None and not claude.dead:
-                sessions.append(agent.spec.session)
-        return panes.screens(self.tmux, sessions)
 
     async def _look(
         self, agent: _Agent, live: Mapping[tuple[str, int], panes.PaneStatus], shown: Mapping[str, str]
