@@ -7,11 +7,14 @@ import os
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, *, durable: bool = True) -> None:
     """Replace `path` with `data` atomically: temp file in the same directory, fsync, rename.
 
     The file has `mode` from its first byte on, so a secret-bearing file is
-    never readable by others even for an instant.
+    never readable by others even for an instant. `durable=False` skips the two
+    disk flushes (~3 ms each here): for files that describe running processes
+    (a pid, a status, a pane's environment) or that the next run rewrites,
+    which a crash of the machine makes moot; readers still see old or new.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
@@ -22,14 +25,16 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -70,7 +70,9 @@ class EmbeddedNats:
             argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_healthy(timeout)
-        write_atomic(self.store_dir / STATE_FILE, json.dumps({"url": self.url, "pid": self._process.pid}) + "\n")
+        write_atomic(
+            self.store_dir / STATE_FILE, json.dumps({"url": self.url, "pid": self._process.pid}) + "\n", durable=False
+        )
 
     def _wait_healthy(self, timeout: float) -> None:
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 from agent_smith.fsutil import write_atomic
@@ -29,16 +28,7 @@ def read_json(path: Path) -> dict[str, Any]:
 def write_json(path: Path, data: Any, *, durable: bool = True) -> None:
     """Replace `path` atomically. `durable` also fsyncs (two disk flushes): for what must
     survive a crash, not for a watcher's pid or a cache the next check rewrites anyway."""
-    text = json.dumps(data, indent=1, default=str)
-    if durable:
-        write_atomic(path, text, 0o600)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, default=str), 0o600, durable=durable)
 
 
 def log_line(state: Path, hook: str, message: str, now: dt.datetime | None = None) -> None:

@@ -83,7 +83,7 @@ class RunDir:
             except BlockingIOError:
                 other = _read_pid(self.pid_file)
                 raise OperationError(f"a supervisor for this crew already runs (pid {other})") from None
-            write_atomic(self.pid_file, f"{os.getpid()}\n")
+            write_atomic(self.pid_file, f"{os.getpid()}\n", durable=False)
             try:
                 yield
             finally:
@@ -93,7 +93,7 @@ class RunDir:
             fh.close()
 
     def write_status(self, status: dict[str, Any]) -> None:
-        write_atomic(self.status_file, json.dumps(status, indent=2) + "\n")
+        write_atomic(self.status_file, json.dumps(status, indent=2) + "\n", durable=False)
 
     def read_status(self) -> dict[str, Any] | None:
         try:
@@ -106,7 +106,7 @@ class RunDir:
         """Ask the running supervisor to `op` (start, stop, restart) `agent`."""
         self.ensure()
         path = self.requests / f"{uuid.uuid4().hex}.json"
-        write_atomic(path, json.dumps({"op": op, "agent": agent}) + "\n")
+        write_atomic(path, json.dumps({"op": op, "agent": agent}) + "\n", durable=False)
         return path
 
     def take_requests(self) -> list[tuple[str, str]]:

@@ -132,7 +132,7 @@ class ChildService:
         )
         self._spawned_at = time.time()
         self._adopted = None
-        write_atomic(self._pid_file, f"{self._process.pid}\n")
+        write_atomic(self._pid_file, f"{self._process.pid}\n", durable=False)
 
     def check(self, now: float) -> None:
         if self._adopted is not None:

@@ -108,7 +108,7 @@ def env_file(spec: AgentSpec, index: int) -> Path:
 def sourcing(env: Mapping[str, str], path: Path, command: Sequence[str]) -> list[str]:
     """Write `env` to `path` (0600) and return the argv that runs `command` with it, no value in it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_atomic(path, env_script(env), 0o600)
+    write_atomic(path, env_script(env), 0o600, durable=False)
     return ["/bin/sh", "-c", _SOURCE_THEN_EXEC, str(path), *command]
 
 
