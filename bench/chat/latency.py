@@ -11,7 +11,10 @@ returns the event).
     channel       send → the chat server wrote the notification to claude (its log)
     model server  send → the model server received the agent turn carrying the
                   <channel> block (claude's own handling included)
+    after channel  per sample, the chat server wrote it → the model server got it:
+                  claude's share measured the same way with and without --no-debug
     of it claude  the CLI's own time from the notification to its API request
+                  (its --debug-file log; absent with --no-debug)
 
 Target: model server p50 ≤ 3× baseline p50.
 
@@ -38,6 +41,7 @@ from ruamel.yaml import YAML
 
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import api_key_suffix, seed_claude_json
+from agent_smith.home.plan import UNATTENDED_PLUGINS_OFF
 from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, PermissionMode, Tmux, claude_launch, find_claude
 from agent_smith.standins import ModelServerThread, RequestKind, parse_script
 from agent_smith.standins.synapse import MatrixUser, SynapseServer
@@ -167,7 +171,9 @@ def main() -> None:
                 growthbook_features={"tengu_harbor": True},
             )
             write_atomic(config_dir / ".claude.json", json.dumps(seeded), mode=0o600)
-            write_atomic(config_dir / "settings.json", json.dumps({"skipDangerousModePermissionPrompt": True}))
+            # The built-in plugins `assemble` turns off for every agent are off here too.
+            agent_settings = {"skipDangerousModePermissionPrompt": True, "enabledPlugins": dict(UNATTENDED_PLUGINS_OFF)}
+            write_atomic(config_dir / "settings.json", json.dumps(agent_settings))
             write_atomic(root / "mcp.json", json.dumps(mcp))
             launch = claude_launch(
                 find_claude(),
@@ -204,6 +210,7 @@ def main() -> None:
                 baseline: list[float] = []
                 wake: list[float] = []
                 full: list[float] = []
+                after: list[float] = []
                 # One warm-up each: the first turn of a session also asks for a title.
                 for n in range(samples + 1):
                     seconds, since = baseline_sample(http, alice, watcher, room, since)
@@ -223,12 +230,13 @@ def main() -> None:
                         full.append(arrived - started)
                         if woke is not None:
                             wake.append(woke - started)
+                            after.append(arrived - woke)
                     time.sleep(1.0)  # let the agent's turn end before the next message
                 cli_delays = _cli_delays(debug)[1:] if debug_args else []
             finally:
                 http.close()
                 tmux.kill_server()
-        _report(baseline, wake, full, cli_delays)
+        _report(baseline, wake, full, after, cli_delays)
 
 
 def _wake_for(log: Path, event_id: str) -> float | None:
@@ -256,7 +264,7 @@ def _cli_delays(debug: Path) -> list[float]:
     return delays
 
 
-def _report(baseline: list[float], wake: list[float], full: list[float], cli: list[float]) -> None:
+def _report(baseline: list[float], wake: list[float], full: list[float], after: list[float], cli: list[float]) -> None:
     def row(name: str, values: list[float]) -> str:
         if not values:
             return f"{name:<14} (no samples)"
@@ -270,6 +278,7 @@ def _report(baseline: list[float], wake: list[float], full: list[float], cli: li
     print(row("baseline", baseline))
     print(row("channel", wake))
     print(row("model server", full))
+    print(row("  after channel", after) + "   (the chat server wrote it → the model server got it, per sample)")
     print(row("  of it claude", cli) + "   (claude's own notification → API request, from its debug log)")
     ratio = statistics.median(full) / statistics.median(baseline)
     print(f"target: model server p50 ≤ 3× baseline p50 → {ratio:.2f}× {'met' if ratio <= 3 else 'NOT met'}")
