@@ -117,11 +117,36 @@ def _epoch(naive_utc: datetime) -> float:
     return (naive_utc - datetime(1970, 1, 1)).total_seconds()
 
 
-def model_time(model: ModelServerThread, marker: str) -> float | None:
-    for request in model.requests(agent="devbot", kind=RequestKind.AGENT_TURN):
-        if marker in json.dumps(request.body):
-            return _epoch(datetime.strptime(request.time, "%Y-%m-%dT%H:%M:%S.%fZ"))
-    return None
+class RequestTail:
+    """The model server's request log, read from where the last look stopped.
+
+    The model server runs in this process; re-parsing its whole log (~100 KB a
+    request, MBs by the end) every 10 ms held the GIL and a core while the
+    request being timed was coming in, and inflated the very figure measured.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def find(self, marker: str) -> float | None:
+        """When devbot's agent turn carrying `marker` was logged, once it has been."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return None
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            if marker.encode() not in line:
+                continue
+            entry = json.loads(line)
+            if entry["agent"] == "devbot" and entry["kind"] == RequestKind.AGENT_TURN.value:
+                return _epoch(datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%S.%fZ"))
+        return None
 
 
 def main() -> None:
@@ -207,6 +232,7 @@ def main() -> None:
                 since = http.get(
                     "/_matrix/client/v3/sync?timeout=0", headers={"Authorization": f"Bearer {watcher.access_token}"}
                 ).json()["next_batch"]
+                requests = RequestTail(root / "model.jsonl")
                 baseline: list[float] = []
                 wake: list[float] = []
                 full: list[float] = []
@@ -218,10 +244,10 @@ def main() -> None:
                     started = time.time()
                     event_id = send(http, alice, room, f"@devbot {marker}")
                     deadline = time.monotonic() + 30
-                    arrived = model_time(model, marker)
+                    arrived = requests.find(marker)
                     while arrived is None and time.monotonic() < deadline:
                         time.sleep(0.01)
-                        arrived = model_time(model, marker)
+                        arrived = requests.find(marker)
                     if arrived is None:
                         raise SystemExit(f"the model server never saw {marker!r}; see {chat_log}")
                     woke = _wake_for(chat_log, event_id)
