@@ -41,7 +41,6 @@ from ruamel.yaml import YAML
 
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import api_key_suffix, seed_claude_json
-from agent_smith.home.plan import UNATTENDED_PLUGINS_OFF
 from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, PermissionMode, Tmux, claude_launch, find_claude
 from agent_smith.standins import ModelServerThread, RequestKind, parse_script
 from agent_smith.standins.synapse import MatrixUser, SynapseServer
@@ -196,9 +195,7 @@ def main() -> None:
                 growthbook_features={"tengu_harbor": True},
             )
             write_atomic(config_dir / ".claude.json", json.dumps(seeded), mode=0o600)
-            # The built-in plugins `assemble` turns off for every agent are off here too.
-            agent_settings = {"skipDangerousModePermissionPrompt": True, "enabledPlugins": dict(UNATTENDED_PLUGINS_OFF)}
-            write_atomic(config_dir / "settings.json", json.dumps(agent_settings))
+            write_atomic(config_dir / "settings.json", json.dumps({"skipDangerousModePermissionPrompt": True}))
             write_atomic(root / "mcp.json", json.dumps(mcp))
             launch = claude_launch(
                 find_claude(),

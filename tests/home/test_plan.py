@@ -57,13 +57,6 @@ def test_agent_smith_hooks_follow_the_crews_own() -> None:
     assert crew_settings["env"] == {"A": "1"}
 
 
-def test_the_diff_panel_plugin_is_off_unless_the_crew_names_it() -> None:
-    assert settings_contribution({}, {}, {})["enabledPlugins"] == {"diff@builtin": False}
-    crew_settings = {"enabledPlugins": {"diff@builtin": True, "lint@market": True}}
-    merged = settings_contribution(crew_settings, {}, {})
-    assert merged["enabledPlugins"] == {"diff@builtin": True, "lint@market": True}
-
-
 def test_clone_urls() -> None:
     assert clone_url(_crew().forge, "o/r") == "https://github.com/o/r.git"
     ghe = _crew(kind="github-enterprise", base_url="https://ghe.example/api/v3").forge

@@ -150,13 +150,6 @@ def agent_hooks(command: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-# Built-in plugins an unattended agent has no use for, off unless the crew's settings name them.
-# The diff plugin draws the diff panel for a person at the terminal; measured with 2.1.331, its
-# render and prompt-submit hooks hold every turn back ~18 ms between a channel notification
-# and the turn's start (docs/chat.md).
-UNATTENDED_PLUGINS_OFF: Mapping[str, bool] = {"diff@builtin": False}
-
-
 def settings_contribution(
     crew_settings: Mapping[str, Any], hooks: Mapping[str, list[dict[str, Any]]], env: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -165,15 +158,8 @@ def settings_contribution(
     The crew's own hooks come first; agent-smith's are separate groups after
     them, so both fire. agent-smith's environment wins over the crew's for
     the same variable (trust and proxy must not be undone by a settings file).
-    Built-in plugins of no use to an unattended agent are off, unless the
-    crew's `enabledPlugins` names them.
     """
     contribution: dict[str, Any] = json.loads(json.dumps(dict(crew_settings)))
-    crew_plugins = contribution.get("enabledPlugins")
-    contribution["enabledPlugins"] = {
-        **UNATTENDED_PLUGINS_OFF,
-        **(crew_plugins if isinstance(crew_plugins, dict) else {}),
-    }
     merged_hooks = contribution.get("hooks")
     merged_hooks = dict(merged_hooks) if isinstance(merged_hooks, dict) else {}
     for event, groups in hooks.items():
