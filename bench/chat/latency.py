@@ -11,7 +11,10 @@ returns the event).
     channel       send → the chat server wrote the notification to claude (its log)
     model server  send → the model server received the agent turn carrying the
                   <channel> block (claude's own handling included)
+    after channel  per sample, the chat server wrote it → the model server got it:
+                  claude's share measured the same way with and without --no-debug
     of it claude  the CLI's own time from the notification to its API request
+                  (its --debug-file log; absent with --no-debug)
 
 Target: model server p50 ≤ 3× baseline p50.
 
@@ -113,11 +116,36 @@ def _epoch(naive_utc: datetime) -> float:
     return (naive_utc - datetime(1970, 1, 1)).total_seconds()
 
 
-def model_time(model: ModelServerThread, marker: str) -> float | None:
-    for request in model.requests(agent="devbot", kind=RequestKind.AGENT_TURN):
-        if marker in json.dumps(request.body):
-            return _epoch(datetime.strptime(request.time, "%Y-%m-%dT%H:%M:%S.%fZ"))
-    return None
+class RequestTail:
+    """The model server's request log, read from where the last look stopped.
+
+    The model server runs in this process; re-parsing its whole log (~100 KB a
+    request, MBs by the end) every 10 ms held the GIL and a core while the
+    request being timed was coming in, and inflated the very figure measured.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def find(self, marker: str) -> float | None:
+        """When devbot's agent turn carrying `marker` was logged, once it has been."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return None
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            if marker.encode() not in line:
+                continue
+            entry = json.loads(line)
+            if entry["agent"] == "devbot" and entry["kind"] == RequestKind.AGENT_TURN.value:
+                return _epoch(datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%S.%fZ"))
+        return None
 
 
 def main() -> None:
@@ -201,9 +229,11 @@ def main() -> None:
                 since = http.get(
                     "/_matrix/client/v3/sync?timeout=0", headers={"Authorization": f"Bearer {watcher.access_token}"}
                 ).json()["next_batch"]
+                requests = RequestTail(root / "model.jsonl")
                 baseline: list[float] = []
                 wake: list[float] = []
                 full: list[float] = []
+                after: list[float] = []
                 # One warm-up each: the first turn of a session also asks for a title.
                 for n in range(samples + 1):
                     seconds, since = baseline_sample(http, alice, watcher, room, since)
@@ -211,10 +241,10 @@ def main() -> None:
                     started = time.time()
                     event_id = send(http, alice, room, f"@devbot {marker}")
                     deadline = time.monotonic() + 30
-                    arrived = model_time(model, marker)
+                    arrived = requests.find(marker)
                     while arrived is None and time.monotonic() < deadline:
                         time.sleep(0.01)
-                        arrived = model_time(model, marker)
+                        arrived = requests.find(marker)
                     if arrived is None:
                         raise SystemExit(f"the model server never saw {marker!r}; see {chat_log}")
                     woke = _wake_for(chat_log, event_id)
@@ -223,12 +253,13 @@ def main() -> None:
                         full.append(arrived - started)
                         if woke is not None:
                             wake.append(woke - started)
+                            after.append(arrived - woke)
                     time.sleep(1.0)  # let the agent's turn end before the next message
                 cli_delays = _cli_delays(debug)[1:] if debug_args else []
             finally:
                 http.close()
                 tmux.kill_server()
-        _report(baseline, wake, full, cli_delays)
+        _report(baseline, wake, full, after, cli_delays)
 
 
 def _wake_for(log: Path, event_id: str) -> float | None:
@@ -256,7 +287,7 @@ def _cli_delays(debug: Path) -> list[float]:
     return delays
 
 
-def _report(baseline: list[float], wake: list[float], full: list[float], cli: list[float]) -> None:
+def _report(baseline: list[float], wake: list[float], full: list[float], after: list[float], cli: list[float]) -> None:
     def row(name: str, values: list[float]) -> str:
         if not values:
             return f"{name:<14} (no samples)"
@@ -270,6 +301,7 @@ def _report(baseline: list[float], wake: list[float], full: list[float], cli: li
     print(row("baseline", baseline))
     print(row("channel", wake))
     print(row("model server", full))
+    print(row("  after channel", after) + "   (the chat server wrote it → the model server got it, per sample)")
     print(row("  of it claude", cli) + "   (claude's own notification → API request, from its debug log)")
     ratio = statistics.median(full) / statistics.median(baseline)
     print(f"target: model server p50 ≤ 3× baseline p50 → {ratio:.2f}× {'met' if ratio <= 3 else 'NOT met'}")

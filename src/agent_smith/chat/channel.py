@@ -221,10 +221,11 @@ class ChatChannel:
             meta["incident"] = "true"
         # The agent first, the 👀 after: the acknowledgement must not delay the work.
         await self._notify(message.body, meta)
+        # Logged before the save below: its time is when the notification was written (the bench reads it).
+        log.info("notified the agent of %s", message.event_id, extra={"event_id": message.event_id, "notified": True})
         # Saved at once (the event is in `seen`): Claude Code may stop this server at any moment,
         # and a restart must not deliver the message a second time.
         self.save()
-        log.info("notified the agent of %s", message.event_id, extra={"event_id": message.event_id, "notified": True})
         if self.config.ack_reaction:
             try:
                 await self.link.send(
