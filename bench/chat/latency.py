@@ -18,7 +18,11 @@ returns the event).
 
 Target: model server p50 ≤ 3× baseline p50.
 
-    .venv/bin/python bench/chat/latency.py [samples] [--no-debug]
+The agent's home is minimal unless `--agent-hooks`: then its settings carry
+agent-smith's UserPromptSubmit hook as `assemble` writes it, which claude runs
+before every turn, channel turns included (a Python process each time).
+
+    .venv/bin/python bench/chat/latency.py [samples] [--no-debug] [--agent-hooks]
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from agent_smith.fsutil import write_atomic
-from agent_smith.home import api_key_suffix, seed_claude_json
+from agent_smith.home import agent_hooks, api_key_suffix, seed_claude_json
 from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, PermissionMode, Tmux, claude_launch, find_claude
 from agent_smith.standins import ModelServerThread, RequestKind, parse_script
 from agent_smith.standins.synapse import MatrixUser, SynapseServer
@@ -195,7 +199,11 @@ def main() -> None:
                 growthbook_features={"tengu_harbor": True},
             )
             write_atomic(config_dir / ".claude.json", json.dumps(seeded), mode=0o600)
-            write_atomic(config_dir / "settings.json", json.dumps({"skipDangerousModePermissionPrompt": True}))
+            settings: dict[str, Any] = {"skipDangerousModePermissionPrompt": True}
+            if "--agent-hooks" in sys.argv:
+                settings["hooks"] = {"UserPromptSubmit": agent_hooks(str(cli))["UserPromptSubmit"]}
+                settings["env"] = {"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew)}
+            write_atomic(config_dir / "settings.json", json.dumps(settings))
             write_atomic(root / "mcp.json", json.dumps(mcp))
             launch = claude_launch(
                 find_claude(),
