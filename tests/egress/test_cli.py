@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -12,8 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
 from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
@@ -85,6 +88,30 @@ def test_an_existing_ca_is_found_without_loading_cryptography(tmp_path: Path) ->
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == [str(made), "False"]
+
+
+def _make_ca(root: Path, barrier: Any, found: Any) -> None:
+    barrier.wait()
+    ca = FirewallState(root).ca()
+    found.put((ca.cert.fingerprint(hashes.SHA256()), _public(ca.key.public_key())))
+
+
+def _public(key: Any) -> bytes:
+    return bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def test_processes_racing_to_make_the_ca_end_with_one_key_and_its_cert(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    barrier, found = context.Barrier(6), context.Queue()
+    racers = [context.Process(target=_make_ca, args=(tmp_path / "firewall", barrier, found)) for _ in range(6)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    seen = [found.get(timeout=5) for _ in racers]
+    assert len({fingerprint for fingerprint, _ in seen}) == 1
+    ca = FirewallState(tmp_path / "firewall").ca()
+    assert _public(ca.cert.public_key()) == _public(ca.key.public_key()) == seen[0][1]
 
 
 def test_firewall_ca_prints_the_certificate_path(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ complete version, never a torn one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
@@ -26,6 +27,7 @@ __all__ = ["FirewallState", "derive_password"]
 _IDENTITY_KEY = "identity.key"
 _CA_CERT = "ca.pem"
 _CA_KEY = "ca-key.pem"
+_CA_LOCK = ".ca.lock"
 _CA_NAME = "agent-smith egress firewall CA"
 
 
@@ -82,10 +84,15 @@ class FirewallState:
 
         if not self._has_ca():
             self._ensure_root()
-            fresh = mint_ca(_CA_NAME, days=3650)
-            # Key first: a certificate on disk always has its key beside it.
-            write_atomic(self.ca_key_path, fresh.key_pem, mode=0o600)
-            write_atomic(self.ca_cert_path, fresh.cert_pem, mode=0o644)
+            # The supervisor's assembly and the firewall may both find no CA at once: one makes
+            # it under the lock, the other then finds it, so a key never meets another's cert.
+            with open(self.root / _CA_LOCK, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not self._has_ca():
+                    fresh = mint_ca(_CA_NAME, days=3650)
+                    # Key first: a certificate on disk always has its key beside it.
+                    write_atomic(self.ca_key_path, fresh.key_pem, mode=0o600)
+                    write_atomic(self.ca_cert_path, fresh.cert_pem, mode=0o644)
         return load_ca(_read(self.ca_cert_path), _read(self.ca_key_path))
 
     def ca_cert(self) -> Path:
