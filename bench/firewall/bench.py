@@ -260,28 +260,66 @@ egress:
     return crew
 
 
+def tls_context(*cas: bytes) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata="".join(c.decode() for c in cas))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def start_upstream(root: Path, processes: list[subprocess.Popen[bytes]]) -> tuple[subprocess.Popen[bytes], Route]:
+    """The HTTPS upstream (its own test CA, added to `processes`), and the direct route to it."""
+    upstream_ca = mint_ca("bench upstream CA")
+    cert, key = upstream_ca.issue(["localhost", "127.0.0.1"])
+    write_atomic(root / "upstream.pem", cert + key, mode=0o600)
+    write_atomic(root / "upstream-ca.pem", upstream_ca.cert_pem)
+    upstream = subprocess.Popen(
+        [sys.executable, str(HERE / "upstream.py"), str(root / "upstream.pem"), str(root / "port")]
+    )
+    processes.append(upstream)
+    while not (root / "port").exists() or not (root / "port").read_text():
+        time.sleep(0.02)
+    return upstream, Route(None, None, int((root / "port").read_text()), tls_context(upstream_ca.cert_pem))
+
+
+def start_firewall(
+    root: Path, processes: list[subprocess.Popen[bytes]], upstream_port: int
+) -> tuple[subprocess.Popen[bytes], Route]:
+    """`agent-smith firewall` with full policy in front of the upstream, and devbot's route through it."""
+    from agent_smith.crew import load_crew
+    from agent_smith.egress import ca_cert_for, proxy_url_for
+
+    fw_port = _free_port()
+    crew = _crew(root, fw_port, upstream_port, root / "upstream-ca.pem")
+    cli = Path(sys.executable).parent / "agent-smith"
+    firewall = subprocess.Popen([str(cli), "firewall", "--crew", str(crew)], stdout=subprocess.DEVNULL)
+    processes.append(firewall)
+    _wait_port(fw_port, firewall, "the firewall")
+    loaded = load_crew(crew).crew
+    url = proxy_url_for(loaded, "devbot")
+    auth = base64.b64encode(url.split("//", 1)[1].rsplit("@", 1)[0].encode()).decode()
+    return firewall, Route(fw_port, auth, upstream_port, tls_context(ca_cert_for(loaded).read_bytes()))
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in reversed(processes):
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
     mitm_python = ensure_mitmproxy()
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="agent-smith-bench-") as tmp:
         root = Path(tmp)
-        upstream_ca = mint_ca("bench upstream CA")
-        cert, key = upstream_ca.issue(["localhost", "127.0.0.1"])
-        write_atomic(root / "upstream.pem", cert + key, mode=0o600)
-        write_atomic(root / "upstream-ca.pem", upstream_ca.cert_pem)
         intercept_ca = mint_ca("bench mitmproxy CA")
         (root / "mitm").mkdir()
         write_atomic(root / "mitm" / "mitmproxy-ca.pem", intercept_ca.key_pem + intercept_ca.cert_pem, mode=0o600)
         try:
-            upstream = subprocess.Popen(
-                [sys.executable, str(HERE / "upstream.py"), str(root / "upstream.pem"), str(root / "port")]
-            )
-            processes.append(upstream)
-            while not (root / "port").exists() or not (root / "port").read_text():
-                time.sleep(0.02)
-            upstream_port = int((root / "port").read_text())
-
+            _, direct = start_upstream(root, processes)
             mitm_port = _free_port()
             mitm = subprocess.Popen(
                 [
@@ -295,30 +333,11 @@ def main() -> None:
             )
             processes.append(mitm)
             _wait_port(mitm_port, mitm, "mitmproxy")
-
-            fw_port = _free_port()
-            crew = _crew(root, fw_port, upstream_port, root / "upstream-ca.pem")
-            cli = Path(sys.executable).parent / "agent-smith"
-            fw = subprocess.Popen([str(cli), "firewall", "--crew", str(crew)], stdout=subprocess.DEVNULL)
-            processes.append(fw)
-            _wait_port(fw_port, fw, "the firewall")
-
-            from agent_smith.crew import load_crew
-            from agent_smith.egress import ca_cert_for, proxy_url_for
-
-            loaded = load_crew(crew).crew
-            url = proxy_url_for(loaded, "devbot")
-            auth = base64.b64encode(url.split("//", 1)[1].rsplit("@", 1)[0].encode()).decode()
-
-            def context(*cas: bytes) -> ssl.SSLContext:
-                ctx = ssl.create_default_context(cadata="".join(c.decode() for c in cas))
-                ctx.set_alpn_protocols(["http/1.1"])
-                return ctx
-
+            _, through = start_firewall(root, processes, direct.upstream_port)
             routes = {
-                "direct": Route(None, None, upstream_port, context(upstream_ca.cert_pem)),
-                "mitmproxy": Route(mitm_port, None, upstream_port, context(intercept_ca.cert_pem)),
-                "firewall": Route(fw_port, auth, upstream_port, context(ca_cert_for(loaded).read_bytes())),
+                "direct": direct,
+                "mitmproxy": Route(mitm_port, None, direct.upstream_port, tls_context(intercept_ca.cert_pem)),
+                "firewall": through,
             }
             # Rounds, each column once per round in a rotating order: a machine whose load drifts
             # during the run then biases no column, and the median of the rounds is reported.
@@ -338,12 +357,7 @@ def main() -> None:
                 speed = {name: asyncio.run(bulk(routes[name])) for name in pair}
                 bulk_ratios.append(speed["firewall"] / speed["direct"])
         finally:
-            for process in reversed(processes):
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(processes)
         report(results, bulk_ratios)
 
 

@@ -13,22 +13,15 @@ firewall), an ideal scheduler moves 1 / max(c, u) GB/s direct and
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import resource
-import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench import BULK, HERE, Route, _crew, _free_port, _wait_port, bulk
-
-from agent_smith.certs import mint_ca
-from agent_smith.fsutil import write_atomic
+from bench import BULK, Route, bulk, start_firewall, start_upstream, stop
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -67,39 +60,9 @@ def main() -> None:
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="agent-smith-cpu-") as tmp:
         root = Path(tmp)
-        upstream_ca = mint_ca("bench upstream CA")
-        cert, key = upstream_ca.issue(["localhost", "127.0.0.1"])
-        write_atomic(root / "upstream.pem", cert + key, mode=0o600)
-        write_atomic(root / "upstream-ca.pem", upstream_ca.cert_pem)
         try:
-            upstream = subprocess.Popen(
-                [sys.executable, str(HERE / "upstream.py"), str(root / "upstream.pem"), str(root / "port")]
-            )
-            processes.append(upstream)
-            while not (root / "port").exists() or not (root / "port").read_text():
-                time.sleep(0.02)
-            upstream_port = int((root / "port").read_text())
-            fw_port = _free_port()
-            crew = _crew(root, fw_port, upstream_port, root / "upstream-ca.pem")
-            cli = Path(sys.executable).parent / "agent-smith"
-            fw = subprocess.Popen([str(cli), "firewall", "--crew", str(crew)], stdout=subprocess.DEVNULL)
-            processes.append(fw)
-            _wait_port(fw_port, fw, "the firewall")
-
-            from agent_smith.crew import load_crew
-            from agent_smith.egress import ca_cert_for, proxy_url_for
-
-            loaded = load_crew(crew).crew
-            url = proxy_url_for(loaded, "devbot")
-            auth = base64.b64encode(url.split("//", 1)[1].rsplit("@", 1)[0].encode()).decode()
-
-            def context(ca: bytes) -> ssl.SSLContext:
-                ctx = ssl.create_default_context(cadata=ca.decode())
-                ctx.set_alpn_protocols(["http/1.1"])
-                return ctx
-
-            direct = Route(None, None, upstream_port, context(upstream_ca.cert_pem))
-            through = Route(fw_port, auth, upstream_port, context(ca_cert_for(loaded).read_bytes()))
+            upstream, direct = start_upstream(root, processes)
+            fw, through = start_firewall(root, processes, direct.upstream_port)
             # A warm-up download each way: the first pays for imports, certificates and page faults.
             _download(direct, {"upstream": upstream.pid})
             _download(through, {"upstream": upstream.pid, "firewall": fw.pid})
@@ -108,12 +71,7 @@ def main() -> None:
                 runs["direct"].append(_download(direct, {"upstream": upstream.pid}))
                 runs["firewall"].append(_download(through, {"upstream": upstream.pid, "firewall": fw.pid}))
         finally:
-            for process in reversed(processes):
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(processes)
     medians = {column: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for column, rs in runs.items()}
     print(f"CPU seconds per GB, median of {count} downloads of {BULK / 1e6:.0f} MB each way")
     print(f"{'':10}{'client':>8}{'upstream':>10}{'firewall':>10}{'MB/s':>8}")

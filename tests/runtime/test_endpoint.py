@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from agent_smith.crew import CrewPaths, EventLog
-from agent_smith.errors import UsageError
+from agent_smith.errors import OperationError, UsageError
 from agent_smith.events import EventFilter, Publisher, connect, event_servers, query
 from agent_smith.runtime.endpoint import MCP_PATH, McpEndpoint, http_socket
 from agent_smith.runtime.rundir import RunDir
@@ -40,6 +40,13 @@ def test_a_token_is_made_once_and_kept_private(tmp_path: Path) -> None:
     assert len(token) == 64
     assert endpoint.token_for("alice") == token
     assert endpoint.token_for("bob") != token
+
+
+def test_an_unreadable_token_is_one_line(tmp_path: Path) -> None:
+    endpoint = McpEndpoint("http://127.0.0.1:1/mcp", CrewPaths(tmp_path))
+    (tmp_path / "agents" / "alice" / "state" / "mcp.token").mkdir(parents=True)  # a directory, not a file
+    with pytest.raises(OperationError, match=r"agent alice's MCP token .*mcp.token: Is a directory"):
+        endpoint.token_for("alice")
 
 
 def test_agents_reach_a_wildcard_bind_by_loopback(tmp_path: Path) -> None:

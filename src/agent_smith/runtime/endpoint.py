@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from agent_smith.crew import CrewPaths
-from agent_smith.errors import UsageError
+from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import parse_listen
@@ -92,11 +92,14 @@ class McpEndpoint:
         """The agent's token: made once, then the same for every supervisor of this crew."""
         path = self.paths.agent_state(agent) / TOKEN_FILE
         try:
-            token = path.read_text().strip()
-        except FileNotFoundError:
-            token = ""
-        if not token:
-            token = secrets.token_hex(32)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, token + "\n", 0o600)
+            try:
+                token = path.read_text().strip()
+            except FileNotFoundError:
+                token = ""
+            if not token:
+                token = secrets.token_hex(32)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, token + "\n", 0o600)
+        except OSError as exc:
+            raise OperationError(f"agent {agent}'s MCP token {path}: {exc.strerror or exc}") from exc
         return token
