@@ -54,9 +54,14 @@ def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> 
 
     panes.type_text(tmux_server, "alice", "exit 3")
     # tmux marks the pane dead when its pty closes and records the status once it reaps the
-    # process, a moment later: wait for both, as the supervisor does.
+    # process, which it may only do when told (a missed SIGCHLD): as the supervisor does.
     eventually("pane 0 dead", lambda: panes.panes(tmux_server)[("alice", CLAUDE_PANE)].dead)
-    eventually("pane 0's exit status", lambda: panes.panes(tmux_server)[("alice", CLAUDE_PANE)].exit_code is not None)
+
+    def status_read() -> bool:
+        tmux_server.reap()
+        return panes.panes(tmux_server)[("alice", CLAUDE_PANE)].exit_code is not None
+
+    eventually("pane 0's exit status", status_read)
     assert panes.panes(tmux_server)[("alice", CLAUDE_PANE)].exit_code == 3
 
     panes.respawn_claude(tmux_server, agent, agent.claude, agent.env)

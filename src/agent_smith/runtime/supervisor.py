@@ -256,7 +256,8 @@ class Supervisor:
         claude = live.get((spec.session, panes.CLAUDE_PANE))
         if claude is not None and claude.dead and claude.exit_code is None and not agent.exit_unread:
             # tmux marks a pane dead when its pty closes, which can come before it has reaped the
-            # process: the exit status follows a moment later, so read it on the next round.
+            # process (and it can miss the SIGCHLD altogether): nudge it, read it on the next round.
+            self.tmux.reap()
             agent.exit_unread = True
             return
         if claude is None or claude.dead:
