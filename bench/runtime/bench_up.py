@@ -19,12 +19,17 @@ shared services, the egress firewall and the embedded nats-server, are not
 per-agent costs: they are reported beside it, with the per-agent figure
 they would make if they were shared by N as well.
 
-Run: .venv/bin/python bench/runtime/bench_up.py [--rounds 2] [--sizes 1,3,6]
+With `--chat` every agent also has a Matrix user on a Synapse the bench
+starts, and a room with the others: `up` then loads the Matrix channel too
+(hosted by the supervisor), whose memory is counted with the rest.
+
+Run: .venv/bin/python bench/runtime/bench_up.py [--rounds 2] [--sizes 1,3,6] [--chat]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import statistics
@@ -38,10 +43,12 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from agent_smith.crew import CrewPaths, load_crew
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import seed_claude_json
 from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, Tmux, find_claude
 from agent_smith.standins import ModelServerThread, parse_script
+from agent_smith.standins.synapse import SynapseServer
 
 CLI = Path(sys.executable).parent / "agent-smith"
 STUB = {
@@ -128,7 +135,7 @@ def bare(n: int, tmp: Path, url: str, claude: Path) -> float:
         tmux.kill_server()
 
 
-def write_crew(root: Path, n: int, url: str) -> str:
+def write_crew(root: Path, n: int, url: str, synapse: SynapseServer | None) -> str:
     socket_name = f"bench-up-{uuid.uuid4().hex[:8]}"
     (root / "agents" / "_shared").mkdir(parents=True)
     (root / "agents" / "_shared" / "CLAUDE.md").write_text("# Shared\n")
@@ -141,15 +148,29 @@ def write_crew(root: Path, n: int, url: str) -> str:
         (root / "agents" / name / "CLAUDE.md").write_text(f"# {name}\n")
         agents.append({"name": name, "env": {"ANTHROPIC_BASE_URL": f"{url}/agents/{name}"}})
     listen = f"127.0.0.1:{free_port()}"
-    crew = {
+    crew: dict[str, Any] = {
         "version": 1,
         "crew": {"name": "bench"},
         "agents": agents,
         "egress": {"listen": listen},
         "runtime": {"state_dir": str(root.parent / f"{root.name}-state"), "tmux_socket": socket_name},
     }
+    tokens: dict[str, str] = {}
+    if synapse is not None:
+        users = {a["name"]: synapse.register(f"{a['name']}-{uuid.uuid4().hex[:6]}") for a in agents}
+        first, *others = users.values()
+        room = synapse.create_room(first, name=root.name, invite=[u.user_id for u in others])
+        for user in others:
+            synapse.join(user, room)
+        for agent in agents:
+            agent["matrix"] = {"user_id": users[agent["name"]].user_id, "rooms": [room]}
+            tokens[agent["name"]] = users[agent["name"]].access_token
+        crew["matrix"] = {"homeserver": synapse.url}
     with (root / "crew.yaml").open("w") as fh:
         YAML().dump(crew, fh)
+    paths = CrewPaths.of(load_crew(root, {}).crew)
+    for name, token in tokens.items():
+        write_atomic(paths.agent_state(name) / "matrix_access_token", token + "\n", 0o600)
     return socket_name
 
 
@@ -160,11 +181,13 @@ def free_port() -> int:
         return port
 
 
-def ours(n: int, tmp: Path, url: str, round_no: int) -> list[tuple[float, dict[str, float]]]:
+def ours(
+    n: int, tmp: Path, url: str, round_no: int, synapse: SynapseServer | None
+) -> list[tuple[float, dict[str, float]]]:
     """(time to ready, memory) of a first `up` of a new crew, then of `up` again after `down`:
     the crew's state then exists (the firewall CA, the homes, a conversation to continue)."""
     root = tmp / f"crew-{n}-{round_no}"
-    socket_name = write_crew(root, n, url)
+    socket_name = write_crew(root, n, url, synapse)
     env = env_for(tmp)
     found = []
     for _ in ("first", "again"):
@@ -244,11 +267,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sizes", default="1,3,6")
+    parser.add_argument("--chat", action="store_true", help="every agent with the Matrix channel, on a real Synapse")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     claude = find_claude()
-    with tempfile.TemporaryDirectory(prefix="agent-smith-bench-runtime-") as name:
-        tmp = Path(name)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-smith-bench-runtime-")))
+        synapse = stack.enter_context(SynapseServer(tmp / "synapse")) if args.chat else None
         script = parse_script({"agents": {}}, "bench")
         server = ModelServerThread(script, tmp / "model.jsonl")
         server.start()
@@ -261,9 +286,9 @@ def main() -> None:
                     # Alternate the order so neither side always runs on a warmer machine.
                     if round_no % 2 == 0:
                         base_times.append(bare(n, tmp / f"b{n}-{round_no}", server.url, claude))
-                        runs.append(ours(n, tmp, server.url, round_no))
+                        runs.append(ours(n, tmp, server.url, round_no, synapse))
                     else:
-                        runs.append(ours(n, tmp, server.url, round_no))
+                        runs.append(ours(n, tmp, server.url, round_no, synapse))
                         base_times.append(bare(n, tmp / f"b{n}-{round_no}", server.url, claude))
                 base = statistics.median(base_times)
                 for index, which in enumerate(("first up", "up again")):

@@ -3,24 +3,30 @@
 One endpoint serves several agents: the bearer token of a request picks the
 agent's `McpServer`, so each agent acts as itself. A POST carries one
 JSON-RPC message (or a batch, as 2025-03-26 allowed); a request is answered
-with `application/json`, a notification or a response with 202. GET (the
-server-to-client stream) and DELETE (ending a session) get 405: these servers
-push nothing and keep no session, so a restarted supervisor answers an
-agent's next call as if nothing had happened.
+with `application/json`, a notification or a response with 202. GET opens
+the server-to-client stream (server-sent events) on a server that pushes
+notifications (the Matrix channel), and gets 405 on one that does not;
+DELETE (ending a session) gets 405. No session is kept, so a restarted
+supervisor answers an agent's next call as if nothing had happened; Claude
+Code reconnects a broken stream on its own (5 attempts, 1 s to 30 s apart).
 
     answer = await answer_http(servers_by_token, "POST", headers, body)
 
 Verified with the pinned Claude Code CLI: it probes `server/discover` (answered
 -32601 like every unknown method), then does the classic `initialize`, opens
-GET once (405 is fine) and lists the tools over a kept-alive connection.
+GET once (405 is fine) and lists the tools over a kept-alive connection; a
+server declaring `claude/channel` over HTTP is registered as a channel, and
+its notifications on the GET stream reach the model.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 from agent_smith.mcpstdio import INVALID_REQUEST, PARSE_ERROR, McpServer, error_message
@@ -29,12 +35,49 @@ MAX_BODY = 1024 * 1024
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+Send = Callable[[bytes], Awaitable[None]]
+"""Puts one chunk of a streamed body on the wire; raises ConnectionError once the client is gone."""
+
+
 @dataclass(frozen=True)
 class HttpAnswer:
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
+    # A body of unknown length, written as it comes until the coroutine returns (or the client leaves).
+    stream: Callable[[Send], Awaitable[None]] | None = None
+
+
+class EventStream:
+    """One client's GET stream as the server's writer: each JSON-RPC message becomes an SSE event."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending = bytearray()
+        self.broken = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        # A JSON text from json.dumps has no raw line break: one `data:` line holds it.
+        self._pending += b"event: message\ndata: " + data.rstrip(b"\n") + b"\n\n"
+
+    async def drain(self) -> None:
+        chunk, self._pending = bytes(self._pending), bytearray()
+        try:
+            await self._send(chunk)
+        except (ConnectionError, OSError):
+            self.broken.set()
+            raise
+
+
+async def carry_notifications(server: McpServer, send: Send) -> None:
+    """Hold one GET stream open as `server`'s way to its client, until the stream breaks."""
+    stream = EventStream(send)
+    server.attach(stream)
+    try:
+        await stream.broken.wait()
+    finally:
+        server.detach(stream)
 
 
 def _json(status: int, reason: str, payload: object) -> HttpAnswer:
@@ -82,8 +125,18 @@ async def answer_http(
     server = server_for(servers, headers.get("authorization"))
     if server is None:
         return _plain(401, "Unauthorized", "an agent's bearer token is required", ("WWW-Authenticate", "Bearer"))
+    if method == "GET" and server.pushes:
+        if "text/event-stream" not in headers.get("accept", ""):
+            return _plain(406, "Not Acceptable", "the stream is text/event-stream")
+        return HttpAnswer(
+            200,
+            "OK",
+            (("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")),
+            stream=partial(carry_notifications, server),
+        )
     if method != "POST":
-        return _plain(405, "Method Not Allowed", "this MCP endpoint takes POST only", ("Allow", "POST"))
+        allowed = "GET, POST" if server.pushes else "POST"
+        return _plain(405, "Method Not Allowed", f"this MCP endpoint takes {allowed} only", ("Allow", allowed))
     if headers.get("content-type", "").split(";", 1)[0].strip().lower() != "application/json":
         return _plain(415, "Unsupported Media Type", "send application/json")
     try:

@@ -12,6 +12,12 @@ era, which is never registered as a channel. Here `server/discover` gets
 A handler returns text or a JSON-able dict; raising `ToolError` makes the
 call an `isError` result the model sees, anything else is a bug and is
 reported the same way with the exception's type (the server keeps serving).
+
+Messages the server starts (notifications) go to whichever writer is
+attached: stdout while serving stdio, an HTTP stream (`agent_smith.mcphttp`)
+while a client holds one open. A notification waits until a client is
+connected and has listed the tools, and is sent again on the next
+connection if the stream broke under it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,14 @@ class Tool:
         return {"name": self.name, "description": self.description, "inputSchema": dict(self.input_schema)}
 
 
+class Writer(Protocol):
+    """Where the server's messages go: one JSON line per `write`, on the wire once `drain` returns."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 class _RpcError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -66,19 +80,49 @@ class McpServer:
         *,
         instructions: str | None = None,
         experimental: Mapping[str, Any] | None = None,
+        pushes: bool = False,
+        settle: float = 0.0,
     ) -> None:
         self.name = name
         self.version = version
         self.tools = {tool.name: tool for tool in tools}
         self.instructions = instructions
         self.experimental = dict(experimental or {})
-        self.initialized = asyncio.Event()
-        # Set once the client listed the tools: Claude Code registers its channel handler only
-        # after the handshake, so a channel server waits for this before its first notification.
-        self.tools_listed = asyncio.Event()
-        self._writer: asyncio.StreamWriter | _StdoutWriter | None = None
+        # Sends notifications of its own (a channel): an HTTP client may hold a stream open for them.
+        self.pushes = pushes
+        # Set once the client (this connection of it) listed the tools: Claude Code registers its
+        # channel handler only after the handshake, a few ms later, and drops a notification that
+        # comes before; `settle` is how long the first notification of a connection waits more.
+        self._tools_listed = asyncio.Event()
+        self._settle = settle
+        self._unsettled = True
+        self._writer: Writer | None = None
+        self._open = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        """A client is attached and has listed the tools: a notification would go out now."""
+        return self._open.is_set()
+
+    def attach(self, writer: Writer) -> None:
+        """Send from now on to `writer` (a new client connection replaces the previous one)."""
+        self._writer = writer
+        self._unsettled = True
+        self._update()
+
+    def detach(self, writer: Writer) -> None:
+        """`writer` is gone; notifications wait for the next one."""
+        if self._writer is writer:
+            self._writer = None
+            self._update()
+
+    def _update(self) -> None:
+        if self._writer is not None and self._tools_listed.is_set():
+            self._open.set()
+        else:
+            self._open.clear()
 
     async def serve_stdio(self) -> None:
         """Serve on this process's stdin/stdout until stdin closes."""
@@ -87,9 +131,9 @@ class McpServer:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         await self.serve(reader, _StdoutWriter())
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | _StdoutWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         """Serve one client until its stream ends; in-flight tool calls are awaited."""
-        self._writer = writer
+        self.attach(writer)
         try:
             while line := await reader.readline():
                 if line.strip():
@@ -97,11 +141,30 @@ class McpServer:
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.detach(writer)
 
     async def notify(self, method: str, params: Mapping[str, Any]) -> None:
-        """Send a notification (e.g. `notifications/claude/channel`) once the client is initialized."""
-        await self.initialized.wait()
-        await self._send({"jsonrpc": "2.0", "method": method, "params": dict(params)})
+        """Send a notification (e.g. `notifications/claude/channel`) once a client is connected.
+
+        Returns when it was handed to a connection; a connection that broke
+        under it is dropped and the notification goes to the next one.
+        """
+        message = {"jsonrpc": "2.0", "method": method, "params": dict(params)}
+        while True:
+            await self._open.wait()
+            if self._unsettled:
+                self._unsettled = False
+                await asyncio.sleep(self._settle)
+                continue  # look again: the connection may have changed meanwhile
+            writer = self._writer
+            if writer is None:
+                continue
+            try:
+                await self._write(writer, message)
+                return
+            except (ConnectionError, OSError) as exc:
+                log.info("%s: a client connection broke (%s); waiting for the next", self.name, exc)
+                self.detach(writer)
 
     async def handle(self, message: object) -> dict[str, Any] | None:
         """The answer to one parsed JSON-RPC message; None for a notification or a response.
@@ -114,8 +177,6 @@ class McpServer:
         if not isinstance(method, str):
             return None  # a response to something we never ask: ignore
         if "id" not in message:
-            if method == "notifications/initialized":
-                self.initialized.set()
             return None
         request_id, params = message["id"], message.get("params") or {}
         try:
@@ -144,11 +205,16 @@ class McpServer:
 
     async def _dispatch(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "initialize":
+            # A new session of the client (a reconnect too): it registers its handlers anew.
+            self._tools_listed.clear()
+            self._unsettled = True
+            self._update()
             return self._initialize(params)
         if method == "ping":
             return {}
         if method == "tools/list":
-            self.tools_listed.set()
+            self._tools_listed.set()
+            self._update()
             return {"tools": [tool.listing() for tool in self.tools.values()]}
         if method == "tools/call":
             return await self._call(params)
@@ -194,10 +260,13 @@ class McpServer:
     async def _send(self, message: dict[str, Any]) -> None:
         if self._writer is None:
             raise RuntimeError("the server is not serving")
+        await self._write(self._writer, message)
+
+    async def _write(self, writer: Writer, message: dict[str, Any]) -> None:
         data = json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n"
         async with self._write_lock:
-            self._writer.write(data)
-            await self._writer.drain()
+            writer.write(data)
+            await writer.drain()
 
 
 class _StdoutWriter:

@@ -3,19 +3,31 @@ and the scripted model server deciding what the agent does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import re
+import secrets
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from agent_smith.chat.config import ChatConfig, chat_config
+from agent_smith.chat.server import ChannelHost
 from agent_smith.crew import CrewPaths, load_crew
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import api_key_suffix, seed_claude_json
 from agent_smith.runtime import PINNED_VERSION, PermissionMode, Tmux, claude_launch
 from agent_smith.runtime.claude import PROMPT_READY
+from agent_smith.runtime.endpoint import CHAT_PATH, http_socket
+from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.standins import ModelServerThread
 from agent_smith.standins.synapse import SynapseServer
 from tests.chat.kit import make_cast, room_events, send, wait_until, write_crew
@@ -219,3 +231,116 @@ def test_chat_to_work_with_the_real_cli(
     assert all("are you back" in block for block in blocks), f"nothing from before the restart is replayed: {blocks}"
     for request in model.requests(agent="devbot"):
         assert cast.devbot.access_token not in json.dumps(request.body)
+
+
+class HostedEndpoint:
+    """The supervisor's endpoint with devbot's channel hosted in it, as `up` runs it, on its own loop.
+
+    `restart` replaces both on the same port, as a restarted supervisor does.
+    """
+
+    def __init__(self, config: ChatConfig, run_dir: RunDir, token: str) -> None:
+        self.config, self.run_dir, self.token = config, run_dir, token
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._up: tuple[Supervisor, ChannelHost] | None = None
+
+    def _run(self, work: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(30)
+
+    def start(self) -> None:
+        async def start() -> None:
+            sock = http_socket(f"127.0.0.1:{self.port}", self.run_dir)
+            self.port = sock.getsockname()[1]
+            supervisor = Supervisor([], Tmux("agent-smith-test-unused"), self.run_dir)
+            host = ChannelHost({"devbot": self.config})
+            host.start()
+            supervisor.serve_mcp({self.token: host.servers["devbot"]}, CHAT_PATH)
+            await supervisor.serve_http(sock)
+            self._up = (supervisor, host)
+
+        self._run(start())
+
+    @property
+    def connected(self) -> bool:
+        return self._up is not None and self._up[1].servers["devbot"].connected
+
+    def stop(self) -> None:
+        """As when the supervisor is killed: its connections, the claude's stream with them, end."""
+
+        async def stop() -> None:
+            assert self._up is not None
+            supervisor, host = self._up
+            self._up = None
+            await host.close()
+            await supervisor.close_http()
+
+        self._run(stop())
+
+    def close(self) -> None:
+        if self._up is not None:
+            self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def test_the_channel_hosted_by_the_supervisor_survives_its_restart(
+    synapse: SynapseServer,
+    tmp_path: Path,
+    model_server: StartModelServer,
+    tmux_server: Tmux,
+    claude_binary: Path,
+    leak_check: LeakCheck,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`up` serves the channel from the supervisor over MCP's HTTP transport, with a stream for the
+    notifications; when the supervisor restarts, claude reconnects and nothing is lost or repeated."""
+    caplog.set_level(logging.INFO, logger="agent_smith.chat.channel")
+    cast = make_cast(synapse)
+    crew_dir = write_crew(tmp_path / "crew", cast, synapse.url)
+    config = chat_config(load_crew(crew_dir, {}).crew, "devbot", cast.devbot.access_token)
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+    token = secrets.token_hex(16)
+    endpoint = HostedEndpoint(config, run_dir, token)
+    endpoint.start()
+    try:
+        url = f"http://127.0.0.1:{endpoint.port}{CHAT_PATH}"
+        mcp = {"mcpServers": {"matrix": {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {token}"}}}}
+        steps = script(cast.room)["agents"]["devbot"]
+        model = model_server({"agents": {"devbot": [*steps[:2], *steps[-2:]]}})
+        start_devbot(tmux_server, tmp_path / "devbot", claude_binary, leak_check, model, mcp)
+        wait_until(lambda: (config.state_dir / "state.json").exists(), timeout=30, what="the first sync")
+        wait_until(lambda: endpoint.connected, timeout=30, what="claude's stream for the channel")
+
+        def devbot_says(text: str) -> dict[str, Any] | None:
+            for event in room_events(synapse, cast.alice, cast.room):
+                if event["sender"] == cast.devbot.user_id and event.get("content", {}).get("body") == text:
+                    return event
+            return None
+
+        asked = send(synapse, cast.alice, cast.room, {"msgtype": "m.text", "body": "@devbot what's up?"})
+        wait_until(lambda: devbot_says("All **good** here."), timeout=60, what="devbot's answer")
+        (block,) = channel_requests(model, "what's up")[:1]
+        assert f'event_id=\\"{asked}\\"' in block
+        wait_until(lambda: model.consumed("devbot") == 2, timeout=30, what="the first turn to end")
+
+        # The supervisor goes away under the running claude; a message comes while it is down.
+        endpoint.stop()
+        back = send(synapse, cast.alice, cast.room, {"msgtype": "m.text", "body": "@devbot are you back?"})
+        time.sleep(1.0)
+        endpoint.start()
+        wait_until(lambda: devbot_says("Back."), timeout=60, what="devbot answering after the supervisor's restart")
+        # The same conversation goes on: the question is in it once, the first one not again.
+        last = channel_requests(model, "are you back")[-1]
+        blocks = re.findall(r"<channel source.*?</channel>", last)
+        assert len([b for b in blocks if back in b]) == 1, blocks
+        assert len([b for b in blocks if asked in b]) == 1, blocks
+        notified = [r.event_id for r in caplog.records if getattr(r, "notified", False)]  # type: ignore[attr-defined]
+        assert notified.count(back) == 1, "the message sent while the supervisor was down is delivered once"
+        for request in model.requests(agent="devbot"):
+            assert cast.devbot.access_token not in json.dumps(request.body)
+    finally:
+        endpoint.close()

@@ -200,15 +200,21 @@ def tree(root: Path) -> dict[str, tuple[bytes, int, int]]:
 
 
 class McpHttpStub:
-    """The supervisor's MCP endpoint stood in for: one agent's token, one `events_probe` tool, each
-    request logged to the recording log like the stdio servers' (``{"argv": ["mcp", "events"], …}``)."""
+    """The supervisor's MCP endpoint stood in for: one agent's token; at ``/mcp`` an `events_probe`
+    tool, at ``/mcp/matrix`` a `chat_probe` tool; each request logged to the recording log like the
+    stdio servers' (``{"argv": ["mcp", "events"], …}``, ``["mcp", "chat"]``)."""
 
     def __init__(self, log: Path, token: str) -> None:
-        async def probe(_: dict[str, Any]) -> str:
-            return "probed"
+        def probe(server: str, tool: str) -> McpServer:
+            async def answer(_: dict[str, Any]) -> str:
+                return "probed"
 
-        server = McpServer("agent-smith-events", "1.0", [Tool("events_probe", "Probe.", {"type": "object"}, probe)])
-        servers = {token: server}
+            return McpServer(server, "1.0", [Tool(tool, "Probe.", {"type": "object"}, answer)])
+
+        by_path = {
+            "/mcp": ("events", {token: probe("agent-smith-events", "events_probe")}),
+            "/mcp/matrix": ("chat", {token: probe("matrix", "chat_probe")}),
+        }
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -220,10 +226,11 @@ class McpHttpStub:
             def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                kind, servers = by_path.get(self.path, ("unknown", {}))
                 answer = asyncio.run(answer_http(servers, self.command, headers, body))
                 message = json.loads(body) if body and self.command == "POST" else {}
                 with log.open("a") as fh:
-                    entry = {"argv": ["mcp", "events"], "method": message.get("method"), "status": answer.status}
+                    entry = {"argv": ["mcp", kind], "method": message.get("method"), "status": answer.status}
                     fh.write(json.dumps({**entry, "authorized": answer.status != 401}) + "\n")
                 self.send_response(answer.status, answer.reason)
                 for name, value in answer.headers:

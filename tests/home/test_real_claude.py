@@ -119,13 +119,13 @@ def test_claude_reads_the_assembled_home(
     assert stop["env"]["SSL_CERT_FILE"] == str(report.home / ".config" / "agent-smith" / "ca-bundle.pem")
     assert stop["env"]["HTTPS_PROXY"].startswith("http://devbot:")
     assert stop["env"]["AGENT_NAME"] == "devbot"
-    servers = {c["argv"][1]: c["env"] for c in calls(log) if c["argv"][0] == "mcp" and "env" in c}
-    assert servers["chat"]["MATRIX_ACCESS_TOKEN_FILE"].endswith("/state/matrix_access_token")
-    assert "MATRIX_ACCESS_TOKEN" not in servers["chat"]
-    # The event tools were reached over HTTP with the agent's token, never without it.
-    over_http = [c for c in calls(log) if c["argv"] == ["mcp", "events"]]
-    assert over_http
-    assert all(c["authorized"] for c in over_http)
+    # The event tools and the Matrix channel were reached over HTTP with the agent's token, never
+    # without it: the CLI expanded both entries' variables, the channel's inside its URL too.
+    for kind in ("events", "chat"):
+        over_http = [c for c in calls(log) if c["argv"] == ["mcp", kind]]
+        assert over_http, kind
+        assert all(c["authorized"] for c in over_http), kind
+    assert not [c for c in calls(log) if c["argv"] == ["mcp", "unknown"]]
     assert "syt_not_a_real_one" not in tmux_server.capture("devbot", history=True)
 
     # What the running CLI wrote into its files is kept: assembling again changes nothing.

@@ -130,10 +130,16 @@ def test_garbage_gets_a_parse_error_and_the_server_keeps_serving(client: Client)
     assert client.request("ping") == {"jsonrpc": "2.0", "id": 1, "result": {}}
 
 
-def test_notifications_wait_for_initialized(client: Client) -> None:
+def test_notifications_wait_until_the_client_listed_the_tools(client: Client) -> None:
     client.request("initialize", {"protocolVersion": "2024-11-05"})
     client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-    message = client.read()
+    # Claude Code registers its channel handler after the handshake: nothing may come before it.
+    client.send({"jsonrpc": "2.0", "id": 99, "method": "ping"})
+    assert client.read() == {"jsonrpc": "2.0", "id": 99, "result": {}}
+    client.send({"jsonrpc": "2.0", "id": 100, "method": "tools/list"})
+    messages = [client.read(), client.read()]
+    assert {"jsonrpc", "id", "result"} <= messages[0].keys() | messages[1].keys()
+    message = next(m for m in messages if "method" in m)
     assert message == {
         "jsonrpc": "2.0",
         "method": "notifications/claude/channel",

@@ -97,3 +97,14 @@ def test_restart_and_status_without_a_supervisor(crew: CrewDir) -> None:
     down = crew.invoke("down", "--crew", str(crew.root))
     assert down.returncode == 0
     assert crew.tmux().server_pid() is None
+
+
+def test_an_agent_with_chat_but_no_matrix_token(crew: CrewDir) -> None:
+    set_in_crew(crew, "matrix", "homeserver", "http://127.0.0.1:9")
+    yaml = YAML()
+    data = yaml.load((crew.root / "crew.yaml").read_text())
+    data["agents"][1]["matrix"] = {"user_id": "@bob:localhost"}
+    with (crew.root / "crew.yaml").open("w") as fh:
+        yaml.dump(data, fh)
+    result = crew.invoke("up", "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
+    assert_refused(crew, result, "agent bob's Matrix channel: no Matrix access token: MATRIX_ACCESS_TOKEN is not set")

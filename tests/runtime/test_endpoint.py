@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,8 @@ import pytest
 from agent_smith.crew import CrewPaths, EventLog
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.events import EventFilter, Publisher, connect, event_servers, query
-from agent_smith.runtime.endpoint import MCP_PATH, McpEndpoint, http_socket
+from agent_smith.mcpstdio import McpServer, Tool
+from agent_smith.runtime.endpoint import CHAT_PATH, MCP_PATH, McpEndpoint, http_socket
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.runtime.tmux import Tmux
@@ -89,7 +92,7 @@ def test_the_event_tools_act_as_the_calling_agent_over_one_kept_alive_connection
         endpoint = McpEndpoint.at(sock, paths)
         tokens = {name: endpoint.token_for(name) for name in ("alice", "bob")}
         supervisor = Supervisor([], Tmux("agent-smith-test-unused"), run_dir)
-        server = await supervisor.serve_http(sock)
+        await supervisor.serve_http(sock)
         try:
             async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
 
@@ -126,8 +129,7 @@ def test_the_event_tools_act_as_the_calling_agent_over_one_kept_alive_connection
                     assert (await http.get(f"{supervisor.metrics_url}/nowhere")).status_code == 404
                     assert "agent_smith_agent_state" in (await http.get(f"{supervisor.metrics_url}/metrics")).text
         finally:
-            server.close()
-            await server.wait_closed()
+            await supervisor.close_http()
 
         nc = await connect(nats_server.url)
         try:
@@ -150,7 +152,7 @@ def test_requests_share_a_connection_and_an_oversized_body_is_refused(tmp_path: 
         sock = http_socket("127.0.0.1:0", run_dir)
         supervisor = Supervisor([], Tmux("agent-smith-test-unused"), run_dir)
         supervisor.serve_mcp({})
-        server = await supervisor.serve_http(sock)
+        await supervisor.serve_http(sock)
         host, port = sock.getsockname()[:2]
         try:
             reader, writer = await asyncio.open_connection(host, port)
@@ -177,8 +179,7 @@ def test_requests_share_a_connection_and_an_oversized_body_is_refused(tmp_path: 
             async with httpx.AsyncClient(trust_env=False) as http:
                 assert (await http.get(f"{supervisor.metrics_url}/healthz")).status_code == 200
         finally:
-            server.close()
-            await server.wait_closed()
+            await supervisor.close_http()
 
     asyncio.run(run())
 
@@ -190,3 +191,92 @@ def test_metrics_listen_in_use_is_a_usage_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(UsageError):
             http_socket(f"127.0.0.1:{port}", RunDir(tmp_path))
+
+
+def channel_server(agent: str) -> McpServer:
+    async def whoami(_: dict[str, Any]) -> str:
+        return agent
+
+    return McpServer(
+        "matrix",
+        "1.0",
+        [Tool("whoami", "Who calls.", {"type": "object"}, whoami)],
+        experimental={"claude/channel": {}},
+        pushes=True,
+    )
+
+
+async def next_event(lines: AsyncIterator[str]) -> dict[str, Any]:
+    """The next server-sent event's JSON-RPC message."""
+    data = ""
+    async for line in lines:
+        if line.startswith("data: "):
+            data = line[len("data: ") :]
+        elif line == "" and data:
+            message: dict[str, Any] = json.loads(data)
+            return message
+    raise AssertionError("the stream ended")
+
+
+def test_a_channel_pushes_over_the_agents_stream_and_survives_a_reconnect(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+
+    async def run() -> None:
+        sock = http_socket("127.0.0.1:0", run_dir)
+        endpoint = McpEndpoint.at(sock, CrewPaths(tmp_path / "state"))
+        token = endpoint.token_for("alice")
+        channel = channel_server("alice")
+        supervisor = Supervisor([], Tmux("agent-smith-test-unused"), run_dir)
+        supervisor.serve_mcp({token: channel}, CHAT_PATH)
+        await supervisor.serve_http(sock)
+        url = endpoint.url.replace(MCP_PATH, CHAT_PATH)
+        auth = {"Authorization": f"Bearer {token}"}
+
+        async def handshake(http: httpx.AsyncClient) -> None:
+            for n, method in enumerate(("initialize", "tools/list")):
+                message = {"jsonrpc": "2.0", "id": n, "method": method, "params": {}}
+                assert (await http.post(url, json=message, headers=auth)).status_code == 200
+
+        try:
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+                # Sent before any client is there: it waits for one, and is not lost.
+                early = asyncio.create_task(channel.notify("notifications/claude/channel", {"content": "early"}))
+                stream_headers = {**auth, "Accept": "text/event-stream"}
+                async with http.stream("GET", url, headers=stream_headers) as response:
+                    assert response.status_code == 200
+                    assert response.headers["content-type"] == "text/event-stream"
+                    await asyncio.sleep(0.1)
+                    assert not early.done(), "nothing goes out before the client listed the tools"
+                    await handshake(http)
+                    await early
+                    lines = response.aiter_lines()
+                    assert (await next_event(lines))["params"] == {"content": "early"}
+                    await channel.notify("notifications/claude/channel", {"content": "second"})
+                    assert (await next_event(lines))["params"] == {"content": "second"}
+                # The client went away (as when the supervisor restarts under it): the next
+                # notification waits for its next stream.
+                for _ in range(100):
+                    if not channel.connected:
+                        break
+                    await asyncio.sleep(0.01)
+                assert not channel.connected
+                later = asyncio.create_task(channel.notify("notifications/claude/channel", {"content": "later"}))
+                async with http.stream("GET", url, headers=stream_headers) as response:
+                    await handshake(http)
+                    await later
+                    assert (await next_event(response.aiter_lines()))["params"] == {"content": "later"}
+                assert (await http.get(url, headers=auth)).status_code == 406
+                assert (await http.get(url, headers={"Accept": "text/event-stream"})).status_code == 401
+        finally:
+            await supervisor.close_http()
+
+    asyncio.run(run())
+
+
+def test_the_assembled_channel_entry_names_the_path_the_supervisor_serves() -> None:
+    from agent_smith.home.plan import CHAT_URL_SUFFIX, MCP_URL_VAR, mcp_servers
+
+    servers, _ = mcp_servers({}, chat=True)
+    assert servers["matrix"]["url"] == f"${{{MCP_URL_VAR}}}{CHAT_URL_SUFFIX}"
+    assert CHAT_PATH == MCP_PATH + CHAT_URL_SUFFIX

@@ -1,6 +1,8 @@
-"""`agent-smith mcp chat`: the channel as a stdio MCP server Claude Code loads as a channel.
+"""The Matrix channel as an MCP server Claude Code loads as a channel.
 
-It declares the ``claude/channel`` capability, pushes each message that
+`agent-smith up` and `run` host every agent's channel in the supervisor
+(`ChannelHost`, reached over HTTP); `agent-smith mcp chat` serves one on
+stdin/stdout. It declares the ``claude/channel`` capability, pushes each message that
 wakes the agent as ``notifications/claude/channel`` (content: the message;
 meta: room_id, room_name, sender, sender_name, event_id, thread_id), and
 offers the tools `reply`, `react`, `edit` and `history`.
@@ -17,7 +19,7 @@ from typing import Any
 from agent_smith import __version__
 from agent_smith.chat.channel import ChatChannel, Refused
 from agent_smith.chat.config import ChatConfig
-from agent_smith.chat.matrix import MatrixLink
+from agent_smith.chat.matrix import MatrixLink, wait_or_stop
 from agent_smith.mcpstdio import McpServer, Tool, ToolError
 
 log = logging.getLogger(__name__)
@@ -150,29 +152,30 @@ def build_server(channel: ChatChannel) -> McpServer:
         tools,
         instructions=instructions(channel.config),
         experimental={"claude/channel": {}},
+        pushes=True,
+        # Claude Code drops a channel notification that arrives before it registered its handler,
+        # a few ms after the handshake; a message missed while the agent was down would be exactly
+        # such a first notification.
+        settle=CHANNEL_SETTLE,
     )
+
+
+def open_channel(config: ChatConfig) -> tuple[ChatChannel, McpServer]:
+    """The agent's channel and the MCP server that carries its notifications and tools."""
+    link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token)
+    servers: list[McpServer] = []
+
+    async def notify(content: str, meta: Mapping[str, str]) -> None:
+        await servers[0].notify(CHANNEL_METHOD, {"content": content, "meta": dict(meta)})
+
+    channel = ChatChannel(config, link, notify)
+    servers.append(build_server(channel))
+    return channel, servers[0]
 
 
 async def serve(config: ChatConfig) -> None:
     """Serve on stdin/stdout until Claude Code closes stdin; the sync loop runs alongside."""
-    link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token)
-    servers: list[McpServer] = []
-    settled = asyncio.Event()
-
-    async def notify(content: str, meta: Mapping[str, str]) -> None:
-        server = servers[0]
-        if not settled.is_set():
-            # Claude Code drops a channel notification that arrives before it registered its
-            # handler, a few ms after the handshake; a message missed while the agent was down
-            # would be exactly such a first notification. It lists the tools once connected.
-            await server.tools_listed.wait()
-            await asyncio.sleep(CHANNEL_SETTLE)
-            settled.set()
-        await server.notify(CHANNEL_METHOD, {"content": content, "meta": dict(meta)})
-
-    channel = ChatChannel(config, link, notify)
-    server = build_server(channel)
-    servers.append(server)
+    channel, server = open_channel(config)
     stop = asyncio.Event()
     syncing = asyncio.create_task(channel.run(stop))
     try:
@@ -182,4 +185,42 @@ async def serve(config: ChatConfig) -> None:
         syncing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await syncing
-        await link.close()
+        await channel.link.close()
+
+
+class ChannelHost:
+    """Several agents' channels in one process (the supervisor): their sync loops and MCP servers.
+
+    Each agent's Claude Code reaches its server over HTTP and holds a stream
+    open for the notifications. A channel that fails unexpectedly is logged
+    and started again after `RESTART_DELAY`; the others go on.
+    """
+
+    RESTART_DELAY = 5.0
+
+    def __init__(self, configs: Mapping[str, ChatConfig]) -> None:
+        self._channels: dict[str, ChatChannel] = {}
+        self.servers: dict[str, McpServer] = {}
+        for agent, config in configs.items():
+            self._channels[agent], self.servers[agent] = open_channel(config)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._keep_syncing(a, c)) for a, c in self._channels.items()]
+
+    async def _keep_syncing(self, agent: str, channel: ChatChannel) -> None:
+        while not self._stop.is_set():
+            try:
+                await channel.run(self._stop)
+            except Exception:
+                log.exception("agent %s: the Matrix channel failed; starting it again in %gs", agent, self.RESTART_DELAY)
+                await wait_or_stop(self.RESTART_DELAY, self._stop)
+
+    async def close(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in self._channels.values():
+            await channel.link.close()

@@ -296,13 +296,7 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
             f"MATRIX_ACCESS_TOKEN is not set and {layout.matrix_token} does not exist: "
             "the Matrix channel cannot log in until one of them is there"
         )
-    servers, shadowed = plan.mcp_servers(
-        persona.mcp_servers,
-        command=ctx.command,
-        agent=name,
-        crew_dir=loaded.root.absolute(),
-        matrix_token_file=layout.matrix_token if chat else None,
-    )
+    servers, shadowed = plan.mcp_servers(persona.mcp_servers, chat=chat)
     ctx.warnings.extend(shadowed)
     existing_json = _read_json(layout.claude_json)
     trusted = [str(layout.workspace)] + [str(layout.repo_dir(r)) for r in agent.repos]

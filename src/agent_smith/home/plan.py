@@ -25,6 +25,8 @@ EVENTS_SERVER = "agent-smith-events"
 MCP_URL_VAR = "AGENT_SMITH_MCP_URL"
 MCP_TOKEN_VAR = "AGENT_SMITH_MCP_TOKEN"
 CHAT_SERVER = "matrix"
+# Served beside the event tools by the supervisor: its URL is theirs plus this.
+CHAT_URL_SUFFIX = "/matrix"
 MATRIX_TOKEN_FILE = "matrix_access_token"
 
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS")
@@ -200,21 +202,14 @@ def settings_contribution(
 # ---- MCP servers --------------------------------------------------------------------------
 
 
-def mcp_servers(
-    persona_servers: Mapping[str, Any],
-    *,
-    command: str,
-    agent: str,
-    crew_dir: Path,
-    matrix_token_file: Path | None,
-) -> tuple[dict[str, Any], list[str]]:
+def mcp_servers(persona_servers: Mapping[str, Any], *, chat: bool) -> tuple[dict[str, Any], list[str]]:
     """The persona's MCP servers plus agent-smith's own; and a warning per persona server shadowed.
 
-    agent-smith's servers carry no secret: the event tools' entry names the
+    agent-smith's servers (the event tools, and the Matrix channel with `chat`)
+    are served by the supervisor and carry no secret: their entries name the
     environment variables that hold the supervisor's address and the agent's
-    token, and the chat server finds its access token through a file path.
+    token for it. The supervisor reads the Matrix access token itself.
     """
-    own_env = {"AGENT_NAME": agent, "AGENT_SMITH_CREW": str(crew_dir)}
     ours: dict[str, Any] = {
         EVENTS_SERVER: {
             "type": "http",
@@ -222,13 +217,8 @@ def mcp_servers(
             "headers": {"Authorization": f"Bearer ${{{MCP_TOKEN_VAR}}}"},
         },
     }
-    if matrix_token_file is not None:
-        ours[CHAT_SERVER] = {
-            "type": "stdio",
-            "command": command,
-            "args": ["mcp", "chat"],
-            "env": {**own_env, "MATRIX_ACCESS_TOKEN_FILE": str(matrix_token_file)},
-        }
+    if chat:
+        ours[CHAT_SERVER] = {**ours[EVENTS_SERVER], "url": f"${{{MCP_URL_VAR}}}{CHAT_URL_SUFFIX}"}
     warnings = [
         f"the persona's MCP server {name!r} is replaced by agent-smith's own of that name"
         for name in persona_servers

@@ -1,7 +1,8 @@
-"""The supervisor's HTTP endpoint: /metrics, /healthz, and the agents' MCP tools at /mcp.
+"""The supervisor's HTTP endpoint: /metrics, /healthz, and the agents' MCP servers at /mcp.
 
-The event tools run inside the supervisor rather than as one MCP process per
-agent (a Python process each, ~40 MB and ~0.25 s of CPU while claude boots).
+The event tools (/mcp) and the Matrix channel (/mcp/matrix) run inside the
+supervisor rather than as MCP processes per agent (a Python process each,
+~40–60 MB and ~0.25 s of CPU while claude boots).
 Each agent reaches them with its own bearer token, kept in its state
 directory (mode 0600), so a tool call acts as the agent that made it. The
 endpoint's address and the token reach claude through two environment
@@ -28,6 +29,9 @@ from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import parse_listen
 
 MCP_PATH = "/mcp"
+# The Matrix channel's server, beside the event tools (the assembled entry: their URL plus
+# `home.plan.CHAT_URL_SUFFIX`; not imported from there, which would load assembly before the fork).
+CHAT_PATH = MCP_PATH + "/matrix"
 TOKEN_FILE = "mcp.token"
 # A pod listens on every address (for Prometheus); its agents, in the same pod, use loopback.
 _LOCAL = {"0.0.0.0": "127.0.0.1", "::": "::1"}

@@ -41,7 +41,11 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 return
             headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
             path = request.target.decode("ascii", "replace").split("?", 1)[0]
-            writer.write(_serialise(conn, await answer(request.method.decode("ascii"), path, headers, body)))
+            response = await answer(request.method.decode("ascii"), path, headers, body)
+            if response.stream is not None:
+                await _stream(conn, reader, writer, response)
+                return
+            writer.write(_serialise(conn, response))
             await writer.drain()
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
@@ -72,6 +76,39 @@ async def _read_body(conn: h11.Connection, reader: asyncio.StreamReader, request
         if len(body) > MAX_BODY:
             return None
     return bytes(body)
+
+
+async def _stream(
+    conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: HttpAnswer
+) -> None:
+    """A body written as it comes (chunked), until it ends or the client closes its side.
+
+    The connection carries nothing else afterwards: a client holds a stream on a
+    connection of its own.
+    """
+    assert answer.stream is not None
+    head = h11.Response(status_code=answer.status, reason=answer.reason, headers=list(answer.headers))
+    writer.write(conn.send(head) or b"")
+    await writer.drain()
+
+    async def send(chunk: bytes) -> None:
+        if writer.is_closing():
+            raise ConnectionResetError("the client closed the stream")
+        writer.write(conn.send(h11.Data(data=chunk)) or b"")
+        await writer.drain()
+
+    body = asyncio.ensure_future(answer.stream(send))
+    # Anything the client sends now, or its end of file, means it is done with the stream.
+    gone = asyncio.ensure_future(reader.read(1))
+    try:
+        await asyncio.wait({body, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if body.done() and body.exception() is None:
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+    finally:
+        for task in (body, gone):
+            task.cancel()
+        await asyncio.gather(body, gone, return_exceptions=True)
 
 
 def _serialise(conn: h11.Connection, answer: HttpAnswer) -> bytes:

@@ -25,7 +25,7 @@ from agent_smith.crew import Agent, CrewPaths, LoadedCrew
 from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
 from agent_smith.logs import LogFormat, configure
 from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
-from agent_smith.runtime.endpoint import McpEndpoint, http_socket
+from agent_smith.runtime.endpoint import CHAT_PATH, McpEndpoint, http_socket
 from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv
 from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import AgentState, Restart
@@ -38,6 +38,7 @@ from agent_smith.runtime.tmux import Tmux
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from agent_smith.chat.config import ChatConfig
     from agent_smith.events import EmbeddedNats, Publisher
 
 CONTAINER_SESSION = "main"
@@ -74,8 +75,11 @@ def selected_agents(loaded: LoadedCrew, names: Sequence[str]) -> list[Agent]:
 
 def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool) -> Path:
     """Refuse what cannot start, before anything starts; the claude binary to use."""
-    selected_agents(loaded, options.agents)
+    agents = selected_agents(loaded, options.agents)
     binary = claude_binary(options.env)
+    if loaded.crew.matrix is not None and not options.env.get("MATRIX_ACCESS_TOKEN", "").strip():
+        # Assembly writes MATRIX_ACCESS_TOKEN to each agent's token file; without it, the file must be there.
+        _chat_configs(loaded, [a.name for a in agents if a.matrix is not None])
     if shutil.which("tmux") is None:
         raise MissingPartError("tmux is not installed: install it with `apt-get install tmux`")
     crew = loaded.crew
@@ -250,17 +254,27 @@ async def supervise(
                     agent_spec(loaded, a, binary, options, mcp=mcp, session=session, progress=progress) for a in agents
                 ]
                 log.info("assembled %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
+                chat = _chat_configs(loaded, [s.name for s in specs if s.channels])
                 supervisor = Supervisor(specs, tmux_for(loaded), rd, services=children, interval=options.interval)
-                server = await supervisor.serve_http(listener)
+                await supervisor.serve_http(listener)
             except BaseException:
                 listener.close()
                 raise
             stop, keep = asyncio.Event(), asyncio.Event()
             _handle_signals(stop, keep)
             watching = False
+            channels = None
             try:
                 await supervisor.begin([s.name for s in specs])
                 log.info("started %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
+                tokens = {s.name: mcp.token_for(s.name) for s in specs}
+                if chat:
+                    from agent_smith.chat.server import ChannelHost
+
+                    channels = ChannelHost(chat)
+                    channels.start()
+                hosted = channels.servers if channels is not None else {}
+                supervisor.serve_mcp({tokens[name]: server for name, server in hosted.items()}, CHAT_PATH)
                 from agent_smith.events import EmbeddedNats, Publisher, event_servers, running_server_url
 
                 url = crew.events.nats_url
@@ -271,7 +285,6 @@ async def supervise(
                         nats.start()
                         url = nats.url
                 async with Publisher(crew.events, paths.events, url) as publisher:
-                    tokens = {s.name: mcp.token_for(s.name) for s in specs}
                     supervisor.serve_mcp(event_servers(tokens, publisher, crew.events, url))
                     supervisor.publish = _event_publisher(publisher)
                     watching = True
@@ -283,8 +296,9 @@ async def supervise(
                     await supervisor.shutdown()
                 raise
             finally:
-                server.close()
-                await server.wait_closed()
+                if channels is not None:
+                    await channels.close()
+                await supervisor.close_http()
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -295,6 +309,25 @@ async def supervise(
                     child.stop()
                 if nats is not None:
                     nats.stop()
+
+
+def _chat_configs(loaded: LoadedCrew, names: Sequence[str]) -> dict[str, ChatConfig]:
+    """The Matrix channel settings of each named agent, its access token read from its state directory.
+
+    Read before any agent starts: an agent whose channel cannot log in is a
+    configuration error, not a silent agent.
+    """
+    from agent_smith.chat.config import TOKEN_FILE, chat_config, read_token
+
+    paths = CrewPaths.of(loaded.crew)
+    configs = {}
+    for name in names:
+        try:
+            token = read_token({}, paths.agent_state(name) / TOKEN_FILE)
+        except UsageError as exc:
+            raise UsageError(f"agent {name}'s Matrix channel: {exc}") from None
+        configs[name] = chat_config(loaded.crew, name, token)
+    return configs
 
 
 def _handle_signals(stop: asyncio.Event, keep: asyncio.Event) -> None:

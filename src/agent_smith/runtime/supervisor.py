@@ -27,7 +27,7 @@ from agent_smith.mcphttp import HttpAnswer, answer_http
 from agent_smith.mcpstdio import McpServer
 from agent_smith.runtime import session as panes
 from agent_smith.runtime.claude import PROMPT_READY
-from agent_smith.runtime.endpoint import MCP_PATH
+from agent_smith.runtime.endpoint import CHAT_PATH, MCP_PATH
 from agent_smith.runtime.launch import AgentSpec, busy, confirms_dev_channels, has_previous_session, with_resume
 from agent_smith.runtime.policy import (
     RUNNING,
@@ -140,10 +140,11 @@ class Supervisor:
         log_keep: int = LOG_KEEP,
     ) -> None:
         self.tmux = tmux
-        # Bearer token → the agent's MCP server. An agent's CLI may connect before the event
-        # log is up (it boots meanwhile): its requests wait for `serve_mcp`.
-        self.mcp: Mapping[str, McpServer] = {}
-        self._mcp_ready = asyncio.Event()
+        # Per path (the event tools, the Matrix channel), bearer token → the agent's MCP server.
+        # An agent's CLI may connect before they are up (it boots meanwhile): its requests wait
+        # for `serve_mcp`.
+        self.mcp: dict[str, Mapping[str, McpServer]] = {}
+        self._mcp_ready = {path: asyncio.Event() for path in (MCP_PATH, CHAT_PATH)}
         self.run_dir = run_dir
         self.publish = publish
         self._services = services
@@ -154,6 +155,8 @@ class Supervisor:
         self._log_keep = log_keep
         self._metrics: Metrics | None = None
         self.metrics_url: str | None = None
+        self._http_server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
         self.started_at = clock()
         previous = (run_dir.read_status() or {}).get("agents", {})
         self.agents: dict[str, _Agent] = {}
@@ -353,30 +356,46 @@ class Supervisor:
 
     # ---- /metrics, /healthz and /mcp ------------------------------------------------------
 
-    async def serve_http(self, sock: socket.socket) -> asyncio.Server:
-        """Serve ``/metrics`` (Prometheus text), ``/healthz`` and the agents' MCP tools on a listening socket."""
-        server = await asyncio.start_server(self._http, sock=sock)
+    async def serve_http(self, sock: socket.socket) -> None:
+        """Serve ``/metrics`` (Prometheus text), ``/healthz`` and the agents' MCP servers on a listening socket."""
+        self._http_server = await asyncio.start_server(self._http, sock=sock)
         host, port = sock.getsockname()[:2]
         self.metrics_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        return server
 
-    def serve_mcp(self, servers: Mapping[str, McpServer]) -> None:
-        """Answer MCP requests from now on: `servers` maps each agent's bearer token to its server."""
-        self.mcp = servers
-        self._mcp_ready.set()
+    async def close_http(self) -> None:
+        """Stop listening and end every open connection: the agents' streams reconnect to the next supervisor."""
+        if self._http_server is None:
+            return
+        self._http_server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        await self._http_server.wait_closed()
+        self._http_server = None
+
+    def serve_mcp(self, servers: Mapping[str, McpServer], path: str = MCP_PATH) -> None:
+        """Answer MCP requests to `path` from now on: `servers` maps each agent's bearer token to its server."""
+        self.mcp[path] = servers
+        self._mcp_ready[path].set()
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from agent_smith.runtime.httpserve import serve_connection
 
-        await serve_connection(reader, writer, self._answer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await serve_connection(reader, writer, self._answer)
+        finally:
+            self._connections.discard(task)
 
     async def _answer(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
-        if path == MCP_PATH:
+        if (ready := self._mcp_ready.get(path)) is not None:
             try:
-                await asyncio.wait_for(self._mcp_ready.wait(), _MCP_READY_WAIT)
+                await asyncio.wait_for(ready.wait(), _MCP_READY_WAIT)
             except TimeoutError:
                 return HttpAnswer(503, "Service Unavailable", (("Retry-After", "5"),))
-            return await answer_http(self.mcp, method, headers, body)
+            return await answer_http(self.mcp[path], method, headers, body)
         if path == "/metrics":
             self._metrics = self._metrics or Metrics()
             now = self._clock()
