@@ -214,7 +214,9 @@ class ChannelHost:
             try:
                 await channel.run(self._stop)
             except Exception:
-                log.exception("agent %s: the Matrix channel failed; starting it again in %gs", agent, self.RESTART_DELAY)
+                log.exception(
+                    "agent %s: the Matrix channel failed; starting it again in %gs", agent, self.RESTART_DELAY
+                )
                 await wait_or_stop(self.RESTART_DELAY, self._stop)
 
     async def close(self) -> None:
