@@ -478,13 +478,14 @@ class Runner:
 
     def _wait_for_channels(self, demo: Demo, timeout: float = 120.0) -> None:
         """Until each agent's Matrix channel has synced once: what is sent before that is history to it."""
+        assert demo.loaded is not None
         marks = {name: demo.paths.agent_state(name) / "chat" / "state.json" for name in (DEVELOPER, REVIEWER)}
         deadline = time.monotonic() + timeout
         while waiting := [name for name, mark in marks.items() if not mark.exists()]:
             if time.monotonic() > deadline:
                 raise OperationError(
                     f"the Matrix channel of {', '.join(waiting)} did not sync within {timeout:g}s; "
-                    f"see the MCP logs under {demo.paths.agent_home(waiting[0])}/.cache/claude-cli-nodejs"
+                    f"see the supervisor's log {run_dir(demo.loaded).log}"
                 )
             time.sleep(0.2)
 
