@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -200,14 +201,17 @@ def tree(root: Path) -> dict[str, tuple[bytes, int, int]]:
 
 
 class McpHttpStub:
-    """The supervisor's MCP endpoint stood in for: one agent's token, one `events_probe` tool, each
-    request logged to the recording log like the stdio servers' (``{"argv": ["mcp", "events"], …}``)."""
+    """The supervisor's MCP endpoint stood in for: one agent's token, an `events_probe` tool and
+    `tools` (the supervisor's own, say), each request logged to the recording log like the stdio
+    servers' (``{"argv": ["mcp", "events"], "method": …, "tool": …}``)."""
 
-    def __init__(self, log: Path, token: str) -> None:
+    def __init__(self, log: Path, token: str, tools: Sequence[Tool] = ()) -> None:
         async def probe(_: dict[str, Any]) -> str:
             return "probed"
 
-        server = McpServer("agent-smith-events", "1.0", [Tool("events_probe", "Probe.", {"type": "object"}, probe)])
+        server = McpServer(
+            "agent-smith-events", "1.0", [Tool("events_probe", "Probe.", {"type": "object"}, probe), *tools]
+        )
         servers = {token: server}
 
         class Handler(BaseHTTPRequestHandler):
@@ -224,6 +228,8 @@ class McpHttpStub:
                 message = json.loads(body) if body and self.command == "POST" else {}
                 with log.open("a") as fh:
                     entry = {"argv": ["mcp", "events"], "method": message.get("method"), "status": answer.status}
+                    if message.get("method") == "tools/call":
+                        entry["tool"] = message["params"]["name"]
                     fh.write(json.dumps({**entry, "authorized": answer.status != 401}) + "\n")
                 self.send_response(answer.status, answer.reason)
                 for name, value in answer.headers:
