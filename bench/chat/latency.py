@@ -20,13 +20,18 @@ Target: model server p50 ≤ 3× baseline p50.
 
 The agent's home is minimal unless `--agent-hooks`: then its settings carry
 agent-smith's UserPromptSubmit hook as `assemble` writes it, which claude runs
-before every turn, channel turns included (a Python process each time).
+before every turn, channel turns included: a call of the `prompt_context` tool
+on devbot's `agent-smith-events` server. That server is the supervisor's own
+code (its HTTP endpoint, devbot's event tools and prompt context) serving on
+loopback from a thread of this process.
 
     .venv/bin/python bench/chat/latency.py [samples] [--no-debug] [--agent-hooks]
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -35,17 +40,32 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from ruamel.yaml import YAML
 
+from agent_smith.crew import CrewPaths, load_crew
+from agent_smith.events import Publisher, event_servers
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import agent_hooks, api_key_suffix, seed_claude_json
-from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, PermissionMode, Tmux, claude_launch, find_claude
+from agent_smith.hooks import prompt_tool
+from agent_smith.runtime import (
+    PINNED_VERSION,
+    PROMPT_READY,
+    PermissionMode,
+    Supervisor,
+    Tmux,
+    claude_launch,
+    find_claude,
+)
+from agent_smith.runtime.endpoint import McpEndpoint, http_socket
+from agent_smith.runtime.rundir import RunDir
 from agent_smith.standins import ModelServerThread, RequestKind, parse_script
 from agent_smith.standins.synapse import MatrixUser, SynapseServer
 
@@ -116,6 +136,61 @@ def baseline_sample(
     return found["at"] - started, found["since"]
 
 
+class SupervisorEndpoint:
+    """devbot's MCP tools as `up` serves them: the supervisor's HTTP endpoint with devbot's event
+    tools and prompt context (for `env`, the agent's environment), in a thread with its own loop."""
+
+    def __init__(self, crew: Path, env: Mapping[str, str]) -> None:
+        self.crew = load_crew(crew, env={}).crew
+        self.env = dict(env)
+        self.url = self.token = ""
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="supervisor-endpoint")
+
+    def __enter__(self) -> SupervisorEndpoint:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._failed is not None or not self.url:
+            raise SystemExit(f"the supervisor's endpoint did not start: {self._failed!r}")
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported by __enter__ to the main thread
+            self._failed = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        paths = CrewPaths.of(self.crew)
+        run_dir = RunDir(paths.root / "runtime")
+        run_dir.ensure()
+        sock = http_socket("127.0.0.1:0", run_dir)
+        endpoint = McpEndpoint.at(sock, paths)
+        supervisor = Supervisor([], Tmux(f"chat-bench-unused-{os.getpid()}"), run_dir)
+        server = await supervisor.serve_http(sock)
+        # No NATS: a published event would wait in the outbox (the bench publishes none, so the
+        # outage is not worth a warning).
+        async with Publisher(self.crew.events, paths.events, None, log_outages=False) as publisher:
+            tokens = {"devbot": endpoint.token_for("devbot")}
+            extra = {"devbot": [prompt_tool(self.env)]}
+            supervisor.serve_mcp(event_servers(tokens, publisher, self.crew.events, None, extra))
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            self.url, self.token = endpoint.url, tokens["devbot"]
+            self._ready.set()
+            await self._stop.wait()
+        server.close()
+        await server.wait_closed()
+
+
 def _epoch(naive_utc: datetime) -> float:
     return (naive_utc - datetime(1970, 1, 1)).total_seconds()
 
@@ -162,6 +237,7 @@ def main() -> None:
         with (
             SynapseServer(root / "synapse") as hs,
             ModelServerThread(parse_script({"agents": {}}, "bench"), root / "model.jsonl") as model,
+            contextlib.ExitStack() as supervisor,
         ):
             devbot, alice, watcher = (hs.register(n) for n in ("devbot", "alice", "watcher"))
             room = hs.create_room(alice, name="bench", invite=[devbot.user_id, watcher.user_id])
@@ -188,6 +264,17 @@ def main() -> None:
             }
             debug = root / "claude-debug.log"
             home, cwd = root / "home", root / "work"
+            hooks = "--agent-hooks" in sys.argv
+            if hooks:
+                # The environment a prompt hook of devbot's would see: the supervisor builds the
+                # context from it (its crew, and its home for the context snapshot).
+                agent_env = {"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew), "HOME": str(home)}
+                endpoint = supervisor.enter_context(SupervisorEndpoint(crew, agent_env))
+                mcp["mcpServers"]["agent-smith-events"] = {
+                    "type": "http",
+                    "url": endpoint.url,
+                    "headers": {"Authorization": f"Bearer {endpoint.token}"},
+                }
             config_dir = home / ".claude"
             cwd.mkdir(parents=True)
             config_dir.mkdir(parents=True)
@@ -200,9 +287,8 @@ def main() -> None:
             )
             write_atomic(config_dir / ".claude.json", json.dumps(seeded), mode=0o600)
             settings: dict[str, Any] = {"skipDangerousModePermissionPrompt": True}
-            if "--agent-hooks" in sys.argv:
+            if hooks:
                 settings["hooks"] = {"UserPromptSubmit": agent_hooks(str(cli))["UserPromptSubmit"]}
-                settings["env"] = {"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew)}
             write_atomic(config_dir / "settings.json", json.dumps(settings))
             write_atomic(root / "mcp.json", json.dumps(mcp))
             launch = claude_launch(
@@ -264,6 +350,12 @@ def main() -> None:
                             after.append(arrived - woke)
                     time.sleep(1.0)  # let the agent's turn end before the next message
                 cli_delays = _cli_delays(debug)[1:] if debug_args else []
+                if hooks:
+                    # A failing hook goes on without its context, and would be timed as a fast one.
+                    last = model.requests(agent="devbot", kind=RequestKind.AGENT_TURN)[-1]
+                    delivered = json.dumps(last.body["messages"]).count("[agent-smith] You are devbot")
+                    if delivered != samples + 1:
+                        raise SystemExit(f"the prompt context reached the model {delivered} times, not {samples + 1}")
             finally:
                 http.close()
                 tmux.kill_server()

@@ -1,4 +1,5 @@
-"""`agent-smith mcp events`: over stdio with a plain JSON-RPC client, and under the real `claude` CLI."""
+"""`agent-smith mcp events`: over stdio with a plain JSON-RPC client, and under the real `claude` CLI;
+the agents' servers as the supervisor serves them over HTTP."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent_smith.events import EventFilter, Publisher, TaskDone
+from agent_smith.crew import scaffold_crew
+from agent_smith.events import EventFilter, Publisher, TaskDone, event_servers
 from agent_smith.events.mcp import query_filter
-from agent_smith.mcpstdio import ToolError
+from agent_smith.hooks import prompt_tool
+from agent_smith.mcphttp import answer_http
+from agent_smith.mcpstdio import McpServer, ToolError
 from agent_smith.runtime import PermissionMode, claude_launch
 from tests.events.helpers import SETTINGS, stored
 from tests.fixtures.claude import PLACEHOLDER_API_KEY
@@ -325,5 +330,37 @@ def test_published_receipts_report_the_outbox(tmp_path: Path) -> None:
     async def run() -> None:
         async with Publisher(SETTINGS, tmp_path / "outbox", None) as publisher:
             assert not (await publisher.publish(TaskDone(agent="devbot", summary="x"))).stored
+
+    asyncio.run(run())
+
+
+def test_each_agents_server_offers_its_own_prompt_context_beside_the_event_tools(tmp_path: Path) -> None:
+    crew = tmp_path / "crew"
+    scaffold_crew(crew)
+    tokens = {"devbot": "token-devbot", "reviewbot": "token-reviewbot"}
+
+    def env(agent: str) -> dict[str, str]:
+        (tmp_path / agent).mkdir()
+        return {"AGENT_NAME": agent, "AGENT_SMITH_CREW": str(crew), "HOME": str(tmp_path / agent)}
+
+    async def post(servers: Mapping[str, McpServer], agent: str, method: str, params: dict[str, Any]) -> Any:
+        message = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        headers = {"authorization": f"Bearer {tokens[agent]}", "content-type": "application/json"}
+        answer = await answer_http(servers, "POST", headers, json.dumps(message).encode())
+        return json.loads(answer.body)["result"]
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", None) as publisher:
+            servers = event_servers(tokens, publisher, SETTINGS, None, {a: [prompt_tool(env(a))] for a in tokens})
+            for agent in tokens:
+                listed = await post(servers, agent, "tools/list", {})
+                assert [t["name"] for t in listed["tools"]] == ["publish_event", "query_events", "prompt_context"]
+                called = await post(servers, agent, "tools/call", {"name": "prompt_context", "arguments": {}})
+                context = json.loads(called["content"][0]["text"])["hookSpecificOutput"]["additionalContext"]
+                assert context.startswith(f"[agent-smith] You are {agent}, GitHub login {agent}.")
+            # Without extra tools an agent's server has the event tools alone.
+            alone = event_servers({"devbot": tokens["devbot"]}, publisher, SETTINGS, None)
+            listed = await post(alone, "devbot", "tools/list", {})
+            assert [t["name"] for t in listed["tools"]] == ["publish_event", "query_events"]
 
     asyncio.run(run())

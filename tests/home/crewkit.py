@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -201,18 +202,19 @@ def tree(root: Path) -> dict[str, tuple[bytes, int, int]]:
 
 class McpHttpStub:
     """The supervisor's MCP endpoint stood in for: one agent's token; at ``/mcp`` an `events_probe`
-    tool, at ``/mcp/matrix`` a `chat_probe` tool; each request logged to the recording log like the
-    stdio servers' (``{"argv": ["mcp", "events"], …}``, ``["mcp", "chat"]``)."""
+    tool and `tools` (the supervisor's own, say), at ``/mcp/matrix`` a `chat_probe` tool; each
+    request logged to the recording log like the stdio servers'
+    (``{"argv": ["mcp", "events"], "method": …, "tool": …}``, ``["mcp", "chat"]``)."""
 
-    def __init__(self, log: Path, token: str) -> None:
-        def probe(server: str, tool: str) -> McpServer:
+    def __init__(self, log: Path, token: str, tools: Sequence[Tool] = ()) -> None:
+        def probe(server: str, tool: str, *more: Tool) -> McpServer:
             async def answer(_: dict[str, Any]) -> str:
                 return "probed"
 
-            return McpServer(server, "1.0", [Tool(tool, "Probe.", {"type": "object"}, answer)])
+            return McpServer(server, "1.0", [Tool(tool, "Probe.", {"type": "object"}, answer), *more])
 
         by_path = {
-            "/mcp": ("events", {token: probe("agent-smith-events", "events_probe")}),
+            "/mcp": ("events", {token: probe("agent-smith-events", "events_probe", *tools)}),
             "/mcp/matrix": ("chat", {token: probe("matrix", "chat_probe")}),
         }
 
@@ -231,6 +233,8 @@ class McpHttpStub:
                 message = json.loads(body) if body and self.command == "POST" else {}
                 with log.open("a") as fh:
                     entry = {"argv": ["mcp", kind], "method": message.get("method"), "status": answer.status}
+                    if message.get("method") == "tools/call":
+                        entry["tool"] = message["params"]["name"]
                     fh.write(json.dumps({**entry, "authorized": answer.status != 401}) + "\n")
                 self.send_response(answer.status, answer.reason)
                 for name, value in answer.headers:

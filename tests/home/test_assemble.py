@@ -75,7 +75,19 @@ def test_assembles_every_file_claude_code_reads(setup_crew: tuple[Path, Path, Pa
         "asyncRewake": True,
         "timeout": 3600,
     }
-    assert settings["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"] == f"{command} hook prompt"
+    assert settings["hooks"]["UserPromptSubmit"] == [
+        {
+            "hooks": [
+                {
+                    "type": "mcp_tool",
+                    "server": "agent-smith-events",
+                    "tool": "prompt_context",
+                    "onFailure": "continue",
+                    "timeout": 10,
+                }
+            ]
+        }
+    ]
     assert settings["hooks"]["PostToolUse"][0]["matcher"] == "Bash|mcp__.*"
     assert settings["env"]["CREW_SETTING"] == "kept"
     for var in CA_VARIABLES:
@@ -161,6 +173,23 @@ def test_what_the_agent_added_survives_and_stale_contributions_go(setup_crew: tu
     assert set(claude_json["mcpServers"]) == {"mine", "agent-smith-events", "matrix"}
     assert not (layout.subagents / "test-writer.md").exists()
     assert (layout.subagents / "own.md").exists()
+
+
+def test_a_home_with_the_old_prompt_command_hook_gets_the_mcp_tool_hook_in_its_place(
+    setup_crew: tuple[Path, Path, Path],
+) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    # What agent-smith wrote before the prompt context became an MCP tool: in the file and its manifest.
+    old = [{"hooks": [{"type": "command", "command": f"{command} hook prompt", "timeout": 30}]}]
+    for path in (layout.settings, layout.manifest):
+        data = json.loads(path.read_text())
+        (data if path == layout.settings else data["settings"])["hooks"]["UserPromptSubmit"] = old
+        path.write_text(json.dumps(data))
+    _assemble(crew, command)
+    groups = json.loads(layout.settings.read_text())["hooks"]["UserPromptSubmit"]
+    assert [(h["type"], h.get("tool")) for g in groups for h in g["hooks"]] == [("mcp_tool", "prompt_context")]
 
 
 def test_a_real_credential_on_the_volume_survives_and_is_reported(setup_crew: tuple[Path, Path, Path]) -> None:

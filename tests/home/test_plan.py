@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from agent_smith.crew import Crew
+from agent_smith.crew.claude_files import check_settings
 from agent_smith.home.plan import (
     HomeLayout,
     agent_env,
@@ -47,6 +48,22 @@ def test_claude_md_joins_blocks_with_one_blank_line() -> None:
 def test_hooks_quote_the_command_path() -> None:
     hooks = agent_hooks("/opt/agent smith/bin/agent-smith")
     assert hooks["Stop"][0]["hooks"][0]["command"] == "'/opt/agent smith/bin/agent-smith' hook stop"
+
+
+def test_the_prompt_hook_is_a_call_on_the_supervisors_mcp_server_that_never_blocks_the_prompt() -> None:
+    [group] = agent_hooks("/x/agent-smith")["UserPromptSubmit"]
+    assert group == {
+        "hooks": [
+            {
+                "type": "mcp_tool",
+                "server": "agent-smith-events",
+                "tool": "prompt_context",
+                "onFailure": "continue",
+                "timeout": 10,
+            }
+        ]
+    }
+    assert check_settings({"hooks": agent_hooks("/x/agent-smith")}) == []
 
 
 def test_agent_smith_hooks_follow_the_crews_own() -> None:

@@ -2,8 +2,10 @@
 
 What Claude Code sends the model proves it read the assembled files: the
 CLAUDE.md text in the system prompt, the subagent in the tool list, the MCP
-servers' tools offered; the recording agent-smith proves the hooks fired and
-got the agent's environment from settings.json.
+servers' tools offered, the prompt context the UserPromptSubmit hook fetched
+from the (stood-in) supervisor's MCP endpoint; the recording agent-smith
+proves the command hooks fired and got the agent's environment from
+settings.json.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import load_crew
-from agent_smith.home import MCP_TOKEN_VAR, MCP_URL_VAR, AssembleOptions, assemble
+from agent_smith.home import MCP_TOKEN_VAR, MCP_URL_VAR, AssembleOptions, agent_environment, assemble
+from agent_smith.hooks import prompt_tool
 from agent_smith.runtime import ClaudeLaunch, PermissionMode, Tmux, claude_launch, start_in_tmux
 from agent_smith.standins import RequestKind
 from tests.fixtures.model import StartModelServer
@@ -65,7 +68,8 @@ def test_claude_reads_the_assembled_home(
         AssembleOptions(agent_smith_command=str(command), env={"MATRIX_ACCESS_TOKEN": "syt_not_a_real_one"}),
     )
     server = model_server({"agents": {"devbot": [{"when": {"contains": "hello"}, "text": "Hi from the model."}]}})
-    events = McpHttpStub(log, token=EVENTS_TOKEN)
+    # The prompt context as the supervisor serves it: the real tool, for devbot's environment.
+    events = McpHttpStub(log, token=EVENTS_TOKEN, tools=[prompt_tool(agent_environment(loaded, "devbot"))])
 
     launch = claude_launch(
         claude_binary,
@@ -109,8 +113,13 @@ def test_claude_reads_the_assembled_home(
     def hook(kind: str) -> list[dict[str, Any]]:
         return [c for c in calls(log) if c["argv"] == ["hook", kind]]
 
-    prompt = _wait(lambda: hook("prompt"), "the UserPromptSubmit hook")[0]
-    assert json.loads(prompt["stdin"])["hook_event_name"] == "UserPromptSubmit"
+    # UserPromptSubmit is a call of the supervisor's prompt_context tool, no process; what it
+    # answered reached the model with the prompt.
+    assert [c["tool"] for c in calls(log) if c.get("method") == "tools/call"] == ["prompt_context"]
+    assert not hook("prompt")
+    messages = json.dumps(body["messages"])
+    assert "[agent-smith] You are devbot, GitHub login devbot-gh." in messages
+    assert "Open PRs awaiting you: not checked yet." in messages
     stop = _wait(lambda: hook("stop"), "the Stop hook")[0]
     assert json.loads(stop["stdin"])["hook_event_name"] == "Stop"
     # The agent's environment reached the hook through settings.json, not the launching process.

@@ -17,10 +17,13 @@ import pytest
 from agent_smith.crew import scaffold_crew
 from agent_smith.hooks.context import HookContext, load_context, snapshot_path
 from agent_smith.hooks.deliver import PrFacts, announcement, deliver, event_fields
-from agent_smith.hooks.prompt import prompt_context
+from agent_smith.hooks.prompt import ACTIVITY_FILE, prompt_context
+from agent_smith.hooks.prompt_mcp import prompt_tool
 from agent_smith.hooks.rewake import Activity, PullRequest
 from agent_smith.hooks.stop import Snapshot, run_stop
 from agent_smith.hooks.tool import SPOOL, run_tool
+from agent_smith.mcphttp import answer_http
+from agent_smith.mcpstdio import McpServer
 from agent_smith.quiet_hours import is_quiet, parse_hhmm, quiet_until
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -109,6 +112,53 @@ def test_prompt_hook_process_prints_claude_codes_json(env: dict[str, str]) -> No
     out = json.loads(result.stdout)
     assert out["hookSpecificOutput"]["hookEventName"] == "UserPromptSubmit"
     assert "You are devbot" in out["hookSpecificOutput"]["additionalContext"]
+
+
+def call_prompt_tool(env: Mapping[str, str], now: dt.datetime | None = None) -> dict[str, Any]:
+    """One `tools/call` of the agent's prompt tool, over HTTP the way the supervisor answers it."""
+    token = "token-of-devbot"
+    tool = prompt_tool(env) if now is None else prompt_tool(env, lambda: now)
+    servers = {token: McpServer("agent-smith-events", "1.0", [tool])}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "prompt_context", "arguments": {}}}
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    answer = asyncio.run(answer_http(servers, "POST", headers, json.dumps(call).encode()))
+    assert answer.status == 200
+    result: dict[str, Any] = json.loads(answer.body)["result"]
+    return result
+
+
+def test_the_prompt_tool_answers_what_the_prompt_hook_prints(env: dict[str, str], tmp_path: Path) -> None:
+    before = call_prompt_tool(env)
+    printed = subprocess.run(
+        [str(AGENT_SMITH), "hook", "prompt"], input="{}", capture_output=True, text=True, env=env, check=True
+    ).stdout
+    after = call_prompt_tool(env)
+    assert not before.get("isError")
+    # Quiet hours may begin or end between two calls, so one of the two is the command's.
+    assert printed.rstrip("\n") in {before["content"][0]["text"], after["content"][0]["text"]}
+    at_night = call_prompt_tool(env, dt.datetime(2026, 11, 25, 23, 30, tzinfo=dt.UTC))
+    context = json.loads(at_night["content"][0]["text"])["hookSpecificOutput"]["additionalContext"]
+    assert "Quiet hours now (22:00–07:00 Europe/Berlin, until 07:00)" in context
+    # Read-only: the agent's state is as it was (the context snapshot lives in its home's cache).
+    assert not (tmp_path / "state").exists()
+
+
+def test_the_prompt_tool_without_its_agent_fails_and_says_why(tmp_path: Path) -> None:
+    result = call_prompt_tool({"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    assert result["isError"] is True
+    assert "AGENT_NAME and AGENT_SMITH_CREW must be set" in result["content"][0]["text"]
+
+
+def test_a_failing_prompt_tool_logs_like_the_command(env: dict[str, str], context: HookContext) -> None:
+    hooks = context.state / "hooks"
+    hooks.mkdir(parents=True)
+    (hooks / ACTIVITY_FILE).write_text(json.dumps({"pull_requests": [{"unaddressed": 1}]}))
+    result = call_prompt_tool(env)
+    assert result["isError"] is True
+    assert "KeyError" in result["content"][0]["text"]
+    [line] = (hooks / "hooks.log").read_text().splitlines()
+    assert json.loads(line)["hook"] == "prompt"
+    assert "failed: KeyError" in json.loads(line)["message"]
 
 
 def test_hooks_without_an_agent_exit_zero_with_one_line(tmp_path: Path) -> None:

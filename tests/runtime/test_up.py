@@ -35,6 +35,7 @@ FIRST_RUN = "Say hello to the crew, once."
 AGAIN = "Publish that you are still here."
 PUBLISH = "mcp__agent-smith-events__publish_event"
 MATRIX_TOKEN = "placeholder-matrix-token-9c1e"
+CONTEXT = "[agent-smith] You are {0}, GitHub login {0}."
 CLI = Path(sys.executable).parent / "agent-smith"
 
 
@@ -164,6 +165,11 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert json.dumps(turns[-1].body["messages"]).count(FIRST_RUN) == 1
     assert sum(json.dumps(t.body["messages"]).count(FIRST_RUN) == 1 for t in turns) == len(turns) == 2
     assert (crew.state / "rt" / "agents" / "alice" / "state" / "first-run-prompt-sent").is_file()
+    # The prompt carried the context her UserPromptSubmit hook fetched from the supervisor, once: the
+    # hook is a call of its prompt_context tool on her event tools' connection, and no command.
+    settings = json.loads((crew.state / "rt" / "agents" / "alice" / "home" / ".claude" / "settings.json").read_text())
+    assert [h["type"] for g in settings["hooks"]["UserPromptSubmit"] for h in g["hooks"]] == ["mcp_tool"]
+    assert json.dumps(turns[0].body["messages"]).count(CONTEXT.format("alice")) == 1
     assert not server.requests(agent="bob", kind=RequestKind.AGENT_TURN)
 
     before_attach = crew.pane_pid("bob")
@@ -249,6 +255,11 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert json.loads((crew.runtime / "status.json").read_text())["supervisor"]["metrics"] == supervisor["metrics"]
     tmux.send_text("alice", AGAIN)
     wait_until("alice's second event", lambda: "Published again." in crew.cli("logs", "alice", "--crew", root).stdout)
+    # The new supervisor answered her prompt hook too: one context per prompt in the conversation.
+    again_turn = next(
+        t for t in server.requests(agent="alice", kind=RequestKind.AGENT_TURN) if AGAIN in json.dumps(t.body)
+    )
+    assert json.dumps(again_turn.body["messages"]).count(CONTEXT.format("alice")) == 2
 
     # SIGHUP detaches: the supervisor exits, agents and firewall keep running, the next one adopts them.
     pid = int((crew.runtime / "supervisor.pid").read_text())

@@ -3,12 +3,14 @@
 `publish_event` always publishes as the agent the server was started for
 (`AGENT_NAME` in its environment): the model chooses the type and fields,
 never the author. `query_events` reads the log with the same filters as
-`agent-smith events query`.
+`agent-smith events query`. The agent's server may carry other per-agent
+tools beside them (`extra`): agent-smith's prompt context, which its
+UserPromptSubmit hook calls on this server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,17 +177,27 @@ def event_tools(
 
 
 def event_servers(
-    tokens: Mapping[str, str], publisher: Publisher, settings: EventLog, url: str | None
+    tokens: Mapping[str, str],
+    publisher: Publisher,
+    settings: EventLog,
+    url: str | None,
+    extra: Mapping[str, Sequence[Tool]] | None = None,
 ) -> dict[str, McpServer]:
-    """One server per agent, keyed by the agent's token (`tokens` maps agent → token), sharing a publisher."""
-    return {token: events_server(agent, publisher, settings, url) for agent, token in tokens.items()}
+    """One server per agent, keyed by the agent's token (`tokens` maps agent → token), sharing a publisher;
+    `extra` maps an agent to the tools its server offers beside the event tools."""
+    extra = extra or {}
+    return {
+        token: events_server(agent, publisher, settings, url, extra.get(agent, ())) for agent, token in tokens.items()
+    }
 
 
-def events_server(agent: str, publisher: Publisher, settings: EventLog, url: str | None) -> McpServer:
+def events_server(
+    agent: str, publisher: Publisher, settings: EventLog, url: str | None, extra: Sequence[Tool] = ()
+) -> McpServer:
     return McpServer(
         "agent-smith-events",
         "1.0",
-        event_tools(agent, publisher, settings, url),
+        [*event_tools(agent, publisher, settings, url), *extra],
         instructions=(
             f"The crew's event log. You are {agent}; publish_event records team events "
             "(PR opened/reviewed/merged, incidents, finished tasks) under your name."

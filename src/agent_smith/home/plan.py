@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent_smith.crew import Agent, Crew, Forge
+from agent_smith.hooks import PROMPT_TOOL
 
 # The CLI version the seeded onboarding answers belong to; tests pin it to the runtime's.
 CLAUDE_VERSION = "2.1.331"
@@ -24,6 +25,9 @@ EVENTS_SERVER = "agent-smith-events"
 # known when it runs, so the assembled entry names them and the CLI expands them at connect.
 MCP_URL_VAR = "AGENT_SMITH_MCP_URL"
 MCP_TOKEN_VAR = "AGENT_SMITH_MCP_TOKEN"
+# Seconds the prompt hook waits for the supervisor's answer (usually a few ms): enough for a
+# supervisor still bringing up the event log at an agent's first prompt, not long on a hung one.
+PROMPT_TIMEOUT = 10
 CHAT_SERVER = "matrix"
 # Served beside the event tools by the supervisor: its URL is theirs plus this.
 CHAT_URL_SUFFIX = "/matrix"
@@ -143,13 +147,29 @@ def claude_md(shared: str, persona: str, team: str) -> str:
 
 
 def agent_hooks(command: str) -> dict[str, list[dict[str, Any]]]:
-    """agent-smith's own hooks, run by absolute path so they work whatever the agent's PATH."""
+    """agent-smith's own hooks: commands run by absolute path so they work whatever the agent's
+    PATH, and the prompt context as a call on the supervisor's MCP server."""
     exe = shlex.quote(command)
     return {
         # The Stop hook keeps watching for review activity (AGENT_SMITH_STOP_WATCH, 3000 s by
         # default) after the turn ended, so its timeout must outlast that watch.
         "Stop": [{"hooks": [{"type": "command", "command": f"{exe} hook stop", "asyncRewake": True, "timeout": 3600}]}],
-        "UserPromptSubmit": [{"hooks": [{"type": "command", "command": f"{exe} hook prompt", "timeout": 30}]}],
+        # Before every turn, chat turns included: a tool call on the connection the CLI already
+        # holds costs a few ms where a command costs a Python start (~30 ms). A supervisor that is
+        # down or slow must not hold the prompt: it goes on without the context.
+        "UserPromptSubmit": [
+            {
+                "hooks": [
+                    {
+                        "type": "mcp_tool",
+                        "server": EVENTS_SERVER,
+                        "tool": PROMPT_TOOL,
+                        "onFailure": "continue",
+                        "timeout": PROMPT_TIMEOUT,
+                    }
+                ]
+            }
+        ],
         "PostToolUse": [
             {"matcher": "Bash|mcp__.*", "hooks": [{"type": "command", "command": f"{exe} hook tool", "timeout": 30}]}
         ],

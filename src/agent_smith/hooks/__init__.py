@@ -1,9 +1,10 @@
-"""Claude Code hook commands that close the PR review loop: stop, prompt, tool.
+"""Claude Code hooks that close the PR review loop: stop, prompt, tool.
 
-Each reads the hook's JSON on stdin as Claude Code sends it. The decisions
-are pure (`rewake.decide`, `recognise.recognise`, `prompt.prompt_context`);
-the shells around them are fast (see `entry`). Exports load on first use so
-that a hook imports only what it needs.
+The commands read the hook's JSON on stdin as Claude Code sends it; the
+prompt hook is also an MCP tool (`prompt_tool`), which the assembled settings
+use. The decisions are pure (`rewake.decide`, `recognise.recognise`,
+`prompt.prompt_context`); the shells around them are fast (see `entry`).
+Exports load on first use so that a hook imports only what it needs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent_smith.hooks.context import HookContext, HookSetupError, Teammate, load_context
     from agent_smith.hooks.entry import KINDS, run
-    from agent_smith.hooks.prompt import read_activity
+    from agent_smith.hooks.prompt import PROMPT_TOOL, read_activity
+    from agent_smith.hooks.prompt_mcp import prompt_tool
     from agent_smith.hooks.recognise import PrAction, recognise
     from agent_smith.hooks.rewake import Activity, Held, Limits, PullRequest, RewakeState, Wake, decide
 
@@ -25,7 +27,9 @@ _WHERE = {
     "load_context": "context",
     "KINDS": "entry",
     "run": "entry",
+    "PROMPT_TOOL": "prompt",
     "read_activity": "prompt",
+    "prompt_tool": "prompt_mcp",
     "PrAction": "recognise",
     "recognise": "recognise",
     "Activity": "rewake",
@@ -39,6 +43,7 @@ _WHERE = {
 
 __all__ = [
     "KINDS",
+    "PROMPT_TOOL",
     "Activity",
     "Held",
     "HookContext",
@@ -51,6 +56,7 @@ __all__ = [
     "Wake",
     "decide",
     "load_context",
+    "prompt_tool",
     "read_activity",
     "recognise",
     "run",

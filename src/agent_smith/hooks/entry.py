@@ -78,10 +78,9 @@ def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[
     if kind == "prompt":
         import datetime as dt
 
-        from agent_smith.hooks.prompt import hook_output, prompt_context, read_activity
+        from agent_smith.hooks.prompt import prompt_output
 
-        text = prompt_context(context, dt.datetime.now(dt.UTC), read_activity(context.state))
-        sys.stdout.write(hook_output(text) + "\n")
+        sys.stdout.write(prompt_output(context, dt.datetime.now(dt.UTC)) + "\n")
         return 0
     if kind == "tool":
         from agent_smith.hooks.tool import run_tool

@@ -1,4 +1,9 @@
-"""UserPromptSubmit: add the crew's reply style and the agent's current state to every prompt."""
+"""UserPromptSubmit: add the crew's reply style and the agent's current state to every prompt.
+
+Claude Code asks for it as an `mcp_tool` hook on the agent's `agent-smith-events` server
+(`prompt_tool`, served by the supervisor); `agent-smith hook prompt` gives the same answer as
+a command.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 ACTIVITY_FILE = "activity.json"
+# The MCP tool the assembled UserPromptSubmit hook calls (see `prompt_tool`).
+PROMPT_TOOL = "prompt_context"
 
 
 def prompt_context(context: HookContext, now: dt.datetime, activity: Mapping[str, Any] | None) -> str:
@@ -62,3 +69,8 @@ def read_activity(state: Path) -> dict[str, Any] | None:
 def hook_output(text: str) -> str:
     """UserPromptSubmit's stdout: the JSON Claude Code reads as additional context."""
     return json.dumps({"hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": text}})
+
+
+def prompt_output(context: HookContext, now: dt.datetime) -> str:
+    """The hook's whole answer, as the command prints it and the MCP tool returns it."""
+    return hook_output(prompt_context(context, now, read_activity(context.state)))

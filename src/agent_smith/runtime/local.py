@@ -276,6 +276,7 @@ async def supervise(
                 hosted = channels.servers if channels is not None else {}
                 supervisor.serve_mcp({tokens[name]: server for name, server in hosted.items()}, CHAT_PATH)
                 from agent_smith.events import EmbeddedNats, Publisher, event_servers, running_server_url
+                from agent_smith.hooks import prompt_tool
 
                 url = crew.events.nats_url
                 if services and url is None:
@@ -285,7 +286,10 @@ async def supervise(
                         nats.start()
                         url = nats.url
                 async with Publisher(crew.events, paths.events, url) as publisher:
-                    supervisor.serve_mcp(event_servers(tokens, publisher, crew.events, url))
+                    # The agents' UserPromptSubmit hook calls this tool. Its environment is the one
+                    # a command hook of the agent would have had (the pane's, on top of ours).
+                    prompts = {s.name: [prompt_tool({**options.env, **s.env})] for s in specs}
+                    supervisor.serve_mcp(event_servers(tokens, publisher, crew.events, url, prompts))
                     supervisor.publish = _event_publisher(publisher)
                     watching = True
                     await _serve(supervisor, specs, stop, keep, stream)
