@@ -1,71 +1,66 @@
 """Chat latency: a human's message → the channel notification reaching the model server.
 
 Everything real but the model: a Synapse on loopback, the `claude` CLI in tmux
-with `agent-smith mcp chat` loaded as a channel, the scripted model server.
+with the Matrix channel loaded (served by the supervisor's endpoint, as under
+`up`), the scripted model server.
 Baseline, measured in the same run against the same Synapse, alternating
 with the channel samples: Synapse's own send → /sync round trip (a second
 user long-polls /sync; the time from starting the send until that /sync
 returns the event).
 
     baseline      send → another client's /sync returns it
-    channel       send → the chat server wrote the notification to claude (its log)
+    channel       send → the supervisor wrote the notification to claude's stream (its log)
     model server  send → the model server received the agent turn carrying the
                   <channel> block (claude's own handling included)
-    after channel  per sample, the chat server wrote it → the model server got it:
+    after channel  per sample, the supervisor wrote it → the model server got it:
                   claude's share measured the same way with and without --no-debug
     of it claude  the CLI's own time from the notification to its API request
                   (its --debug-file log; absent with --no-debug)
 
 Target: model server p50 ≤ 3× baseline p50.
 
-The agent's home is minimal unless `--agent-hooks`: then its settings carry
-agent-smith's UserPromptSubmit hook as `assemble` writes it, which claude runs
-before every turn, channel turns included: a call of the `prompt_context` tool
-on devbot's `agent-smith-events` server. That server is the supervisor's own
-code (its HTTP endpoint, devbot's event tools and prompt context) serving on
-loopback from a thread of this process.
+The channel is hosted as `up` hosts it: the supervisor's HTTP endpoint with
+devbot's channel (and its event tools and prompt context), in a process of
+its own (`endpoint.py`). The agent's home is minimal unless `--agent-hooks`:
+then its settings carry agent-smith's UserPromptSubmit hook as `assemble`
+writes it, which claude runs before every turn, channel turns included: a
+call of the `prompt_context` tool on devbot's `agent-smith-events` server.
 
     .venv/bin/python bench/chat/latency.py [samples] [--no-debug] [--agent-hooks]
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from ruamel.yaml import YAML
 
+from agent_smith.chat.config import TOKEN_FILE
 from agent_smith.crew import CrewPaths, load_crew
-from agent_smith.events import Publisher, event_servers
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import agent_hooks, api_key_suffix, seed_claude_json
-from agent_smith.hooks import prompt_tool
 from agent_smith.runtime import (
     PINNED_VERSION,
     PROMPT_READY,
     PermissionMode,
-    Supervisor,
     Tmux,
     claude_launch,
     find_claude,
 )
-from agent_smith.runtime.endpoint import McpEndpoint, http_socket
-from agent_smith.runtime.rundir import RunDir
 from agent_smith.standins import ModelServerThread, RequestKind, parse_script
 from agent_smith.standins.synapse import MatrixUser, SynapseServer
 
@@ -136,61 +131,6 @@ def baseline_sample(
     return found["at"] - started, found["since"]
 
 
-class SupervisorEndpoint:
-    """devbot's MCP tools as `up` serves them: the supervisor's HTTP endpoint with devbot's event
-    tools and prompt context (for `env`, the agent's environment), in a thread with its own loop."""
-
-    def __init__(self, crew: Path, env: Mapping[str, str]) -> None:
-        self.crew = load_crew(crew, env={}).crew
-        self.env = dict(env)
-        self.url = self.token = ""
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._failed: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="supervisor-endpoint")
-
-    def __enter__(self) -> SupervisorEndpoint:
-        self._thread.start()
-        self._ready.wait(30)
-        if self._failed is not None or not self.url:
-            raise SystemExit(f"the supervisor's endpoint did not start: {self._failed!r}")
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by __enter__ to the main thread
-            self._failed = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        paths = CrewPaths.of(self.crew)
-        run_dir = RunDir(paths.root / "runtime")
-        run_dir.ensure()
-        sock = http_socket("127.0.0.1:0", run_dir)
-        endpoint = McpEndpoint.at(sock, paths)
-        supervisor = Supervisor([], Tmux(f"chat-bench-unused-{os.getpid()}"), run_dir)
-        server = await supervisor.serve_http(sock)
-        # No NATS: a published event would wait in the outbox (the bench publishes none, so the
-        # outage is not worth a warning).
-        async with Publisher(self.crew.events, paths.events, None, log_outages=False) as publisher:
-            tokens = {"devbot": endpoint.token_for("devbot")}
-            extra = {"devbot": [prompt_tool(self.env)]}
-            supervisor.serve_mcp(event_servers(tokens, publisher, self.crew.events, None, extra))
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            self.url, self.token = endpoint.url, tokens["devbot"]
-            self._ready.set()
-            await self._stop.wait()
-        server.close()
-        await server.wait_closed()
-
-
 def _epoch(naive_utc: datetime) -> float:
     return (naive_utc - datetime(1970, 1, 1)).total_seconds()
 
@@ -244,37 +184,34 @@ def main() -> None:
             hs.join(watcher, room)
             crew = root / "crew"
             write_crew(crew, devbot, alice, room, hs.url)
-            token_file = root / "token"
-            write_atomic(token_file, devbot.access_token, mode=0o600)
+            write_atomic(
+                CrewPaths.of(load_crew(crew, env={}).crew).agent_state("devbot") / TOKEN_FILE,
+                devbot.access_token,
+                mode=0o600,
+            )
             chat_log = root / "chat.log"
             cli = Path(sys.executable).parent / "agent-smith"
-            mcp = {
-                "mcpServers": {
-                    "matrix": {
-                        "type": "stdio",
-                        "command": "/bin/sh",
-                        "args": ["-c", f"exec {cli} --log-format json --log-level info mcp chat 2>>{chat_log}"],
-                        "env": {
-                            "AGENT_NAME": "devbot",
-                            "AGENT_SMITH_CREW": str(crew),
-                            "MATRIX_ACCESS_TOKEN_FILE": str(token_file),
-                        },
-                    }
-                }
+            home, cwd = root / "home", root / "work"
+            endpoint = supervisor.enter_context(
+                subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("endpoint.py")), str(crew), str(chat_log), str(home)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            supervisor.callback(endpoint.terminate)
+            assert endpoint.stdout is not None
+            serving = json.loads(endpoint.stdout.readline() or "null")
+            if not serving:
+                raise SystemExit(f"the supervisor's endpoint did not start; see {chat_log}")
+            auth = {"Authorization": f"Bearer {serving['token']}"}
+            mcp: dict[str, Any] = {
+                "mcpServers": {"matrix": {"type": "http", "url": serving["url"] + "/matrix", "headers": auth}}
             }
             debug = root / "claude-debug.log"
-            home, cwd = root / "home", root / "work"
             hooks = "--agent-hooks" in sys.argv
             if hooks:
-                # The environment a prompt hook of devbot's would see: the supervisor builds the
-                # context from it (its crew, and its home for the context snapshot).
-                agent_env = {"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew), "HOME": str(home)}
-                endpoint = supervisor.enter_context(SupervisorEndpoint(crew, agent_env))
-                mcp["mcpServers"]["agent-smith-events"] = {
-                    "type": "http",
-                    "url": endpoint.url,
-                    "headers": {"Authorization": f"Bearer {endpoint.token}"},
-                }
+                mcp["mcpServers"]["agent-smith-events"] = {"type": "http", "url": serving["url"], "headers": auth}
             config_dir = home / ".claude"
             cwd.mkdir(parents=True)
             config_dir.mkdir(parents=True)
