@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import time
 from pathlib import Path
 
@@ -104,3 +106,14 @@ def test_the_public_surface() -> None:
             "build_server", "chat_config", "decide", "load_chat_config", "post_notice", "read_token", "serve",
         ]
     )  # fmt: skip
+    for name in agent_smith.chat.__all__:
+        assert getattr(agent_smith.chat, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = agent_smith.chat.nothing
+
+
+def test_reading_the_settings_loads_no_matrix_client_nor_mcp_server() -> None:
+    """`up` reads every channel's settings before it starts an agent: that must stay cheap."""
+    probe = "import sys, agent_smith.chat.config; print(sorted(m for m in sys.modules if m.startswith(('nio', 'agent_smith.chat.'))))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['agent_smith.chat.config', 'agent_smith.chat.rules']"

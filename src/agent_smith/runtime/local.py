@@ -321,6 +321,8 @@ def _chat_configs(loaded: LoadedCrew, names: Sequence[str]) -> dict[str, ChatCon
     Read before any agent starts: an agent whose channel cannot log in is a
     configuration error, not a silent agent.
     """
+    if not names:
+        return {}
     from agent_smith.chat.config import TOKEN_FILE, chat_config, read_token
 
     paths = CrewPaths.of(loaded.crew)
