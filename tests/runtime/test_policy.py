@@ -11,6 +11,7 @@ from agent_smith.runtime.policy import (
     TRANSITIONS,
     Adopted,
     AgentState,
+    ChannelLost,
     Exited,
     IllegalTransition,
     Kill,
@@ -94,6 +95,25 @@ def running(at: float = 100.0, **fields: object) -> Record:
                 )
             ],
         ),
+        (
+            running(),
+            103,
+            ChannelLost(),
+            AgentState.BACKING_OFF,
+            [
+                Kill(),
+                Publish(
+                    "agent_crashed",
+                    {
+                        "exit_code": None,
+                        "restarts": 0,
+                        "reason": "lost its Matrix channel after 3.0s; restarting in 2.0s",
+                    },
+                ),
+            ],
+        ),
+        (record(AgentState.STARTING, started_at=100), 101, ChannelLost(), AgentState.STARTING, []),
+        (record(AgentState.BACKING_OFF, retry_at=10, ever_started=True), 9, ChannelLost(), AgentState.BACKING_OFF, []),
         (record(AgentState.BACKING_OFF, retry_at=10, ever_started=True), 9, Tick(), AgentState.BACKING_OFF, []),
         (
             record(AgentState.BACKING_OFF, retry_at=10, ever_started=True),
@@ -201,6 +221,7 @@ observations = st.one_of(
     st.builds(Launched, resumed=st.booleans()),
     st.builds(PromptSeen, busy=st.booleans()),
     st.builds(Exited, code=st.none() | st.integers(0, 255), jitter=st.floats(0, 0.999)),
+    st.builds(ChannelLost, jitter=st.floats(0, 0.999)),
     st.just(Tick()),
 )
 
@@ -241,3 +262,8 @@ def test_any_sequence_keeps_the_invariants(steps: list[tuple[float, Observation]
         published = [a.type for a in actions if isinstance(a, Publish)]
         if isinstance(observation, Exited) and before.state in RUNNING:
             assert published == ["agent_crashed"]
+        if isinstance(observation, ChannelLost):
+            # Only a claude that was serving is given up on, and then its session goes.
+            serving = before.state in RUNNING and before.state is not AgentState.STARTING
+            assert published == (["agent_crashed"] if serving else [])
+            assert (Kill() in actions) is serving

@@ -28,7 +28,7 @@ from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
 from agent_smith.runtime.endpoint import CHAT_PATH, McpEndpoint, http_socket
 from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv
 from agent_smith.runtime.panelog import Streamer
-from agent_smith.runtime.policy import AgentState, Restart
+from agent_smith.runtime.policy import SERVING, Restart
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
 from agent_smith.runtime.session import rotated
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 CONTAINER_SESSION = "main"
 log = logging.getLogger(__name__)
-SERVING = frozenset({AgentState.READY, AgentState.WORKING, AgentState.IDLE})
 
 
 @dataclass(frozen=True)
@@ -275,6 +274,7 @@ async def supervise(
                     channels.start()
                 hosted = channels.servers if channels is not None else {}
                 supervisor.serve_mcp({tokens[name]: server for name, server in hosted.items()}, CHAT_PATH)
+                supervisor.watch_channels(hosted)
                 from agent_smith.events import EmbeddedNats, Publisher, event_servers, running_server_url
                 from agent_smith.hooks import prompt_tool
 

@@ -37,6 +37,7 @@ class AgentState(StrEnum):
 
 
 RUNNING = frozenset({AgentState.STARTING, AgentState.READY, AgentState.WORKING, AgentState.IDLE})
+SERVING = RUNNING - {AgentState.STARTING}
 WAITING = frozenset({AgentState.BACKING_OFF, AgentState.CRASH_LOOPING})
 
 
@@ -118,11 +119,19 @@ class Exited:
 
 
 @dataclass(frozen=True)
+class ChannelLost:
+    """claude's Matrix channel stayed disconnected longer than claude keeps reconnecting: it gave up
+    on it, and a claude nobody can reach from chat is as good as gone. `jitter` as for `Exited`."""
+
+    jitter: float = 0.0
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed."""
 
 
-Observation = StartRequested | StopRequested | Adopted | Launched | PromptSeen | Exited | Tick
+Observation = StartRequested | StopRequested | Adopted | Launched | PromptSeen | Exited | ChannelLost | Tick
 
 
 # ---- actions (what the shell must do) ----------------------------------------------------
@@ -252,16 +261,27 @@ def _tick_waiting(r: Record, now: float, o: Observation) -> Outcome:
 
 def _exited(r: Record, now: float, o: Observation) -> Outcome:
     assert isinstance(o, Exited)
+    return _down(r, now, o.jitter, o.code, "exited")
+
+
+def _channel_lost(r: Record, now: float, o: Observation) -> Outcome:
+    assert isinstance(o, ChannelLost)
+    record, actions = _down(r, now, o.jitter, None, "lost its Matrix channel")
+    return record, (Kill(), *actions)
+
+
+def _down(r: Record, now: float, jitter: float, code: int | None, what: str) -> Outcome:
+    """claude ended (or must end): back off, or crash-loop after too many fast ends in a row."""
     record = _mark_stable(r, now)
     p = record.policy
     if record.stable:
-        fast, delay, state = 0, p.backoff_initial * (1 + 0.25 * o.jitter), AgentState.BACKING_OFF
+        fast, delay, state = 0, p.backoff_initial * (1 + 0.25 * jitter), AgentState.BACKING_OFF
     else:
         fast = record.fast_crashes + 1
         if fast >= p.crash_loop_after:
-            delay, state = p.crash_loop_retry * (1 + 0.25 * o.jitter), AgentState.CRASH_LOOPING
+            delay, state = p.crash_loop_retry * (1 + 0.25 * jitter), AgentState.CRASH_LOOPING
         else:
-            delay, state = p.backoff(fast, o.jitter), AgentState.BACKING_OFF
+            delay, state = p.backoff(fast, jitter), AgentState.BACKING_OFF
     uptime = now - record.started_at if record.started_at is not None else None
     crashed = replace(
         record,
@@ -270,21 +290,21 @@ def _exited(r: Record, now: float, o: Observation) -> Outcome:
         stable=False,
         fast_crashes=fast,
         retry_at=now + delay,
-        last_exit=o.code,
+        last_exit=code,
     )
     fields: dict[str, object] = {
-        "exit_code": o.code,
+        "exit_code": code,
         "restarts": record.restarts,
-        "reason": _reason(state, uptime, delay),
+        "reason": _reason(what, state, uptime, delay),
     }
     return crashed, (Publish("agent_crashed", fields),)
 
 
-def _reason(state: AgentState, uptime: float | None, delay: float) -> str:
+def _reason(what: str, state: AgentState, uptime: float | None, delay: float) -> str:
     lived = f"after {uptime:.1f}s" if uptime is not None else "before it was seen running"
     if state is AgentState.CRASH_LOOPING:
-        return f"exited {lived}; crash-looping, next try in {delay:.0f}s"
-    return f"exited {lived}; restarting in {delay:.1f}s"
+        return f"{what} {lived}; crash-looping, next try in {delay:.0f}s"
+    return f"{what} {lived}; restarting in {delay:.1f}s"
 
 
 Handler = Callable[[Record, float, Observation], Outcome]
@@ -295,6 +315,7 @@ _RUNNING_MOVES: dict[type, Handler] = {
     Launched: _launched,
     PromptSeen: _prompt,
     Exited: _exited,
+    ChannelLost: _channel_lost,
     Tick: _tick_running,
 }
 
@@ -306,7 +327,8 @@ TRANSITIONS: dict[AgentState, dict[type, Handler]] = {
         Tick: _ignore,
         Exited: _ignore,
     },
-    AgentState.STARTING: _RUNNING_MOVES,
+    # A booting claude has not connected its channel yet.
+    AgentState.STARTING: {**_RUNNING_MOVES, ChannelLost: _ignore},
     AgentState.READY: _RUNNING_MOVES,
     AgentState.WORKING: _RUNNING_MOVES,
     AgentState.IDLE: _RUNNING_MOVES,
@@ -315,12 +337,14 @@ TRANSITIONS: dict[AgentState, dict[type, Handler]] = {
         StopRequested: _stop_waiting,
         Tick: _tick_waiting,
         Exited: _ignore,
+        ChannelLost: _ignore,
     },
     AgentState.CRASH_LOOPING: {
         StartRequested: _retry_now,
         StopRequested: _stop_waiting,
         Tick: _tick_waiting,
         Exited: _ignore,
+        ChannelLost: _ignore,
     },
 }
 """TRANSITIONS[state][type(observation)]: a missing key is an illegal move (`IllegalTransition`)."""

@@ -31,9 +31,11 @@ from agent_smith.runtime.endpoint import CHAT_PATH, MCP_PATH
 from agent_smith.runtime.launch import AgentSpec, busy, confirms_dev_channels, has_previous_session, with_resume
 from agent_smith.runtime.policy import (
     RUNNING,
+    SERVING,
     Action,
     Adopted,
     AgentState,
+    ChannelLost,
     Exited,
     Kill,
     Launch,
@@ -60,6 +62,9 @@ LOG_KEEP = 5
 # script would (a look is two short tmux calls), calmly once every agent serves.
 _STARTING_INTERVAL = 0.05
 _MCP_READY_WAIT = 30.0
+# Claude Code reconnects a broken MCP stream five times, 1 s to 30 s apart (~16 s when the
+# endpoint refuses at once), then gives up on that server for good.
+CHANNEL_GRACE = 30.0
 
 Publisher = Callable[[str, str, Mapping[str, object]], Awaitable[None]]
 """publish(event type, agent, fields): sends one agent_started/agent_stopped/agent_crashed event."""
@@ -88,6 +93,8 @@ class _Agent:
     dialog_answered: bool = False
     launch_id: str | None = None
     exit_unread: bool = False
+    # Since when a serving agent's Matrix channel has had no stream from its claude.
+    channel_down_since: float | None = None
 
 
 class Metrics:
@@ -138,6 +145,7 @@ class Supervisor:
         interval: float = 0.5,
         log_max_bytes: int = LOG_MAX_BYTES,
         log_keep: int = LOG_KEEP,
+        channel_grace: float = CHANNEL_GRACE,
     ) -> None:
         self.tmux = tmux
         # Per path (the event tools, the Matrix channel), bearer token → the agent's MCP server.
@@ -145,6 +153,8 @@ class Supervisor:
         # for `serve_mcp`.
         self.mcp: dict[str, Mapping[str, McpServer]] = {}
         self._mcp_ready = {path: asyncio.Event() for path in (MCP_PATH, CHAT_PATH)}
+        self._channels: Mapping[str, McpServer] = {}
+        self._channel_grace = channel_grace
         self.run_dir = run_dir
         self.publish = publish
         self._services = services
@@ -206,9 +216,34 @@ class Supervisor:
                 # A session that vanished between two tmux calls: the next look sees it gone.
                 log.warning("agent %s: %s", agent.spec.name, exc)
         now = self._clock()
+        await self._check_channels(now)
         for service in self._services:
             service.check(now)
         self._write_status()
+
+    def watch_channels(self, servers: Mapping[str, McpServer]) -> None:
+        """Restart an agent whose claude stays off its Matrix channel (`servers`: agent → its channel)."""
+        self._channels = servers
+
+    async def _check_channels(self, now: float) -> None:
+        for name, server in self._channels.items():
+            agent = self.agents.get(name)
+            if agent is None or agent.record.state not in SERVING or server.connected:
+                if agent is not None:
+                    agent.channel_down_since = None
+                continue
+            if agent.channel_down_since is None:
+                agent.channel_down_since = now
+            elif now - agent.channel_down_since >= self._channel_grace:
+                # A supervisor that was away longer than claude's reconnects: only a new claude
+                # (continuing its conversation) connects again.
+                log.warning(
+                    "agent %s: its claude has been off the Matrix channel for %.0fs; restarting it",
+                    name,
+                    now - agent.channel_down_since,
+                )
+                agent.channel_down_since = None
+                await self._observe(agent, ChannelLost(self._jitter()))
 
     async def run(
         self, wanted: Sequence[str], stop: asyncio.Event, *, keep_agents: asyncio.Event | None = None
