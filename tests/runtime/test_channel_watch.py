@@ -7,6 +7,7 @@ channels are the MCP servers the supervisor hosts, one never connected.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,14 @@ def spec(tmp_path: Path, name: str) -> AgentSpec:
         log_dir=tmp_path / "logs",
         restart=Restart(min_uptime=60, backoff_initial=0.1, backoff_max=1.0),
     )
+
+
+async def until(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
 
 
 class Stream:
@@ -78,12 +87,10 @@ def test_an_agent_off_its_channel_is_restarted_and_one_on_it_is_not(tmux_server:
         await supervisor.begin(["alice", "bob"])
         stop = asyncio.Event()
         watching = asyncio.create_task(supervisor.watch(stop))
+        alice = supervisor.agents["alice"]
         try:
-            async with asyncio.timeout(15):
-                while supervisor.agents["alice"].record.restarts < 2:
-                    await asyncio.sleep(0.05)
-                while supervisor.agents["alice"].record.state is not AgentState.READY:
-                    await asyncio.sleep(0.05)
+            await until("alice restarted twice", lambda: alice.record.restarts >= 2)
+            await until("alice ready again", lambda: alice.record.state is AgentState.READY)
         finally:
             stop.set()
             await watching
