@@ -42,12 +42,12 @@ def spec(tmp_path: Path, name: str) -> AgentSpec:
     )
 
 
-async def until(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
-    for _ in range(int(timeout / 0.05)):
+async def until(what: str, check: Callable[[], bool]) -> None:
+    for _ in range(300):
         if check():
             return
         await asyncio.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+    pytest.fail(f"timed out waiting 15s for {what}")
 
 
 class Stream:
