@@ -79,15 +79,27 @@ def test_proxy_url_and_ca_are_created_once_private_and_stable(tmp_path: Path) ->
         proxy_url_for(crew, "nobody")
 
 
-def test_an_existing_ca_is_found_without_loading_cryptography(tmp_path: Path) -> None:
+def test_the_ca_is_found_or_made_without_loading_cryptography(tmp_path: Path) -> None:
+    """The supervisor asks for the CA while it assembles its agents: it must not keep cryptography."""
     state = FirewallState(tmp_path / "firewall")
-    made = state.ca_cert()
     code = (
         "import sys; from pathlib import Path; from agent_smith.egress.state import FirewallState; "
         f"print(FirewallState(Path({str(state.root)!r})).ca_cert(), 'cryptography' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == [str(made), "False"]
+    for _ in ("made", "found"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert done.stdout.split() == [str(state.ca_cert_path), "False"]
+    assert b"BEGIN CERTIFICATE" in state.ca_cert_path.read_bytes()
+    assert state.ca_key_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_ca_that_cannot_be_made_fails_in_the_caller(tmp_path: Path) -> None:
+    """The child that makes the CA cannot say why it failed: the caller tries again and raises."""
+    state = FirewallState(tmp_path / "firewall")
+    state.ca_key_path.mkdir(parents=True)  # in the way of the key
+    with pytest.raises(IsADirectoryError):
+        state.ca_cert()
+    assert not state.ca_cert_path.exists()
 
 
 def _make_ca(root: Path, barrier: Any, found: Any) -> None:

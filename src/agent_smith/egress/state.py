@@ -96,7 +96,22 @@ class FirewallState:
         return load_ca(_read(self.ca_cert_path), _read(self.ca_key_path))
 
     def ca_cert(self) -> Path:
-        """Path of the CA certificate agents trust, generating the CA when missing."""
+        """Path of the CA certificate agents trust, generating the CA when missing.
+
+        A missing CA is made in a child process: the caller (the supervisor, assembling its
+        agents, for as long as it runs) then never maps cryptography (~12 MB resident).
+        A child that fails leaves the work to this process, which says why.
+        """
+        if not self._has_ca():
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    self.ca()
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.waitpid(pid, 0)
         if not self._has_ca():
             self.ca()
         return self.ca_cert_path
