@@ -5,7 +5,7 @@ transport only; a ``nats://`` URL never uses them. Every process that
 publishes an event (the supervisor, the firewall, each agent's events MCP
 server) would otherwise pay for them at start: aiohttp alone is ~150 ms of
 CPU and ~11 MB resident. Deferred, ``import aiohttp`` gives a module whose
-first attribute access runs it, so a ``ws://`` URL, or the Matrix channel
+first attribute access runs it, so a ``ws://`` URL, or the model server stand-in
 that does use aiohttp, works as before.
 """
 

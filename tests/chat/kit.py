@@ -190,7 +190,8 @@ class FaultyDoor:
         self.port = free_port()
         self.seen: list[tuple[float, str, str, int]] = []
         self._limit_next = 0
-        self._retry_after_ms = 0
+        self._retry_after_ms: int | None = None
+        self._retry_after: int | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -199,9 +200,10 @@ class FaultyDoor:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def rate_limit(self, count: int, retry_after_ms: int) -> None:
-        """Answer the next `count` m.room.message sends with 429 and `retry_after_ms`."""
-        self._limit_next, self._retry_after_ms = count, retry_after_ms
+    def rate_limit(self, count: int, *, retry_after_ms: int | None = None, retry_after: int | None = None) -> None:
+        """Answer the next `count` m.room.message sends with 429, naming the wait in the body
+        (`retry_after_ms`) or in a Retry-After header (`retry_after`, seconds)."""
+        self._limit_next, self._retry_after_ms, self._retry_after = count, retry_after_ms, retry_after
 
     async def up(self) -> None:
         if self._session is None:
@@ -232,12 +234,11 @@ class FaultyDoor:
             if self._limit_next and request.method == "PUT" and "/send/m.room.message/" in request.path:
                 self._limit_next -= 1
                 self.seen.append((time.monotonic(), request.method, request.path, 429))
-                body = {
-                    "errcode": "M_LIMIT_EXCEEDED",
-                    "error": "Too Many Requests",
-                    "retry_after_ms": self._retry_after_ms,
-                }
-                return web.json_response(body, status=429)
+                body: dict[str, Any] = {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests"}
+                if self._retry_after_ms is not None:
+                    body["retry_after_ms"] = self._retry_after_ms
+                hint = {} if self._retry_after is None else {"Retry-After": str(self._retry_after)}
+                return web.json_response(body, status=429, headers=hint)
             assert self._session is not None
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
             async with self._session.request(

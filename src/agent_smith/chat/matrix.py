@@ -1,161 +1,185 @@
-"""The homeserver, through matrix-nio: a thin adapter that hands back plain data.
+"""The homeserver, through httpx: a thin shell over the client-server API that hands back plain data.
 
-matrix-nio returns typed error responses instead of raising; every one of
-them, and every transport failure, becomes an `OperationError` with one
-line saying what failed where. nio itself honours a 429's ``retry_after_ms``
-(up to `RATE_LIMIT_RETRIES` times per request). Transport errors are not
-retried here (``max_timeouts=0``): the sync loop owns backoff, and a tool
-call must fail promptly rather than hang on a dead homeserver.
+Every transport failure and every answer that is not 2xx becomes an
+`OperationError` with one line saying what failed where. A 429 is waited
+out (``retry_after_ms``, or Retry-After) up to `RATE_LIMIT_RETRIES` times
+per request. Transport errors are not retried: the sync loop owns backoff,
+and a tool call must fail promptly rather than hang on a dead homeserver.
+What the answers mean is decided in `wire`, over plain data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import ssl
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from functools import cache
 from typing import Any
+from urllib.parse import quote
 
-import aiohttp
-from nio import (
-    AsyncClient,
-    AsyncClientConfig,
-    ErrorResponse,
-    InviteMemberEvent,
-    JoinResponse,
-    MessageDirection,
-    RoomGetEventResponse,
-    RoomMessagesResponse,
-    RoomSendResponse,
-    SyncResponse,
-)
+import httpx
 
+from agent_smith.chat.wire import Rooms, SyncBatch, failure, rate_limit_wait, read_batch
 from agent_smith.errors import OperationError
+
+__all__ = ["RATE_LIMIT_RETRIES", "SYNC_TIMELINE_LIMIT", "MatrixLink", "SyncBatch", "wait_or_stop"]
 
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 5
 SYNC_TIMELINE_LIMIT = 100
+API = "/_matrix/client/v3"
+
+# Typing, receipts and presence would only wake the long-poll for nothing.
+_NOTHING = {"not_types": ["*"]}
+SYNC_FILTER = json.dumps(
+    {
+        "room": {"timeline": {"limit": SYNC_TIMELINE_LIMIT}, "ephemeral": _NOTHING, "account_data": _NOTHING},
+        "presence": _NOTHING,
+        "account_data": _NOTHING,
+    },
+    separators=(",", ":"),
+)
 
 
-@dataclass(frozen=True)
-class SyncBatch:
-    """One /sync answer as plain data: timeline events in order, invites, and the next token."""
+@cache
+def _trust() -> ssl.SSLContext:
+    """The system's CA certificates (and SSL_CERT_FILE), not httpx's default certifi bundle.
 
-    next_batch: str
-    events: tuple[tuple[str, Mapping[str, Any]], ...]
-    invites: tuple[tuple[str, str], ...]
-    limited_rooms: tuple[str, ...]
+    One context per process: loading the certificates costs time and memory,
+    and the supervisor holds a link per agent.
+    """
+    return ssl.create_default_context()
+
+
+def _part(value: str) -> str:
+    """One path segment: room ids, aliases and event ids carry ``!``, ``#``, ``$`` and ``:``."""
+    return quote(value, safe="")
 
 
 class MatrixLink:
     """One agent's connection to its homeserver (an access token, no end-to-end encryption)."""
 
     def __init__(self, homeserver: str, user_id: str, access_token: str, *, request_timeout: float = 60.0) -> None:
-        config = AsyncClientConfig(
-            max_limit_exceeded=RATE_LIMIT_RETRIES,
-            max_timeouts=0,
-            request_timeout=request_timeout,
-            store_sync_tokens=False,
-            encryption_enabled=False,
-        )
         self.homeserver = homeserver.rstrip("/")
         self.user_id = user_id
-        self._client = AsyncClient(self.homeserver, user_id, config=config)
-        self._client.access_token = access_token
-        self._client.user_id = user_id
+        self._timeout = request_timeout
+        self._rooms = Rooms(user_id)
+        # trust_env=False: the homeserver is reached directly (the pod's network policy allows it), never
+        # through the HTTPS_PROXY an agent's environment names, which is its egress firewall.
+        self._http = httpx.AsyncClient(
+            base_url=self.homeserver + API,
+            headers={"Authorization": f"Bearer {access_token}", "User-Agent": "agent-smith"},
+            timeout=request_timeout,
+            verify=_trust(),
+            trust_env=False,
+        )
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._http.aclose()
 
-    async def _call(self, what: str, work: Any) -> Any:
-        try:
-            response = await work
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise OperationError(f"{what}: homeserver {self.homeserver} unreachable ({type(exc).__name__})") from exc
-        if isinstance(response, ErrorResponse):
-            status = response.status_code or "error"
-            raise OperationError(f"{what}: {status} {response.message}")
-        return response
+    async def _call(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        held: float = 0.0,
+    ) -> Mapping[str, Any]:
+        """One request's JSON answer; a 429 is waited out and sent again (the same request, so the same txn id).
+
+        `held`: how long the homeserver may hold the answer on purpose (a sync's
+        long-poll), which the read may take on top of the request timeout.
+        """
+        timeout = httpx.Timeout(self._timeout, read=self._timeout + held)
+        limited = 0
+        while True:
+            try:
+                response = await self._http.request(method, path, params=params, json=body, timeout=timeout)
+            except httpx.TransportError as exc:
+                raise OperationError(
+                    f"{what}: homeserver {self.homeserver} unreachable ({type(exc).__name__})"
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise OperationError(f"{what}: homeserver {self.homeserver} failed ({type(exc).__name__})") from exc
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            wait = rate_limit_wait(response.status_code, answer, response.headers.get("retry-after"))
+            if wait is not None and limited < RATE_LIMIT_RETRIES:
+                limited += 1
+                log.warning("%s: rate limited by the homeserver; retrying in %.1fs", what, wait)
+                await asyncio.sleep(wait)
+                continue
+            if not response.is_success:
+                raise OperationError(failure(what, response.status_code, response.reason_phrase, answer))
+            if not isinstance(answer, Mapping):
+                raise OperationError(f"{what}: {response.status_code} but the answer is not a JSON object")
+            return answer
 
     async def sync(self, since: str | None, *, timeout_ms: int, full_state: bool = False) -> SyncBatch:
-        # Typing, receipts and presence would only wake the long-poll for nothing.
-        nothing = {"not_types": ["*"]}
-        sync_filter = {
-            "room": {"timeline": {"limit": SYNC_TIMELINE_LIMIT}, "ephemeral": nothing, "account_data": nothing},
-            "presence": nothing,
-            "account_data": nothing,
-        }
-        response = await self._call(
-            "sync",
-            self._client.sync(timeout=timeout_ms, since=since, full_state=full_state, sync_filter=sync_filter),
-        )
-        if not isinstance(response, SyncResponse):
-            raise OperationError(f"sync: unexpected answer {type(response).__name__}")
-        events: list[tuple[str, Mapping[str, Any]]] = []
-        limited: list[str] = []
-        for room_id, room in response.rooms.join.items():
-            if room.timeline.limited and since is not None:
-                limited.append(room_id)
-            events.extend((room_id, event.source) for event in room.timeline.events)
-        invites: list[tuple[str, str]] = []
-        for room_id, invited in response.rooms.invite.items():
-            for event in invited.invite_state:
-                # nio pops "content" out of an invite's source: read its parsed fields.
-                if (
-                    isinstance(event, InviteMemberEvent)
-                    and event.state_key == self.user_id
-                    and event.membership == "invite"
-                ):
-                    invites.append((room_id, event.sender))
-        return SyncBatch(response.next_batch, tuple(events), tuple(invites), tuple(limited))
+        params = {"filter": SYNC_FILTER, "timeout": str(timeout_ms)}
+        if since is not None:
+            params["since"] = since
+        if full_state:
+            params["full_state"] = "true"
+        answer = await self._call("sync", "GET", "/sync", params=params, held=timeout_ms / 1000)
+        batch = read_batch(answer, self.user_id, since)
+        self._rooms.absorb(answer)
+        return batch
 
     def joined_rooms(self) -> tuple[str, ...]:
-        return tuple(self._client.rooms)
+        return self._rooms.joined()
 
     def room_name(self, room_id: str) -> str:
-        room = self._client.rooms.get(room_id)
-        return room.display_name if room is not None else room_id
+        return self._rooms.room_name(room_id)
 
     def member_name(self, room_id: str, user_id: str) -> str:
-        room = self._client.rooms.get(room_id)
-        name = room.user_name(user_id) if room is not None else None
-        return name or user_id
+        return self._rooms.member_name(room_id, user_id)
 
     def is_encrypted(self, room_id: str) -> bool:
-        room = self._client.rooms.get(room_id)
-        return bool(room is not None and room.encrypted)
+        return self._rooms.is_encrypted(room_id)
 
     async def send(self, room_id: str, event_type: str, content: Mapping[str, Any]) -> str:
-        response = await self._call(
-            f"send {event_type} to {room_id}", self._client.room_send(room_id, event_type, dict(content))
-        )
-        if not isinstance(response, RoomSendResponse):
-            raise OperationError(f"send to {room_id}: unexpected answer {type(response).__name__}")
-        return str(response.event_id)
+        what = f"send {event_type} to {room_id}"
+        # A new transaction id per event, unique across restarts: the homeserver answers a repeated
+        # one with the earlier event and drops the new one.
+        path = f"/rooms/{_part(room_id)}/send/{_part(event_type)}/{uuid.uuid4().hex}"
+        return _string(await self._call(what, "PUT", path, body=content), "event_id", what)
 
     async def join(self, room: str) -> str:
-        response = await self._call(f"join {room}", self._client.join(room))
-        if not isinstance(response, JoinResponse):
-            raise OperationError(f"join {room}: unexpected answer {type(response).__name__}")
-        return str(response.room_id)
+        what = f"join {room}"
+        return _string(await self._call(what, "POST", f"/join/{_part(room)}", body={}), "room_id", what)
 
     async def get_event(self, room_id: str, event_id: str) -> Mapping[str, Any]:
-        response = await self._call(f"get {event_id} in {room_id}", self._client.room_get_event(room_id, event_id))
-        if not isinstance(response, RoomGetEventResponse):
-            raise OperationError(f"get {event_id}: unexpected answer {type(response).__name__}")
-        source: Mapping[str, Any] = response.event.source
-        return source
+        return await self._call(
+            f"get {event_id} in {room_id}", "GET", f"/rooms/{_part(room_id)}/event/{_part(event_id)}"
+        )
 
     async def recent(self, room_id: str, limit: int) -> list[Mapping[str, Any]]:
         """The room's last `limit` events, oldest first (from the homeserver, so it covers any gap)."""
-        response = await self._call(
+        answer = await self._call(
             f"history of {room_id}",
-            self._client.room_messages(room_id, start=None, direction=MessageDirection.back, limit=limit),
+            "GET",
+            f"/rooms/{_part(room_id)}/messages",
+            params={"dir": "b", "limit": str(limit)},
         )
-        if not isinstance(response, RoomMessagesResponse):
-            raise OperationError(f"history of {room_id}: unexpected answer {type(response).__name__}")
-        return [event.source for event in reversed(response.chunk)]
+        chunk = answer.get("chunk")
+        events = [event for event in chunk if isinstance(event, Mapping)] if isinstance(chunk, list) else []
+        return events[::-1]
+
+
+def _string(answer: Mapping[str, Any], key: str, what: str) -> str:
+    value = answer.get(key)
+    if not isinstance(value, str):
+        raise OperationError(f"{what}: the answer has no {key}")
+    return value
 
 
 async def wait_or_stop(delay: float, stop: asyncio.Event) -> bool:
