@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from agent_smith import events
 from agent_smith.crew import Crew, CrewPaths
 from agent_smith.egress.audit import EgressDenied
 from agent_smith.egress.claude import ClaudeTokens, TokenStore, tokens_from_credentials
@@ -23,6 +22,10 @@ from agent_smith.egress.config import (
 from agent_smith.egress.proxy import Firewall, FirewallSettings
 from agent_smith.egress.state import FirewallState
 from agent_smith.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.events import Event, Publisher
 
 __all__ = ["DenialPublisher", "claude_store_for", "import_claude_login", "run_firewall", "settings_for"]
 
@@ -68,13 +71,23 @@ def settings_for(
 
 
 class DenialPublisher:
-    """Publishes each denial as an ``egress_denied`` event; never blocks the firewall on the event log."""
+    """Publishes each denial as an ``egress_denied`` event; never blocks the firewall on the event log.
 
-    def __init__(self, publisher: events.Publisher) -> None:
-        self.publisher = publisher
-        self._pending: set[asyncio.Task[events.Receipt]] = set()
+    The event log's client is made at the first denial, not at start: the
+    firewall starts beside the agents' booting CLIs, on a machine that may
+    have two cores, and its event client (~55 ms of CPU to import) is then
+    work taken from them. Denials are rare.
+    """
+
+    def __init__(self, crew: Crew) -> None:
+        self._crew = crew
+        self._publisher: Publisher | None = None
+        self._opened = asyncio.Lock()
+        self._pending: set[asyncio.Task[object]] = set()
 
     def __call__(self, denial: EgressDenied) -> None:
+        from agent_smith import events
+
         try:
             events.check_agent_name(denial.agent)
         except UsageError:
@@ -88,17 +101,32 @@ class DenialPublisher:
             path=denial.path,
             reason=denial.reason,
         )
-        task = asyncio.get_running_loop().create_task(self.publisher.publish(event))
+        task = asyncio.get_running_loop().create_task(self._publish(event))
         self._pending.add(task)
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[events.Receipt]) -> None:
+    async def _publish(self, event: Event) -> object:
+        async with self._opened:
+            if self._publisher is None:
+                from agent_smith.events import Publisher, running_server_url
+
+                paths = CrewPaths.of(self._crew)
+                url = self._crew.events.nats_url or running_server_url(paths.nats)
+                publisher = Publisher(self._crew.events, paths.events, url)
+                await publisher.start()
+                self._publisher = publisher
+        return await self._publisher.publish(event)
+
+    def _done(self, task: asyncio.Task[object]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("publishing egress_denied failed: %s", task.exception())
 
-    async def drain(self) -> None:
+    async def close(self) -> None:
+        """Wait for the denials being published, then close the event log's client."""
         await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._publisher is not None:
+            await self._publisher.close()
 
 
 async def run_firewall(settings: FirewallSettings, ready: Callable[[Firewall], None], crew: Crew | None = None) -> None:
@@ -107,14 +135,8 @@ async def run_firewall(settings: FirewallSettings, ready: Callable[[Firewall], N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    publisher: events.Publisher | None = None
-    denials: DenialPublisher | None = None
-    if crew is not None:
-        paths = CrewPaths.of(crew)
-        url = crew.events.nats_url or events.running_server_url(paths.nats)
-        publisher = events.Publisher(crew.events, paths.events, url)
-        await publisher.start()
-        denials = DenialPublisher(publisher)
+    denials = DenialPublisher(crew) if crew is not None else None
+    if denials is not None:
         settings = replace(settings, on_denied=_both(settings.on_denied, denials))
     firewall = Firewall(settings)
     await firewall.start()
@@ -124,9 +146,7 @@ async def run_firewall(settings: FirewallSettings, ready: Callable[[Firewall], N
     finally:
         await firewall.stop()
         if denials is not None:
-            await denials.drain()
-        if publisher is not None:
-            await publisher.close()
+            await denials.close()
 
 
 def _both(
