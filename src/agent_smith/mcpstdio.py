@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -92,10 +93,10 @@ class McpServer:
         self.pushes = pushes
         # Set once the client (this connection of it) listed the tools: Claude Code registers its
         # channel handler only after the handshake, a few ms later, and drops a notification that
-        # comes before; `settle` is how long the first notification of a connection waits more.
+        # comes before; `settle` is how long notifications wait after a connection (re)opened.
         self._tools_listed = asyncio.Event()
         self._settle = settle
-        self._unsettled = True
+        self._quiet_until = 0.0
         self._writer: Writer | None = None
         self._open = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -109,7 +110,7 @@ class McpServer:
     def attach(self, writer: Writer) -> None:
         """Send from now on to `writer` (a new client connection replaces the previous one)."""
         self._writer = writer
-        self._unsettled = True
+        self._hold()
         self._update()
 
     def detach(self, writer: Writer) -> None:
@@ -117,6 +118,10 @@ class McpServer:
         if self._writer is writer:
             self._writer = None
             self._update()
+
+    def _hold(self) -> None:
+        # Every notification waits out the settle of a connection that just (re)opened.
+        self._quiet_until = max(self._quiet_until, time.monotonic() + self._settle)
 
     def _update(self) -> None:
         if self._writer is not None and self._tools_listed.is_set():
@@ -152,9 +157,8 @@ class McpServer:
         message = {"jsonrpc": "2.0", "method": method, "params": dict(params)}
         while True:
             await self._open.wait()
-            if self._unsettled:
-                self._unsettled = False
-                await asyncio.sleep(self._settle)
+            if (wait := self._quiet_until - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
                 continue  # look again: the connection may have changed meanwhile
             writer = self._writer
             if writer is None:
@@ -207,13 +211,13 @@ class McpServer:
         if method == "initialize":
             # A new session of the client (a reconnect too): it registers its handlers anew.
             self._tools_listed.clear()
-            self._unsettled = True
             self._update()
             return self._initialize(params)
         if method == "ping":
             return {}
         if method == "tools/list":
             self._tools_listed.set()
+            self._hold()
             self._update()
             return {"tools": [tool.listing() for tool in self.tools.values()]}
         if method == "tools/call":

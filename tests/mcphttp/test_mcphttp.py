@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -149,3 +150,28 @@ def test_a_message_that_is_not_json_rpc_is_an_invalid_request() -> None:
     answer = call("POST", as_agent("token-alice"), {"id": 1, "method": "ping"})
     assert answer.status == 200
     assert json.loads(answer.body)["error"]["code"] == -32600
+
+
+def test_notifications_wait_out_the_settle_of_a_new_connection_all_of_them() -> None:
+    class Stream:
+        def __init__(self) -> None:
+            self.sent: list[tuple[float, bytes]] = []
+
+        def write(self, data: bytes) -> None:
+            self.sent.append((time.monotonic(), data))
+
+        async def drain(self) -> None:
+            pass
+
+    async def run() -> tuple[float, Stream]:
+        server = McpServer("matrix", "1.0", [], pushes=True, settle=0.2)
+        stream = Stream()
+        opened = time.monotonic()
+        server.attach(stream)
+        await server.handle(rpc("tools/list"))
+        await asyncio.gather(server.notify("first", {}), server.notify("second", {}))
+        return opened, stream
+
+    opened, stream = asyncio.run(run())
+    assert sorted(json.loads(data)["method"] for _, data in stream.sent) == ["first", "second"]
+    assert all(at - opened >= 0.2 for at, _ in stream.sent)
