@@ -73,7 +73,7 @@ class EventStream:
 async def carry_notifications(server: McpServer, send: Send) -> None:
     """Hold one GET stream open as `server`'s way to its client, until the stream breaks."""
     stream = EventStream(send)
-    server.attach(stream)
+    server.attach(stream, after_handshake=True)
     try:
         await stream.broken.wait()
     finally:

@@ -16,8 +16,9 @@ reported the same way with the exception's type (the server keeps serving).
 Messages the server starts (notifications) go to whichever writer is
 attached: stdout while serving stdio, an HTTP stream (`agent_smith.mcphttp`)
 while a client holds one open. A notification waits until a client is
-connected and has listed the tools, and is sent again on the next
-connection if the stream broke under it.
+connected and has listed the tools (a client opens an HTTP stream only in a
+session it has set up), and is sent again on the next connection if the
+stream broke under it.
 """
 
 from __future__ import annotations
@@ -107,9 +108,17 @@ class McpServer:
         """A client is attached and has listed the tools: a notification would go out now."""
         return self._open.is_set()
 
-    def attach(self, writer: Writer) -> None:
-        """Send from now on to `writer` (a new client connection replaces the previous one)."""
+    def attach(self, writer: Writer, *, after_handshake: bool = False) -> None:
+        """Send from now on to `writer` (a new client connection replaces the previous one).
+
+        `after_handshake`: the client opened it in a session it already set up (an HTTP
+        stream comes after `initialize`), possibly with this server's predecessor: a client
+        whose stream broke when the supervisor restarted opens a new one without a new
+        handshake, its handlers still registered.
+        """
         self._writer = writer
+        if after_handshake:
+            self._tools_listed.set()
         self._hold()
         self._update()
 

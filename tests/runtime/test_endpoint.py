@@ -218,7 +218,7 @@ async def next_event(lines: AsyncIterator[str]) -> dict[str, Any]:
     raise AssertionError("the stream ended")
 
 
-def test_a_channel_pushes_over_the_agents_stream_and_survives_a_reconnect(tmp_path: Path) -> None:
+def test_a_channel_pushes_over_the_agents_stream_and_a_new_stream_without_a_handshake(tmp_path: Path) -> None:
     run_dir = RunDir(tmp_path / "runtime")
     run_dir.ensure()
 
@@ -242,13 +242,13 @@ def test_a_channel_pushes_over_the_agents_stream_and_survives_a_reconnect(tmp_pa
             async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
                 # Sent before any client is there: it waits for one, and is not lost.
                 early = asyncio.create_task(channel.notify("notifications/claude/channel", {"content": "early"}))
+                await asyncio.sleep(0.1)
+                assert not early.done()
                 stream_headers = {**auth, "Accept": "text/event-stream"}
+                await handshake(http)
                 async with http.stream("GET", url, headers=stream_headers) as response:
                     assert response.status_code == 200
                     assert response.headers["content-type"] == "text/event-stream"
-                    await asyncio.sleep(0.1)
-                    assert not early.done(), "nothing goes out before the client listed the tools"
-                    await handshake(http)
                     await early
                     lines = response.aiter_lines()
                     assert (await next_event(lines))["params"] == {"content": "early"}
@@ -262,10 +262,16 @@ def test_a_channel_pushes_over_the_agents_stream_and_survives_a_reconnect(tmp_pa
                     await asyncio.sleep(0.01)
                 assert not channel.connected
                 later = asyncio.create_task(channel.notify("notifications/claude/channel", {"content": "later"}))
+                # Claude Code opens a new stream in the session it has (no new handshake), also
+                # on a new supervisor's server, which never saw that session's handshake.
+                successor = channel_server("alice")
+                supervisor.serve_mcp({token: successor}, CHAT_PATH)
+                handed_over = asyncio.create_task(successor.notify("notifications/claude/channel", {"content": "new"}))
                 async with http.stream("GET", url, headers=stream_headers) as response:
-                    await handshake(http)
-                    await later
-                    assert (await next_event(response.aiter_lines()))["params"] == {"content": "later"}
+                    await handed_over
+                    assert (await next_event(response.aiter_lines()))["params"] == {"content": "new"}
+                assert not later.done(), "the old server's notification waits for a stream of its own"
+                later.cancel()
                 assert (await http.get(url, headers=auth)).status_code == 406
                 assert (await http.get(url, headers={"Accept": "text/event-stream"})).status_code == 401
         finally:
