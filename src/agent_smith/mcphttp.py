@@ -8,7 +8,8 @@ the server-to-client stream (server-sent events) on a server that pushes
 notifications (the Matrix channel), and gets 405 on one that does not;
 DELETE (ending a session) gets 405. No session is kept, so a restarted
 supervisor answers an agent's next call as if nothing had happened; Claude
-Code reconnects a broken stream on its own (5 attempts, 1 s to 30 s apart).
+Code opens a broken stream again in the session it has, with no new handshake
+(and after a longer outage reconnects from scratch: 5 tries, 1 s to 30 s apart).
 
     answer = await answer_http(servers_by_token, "POST", headers, body)
 
