@@ -131,6 +131,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert "alice: ready" in up.stderr or "alice: idle" in up.stderr or "alice: working" in up.stderr
     status = crew.status()
     assert {row["state"] for row in status.values()} <= SERVING
+    assert {row["chat_connected"] for row in status.values()} == {None}, "no agent has a Matrix channel"
     wait_until(
         "the firewall listening", lambda: json.loads((crew.runtime / "status.json").read_text())["services"]["firewall"]
     )

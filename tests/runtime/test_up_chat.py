@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,14 @@ def test_up_hosts_the_channel_and_a_new_supervisor_keeps_it(
     wait_until("the channel's first sync", state.exists)
     # No MCP server process under claude: the channel is the supervisor's.
     assert not mcp_servers_under(pane)
+    # `status` and the metrics show whether claude holds its channel.
+    wait_until("solo's channel connected", lambda: crew.status()["solo"]["chat_connected"] is True)
+    table = crew.cli("status", "--crew", root).stdout
+    [row] = [line for line in table.splitlines() if line.startswith("│ solo")]
+    assert row.split("│")[-2].strip() == "on", table
+    metrics = json.loads((crew.runtime / "status.json").read_text())["supervisor"]["metrics"]
+    scraped = urllib.request.urlopen(f"{metrics}/metrics", timeout=5).read().decode()
+    assert 'agent_smith_agent_channel_connected{agent="solo"} 1.0' in scraped
     send(synapse, alice, room, {"msgtype": "m.text", "body": "@solo ping one"})
     wait_until("solo's first answer", lambda: solo_says("pong one"), timeout=60)
     wait_until("the first turn to end", lambda: server.consumed("solo") == 2)

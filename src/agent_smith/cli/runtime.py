@@ -167,6 +167,8 @@ def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, An
                 # The agent's open PRs as its Stop hook last saw them (None: never checked).
                 "open_prs": reviews.get("pull_requests"),
                 "open_prs_checked_at": reviews.get("checked_at"),
+                # Whether its claude holds its Matrix channel now (None: no channel, or not running).
+                "chat_connected": entry.get("channel_connected"),
             }
         )
     return running, rows
@@ -189,7 +191,7 @@ def _table(loaded: LoadedCrew) -> Table:
     table = Table(title=title)
     table.add_column("agent", no_wrap=True)
     table.add_column("state", no_wrap=True)
-    for column in ("uptime", "restarts", "last activity", "last exit", "open PRs"):
+    for column in ("uptime", "restarts", "last activity", "last exit", "open PRs", "chat"):
         table.add_column(column)
     for row in rows:
         colour = _COLOURS.get(row["state"], "red")
@@ -204,8 +206,16 @@ def _table(loaded: LoadedCrew) -> Table:
             _age(row["last_activity_seconds_ago"]) + (" ago" if row["last_activity_seconds_ago"] is not None else ""),
             "—" if row["last_exit"] is None else str(row["last_exit"]),
             _open_prs(row["open_prs"]),
+            _chat(row["chat_connected"]),
         )
     return table
+
+
+def _chat(connected: bool | None) -> str:
+    if connected is None:
+        return "—"
+    # Short: the table fits 80 columns.
+    return "[green]on[/]" if connected else "[yellow]off[/]"
 
 
 def _open_prs(prs: list[dict[str, Any]] | None) -> str:

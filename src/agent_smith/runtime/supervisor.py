@@ -116,12 +116,18 @@ class Metrics:
             "agent_smith_agent_uptime_seconds", "How long each agent's claude has run.", ["agent"],
             registry=self.registry,
         )  # fmt: skip
+        self.channel = Gauge(
+            "agent_smith_agent_channel_connected", "1 while each chat agent's claude holds its Matrix channel.",
+            ["agent"], registry=self.registry,
+        )  # fmt: skip
 
-    def update(self, record: Record, now: float) -> None:
+    def update(self, record: Record, now: float, channel: bool | None) -> None:
         for state in AgentState:
             self.state.labels(record.name, state.value).set(1 if record.state is state else 0)
         self.restarts.labels(record.name).set(record.restarts)
         self.uptime.labels(record.name).set(now - record.started_at if record.started_at is not None else 0)
+        if channel is not None:
+            self.channel.labels(record.name).set(1 if channel else 0)
 
     def exposition(self) -> tuple[str, bytes]:
         """The content type and body of a scrape."""
@@ -220,6 +226,10 @@ class Supervisor:
         for service in self._services:
             service.check(now)
         self._write_status()
+
+    def _channel_connected(self, name: str) -> bool | None:
+        server = self._channels.get(name)
+        return None if server is None else server.connected
 
     def watch_channels(self, servers: Mapping[str, McpServer]) -> None:
         """Restart an agent whose claude stays off its Matrix channel (`servers`: agent → its channel)."""
@@ -376,6 +386,8 @@ class Supervisor:
                 "retry_at": r.retry_at,
                 "fast_crashes": r.fast_crashes,
                 "logs": [str(agent.spec.log(0)), str(agent.spec.log(1))],
+                # None: the agent has no Matrix channel.
+                "channel_connected": self._channel_connected(name),
             }
         return {
             "supervisor": {"started_at": self.started_at, "metrics": self.metrics_url},
@@ -435,7 +447,7 @@ class Supervisor:
             self._metrics = self._metrics or Metrics()
             now = self._clock()
             for agent in self.agents.values():
-                self._metrics.update(agent.record, now)
+                self._metrics.update(agent.record, now, self._channel_connected(agent.spec.name))
             content_type, text = self._metrics.exposition()
             return HttpAnswer(200, "OK", (("Content-Type", content_type),), text)
         if path == "/healthz":
