@@ -93,8 +93,12 @@ class _Agent:
     dialog_answered: bool = False
     launch_id: str | None = None
     exit_unread: bool = False
-    # Since when a serving agent's Matrix channel has had no stream from its claude.
+    # Since when a serving agent's Matrix channel has had no stream from its claude; whether this
+    # claude held it before (or came from a supervisor it may have given up on), and whether we
+    # said that it never did.
     channel_down_since: float | None = None
+    channel_held: bool = False
+    channel_told: bool = False
 
 
 class Metrics:
@@ -196,6 +200,8 @@ class Supervisor:
                 before = self._previous.get(name, {})
                 started = before.get("started_at") if isinstance(before, dict) else None
                 agent.launch_id = environment_value(claude.pid, LAUNCH_VAR)
+                # Its claude held the channel of the supervisor before: lost now, it is given up on.
+                agent.channel_held = True
                 await self._observe(agent, Adopted(float(started) if isinstance(started, int | float) else now))
             elif name in wanted:
                 await self._observe(agent, StartRequested())
@@ -241,19 +247,30 @@ class Supervisor:
             if agent is None or agent.record.state not in SERVING or server.connected:
                 if agent is not None:
                     agent.channel_down_since = None
+                    agent.channel_held = agent.channel_held or server.connected
                 continue
             if agent.channel_down_since is None:
                 agent.channel_down_since = now
-            elif now - agent.channel_down_since >= self._channel_grace:
-                # A supervisor that was away longer than claude's reconnects: only a new claude
-                # (continuing its conversation) connects again.
-                log.warning(
-                    "agent %s: its claude has been off the Matrix channel for %.0fs; restarting it",
-                    name,
-                    now - agent.channel_down_since,
-                )
+                continue
+            off = now - agent.channel_down_since
+            if off < self._channel_grace:
+                continue
+            if agent.channel_held:
+                # It gave up reconnecting (a supervisor away longer than its retries): only a
+                # new claude, continuing its conversation, connects again.
+                log.warning("agent %s: its claude has been off the Matrix channel for %.0fs; restarting it", name, off)
                 agent.channel_down_since = None
                 await self._observe(agent, ChannelLost(self._jitter()))
+            elif not agent.channel_told:
+                # Never connected since it started: another start would do the same.
+                log.warning(
+                    "agent %s: its claude has not connected its Matrix channel in %.0fs; is the MCP server "
+                    "`matrix` turned off in its settings? See its pane (`agent-smith attach %s`)",
+                    name,
+                    off,
+                    name,
+                )
+                agent.channel_told = True
 
     async def run(
         self, wanted: Sequence[str], stop: asyncio.Event, *, keep_agents: asyncio.Event | None = None
@@ -347,6 +364,7 @@ class Supervisor:
             resumed = has_previous_session(spec.config_dir, spec.cwd)
             argv = with_resume(spec.claude, resumed)
             agent.dialog_answered = False
+            agent.channel_held = agent.channel_told = False
             agent.launch_id = uuid.uuid4().hex
             env = {**spec.env, LAUNCH_VAR: agent.launch_id}
             try:
