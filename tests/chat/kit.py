@@ -146,6 +146,19 @@ async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
+def reply_call(room: str, text: str) -> dict[str, Any]:
+    """A scripted model's call of the channel's `reply` tool."""
+    return {"name": "mcp__matrix__reply", "input": {"room_id": room, "text": text}}
+
+
+def answering(when: str, room: str, text: str, then: str) -> list[dict[str, Any]]:
+    """Two scripted steps: a message containing `when` is answered in `room` with `text`, then the turn ends."""
+    return [
+        {"when": {"contains": when}, "tool_calls": [reply_call(room, text)]},
+        {"when": {"tool_result": True}, "text": then},
+    ]
+
+
 def send(
     synapse: SynapseServer, user: MatrixUser, room: str, content: Mapping[str, Any], kind: str = "m.room.message"
 ) -> str:

@@ -30,29 +30,21 @@ from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.standins import ModelServerThread
 from agent_smith.standins.synapse import SynapseServer
-from tests.chat.kit import make_cast, room_events, send, wait_until, write_crew
+from tests.chat.kit import answering, make_cast, reply_call, room_events, send, wait_until, write_crew
 from tests.fixtures.claude import PLACEHOLDER_API_KEY
 from tests.fixtures.model import StartModelServer
 from tests.fixtures.processes import LeakCheck, children_of, pid_alive
 
-REPLY = "mcp__matrix__reply"
-
 
 def script(room: str) -> dict[str, Any]:
-    def reply(text: str) -> dict[str, Any]:
-        return {"name": REPLY, "input": {"room_id": room, "text": text}}
-
     return {
         "agents": {
             "devbot": [
-                {"when": {"contains": "what's up"}, "tool_calls": [reply("All **good** here.")]},
-                {"when": {"tool_result": True}, "text": "Answered."},
-                {"when": {"contains": "CI is green"}, "tool_calls": [reply("reviewbot: thanks")]},
-                {"when": {"tool_result": True}, "text": "Thanked."},
-                {"when": {"contains": "one more thing"}, "tool_calls": [reply("reviewbot: sure")]},
+                *answering("what's up", room, "All **good** here.", "Answered."),
+                *answering("CI is green", room, "reviewbot: thanks", "Thanked."),
+                {"when": {"contains": "one more thing"}, "tool_calls": [reply_call(room, "reviewbot: sure")]},
                 {"when": {"tool_result_contains": "refused by the loop guard"}, "text": "Waiting for a human."},
-                {"when": {"contains": "are you back"}, "tool_calls": [reply("Back.")]},
-                {"when": {"tool_result": True}, "text": "Resumed."},
+                *answering("are you back", room, "Back.", "Resumed."),
             ]
         }
     }

@@ -20,27 +20,20 @@ from ruamel.yaml import YAML
 
 from agent_smith.fsutil import write_atomic
 from agent_smith.standins.synapse import SynapseServer
-from tests.chat.kit import room_events, send
+from tests.chat.kit import answering, room_events, send
 from tests.fixtures.model import StartModelServer
 from tests.runtime.conftest import CrewDir, alive, children_of
 from tests.runtime.test_up import MakeCrew, agent, serving, wait_until
 
 pytestmark = pytest.mark.real
 
-REPLY = "mcp__matrix__reply"
-
 
 def script(room: str) -> dict[str, Any]:
-    def reply(text: str) -> dict[str, Any]:
-        return {"name": REPLY, "input": {"room_id": room, "text": text}}
-
     return {
         "agents": {
             "solo": [
-                {"when": {"contains": "ping one"}, "tool_calls": [reply("pong one")]},
-                {"when": {"tool_result": True}, "text": "Answered one."},
-                {"when": {"contains": "ping two"}, "tool_calls": [reply("pong two")]},
-                {"when": {"tool_result": True}, "text": "Answered two."},
+                *answering("ping one", room, "pong one", "Answered one."),
+                *answering("ping two", room, "pong two", "Answered two."),
             ]
         }
     }
