@@ -3,7 +3,7 @@
 Every transport failure and every answer that is not 2xx becomes an
 `OperationError` with one line saying what failed where. A 429 is waited
 out (``retry_after_ms``, or Retry-After) up to `RATE_LIMIT_RETRIES` times
-per request. Transport errors are not retried: the sync loop owns backoff,
+per request, when it asks for at most `RATE_LIMIT_WAIT_MAX` seconds. Transport errors are not retried: the sync loop owns backoff,
 and a tool call must fail promptly rather than hang on a dead homeserver.
 What the answers mean is decided in `wire`, over plain data.
 """
@@ -25,11 +25,13 @@ import httpx
 from agent_smith.chat.wire import Rooms, SyncBatch, failure, rate_limit_wait, read_batch
 from agent_smith.errors import OperationError
 
-__all__ = ["RATE_LIMIT_RETRIES", "SYNC_TIMELINE_LIMIT", "MatrixLink", "SyncBatch", "wait_or_stop"]
+__all__ = ["RATE_LIMIT_RETRIES", "RATE_LIMIT_WAIT_MAX", "SYNC_TIMELINE_LIMIT", "MatrixLink", "SyncBatch", "wait_or_stop"]
 
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 5
+# A longer wait asked for is a failure now: a sync or a tool call must not hang on it for hours.
+RATE_LIMIT_WAIT_MAX = 60.0
 SYNC_TIMELINE_LIMIT = 100
 API = "/_matrix/client/v3"
 
@@ -112,7 +114,7 @@ class MatrixLink:
             except ValueError:
                 answer = None
             wait = rate_limit_wait(response.status_code, answer, response.headers.get("retry-after"))
-            if wait is not None and limited < RATE_LIMIT_RETRIES:
+            if wait is not None and wait <= RATE_LIMIT_WAIT_MAX and limited < RATE_LIMIT_RETRIES:
                 limited += 1
                 log.warning("%s: rate limited by the homeserver; retrying in %.1fs", what, wait)
                 await asyncio.sleep(wait)
