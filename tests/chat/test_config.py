@@ -64,6 +64,15 @@ def test_the_channel_settings_come_from_the_crew(tmp_path: Path) -> None:
     assert "tok" not in repr(config)
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "https://hs.example:99999", "http://", "http://exa mple.org"])
+def test_a_homeserver_no_client_can_use_is_one_line(tmp_path: Path, url: str) -> None:
+    env = {"MATRIX_HOMESERVER_URL": url, "AGENT_NAME": "devbot"}
+    crew = load_crew(crew_file(tmp_path), env).crew
+    with pytest.raises(UsageError, match=r"^matrix.homeserver: .* is not a usable URL \(") as caught:
+        chat_config(crew, "devbot", "tok")
+    assert "\n" not in str(caught.value)
+
+
 def test_the_container_contract_overrides_the_crew(tmp_path: Path) -> None:
     env = {
         "AGENT_NAME": "devbot",

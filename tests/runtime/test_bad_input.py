@@ -108,3 +108,23 @@ def test_an_agent_with_chat_but_no_matrix_token(crew: CrewDir) -> None:
         yaml.dump(data, fh)
     result = crew.invoke("up", "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
     assert_refused(crew, result, "agent bob's Matrix channel: no Matrix access token: MATRIX_ACCESS_TOKEN is not set")
+
+
+def test_an_agent_with_chat_on_a_homeserver_no_client_can_use(crew: CrewDir) -> None:
+    set_in_crew(crew, "matrix", "homeserver", "http://[::1")
+    yaml = YAML()
+    data = yaml.load((crew.root / "crew.yaml").read_text())
+    data["agents"][1]["matrix"] = {"user_id": "@bob:localhost"}
+    with (crew.root / "crew.yaml").open("w") as fh:
+        yaml.dump(data, fh)
+    token = crew.state / "rt" / "agents" / "bob" / "state" / "matrix_access_token"
+    token.parent.mkdir(parents=True)
+    token.write_text("placeholder-token\n")
+    token.chmod(0o600)
+    result = crew.invoke("up", "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
+    assert result.returncode == 2, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "matrix.homeserver: 'http://[::1' is not a usable URL" in line
+    assert crew.tmux().server_pid() is None, "a tmux server was started"
+    assert not (crew.runtime / "supervisor.pid").exists()
+    assert sorted(p.name for p in token.parent.parent.iterdir()) == ["state"], "an agent home was assembled"

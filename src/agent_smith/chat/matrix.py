@@ -25,7 +25,14 @@ import httpx
 from agent_smith.chat.wire import Rooms, SyncBatch, failure, rate_limit_wait, read_batch
 from agent_smith.errors import OperationError
 
-__all__ = ["RATE_LIMIT_RETRIES", "RATE_LIMIT_WAIT_MAX", "SYNC_TIMELINE_LIMIT", "MatrixLink", "SyncBatch", "wait_or_stop"]
+__all__ = [
+    "RATE_LIMIT_RETRIES",
+    "RATE_LIMIT_WAIT_MAX",
+    "SYNC_TIMELINE_LIMIT",
+    "MatrixLink",
+    "SyncBatch",
+    "wait_or_stop",
+]
 
 log = logging.getLogger(__name__)
 
