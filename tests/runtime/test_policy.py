@@ -12,6 +12,8 @@ from agent_smith.runtime.policy import (
     Adopted,
     AgentState,
     ChannelLost,
+    ChannelVerdict,
+    ChannelWatch,
     Exited,
     IllegalTransition,
     Kill,
@@ -26,6 +28,7 @@ from agent_smith.runtime.policy import (
     StopRequested,
     Tick,
     decide,
+    watch_channel,
 )
 
 POLICY = Restart(min_uptime=10, backoff_initial=2, backoff_max=16, crash_loop_after=3, crash_loop_retry=900)
@@ -267,3 +270,60 @@ def test_any_sequence_keeps_the_invariants(steps: list[tuple[float, Observation]
             serving = before.state in RUNNING and before.state is not AgentState.STARTING
             assert published == (["agent_crashed"] if serving else [])
             assert (Kill() in actions) is serving
+
+
+# ---- the Matrix channel's watch --------------------------------------------------------------
+
+GRACE = 30.0
+
+
+@pytest.mark.parametrize(
+    ("before", "serving", "connected", "now", "after", "verdict"),
+    [
+        (ChannelWatch(), True, True, 5, ChannelWatch(held=True), None),
+        (ChannelWatch(), True, False, 5, ChannelWatch(down_since=5), None),
+        (ChannelWatch(down_since=5), True, False, 34, ChannelWatch(down_since=5), None),
+        (ChannelWatch(held=True, down_since=5), True, False, 35, ChannelWatch(held=True), ChannelVerdict.LOST),
+        (ChannelWatch(down_since=5), True, False, 35, ChannelWatch(down_since=5, told=True), ChannelVerdict.NEVER),
+        (ChannelWatch(down_since=5, told=True), True, False, 99, ChannelWatch(down_since=5, told=True), None),
+        (ChannelWatch(held=True, down_since=5), False, False, 99, ChannelWatch(held=True), None),
+        (ChannelWatch(down_since=5, told=True), True, True, 99, ChannelWatch(held=True, told=True), None),
+    ],
+)
+def test_one_look_at_a_channel(
+    before: ChannelWatch,
+    serving: bool,
+    connected: bool,
+    now: float,
+    after: ChannelWatch,
+    verdict: ChannelVerdict | None,
+) -> None:
+    assert watch_channel(before, serving=serving, connected=connected, now=now, grace=GRACE) == (after, verdict)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.booleans(), st.lists(st.tuples(st.floats(0, 20), st.booleans(), st.booleans()), max_size=60))
+def test_any_looks_restart_only_a_claude_that_held_it_and_tell_of_one_that_never_did_once(
+    adopted: bool, looks: list[tuple[float, bool, bool]]
+) -> None:
+    w = ChannelWatch(held=adopted)
+    now, off_since, nevers = 0.0, None, 0
+    for gap, serving, connected in looks:
+        now += gap
+        held_before = w.held
+        w, verdict = watch_channel(w, serving=serving, connected=connected, now=now, grace=GRACE)
+        off_since = now if off_since is None else off_since
+        if connected or not serving:
+            off_since = None
+            assert verdict is None
+        if verdict is not None:
+            # Only after a whole grace of looks off the channel while serving.
+            assert off_since is not None
+            assert now - off_since >= GRACE
+        if verdict is ChannelVerdict.LOST:
+            assert held_before
+            off_since = None
+        if verdict is ChannelVerdict.NEVER:
+            assert not held_before
+            nevers += 1
+        assert nevers <= 1

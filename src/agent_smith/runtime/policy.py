@@ -356,3 +356,42 @@ def decide(record: Record, now: float, observation: Observation) -> Outcome:
     if handler is None:
         raise IllegalTransition(record.state, observation)
     return handler(record, now, observation)
+
+
+# ---- the Matrix channel's watch ------------------------------------------------------------
+
+
+class ChannelVerdict(StrEnum):
+    LOST = "lost"  # it held the channel and gave up on it: a new claude connects again
+    NEVER = "never"  # it never connected since it started: another start would do the same; say so once
+
+
+@dataclass(frozen=True)
+class ChannelWatch:
+    """What the supervisor knows of one claude and its Matrix channel.
+
+    `held`: it was connected since it started (or it came from an earlier
+    supervisor, whose channel it held); `down_since`: since when it has been
+    off while serving; `told`: NEVER was said for this claude.
+    """
+
+    held: bool = False
+    down_since: float | None = None
+    told: bool = False
+
+
+def watch_channel(
+    w: ChannelWatch, *, serving: bool, connected: bool, now: float, grace: float
+) -> tuple[ChannelWatch, ChannelVerdict | None]:
+    """The next watch and what to do, for one look at an agent's channel (pure)."""
+    if connected:
+        return replace(w, held=True, down_since=None), None
+    if not serving:
+        return replace(w, down_since=None), None
+    if w.down_since is None or now - w.down_since < grace:
+        return replace(w, down_since=now if w.down_since is None else w.down_since), None
+    if w.held:
+        return replace(w, down_since=None), ChannelVerdict.LOST
+    if not w.told:
+        return replace(w, told=True), ChannelVerdict.NEVER
+    return w, None

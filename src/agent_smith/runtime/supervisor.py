@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent_smith.errors import OperationError, UsageError
@@ -36,6 +36,8 @@ from agent_smith.runtime.policy import (
     Adopted,
     AgentState,
     ChannelLost,
+    ChannelVerdict,
+    ChannelWatch,
     Exited,
     Kill,
     Launch,
@@ -48,6 +50,7 @@ from agent_smith.runtime.policy import (
     StopRequested,
     Tick,
     decide,
+    watch_channel,
 )
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.sweep import AGENT_VAR, LAUNCH_VAR, environment_value, sweep
@@ -93,12 +96,7 @@ class _Agent:
     dialog_answered: bool = False
     launch_id: str | None = None
     exit_unread: bool = False
-    # Since when a serving agent's Matrix channel has had no stream from its claude; whether this
-    # claude held it before (or came from a supervisor it may have given up on), and whether we
-    # said that it never did.
-    channel_down_since: float | None = None
-    channel_held: bool = False
-    channel_told: bool = False
+    channel: ChannelWatch = field(default_factory=ChannelWatch)
 
 
 class Metrics:
@@ -201,7 +199,7 @@ class Supervisor:
                 started = before.get("started_at") if isinstance(before, dict) else None
                 agent.launch_id = environment_value(claude.pid, LAUNCH_VAR)
                 # Its claude held the channel of the supervisor before: lost now, it is given up on.
-                agent.channel_held = True
+                agent.channel = ChannelWatch(held=True)
                 await self._observe(agent, Adopted(float(started) if isinstance(started, int | float) else now))
             elif name in wanted:
                 await self._observe(agent, StartRequested())
@@ -244,25 +242,17 @@ class Supervisor:
     async def _check_channels(self, now: float) -> None:
         for name, server in self._channels.items():
             agent = self.agents.get(name)
-            if agent is None or agent.record.state not in SERVING or server.connected:
-                if agent is not None:
-                    agent.channel_down_since = None
-                    agent.channel_held = agent.channel_held or server.connected
+            if agent is None:
                 continue
-            if agent.channel_down_since is None:
-                agent.channel_down_since = now
-                continue
-            off = now - agent.channel_down_since
-            if off < self._channel_grace:
-                continue
-            if agent.channel_held:
-                # It gave up reconnecting (a supervisor away longer than its retries): only a
-                # new claude, continuing its conversation, connects again.
+            serving = agent.record.state in SERVING
+            off = now - agent.channel.down_since if agent.channel.down_since is not None else 0.0
+            agent.channel, verdict = watch_channel(
+                agent.channel, serving=serving, connected=server.connected, now=now, grace=self._channel_grace
+            )
+            if verdict is ChannelVerdict.LOST:
                 log.warning("agent %s: its claude has been off the Matrix channel for %.0fs; restarting it", name, off)
-                agent.channel_down_since = None
                 await self._observe(agent, ChannelLost(self._jitter()))
-            elif not agent.channel_told:
-                # Never connected since it started: another start would do the same.
+            elif verdict is ChannelVerdict.NEVER:
                 log.warning(
                     "agent %s: its claude has not connected its Matrix channel in %.0fs; is the MCP server "
                     "`matrix` turned off in its settings? See its pane (`agent-smith attach %s`)",
@@ -270,7 +260,6 @@ class Supervisor:
                     off,
                     name,
                 )
-                agent.channel_told = True
 
     async def run(
         self, wanted: Sequence[str], stop: asyncio.Event, *, keep_agents: asyncio.Event | None = None
@@ -364,7 +353,7 @@ class Supervisor:
             resumed = has_previous_session(spec.config_dir, spec.cwd)
             argv = with_resume(spec.claude, resumed)
             agent.dialog_answered = False
-            agent.channel_held = agent.channel_told = False
+            agent.channel = ChannelWatch()
             agent.launch_id = uuid.uuid4().hex
             env = {**spec.env, LAUNCH_VAR: agent.launch_id}
             try:
