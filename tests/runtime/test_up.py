@@ -255,7 +255,9 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert {name: crew.pane_pid(name) for name in ("alice", "bob", "carol")} == panes
     assert json.loads((crew.runtime / "status.json").read_text())["supervisor"]["metrics"] == supervisor["metrics"]
     tmux.send_text("alice", AGAIN)
-    wait_until("alice's second event", lambda: "Published again." in crew.cli("logs", "alice", "--crew", root).stdout)
+    # Waited for at the model server, not on her screen: claude redraws only the cells that changed,
+    # so "Published again." can reach the pane as "●" and "ed again." over her prompt's "Publish".
+    wait_until("alice's second event", lambda: server.consumed("alice") == 4)
     # The new supervisor answered her prompt hook too: one context per prompt in the conversation.
     again_turn = next(
         t for t in server.requests(agent="alice", kind=RequestKind.AGENT_TURN) if AGAIN in json.dumps(t.body)
