@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import load_crew
+from agent_smith.egress import ca_cert_for
 from agent_smith.errors import OperationError, UnknownAgentError, UsageError
 from agent_smith.home import AssembleOptions, AssemblyReport, FileAction, HomeLayout, agent_environment, assemble
-from agent_smith.home.plan import CA_VARIABLES, CLAUDE_VERSION
+from agent_smith.home.plan import CA_VARIABLES, CLAUDE_VERSION, NODE_CA_VARIABLE
 from agent_smith.runtime import PINNED_VERSION
 from tests.home.crewkit import (
     PERSONA_MARK,
@@ -92,6 +93,10 @@ def test_assembles_every_file_claude_code_reads(setup_crew: tuple[Path, Path, Pa
     assert settings["env"]["CREW_SETTING"] == "kept"
     for var in CA_VARIABLES:
         assert settings["env"][var] == str(layout.ca_bundle)
+    # Node trusts the firewall's CA on top of its own roots: that one certificate, not the bundle.
+    assert settings["env"][NODE_CA_VARIABLE] == str(layout.firewall_ca)
+    assert layout.firewall_ca.read_bytes() == ca_cert_for(load_crew(crew).crew).read_bytes()
+    assert layout.ca_bundle.read_bytes().endswith(layout.firewall_ca.read_bytes())
 
     assert json.loads(layout.credentials.read_text()) == STUB
     assert stat.S_IMODE(layout.credentials.stat().st_mode) == 0o600
@@ -287,6 +292,7 @@ def test_agent_environment_overrides_the_machines_trust_and_proxy(setup_crew: tu
     layout = _layout(state)
     assert env["HOME"] == str(layout.home)
     assert {env[v] for v in CA_VARIABLES} == {str(layout.ca_bundle)}
+    assert env[NODE_CA_VARIABLE] == str(layout.firewall_ca)
     assert env["HTTPS_PROXY"].startswith("http://devbot:")
     assert env["HTTPS_PROXY"].endswith("@127.0.0.1:3128")
     assert env["npm_config_https_proxy"] == env["HTTPS_PROXY"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,8 @@ CLI = Path(sys.executable).parent / "agent-smith"
     ("name", "argv", "expected"),
     [
         ("events", [], {}),
-        ("events", ["--crew", "/c", "--agent", "bob"], {"--crew": "/c", "--agent": "bob"}),
-        ("events", ["--agent=bob"], {"--agent": "bob"}),
+        ("events", ["--crew", "/c", "--agent", "bob"], {"--crew": ["/c"], "--agent": ["bob"]}),
+        ("events", ["--agent=bob"], {"--agent": ["bob"]}),
         ("events", ["--agent"], None),
         ("events", ["--agent", "a", "--agent", "b"], None),
         ("events", ["--verbose"], None),
@@ -31,13 +32,19 @@ CLI = Path(sys.executable).parent / "agent-smith"
         ("chat", [], {}),
         ("chat", ["--crew", "/c"], None),
         ("firewall", [], {}),
-        ("firewall", ["--crew=/c"], {"--crew": "/c"}),
+        ("firewall", ["--crew=/c"], {"--crew": ["/c"]}),
+        (
+            "firewall",
+            ["--crew", "/c", "--listen-fd", "5", "--listen-fd=6"],
+            {"--crew": ["/c"], "--listen-fd": ["5", "6"]},
+        ),
+        ("firewall", ["--crew", "/c", "--crew", "/d"], None),
         ("firewall", ["ca"], None),
         ("firewall", ["--crew", "/c", "import-claude-login", "f"], None),
         ("nosuch", [], None),
     ],
 )
-def test_fast_path_options(name: str, argv: list[str], expected: dict[str, str] | None) -> None:
+def test_fast_path_options(name: str, argv: list[str], expected: dict[str, list[str]] | None) -> None:
     assert parse_options(name, argv) == expected
 
 
@@ -59,7 +66,7 @@ def test_which_server_a_command_line_starts(argv: list[str], expected: tuple[str
     assert (None if found is None else (found[0], list(found[1]))) == expected
 
 
-def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_path: Path) -> None:
+def _small_crew(tmp_path: Path) -> Path:
     crew = tmp_path / "crew"
     (crew / "agents" / "devbot").mkdir(parents=True)
     (crew / "agents" / "devbot" / "CLAUDE.md").write_text("devbot\n")
@@ -67,6 +74,11 @@ def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_pat
         "version: 1\ncrew: {name: fast}\nagents: [{name: devbot}]\n"
         f"runtime: {{state_dir: {tmp_path / 'state'}}}\negress: {{listen: '127.0.0.1:0'}}\n"
     )
+    return crew
+
+
+def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_path: Path) -> None:
+    crew = _small_crew(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
     firewall = subprocess.Popen(
         [sys.executable, "-X", "importtime", str(CLI), "firewall", "--crew", str(crew)],
@@ -81,6 +93,51 @@ def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_pat
     loaded = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if "|" in line}
     assert "agent_smith.egress.proxy" in loaded
     assert not {"typer", "rich", "agent_smith.cli.app"} & loaded, sorted({"typer", "rich"} & loaded)
+
+
+@pytest.mark.parametrize("framework", [False, True], ids=["fast path", "full CLI"])
+def test_the_firewall_serves_a_listening_socket_it_is_handed(tmp_path: Path, framework: bool) -> None:
+    crew = _small_crew(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    with socket.create_server(("127.0.0.1", 0)) as handed:
+        port = handed.getsockname()[1]
+        # A client that connected before the firewall ran is answered once it does.
+        early = socket.create_connection(("127.0.0.1", port), timeout=30)
+        fd = str(handed.fileno())
+        before = ["--log-format", "text"] if framework else []
+        firewall = subprocess.Popen(
+            [str(CLI), *before, "firewall", "--crew", str(crew), "--listen-fd", fd],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=[handed.fileno()],
+        )  # fmt: skip
+    try:
+        assert firewall.stdout is not None
+        assert firewall.stdout.readline().strip() == f"firewall listening on 127.0.0.1:{port}"
+        with early:
+            early.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+            assert early.makefile("rb").readline().startswith(b"HTTP/1.1 407 ")
+    finally:
+        firewall.send_signal(signal.SIGTERM)
+        _, err = firewall.communicate(timeout=30)
+    assert firewall.returncode == 0, err
+
+
+@pytest.mark.parametrize("framework", [False, True], ids=["fast path", "full CLI"])
+def test_a_listen_fd_that_is_no_listening_socket_is_one_line(tmp_path: Path, framework: bool) -> None:
+    crew = _small_crew(tmp_path)
+    before = ["--log-format", "text"] if framework else []
+    with (tmp_path / "plain-file").open("w") as plain:
+        fd = plain.fileno()
+        done = subprocess.run(
+            [str(CLI), *before, "firewall", "--crew", str(crew), "--listen-fd", str(fd)],
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, pass_fds=[fd],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    # (after the warning that the tiny crew has no agents/_shared/)
+    assert (
+        done.stderr.splitlines()[-1] == f"error: --listen-fd {fd}: not an open socket (Socket operation on non-socket)"
+    )
+    assert "Traceback" not in done.stderr
 
 
 def test_the_firewall_fast_path_reports_a_bad_crew_like_the_cli(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,19 @@ firewall_app = typer.Typer(
 
 
 @firewall_app.callback()
-def serve(ctx: typer.Context, crew: CrewOption = None) -> None:
+def serve(
+    ctx: typer.Context,
+    crew: CrewOption = None,
+    listen_fd: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--listen-fd",
+            metavar="FD",
+            help="Serve egress.listen on this inherited listening socket instead of binding it "
+            "(repeatable; `up` hands its own down, systemd socket activation passes 3).",
+        ),
+    ] = None,
+) -> None:
     """Run the firewall in the foreground until interrupted (SIGINT/SIGTERM)."""
     if ctx.invoked_subcommand is not None:
         ctx.meta[_CREW_KEY] = crew
@@ -34,7 +47,7 @@ def serve(ctx: typer.Context, crew: CrewOption = None) -> None:
     loaded = load_crew(crew)
     for warning in loaded.warnings:
         out.warn(warning)
-    settings = settings_for(loaded.crew, loaded.root, os.environ)
+    settings = replace(settings_for(loaded.crew, loaded.root, os.environ), listen_fds=tuple(listen_fd or ()))
 
     def ready(firewall: Firewall) -> None:
         for line in firewall_lines(firewall):

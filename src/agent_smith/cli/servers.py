@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from agent_smith.egress import Firewall
     from agent_smith.events import EventTarget
 
-_OPTIONS = {"events": ("--crew", "--agent"), "chat": (), "firewall": ("--crew",)}
+_OPTIONS = {"events": ("--crew", "--agent"), "chat": (), "firewall": ("--crew", "--listen-fd")}
+_REPEATABLE = frozenset({"--listen-fd"})
 # The command line that starts each server, before its options.
 _COMMANDS = {("mcp", "events"): "events", ("mcp", "chat"): "chat", ("firewall",): "firewall"}
 
@@ -34,23 +35,24 @@ def server_for(argv: Sequence[str]) -> tuple[str, Sequence[str]] | None:
     return None
 
 
-def parse_options(name: str, argv: Sequence[str]) -> dict[str, str] | None:
-    """`--opt VALUE` / `--opt=VALUE` pairs of server `name`; None for anything else (pure)."""
+def parse_options(name: str, argv: Sequence[str]) -> dict[str, list[str]] | None:
+    """The values of each `--opt VALUE` / `--opt=VALUE` of server `name`, in order; None for
+    anything else, or an option given twice that may be given once (pure)."""
     allowed = _OPTIONS.get(name)
     if allowed is None:
         return None
-    found: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
     rest = list(argv)
     while rest:
         arg = rest.pop(0)
         key, sep, value = arg.partition("=")
-        if key not in allowed or key in found:
+        if key not in allowed or (key in found and key not in _REPEATABLE):
             return None
         if not sep:
             if not rest:
                 return None
             value = rest.pop(0)
-        found[key] = value
+        found.setdefault(key, []).append(value)
     return found
 
 
@@ -100,8 +102,10 @@ def firewall_lines(firewall: Firewall) -> list[str]:
     return lines
 
 
-def serve_firewall(crew_dir: Path | None, env: Mapping[str, str]) -> None:
-    """The egress firewall for the crew, until SIGINT or SIGTERM."""
+def serve_firewall(crew_dir: Path | None, env: Mapping[str, str], listen_fds: tuple[int, ...] = ()) -> None:
+    """The egress firewall for the crew, until SIGINT or SIGTERM; on `listen_fds` when given."""
+    from dataclasses import replace
+
     from agent_smith.crew import load_crew
     from agent_smith.egress import run_firewall, settings_for
 
@@ -113,7 +117,8 @@ def serve_firewall(crew_dir: Path | None, env: Mapping[str, str]) -> None:
         sys.stdout.write("".join(f"{line}\n" for line in firewall_lines(firewall)))
         sys.stdout.flush()
 
-    asyncio.run(run_firewall(settings_for(loaded.crew, loaded.root, env), ready, loaded.crew))
+    settings = replace(settings_for(loaded.crew, loaded.root, env), listen_fds=listen_fds)
+    asyncio.run(run_firewall(settings, ready, loaded.crew))
 
 
 def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
@@ -131,14 +136,18 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None
     log_format = env.get("AGENT_SMITH_LOG_FORMAT", LogFormat.text.value)
     if options is None or log_format not in {f.value for f in LogFormat}:
         return None
+    fds = options.pop("--listen-fd", [])
+    if not all(fd.isdigit() for fd in fds):
+        return None
+    given = {key: values[0] for key, values in options.items()}
     try:
         if name == "events":
-            crew = options.get("--crew") or env.get("AGENT_SMITH_CREW")
-            serve_events(Path(crew) if crew else None, options.get("--agent") or env.get("AGENT_NAME"), env)
+            crew = given.get("--crew") or env.get("AGENT_SMITH_CREW")
+            serve_events(Path(crew) if crew else None, given.get("--agent") or env.get("AGENT_NAME"), env)
         elif name == "firewall":
             configure(LogFormat(log_format), env.get("AGENT_SMITH_LOG_LEVEL", "warning"))
-            crew = options.get("--crew")
-            serve_firewall(Path(crew) if crew else None, env)
+            crew = given.get("--crew")
+            serve_firewall(Path(crew) if crew else None, env, tuple(int(fd) for fd in fds))
         else:
             serve_chat()
     except AgentSmithError as exc:

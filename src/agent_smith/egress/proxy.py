@@ -62,10 +62,11 @@ from agent_smith.egress.policy import (
     redact_target,
     split_authority,
 )
-from agent_smith.egress.sockstream import SocketStream, listening_sockets
+from agent_smith.egress.sockstream import SocketStream
 from agent_smith.egress.state import derive_password
 from agent_smith.egress.websocket import ServerFrameScrubber
 from agent_smith.errors import OperationError
+from agent_smith.listeners import inherited_sockets, listening_sockets
 
 __all__ = ["Firewall", "FirewallSettings", "Resolver", "system_resolver"]
 
@@ -107,6 +108,9 @@ class FirewallSettings:
     identity_key: bytes
     ca: CertificateAuthority
     listen: tuple[str, int]
+    # Listening sockets already open for `listen` (handed down by the supervisor, or systemd):
+    # served instead of binding it.
+    listen_fds: tuple[int, ...] = ()
     transparent_listen: tuple[str, int] | None = None
     # One transparent listener per agent: a connection's local port names its agent, so the
     # audit log, per-agent rules and per-agent secrets apply as in explicit mode. Only sound
@@ -430,7 +434,10 @@ class Firewall:
         if unknown:
             raise OperationError(f"a transparent listener for an agent the crew does not have: {', '.join(unknown)}")
         self._load_claude()
-        self.address = self._listen(self._explicit, s.listen, "the firewall")
+        if s.listen_fds:
+            self.address = self._serve(self._explicit, inherited_sockets(s.listen_fds))
+        else:
+            self.address = self._listen(self._explicit, s.listen, "the firewall")
         if s.transparent_listen is not None:
             handler = functools.partial(self._transparent, TRANSPARENT_AGENT)
             self.transparent_address = self._listen(handler, s.transparent_listen, "the transparent listener")
@@ -456,6 +463,11 @@ class Firewall:
             sockets = listening_sockets(address[0], address[1])
         except OSError as exc:
             raise OperationError(f"{what} cannot listen on {address[0]}:{address[1]}: {exc.strerror}") from exc
+        return self._serve(handler, sockets)
+
+    def _serve(
+        self, handler: Callable[[SocketStream], Coroutine[Any, Any, None]], sockets: list[socket.socket]
+    ) -> tuple[str, int]:
         self._listeners += sockets
         for sock in sockets:
             self._spawn(self._accept(sock, handler))

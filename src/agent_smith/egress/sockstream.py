@@ -21,7 +21,7 @@ import socket
 import ssl
 from collections import deque
 
-__all__ = ["SocketStream", "listening_sockets"]
+__all__ = ["SocketStream"]
 
 _READ = 256 * 1024
 # drain() waits while more than this is queued behind a socket that would block.
@@ -290,25 +290,3 @@ class SocketStream:
         self._out.clear()
         self._out_size = 0
         self.abort()
-
-
-def listening_sockets(host: str, port: int) -> list[socket.socket]:
-    """Non-blocking listening sockets on every address `host` names, as `asyncio.start_server` binds them."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    sockets: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            # Port 0 asks for any free port: every address gets the one the first was given.
-            sock.bind((address[0], port or (sockets[0].getsockname()[1] if len(sockets) > 1 else 0), *address[2:]))
-            sock.listen(1024)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets

@@ -316,6 +316,7 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
     planned.append(_Planned(layout.gitconfig, plan.gitconfig(agent, crew.forge).encode(), 0o644))
     bundle = plan.ca_bundle(_system_bundle(), firewall_ca)
     planned.append(_Planned(layout.ca_bundle, bundle, 0o644, summary=True))
+    planned.append(_Planned(layout.firewall_ca, firewall_ca, 0o644))
 
     record = {"version": 1, "settings": contributed_settings, "mcpServers": servers, "subagents": installed}
     planned.append(_Planned(layout.manifest, plan.dump_json(record).encode(), 0o600))

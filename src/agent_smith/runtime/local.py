@@ -218,9 +218,10 @@ async def supervise(
 ) -> None:
     """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP, keeping agents).
 
-    The order is what makes `up` fast: the firewall is launched (not awaited),
-    the agents are assembled and their claude started, and only then are the
-    event log and its client (a large import) brought up, while the CLIs boot.
+    The order is what makes `up` fast: the firewall is launched (not awaited;
+    its port is bound here, so the CLIs' first requests wait for it rather than
+    fail), the agents are assembled and their claude started, and only then are
+    the event log and its client (a large import) brought up, while the CLIs boot.
     Nothing is published before an agent shows its prompt, so no event waits.
     """
     from agent_smith.home import default_agent_smith_command
@@ -243,6 +244,7 @@ async def supervise(
                     log_file=paths.logs / "firewall.log",
                     pid_file=rd.firewall_pid,
                     listen=parse_listen(crew.egress.listen, "egress.listen"),
+                    fd_option="--listen-fd",
                 )
                 children.append(firewall)
                 firewall.launch()

@@ -15,6 +15,7 @@ from typing import IO
 
 from agent_smith.errors import UsageError
 from agent_smith.fsutil import write_atomic
+from agent_smith.listeners import listening_sockets
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,14 @@ def _listening(host: str, port: int) -> bool:
 
 
 class ChildService:
-    """A long-running child command restarted with capped backoff whenever it exits."""
+    """A long-running child command that serves one port, restarted with capped backoff whenever it exits.
+
+    The supervisor binds the port itself and hands the socket down (`fd_option`
+    FD, socket activation): a port in use fails `up` before any agent starts,
+    and a connection made while the child boots or restarts waits in the
+    backlog instead of being refused (claude's first requests at boot would
+    otherwise fail and be retried).
+    """
 
     def __init__(
         self,
@@ -87,6 +95,7 @@ class ChildService:
         log_file: Path,
         pid_file: Path,
         listen: tuple[str, int],
+        fd_option: str,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
     ) -> None:
@@ -97,6 +106,8 @@ class ChildService:
         self._pid_file = pid_file
         self._adopted: int | None = None
         self.listen = listen
+        self._fd_option = fd_option
+        self._sockets: list[socket.socket] = []
         self._initial = backoff_initial
         self._max = backoff_max
         self._delay = backoff_initial
@@ -106,7 +117,9 @@ class ChildService:
         self._log: IO[bytes] | None = None
 
     def launch(self) -> None:
-        """Start it without waiting; one left running by a supervisor that died is adopted instead."""
+        """Start it without waiting; one a supervisor that died left running is adopted instead.
+
+        Raises UsageError when its port cannot be bound, before any agent started."""
         left = read_pid(self._pid_file)
         if left is not None and pid_alive(left) and _listening(*self.listen):
             self._adopted = left
@@ -116,48 +129,62 @@ class ChildService:
 
     @property
     def listening(self) -> bool:
-        return _listening(*self.listen)
+        """It runs, so a connection to its port is served (its socket may be the supervisor's)."""
+        if self._adopted is not None:
+            return pid_alive(self._adopted)
+        return self._process is not None and self._process.poll() is None
+
+    def _bind(self) -> None:
+        try:
+            self._sockets = listening_sockets(*self.listen)
+        except OSError as exc:
+            host, port = self.listen
+            raise UsageError(f"{self.name} cannot listen on {host}:{port}: {exc.strerror}") from None
 
     def _spawn(self) -> None:
+        if not self._sockets:
+            # The one adopted from a dead supervisor is gone, and its port with it.
+            self._bind()
         self._log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self._log is None:
             self._log = self._log_file.open("ab")
+        fds = [sock.fileno() for sock in self._sockets]
         self._process = subprocess.Popen(
-            self._argv,
+            [*self._argv, *(arg for fd in fds for arg in (self._fd_option, str(fd)))],
             env=self._env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=fds,
         )
         self._spawned_at = time.time()
         self._adopted = None
         write_atomic(self._pid_file, f"{self._process.pid}\n", durable=False)
 
     def check(self, now: float) -> None:
-        if self._adopted is not None:
-            if pid_alive(self._adopted):
-                return
+        if self._adopted is not None and not pid_alive(self._adopted):
             log.error("%s (pid %s) is gone; starting it again", self.name, self._adopted)
             self._adopted = None
-            self._spawn()
-            return
+            self._retry_at = now
         process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            # Stayed up a while: the next failure starts the backoff over.
-            if now - self._spawned_at >= self._max:
-                self._delay = self._initial
-            return
         if self._retry_at is None:
-            log.error("%s exited (code %s); restarting in %.1fs", self.name, process.returncode, self._delay)
+            if process is None or (code := process.poll()) is None:
+                # Stayed up a while: the next failure starts the backoff over.
+                if process is not None and now - self._spawned_at >= self._max:
+                    self._delay = self._initial
+                return
+            log.error("%s exited (code %s); restarting in %.1fs", self.name, code, self._delay)
             self._retry_at = now + self._delay
             return
         if now >= self._retry_at:
             self._retry_at = None
+            try:
+                self._spawn()
+            except UsageError as exc:
+                log.error("%s; trying again in %.1fs", exc, self._delay)
+                self._retry_at = now + self._delay
             self._delay = min(self._max, self._delay * 2)
-            self._spawn()
 
     def stop(self, grace: float = 10.0) -> None:
         if self._adopted is not None:
@@ -175,5 +202,8 @@ class ChildService:
         if self._log is not None:
             self._log.close()
             self._log = None
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
         with contextlib.suppress(FileNotFoundError):
             self._pid_file.unlink()
