@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from agent_smith.runtime import Tmux
+from agent_smith.runtime import AgentSpec, Tmux
+from agent_smith.runtime.policy import Restart
 
 pytest.register_assert_rewrite("tests.fixtures.processes")
 from tests.fixtures.processes import LeakCheck, children_of, pid_alive  # noqa: E402
@@ -152,3 +154,36 @@ def make_crew(tmp_path: Path, leak_check: LeakCheck) -> Iterator[Any]:
 
 def alive(pids: Sequence[int]) -> list[int]:
     return [pid for pid in pids if pid_alive(pid)]
+
+
+# A shell that shows claude's prompt and stays: claude, as the supervisor sees it.
+FAKE_CLAUDE = ("/bin/sh", "-c", "printf '❯ \\n'; exec sleep 600")
+
+
+def spec(tmp_path: Path, name: str) -> AgentSpec:
+    """An agent whose claude is FAKE_CLAUDE, restarted quickly."""
+    work = tmp_path / name / "work"
+    work.mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / name), "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+    return AgentSpec(
+        name=name,
+        session=name,
+        claude=FAKE_CLAUDE,
+        env=env,
+        cwd=work,
+        shell=("/bin/sh",),
+        shell_cwd=work,
+        config_dir=tmp_path / name / ".claude",
+        state_dir=tmp_path / name / "state",
+        log_dir=tmp_path / "logs",
+        restart=Restart(min_uptime=60, backoff_initial=0.1, backoff_max=1.0),
+    )
+
+
+async def until(what: str, check: Callable[[], bool]) -> None:
+    """Wait (in the event loop) up to 15 s for `check`."""
+    for _ in range(300):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"timed out waiting 15s for {what}")

@@ -9,47 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent_smith.mcpstdio import McpServer
-from agent_smith.runtime import AgentSpec, Tmux
-from agent_smith.runtime.policy import AgentState, Restart
+from agent_smith.runtime import Tmux
+from agent_smith.runtime.policy import AgentState
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.supervisor import Supervisor
+from tests.runtime.conftest import spec, until
 
 pytestmark = pytest.mark.real
-
-FAKE_CLAUDE = ("/bin/sh", "-c", "printf '❯ \\n'; exec sleep 600")
-
-
-def spec(tmp_path: Path, name: str) -> AgentSpec:
-    work = tmp_path / name / "work"
-    work.mkdir(parents=True)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / name), "LANG": "C.UTF-8", "TERM": "xterm-256color"}
-    return AgentSpec(
-        name=name,
-        session=name,
-        claude=FAKE_CLAUDE,
-        env=env,
-        cwd=work,
-        shell=("/bin/sh",),
-        shell_cwd=work,
-        config_dir=tmp_path / name / ".claude",
-        state_dir=tmp_path / name / "state",
-        log_dir=tmp_path / "logs",
-        restart=Restart(min_uptime=60, backoff_initial=0.1, backoff_max=1.0),
-    )
-
-
-async def until(what: str, check: Callable[[], bool]) -> None:
-    for _ in range(300):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"timed out waiting 15s for {what}")
 
 
 class Stream:

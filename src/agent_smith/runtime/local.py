@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -263,6 +264,7 @@ async def supervise(
                 raise
             stop, keep = asyncio.Event(), asyncio.Event()
             _handle_signals(stop, keep)
+            waker = wake_on_requests(rd, supervisor)
             watching = False
             channels = None
             try:
@@ -308,6 +310,9 @@ async def supervise(
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
+                if waker is not None:
+                    loop.remove_reader(waker.fileno())
+                    waker.close()
         finally:
             # Detached (SIGHUP): the agents keep running, so does what they use.
             if not detached:
@@ -349,6 +354,24 @@ def _handle_signals(stop: asyncio.Event, keep: asyncio.Event) -> None:
         stop.set()
 
     loop.add_signal_handler(signal.SIGHUP, detach)
+
+
+def wake_on_requests(rd: RunDir, supervisor: Supervisor) -> socket.socket | None:
+    """Wake the supervisor at each nudge on the crew's wake socket (`RunDir.request` sends one)."""
+    try:
+        sock = rd.wake_listener()
+    except OSError as exc:
+        log.warning("requests wait for the supervisor's next look: no wake socket (%s)", exc.strerror)
+        return None
+
+    def drained() -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(16):
+                pass
+        supervisor.wake()
+
+    asyncio.get_running_loop().add_reader(sock.fileno(), drained)
+    return sock
 
 
 async def _serve(

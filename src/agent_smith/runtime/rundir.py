@@ -4,15 +4,20 @@ One supervisor per crew holds ``supervisor.lock`` (an flock, released by the
 kernel when the process dies however it dies), so "is it running?" never
 trusts a stale pid file. It writes ``status.json`` atomically on every
 change; `status` reads that file and never talks to tmux. Other commands
-ask it to act by dropping one JSON file per request into ``requests/``.
+ask it to act by dropping one JSON file per request into ``requests/``, then
+nudge it with a datagram on its wake socket (an abstract Unix socket, which
+dies with the process, so a stale one cannot be reached), so a request is
+taken at once rather than at its next look.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +61,29 @@ class RunDir:
     @property
     def log(self) -> Path:
         return self.path / SUPERVISOR_LOG
+
+    @property
+    def wake_address(self) -> bytes:
+        # Abstract (leading NUL): no file, no 108-byte path limit, gone when the supervisor is.
+        digest = hashlib.sha256(str(self.path.absolute()).encode()).hexdigest()[:32]
+        return b"\0agent-smith-supervisor-" + digest.encode()
+
+    def wake_listener(self) -> socket.socket:
+        """The supervisor's end of the wake socket (non-blocking); OSError when it cannot be bound."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(self.wake_address)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+
+    def wake(self) -> None:
+        """Nudge the running supervisor, if any, to take its requests now."""
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto(b"\n", self.wake_address)
 
     def ensure(self) -> None:
         self.requests.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -107,6 +135,7 @@ class RunDir:
         self.ensure()
         path = self.requests / f"{uuid.uuid4().hex}.json"
         write_atomic(path, json.dumps({"op": op, "agent": agent}) + "\n", durable=False)
+        self.wake()
         return path
 
     def take_requests(self) -> list[tuple[str, str]]:

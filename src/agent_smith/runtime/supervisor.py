@@ -10,7 +10,6 @@ finds (`Adopted`) without restarting a healthy agent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import re
@@ -185,6 +184,7 @@ class Supervisor:
             self.agents[spec.name] = _Agent(spec, record)
         self._previous = previous if isinstance(previous, dict) else {}
         self._last_status: dict[str, Any] | None = None
+        self._woken = asyncio.Event()
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -274,13 +274,23 @@ class Supervisor:
             while not stop.is_set():
                 await self.step()
                 starting = any(a.record.state is AgentState.STARTING for a in self.agents.values())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        stop.wait(), min(self.interval, _STARTING_INTERVAL) if starting else self.interval
-                    )
+                await self._pause(stop, min(self.interval, _STARTING_INTERVAL) if starting else self.interval)
         finally:
             if keep_agents is None or not keep_agents.is_set():
                 await self.shutdown()
+
+    def wake(self) -> None:
+        """Look now rather than at the end of the pause: a request is waiting."""
+        self._woken.set()
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self._woken.clear()
 
     async def handle(self, op: str, name: str) -> None:
         agent = self.agents.get(name)
