@@ -99,24 +99,23 @@ def test_restart_and_status_without_a_supervisor(crew: CrewDir) -> None:
     assert crew.tmux().server_pid() is None
 
 
-def test_an_agent_with_chat_but_no_matrix_token(crew: CrewDir) -> None:
-    set_in_crew(crew, "matrix", "homeserver", "http://127.0.0.1:9")
+def give_bob_chat(crew: CrewDir, homeserver: str) -> None:
+    set_in_crew(crew, "matrix", "homeserver", homeserver)
     yaml = YAML()
     data = yaml.load((crew.root / "crew.yaml").read_text())
     data["agents"][1]["matrix"] = {"user_id": "@bob:localhost"}
     with (crew.root / "crew.yaml").open("w") as fh:
         yaml.dump(data, fh)
+
+
+def test_an_agent_with_chat_but_no_matrix_token(crew: CrewDir) -> None:
+    give_bob_chat(crew, "http://127.0.0.1:9")
     result = crew.invoke("up", "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
     assert_refused(crew, result, "agent bob's Matrix channel: no Matrix access token: MATRIX_ACCESS_TOKEN is not set")
 
 
 def test_an_agent_with_chat_on_a_homeserver_no_client_can_use(crew: CrewDir) -> None:
-    set_in_crew(crew, "matrix", "homeserver", "http://[::1")
-    yaml = YAML()
-    data = yaml.load((crew.root / "crew.yaml").read_text())
-    data["agents"][1]["matrix"] = {"user_id": "@bob:localhost"}
-    with (crew.root / "crew.yaml").open("w") as fh:
-        yaml.dump(data, fh)
+    give_bob_chat(crew, "http://[::1")
     token = crew.state / "rt" / "agents" / "bob" / "state" / "matrix_access_token"
     token.parent.mkdir(parents=True)
     token.write_text("placeholder-token\n")
