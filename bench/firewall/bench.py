@@ -41,6 +41,7 @@ from pathlib import Path
 
 from agent_smith.certs import mint_ca
 from agent_smith.fsutil import write_atomic
+from agent_smith.listeners import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -51,12 +52,6 @@ ROUNDS = 3
 # Bulk throughput swings with what else the two cores are doing, and a direct download is the
 # most CPU-bound of the columns: the ratio is taken over back-to-back pairs, not across rounds.
 BULK_PAIRS = 7
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
@@ -245,7 +240,7 @@ agents: [{{name: devbot}}]
 runtime: {{state_dir: {root / "state"}}}
 egress:
   listen: 127.0.0.1:{port}
-  metrics_listen: 127.0.0.1:{_free_port()}
+  metrics_listen: 127.0.0.1:{free_port()}
   upstream_ca: {upstream_ca}
   allow:
     - {{host: localhost, ports: [{upstream_port}], allow_private: true}}
@@ -288,7 +283,7 @@ def start_firewall(
     from agent_smith.crew import load_crew
     from agent_smith.egress import ca_cert_for, proxy_url_for
 
-    fw_port = _free_port()
+    fw_port = free_port()
     crew = _crew(root, fw_port, upstream_port, root / "upstream-ca.pem")
     cli = Path(sys.executable).parent / "agent-smith"
     firewall = subprocess.Popen([str(cli), "firewall", "--crew", str(crew)], stdout=subprocess.DEVNULL)
@@ -320,7 +315,7 @@ def main() -> None:
         write_atomic(root / "mitm" / "mitmproxy-ca.pem", intercept_ca.key_pem + intercept_ca.cert_pem, mode=0o600)
         try:
             _, direct = start_upstream(root, processes)
-            mitm_port = _free_port()
+            mitm_port = free_port()
             mitm = subprocess.Popen(
                 [
                     str(mitm_python),

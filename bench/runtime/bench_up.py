@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from ruamel.yaml import YAML
 from agent_smith.crew import CrewPaths, load_crew
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import seed_claude_json
+from agent_smith.listeners import free_port
 from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, Tmux, find_claude
 from agent_smith.standins import ModelServerThread, parse_script
 from agent_smith.standins.synapse import SynapseServer
@@ -172,13 +172,6 @@ def write_crew(root: Path, n: int, url: str, synapse: SynapseServer | None) -> s
     for name, token in tokens.items():
         write_atomic(paths.agent_state(name) / "matrix_access_token", token + "\n", 0o600)
     return socket_name
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def ours(

@@ -12,7 +12,15 @@ import socket
 
 from agent_smith.errors import UsageError
 
-__all__ = ["inherited_sockets", "listening_sockets"]
+__all__ = ["free_port", "inherited_sockets", "listening_sockets"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now; whoever binds it later must expect to lose the race for it."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def listening_sockets(host: str, port: int) -> list[socket.socket]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from agent_smith.chat.channel import ChatChannel
 from agent_smith.chat.config import chat_config
 from agent_smith.chat.matrix import MatrixLink
 from agent_smith.crew import load_crew
+from agent_smith.listeners import free_port
 from agent_smith.standins.synapse import MatrixUser, SynapseServer
 
 
@@ -186,13 +186,6 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FaultyDoor:

@@ -15,8 +15,9 @@ import pytest
 
 from agent_smith.chat.matrix import RATE_LIMIT_RETRIES, RATE_LIMIT_WAIT_MAX, MatrixLink
 from agent_smith.errors import OperationError
+from agent_smith.listeners import free_port
 from agent_smith.standins.synapse import MatrixUser, SynapseServer
-from tests.chat.kit import FaultyDoor, free_port
+from tests.chat.kit import FaultyDoor
 
 
 def put_state(

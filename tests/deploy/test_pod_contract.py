@@ -27,6 +27,7 @@ from tests.deploy.test_release import _image_env
 from agent_smith.certs import mint_ca
 from agent_smith.deploy import crew_files, render_crew
 from agent_smith.deploy.render import CA_MOUNT, CREW_MOUNT, STATE_DIR
+from agent_smith.listeners import free_port
 
 AGENT_SMITH = str(Path(sys.executable).parent / "agent-smith")
 
@@ -89,13 +90,6 @@ def test_the_init_container_assembles_the_agent_from_the_pod_alone(tmp_path: Pat
     ]
     assert [f.name for f in token_files] == ["matrix_access_token"]
     assert token_files[0].stat().st_mode & 0o077 == 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _connect_status(port: int, user: str, password: str) -> bytes:
@@ -162,13 +156,13 @@ def test_the_firewall_pod_admits_exactly_the_agents_bootstrap_credentials(tmp_pa
     assert stat.S_IMODE((state / "identity.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((state / "ca-key.pem").stat().st_mode) == 0o600
 
-    port = _free_port()
+    port = free_port()
     main = pod["containers"][0]
     env = {key: moved(value) for key, value in resolve_env(main["env"], as_text).items()}
     assert env["AGENT_SMITH_SECRET_GITHUB"] == real_token
     env |= {
         "AGENT_SMITH_EGRESS__LISTEN": f"127.0.0.1:{port}",  # the pod's 0.0.0.0, kept on loopback here
-        "NATS_URL": f"nats://127.0.0.1:{_free_port()}",
+        "NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
     }
     log = root / "firewall.log"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,15 +27,8 @@ from agent_smith.certs import mint_ca
 from agent_smith.crew import Crew
 from agent_smith.deploy import render_crew
 from agent_smith.deploy.render import CA_MOUNT, CREW_MOUNT, STATE_DIR
+from agent_smith.listeners import free_port
 from agent_smith.runtime import Tmux
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 AGENT_SMITH = str(Path(sys.executable).parent / "agent-smith")
 NODE_BIN = Path(__file__).resolve().parents[2] / "node_modules" / ".bin"
@@ -95,7 +87,7 @@ def test_run_with_a_rendered_pod_s_environment_supervises_the_agent(
     secrets = {(ref.name, key): f"test-{ref.name}-{key}" for ref in rendered.external for key in ref.keys}
     main = spec["containers"][0]
     assert {"name": "AGENT_SMITH_RUNTIME__METRICS_LISTEN", "value": "0.0.0.0:9464"} in main["env"]
-    probe_port = _free_port()
+    probe_port = free_port()
     env = {key: moved(value) for key, value in {**_image_env(), **resolve_env(main["env"], secrets)}.items()}
     env |= {
         "PATH": f"{Path(sys.executable).parent}:{NODE_BIN}:/usr/bin:/bin",

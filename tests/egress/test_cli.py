@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -25,17 +24,12 @@ from agent_smith.egress import ca_cert_for, proxy_url_for
 from agent_smith.egress.claude import TokenStore
 from agent_smith.egress.state import FirewallState, derive_password
 from agent_smith.events import EventFilter, connect, query
+from agent_smith.listeners import free_port
 from tests.egress.helpers import assert_never_contains
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, real_secret
 from tests.fixtures.nats import NatsServer
 
 runner = CliRunner()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _crew_dir(root: Path, egress: str, *, events: str = "") -> Path:
@@ -204,7 +198,7 @@ def test_a_missing_secret_is_refused_at_startup(tmp_path: Path) -> None:
 def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
     tmp_path: Path, egress_upstream: EgressUpstream, nats_server: NatsServer
 ) -> None:
-    port, metrics = _free_port(), _free_port()
+    port, metrics = free_port(), free_port()
     up = egress_upstream.port
     secret_file = tmp_path / "github-token"
     secret_file.write_text(egress_upstream.world.github_secret + "\n")

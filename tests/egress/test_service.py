@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 from dataclasses import replace
 from pathlib import Path
@@ -15,16 +14,11 @@ from agent_smith.crew import Crew, load_crew
 from agent_smith.egress import EgressDenied, Firewall, FirewallState, settings_for
 from agent_smith.egress.config import transparent_agents_from_crew
 from agent_smith.errors import UsageError
+from agent_smith.listeners import free_port
 from tests.egress.helpers import assert_never_contains, transparent_get
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream
 
 AUTH = {"Authorization": f"token {GITHUB_PLACEHOLDER}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _crew(transparent_listen: str | None, **blocks: int) -> Crew:
@@ -100,7 +94,7 @@ def test_a_connection_on_bob_s_port_is_bob_s_in_the_audit_his_rules_and_his_secr
     world = egress_upstream.world
     secret_file = tmp_path / "github-bob"
     secret_file.write_text(world.github_secret + "\n")
-    ports = {name: _free_port() for name in ("proxy", "shared", "alice", "bob")}
+    ports = {name: free_port() for name in ("proxy", "shared", "alice", "bob")}
     crew_dir = _crew_dir(tmp_path, egress_upstream, secret_file, ports)
     crew = load_crew(crew_dir, env={}).crew
     denials: list[EgressDenied] = []

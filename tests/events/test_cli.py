@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from agent_smith.cli.app import app
 from agent_smith.crew import scaffold_crew
 from agent_smith.events import EmbeddedNats, Publisher, TaskDone
-from agent_smith.events.embedded import free_port
+from agent_smith.listeners import free_port
 from tests.events.helpers import SETTINGS
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.processes import LeakCheck

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 
 import pytest
 
+from agent_smith.errors import OperationError
 from agent_smith.events import EmbeddedNats, Publisher, TaskDone, running_server_url
 from tests.events.helpers import SETTINGS, stored
 from tests.fixtures.processes import LeakCheck, pid_alive
@@ -62,8 +64,25 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path, leak_check: LeakCheck) -
         assert first.pid is not None
         leak_check.track(first.pid, "embedded nats-server")
         second = EmbeddedNats(tmp_path / "b", port=first.port)
-        with pytest.raises(Exception, match="nats-server exited at start"):
+        with pytest.raises(OperationError, match=rf"exited at start \(code 1\): port {first.port} .* is in use"):
             second.start()
         assert not second.running
     finally:
         first.stop()
+
+
+def test_ports_it_picked_itself_and_lost_before_the_first_start_are_picked_again(
+    tmp_path: Path, leak_check: LeakCheck
+) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    lost = server.port
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", lost))
+        try:
+            server.start()
+            assert server.pid is not None
+            leak_check.track(server.pid, "embedded nats-server")
+            assert server.port != lost
+            assert running_server_url(tmp_path / "nats") == f"nats://127.0.0.1:{server.port}"
+        finally:
+            server.stop()

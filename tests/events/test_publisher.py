@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from agent_smith.crew import EventLog
 from agent_smith.events import EventMetrics, Publisher, TaskDone, ensure_stream
-from agent_smith.events.embedded import free_port
+from agent_smith.listeners import free_port
 from tests.events.helpers import SETTINGS, captured_warnings, stored, wait_until
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.processes import LeakCheck

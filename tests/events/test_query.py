@@ -20,7 +20,7 @@ from agent_smith.events import (
     query,
     tail,
 )
-from agent_smith.events.embedded import free_port
+from agent_smith.listeners import free_port
 from tests.events.helpers import SETTINGS, stored
 from tests.fixtures.nats import NatsServer
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from agent_smith.listeners import free_port
 from agent_smith.runtime import AgentSpec, Tmux
 from agent_smith.runtime.policy import Restart
 
@@ -32,13 +32,6 @@ STUB_CREDENTIALS = {
         "subscriptionType": "max",
     }
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent_smith.errors import UsageError
+from agent_smith.listeners import free_port
 from agent_smith.runtime.services import ChildService, pid_alive, port_free
-from tests.runtime.conftest import free_port
 
 # Greets every connection with its pid, after `--delay` seconds (a slow start), on the sockets
 # named by --listen-fd, or on a port of its own with --port.

@@ -21,11 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from agent_smith.listeners import free_port
 from agent_smith.runtime import Tmux
 from agent_smith.runtime.sweep import AGENT_VAR, tagged
 from agent_smith.standins import RequestKind
 from tests.fixtures.model import StartModelServer
-from tests.runtime.conftest import CrewDir, alive, children_of, free_port
+from tests.runtime.conftest import CrewDir, alive, children_of
 
 pytestmark = pytest.mark.real
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,26 @@ def test_config_listens_on_loopback_only_without_federation(tmp_path: Path) -> N
     assert config["federation_domain_whitelist"] == []
     assert config["enable_registration"] is False
     assert config["bcrypt_rounds"] == 4
+
+
+def test_a_port_it_picked_itself_and_lost_before_start_is_picked_again(tmp_path: Path) -> None:
+    server = SynapseServer(tmp_path / "hs")
+    lost = server.port
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", lost))
+        with server:
+            assert server.port != lost
+            assert server.register("eve-port").user_id == "@eve-port:localhost"
+    assert "Address already in use" in server.log_path.read_text()
+
+
+def test_a_port_the_caller_gave_and_finds_taken_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", 0))
+        port = thief.getsockname()[1]
+        server = SynapseServer(tmp_path / "hs", port=port)
+        with (
+            pytest.raises(OperationError, match=rf"Synapse exited during start-up(.|\n)*listen on TCP port \({port}\)"),
+            server,
+        ):
+            pass

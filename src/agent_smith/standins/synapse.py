@@ -14,7 +14,6 @@ import hmac
 import importlib.util
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,9 @@ import httpx
 
 from agent_smith.errors import MissingPartError, OperationError
 from agent_smith.fsutil import write_atomic
+from agent_smith.listeners import free_port
 
+_PORT_PICKS = 5
 _GENEROUS = {"per_second": 1000, "burst_count": 1000}
 _INSTALL_FIX = "install the dev dependencies: `uv pip sync --python .venv/bin/python requirements.lock`"
 
@@ -88,13 +89,6 @@ def registration_mac(secret: str, nonce: str, user: str, password: str, admin: b
     return hmac.new(secret.encode(), message, hashlib.sha1).hexdigest()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class SynapseServer:
     """``with SynapseServer(data_dir) as hs: hs.register("alice")``; stopped on exit, even on error."""
 
@@ -108,7 +102,9 @@ class SynapseServer:
     ) -> None:
         self.data_dir = data_dir
         self.server_name = server_name
-        self.port = port or _free_port()
+        self.port = port or free_port()
+        # See EmbeddedNats: a port picked here may be taken before Synapse binds it.
+        self._may_repick = port is None
         self._python = python or sys.executable
         self._secret = secrets.token_hex(32)
         self._process: subprocess.Popen[bytes] | None = None
@@ -130,6 +126,21 @@ class SynapseServer:
         if importlib.util.find_spec("synapse") is None:
             raise MissingPartError(f"Synapse (matrix-synapse) is not installed: {_INSTALL_FIX}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(_PORT_PICKS):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._launch(timeout)
+            except OperationError:
+                if not (self._may_repick and "Address already in use" in self._log_since(log_start)):
+                    raise
+                self.port = free_port()
+                self._http.base_url = httpx.URL(self.url)
+            else:
+                self._may_repick = False
+                return
+        raise OperationError(f"Synapse found no free port on 127.0.0.1 in {_PORT_PICKS} tries")
+
+    def _launch(self, timeout: float) -> None:
         config_path = self.data_dir / "homeserver.yaml"
         config = homeserver_config(
             server_name=self.server_name,
@@ -150,6 +161,11 @@ class SynapseServer:
                 stderr=subprocess.STDOUT,
             )
         self._wait_ready(timeout)
+
+    def _log_since(self, offset: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
