@@ -1,8 +1,10 @@
-"""`agent-smith` / `python -m agent_smith`: hooks, MCP servers and the firewall take a fast path, the rest the full CLI."""
+"""`agent-smith` / `python -m agent_smith`: hooks, MCP servers, the firewall and a plain `up` take a fast path
+(no Typer or Rich), the rest the full CLI."""
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 
@@ -16,6 +18,15 @@ def main() -> None:
         from agent_smith.leave import leave
 
         leave(run(argv[1], argv[2:]))
+    if argv[:1] == ["up"]:
+        from agent_smith.cli.up import parse_up, run_up
+
+        request = parse_up(argv[1:])
+        code = run_up(request, os.environ) if request is not None else None
+        if code is not None:
+            from agent_smith.leave import leave
+
+            leave(code)
     if argv[:1] in (["mcp"], ["firewall"]) and not any(a in ("-h", "--help") for a in argv):
         from agent_smith.cli.servers import run as serve
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -20,9 +21,10 @@ from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
 from agent_smith.crew import Crew, EventLog, load_crew
-from agent_smith.egress import ca_cert_for, proxy_url_for
+from agent_smith.egress import ca_cert_for, launch_for, proxy_url_for
 from agent_smith.egress.claude import TokenStore
 from agent_smith.egress.state import FirewallState, derive_password
+from agent_smith.errors import OperationError
 from agent_smith.events import EventFilter, connect, query
 from agent_smith.listeners import free_port
 from tests.egress.helpers import assert_never_contains
@@ -194,9 +196,14 @@ def test_a_missing_secret_is_refused_at_startup(tmp_path: Path) -> None:
     assert "egress secret github: environment variable NOT_SET_ANYWHERE_X is not set" in result.output
 
 
+def _maps_pydantic(pid: int) -> bool:
+    return "pydantic_core" in Path(f"/proc/{pid}/maps").read_text()
+
+
 @pytest.mark.real
+@pytest.mark.parametrize("handed", [False, True], ids=["loads-the-crew", "handed-its-settings"])
 def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
-    tmp_path: Path, egress_upstream: EgressUpstream, nats_server: NatsServer
+    tmp_path: Path, egress_upstream: EgressUpstream, nats_server: NatsServer, handed: bool
 ) -> None:
     port, metrics = free_port(), free_port()
     up = egress_upstream.port
@@ -218,9 +225,11 @@ def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
     cli = Path(sys.executable).parent / "agent-smith"
     log = tmp_path / "firewall.log"
     with log.open("w") as out:
-        # As the supervisor starts it: the fast path (no CLI framework), logging set by the environment.
+        # As the supervisor starts it: the fast path (no CLI framework), logging set by the environment,
+        # and (as `up` does) its settings down a pipe, or (as a person does) from the crew directory.
         process = subprocess.Popen(
-            [str(cli), "firewall", "--crew", str(crew_dir)],
+            [str(cli), "firewall", "--crew", str(crew_dir), *(["--settings-fd", "0"] if handed else [])],
+            stdin=subprocess.PIPE if handed else subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env={
@@ -231,6 +240,9 @@ def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
                 "AGENT_SMITH_LOG_FORMAT": "json",
             },
         )
+    if process.stdin is not None:
+        with process.stdin:
+            process.stdin.write(launch_for(crew, crew_dir, {}).pack())
     try:
         deadline = time.monotonic() + 20
         while "firewall listening" not in log.read_text():
@@ -252,6 +264,8 @@ def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
         assert (
             egress_upstream.world.seen[-1].headers["Authorization"] == f"Bearer {egress_upstream.world.github_secret}"
         )
+        # Handed its settings, it loads the crew (and pydantic) only to publish its first denial.
+        assert _maps_pydantic(process.pid) is not handed
         refused = subprocess.run(
             [*curl, "https://example.com/"], env=env, capture_output=True, text=True, timeout=30, check=False
         )
@@ -269,9 +283,11 @@ def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
             nc = await connect(nats_server.url)
             try:
                 for _ in range(100):
-                    found = await query(nc, EventLog(), EventFilter(types=("egress_denied",)))
-                    if found:
-                        return [e.payload for e in found]
+                    # Until the first event is published, the stream does not exist.
+                    with contextlib.suppress(OperationError):
+                        found = await query(nc, EventLog(), EventFilter(types=("egress_denied",)))
+                        if found:
+                            return [e.payload for e in found]
                     await asyncio.sleep(0.05)
                 return []
             finally:

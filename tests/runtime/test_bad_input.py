@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -28,6 +28,22 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+Up = Callable[..., Any]
+
+
+@pytest.fixture(params=["fast path", "full CLI"])
+def up(request: pytest.FixtureRequest) -> Up:
+    """`up` as a plain command line runs it (no Typer), or through the full CLI (as after a global option)."""
+
+    def run(crew: CrewDir, *args: str, env: Mapping[str, str | None] | None = None) -> Any:
+        if request.param == "full CLI":
+            return crew.invoke("up", *args, env=env)
+        merged = {**crew.env, **(env or {})}
+        return crew.cli("up", *args, env={k: v for k, v in merged.items() if v is not None})
+
+    return run
+
+
 def set_in_crew(crew: CrewDir, section: str, key: str, value: object) -> None:
     yaml = YAML()
     path = crew.root / "crew.yaml"
@@ -48,8 +64,8 @@ def assert_refused(crew: CrewDir, result: Any, message: str) -> None:
     assert not (crew.state / "rt" / "agents").exists(), "an agent home was assembled"
 
 
-def test_unknown_agent(crew: CrewDir) -> None:
-    result = crew.invoke("up", "--crew", str(crew.root), "alice", "zed")
+def test_unknown_agent(crew: CrewDir, up: Up) -> None:
+    result = up(crew, "--crew", str(crew.root), "alice", "zed")
     assert_refused(crew, result, "unknown agent 'zed' (the crew has: alice, bob)")
     for verb in (["restart", "zed"], ["logs", "zed"], ["attach", "zed"], ["down", "zed"]):
         other = crew.invoke(*verb, "--crew", str(crew.root))
@@ -57,27 +73,45 @@ def test_unknown_agent(crew: CrewDir) -> None:
         assert "unknown agent 'zed'" in other.stderr
 
 
-def test_metrics_port_in_use(crew: CrewDir, busy_port: int) -> None:
+def test_metrics_port_in_use(crew: CrewDir, busy_port: int, up: Up) -> None:
     set_in_crew(crew, "runtime", "metrics_listen", f"127.0.0.1:{busy_port}")
-    result = crew.invoke("up", "--crew", str(crew.root))
+    result = up(crew, "--crew", str(crew.root))
     assert_refused(crew, result, f"runtime.metrics_listen: port {busy_port} on 127.0.0.1 is already in use")
 
 
-def test_firewall_port_in_use(crew: CrewDir, busy_port: int) -> None:
+def test_firewall_port_in_use(crew: CrewDir, busy_port: int, up: Up) -> None:
     set_in_crew(crew, "egress", "listen", f"127.0.0.1:{busy_port}")
-    result = crew.invoke("up", "--crew", str(crew.root))
+    result = up(crew, "--crew", str(crew.root))
     assert_refused(crew, result, f"egress.listen: port {busy_port} on 127.0.0.1 is already in use")
 
 
-def test_missing_claude_binary(crew: CrewDir) -> None:
+def test_a_firewall_secret_that_cannot_be_read(crew: CrewDir, up: Up) -> None:
+    set_in_crew(
+        crew,
+        "egress",
+        "secrets",
+        [
+            {
+                "name": "github",
+                "placeholder": "agent-smith-placeholder-gh",
+                "source": {"env": "GH_UNSET_X"},
+                "hosts": ["api.github.com"],
+            }
+        ],
+    )
+    result = up(crew, "--crew", str(crew.root), env={"GH_UNSET_X": None})
+    assert_refused(crew, result, "egress secret github: environment variable GH_UNSET_X is not set")
+
+
+def test_missing_claude_binary(crew: CrewDir, up: Up) -> None:
     env = {"AGENT_SMITH_CLAUDE": "/nonexistent/claude"}
-    result = crew.invoke("up", "--crew", str(crew.root), env=env)
+    result = up(crew, "--crew", str(crew.root), env=env)
     assert_refused(crew, result, "AGENT_SMITH_CLAUDE: /nonexistent/claude is not an executable claude CLI")
 
 
-def test_invalid_crew(crew: CrewDir) -> None:
+def test_invalid_crew(crew: CrewDir, up: Up) -> None:
     set_in_crew(crew, "runtime", "tmux_sockt", "x")
-    result = crew.invoke("up", "--crew", str(crew.root))
+    result = up(crew, "--crew", str(crew.root))
     assert_refused(crew, result, "crew.yaml")
     assert "tmux_sockt" in result.stderr
 
@@ -108,19 +142,19 @@ def give_bob_chat(crew: CrewDir, homeserver: str) -> None:
         yaml.dump(data, fh)
 
 
-def test_an_agent_with_chat_but_no_matrix_token(crew: CrewDir) -> None:
+def test_an_agent_with_chat_but_no_matrix_token(crew: CrewDir, up: Up) -> None:
     give_bob_chat(crew, "http://127.0.0.1:9")
-    result = crew.invoke("up", "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
+    result = up(crew, "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
     assert_refused(crew, result, "agent bob's Matrix channel: no Matrix access token: MATRIX_ACCESS_TOKEN is not set")
 
 
-def test_an_agent_with_chat_on_a_homeserver_no_client_can_use(crew: CrewDir) -> None:
+def test_an_agent_with_chat_on_a_homeserver_no_client_can_use(crew: CrewDir, up: Up) -> None:
     give_bob_chat(crew, "http://[::1")
     token = crew.state / "rt" / "agents" / "bob" / "state" / "matrix_access_token"
     token.parent.mkdir(parents=True)
     token.write_text("placeholder-token\n")
     token.chmod(0o600)
-    result = crew.invoke("up", "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
+    result = up(crew, "--crew", str(crew.root), env={"MATRIX_ACCESS_TOKEN": None})
     assert result.returncode == 2, result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert "matrix.homeserver: 'http://[::1' is not a usable URL" in line

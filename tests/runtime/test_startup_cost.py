@@ -4,6 +4,7 @@ and pane environments that never reach a command line."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent_smith.cli.servers import parse_options, server_for
+from agent_smith.crew import load_crew
+from agent_smith.egress import launch_for
 from agent_smith.errors import OperationError
 from agent_smith.runtime.session import env_script
 
@@ -77,13 +80,20 @@ def _small_crew(tmp_path: Path) -> Path:
     return crew
 
 
-def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("handed", [False, True], ids=["loads the crew", "handed its settings"])
+def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_path: Path, handed: bool) -> None:
     crew = _small_crew(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    firewall = subprocess.Popen(
-        [sys.executable, "-X", "importtime", str(CLI), "firewall", "--crew", str(crew)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    source = ["--settings-fd", "0"] if handed else ["--crew", str(crew)]
+    settings, write = os.pipe()
+    with os.fdopen(write, "wb") as pipe:
+        if handed:
+            pipe.write(launch_for(load_crew(crew, env).crew, crew, env).pack())
+    with os.fdopen(settings, "rb") as stdin:
+        firewall = subprocess.Popen(
+            [sys.executable, "-X", "importtime", str(CLI), "firewall", *source],
+            env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
     assert firewall.stdout is not None
     listening = firewall.stdout.readline()
     assert listening.startswith("firewall listening on 127.0.0.1:"), listening
@@ -93,6 +103,20 @@ def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_pat
     loaded = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if "|" in line}
     assert "agent_smith.egress.proxy" in loaded
     assert not {"typer", "rich", "agent_smith.cli.app"} & loaded, sorted({"typer", "rich"} & loaded)
+    # Handed its settings, it loads the crew (and pydantic) only when it has a denial to publish.
+    assert bool({"pydantic", "agent_smith.crew"} & loaded) is not handed
+
+
+@pytest.mark.parametrize("framework", [False, True], ids=["fast path", "full CLI"])
+def test_settings_that_are_not_a_launch_are_one_line(tmp_path: Path, framework: bool) -> None:
+    before = ["--log-format", "text"] if framework else []
+    done = subprocess.run(
+        [str(CLI), *before, "firewall", "--settings-fd", "0"], input=b"not the supervisor's settings",
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith("error: the firewall settings handed down are unreadable: "), line
 
 
 @pytest.mark.parametrize("framework", [False, True], ids=["fast path", "full CLI"])

@@ -12,11 +12,10 @@ from typing import Annotated, Any
 
 import typer
 import typer.main
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from agent_smith import __version__
-from agent_smith.cli.context import AppContext
+from agent_smith.cli.output import AppContext
 from agent_smith.errors import AgentSmithError
 from agent_smith.logs import LogFormat, configure
 
@@ -63,9 +62,7 @@ class _ErrorsToExitCodes(TyperGroup):
         try:
             return super().invoke(ctx)
         except AgentSmithError as exc:
-            err = AppContext().err
-            for line in str(exc).splitlines() or [type(exc).__name__]:
-                err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            AppContext().error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

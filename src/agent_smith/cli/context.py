@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-
-@dataclass
-class AppContext:
-    console: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
-
-    def print_json(self, data: Any) -> None:
-        """Machine output: plain JSON on stdout, no Rich markup or wrapping."""
-        self.console.file.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
-
-    def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+from agent_smith.cli.output import AppContext
 
 
 def app_context(ctx: typer.Context) -> AppContext:

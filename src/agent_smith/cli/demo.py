@@ -13,7 +13,8 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 
-from agent_smith.cli.context import AppContext, app_context
+from agent_smith.cli.context import app_context
+from agent_smith.cli.output import AppContext
 from agent_smith.demo import STEP_TITLES, DemoFailed, DemoOptions, Snapshot, Step, run_demo
 from agent_smith.demo.view import live_view, summary
 from agent_smith.errors import OperationError

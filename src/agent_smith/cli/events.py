@@ -14,8 +14,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agent_smith.cli.context import AppContext, JsonFlag, app_context
+from agent_smith.cli.context import JsonFlag, app_context
 from agent_smith.cli.mcp import mcp_app
+from agent_smith.cli.output import AppContext
 from agent_smith.cli.servers import resolve_target, serve_events
 from agent_smith.errors import UsageError
 from agent_smith.events import (

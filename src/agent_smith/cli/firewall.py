@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from agent_smith.cli.context import CrewOption, app_context
-from agent_smith.cli.servers import firewall_lines
+from agent_smith.cli.servers import serve_firewall
 from agent_smith.crew import load_crew
-from agent_smith.egress import Firewall, ca_cert_for, import_claude_login, run_firewall, settings_for
+from agent_smith.egress import ca_cert_for, import_claude_login
 
 _CREW_KEY = "agent_smith.firewall.crew"
 
@@ -38,23 +36,21 @@ def serve(
             "(repeatable; `up` hands its own down, systemd socket activation passes 3).",
         ),
     ] = None,
+    settings_fd: Annotated[
+        int | None,
+        typer.Option(
+            "--settings-fd",
+            metavar="FD",
+            hidden=True,
+            help="Read the settings `up`'s supervisor worked out from this pipe instead of loading the crew.",
+        ),
+    ] = None,
 ) -> None:
     """Run the firewall in the foreground until interrupted (SIGINT/SIGTERM)."""
     if ctx.invoked_subcommand is not None:
         ctx.meta[_CREW_KEY] = crew
         return
-    out = app_context(ctx)
-    loaded = load_crew(crew)
-    for warning in loaded.warnings:
-        out.warn(warning)
-    settings = replace(settings_for(loaded.crew, loaded.root, os.environ), listen_fds=tuple(listen_fd or ()))
-
-    def ready(firewall: Firewall) -> None:
-        for line in firewall_lines(firewall):
-            out.console.print(line, highlight=False)
-        out.console.file.flush()
-
-    asyncio.run(run_firewall(settings, ready, loaded.crew))
+    serve_firewall(crew, os.environ, tuple(listen_fd or ()), settings_fd)
 
 
 @firewall_app.command("ca")

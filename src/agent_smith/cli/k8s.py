@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from agent_smith.cli.context import AppContext, CrewOption, app_context
+from agent_smith.cli.context import CrewOption, app_context
+from agent_smith.cli.output import AppContext
 from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
 from agent_smith.deploy import check_manifests, crew_files, render_crew, to_yaml_stream, write_manifests
 from agent_smith.deploy.bootstrap import bootstrap_secrets

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from agent_smith.cli.context import AppContext, CrewOption, JsonFlag, app_context
+from agent_smith.cli.context import CrewOption, JsonFlag, app_context
+from agent_smith.cli.output import AppContext
+from agent_smith.cli.up import UpRequest, assembly_progress, bring_up, progress
 from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
 from agent_smith.errors import MissingPartError, OperationError, UsageError
 from agent_smith.leave import leave
@@ -25,8 +27,6 @@ from agent_smith.runtime import (
     readable,
     rotated_logs,
     run_dir,
-    selected_agents,
-    start_background,
     stop_crew,
     supervise,
     wait_ready,
@@ -54,19 +54,6 @@ def _load(out: AppContext, crew: Path | None) -> LoadedCrew:
     return loaded
 
 
-def _progress(out: AppContext) -> Any:
-    def show(name: str, state: str) -> None:
-        colour = {"ready": "green", "idle": "green", "working": "green", "crash-looping": "red"}.get(state, "yellow")
-        out.err.print(f"{escape(name)}: [{colour}]{escape(state)}[/]", highlight=False)
-
-    return show
-
-
-def _assembly_progress(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
-
-
 def up(
     ctx: typer.Context,
     agents: AgentsArg = None,
@@ -83,35 +70,10 @@ def up(
 ) -> None:
     """Start the event log, the firewall and every agent (or those named), supervised; return when ready."""
     out = app_context(ctx)
-    loaded = _load(out, crew)
-    names = tuple(a.name for a in selected_agents(loaded, agents or ()))
-    options = ServeOptions(agents=names if agents else (), firewall=firewall, no_proxy=tuple(no_proxy or ()))
-    rd = run_dir(loaded)
-    if rd.running_pid() is not None:
-        managed = (rd.read_status() or {}).get("agents", {})
-        unmanaged = [n for n in names if n not in managed]
-        if unmanaged:
-            raise UsageError(
-                f"the running supervisor does not manage {', '.join(unmanaged)}: run `agent-smith down` first"
-            )
-        for name in names:
-            rd.request("start", name)
-        wait_ready(loaded, names, timeout=timeout, child=None, progress=_progress(out))
-        out.console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
-        return
-    binary = check_startable(loaded, options, services=True)
-    if foreground:
-        asyncio.run(supervise(loaded, options, binary=binary, services=True, progress=_assembly_progress))
-        return
-    child = start_background(loaded, options, binary)
-    status = wait_ready(loaded, names, timeout=timeout, child=child, progress=_progress(out))
-    metrics = status.get("supervisor", {}).get("metrics")
-    out.console.print(f"[green]up[/]: {len(names)} agent(s) ready; supervisor pid {child}, metrics {metrics}")
-    for service, listening in status.get("services", {}).items():
-        if not listening:
-            out.console.print(f"{service}: starting (see `agent-smith status`)")
-    # The supervisor owns everything now; this process only has its interpreter left to free.
-    leave(0)
+    request = UpRequest(crew, tuple(agents or ()), foreground, firewall, tuple(no_proxy or ()), timeout)
+    if bring_up(request, lambda: out) is not None:
+        # The supervisor owns everything now; this process only has its interpreter left to free.
+        leave(0)
 
 
 def down(ctx: typer.Context, agents: AgentsArg = None, crew: CrewOption = None) -> None:
@@ -312,7 +274,7 @@ def restart(ctx: typer.Context, name: NameArg, crew: CrewOption = None, timeout:
         raise OperationError("the supervisor is not running: start the crew with `agent-smith up`")
     since = time.time()
     rd.request("restart", agent.name)
-    wait_ready(loaded, [agent.name], timeout=timeout, child=None, progress=_progress(out), since=since)
+    wait_ready(loaded, [agent.name], timeout=timeout, child=None, progress=progress(out), since=since)
     out.console.print(f"[green]restarted[/] {agent.name}")
 
 
@@ -345,7 +307,7 @@ def run(
             services=False,
             session=CONTAINER_SESSION,
             stream=write,
-            progress=_assembly_progress,
+            progress=assembly_progress,
         )
     )
 

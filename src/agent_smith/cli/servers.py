@@ -18,10 +18,11 @@ from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from agent_smith.crew import Crew
     from agent_smith.egress import Firewall
     from agent_smith.events import EventTarget
 
-_OPTIONS = {"events": ("--crew", "--agent"), "chat": (), "firewall": ("--crew", "--listen-fd")}
+_OPTIONS = {"events": ("--crew", "--agent"), "chat": (), "firewall": ("--crew", "--listen-fd", "--settings-fd")}
 _REPEATABLE = frozenset({"--listen-fd"})
 # The command line that starts each server, before its options.
 _COMMANDS = {("mcp", "events"): "events", ("mcp", "chat"): "chat", ("firewall",): "firewall"}
@@ -102,23 +103,43 @@ def firewall_lines(firewall: Firewall) -> list[str]:
     return lines
 
 
-def serve_firewall(crew_dir: Path | None, env: Mapping[str, str], listen_fds: tuple[int, ...] = ()) -> None:
-    """The egress firewall for the crew, until SIGINT or SIGTERM; on `listen_fds` when given."""
+def serve_firewall(
+    crew_dir: Path | None, env: Mapping[str, str], listen_fds: tuple[int, ...] = (), settings_fd: int | None = None
+) -> None:
+    """The egress firewall for the crew, until SIGINT or SIGTERM; on `listen_fds` when given.
+
+    With `settings_fd` its settings are read from that pipe (`up`'s supervisor writes them) and
+    the crew is loaded only to publish a first denial.
+    """
     from dataclasses import replace
 
-    from agent_smith.crew import load_crew
-    from agent_smith.egress import run_firewall, settings_for
+    from agent_smith.egress import read_launch, run_firewall
 
-    loaded = load_crew(crew_dir, env)
-    for warning in loaded.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+    if settings_fd is not None:
+        launch = read_launch(settings_fd)
+        settings = launch.settings
+
+        def crew() -> Crew:
+            from agent_smith.crew import load_crew
+
+            return load_crew(launch.crew_dir, env).crew
+    else:
+        from agent_smith.crew import load_crew
+        from agent_smith.egress import settings_for
+
+        loaded = load_crew(crew_dir, env)
+        for warning in loaded.warnings:
+            sys.stderr.write(f"warning: {warning}\n")
+        settings = settings_for(loaded.crew, loaded.root, env)
+
+        def crew() -> Crew:
+            return loaded.crew
 
     def ready(firewall: Firewall) -> None:
         sys.stdout.write("".join(f"{line}\n" for line in firewall_lines(firewall)))
         sys.stdout.flush()
 
-    settings = replace(settings_for(loaded.crew, loaded.root, env), listen_fds=listen_fds)
-    asyncio.run(run_firewall(settings, ready, loaded.crew))
+    asyncio.run(run_firewall(replace(settings, listen_fds=listen_fds), ready, crew))
 
 
 def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
@@ -137,7 +158,8 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None
     if options is None or log_format not in {f.value for f in LogFormat}:
         return None
     fds = options.pop("--listen-fd", [])
-    if not all(fd.isdigit() for fd in fds):
+    settings_fds = options.pop("--settings-fd", [])
+    if not all(fd.isdigit() for fd in (*fds, *settings_fds)):
         return None
     given = {key: values[0] for key, values in options.items()}
     try:
@@ -147,7 +169,12 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None
         elif name == "firewall":
             configure(LogFormat(log_format), env.get("AGENT_SMITH_LOG_LEVEL", "warning"))
             crew = given.get("--crew")
-            serve_firewall(Path(crew) if crew else None, env, tuple(int(fd) for fd in fds))
+            serve_firewall(
+                Path(crew) if crew else None,
+                env,
+                tuple(int(fd) for fd in fds),
+                int(settings_fds[0]) if settings_fds else None,
+            )
         else:
             serve_chat()
     except AgentSmithError as exc:

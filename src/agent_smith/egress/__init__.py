@@ -4,7 +4,8 @@ Other subsystems use only these names:
 
     proxy_url_for(crew, "devbot")  # what the agent's HTTPS_PROXY is set to
     ca_cert_for(crew)              # the CA certificate the agent trusts
-    settings_for(crew, crew_dir, os.environ, on_denied=publish)  # then Firewall(settings)
+    settings_for(crew, crew_dir, os.environ)  # then Firewall(settings)
+    launch_for(crew, crew_dir, os.environ).pack()  # the same, for a firewall process to read
 """
 
 from __future__ import annotations
@@ -13,35 +14,43 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_smith.crew import Crew, CrewPaths
 from agent_smith.egress.state import FirewallState, derive_password
 
 if TYPE_CHECKING:
+    from agent_smith.crew import Crew
     from agent_smith.egress.audit import AuditEntry, EgressDenied, Metrics
-    from agent_smith.egress.proxy import Firewall, FirewallSettings, Resolver, system_resolver
-    from agent_smith.egress.service import (
-        DenialPublisher,
+    from agent_smith.egress.proxy import Firewall
+    from agent_smith.egress.service import DenialPublisher, import_claude_login, run_firewall
+    from agent_smith.egress.settings import (
+        FirewallLaunch,
+        FirewallSettings,
+        Resolver,
         claude_store_for,
-        import_claude_login,
-        run_firewall,
+        launch_for,
+        read_launch,
         settings_for,
+        system_resolver,
     )
 
 # The engine (h2, prometheus, the event log) loads only when one of its names is used, so a
-# hook or `assemble` asking for proxy_url_for does not import the whole firewall.
+# hook or `assemble` asking for proxy_url_for does not import the whole firewall; nor does this
+# package import the crew model, which a firewall handed its settings never loads.
 _LAZY = {
     "AuditEntry": "audit",
     "EgressDenied": "audit",
     "Metrics": "audit",
     "Firewall": "proxy",
-    "FirewallSettings": "proxy",
-    "Resolver": "proxy",
-    "system_resolver": "proxy",
+    "FirewallLaunch": "settings",
+    "FirewallSettings": "settings",
+    "Resolver": "settings",
+    "claude_store_for": "settings",
+    "launch_for": "settings",
+    "read_launch": "settings",
+    "settings_for": "settings",
+    "system_resolver": "settings",
     "DenialPublisher": "service",
-    "claude_store_for": "service",
     "import_claude_login": "service",
     "run_firewall": "service",
-    "settings_for": "service",
 }
 
 
@@ -57,6 +66,7 @@ __all__ = [
     "DenialPublisher",
     "EgressDenied",
     "Firewall",
+    "FirewallLaunch",
     "FirewallSettings",
     "FirewallState",
     "Metrics",
@@ -64,7 +74,9 @@ __all__ = [
     "ca_cert_for",
     "claude_store_for",
     "import_claude_login",
+    "launch_for",
     "proxy_url_for",
+    "read_launch",
     "run_firewall",
     "settings_for",
     "system_resolver",
@@ -72,6 +84,8 @@ __all__ = [
 
 
 def _state(crew: Crew) -> FirewallState:
+    from agent_smith.crew import CrewPaths
+
     return FirewallState(CrewPaths.of(crew).firewall)
 
 

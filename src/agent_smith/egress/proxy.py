@@ -24,9 +24,8 @@ import ssl
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import h2.config
@@ -37,10 +36,9 @@ import h11
 from prometheus_client import generate_latest
 
 from agent_smith.certs import CertificateAuthority
-from agent_smith.egress.audit import AuditEntry, AuditLog, EgressDenied, Metrics, utc_now
+from agent_smith.egress.audit import AuditEntry, AuditLog, Metrics, utc_now
 from agent_smith.egress.claude import (
     ClaudeTokens,
-    TokenStore,
     apply_token_response,
     refresh_due,
     refresh_request_body,
@@ -49,7 +47,6 @@ from agent_smith.egress.claude import (
 from agent_smith.egress.policy import (
     AnswerRefresh,
     Denied,
-    Policy,
     RequestView,
     Rule,
     Scrubber,
@@ -62,17 +59,16 @@ from agent_smith.egress.policy import (
     redact_target,
     split_authority,
 )
+from agent_smith.egress.settings import FirewallSettings
 from agent_smith.egress.sockstream import SocketStream
 from agent_smith.egress.state import derive_password
 from agent_smith.egress.websocket import ServerFrameScrubber
 from agent_smith.errors import OperationError
 from agent_smith.listeners import inherited_sockets, listening_sockets
 
-__all__ = ["Firewall", "FirewallSettings", "Resolver", "system_resolver"]
+__all__ = ["Firewall"]
 
 log = logging.getLogger("agent_smith.egress")
-
-Resolver = Callable[[str, int], Awaitable[list[tuple[str, int]]]]
 
 _READ = 256 * 1024
 _MAX_HEAD = 64 * 1024
@@ -93,39 +89,6 @@ _HOP_REQUEST = frozenset(
 _HOP_RESPONSE = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-connection", "upgrade", "transfer-encoding"}
 )
-
-
-async def system_resolver(host: str, port: int) -> list[tuple[str, int]]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [(str(info[4][0]), port) for info in infos]
-
-
-@dataclass(frozen=True)
-class FirewallSettings:
-    policy: Policy
-    secrets: tuple[Secret, ...]
-    agents: frozenset[str]
-    identity_key: bytes
-    ca: CertificateAuthority
-    listen: tuple[str, int]
-    # Listening sockets already open for `listen` (handed down by the supervisor, or systemd):
-    # served instead of binding it.
-    listen_fds: tuple[int, ...] = ()
-    transparent_listen: tuple[str, int] | None = None
-    # One transparent listener per agent: a connection's local port names its agent, so the
-    # audit log, per-agent rules and per-agent secrets apply as in explicit mode. Only sound
-    # when the network lets nothing but that agent reach its listener (a per-agent Service
-    # and a NetworkPolicy in Kubernetes).
-    transparent_agents: Mapping[str, tuple[str, int]] = field(default_factory=dict)
-    transparent_port: int = 443
-    upstream_ca: Path | None = None
-    audit_path: Path | None = None
-    claude_store: TokenStore | None = None
-    claude_refresh_before: float = 600.0
-    metrics_listen: tuple[str, int] | None = None
-    resolver: Resolver = system_resolver
-    on_denied: Callable[[EgressDenied], None] | None = None
-    http2: bool = True
 
 
 @dataclass
@@ -410,7 +373,7 @@ class Firewall:
         self.metrics = Metrics()
         self.audit = AuditLog(settings.audit_path, self.metrics, settings.on_denied)
         alpn = ["h2", "http/1.1"] if settings.http2 else ["http/1.1"]
-        self._leaves = _LeafCache(settings.ca, alpn)
+        self._leaves = _LeafCache(settings.ca_store.ca(), alpn)
         self._upstream_ssl = ssl.create_default_context(
             cafile=str(settings.upstream_ca) if settings.upstream_ca else None
         )

@@ -91,6 +91,10 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
         host, port = parse_listen(crew.egress.listen, "egress.listen")
         if not port_free(host, port):
             raise UsageError(f"egress.listen: port {port} on {host} is already in use (is a firewall running?)")
+        from agent_smith.egress import settings_for
+
+        # What the supervisor hands the firewall (a secret it cannot read, an upstream CA that is not there).
+        settings_for(crew, loaded.root, options.env)
     return binary
 
 
@@ -238,14 +242,18 @@ async def supervise(
         detached = False
         try:
             if services and options.firewall:
+                from agent_smith.egress import launch_for
+
+                # Handed its settings, the firewall does not load the crew again while the agents boot.
                 firewall = ChildService(
                     "firewall",
-                    [default_agent_smith_command(), "firewall", "--crew", str(loaded.root.absolute())],
+                    [default_agent_smith_command(), "firewall", "--settings-fd", "0"],
                     env=options.env,
                     log_file=paths.logs / "firewall.log",
                     pid_file=rd.firewall_pid,
                     listen=parse_listen(crew.egress.listen, "egress.listen"),
                     fd_option="--listen-fd",
+                    stdin=launch_for(crew, loaded.root, options.env).pack(),
                 )
                 children.append(firewall)
                 firewall.launch()

@@ -83,7 +83,8 @@ class ChildService:
     FD, socket activation): a port in use fails `up` before any agent starts,
     and a connection made while the child boots or restarts waits in the
     backlog instead of being refused (claude's first requests at boot would
-    otherwise fail and be retried).
+    otherwise fail and be retried). `stdin` is written to each child it starts
+    (the firewall's settings, which the supervisor has worked out).
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class ChildService:
         pid_file: Path,
         listen: tuple[str, int],
         fd_option: str,
+        stdin: bytes = b"",
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
     ) -> None:
@@ -107,6 +109,7 @@ class ChildService:
         self._adopted: int | None = None
         self.listen = listen
         self._fd_option = fd_option
+        self._stdin = stdin
         self._sockets: list[socket.socket] = []
         self._initial = backoff_initial
         self._max = backoff_max
@@ -152,12 +155,16 @@ class ChildService:
         self._process = subprocess.Popen(
             [*self._argv, *(arg for fd in fds for arg in (self._fd_option, str(fd)))],
             env=self._env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self._stdin else subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             pass_fds=fds,
         )
+        if self._process.stdin is not None:
+            # A child that dies before reading it all is seen by `check` and started again.
+            with contextlib.suppress(BrokenPipeError), self._process.stdin:
+                self._process.stdin.write(self._stdin)
         self._spawned_at = time.time()
         self._adopted = None
         write_atomic(self._pid_file, f"{self._process.pid}\n", durable=False)

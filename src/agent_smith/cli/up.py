@@ -1,0 +1,173 @@
+"""`agent-smith up`: what it does, for the Typer verb and for the plain-argv fast path.
+
+With one agent, everything `up` does before it forks the supervisor is time
+the agent's claude has not started yet. The CLI framework (Typer, Rich) is
+~0.09 s of imports there, so a plain `up` command line (`parse_up`) is served
+without it (`agent_smith.__main__`), and Rich loads only once the supervisor
+is forked, while it starts the agents. `--help`, global options before `up`
+and anything unusual take the full CLI, which runs the same `bring_up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from agent_smith.crew import load_crew
+from agent_smith.errors import AgentSmithError, UsageError
+from agent_smith.runtime import (
+    ServeOptions,
+    check_startable,
+    run_dir,
+    selected_agents,
+    start_background,
+    supervise,
+    wait_ready,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_smith.cli.output import AppContext
+
+__all__ = ["UpRequest", "bring_up", "parse_up", "run_up"]
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    crew: Path | None = None
+    agents: tuple[str, ...] = ()
+    foreground: bool = False
+    firewall: bool = True
+    no_proxy: tuple[str, ...] = ()
+    timeout: float = 180.0
+
+
+def parse_up(argv: Sequence[str]) -> UpRequest | None:
+    """The request of `up`'s arguments (after `up`); None for anything the full CLI should read:
+    help, an option it does not know, a value that is missing or not a number (pure)."""
+    request = UpRequest()
+    agents: list[str] = []
+    no_proxy: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--foreground":
+            request = replace(request, foreground=True)
+        elif arg in ("--firewall", "--no-firewall"):
+            request = replace(request, firewall=arg == "--firewall")
+        elif not arg.startswith("-"):
+            agents.append(arg)
+        else:
+            key, sep, value = arg.partition("=")
+            if key not in ("--crew", "--no-proxy", "--timeout") or not (sep or rest):
+                return None
+            value = value if sep else rest.pop(0)
+            if key == "--crew":
+                request = replace(request, crew=Path(value))
+            elif key == "--no-proxy":
+                no_proxy.append(value)
+            else:
+                try:
+                    request = replace(request, timeout=float(value))
+                except ValueError:
+                    return None
+    return replace(request, agents=tuple(agents), no_proxy=tuple(no_proxy))
+
+
+def progress(out: AppContext) -> Callable[[str, str], None]:
+    """Each agent's state as `up` and `restart` wait for it, one line on stderr per change."""
+    from rich.markup import escape
+
+    def show(name: str, state: str) -> None:
+        colour = {"ready": "green", "idle": "green", "working": "green", "crash-looping": "red"}.get(state, "yellow")
+        out.err.print(f"{escape(name)}: [{colour}]{escape(state)}[/]", highlight=False)
+
+    return show
+
+
+def assembly_progress(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def bring_up(request: UpRequest, console: Callable[[], AppContext]) -> int | None:
+    """Start the crew (or the named agents) and wait until they are ready.
+
+    `console` makes the output's consoles; it is first called once the
+    supervisor runs (or something failed). Returns the supervisor's pid when
+    it was forked (this process may then leave at once), else None.
+    """
+    loaded = load_crew(request.crew)
+    made: list[AppContext] = []
+
+    def output() -> AppContext:
+        if not made:
+            made.append(console())
+            for warning in loaded.warnings:
+                made[0].warn(warning)
+        return made[0]
+
+    try:
+        names = tuple(a.name for a in selected_agents(loaded, request.agents))
+        options = ServeOptions(
+            agents=names if request.agents else (), firewall=request.firewall, no_proxy=request.no_proxy
+        )
+        rd = run_dir(loaded)
+        if rd.running_pid() is not None:
+            managed = (rd.read_status() or {}).get("agents", {})
+            unmanaged = [n for n in names if n not in managed]
+            if unmanaged:
+                raise UsageError(
+                    f"the running supervisor does not manage {', '.join(unmanaged)}: run `agent-smith down` first"
+                )
+            for name in names:
+                rd.request("start", name)
+            wait_ready(loaded, names, timeout=request.timeout, child=None, progress=progress(output()))
+            output().console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
+            return None
+        binary = check_startable(loaded, options, services=True)
+        if request.foreground:
+            output()
+            asyncio.run(supervise(loaded, options, binary=binary, services=True, progress=assembly_progress))
+            return None
+        child = start_background(loaded, options, binary)
+    except BaseException:
+        output()
+        raise
+    out = output()
+    status = wait_ready(loaded, names, timeout=request.timeout, child=child, progress=progress(out))
+    metrics = status.get("supervisor", {}).get("metrics")
+    out.console.print(f"[green]up[/]: {len(names)} agent(s) ready; supervisor pid {child}, metrics {metrics}")
+    for service, listening in status.get("services", {}).items():
+        if not listening:
+            out.console.print(f"{service}: starting (see `agent-smith status`)")
+    return child
+
+
+def run_up(request: UpRequest, env: Mapping[str, str]) -> int | None:
+    """`up` without the CLI framework; its exit code, or None when the full CLI should run it
+    (a log format or level in the environment it would refuse)."""
+    from agent_smith.logs import LEVELS, LogFormat, configure
+
+    log_format = env.get("AGENT_SMITH_LOG_FORMAT", LogFormat.text.value)
+    log_level = env.get("AGENT_SMITH_LOG_LEVEL", "warning")
+    if log_format not in {f.value for f in LogFormat} or log_level.lower() not in LEVELS:
+        return None
+    configure(LogFormat(log_format), log_level)
+
+    def console() -> AppContext:
+        from agent_smith.cli.output import AppContext
+
+        return AppContext()
+
+    try:
+        bring_up(request, console)
+    except AgentSmithError as exc:
+        console().error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
