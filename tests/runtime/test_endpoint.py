@@ -184,6 +184,31 @@ def test_requests_share_a_connection_and_an_oversized_body_is_refused(tmp_path: 
     asyncio.run(run())
 
 
+def test_closing_with_connections_open_ends_them_without_a_traceback(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+    reported: list[dict[str, Any]] = []
+
+    async def run() -> bytes:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reported.append(context))
+        sock = http_socket("127.0.0.1:0", run_dir)
+        supervisor = Supervisor([], Tmux("agent-smith-test-unused"), run_dir)
+        await supervisor.serve_http(sock)
+        host, port = sock.getsockname()[:2]
+        # An agent's stream held open, as claude holds its MCP connections.
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"ok\n")
+        await supervisor.close_http()
+        rest = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await asyncio.sleep(0.05)  # the server's callbacks for the ended connection run
+        return rest
+
+    assert asyncio.run(run()) == b"", "the connection is closed"
+    assert reported == []
+
+
 def test_metrics_listen_in_use_is_a_usage_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

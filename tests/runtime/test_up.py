@@ -299,6 +299,9 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     for name in ("alice", "bob", "carol"):
         assert tagged(AGENT_VAR, f"rt/{name}") == []
     assert crew.status()["alice"]["state"] == "stopped"
+    # Four supervisors came and went (killed, detached, stopped): their log is one JSON object per line.
+    for line in (crew.runtime / "supervisor.log").read_text().splitlines():
+        assert isinstance(json.loads(line), dict), line
 
 
 def test_run_with_only_env_vars_behaves_like_the_pod(

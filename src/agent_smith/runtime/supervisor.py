@@ -450,6 +450,11 @@ class Supervisor:
         self._connections.add(task)
         try:
             await serve_connection(reader, writer, self._answer)
+        except asyncio.CancelledError:
+            # `close_http` ends it. It must end without raising: Python 3.11's start_server asks a
+            # finished connection task for its exception, which a cancelled one raises, and the
+            # loop would log that as a traceback (a supervisor log of one JSON object per line).
+            writer.close()
         finally:
             self._connections.discard(task)
 
