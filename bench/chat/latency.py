@@ -31,6 +31,7 @@ call of the `prompt_context` tool on devbot's `agent-smith-events` server.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -168,10 +169,14 @@ class RequestTail:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    samples = int(args[0]) if args else 20
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("samples", type=int, nargs="?", default=20, help="samples of each (default 20)")
+    parser.add_argument("--no-debug", action="store_true", help="without claude's debug log (and its share)")
+    parser.add_argument("--agent-hooks", action="store_true", help="with the UserPromptSubmit hook `assemble` writes")
+    args = parser.parse_args()
+    samples = args.samples
     # claude's debug log gives the CLI's own share; --no-debug measures without its cost.
-    debug_args = [] if "--no-debug" in sys.argv else ["--debug-file"]
+    debug_args = [] if args.no_debug else ["--debug-file"]
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
         root = Path(tmp)
         with (
@@ -209,7 +214,7 @@ def main() -> None:
                 "mcpServers": {"matrix": {"type": "http", "url": serving["url"] + "/matrix", "headers": auth}}
             }
             debug = root / "claude-debug.log"
-            hooks = "--agent-hooks" in sys.argv
+            hooks = args.agent_hooks
             if hooks:
                 mcp["mcpServers"]["agent-smith-events"] = {"type": "http", "url": serving["url"], "headers": auth}
             config_dir = home / ".claude"
