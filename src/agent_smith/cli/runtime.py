@@ -70,7 +70,14 @@ def up(
 ) -> None:
     """Start the event log, the firewall and every agent (or those named), supervised; return when ready."""
     out = app_context(ctx)
-    request = UpRequest(crew, tuple(agents or ()), foreground, firewall, tuple(no_proxy or ()), timeout)
+    request = UpRequest(
+        crew=crew,
+        agents=tuple(agents or ()),
+        foreground=foreground,
+        firewall=firewall,
+        no_proxy=tuple(no_proxy or ()),
+        timeout=timeout,
+    )
     if bring_up(request, lambda: out) is not None:
         # The supervisor owns everything now; this process only has its interpreter left to free.
         leave(0)
