@@ -138,7 +138,12 @@ class FirewallLaunch:
 
 
 def launch_for(crew: Crew, crew_dir: Path, environ: Mapping[str, str]) -> FirewallLaunch:
-    return FirewallLaunch(settings_for(crew, crew_dir, environ), crew_dir.absolute())
+    settings = settings_for(crew, crew_dir, environ)
+    # The CA is made now (in a child process) when missing. A firewall that made it raced the
+    # agents' assembly for it on a crew's first `up`, and held their start back while it
+    # loaded cryptography and minted the key under the lock.
+    settings.ca_store.ca_cert()
+    return FirewallLaunch(settings, crew_dir.absolute())
 
 
 # Everything a packed launch is made of; `system_resolver` is the default resolver.
