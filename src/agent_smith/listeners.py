@@ -8,19 +8,53 @@ refused.
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 from agent_smith.errors import UsageError
 
 __all__ = ["free_port", "inherited_sockets", "listening_sockets"]
 
 
+# Ports below this are left to the machine's own services.
+_LOWEST_PICKED = 10000
+_PICKS = 64
+_given: set[int] = set()
+
+
+def ephemeral_low(range_file: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    """The first port of the kernel's ephemeral range (where outgoing connections get theirs)."""
+    try:
+        return int(range_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on `host` now; whoever binds it later must expect to lose the race for it."""
+    """A TCP port free on `host` now, for a server that binds it later.
+
+    Picked below the kernel's ephemeral range: outgoing connections take their
+    ports from that range, and one of them took a port picked there before
+    nats-server could bind it. Never the same port twice in one process. Whoever
+    binds it later must still expect to lose a race for it.
+    """
+    low = ephemeral_low()
+    candidates = range(_LOWEST_PICKED, low) if low > _LOWEST_PICKED else range(0)
+    for port in random.sample(candidates, min(_PICKS, len(candidates))):
+        if port in _given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
 
 
 def listening_sockets(host: str, port: int) -> list[socket.socket]:
