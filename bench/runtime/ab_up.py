@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
+    for cli in (args.baseline, args.candidate):
+        if not cli.is_file():
+            parser.error(f"{cli} is not an agent-smith executable")
     tmp = Path(tempfile.mkdtemp(prefix="ab-up-"))
     server = ModelServerThread(parse_script({"agents": {}}, "bench"), tmp / "model.jsonl")
     server.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import signal
@@ -57,18 +58,17 @@ class DenialPublisher:
         return Publisher(crew.events, paths.events, crew.events.nats_url or running_server_url(paths.nats))
 
     async def _publish(self, denial: EgressDenied) -> object:
-        async with self._opened:
-            if self._publisher is None:
-                publisher = await asyncio.to_thread(self._open)
-                await publisher.start()
-                self._publisher = publisher
-        from agent_smith import events
-
+        events = await asyncio.to_thread(importlib.import_module, "agent_smith.events")
         try:
             events.check_agent_name(denial.agent)
         except UsageError:
             # Clients of the shared transparent listener have no agent identity, and an event needs one.
             return None
+        async with self._opened:
+            if self._publisher is None:
+                publisher = await asyncio.to_thread(self._open)
+                await publisher.start()
+                self._publisher = publisher
         event = events.EgressDenied(
             agent=denial.agent,
             host=denial.host,
