@@ -80,6 +80,26 @@ def test_a_connection_made_while_the_child_boots_waits_for_it(tmp_path: Path) ->
     assert not (tmp_path / "greeter.pid").exists()
 
 
+def test_a_connection_made_after_the_port_is_bound_waits_until_the_child_is_launched(tmp_path: Path) -> None:
+    port = free_port()
+    child = service(tmp_path, port)
+    try:
+        child.bind()
+        assert not child.listening
+        assert not (tmp_path / "greeter.pid").exists()
+        # The supervisor starts its agents between the two: their first requests are queued, not refused.
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=10)
+        child.launch()
+        first = pid_of(tmp_path)
+        assert waiting.makefile().readline().strip() == f"hello from {first}"
+        waiting.close()
+        child.launch()
+        assert pid_of(tmp_path) == first, "a second launch started another child"
+    finally:
+        child.stop()
+    assert port_free("127.0.0.1", port)
+
+
 def test_a_crashed_child_is_restarted_with_backoff_and_nothing_is_refused_meanwhile(tmp_path: Path) -> None:
     port = free_port()
     child = service(tmp_path, port)
@@ -139,8 +159,9 @@ def test_a_port_in_use_fails_the_launch_and_starts_nothing(tmp_path: Path) -> No
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         child = service(tmp_path, port)
-        with pytest.raises(UsageError, match=rf"greeter cannot listen on 127\.0\.0\.1:{port}"):
-            child.launch()
+        for claim in (child.bind, child.launch):
+            with pytest.raises(UsageError, match=rf"greeter cannot listen on 127\.0\.0\.1:{port}"):
+                claim()
     assert not (tmp_path / "greeter.pid").exists()
 
 
@@ -154,6 +175,7 @@ def test_one_left_by_a_dead_supervisor_is_adopted_then_replaced_when_it_dies(tmp
     (tmp_path / "greeter.pid").write_text(f"{left.pid}\n")
     child = service(tmp_path, port)
     try:
+        child.bind()
         child.launch()
         assert pid_of(tmp_path) == left.pid
         assert child.listening

@@ -223,10 +223,11 @@ async def supervise(
 ) -> None:
     """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP, keeping agents).
 
-    The order is what makes `up` fast: the firewall is launched (not awaited;
-    its port is bound here, so the CLIs' first requests wait for it rather than
-    fail), the agents are assembled and their claude started, and only then are
-    the event log and its client (a large import) brought up, while the CLIs boot.
+    The order is what makes `up` fast: the firewall's port is bound (a port in
+    use fails here, before anything starts), the agents are assembled and their
+    claude started, and only then is the firewall launched (not awaited: the
+    CLIs' first requests wait in its port's backlog rather than fail) and the
+    event log and its client (a large import) brought up, while the CLIs boot.
     Nothing is published before an agent shows its prompt, so no event waits.
     """
     from agent_smith.home import default_agent_smith_command
@@ -256,7 +257,7 @@ async def supervise(
                     stdin=launch_for(crew, loaded.root, options.env).pack(),
                 )
                 children.append(firewall)
-                firewall.launch()
+                firewall.bind()
             listener = http_socket(crew.runtime.metrics_listen, rd)
             try:
                 mcp = McpEndpoint.at(listener, paths)
@@ -277,6 +278,8 @@ async def supervise(
             channels = None
             try:
                 await supervisor.begin([s.name for s in specs])
+                for child in children:
+                    child.launch()
                 log.info("started %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
                 tokens = {s.name: mcp.token_for(s.name) for s in specs}
                 if chat:

@@ -119,16 +119,22 @@ class ChildService:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def launch(self) -> None:
-        """Start it without waiting; one a supervisor that died left running is adopted instead.
+    def bind(self) -> None:
+        """Claim its port, starting nothing yet; one a supervisor that died left running is adopted instead.
 
-        Raises UsageError when its port cannot be bound, before any agent started."""
+        Raises UsageError when the port cannot be bound: called before any agent
+        starts, a port in use then leaves nothing half-started."""
         left = read_pid(self._pid_file)
         if left is not None and pid_alive(left) and _listening(*self.listen):
             self._adopted = left
             self._spawned_at = time.time()
             return
-        self._spawn()
+        self._bind()
+
+    def launch(self) -> None:
+        """Start it without waiting (binding its port first, unless `bind` did); an adopted one is left be."""
+        if self._adopted is None and self._process is None:
+            self._spawn()
 
     @property
     def listening(self) -> bool:
