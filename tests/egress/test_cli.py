@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
 from agent_smith.crew import Crew, EventLog, load_crew
-from agent_smith.egress import ca_cert_for, launch_for, proxy_url_for
+from agent_smith.egress import ca_cert_for, launch_for, make_ca_ahead, proxy_url_for
 from agent_smith.egress.claude import TokenStore
 from agent_smith.egress.state import FirewallState, derive_password
 from agent_smith.errors import OperationError
@@ -120,6 +120,35 @@ def test_processes_racing_to_make_the_ca_end_with_one_key_and_its_cert(tmp_path:
     assert len({fingerprint for fingerprint, _ in seen}) == 1
     ca = FirewallState(tmp_path / "firewall").ca()
     assert _public(ca.cert.public_key()) == _public(ca.key.public_key()) == seen[0][1]
+
+
+def test_a_ca_made_ahead_is_the_one_everyone_then_gets(tmp_path: Path) -> None:
+    """`up` starts making a first CA while the supervisor starts, and the supervisor asks for it
+    at once: it waits for that CA instead of making another one beside it."""
+    state = FirewallState(tmp_path / "firewall")
+    maker = state.make_ca_ahead()
+    assert maker is not None
+    try:
+        path = state.ca_cert()
+    finally:
+        _, status = os.waitpid(maker, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    ca = state.ca()
+    assert path.read_bytes() == ca.cert_pem
+    assert _public(ca.cert.public_key()) == _public(ca.key.public_key())
+    assert state.make_ca_ahead() is None
+
+
+def test_nothing_is_made_ahead_for_a_crew_that_names_its_own_ca(tmp_path: Path) -> None:
+    crew = _crew(tmp_path)
+    configured = crew.model_copy(update={"egress": crew.egress.model_copy(update={"ca_cert": "/etc/x/ca.pem"})})
+    assert make_ca_ahead(configured) is None
+    assert not FirewallState(tmp_path / "cc" / "firewall").ca_cert_path.exists()
+    maker = make_ca_ahead(crew)
+    assert maker is not None
+    _, status = os.waitpid(maker, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"BEGIN CERTIFICATE" in FirewallState(tmp_path / "cc" / "firewall").ca_cert_path.read_bytes()
 
 
 def test_firewall_ca_prints_the_certificate_path(tmp_path: Path) -> None:

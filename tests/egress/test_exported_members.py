@@ -18,6 +18,7 @@ def test_public_surface() -> None:
         "claude_store_for",
         "import_claude_login",
         "launch_for",
+        "make_ca_ahead",
         "proxy_url_for",
         "read_launch",
         "run_firewall",

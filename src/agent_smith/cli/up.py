@@ -138,13 +138,16 @@ def bring_up(request: UpRequest, console: Callable[[], AppContext]) -> int | Non
         output()
         raise
     out = output()
-    status = wait_ready(loaded, names, timeout=request.timeout, child=child, progress=progress(out))
+    try:
+        status = wait_ready(loaded, names, timeout=request.timeout, child=child, progress=progress(out))
+    finally:
+        child.close()
     metrics = status.get("supervisor", {}).get("metrics")
-    out.console.print(f"[green]up[/]: {len(names)} agent(s) ready; supervisor pid {child}, metrics {metrics}")
+    out.console.print(f"[green]up[/]: {len(names)} agent(s) ready; supervisor pid {child.pid}, metrics {metrics}")
     for service, listening in status.get("services", {}).items():
         if not listening:
             out.console.print(f"{service}: starting (see `agent-smith status`)")
-    return child
+    return child.pid
 
 
 def run_up(request: UpRequest, env: Mapping[str, str]) -> int | None:

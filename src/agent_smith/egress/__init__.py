@@ -75,6 +75,7 @@ __all__ = [
     "claude_store_for",
     "import_claude_login",
     "launch_for",
+    "make_ca_ahead",
     "proxy_url_for",
     "read_launch",
     "run_firewall",
@@ -101,3 +102,9 @@ def ca_cert_for(crew: Crew) -> Path:
     if crew.egress.ca_cert is not None:
         return Path(crew.egress.ca_cert).expanduser()
     return _state(crew).ca_cert()
+
+
+def make_ca_ahead(crew: Crew) -> int | None:
+    """Start making the firewall's missing CA in a child process (its pid); None when there is
+    nothing to make (it exists, or the crew names its own with ``egress.ca_cert``)."""
+    return None if crew.egress.ca_cert is not None else _state(crew).make_ca_ahead()

@@ -80,38 +80,56 @@ class FirewallState:
         """The firewall's CA, generated (ECDSA P-256, key mode 600) on first use."""
         # cryptography loads here, not with this module: assembling an agent whose firewall
         # CA exists only needs its path (~9 MB resident and ~25 ms less for the supervisor).
-        from agent_smith.certs import load_ca, mint_ca
+        from agent_smith.certs import load_ca
 
-        if not self._has_ca():
-            self._ensure_root()
-            # The supervisor's assembly and the firewall may both find no CA at once: one makes
-            # it under the lock, the other then finds it, so a key never meets another's cert.
-            with open(self.root / _CA_LOCK, "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                if not self._has_ca():
-                    fresh = mint_ca(_CA_NAME, days=3650)
-                    # Key first: a certificate on disk always has its key beside it.
-                    write_atomic(self.ca_key_path, fresh.key_pem, mode=0o600)
-                    write_atomic(self.ca_cert_path, fresh.cert_pem, mode=0o644)
+        self._make_ca()
         return load_ca(_read(self.ca_cert_path), _read(self.ca_key_path))
 
-    def ca_cert(self) -> Path:
-        """Path of the CA certificate agents trust, generating the CA when missing.
+    def _make_ca(self) -> None:
+        if self._has_ca():
+            return
+        self._ensure_root()
+        # The supervisor's assembly, the firewall and `up` ahead of them (`make_ca_ahead`) may
+        # all find no CA at once: one makes it under the lock, taken before cryptography loads,
+        # and the others wait and then find it, so a key never meets another's cert.
+        with open(self.root / _CA_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self._has_ca():
+                from agent_smith.certs import mint_ca
 
-        A missing CA is made in a child process: the caller (the supervisor, assembling its
-        agents, for as long as it runs) then never maps cryptography (~12 MB resident).
+                fresh = mint_ca(_CA_NAME, days=3650)
+                # Key first: a certificate on disk always has its key beside it.
+                write_atomic(self.ca_key_path, fresh.key_pem, mode=0o600)
+                write_atomic(self.ca_cert_path, fresh.cert_pem, mode=0o644)
+
+    def make_ca_ahead(self) -> int | None:
+        """Start making a missing CA in a child process: its pid, for the caller to reap; None
+        when the CA exists. Whoever needs it meanwhile waits for that child's CA.
+
+        A child, so that its caller (the supervisor, assembling its agents, for as long as
+        it runs) never maps cryptography (~12 MB resident), and so that `up` can make it
+        while it starts the supervisor.
+        """
+        if self._has_ca():
+            return None
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                self._make_ca()
+                code = 0
+            finally:
+                os._exit(code)
+        return pid
+
+    def ca_cert(self) -> Path:
+        """Path of the CA certificate agents trust, generating the CA (in a child) when missing.
+
         A child that fails leaves the work to this process, which says why.
         """
-        if not self._has_ca():
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    self.ca()
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.waitpid(pid, 0)
+        maker = self.make_ca_ahead()
+        if maker is not None:
+            os.waitpid(maker, 0)
         if not self._has_ca():
             self.ca()
         return self.ca_cert_path

@@ -13,6 +13,7 @@ from agent_smith.runtime.claude import (
 from agent_smith.runtime.launch import AgentSpec
 from agent_smith.runtime.local import (
     CONTAINER_SESSION,
+    Background,
     ServeOptions,
     check_startable,
     rotated_logs,
@@ -34,6 +35,7 @@ __all__ = [
     "PROMPT_READY",
     "AgentSpec",
     "AgentState",
+    "Background",
     "ClaudeLaunch",
     "PermissionMode",
     "Restart",

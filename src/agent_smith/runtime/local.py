@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -220,6 +221,7 @@ async def supervise(
     session: str | None = None,
     stream: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    on_status: Callable[[], None] | None = None,
 ) -> None:
     """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP, keeping agents).
 
@@ -266,7 +268,9 @@ async def supervise(
                 ]
                 log.info("assembled %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
                 chat = _chat_configs(loaded, [s.name for s in specs if s.channels])
-                supervisor = Supervisor(specs, tmux_for(loaded), rd, services=children, interval=options.interval)
+                supervisor = Supervisor(
+                    specs, tmux_for(loaded), rd, services=children, interval=options.interval, on_status=on_status
+                )
                 await supervisor.serve_http(listener)
             except BaseException:
                 listener.close()
@@ -422,8 +426,26 @@ async def _pump(streamer: Streamer, stop: asyncio.Event) -> None:
 # ---- the background supervisor ------------------------------------------------------------
 
 
-def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) -> int:
-    """Fork the supervisor into its own session (no second interpreter start-up); its pid.
+@dataclass(frozen=True)
+class Background:
+    """The forked supervisor: its pid, and the read end of a pipe it writes a byte to at
+    each change of status.json (`up` learns of readiness without polling for it); the pid
+    of the child making the firewall's CA, if one was missing."""
+
+    pid: int
+    updates: int
+    ca_maker: int | None = None
+
+    def close(self) -> None:
+        """Done waiting: close the pipe, reap the CA's maker (long done by then)."""
+        os.close(self.updates)
+        if self.ca_maker is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.ca_maker, 0)
+
+
+def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) -> Background:
+    """Fork the supervisor into its own session (no second interpreter start-up).
 
     The child's output goes to the supervisor log; the parent returns at once
     and waits for readiness with `wait_ready`.
@@ -432,9 +454,20 @@ def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) ->
     rd.ensure()
     sys.stdout.flush()
     sys.stderr.flush()
+    ca_maker = None
+    if options.firewall:
+        from agent_smith.egress import make_ca_ahead
+
+        # A first `up` makes the firewall CA (~30 ms, cryptography's import mostly) while the
+        # supervisor starts, which would otherwise wait for it before assembling its agents.
+        ca_maker = make_ca_ahead(loaded.crew)
+    updates, tell = os.pipe()
     pid = os.fork()
     if pid:
-        return pid
+        os.close(tell)
+        return Background(pid, updates, ca_maker)
+    os.close(updates)
+    os.set_blocking(tell, False)
     code = 1
     try:
         os.setsid()
@@ -444,7 +477,7 @@ def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) ->
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         configure(LogFormat.json, "info", sys.stderr)
-        asyncio.run(supervise(loaded, options, binary=binary, services=True))
+        asyncio.run(supervise(loaded, options, binary=binary, services=True, on_status=_Teller(tell)))
         code = 0
     except AgentSmithError as exc:
         log.error("%s", exc)
@@ -455,6 +488,24 @@ def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) ->
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+class _Teller:
+    """Writes a byte to `fd` at each status change, until its reader (`up`, gone once ready) is."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+
+    def __call__(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, b".")
+        except BlockingIOError:
+            pass  # A full pipe already says that something changed.
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _exited(pid: int) -> int | None:
@@ -473,14 +524,16 @@ def wait_ready(
     names: Sequence[str],
     *,
     timeout: float,
-    child: int | None,
+    child: Background | None,
     progress: Callable[[str, str], None],
     since: float = 0.0,
 ) -> dict[str, Any]:
-    """Poll status.json until every agent in `names` serves; report each state change.
+    """Read status.json until every agent in `names` serves; report each state change.
 
-    The firewall is not waited for: it comes up beside the agents, which need it only
-    for their first HTTPS request; `status` shows whether it listens.
+    The supervisor `up` forked (`child`) says when the file changes; one that ran
+    already is polled. The firewall is not waited for: it comes up beside the
+    agents, which need it only for their first HTTPS request; `status` shows
+    whether it listens.
     """
     rd = run_dir(loaded)
     deadline = time.monotonic() + timeout
@@ -501,13 +554,22 @@ def wait_ready(
                 progress(name, state)
         if all(s in {x.value for x in SERVING} for s in states.values()):
             return status
-        if child is not None and (code := _exited(child)) is not None:
+        if child is not None and (code := _exited(child.pid)) is not None:
             raise OperationError(f"the supervisor exited (code {code}): {_last_line(rd.log)}")
         if time.monotonic() >= deadline:
             waiting = ", ".join(f"{n} ({s})" for n, s in states.items() if s not in {x.value for x in SERVING})
             raise OperationError(f"not ready within {timeout:g}s: {waiting}; see `agent-smith logs NAME`")
+        if child is not None and _changed(child.updates, min(0.5, deadline - time.monotonic())):
+            continue
         # Reading a small file is cheap; a coarse poll would add its period to every `up`.
         time.sleep(0.02)
+
+
+def _changed(updates: int, timeout: float) -> bool:
+    """Whether the supervisor told of a change within `timeout`; False once it closed the pipe
+    (it exited), which the caller then finds."""
+    ready, _, _ = select.select([updates], [], [], max(timeout, 0.0))
+    return bool(ready) and bool(os.read(updates, 4096))
 
 
 def _last_line(path: Path) -> str:

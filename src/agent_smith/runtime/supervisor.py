@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent_smith.errors import OperationError, UsageError
@@ -60,9 +61,12 @@ log = logging.getLogger(__name__)
 _SELECTOR = re.compile(r"^❯ \d+\.", re.MULTILINE)
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 5
-# While an agent starts its readiness is what `up` waits for: look as often as a person's
-# script would (a look is two short tmux calls), calmly once every agent serves.
+# While an agent starts its readiness is what `up` waits for. Its claude drawing on screen
+# (its pane log growing) prompts a look, at most every _STARTING_GAP; one happens at least
+# every _STARTING_INTERVAL. Once every agent serves, looks are calm (`interval`).
 _STARTING_INTERVAL = 0.05
+_STARTING_GAP = 0.015
+_OUTPUT_POLL = 0.004
 _MCP_READY_WAIT = 30.0
 # Claude Code reconnects a broken MCP stream five times, 1 s to 30 s apart (~16 s when the
 # endpoint refuses at once), then gives up on that server for good.
@@ -81,6 +85,13 @@ class Service(Protocol):
     def listening(self) -> bool: ...
 
     def check(self, now: float) -> None: ...
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def at_prompt(screen: str) -> bool:
@@ -153,8 +164,10 @@ class Supervisor:
         log_max_bytes: int = LOG_MAX_BYTES,
         log_keep: int = LOG_KEEP,
         channel_grace: float = CHANNEL_GRACE,
+        on_status: Callable[[], None] | None = None,
     ) -> None:
         self.tmux = tmux
+        self._on_status = on_status
         # Per path (the event tools, the Matrix channel), bearer token → the agent's MCP server.
         # An agent's CLI may connect before they are up (it boots meanwhile): its requests wait
         # for `serve_mcp`.
@@ -273,24 +286,44 @@ class Supervisor:
         try:
             while not stop.is_set():
                 await self.step()
-                starting = any(a.record.state is AgentState.STARTING for a in self.agents.values())
-                await self._pause(stop, min(self.interval, _STARTING_INTERVAL) if starting else self.interval)
+                starting = [a.spec for a in self.agents.values() if a.record.state is AgentState.STARTING]
+                if starting and self.interval > _STARTING_INTERVAL:
+                    await self._until_drawn(stop, starting)
+                else:
+                    await self._pause(stop, self.interval)
         finally:
             if keep_agents is None or not keep_agents.is_set():
                 await self.shutdown()
+
+    async def _until_drawn(self, stop: asyncio.Event, starting: Sequence[AgentSpec]) -> None:
+        """Pause until a starting claude has drawn something since the last look, or for
+        _STARTING_INTERVAL: a prompt is seen within a few ms of being drawn, and a claude
+        that draws nothing costs no tmux call."""
+        sizes = [_size(spec.log(panes.CLAUDE_PANE)) for spec in starting]
+        loop = asyncio.get_running_loop()
+        until = loop.time() + _STARTING_INTERVAL
+        if await self._pause(stop, _STARTING_GAP):
+            return
+        while loop.time() < until:
+            if [_size(spec.log(panes.CLAUDE_PANE)) for spec in starting] != sizes:
+                return
+            if await self._pause(stop, _OUTPUT_POLL):
+                return
 
     def wake(self) -> None:
         """Look now rather than at the end of the pause: a request is waiting."""
         self._woken.set()
 
-    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Wait `seconds`, less when stopped or woken; whether it was."""
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())]
         try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
         self._woken.clear()
+        return bool(done)
 
     async def handle(self, op: str, name: str) -> None:
         agent = self.agents.get(name)
@@ -417,6 +450,8 @@ class Supervisor:
         if status != self._last_status:
             self.run_dir.write_status(status)
             self._last_status = status
+            if self._on_status is not None:
+                self._on_status()
 
     # ---- /metrics, /healthz and /mcp ------------------------------------------------------
 
