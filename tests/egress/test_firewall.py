@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from agent_smith.certs import mint_ca
+from agent_smith.egress.audit import _KEPT, AuditEntry, Metrics, utc_now
 from agent_smith.egress.policy import Rule, Secret
 from agent_smith.errors import OperationError
 from tests.egress.helpers import assert_never_contains, client, files_under, transparent_get
@@ -341,6 +342,24 @@ def test_metrics_count_requests_by_agent_host_and_decision(egress_firewall: Star
     assert 'agent_smith_egress_requests_total{agent="devbot",decision="denied",host="(refused)"} 1.0' in text
     assert "agent_smith_egress_request_seconds_bucket" in text
     assert "agent_smith_egress_open_connections" in text
+
+
+def test_requests_before_the_first_scrape_are_counted_and_few_are_kept_for_it() -> None:
+    """prometheus_client loads at the first scrape: what was observed before is counted then, and a
+    firewall nobody scrapes keeps at most _KEPT entries before it counts them itself."""
+    metrics = Metrics()
+    entry = AuditEntry(utc_now(), "devbot", "CONNECT", "evil.test", 443, "", 403, 0, 0, 0.5, "denied", None)
+    for _ in range(3):
+        metrics.observe(entry)
+    metrics.open_connections = 2
+    text = metrics.exposition().decode()
+    assert 'agent_smith_egress_requests_total{agent="devbot",decision="denied",host="(refused)"} 3.0' in text
+    assert "agent_smith_egress_open_connections 2.0" in text
+    unscraped = Metrics()
+    for _ in range(_KEPT + 10):
+        unscraped.observe(entry)
+    assert len(unscraped._kept) == 0
+    assert f'host="(refused)"}} {_KEPT + 10}.0' in unscraped.exposition().decode()
 
 
 @pytest.mark.real

@@ -106,10 +106,11 @@ def test_malformed_inputs_at_every_stage_leave_the_firewall_serving(
         response = http.get("https://api.github.test/echo", headers={"Authorization": f"token {GITHUB_PLACEHOLDER}"})
     assert response.status_code == 200
     assert egress_upstream.world.seen[-1].headers["Authorization"] == f"token {egress_upstream.world.github_secret}"
-    gauge = fw.firewall.metrics.open_connections
+    metrics = fw.firewall.metrics
     deadline = time.monotonic() + 10
-    while gauge._value.get() > 0 and time.monotonic() < deadline:
+    while metrics.open_connections > 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert gauge._value.get() == 0
+    assert metrics.open_connections == 0
+    assert b"agent_smith_egress_open_connections 0.0" in metrics.exposition()
     decisions = {e["decision"] for e in fw.audit()}
     assert "malformed" in decisions

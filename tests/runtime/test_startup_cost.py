@@ -103,6 +103,8 @@ def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_pat
     loaded = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if "|" in line}
     assert "agent_smith.egress.proxy" in loaded
     assert not {"typer", "rich", "agent_smith.cli.app"} & loaded, sorted({"typer", "rich"} & loaded)
+    # Its metrics' library loads at the first scrape: nothing scraped here.
+    assert "prometheus_client" not in loaded
     # Handed its settings, it loads the crew (and pydantic) only when it has a denial to publish.
     assert bool({"pydantic", "agent_smith.crew"} & loaded) is not handed
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["AuditEntry", "AuditLog", "EgressDenied", "Metrics"]
 
@@ -54,10 +56,53 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
+# Requests observed before prometheus_client loads are kept (as their entries) up to this many.
+_KEPT = 256
+
+
 class Metrics:
-    """The firewall's Prometheus metrics, in a registry of its own."""
+    """The firewall's Prometheus metrics, in a registry of its own.
+
+    prometheus_client (~20 ms of imports) loads at the first scrape, or once
+    `_KEPT` requests were observed, not at start: the firewall starts beside
+    the agents' booting CLIs, which wait for its first answers. The requests
+    observed before are counted then.
+    """
 
     def __init__(self) -> None:
+        self._instruments: _Instruments | None = None
+        self._kept: list[AuditEntry] = []
+        self.open_connections = 0
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._instrumented().registry
+
+    def exposition(self) -> bytes:
+        """A scrape's body (Prometheus text format)."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+    def observe(self, entry: AuditEntry) -> None:
+        if self._instruments is None and len(self._kept) < _KEPT:
+            self._kept.append(entry)
+        else:
+            self._instrumented().observe(entry)
+
+    def _instrumented(self) -> _Instruments:
+        if self._instruments is None:
+            self._instruments = _Instruments(lambda: self.open_connections)
+            for entry in self._kept:
+                self._instruments.observe(entry)
+            self._kept.clear()
+        return self._instruments
+
+
+class _Instruments:
+    def __init__(self, open_connections: Callable[[], int]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "agent_smith_egress_requests",
@@ -75,9 +120,9 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
-        self.open_connections = Gauge(
+        Gauge(
             "agent_smith_egress_open_connections", "Client connections open now", registry=self.registry
-        )
+        ).set_function(open_connections)
 
     def observe(self, entry: AuditEntry) -> None:
         # Denied hosts are chosen by the (possibly hostile) client: keep them out of label values.

@@ -33,7 +33,6 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h11
-from prometheus_client import generate_latest
 
 from agent_smith.certs import CertificateAuthority
 from agent_smith.egress.audit import AuditEntry, AuditLog, Metrics, utc_now
@@ -564,7 +563,7 @@ class Firewall:
         await self._guard(self._explicit_session(stream, stream), stream)
 
     async def _guard(self, work: Awaitable[None], stream: SocketStream) -> None:
-        self.metrics.open_connections.inc()
+        self.metrics.open_connections += 1
         try:
             await work
         except asyncio.CancelledError:
@@ -577,7 +576,7 @@ class Firewall:
         except Exception:
             log.exception("unexpected failure serving a client; the firewall keeps serving others")
         finally:
-            self.metrics.open_connections.dec()
+            self.metrics.open_connections -= 1
             stream.close()
 
     def _authenticate(self, value: str | None) -> str | None:
@@ -1042,7 +1041,7 @@ class Firewall:
                     conn,
                     stream,
                     200,
-                    generate_latest(self.metrics.registry),
+                    self.metrics.exposition(),
                     [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
                 )
             elif isinstance(event, h11.Request):
