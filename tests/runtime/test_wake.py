@@ -1,5 +1,5 @@
-"""What the supervisor learns it acts on at once, not at its next look: a request (start, stop, restart),
-a starting claude drawing its screen; and `up` learns of its status at once.
+"""Nobody waits for the supervisor's next look: it takes a request (start, stop, restart) and a
+starting claude's drawing at once, and `up` learns of each change of its status at once.
 
 Real tmux; a shell that shows claude's prompt stands in for claude.
 """

@@ -187,14 +187,19 @@ def press(tmux: Tmux, session: str, key: str) -> None:
     tmux.command("send-keys", "-t", pane(session, CLAUDE_PANE), key)
 
 
+def drawn(spec: AgentSpec, index: int) -> int:
+    """How much the pane has drawn into its log so far (-1: no log yet); it grows as the pane draws."""
+    try:
+        return spec.log(index).stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
 def rotate(tmux: Tmux, spec: AgentSpec, index: int, *, max_bytes: int, keep: int) -> bool:
     """Rotate a pane's log once it passed `max_bytes`: LOG → LOG.1 → … → LOG.<keep>."""
-    log = spec.log(index)
-    try:
-        if log.stat().st_size < max_bytes:
-            return False
-    except FileNotFoundError:
+    if drawn(spec, index) < max_bytes:
         return False
+    log = spec.log(index)
     for n in range(keep - 1, 0, -1):
         older = log.with_name(f"{log.name}.{n}")
         if older.exists():

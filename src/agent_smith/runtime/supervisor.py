@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from agent_smith.errors import OperationError, UsageError
@@ -85,13 +84,6 @@ class Service(Protocol):
     def listening(self) -> bool: ...
 
     def check(self, now: float) -> None: ...
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
 
 
 def at_prompt(screen: str) -> bool:
@@ -299,13 +291,13 @@ class Supervisor:
         """Pause until a starting claude has drawn something since the last look, or for
         _STARTING_INTERVAL: a prompt is seen within a few ms of being drawn, and a claude
         that draws nothing costs no tmux call."""
-        sizes = [_size(spec.log(panes.CLAUDE_PANE)) for spec in starting]
+        sizes = [panes.drawn(spec, panes.CLAUDE_PANE) for spec in starting]
         loop = asyncio.get_running_loop()
         until = loop.time() + _STARTING_INTERVAL
         if await self._pause(stop, _STARTING_GAP):
             return
         while loop.time() < until:
-            if [_size(spec.log(panes.CLAUDE_PANE)) for spec in starting] != sizes:
+            if [panes.drawn(spec, panes.CLAUDE_PANE) for spec in starting] != sizes:
                 return
             if await self._pause(stop, _OUTPUT_POLL):
                 return
