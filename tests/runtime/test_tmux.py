@@ -119,6 +119,41 @@ def test_the_default_tmux_server_is_never_touched(tmux_server: Tmux, tmp_path: P
     assert default.returncode != 0
 
 
+def test_no_server_is_known_without_running_tmux(tmp_path: Path) -> None:
+    # A binary that cannot run: any tmux call would raise.
+    absent = Tmux(f"absent-{os.getpid()}", binary=str(tmp_path / "no-tmux"))
+    assert not absent.socket_path.exists()
+    assert absent.server_pid() is None
+    assert not absent.has_session("any")
+    assert absent.list_sessions() == []
+    assert absent.pane_pids() == []
+
+
+def test_the_socket_is_where_tmux_puts_it(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMUX_TMPDIR": str(tmp_path)}
+    tmux = Tmux(f"placed-{os.getpid()}", server_env=env)
+    try:
+        tmux.new_session("here", ["sleep", "60"], env=ENV, cwd=tmp_path)
+        assert tmux.socket_path == tmp_path / f"tmux-{os.getuid()}" / tmux.socket_name
+        assert tmux.socket_path.is_socket()
+        assert tmux.has_session("here")
+        assert tmux.list_sessions() == ["here"]
+        assert tmux.server_pid() is not None
+    finally:
+        tmux.kill_server()
+    assert not tmux.has_session("here")
+
+
+def test_a_stale_socket_is_asked_about(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMUX_TMPDIR": str(tmp_path)}
+    tmux = Tmux(f"stale-{os.getpid()}", server_env=env)
+    tmux.socket_path.parent.mkdir(mode=0o700)
+    tmux.socket_path.write_text("")  # what a server killed with SIGKILL leaves: nothing listens
+    assert tmux.server_pid() is None
+    assert not tmux.has_session("any")
+    assert tmux.list_sessions() == []
+
+
 def test_socket_names_are_plain() -> None:
     with pytest.raises(ValueError, match="plain name"):
         Tmux("../elsewhere")

@@ -11,22 +11,16 @@ and anything unusual take the full CLI, which runs the same `bring_up`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent_smith.crew import load_crew
+from agent_smith.crew import LoadedCrew, load_crew
+from agent_smith.egress import make_ca_ahead
 from agent_smith.errors import AgentSmithError, UsageError
-from agent_smith.runtime import (
-    ServeOptions,
-    check_startable,
-    run_dir,
-    selected_agents,
-    start_background,
-    supervise,
-    wait_ready,
-)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,6 +95,29 @@ def bring_up(request: UpRequest, console: Callable[[], AppContext]) -> int | Non
     it was forked (this process may then leave at once), else None.
     """
     loaded = load_crew(request.crew)
+    # A first `up` makes the firewall's CA (~45 ms, cryptography's import mostly) in a child
+    # forked before this process imports the runtime (~40 ms), so the supervisor it forks,
+    # assembling its agents, finds it made instead of waiting for it.
+    ca_maker = make_ca_ahead(loaded.crew) if request.firewall and not request.foreground else None
+    try:
+        return _bring_up(request, loaded, console)
+    finally:
+        if ca_maker is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(ca_maker, 0)
+
+
+def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppContext]) -> int | None:
+    from agent_smith.runtime import (
+        ServeOptions,
+        check_startable,
+        run_dir,
+        selected_agents,
+        start_background,
+        supervise,
+        wait_ready,
+    )
+
     made: list[AppContext] = []
 
     def output() -> AppContext:

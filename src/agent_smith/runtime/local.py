@@ -429,19 +429,14 @@ async def _pump(streamer: Streamer, stop: asyncio.Event) -> None:
 @dataclass(frozen=True)
 class Background:
     """The forked supervisor: its pid, and the read end of a pipe it writes a byte to at
-    each change of status.json (`up` learns of readiness without polling for it); the pid
-    of the child making the firewall's CA, if one was missing."""
+    each change of status.json (`up` learns of readiness without polling for it)."""
 
     pid: int
     updates: int
-    ca_maker: int | None = None
 
     def close(self) -> None:
-        """Done waiting: close the pipe, reap the CA's maker (long done by then)."""
+        """Done waiting: close the pipe."""
         os.close(self.updates)
-        if self.ca_maker is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.ca_maker, 0)
 
 
 def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) -> Background:
@@ -454,18 +449,11 @@ def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) ->
     rd.ensure()
     sys.stdout.flush()
     sys.stderr.flush()
-    ca_maker = None
-    if options.firewall:
-        from agent_smith.egress import make_ca_ahead
-
-        # A first `up` makes the firewall CA (~30 ms, cryptography's import mostly) while the
-        # supervisor starts, which would otherwise wait for it before assembling its agents.
-        ca_maker = make_ca_ahead(loaded.crew)
     updates, tell = os.pipe()
     pid = os.fork()
     if pid:
         os.close(tell)
-        return Background(pid, updates, ca_maker)
+        return Background(pid, updates)
     os.close(updates)
     os.set_blocking(tell, False)
     code = 1

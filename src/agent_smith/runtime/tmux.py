@@ -163,14 +163,30 @@ class Tmux:
                 )
             self._sleep(_POLL)
 
+    @property
+    def socket_path(self) -> Path:
+        """Where the server listens, by tmux's own rule: ``$TMUX_TMPDIR`` (else /tmp), ``tmux-UID``."""
+        return Path(self._server_env.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / self.socket_name
+
+    def _absent(self) -> bool:
+        # No socket, no server: answered without a tmux process, each of which costs a
+        # supervisor starting its agents ~4 ms. A stale socket still asks tmux.
+        return not self.socket_path.exists()
+
     def has_session(self, name: str) -> bool:
+        if self._absent():
+            return False
         return self._run("has-session", "-t", _session(name), check=False).returncode == 0
 
     def list_sessions(self) -> list[str]:
+        if self._absent():
+            return []
         result = self._run("list-sessions", "-F", "#{session_name}", check=False)
         return result.stdout.split() if result.returncode == 0 else []
 
     def server_pid(self) -> int | None:
+        if self._absent():
+            return None
         result = self._run("display-message", "-p", "#{pid}", check=False)
         return int(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else None
 
@@ -187,6 +203,8 @@ class Tmux:
                 os.kill(pid, signal.SIGCHLD)
 
     def pane_pids(self) -> list[int]:
+        if self._absent():
+            return []
         result = self._run("list-panes", "-a", "-F", "#{pane_pid}", check=False)
         return [int(pid) for pid in result.stdout.split()] if result.returncode == 0 else []
 
