@@ -144,14 +144,17 @@ def test_the_socket_is_where_tmux_puts_it(tmp_path: Path) -> None:
     assert not tmux.has_session("here")
 
 
-def test_a_stale_socket_is_asked_about(tmp_path: Path) -> None:
+def test_the_socket_an_ended_server_left_is_known_for_what_it_is(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMUX_TMPDIR": str(tmp_path)}
-    tmux = Tmux(f"stale-{os.getpid()}", server_env=env)
-    tmux.socket_path.parent.mkdir(mode=0o700)
-    tmux.socket_path.write_text("")  # what a server killed with SIGKILL leaves: nothing listens
-    assert tmux.server_pid() is None
-    assert not tmux.has_session("any")
-    assert tmux.list_sessions() == []
+    tmux = Tmux(f"ended-{os.getpid()}", server_env=env)
+    tmux.new_session("gone", ["sleep", "60"], env=ENV, cwd=tmp_path)
+    tmux.kill_server()
+    assert tmux.socket_path.is_socket(), "tmux leaves its socket behind"
+    # Nothing listens there: answered without running tmux.
+    ended = Tmux(tmux.socket_name, server_env=env, binary=str(tmp_path / "no-tmux"))
+    assert ended.server_pid() is None
+    assert not ended.has_session("gone")
+    assert ended.list_sessions() == []
 
 
 def test_socket_names_are_plain() -> None:

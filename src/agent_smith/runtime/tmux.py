@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -169,9 +170,17 @@ class Tmux:
         return Path(self._server_env.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}" / self.socket_name
 
     def _absent(self) -> bool:
-        # No socket, no server: answered without a tmux process, each of which costs a
-        # supervisor starting its agents ~4 ms. A stale socket still asks tmux.
-        return not self.socket_path.exists()
+        """Whether no server listens, known without a tmux process (each costs a supervisor
+        starting its agents ~4 ms): no socket, or one nothing listens on, which tmux leaves
+        behind when its server ends. Anything less clear is left to tmux to answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket_path))
+            except (FileNotFoundError, ConnectionRefusedError):
+                return True
+            except OSError:
+                return False
+        return False
 
     def has_session(self, name: str) -> bool:
         if self._absent():
