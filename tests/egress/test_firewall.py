@@ -10,6 +10,7 @@ import ssl
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 
 import aiohttp
 import h2.config
@@ -20,8 +21,9 @@ import httpx
 import pytest
 
 from agent_smith.certs import mint_ca
+from agent_smith.egress import Firewall, FirewallSettings, FirewallState
 from agent_smith.egress.audit import _KEPT, AuditEntry, Metrics, utc_now
-from agent_smith.egress.policy import Rule, Secret
+from agent_smith.egress.policy import Policy, Rule, Secret
 from agent_smith.errors import OperationError
 from tests.egress.helpers import assert_never_contains, client, files_under, transparent_get
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, StartFirewall, standin_policy
@@ -360,6 +362,19 @@ def test_requests_before_the_first_scrape_are_counted_and_few_are_kept_for_it() 
         unscraped.observe(entry)
     assert len(unscraped._kept) == 0
     assert f'host="(refused)"}} {_KEPT + 10}.0' in unscraped.exposition().decode()
+
+
+def test_a_missing_ca_is_made_as_the_firewall_starts_and_loaded_at_the_first_interception(tmp_path: Path) -> None:
+    state = FirewallState(tmp_path / "firewall")
+    settings = FirewallSettings(Policy(()), (), frozenset({"devbot"}), state.identity_key(), state, ("127.0.0.1", 0))
+    firewall = Firewall(settings)
+    assert state.ca_cert_path.is_file(), "clients are told to trust it before anything is intercepted"
+    leaves = firewall._leaves
+    assert "_ca" not in vars(leaves)
+    context = leaves.get("api.github.test")
+    assert "_ca" in vars(leaves)
+    assert leaves.host_of(context) == "api.github.test"
+    assert vars(leaves)["_ca"].cert_pem == state.ca_cert_path.read_bytes()
 
 
 @pytest.mark.real

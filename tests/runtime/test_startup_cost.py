@@ -85,10 +85,13 @@ def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_pat
     crew = _small_crew(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
     source = ["--settings-fd", "0"] if handed else ["--crew", str(crew)]
+    # Made here, the crew's CA exists, as it does for every firewall but a fresh crew's first
+    # (which makes it in a child process).
+    launch = launch_for(load_crew(crew, env).crew, crew, env)
     settings, write = os.pipe()
     with os.fdopen(write, "wb") as pipe:
         if handed:
-            pipe.write(launch_for(load_crew(crew, env).crew, crew, env).pack())
+            pipe.write(launch.pack())
     with os.fdopen(settings, "rb") as stdin:
         firewall = subprocess.Popen(
             [sys.executable, "-X", "importtime", str(CLI), "firewall", *source],
@@ -103,8 +106,9 @@ def test_the_firewall_starts_without_the_cli_framework_and_stops_cleanly(tmp_pat
     loaded = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if "|" in line}
     assert "agent_smith.egress.proxy" in loaded
     assert not {"typer", "rich", "agent_smith.cli.app"} & loaded, sorted({"typer", "rich"} & loaded)
-    # Its metrics' library loads at the first scrape: nothing scraped here.
+    # Its metrics' library loads at the first scrape, its CA at the first interception: neither here.
     assert "prometheus_client" not in loaded
+    assert "cryptography" not in loaded
     # Handed its settings, it loads the crew (and pydantic) only when it has a denial to publish.
     assert bool({"pydantic", "agent_smith.crew"} & loaded) is not handed
 

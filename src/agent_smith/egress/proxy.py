@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h2.config
 import h2.connection
@@ -34,7 +34,6 @@ import h2.events
 import h2.exceptions
 import h11
 
-from agent_smith.certs import CertificateAuthority
 from agent_smith.egress.audit import AuditEntry, AuditLog, Metrics, utc_now
 from agent_smith.egress.claude import (
     ClaudeTokens,
@@ -64,6 +63,9 @@ from agent_smith.egress.state import derive_password
 from agent_smith.egress.websocket import ServerFrameScrubber
 from agent_smith.errors import OperationError
 from agent_smith.listeners import inherited_sockets, listening_sockets
+
+if TYPE_CHECKING:
+    from agent_smith.certs import CertificateAuthority
 
 __all__ = ["Firewall"]
 
@@ -115,10 +117,14 @@ class _Tunnel:
 
 
 class _LeafCache:
-    """One server context per intercepted host, minted by the firewall CA on first use."""
+    """One server context per intercepted host, minted by the firewall CA on first use.
 
-    def __init__(self, ca: CertificateAuthority, alpn: Sequence[str]) -> None:
-        self._ca = ca
+    The CA (and cryptography, ~25 ms of imports) loads at the first interception: a
+    firewall starts beside the agents' booting CLIs, and may only ever refuse or tunnel.
+    """
+
+    def __init__(self, ca: Callable[[], CertificateAuthority], alpn: Sequence[str]) -> None:
+        self._load_ca = ca
         self._alpn = list(alpn)
         self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         self._hosts: dict[int, str] = {}
@@ -129,14 +135,15 @@ class _LeafCache:
         if ctx is not None:
             self._contexts.move_to_end(host)
             return ctx
-        cert, key = self._ca.issue([host])
+        ca = self._ca
+        cert, key = ca.issue([host])
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_alpn_protocols(self._alpn)
         fd, path = tempfile.mkstemp(dir=self._dir, suffix=".pem")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(cert + self._ca.cert_pem + key)
+                fh.write(cert + ca.cert_pem + key)
             ctx.load_cert_chain(path)
         finally:
             os.unlink(path)
@@ -146,6 +153,10 @@ class _LeafCache:
             _, old = self._contexts.popitem(last=False)
             self._hosts.pop(id(old), None)
         return ctx
+
+    @functools.cached_property
+    def _ca(self) -> CertificateAuthority:
+        return self._load_ca()
 
     def host_of(self, ctx: ssl.SSLContext) -> str | None:
         return self._hosts.get(id(ctx))
@@ -372,11 +383,10 @@ class Firewall:
         self.metrics = Metrics()
         self.audit = AuditLog(settings.audit_path, self.metrics, settings.on_denied)
         alpn = ["h2", "http/1.1"] if settings.http2 else ["http/1.1"]
-        self._leaves = _LeafCache(settings.ca_store.ca(), alpn)
-        self._upstream_ssl = ssl.create_default_context(
-            cafile=str(settings.upstream_ca) if settings.upstream_ca else None
-        )
-        self._upstream_ssl.set_alpn_protocols(["http/1.1"])
+        # The CA exists once the firewall has started (clients are told to trust it), but it is
+        # loaded only to intercept.
+        settings.ca_store.ca_cert()
+        self._leaves = _LeafCache(settings.ca_store.ca, alpn)
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.Task[Any]] = set()
@@ -389,6 +399,13 @@ class Firewall:
         self.transparent_address: tuple[str, int] | None = None
         self.transparent_agent_addresses: dict[str, tuple[str, int]] = {}
         self.metrics_address: tuple[str, int] | None = None
+
+    @functools.cached_property
+    def _upstream_ssl(self) -> ssl.SSLContext:
+        # Made at the first intercepted request: reading the system's CA bundle takes ~25 ms.
+        ctx = ssl.create_default_context(cafile=str(self.settings.upstream_ca) if self.settings.upstream_ca else None)
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
 
     async def start(self) -> None:
         s = self.settings

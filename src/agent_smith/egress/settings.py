@@ -59,8 +59,9 @@ class FirewallSettings:
     secrets: tuple[Secret, ...]
     agents: frozenset[str]
     identity_key: bytes
-    # Where the CA that signs the agents' leaf certificates is loaded from (made on first use)
-    # as the firewall starts: whoever works the settings out need not load cryptography.
+    # Where the CA that signs the agents' leaf certificates is kept: made (if missing) as the
+    # firewall starts, loaded at its first interception. Whoever works the settings out need
+    # not load cryptography.
     ca_store: FirewallState
     listen: tuple[str, int]
     # Listening sockets already open for `listen` (handed down by the supervisor, or systemd):
