@@ -6,7 +6,7 @@ import pytest
 from nats.js.errors import APIError
 
 from agent_smith.events.publisher import parse_ack
-from agent_smith.events.query import ack_position
+from agent_smith.events.reading import ack_position
 
 
 @pytest.mark.parametrize(

@@ -6,16 +6,19 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Any
 
 from agent_smith.egress.audit import EgressDenied
 from agent_smith.egress.claude import ClaudeTokens, tokens_from_credentials
 from agent_smith.egress.proxy import Firewall
 from agent_smith.egress.settings import FirewallSettings, claude_store_for
-from agent_smith.errors import UsageError
+from agent_smith.errors import OperationError, UsageError
+from agent_smith.fsutil import write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,28 +29,56 @@ __all__ = ["DenialPublisher", "import_claude_login", "run_firewall"]
 
 log = logging.getLogger("agent_smith.egress")
 
+# Long enough for a crew's CLIs to boot (about half a second each here, side by side).
+_SETTLE = 2.0
+_PENDING_KEYS = frozenset({"id", *(f.name for f in fields(EgressDenied))})
+
 
 class DenialPublisher:
-    """Publishes each denial as an ``egress_denied`` event; never blocks the firewall on the event log.
+    """Publishes each denial as an ``egress_denied`` event: kept at once, published once the agents boot.
 
-    The event log's client and (when the firewall was handed its settings)
-    the crew are loaded at the first denial, not at start, and in a thread:
-    the firewall starts beside the agents' booting CLIs, which wait for
-    answers from it (denials among them), on a machine that may have two
-    cores. Loading them (~0.3 s of CPU) on the event loop held those answers
-    back; in a thread it only shares the CPU. Denials are rare.
+    The firewall starts beside the agents' booting CLIs, on a machine that may
+    have two cores, and their first requests are often denied. Publishing
+    loads the event log's client, the event model and (when the firewall was
+    handed its settings) the crew: ~0.3 s of CPU, which their boot paid for.
+    So a denial is only appended to a pending file, fsynced, with the event id
+    it will have (no heavy import); `settle` seconds later, or at once when
+    the firewall stops, they are loaded (in a thread) and everything pending
+    is published, and afterwards each new denial as it comes. A firewall killed
+    before that leaves the file: the next one publishes it, and an event it had
+    sent already is stored once (the id is the `Nats-Msg-Id`).
     """
 
-    def __init__(self, crew: Callable[[], Crew]) -> None:
+    def __init__(self, crew: Callable[[], Crew], pending: Path, *, settle: float = _SETTLE) -> None:
         self._crew = crew
+        self._path = pending
+        self._settle = settle
+        self._pending = _read_pending(pending)
         self._publisher: Publisher | None = None
-        self._opened = asyncio.Lock()
-        self._pending: set[asyncio.Task[object]] = set()
+        self._flushing: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Publish, in due course, what a firewall killed before it could left pending."""
+        if self._pending:
+            self._schedule()
 
     def __call__(self, denial: EgressDenied) -> None:
-        task = asyncio.get_running_loop().create_task(self._publish(denial))
-        self._pending.add(task)
-        task.add_done_callback(self._done)
+        from agent_smith.events.ids import new_id
+
+        item: dict[str, object] = {"id": new_id(), **asdict(denial)}
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(item, separators=(",", ":")) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._pending.append(item)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flushing is None or self._flushing.done():
+            delay = self._settle if self._publisher is None else 0.0
+            self._flushing = asyncio.get_running_loop().create_task(self._flush(delay))
+            self._flushing.add_done_callback(self._done)
 
     def _open(self) -> Publisher:
         from agent_smith.crew import CrewPaths
@@ -57,38 +88,86 @@ class DenialPublisher:
         paths = CrewPaths.of(crew)
         return Publisher(crew.events, paths.events, crew.events.nats_url or running_server_url(paths.nats))
 
-    async def _publish(self, denial: EgressDenied) -> object:
+    async def _flush(self, delay: float) -> None:
+        await asyncio.sleep(delay)
         events = await asyncio.to_thread(importlib.import_module, "agent_smith.events")
-        try:
-            events.check_agent_name(denial.agent)
-        except UsageError:
-            # Clients of the shared transparent listener have no agent identity, and an event needs one.
-            return None
-        async with self._opened:
-            if self._publisher is None:
-                publisher = await asyncio.to_thread(self._open)
-                await publisher.start()
-                self._publisher = publisher
-        event = events.EgressDenied(
-            agent=denial.agent,
-            host=denial.host,
-            port=denial.port if 0 < denial.port < 65536 else 443,
-            method=denial.method,
-            path=denial.path,
-            reason=denial.reason,
-        )
-        return await self._publisher.publish(event)
+        if self._publisher is None:
+            publisher = await asyncio.to_thread(self._open)
+            await publisher.start()
+            self._publisher = publisher
+        while self._pending:
+            batch = list(self._pending)
+            await asyncio.gather(*(_publish(self._publisher, events, item) for item in batch))
+            # Those that came meanwhile stay, and are the next batch.
+            self._pending = self._pending[len(batch) :]
+            _write_pending(self._path, self._pending)
 
-    def _done(self, task: asyncio.Task[object]) -> None:
-        self._pending.discard(task)
+    def _done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
+            # Still pending (in memory and on disk): the next denial, or the next firewall, retries.
             log.warning("publishing egress_denied failed: %s", task.exception())
 
     async def close(self) -> None:
-        """Wait for the denials being published, then close the event log's client."""
-        await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._publisher is not None:
-            await self._publisher.close()
+        """Publish what is pending now, then close the event log's client."""
+        if self._flushing is not None and not self._flushing.done():
+            self._flushing.cancel()
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        try:
+            if self._pending:
+                await self._flush(0.0)
+        except Exception as exc:
+            # Kept on disk for the next firewall: one line says why.
+            log.warning("publishing egress_denied failed: %s", exc)
+        finally:
+            if self._publisher is not None:
+                await self._publisher.close()
+
+
+async def _publish(publisher: Publisher, events: Any, item: Mapping[str, Any]) -> object:
+    try:
+        events.check_agent_name(item["agent"])
+    except UsageError:
+        # Clients of the shared transparent listener have no agent identity, and an event needs one.
+        return None
+    port = item["port"]
+    event = events.EgressDenied(
+        id=item["id"],
+        time=item["time"],
+        agent=item["agent"],
+        host=item["host"],
+        port=port if 0 < port < 65536 else 443,
+        method=item["method"],
+        path=item["path"],
+        reason=item["reason"],
+    )
+    return await publisher.publish(event)
+
+
+def _read_pending(path: Path) -> list[dict[str, Any]]:
+    """The denials a file keeps; a line torn by a crash (never fsynced, so never acknowledged) ends it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise OperationError(f"{path}: cannot read the pending denials: {exc.strerror}") from exc
+    items: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            break
+        if not isinstance(item, dict) or not item.keys() >= _PENDING_KEYS:
+            break
+        items.append(item)
+    return items
+
+
+def _write_pending(path: Path, items: Sequence[Mapping[str, object]]) -> None:
+    if items:
+        write_atomic(path, "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items), 0o600)
+    else:
+        path.unlink(missing_ok=True)
 
 
 async def run_firewall(
@@ -100,12 +179,14 @@ async def run_firewall(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    denials = DenialPublisher(crew) if crew is not None else None
+    denials = DenialPublisher(crew, settings.ca_store.pending_denials_path) if crew is not None else None
     if denials is not None:
         settings = replace(settings, on_denied=_both(settings.on_denied, denials))
     firewall = Firewall(settings)
     await firewall.start()
     try:
+        if denials is not None:
+            denials.start()
         ready(firewall)
         await stop.wait()
     finally:

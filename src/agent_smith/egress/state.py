@@ -62,6 +62,11 @@ class FirewallState:
     def audit_log_path(self) -> Path:
         return self.root / "audit.jsonl"
 
+    @property
+    def pending_denials_path(self) -> Path:
+        """Denials kept (with their event ids) until the event log has them."""
+        return self.root / "denials.pending.jsonl"
+
     def _ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 

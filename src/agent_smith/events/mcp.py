@@ -18,7 +18,7 @@ from agent_smith.crew import EventLog
 from agent_smith.errors import AgentSmithError
 from agent_smith.events.model import AGENT_NAME, Event, build_event, event_types
 from agent_smith.events.publisher import Publisher
-from agent_smith.events.query import connect, query
+from agent_smith.events.reading import connect, query
 from agent_smith.events.subjects import EventFilter, parse_time
 from agent_smith.mcpstdio import McpServer, Tool, ToolError
 

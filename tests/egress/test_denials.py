@@ -1,0 +1,142 @@
+"""Denials as events: kept at once (fsynced, with their ids), published once the agents have booted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent_smith.crew import Crew, EventLog
+from agent_smith.egress import DenialPublisher, EgressDenied, FirewallState
+from agent_smith.egress.service import _read_pending
+from agent_smith.events import EventFilter, connect, query
+from tests.fixtures.nats import NatsServer
+
+pytestmark = pytest.mark.real
+
+
+def _denial(agent: str = "devbot", host: str = "evil.test") -> EgressDenied:
+    return EgressDenied(
+        "2026-12-06T03:26:20.015Z", agent, "CONNECT", host, 443, "", f"host {host}:443 is not on the allowlist", None
+    )
+
+
+def _crew(tmp_path: Path, url: str) -> Crew:
+    return Crew.model_validate(
+        {
+            "crew": {"name": "cc"},
+            "agents": [{"name": "devbot"}],
+            "runtime": {"state_dir": str(tmp_path / "state")},
+            "events": {"nats_url": url, "stream": "DENIALS_TEST"},
+        }
+    )
+
+
+async def _stored(url: str) -> list[dict[str, object]]:
+    nc = await connect(url)
+    try:
+        found = await query(nc, EventLog(stream="DENIALS_TEST"), EventFilter(types=("egress_denied",)))
+    finally:
+        await nc.close()
+    return [{"id": e.id, **e.payload} for e in found]
+
+
+def test_a_killed_firewalls_denials_are_published_by_the_next_once(tmp_path: Path, nats_server: NatsServer) -> None:
+    crew = _crew(tmp_path, nats_server.url)
+    pending = FirewallState(tmp_path / "firewall").pending_denials_path
+    loaded: list[str] = []
+
+    def load() -> Crew:
+        loaded.append("crew")
+        return crew
+
+    async def killed() -> None:
+        # Long settling: the process is "killed" (its loop ends) before it publishes anything.
+        denials = DenialPublisher(load, pending, settle=60)
+        denials(_denial())
+        denials(_denial(host="other.test"))
+        denials(_denial(agent="-"))  # the shared transparent listener: no agent to publish as
+        await asyncio.sleep(0.05)
+
+    asyncio.run(killed())
+    assert loaded == [], "nothing heavy is loaded while agents boot"
+    kept = [json.loads(line) for line in pending.read_text().splitlines()]
+    assert [k["host"] for k in kept] == ["evil.test", "other.test", "evil.test"]
+    assert len({k["id"] for k in kept}) == 3
+    copy = tmp_path / "copy.jsonl"
+    shutil.copy(pending, copy)
+
+    async def next_firewall() -> None:
+        denials = DenialPublisher(load, pending, settle=0)
+        denials.start()
+        await asyncio.sleep(0)
+        for _ in range(200):
+            if not pending.exists():
+                break
+            await asyncio.sleep(0.025)
+        await denials.close()
+
+    asyncio.run(next_firewall())
+    assert not pending.exists(), "published, nothing is pending"
+    stored = asyncio.run(_stored(nats_server.url))
+    assert [(e["id"], e["host"], e["agent"]) for e in stored] == [
+        (k["id"], k["host"], "devbot") for k in kept if k["agent"] == "devbot"
+    ]
+    assert stored[0]["reason"] == "host evil.test:443 is not on the allowlist"
+    assert str(stored[0]["time"]).startswith("2026-12-06T03:26:20.015"), "the denial's time, not the publication's"
+    # Killed after publishing but before it could say so: the same events again are stored once.
+    shutil.copy(copy, pending)
+    asyncio.run(next_firewall())
+    assert [e["id"] for e in asyncio.run(_stored(nats_server.url))] == [e["id"] for e in stored]
+
+
+def test_denials_wait_for_the_agents_boot_and_a_stop_publishes_them(tmp_path: Path, nats_server: NatsServer) -> None:
+    crew = _crew(tmp_path, nats_server.url)
+    pending = FirewallState(tmp_path / "firewall").pending_denials_path
+
+    async def run() -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+        denials = DenialPublisher(lambda: crew, pending, settle=0.3)
+        denials(_denial(host="first.test"))
+        await asyncio.sleep(0.1)
+        during = await _stored(nats_server.url) if await _stream_exists(nats_server.url) else []
+        for _ in range(200):
+            if not pending.exists():
+                break
+            await asyncio.sleep(0.025)
+        settled = await _stored(nats_server.url)
+        # Once open, a denial is published as it comes; one the stop finds pending is published by it.
+        denials(_denial(host="second.test"))
+        await denials.close()
+        return during, settled, await _stored(nats_server.url)
+
+    during, settled, after = asyncio.run(run())
+    assert during == []
+    assert [e["host"] for e in settled] == ["first.test"]
+    assert [e["host"] for e in after] == ["first.test", "second.test"]
+    assert not pending.exists()
+
+
+async def _stream_exists(url: str) -> bool:
+    nc = await connect(url)
+    try:
+        js = nc.jetstream()
+        try:
+            await js.stream_info("DENIALS_TEST")
+        except Exception:
+            return False
+        return True
+    finally:
+        await nc.close()
+
+
+def test_a_line_torn_by_a_crash_ends_what_is_pending(tmp_path: Path) -> None:
+    pending = tmp_path / "denials.pending.jsonl"
+    whole = json.dumps({"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__})
+    pending.write_text(whole + "\n" + whole[:40])
+    assert [p["host"] for p in _read_pending(pending)] == ["evil.test"]
+    pending.write_text('{"id": "x"}\n' + whole + "\n")
+    assert _read_pending(pending) == [], "a record that is not a whole denial ends it too"
+    assert _read_pending(tmp_path / "absent.jsonl") == []
