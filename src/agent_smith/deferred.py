@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 
 TYPE_CHECKING = False
@@ -51,3 +51,16 @@ def defer(names: Sequence[str] = DEFERRED) -> None:
     if any(isinstance(finder, _Deferring) for finder in sys.meta_path):
         return
     sys.meta_path.insert(0, _Deferring([name for name in names if name not in sys.modules]))
+
+
+def names_from_parts(package: str, where: Mapping[str, str]) -> Callable[[str], object]:
+    """A package's module `__getattr__` (PEP 562): each name in `where` is imported from the
+    part (submodule) it names on first use, so importing the package loads none of them."""
+
+    def attribute(name: str) -> object:
+        part = where.get(name)
+        if part is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{part}"), name)
+
+    return attribute

@@ -132,6 +132,21 @@ async def _stream_exists(url: str) -> bool:
         await nc.close()
 
 
+def test_what_follows_a_torn_line_is_not_lost(tmp_path: Path) -> None:
+    pending = tmp_path / "denials.pending.jsonl"
+    whole = json.dumps({"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__})
+    pending.write_text(whole + "\n" + whole[:40])
+
+    async def next_firewall() -> None:
+        denials = DenialPublisher(lambda: _crew(tmp_path, "nats://127.0.0.1:9"), pending, settle=60)
+        denials(_denial(host="after.test"))
+        await asyncio.sleep(0)
+
+    asyncio.run(next_firewall())
+    assert [p["host"] for p in _read_pending(pending)] == ["evil.test", "after.test"]
+    assert oct(pending.stat().st_mode & 0o777) == "0o600"
+
+
 def test_a_line_torn_by_a_crash_ends_what_is_pending(tmp_path: Path) -> None:
     pending = tmp_path / "denials.pending.jsonl"
     whole = json.dumps({"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__})

@@ -215,6 +215,36 @@ print("ok")
     assert done.stdout.strip() == "ok", done.stderr
 
 
+@pytest.mark.parametrize("package", ["chat", "egress", "events", "forge", "hooks"])
+def test_a_package_loads_each_part_when_one_of_its_names_is_first_used(package: str) -> None:
+    code = f"""
+import sys
+import agent_smith.{package} as package
+where = package._WHERE
+assert not any(f"agent_smith.{package}.{{part}}" in sys.modules for part in where.values())
+name, part = next(iter(where.items()))
+assert getattr(package, name) is getattr(sys.modules[f"agent_smith.{package}.{{part}}"], name)
+assert set(where) <= set(package.__all__)
+try:
+    package.no_such_name
+except AttributeError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == f"module 'agent_smith.{package}' has no attribute 'no_such_name'", done.stderr
+
+
+def test_an_event_id_loads_neither_the_client_nor_the_model() -> None:
+    code = """
+import sys
+from agent_smith.events.ids import new_id
+new_id()
+print(sorted(m for m in sys.modules if m.startswith(("nats", "pydantic", "agent_smith.crew", "agent_smith.events."))))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "['agent_smith.events.ids']", done.stderr
+
+
 def test_the_events_mcp_server_starts_without_the_cli_framework(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AGENT_NAME": "bob", "NATS_URL": "nats://127.0.0.1:9"}
     server = subprocess.Popen(

@@ -7,7 +7,7 @@ imports) only after.
 
 from __future__ import annotations
 
-import importlib
+from agent_smith.deferred import names_from_parts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,7 +79,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__ = names_from_parts(__name__, _WHERE)

@@ -10,10 +10,10 @@ Other subsystems use only these names:
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from agent_smith.deferred import names_from_parts
 from agent_smith.egress.state import FirewallState, derive_password
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 # The engine (h2, prometheus, the event log) loads only when one of its names is used, so a
 # hook or `assemble` asking for proxy_url_for does not import the whole firewall; nor does this
 # package import the crew model, which a firewall handed its settings never loads.
-_LAZY = {
+_WHERE = {
     "AuditEntry": "audit",
     "EgressDenied": "audit",
     "Metrics": "audit",
@@ -54,11 +54,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = names_from_parts(__name__, _WHERE)
 
 
 __all__ = [

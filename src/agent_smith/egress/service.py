@@ -54,6 +54,10 @@ class DenialPublisher:
         self._path = pending
         self._settle = settle
         self._pending = _read_pending(pending)
+        if self._pending or pending.exists():
+            # Without a torn line a killed firewall may have left, so that what is appended
+            # after it is read back too.
+            _write_pending(pending, self._pending)
         self._publisher: Publisher | None = None
         self._flushing: asyncio.Task[None] | None = None
 
@@ -67,10 +71,12 @@ class DenialPublisher:
 
         item: dict[str, object] = {"id": new_id(), **asdict(denial)}
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(item, separators=(",", ":")) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(item, separators=(",", ":")) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         self._pending.append(item)
         self._schedule()
 

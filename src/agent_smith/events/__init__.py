@@ -12,8 +12,9 @@ client, the model and the crew (~0.3 s of CPU).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agent_smith.deferred import names_from_parts
 
 if TYPE_CHECKING:
     from agent_smith.events.embedded import EmbeddedNats, running_server_url
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from agent_smith.events.subjects import EventFilter, parse_time, subject_for
     from agent_smith.events.target import EventTarget, crew_target, standalone_target
 
-_LAZY = {
+_WHERE = {
     "EmbeddedNats": "embedded",
     "running_server_url": "embedded",
     "IdFactory": "ids",
@@ -91,11 +92,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = names_from_parts(__name__, _WHERE)
 
 
 __all__ = [

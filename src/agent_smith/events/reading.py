@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from agent_smith.crew import EventLog
@@ -105,6 +106,29 @@ def _needs_payload(flt: EventFilter) -> bool:
     return flt.repo is not None or flt.pr is not None or flt.since is not None or flt.until is not None
 
 
+async def _subscribe(
+    js: JetStreamContext,
+    settings: EventLog,
+    flt: EventFilter,
+    policy: DeliverPolicy,
+    verb: str,
+    cb: Callable[[Msg], Awaitable[None]] | None = None,
+) -> JetStreamContext.PushSubscription:
+    """An ordered push consumer of `flt`'s subject from `policy` on; one-line errors."""
+    try:
+        return await js.subscribe(
+            flt.subjects(settings.subject_prefix)[0],
+            stream=settings.stream,
+            cb=cb,
+            ordered_consumer=True,
+            config=_config(flt, settings.subject_prefix, policy, flt.since),
+        )
+    except nats.js.errors.NotFoundError as exc:
+        raise OperationError(f"the event stream {settings.stream} does not exist yet (nothing published)") from exc
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise OperationError(f"cannot {verb} the event stream {settings.stream}: {exc}") from exc
+
+
 async def query(nc: Client, settings: EventLog, flt: EventFilter, limit: int | None = None) -> list[StoredEvent]:
     """The stored events matching `flt`, oldest first (by event id), the newest `limit` of them.
 
@@ -112,8 +136,6 @@ async def query(nc: Client, settings: EventLog, flt: EventFilter, limit: int | N
     returned; each message is keyed by its `Nats-Msg-Id` (the event id), so a resend that
     outlived the duplicate window is still shown once.
     """
-    js = nc.jetstream(timeout=5.0)
-    subjects = flt.subjects(settings.subject_prefix)
     inspect = _needs_payload(flt)
     found: dict[str, tuple[int, str, bytes, dict[str, Any] | None]] = {}
     done = asyncio.get_running_loop().create_future()
@@ -137,18 +159,7 @@ async def query(nc: Client, settings: EventLog, flt: EventFilter, limit: int | N
         if (pending == 0 or (expected is not None and received >= expected)) and not done.done():
             done.set_result(None)
 
-    try:
-        sub = await js.subscribe(
-            subjects[0],
-            stream=settings.stream,
-            cb=on_message,
-            ordered_consumer=True,
-            config=_config(flt, settings.subject_prefix, DeliverPolicy.ALL, flt.since),
-        )
-    except nats.js.errors.NotFoundError as exc:
-        raise OperationError(f"the event stream {settings.stream} does not exist yet (nothing published)") from exc
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise OperationError(f"cannot query the event stream {settings.stream}: {exc}") from exc
+    sub = await _subscribe(nc.jetstream(timeout=5.0), settings, flt, DeliverPolicy.ALL, "query", on_message)
     try:
         info = await sub.consumer_info()
         expected = (info.num_pending or 0) + (info.delivered.consumer_seq if info.delivered else 0) or 0
@@ -169,19 +180,7 @@ async def query(nc: Client, settings: EventLog, flt: EventFilter, limit: int | N
 
 async def tail(nc: Client, settings: EventLog, flt: EventFilter) -> AsyncIterator[StoredEvent]:
     """Events as they arrive from now on (from `flt.since` when given), matching `flt`."""
-    js = nc.jetstream(timeout=5.0)
-    subjects = flt.subjects(settings.subject_prefix)
-    try:
-        sub = await js.subscribe(
-            subjects[0],
-            stream=settings.stream,
-            ordered_consumer=True,
-            config=_config(flt, settings.subject_prefix, DeliverPolicy.NEW, flt.since),
-        )
-    except nats.js.errors.NotFoundError as exc:
-        raise OperationError(f"the event stream {settings.stream} does not exist yet (nothing published)") from exc
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise OperationError(f"cannot follow the event stream {settings.stream}: {exc}") from exc
+    sub = await _subscribe(nc.jetstream(timeout=5.0), settings, flt, DeliverPolicy.NEW, "follow")
     try:
         async for msg in sub.messages:
             payload = _decode(msg.data)

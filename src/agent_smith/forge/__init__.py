@@ -8,7 +8,7 @@ first use, so a hook importing the light parts never loads httpx.
 
 from __future__ import annotations
 
-import importlib
+from agent_smith.deferred import names_from_parts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,7 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'agent_smith.forge' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"agent_smith.forge.{_WHERE[name]}"), name)
+__getattr__ = names_from_parts(__name__, _WHERE)

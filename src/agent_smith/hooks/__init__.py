@@ -9,7 +9,7 @@ Exports load on first use so that a hook imports only what it needs.
 
 from __future__ import annotations
 
-import importlib
+from agent_smith.deferred import names_from_parts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,7 +63,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'agent_smith.hooks' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"agent_smith.hooks.{_WHERE[name]}"), name)
+__getattr__ = names_from_parts(__name__, _WHERE)
