@@ -132,6 +132,42 @@ async def _stream_exists(url: str) -> bool:
         await nc.close()
 
 
+def test_a_pending_record_that_is_no_denial_holds_back_no_other(tmp_path: Path, nats_server: NatsServer) -> None:
+    crew = _crew(tmp_path, nats_server.url)
+    pending = FirewallState(tmp_path / "firewall").pending_denials_path
+    pending.parent.mkdir(parents=True)
+    good = {"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__}
+    bad = {**good, "id": "not an event id", "host": ""}
+    pending.write_text(json.dumps(bad) + "\n" + json.dumps(good) + "\n")
+
+    async def next_firewall() -> None:
+        denials = DenialPublisher(lambda: crew, pending, settle=0)
+        denials.start()
+        await asyncio.sleep(0)
+        await denials.close()
+
+    asyncio.run(next_firewall())
+    assert not pending.exists()
+    assert [e["id"] for e in asyncio.run(_stored(nats_server.url))] == [good["id"]]
+
+
+def test_a_denial_that_cannot_be_kept_on_disk_is_still_published(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    crew = _crew(tmp_path, nats_server.url)
+    blocked = tmp_path / "firewall"
+
+    async def run() -> None:
+        denials = DenialPublisher(lambda: crew, blocked / "denials.pending.jsonl", settle=60)
+        blocked.write_text("")  # its directory is now a file: nothing can be written there
+        denials(_denial())
+        await denials.close()
+
+    asyncio.run(run())
+    assert "cannot keep a denial in" in caplog.text
+    assert [e["host"] for e in asyncio.run(_stored(nats_server.url))] == ["evil.test"]
+
+
 def test_what_follows_a_torn_line_is_not_lost(tmp_path: Path) -> None:
     pending = tmp_path / "denials.pending.jsonl"
     whole = json.dumps({"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__})

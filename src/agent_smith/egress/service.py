@@ -70,13 +70,17 @@ class DenialPublisher:
         from agent_smith.events.ids import new_id
 
         item: dict[str, object] = {"id": new_id(), **asdict(denial)}
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, (json.dumps(item, separators=(",", ":")) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, _line(item).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            # Still published (it is kept in memory), only not across a crash; the audit log has it.
+            log.warning("cannot keep a denial in %s: %s", self._path, exc.strerror)
         self._pending.append(item)
         self._schedule()
 
@@ -136,17 +140,26 @@ async def _publish(publisher: Publisher, events: Any, item: Mapping[str, Any]) -
         # Clients of the shared transparent listener have no agent identity, and an event needs one.
         return None
     port = item["port"]
-    event = events.EgressDenied(
-        id=item["id"],
-        time=item["time"],
-        agent=item["agent"],
-        host=item["host"],
-        port=port if 0 < port < 65536 else 443,
-        method=item["method"],
-        path=item["path"],
-        reason=item["reason"],
-    )
+    try:
+        event = events.EgressDenied(
+            id=item["id"],
+            time=item["time"],
+            agent=item["agent"],
+            host=item["host"],
+            port=port if isinstance(port, int) and 0 < port < 65536 else 443,
+            method=item["method"],
+            path=item["path"],
+            reason=item["reason"],
+        )
+    except ValueError as exc:
+        # Not what this firewall writes (edited by hand, say): dropped, or it would hold back the rest.
+        log.warning("a pending denial is not one and is dropped: %s", str(exc).splitlines()[0])
+        return None
     return await publisher.publish(event)
+
+
+def _line(item: Mapping[str, object]) -> str:
+    return json.dumps(item, separators=(",", ":")) + "\n"
 
 
 def _read_pending(path: Path) -> list[dict[str, Any]]:
@@ -171,7 +184,7 @@ def _read_pending(path: Path) -> list[dict[str, Any]]:
 
 def _write_pending(path: Path, items: Sequence[Mapping[str, object]]) -> None:
     if items:
-        write_atomic(path, "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items), 0o600)
+        write_atomic(path, "".join(_line(i) for i in items), 0o600)
     else:
         path.unlink(missing_ok=True)
 
