@@ -3,7 +3,11 @@
 For N = 1, 3 and 6 agents, in the same run and against the same scripted
 model server:
 - baseline: N seeded homes, ``tmux new-session -d … claude`` each, timed
-  until every pane shows claude's prompt (what a person does by hand);
+  until every pane shows claude's prompt (what a person does by hand). The
+  prompt is watched for as the supervisor watches its agents: each pane piped
+  to a file (as `up` pipes its panes), a look at the pane whenever the file
+  grew (checked every 4 ms) and at least every 50 ms. A look only every 50 ms
+  found it 40–70 ms late, which made a bare claude look slower than it is;
 - agent-smith: ``agent-smith up --crew D`` (CLI start-up, the supervisor, the
   embedded event log, the firewall, assembly, N sessions), timed until it
   returns, i.e. every agent is ready: the first `up` of a new crew, and `up`
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -47,6 +52,7 @@ from agent_smith.fsutil import write_atomic
 from agent_smith.home import seed_claude_json
 from agent_smith.listeners import free_port
 from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, Tmux, find_claude
+from agent_smith.runtime.tmux import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from agent_smith.standins import ModelServerThread, parse_script
 from agent_smith.standins.synapse import SynapseServer
 
@@ -60,6 +66,9 @@ STUB = {
         "subscriptionType": "max",
     }
 }
+# How often a bare pane's log size is checked, and the longest time between two looks at its screen.
+_SIZE_EVERY = 0.004
+_LOOK_EVERY = 0.05
 
 
 def env_for(tmp: Path) -> dict[str, str]:
@@ -92,21 +101,43 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def wait_prompts(tmux: Tmux, names: list[str], timeout: float = 120) -> None:
+def open_bare(tmux: Tmux, name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+    """``tmux new-session -d … claude``, its pane piped to `log` in the same command list
+    (as `up` opens its agents' sessions), so the file has the pane's first byte."""
+    tmux.command(
+        "new-session", "-d", "-s", name, "-x", str(DEFAULT_WIDTH), "-y", str(DEFAULT_HEIGHT), "-c", str(cwd),
+        *[arg for key, value in env.items() for arg in ("-e", f"{key}={value}")], "--", *argv,
+        ";", "pipe-pane", "-t", f"{name}:0.0", f"exec cat >> {shlex.quote(str(log))}",
+        client_path=env["PATH"],
+    )  # fmt: skip
+
+
+def wait_prompts(tmux: Tmux, logs: dict[str, Path], timeout: float = 120) -> None:
+    """Until every pane shows claude's prompt: a look at a pane whenever its log grew, and
+    at least every _LOOK_EVERY (the supervisor's way of seeing its agents ready)."""
     deadline = time.monotonic() + timeout
-    pending = set(names)
+    pending = dict(logs)
+    sizes: dict[str, int] = {}
+    looked = float("-inf")
     while pending:
-        for name in list(pending):
-            if PROMPT_READY.search(tmux.capture(name)):
-                pending.discard(name)
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        due = now - looked >= _LOOK_EVERY
+        if due:
+            looked = now
+        for name, log in list(pending.items()):
+            size = log.stat().st_size if log.exists() else -1
+            if (due or size != sizes.get(name)) and PROMPT_READY.search(tmux.capture(name)):
+                del pending[name]
+            sizes[name] = size
+        if now > deadline:
             raise SystemExit(f"bare sessions not ready: {sorted(pending)}")
-        time.sleep(0.05)
+        time.sleep(_SIZE_EVERY)
 
 
 def bare(n: int, tmp: Path, url: str, claude: Path) -> float:
     tmux = Tmux(f"bench-bare-{uuid.uuid4().hex[:8]}")
     names = [f"agent{i}" for i in range(n)]
+    logs = {name: tmp / "bare" / name / "pane.log" for name in names}
     for name in names:
         home = tmp / "bare" / name
         work = home / "work"
@@ -116,6 +147,7 @@ def bare(n: int, tmp: Path, url: str, claude: Path) -> float:
         write_atomic(home / ".claude.json", json.dumps(seeded), 0o600)
         write_atomic(home / ".claude" / "settings.json", "{}\n")
         write_atomic(home / ".claude" / ".credentials.json", json.dumps(STUB), 0o600)
+        logs[name].unlink(missing_ok=True)
     try:
         began = time.monotonic()
         for name in names:
@@ -128,8 +160,8 @@ def bare(n: int, tmp: Path, url: str, claude: Path) -> float:
                 "ANTHROPIC_BASE_URL": f"{url}/agents/{name}",
                 "DISABLE_AUTOUPDATER": "1",
             }
-            tmux.new_session(name, [str(claude), "--permission-mode", "acceptEdits"], env=env, cwd=home / "work")
-        wait_prompts(tmux, names)
+            open_bare(tmux, name, [str(claude), "--permission-mode", "acceptEdits"], env, home / "work", logs[name])
+        wait_prompts(tmux, logs)
         return time.monotonic() - began
     finally:
         tmux.kill_server()
