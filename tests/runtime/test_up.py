@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -302,6 +303,30 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     # Four supervisors came and went (killed, detached, stopped): their log is one JSON object per line.
     for line in (crew.runtime / "supervisor.log").read_text().splitlines():
         assert isinstance(json.loads(line), dict), line
+
+
+def test_the_start_is_published_after_the_boot_with_the_time_it_happened(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    """The supervisor's event client comes up once the agents show their prompts; the start it saw
+    before is published then, once, stamped with when it happened (before `up` returned)."""
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("alice", server.url)])
+    root = str(crew.root)
+    began = datetime.now(UTC)
+    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert up.returncode == 0, up.stderr
+    returned = datetime.now(UTC)
+
+    def started() -> list[dict[str, Any]]:
+        query = crew.cli("events", "query", "--crew", root, "--json", "--limit", "0", "--type", "agent_started")
+        return json.loads(query.stdout) if query.returncode == 0 else []
+
+    events = wait_until("alice's start in the event log", started)
+    assert [e["agent"] for e in events] == ["alice"]
+    assert began <= datetime.fromisoformat(events[0]["time"]) <= returned
+    down = crew.cli("down", "--crew", root)
+    assert down.returncode == 0, down.stderr
 
 
 def test_run_with_only_env_vars_behaves_like_the_pod(

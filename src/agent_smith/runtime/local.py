@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from agent_smith.events import EmbeddedNats, Publisher
 
 CONTAINER_SESSION = "main"
+# The longest the event client waits for starting agents to show their prompts.
+_EVENT_LOG_AFTER = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -229,8 +231,9 @@ async def supervise(
     use fails here, before anything starts), the agents are assembled and their
     claude started, and only then is the firewall launched (not awaited: the
     CLIs' first requests wait in its port's backlog rather than fail) and the
-    event log and its client (a large import) brought up, while the CLIs boot.
-    Nothing is published before an agent shows its prompt, so no event waits.
+    embedded event log's server started, while the CLIs boot. The event client
+    and the event tools (a large import) come up once the agents have shown
+    their prompts; the events observed until then are held and published first.
     """
     from agent_smith.home import default_agent_smith_command
 
@@ -281,6 +284,7 @@ async def supervise(
             watching = False
             channels = None
             try:
+                supervisor.hold_events()
                 await supervisor.begin([s.name for s in specs])
                 for child in children:
                     child.launch()
@@ -294,8 +298,7 @@ async def supervise(
                 hosted = channels.servers if channels is not None else {}
                 supervisor.serve_mcp({tokens[name]: server for name, server in hosted.items()}, CHAT_PATH)
                 supervisor.watch_channels(hosted)
-                from agent_smith.events import EmbeddedNats, Publisher, event_servers, running_server_url
-                from agent_smith.hooks import prompt_tool
+                from agent_smith.events.embedded import EmbeddedNats, running_server_url
 
                 url = crew.events.nats_url
                 if services and url is None:
@@ -304,15 +307,25 @@ async def supervise(
                         nats = EmbeddedNats(paths.nats)
                         nats.start()
                         url = nats.url
-                async with Publisher(crew.events, paths.events, url) as publisher:
-                    # The agents' UserPromptSubmit hook calls this tool. Its environment is the one
-                    # a command hook of the agent would have had (the pane's, on top of ours).
-                    prompts = {s.name: [prompt_tool({**options.env, **s.env})] for s in specs}
-                    supervisor.serve_mcp(event_servers(tokens, publisher, crew.events, url, prompts))
-                    supervisor.publish = _event_publisher(publisher)
-                    watching = True
-                    await _serve(supervisor, specs, stop, keep, stream)
-                    detached = keep.is_set()
+                watcher = asyncio.create_task(_serve(supervisor, specs, stop, keep, stream))
+                watching = True
+                try:
+                    await _until_started(supervisor, watcher)
+                    from agent_smith.events import Publisher, event_servers
+                    from agent_smith.hooks import prompt_tool
+
+                    async with Publisher(crew.events, paths.events, url) as publisher:
+                        # The agents' UserPromptSubmit hook calls this tool. Its environment is the one
+                        # a command hook of the agent would have had (the pane's, on top of ours).
+                        prompts = {s.name: [prompt_tool({**options.env, **s.env})] for s in specs}
+                        supervisor.serve_mcp(event_servers(tokens, publisher, crew.events, url, prompts))
+                        await supervisor.publish_with(_event_publisher(publisher))
+                        await watcher
+                finally:
+                    # Also when the event client failed: the watch ends, and the agents with it.
+                    stop.set()
+                    await watcher
+                detached = keep.is_set()
             except BaseException:
                 # Agents started before the failure must not outlive this supervisor.
                 if not watching:
@@ -387,6 +400,21 @@ def wake_on_requests(rd: RunDir, supervisor: Supervisor) -> socket.socket | None
 
     asyncio.get_running_loop().add_reader(sock.fileno(), drained)
     return sock
+
+
+async def _until_started(supervisor: Supervisor, watcher: asyncio.Task[None]) -> None:
+    """Until no agent is starting (or the watch ended), _EVENT_LOG_AFTER at most.
+
+    The event client and its tools (nats-py, the event model: ~0.1 s of CPU) load
+    after that rather than beside the agents' boot, which they would slow down once
+    there are more agents than cores. Meanwhile events are held, and the agents'
+    calls of the event tools wait for them.
+    """
+    started = asyncio.ensure_future(supervisor.none_starting.wait())
+    try:
+        await asyncio.wait([started, watcher], timeout=_EVENT_LOG_AFTER, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        started.cancel()
 
 
 async def _serve(

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent_smith.errors import OperationError, UsageError
@@ -169,6 +170,10 @@ class Supervisor:
         self._channel_grace = channel_grace
         self.run_dir = run_dir
         self.publish = publish
+        # Events observed while held (`hold_events` until `publish_with`), in order, each with its time.
+        self._held: list[tuple[str, str, dict[str, object]]] | None = None
+        # Set while no agent is starting (launched, its prompt not seen yet), from the first status on.
+        self.none_starting = asyncio.Event()
         self._services = services
         self._clock = clock
         self._jitter = jitter
@@ -406,11 +411,36 @@ class Supervisor:
             await asyncio.to_thread(sweep, AGENT_VAR, spec.tag)
         elif isinstance(action, Publish):
             log.info("%s %s %s", spec.name, action.type, dict(action.fields))
-            if self.publish is not None:
-                try:
-                    await self.publish(action.type, spec.name, action.fields)
-                except (OperationError, UsageError) as exc:
-                    log.error("event %s for %s was not published: %s", action.type, spec.name, exc)
+            if self._held is not None:
+                # Stamped now: the event happened now, not when the event log comes up.
+                stamped = {**action.fields, "time": datetime.fromtimestamp(self._clock(), UTC)}
+                self._held.append((action.type, spec.name, stamped))
+            else:
+                await self._publish(action.type, spec.name, action.fields)
+
+    async def _publish(self, type_name: str, agent: str, fields: Mapping[str, object]) -> None:
+        if self.publish is None:
+            return
+        try:
+            await self.publish(type_name, agent, fields)
+        except (OperationError, UsageError) as exc:
+            log.error("event %s for %s was not published: %s", type_name, agent, exc)
+
+    # ---- the event log coming up late -----------------------------------------------------
+
+    def hold_events(self) -> None:
+        """Keep the events observed from now on until `publish_with` (the supervisor brings its
+        event log up once its agents have started, rather than beside their boot)."""
+        self._held = []
+
+    async def publish_with(self, publish: Publisher) -> None:
+        """Publish with `publish` from now on: first the events held until now, in order."""
+        self.publish = publish
+        # Still held while they go out: one observed meanwhile queues behind them.
+        while self._held:
+            type_name, agent, fields = self._held.pop(0)
+            await self._publish(type_name, agent, fields)
+        self._held = None
 
     # ---- status and metrics ---------------------------------------------------------------
 
@@ -438,6 +468,10 @@ class Supervisor:
         }
 
     def _write_status(self) -> None:
+        if any(agent.record.state is AgentState.STARTING for agent in self.agents.values()):
+            self.none_starting.clear()
+        else:
+            self.none_starting.set()
         status = self.status()
         if status != self._last_status:
             self.run_dir.write_status(status)
