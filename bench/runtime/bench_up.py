@@ -5,9 +5,10 @@ model server:
 - baseline: N seeded homes, ``tmux new-session -d … claude`` each, timed
   until every pane shows claude's prompt (what a person does by hand). The
   prompt is watched for as the supervisor watches its agents: each pane piped
-  to a file (as `up` pipes its panes), a look at the pane whenever the file
-  grew (checked every 4 ms) and at least every 50 ms. A look only every 50 ms
-  found it 40–70 ms late, which made a bare claude look slower than it is;
+  to a file (as `up` pipes its panes), a look at the screens once a file grew
+  (checked every 4 ms; 15 ms after the last look at the soonest) and at least
+  every 50 ms. A look only every 50 ms found it 40–70 ms late, which made a
+  bare claude look slower than it is;
 - agent-smith: ``agent-smith up --crew D`` (CLI start-up, the supervisor, the
   embedded event log, the firewall, assembly, N sessions), timed until it
   returns, i.e. every agent is ready: the first `up` of a new crew, and `up`
@@ -52,6 +53,7 @@ from agent_smith.fsutil import write_atomic
 from agent_smith.home import seed_claude_json
 from agent_smith.listeners import free_port
 from agent_smith.runtime import PINNED_VERSION, PROMPT_READY, Tmux, find_claude
+from agent_smith.runtime.supervisor import _OUTPUT_POLL, _STARTING_GAP, _STARTING_INTERVAL
 from agent_smith.runtime.tmux import DEFAULT_HEIGHT, DEFAULT_WIDTH
 from agent_smith.standins import ModelServerThread, parse_script
 from agent_smith.standins.synapse import SynapseServer
@@ -66,9 +68,6 @@ STUB = {
         "subscriptionType": "max",
     }
 }
-# How often a bare pane's log size is checked, and the longest time between two looks at its screen.
-_SIZE_EVERY = 0.004
-_LOOK_EVERY = 0.05
 
 
 def env_for(tmp: Path) -> dict[str, str]:
@@ -113,25 +112,29 @@ def open_bare(tmux: Tmux, name: str, argv: list[str], env: dict[str, str], cwd: 
 
 
 def wait_prompts(tmux: Tmux, logs: dict[str, Path], timeout: float = 120) -> None:
-    """Until every pane shows claude's prompt: a look at a pane whenever its log grew, and
-    at least every _LOOK_EVERY (the supervisor's way of seeing its agents ready)."""
+    """Until every pane shows claude's prompt, seen with the supervisor's own cadence: a look at
+    the screens once a log grew (_STARTING_GAP after the last look at the soonest), and at least
+    every _STARTING_INTERVAL."""
     deadline = time.monotonic() + timeout
     pending = dict(logs)
     sizes: dict[str, int] = {}
     looked = float("-inf")
     while pending:
         now = time.monotonic()
-        due = now - looked >= _LOOK_EVERY
-        if due:
+        grown = any(_size(log) != sizes.get(name) for name, log in pending.items())
+        if now - looked >= _STARTING_INTERVAL or (grown and now - looked >= _STARTING_GAP):
             looked = now
-        for name, log in list(pending.items()):
-            size = log.stat().st_size if log.exists() else -1
-            if (due or size != sizes.get(name)) and PROMPT_READY.search(tmux.capture(name)):
-                del pending[name]
-            sizes[name] = size
+            for name, log in list(pending.items()):
+                sizes[name] = _size(log)
+                if PROMPT_READY.search(tmux.capture(name)):
+                    del pending[name]
         if now > deadline:
             raise SystemExit(f"bare sessions not ready: {sorted(pending)}")
-        time.sleep(_SIZE_EVERY)
+        time.sleep(_OUTPUT_POLL)
+
+
+def _size(log: Path) -> int:
+    return log.stat().st_size if log.exists() else -1
 
 
 def bare(n: int, tmp: Path, url: str, claude: Path) -> float:
