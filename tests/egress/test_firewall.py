@@ -156,7 +156,10 @@ def test_no_proxy_credentials_get_407_and_wrong_ones_too(egress_firewall: StartF
     assert "407" in _denied(exc)
     with client(fw, agent="stranger", password="x") as http, pytest.raises(httpx.ProxyError):
         http.get("https://api.github.test/echo")
-    assert [e["decision"] for e in fw.audit()] == ["unauthenticated"] * 3
+    # Each line says where the client asked to go, and names no agent.
+    assert [(e["decision"], e["agent"], e["host"], e["port"]) for e in fw.audit()] == [
+        ("unauthenticated", "-", "api.github.test", 443)
+    ] * 3
 
 
 @pytest.mark.real

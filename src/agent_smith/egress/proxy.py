@@ -628,9 +628,11 @@ class Firewall:
         method = _text(event.method)
         agent = self._authenticate(next((v for n, v in headers if n == "proxy-authorization"), None))
         if agent is None:
+            # Where it asked to go, for the audit line (git asks once without credentials, then with them).
+            host, port = split_authority(_text(event.target)) if method == "CONNECT" else ("-", None)
             self.record(
                 _Exchange(
-                    _Tunnel("-", "-", 0, None),
+                    _Tunnel("-", host or "-", port if port is not None and 0 < port < 65536 else 0, None),
                     method,
                     "",
                     status=407,
