@@ -11,12 +11,16 @@ median time from the supervisor starting claude to the agent ready
 (claude's boot under `up`, from the supervisor's log).
 
 Run: .venv/bin/python bench/runtime/ab_up.py --baseline /tmp/main/.venv/bin/agent-smith [--candidate CLI]
-     [--agents 1] [--rounds 20]
+     [--agents 1] [--rounds 20] [--chat]
+
+With `--chat` every agent has the Matrix channel, on a real Synapse (as
+`bench_up.py --chat`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import statistics
@@ -29,6 +33,7 @@ from pathlib import Path
 from bench_up import CLI, env_for, write_crew
 
 from agent_smith.standins import ModelServerThread, parse_script
+from agent_smith.standins.synapse import SynapseServer
 
 KINDS = ("first", "again")
 
@@ -56,11 +61,14 @@ def main() -> None:
     parser.add_argument("--candidate", type=Path, default=CLI, help="default: this checkout's")
     parser.add_argument("--agents", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--chat", action="store_true", help="every agent with the Matrix channel, on a real Synapse")
     args = parser.parse_args()
     for cli in (args.baseline, args.candidate):
         if not cli.is_file():
             parser.error(f"{cli} is not an agent-smith executable")
     tmp = Path(tempfile.mkdtemp(prefix="ab-up-"))
+    stack = contextlib.ExitStack()
+    synapse = stack.enter_context(SynapseServer(tmp / "synapse")) if args.chat else None
     server = ModelServerThread(parse_script({"agents": {}}, "bench"), tmp / "model.jsonl")
     server.start()
     clis = {"baseline": args.baseline, "candidate": args.candidate}
@@ -70,7 +78,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for which in sorted(clis, reverse=round_ % 2 == 1):
                 root = tmp / f"crew-{which}-{round_}"
-                write_crew(root, args.agents, server.url, None)
+                write_crew(root, args.agents, server.url, synapse)
                 env = env_for(tmp)
                 log = tmp / f"crew-{which}-{round_}-state" / "bench" / "runtime" / "supervisor.log"
                 for kind in KINDS:
@@ -91,6 +99,7 @@ def main() -> None:
                     log.unlink()
     finally:
         server.stop()
+        stack.close()
     for kind in KINDS:
         pairs = [c - b for c, b in zip(times["candidate", kind], times["baseline", kind], strict=True)]
         print(
