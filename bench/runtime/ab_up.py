@@ -30,8 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_up import CLI, env_for, write_crew
+from bench_up import CLI, env_for, positive, write_crew
 
+from agent_smith.errors import AgentSmithError
 from agent_smith.standins import ModelServerThread, parse_script
 from agent_smith.standins.synapse import SynapseServer
 
@@ -59,22 +60,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the agent-smith executable to compare with")
     parser.add_argument("--candidate", type=Path, default=CLI, help="default: this checkout's")
-    parser.add_argument("--agents", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--agents", type=positive, default=1)
+    parser.add_argument("--rounds", type=positive, default=20)
     parser.add_argument("--chat", action="store_true", help="every agent with the Matrix channel, on a real Synapse")
     args = parser.parse_args()
     for cli in (args.baseline, args.candidate):
         if not cli.is_file():
             parser.error(f"{cli} is not an agent-smith executable")
-    tmp = Path(tempfile.mkdtemp(prefix="ab-up-"))
-    stack = contextlib.ExitStack()
-    synapse = stack.enter_context(SynapseServer(tmp / "synapse")) if args.chat else None
-    server = ModelServerThread(parse_script({"agents": {}}, "bench"), tmp / "model.jsonl")
-    server.start()
     clis = {"baseline": args.baseline, "candidate": args.candidate}
     times: dict[tuple[str, str], list[float]] = {(c, k): [] for c in clis for k in KINDS}
     boots: dict[tuple[str, str], list[float]] = {(c, k): [] for c in clis for k in KINDS}
-    try:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-smith-bench-ab-up-")))
+        synapse = stack.enter_context(SynapseServer(tmp / "synapse")) if args.chat else None
+        server = ModelServerThread(parse_script({"agents": {}}, "bench"), tmp / "model.jsonl")
+        server.start()
+        stack.callback(server.stop)
         for round_ in range(args.rounds):
             for which in sorted(clis, reverse=round_ % 2 == 1):
                 root = tmp / f"crew-{which}-{round_}"
@@ -97,9 +98,6 @@ def main() -> None:
                     if (boot := _boot(log)) is not None:
                         boots[which, kind].append(boot)
                     log.unlink()
-    finally:
-        server.stop()
-        stack.close()
     for kind in KINDS:
         pairs = [c - b for c, b in zip(times["candidate", kind], times["baseline", kind], strict=True)]
         print(
@@ -112,4 +110,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AgentSmithError as exc:
+        sys.exit(f"ab_up: {exc}")

@@ -49,6 +49,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from agent_smith.crew import CrewPaths, load_crew
+from agent_smith.errors import AgentSmithError
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import seed_claude_json
 from agent_smith.listeners import free_port
@@ -291,13 +292,29 @@ def measure(root: Path, socket_name: str, n: int) -> dict[str, float]:
     }
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a clear usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def positives(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers of at least 1."""
+    return [positive(part.strip()) for part in text.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--sizes", default="1,3,6")
+    parser.add_argument("--rounds", type=positive, default=2)
+    parser.add_argument("--sizes", type=positives, default=[1, 3, 6], help="agents per run, e.g. 1,3,6")
     parser.add_argument("--chat", action="store_true", help="every agent with the Matrix channel, on a real Synapse")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes: list[int] = args.sizes
     claude = find_claude()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agent-smith-bench-runtime-")))
@@ -342,4 +359,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AgentSmithError as exc:
+        sys.exit(f"bench_up: {exc}")
