@@ -24,7 +24,9 @@ RUN node -e "const fs=require('fs');const p=require('./package.json');const n='@
 
 # ---- agent-smith and its runtime dependencies, at requirements.lock's versions -----------
 FROM ${PYTHON_IMAGE} AS wheel
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1
+# The runtime can write no bytecode (PYTHONDONTWRITEBYTECODE, and /opt is root's): compiled
+# here, each hook, MCP server and `run` starts ~3x sooner than from source.
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1
 WORKDIR /build
 RUN pip install "uv==0.13.9"
 COPY pyproject.toml requirements.lock README.md ./

@@ -28,8 +28,11 @@ fi
 
 step "Python environment (.venv from requirements.lock)"
 [ -x .venv/bin/python ] || uv venv -q --python python3.11 .venv
-uv pip sync -q --python .venv/bin/python requirements.lock
+# Bytecode is compiled here, not left to each process: where PYTHONDONTWRITEBYTECODE is set,
+# every hook, MCP server and CLI start would otherwise compile its modules from source again.
+uv pip sync -q --compile-bytecode --python .venv/bin/python requirements.lock
 uv pip install -q --python .venv/bin/python --no-deps -e .
+.venv/bin/python -m compileall -q src
 
 step "Node parts (node_modules from package-lock.json)"
 lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)

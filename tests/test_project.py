@@ -66,3 +66,26 @@ def test_tests_never_skip() -> None:
         if any(p in line for p in patterns)
     ]
     assert offenders == []
+
+
+def test_the_installed_modules_load_from_bytecode() -> None:
+    """scripts/install.sh compiles the environment and src: with PYTHONDONTWRITEBYTECODE set, a
+    module without bytecode is compiled from source at every start of every hook and MCP server."""
+    modules = "agent_smith.cli.up, agent_smith.cli.servers, agent_smith.hooks.entry, agent_smith.runtime"
+    result = subprocess.run(
+        [sys.executable, "-v", "-c", f"import {modules}"],
+        env={"PATH": str(BIN), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    ours = (str(ROOT / "src"), sys.prefix)
+    from_bytecode = [line for line in result.stderr.splitlines() if line.startswith("# code object from '")]
+    from_source = [
+        line.removeprefix("# code object from ")
+        for line in result.stderr.splitlines()
+        if line.startswith("# code object from /")
+    ]
+    assert len(from_bytecode) > 100
+    assert [path for path in from_source if path.startswith(ours)] == []

@@ -158,9 +158,9 @@ def _final_stage() -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def _image_env() -> dict[str, str]:
+def _stage_env(stage: list[tuple[str, str]]) -> dict[str, str]:
     env: dict[str, str] = {}
-    for word, rest in _final_stage():
+    for word, rest in stage:
         if word == "ENV":
             for key, value in re.findall(r"(\w+)=(\S+)", rest):
                 env[key] = value
@@ -199,6 +199,20 @@ def test_the_image_is_multi_stage_pinned_and_non_root() -> None:
         assert re.search(rf"\b{package}\b", run_lines), package
     assert any("package-lock.json" in rest for word, rest in steps if word == "COPY")
     assert "-c requirements.lock" in run_lines
+
+
+def _image_env() -> dict[str, str]:
+    return _stage_env(_final_stage())
+
+
+def test_the_image_s_python_is_compiled_at_build() -> None:
+    """The running image writes no bytecode (and its user cannot write /opt): without it
+    compiled at build, every hook and MCP server would compile agent-smith from source."""
+    steps = _instructions()
+    wheel = next(i for i, (word, rest) in enumerate(steps) if word == "FROM" and rest.endswith(" AS wheel"))
+    runtime = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    assert _image_env()["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert _stage_env(steps[wheel:runtime])["UV_COMPILE_BYTECODE"] == "1"
 
 
 def test_the_image_s_paths_are_the_ones_the_render_mounts() -> None:
