@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from agent_smith.crew.reference import contract_table_rows, crew_reference_markdown
 
@@ -62,23 +63,27 @@ def _shifted(text: str, to_level: int) -> str:
 
 
 def verbs_table() -> str:
-    """A row per CLI verb (sub-verbs included) with the first line of its help."""
+    """A row per CLI verb (sub-verbs included) with the first line of its help.
+
+    Groups are walked with `list_commands` and `get_command`: the root loads a
+    verb's module only when asked for it, so its `commands` stay empty until then."""
+    import typer
     import typer.main
 
     from agent_smith.cli.app import app
 
     rows: list[str] = []
 
-    def walk(command: typer.main.click.Command, prefix: str) -> None:  # type: ignore[name-defined]
-        subcommands = getattr(command, "commands", {})
-        for name in sorted(subcommands):
-            sub = subcommands[name]
-            if sub.hidden:
+    def walk(group: Any, prefix: str) -> None:
+        ctx = typer.Context(group)
+        for name in sorted(group.list_commands(ctx)):
+            sub = group.get_command(ctx, name)
+            if sub is None or sub.hidden:
                 continue
             path = f"{prefix} {name}".strip()
             summary = (sub.help or "").strip().split("\n")[0].replace("|", "\\|")
-            if getattr(sub, "commands", None):
-                if getattr(sub, "invoke_without_command", False):
+            if hasattr(sub, "list_commands"):
+                if sub.invoke_without_command:
                     rows.append(f"| `{path}` | {summary} |")
                 walk(sub, path)
             else:

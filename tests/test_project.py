@@ -34,6 +34,15 @@ def test_readme_generated_blocks_are_current() -> None:
     assert result.returncode == 0, "README.md is out of date: run .venv/bin/python scripts/update_readme.py"
 
 
+def test_readme_lists_every_verb() -> None:
+    from agent_smith.cli.app import VERBS
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- verbs:start -->", 1)[1].split("<!-- verbs:end -->", 1)[0]
+    listed = {line.split("`")[1].split()[0] for line in table.splitlines() if line.startswith("| `")}
+    assert listed == set(VERBS)
+
+
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
     readme = (ROOT / "README.md").read_text()
     blocks = readme.split("```bash\n", 1)[1].split("```", 1)[0]
