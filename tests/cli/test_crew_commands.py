@@ -139,3 +139,15 @@ def test_json_log_format_emits_one_object_per_line(tmp_path: Path) -> None:
     assert loaded[0]["level"] == "debug"
     assert loaded[0]["agents"] == ["devbot", "reviewbot"]
     assert set(loaded[0]) >= {"time", "level", "logger", "message", "crew"}
+
+
+def test_validate_takes_the_crew_as_the_other_verbs_do(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    run("init", str(crew))
+    by_option = run("validate", "--crew", str(crew), env={"AGENT_SMITH_CREW": str(tmp_path / "elsewhere")})
+    assert by_option.returncode == 0, by_option.stderr
+    assert "ok crew 'example-crew'" in by_option.stdout
+    assert run("validate", str(crew), "--crew", str(crew)).returncode == 0
+    both = run("validate", str(crew), "--crew", str(tmp_path))
+    assert both.returncode == 2
+    assert both.stderr.strip() == f"error: two crew directories given ({crew} and --crew {tmp_path}): give one"

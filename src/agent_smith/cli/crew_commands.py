@@ -12,6 +12,7 @@ from rich.table import Table
 from agent_smith import parts
 from agent_smith.cli.context import JsonFlag, app_context
 from agent_smith.crew import crew_json_schema, load_crew, scaffold_crew
+from agent_smith.errors import UsageError
 
 CrewDir = Annotated[
     Path | None,
@@ -19,6 +20,13 @@ CrewDir = Annotated[
         help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
         show_default=False,
     ),
+]
+# `validate DIR` reads as a sentence; `--crew DIR` is how every other verb takes it. Without an
+# envvar here: load_crew falls back to $AGENT_SMITH_CREW itself, and an inherited variable
+# must not conflict with the directory typed.
+CrewDirOption = Annotated[
+    Path | None,
+    typer.Option("--crew", help="The crew directory, as the other verbs take it.", show_default=False),
 ]
 
 
@@ -34,10 +42,14 @@ def init(
     out.console.print(f"Next: [bold]agent-smith validate {directory}[/], then edit crew.yaml.")
 
 
-def validate(ctx: typer.Context, directory: CrewDir = None, as_json: JsonFlag = False) -> None:
+def validate(
+    ctx: typer.Context, directory: CrewDir = None, crew: CrewDirOption = None, as_json: JsonFlag = False
+) -> None:
     """Check crew.yaml and the agents/ directory; list every problem as file:line:col."""
     out = app_context(ctx)
-    loaded = load_crew(directory)
+    if directory is not None and crew is not None and directory != crew:
+        raise UsageError(f"two crew directories given ({directory} and --crew {crew}): give one")
+    loaded = load_crew(directory or crew)
     if as_json:
         out.print_json(
             {
