@@ -92,3 +92,8 @@ def test_the_ephemeral_range_is_read_from_the_kernel_or_assumed(tmp_path: Path) 
     ranges.write_text("")
     assert ephemeral_low(ranges) == 32768
     assert ephemeral_low(tmp_path / "missing") == 32768
+
+
+def test_a_negative_fd_is_refused_in_one_line() -> None:
+    with pytest.raises(UsageError, match=r"^--listen-fd -1: not a file descriptor$"):
+        inherited_sockets((-1,))

@@ -83,6 +83,8 @@ def inherited_sockets(fds: tuple[int, ...]) -> list[socket.socket]:
     """The listening TCP sockets open on file descriptors `fds`, made non-blocking."""
     sockets: list[socket.socket] = []
     for fd in fds:
+        if fd < 0:
+            raise UsageError(f"--listen-fd {fd}: not a file descriptor")
         try:
             sock = socket.socket(fileno=fd)
         except OSError as exc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from agent_smith.crew import load_crew, scaffold_crew
-from agent_smith.errors import CrewError
+from agent_smith.errors import CrewError, UsageError
 
 FAKE_GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 
@@ -230,6 +231,13 @@ def test_bad_env_values_are_reported_against_the_variable(crew_dir: Path) -> Non
 def test_a_crew_file_path_is_accepted_as_well_as_its_directory(crew_dir: Path) -> None:
     assert load_crew(crew_dir / "crew.yaml", env={}).root == crew_dir
     assert load_crew(None, env={"AGENT_SMITH_CREW": str(crew_dir)}).root == crew_dir
+
+
+def test_a_file_other_than_crew_yaml_is_no_crew_directory(crew_dir: Path) -> None:
+    other = crew_dir / "notes.txt"
+    other.write_text("not a crew")
+    with pytest.raises(UsageError, match=rf"^{re.escape(str(other))}: a file, not a crew directory"):
+        load_crew(other)
 
 
 def test_secret_rules_may_share_a_placeholder_only_for_different_agents(crew_dir: Path) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent_smith.events import EventFilter, parse_time, subject_for
 from agent_smith.events.subjects import newest
@@ -83,6 +85,17 @@ def test_parse_time(text: str, expected: datetime) -> None:
 def test_parse_time_says_what_it_accepts() -> None:
     with pytest.raises(ValueError, match="neither a time"):
         parse_time("last tuesday", T0)
+
+
+@given(st.integers(min_value=0, max_value=50 * 365 * 86400))
+def test_a_duration_ago_is_that_far_back(seconds: int) -> None:
+    assert parse_time(f"{seconds}s", T0) == T0 - timedelta(seconds=seconds)
+
+
+@given(st.integers(min_value=10**7, max_value=10**30), st.sampled_from(["d", "w"]))
+def test_a_duration_beyond_the_calendar_is_one_line_not_a_traceback(amount: int, unit: str) -> None:
+    with pytest.raises(ValueError, match="reaches back before the year 1"):
+        parse_time(f"{amount}{unit}", T0)
 
 
 @pytest.mark.parametrize(("limit", "expected"), [(None, [1, 2, 3]), (2, [2, 3]), (5, [1, 2, 3]), (0, [])])

@@ -27,7 +27,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from agent_smith.crew.claude_files import Finding, check_credentials_stub, check_mcp, check_settings
 from agent_smith.crew.models import Crew
-from agent_smith.errors import CrewError, Problem
+from agent_smith.errors import CrewError, Problem, UsageError
 
 CREW_FILE = "crew.yaml"
 AGENTS_DIR = "agents"
@@ -73,7 +73,11 @@ def resolve_crew_dir(path: Path | str | None, env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     chosen = Path(path) if path is not None else Path(env.get("AGENT_SMITH_CREW", "."))
     chosen = chosen.expanduser()
-    return chosen.parent if chosen.name == CREW_FILE or chosen.is_file() else chosen
+    if chosen.name == CREW_FILE:
+        return chosen.parent
+    if chosen.is_file():
+        raise UsageError(f"{chosen}: a file, not a crew directory (the directory that holds {CREW_FILE})")
+    return chosen
 
 
 def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> LoadedCrew:

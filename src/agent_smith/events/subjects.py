@@ -89,7 +89,10 @@ def parse_time(text: str, now: datetime) -> datetime:
     except ValueError:
         pass
     else:
-        return now - timedelta(seconds=seconds)
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
