@@ -35,6 +35,10 @@ class OperationError(AgentSmithError):
     exit_code = 1
 
 
+class EventRefused(OperationError):
+    """NATS refused an event itself (too large, say): sending it again would be refused again."""
+
+
 class MissingPartError(UsageError):
     """A real part agent-smith needs is not installed."""
 

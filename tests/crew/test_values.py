@@ -9,9 +9,11 @@ import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from agent_smith.crew import (
+    EventLog,
     credential_kind,
     crew_json_schema,
     find_credentials,
@@ -114,3 +116,12 @@ def test_the_credentials_stub_is_written_private(tmp_path: Path) -> None:
     scaffold_crew(tmp_path / "c")
     stub = tmp_path / "c" / "agents" / "_shared" / ".credentials.json"
     assert stub.stat().st_mode & 0o777 == 0o600
+
+
+@given(st.floats(min_value=0, max_value=1e9), st.floats(min_value=0, max_value=1e9))
+def test_the_duplicate_window_fits_in_the_stream_s_age_as_nats_requires(window: float, age: float) -> None:
+    if age and window > age:
+        with pytest.raises(ValidationError, match="duplicate_window must not be longer than max_age"):
+            EventLog(duplicate_window=window, max_age=age)
+    else:
+        assert EventLog(duplicate_window=window, max_age=age).duplicate_window == window

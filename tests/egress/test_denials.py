@@ -151,6 +151,28 @@ def test_a_pending_record_that_is_no_denial_holds_back_no_other(tmp_path: Path, 
     assert [e["id"] for e in asyncio.run(_stored(nats_server.url))] == [good["id"]]
 
 
+def test_a_pending_denial_nats_refuses_holds_back_no_other(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    crew = _crew(tmp_path, nats_server.url)
+    pending = FirewallState(tmp_path / "firewall").pending_denials_path
+    pending.parent.mkdir(parents=True)
+    good = {"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__}
+    huge = {**good, "id": "01M94R3K8P0YEH4FSFJZNJHB0W", "path": "/" + "x" * (1 << 20)}
+    pending.write_text(json.dumps(huge) + "\n" + json.dumps(good) + "\n")
+
+    async def next_firewall() -> None:
+        denials = DenialPublisher(lambda: crew, pending, settle=0)
+        denials.start()
+        await asyncio.sleep(0)
+        await denials.close()
+
+    asyncio.run(next_firewall())
+    assert not pending.exists()
+    assert [e["id"] for e in asyncio.run(_stored(nats_server.url))] == [good["id"]]
+    assert f"a pending denial is dropped: NATS refused event {huge['id']}: MaxPayloadError" in caplog.text
+
+
 def test_a_denial_that_cannot_be_kept_on_disk_is_still_published(
     tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -130,6 +130,22 @@ def test_a_dead_nats_warns_keeps_the_event_and_the_next_publisher_sends_it(
     assert list((tmp_path / "outbox").glob("seg-*.log")) == []
 
 
+def test_an_event_nats_refuses_is_one_line_and_is_not_kept(
+    nats_server: NatsServer, env: dict[str, str | None], tmp_path: Path
+) -> None:
+    env = {**env, "NATS_URL": nats_server.url}
+    code, out, err = invoke(["events", "publish", "task_done", "-f", "summary=" + "x" * (1 << 20)], env)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("error: NATS refused event ")
+    assert err.strip().endswith("MaxPayloadError: nats: maximum payload exceeded")
+    assert len(err.strip().splitlines()) == 1
+    assert list((tmp_path / "outbox").glob("seg-*.log")) == []
+    code, out, err = invoke(["events", "publish", "task_done", "-f", "summary=next"], env)
+    assert code == 0, err
+    assert out.startswith("published task_done ")
+
+
 def test_a_crew_finds_its_embedded_server(tmp_path: Path, env: dict[str, str | None], leak_check: LeakCheck) -> None:
     crew = tmp_path / "crew"
     scaffold_crew(crew)

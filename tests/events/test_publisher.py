@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent_smith.crew import EventLog
+from agent_smith.errors import EventRefused
 from agent_smith.events import EventMetrics, Publisher, TaskDone, ensure_stream
+from agent_smith.events.outbox import decode_records
 from agent_smith.listeners import free_port
 from tests.events.helpers import SETTINGS, captured_warnings, stored, wait_until
 from tests.fixtures.nats import NatsServer
@@ -294,5 +297,84 @@ def test_a_deleted_stream_is_recreated_and_nothing_published_meanwhile_is_lost(
             after = task(3)
             assert (await publisher.publish(after)).stored
         assert [e.id for e in await stored(nats_server.url)] == [meanwhile.id, after.id]
+
+    asyncio.run(run())
+
+
+def huge(n: int) -> TaskDone:
+    """An event larger than nats-server's default max_payload (1 MiB)."""
+    return TaskDone(agent="devbot", summary=f"{n} " + "x" * (1 << 20))
+
+
+def test_an_event_nats_refuses_is_the_caller_s_error_and_holds_nothing_back(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    m, registry = metrics()
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url, metrics=m) as publisher:
+            assert await publisher.wait_connected(10)
+            with pytest.raises(EventRefused, match=r"^NATS refused event \S+: MaxPayloadError"):
+                await publisher.publish(huge(1))
+            assert publisher.connected
+            assert (await publisher.publish(task(2))).stored
+        assert [e.payload["summary"] for e in await stored(nats_server.url)] == ["task 2"]
+
+    asyncio.run(run())
+    assert not list((tmp_path / "outbox").glob("seg-*.log"))
+    assert registry.get_sample_value("agent_smith_events_failures_total", {"reason": "refused"}) == 1
+
+
+def test_a_kept_event_nats_refuses_is_set_aside_and_the_rest_flush_in_order(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    nats_server.stop()
+    kept = [task(1), huge(2), task(3)]
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url, reconnect_wait=0.05) as publisher:
+            assert not any([(await publisher.publish(event)).stored for event in kept])
+            with captured_warnings() as logged:
+                await asyncio.to_thread(nats_server.start)
+                assert await publisher.wait_flushed(15)
+            assert (await publisher.publish(task(4))).stored
+        assert [e.payload["summary"] for e in await stored(nats_server.url)] == ["task 1", "task 3", "task 4"]
+        assert [r.getMessage() for r in logged if r.levelname == "ERROR"] == [
+            f"NATS refused event {kept[1].id} (nats: maximum payload exceeded): set aside in "
+            f"{tmp_path / 'outbox' / 'refused.log'}"
+        ]
+
+    asyncio.run(run())
+    aside = (tmp_path / "outbox" / "refused.log").read_bytes().splitlines()
+    assert decode_records(aside[0] + b"\n")[0].msg_id == kept[1].id
+    assert aside[1].startswith(b'# {"refused": "' + kept[1].id.encode())
+    assert oct((tmp_path / "outbox" / "refused.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_stream_nats_refuses_is_named_and_its_kept_events_follow_the_crew_s_prefix(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A second crew on a shared NATS whose subjects overlap the first's: NATS refuses its
+    stream, which is said as such; once its prefix is changed, what it kept goes to its own stream."""
+    first = EventLog()
+    second = EventLog(stream="CREW2")
+    moved = EventLog(stream="CREW2", subject_prefix="crew2.events")
+    outbox = tmp_path / "outbox"
+
+    async def run() -> None:
+        async with Publisher(first, tmp_path / "first", nats_server.url) as publisher:
+            assert (await publisher.publish(task(1))).stored
+        with captured_warnings() as logged:
+            async with Publisher(second, outbox, nats_server.url, reconnect_wait=0.05) as publisher:
+                assert not await publisher.wait_connected(1.0)
+                assert re.fullmatch(r"NATS refused the event stream CREW2: subjects overlap.*", publisher.problem)
+                kept = await publisher.publish(task(2))
+                assert not kept.stored
+        assert logged[0].getMessage().startswith("NATS refused the event stream CREW2: subjects overlap")
+        async with Publisher(moved, outbox, nats_server.url) as publisher:
+            assert await publisher.wait_flushed(10)
+        assert [e.payload["summary"] for e in await stored(nats_server.url, settings=first)] == ["task 1"]
+        mine = await stored(nats_server.url, settings=moved)
+        assert [(e.id, e.subject) for e in mine] == [(kept.event_id, "crew2.events.task_done.devbot")]
 
     asyncio.run(run())

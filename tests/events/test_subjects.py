@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_smith.events import EventFilter, parse_time, subject_for
-from agent_smith.events.subjects import newest
+from agent_smith.events.outbox import OutboxRecord
+from agent_smith.events.subjects import newest, retarget
 
 P = "swarm.events"
 
@@ -101,3 +102,17 @@ def test_a_duration_beyond_the_calendar_is_one_line_not_a_traceback(amount: int,
 @pytest.mark.parametrize(("limit", "expected"), [(None, [1, 2, 3]), (2, [2, 3]), (5, [1, 2, 3]), (0, [])])
 def test_newest(limit: int | None, expected: list[int]) -> None:
     assert newest([1, 2, 3], limit) == expected
+
+
+@given(
+    st.sampled_from(["swarm.events", "crew2.events", "a", "x.y.z"]),
+    st.sampled_from(["swarm.events", "crew2.events", "a"]),
+    st.sampled_from(["task_done", "pr_opened"]),
+    st.sampled_from(["devbot", "review-bot"]),
+)
+def test_a_kept_record_is_retargeted_to_the_crew_s_prefix(old: str, new: str, type_name: str, agent: str) -> None:
+    record = OutboxRecord(subject_for(old, type_name, agent), "01ID", b"{}")
+    moved = retarget(record, new)
+    assert moved.subject == subject_for(new, type_name, agent)
+    assert (moved.msg_id, moved.data) == (record.msg_id, record.data)
+    assert (moved is record) == (old == new)

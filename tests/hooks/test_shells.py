@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import scaffold_crew
+from agent_smith.errors import EventRefused
 from agent_smith.hooks.context import HookContext, load_context, snapshot_path
 from agent_smith.hooks.deliver import PrFacts, announcement, deliver, event_fields
 from agent_smith.hooks.prompt import ACTIVITY_FILE, prompt_context
@@ -229,6 +230,24 @@ def test_delivery_publishes_announces_and_keeps_failed_jobs(context: HookContext
         },
     )
     assert "not delivered yet: ConnectionError: nats is away" in (context.state / "hooks" / "hooks.log").read_text()
+
+
+def test_delivery_drops_a_job_whose_event_nats_refuses(context: HookContext) -> None:
+    url = "https://ghe.test/example/widgets/pull/6"
+    payload = {"tool_name": "Bash", "tool_input": {"command": "gh pr create -t Big"}, "tool_response": {"stdout": url}}
+    run_tool(context, payload, spawn=False)
+    spool = context.state / "hooks" / SPOOL
+    [job] = list(spool.iterdir())
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        return PrFacts("Big", url)
+
+    async def publish(kind: str, fields: Mapping[str, Any]) -> None:
+        raise EventRefused("NATS refused event 01X: MaxPayloadError: nats: maximum payload exceeded")
+
+    assert asyncio.run(deliver(context, lookup, publish, None)) == (0, 0)
+    assert list(spool.iterdir()) == []
+    assert f"{job.name} dropped: NATS refused event 01X" in (context.state / "hooks" / "hooks.log").read_text()
 
 
 def test_event_fields_and_announcement_are_pure() -> None:

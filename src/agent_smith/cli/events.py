@@ -120,12 +120,12 @@ def publish(
     event = build_event(type_name, agent, parse_fields(field or []))
     target = resolve_target(crew, os.environ)
 
-    async def run() -> Receipt:
+    async def run() -> tuple[Receipt, str]:
         async with Publisher(target.settings, target.outbox, target.url, log_outages=False) as publisher:
             await publisher.wait_connected(wait)
-            return await publisher.publish(event)
+            return await publisher.publish(event), publisher.problem
 
-    receipt = asyncio.run(run())
+    receipt, problem = asyncio.run(run())
     if as_json:
         out.print_json(
             {"id": receipt.event_id, "type": event.type, "stored": receipt.stored, "seq": receipt.seq}
@@ -134,10 +134,9 @@ def publish(
     elif receipt.stored:
         out.console.print(f"published {event.type} {receipt.event_id} (stream sequence {receipt.seq})")
     if not receipt.stored:
-        where = target.url or "no NATS configured"
         out.warn(
-            f"NATS unreachable ({escape(where)}): {event.type} {receipt.event_id} is kept in the outbox "
-            f"{escape(str(target.outbox))} and sent when NATS is back"
+            f"{escape(problem)}: {event.type} {receipt.event_id} is kept in the outbox "
+            f"{escape(str(target.outbox))} and sent when NATS takes it"
         )
 
 

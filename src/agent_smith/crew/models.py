@@ -420,6 +420,13 @@ class EventLog(_Model):
     max_bytes: Bytes = Field(default=1 << 30, description="cap the stream's size")
     duplicate_window: Seconds = Field(default=120.0, description="a re-sent event id within this is stored once")
 
+    @model_validator(mode="after")
+    def _window_within_age(self) -> Self:
+        # NATS refuses such a stream; said here, it is a located error instead of an outbox that never drains.
+        if self.max_age and self.duplicate_window > self.max_age:
+            raise ValueError("duplicate_window must not be longer than max_age (NATS refuses such a stream)")
+        return self
+
 
 class Forge(_Model):
     kind: Literal["github", "github-enterprise"] = Field(

@@ -17,7 +17,7 @@ from agent_smith.egress.audit import EgressDenied
 from agent_smith.egress.claude import ClaudeTokens, tokens_from_credentials
 from agent_smith.egress.proxy import Firewall
 from agent_smith.egress.settings import FirewallSettings, claude_store_for
-from agent_smith.errors import OperationError, UsageError
+from agent_smith.errors import EventRefused, OperationError, UsageError
 from agent_smith.fsutil import write_atomic
 
 TYPE_CHECKING = False
@@ -155,7 +155,12 @@ async def _publish(publisher: Publisher, events: Any, item: Mapping[str, Any]) -
         # Not what this firewall writes (edited by hand, say): dropped, or it would hold back the rest.
         log.warning("a pending denial is not one and is dropped: %s", str(exc).splitlines()[0])
         return None
-    return await publisher.publish(event)
+    try:
+        return await publisher.publish(event)
+    except EventRefused as exc:
+        # NATS will never take it; kept, it would hold back every denial after it.
+        log.warning("a pending denial is dropped: %s", exc)
+        return None
 
 
 def _line(item: Mapping[str, object]) -> str:

@@ -27,6 +27,9 @@ from agent_smith.errors import OperationError
 from agent_smith.events.ids import new_id
 from agent_smith.fsutil import write_atomic
 
+# Records NATS refused as such, kept for a person to look at; never flushed again.
+REFUSED = "refused.log"
+
 
 @dataclass(frozen=True)
 class OutboxRecord:
@@ -187,6 +190,21 @@ class Outbox:
 
     def depth(self) -> int:
         return sum(s.pending_count for s in self.segments())
+
+    def set_aside(self, record: OutboxRecord, reason: str) -> Path:
+        """Keep a record NATS refused in ``refused.log`` (fsynced, same format, then a line
+        saying why), so that the segment's cursor may move past it; returns that file."""
+        path = self.directory / REFUSED
+        note = json.dumps({"refused": record.msg_id, "reason": reason}, ensure_ascii=False).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "ab") as handle:
+                handle.write(encode_record(record) + b"# " + note + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise OperationError(f"cannot set aside refused event {record.msg_id} in {path}: {exc}") from exc
+        return path
 
     def retire(self, segment: Segment) -> None:
         """Forget a segment whose records are all in the stream."""

@@ -7,11 +7,16 @@ callers: it takes whatever has queued up, sends it with `publish_async`
 waits for the acks together — that, not a faster client, is where the speed
 over one-by-one awaited publishes comes from.
 
-While NATS is unreachable — down at start, gone mid-burst, or the stream
-refusing — events go to the outbox and the callers get `stored=False`. The
-outbox is flushed in order when NATS is back; until it is empty, new events
-queue behind it so order holds. A re-sent event (ack lost, publisher killed
-after sending) is stored once thanks to the stream's duplicate window.
+While NATS is unreachable — down at start, gone mid-burst, or refusing to
+create the stream as crew.yaml configures it — events go to the outbox and the
+callers get `stored=False`. The outbox is flushed in order when NATS is back;
+until it is empty, new events queue behind it so order holds. A re-sent event
+(ack lost, publisher killed after sending) is stored once thanks to the
+stream's duplicate window.
+
+An event NATS refuses as such (larger than the server takes, say) can never be
+stored: its caller gets `EventRefused`, and one already in the outbox is set
+aside (`Outbox.set_aside`) rather than holding back every event after it.
 """
 
 from __future__ import annotations
@@ -33,16 +38,26 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from agent_smith.crew import EventLog
-from agent_smith.errors import OperationError
+from agent_smith.errors import EventRefused, OperationError
 from agent_smith.events.metrics import EventMetrics, default_metrics
 from agent_smith.events.model import Event
 from agent_smith.events.outbox import Outbox, OutboxRecord
 from agent_smith.events.stream import ensure_stream
-from agent_smith.events.subjects import subject_for
+from agent_smith.events.subjects import retarget, subject_for
 
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+def refused(error: BaseException) -> bool:
+    """Whether NATS refused a message as such, not for want of a connection or a stream (pure)."""
+    return isinstance(error, nats.errors.MaxPayloadError | nats.js.errors.BadRequestError)
+
+
+def stream_refused(error: BaseException) -> bool:
+    """Whether a reachable server refused to create or update the stream as configured (pure)."""
+    return isinstance(error, nats.js.errors.APIError) and error.code in (400, 500)
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,7 @@ class Publisher:
         self._failed: list[_Job] = []
         self._up = False
         self._warned = False
+        self._problem = "not connected yet"
         self._closing = False
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
@@ -130,6 +146,11 @@ class Publisher:
     def connected(self) -> bool:
         """Whether events currently go straight to the stream."""
         return self._up
+
+    @property
+    def problem(self) -> str:
+        """Why events go to the outbox (while not `connected`), for a one-line report."""
+        return self._problem
 
     async def start(self) -> None:
         self.outbox.claim_orphans()
@@ -213,13 +234,15 @@ class Publisher:
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _mark_down(self, reason: str) -> None:
+    def _mark_down(self, reason: str, problem: str | None = None) -> None:
+        """NATS cannot take events now: `reason` is the failure, `problem` what a person is told
+        (by default, that NATS is unreachable)."""
         if self._closing and self._nc is not None and self._nc.is_closed:
             return
+        where = f" at {self.url}" if self.url else ""
+        self._problem = problem or f"NATS unreachable{where} ({reason})"
         if (self._up or not self._warned) and self._log_outages:
-            log.warning(
-                "NATS unreachable (%s): events go to the outbox in %s until it is back", reason, self.outbox.directory
-            )
+            log.warning("%s: events go to the outbox in %s until it is back", self._problem, self.outbox.directory)
             self._warned = True
         self._up = False
         self._ready.clear()
@@ -284,8 +307,17 @@ class Publisher:
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 if self._closing:
                     return
-                self._mark_down(_describe(exc))
-                await asyncio.sleep(self._reconnect_wait)
+                if stream_refused(exc):
+                    # Reachable but refusing what crew.yaml asks for: that is not fixed by asking
+                    # again four times a second, and "unreachable" would send people the wrong way.
+                    description = getattr(exc, "description", None) or _describe(exc)
+                    self._mark_down(
+                        "stream refused", f"NATS refused the event stream {self.settings.stream}: {description}"
+                    )
+                    await asyncio.sleep(max(self._reconnect_wait, STREAM_RETRY))
+                else:
+                    self._mark_down(_describe(exc))
+                    await asyncio.sleep(self._reconnect_wait)
                 continue
             self.outbox.claim_orphans()
             self._update_depth()
@@ -332,6 +364,14 @@ class Publisher:
         child.inc()
 
     def _fail(self, job: _Job, error: BaseException) -> None:
+        if refused(error):
+            # The server is fine; this message is not. Its caller hears it, or the outbox's flush does.
+            self.metrics.failures.labels(reason="refused").inc()
+            if not job.future.done():
+                job.future.set_exception(
+                    EventRefused(f"NATS refused event {job.record.msg_id}: {_describe(error)}") if job.direct else error
+                )
+            return
         if job.direct:
             self._failed.append(job)
             self._wake.set()
@@ -427,23 +467,33 @@ class Publisher:
         self._update_depth()
 
     async def _flush_outbox(self) -> None:
-        """Send the outbox oldest first, a chunk at a time; the cursor only moves past acked records."""
+        """Send the outbox oldest first, a chunk at a time; the cursor only moves past records
+        acked, or refused and set aside.
+
+        Each record goes under this crew's subject prefix: one kept while the prefix was
+        another (that NATS refused, say, for overlapping another crew's) still belongs here."""
         loop = asyncio.get_running_loop()
+        prefix = self.settings.subject_prefix
         for segment in list(self.outbox.segments()):
             while segment.pending_count:
                 chunk = segment.records[segment.flushed : segment.flushed + self._window]
-                jobs = [_Job(record, "", loop.create_future(), direct=False) for record in chunk]
+                jobs = [_Job(retarget(record, prefix), "", loop.create_future(), direct=False) for record in chunk]
                 await self._wait_for_room()
                 await self._dispatch(jobs)
                 await asyncio.wait([job.future for job in jobs])
-                sent = 0
+                sent = set_aside = 0
                 for job in jobs:
-                    if job.future.exception() is not None:
+                    error = job.future.exception()
+                    if error is not None and not refused(error):
                         break
+                    if error is not None:
+                        where = self.outbox.set_aside(job.record, _describe(error))
+                        log.error("NATS refused event %s (%s): set aside in %s", job.record.msg_id, error, where)
+                        set_aside += 1
                     sent += 1
                 if sent:
                     segment.mark_flushed(segment.flushed + sent)
-                    self.metrics.flushed.inc(sent)
+                    self.metrics.flushed.inc(sent - set_aside)
                     self._update_depth()
                 if sent < len(chunk) or not self._up:
                     return
@@ -464,6 +514,9 @@ class Publisher:
         else:
             self._empty.set()
 
+
+# How long to wait before asking again for a stream the server refused (a configuration problem).
+STREAM_RETRY = 5.0
 
 _PLAIN_ACK = re.compile(rb'^\{"stream":"[^"]*",(?:"domain":"[^"]*",)?"seq":(\d+)(,"duplicate":true)?\}$')
 
@@ -495,7 +548,7 @@ def parse_ack(data: bytes) -> tuple[int, bool] | BaseException:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}".splitlines()[0].rstrip(": ")
 
 
 def _reason_label(reason: str) -> str:
@@ -503,6 +556,8 @@ def _reason_label(reason: str) -> str:
     lowered = reason.lower()
     if "no nats server" in lowered:
         return "unconfigured"
+    if "stream refused" in lowered:
+        return "stream_refused"
     if "timeout" in lowered or "no ack" in lowered:
         return "timeout"
     if "disconnect" in lowered or "connection" in lowered or "oserror" in lowered or "refused" in lowered:

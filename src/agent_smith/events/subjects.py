@@ -10,15 +10,25 @@ reading and discarding everyone else's.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_smith.crew import parse_duration
+
+if TYPE_CHECKING:
+    from agent_smith.events.outbox import OutboxRecord
 
 
 def subject_for(prefix: str, type_name: str, agent: str) -> str:
     return f"{prefix}.{type_name}.{agent}"
+
+
+def retarget(record: OutboxRecord, prefix: str) -> OutboxRecord:
+    """`record` under `prefix`: same type and agent, the last two tokens of its subject (pure)."""
+    type_name, agent = record.subject.rsplit(".", 2)[-2:]
+    subject = subject_for(prefix, type_name, agent)
+    return record if subject == record.subject else replace(record, subject=subject)
 
 
 def stream_subjects(prefix: str) -> list[str]:

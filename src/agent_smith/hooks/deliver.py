@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent_smith.errors import EventRefused
 from agent_smith.hooks.context import HookContext
 from agent_smith.hooks.store import hooks_dir, log_line, read_json
 from agent_smith.hooks.tool import SPOOL
@@ -82,6 +83,10 @@ async def deliver(context: HookContext, lookup: Lookup, publish: Publish, announ
             job = read_json(path)
             try:
                 await _deliver_one(context, job, lookup, publish, announce)
+            except EventRefused as exc:  # NATS will never take it: kept, it would be refused at every pass
+                log_line(context.state, "deliver", f"{path.name} dropped: {exc}")
+                path.unlink(missing_ok=True)
+                continue
             except Exception as exc:  # keep the job for the next pass; say why once
                 left += 1
                 log_line(context.state, "deliver", f"{path.name} not delivered yet: {type(exc).__name__}: {exc}")
