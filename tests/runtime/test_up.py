@@ -118,16 +118,20 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
         "crash_loop_after": 2,
         "crash_loop_retry": "600s",
     }
+    # The model by the name `localhost`, bypassing the firewall by that name only: the supervisor's
+    # MCP endpoint (127.0.0.1) must be reached directly without being named (alice's first-run
+    # prompt is answered through it).
+    model = server.url.replace("127.0.0.1", "localhost")
     crew = make_crew(
         [
-            agent("alice", server.url, first_run_prompt=FIRST_RUN, env={"ENABLE_TOOL_SEARCH": "false"}),
-            agent("bob", server.url, remote_control=True),
-            agent("carol", server.url, restart=carol_policy),
+            agent("alice", model, first_run_prompt=FIRST_RUN, env={"ENABLE_TOOL_SEARCH": "false"}),
+            agent("bob", model, remote_control=True),
+            agent("carol", model, restart=carol_policy),
         ]
     )
     root = str(crew.root)
 
-    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    up = crew.cli("up", "--crew", root, "--no-proxy", "localhost")
     assert up.returncode == 0, up.stderr
     assert "3 agent(s) ready" in up.stdout
     assert "alice: ready" in up.stderr or "alice: idle" in up.stderr or "alice: working" in up.stderr
@@ -252,7 +256,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     pid = int((crew.runtime / "supervisor.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     wait_until("the supervisor gone", lambda: not alive([pid]))
-    again = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    again = crew.cli("up", "--crew", root, "--no-proxy", "localhost")
     assert again.returncode == 0, again.stderr
     assert {name: crew.pane_pid(name) for name in ("alice", "bob", "carol")} == panes
     assert json.loads((crew.runtime / "status.json").read_text())["supervisor"]["metrics"] == supervisor["metrics"]
@@ -272,7 +276,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     os.kill(pid, signal.SIGHUP)
     wait_until("the supervisor detached", lambda: not alive([pid]))
     assert alive([firewall, *panes.values()]) == [firewall, *panes.values()]
-    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
+    assert crew.cli("up", "--crew", root, "--no-proxy", "localhost").returncode == 0
     assert int((crew.runtime / "firewall.pid").read_text()) == firewall
     assert {name: crew.pane_pid(name) for name in ("alice", "bob", "carol")} == panes
 

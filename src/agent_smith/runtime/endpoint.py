@@ -92,6 +92,11 @@ class McpEndpoint:
         shown = f"[{host}]" if ":" in host else host
         return cls(f"http://{shown}:{port}{MCP_PATH}", paths)
 
+    @property
+    def host(self) -> str:
+        """The host the agents reach the endpoint on (what their NO_PROXY must name)."""
+        return urlsplit(self.url).hostname or ""
+
     def token_for(self, agent: str) -> str:
         """The agent's token: made once, then the same for every supervisor of this crew."""
         path = self.paths.agent_state(agent) / TOKEN_FILE

@@ -150,18 +150,21 @@ def agent_spec(
     )
 
     crew = loaded.crew
+    # The agent reaches its MCP tools on this host directly: through the firewall, which proxies
+    # HTTPS only, every call would be refused.
+    no_proxy = tuple(dict.fromkeys([*options.no_proxy, mcp.host]))
     report = assemble(
         loaded,
         agent.name,
         AssembleOptions(
             clone=options.clone,
-            no_proxy=options.no_proxy,
+            no_proxy=no_proxy,
             env=options.env,
             progress=progress,
             agent_smith_command=default_agent_smith_command(),
         ),
     )
-    env = agent_environment(loaded, agent.name, report.home, report.workspace, no_proxy=options.no_proxy)
+    env = agent_environment(loaded, agent.name, report.home, report.workspace, no_proxy=no_proxy)
     tag = agent_tag(loaded, agent.name)
     env.update({"PATH": _path(), "TERM": "xterm-256color", "LANG": "C.UTF-8", AGENT_VAR: tag})
     # The assembled ~/.claude.json names these two: the CLI expands them when it connects.
