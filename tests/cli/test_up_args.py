@@ -65,6 +65,9 @@ def test_a_plain_command_line() -> None:
         ["-h"],
         ["--crew"],
         ["--timeout", "soon"],
+        ["--timeout", "-5"],
+        ["--timeout=0"],
+        ["--timeout", "nan"],
         ["--json"],
         ["--", "alice"],
         ["--log-format", "json"],
@@ -72,3 +75,11 @@ def test_a_plain_command_line() -> None:
 )
 def test_anything_unusual_is_left_to_the_full_cli(argv: list[str]) -> None:
     assert parse_up(argv) is None
+
+
+@pytest.mark.parametrize("verb", [["up"], ["restart", "alice"]])
+@pytest.mark.parametrize("seconds", ["-5", "0", "nan"])
+def test_a_timeout_that_is_no_time_to_wait_is_bad_usage(verb: list[str], seconds: str) -> None:
+    result = CliRunner().invoke(app, [*verb, "--timeout", seconds])
+    assert result.exit_code == 2
+    assert "must be more than 0 seconds" in result.output

@@ -77,6 +77,13 @@ def running(at: float = 100.0, **fields: object) -> Record:
         ),
         (
             running(),
+            101,
+            StopRequested(claude_only=True),
+            AgentState.STOPPED,
+            [Kill(claude_only=True), Publish("agent_stopped", {"reason": "requested"})],
+        ),
+        (
+            running(),
             103,
             Exited(1),
             AgentState.BACKING_OFF,
@@ -220,7 +227,7 @@ def test_resumed_is_what_the_shell_launched() -> None:
 
 observations = st.one_of(
     st.just(StartRequested()),
-    st.just(StopRequested()),
+    st.builds(StopRequested, claude_only=st.booleans()),
     st.builds(Launched, resumed=st.booleans()),
     st.builds(PromptSeen, busy=st.booleans()),
     st.builds(Exited, code=st.none() | st.integers(0, 255), jitter=st.floats(0, 0.999)),

@@ -251,6 +251,15 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert restarted.returncode == 0, restarted.stderr
     assert serving(crew, "carol")
 
+    # `restart` of a healthy agent starts its claude again, in place: its shell pane lives on.
+    shell = tmux.command("display-message", "-p", "-t", "=bob:0.1", "#{pane_pid}")
+    claude = crew.pane_pid("bob")
+    restarted = crew.cli("restart", "bob", "--crew", root)
+    assert restarted.returncode == 0, restarted.stderr
+    assert crew.pane_pid("bob") != claude
+    assert not alive([claude])
+    assert tmux.command("display-message", "-p", "-t", "=bob:0.1", "#{pane_pid}") == shell
+
     # The supervisor dies; a new one adopts every healthy agent without restarting it.
     panes = {name: crew.pane_pid(name) for name in ("alice", "bob", "carol")}
     pid = int((crew.runtime / "supervisor.pid").read_text())
@@ -315,10 +324,10 @@ def test_the_start_is_published_after_the_boot_with_the_time_it_happened(
     """The supervisor's event client comes up once the agents show their prompts; the start it saw
     before is published then, once, stamped with when it happened (before `up` returned)."""
     server = model_server({"agents": {}})
-    crew = make_crew([agent("alice", server.url)])
+    crew = make_crew([agent("alice", server.url), agent("bob", server.url)])
     root = str(crew.root)
     began = datetime.now(UTC)
-    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    up = crew.cli("up", "alice", "--crew", root, "--no-proxy", "127.0.0.1")
     assert up.returncode == 0, up.stderr
     returned = datetime.now(UTC)
 
@@ -329,8 +338,17 @@ def test_the_start_is_published_after_the_boot_with_the_time_it_happened(
     events = wait_until("alice's start in the event log", started)
     assert [e["agent"] for e in events] == ["alice"]
     assert began <= datetime.fromisoformat(events[0]["time"]) <= returned
+
+    # Bob is not this supervisor's: asking it for him is one line at once, not a wait for nothing.
+    restart = crew.cli("restart", "bob", "--crew", root)
+    assert (restart.returncode, restart.stderr) == (
+        2,
+        "error: the running supervisor does not manage bob: run `agent-smith down` first\n",
+    )
+    assert crew.cli("down", "bob", "--crew", root).stdout == "nothing was running\n"
     down = crew.cli("down", "--crew", root)
-    assert down.returncode == 0, down.stderr
+    assert (down.returncode, down.stdout) == (0, "stopped: alice\n"), down.stderr
+    assert crew.cli("down", "--crew", root).stdout == "nothing was running\n"
 
 
 def test_run_with_only_env_vars_behaves_like_the_pod(

@@ -44,7 +44,17 @@ NoProxyOption = Annotated[
     list[str] | None,
     typer.Option("--no-proxy", help="A host agents reach without the firewall (repeatable).", show_default=False),
 ]
-TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the agents to be ready.")]
+
+
+def _positive(seconds: float) -> float:
+    if not seconds > 0:
+        raise typer.BadParameter("must be more than 0 seconds")
+    return seconds
+
+
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", callback=_positive, help="Seconds to wait for the agents to be ready.")
+]
 
 
 def _load(out: AppContext, crew: Path | None) -> LoadedCrew:
@@ -279,6 +289,7 @@ def restart(ctx: typer.Context, name: NameArg, crew: CrewOption = None, timeout:
     rd = run_dir(loaded)
     if rd.running_pid() is None:
         raise OperationError("the supervisor is not running: start the crew with `agent-smith up`")
+    rd.check_managed([agent.name])
     since = time.time()
     rd.request("restart", agent.name)
     wait_ready(loaded, [agent.name], timeout=timeout, child=None, progress=progress(out), since=since)

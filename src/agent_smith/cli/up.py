@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent_smith.crew import LoadedCrew, load_crew
 from agent_smith.egress import make_ca_ahead
-from agent_smith.errors import AgentSmithError, UsageError
+from agent_smith.errors import AgentSmithError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,9 +65,12 @@ def parse_up(argv: Sequence[str]) -> UpRequest | None:
                 no_proxy.append(value)
             else:
                 try:
-                    request = replace(request, timeout=float(value))
+                    timeout = float(value)
                 except ValueError:
                     return None
+                if not timeout > 0:
+                    return None
+                request = replace(request, timeout=timeout)
     return replace(request, agents=tuple(agents), no_proxy=tuple(no_proxy))
 
 
@@ -134,12 +137,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         )
         rd = run_dir(loaded)
         if rd.running_pid() is not None:
-            managed = (rd.read_status() or {}).get("agents", {})
-            unmanaged = [n for n in names if n not in managed]
-            if unmanaged:
-                raise UsageError(
-                    f"the running supervisor does not manage {', '.join(unmanaged)}: run `agent-smith down` first"
-                )
+            rd.check_managed(names)
             for name in names:
                 rd.request("start", name)
             wait_ready(loaded, names, timeout=request.timeout, child=None, progress=progress(output()))

@@ -603,12 +603,14 @@ def stop_crew(loaded: LoadedCrew, names: Sequence[str], *, timeout: float = 30.0
     """Stop the named agents (all, and the supervisor with its services, when none is named).
 
     Whatever the supervisor left (it may have been killed), the agents'
-    tmux sessions are gone afterwards; the names of the stopped sessions.
+    tmux sessions are gone afterwards. Returns the agents that were running or
+    supervised (one backing off, say), not every agent named.
     """
     rd = run_dir(loaded)
     agents = selected_agents(loaded, names)
     tmux = tmux_for(loaded)
     pid = rd.running_pid()
+    was_up = rd.managed() | set(tmux.list_sessions())
     if names and pid is not None:
         for agent in agents:
             rd.request("stop", agent.name)
@@ -630,7 +632,8 @@ def stop_crew(loaded: LoadedCrew, names: Sequence[str], *, timeout: float = 30.0
         if tmux.has_session(agent.name):
             tmux.kill_session(agent.name)
         sweep(AGENT_VAR, agent_tag(loaded, agent.name))
-        stopped.append(agent.name)
+        if agent.name in was_up:
+            stopped.append(agent.name)
     if not names and not tmux.list_sessions():
         tmux.kill_server()
     return stopped

@@ -86,7 +86,10 @@ class StartRequested:
 
 @dataclass(frozen=True)
 class StopRequested:
-    """`down` asked for the agent to stop; it is not restarted."""
+    """`down` asked for the agent to stop; it is not restarted. `restart` asks with
+    `claude_only`: its claude stops, its shell pane (and what runs there) is kept."""
+
+    claude_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,10 @@ class Launch:
 
 @dataclass(frozen=True)
 class Kill:
-    """Stop the agent's processes (its tmux session)."""
+    """Stop the agent's processes (its tmux session), or with `claude_only` its claude and
+    what that started."""
+
+    claude_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,8 +199,9 @@ def _retry_now(r: Record, now: float, o: Observation) -> Outcome:
 
 
 def _stop(r: Record, now: float, o: Observation) -> Outcome:
+    assert isinstance(o, StopRequested)
     stopped = replace(r, state=AgentState.STOPPED, started_at=None, stable=False, retry_at=None, fast_crashes=0)
-    return stopped, (Kill(), Publish("agent_stopped", {"reason": "requested"}))
+    return stopped, (Kill(claude_only=o.claude_only), Publish("agent_stopped", {"reason": "requested"}))
 
 
 def _stop_waiting(r: Record, now: float, o: Observation) -> Outcome:

@@ -19,12 +19,12 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from agent_smith.errors import OperationError
+from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
 
 LOCK = "supervisor.lock"
@@ -129,6 +129,22 @@ class RunDir:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         return data if isinstance(data, dict) else None
+
+    def managed(self) -> set[str]:
+        """The agents the running supervisor manages (none when no supervisor runs)."""
+        if self.running_pid() is None:
+            return set()
+        agents = (self.read_status() or {}).get("agents", {})
+        return set(agents) if isinstance(agents, dict) else set()
+
+    def check_managed(self, names: Sequence[str]) -> None:
+        """Refuse, in one line, to ask the running supervisor for agents it was not started with."""
+        managed = self.managed()
+        unmanaged = [name for name in names if name not in managed]
+        if unmanaged:
+            raise UsageError(
+                f"the running supervisor does not manage {', '.join(unmanaged)}: run `agent-smith down` first"
+            )
 
     def request(self, op: str, agent: str) -> Path:
         """Ask the running supervisor to `op` (start, stop, restart) `agent`."""

@@ -328,7 +328,7 @@ class Supervisor:
             log.warning("request %s for unknown agent %s ignored", op, name)
             return
         if op in ("stop", "restart"):
-            await self._observe(agent, StopRequested())
+            await self._observe(agent, StopRequested(claude_only=op == "restart"))
         if op in ("start", "restart"):
             await self._observe(agent, StartRequested())
 
@@ -406,6 +406,10 @@ class Supervisor:
                 await self._observe(agent, Exited(None, self._jitter()))
                 return
             await self._observe(agent, Launched(resumed=resumed))
+        elif isinstance(action, Kill) and action.claude_only:
+            # Pane 0 stays, dead (remain-on-exit), for the Launch that follows to respawn in place.
+            if agent.launch_id is not None:
+                await asyncio.to_thread(sweep, LAUNCH_VAR, agent.launch_id)
         elif isinstance(action, Kill):
             self.tmux.kill_session(spec.session)
             await asyncio.to_thread(sweep, AGENT_VAR, spec.tag)
