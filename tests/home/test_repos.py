@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import http.server
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from agent_smith.crew import load_crew
 from agent_smith.errors import OperationError
 from agent_smith.home import AssembleOptions, AssemblyReport, RepoAction, assemble
+from agent_smith.home.repos import sync_repo
 from tests.home.crewkit import git, git_env, make_remote, push_commit, recording_command, write_crew
 
 REPO = "acme/widgets"
@@ -103,6 +106,23 @@ def test_a_repository_that_cannot_be_cloned_is_one_line(remotes: Remotes) -> Non
     workspace = remotes.checkout.parent
     assert not list(workspace.glob("*"))
     assert not list(workspace.glob(".*"))
+
+
+def test_a_remote_that_stops_answering_ends_the_clone(tmp_path: Path) -> None:
+    """Accepted, never answered (a stalled proxy or server): git's low-speed limit ends it, set by
+    default; here shortened through the environment, which wins."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        accepted: list[socket.socket] = []
+        threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/acme/stalled.git"
+        env = {**git_env(tmp_path / "githome"), "GIT_HTTP_LOW_SPEED_TIME": "2"}
+        began = time.monotonic()
+        with pytest.raises(OperationError, match=r"^cannot clone acme/stalled from .*Operation too slow"):
+            sync_repo("acme/stalled", url, tmp_path / "work" / "stalled", env)
+        assert time.monotonic() - began < 30
+        for conn in accepted:
+            conn.close()
+    assert not list((tmp_path / "work").iterdir())
 
 
 def test_dry_run_says_it_would_clone(remotes: Remotes) -> None:

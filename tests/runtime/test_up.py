@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from ruamel.yaml import YAML
 
 from agent_smith.listeners import free_port
 from agent_smith.runtime import Tmux
@@ -349,6 +350,36 @@ def test_the_start_is_published_after_the_boot_with_the_time_it_happened(
     down = crew.cli("down", "--crew", root)
     assert (down.returncode, down.stdout) == (0, "stopped: alice\n"), down.stderr
     assert crew.cli("down", "--crew", root).stdout == "nothing was running\n"
+
+
+def test_an_agent_s_repository_is_cloned_through_the_running_firewall(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    """Clones go through the firewall, so `up` starts it before it assembles an agent with
+    repositories: a host the firewall refuses is one line at once. (Started after the assembly,
+    as for agents without any, the clone's CONNECT waited in its port's backlog for ever.)"""
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("alice", server.url, repos=["acme/widgets"])])
+    crew_file = crew.root / "crew.yaml"
+    data = YAML().load(crew_file)
+    data["forge"] = {"git_base_url": "https://git.refused.test"}
+    with crew_file.open("w") as fh:
+        YAML().dump(data, fh)
+    began = time.monotonic()
+    up = crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1", timeout=120)
+    assert time.monotonic() - began < 60
+    assert up.returncode == 1
+    assert up.stderr.splitlines()[-1].startswith(
+        "error: cannot clone acme/widgets from https://git.refused.test/acme/widgets.git: "
+    )
+    assert "403" in up.stderr.splitlines()[-1]
+    audit = crew.state / "rt" / "firewall" / "audit.jsonl"
+    assert any(json.loads(line)["host"] == "git.refused.test" for line in audit.read_text().splitlines())
+    # Nothing half-started: the supervisor stopped the firewall (and removed its pid file) as it
+    # exited, and started no session.
+    assert not (crew.runtime / "firewall.pid").exists()
+    assert not (crew.runtime / "supervisor.pid").exists()
+    assert crew.tmux().server_pid() is None
 
 
 def test_run_with_only_env_vars_behaves_like_the_pod(

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 _PARTIAL = ".partial-clone-"
+# A clone or fetch whose remote (or proxy) stops answering ends, instead of holding `assemble`
+# and `up` for ever: git gives up below 1 KB/s for a minute, unless the environment says otherwise.
+STALL_LIMITS = {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "60"}
 
 
 class RepoAction(StrEnum):
@@ -79,7 +82,9 @@ def head_of(checkout: Path, env: Mapping[str, str]) -> str | None:
 
 def _streamed(args: list[str], env: Mapping[str, str], progress: Progress | None, cwd: Path | None = None) -> str:
     """Run git with `--progress`, forwarding its progress output as it comes; the whole of it is returned."""
-    proc = subprocess.Popen([_git(), *args], env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [_git(), *args], env={**STALL_LIMITS, **env}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     assert proc.stderr is not None
     chunks: list[bytes] = []
     try:

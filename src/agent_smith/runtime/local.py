@@ -237,6 +237,8 @@ async def supervise(
     embedded event log's server started, while the CLIs boot. The event client
     and the event tools (a large import) come up once the agents have shown
     their prompts; the events observed until then are held and published first.
+    Agents with repositories are the exception: their clones and fetches go
+    through the firewall, so it is launched before they are assembled.
     """
     from agent_smith.home import default_agent_smith_command
 
@@ -266,6 +268,10 @@ async def supervise(
                 )
                 children.append(firewall)
                 firewall.bind()
+                if options.clone and any(a.repos for a in agents):
+                    # The assembly clones and fetches through it: bound but not serving, it would
+                    # hold their CONNECTs in its backlog until the assembly was over, i.e. forever.
+                    firewall.launch()
             listener = http_socket(crew.runtime.metrics_listen, rd)
             try:
                 mcp = McpEndpoint.at(listener, paths)
@@ -574,7 +580,9 @@ def wait_ready(
         if all(s in {x.value for x in SERVING} for s in states.values()):
             return status
         if child is not None and (code := _exited(child.pid)) is not None:
-            raise OperationError(f"the supervisor exited (code {code}): {_last_line(rd.log)}")
+            # Its last word is why: a configuration problem found there is still bad usage.
+            failure = UsageError if code == UsageError.exit_code else OperationError
+            raise failure(f"{_last_message(rd.log)} (the supervisor exited with code {code})")
         if time.monotonic() >= deadline:
             waiting = ", ".join(f"{n} ({s})" for n, s in states.items() if s not in {x.value for x in SERVING})
             raise OperationError(f"not ready within {timeout:g}s: {waiting}; see `agent-smith logs NAME`")
@@ -591,12 +599,20 @@ def _changed(updates: int, timeout: float) -> bool:
     return bool(ready) and bool(os.read(updates, 4096))
 
 
-def _last_line(path: Path) -> str:
+def _last_message(path: Path) -> str:
+    """The message of the last line of a log (JSON lines, or text from before they were)."""
     try:
         lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except FileNotFoundError:
         return "no output"
-    return lines[-1] if lines else "no output"
+    if not lines:
+        return "no output"
+    try:
+        entry = json.loads(lines[-1])
+    except ValueError:
+        return lines[-1]
+    message = entry.get("message") if isinstance(entry, dict) else None
+    return message if isinstance(message, str) else lines[-1]
 
 
 def stop_crew(loaded: LoadedCrew, names: Sequence[str], *, timeout: float = 30.0) -> list[str]:
