@@ -125,4 +125,7 @@ def load_ca(cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
         raise UsageError(f"not a PEM certificate and key: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise UsageError("the CA key is not an ECDSA key")
+    if cert.public_key() != key.public_key():
+        # Leaves it signed would fail every client that trusts this certificate.
+        raise UsageError("the CA certificate and key are not a pair")
     return CertificateAuthority(cert=cert, key=key)

@@ -98,6 +98,35 @@ def test_a_ca_that_cannot_be_made_fails_in_the_caller(tmp_path: Path) -> None:
     assert not state.ca_cert_path.exists()
 
 
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        ("garbage", "not a PEM certificate and key"),
+        ("another crew's certificate", "the CA certificate and key are not a pair"),
+    ],
+)
+def test_a_ca_that_is_no_pair_is_one_line_saying_what_to_do(tmp_path: Path, spoil: str, why: str) -> None:
+    crew = _crew_dir(tmp_path, "  listen: 127.0.0.1:3128\n")
+    state = FirewallState(tmp_path / "state" / "fw-test" / "firewall")
+    state.ca()
+    if spoil == "garbage":
+        state.ca_cert_path.write_text("garbage\n")
+    else:
+        state.ca_cert_path.write_bytes(FirewallState(tmp_path / "other").ca().cert_pem)
+    result = runner.invoke(app, ["firewall", "ca", "--crew", str(crew)])
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: the firewall CA in {state.root} is unusable: {why}")
+    assert line.endswith(
+        "; delete ca.pem and ca-key.pem there to make a new one, then `up` again (agents trust the new one)"
+    )
+    assert result.stdout == ""
+    state.ca_cert_path.unlink()
+    state.ca_key_path.unlink()
+    fresh = runner.invoke(app, ["firewall", "ca", "--crew", str(crew)])
+    assert (fresh.exit_code, fresh.stdout) == (0, f"{state.ca_cert_path}\n")
+
+
 def _make_ca(root: Path, barrier: Any, found: Any) -> None:
     barrier.wait()
     ca = FirewallState(root).ca()

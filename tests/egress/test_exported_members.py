@@ -15,6 +15,7 @@ def test_public_surface() -> None:
         "Metrics",
         "Resolver",
         "ca_cert_for",
+        "check_ca",
         "claude_store_for",
         "import_claude_login",
         "launch_for",

@@ -380,6 +380,21 @@ def test_a_missing_ca_is_made_as_the_firewall_starts_and_loaded_at_the_first_int
     assert vars(leaves)["_ca"].cert_pem == state.ca_cert_path.read_bytes()
 
 
+def test_a_ca_spoiled_after_the_start_fails_a_client_with_one_log_line(
+    egress_firewall: StartFirewall, caplog: pytest.LogCaptureFixture
+) -> None:
+    fw = egress_firewall()
+    with client(fw) as http:
+        fw.state.ca_cert_path.write_text("garbage\n")
+        with pytest.raises(httpx.HTTPError):
+            http.get("https://api.github.test/echo")
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage().startswith(
+        f"a client could not be served: the firewall CA in {fw.state.root} is unusable"
+    )
+    assert record.exc_info is None
+
+
 @pytest.mark.real
 def test_transparent_mode_routes_by_sni_and_refuses_other_names(
     egress_firewall: StartFirewall, egress_upstream: EgressUpstream

@@ -11,7 +11,7 @@ import typer
 from agent_smith.cli.context import CrewOption, app_context
 from agent_smith.cli.servers import serve_firewall
 from agent_smith.crew import load_crew
-from agent_smith.egress import ca_cert_for, import_claude_login
+from agent_smith.egress import ca_cert_for, check_ca, import_claude_login
 
 _CREW_KEY = "agent_smith.firewall.crew"
 
@@ -55,8 +55,9 @@ def serve(
 
 @firewall_app.command("ca")
 def ca(ctx: typer.Context, crew: CrewOption = None) -> None:
-    """Print the path of the CA certificate agents must trust (created on first use)."""
+    """Print the path of the CA certificate agents must trust (created on first use, checked)."""
     loaded = load_crew(crew or ctx.meta.get(_CREW_KEY))
+    check_ca(loaded.crew)
     app_context(ctx).console.file.write(f"{ca_cert_for(loaded.crew)}\n")
 
 

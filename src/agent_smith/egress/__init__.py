@@ -68,6 +68,7 @@ __all__ = [
     "Metrics",
     "Resolver",
     "ca_cert_for",
+    "check_ca",
     "claude_store_for",
     "import_claude_login",
     "launch_for",
@@ -98,6 +99,13 @@ def ca_cert_for(crew: Crew) -> Path:
     if crew.egress.ca_cert is not None:
         return Path(crew.egress.ca_cert).expanduser()
     return _state(crew).ca_cert()
+
+
+def check_ca(crew: Crew) -> None:
+    """Load the firewall's own CA (made if missing): UsageError, saying what to do, when its
+    files are no certificate and key, or not a pair. A CA the crew names is its own affair."""
+    if crew.egress.ca_cert is None:
+        _state(crew).ca()
 
 
 def make_ca_ahead(crew: Crew) -> int | None:

@@ -61,7 +61,7 @@ from agent_smith.egress.settings import FirewallSettings
 from agent_smith.egress.sockstream import SocketStream
 from agent_smith.egress.state import derive_password
 from agent_smith.egress.websocket import ServerFrameScrubber
-from agent_smith.errors import OperationError
+from agent_smith.errors import AgentSmithError, OperationError
 from agent_smith.listeners import inherited_sockets, listening_sockets
 
 if TYPE_CHECKING:
@@ -590,6 +590,9 @@ class Firewall:
             log.debug("client connection ended: %s", type(exc).__name__)
         except OSError as exc:
             log.debug("client connection ended: %s", exc.strerror)
+        except AgentSmithError as exc:
+            # Said on purpose (an unusable CA, say): one line, no traceback.
+            log.error("a client could not be served: %s", exc)
         except Exception:
             log.exception("unexpected failure serving a client; the firewall keeps serving others")
         finally:

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_smith.errors import OperationError
+from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
 
 TYPE_CHECKING = False
@@ -88,7 +88,13 @@ class FirewallState:
         from agent_smith.certs import load_ca
 
         self._make_ca()
-        return load_ca(_read(self.ca_cert_path), _read(self.ca_key_path))
+        try:
+            return load_ca(_read(self.ca_cert_path), _read(self.ca_key_path))
+        except UsageError as exc:
+            raise UsageError(
+                f"the firewall CA in {self.root} is unusable: {exc}; delete {self.ca_cert_path.name} and "
+                f"{self.ca_key_path.name} there to make a new one, then `up` again (agents trust the new one)"
+            ) from None
 
     def _make_ca(self) -> None:
         if self._has_ca():
