@@ -163,11 +163,16 @@ def test_no_proxy_credentials_get_407_and_wrong_ones_too(egress_firewall: StartF
 
 
 @pytest.mark.real
-def test_a_host_off_the_allowlist_is_refused_at_connect_and_reported(egress_firewall: StartFirewall) -> None:
+def test_a_host_off_the_allowlist_is_refused_at_connect_and_reported(
+    egress_firewall: StartFirewall, caplog: pytest.LogCaptureFixture
+) -> None:
     fw = egress_firewall()
     with client(fw) as http, pytest.raises(httpx.ProxyError) as exc:
         http.get("https://evil.test/")
     assert "403" in _denied(exc)
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("egress denied")]
+    assert logged.startswith("egress denied: devbot to evil.test:443 (")
+    assert "not on the allowlist" in logged
     [entry] = fw.audit()
     assert entry["decision"] == "denied"
     assert entry["host"] == "evil.test"

@@ -155,8 +155,13 @@ class AuditLog:
             self._fh.write(json.dumps(vars(entry), ensure_ascii=False) + "\n")
         self.metrics.observe(entry)
         if entry.decision == "denied":
+            # Said in the message too: the text log format shows no extra fields.
             log.warning(
-                "egress denied",
+                "egress denied: %s to %s:%s (%s)",
+                entry.agent,
+                entry.host,
+                entry.port,
+                entry.reason,
                 extra={"agent": entry.agent, "host": entry.host, "port": entry.port, "reason": entry.reason},
             )
             if self.on_denied is not None:
