@@ -192,3 +192,24 @@ def test_tail_says_so_when_nats_goes_away(nats_server: NatsServer, tmp_path: Pat
         await nc.close()
 
     asyncio.run(run())
+
+
+def test_a_message_that_is_no_event_takes_no_place_in_the_newest(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Something else published on the stream's subjects (by hand, say), with an id that sorts
+    after every event's: skipped, and `--limit 1` still gives the newest event."""
+
+    async def run() -> None:
+        await publish_all(nats_server.url, tmp_path)
+        nc = await connect(nats_server.url)
+        try:
+            await nc.jetstream().publish(
+                "swarm.events.task_done.devbot", b"not json", headers={"Nats-Msg-Id": "notanid"}
+            )
+            newest = await query(nc, SETTINGS, EventFilter(), limit=1)
+            every = await query(nc, SETTINGS, EventFilter())
+        finally:
+            await nc.close()
+        assert [e.id for e in newest] == [EVENTS[-1].id]
+        assert [e.id for e in every] == [e.id for e in EVENTS]
+
+    asyncio.run(run())

@@ -101,7 +101,16 @@ def test_a_duration_beyond_the_calendar_is_one_line_not_a_traceback(amount: int,
 
 @pytest.mark.parametrize(("limit", "expected"), [(None, [1, 2, 3]), (2, [2, 3]), (5, [1, 2, 3]), (0, [])])
 def test_newest(limit: int | None, expected: list[int]) -> None:
-    assert newest([1, 2, 3], limit) == expected
+    assert newest([1, 2, 3], limit, lambda n: n) == expected
+
+
+@given(st.lists(st.integers(-5, 5)), st.none() | st.integers(0, 12))
+def test_newest_skips_what_is_no_event_without_losing_a_place(items: list[int], limit: int | None) -> None:
+    def keep(n: int) -> str | None:
+        return None if n < 0 else str(n)
+
+    kept = [str(n) for n in items if n >= 0]
+    assert newest(items, limit, keep) == (kept if limit is None else kept[-limit:] if limit else [])
 
 
 @given(

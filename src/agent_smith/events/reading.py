@@ -170,12 +170,13 @@ async def query(nc: Client, settings: EventLog, flt: EventFilter, limit: int | N
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-    events: list[StoredEvent] = []
-    for _, (seq, subject, data, payload) in newest(sorted(found.items()), limit):
+
+    def stored(item: tuple[str, tuple[int, str, bytes, dict[str, Any] | None]]) -> StoredEvent | None:
+        _, (seq, subject, data, payload) = item
         decoded = payload if payload is not None else _decode(data)
-        if decoded is not None:
-            events.append(StoredEvent(seq, subject, decoded))
-    return events
+        return StoredEvent(seq, subject, decoded) if decoded is not None else None
+
+    return newest(sorted(found.items()), limit, stored)
 
 
 async def tail(nc: Client, settings: EventLog, flt: EventFilter) -> AsyncIterator[StoredEvent]:

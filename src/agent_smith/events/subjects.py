@@ -9,15 +9,18 @@ reading and discarding everyone else's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_smith.crew import parse_duration
 
 if TYPE_CHECKING:
     from agent_smith.events.outbox import OutboxRecord
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def subject_for(prefix: str, type_name: str, agent: str) -> str:
@@ -84,11 +87,19 @@ def _time_of(payload: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-def newest(items: Sequence[Any], limit: int | None) -> list[Any]:
-    """The last `limit` items (all of them when `limit` is None), oldest first."""
-    if limit is None:
-        return list(items)
-    return list(items[-limit:]) if limit > 0 else []
+def newest(items: Sequence[T], limit: int | None, keep: Callable[[T], U | None]) -> list[U]:
+    """The newest `limit` of `items` that `keep` makes something of (all of them when `limit` is
+    None), oldest first. An item it makes nothing of (None: a message that is no event) takes no
+    place, and only as many items as needed are looked at."""
+    kept: list[U] = []
+    for item in reversed(items):
+        if limit is not None and len(kept) >= limit:
+            break
+        made = keep(item)
+        if made is not None:
+            kept.append(made)
+    kept.reverse()
+    return kept
 
 
 def parse_time(text: str, now: datetime) -> datetime:
