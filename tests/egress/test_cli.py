@@ -208,6 +208,9 @@ def test_import_claude_login_moves_the_tokens_into_the_store_only(tmp_path: Path
     result = runner.invoke(app, ["firewall", "import-claude-login", str(creds), "--crew", str(crew)])
     assert result.exit_code == 0, result.output
     assert_never_contains([result.output], access, refresh)
+    assert (
+        result.stderr == f"warning: {creds} still holds the real tokens: delete it unless a claude of yours uses it\n"
+    )
     store = TokenStore(tmp_path / "state" / "fw-test" / "firewall" / "secrets" / "claude-login.json")
     tokens = store.load()
     assert tokens is not None
@@ -226,6 +229,16 @@ def test_import_claude_login_moves_the_tokens_into_the_store_only(tmp_path: Path
             "stub tokens",
         ),
         ("[]", "no claudeAiOauth"),
+        (
+            '{"claudeAiOauth": {"accessToken": "sk-ant-oat01-a b\\r\\nX-Injected: 1", "refreshToken": "sk-ant-ort01-x", '
+            '"expiresAt": 1900000000000}}',
+            "claudeAiOauth.accessToken has spaces, control or non-ASCII characters",
+        ),
+        (
+            '{"claudeAiOauth": {"accessToken": "sk-ant-oat01-a", "refreshToken": "sk-ant-ort01-x", '
+            '"expiresAt": 99999999999999999999999}}',
+            "expiresAt must be milliseconds since the epoch",
+        ),
     ],
 )
 def test_import_claude_login_refuses_bad_files_in_one_line(tmp_path: Path, content: str, message: str) -> None:

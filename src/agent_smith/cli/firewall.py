@@ -67,7 +67,7 @@ def import_login(
     credentials: Annotated[Path, typer.Argument(help="A real .credentials.json made by `claude /login`.")],
     crew: CrewOption = None,
 ) -> None:
-    """Move a real Claude login into the firewall's secret store (agents only ever hold stubs)."""
+    """Copy a real Claude login into the firewall's secret store (agents only ever hold stubs)."""
     loaded = load_crew(crew or ctx.meta.get(_CREW_KEY))
     tokens = import_claude_login(loaded.crew, credentials)
     out = app_context(ctx)
@@ -76,6 +76,8 @@ def import_login(
         "into the firewall's secret store; no token was printed",
         highlight=False,
     )
+    # Left where it was: it may be a person's own claude login, which deleting would log out.
+    out.warn(f"{credentials} still holds the real tokens: delete it unless a claude of yours uses it")
     if not loaded.crew.egress.claude_login.enabled:
         out.warn("egress.claude_login.enabled is false in crew.yaml: the firewall will not use this login")
 

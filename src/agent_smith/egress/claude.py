@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent_smith.egress.policy import visible_ascii
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
 
@@ -57,6 +58,10 @@ class ClaudeTokens:
         return f"ClaudeTokens(expires_at_ms={self.expires_at_ms}, scopes={self.scopes!r})"
 
 
+# 253402300800000 ms is the year 10000: a later expiry is no time the CLI wrote.
+_YEAR_10000_MS = 253_402_300_800_000
+
+
 def tokens_from_credentials(data: Any, where: str) -> ClaudeTokens:
     """The tokens of a ``.credentials.json`` payload (``{"claudeAiOauth": {...}}`` or the inner object)."""
     oauth = data.get("claudeAiOauth", data) if isinstance(data, dict) else None
@@ -67,7 +72,13 @@ def tokens_from_credentials(data: Any, where: str) -> ClaudeTokens:
         raise UsageError(f"{where}: claudeAiOauth.accessToken is missing")
     if not isinstance(refresh, str) or not refresh:
         raise UsageError(f"{where}: claudeAiOauth.refreshToken is missing")
-    if not isinstance(expires, int) or isinstance(expires, bool):
+    for key, token in (("accessToken", access), ("refreshToken", refresh)):
+        if not visible_ascii(token):
+            raise UsageError(
+                f"{where}: claudeAiOauth.{key} has spaces, control or non-ASCII characters; "
+                "it could not travel in a header"
+            )
+    if not isinstance(expires, int) or isinstance(expires, bool) or not 0 < expires < _YEAR_10000_MS:
         raise UsageError(f"{where}: claudeAiOauth.expiresAt must be milliseconds since the epoch")
     scopes = oauth.get("scopes") or []
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent_smith.crew import Crew, HostRule, SecretRule
-from agent_smith.egress.policy import ClaudePolicy, Policy, Rule, Secret
+from agent_smith.egress.policy import ClaudePolicy, Policy, Rule, Secret, visible_ascii
 from agent_smith.errors import UsageError
-
-_HEADER_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
 __all__ = ["load_secret", "parse_address", "policy_from_crew", "secrets_from_crew", "transparent_agents_from_crew"]
 
@@ -79,7 +76,7 @@ def secrets_from_crew(crew: Crew, environ: Mapping[str, str], base: Path) -> tup
     out: list[Secret] = []
     for rule in crew.egress.secrets:
         value = load_secret(rule, environ, base)
-        if not _HEADER_SAFE.match(value):
+        if not visible_ascii(value):
             raise UsageError(
                 f"egress secret {rule.name}: the value has spaces, control or non-ASCII characters; "
                 "it could not travel in a header"

@@ -39,11 +39,19 @@ __all__ = [
     "normalize_host",
     "redact_target",
     "split_authority",
+    "visible_ascii",
 ]
 
 Scheme = Literal["auto", "bearer", "token", "basic", "raw"]
 
-_PRINTABLE_TARGET = re.compile(r"^[\x21-\x7e]+$")
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+
+
+def visible_ascii(value: str) -> bool:
+    """Whether `value` is one or more visible ASCII characters: no space, control character or
+    anything else that could end or split a request line or a header (pure)."""
+    return _VISIBLE_ASCII.match(value) is not None
+
 
 # Metadata services that are not inside the private ranges Python already knows.
 _METADATA = (
@@ -309,7 +317,7 @@ def evaluate(policy: Policy, secrets: Sequence[Secret], request: RequestView) ->
     if named_host != host or (named_port is not None and named_port != request.tunnel_port):
         return Denied(f"Host {request.authority!r} differs from the tunnel's {host}:{request.tunnel_port}")
 
-    if not _PRINTABLE_TARGET.match(request.target):
+    if not visible_ascii(request.target):
         return Denied("the request target is not printable ASCII")
     if not request.target.startswith("/") and not (request.method == "OPTIONS" and request.target == "*"):
         # An absolute URI would name its own host, which servers prefer over Host.

@@ -233,7 +233,7 @@ def _both(
 
 
 def import_claude_login(crew: Crew, credentials_file: Path) -> ClaudeTokens:
-    """Move the tokens of a real ``.credentials.json`` into the firewall's secret store, and nowhere else."""
+    """Copy the tokens of a real ``.credentials.json`` into the firewall's secret store, and nowhere else."""
     try:
         raw = credentials_file.read_bytes()
     except OSError as exc:
