@@ -97,4 +97,5 @@ def test_the_installed_modules_load_from_bytecode() -> None:
         if line.startswith("# code object from /")
     ]
     assert len(from_bytecode) > 100
-    assert [path for path in from_source if path.startswith(ours)] == []
+    stale = [path for path in from_source if path.startswith(ours)]
+    assert stale == [], "compiled from source: run `bash scripts/install.sh`, which compiles the bytecode"
