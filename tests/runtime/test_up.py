@@ -183,6 +183,9 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     before_attach = crew.pane_pid("bob")
     supervisor = json.loads((crew.runtime / "status.json").read_text())["supervisor"]
     assert get(supervisor["metrics"] + "/healthz") == (200, "ok\n")
+    shown = crew.cli("status", "--crew", root, "--json")
+    assert json.loads(shown.stdout)["metrics"] == supervisor["metrics"]
+    assert f"/metrics and /healthz at {supervisor['metrics']}" in crew.cli("status", "--crew", root).stdout
     _, metrics = get(supervisor["metrics"] + "/metrics")
     assert 'agent_smith_agent_restarts{agent="carol"} 0.0' in metrics
 

@@ -160,14 +160,14 @@ def _table(loaded: LoadedCrew) -> Table:
     from rich.table import Table
 
     running, rows = status_rows(loaded, time.time())
-    services = (run_dir(loaded).read_status() or {}).get("services", {}) if running else {}
+    services, metrics = _supervisor(loaded, running)
     shown = ", ".join(f"{name} {'listening' if up else 'starting'}" for name, up in services.items())
     title = (
         f"crew {loaded.crew.crew.name}"
         + (f" ({shown})" if shown else "")
         + ("" if running else " (supervisor not running)")
     )
-    table = Table(title=title)
+    table = Table(title=title, caption=f"/metrics and /healthz at {metrics}" if metrics else None)
     table.add_column("agent", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for column in ("uptime", "restarts", "last activity", "last exit", "open PRs", "chat"):
@@ -188,6 +188,14 @@ def _table(loaded: LoadedCrew) -> Table:
             _chat(row["chat_connected"]),
         )
     return table
+
+
+def _supervisor(loaded: LoadedCrew, running: bool) -> tuple[dict[str, bool], str | None]:
+    """The running supervisor's services (listening or not) and where it serves /metrics."""
+    status = (run_dir(loaded).read_status() or {}) if running else {}
+    services, supervisor = status.get("services"), status.get("supervisor")
+    metrics = supervisor.get("metrics") if isinstance(supervisor, dict) else None
+    return (services if isinstance(services, dict) else {}), (metrics if isinstance(metrics, str) else None)
 
 
 def _chat(connected: bool | None) -> str:
@@ -215,9 +223,15 @@ def status(
     loaded = _load(out, crew)
     if as_json:
         running, rows = status_rows(loaded, time.time())
-        services = (run_dir(loaded).read_status() or {}).get("services", {}) if running else {}
+        services, metrics = _supervisor(loaded, running)
         out.print_json(
-            {"crew": loaded.crew.crew.name, "supervisor_running": running, "services": services, "agents": rows}
+            {
+                "crew": loaded.crew.crew.name,
+                "supervisor_running": running,
+                "metrics": metrics,
+                "services": services,
+                "agents": rows,
+            }
         )
         return
     if not watch:
