@@ -343,6 +343,16 @@ def test_the_start_is_published_after_the_boot_with_the_time_it_happened(
     assert [e["agent"] for e in events] == ["alice"]
     assert began <= datetime.fromisoformat(events[0]["time"]) <= returned
 
+    # `up` again with the options it runs with says nothing; with others, that they stay as they are.
+    same = crew.cli("up", "alice", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert (same.returncode, "warning" in same.stderr) == (0, False), same.stderr
+    other = crew.cli("up", "alice", "--crew", root, "--no-proxy", "127.0.0.1", "--no-proxy", "10.1.1.1")
+    assert other.returncode == 0, other.stderr
+    assert (
+        "warning: the running supervisor keeps the options it was started with (--no-proxy 127.0.0.1; "
+        "the firewall): `agent-smith down`, then `up`, to change them"
+    ) in other.stderr
+
     # Bob is not this supervisor's: asking it for him is one line at once, not a wait for nothing.
     restart = crew.cli("restart", "bob", "--crew", root)
     assert (restart.returncode, restart.stderr) == (

@@ -114,9 +114,11 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
     from agent_smith.runtime import (
         ServeOptions,
         check_startable,
+        options_kept,
         run_dir,
         selected_agents,
         start_background,
+        started_with,
         supervise,
         wait_ready,
     )
@@ -138,6 +140,11 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         rd = run_dir(loaded)
         if rd.running_pid() is not None:
             rd.check_managed(names)
+            supervisor = (rd.read_status() or {}).get("supervisor")
+            running = supervisor.get("options") if isinstance(supervisor, dict) else None
+            kept = options_kept(running, started_with(options)) if isinstance(running, dict) else None
+            if kept is not None:
+                output().warn(kept)
             for name in names:
                 rd.request("start", name)
             wait_ready(loaded, names, timeout=request.timeout, child=None, progress=progress(output()))

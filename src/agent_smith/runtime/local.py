@@ -61,6 +61,27 @@ class ServeOptions:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
 
+def started_with(options: ServeOptions) -> dict[str, object]:
+    """The options a later `up` compares its own with (pure)."""
+    return {"no_proxy": sorted(options.no_proxy), "firewall": options.firewall}
+
+
+def options_kept(running: Mapping[str, object], asked: Mapping[str, object]) -> str | None:
+    """What to tell a person whose `up` asked for other options than the running supervisor's,
+    or None when they are the same (pure)."""
+    if running == asked:
+        return None
+    hosts = running.get("no_proxy")
+    described = [
+        f"--no-proxy {', '.join(map(str, hosts))}" if isinstance(hosts, list) and hosts else "no --no-proxy",
+        "the firewall" if running.get("firewall", True) else "--no-firewall",
+    ]
+    return (
+        f"the running supervisor keeps the options it was started with ({'; '.join(described)}): "
+        "`agent-smith down`, then `up`, to change them"
+    )
+
+
 def run_dir(loaded: LoadedCrew) -> RunDir:
     return RunDir(CrewPaths.of(loaded.crew).root / "runtime")
 
@@ -281,7 +302,13 @@ async def supervise(
                 log.info("assembled %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
                 chat = _chat_configs(loaded, [s.name for s in specs if s.channels])
                 supervisor = Supervisor(
-                    specs, tmux_for(loaded), rd, services=children, interval=options.interval, on_status=on_status
+                    specs,
+                    tmux_for(loaded),
+                    rd,
+                    services=children,
+                    interval=options.interval,
+                    on_status=on_status,
+                    started_with=started_with(options),
                 )
                 await supervisor.serve_http(listener)
             except BaseException:

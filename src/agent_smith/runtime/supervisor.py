@@ -158,8 +158,11 @@ class Supervisor:
         log_keep: int = LOG_KEEP,
         channel_grace: float = CHANNEL_GRACE,
         on_status: Callable[[], None] | None = None,
+        started_with: Mapping[str, object] | None = None,
     ) -> None:
         self.tmux = tmux
+        # The options of `up` it runs with, in its status: a later `up` with others says they stay.
+        self._started_with = dict(started_with or {})
         self._on_status = on_status
         # Per path (the event tools, the Matrix channel), bearer token → the agent's MCP server.
         # An agent's CLI may connect before they are up (it boots meanwhile): its requests wait
@@ -466,7 +469,7 @@ class Supervisor:
                 "channel_connected": self._channel_connected(name),
             }
         return {
-            "supervisor": {"started_at": self.started_at, "metrics": self.metrics_url},
+            "supervisor": {"started_at": self.started_at, "metrics": self.metrics_url, "options": self._started_with},
             "services": {service.name: service.listening for service in self._services},
             "agents": agents,
         }
