@@ -386,6 +386,7 @@ def test_an_agent_s_repository_is_cloned_through_the_running_firewall(
         "error: cannot clone acme/widgets from https://git.refused.test/acme/widgets.git: "
     )
     assert "403" in up.stderr.splitlines()[-1]
+    assert "alice: assembling" in up.stderr.splitlines()
     audit = crew.state / "rt" / "firewall" / "audit.jsonl"
     assert any(json.loads(line)["host"] == "git.refused.test" for line in audit.read_text().splitlines())
     # Nothing half-started: the supervisor stopped the firewall (and removed its pid file) as it

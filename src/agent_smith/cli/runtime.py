@@ -153,7 +153,14 @@ def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, An
     return running, rows
 
 
-_COLOURS = {"ready": "green", "idle": "green", "working": "cyan", "starting": "yellow", "backing off": "yellow"}
+_COLOURS = {
+    "ready": "green",
+    "idle": "green",
+    "working": "cyan",
+    "assembling": "yellow",
+    "starting": "yellow",
+    "backing off": "yellow",
+}
 
 
 def _table(loaded: LoadedCrew) -> Table:

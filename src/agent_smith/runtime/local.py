@@ -293,6 +293,8 @@ async def supervise(
                     # The assembly clones and fetches through it: bound but not serving, it would
                     # hold their CONNECTs in its backlog until the assembly was over, i.e. forever.
                     firewall.launch()
+            if options.clone and any(a.repos for a in agents):
+                _show_assembling(rd, [a.name for a in agents], on_status)
             listener = http_socket(crew.runtime.metrics_listen, rd)
             try:
                 mcp = McpEndpoint.at(listener, paths)
@@ -384,6 +386,21 @@ async def supervise(
                     child.stop()
                 if nats is not None:
                     nats.stop()
+
+
+def _show_assembling(rd: RunDir, names: Sequence[str], on_status: Callable[[], None] | None) -> None:
+    """Say in the status that `names` are being assembled: cloning may take minutes, in which
+    `up` and `status` would otherwise show them starting, or stopped. What the status said of
+    each before (restarts, when an adopted claude started) stays for the supervisor to read."""
+    status = rd.read_status() or {}
+    before = status.get("agents")
+    before = before if isinstance(before, dict) else {}
+    agents = {
+        name: {**(before[name] if isinstance(before.get(name), dict) else {}), "state": "assembling"} for name in names
+    }
+    rd.write_status({**status, "agents": {**before, **agents}})
+    if on_status is not None:
+        on_status()
 
 
 def _chat_configs(loaded: LoadedCrew, names: Sequence[str]) -> dict[str, ChatConfig]:
