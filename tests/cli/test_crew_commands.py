@@ -151,3 +151,21 @@ def test_validate_takes_the_crew_as_the_other_verbs_do(tmp_path: Path) -> None:
     both = run("validate", str(crew), "--crew", str(tmp_path))
     assert both.returncode == 2
     assert both.stderr.strip() == f"error: two crew directories given ({crew} and --crew {tmp_path}): give one"
+
+
+def test_validate_warns_of_egress_settings_that_never_take_effect(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    run("init", str(crew))
+    crew_yaml = crew / "crew.yaml"
+    crew_yaml.write_text(
+        crew_yaml.read_text().replace(
+            "hosts: [api.github.com, github.com]", "hosts: [api.github.com, github.com, uploads.github.com]"
+        )
+    )
+    result = run("validate", str(crew))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "warning: egress.secrets[0] (github): no allow rule covers uploads.github.com: it is never sent there\n"
+    )
+    listed = run("validate", str(crew), "--json")
+    assert json.loads(listed.stdout)["warnings"] == [result.stderr.removeprefix("warning: ").strip()]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent_smith.crew import Crew
-from agent_smith.egress.config import parse_address, policy_from_crew, secrets_from_crew
+from agent_smith.egress.config import parse_address, policy_from_crew, policy_warnings, secrets_from_crew
 from agent_smith.errors import UsageError
 
 
@@ -95,3 +96,37 @@ def test_addresses(text: str, expected: tuple[str, int]) -> None:
 def test_a_bad_address_is_refused() -> None:
     with pytest.raises(UsageError, match=r"egress\.listen"):
         parse_address("nowhere", "egress.listen")
+
+
+def test_what_can_never_take_effect_is_warned_about() -> None:
+    secret = {
+        "name": "github",
+        "placeholder": "agent-smith-placeholder-github-token",
+        "source": {"env": "AGENT_SMITH_SECRET_GITHUB"},
+        "hosts": ["api.github.com", "*.githubusercontent.com", "uploads.github.com"],
+    }
+    crew = _crew(
+        {
+            "allow": [
+                {"host": "api.github.com"},
+                {"host": "*.githubusercontent.com"},
+                {"host": "169.254.169.254", "allow_private": True},
+            ],
+            "secrets": [secret],
+        },
+        [{"name": "devbot", "egress": {"allow": [{"host": "[fd00:ec2::254]", "allow_private": True}]}}],
+    )
+    assert policy_warnings(crew) == [
+        "egress.allow[2]: 169.254.169.254 is a cloud metadata address, refused even with allow_private: "
+        "the rule allows nothing",
+        "agents.devbot.egress.allow[0]: [fd00:ec2::254] is a cloud metadata address, refused even with "
+        "allow_private: the rule allows nothing",
+        "egress.secrets[0] (github): no allow rule covers uploads.github.com: it is never sent there",
+    ]
+    covered = _crew({"allow": [{"host": "*.github.com"}], "secrets": [{**secret, "hosts": ["uploads.github.com"]}]})
+    assert policy_warnings(covered) == []
+
+
+def test_an_allow_rule_without_ports_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 1 item"):
+        _crew({"allow": [{"host": "pypi.org", "ports": []}]})

@@ -50,18 +50,23 @@ def validate(
     if directory is not None and crew is not None and directory != crew:
         raise UsageError(f"two crew directories given ({directory} and --crew {crew}): give one")
     loaded = load_crew(directory or crew)
+    # What validates but can never take effect: said by `validate`, the linter, only (working it
+    # out on every load would put the egress policy on `up`'s path).
+    from agent_smith.egress.config import policy_warnings
+
+    warnings = [*loaded.warnings, *policy_warnings(loaded.crew)]
     if as_json:
         out.print_json(
             {
                 "ok": True,
                 "crew": loaded.crew.crew.name,
                 "agents": [a.name for a in loaded.crew.agents],
-                "warnings": list(loaded.warnings),
+                "warnings": warnings,
                 "overridden_by_env": list(loaded.overrides),
             }
         )
         return
-    for warning in loaded.warnings:
+    for warning in warnings:
         out.warn(warning)
     names = ", ".join(a.name for a in loaded.crew.agents)
     out.console.print(f"[green]ok[/] crew {loaded.crew.crew.name!r}: {len(loaded.crew.agents)} agents ({names})")

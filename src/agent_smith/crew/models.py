@@ -231,7 +231,7 @@ class HostRule(_Model):
 
     host: HostPattern = Field(description="an exact host name, *.suffix, or an IP literal")
     ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
-        default_factory=lambda: [443], description="allowed ports"
+        default_factory=lambda: [443], min_length=1, description="allowed ports"
     )
     methods: list[str] | None = Field(default=None, description="allowed HTTP methods; all when absent")
     paths: list[str] | None = Field(default=None, description="allowed path prefixes; all when absent")

@@ -7,7 +7,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent_smith.crew import Crew, HostRule, SecretRule
-from agent_smith.egress.policy import ClaudePolicy, Policy, Rule, Secret, visible_ascii
+from agent_smith.egress.policy import (
+    ClaudePolicy,
+    Policy,
+    Rule,
+    Secret,
+    check_address,
+    host_matches,
+    is_ip,
+    normalize_host,
+    visible_ascii,
+)
 from agent_smith.errors import UsageError
 
 __all__ = ["load_secret", "parse_address", "policy_from_crew", "secrets_from_crew", "transparent_agents_from_crew"]
@@ -48,6 +58,27 @@ def policy_from_crew(crew: Crew) -> Policy:
         for agent in crew.agents
     }
     return Policy(rules=tuple(rules), agent_rules=agent_rules, claude=claude)
+
+
+def policy_warnings(crew: Crew) -> list[str]:
+    """What in the crew's egress settings can never take effect, for `validate` to say (pure):
+    a rule for a cloud metadata address (refused even with allow_private), a secret toward a
+    host no rule allows (never sent)."""
+    policy = policy_from_crew(crew)
+    every = [*policy.rules, *(rule for rules in policy.agent_rules.values() for rule in rules)]
+    found = [
+        f"{rule.origin}: {rule.host} is a cloud metadata address, refused even with allow_private: "
+        "the rule allows nothing"
+        for rule in every
+        if is_ip(normalize_host(rule.host)) and check_address(True, normalize_host(rule.host)) is not None
+    ]
+    for i, secret in enumerate(crew.egress.secrets):
+        for host in secret.hosts:
+            if not any(rule.host == host or host_matches(rule.host, host) for rule in every):
+                found.append(
+                    f"egress.secrets[{i}] ({secret.name}): no allow rule covers {host}: it is never sent there"
+                )
+    return found
 
 
 def load_secret(rule: SecretRule, environ: Mapping[str, str], base: Path) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "check_address",
     "evaluate",
     "host_matches",
+    "is_ip",
     "normalize_host",
     "redact_target",
     "split_authority",
@@ -169,7 +170,8 @@ def normalize_host(host: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether a normalized host is an IP address rather than a name."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -182,7 +184,7 @@ def host_matches(pattern: str, host: str) -> bool:
     pattern = normalize_host(pattern)
     host = normalize_host(host)
     if pattern.startswith("*."):
-        return not _is_ip(host) and host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+        return not is_ip(host) and host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
     return pattern == host
 
 
@@ -197,7 +199,7 @@ def authorize_tunnel(policy: Policy, agent: str, host: str, port: int) -> Tunnel
     claude = policy.claude
     if claude is not None and host == normalize_host(claude.token_host) and port == claude.token_port:
         return TunnelAllowed(None)
-    what = "IP address" if _is_ip(host) else "host"
+    what = "IP address" if is_ip(host) else "host"
     return Denied(f"{what} {host}:{port} is not on the allowlist")
 
 
