@@ -69,7 +69,7 @@ def test_publish_then_query(nats_server: NatsServer, env: dict[str, str | None])
 
     code, out, _ = invoke(["events", "query", "--agent", "devbot", "--repo", "acme/web", "--pr", "7"], env)
     assert code == 0
-    assert "1 events" in out
+    assert out.splitlines()[0].strip() == "1 event"
     assert "acme/web#7" in out
     assert "Add login" in out
     assert "tidied" not in out
@@ -91,6 +91,8 @@ def test_publish_then_query(nats_server: NatsServer, env: dict[str, str | None])
         (["events", "query", "--since", "last week"], "error: --since: 'last week' is neither a time"),
         (["events", "query", "--type", "nope"], "error: unknown event type 'nope'"),
         (["events", "query", "--agent", "*"], "error: agent: '*' is not an agent name"),
+        (["events", "query", "--repo", "notarepo"], "error: repo: 'notarepo' is not a repository as owner/name"),
+        (["events", "tail", "--repo", "acme"], "error: repo: 'acme' is not a repository as owner/name"),
         (["events", "query"], "error: no NATS server: set events.nats_url in crew.yaml or NATS_URL"),
     ],
 )

@@ -30,6 +30,7 @@ def test_the_public_surface_is_pinned() -> None:
         "TaskDone",
         "build_event",
         "check_agent_name",
+        "check_repo_name",
         "connect",
         "crew_target",
         "decode",

@@ -27,6 +27,7 @@ from agent_smith.events import (
     StoredEvent,
     build_event,
     check_agent_name,
+    check_repo_name,
     connect,
     event_class,
     parse_time,
@@ -88,6 +89,9 @@ def _filter(
     if agent is not None:
         # Also keeps subject wildcards (`*`, `>`) out of the server-side filter.
         check_agent_name(agent)
+    if repo is not None:
+        # No event is about anything else: a typo would quietly find nothing.
+        check_repo_name(repo)
     now = datetime.now(UTC)
     bounds: dict[str, datetime | None] = {}
     for option, value in (("--since", since), ("--until", until)):
@@ -157,7 +161,7 @@ def _render(out: AppContext, events: list[StoredEvent], as_json: bool) -> None:
     if as_json:
         out.print_json([e.payload for e in events])
         return
-    table = Table(title=f"{len(events)} events", title_justify="left")
+    table = Table(title=f"{len(events)} event{'' if len(events) == 1 else 's'}", title_justify="left")
     for column in ("time", "type", "agent", "where", "what"):
         table.add_column(column)
     for event in events:

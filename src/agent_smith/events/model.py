@@ -165,6 +165,13 @@ def check_agent_name(name: str) -> str:
     return name
 
 
+def check_repo_name(repo: str) -> str:
+    """`repo` if an event can be about it (owner/name); otherwise a one-line `UsageError`."""
+    if not REPO.match(repo):
+        raise UsageError(f"repo: {repo!r} is not a repository as owner/name")
+    return repo
+
+
 def event_types() -> list[str]:
     return sorted(Event.registry)
 
