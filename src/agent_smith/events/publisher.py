@@ -324,6 +324,8 @@ class Publisher:
             if self._warned and self._log_outages:
                 log.warning("NATS is back: flushing %d events from the outbox", self.outbox.depth())
             self._up = True
+            # While up, an event goes to the outbox only to queue behind the ones still in it.
+            self._problem = "events kept earlier are still being sent"
             self._ready.set()
             self._first_attempt.set()
             self._warned = False
