@@ -267,6 +267,8 @@ async def supervise(
     paths = CrewPaths.of(crew)
     rd = run_dir(loaded)
     agents = selected_agents(loaded, options.agents)
+    # Cloning or fetching takes the firewall, and may take minutes.
+    syncs_repos = options.clone and any(a.repos for a in agents)
     with rd.hold():
         began = time.monotonic()
         nats: EmbeddedNats | None = None
@@ -289,11 +291,11 @@ async def supervise(
                 )
                 children.append(firewall)
                 firewall.bind()
-                if options.clone and any(a.repos for a in agents):
+                if syncs_repos:
                     # The assembly clones and fetches through it: bound but not serving, it would
                     # hold their CONNECTs in its backlog until the assembly was over, i.e. forever.
                     firewall.launch()
-            if options.clone and any(a.repos for a in agents):
+            if syncs_repos:
                 _show_assembling(rd, [a.name for a in agents], on_status)
             listener = http_socket(crew.runtime.metrics_listen, rd)
             try:
