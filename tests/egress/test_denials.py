@@ -132,34 +132,29 @@ async def _stream_exists(url: str) -> bool:
         await nc.close()
 
 
-def test_a_pending_record_that_is_no_denial_holds_back_no_other(tmp_path: Path, nats_server: NatsServer) -> None:
-    crew = _crew(tmp_path, nats_server.url)
-    pending = FirewallState(tmp_path / "firewall").pending_denials_path
-    pending.parent.mkdir(parents=True)
-    good = {"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__}
-    bad = {**good, "id": "not an event id", "host": ""}
-    pending.write_text(json.dumps(bad) + "\n" + json.dumps(good) + "\n")
-
-    async def next_firewall() -> None:
-        denials = DenialPublisher(lambda: crew, pending, settle=0)
-        denials.start()
-        await asyncio.sleep(0)
-        await denials.close()
-
-    asyncio.run(next_firewall())
-    assert not pending.exists()
-    assert [e["id"] for e in asyncio.run(_stored(nats_server.url))] == [good["id"]]
+GOOD = {"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__}
 
 
-def test_a_pending_denial_nats_refuses_holds_back_no_other(
-    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("bad", "logged"),
+    [
+        # Not what a firewall writes (edited by hand, say).
+        ({**GOOD, "id": "not an event id", "host": ""}, "a pending denial is not one and is dropped"),
+        # One NATS refuses as such: larger than its max_payload.
+        (
+            {**GOOD, "id": "01M94R3K8P0YEH4FSFJZNJHB0W", "path": "/" + "x" * (1 << 20)},
+            "a pending denial is dropped: NATS refused event 01M94R3K8P0YEH4FSFJZNJHB0W: MaxPayloadError",
+        ),
+    ],
+    ids=["no denial", "refused by NATS"],
+)
+def test_a_pending_record_that_cannot_be_published_holds_back_no_other(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture, bad: dict[str, object], logged: str
 ) -> None:
     crew = _crew(tmp_path, nats_server.url)
     pending = FirewallState(tmp_path / "firewall").pending_denials_path
     pending.parent.mkdir(parents=True)
-    good = {"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__}
-    huge = {**good, "id": "01M94R3K8P0YEH4FSFJZNJHB0W", "path": "/" + "x" * (1 << 20)}
-    pending.write_text(json.dumps(huge) + "\n" + json.dumps(good) + "\n")
+    pending.write_text(json.dumps(bad) + "\n" + json.dumps(GOOD) + "\n")
 
     async def next_firewall() -> None:
         denials = DenialPublisher(lambda: crew, pending, settle=0)
@@ -169,8 +164,8 @@ def test_a_pending_denial_nats_refuses_holds_back_no_other(
 
     asyncio.run(next_firewall())
     assert not pending.exists()
-    assert [e["id"] for e in asyncio.run(_stored(nats_server.url))] == [good["id"]]
-    assert f"a pending denial is dropped: NATS refused event {huge['id']}: MaxPayloadError" in caplog.text
+    assert [e["id"] for e in asyncio.run(_stored(nats_server.url))] == [GOOD["id"]]
+    assert logged in caplog.text
 
 
 def test_a_denial_that_cannot_be_kept_on_disk_is_still_published(
