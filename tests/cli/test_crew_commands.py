@@ -169,3 +169,11 @@ def test_validate_warns_of_egress_settings_that_never_take_effect(tmp_path: Path
     )
     listed = run("validate", str(crew), "--json")
     assert json.loads(listed.stdout)["warnings"] == [result.stderr.removeprefix("warning: ").strip()]
+
+
+def test_init_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine")
+    result = run("init", str(tmp_path / "afile" / "sub"))
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write the example crew into {tmp_path / 'afile' / 'sub'}: Not a directory\n"
+    assert (tmp_path / "afile").read_text() == "mine"

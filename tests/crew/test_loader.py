@@ -382,3 +382,48 @@ def test_an_agent_s_listener_block_is_checked(crew_dir: Path, block: str, path: 
     edit(crew_yaml, "  listen: 127.0.0.1:3128\n", "  listen: 127.0.0.1:3128\n  transparent_listen: 0.0.0.0:8443\n")
     found = problems(crew_dir)
     assert any(f"{path}: " in p and message in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    "where", ["agents/devbot/CLAUDE.md", "agents/_shared/CLAUDE.md", "agents/devbot/subagents/x.md"]
+)
+def test_a_file_that_is_no_utf8_is_a_located_problem(crew_dir: Path, where: str) -> None:
+    file = crew_dir / where
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(b"\xff\xfe---\n")
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{file}:1:1: cannot read: 'utf-8' codec can't decode byte 0xff")
+
+
+def test_a_dangling_link_is_a_problem_not_a_file_left_out(crew_dir: Path) -> None:
+    mcp = crew_dir / "agents" / "devbot" / "mcp.json"
+    mcp.unlink(missing_ok=True)
+    mcp.symlink_to(crew_dir / "nowhere.json")
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{mcp}:1:1: cannot read: [Errno 2] No such file or directory")
+
+
+def test_a_number_too_long_to_read_is_a_located_problem(crew_dir: Path) -> None:
+    edit(crew_dir / "crew.yaml", "max_age: 30d", "max_age: 1" + "0" * 5000)
+    assert problems(crew_dir) == [
+        f"{crew_dir / 'crew.yaml'}:1:1: invalid YAML: Exceeds the limit (4300 digits) for integer string conversion"
+    ]
+    settings = crew_dir / "agents" / "_shared" / "settings.json"
+    edit(crew_dir / "crew.yaml", "max_age: 1" + "0" * 5000, "max_age: 30d")
+    settings.write_text('{"x": 1' + "0" * 5000 + "}")
+    assert problems(crew_dir) == [
+        f"{settings}:1:1: invalid JSON: Exceeds the limit (4300 digits) for integer string conversion"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "expected"),
+    [
+        ("AGENT_SMITH_EVENTS__MAX_AGE", "[1", "$AGENT_SMITH_EVENTS__MAX_AGE:1:3: invalid YAML: expected ',' or ']'"),
+        ("AGENT_SMITH_NOPE__X", "1", "$AGENT_SMITH_NOPE__X:1:1: nope: unknown key"),
+        ("AGENT_SMITH_EVENTS__MAX_AGE__X", "1", "$AGENT_SMITH_EVENTS__MAX_AGE__X:1:1: events.max_age: expected a"),
+    ],
+)
+def test_a_problem_an_override_made_is_the_variable_s(crew_dir: Path, var: str, value: str, expected: str) -> None:
+    [problem] = problems(crew_dir, {var: value})
+    assert problem.startswith(expected)

@@ -36,7 +36,9 @@ def test_bare_numbers_are_seconds(x: float) -> None:
     assert parse_duration(x) == x
 
 
-@pytest.mark.parametrize("bad", ["", "soon", "5 minutes", "-3s", True, None, [1], "1y"])
+@pytest.mark.parametrize(
+    "bad", ["", "soon", "5 minutes", "-3s", True, None, [1], "1y", float("nan"), float("inf"), "1e999s"]
+)
 def test_bad_durations_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)

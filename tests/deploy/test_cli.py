@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from ruamel.yaml import YAML
 from tests.deploy.crews import example_crew
 from typer.testing import CliRunner
@@ -184,3 +185,14 @@ def test_a_token_pasted_into_a_persona_stops_the_render(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "looks like" in result.stderr
     assert token not in result.output
+
+
+@pytest.mark.parametrize("verb", [["render"], ["secrets", "-o", "bootstrap"]])
+@pytest.mark.parametrize("namespace", ["ns with space", "UPPER", "", "a" * 64, "-lead"])
+def test_a_namespace_that_is_no_dns_label_is_bad_usage(tmp_path: Path, verb: list[str], namespace: str) -> None:
+    loaded = example_crew(tmp_path)
+    result = invoke(["k8s", *verb, "--crew", str(loaded.root), "-n", namespace])
+    assert result.exit_code == 2
+    # Typer's usage panel wraps the line between box borders.
+    assert "is no namespace (a DNS label" in " ".join(result.output.replace("│", " ").split())
+    assert not (tmp_path / "bootstrap").exists()

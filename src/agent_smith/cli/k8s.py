@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -11,7 +12,7 @@ import typer
 
 from agent_smith.cli.context import CrewOption, app_context
 from agent_smith.cli.output import AppContext
-from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
+from agent_smith.crew import NAMESPACE_PATTERN, CrewPaths, LoadedCrew, load_crew
 from agent_smith.deploy import check_manifests, crew_files, render_crew, to_yaml_stream, write_manifests
 from agent_smith.deploy.bootstrap import bootstrap_secrets
 from agent_smith.deploy.chart import chart_values
@@ -31,9 +32,18 @@ k8s_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+def _namespace(value: str | None) -> str | None:
+    if value is not None and not re.match(NAMESPACE_PATTERN, value):
+        raise typer.BadParameter(f"{value!r} is no namespace (a DNS label: a-z, 0-9 and -, at most 63)")
+    return value
+
+
 NamespaceOption = Annotated[
     str | None,
-    typer.Option("--namespace", "-n", help="Namespace of every object (default: kubernetes.namespace)."),
+    typer.Option(
+        "--namespace", "-n", callback=_namespace, help="Namespace of every object (default: kubernetes.namespace)."
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
 

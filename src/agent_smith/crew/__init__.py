@@ -11,6 +11,7 @@ from agent_smith.crew.loader import (
     transparent_agent_problems,
 )
 from agent_smith.crew.models import (
+    NAMESPACE_PATTERN,
     Agent,
     AgentKubernetes,
     AgentMatrix,
@@ -39,6 +40,7 @@ from agent_smith.crew.schema import crew_json_schema
 
 __all__ = [
     "CONTAINER_CONTRACT",
+    "NAMESPACE_PATTERN",
     "Agent",
     "AgentKubernetes",
     "AgentMatrix",

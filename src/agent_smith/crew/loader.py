@@ -167,14 +167,39 @@ def _read_yaml(file: Path, report: _Report) -> Any:
         report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
         return None
     try:
-        doc = _yaml().load(text)
+        doc = _parse_yaml(text, report.name(file))
+    except CrewError as exc:
+        report.problems.extend(exc.problems)
+        return None
+    return {} if doc is None else doc
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """`text` as YAML; a `CrewError` located in `where` when it is not."""
+    try:
+        return _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
-        report.problems.append(Problem(report.name(file), line, col, "", f"invalid YAML: {reason}"))
+        raise CrewError([Problem(where, line, col, "", f"invalid YAML: {reason}")]) from None
+    except ValueError as exc:
+        # A number too long to read (Python's 4300-digit limit), say.
+        raise CrewError([Problem(where, 1, 1, "", f"invalid YAML: {str(exc).split(':')[0]}")]) from None
+
+
+def _read_text(file: Path, report: _Report) -> str | None:
+    """A crew file's text, or None after reporting why it cannot be read (not UTF-8, a dangling link)."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
         return None
-    return {} if doc is None else doc
+
+
+def _present(file: Path) -> bool:
+    """A file to read, or a link that should be one (a dangling link is reported, not skipped)."""
+    return file.is_file() or file.is_symlink()
 
 
 def locate(doc: Any, loc: Loc, *, key: bool = False) -> tuple[int, int]:
@@ -248,9 +273,11 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[Lo
 
     def put(loc: Loc, value: Any, var: str) -> None:
         node: Any = data
-        for part in loc[:-1]:
+        for depth, part in enumerate(loc[:-1], 1):
             if isinstance(part, str) and not isinstance(node.get(part), dict | list):
                 node[part] = {}
+                # Made by the variable: a problem there (an unknown key, say) is the variable's.
+                sources.setdefault(loc[:depth], var)
             node = node[part]
         node[loc[-1]] = value
         sources[loc] = var
@@ -259,7 +286,7 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[Lo
         if var.startswith(_ENV_PREFIX) and "__" in var:
             path = tuple(p.lower() for p in var[len(_ENV_PREFIX) :].split("__") if p)
             if path and path[0] != "agents":
-                put(path, _yaml().load(value) if value.strip() else None, var)
+                put(path, _parse_yaml(value, f"${var}") if value.strip() else None, var)
     if env.get("MATRIX_HOMESERVER_URL"):
         put(("matrix", "homeserver"), env["MATRIX_HOMESERVER_URL"], "MATRIX_HOMESERVER_URL")
     if env.get("NATS_URL"):
@@ -493,19 +520,20 @@ def _first_seen(items: Iterable[tuple[Loc, str]], what: str, problem: Any) -> No
 
 def _read_json(file: Path, report: _Report) -> tuple[Any, Any] | None:
     """(plain data, positioned tree) of a JSON file, or None after reporting why not."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
+    text = _read_text(file, report)
+    if text is None:
         return None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         report.problems.append(Problem(report.name(file), exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}"))
         return None
+    except ValueError as exc:
+        report.problems.append(Problem(report.name(file), 1, 1, "", f"invalid JSON: {str(exc).split(':')[0]}"))
+        return None
     try:
         tree = _yaml().load(text)
-    except MarkedYAMLError:
+    except (MarkedYAMLError, ValueError):
         tree = None
     return data, tree
 
@@ -527,12 +555,12 @@ def _load_shared(directory: Path, report: _Report) -> SharedFiles:
     if not directory.is_dir():
         report.warn(f"{report.name(directory)}/ is missing: agents inherit no shared rules or settings")
         return SharedFiles(directory, claude_md, settings, stub)
-    if (md := directory / "CLAUDE.md").is_file():
-        claude_md = md.read_text(encoding="utf-8")
-    if (file := directory / "settings.json").is_file() and (parsed := _read_json(file, report)):
+    if _present(md := directory / "CLAUDE.md"):
+        claude_md = _read_text(md, report) or ""
+    if _present(file := directory / "settings.json") and (parsed := _read_json(file, report)):
         _report_findings(file, parsed[1], check_settings(parsed[0]), report)
         settings = parsed[0] if isinstance(parsed[0], dict) else {}
-    if (file := directory / ".credentials.json").is_file() and (parsed := _read_json(file, report)):
+    if _present(file := directory / ".credentials.json") and (parsed := _read_json(file, report)):
         _report_findings(file, parsed[1], check_credentials_stub(parsed[0]), report)
         stub = parsed[0] if isinstance(parsed[0], dict) else None
     return SharedFiles(directory, claude_md, settings, stub)
@@ -555,7 +583,7 @@ def _load_personas(agents_dir: Path, crew: Crew, doc: Any, crew_file: Path, repo
             )
             continue
         md = directory / "CLAUDE.md"
-        if not md.is_file():
+        if not _present(md):
             report.problems.append(
                 Problem(
                     report.name(md),
@@ -567,14 +595,16 @@ def _load_personas(agents_dir: Path, crew: Crew, doc: Any, crew_file: Path, repo
             )
             continue
         servers: Mapping[str, Any] = {}
-        if (file := directory / "mcp.json").is_file() and (parsed := _read_json(file, report)):
+        if _present(file := directory / "mcp.json") and (parsed := _read_json(file, report)):
             _report_findings(file, parsed[1], check_mcp(parsed[0]), report)
             if isinstance(parsed[0], dict) and isinstance(parsed[0].get("mcpServers"), dict):
                 servers = parsed[0]["mcpServers"]
         subagents = tuple(sorted((directory / "subagents").glob("*.md")))
         for sub in subagents:
             _check_subagent(sub, report)
-        personas[agent.name] = Persona(agent.name, directory, md.read_text(encoding="utf-8"), servers, subagents)
+        text = _read_text(md, report)
+        if text is not None:
+            personas[agent.name] = Persona(agent.name, directory, text, servers, subagents)
     named = {a.name for a in crew.agents} | {SHARED_DIR}
     if agents_dir.is_dir():
         for extra in sorted(p for p in agents_dir.iterdir() if p.is_dir() and p.name not in named):
@@ -583,7 +613,9 @@ def _load_personas(agents_dir: Path, crew: Crew, doc: Any, crew_file: Path, repo
 
 
 def _check_subagent(file: Path, report: _Report) -> None:
-    text = file.read_text(encoding="utf-8")
+    text = _read_text(file, report)
+    if text is None:
+        return
     match = _FRONTMATTER.match(text)
     if match is None:
         report.warn(
@@ -596,6 +628,9 @@ def _check_subagent(file: Path, report: _Report) -> None:
         mark = exc.problem_mark
         line = mark.line + 2 if mark else 1
         report.problems.append(Problem(report.name(file), line, 1, "", f"invalid front matter: {exc.problem}"))
+        return
+    except ValueError as exc:
+        report.problems.append(Problem(report.name(file), 2, 1, "", f"invalid front matter: {str(exc).split(':')[0]}"))
         return
     for key in ("name", "description"):
         if not isinstance(meta, dict) or not meta.get(key):

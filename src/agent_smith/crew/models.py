@@ -7,6 +7,7 @@ error (with a "did you mean"), never a silently ignored setting.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import time
 from enum import StrEnum
@@ -38,6 +39,9 @@ _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # Dotted quad without leading zeros (Kubernetes refuses those in a clusterIP).
 _IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
 
+# A Kubernetes namespace: a DNS label, at most 63 characters.
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
@@ -65,6 +69,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     else:
         raise ValueError("expected a duration like 30s, 5m, 2h or 30d")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -508,7 +514,7 @@ class NetworkPeer(_Model):
     """A server outside the render the agents may reach directly: an IP block, or pods by namespace and labels."""
 
     cidr: str | None = Field(default=None, description="e.g. 203.0.113.10/32")
-    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
     pod_labels: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -521,7 +527,7 @@ class NetworkPeer(_Model):
 class Kubernetes(_Model):
     namespace: str = Field(
         default="agent-smith",
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        pattern=NAMESPACE_PATTERN,
         description="the namespace everything is rendered into",
     )
     image: str = Field(

@@ -8,7 +8,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from agent_smith.crew.schema import crew_json_schema
-from agent_smith.errors import UsageError
+from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
 
 SCHEMA_FILE = "crew.schema.json"
@@ -22,13 +22,17 @@ def scaffold_crew(directory: Path, *, force: bool = False) -> list[Path]:
         raise UsageError(f"{directory} is not empty; pass --force to write the example crew into it anyway")
     written: list[Path] = []
     template = resources.files("agent_smith.crew").joinpath("template")
-    for relative, source in _walk(template, Path()):
-        target = directory / relative
-        mode = 0o600 if target.name == ".credentials.json" else 0o644
-        write_atomic(target, source.read_bytes(), mode)
-        written.append(target)
-    schema = directory / SCHEMA_FILE
-    write_atomic(schema, json.dumps(crew_json_schema(), indent=2) + "\n")
+    try:
+        for relative, source in _walk(template, Path()):
+            target = directory / relative
+            mode = 0o600 if target.name == ".credentials.json" else 0o644
+            write_atomic(target, source.read_bytes(), mode)
+            written.append(target)
+        schema = directory / SCHEMA_FILE
+        write_atomic(schema, json.dumps(crew_json_schema(), indent=2) + "\n")
+    except OSError as exc:
+        # A parent that is a file, a read-only place: what was written stays, complete (atomic).
+        raise OperationError(f"cannot write the example crew into {directory}: {exc.strerror or exc}") from None
     written.append(schema)
     return written
 
