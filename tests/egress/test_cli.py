@@ -93,9 +93,19 @@ def test_a_ca_that_cannot_be_made_fails_in_the_caller(tmp_path: Path) -> None:
     """The child that makes the CA cannot say why it failed: the caller tries again and raises."""
     state = FirewallState(tmp_path / "firewall")
     state.ca_key_path.mkdir(parents=True)  # in the way of the key
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(OperationError, match=rf"^cannot write the firewall state in {state.root}: Is a directory$"):
         state.ca_cert()
     assert not state.ca_cert_path.exists()
+
+
+def test_state_that_cannot_be_made_is_one_line_naming_where(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    state = FirewallState(tmp_path / "afile" / "firewall")
+    for make in (state.identity_key, state.ca_cert):
+        with pytest.raises(
+            OperationError, match=rf"^cannot write the firewall state in {state.root}: Not a directory$"
+        ):
+            make()
 
 
 @pytest.mark.parametrize(

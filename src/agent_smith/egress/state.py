@@ -7,11 +7,13 @@ complete version, never a torn one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +72,22 @@ class FirewallState:
     def _ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Creating state: a place that cannot take it (a file in the way, another user's
+        directory) is one line naming it."""
+        try:
+            yield
+        except OSError as exc:
+            raise OperationError(f"cannot write the firewall state in {self.root}: {exc.strerror or exc}") from None
+
     def identity_key(self) -> bytes:
         """The random key proxy passwords derive from, created (32 bytes, mode 600) on first use."""
         path = self.identity_key_path
         if not path.exists():
-            self._ensure_root()
-            self._create_once(path, secrets.token_bytes(32))
+            with self._writing():
+                self._ensure_root()
+                self._create_once(path, secrets.token_bytes(32))
         key = _read(path)
         if len(key) < 32:
             raise OperationError(f"{path}: the firewall identity key is truncated; delete it to make a new one")
@@ -99,19 +111,20 @@ class FirewallState:
     def _make_ca(self) -> None:
         if self._has_ca():
             return
-        self._ensure_root()
         # The supervisor's assembly, the firewall and `up` ahead of them (`make_ca_ahead`) may
         # all find no CA at once: one makes it under the lock, taken before cryptography loads,
         # and the others wait and then find it, so a key never meets another's cert.
-        with open(self.root / _CA_LOCK, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not self._has_ca():
-                from agent_smith.certs import mint_ca
+        with self._writing():
+            self._ensure_root()
+            with open(self.root / _CA_LOCK, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not self._has_ca():
+                    from agent_smith.certs import mint_ca
 
-                fresh = mint_ca(_CA_NAME, days=3650)
-                # Key first: a certificate on disk always has its key beside it.
-                write_atomic(self.ca_key_path, fresh.key_pem, mode=0o600)
-                write_atomic(self.ca_cert_path, fresh.cert_pem, mode=0o644)
+                    fresh = mint_ca(_CA_NAME, days=3650)
+                    # Key first: a certificate on disk always has its key beside it.
+                    write_atomic(self.ca_key_path, fresh.key_pem, mode=0o600)
+                    write_atomic(self.ca_cert_path, fresh.cert_pem, mode=0o644)
 
     def make_ca_ahead(self) -> int | None:
         """Start making a missing CA in a child process: its pid, for the caller to reap; None
