@@ -177,3 +177,20 @@ def test_init_under_a_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == f"error: cannot write the example crew into {tmp_path / 'afile' / 'sub'}: Not a directory\n"
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_validate_json_lists_the_problems_as_data(tmp_path: Path) -> None:
+    crew = tmp_path / "c"
+    run("init", str(crew))
+    crew_yaml = crew / "crew.yaml"
+    crew_yaml.write_text(crew_yaml.read_text().replace("permission_mode: acceptEdits", "permision_mode: acceptEdits", 1))
+    result = run("validate", str(crew), "--json")
+    assert result.returncode == 2
+    assert result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    [error] = report["errors"]
+    assert error["file"] == str(crew_yaml)
+    assert error["path"].endswith("permision_mode")
+    assert error["message"].startswith("unknown key; did you mean 'permission_mode'")
+    assert isinstance(error["line"], int) and isinstance(error["col"], int)
