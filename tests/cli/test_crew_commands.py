@@ -183,7 +183,9 @@ def test_validate_json_lists_the_problems_as_data(tmp_path: Path) -> None:
     crew = tmp_path / "c"
     run("init", str(crew))
     crew_yaml = crew / "crew.yaml"
-    crew_yaml.write_text(crew_yaml.read_text().replace("permission_mode: acceptEdits", "permision_mode: acceptEdits", 1))
+    crew_yaml.write_text(
+        crew_yaml.read_text().replace("permission_mode: acceptEdits", "permision_mode: acceptEdits", 1)
+    )
     result = run("validate", str(crew), "--json")
     assert result.returncode == 2
     assert result.stderr == ""
@@ -193,4 +195,5 @@ def test_validate_json_lists_the_problems_as_data(tmp_path: Path) -> None:
     assert error["file"] == str(crew_yaml)
     assert error["path"].endswith("permision_mode")
     assert error["message"].startswith("unknown key; did you mean 'permission_mode'")
-    assert isinstance(error["line"], int) and isinstance(error["col"], int)
+    line = next(n for n, text in enumerate(crew_yaml.read_text().splitlines(), 1) if "permision_mode" in text)
+    assert error["line"] == line
