@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_smith.hooks.recognise import PrAction, recognise
+from agent_smith.hooks.recognise import SHELL_PIECES, PrAction, recognise, simple_commands
 
 URL = "https://ghe.test/acme/widgets/pull/12"
 
@@ -134,3 +134,31 @@ def test_any_payload_shape_is_handled(junk: Any) -> None:
 def test_any_command_text_is_handled(command: str) -> None:
     result = recognise(bash(command, stdout=command))
     assert result is None or isinstance(result, PrAction)
+
+
+@given(st.text())
+def test_the_pieces_of_a_line_are_the_whole_line(text: str) -> None:
+    assert "".join(SHELL_PIECES.findall(text)) == text
+
+
+@given(
+    st.lists(st.from_regex(r"[a-z0-9/=.-]{1,12}", fullmatch=True), min_size=1, max_size=6),
+    st.integers(0, 6),
+    st.sampled_from(["'", '"']),
+    st.integers(1001, 4000),
+)
+def test_a_long_argument_is_cut_to_a_stand_in_and_the_others_are_kept(
+    words: list[str], at: int, quote: str, length: int
+) -> None:
+    args = [*words[:at], quote + "w " * (length // 2) + quote, *words[at:]]
+    command = "gh pr create " + " ".join(args) + " && echo done"
+    [cut, echo] = simple_commands(command)
+    assert cut == ["gh", "pr", "create", *words[:at], "", *words[at:]]
+    assert echo == ["echo", "done"]
+
+
+def test_a_pr_opened_with_a_body_of_megabytes_is_recognised() -> None:
+    """shlex alone took 83 s on a 1.6 MB body (quadratic in a token's length): past the hook's timeout."""
+    body = "word " * 400_000
+    payload = bash(f'gh pr create --title "Add retries" --body "{body}" -R acme/widgets', stdout=URL + "\n")
+    assert recognise(payload) == PrAction("opened", "acme/widgets", 12, URL, "Add retries")

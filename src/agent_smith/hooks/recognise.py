@@ -71,10 +71,27 @@ def _output_text(response: Any) -> str:
     return ""
 
 
-def _commands(command: str) -> list[list[str]]:
+# Pieces of a shell line as quoting makes them: an escape, a quoted string, a run of other
+# non-blank characters, blanks, or a lone quote that closes nothing (possessive: linear).
+SHELL_PIECES = re.compile(r"""\\.|'[^']*+'|"(?:[^"\\]++|\\.)*+"|[^\\'"\s]++|\s++|.""", re.DOTALL)
+_LONG = 1000
+
+
+def shortened(command: str) -> str:
+    """`command` with each quoted string or word longer than 1000 characters cut to a stand-in
+    (pure). No argument the hook reads is that long (a PR's body is), and shlex takes time
+    quadratic in a token's length: a 1.6 MB body held the hook for 83 s, past its timeout."""
+    if len(command) <= _LONG:
+        return command
+    return "".join(
+        ("''" if piece[0] in "'\"" else "_") if len(piece) > _LONG else piece for piece in SHELL_PIECES.findall(command)
+    )
+
+
+def simple_commands(command: str) -> list[list[str]]:
     """Simple commands of a shell line, split on && || ; | & (quotes respected)."""
     try:
-        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer = shlex.shlex(shortened(command), posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
         tokens = list(lexer)
     except ValueError:
@@ -99,7 +116,7 @@ def _option(args: Sequence[str], *names: str) -> str | None:
 
 
 def _from_bash(command: str, output: str, default_repo: str | None) -> PrAction | None:
-    for argv in _commands(command):
+    for argv in simple_commands(command):
         if len(argv) < 2 or argv[0] != "gh":
             continue
         if argv[1] == "api":
