@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -341,11 +342,21 @@ def test_a_relative_agent_smith_command_is_refused(setup_crew: tuple[Path, Path,
         assemble(load_crew(crew, env={}), "devbot", AssembleOptions(agent_smith_command="agent-smith", env={}))
 
 
-def test_a_corrupt_settings_file_is_reported_not_replaced(setup_crew: tuple[Path, Path, Path]) -> None:
+@pytest.mark.parametrize(
+    ("which", "corrupt", "why"),
+    [
+        ("settings", "{not json", "not valid JSON"),
+        ("settings", "[1, 2]\n", "holds JSON that is no object"),
+        ("claude_json", '"a string"\n', "holds JSON that is no object"),
+    ],
+)
+def test_a_corrupt_settings_file_is_reported_not_replaced(
+    setup_crew: tuple[Path, Path, Path], which: str, corrupt: str, why: str
+) -> None:
     crew, state, command = setup_crew
     _assemble(crew, command)
-    layout = _layout(state)
-    layout.settings.write_text("{not json")
-    with pytest.raises(OperationError, match=r"settings\.json: not valid JSON"):
+    file = getattr(_layout(state), which)
+    file.write_text(corrupt)
+    with pytest.raises(OperationError, match=rf"^{re.escape(str(file))}: {why}"):
         _assemble(crew, command)
-    assert layout.settings.read_text() == "{not json"
+    assert file.read_text() == corrupt

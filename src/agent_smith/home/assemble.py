@@ -208,6 +208,15 @@ def _read_json(path: Path) -> Any:
         raise OperationError(f"{path}: not valid JSON ({exc}); fix or remove it and assemble again") from exc
 
 
+def _read_json_object(path: Path) -> Any:
+    """A JSON file Claude Code reads as an object (settings.json, ~/.claude.json): other JSON
+    there is corrupt, and is left as it is rather than replaced by what agent-smith writes."""
+    data = _read_json(path)
+    if data is not MISSING and not isinstance(data, dict):
+        raise OperationError(f"{path}: holds JSON that is no object; fix or remove it and assemble again")
+    return data
+
+
 def _system_bundle() -> bytes:
     for candidate in plan.SYSTEM_BUNDLES:
         if candidate.is_file():
@@ -274,7 +283,7 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
     contributed_settings = plan.settings_contribution(
         loaded.shared.settings, plan.agent_hooks(ctx.command), plan.settings_env(env), plan.own_tool_rules(chat)
     )
-    settings = merge3(_read_json(layout.settings), previous.get("settings", MISSING), contributed_settings)
+    settings = merge3(_read_json_object(layout.settings), previous.get("settings", MISSING), contributed_settings)
     planned.append(_Planned(layout.settings, plan.dump_json(settings).encode(), 0o600))
 
     if (credentials := _credentials(ctx)) is not None:
@@ -298,7 +307,7 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
         )
     servers, shadowed = plan.mcp_servers(persona.mcp_servers, chat=chat)
     ctx.warnings.extend(shadowed)
-    existing_json = _read_json(layout.claude_json)
+    existing_json = _read_json_object(layout.claude_json)
     trusted = [str(layout.workspace)] + [str(layout.repo_dir(r)) for r in agent.repos]
     seeded = seed_claude_json(
         existing_json if isinstance(existing_json, dict) else {},
