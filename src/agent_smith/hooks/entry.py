@@ -9,6 +9,7 @@ hook never wedges the agent — except the Stop hook's deliberate exit 2.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -44,11 +45,13 @@ def may_be_pr_action(payload: Mapping[str, Any]) -> bool:
     return tool.startswith("mcp__") and "pull_request" in tool.lower()
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number of seconds from the environment; the default when it is none (nan, inf, text)."""
     try:
-        return max(float(env.get(name, default)), 0.0)
+        seconds = float(env.get(name, default))
     except ValueError:
         return default
+    return max(seconds, 0.0) if math.isfinite(seconds) else default
 
 
 def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> int:
@@ -100,8 +103,8 @@ def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[
         return run_stop(
             context,
             checks(context, env, first),
-            poll=_seconds(env, POLL_ENV, DEFAULT_POLL) or DEFAULT_POLL,
-            watch_for=_seconds(env, WATCH_ENV, DEFAULT_WATCH),
+            poll=env_seconds(env, POLL_ENV, DEFAULT_POLL) or DEFAULT_POLL,
+            watch_for=env_seconds(env, WATCH_ENV, DEFAULT_WATCH),
         )
     from agent_smith.hooks.deliver import run_deliver
 
