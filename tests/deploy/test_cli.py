@@ -196,3 +196,14 @@ def test_a_namespace_that_is_no_dns_label_is_bad_usage(tmp_path: Path, verb: lis
     # Typer's usage panel wraps the line between box borders.
     assert "is no namespace (a DNS label" in " ".join(result.output.replace("│", " ").split())
     assert not (tmp_path / "bootstrap").exists()
+
+
+@pytest.mark.parametrize("verb", [["render"], ["values", "-o", "values.yaml"]])
+def test_files_too_big_for_a_configmap_are_refused_by_render_and_values_alike(tmp_path: Path, verb: list[str]) -> None:
+    loaded = example_crew(tmp_path)
+    (loaded.root / "agents" / "devbot" / "CLAUDE.md").write_text("lorem ipsum " * 100_000)
+    result = invoke(["k8s", *verb, "--crew", str(loaded.root)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: the crew's files take ")
+    assert result.stderr.strip().endswith("a ConfigMap holds at most 1048576")
+    assert not (tmp_path / "values.yaml").exists()

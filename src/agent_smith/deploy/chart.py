@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_smith.crew import Agent, Crew, crew_json_schema
+from agent_smith.deploy.render import check_fits_a_configmap
 from agent_smith.deploy.writer import to_yaml
 from agent_smith.fsutil import write_atomic
 
@@ -35,6 +36,7 @@ _EXAMPLE = {
 
 def chart_values(crew: Crew, files: Mapping[str, str]) -> dict[str, Any]:
     """Helm values for a crew: crew.yaml's keys, every default explicit, plus the persona files."""
+    check_fits_a_configmap(files)
     values = crew.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"schema_ref"})
     values["files"] = {path: text for path, text in sorted(files.items()) if path != CREW_FILE}
     return values

@@ -45,6 +45,14 @@ NATS_MONITOR_PORT = 8222
 METRICS_PORT = 9464
 CONFIGMAP_LIMIT = 1 << 20
 
+
+def check_fits_a_configmap(files: Mapping[str, str]) -> None:
+    """The crew's files go into one ConfigMap (rendered, or by the chart): refuse what Kubernetes would."""
+    total = sum(len(text.encode()) for text in files.values())
+    if total > CONFIGMAP_LIMIT:
+        raise UsageError(f"the crew's files take {total} bytes; a ConfigMap holds at most {CONFIGMAP_LIMIT}")
+
+
 _IP_LITERAL = re.compile(r"[0-9.]+")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # Kubernetes' own quantity grammar (k8s.io/apimachinery resource.Quantity).
@@ -329,9 +337,7 @@ class _Renderer:
                 raise UsageError(
                     f"crew.yaml: egress.secrets[{i}].source.file: in Kubernetes a secret file needs an absolute path"
                 )
-        total = sum(len(text.encode()) for text in self.files.values())
-        if total > CONFIGMAP_LIMIT:
-            raise UsageError(f"the crew's files take {total} bytes; a ConfigMap holds at most {CONFIGMAP_LIMIT}")
+        check_fits_a_configmap(self.files)
 
     # -- the crew directory as a ConfigMap --------------------------------------------------
 
