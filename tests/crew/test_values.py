@@ -127,3 +127,14 @@ def test_the_duplicate_window_fits_in_the_stream_s_age_as_nats_requires(window: 
             EventLog(duplicate_window=window, max_age=age)
     else:
         assert EventLog(duplicate_window=window, max_age=age).duplicate_window == window
+
+
+@given(st.text(min_size=81, max_size=5000))
+def test_a_long_bad_value_is_quoted_short(value: str) -> None:
+    from agent_smith.crew.models import shown
+
+    quoted = shown(value)
+    # However long the value: 80 characters, each quoted in at most 10 (`\U0001f600`).
+    assert len(quoted) <= 80 * 10 + 40
+    assert quoted.endswith(f"… ({len(value)} characters)")
+    assert shown(value[:80]) == repr(value[:80])

@@ -95,10 +95,15 @@ def parse_size(value: object) -> int:
 def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.match(value):
-            raise ValueError(f"{value!r} is not {what}")
+            raise ValueError(f"{shown(value)} is not {what}")
         return value
 
     return AfterValidator(check)
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """`value` as an error message quotes it: cut short, so that one bad value is one readable line."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 def _not_a_credential(value: str) -> str:
@@ -181,7 +186,7 @@ class QuietHours(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
+            raise ValueError(f"unknown time zone {shown(value)}") from exc
         return value
 
 
