@@ -35,7 +35,7 @@ class RepoAction(StrEnum):
     up_to_date = "up to date"
     left_alone = "left alone"
     would_clone = "would clone"
-    would_update = "would fetch and fast-forward"
+    would_update = "would fetch, and fast-forward if behind"
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def sync_repo(
     merged = _run(["merge", "--ff-only", "@{u}"], env, cwd=dest)
     if merged.returncode != 0:
         return RepoOutcome(repo, dest, RepoAction.left_alone, f"fast-forward failed: {_last_line(merged.stderr)}")
-    return RepoOutcome(repo, dest, RepoAction.fast_forwarded, f"{behind} new commits")
+    return RepoOutcome(repo, dest, RepoAction.fast_forwarded, f"{behind} new commit{'' if behind == 1 else 's'}")
 
 
 def _clone(repo: str, url: str, dest: Path, env: Mapping[str, str], progress: Progress | None) -> None:
