@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.runtime.launch import (
@@ -93,6 +95,20 @@ def test_reading_the_screen(screen: str, prompt: bool, working: bool) -> None:
 def test_readable_pane_output() -> None:
     raw = b"\x1b]0;title\x07\x1b[1;32mready\x1b[0m\x1b[3Cnow\r\n\x1b[2Kline two\rthree\n"
     assert readable(raw) == "ready   now\nline two\nthree\n"
+
+
+def test_words_placed_by_column_keep_their_spaces() -> None:
+    """As claude 2.1.331 writes its dev-channels warning: each word moved to its column (CSI n G)."""
+    raw = b"WARNING:\x1b[12GLoading\x1b[20Gdevelopment\x1b[32Gchannels\r\n\x1b[3Gindented\x1b[1Gback"
+    assert readable(raw) == "WARNING:   Loading development channels\n  indented back"
+
+
+@given(st.lists(st.sampled_from([b"word", b" ", b"\x1b[5G", b"\x1b[2C", b"\x1b[1;31m", b"\r\n", b"\xe2\x9d\xaf"])))
+def test_readable_text_has_no_escapes_and_keeps_every_word(parts: list[bytes]) -> None:
+    raw = b"".join(parts)
+    text = readable(raw)
+    assert "\x1b" not in text
+    assert text.count("word") == raw.count(b"word")
 
 
 def test_follower_survives_rotation_and_streams_whole_lines(tmp_path: Path) -> None:

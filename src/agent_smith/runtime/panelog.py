@@ -14,14 +14,34 @@ _ESCAPES = re.compile(
 )
 
 
-_FORWARD = re.compile(rb"\x1b\[(\d*)C")
+# Moves along the line: forward by n (CSI n C), to column n (CSI n G), and line ends.
+_MOVES = re.compile(rb"\x1b\[(\d*)([CG])|\n")
+_WIDEST = 500
 
 
 def readable(raw: bytes) -> str:
-    """Pane output as plain text: cursor-forward moves as spaces, other escapes dropped, CR as line break."""
+    """Pane output as plain text: CR as a line break, other escapes dropped, and the cursor moves
+    that place words along a line as the spaces they stand for (claude writes "WARNING:" then
+    "Loading" at column 12: without them, the words ran together)."""
     text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    text = _FORWARD.sub(lambda m: b" " * min(int(m.group(1) or 1), 200), text)
-    return _ESCAPES.sub(b"", text).decode("utf-8", "replace")
+    out: list[str] = []
+    column = start = 0
+    for move in _MOVES.finditer(text):
+        chunk = _ESCAPES.sub(b"", text[start : move.start()]).decode("utf-8", "replace")
+        out.append(chunk)
+        column += len(chunk)
+        start = move.end()
+        if move.group(0) == b"\n":
+            out.append("\n")
+            column = 0
+            continue
+        count = min(int(move.group(1) or 1), _WIDEST)
+        # To a column behind the text would overwrite it on a screen: here, one space keeps words apart.
+        pad = count if move.group(2) == b"C" else max(count - 1 - column, 1 if column else 0)
+        out.append(" " * pad)
+        column += pad
+    out.append(_ESCAPES.sub(b"", text[start:]).decode("utf-8", "replace"))
+    return "".join(out)
 
 
 @dataclass
