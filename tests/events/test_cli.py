@@ -228,3 +228,16 @@ def test_unreachable_nats_for_query_is_one_line(env: dict[str, str | None]) -> N
     assert code == 1
     assert err.startswith(f"error: cannot reach NATS at {url}")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_password_in_nats_url_is_never_shown(env: dict[str, str | None]) -> None:
+    dead = f"nats://crew:SuperSecretPw42@127.0.0.1:{free_port()}"
+    code, _, err = invoke(
+        ["events", "publish", "task_done", "-f", "summary=x", "--wait", "0.2"], {**env, "NATS_URL": dead}
+    )
+    assert code == 0
+    assert err.startswith(f"warning: NATS unreachable at {dead.replace('SuperSecretPw42', '***')} (")
+    code, _, err = invoke(["events", "query"], {**env, "NATS_URL": dead})
+    assert code == 1
+    assert "SuperSecretPw42" not in err
+    assert "crew:***@127.0.0.1" in err

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from agent_smith.events import EventFilter, parse_time, subject_for
 from agent_smith.events.outbox import OutboxRecord
-from agent_smith.events.subjects import newest, retarget
+from agent_smith.events.subjects import newest, retarget, shown_url
 
 P = "swarm.events"
 
@@ -125,3 +125,17 @@ def test_a_kept_record_is_retargeted_to_the_crew_s_prefix(old: str, new: str, ty
     assert moved.subject == subject_for(new, type_name, agent)
     assert (moved.msg_id, moved.data) == (record.msg_id, record.data)
     assert (moved is record) == (old == new)
+
+
+@given(
+    st.sampled_from(["nats", "tls", "ws"]),
+    st.from_regex(r"[a-z]{1,8}", fullmatch=True),
+    st.from_regex(r"[A-Z0-9!$%^&*()_+=-]{8,24}", fullmatch=True),
+    st.booleans(),
+)
+def test_a_nats_url_is_shown_without_its_secret(scheme: str, user: str, secret: str, token_only: bool) -> None:
+    userinfo = secret if token_only else f"{user}:{secret}"
+    url = f"{scheme}://{userinfo}@nats.test:4222"
+    shown = shown_url(f"{url},{scheme}://nats2.test:4222")
+    assert secret not in shown
+    assert shown == f"{scheme}://{'' if token_only else user + ':'}***@nats.test:4222,{scheme}://nats2.test:4222"

@@ -43,7 +43,7 @@ from agent_smith.events.metrics import EventMetrics, default_metrics
 from agent_smith.events.model import Event
 from agent_smith.events.outbox import Outbox, OutboxRecord
 from agent_smith.events.stream import ensure_stream
-from agent_smith.events.subjects import retarget, subject_for
+from agent_smith.events.subjects import retarget, shown_url, subject_for
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class Publisher:
         (by default, that NATS is unreachable)."""
         if self._closing and self._nc is not None and self._nc.is_closed:
             return
-        where = f" at {self.url}" if self.url else ""
+        where = f" at {shown_url(self.url)}" if self.url else ""
         self._problem = problem or f"NATS unreachable{where} ({reason})"
         if (self._up or not self._warned) and self._log_outages:
             log.warning("%s: events go to the outbox in %s until it is back", self._problem, self.outbox.directory)

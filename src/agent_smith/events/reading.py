@@ -26,7 +26,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from agent_smith.crew import EventLog
 from agent_smith.errors import OperationError
-from agent_smith.events.subjects import EventFilter, newest
+from agent_smith.events.subjects import EventFilter, newest, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ async def connect(url: str, connect_timeout: int = 2) -> Client:
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         with contextlib.suppress(Exception):
             await nc.close()
-        raise OperationError(f"cannot reach NATS at {url}: {type(exc).__name__} {exc}".rstrip()) from exc
+        raise OperationError(f"cannot reach NATS at {shown_url(url)}: {type(exc).__name__} {exc}".rstrip()) from exc
     return nc
 
 
