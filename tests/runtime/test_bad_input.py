@@ -109,6 +109,16 @@ def test_missing_claude_binary(crew: CrewDir, up: Up) -> None:
     assert_refused(crew, result, "AGENT_SMITH_CLAUDE: /nonexistent/claude is not an executable claude CLI")
 
 
+def test_a_state_dir_that_cannot_hold_the_crew(crew: CrewDir, up: Up, tmp_path_factory: pytest.TempPathFactory) -> None:
+    blocker = tmp_path_factory.mktemp("blocked") / "a-file"
+    blocker.write_text("")
+    set_in_crew(crew, "runtime", "state_dir", str(blocker))
+    result = up(crew, "--crew", str(crew.root))
+    assert_refused(crew, result, f"runtime.state_dir: cannot keep the crew's state in {blocker}/rt/runtime: ")
+    assert f"{blocker} is not a directory" in result.stderr
+    assert blocker.read_text() == ""
+
+
 def test_invalid_crew(crew: CrewDir, up: Up) -> None:
     set_in_crew(crew, "runtime", "tmux_sockt", "x")
     result = up(crew, "--crew", str(crew.root))

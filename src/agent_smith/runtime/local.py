@@ -101,6 +101,9 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
     """Refuse what cannot start, before anything starts; the claude binary to use."""
     agents = selected_agents(loaded, options.agents)
     binary = claude_binary(options.env)
+    rd = run_dir(loaded)
+    if (blocked := unusable_directory(rd.path)) is not None:
+        raise UsageError(f"runtime.state_dir: cannot keep the crew's state in {rd.path}: {blocked}")
     if loaded.crew.matrix is not None and not options.env.get("MATRIX_ACCESS_TOKEN", "").strip():
         # Assembly writes MATRIX_ACCESS_TOKEN to each agent's token file; without it, the file must be there.
         _chat_configs(loaded, [a.name for a in agents if a.matrix is not None])
@@ -110,7 +113,7 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
     host, port = parse_listen(crew.runtime.metrics_listen, "runtime.metrics_listen")
     if not port_free(host, port):
         raise UsageError(f"runtime.metrics_listen: port {port} on {host} is already in use")
-    left = read_pid(run_dir(loaded).firewall_pid)
+    left = read_pid(rd.firewall_pid)
     if services and options.firewall and not (left is not None and pid_alive(left)):
         host, port = parse_listen(crew.egress.listen, "egress.listen")
         if not port_free(host, port):
@@ -120,6 +123,21 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
         # What the supervisor hands the firewall (a secret it cannot read, an upstream CA that is not there).
         settings_for(crew, loaded.root, options.env)
     return binary
+
+
+def unusable_directory(path: Path) -> str | None:
+    """Why `path` could not be a directory this process writes in (made later, if missing), or
+    None; looked at without making anything."""
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            return f"{existing} is a dangling link"
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def agent_tag(loaded: LoadedCrew, agent: str) -> str:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
+from agent_smith.runtime.services import read_pid
 
 LOCK = "supervisor.lock"
 PID = "supervisor.pid"
@@ -86,17 +87,20 @@ class RunDir:
             sock.sendto(b"\n", self.wake_address)
 
     def ensure(self) -> None:
-        self.requests.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.requests.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise OperationError(f"cannot keep the crew's state in {self.path}: {exc.strerror or exc}") from None
 
     def running_pid(self) -> int | None:
         """The live supervisor's pid, or None when no process holds the lock."""
-        if not self.lock.exists():
+        if not self.lock.is_file():
             return None
         with self.lock.open("a") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return _read_pid(self.pid_file)
+                return read_pid(self.pid_file)
             fcntl.flock(fh, fcntl.LOCK_UN)
         return None
 
@@ -109,7 +113,7 @@ class RunDir:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                other = _read_pid(self.pid_file)
+                other = read_pid(self.pid_file)
                 raise OperationError(f"a supervisor for this crew already runs (pid {other})") from None
             write_atomic(self.pid_file, f"{os.getpid()}\n", durable=False)
             try:
@@ -171,10 +175,3 @@ class RunDir:
             if isinstance(data, dict) and isinstance(data.get("op"), str) and isinstance(data.get("agent"), str):
                 taken.append((data["op"], data["agent"]))
         return taken
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None

@@ -43,9 +43,10 @@ def port_free(host: str, port: int) -> bool:
 
 
 def read_pid(path: Path) -> int | None:
+    """The pid a pid file holds; None when there is none (a parent that is no directory included)."""
     try:
         return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
 
 
