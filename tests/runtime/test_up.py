@@ -396,9 +396,11 @@ def test_an_agent_s_repository_is_cloned_through_the_running_firewall(
     assert crew.tmux().server_pid() is None
 
 
+@pytest.mark.parametrize("ended_by", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_run_with_only_env_vars_behaves_like_the_pod(
-    model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path
+    model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path, ended_by: signal.Signals
 ) -> None:
+    """The kubelet stops a pod with SIGTERM; a closed terminal sends `run` SIGHUP: both end it all."""
     server = model_server({"agents": {"solo": [{"when": {"contains": FIRST_RUN}, "text": "Solo here."}]}})
     crew = make_crew([agent("solo", server.url, first_run_prompt=FIRST_RUN)])
     pod_state = tmp_path / "pod-state"
@@ -448,7 +450,7 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         assert crew.tmux().list_sessions() == ["main"]
         assert (pod_state / "rt" / "agents" / "solo" / "home" / ".claude" / "settings.json").is_file()
         panes = crew.tmux().pane_pids()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(ended_by)
         assert process.wait(30) == 0
         assert process.stderr is not None
         assert MATRIX_TOKEN not in process.stderr.read()

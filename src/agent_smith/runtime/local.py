@@ -267,7 +267,8 @@ async def supervise(
     progress: Callable[[str], None] | None = None,
     on_status: Callable[[], None] | None = None,
 ) -> None:
-    """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP, keeping agents).
+    """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP: under
+    `up` a detach, keeping the agents; under `run` a stop).
 
     The order is what makes `up` fast: the firewall's port is bound (a port in
     use fails here, before anything starts), the agents are assembled and their
@@ -337,7 +338,8 @@ async def supervise(
                 listener.close()
                 raise
             stop, keep = asyncio.Event(), asyncio.Event()
-            _handle_signals(stop, keep)
+            # `run` names its session (the container's `main`): nothing adopts what it would leave.
+            _handle_signals(stop, keep, detachable=session is None)
             waker = wake_on_requests(rd, supervisor)
             watching = False
             channels = None
@@ -444,8 +446,9 @@ def _chat_configs(loaded: LoadedCrew, names: Sequence[str]) -> dict[str, ChatCon
     return configs
 
 
-def _handle_signals(stop: asyncio.Event, keep: asyncio.Event) -> None:
-    """SIGTERM/SIGINT stop everything; SIGHUP stops only the supervisor (a detach)."""
+def _handle_signals(stop: asyncio.Event, keep: asyncio.Event, *, detachable: bool) -> None:
+    """SIGTERM/SIGINT stop everything; SIGHUP stops only a `detachable` supervisor (a detach),
+    and everything for one that is not (`run`: its terminal or container went away)."""
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -454,7 +457,7 @@ def _handle_signals(stop: asyncio.Event, keep: asyncio.Event) -> None:
         keep.set()
         stop.set()
 
-    loop.add_signal_handler(signal.SIGHUP, detach)
+    loop.add_signal_handler(signal.SIGHUP, detach if detachable else stop.set)
 
 
 def wake_on_requests(rd: RunDir, supervisor: Supervisor) -> socket.socket | None:
