@@ -79,6 +79,7 @@ def test_ctrl_c_in_the_middle_of_the_story_stops_everything(tmp_path: Path) -> N
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert "• stopping" in err
+    assert f"warning: interrupted; the record and the logs are in {root}\n" in err
     record = json.loads((root / "record.json").read_text())
     assert record["outcome"] == "interrupted"
     assert record["steps"]["asked"]["done_at"] is not None
@@ -87,11 +88,13 @@ def test_ctrl_c_in_the_middle_of_the_story_stops_everything(tmp_path: Path) -> N
     assert out == "", "an interrupted demo prints no record on stdout (it is in record.json)"
 
 
-def test_duration_stops_the_demo_and_says_what_was_not_reached(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [[], ["--keep"]], ids=["", "kept"])
+def test_duration_stops_the_demo_and_says_what_was_not_reached(tmp_path: Path, keep: list[str]) -> None:
+    """Also with --keep: a story the duration cut short is a failure, kept or not."""
     root = tmp_path / "run"
     done = subprocess.run(
         # One second never covers the bring-up (Synapse alone takes longer), so where it stops does not depend on speed.
-        [AGENT_SMITH, "demo", "--dir", str(root), "--duration", "1", "--json"],
+        [AGENT_SMITH, "demo", "--dir", str(root), "--duration", "1", "--json", *keep],
         env=demo_env(tmp_path),
         capture_output=True,
         text=True,
@@ -141,3 +144,22 @@ def test_a_part_that_cannot_start_fails_the_demo_with_its_record(tmp_path: Path)
     assert "start Synapse" in record["setup"]
     assert "start the event log and the firewall" not in record["setup"]
     assert wait_gone([str(root)]) == {}
+
+
+def test_a_dir_that_cannot_hold_a_new_run_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine")
+    earlier = tmp_path / "earlier"
+    (earlier / "crew").mkdir(parents=True)
+    for where, message in (
+        (tmp_path / "afile", f"error: --dir {tmp_path / 'afile'}: File exists"),
+        (earlier, f"error: --dir {earlier} holds an earlier demo: give an empty or new directory, or remove it"),
+    ):
+        done = subprocess.run(
+            [AGENT_SMITH, "demo", "--dir", str(where)],
+            env=demo_env(tmp_path),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (done.returncode, done.stderr.strip()) == (2, message)
+    assert (tmp_path / "afile").read_text() == "mine"

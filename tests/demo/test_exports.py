@@ -11,6 +11,7 @@ def test_exported_members() -> None:
         "Cast",
         "Demo",
         "DemoFailed",
+        "DemoInterrupted",
         "DemoOptions",
         "Observation",
         "Progress",

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from agent_smith.cli.context import app_context
 from agent_smith.cli.output import AppContext
-from agent_smith.demo import STEP_TITLES, DemoFailed, DemoOptions, Snapshot, Step, run_demo
+from agent_smith.demo import STEP_TITLES, DemoFailed, DemoInterrupted, DemoOptions, Snapshot, Step, run_demo
 from agent_smith.demo.view import live_view, summary
 from agent_smith.errors import OperationError
 
@@ -89,11 +89,15 @@ def demo(
         if json_out:
             out.print_json(exc.record)
         raise
+    except DemoInterrupted as exc:
+        # Only said where to look: the record stays in record.json, stdout empty, as for any interrupted verb.
+        out.warn(f"interrupted; the record and the logs are in {exc.record['logs'].get('run directory', '?')}")
+        raise KeyboardInterrupt from None
     if json_out:
         out.print_json(record)
     else:
         out.console.print(summary(record))
-    if not record["complete"] and not keep:
+    if not record["complete"]:
         missing = [Step(k) for k, v in record["steps"].items() if v.get("done_at") is None]
         raise OperationError(
             f"the demo ended ({record['outcome']}) before: "

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from io import StringIO
 from pathlib import Path
@@ -41,7 +41,7 @@ from agent_smith.demo.observe import (
 from agent_smith.demo.script import ASK, WIDGETS, Story, build_script
 from agent_smith.demo.steps import Cast, Observation, Progress, Step, advance, step_durations
 from agent_smith.egress import FirewallState
-from agent_smith.errors import AgentSmithError, MissingPartError, OperationError
+from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
 from agent_smith.events import EmbeddedNats
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import AssembleOptions, assemble, default_agent_smith_command
@@ -266,18 +266,19 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         """The whole demo; its record (also written to ``<run dir>/record.json``)."""
-        root = self.options.directory or Path(tempfile.mkdtemp(prefix="agent-smith-demo-"))
-        root = root.absolute()
-        root.mkdir(parents=True, exist_ok=True)
+        root = _run_directory(self.options.directory)
         demo = Demo(root=root, crew_dir=root / "crew", began=time.monotonic())
         outcome = "stopped"
         failure: AgentSmithError | None = None
+        interrupted = False
         try:
             try:
                 self._bring_up(demo)
                 outcome = self._play(demo)
                 if self.options.keep:
-                    self._keep(demo)
+                    # Ctrl-C is how a kept demo is ended: the story's outcome stands.
+                    with suppress(KeyboardInterrupt):
+                        self._keep(demo)
                 if self._before_teardown is not None:
                     self._before_teardown(demo)
             finally:
@@ -286,8 +287,7 @@ class Runner:
         except _OutOfTime:
             outcome = "duration reached"
         except KeyboardInterrupt:
-            outcome = "interrupted"
-            raise
+            outcome, interrupted = "interrupted", True
         except AgentSmithError as exc:
             outcome, failure = "failed", exc
         finally:
@@ -297,6 +297,8 @@ class Runner:
             write_atomic(root / "record.json", json.dumps(record, indent=2))
         if failure is not None:
             raise DemoFailed(failure, record) from failure
+        if interrupted:
+            raise DemoInterrupted(record)
         return record
 
     # ---- bringing it up ------------------------------------------------------------------
@@ -613,6 +615,28 @@ class Runner:
             "logs": demo.log_locations(),
             "attach": demo.attach_commands(),
         }
+
+
+class DemoInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) ended the demo; `record` says how far it got and where its logs are."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__()
+        self.record = record
+
+
+def _run_directory(chosen: Path | None) -> Path:
+    """The demo's own directory: a new one under $TMPDIR, or `--dir` when it holds no earlier run."""
+    if chosen is None:
+        return Path(tempfile.mkdtemp(prefix="agent-smith-demo-")).absolute()
+    root = chosen.absolute()
+    if (root / "crew").exists() or (root / "record.json").exists():
+        raise UsageError(f"--dir {chosen} holds an earlier demo: give an empty or new directory, or remove it")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--dir {chosen}: {exc.strerror or exc}") from None
+    return root
 
 
 class DemoFailed(AgentSmithError):
