@@ -109,8 +109,9 @@ def summary(record: Mapping[str, Any]) -> RenderableType:
             timing.add_row(escape(name), f"{seconds:.1f}s")
         parts.append(timing)
     logs = Table(title="logs", title_justify="left", show_edge=False)
-    logs.add_column("what")
-    logs.add_column("where")
+    logs.add_column("what", no_wrap=True)
+    # Paths are copied from here: folded onto the next line when too long, never cut with "…".
+    logs.add_column("where", overflow="fold")
     for name, path in (record.get("logs") or {}).items():
         logs.add_row(escape(name), escape(str(path)))
     parts.append(logs)
