@@ -422,6 +422,7 @@ def test_a_number_too_long_to_read_is_a_located_problem(crew_dir: Path) -> None:
         ("AGENT_SMITH_EVENTS__MAX_AGE", "[1", "$AGENT_SMITH_EVENTS__MAX_AGE:1:3: invalid YAML: expected ',' or ']'"),
         ("AGENT_SMITH_NOPE__X", "1", "$AGENT_SMITH_NOPE__X:1:1: nope: unknown key"),
         ("AGENT_SMITH_EVENTS__MAX_AGE__X", "1", "$AGENT_SMITH_EVENTS__MAX_AGE__X:1:1: events.max_age: expected a"),
+        ("AGENT_SMITH_AGENTS__0__ROLE", "x", "$AGENT_SMITH_AGENTS__0__ROLE:1:1: agents are not set this way"),
     ],
 )
 def test_a_problem_an_override_made_is_the_variable_s(crew_dir: Path, var: str, value: str, expected: str) -> None:

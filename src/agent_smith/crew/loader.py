@@ -285,7 +285,16 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[Lo
     for var, value in sorted(env.items()):
         if var.startswith(_ENV_PREFIX) and "__" in var:
             path = tuple(p.lower() for p in var[len(_ENV_PREFIX) :].split("__") if p)
-            if path and path[0] != "agents":
+            if path[:1] == ("agents",):
+                # A list by position would change meaning as crew.yaml changes: the contract names one agent.
+                raise CrewError(
+                    [
+                        Problem(
+                            f"${var}", 1, 1, "", "agents are not set this way: use AGENT_NAME and its AGENT_* variables"
+                        )
+                    ]
+                )
+            if path:
                 put(path, _parse_yaml(value, f"${var}") if value.strip() else None, var)
     if env.get("MATRIX_HOMESERVER_URL"):
         put(("matrix", "homeserver"), env["MATRIX_HOMESERVER_URL"], "MATRIX_HOMESERVER_URL")
