@@ -136,7 +136,10 @@ def test_a_part_that_cannot_start_fails_the_demo_with_its_record(tmp_path: Path)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     error = done.stderr.strip().splitlines()[-1]
-    assert error == f"error: the GitHub stand-in cannot listen on {address}:443: [Errno 98] Address already in use"
+    assert error == (
+        f"error: the GitHub stand-in cannot listen on {address}:443: [Errno 98] Address already in use "
+        "(is another demo running?)"
+    )
     record = json.loads(done.stdout)
     assert record == json.loads((root / "record.json").read_text())
     assert record["outcome"] == "failed"

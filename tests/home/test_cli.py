@@ -95,3 +95,13 @@ def test_unwritable_home_is_one_line_exit_1(tmp_path: Path) -> None:
     code, _, err = _invoke(args)
     assert code == 1
     assert err.strip().splitlines() == [f"error: cannot write to {tmp_path}/file/home: Not a directory"]
+
+
+def test_a_home_that_is_a_file_is_one_line_exit_1(tmp_path: Path) -> None:
+    args, _ = _setup(tmp_path)
+    (tmp_path / "file").write_text("not a directory")
+    args[args.index("--home") + 1] = str(tmp_path / "file")
+    code, _, err = _invoke(args)
+    assert code == 1
+    assert err.strip().splitlines() == [f"error: cannot write to {tmp_path}/file: it is not a directory"]
+    assert (tmp_path / "file").read_text() == "not a directory"

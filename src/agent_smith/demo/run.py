@@ -189,7 +189,11 @@ def _start_github(root: Path) -> GitHubStandin:
     if os.geteuid() != 0:
         raise MissingPartError("the GitHub stand-in listens on port 443 (gh then needs no port): run the demo as root")
     name, address = forge_address()
-    return GitHubStandin(root, host=address, port=443, hostname=name).start()
+    try:
+        return GitHubStandin(root, host=address, port=443, hostname=name).start()
+    except OperationError as exc:
+        # Its address is the same for every demo on the machine.
+        raise OperationError(f"{exc} (is another demo running?)") from None
 
 
 def _set_room_alias(synapse: SynapseServer, owner: MatrixUser, alias: str, room_id: str) -> None:

@@ -380,6 +380,8 @@ def _check_writable(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
+    except FileExistsError:
+        raise OperationError(f"cannot write to {directory}: it is not a directory") from None
     except OSError as exc:
         raise OperationError(f"cannot write to {directory}: {exc.strerror or exc}") from exc
 
