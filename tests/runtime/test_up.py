@@ -396,11 +396,16 @@ def test_an_agent_s_repository_is_cloned_through_the_running_firewall(
     assert crew.tmux().server_pid() is None
 
 
-@pytest.mark.parametrize("ended_by", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize(
+    ("ended_by", "exit_code"),
+    [(signal.SIGTERM, 0), (signal.SIGHUP, 0), (signal.SIGINT, 130)],
+    ids=["SIGTERM", "SIGHUP", "SIGINT"],
+)
 def test_run_with_only_env_vars_behaves_like_the_pod(
-    model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path, ended_by: signal.Signals
+    model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path, ended_by: signal.Signals, exit_code: int
 ) -> None:
-    """The kubelet stops a pod with SIGTERM; a closed terminal sends `run` SIGHUP: both end it all."""
+    """The kubelet stops a pod with SIGTERM; a closed terminal sends `run` SIGHUP, Ctrl-C SIGINT
+    (exit 130, as any interrupted command): each ends it all."""
     server = model_server({"agents": {"solo": [{"when": {"contains": FIRST_RUN}, "text": "Solo here."}]}})
     crew = make_crew([agent("solo", server.url, first_run_prompt=FIRST_RUN)])
     pod_state = tmp_path / "pod-state"
@@ -451,7 +456,7 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         assert (pod_state / "rt" / "agents" / "solo" / "home" / ".claude" / "settings.json").is_file()
         panes = crew.tmux().pane_pids()
         process.send_signal(ended_by)
-        assert process.wait(30) == 0
+        assert process.wait(30) == exit_code
         assert process.stderr is not None
         assert MATRIX_TOKEN not in process.stderr.read()
         assert wait_until("the pod's processes gone", lambda: not alive(panes), timeout=10)

@@ -288,6 +288,7 @@ async def supervise(
     agents = selected_agents(loaded, options.agents)
     # Cloning or fetching takes the firewall, and may take minutes.
     syncs_repos = options.clone and any(a.repos for a in agents)
+    interrupted = asyncio.Event()
     with rd.hold():
         began = time.monotonic()
         nats: EmbeddedNats | None = None
@@ -339,7 +340,7 @@ async def supervise(
                 raise
             stop, keep = asyncio.Event(), asyncio.Event()
             # `run` names its session (the container's `main`): nothing adopts what it would leave.
-            _handle_signals(stop, keep, detachable=session is None)
+            _handle_signals(stop, keep, interrupted, detachable=session is None)
             waker = wake_on_requests(rd, supervisor)
             watching = False
             channels = None
@@ -408,6 +409,9 @@ async def supervise(
                     child.stop()
                 if nats is not None:
                     nats.stop()
+    if interrupted.is_set():
+        # Everything is stopped; Ctrl-C's own exit (130) is for the caller to give.
+        raise KeyboardInterrupt
 
 
 def _show_assembling(rd: RunDir, names: Sequence[str], on_status: Callable[[], None] | None) -> None:
@@ -446,12 +450,18 @@ def _chat_configs(loaded: LoadedCrew, names: Sequence[str]) -> dict[str, ChatCon
     return configs
 
 
-def _handle_signals(stop: asyncio.Event, keep: asyncio.Event, *, detachable: bool) -> None:
-    """SIGTERM/SIGINT stop everything; SIGHUP stops only a `detachable` supervisor (a detach),
-    and everything for one that is not (`run`: its terminal or container went away)."""
+def _handle_signals(stop: asyncio.Event, keep: asyncio.Event, interrupted: asyncio.Event, *, detachable: bool) -> None:
+    """SIGTERM/SIGINT stop everything (SIGINT `interrupted` too); SIGHUP stops only a
+    `detachable` supervisor (a detach), and everything for one that is not (`run`: its terminal
+    or container went away)."""
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def interrupt() -> None:
+        interrupted.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
 
     def detach() -> None:
         keep.set()
@@ -571,6 +581,8 @@ def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) ->
         configure(LogFormat.json, "info", sys.stderr)
         asyncio.run(supervise(loaded, options, binary=binary, services=True, on_status=_Teller(tell)))
         code = 0
+    except KeyboardInterrupt:
+        code = 130
     except AgentSmithError as exc:
         log.error("%s", exc)
         code = exc.exit_code
