@@ -185,7 +185,12 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise CrewError([Problem(where, line, col, "", f"invalid YAML: {reason}")]) from None
     except ValueError as exc:
         # A number too long to read (Python's 4300-digit limit), say.
-        raise CrewError([Problem(where, 1, 1, "", f"invalid YAML: {str(exc).split(':')[0]}")]) from None
+        raise CrewError([Problem(where, 1, 1, "", f"invalid YAML: {_first_clause(exc)}")]) from None
+
+
+def _first_clause(exc: ValueError) -> str:
+    """What a ValueError says before its details (Python's digit limit spells out a remedy)."""
+    return str(exc).split(":")[0]
 
 
 def _read_text(file: Path, report: _Report) -> str | None:
@@ -538,7 +543,7 @@ def _read_json(file: Path, report: _Report) -> tuple[Any, Any] | None:
         report.problems.append(Problem(report.name(file), exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}"))
         return None
     except ValueError as exc:
-        report.problems.append(Problem(report.name(file), 1, 1, "", f"invalid JSON: {str(exc).split(':')[0]}"))
+        report.problems.append(Problem(report.name(file), 1, 1, "", f"invalid JSON: {_first_clause(exc)}"))
         return None
     try:
         tree = _yaml().load(text)
@@ -639,7 +644,7 @@ def _check_subagent(file: Path, report: _Report) -> None:
         report.problems.append(Problem(report.name(file), line, 1, "", f"invalid front matter: {exc.problem}"))
         return
     except ValueError as exc:
-        report.problems.append(Problem(report.name(file), 2, 1, "", f"invalid front matter: {str(exc).split(':')[0]}"))
+        report.problems.append(Problem(report.name(file), 2, 1, "", f"invalid front matter: {_first_clause(exc)}"))
         return
     for key in ("name", "description"):
         if not isinstance(meta, dict) or not meta.get(key):
