@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,19 @@ def test_the_installed_modules_load_from_bytecode() -> None:
     assert len(from_bytecode) > 100
     stale = [path for path in from_source if path.startswith(ours)]
     assert stale == [], "compiled from source: run `bash scripts/install.sh`, which compiles the bytecode"
+    # Made by the install, not by this test run's own imports (which write bytecode wherever
+    # PYTHONDONTWRITEBYTECODE is unset, and would hide an install that compiles nothing).
+    started = _process_start()
+    cached = [line.split("'")[1] for line in from_bytecode]
+    written_now = [path for path in cached if path.startswith(ours) and Path(path).stat().st_mtime >= started]
+    assert written_now == [], "bytecode written by the tests, not the install: run `bash scripts/install.sh`"
+
+
+def _process_start() -> float:
+    """When this process started (epoch seconds), from /proc: its start tick after the boot time."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[19])  # field 22, counting from the pid, is the 20th after the name
+    boot = next(
+        int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+    )
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
