@@ -428,3 +428,28 @@ def test_a_number_too_long_to_read_is_a_located_problem(crew_dir: Path) -> None:
 def test_a_problem_an_override_made_is_the_variable_s(crew_dir: Path, var: str, value: str, expected: str) -> None:
     [problem] = problems(crew_dir, {var: value})
     assert problem.startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "key"),
+    [
+        ("AGENT_SMITH_MATRIX__MAX_AGENT_MESSAGES_IN_A_ROW", "true", "matrix.max_agent_messages_in_a_row"),
+        ("AGENT_SMITH_MATRIX__MAX_AGENT_MESSAGES_IN_A_ROW", "'3'", "matrix.max_agent_messages_in_a_row"),
+        ("AGENT_SMITH_MATRIX__MAX_AGENT_MESSAGES_IN_A_ROW", "3.0", "matrix.max_agent_messages_in_a_row"),
+    ],
+)
+def test_a_count_is_an_integer_not_what_pydantic_would_make_of_it(
+    crew_dir: Path, var: str, value: str, key: str
+) -> None:
+    [problem] = problems(crew_dir, {var: value})
+    assert problem.startswith(f"${var}:1:1: {key}: Input should be a valid integer"), problem
+
+
+def test_a_restart_policy_s_count_and_a_rule_s_ports_are_integers(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "    role: developer\n", "    role: developer\n    restart: {crash_loop_after: true}\n")
+    edit(crew_yaml, "    - host: api.github.com\n", "    - {host: api.github.com, ports: [true]}\n")
+    found = problems(crew_dir)
+    assert len(found) == 2, found
+    assert any("agents[0].restart.crash_loop_after: Input should be a valid integer" in p for p in found)
+    assert any("egress.allow[0].ports[0]: Input should be a valid integer" in p for p in found)

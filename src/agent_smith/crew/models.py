@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -113,6 +114,8 @@ def _not_a_credential(value: str) -> str:
 
 
 Placeholder = Annotated[str, Field(min_length=8), AfterValidator(_not_a_credential)]
+# A count or a port: `true`, `"5"` or `5.0` is a mistake in crew.yaml, not the number pydantic would make of it.
+Integer = Annotated[int, Strict()]
 NonSecret = Annotated[str, AfterValidator(_not_a_credential)]
 Seconds = Annotated[
     float,
@@ -209,7 +212,7 @@ class RestartPolicy(_Model):
     min_uptime: Seconds = Field(default=10.0, description="a start counts only after staying up this long")
     backoff_initial: Seconds = Field(default=2.0, description="first wait before a restart; doubles per fast crash")
     backoff_max: Seconds = Field(default=300.0, description="the longest wait between restarts")
-    crash_loop_after: int = Field(default=5, ge=1, description="fast crashes in a row before crash-looping")
+    crash_loop_after: Integer = Field(default=5, ge=1, description="fast crashes in a row before crash-looping")
     crash_loop_retry: Seconds = Field(default=900.0, description="retry interval while crash-looping")
 
     @model_validator(mode="after")
@@ -241,7 +244,7 @@ class HostRule(_Model):
     """One allowlist entry: a host (exact or ``*.suffix``), its ports, optional methods and paths."""
 
     host: HostPattern = Field(description="an exact host name, *.suffix, or an IP literal")
-    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+    ports: list[Annotated[Integer, Field(ge=1, le=65535)]] = Field(
         default_factory=lambda: [443], min_length=1, description="allowed ports"
     )
     methods: list[str] | None = Field(default=None, description="allowed HTTP methods; all when absent")
@@ -345,7 +348,7 @@ class AgentKubernetes(_Model):
             "allowlisted host names point there instead of at kubernetes.firewall_cluster_ip"
         ),
     )
-    firewall_port: int = Field(
+    firewall_port: Integer = Field(
         ge=1024,
         le=65535,
         description=(
@@ -406,7 +409,7 @@ class MatrixSettings(_Model):
     review_room: MatrixRoom | None = Field(default=None, description="where new PRs are announced to reviewers")
     operators: list[MatrixUserId] = Field(default_factory=list, description="people who may direct any agent")
     ack_reaction: str = Field(default="👀", description="the reaction that acknowledges a message that woke the agent")
-    max_agent_messages_in_a_row: int = Field(
+    max_agent_messages_in_a_row: Integer = Field(
         default=3, ge=1, description="agent messages per room without a human before replies are refused"
     )
     reply_style: str = Field(
