@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from agent_smith.crew import Crew
 from agent_smith.crew.claude_files import check_settings
 from agent_smith.home.plan import (
@@ -16,6 +18,7 @@ from agent_smith.home.plan import (
     claude_md,
     clone_url,
     gitconfig,
+    no_proxy_problem,
     settings_contribution,
     team_section,
 )
@@ -135,6 +138,24 @@ def test_claude_s_non_essential_traffic_is_off_unless_the_agent_says_otherwise(t
     chatty = crew.agents[0].model_copy(update={"env": {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "0"}})
     env = agent_env(crew, chatty, layout, crew_dir=tmp_path, proxy_url="http://solo:pw@fw:3128")
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "0"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "127.0.0.1", "::1", "[::1]:8080", ".example.com", "*.example.com", "*", "10.0.0.0/8", "fd00::/8",
+     "example.com:8443", "host_1.internal."],
+)  # fmt: skip
+def test_a_no_proxy_entry_may_be_any_form_its_readers_take(host: str) -> None:
+    assert no_proxy_problem(["localhost", host]) is None
+
+
+@pytest.mark.parametrize("host", ["bad host", "a,b", "", "http://x", "a..b", "ex$mple", "a\nb", "x y" * 60])
+def test_a_no_proxy_entry_that_would_make_other_entries_or_none_is_refused(host: str) -> None:
+    problem = no_proxy_problem(["localhost", host])
+    assert problem is not None
+    assert problem.startswith("--no-proxy: ")
+    assert "\n" not in problem
+    assert len(problem) < 200
 
 
 def test_ca_bundle_ends_with_the_firewall_ca() -> None:

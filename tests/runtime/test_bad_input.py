@@ -126,6 +126,18 @@ def test_invalid_crew(crew: CrewDir, up: Up) -> None:
     assert "tmux_sockt" in result.stderr
 
 
+@pytest.mark.parametrize("host", ["bad host", "localhost,evil", ""])
+def test_a_no_proxy_value_that_is_no_host(crew: CrewDir, up: Up, host: str) -> None:
+    result = up(crew, "--crew", str(crew.root), "--no-proxy", host)
+    assert_refused(crew, result, f"--no-proxy: {host!r} is not a host name, .domain, IP address or CIDR range")
+    for verb in (["run"], ["assemble", "alice", "--no-clone"]):
+        other = crew.invoke(*verb, "--no-proxy", host, env={"AGENT_SMITH_CREW": str(crew.root), "AGENT_NAME": "alice"})
+        assert other.returncode == 2, (verb, other.stderr)
+        assert other.stderr.strip().splitlines() == [
+            f"error: --no-proxy: {host!r} is not a host name, .domain, IP address or CIDR range"
+        ]
+
+
 def test_run_without_agent_name(crew: CrewDir) -> None:
     result = crew.invoke("run", env={"AGENT_SMITH_CREW": str(crew.root), "AGENT_NAME": None})
     assert_refused(crew, result, "AGENT_NAME is not set")

@@ -96,6 +96,10 @@ class AssembleOptions:
     progress: Progress | None = None
     path: str | None = None
 
+    def __post_init__(self) -> None:
+        if (problem := plan.no_proxy_problem(self.no_proxy)) is not None:
+            raise UsageError(problem)
+
 
 def default_agent_smith_command() -> str:
     """The installed `agent-smith` entry point beside this Python, else the one on PATH, absolute."""

@@ -7,6 +7,7 @@ there, asks these functions what should be there, and writes the difference.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent_smith.crew import Agent, Crew, Forge
+from agent_smith.crew.models import shown
 from agent_smith.hooks import PROMPT_TOOL
 
 # The CLI version the seeded onboarding answers belong to; tests pin it to the runtime's.
@@ -343,6 +345,22 @@ def gitconfig(agent: Agent, forge: Forge) -> str:
 
 def host_of(url: str) -> str | None:
     return urlsplit(url).hostname
+
+
+# What NO_PROXY's readers (curl, git, Python, Node, Go) take as one entry: a host, .domain or
+# *.domain, an IP address (IPv6 in brackets or not), a CIDR range, each with an optional port.
+_NO_PROXY_ENTRY = re.compile(
+    r"^(?:\*|\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[?[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]?)(?:/\d{1,3})?(?::\d{1,5})?$"
+)
+
+
+def no_proxy_problem(hosts: Iterable[str]) -> str | None:
+    """Why a `--no-proxy` value cannot join NO_PROXY, or None (pure). A space or a comma in one
+    would make other entries of it, or none."""
+    for host in hosts:
+        if not _NO_PROXY_ENTRY.match(host.removeprefix("*.")):
+            return f"--no-proxy: {shown(host)} is not a host name, .domain, IP address or CIDR range"
+    return None
 
 
 def agent_env(

@@ -60,6 +60,12 @@ class ServeOptions:
     interval: float = 0.5
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
+    def __post_init__(self) -> None:
+        from agent_smith.home.plan import no_proxy_problem
+
+        if (problem := no_proxy_problem(self.no_proxy)) is not None:
+            raise UsageError(problem)
+
 
 def started_with(options: ServeOptions) -> dict[str, object]:
     """The options a later `up` compares its own with (pure)."""
