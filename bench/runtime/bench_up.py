@@ -162,9 +162,7 @@ def bare(n: int, tmp: Path, url: str, claude: Path) -> float:
                 "LANG": "C.UTF-8",
                 "TERM": "xterm-256color",
                 "ANTHROPIC_BASE_URL": f"{url}/agents/{name}",
-                # As `up` starts them: the same claude, doing the same work.
                 "DISABLE_AUTOUPDATER": "1",
-                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             }
             open_bare(tmux, name, [str(claude), "--permission-mode", "acceptEdits"], env, home / "work", logs[name])
         wait_prompts(tmux, logs)

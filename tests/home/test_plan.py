@@ -130,16 +130,6 @@ def test_the_agents_own_env_cannot_undo_the_proxy(tmp_path: Path) -> None:
     assert env["GH_ENTERPRISE_TOKEN"] == crew.forge.token_placeholder
 
 
-def test_claude_s_non_essential_traffic_is_off_unless_the_agent_says_otherwise(tmp_path: Path) -> None:
-    crew = _crew()
-    layout = HomeLayout(tmp_path / "h", tmp_path / "w", tmp_path / "s")
-    env = agent_env(crew, crew.agents[0], layout, crew_dir=tmp_path, proxy_url="http://solo:pw@fw:3128")
-    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
-    chatty = crew.agents[0].model_copy(update={"env": {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "0"}})
-    env = agent_env(crew, chatty, layout, crew_dir=tmp_path, proxy_url="http://solo:pw@fw:3128")
-    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "0"
-
-
 @pytest.mark.parametrize(
     "host",
     ["localhost", "127.0.0.1", "::1", "[::1]:8080", ".example.com", "*.example.com", "*", "10.0.0.0/8", "fd00::/8",

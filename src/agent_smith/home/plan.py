@@ -40,8 +40,6 @@ CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SS
 # firewall's CA alone, which signs every site a node process reaches through the firewall,
 # costs claude nothing, where the whole bundle (~145) cost it ~30 ms per start.
 NODE_CA_VARIABLE = "NODE_EXTRA_CA_CERTS"
-# Claude's telemetry, error reports and release notes, off unless the agent's env says otherwise.
-QUIET_VARIABLE = "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
 
 # Where the system's CA bundle may be; the first that exists is used (Debian, Fedora, Alpine).
 SYSTEM_BUNDLES = (
@@ -376,7 +374,7 @@ def agent_env(
 
     The CA variables are set explicitly because the machine may export them
     pointing elsewhere. `agent.env` comes first so it cannot undo trust,
-    proxy or identity; it may turn claude's non-essential traffic back on.
+    proxy or identity.
     """
     bundle = str(layout.ca_bundle)
     bypass: list[str] = []
@@ -395,6 +393,8 @@ def agent_env(
             "GITHUB_TOKEN": crew.forge.token_placeholder,
             "GH_TOKEN": crew.forge.token_placeholder,
             "GIT_TERMINAL_PROMPT": "0",
+            # Not DISABLE_TELEMETRY nor CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC, though the allowlist denies
+            # what they would spare (9 of a start's 13 denials): they also turn the channels off.
             "DISABLE_AUTOUPDATER": "1",
             "HTTPS_PROXY": proxy_url,
             "https_proxy": proxy_url,
@@ -409,9 +409,6 @@ def agent_env(
     )
     env.update(dict.fromkeys(CA_VARIABLES, bundle))
     env[NODE_CA_VARIABLE] = str(layout.firewall_ca)
-    # Claude's telemetry, error reports and release notes go to hosts a crew rarely allows: with
-    # them, each start cost 13 egress denials instead of 4, and a model request.
-    env.setdefault(QUIET_VARIABLE, "1")
     if crew.forge.kind == "github-enterprise":
         env["GH_HOST"] = crew.forge.host
         env["GH_ENTERPRISE_TOKEN"] = crew.forge.token_placeholder
