@@ -453,6 +453,12 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         assert "messages from server:matrix inject directly" in words
         assert MATRIX_TOKEN not in out
         assert crew.tmux().list_sessions() == ["main"]
+        # In the pod (`kubectl exec … agent-smith logs solo`), the agent's captured panes are its own.
+        logs = subprocess.run(
+            [str(Path(sys.executable).parent / "agent-smith"), "logs", "solo"], env=env, capture_output=True, text=True
+        )
+        assert logs.returncode == 0, logs.stderr
+        assert "Solo here." in logs.stdout
         assert (pod_state / "rt" / "agents" / "solo" / "home" / ".claude" / "settings.json").is_file()
         panes = crew.tmux().pane_pids()
         process.send_signal(ended_by)

@@ -46,7 +46,7 @@ from agent_smith.events import EmbeddedNats
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import AssembleOptions, assemble, default_agent_smith_command
 from agent_smith.listeners import free_port
-from agent_smith.runtime import find_claude, run_dir, stop_crew
+from agent_smith.runtime import find_claude, pane_log, run_dir, stop_crew
 from agent_smith.standins import MatrixUser, ModelServerThread, SynapseServer, parse_script
 from agent_smith.standins.github import GitHubStandin, World
 
@@ -131,7 +131,7 @@ class Demo:
             out["firewall audit"] = str(FirewallState(paths.firewall).audit_log_path)
             out["supervisor"] = str(run_dir(self.loaded).log)
             for name in (DEVELOPER, REVIEWER):
-                out[f"{name} pane"] = str(paths.logs / f"{name}.claude.log")
+                out[f"{name} pane"] = str(pane_log(paths.logs, name, 0))
                 out[f"{name} hooks"] = str(paths.agent_state(name) / "hooks" / "hooks.log")
         return out
 

@@ -10,7 +10,7 @@ from agent_smith.runtime.claude import (
     find_claude,
     start_in_tmux,
 )
-from agent_smith.runtime.launch import AgentSpec
+from agent_smith.runtime.launch import AgentSpec, pane_log
 from agent_smith.runtime.local import (
     CONTAINER_SESSION,
     Background,
@@ -50,6 +50,7 @@ __all__ = [
     "claude_version",
     "find_claude",
     "options_kept",
+    "pane_log",
     "readable",
     "rotated_logs",
     "run_dir",

@@ -52,7 +52,13 @@ class AgentSpec:
         return self.state_dir / "first-run-prompt-sent"
 
     def log(self, pane: int) -> Path:
-        return self.log_dir / f"{self.session}.{'claude' if pane == 0 else 'shell'}.log"
+        return pane_log(self.log_dir, self.name, pane)
+
+
+def pane_log(log_dir: Path, agent: str, pane: int) -> Path:
+    """Where pane `pane` of `agent`'s session is captured (0 claude, 1 the shell): named by the
+    agent, not the session, so that `logs NAME` finds it under `run` too (session `main`)."""
+    return log_dir / f"{agent}.{'claude' if pane == 0 else 'shell'}.log"
 
 
 def claude_argv(

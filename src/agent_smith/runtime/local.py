@@ -28,7 +28,7 @@ from agent_smith.errors import AgentSmithError, MissingPartError, OperationError
 from agent_smith.logs import LogFormat, configure
 from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
 from agent_smith.runtime.endpoint import CHAT_PATH, McpEndpoint, http_socket
-from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv
+from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv, pane_log
 from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import SERVING, Restart
 from agent_smith.runtime.rundir import RunDir
@@ -750,8 +750,7 @@ def _nats_pid(loaded: LoadedCrew) -> int | None:
 
 def rotated_logs(loaded: LoadedCrew, agent: str, *, pane: int) -> list[Path]:
     """An agent's captured pane output, oldest file first (pane 0 claude, 1 the shell)."""
-    log = CrewPaths.of(loaded.crew).logs / f"{agent}.{'claude' if pane == 0 else 'shell'}.log"
-    return rotated(log, LOG_KEEP)
+    return rotated(pane_log(CrewPaths.of(loaded.crew).logs, agent, pane), LOG_KEEP)
 
 
 def _wait(done: Callable[[], bool], timeout: float) -> bool:
