@@ -148,7 +148,12 @@ def test_the_socket_an_ended_server_left_is_known_for_what_it_is(tmp_path: Path)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMUX_TMPDIR": str(tmp_path)}
     tmux = Tmux(f"ended-{os.getpid()}", server_env=env)
     tmux.new_session("gone", ["sleep", "60"], env=ENV, cwd=tmp_path)
-    tmux.kill_server()
+    server = tmux.server_pid()
+    assert server is not None
+    subprocess.run(["tmux", "-L", tmux.socket_name, "kill-server"], env=env, check=True)
+    deadline = time.monotonic() + 5
+    while pid_alive(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert tmux.socket_path.is_socket(), "tmux leaves its socket behind"
     # Nothing listens there: answered without running tmux.
     ended = Tmux(tmux.socket_name, server_env=env, binary=str(tmp_path / "no-tmux"))
@@ -201,3 +206,15 @@ def test_kill_session_reaps_every_pane_of_the_session(tmux_server: Tmux, tmp_pat
     assert first.pane_pid in panes
     tmux_server.kill_session("split")
     assert not [pid for pid in panes if pid_alive(pid)]
+
+
+def test_kill_server_removes_the_socket_tmux_leaves_and_no_live_one(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMUX_TMPDIR": str(tmp_path)}
+    tmux = Tmux(f"tidy-{os.getpid()}", server_env=env)
+    tmux.new_session("one", ["sleep", "60"], env=ENV, cwd=tmp_path)
+    tmux._remove_dead_socket()
+    assert tmux.socket_path.is_socket(), "a live server's socket stays"
+    assert tmux.has_session("one")
+    tmux.kill_server()
+    assert not tmux.socket_path.exists()
+    tmux.kill_server()

@@ -236,6 +236,15 @@ class Tmux:
         self._run("kill-server", check=False)
         _signal_all(pids, signal.SIGTERM)
         self._reap([*pids, server], grace)
+        self._remove_dead_socket()
+
+    def _remove_dead_socket(self) -> None:
+        """Remove the socket tmux 3.3a leaves when its server ends. Only that one: a server started
+        since made a new socket (another inode), which stays."""
+        with contextlib.suppress(FileNotFoundError):
+            seen = self.socket_path.stat().st_ino
+            if self._absent() and self.socket_path.stat().st_ino == seen:
+                self.socket_path.unlink()
 
     def _reap(self, pids: Sequence[int], grace: float) -> None:
         # tmux has sent SIGHUP to each pane's process group and the caller SIGTERM to
