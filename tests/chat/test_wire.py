@@ -97,6 +97,22 @@ def test_a_gap_counts_only_after_a_token() -> None:
     assert read_batch(body, ME, None).limited_rooms == ()
 
 
+def test_a_room_joined_in_the_answer_brings_only_what_was_said_after_the_join() -> None:
+    before, after = message("said before devbot came", "$1"), message("said since", "$2")
+    rename = member(ME, "join", "Dev Bot", unsigned={"prev_content": {"membership": "join"}})
+    timeline = [before, member(ME, "join", unsigned={"prev_content": {"membership": "invite"}}), after, rename]
+    batch = read_batch(answer({"!a:hs": joined(timeline=timeline, limited=True)}), ME, "s1")
+    assert batch.events == (("!a:hs", after), ("!a:hs", rename)), "a change of name is no join"
+    assert batch.limited_rooms == (), "the past of a room just joined is no gap"
+    # Joined without an invite (no earlier membership), or back after leaving: the same.
+    for unsigned in ({}, {"prev_content": {"membership": "leave"}}):
+        timeline = [before, member(ME, "join", unsigned=unsigned), after]
+        assert read_batch(answer({"!a:hs": joined(timeline=timeline)}), ME, "s1").events == (("!a:hs", after),)
+    # Someone else joining is news like any other event.
+    timeline = [before, member("@alice:hs", "join"), after]
+    assert len(read_batch(answer({"!a:hs": joined(timeline=timeline)}), ME, "s1").events) == 3
+
+
 def test_only_invites_of_me_are_invites() -> None:
     invite_state = {
         "events": [

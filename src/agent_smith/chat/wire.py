@@ -58,7 +58,9 @@ def read_batch(answer: _Json, me: str, since: str | None) -> SyncBatch:
     """The joined rooms' new timeline events, the invites addressed to `me`, and the rooms with a gap.
 
     A gap (``limited``) only counts after a token: the first sync's timeline
-    is the recent past, not something missed.
+    is the recent past, not something missed. Nor does a room `me` joined in
+    this answer have one: its timeline starts with the room's past, which is
+    left out (`_since_joining`).
     """
     next_batch = answer.get("next_batch")
     if not isinstance(next_batch, str):
@@ -68,9 +70,10 @@ def read_batch(answer: _Json, me: str, since: str | None) -> SyncBatch:
     limited: list[str] = []
     for room_id, joined in _object(rooms.get("join")).items():
         timeline = _object(_object(joined).get("timeline"))
-        if timeline.get("limited") is True and since is not None:
+        news, joined_now = _since_joining(_events(timeline), me)
+        if timeline.get("limited") is True and since is not None and not joined_now:
             limited.append(room_id)
-        events.extend((room_id, event) for event in _events(timeline))
+        events.extend((room_id, event) for event in news)
     invites: list[tuple[str, str]] = []
     for room_id, invited in _object(rooms.get("invite")).items():
         for event in _events(_object(invited).get("invite_state")):
@@ -83,6 +86,23 @@ def read_batch(answer: _Json, me: str, since: str | None) -> SyncBatch:
             ):
                 invites.append((room_id, sender))
     return SyncBatch(next_batch, tuple(events), tuple(invites), tuple(limited))
+
+
+def _since_joining(timeline: list[_Json], me: str) -> tuple[list[_Json], bool]:
+    """The events after `me` joined, when the join is among them, and whether it was: a room joined
+    since the last answer comes with its recent past, which was said before the agent was there."""
+    for index in range(len(timeline) - 1, -1, -1):
+        if _joins(timeline[index], me):
+            return timeline[index + 1 :], True
+    return timeline, False
+
+
+def _joins(event: _Json, me: str) -> bool:
+    """Whether `event` is `me` joining, not a change of a member's name or avatar (also "join")."""
+    if event.get("type") != MEMBER or event.get("state_key") != me:
+        return False
+    before = _object(_object(event.get("unsigned")).get("prev_content")).get("membership")
+    return _object(event.get("content")).get("membership") == "join" and before != "join"
 
 
 @dataclass
