@@ -14,7 +14,7 @@ import agent_smith.chat
 from agent_smith.chat import chat_config
 from agent_smith.chat.state import ChatState, StateFile
 from agent_smith.crew import load_crew
-from agent_smith.errors import UsageError
+from agent_smith.errors import CrewError, UsageError
 
 
 def crew_file(root: Path, *, matrix: bool = True, agent_matrix: bool = True) -> Path:
@@ -67,10 +67,12 @@ def test_the_channel_settings_come_from_the_crew(tmp_path: Path) -> None:
 @pytest.mark.parametrize("url", ["http://[::1", "https://hs.example:99999", "http://", "http://exa mple.org"])
 def test_a_homeserver_no_client_can_use_is_one_line(tmp_path: Path, url: str) -> None:
     env = {"MATRIX_HOMESERVER_URL": url, "AGENT_NAME": "devbot"}
-    crew = load_crew(crew_file(tmp_path), env).crew
-    with pytest.raises(UsageError, match=r"^matrix.homeserver: .* is not a usable URL \(") as caught:
-        chat_config(crew, "devbot", "tok")
-    assert "\n" not in str(caught.value)
+    with pytest.raises(CrewError) as caught:
+        load_crew(crew_file(tmp_path), env)
+    [problem] = caught.value.problems
+    assert str(problem).startswith("$MATRIX_HOMESERVER_URL:1:1: matrix.homeserver: "), problem
+    assert "is not a usable URL (" in str(problem)
+    assert "\n" not in str(problem)
 
 
 def test_the_container_contract_overrides_the_crew(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -453,3 +454,57 @@ def test_a_restart_policy_s_count_and_a_rule_s_ports_are_integers(crew_dir: Path
     assert len(found) == 2, found
     assert any("agents[0].restart.crash_loop_after: Input should be a valid integer" in p for p in found)
     assert any("egress.allow[0].ports[0]: Input should be a valid integer" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("quiet", "message"),
+    [
+        ("{start: 22, end: '07:00'}", "start: expected a time of day like 22:00"),
+        ("{start: '22:00Z', end: '07:00'}", "start: expected a time of day like 22:00"),
+        ("{start: '22:00', end: '07:00+02:00'}", "end: expected a time of day like 22:00"),
+        ("{start: '24:00', end: '07:00'}", "start: expected a time of day like 22:00"),
+        ("{start: '22:00', end: '22:00'}", "start and end are both 22:00: the window would be empty"),
+        ("{start: '22:00', end: '07:00', incident_words: ['']}", "incident_words[0]: '' is not a word (it is blank)"),
+    ],
+)
+def test_quiet_hours_mistakes_are_located(crew_dir: Path, quiet: str, message: str) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "      display_name: devbot\n", f"      display_name: devbot\n      quiet_hours: {quiet}\n")
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{crew_yaml}:{line_of(crew_yaml, 'quiet_hours')}:"), problem
+    assert "agents[0].matrix.quiet_hours" in problem
+    assert message in problem
+
+
+def test_quiet_hours_are_a_local_time_of_day(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    quiet = "{start: '22:30', end: '7:05:30', timezone: Europe/Berlin}"
+    edit(crew_yaml, "      display_name: devbot\n", f"      display_name: devbot\n      quiet_hours: {quiet}\n")
+    window = load_crew(crew_dir, env={}).crew.agent("devbot").matrix.quiet_hours  # type: ignore[union-attr]
+    assert window is not None
+    assert (window.start, window.end) == (time(22, 30), time(7, 5, 30))
+    assert window.start.tzinfo is None
+
+
+@pytest.mark.parametrize("url", ["https://", "https://matrix example.org", "http://[::1"])
+def test_a_homeserver_no_client_can_use_is_located(crew_dir: Path, url: str) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "homeserver: http://127.0.0.1:8008", f"homeserver: '{url}'")
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{crew_yaml}:{line_of(crew_yaml, 'homeserver')}:"), problem
+    assert "matrix.homeserver: " in problem
+    assert "is not a usable URL" in problem
+
+
+def test_chat_identities_that_would_be_taken_for_one_another(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "      display_name: devbot\n", "      display_name: ReviewBot\n")
+    edit(crew_yaml, 'operators: ["@operator:localhost"]', 'operators: ["@operator:localhost", "@devbot:localhost"]')
+    found = problems(crew_dir)
+    assert len(found) == 2, found
+    assert any(
+        p.startswith(f"{crew_yaml}:{line_of(crew_yaml, 'ReviewBot')}:")
+        and "agents[0].matrix.display_name: 'ReviewBot' is how reviewbot is mentioned too" in p
+        for p in found
+    ), found
+    assert any("matrix.operators[1]: @devbot:localhost is agent devbot: an operator is a person" in p for p in found)

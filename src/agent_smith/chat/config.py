@@ -7,7 +7,6 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from agent_smith.chat.rules import Member, QuietHours, Roster, roster_of
 from agent_smith.crew import Crew, CrewPaths, load_crew
@@ -44,7 +43,7 @@ def chat_config(crew: Crew, agent_name: str, access_token: str) -> ChatConfig:
     quiet = agent.matrix.quiet_hours
     return ChatConfig(
         agent=agent.name,
-        homeserver=_homeserver(crew.matrix.homeserver),
+        homeserver=crew.matrix.homeserver,
         roster=roster_of(me, teammates, crew.matrix.operators, agent.matrix.allowed_senders),
         rooms=tuple(agent.matrix.rooms),
         state_dir=CrewPaths.of(crew).agent_state(agent.name) / "chat",
@@ -56,17 +55,6 @@ def chat_config(crew: Crew, agent_name: str, access_token: str) -> ChatConfig:
             QuietHours(quiet.start, quiet.end, quiet.timezone, tuple(quiet.incident_words)) if quiet else None
         ),
     )
-
-
-def _homeserver(url: str) -> str:
-    """`url` when a client can use it; a usage error naming it otherwise (crew.yaml only checks the scheme)."""
-    try:
-        host, _ = urlsplit(url).hostname, urlsplit(url).port
-    except ValueError as exc:
-        raise UsageError(f"matrix.homeserver: {url!r} is not a usable URL ({exc})") from None
-    if not host or any(c.isspace() for c in url):
-        raise UsageError(f"matrix.homeserver: {url!r} is not a usable URL (no host name, or a space in it)")
-    return url
 
 
 def read_token(env: Mapping[str, str], default_file: Path) -> str:

@@ -173,11 +173,28 @@ def open_channel(config: ChatConfig) -> tuple[ChatChannel, McpServer]:
     return channel, servers[0]
 
 
+# A sync loop that failed unexpectedly (a bug: the homeserver's failures are retried inside it)
+# is started again after this long, so that the agent is not left deaf.
+RESTART_DELAY = 5.0
+
+
+async def keep_syncing(channel: ChatChannel, stop: asyncio.Event) -> None:
+    """The channel's sync loop until `stop`, started again (and logged) whenever it fails."""
+    while not stop.is_set():
+        try:
+            await channel.run(stop)
+        except Exception:
+            log.exception(
+                "agent %s: the Matrix channel failed; starting it again in %gs", channel.config.agent, RESTART_DELAY
+            )
+            await wait_or_stop(RESTART_DELAY, stop)
+
+
 async def serve(config: ChatConfig) -> None:
     """Serve on stdin/stdout until Claude Code closes stdin; the sync loop runs alongside."""
     channel, server = open_channel(config)
     stop = asyncio.Event()
-    syncing = asyncio.create_task(channel.run(stop))
+    syncing = asyncio.create_task(keep_syncing(channel, stop))
     try:
         await server.serve_stdio()
     finally:
@@ -193,10 +210,8 @@ class ChannelHost:
 
     Each agent's Claude Code reaches its server over HTTP and holds a stream
     open for the notifications. A channel that fails unexpectedly is logged
-    and started again after `RESTART_DELAY`; the others go on.
+    and started again (`keep_syncing`); the others go on.
     """
-
-    RESTART_DELAY = 5.0
 
     def __init__(self, configs: Mapping[str, ChatConfig]) -> None:
         self._channels: dict[str, ChatChannel] = {}
@@ -207,17 +222,7 @@ class ChannelHost:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._keep_syncing(a, c)) for a, c in self._channels.items()]
-
-    async def _keep_syncing(self, agent: str, channel: ChatChannel) -> None:
-        while not self._stop.is_set():
-            try:
-                await channel.run(self._stop)
-            except Exception:
-                log.exception(
-                    "agent %s: the Matrix channel failed; starting it again in %gs", agent, self.RESTART_DELAY
-                )
-                await wait_or_stop(self.RESTART_DELAY, self._stop)
+        self._tasks = [asyncio.create_task(keep_syncing(c, self._stop)) for c in self._channels.values()]
 
     async def close(self) -> None:
         self._stop.set()

@@ -450,6 +450,8 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
     _first_seen(logins, "GitHub login", problem)
     users = [(("agents", i, "matrix", "user_id"), a.matrix.user_id) for i, a in enumerate(crew.agents) if a.matrix]
     _first_seen(users, "Matrix user id", problem)
+    for loc, message in chat_identity_problems(crew):
+        problem(loc, message)
     if crew.matrix is None:
         for i, agent in enumerate(crew.agents):
             if agent.matrix is not None:
@@ -458,6 +460,38 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
                     "set, but the crew has no matrix section with a homeserver",
                 )
                 break
+
+
+def chat_identity_problems(crew: Crew) -> list[tuple[Loc, str]]:
+    """Chat identities that would be taken for one another (pure): a display name that is another
+    agent's name (a mention of one would wake both), an operator who is an agent (its messages
+    would count as a person's, and the loop guard would never stop it)."""
+    problems: list[tuple[Loc, str]] = []
+    names: dict[str, int] = {a.name.casefold(): i for i, a in enumerate(crew.agents)}
+    for i, agent in enumerate(crew.agents):
+        if agent.matrix is None or agent.matrix.display_name is None:
+            continue
+        other = names.setdefault(agent.matrix.display_name.casefold(), i)
+        if other != i:
+            problems.append(
+                (
+                    ("agents", i, "matrix", "display_name"),
+                    f"{agent.matrix.display_name!r} is how {crew.agents[other].name} is mentioned too: "
+                    "a mention of one would wake both",
+                )
+            )
+    if crew.matrix is not None:
+        agents = {a.matrix.user_id: a.name for a in crew.agents if a.matrix is not None}
+        for k, operator in enumerate(crew.matrix.operators):
+            if operator in agents:
+                problems.append(
+                    (
+                        ("matrix", "operators", k),
+                        f"{operator} is agent {agents[operator]}: an operator is a person (an agent's "
+                        "messages would count as a person's, and nothing would stop a loop)",
+                    )
+                )
+    return problems
 
 
 def _port_of(address: str | None) -> int | None:

@@ -12,6 +12,7 @@ import re
 from datetime import time
 from enum import StrEnum
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -172,13 +173,33 @@ class GitIdentity(_Model):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="git user.email")
 
 
+_CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?\s*$")
+
+
+def parse_clock(value: object) -> time:
+    """A time of day from ``HH:MM`` (or ``HH:MM:SS``). pydantic would read ``22`` as 22 seconds past
+    midnight, and take a time with its own zone, which the window's time zone cannot compare with."""
+    if isinstance(value, time) and value.tzinfo is None:
+        return value
+    if not isinstance(value, str) or not (m := _CLOCK.match(value)):
+        raise ValueError("expected a time of day like 22:00 (HH:MM, in the window's timezone)")
+    return time(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
+Clock = Annotated[
+    time,
+    BeforeValidator(parse_clock),
+    WithJsonSchema({"type": "string", "pattern": _CLOCK.pattern, "examples": ["22:00", "07:30"]}),
+]
+
+
 class QuietHours(_Model):
     """A daily window in which the agent neither replies nor reacts, except to incidents."""
 
-    start: time = Field(description="local time the quiet window starts, e.g. 22:00")
-    end: time = Field(description="local time it ends; before start means it crosses midnight")
+    start: Clock = Field(description="local time the quiet window starts, e.g. 22:00")
+    end: Clock = Field(description="local time it ends; before start means it crosses midnight")
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
-    incident_words: list[str] = Field(
+    incident_words: list[Annotated[str, _check_pattern(re.compile(r".*\S"), "a word (it is blank)")]] = Field(
         default_factory=lambda: ["incident", "outage", "sev1", "urgent"],
         description="a message with one of these words (whole word, any case) is an incident: it wakes the agent",
     )
@@ -191,6 +212,12 @@ class QuietHours(_Model):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {shown(value)}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start:%H:%M}: the window would be empty")
+        return self
 
 
 class AgentMatrix(_Model):
@@ -404,8 +431,20 @@ class Agent(_Model):
         return self.git or GitIdentity(name=self.name, email=f"{self.name}@users.noreply.agent-smith.local")
 
 
+def _usable_url(url: str) -> str:
+    try:
+        host, _ = urlsplit(url).hostname, urlsplit(url).port
+    except ValueError as exc:
+        raise ValueError(f"{shown(url)} is not a usable URL ({exc})") from None
+    if not host or any(c.isspace() for c in url):
+        raise ValueError(f"{shown(url)} is not a usable URL (no host name, or a space in it)")
+    return url
+
+
 class MatrixSettings(_Model):
-    homeserver: str = Field(pattern=r"^https?://", description="client-server API base URL")
+    homeserver: Annotated[str, AfterValidator(_usable_url)] = Field(
+        pattern=r"^https?://", description="client-server API base URL"
+    )
     review_room: MatrixRoom | None = Field(default=None, description="where new PRs are announced to reviewers")
     operators: list[MatrixUserId] = Field(default_factory=list, description="people who may direct any agent")
     ack_reaction: str = Field(default="👀", description="the reaction that acknowledges a message that woke the agent")
