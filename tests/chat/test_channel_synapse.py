@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent_smith.chat import post_notice
-from agent_smith.chat.channel import Refused
+from agent_smith.chat import channel as channel_module
+from agent_smith.chat import chat_config, post_notice
+from agent_smith.chat.channel import ChatChannel, Refused
+from agent_smith.chat.matrix import MatrixLink
 from agent_smith.chat.render import CONTENT_BUDGET
+from agent_smith.crew import load_crew
 from agent_smith.standins.synapse import SynapseServer
 from tests.chat.kit import (
     Cast,
@@ -344,3 +348,31 @@ def test_post_notice_announces_as_the_agent(synapse: SynapseServer, cast: Cast, 
     assert event["content"]["msgtype"] == "m.notice"
     assert "<strong>#5</strong>" in event["content"]["formatted_body"]
     assert event["content"]["m.mentions"] == {"user_ids": [cast.reviewbot.user_id]}
+
+
+def test_a_refused_token_is_said_plainly_once(
+    synapse: SynapseServer, crew_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(channel_module, "TOKEN_RETRY", 0.1)
+    caplog.set_level(logging.WARNING, logger="agent_smith")
+    config = chat_config(load_crew(crew_dir, {}).crew, "devbot", "syt_not_a_token_of_this_server")
+
+    async def notify(content: str, meta: Mapping[str, str]) -> None:
+        raise AssertionError("nothing can arrive without a valid token")
+
+    async def scenario() -> None:
+        link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token, request_timeout=10)
+        channel = ChatChannel(config, link, notify)
+        stop = asyncio.Event()
+        task = asyncio.create_task(channel.run(stop))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await link.close()
+
+    asyncio.run(scenario())
+    [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert error.levelno == logging.ERROR
+    assert error.getMessage().startswith("sync: 401 M_UNKNOWN_TOKEN")
+    assert "(the homeserver refused devbot's Matrix access token: give the agent a valid one" in error.getMessage()
+    assert "syt_not_a_token_of_this_server" not in caplog.text

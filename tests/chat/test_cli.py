@@ -172,6 +172,34 @@ def test_token_sources(tmp_path: Path) -> None:
         read_token({"MATRIX_ACCESS_TOKEN_FILE": str(named)}, default)
 
 
+def test_a_token_file_with_an_editor_s_byte_order_mark_is_read_without_it(tmp_path: Path) -> None:
+    named = tmp_path / "named"
+    named.write_bytes("\ufeffsyt_token\r\n".encode())
+    named.chmod(0o600)
+    assert read_token({"MATRIX_ACCESS_TOKEN_FILE": str(named)}, tmp_path / "x") == "syt_token"
+
+
+@pytest.mark.parametrize("token", ["syt_\u00e9t\u00e9", "syt a", "syt\nb", "syt\x00b"])
+def test_a_token_no_header_could_carry_is_one_line_without_it(tmp_path: Path, token: str) -> None:
+    named = tmp_path / "named"
+    named.write_text(token)
+    named.chmod(0o600)
+    for env in ({"MATRIX_ACCESS_TOKEN_FILE": str(named)}, {"MATRIX_ACCESS_TOKEN": token}):
+        with pytest.raises(UsageError) as caught:
+            read_token(env, tmp_path / "x")
+        message = str(caught.value)
+        assert message.endswith(
+            "the Matrix access token holds a character no token has "
+            "(a space, a line break, a control or non-ASCII character)"
+        )
+        assert token.strip() not in message
+
+
+def test_a_token_file_that_is_a_directory_is_said_to_be_one(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=f"^{tmp_path}: the Matrix access token file is not a file$"):
+        read_token({"MATRIX_ACCESS_TOKEN_FILE": str(tmp_path)}, tmp_path / "x")
+
+
 def test_no_agent_name_is_a_usage_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(CLI), "mcp", "chat"],

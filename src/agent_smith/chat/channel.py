@@ -19,7 +19,7 @@ from typing import Any
 from agent_smith.chat import render
 from agent_smith.chat.config import ChatConfig
 from agent_smith.chat.events import ENCRYPTED, ROOM_MESSAGE, parse_message, relation, strip_reply_fallback
-from agent_smith.chat.matrix import MatrixLink, SyncBatch, wait_or_stop
+from agent_smith.chat.matrix import MatrixLink, SyncBatch, TokenRefused, wait_or_stop
 from agent_smith.chat.rules import Decision, Held, Message, Verdict, decide, observe, render_digest
 from agent_smith.chat.state import ChatState, StateFile
 from agent_smith.errors import OperationError
@@ -30,6 +30,7 @@ Notify = Callable[[str, Mapping[str, str]], Awaitable[None]]
 POLL_MS = 30_000
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
+TOKEN_RETRY = 300.0
 HISTORY_MAX = 100
 
 
@@ -74,12 +75,27 @@ class ChatChannel:
         """Sync until `stop` is set; a failing homeserver means backoff and retry, never a crash."""
         full_state = True
         failures = 0
+        refused = False
         while not stop.is_set():
             await self._join_pending()
             try:
                 batch = await self.link.sync(
                     self.state.next_batch, timeout_ms=0 if full_state else self._poll_ms, full_state=full_state
                 )
+            except TokenRefused as exc:
+                # No retry soon mends it: only a valid token, which takes a restart. Said once, plainly.
+                if not refused:
+                    log.error(
+                        "%s (the homeserver refused %s's Matrix access token: give the agent a valid one and "
+                        "restart it; trying again every %gs meanwhile)",
+                        exc,
+                        self.config.agent,
+                        TOKEN_RETRY,
+                    )
+                refused = True
+                if await wait_or_stop(TOKEN_RETRY, stop):
+                    return
+                continue
             except OperationError as exc:
                 failures += 1
                 delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
@@ -87,9 +103,9 @@ class ChatChannel:
                 if await wait_or_stop(delay, stop):
                     return
                 continue
-            if failures:
+            if failures or refused:
                 log.warning("homeserver %s reachable again after %d failed sync(s)", self.link.homeserver, failures)
-            failures = 0
+            failures, refused = 0, False
             await self.handle(batch)
             full_state = False
             await self.tick()
@@ -99,6 +115,8 @@ class ChatChannel:
         for room in list(self._pending_joins):
             try:
                 await self.link.join(room)
+            except TokenRefused:
+                return  # The sync says it, once.
             except OperationError as exc:
                 log.warning("cannot join %s yet: %s", room, exc)
                 continue

@@ -62,7 +62,7 @@ def read_token(env: Mapping[str, str], default_file: Path) -> str:
     (or `default_file`, where ``assemble`` writes it). A file must be private (mode 600)."""
     token = env.get("MATRIX_ACCESS_TOKEN", "").strip()
     if token:
-        return token
+        return _header_safe(token, "MATRIX_ACCESS_TOKEN")
     named = env.get("MATRIX_ACCESS_TOKEN_FILE", "").strip()
     path = Path(named).expanduser() if named else default_file
     try:
@@ -74,17 +74,31 @@ def read_token(env: Mapping[str, str], default_file: Path) -> str:
         ) from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the Matrix access token: {exc.strerror}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path}: the Matrix access token file is not a file")
     if stat.S_IMODE(info.st_mode) & 0o077:
         raise UsageError(
             f"{path}: the Matrix access token file is readable by others "
             f"(mode {stat.S_IMODE(info.st_mode):o}); run `chmod 600 {path}`"
         )
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        # utf-8-sig: an editor's byte order mark is no part of the token.
+        token = path.read_text(encoding="utf-8-sig").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the Matrix access token: {exc}") from exc
     if not token:
         raise UsageError(f"{path}: the Matrix access token file is empty")
+    return _header_safe(token, str(path))
+
+
+def _header_safe(token: str, where: str) -> str:
+    """`token` when it can travel in an Authorization header (printable ASCII, no spaces); a usage
+    error naming `where` otherwise, without the token."""
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise UsageError(
+            f"{where}: the Matrix access token holds a character no token has "
+            "(a space, a line break, a control or non-ASCII character)"
+        )
     return token
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "SYNC_TIMELINE_LIMIT",
     "MatrixLink",
     "SyncBatch",
+    "TokenRefused",
     "wait_or_stop",
 ]
 
@@ -67,6 +68,10 @@ def _trust() -> ssl.SSLContext:
 def _part(value: str) -> str:
     """One path segment: room ids, aliases and event ids carry ``!``, ``#``, ``$`` and ``:``."""
     return quote(value, safe="")
+
+
+class TokenRefused(OperationError):
+    """A 401: the homeserver does not take the access token (unknown, missing or logged out)."""
 
 
 class MatrixLink:
@@ -127,7 +132,8 @@ class MatrixLink:
                 await asyncio.sleep(wait)
                 continue
             if not response.is_success:
-                raise OperationError(failure(what, response.status_code, response.reason_phrase, answer))
+                line = failure(what, response.status_code, response.reason_phrase, answer)
+                raise (TokenRefused if response.status_code == 401 else OperationError)(line)
             if not isinstance(answer, Mapping):
                 raise OperationError(f"{what}: {response.status_code} but the answer is not a JSON object")
             return answer
