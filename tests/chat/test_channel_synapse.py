@@ -117,9 +117,16 @@ def test_reply_react_edit_and_history(synapse: SynapseServer, cast: Cast, crew_d
             sent = await channel.reply(room, "All **good**; ask `reviewbot` for PR 4.", reply_to=question)
             threaded = await channel.reply(room, "in the thread", thread_id=question)
             reacted = await channel.react(room, question, "✅")
+            last_two = await channel.history(room, 2)
             edited = await channel.edit(room, sent["event_id"], "All **fine**.")
             with pytest.raises(Refused, match="not one of your messages"):
                 await channel.edit(room, question, "hijack")
+            with pytest.raises(Refused, match="not one of your messages"):
+                await channel.edit(room, reacted["event_id"], "a reaction is no message")
+            with pytest.raises(Refused, match="is itself an edit; edit the message it changed"):
+                await channel.edit(room, edited["event_id"], "an edit of an edit")
+            with pytest.raises(Refused, match=r"^reply refused: \$bogus is no event of .* \(get \$bogus in .*: 404 "):
+                await channel.reply(room, "to nothing", reply_to="$bogus")
             long_text = "\n\n".join(f"Line {i}: " + "data " * 60 for i in range(700))
             split = await channel.reply(room, long_text)
             history = await channel.history(room, 50)
@@ -147,6 +154,8 @@ def test_reply_react_edit_and_history(synapse: SynapseServer, cast: Cast, crew_d
         assert "unrelated chatter" in history, "history shows messages that did not wake the agent"
         assert "devbot: status?" in history
         assert "(reply to" in history
+        assert last_two.startswith("Last 2 message(s)"), "reactions take no places of the limit"
+        assert "in the thread" in last_two
 
     asyncio.run(scenario())
 

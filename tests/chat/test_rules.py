@@ -82,6 +82,17 @@ def test_m_mentions_names_without_any_text() -> None:
         (msg(OPERATOR, "deploy the thing"), Verdict.WAKE, Reason.OPERATOR),
         (msg(OPERATOR, "reviewbot, deploy the thing"), Verdict.IGNORE, Reason.NOT_ADDRESSED),
         (msg(OPERATOR, "reviewbot and devbot, deploy"), Verdict.WAKE, Reason.MENTIONED),
+        (
+            msg(OPERATOR, "looks good, merge it", reply_to="$x", reply_to_sender=TEAMMATE.user_id),
+            Verdict.IGNORE,
+            Reason.NOT_ADDRESSED,
+        ),
+        (
+            msg(OPERATOR, "thread comment", thread_id="$r", thread_root_sender=TEAMMATE.user_id),
+            Verdict.IGNORE,
+            Reason.NOT_ADDRESSED,
+        ),
+        (msg(OPERATOR, "go on", reply_to="$x", reply_to_sender=ALLOWED), Verdict.WAKE, Reason.OPERATOR),
         (msg(TEAMMATE.user_id, "devbot: PR #4 is ready", msgtype="m.notice"), Verdict.WAKE, Reason.MENTIONED),
         (msg(TEAMMATE.user_id, "PR #4 is ready", msgtype="m.notice"), Verdict.IGNORE, Reason.AGENT_DID_NOT_NAME),
         (
@@ -194,7 +205,13 @@ def test_decide_obeys_every_rule(
         not from_agent
         and (
             ME.user_id in (message.reply_to_sender, message.thread_root_sender)
-            or (message.sender == OPERATOR and not any(mentions(t, message) for t in ROSTER.teammates))
+            or (
+                message.sender == OPERATOR
+                and not any(
+                    mentions(t, message) or t.user_id in (message.reply_to_sender, message.thread_root_sender)
+                    for t in ROSTER.teammates
+                )
+            )
         )
     )
     silenced = from_agent and guard.blocks(limit) and guard.told

@@ -210,6 +210,7 @@ class ChatChannel:
         return replace(message, reply_to_sender=reply_sender, thread_root_sender=root_sender)
 
     async def _sender_of(self, room_id: str, event_id: str | None, own: set[str]) -> str | None:
+        """Who wrote `event_id`, as far as the homeserver can tell (None when it cannot)."""
         if event_id is None:
             return None
         if event_id in own:
@@ -220,6 +221,13 @@ class ChatChannel:
             log.warning("cannot tell who wrote %s: %s", event_id, exc)
             return None
         return sender if isinstance(sender, str) else None
+
+    async def _event_in(self, room_id: str, event_id: str, what: str) -> Mapping[str, Any]:
+        """The event a tool call names; refused when the room has no such event."""
+        try:
+            return await self.link.get_event(room_id, event_id)
+        except OperationError as exc:
+            raise Refused(f"{what} refused: {event_id} is no event of {room_id} ({exc})") from exc
 
     async def _wake(self, message: Message, decision: Decision) -> None:
         quiet = self.config.quiet_hours
@@ -319,10 +327,13 @@ class ChatChannel:
         probe = Message(room_id, "", self.me, "m.notice", text)
         mention_ids = {m.user_id for m in roster.named(probe) if m.user_id != self.me}
         if reply_to is not None:
-            target = await self._sender_of(room_id, reply_to, set(self.state.own))
-            if target is not None and target != self.me:
+            target = (await self._event_in(room_id, reply_to, "reply")).get("sender")
+            if isinstance(target, str) and target != self.me:
                 mention_ids.add(target)
-        contents = render.message_contents(text, reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids)
+        try:
+            contents = render.message_contents(text, reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids)
+        except render.TooLong as exc:
+            raise Refused(f"reply refused: {exc}") from exc
         event_ids: list[str] = []
         for content in contents:
             try:
@@ -354,9 +365,12 @@ class ChatChannel:
 
     async def edit(self, room_id: str, event_id: str, text: str) -> dict[str, Any]:
         self._check_quiet(room_id, "edit")
-        author = await self._sender_of(room_id, event_id, set(self.state.own))
-        if author != self.me:
+        event = await self._event_in(room_id, event_id, "edit")
+        original = event.get("content")
+        if event.get("sender") != self.me or event.get("type") != ROOM_MESSAGE or not isinstance(original, Mapping):
             raise Refused(f"edit refused: {event_id} is not one of your messages in {room_id}")
+        if relation(original)[2]:
+            raise Refused(f"edit refused: {event_id} is itself an edit; edit the message it changed")
         content = render.edit_content(event_id, text)
         if render.content_size(content) > render.CONTENT_BUDGET:
             raise Refused("edit refused: the new text is over Matrix's event size limit; reply with it instead")

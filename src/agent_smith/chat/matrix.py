@@ -41,6 +41,9 @@ RATE_LIMIT_RETRIES = 5
 # A longer wait asked for is a failure now: a sync or a tool call must not hang on it for hours.
 RATE_LIMIT_WAIT_MAX = 60.0
 SYNC_TIMELINE_LIMIT = 100
+# A homeserver that takes connections but does not answer fails a tool call after this, not a minute
+# later (a sync's long-poll gets its own wait on top).
+REQUEST_TIMEOUT = 15.0
 API = "/_matrix/client/v3"
 
 # Typing, receipts and presence would only wake the long-poll for nothing.
@@ -53,6 +56,8 @@ SYNC_FILTER = json.dumps(
     },
     separators=(",", ":"),
 )
+
+HISTORY_FILTER = json.dumps({"types": ["m.room.message"]}, separators=(",", ":"))
 
 
 @cache
@@ -77,7 +82,9 @@ class TokenRefused(OperationError):
 class MatrixLink:
     """One agent's connection to its homeserver (an access token, no end-to-end encryption)."""
 
-    def __init__(self, homeserver: str, user_id: str, access_token: str, *, request_timeout: float = 60.0) -> None:
+    def __init__(
+        self, homeserver: str, user_id: str, access_token: str, *, request_timeout: float = REQUEST_TIMEOUT
+    ) -> None:
         self.homeserver = homeserver.rstrip("/")
         self.user_id = user_id
         self._timeout = request_timeout
@@ -183,7 +190,8 @@ class MatrixLink:
             f"history of {room_id}",
             "GET",
             f"/rooms/{_part(room_id)}/messages",
-            params={"dir": "b", "limit": str(limit)},
+            # Messages only: reactions and state events would take places of the `limit`.
+            params={"dir": "b", "limit": str(limit), "filter": HISTORY_FILTER},
         )
         chunk = answer.get("chunk")
         events = [event for event in chunk if isinstance(event, Mapping)] if isinstance(chunk, list) else []

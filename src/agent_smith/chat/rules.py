@@ -247,9 +247,15 @@ def _addressed(roster: Roster, message: Message) -> Reason | None:
         return None
     if me in (message.reply_to_sender, message.thread_root_sender):
         return Reason.REPLY_TO_ME
-    if message.sender in roster.operators and not any(mentions(t, message) for t in roster.teammates):
+    if message.sender in roster.operators and not _aimed_at_teammates(roster, message):
         return Reason.OPERATOR
     return None
+
+
+def _aimed_at_teammates(roster: Roster, message: Message) -> bool:
+    """Whether a message names another agent, or answers (replies or threads to) one of its messages."""
+    answered = (message.reply_to_sender, message.thread_root_sender)
+    return any(mentions(t, message) or t.user_id in answered for t in roster.teammates)
 
 
 def roster_of(me: Member, teammates: Sequence[Member], operators: Iterable[str], allowed: Iterable[str] = ()) -> Roster:
