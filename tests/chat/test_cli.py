@@ -81,7 +81,8 @@ def chat_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=chat_env(crew_dir, token_file),
+        # All an `mcpServers` entry can set is the environment: the log settings come from there.
+        env={**chat_env(crew_dir, token_file), "AGENT_SMITH_LOG_LEVEL": "info", "AGENT_SMITH_LOG_FORMAT": "json"},
     )
     leak_check.track(process.pid, "agent-smith mcp chat")
     try:
@@ -137,7 +138,12 @@ def test_the_server_registers_as_a_channel_and_pushes_messages(
     client.process.stdin.close()
     assert client.process.wait(15) == 0, "closing stdin ends the server cleanly"
     assert client.process.stderr is not None
-    assert cast.devbot.access_token not in client.process.stderr.read()
+    logged = client.process.stderr.read()
+    assert cast.devbot.access_token not in logged
+    records = [json.loads(line) for line in logged.splitlines()]
+    assert {"verdict": "wake", "event_id": asked} in [
+        {k: r.get(k) for k in ("verdict", "event_id")} for r in records if r.get("verdict")
+    ]
 
 
 def test_a_token_file_others_can_read_is_refused(tmp_path: Path, cast: Cast, synapse: SynapseServer) -> None:

@@ -146,7 +146,7 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None
     """Serve what `argv` (the command line after `agent-smith`) starts; its exit code, or None when
     `argv` needs the full CLI."""
     from agent_smith.errors import AgentSmithError
-    from agent_smith.logs import LogFormat, configure
+    from agent_smith.logs import LEVELS, LogFormat, configure
 
     env = os.environ if env is None else env
     found = server_for(argv)
@@ -155,19 +155,21 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None
     name, rest = found
     options = parse_options(name, rest)
     log_format = env.get("AGENT_SMITH_LOG_FORMAT", LogFormat.text.value)
-    if options is None or log_format not in {f.value for f in LogFormat}:
+    log_level = env.get("AGENT_SMITH_LOG_LEVEL", "warning")
+    if options is None or log_format not in {f.value for f in LogFormat} or log_level.lower() not in LEVELS:
         return None
     fds = options.pop("--listen-fd", [])
     settings_fds = options.pop("--settings-fd", [])
     if not all(fd.isdigit() for fd in (*fds, *settings_fds)):
         return None
     given = {key: values[0] for key, values in options.items()}
+    # The environment is all an `mcpServers` entry can set: its log settings hold as the options would.
+    configure(LogFormat(log_format), log_level)
     try:
         if name == "events":
             crew = given.get("--crew") or env.get("AGENT_SMITH_CREW")
             serve_events(Path(crew) if crew else None, given.get("--agent") or env.get("AGENT_NAME"), env)
         elif name == "firewall":
-            configure(LogFormat(log_format), env.get("AGENT_SMITH_LOG_LEVEL", "warning"))
             crew = given.get("--crew")
             serve_firewall(
                 Path(crew) if crew else None,
