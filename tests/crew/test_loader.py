@@ -221,6 +221,15 @@ def test_agent_name_from_env_can_add_an_agent_with_a_persona(crew_dir: Path) -> 
     assert loaded.crew.agent("opsbot").repos == ["acme/infra"]
 
 
+def test_an_agent_name_from_env_with_neither_an_entry_nor_a_persona_is_the_variable_s_problem(
+    crew_dir: Path,
+) -> None:
+    assert problems(crew_dir, {"AGENT_NAME": "ghost"}) == [
+        f"$AGENT_NAME:1:1: 'ghost' is no agent of crew.yaml (devbot, reviewbot), and there is no persona "
+        f"directory {crew_dir / 'agents' / 'ghost'}/ to make it from"
+    ]
+
+
 def test_bad_env_values_are_reported_against_the_variable(crew_dir: Path) -> None:
     found = problems(crew_dir, {"AGENT_NAME": "devbot", "PRIMARY_REPO": "nope", "GITHUB_TOKEN": FAKE_GITHUB_TOKEN})
     joined = "\n".join(found)

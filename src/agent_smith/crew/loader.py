@@ -100,7 +100,7 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
     personas: dict[str, Persona] = {}
     if crew is not None:
         _semantic_checks(crew, doc, sources, crew_file, report)
-        personas = _load_personas(root / AGENTS_DIR, crew, doc, crew_file, report)
+        personas = _load_personas(root / AGENTS_DIR, crew, doc, sources, crew_file, report)
     if report.problems or crew is None:
         raise CrewError(sorted(set(report.problems)))
     log.debug(
@@ -617,10 +617,26 @@ def _load_shared(directory: Path, report: _Report) -> SharedFiles:
 _FRONTMATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
 
 
-def _load_personas(agents_dir: Path, crew: Crew, doc: Any, crew_file: Path, report: _Report) -> dict[str, Persona]:
+def _load_personas(
+    agents_dir: Path, crew: Crew, doc: Any, sources: Mapping[Loc, str], crew_file: Path, report: _Report
+) -> dict[str, Persona]:
     personas: dict[str, Persona] = {}
     for i, agent in enumerate(crew.agents):
         directory = agents_dir / agent.name
+        if not directory.is_dir() and sources.get(("agents", i, "name")) == "AGENT_NAME":
+            # Not in crew.yaml: most likely a slip in the name, not an agent meant to be made here.
+            others = ", ".join(a.name for a in crew.agents[:i] + crew.agents[i + 1 :]) or "none"
+            report.problems.append(
+                Problem(
+                    "$AGENT_NAME",
+                    1,
+                    1,
+                    "",
+                    f"{agent.name!r} is no agent of crew.yaml ({others}), and there is no persona directory "
+                    f"{report.name(directory)}/ to make it from",
+                )
+            )
+            continue
         if not directory.is_dir():
             report.add(
                 crew_file,
