@@ -125,6 +125,8 @@ def test_reply_react_edit_and_history(synapse: SynapseServer, cast: Cast, crew_d
                 await channel.edit(room, reacted["event_id"], "a reaction is no message")
             with pytest.raises(Refused, match="is itself an edit; edit the message it changed"):
                 await channel.edit(room, edited["event_id"], "an edit of an edit")
+            with pytest.raises(Refused, match=r"^reply refused: the text is 2,000,000 characters, more than 20 "):
+                await channel.reply(room, "x" * 2_000_000)
             with pytest.raises(Refused, match=r"^reply refused: \$bogus is no event of .* \(get \$bogus in .*: 404 "):
                 await channel.reply(room, "to nothing", reply_to="$bogus")
             long_text = "\n\n".join(f"Line {i}: " + "data " * 60 for i in range(700))

@@ -331,7 +331,11 @@ class ChatChannel:
             if isinstance(target, str) and target != self.me:
                 mention_ids.add(target)
         try:
-            contents = render.message_contents(text, reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids)
+            # Up to ~0.8 s for the longest replies: off the loop, which serves every agent's channel
+            # under `up` (and this agent's pings and messages meanwhile).
+            contents = await asyncio.to_thread(
+                render.message_contents, text, reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids
+            )
         except render.TooLong as exc:
             raise Refused(f"reply refused: {exc}") from exc
         event_ids: list[str] = []

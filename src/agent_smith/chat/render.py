@@ -4,19 +4,19 @@ Markdown becomes Matrix HTML (``formatted_body``) beside the markdown itself
 as the plain ``body``; raw HTML in the agent's text is escaped, never passed
 through. Messages are ``m.notice`` (the bot convention: clients and other
 bots do not answer notices automatically). Text that would make an event
-over Matrix's size limit is split at blank lines, then lines, then
-characters, and a code fence cut in two is closed and reopened so each part
-renders on its own.
+over Matrix's size limit is split at blank lines, then lines, then between
+user-perceived characters, into at most `MAX_PARTS` events; a code fence cut
+in two is closed and reopened so each part renders on its own.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from itertools import accumulate
+from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate, islice
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -26,14 +26,22 @@ NOTICE = "m.notice"
 # Matrix caps a whole event (PDU) at 65,536 bytes of canonical JSON; the envelope
 # (ids, hashes, signatures, auth and prev events) takes a few hundred bytes to a few KB.
 CONTENT_BUDGET = 60_000
-# Bytes one byte of markdown can grow to in body + formatted_body, JSON-escaped: each ">" of
-# ">>>>x" opens and closes a blockquote (about 30 bytes); plus a constant for the outermost
-# block's tags. An upper bound, property-tested; only used to skip rendering small parts.
-WORST_EXPANSION = 32
-BLOCK_SLACK = 64
+# More parts than this flood the room and the homeserver's rate limit, and nobody reads them
+# in a chat: 20 parts hold about a megabyte of plain text. Longer output belongs in a file.
+MAX_PARTS = 20
+# A part is guessed from the bytes per character the last render measured; aiming a little
+# under the budget makes the guess fit at the first render almost always.
+FILL = 0.97
+# Characters rendered to guess the first part of a long text.
+SAMPLE = 2_000
+ZWJ = "\u200d"
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _markdown = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
+
+
+class TooLong(ValueError):
+    """Text that cannot be sent as one reply; the message says why and what to do instead."""
 
 
 def to_html(text: str) -> str:
@@ -61,11 +69,25 @@ def message_content(
     whether that reply target is only a fallback). ``m.mentions`` lists who is
     named on purpose, so mention rules never depend on parsing prose.
     """
+    return _content(
+        text, to_html(text), reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids, msgtype=msgtype
+    )
+
+
+def _content(
+    text: str,
+    html: str,
+    *,
+    reply_to: str | None = None,
+    thread_id: str | None = None,
+    mention_ids: Iterable[str] = (),
+    msgtype: str = NOTICE,
+) -> dict[str, Any]:
     content: dict[str, Any] = {
         "msgtype": msgtype,
         "body": text,
         "format": HTML_FORMAT,
-        "formatted_body": to_html(text),
+        "formatted_body": html,
         "m.mentions": {"user_ids": sorted(set(mention_ids))},
     }
     if thread_id is not None:
@@ -97,47 +119,61 @@ def reaction_content(event_id: str, key: str) -> dict[str, Any]:
     return {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
 
 
-def split_text(text: str, fits: Callable[[str], bool], max_chars: int) -> list[str]:
-    """`text` in parts that each satisfy `fits`, cut at blank lines, then lines, then characters.
+def split_text(text: str, size: Callable[[str], int], budget: int) -> Iterator[str]:
+    """`text` in parts of at most `budget` by `size`, cut at blank lines, then lines, then characters.
 
+    `size` renders, the costly step, so a part is guessed from the bytes per
+    character the last render measured and rendered once to confirm, shrunk
+    only on a miss. The cut is the last blank line in the second half of the
+    guess, else the last line end there, else the last place between two
+    user-perceived characters: a nicer cut costs at most half a part.
     A part that ends inside a code fence gets the fence closed, and the next
     part reopens it with the same opening line, so every part renders alone.
-    No part longer than `max_chars` can fit, which bounds the search.
     """
-    if fits(text):
-        return [text]
-    atoms = _atoms(text, fits, max_chars)
-    ends = list(accumulate(len(a.text) for a in atoms))
-    parts: list[str] = []
+    lines = text.splitlines(keepends=True)
+    starts = [0, *accumulate(len(line) for line in lines)]
+    fences: list[str | None] = [None]  # fences[k]: the fence open before line k
+    for line in lines:
+        fences.append(_fence_after(fences[-1], line))
+    line_cuts = starts[1:-1]
+    # A blank line inside a fence is code, not a paragraph break.
+    blank_cuts = [starts[k + 1] for k, line in enumerate(lines[:-1]) if not line.strip() and fences[k + 1] is None]
+
+    def part(start: int, end: int) -> str:
+        # A cut inside a line keeps the fence open before that line on both sides.
+        return _wrap(text[start:end], fences[bisect_right(starts, start) - 1], fences[bisect_right(starts, end) - 1])
+
+    overhead = size("")
+    room = max(1, budget - overhead)
     start = 0
-    while start < len(atoms):
-        # Every atom fits alone; find the longest run from `start` that fits (rendering is
-        # the costly step, so search instead of adding atoms one at a time).
-        before = ends[start - 1] if start else 0
-        low, high = start + 1, max(start + 1, bisect_right(ends, before + max_chars))
-        while low < high:
-            mid = (low + high + 1) // 2
-            if fits(_wrap(atoms[start:mid])):
-                low = mid
-            else:
-                high = mid - 1
-        parts.append(_wrap(atoms[start:low]))
-        start = low
-    return [part for part in parts if part.strip()]
+    guess = room  # the longest text that could fit: a character takes at least a byte, in the body
+    if len(text) > room:
+        # Surely more than one part: a sample guesses the first, cheaper than a miss on a whole part.
+        sample = min(len(text), SAMPLE)
+        guess = max(1, int(room * FILL * sample / (size(part(0, sample)) - overhead)))
+    while True:
+        while True:
+            end = len(text) if guess >= len(text) else _cut(text, start, guess, blank_cuts, line_cuts)
+            candidate = part(start, end)
+            measured = size(candidate)
+            per_char = (measured - overhead) / max(end - start, 1)
+            if measured <= budget:
+                break
+            if end - start == 1:
+                raise TooLong(
+                    f"the text cannot be split: at character {start:,} even one character is over the size "
+                    "limit with its code fence reopened; shorten the fence's opening line"
+                )
+            guess = start + max(1, min(int(room * FILL / per_char), end - start - 1))
+        if candidate.strip() or end - start == len(text):
+            yield candidate
+        start = end
+        if start >= len(text):
+            return
+        guess = start + max(1, int(room * FILL / per_char))
 
 
-@dataclass(frozen=True)
-class _Atom:
-    """A piece of the text and the code fence open before and after it (its opening line)."""
-
-    text: str
-    fence_before: str | None
-    fence_after: str | None
-
-
-def _wrap(atoms: list[_Atom]) -> str:
-    body = "".join(a.text for a in atoms)
-    opener, closer = atoms[0].fence_before, atoms[-1].fence_after
+def _wrap(body: str, opener: str | None, closer: str | None) -> str:
     if opener is not None:
         body = opener + "\n" + body
     if closer is not None:
@@ -145,47 +181,51 @@ def _wrap(atoms: list[_Atom]) -> str:
     return body
 
 
-def _atoms(text: str, fits: Callable[[str], bool], max_chars: int) -> list[_Atom]:
-    """Paragraphs where one fits a part, else their lines, else pieces of a line."""
-    lines: list[_Atom] = []
-    fence: str | None = None
-    for raw in text.splitlines(keepends=True):
-        after = _fence_after(fence, raw)
-        lines.append(_Atom(raw, fence, after))
-        fence = after
-    paragraphs: list[list[_Atom]] = [[]]
-    for line in lines:
-        paragraphs[-1].append(line)
-        if not line.text.strip() and line.fence_after is None:
-            paragraphs.append([])
-    atoms: list[_Atom] = []
-    for paragraph in filter(None, paragraphs):
-        joined = _Atom("".join(a.text for a in paragraph), paragraph[0].fence_before, paragraph[-1].fence_after)
-        if len(joined.text) <= max_chars and fits(_wrap([joined])):
-            atoms.append(joined)
+def _cut(text: str, start: int, guess: int, blank_cuts: list[int], line_cuts: list[int]) -> int:
+    """Where a part from `start` that should end by `guess` ends (after `start`, at most `guess`)."""
+    half = start + (guess - start) // 2
+    for cuts in (blank_cuts, line_cuts):
+        k = bisect_right(cuts, guess) - 1
+        if k >= 0 and cuts[k] > half:
+            return cuts[k]
+    return grapheme_cut(text, start, guess)
+
+
+def grapheme_cut(text: str, start: int, end: int) -> int:
+    """The last place in (`start`, `end`] between two user-perceived characters; `end` if none is.
+
+    A cut never leaves a joiner, mark or modifier without its base, nor half a
+    flag, and `start` is taken as such a place (`start < end < len(text)`). One
+    character longer than `end - start` has to be cut somewhere: at `end`.
+    """
+    for cut in range(end, start, -1):
+        before, after = text[cut - 1], text[cut]
+        if before == ZWJ or _extends(after):
             continue
-        for line in paragraph:
-            fits_alone = len(line.text) <= max_chars and fits(_wrap([line]))
-            atoms.extend([line] if fits_alone else _pieces(line, fits, max_chars))
-    return atoms
+        if _regional(before) and _regional(after):
+            first = cut - 1
+            while first > start and _regional(text[first - 1]):
+                first -= 1
+            if (cut - first) % 2:
+                continue
+        return cut
+    return end
 
 
-def _pieces(line: _Atom, fits: Callable[[str], bool], max_chars: int) -> list[_Atom]:
-    """A line too long for one part, cut at the longest prefixes that fit (binary search)."""
-    inside = line.fence_before if line.fence_before is not None else line.fence_after
-    pieces: list[_Atom] = []
-    rest = line.text
-    while rest:
-        low, high = 1, min(len(rest), max_chars)
-        while low < high:
-            mid = (low + high + 1) // 2
-            if fits(_wrap([_Atom(rest[:mid], inside, inside)])):
-                low = mid
-            else:
-                high = mid - 1
-        pieces.append(_Atom(rest[:low], inside, inside))
-        rest = rest[low:]
-    return pieces
+def _extends(char: str) -> bool:
+    """Whether `char` belongs to the character before it (variation selectors are marks, Mn)."""
+    code = ord(char)
+    return (
+        char == ZWJ
+        or unicodedata.category(char) in ("Mn", "Me", "Mc")
+        or 0x1F3FB <= code <= 0x1F3FF  # emoji skin-tone modifiers
+        or 0xE0020 <= code <= 0xE007F  # tags, as in subdivision flags
+    )
+
+
+def _regional(char: str) -> bool:
+    """Whether `char` is a regional indicator: two of them make a flag."""
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
 
 
 def _fence_after(fence: str | None, line: str) -> str | None:
@@ -213,24 +253,41 @@ def message_contents(
     thread_id: str | None = None,
     mention_ids: Iterable[str] = (),
     budget: int = CONTENT_BUDGET,
+    max_parts: int = MAX_PARTS,
 ) -> list[dict[str, Any]]:
     """The events one reply becomes: one, or several when it is over the size limit.
 
-    Only the first part is the reply; every part stays in the thread.
+    Only the first part is the reply; every part stays in the thread. Text
+    that needs more than `max_parts` parts raises `TooLong`.
     """
     mentioned = tuple(mention_ids)
-    overhead = content_size(message_content("", reply_to=reply_to, thread_id=thread_id, mention_ids=mentioned))
+    # A part takes an empty message plus its share of the text, JSON-escaped, as the body, and
+    # more once rendered: a floor that refuses a huge text before rendering any of it.
+    empty = content_size(message_content("", thread_id=thread_id, mention_ids=mentioned))
+    body = content_size({"body": text}) - content_size({"body": ""})
+    if body > max_parts * (budget - empty):
+        raise _too_long(text, max_parts)
+    rendered: dict[str, str] = {}
 
-    def fits(part: str) -> bool:
-        # Rendering is the costly step: skip it when even the worst case is small enough.
-        if overhead + BLOCK_SLACK + WORST_EXPANSION * len(part.encode()) <= budget:
-            return True
-        return (
-            content_size(message_content(part, reply_to=reply_to, thread_id=thread_id, mention_ids=mentioned)) <= budget
-        )
+    def size(part: str) -> int:
+        # With the first part's relations: a later part's name another event id (and flip a flag),
+        # tens of bytes at most, which the budget's room for the envelope absorbs.
+        html = rendered[part] = to_html(part)
+        return content_size(_content(part, html, reply_to=reply_to, thread_id=thread_id, mention_ids=mentioned))
 
-    parts = split_text(text, fits, budget)
+    parts = list(islice(split_text(text, size, budget), max_parts + 1))
+    if len(parts) > max_parts:
+        raise _too_long(text, max_parts)
     return [
-        message_content(part, reply_to=reply_to if n == 0 else None, thread_id=thread_id, mention_ids=mentioned)
+        _content(
+            part, rendered[part], reply_to=reply_to if n == 0 else None, thread_id=thread_id, mention_ids=mentioned
+        )
         for n, part in enumerate(parts)
     ]
+
+
+def _too_long(text: str, max_parts: int) -> TooLong:
+    return TooLong(
+        f"the text is {len(text):,} characters, more than {max_parts} messages can hold; put long output "
+        "in a file or a pull request and reply with a short summary and where to find it"
+    )
