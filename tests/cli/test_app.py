@@ -7,13 +7,17 @@ import os
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import typer
 import typer.main
 from typer.testing import CliRunner
 
 import agent_smith.cli
 from agent_smith.cli.app import VERBS, app
+
+CLI = str(Path(sys.executable).parent / "agent-smith")
 
 
 def test_every_registered_verb_is_in_the_table_and_loads() -> None:
@@ -75,3 +79,29 @@ def test_an_unknown_log_level_is_one_line_and_exit_2() -> None:
             done.stderr
             == "error: log level 'loud': use one of debug, info, warning, error (--log-level, AGENT_SMITH_LOG_LEVEL)\n"
         )
+
+
+@pytest.mark.parametrize(
+    ("argv", "line", "command"),
+    [
+        (["up", "--timeout", "0"], "Invalid value for '--timeout': must be more than 0 seconds", "up"),
+        (["k8s", "secrets"], "Missing option '--output' / '-o'.", "k8s secrets"),
+        (["nosuchverb"], "No such command 'nosuchverb'.", ""),
+        (["up", "--bogus"], "No such option: --bogus", "up"),
+        (["logs"], "Missing argument 'name'.", "logs"),
+        (["events", "query", "--pr", "0"], "Invalid value for '--pr': Input should be greater than", "events query"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(argv: list[str], line: str, command: str) -> None:
+    done = subprocess.run([CLI, *argv], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    [said] = done.stderr.splitlines()
+    assert said.startswith(f"error: {line}"), said
+    assert said.endswith(f" (see `{' '.join(['agent-smith', *command.split()])} --help`)"), said
+
+
+def test_no_arguments_show_the_help_and_exit_2() -> None:
+    done = subprocess.run([CLI], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "Usage: agent-smith" in done.stdout + done.stderr
+    assert "error:" not in done.stderr

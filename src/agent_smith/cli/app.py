@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import gc
 import importlib
+import sys
 from typing import Annotated, Any
 
 import typer
 import typer.main
+
+# Typer vendors Click and does not re-export its exceptions.
+from typer._click.exceptions import ClickException
+from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperGroup
 
 from agent_smith import __version__
 from agent_smith.cli.output import AppContext
-from agent_smith.errors import AgentSmithError
+from agent_smith.errors import AgentSmithError, UsageError
 from agent_smith.logs import LogFormat, configure
 
 # Each verb and the CLI modules that define it, in --help order. A module is imported only when
@@ -56,6 +61,24 @@ class _ErrorsToExitCodes(TyperGroup):
         if cmd_name in VERBS and cmd_name not in self.commands:
             _load_verb(self, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's, but bad usage is one ``error:`` line (where Click and Typer print a usage
+        block and a boxed message), exit 2."""
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except ClickUsageError as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # That one has printed the help already.
+                where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+                AppContext().error(UsageError(" ".join(exc.format_message().split()) + where))
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         gc.enable()  # off while the CLI's modules were imported (`agent_smith.__main__`)
