@@ -16,6 +16,7 @@ from typing import Any
 import helm_python as helm
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 from tests.deploy.crews import (
     OWN_LISTENER,
@@ -152,7 +153,7 @@ def test_the_values_schema_refuses_what_crew_yaml_refuses(edit: Any, message: st
     [
         (
             lambda v: v["kubernetes"].update(transparent_egress=True),
-            "transparent_egress needs egress.transparent_listen",
+            "kubernetes.transparent_egress: needs egress.transparent_listen",
         ),
         (lambda v: v["events"].update(nats_url="nats://nats.example.com:4222"), "set kubernetes.nats_peer"),
         (
@@ -179,7 +180,6 @@ def test_the_values_schema_refuses_what_crew_yaml_refuses(edit: Any, message: st
             "agents[1].kubernetes.firewall_cluster_ip: cluster IP 10.96.0.60 is already used at "
             "agents[0].kubernetes.firewall_cluster_ip",
         ),
-        (lambda v: v["agents"][0].update(resources={"cpu_request": "lots"}), "agents[0].resources.cpu_request"),
     ],
 )
 def test_the_chart_fails_with_the_cli_s_message(edit: Any, message: str) -> None:
@@ -192,6 +192,17 @@ def test_the_chart_fails_with_the_cli_s_message(edit: Any, message: str) -> None
     with pytest.raises(UsageError) as refused:
         render_crew(crew, files_for(crew))
     assert message in str(refused.value)
+
+
+def test_a_quantity_kubernetes_cannot_read_is_refused_by_the_chart_and_the_crew_model() -> None:
+    values = default_values()
+    values["agents"][0].update(resources={"cpu_request": "lots"})
+    with pytest.raises(
+        helm.HelmError, match=r"agents\[0\].resources.cpu_request: \"lots\" is not a Kubernetes quantity"
+    ):
+        helm_render(values)
+    with pytest.raises(ValidationError, match="'lots' is not a Kubernetes quantity"):
+        Crew.model_validate({k: v for k, v in values.items() if k != "files"})
 
 
 def test_the_chart_packages_with_the_release_version(tmp_path: Path) -> None:

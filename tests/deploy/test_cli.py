@@ -15,6 +15,7 @@ from tests.deploy.crews import example_crew
 from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
+from agent_smith.crew import scaffold_crew
 from agent_smith.deploy import ExternalSecretRef, check_manifests, render_crew, validate_strict, write_manifests
 from agent_smith.deploy.writer import MARKER
 from agent_smith.egress import proxy_url_for
@@ -90,15 +91,15 @@ def test_the_operator_s_contract_variables_do_not_leak_into_the_render(tmp_path:
 
 
 def test_a_bad_crew_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    loaded = example_crew(
-        tmp_path,
-        {
-            "    permission_mode: acceptEdits\n    first_run_prompt": (
-                "    resources: {cpu_limit: 1x}\n    permission_mode: acceptEdits\n    first_run_prompt"
-            )
-        },
+    root = tmp_path / "crew"
+    scaffold_crew(root)
+    crew_yaml = root / "crew.yaml"
+    crew_yaml.write_text(
+        crew_yaml.read_text().replace(
+            "    role: developer\n", "    role: developer\n    resources: {cpu_limit: 1x}\n", 1
+        )
     )
-    result = invoke(["k8s", "render", "--crew", str(loaded.root)])
+    result = invoke(["k8s", "render", "--crew", str(root)])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert "agents[0].resources.cpu_limit: '1x' is not a Kubernetes quantity" in result.stderr

@@ -36,7 +36,7 @@ from agent_smith.deploy.render import (
     url_endpoint,
 )
 from agent_smith.deploy.writer import to_yaml_stream
-from agent_smith.errors import UsageError
+from agent_smith.errors import CrewError, UsageError
 
 
 def by(manifests: Any, kind: str, name: str | None = None) -> list[dict[str, Any]]:
@@ -299,6 +299,24 @@ def test_the_render_refuses_listeners_that_are_not_one_agent_s(change: dict[str,
     ("replace", "message"),
     [
         (
+            {"  # nats_url: nats://nats.example:4222": "  nats_url: nats://nats.example.com:4222"},
+            "set kubernetes.nats_peer",
+        ),
+        ({"source: {env: AGENT_SMITH_SECRET_GITHUB}": "source: {file: secrets/github}"}, "needs an absolute path"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_key(tmp_path: Path, replace: dict[str, str], message: str) -> None:
+    loaded = example_crew(tmp_path, replace)
+    with pytest.raises(UsageError) as caught:
+        render_crew(loaded.crew, crew_files(loaded))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (
             {
                 "    permission_mode: acceptEdits\n    first_run_prompt": "    resources: {cpu_request: lots}\n    permission_mode: acceptEdits\n    first_run_prompt"
             },
@@ -312,22 +330,30 @@ def test_the_render_refuses_listeners_that_are_not_one_agent_s(change: dict[str,
         ),
         (
             {"egress:\n": "kubernetes:\n  transparent_egress: true\negress:\n"},
-            "transparent_egress needs egress.transparent_listen",
+            "kubernetes.transparent_egress: needs egress.transparent_listen",
         ),
-        (
-            {"  # nats_url: nats://nats.example:4222": "  nats_url: nats://nats.example.com:4222"},
-            "set kubernetes.nats_peer",
-        ),
-        ({"source: {env: AGENT_SMITH_SECRET_GITHUB}": "source: {file: secrets/github}"}, "needs an absolute path"),
         ({"egress:\n": "kubernetes:\n  nats_storage: big\negress:\n"}, "kubernetes.nats_storage: 'big'"),
     ],
-)
-def test_bad_input_is_one_line_naming_the_key(tmp_path: Path, replace: dict[str, str], message: str) -> None:
-    loaded = example_crew(tmp_path, replace)
-    with pytest.raises(UsageError) as caught:
-        render_crew(loaded.crew, crew_files(loaded))
-    assert message in str(caught.value)
-    assert "\n" not in str(caught.value)
+)  # fmt: skip
+def test_what_the_render_would_refuse_validate_finds_at_its_line(
+    tmp_path: Path, replace: dict[str, str], message: str
+) -> None:
+    with pytest.raises(CrewError) as caught:
+        example_crew(tmp_path, replace)
+    found = [str(p) for p in caught.value.problems]
+    assert all(p.startswith(f"{tmp_path / 'crew' / 'crew.yaml'}:") for p in found), found
+    assert any(message in p for p in found), found
+
+
+def test_a_crew_made_in_code_gets_the_same_kubernetes_checks_from_the_render(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    crew = loaded.crew.model_copy(
+        update={"kubernetes": loaded.crew.kubernetes.model_copy(update={"transparent_egress": True})}
+    )
+    with pytest.raises(
+        UsageError, match=r"^crew.yaml: kubernetes.transparent_egress: needs egress.transparent_listen$"
+    ):
+        render_crew(crew, files)
 
 
 def test_crew_files_that_cannot_be_configmap_keys_are_refused(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from agent_smith.crew.loader import (
     LoadedCrew,
     Persona,
     SharedFiles,
+    kubernetes_problems,
     load_crew,
     resolve_crew_dir,
-    transparent_agent_problems,
 )
 from agent_smith.crew.models import (
     NAMESPACE_PATTERN,
@@ -67,10 +67,10 @@ __all__ = [
     "credential_kind",
     "crew_json_schema",
     "find_credentials",
+    "kubernetes_problems",
     "load_crew",
     "parse_duration",
     "parse_size",
     "resolve_crew_dir",
     "scaffold_crew",
-    "transparent_agent_problems",
 ]

@@ -439,7 +439,7 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
         problem,
     )
     _placeholders(crew, problem)
-    for loc, message in transparent_agent_problems(crew):
+    for loc, message in kubernetes_problems(crew):
         problem(loc, message)
     for i, rule in enumerate(crew.egress.secrets):
         names = {a.name for a in crew.agents}
@@ -500,6 +500,23 @@ def _port_of(address: str | None) -> int | None:
         return None
     _, colon, port = address.rpartition(":")
     return int(port) if colon and port.isdigit() else None
+
+
+def kubernetes_problems(crew: Crew) -> list[tuple[Loc, str]]:
+    """What the Kubernetes render would refuse, by location (pure): transparent egress without
+    what it needs, and the agents' own transparent listeners (`transparent_agent_problems`)."""
+    problems: list[tuple[Loc, str]] = []
+    if crew.kubernetes.transparent_egress:
+        if crew.egress.transparent_listen is None:
+            problems.append((("kubernetes", "transparent_egress"), "needs egress.transparent_listen"))
+        if crew.kubernetes.firewall_cluster_ip is None:
+            problems.append(
+                (
+                    ("kubernetes", "transparent_egress"),
+                    "needs kubernetes.firewall_cluster_ip (a free address in the cluster's Service range)",
+                )
+            )
+    return problems + transparent_agent_problems(crew)
 
 
 def transparent_agent_problems(crew: Crew) -> list[tuple[Loc, str]]:

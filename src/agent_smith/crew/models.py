@@ -94,6 +94,48 @@ def parse_size(value: object) -> int:
     return size
 
 
+_QUANTITY = re.compile(r"^([+]?[0-9]+(\.[0-9]*)?|[+]?\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$")
+_SUFFIX = {
+    "": 1,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def parse_quantity(value: str) -> float:
+    """The number a Kubernetes quantity string stands for (``500m`` → 0.5, ``1Gi`` → 2**30)."""
+    match = _QUANTITY.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (like 500m, 2, 1Gi)")
+    number = float(match.group(1))
+    suffix = match.group(3) or ""
+    if suffix[:1] in ("e", "E"):
+        return number * 10.0 ** int(suffix[1:])
+    return number * float(_SUFFIX[suffix])
+
+
+def _quantity(value: str) -> str:
+    parse_quantity(value)
+    return value
+
+
+# Kept as written (the manifests carry it), checked as Kubernetes reads it.
+Quantity = Annotated[str, AfterValidator(_quantity)]
+
+
 def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.match(value):
@@ -259,12 +301,19 @@ class SetupCommand(_Model):
 class Resources(_Model):
     """Kubernetes requests and limits for the agent's container."""
 
-    cpu_request: str = "500m"
-    cpu_limit: str = "2"
-    memory_request: str = "1Gi"
-    memory_limit: str = "4Gi"
-    home_storage: str = "5Gi"
-    workspace_storage: str = "20Gi"
+    cpu_request: Quantity = "500m"
+    cpu_limit: Quantity = "2"
+    memory_request: Quantity = "1Gi"
+    memory_limit: Quantity = "4Gi"
+    home_storage: Quantity = "5Gi"
+    workspace_storage: Quantity = "20Gi"
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Self:
+        for kind in ("cpu", "memory"):
+            if parse_quantity(getattr(self, f"{kind}_request")) > parse_quantity(getattr(self, f"{kind}_limit")):
+                raise ValueError(f"{kind}_request is larger than {kind}_limit")
+        return self
 
 
 class HostRule(_Model):
@@ -614,7 +663,7 @@ class Kubernetes(_Model):
         default="docker.io/library/nats:2.15.1-alpine",
         description="the NATS server image, pinned to the version the tests run against",
     )
-    nats_storage: str = Field(default="2Gi", description="the NATS volume; keep it above events.max_bytes")
+    nats_storage: Quantity = Field(default="2Gi", description="the NATS volume; keep it above events.max_bytes")
 
 
 class CrewInfo(_Model):

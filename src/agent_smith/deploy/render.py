@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent_smith.crew import Agent, Crew, transparent_agent_problems
+from agent_smith.crew import Agent, Crew, kubernetes_problems
 from agent_smith.crew.loader import format_loc
-from agent_smith.crew.models import AgentKubernetes, NetworkPeer
+from agent_smith.crew.models import AgentKubernetes, NetworkPeer, parse_quantity
 from agent_smith.errors import UsageError
 
 Manifest = dict[str, Any]
@@ -56,25 +56,6 @@ def check_fits_a_configmap(files: Mapping[str, str]) -> None:
 _IP_LITERAL = re.compile(r"[0-9.]+")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # Kubernetes' own quantity grammar (k8s.io/apimachinery resource.Quantity).
-_QUANTITY = re.compile(r"^([+]?[0-9]+(\.[0-9]*)?|[+]?\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$")
-_SUFFIX = {
-    "": 1,
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
 _PRIVATE_V4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
 _PRIVATE_V6 = ["fc00::/7", "fe80::/10"]
 _DNS = {
@@ -150,18 +131,6 @@ def render_crew(crew: Crew, files: Mapping[str, str], *, namespace: str | None =
 
 
 # ---- pure helpers -------------------------------------------------------------------------
-
-
-def parse_quantity(value: str) -> float:
-    """The number a Kubernetes quantity string stands for (``500m`` → 0.5, ``1Gi`` → 2**30)."""
-    match = _QUANTITY.match(value)
-    if match is None:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (like 500m, 2, 1Gi)")
-    number = float(match.group(1))
-    suffix = match.group(3) or ""
-    if suffix[:1] in ("e", "E"):
-        return number * 10.0 ** int(suffix[1:])
-    return number * float(_SUFFIX[suffix])
 
 
 def listen_port(address: str) -> int:
@@ -288,43 +257,17 @@ class _Renderer:
         return Rendered(tuple(out), tuple(self.external), warnings, self.ns)
 
     def _check_inputs(self) -> None:
-        for i, agent in enumerate(self.crew.agents):
-            res = agent.resources
-            where = f"agents[{i}].resources"
-            values = {}
-            for field in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
-                raw = getattr(res, field)
-                try:
-                    values[field] = parse_quantity(raw)
-                except ValueError as exc:
-                    raise UsageError(f"crew.yaml: {where}.{field}: {exc}") from exc
-            for field in ("home_storage", "workspace_storage"):
-                try:
-                    parse_quantity(getattr(res, field))
-                except ValueError as exc:
-                    raise UsageError(f"crew.yaml: {where}.{field}: {exc}") from exc
-            for kind in ("cpu", "memory"):
-                if values[f"{kind}_request"] > values[f"{kind}_limit"]:
-                    raise UsageError(f"crew.yaml: {where}: {kind}_request is larger than {kind}_limit")
-        try:
-            nats_storage = parse_quantity(self.k8s.nats_storage)
-        except ValueError as exc:
-            raise UsageError(f"crew.yaml: kubernetes.nats_storage: {exc}") from exc
-        if self.crew.events.nats_url is None and nats_storage < self.crew.events.max_bytes * 1.25:
+        if (
+            self.crew.events.nats_url is None
+            and parse_quantity(self.k8s.nats_storage) < self.crew.events.max_bytes * 1.25
+        ):
             # JetStream needs headroom above the stream cap for its index and compaction.
             self.warnings.append(
                 f"kubernetes.nats_storage ({self.k8s.nats_storage}) leaves less than 25% headroom "
                 "above events.max_bytes; the stream may fill the volume"
             )
-        if self.k8s.transparent_egress:
-            if self.crew.egress.transparent_listen is None:
-                raise UsageError("crew.yaml: kubernetes.transparent_egress needs egress.transparent_listen")
-            if self.k8s.firewall_cluster_ip is None:
-                raise UsageError(
-                    "crew.yaml: kubernetes.transparent_egress needs kubernetes.firewall_cluster_ip "
-                    "(a free address in the cluster's Service range)"
-                )
-        if problems := transparent_agent_problems(self.crew):
+        # Checked by the loader too; a crew made in code reaches here without it.
+        if problems := kubernetes_problems(self.crew):
             loc, message = problems[0]
             raise UsageError(f"crew.yaml: {format_loc(loc)}: {message}")
         if not self.k8s.transparent_egress and any(agent.kubernetes is not None for agent in self.crew.agents):
