@@ -105,6 +105,39 @@ CASES = [
         PrAction("reviewed", "acme/widgets", 12, None, review_state="REQUEST_CHANGES"),
     ),
     ({"tool_name": "mcp__github__list_pull_requests", "tool_input": {}, "tool_response": "[]"}, None),
+    # Reading reviews, or starting one that is still pending, is no review.
+    *(
+        (
+            {
+                "tool_name": f"mcp__github__{tool}",
+                "tool_input": {"owner": "acme", "repo": "widgets", "pullNumber": 12, **extra},
+                "tool_response": response,
+            },
+            None,
+        )
+        for tool, extra, response in (
+            ("get_pull_request_reviews", {}, '[{"state": "APPROVED"}]'),
+            ("get_pull_request_review_comments", {}, "[]"),
+            ("create_pending_pull_request_review", {}, '{"state": "PENDING"}'),
+            ("create_pull_request_review", {}, '{"state": "PENDING"}'),
+            ("pull_request_review_write", {"method": "delete_pending"}, "{}"),
+            ("pull_request_review_write", {"method": "create"}, "{}"),
+        )
+    ),
+    (
+        {
+            "tool_name": "mcp__github__pull_request_review_write",
+            "tool_input": {
+                "method": "submit_pending",
+                "owner": "acme",
+                "repo": "widgets",
+                "pullNumber": 12,
+                "event": "APPROVE",
+            },
+            "tool_response": "{}",
+        },
+        PrAction("reviewed", "acme/widgets", 12, None, review_state="APPROVE"),
+    ),
 ]
 
 

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import scaffold_crew
-from agent_smith.errors import EventRefused
+from agent_smith.errors import EventRefused, UsageError
 from agent_smith.hooks.context import HookContext, load_context, snapshot_path
-from agent_smith.hooks.deliver import PrFacts, announcement, deliver, event_fields
+from agent_smith.hooks.deliver import MAX_ATTEMPTS, PrFacts, announcement, deliver, event_fields
 from agent_smith.hooks.prompt import ACTIVITY_FILE, prompt_context
 from agent_smith.hooks.prompt_mcp import prompt_tool
 from agent_smith.hooks.rewake import Activity, PullRequest
 from agent_smith.hooks.stop import Snapshot, run_stop
-from agent_smith.hooks.tool import SPOOL, run_tool
+from agent_smith.hooks.tool import SPOOL, retry_due, run_tool
 from agent_smith.mcphttp import answer_http
 from agent_smith.mcpstdio import McpServer
 from agent_smith.quiet_hours import is_quiet, parse_hhmm, quiet_until
@@ -205,10 +205,11 @@ def test_delivery_publishes_announces_and_keeps_failed_jobs(context: HookContext
     async def lookup(repo: str, number: int) -> PrFacts:
         return PrFacts("Fix the thing", f"https://ghe.test/{repo}/pull/{number}")
 
-    async def publish(kind: str, fields: Mapping[str, Any]) -> None:
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
         if kind == "pr_merged" and fail["on"]:
             raise ConnectionError("nats is away")
         published.append((kind, fields))
+        return "in the stream"
 
     async def announce(room: str, text: str) -> None:
         announced.append((room, text))
@@ -242,12 +243,123 @@ def test_delivery_drops_a_job_whose_event_nats_refuses(context: HookContext) -> 
     async def lookup(repo: str, number: int) -> PrFacts:
         return PrFacts("Big", url)
 
-    async def publish(kind: str, fields: Mapping[str, Any]) -> None:
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
         raise EventRefused("NATS refused event 01X: MaxPayloadError: nats: maximum payload exceeded")
 
     assert asyncio.run(deliver(context, lookup, publish, None)) == (0, 0)
     assert list(spool.iterdir()) == []
     assert f"{job.name} dropped: NATS refused event 01X" in (context.state / "hooks" / "hooks.log").read_text()
+
+
+def test_a_job_queued_while_a_delivery_runs_is_delivered_by_it(context: HookContext) -> None:
+    url = "https://ghe.test/example/widgets/pull/{}"
+
+    def queue(number: int) -> None:
+        payload = {
+            "tool_name": "Bash",
+            "tool_input": {"command": f"gh pr create -t T{number}"},
+            "tool_response": {"stdout": url.format(number)},
+        }
+        run_tool(context, payload, spawn=False)
+
+    queue(7)
+    published: list[int] = []
+    second: list[tuple[int, int]] = []
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        return PrFacts(f"T{number}", url.format(number))
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        if fields["pr"] == 7:
+            # A second PR action meanwhile: its deliverer finds the lock taken and leaves.
+            queue(8)
+            second.append(await deliver(context, lookup, publish, None))
+        published.append(fields["pr"])
+        return "in the stream"
+
+    assert asyncio.run(deliver(context, lookup, publish, None)) == (2, 0)
+    assert second == [(0, 0)]
+    assert published == [7, 8]
+    assert list((context.state / "hooks" / SPOOL).iterdir()) == []
+
+
+def test_the_event_goes_out_when_the_announcement_cannot_and_is_not_sent_twice(context: HookContext) -> None:
+    url = "https://ghe.test/example/widgets/pull/9"
+    payload = {"tool_name": "Bash", "tool_input": {"command": "gh pr create -t Nine"}, "tool_response": {"stdout": url}}
+    run_tool(context, payload, spawn=False)
+    [job] = list((context.state / "hooks" / SPOOL).iterdir())
+    queued_at = dt.datetime.fromisoformat(json.loads(job.read_text())["at"])
+    published: list[tuple[str, dt.datetime | None]] = []
+    announced: list[str] = []
+    matrix = {"up": False}
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        raise AssertionError("title and URL are known")
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        published.append((kind, at))
+        return "in the outbox"
+
+    async def announce(room: str, text: str) -> None:
+        if not matrix["up"]:
+            raise ConnectionError("homeserver is away")
+        announced.append(text)
+
+    assert asyncio.run(deliver(context, lookup, publish, announce)) == (0, 1)
+    assert published == [("pr_opened", queued_at)], "published at once, with the time the PR was opened"
+    matrix["up"] = True
+    assert asyncio.run(deliver(context, lookup, publish, announce)) == (1, 0)
+    assert len(published) == 1, "not published a second time"
+    assert len(announced) == 1
+    log = (context.state / "hooks" / "hooks.log").read_text()
+    assert "pr_opened for example/widgets#9: in the outbox" in log
+
+
+def test_a_job_that_can_never_be_delivered_is_given_up(context: HookContext) -> None:
+    spool = context.state / "hooks" / SPOOL
+    for command, number in (("gh pr create -t Bad", 10), ("gh pr create -t Gone", 11)):
+        stdout = f"https://ghe.test/{'my_org' if number == 10 else 'example'}/widgets/pull/{number}"
+        run_tool(
+            context,
+            {"tool_name": "Bash", "tool_input": {"command": command}, "tool_response": {"stdout": stdout}},
+            spawn=False,
+        )
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        raise AssertionError("title and URL are known")
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        if fields["pr"] == 10:
+            raise UsageError("pr_opened: repo: 'my_org/widgets' is not a repository")
+        raise ConnectionError("never there")
+
+    assert asyncio.run(deliver(context, lookup, publish, None)) == (0, 1)
+    assert len(list(spool.iterdir())) == 1, "the job the event model refuses is dropped at once"
+    for _ in range(MAX_ATTEMPTS - 1):
+        asyncio.run(deliver(context, lookup, publish, None))
+    assert list(spool.iterdir()) == []
+    log = (context.state / "hooks" / "hooks.log").read_text()
+    assert "dropped: pr_opened: repo: 'my_org/widgets' is not a repository" in log
+    assert f"dropped after {MAX_ATTEMPTS} attempts: ConnectionError: never there" in log
+
+
+def test_left_jobs_are_retried_at_a_later_tool_call_at_most_once_a_minute(tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    assert not retry_due(hooks, 1000.0)
+    (hooks / SPOOL).mkdir(parents=True)
+    (hooks / SPOOL / "job.json").write_text("{}")
+    assert retry_due(hooks, 1000.0), "never tried yet"
+    (hooks / "deliver.log").write_text("")
+    started = (hooks / "deliver.log").stat().st_mtime
+    assert not retry_due(hooks, started + 59)
+    assert retry_due(hooks, started + 60)
+
+
+def test_a_lone_surrogate_in_a_title_becomes_text_the_log_can_carry() -> None:
+    job = {"action": "opened", "repo": "a/b", "number": 2, "title": "fix \ud800 it"}
+    _, fields = event_fields(job, PrFacts("", "https://x/a/b/pull/2"))
+    assert fields["title"] == "fix ? it"
+    fields["title"].encode()
 
 
 def test_event_fields_and_announcement_are_pure() -> None:

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import fcntl
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_smith.errors import EventRefused
+from agent_smith.errors import EventRefused, UsageError
 from agent_smith.hooks.context import HookContext
-from agent_smith.hooks.store import hooks_dir, log_line, read_json
+from agent_smith.hooks.store import hooks_dir, log_line, read_json, write_json
 from agent_smith.hooks.tool import SPOOL
 
-REVIEW_STATES = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes_requested", "COMMENTED": "commented"}
+# A job that failed this many deliveries (minutes to days apart) is given up, with a log line.
+MAX_ATTEMPTS = 20
+# A review's state as the API reports it, and as the event that submits it names it.
+REVIEW_STATES = {
+    "APPROVED": "approved",
+    "APPROVE": "approved",
+    "CHANGES_REQUESTED": "changes_requested",
+    "REQUEST_CHANGES": "changes_requested",
+    "COMMENTED": "commented",
+    "COMMENT": "commented",
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,8 @@ class PrFacts:
 
 
 Lookup = Callable[[str, int], Awaitable[PrFacts]]
-Publish = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+# (event type, fields, when it happened) → where it went, for the log.
+Publish = Callable[[str, Mapping[str, Any], "dt.datetime | None"], Awaitable[str]]
 Announce = Callable[[str, str], Awaitable[None]]
 
 
@@ -42,7 +54,8 @@ def event_fields(job: Mapping[str, Any], facts: PrFacts) -> tuple[str, dict[str,
     fields: dict[str, Any] = {
         "repo": job["repo"],
         "pr": int(job["number"]),
-        "title": job.get("title") or facts.title,
+        # A lone surrogate (JSON allows "\\ud800") is no text the event log can carry.
+        "title": str(job.get("title") or facts.title).encode("utf-8", "replace").decode(),
         "url": job.get("url") or facts.url,
     }
     action = job["action"]
@@ -73,31 +86,70 @@ def _exclusive(path: Path) -> Iterator[bool]:
 
 
 async def deliver(context: HookContext, lookup: Lookup, publish: Publish, announce: Announce | None) -> tuple[int, int]:
-    """(delivered, left) after one pass over the spool."""
+    """(delivered, left): every job in the spool tried once, the jobs queued meanwhile included.
+
+    One deliverer at a time (a lock). One that finds it taken leaves its job to the holder, which
+    looks at the spool again once it let go of the lock: a job queued meanwhile is never stranded.
+    """
     spool = hooks_dir(context.state) / SPOOL
     delivered = left = 0
-    with _exclusive(hooks_dir(context.state) / "deliver.lock") as mine:
-        if not mine:
-            return 0, 0  # another deliverer is at it and will take the new job too
-        for path in sorted(spool.glob("*.json")) if spool.is_dir() else []:
-            job = read_json(path)
-            try:
-                await _deliver_one(context, job, lookup, publish, announce)
-            except EventRefused as exc:  # NATS will never take it: kept, it would be refused at every pass
-                log_line(context.state, "deliver", f"{path.name} dropped: {exc}")
-                path.unlink(missing_ok=True)
-                continue
-            except Exception as exc:  # keep the job for the next pass; say why once
-                left += 1
-                log_line(context.state, "deliver", f"{path.name} not delivered yet: {type(exc).__name__}: {exc}")
-                continue
-            path.unlink(missing_ok=True)
-            delivered += 1
-    return delivered, left
+    tried: set[str] = set()
+    while True:
+        with _exclusive(hooks_dir(context.state) / "deliver.lock") as mine:
+            if not mine:
+                return delivered, left  # the holder takes the new job too
+            for path in _untried(spool, tried):
+                tried.add(path.name)
+                if await _deliver_path(context, path, lookup, publish, announce):
+                    delivered += 1
+                elif path.exists():
+                    left += 1
+        if not _untried(spool, tried):
+            return delivered, left
+
+
+def _untried(spool: Path, tried: set[str]) -> list[Path]:
+    return [p for p in sorted(spool.glob("*.json")) if p.name not in tried] if spool.is_dir() else []
+
+
+async def _deliver_path(
+    context: HookContext, path: Path, lookup: Lookup, publish: Publish, announce: Announce | None
+) -> bool:
+    """Whether the job at `path` is done (then removed); a job that never can be is dropped with a
+    log line, one that failed now is kept for the next delivery, `MAX_ATTEMPTS` times."""
+    job = read_json(path)
+    try:
+        await _deliver_one(context, path, job, lookup, publish, announce)
+    except (EventRefused, UsageError) as exc:  # NATS, or the event's model, will never take it
+        log_line(context.state, "deliver", f"{path.name} dropped: {exc}")
+        _forget(path)
+        return False
+    except Exception as exc:
+        attempts = int(job.get("attempts") or 0) + 1
+        if attempts >= MAX_ATTEMPTS:
+            log_line(
+                context.state, "deliver", f"{path.name} dropped after {attempts} attempts: {type(exc).__name__}: {exc}"
+            )
+            _forget(path)
+            return False
+        write_json(path, {**read_json(path), "attempts": attempts})
+        log_line(context.state, "deliver", f"{path.name} not delivered yet: {type(exc).__name__}: {exc}")
+        return False
+    _forget(path)
+    return True
+
+
+def _forget(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 async def _deliver_one(
-    context: HookContext, job: Mapping[str, Any], lookup: Lookup, publish: Publish, announce: Announce | None
+    context: HookContext,
+    path: Path,
+    job: Mapping[str, Any],
+    lookup: Lookup,
+    publish: Publish,
+    announce: Announce | None,
 ) -> None:
     if not job.get("repo") or not job.get("number"):
         log_line(context.state, "deliver", f"dropping a {job.get('action')} job without a PR: {dict(job)}")
@@ -106,11 +158,23 @@ async def _deliver_one(
     if not facts.title or not facts.url:
         facts = await lookup(str(job["repo"]), int(job["number"]))
     kind, fields = event_fields(job, facts)
+    if not job.get("published"):
+        # The event first, and marked as published: the team's record does not wait on the chat,
+        # and an announcement that fails does not publish the event again when it is retried.
+        where = await publish(kind, fields, _time_of(job))
+        write_json(path, {**job, "published": True})
+        log_line(context.state, "deliver", f"{kind} for {fields['repo']}#{fields['pr']}: {where}")
     if kind == "pr_opened" and announce is not None and context.review_room:
         reviewers = [(t.name, t.matrix_user_id) for t in context.teammates]
         await announce(context.review_room, announcement(context.agent, fields["title"], fields["url"], reviewers))
-    await publish(kind, fields)
-    log_line(context.state, "deliver", f"published {kind} for {fields['repo']}#{fields['pr']}")
+
+
+def _time_of(job: Mapping[str, Any]) -> dt.datetime | None:
+    """When the action happened (the hook saw it), not when a late delivery got to it."""
+    try:
+        return dt.datetime.fromisoformat(str(job.get("at")))
+    except ValueError:
+        return None
 
 
 def run_deliver(context: HookContext, env: Mapping[str, str]) -> int:
@@ -135,8 +199,10 @@ async def _run(context: HookContext, env: Mapping[str, str]) -> int:
             data = await forge.pull_request(repo, number)
             return PrFacts(str(data["title"]), str(data["html_url"]))
 
-        async def publish(kind: str, fields: Mapping[str, Any]) -> None:
-            await publisher.publish(build_event(kind, context.agent, fields))
+        async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+            event = build_event(kind, context.agent, fields)
+            receipt = await publisher.publish(event if at is None else event.model_copy(update={"time": at}))
+            return f"in the stream (sequence {receipt.seq})" if receipt.stored else "in the outbox"
 
         # A one-shot process: give NATS a moment, so the event goes to the stream rather
         # than only to the outbox (where it would wait for the next publisher to flush it).

@@ -244,8 +244,24 @@ def _from_gh_api(args: Sequence[str], output: str) -> PrAction | None:
     return None
 
 
+# Forge MCP tools that open, review or merge a PR, by name (GitHub's MCP server, and tools named
+# after the REST operations). Those that read (get_pull_request_reviews…) or start a pending
+# review act on nothing yet.
+_MCP_OPEN = frozenset({"create_pull_request", "pulls_create"})
+_MCP_MERGE = frozenset({"merge_pull_request", "pulls_merge"})
+_MCP_REVIEW = frozenset(
+    {
+        "create_pull_request_review",
+        "create_and_submit_pull_request_review",
+        "submit_pending_pull_request_review",
+        "pull_request_review_write",
+        "pulls_create_review",
+    }
+)
+
+
 def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction | None:
-    if "pull_request" not in tool:
+    if tool not in _MCP_OPEN | _MCP_MERGE | _MCP_REVIEW:
         return None
     response = _json_object(output)
     url = _str(response.get("html_url")) or _str(response.get("url"))
@@ -255,14 +271,17 @@ def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction
     raw_number = str(tool_input.get("pull_number") or tool_input.get("pullNumber") or response.get("number") or "")
     number = int(raw_number) if raw_number.isdigit() else (int(match["number"]) if match else None)
     pr_url = match.group(0) if match else None
-    if "merge" in tool:
+    if tool in _MCP_MERGE:
         if response.get("merged") is False:
             return None
         return PrAction("merged", repo, number, pr_url)
-    if "review" in tool:
+    if tool in _MCP_REVIEW:
+        method = _str(tool_input.get("method"))
         state = _str(response.get("state")) or _str(tool_input.get("event"))
+        if state is None or state.upper() == "PENDING" or method not in (None, "create", "submit_pending"):
+            return None  # a pending review (no event yet), or one deleted
         return PrAction("reviewed", repo, number, pr_url, review_state=state)
-    if "create" in tool and match is not None:
+    if match is not None:
         return PrAction("opened", repo, number, pr_url, _str(tool_input.get("title")) or _str(response.get("title")))
     return None
 

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -23,17 +24,35 @@ from agent_smith.hooks.recognise import PrAction, recognise
 from agent_smith.hooks.store import hooks_dir, log_line, write_json
 
 SPOOL = "spool"
+DELIVERY_LOG = "deliver.log"
+
+
+# Jobs a delivery left (the forge, NATS or the homeserver was away) are tried again at the
+# agent's next tool call, at most this often: each try is a process.
+RETRY_EVERY = 60.0
 
 
 def run_tool(context: HookContext, payload: Mapping[str, Any], *, spawn: bool = True) -> int:
     action = recognise(payload, default_repo=context.primary_repo)
-    if action is None:
-        return 0
-    job = enqueue(context, action)
-    log_line(context.state, "tool", f"recognised pr {action.action} {action.repo}#{action.number}; queued {job.name}")
-    if spawn:
+    if action is not None:
+        job = enqueue(context, action)
+        log_line(
+            context.state, "tool", f"recognised pr {action.action} {action.repo}#{action.number}; queued {job.name}"
+        )
+    if spawn and (action is not None or retry_due(hooks_dir(context.state), time.time())):
         start_delivery(context)
     return 0
+
+
+def retry_due(hooks: Path, now: float) -> bool:
+    """Whether jobs wait in the spool and no delivery started in the last `RETRY_EVERY` seconds."""
+    spool = hooks / SPOOL
+    if not spool.is_dir() or not any(spool.glob("*.json")):
+        return False
+    try:
+        return now - (hooks / DELIVERY_LOG).stat().st_mtime >= RETRY_EVERY
+    except FileNotFoundError:
+        return True
 
 
 def enqueue(context: HookContext, action: PrAction, now: dt.datetime | None = None) -> Path:
@@ -46,7 +65,10 @@ def enqueue(context: HookContext, action: PrAction, now: dt.datetime | None = No
 
 def start_delivery(context: HookContext) -> None:
     """A detached deliverer, so the hook returns at once (its output goes to the hooks' log)."""
-    log = hooks_dir(context.state) / "deliver.log"
+    log = hooks_dir(context.state) / DELIVERY_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # Touched even when the deliverer writes nothing: its start time is what `retry_due` reads.
+    log.touch()
     with log.open("ab") as out:
         subprocess.Popen(
             [sys.executable, "-m", "agent_smith", "hook", "deliver"],
