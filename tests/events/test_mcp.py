@@ -143,6 +143,13 @@ def test_the_stdio_server_publishes_as_its_agent_only(
         assert refused["isError"] is True
         assert refused["content"][0]["text"] == "you publish as devbot; you cannot publish as 'reviewbot'"
 
+        reused = client.call(
+            "publish_event",
+            {"type": "incident", "fields": {"summary": "other", "id": published["structuredContent"]["id"]}},
+        )
+        assert reused["isError"] is True, "a reused id would be dropped by the stream, reported as stored"
+        assert reused["content"][0]["text"] == "incident: field 'id' is set by agent-smith, not by the caller"
+
         missing = client.call("publish_event", {"type": "pr_opened", "fields": {"repo": "acme/web"}})
         assert missing["isError"] is True
         assert missing["content"][0]["text"] == "pr_opened: missing field 'pr'"

@@ -6,7 +6,7 @@ from typing import Literal
 import pytest
 
 from agent_smith.errors import UsageError
-from agent_smith.events import Event, PrOpened, TaskDone, build_event, decode, event_class, event_types
+from agent_smith.events import Event, PrOpened, TaskDone, build_event, caller_fields, decode, event_class, event_types
 from agent_smith.events.publisher import encode
 
 PR = {"repo": "acme/web", "pr": "12", "title": "Fix the login", "url": "https://github.com/acme/web/pull/12"}
@@ -73,6 +73,13 @@ def test_bad_input_is_one_line_naming_the_field(type_name: str, fields: dict[str
         build_event(type_name, "devbot", fields)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("reserved", ["id", "time"])
+def test_a_caller_cannot_set_the_envelope(reserved: str) -> None:
+    with pytest.raises(UsageError, match=rf"^task_done: field '{reserved}' is set by agent-smith, not by the caller$"):
+        caller_fields("task_done", {"summary": "x", reserved: "01M887H78T3SN6V1A0R3YJ720R"})
+    assert caller_fields("task_done", {"summary": "x"}) == {"summary": "x"}
 
 
 def test_the_agent_must_be_an_agent_name() -> None:

@@ -26,6 +26,7 @@ from agent_smith.events import (
     Receipt,
     StoredEvent,
     build_event,
+    caller_fields,
     check_agent_name,
     check_repo_name,
     connect,
@@ -121,7 +122,7 @@ def publish(
     if not agent:
         raise UsageError("--agent is required (or AGENT_NAME in the environment)")
     check_agent_name(agent)
-    event = build_event(type_name, agent, parse_fields(field or []))
+    event = build_event(type_name, agent, caller_fields(type_name, parse_fields(field or [])))
     target = resolve_target(crew, os.environ)
 
     async def run() -> tuple[Receipt, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent_smith.crew import EventLog
 from agent_smith.errors import AgentSmithError
-from agent_smith.events.model import AGENT_NAME, Event, build_event, event_types
+from agent_smith.events.model import AGENT_NAME, Event, build_event, caller_fields, event_types
 from agent_smith.events.publisher import Publisher
 from agent_smith.events.reading import connect, query
 from agent_smith.events.subjects import EventFilter, parse_time
@@ -133,7 +133,7 @@ def event_tools(
             raise ToolError(f"you publish as {agent}; you cannot publish as {fields['agent']!r}")
         fields = {k: v for k, v in fields.items() if k != "agent"}
         try:
-            event = build_event(type_name, agent, fields)
+            event = build_event(type_name, agent, caller_fields(type_name, fields))
             receipt = await publisher.publish(event)
         except AgentSmithError as exc:
             raise ToolError(str(exc)) from None

@@ -194,6 +194,15 @@ def _describe(exc: ValidationError, type_name: str) -> str:
     return f"{type_name}: field {field!r}: {first['msg']}"
 
 
+def caller_fields(type_name: str, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`fields` as an agent or a person may give them: the envelope's `id` and `time` are
+    agent-smith's (a reused id would be dropped by the stream as a duplicate, silently)."""
+    for reserved in ("id", "time"):
+        if reserved in fields:
+            raise UsageError(f"{type_name}: field {reserved!r} is set by agent-smith, not by the caller")
+    return fields
+
+
 def build_event(type_name: str, agent: str, fields: Mapping[str, Any]) -> Event:
     """A new event from user input; a bad type or field is a one-line `UsageError` naming it."""
     cls = event_class(type_name)
