@@ -70,6 +70,26 @@ CASES = [
     (bash("gh api repos/acme/widgets/pulls/12/comments -f body=x -f path=a.py -F line=3", stdout='{"id": 1}'), None),
     (bash("gh pr view 12 --comments", stdout="title: x"), None),
     (bash("echo 'gh pr merge 12'"), None),
+    (
+        bash("cat > NOTES.md <<'EOF'\nDon't forget\nEOF\ngh pr create -t Notes", stdout=URL),
+        PrAction("opened", "acme/widgets", 12, URL, "Notes"),
+    ),
+    (
+        bash("cat <<-END >> log\n\tit's \"odd\nEND\ngh pr merge 12 --squash"),
+        PrAction("merged", "acme/main", 12, None),
+    ),
+    (bash("GH_DEBUG=0 gh pr create -t Env", stdout=URL), PrAction("opened", "acme/widgets", 12, URL, "Env")),
+    (bash("/usr/bin/gh pr create -t Path", stdout=URL), PrAction("opened", "acme/widgets", 12, URL, "Path")),
+    (
+        bash(
+            "gh pr create -t Again || true",
+            stderr=f'a pull request for branch "feat" into branch "main" already exists:\n{URL}',
+        ),
+        None,
+    ),
+    (bash("gh pr merge 12 --disable-auto"), None),
+    (bash("gh pr merge 12 --auto --squash"), None),
+    (bash("gh pr merge --help", stdout="Merge a pull request on GitHub."), None),
     (bash("ls -la"), None),
     ({"tool_name": "Read", "tool_input": {"file_path": "/x"}, "tool_response": "gh pr create"}, None),
     (

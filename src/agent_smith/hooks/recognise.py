@@ -12,6 +12,7 @@ Anything unrecognised is None: the hook then does nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -32,6 +33,7 @@ _GH_MERGED_OUTPUT = re.compile(
     r"(?:Merged|Squashed and merged|Rebased and merged) pull request (?:[\w.-]+/[\w.-]+)?#(\d+)"
 )
 _SEPARATORS = {"&&", "||", ";", "|", "&"}
+_ALREADY_EXISTS = re.compile(r"a pull request for branch .* already exists", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,33 @@ def shortened(command: str) -> str:
     )
 
 
+_HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][\w-]*)\2")
+
+
+def without_heredocs(command: str) -> str:
+    """`command` without the bodies of its here-documents (pure): they are data, and a lone
+    apostrophe in one ("Don't") would leave the shell words unbalanced."""
+    lines = command.split("\n")
+    kept: list[str] = []
+    pending: list[tuple[bool, str]] = []
+    for line in lines:
+        if pending:
+            tabs, end = pending[0]
+            if (line.lstrip("\t") if tabs else line) == end:
+                pending.pop(0)
+            continue
+        kept.append(line)
+        pending = [(m.group(1) == "-", m.group(3)) for m in _HEREDOC.finditer(line)]
+    return "\n".join(kept)
+
+
 def simple_commands(command: str) -> list[list[str]]:
-    """Simple commands of a shell line, split on && || ; | & (quotes respected)."""
+    """Simple commands of shell lines, split on && || ; | & and line ends (quotes respected)."""
+    # A line end ends a command too (one inside quotes only changes that string, which is read
+    # for nothing); a backslash before it continues the line.
+    lines = without_heredocs(command).replace("\\\n", " ").replace("\n", " ; ")
     try:
-        lexer = shlex.shlex(shortened(command), posix=True, punctuation_chars=True)
+        lexer = shlex.shlex(shortened(lines), posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
         tokens = list(lexer)
     except ValueError:
@@ -115,9 +140,14 @@ def _option(args: Sequence[str], *names: str) -> str | None:
     return None
 
 
+_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
+
+
 def _from_bash(command: str, output: str, default_repo: str | None) -> PrAction | None:
-    for argv in simple_commands(command):
-        if len(argv) < 2 or argv[0] != "gh":
+    for words in simple_commands(command):
+        # `GH_DEBUG=0 gh …` and `/usr/bin/gh …` run gh too.
+        argv = list(itertools.dropwhile(_ASSIGNMENT.match, words))
+        if len(argv) < 2 or argv[0].rsplit("/", 1)[-1] != "gh" or {"-h", "--help"} & set(argv):
             continue
         if argv[1] == "api":
             found = _from_gh_api(argv[2:], output)
@@ -185,8 +215,8 @@ def _pr_ref(args: Sequence[str], output: str, default_repo: str | None) -> tuple
 def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str | None) -> PrAction | None:
     if verb == "create":
         match = PR_URL.search(output)
-        if match is None:
-            return None  # gh failed (or only printed a hint): nothing was opened
+        if match is None or _ALREADY_EXISTS.search(output):
+            return None  # gh failed, or points at the PR the branch already has: nothing was opened
         slug = f"{match['owner']}/{match['repo']}"
         return PrAction("opened", slug, int(match["number"]), match.group(0), _option(args, "-t", "--title"))
     if verb == "review":
@@ -203,8 +233,8 @@ def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str |
         return PrAction("reviewed", repo, number, url, review_state=state)
     if verb == "merge":
         merged = _GH_MERGED_OUTPUT.search(output)
-        if merged is None and _failed(output):
-            return None
+        if merged is None and (_failed(output) or {"--auto", "--disable-auto"} & set(args)):
+            return None  # failed, or only auto-merge was turned on or off: nothing merged yet
         repo, number, url = _pr_ref(args, output, default_repo)
         return PrAction("merged", repo, number or (int(merged.group(1)) if merged else None), url)
     return None
