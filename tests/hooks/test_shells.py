@@ -70,6 +70,9 @@ def test_context_is_built_once_then_read_from_the_snapshot(env: dict[str, str], 
     assert load_context(env) == first
     # an overriding variable or an edit of crew.yaml invalidates the snapshot
     assert load_context({**env, "AGENT_REPOS": "acme/other"}).repos == ["acme/other"]
+    # ... and the cache keeps no overriding value, the forge token included
+    load_context({**env, "GITHUB_TOKEN": "0123456789abcdef0123456789abcdef01234567"})
+    assert "0123456789abcdef0123456789abcdef01234567" not in cache.read_text()
     text = (crew / "crew.yaml").read_text().replace("role: developer", "role: backend developer")
     (crew / "crew.yaml").write_text(text + "\n")
     assert load_context(env).teammates == first.teammates
@@ -150,10 +153,24 @@ def test_the_prompt_tool_without_its_agent_fails_and_says_why(tmp_path: Path) ->
     assert "AGENT_NAME and AGENT_SMITH_CREW must be set" in result["content"][0]["text"]
 
 
-def test_a_failing_prompt_tool_logs_like_the_command(env: dict[str, str], context: HookContext) -> None:
+def test_a_damaged_activity_file_is_no_check_yet(env: dict[str, str], context: HookContext) -> None:
     hooks = context.state / "hooks"
     hooks.mkdir(parents=True)
-    (hooks / ACTIVITY_FILE).write_text(json.dumps({"pull_requests": [{"unaddressed": 1}]}))
+    for damaged in ({"pull_requests": [{"unaddressed": 1}]}, {"pull_requests": ["a"]}, {"pull_requests": 3}):
+        (hooks / ACTIVITY_FILE).write_text(json.dumps(damaged))
+        result = call_prompt_tool(env)
+        assert not result.get("isError"), result
+        assert "Open PRs awaiting you: not checked yet." in result["content"][0]["text"]
+
+
+def test_a_failing_prompt_tool_logs_like_the_command(
+    env: dict[str, str], context: HookContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> str:
+        raise KeyError("repo")
+
+    monkeypatch.setattr("agent_smith.hooks.prompt_mcp.prompt_output", broken)
+    hooks = context.state / "hooks"
     result = call_prompt_tool(env)
     assert result["isError"] is True
     assert "KeyError" in result["content"][0]["text"]

@@ -9,6 +9,7 @@ writes this snapshot; every other run reads one small JSON file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 _CONTRACT = (
     "AGENT_NAME",
     "AGENT_REPOS",
@@ -129,9 +130,12 @@ class HookContext:
 
 
 def fingerprint(crew_dir: Path, env: Mapping[str, str]) -> str:
+    """What the cached context was made from. The overriding variables are hashed, not kept: one
+    of them is GITHUB_TOKEN, a placeholder by design, but the cache is no place to check that."""
     stat = (crew_dir / "crew.yaml").stat()
     overrides = sorted((k, v) for k, v in env.items() if k in _CONTRACT or (k.startswith("AGENT_SMITH_") and "__" in k))
-    return json.dumps([SNAPSHOT_VERSION, str(crew_dir.resolve()), stat.st_mtime_ns, stat.st_size, overrides])
+    digest = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()
+    return json.dumps([SNAPSHOT_VERSION, str(crew_dir.resolve()), stat.st_mtime_ns, stat.st_size, digest])
 
 
 def cache_dir(env: Mapping[str, str]) -> Path:

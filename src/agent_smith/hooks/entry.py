@@ -30,7 +30,7 @@ DEFAULT_WATCH = 3000.0
 def read_payload(raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -42,7 +42,7 @@ def may_be_pr_action(payload: Mapping[str, Any]) -> bool:
         tool_input = payload.get("tool_input")
         command = tool_input.get("command") if isinstance(tool_input, dict) else None
         return isinstance(command, str) and "gh " in command
-    return tool.startswith("mcp__") and "pull_request" in tool.lower()
+    return tool.startswith("mcp__") and "pull" in tool.lower()
 
 
 def env_seconds(env: Mapping[str, str], name: str, default: float) -> float:

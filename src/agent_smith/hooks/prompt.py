@@ -59,11 +59,20 @@ def _awaiting(activity: Mapping[str, Any] | None) -> Sequence[str]:
 
 
 def read_activity(state: Path) -> dict[str, Any] | None:
+    """What the Stop watcher last found (`activity.json`); None when absent, or not in the shape
+    it writes (a damaged or hand-edited file is as good as no check yet)."""
     try:
         data = json.loads((state / "hooks" / ACTIVITY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and _well_formed(data.get("pull_requests", [])) else None
+
+
+def _well_formed(prs: object) -> bool:
+    fields = {"repo": str, "number": int, "title": str, "unaddressed": int}
+    return isinstance(prs, list) and all(
+        isinstance(pr, dict) and all(isinstance(pr.get(k), t) for k, t in fields.items()) for pr in prs
+    )
 
 
 def hook_output(text: str) -> str:
