@@ -73,9 +73,18 @@ def test_publish_then_query(nats_server: NatsServer, env: dict[str, str | None])
     assert "acme/web#7" in out
     assert "Add login" in out
     assert "tidied" not in out
+    # An agent's text cannot drive the terminal: control characters are shown, not sent.
+    invoke(
+        ["events", "publish", "task_done", "-f", "summary=red \x1b[31mALERT\x1b]0;pwned\x07", "--agent", "devbot"], env
+    )
+    code, out, _ = invoke(["events", "query", "--type", "task_done", "--agent", "devbot"], env)
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "\ufffd[31mALERT" in out
 
     code, out, _ = invoke(["events", "query", "--type", "task_done", "--since", "1h", "--json"], env)
-    assert [e["summary"] for e in json.loads(out)] == ["tidied"]
+    assert [e["summary"] for e in json.loads(out)] == ["tidied", "red \x1b[31mALERT\x1b]0;pwned\x07"]
     code, out, _ = invoke(["events", "query", "--limit", "1", "--json"], env)
     assert [e["type"] for e in json.loads(out)] == ["task_done"]
 

@@ -145,6 +145,16 @@ def publish(
         )
 
 
+# Control characters (C0, DEL, C1) of an event's text, which agents write: on a terminal an
+# escape sequence in a title could recolour, retitle or rewrite the screen.
+_CONTROLS = dict.fromkeys([*range(32), *range(127, 160)], "\ufffd")
+
+
+def _shown(value: object) -> str:
+    """`value` as a table cell or a line shows it: no markup, no control character."""
+    return escape(str(value).translate(_CONTROLS))
+
+
 def _summary(payload: Mapping[str, Any]) -> str:
     for key in ("title", "summary", "reason", "host"):
         if payload.get(key):
@@ -168,11 +178,11 @@ def _render(out: AppContext, events: list[StoredEvent], as_json: bool) -> None:
     for event in events:
         p = event.payload
         table.add_row(
-            escape(str(p.get("time", ""))[:19].replace("T", " ")),
-            escape(str(p.get("type", ""))),
-            escape(str(p.get("agent", ""))),
-            escape(_where(p)),
-            escape(_summary(p)),
+            _shown(str(p.get("time", ""))[:19].replace("T", " ")),
+            _shown(p.get("type", "")),
+            _shown(p.get("agent", "")),
+            _shown(_where(p)),
+            _shown(_summary(p)),
         )
     out.console.print(table)
 
@@ -236,8 +246,8 @@ def tail_command(
                 else:
                     p = event.payload
                     out.console.print(
-                        f"{escape(str(p.get('time', ''))[:19])} [bold]{escape(str(p.get('type')))}[/] "
-                        f"{escape(str(p.get('agent')))} {escape(_where(p))} {escape(_summary(p))}".rstrip(),
+                        f"{_shown(str(p.get('time', ''))[:19])} [bold]{_shown(p.get('type'))}[/] "
+                        f"{_shown(p.get('agent'))} {_shown(_where(p))} {_shown(_summary(p))}".rstrip(),
                         highlight=False,
                     )
                 seen += 1
