@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -65,13 +66,17 @@ def _which(name: str) -> Path | None:
 
 def _claude() -> PartStatus:
     from agent_smith.errors import MissingPartError
-    from agent_smith.runtime import PINNED_VERSION, find_claude
+    from agent_smith.runtime import PINNED_VERSION
+    from agent_smith.runtime.local import claude_binary
 
+    # The one `up` and `run` would start: AGENT_SMITH_CLAUDE when set.
+    chosen = os.environ.get("AGENT_SMITH_CLAUDE")
     try:
-        binary: Path | None = find_claude()
+        binary: Path | None = claude_binary(os.environ)
     except MissingPartError:
         binary = None
-    status = _binary("claude CLI", binary, ["--version"], True, f"{INSTALL} (npm ci)")
+    fix = "set AGENT_SMITH_CLAUDE to an executable claude CLI, or unset it" if chosen else f"{INSTALL} (npm ci)"
+    status = _binary("claude CLI", binary, ["--version"], True, fix)
     if status.found and status.version != PINNED_VERSION:
         return PartStatus(**{**asdict(status), "note": f"agent-smith is tested with {PINNED_VERSION}"})
     return status

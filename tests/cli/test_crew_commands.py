@@ -113,6 +113,14 @@ def test_doctor_fails_with_the_fix_when_a_part_is_missing(tmp_path: Path) -> Non
     assert "missing" in result.stdout
 
 
+def test_doctor_checks_the_claude_up_would_start(tmp_path: Path) -> None:
+    result = run("doctor", "--json", env={"AGENT_SMITH_CLAUDE": str(tmp_path / "no-claude")})
+    assert result.returncode == 1
+    claude = next(p for p in json.loads(result.stdout)["parts"] if p["part"] == "claude CLI")
+    assert claude["found"] is False
+    assert claude["fix"] == "set AGENT_SMITH_CLAUDE to an executable claude CLI, or unset it"
+
+
 @pytest.mark.parametrize("verb", ["init", "validate", "schema", "doctor", "mcp"])
 def test_every_verb_has_help(verb: str) -> None:
     result = runner.invoke(app, [verb, "--help"])

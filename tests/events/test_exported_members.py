@@ -29,6 +29,7 @@ def test_the_public_surface_is_pinned() -> None:
         "StoredEvent",
         "TaskDone",
         "build_event",
+        "caller_fields",
         "check_agent_name",
         "check_repo_name",
         "connect",

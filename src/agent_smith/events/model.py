@@ -161,7 +161,10 @@ class EgressDenied(Event):
 def check_agent_name(name: str) -> str:
     """`name` if it can be an event's agent; otherwise a one-line `UsageError`."""
     if not AGENT_NAME.match(name):
-        raise UsageError(f"agent: {name!r} is not an agent name (lower-case letters, digits and dashes)")
+        raise UsageError(
+            f"agent: {name!r} is not an agent name (2-32 lower-case letters, digits and dashes, "
+            "starting with a letter and not ending with a dash)"
+        )
     return name
 
 
