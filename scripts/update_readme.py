@@ -7,6 +7,7 @@ A test fails while the README is out of date.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,13 @@ def subsystem_chapters() -> str:
     for name in CHAPTERS:
         path = ROOT / "docs" / f"{name}.md"
         if path.is_file():
-            parts.append(_shifted(path.read_text(encoding="utf-8").strip(), to_level=3))
+            parts.append(_shifted(_from_root(path.read_text(encoding="utf-8").strip()), to_level=3))
     return "\n\n".join(parts)
+
+
+def _from_root(text: str) -> str:
+    """A chapter's links to its sibling docs, as the README (one directory up) reaches them."""
+    return re.sub(r"\]\((?!https?:|/|#)([\w.-]+\.md)\)", r"](docs/\1)", text)
 
 
 def _shifted(text: str, to_level: int) -> str:

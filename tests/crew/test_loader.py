@@ -517,3 +517,12 @@ def test_chat_identities_that_would_be_taken_for_one_another(crew_dir: Path) -> 
         for p in found
     ), found
     assert any("matrix.operators[1]: @devbot:localhost is agent devbot: an operator is a person" in p for p in found)
+
+
+def test_agent_variables_without_agent_name_are_warned_about(crew_dir: Path) -> None:
+    loaded = load_crew(crew_dir, env={"PRIMARY_REPO": "notarepo", "AGENT_REPOS": "a/b"})
+    assert loaded.warnings == ("AGENT_REPOS, PRIMARY_REPO set without AGENT_NAME: they apply to no agent",)
+    assert load_crew(crew_dir, env={"PRIMARY_REPO": "x/y"}).warnings == (
+        "PRIMARY_REPO set without AGENT_NAME: it applies to no agent",
+    )
+    assert load_crew(crew_dir, env={"AGENT_NAME": "devbot", "PRIMARY_REPO": "example/widgets"}).warnings == ()

@@ -77,7 +77,8 @@ def validate(
     for warning in warnings:
         out.warn(warning)
     names = ", ".join(a.name for a in loaded.crew.agents)
-    out.console.print(f"[green]ok[/] crew {loaded.crew.crew.name!r}: {len(loaded.crew.agents)} agents ({names})")
+    count = len(loaded.crew.agents)
+    out.console.print(f"[green]ok[/] crew {loaded.crew.crew.name!r}: {count} agent{'s' * (count != 1)} ({names})")
     if loaded.overrides:
         out.console.print(f"overridden from the environment: {', '.join(loaded.overrides)}")
 

@@ -33,7 +33,7 @@ class _Servers(TyperGroup):
 mcp_app = typer.Typer(
     cls=_Servers,
     name="mcp",
-    help="Stdio MCP servers for agents (started by Claude Code from the agent's .mcp.json).",
+    help="The agents' MCP servers on stdio, for your own .mcp.json (under up and run, agents reach them over HTTP).",
     no_args_is_help=True,
 )
 

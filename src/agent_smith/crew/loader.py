@@ -95,6 +95,10 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
 
     data = _plain(doc)
     sources = apply_env_overrides(data, env)
+    if unused := unused_agent_variables(env):
+        report.warn(
+            f"{', '.join(unused)} set without AGENT_NAME: {'it applies' if len(unused) == 1 else 'they apply'} to no agent"
+        )
     crew = _validate(data, doc, sources, crew_file, report)
     shared = _load_shared(root / AGENTS_DIR / SHARED_DIR, report)
     personas: dict[str, Persona] = {}
@@ -336,6 +340,15 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[Lo
             users = [u for u in _SPLIT.split(env["MATRIX_ALLOWED_USERS"]) if u]
             put(("agents", index, "matrix", "allowed_senders"), users, "MATRIX_ALLOWED_USERS")
     return sources
+
+
+# The container contract's variables about one agent: AGENT_NAME says which (pure).
+AGENT_VARIABLES = ("AGENT_REPOS", "PRIMARY_REPO", "MATRIX_BOT_USER_ID", "MATRIX_ALLOWED_USERS")
+
+
+def unused_agent_variables(env: Mapping[str, str]) -> list[str]:
+    """The agent variables that are set while AGENT_NAME is not, so that none of them applies."""
+    return [] if env.get("AGENT_NAME") else [v for v in AGENT_VARIABLES if env.get(v)]
 
 
 def _source_of(loc: Loc, sources: Mapping[Loc, str]) -> str | None:
