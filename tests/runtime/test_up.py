@@ -365,6 +365,36 @@ def test_the_start_is_published_after_the_boot_with_the_time_it_happened(
     assert crew.cli("down", "--crew", root).stdout == "nothing was running\n"
 
 
+def test_up_in_the_foreground_shows_each_agent_s_state_and_ctrl_c_stops_everything(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("alice", server.url)])
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "agent-smith"), "up", "--foreground", "--crew", str(crew.root),
+         "--no-proxy", "127.0.0.1"],
+        env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_until("alice ready, said on the terminal", lambda: "alice: ready\n" in lines, timeout=60)
+        assert lines.index("alice: starting\n") < lines.index("alice: ready\n")
+        panes = crew.tmux().pane_pids()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130
+        assert wait_until("alice's processes gone", lambda: not alive(panes), timeout=10)
+        assert crew.tmux().server_pid() is None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def test_an_agent_s_repository_is_cloned_through_the_running_firewall(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:

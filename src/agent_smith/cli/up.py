@@ -115,6 +115,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         ServeOptions,
         check_startable,
         options_kept,
+        report_states,
         run_dir,
         selected_agents,
         start_background,
@@ -152,8 +153,16 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
             return None
         binary = check_startable(loaded, options, services=True)
         if request.foreground:
-            output()
-            asyncio.run(supervise(loaded, options, binary=binary, services=True, progress=assembly_progress))
+            show, shown = progress(output()), dict[str, str]()
+
+            def on_status() -> None:
+                report_states(rd.read_status() or {}, names, shown, show)
+
+            asyncio.run(
+                supervise(
+                    loaded, options, binary=binary, services=True, progress=assembly_progress, on_status=on_status
+                )
+            )
             return None
         child = start_background(loaded, options, binary)
     except BaseException:

@@ -650,18 +650,7 @@ def wait_ready(
     shown: dict[str, str] = {}
     while True:
         status = rd.read_status() or {}
-        agents = status.get("agents", {}) if isinstance(status.get("agents"), dict) else {}
-        states: dict[str, str] = {}
-        for name in names:
-            entry = agents.get(name, {})
-            state = entry.get("state", "starting") if isinstance(entry, dict) else "starting"
-            started = entry.get("started_at") if isinstance(entry, dict) else None
-            if state in (s.value for s in SERVING) and isinstance(started, int | float) and started < since:
-                state = "starting"
-            states[name] = state
-            if shown.get(name) != state:
-                shown[name] = state
-                progress(name, state)
+        states = report_states(status, names, shown, progress, since)
         if all(s in {x.value for x in SERVING} for s in states.values()):
             return status
         if child is not None and (code := _exited(child.pid)) is not None:
@@ -675,6 +664,30 @@ def wait_ready(
             continue
         # Reading a small file is cheap; a coarse poll would add its period to every `up`.
         time.sleep(0.02)
+
+
+def report_states(
+    status: Mapping[str, Any],
+    names: Sequence[str],
+    shown: dict[str, str],
+    progress: Callable[[str, str], None],
+    since: float = 0.0,
+) -> dict[str, str]:
+    """Each agent's state in `status` (one that served before `since` is starting again), told to
+    `progress` when it differs from `shown`, which is updated."""
+    agents = status.get("agents", {}) if isinstance(status.get("agents"), dict) else {}
+    states: dict[str, str] = {}
+    for name in names:
+        entry = agents.get(name, {})
+        state = entry.get("state", "starting") if isinstance(entry, dict) else "starting"
+        started = entry.get("started_at") if isinstance(entry, dict) else None
+        if state in (s.value for s in SERVING) and isinstance(started, int | float) and started < since:
+            state = "starting"
+        states[name] = state
+        if shown.get(name) != state:
+            shown[name] = state
+            progress(name, state)
+    return states
 
 
 def _changed(updates: int, timeout: float) -> bool:
