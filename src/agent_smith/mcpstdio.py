@@ -40,7 +40,29 @@ INVALID_PARAMS = -32602
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 
+# The longest message line read; a longer one is refused (16 MiB: far more than a tool call needs).
+MESSAGE_MAX = 16 * 1024 * 1024
+
 Handler = Callable[[dict[str, Any]], Awaitable[str | dict[str, Any]]]
+
+
+async def _next_line(reader: asyncio.StreamReader) -> bytes | None:
+    """The next line (b"" at the end of the stream), or None for one over the reader's limit,
+    which is read to its end and dropped."""
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial
+    except asyncio.LimitOverrunError as exc:
+        await reader.readexactly(exc.consumed)
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return None
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
 
 
 class ToolError(Exception):
@@ -141,16 +163,19 @@ class McpServer:
     async def serve_stdio(self) -> None:
         """Serve on this process's stdin/stdout until stdin closes."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+        reader = asyncio.StreamReader(limit=MESSAGE_MAX)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         await self.serve(reader, _StdoutWriter())
 
     async def serve(self, reader: asyncio.StreamReader, writer: Writer) -> None:
-        """Serve one client until its stream ends; in-flight tool calls are awaited."""
+        """Serve one client until its stream ends; in-flight tool calls are awaited. A line over
+        the reader's limit is answered with an error and skipped: the client keeps its tools."""
         self.attach(writer)
         try:
-            while line := await reader.readline():
-                if line.strip():
+            while (line := await _next_line(reader)) != b"":
+                if line is None:
+                    await self._send(error_message(None, INVALID_REQUEST, "message too long for this server"))
+                elif line.strip():
                     await self._receive(line)
         finally:
             if self._tasks:

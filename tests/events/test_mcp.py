@@ -56,6 +56,11 @@ def test_query_arguments(arguments: dict[str, Any], expected: tuple[EventFilter,
         ({"pr": True}, "pr: must be a pull request number"),
         ({"limit": 10_000}, "limit: must be between 1 and 500"),
         ({"since": "whenever"}, "since: 'whenever' is neither"),
+        ({"type": 7}, "type: one event type, or a list of them"),
+        ({"type": ["pr_opened", 7]}, "type: one event type, or a list of them"),
+        ({"since": 123}, "since: an ISO 8601 time, or a duration ago like 2h, as a string"),
+        ({"repo": ["a"]}, "repo: ['a'] is not a repository as owner/name"),
+        ({"colour": "red"}, "unknown argument 'colour' (arguments: type, agent, repo"),
     ],
 )
 def test_bad_query_arguments_are_tool_errors(arguments: dict[str, Any], message: str) -> None:

@@ -130,6 +130,12 @@ def test_garbage_gets_a_parse_error_and_the_server_keeps_serving(client: Client)
     assert client.request("ping") == {"jsonrpc": "2.0", "id": 1, "result": {}}
 
 
+def test_a_message_over_the_limit_is_refused_and_the_server_keeps_serving(client: Client) -> None:
+    client.raw(b'{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {"x": "' + b"a" * (17 * 2**20) + b'"}}\n')
+    assert client.read()["error"] == {"code": -32600, "message": "message too long for this server"}
+    assert client.request("ping") == {"jsonrpc": "2.0", "id": 1, "result": {}}
+
+
 def test_notifications_wait_until_the_client_listed_the_tools(client: Client) -> None:
     client.request("initialize", {"protocolVersion": "2024-11-05"})
     client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})

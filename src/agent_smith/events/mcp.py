@@ -16,7 +16,7 @@ from typing import Any
 
 from agent_smith.crew import EventLog
 from agent_smith.errors import AgentSmithError
-from agent_smith.events.model import AGENT_NAME, Event, build_event, caller_fields, event_types
+from agent_smith.events.model import AGENT_NAME, REPO, Event, build_event, caller_fields, event_types
 from agent_smith.events.publisher import Publisher
 from agent_smith.events.reading import connect, query
 from agent_smith.events.subjects import EventFilter, parse_time
@@ -80,8 +80,12 @@ QUERY_SCHEMA: dict[str, Any] = {
 
 def query_filter(arguments: dict[str, Any], now: datetime) -> tuple[EventFilter, int]:
     """The filter and limit a `query_events` call asks for; bad arguments raise `ToolError` (pure)."""
+    if extra := sorted(set(arguments) - set(QUERY_SCHEMA["properties"])):
+        raise ToolError(f"unknown argument {extra[0]!r} (arguments: {', '.join(QUERY_SCHEMA['properties'])})")
     raw_types = arguments.get("type")
-    types = (raw_types,) if isinstance(raw_types, str) else tuple(raw_types or ())
+    types = (raw_types,) if isinstance(raw_types, str) else tuple(raw_types) if isinstance(raw_types, list) else ()
+    if raw_types is not None and (not types or not all(isinstance(t, str) for t in types)):
+        raise ToolError("type: one event type, or a list of them")
     unknown = [t for t in types if t not in Event.registry]
     if unknown:
         raise ToolError(f"unknown event type {unknown[0]!r} (known: {', '.join(event_types())})")
@@ -97,11 +101,15 @@ def query_filter(arguments: dict[str, Any], now: datetime) -> tuple[EventFilter,
     bounds: dict[str, datetime | None] = {}
     for key in ("since", "until"):
         value = arguments.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ToolError(f"{key}: an ISO 8601 time, or a duration ago like 2h, as a string")
         try:
-            bounds[key] = parse_time(str(value), now) if value is not None else None
+            bounds[key] = parse_time(value, now) if value is not None else None
         except ValueError as exc:
             raise ToolError(f"{key}: {exc}") from None
     repo = arguments.get("repo")
+    if repo is not None and not (isinstance(repo, str) and REPO.match(repo)):
+        raise ToolError(f"repo: {repo!r} is not a repository as owner/name")
     flt = EventFilter(
         types=types,
         agent=agent,
