@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -64,7 +65,7 @@ def test_query_arguments(arguments: dict[str, Any], expected: tuple[EventFilter,
     ],
 )
 def test_bad_query_arguments_are_tool_errors(arguments: dict[str, Any], message: str) -> None:
-    with pytest.raises(ToolError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ToolError, match=re.escape(message)):
         query_filter(arguments, T0)
 
 
