@@ -123,6 +123,20 @@ async def test_open_review_merge(github_standin: GitHubFixture) -> None:
     assert gh.standin.world.pull(gh.repo, number).state == "MERGED"
 
 
+async def test_the_pull_request_of_a_branch(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    async with gh.client("alice") as alice:
+        number = await _open(gh, alice, 7)
+        found = await alice.pull_request_of_branch(REPO, "topic-7")
+        assert found is not None
+        assert (found["number"], found["title"]) == (number, "Topic 7")
+        await alice.merge(REPO, number, method="squash")
+        merged = await alice.pull_request_of_branch(REPO, "topic-7")
+        assert merged is not None, "a merged PR is still the branch's"
+        assert merged["number"] == number
+        assert await alice.pull_request_of_branch(REPO, "no-such-branch") is None
+
+
 async def test_errors_are_one_line_and_never_carry_the_token(github_standin: GitHubFixture) -> None:
     gh = github_standin
     bad = ForgeClient.from_env(

@@ -268,6 +268,41 @@ def test_delivery_drops_a_job_whose_event_nats_refuses(context: HookContext) -> 
     assert f"{job.name} dropped: NATS refused event 01X" in (context.state / "hooks" / "hooks.log").read_text()
 
 
+def test_a_merge_of_the_current_branch_s_pr_is_found_by_its_branch(context: HookContext, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "feat/login", str(work)], check=True)
+    # gh prints nothing when it merges the current branch's PR outside a terminal.
+    payload = {
+        "tool_name": "Bash",
+        "tool_input": {"command": "gh pr merge --squash"},
+        "tool_response": {"stdout": ""},
+        "cwd": str(work),
+    }
+    run_tool(context, payload, spawn=False)
+    [job] = list((context.state / "hooks" / SPOOL).iterdir())
+    assert json.loads(job.read_text())["branch"] == "feat/login"
+    published: list[tuple[str, Mapping[str, Any]]] = []
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        raise AssertionError("the branch's PR came with its facts")
+
+    async def find(repo: str, branch: str) -> tuple[int, PrFacts] | None:
+        assert (repo, branch) == ("example/widgets", "feat/login")
+        return 21, PrFacts("Login", "https://ghe.test/example/widgets/pull/21")
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        published.append((kind, fields))
+        return "in the stream"
+
+    assert asyncio.run(deliver(context, lookup, publish, None, find)) == (1, 0)
+    assert published == [
+        (
+            "pr_merged",
+            {"repo": "example/widgets", "pr": 21, "title": "Login", "url": "https://ghe.test/example/widgets/pull/21"},
+        )
+    ]
+
+
 def test_a_job_queued_while_a_delivery_runs_is_delivered_by_it(context: HookContext) -> None:
     url = "https://ghe.test/example/widgets/pull/{}"
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -251,6 +251,16 @@ class ForgeClient:
     async def pull_request(self, repo: str, number: int) -> dict[str, Any]:
         data = await self._rest("GET", f"/repos/{repo_path(repo)}/pulls/{number}", f"{repo}#{number}")
         return dict(data)
+
+    async def pull_request_of_branch(self, repo: str, branch: str) -> dict[str, Any] | None:
+        """The newest pull request (any state) whose head is `branch` of `repo`'s owner; None if none."""
+        owner = repo.partition("/")[0]
+        found = await self._rest(
+            "GET",
+            f"/repos/{repo_path(repo)}/pulls?{urlencode({'head': f'{owner}:{branch}', 'state': 'all', 'per_page': 1})}",
+            f"the pull request of {repo} branch {branch}",
+        )
+        return dict(found[0]) if isinstance(found, list) and found and isinstance(found[0], dict) else None
 
     async def diff(self, repo: str, number: int) -> str:
         text = await self._rest(

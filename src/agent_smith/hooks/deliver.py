@@ -44,6 +44,8 @@ class PrFacts:
 
 
 Lookup = Callable[[str, int], Awaitable[PrFacts]]
+# (repo, branch) → the number and facts of the branch's pull request, None when it has none.
+Find = Callable[[str, str], Awaitable[tuple[int, PrFacts] | None]]
 # (event type, fields, when it happened) → where it went, for the log.
 Publish = Callable[[str, Mapping[str, Any], "dt.datetime | None"], Awaitable[str]]
 Announce = Callable[[str, str], Awaitable[None]]
@@ -85,7 +87,9 @@ def _exclusive(path: Path) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-async def deliver(context: HookContext, lookup: Lookup, publish: Publish, announce: Announce | None) -> tuple[int, int]:
+async def deliver(
+    context: HookContext, lookup: Lookup, publish: Publish, announce: Announce | None, find: Find | None = None
+) -> tuple[int, int]:
     """(delivered, left): every job in the spool tried once, the jobs queued meanwhile included.
 
     One deliverer at a time (a lock). One that finds it taken leaves its job to the holder, which
@@ -100,7 +104,7 @@ async def deliver(context: HookContext, lookup: Lookup, publish: Publish, announ
                 return delivered, left  # the holder takes the new job too
             for path in _untried(spool, tried):
                 tried.add(path.name)
-                if await _deliver_path(context, path, lookup, publish, announce):
+                if await _deliver_path(context, path, lookup, publish, announce, find):
                     delivered += 1
                 elif path.exists():
                     left += 1
@@ -113,13 +117,13 @@ def _untried(spool: Path, tried: set[str]) -> list[Path]:
 
 
 async def _deliver_path(
-    context: HookContext, path: Path, lookup: Lookup, publish: Publish, announce: Announce | None
+    context: HookContext, path: Path, lookup: Lookup, publish: Publish, announce: Announce | None, find: Find | None
 ) -> bool:
     """Whether the job at `path` is done (then removed); a job that never can be is dropped with a
     log line, one that failed now is kept for the next delivery, `MAX_ATTEMPTS` times."""
     job = read_json(path)
     try:
-        await _deliver_one(context, path, job, lookup, publish, announce)
+        await _deliver_one(context, path, await _numbered(job, find), lookup, publish, announce)
     except (EventRefused, UsageError) as exc:  # NATS, or the event's model, will never take it
         log_line(context.state, "deliver", f"{path.name} dropped: {exc}")
         _forget(path)
@@ -169,6 +173,17 @@ async def _deliver_one(
         await announce(context.review_room, announcement(context.agent, fields["title"], fields["url"], reviewers))
 
 
+async def _numbered(job: Mapping[str, Any], find: Find | None) -> Mapping[str, Any]:
+    """`job` with its PR's number, title and URL found from its branch when gh was not told one."""
+    if job.get("number") or not job.get("branch") or not job.get("repo") or find is None:
+        return job
+    found = await find(str(job["repo"]), str(job["branch"]))
+    if found is None:
+        return job
+    number, facts = found
+    return {**job, "number": number, "title": job.get("title") or facts.title, "url": job.get("url") or facts.url}
+
+
 def _time_of(job: Mapping[str, Any]) -> dt.datetime | None:
     """When the action happened (the hook saw it), not when a late delivery got to it."""
     try:
@@ -199,6 +214,10 @@ async def _run(context: HookContext, env: Mapping[str, str]) -> int:
             data = await forge.pull_request(repo, number)
             return PrFacts(str(data["title"]), str(data["html_url"]))
 
+        async def find(repo: str, branch: str) -> tuple[int, PrFacts] | None:
+            data = await forge.pull_request_of_branch(repo, branch)
+            return None if data is None else (int(data["number"]), PrFacts(str(data["title"]), str(data["html_url"])))
+
         async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
             event = build_event(kind, context.agent, fields)
             receipt = await publisher.publish(event if at is None else event.model_copy(update={"time": at}))
@@ -209,7 +228,7 @@ async def _run(context: HookContext, env: Mapping[str, str]) -> int:
         await publisher.wait_connected(5.0)
 
         announce = await _announcer(env) if context.review_room else None
-        _, left = await deliver(context, lookup, publish, announce)
+        _, left = await deliver(context, lookup, publish, announce, find)
     return 0 if left == 0 else 1
 
 

@@ -35,7 +35,10 @@ RETRY_EVERY = 60.0
 def run_tool(context: HookContext, payload: Mapping[str, Any], *, spawn: bool = True) -> int:
     action = recognise(payload, default_repo=context.primary_repo)
     if action is not None:
-        job = enqueue(context, action)
+        # `gh pr merge` or `review` without a number acts on the current branch's PR: the branch
+        # is read now, while it is still checked out; the delivery asks the forge for its PR.
+        branch = current_branch(payload.get("cwd")) if action.number is None else None
+        job = enqueue(context, action, branch=branch)
         log_line(
             context.state, "tool", f"recognised pr {action.action} {action.repo}#{action.number}; queued {job.name}"
         )
@@ -55,12 +58,29 @@ def retry_due(hooks: Path, now: float) -> bool:
         return True
 
 
-def enqueue(context: HookContext, action: PrAction, now: dt.datetime | None = None) -> Path:
+def enqueue(
+    context: HookContext, action: PrAction, now: dt.datetime | None = None, *, branch: str | None = None
+) -> Path:
     moment = now or dt.datetime.now(dt.UTC)
     name = f"{moment.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.json"
     path = hooks_dir(context.state) / SPOOL / name
-    write_json(path, {"agent": context.agent, "at": moment.isoformat(), **asdict(action)})
+    job = {"agent": context.agent, "at": moment.isoformat(), **asdict(action)}
+    write_json(path, {**job, "branch": branch} if branch else job)
     return path
+
+
+def current_branch(cwd: object) -> str | None:
+    """The branch checked out in `cwd` (the tool call's directory); None when there is none."""
+    if not isinstance(cwd, str) or not cwd:
+        return None
+    try:
+        found = subprocess.run(
+            ["git", "-C", cwd, "symbolic-ref", "--short", "-q", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found.stdout.strip() or None if found.returncode == 0 else None
 
 
 def start_delivery(context: HookContext) -> None:
