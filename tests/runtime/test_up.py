@@ -214,6 +214,12 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     finally:
         outer.kill_server()
     assert crew.pane_pid("bob") == before_attach
+    # Without a terminal, attach says what to do instead.
+    blind = crew.cli("attach", "bob", "--crew", root)
+    assert (blind.returncode, blind.stderr) == (
+        2,
+        "error: attach needs a terminal; without one, `agent-smith logs bob -f` follows its output\n",
+    )
 
     # `status --watch` in a terminal refreshes as carol crashes below.
     watcher = Tmux(f"{crew.socket}-watch")
@@ -489,6 +495,20 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         )
         assert logs.returncode == 0, logs.stderr
         assert "Solo here." in logs.stdout
+        # ... and `kubectl exec -it … agent-smith attach solo` puts a terminal on session `main`.
+        outer = Tmux(f"{crew.socket}-outer")
+        try:
+            outer.new_session(
+                "viewer",
+                [str(Path(sys.executable).parent / "agent-smith"), "attach", "solo"],
+                env={**env, "TERM": "xterm-256color"},
+                cwd=crew.root,
+            )
+            outer.wait_for("viewer", r"Solo here\.", timeout=20)
+            outer.send_keys("viewer", "C-b", "d")
+            wait_until("detached", lambda: not outer.has_session("viewer"), timeout=10)
+        finally:
+            outer.kill_server()
         assert (pod_state / "rt" / "agents" / "solo" / "home" / ".claude" / "settings.json").is_file()
         panes = crew.tmux().pane_pids()
         process.send_signal(ended_by)

@@ -261,10 +261,17 @@ def attach(ctx: typer.Context, name: NameArg, crew: CrewOption = None) -> None:
     if binary is None:
         raise MissingPartError("tmux is not installed: install it with `apt-get install tmux`")
     socket = loaded.crew.runtime.tmux_socket
-    argv = [binary, "-L", socket, "-f", "/dev/null", "attach-session", "-t", f"={agent.name}"]
-    if not Tmux(socket).has_session(agent.name):
+    tmux = Tmux(socket)
+    # In its container (`run`) the agent's session is `main`.
+    in_container = os.environ.get("AGENT_NAME") == agent.name and tmux.has_session(CONTAINER_SESSION)
+    session = CONTAINER_SESSION if in_container else agent.name
+    if not in_container and not tmux.has_session(agent.name):
         raise OperationError(f"agent {agent.name!r} is not running: start it with `agent-smith up {agent.name}`")
-    os.execv(binary, argv)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            f"attach needs a terminal; without one, `agent-smith logs {agent.name} -f` follows its output"
+        )
+    os.execv(binary, [binary, "-L", socket, "-f", "/dev/null", "attach-session", "-t", f"={session}"])
 
 
 def logs(
