@@ -102,7 +102,10 @@ def test_publish_then_query(nats_server: NatsServer, env: dict[str, str | None])
         (["events", "query", "--agent", "*"], "error: agent: '*' is not an agent name"),
         (["events", "query", "--repo", "notarepo"], "error: repo: 'notarepo' is not a repository as owner/name"),
         (["events", "tail", "--repo", "acme"], "error: repo: 'acme' is not a repository as owner/name"),
-        (["events", "query"], "error: no NATS server: set events.nats_url in crew.yaml or NATS_URL"),
+        (
+            ["events", "query"],
+            "error: no event log: name a crew (--crew, AGENT_SMITH_CREW) or a NATS server (NATS_URL)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_two(env: dict[str, str | None], args: list[str], message: str) -> None:

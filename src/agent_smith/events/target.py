@@ -38,5 +38,11 @@ def crew_target(crew: Crew, env: Mapping[str, str]) -> EventTarget:
 
 
 def standalone_target(env: Mapping[str, str]) -> EventTarget:
-    settings = EventLog(nats_url=env.get("NATS_URL") or None)
+    """The event log `NATS_URL` names, without a crew; a usage error without it: events kept for a
+    server nobody named would wait in the outbox for ever."""
+    if not env.get("NATS_URL"):
+        from agent_smith.errors import UsageError
+
+        raise UsageError("no event log: name a crew (--crew, AGENT_SMITH_CREW) or a NATS server (NATS_URL)")
+    settings = EventLog(nats_url=env["NATS_URL"])
     return EventTarget(settings, settings.nats_url, Path(env.get(OUTBOX_ENV) or DEFAULT_OUTBOX).expanduser())
