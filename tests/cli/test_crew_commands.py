@@ -205,3 +205,22 @@ def test_validate_json_lists_the_problems_as_data(tmp_path: Path) -> None:
     assert error["message"].startswith("unknown key; did you mean 'permission_mode'")
     line = next(n for n, text in enumerate(crew_yaml.read_text().splitlines(), 1) if "permision_mode" in text)
     assert error["line"] == line
+
+
+def test_a_long_message_is_one_line_in_a_pipe(tmp_path: Path) -> None:
+    crew = tmp_path / "crew"
+    assert run("init", str(crew)).returncode == 0
+    names = ["AGENT_SMITH_EVENTS__MAX_AGE", "AGENT_SMITH_EVENTS__MAX_BYTES", "AGENT_SMITH_RUNTIME__TMUX_SOCKET"]
+    env = dict(zip(names, ["7d", "2GiB", "a-long-socket-name-to-pass-eighty-columns"], strict=True))
+    result = run("validate", str(crew), env={**env, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert f"overridden from the environment: {', '.join(names)}" in result.stdout.splitlines()
+
+
+def test_status_headers_are_whole_words_at_80_columns(tmp_path: Path) -> None:
+    crew = tmp_path / "crew"
+    assert run("init", str(crew)).returncode == 0
+    shown = run("status", "--crew", str(crew), env={"COLUMNS": "80"}).stdout
+    assert "…" not in shown
+    assert "restarts" in shown
+    assert "activity" in shown

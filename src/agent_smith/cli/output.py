@@ -14,8 +14,11 @@ from agent_smith.errors import AgentSmithError
 
 @dataclass
 class AppContext:
-    console: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    # soft_wrap: a message is one line however long, for the terminal to wrap and for a pipe or
+    # a log to keep whole (Rich would cut it at 80 columns where no terminal says otherwise).
+    # Tables still fit the width.
+    console: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def print_json(self, data: Any) -> None:
         """Machine output: plain JSON on stdout, no Rich markup or wrapping."""

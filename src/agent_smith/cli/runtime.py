@@ -178,7 +178,8 @@ def _table(loaded: LoadedCrew) -> Table:
     table.add_column("agent", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for column in ("uptime", "restarts", "last activity", "last exit", "open PRs", "chat"):
-        table.add_column(column)
+        # A header may wrap between its words, never cut inside one ("restar…").
+        table.add_column(column, min_width=max(len(word) for word in column.split()))
     for row in rows:
         colour = _COLOURS.get(row["state"], "red")
         state = row["state"]
