@@ -269,9 +269,7 @@ def attach(ctx: typer.Context, name: NameArg, crew: CrewOption = None) -> None:
     if not in_container and not tmux.has_session(agent.name):
         raise OperationError(f"agent {agent.name!r} is not running: start it with `agent-smith up {agent.name}`")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError(
-            f"attach needs a terminal; without one, `agent-smith logs {agent.name} -f` follows its output"
-        )
+        raise UsageError(f"attach needs a terminal; without one, `agent-smith logs {agent.name} -f` follows its output")
     os.execv(binary, [binary, "-L", socket, "-f", "/dev/null", "attach-session", "-t", f"={session}"])
 
 
