@@ -526,3 +526,16 @@ def test_agent_variables_without_agent_name_are_warned_about(crew_dir: Path) -> 
         "PRIMARY_REPO set without AGENT_NAME: it applies to no agent",
     )
     assert load_crew(crew_dir, env={"AGENT_NAME": "devbot", "PRIMARY_REPO": "example/widgets"}).warnings == ()
+
+
+def test_a_quantity_may_be_a_yaml_number(crew_dir: Path) -> None:
+    edit(
+        crew_dir / "crew.yaml",
+        "    role: developer\n",
+        "    role: developer\n    resources: {cpu_limit: 2, cpu_request: 0.5}\n",
+    )
+    resources = load_crew(crew_dir, env={"AGENT_SMITH_KUBERNETES__NATS_STORAGE": "3"}).crew.agents[0].resources
+    assert (resources.cpu_limit, resources.cpu_request) == ("2", "0.5")
+    edit(crew_dir / "crew.yaml", "cpu_limit: 2,", "cpu_limit: true,")
+    [problem] = problems(crew_dir)
+    assert "agents[0].resources.cpu_limit" in problem

@@ -124,7 +124,8 @@ def test_the_chart_defaults_render_and_lint_clean_for_every_version() -> None:
 
 def test_values_with_a_hand_written_agent_get_the_crew_defaults() -> None:
     values = default_values()
-    values["agents"] = [{"name": "solo", "resources": {"cpu_limit": "3"}}]
+    # A quantity may be a YAML number, as in Kubernetes manifests.
+    values["agents"] = [{"name": "solo", "resources": {"cpu_limit": 3, "memory_request": "2Gi"}}]
     manifests = helm_render(values)
     crew = Crew.model_validate({k: v for k, v in values.items() if k != "files"})
     assert_same(render_crew(crew, {"crew.yaml": "version: 1\n"}).manifests, manifests)

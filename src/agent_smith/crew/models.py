@@ -127,13 +127,25 @@ def parse_quantity(value: str) -> float:
     return number * float(_SUFFIX[suffix])
 
 
+def _quantity_text(value: object) -> object:
+    """YAML reads `cpu_limit: 2` as a number, which Kubernetes takes as the quantity "2"."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, "g") if isinstance(value, float) else str(value)
+    return value
+
+
 def _quantity(value: str) -> str:
     parse_quantity(value)
     return value
 
 
 # Kept as written (the manifests carry it), checked as Kubernetes reads it.
-Quantity = Annotated[str, AfterValidator(_quantity)]
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_text),
+    AfterValidator(_quantity),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": _QUANTITY.pattern}, {"type": "number", "minimum": 0}]}),
+]
 
 
 def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
