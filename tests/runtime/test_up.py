@@ -28,6 +28,7 @@ from agent_smith.runtime import Tmux
 from agent_smith.runtime.sweep import AGENT_VAR, tagged
 from agent_smith.standins import RequestKind
 from tests.fixtures.model import StartModelServer
+from tests.fixtures.processes import spawned
 from tests.runtime.conftest import CrewDir, alive, children_of
 
 pytestmark = pytest.mark.real
@@ -376,15 +377,11 @@ def test_up_in_the_foreground_shows_each_agent_s_state_and_ctrl_c_stops_everythi
 ) -> None:
     server = model_server({"agents": {}})
     crew = make_crew([agent("alice", server.url)])
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "agent-smith"), "up", "--foreground", "--crew", str(crew.root),
-         "--no-proxy", "127.0.0.1"],
-        env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    try:
+    argv = [str(CLI), "up", "--foreground", "--crew", str(crew.root), "--no-proxy", "127.0.0.1"]
+    with spawned(argv, env=crew.env) as process:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+        reader.start()
         wait_until("alice ready, said on the terminal", lambda: "alice: ready\n" in lines, timeout=60)
         assert lines.index("alice: starting\n") < lines.index("alice: ready\n")
         panes = crew.tmux().pane_pids()
@@ -392,13 +389,6 @@ def test_up_in_the_foreground_shows_each_agent_s_state_and_ctrl_c_stops_everythi
         assert process.wait(30) == 130
         assert wait_until("alice's processes gone", lambda: not alive(panes), timeout=10)
         assert crew.tmux().server_pid() is None
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_an_agent_s_repository_is_cloned_through_the_running_firewall(
@@ -459,17 +449,10 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         "MATRIX_BOT_USER_ID": "@solo:localhost",
         "MATRIX_ACCESS_TOKEN": MATRIX_TOKEN,
     }
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "agent-smith"), "run", "--no-proxy", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    try:
+    with spawned([str(CLI), "run", "--no-proxy", "127.0.0.1"], env=env) as process:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+        reader.start()
         wait_until(
             "both panes on stdout",
             lambda: (
@@ -490,9 +473,7 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         assert MATRIX_TOKEN not in out
         assert crew.tmux().list_sessions() == ["main"]
         # In the pod (`kubectl exec … agent-smith logs solo`), the agent's captured panes are its own.
-        logs = subprocess.run(
-            [str(Path(sys.executable).parent / "agent-smith"), "logs", "solo"], env=env, capture_output=True, text=True
-        )
+        logs = subprocess.run([str(CLI), "logs", "solo"], env=env, capture_output=True, text=True)
         assert logs.returncode == 0, logs.stderr
         assert "Solo here." in logs.stdout
         # ... and `kubectl exec -it … agent-smith attach solo` puts a terminal on session `main`.
@@ -500,7 +481,7 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         try:
             outer.new_session(
                 "viewer",
-                [str(Path(sys.executable).parent / "agent-smith"), "attach", "solo"],
+                [str(CLI), "attach", "solo"],
                 env={**env, "TERM": "xterm-256color"},
                 cwd=crew.root,
             )
@@ -518,10 +499,3 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         assert wait_until("the pod's processes gone", lambda: not alive(panes), timeout=10)
         assert crew.tmux().server_pid() is None
         assert tagged(AGENT_VAR, "rt/solo") == []
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
