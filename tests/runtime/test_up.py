@@ -54,6 +54,19 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> An
         time.sleep(0.1)
 
 
+def attach_and_detach(crew: CrewDir, args: list[str], env: dict[str, str], shown: str) -> None:
+    """`agent-smith attach ARGS` in a terminal (a pane of another tmux server) until it shows
+    `shown`, then C-b d."""
+    outer = Tmux(f"{crew.socket}-outer")
+    try:
+        outer.new_session("viewer", [str(CLI), "attach", *args], env={**env, "TERM": "xterm-256color"}, cwd=crew.root)
+        outer.wait_for("viewer", shown, timeout=20)
+        outer.send_keys("viewer", "C-b", "d")
+        wait_until("detached", lambda: not outer.has_session("viewer"), timeout=10)
+    finally:
+        outer.kill_server()
+
+
 def agent(name: str, url: str, env: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "env": {"ANTHROPIC_BASE_URL": f"{url}/agents/{name}", **(env or {})}, **extra}
 
@@ -201,19 +214,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
         follow.send_signal(signal.SIGINT)
         assert follow.wait(10) == 130
         follow.stdout.close()  # type: ignore[union-attr]
-    outer = Tmux(f"{crew.socket}-outer")
-    try:
-        outer.new_session(
-            "viewer",
-            [str(CLI), "attach", "bob", "--crew", root],
-            env={**crew.env, "TERM": "xterm-256color"},
-            cwd=crew.root,
-        )
-        outer.wait_for("viewer", r"❯", timeout=20)
-        outer.send_keys("viewer", "C-b", "d")
-        wait_until("detached", lambda: not outer.has_session("viewer"), timeout=10)
-    finally:
-        outer.kill_server()
+    attach_and_detach(crew, ["bob", "--crew", root], crew.env, r"❯")
     assert crew.pane_pid("bob") == before_attach
     # Without a terminal, attach says what to do instead.
     blind = crew.cli("attach", "bob", "--crew", root)
@@ -477,19 +478,7 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         assert logs.returncode == 0, logs.stderr
         assert "Solo here." in logs.stdout
         # ... and `kubectl exec -it … agent-smith attach solo` puts a terminal on session `main`.
-        outer = Tmux(f"{crew.socket}-outer")
-        try:
-            outer.new_session(
-                "viewer",
-                [str(CLI), "attach", "solo"],
-                env={**env, "TERM": "xterm-256color"},
-                cwd=crew.root,
-            )
-            outer.wait_for("viewer", r"Solo here\.", timeout=20)
-            outer.send_keys("viewer", "C-b", "d")
-            wait_until("detached", lambda: not outer.has_session("viewer"), timeout=10)
-        finally:
-            outer.kill_server()
+        attach_and_detach(crew, ["solo"], env, r"Solo here\.")
         assert (pod_state / "rt" / "agents" / "solo" / "home" / ".claude" / "settings.json").is_file()
         panes = crew.tmux().pane_pids()
         process.send_signal(ended_by)
