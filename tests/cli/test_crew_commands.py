@@ -217,10 +217,9 @@ def test_a_long_message_is_one_line_in_a_pipe(tmp_path: Path) -> None:
     assert f"overridden from the environment: {', '.join(names)}" in result.stdout.splitlines()
 
 
-def test_status_headers_are_whole_words_at_80_columns(tmp_path: Path) -> None:
+def test_the_status_table_fits_80_columns(tmp_path: Path) -> None:
     crew = tmp_path / "crew"
     assert run("init", str(crew)).returncode == 0
     shown = run("status", "--crew", str(crew), env={"COLUMNS": "80"}).stdout
-    assert "…" not in shown
-    assert "restarts" in shown
-    assert "activity" in shown
+    assert max(len(line) for line in shown.splitlines()) == 80
+    assert shown.splitlines()[-1].endswith("┘"), "no column is cut off"

@@ -178,8 +178,7 @@ def _table(loaded: LoadedCrew) -> Table:
     table.add_column("agent", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for column in ("uptime", "restarts", "last activity", "last exit", "open PRs", "chat"):
-        # A header may wrap between its words, never cut inside one ("restar…").
-        table.add_column(column, min_width=max(len(word) for word in column.split()))
+        table.add_column(column)
     for row in rows:
         colour = _COLOURS.get(row["state"], "red")
         state = row["state"]
@@ -242,6 +241,8 @@ def status(
             }
         )
         return
+    # The table is all this prints, and fits the width (soft wrapping keeps a message one line).
+    out.console.soft_wrap = False
     if not watch:
         out.console.print(_table(loaded))
         return
