@@ -88,6 +88,15 @@ CASES = [
         None,
     ),
     (bash("gh pr merge 12 --disable-auto"), None),
+    # Without a number: a branch gh was given, else the checked-out branch's PR (where gh ran).
+    (bash("gh pr merge feat/b --squash"), PrAction("merged", "acme/main", None, branch="feat/b")),
+    (bash("gh pr merge --squash"), PrAction("merged", "acme/main", None, on_checkout=True)),
+    (
+        bash("gh pr review --approve"),
+        PrAction("reviewed", "acme/main", None, review_state="APPROVED", on_checkout=True),
+    ),
+    (bash("cd ../other && gh pr merge --squash"), PrAction("merged", "acme/main", None)),
+    (bash("gh pr merge -R acme/other --squash"), PrAction("merged", "acme/other", None)),
     (bash("gh pr merge 12 --auto --squash"), None),
     (bash("gh pr merge --help", stdout="Merge a pull request on GitHub."), None),
     (bash("ls -la"), None),

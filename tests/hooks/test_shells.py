@@ -395,6 +395,41 @@ def test_a_job_that_can_never_be_delivered_is_given_up(context: HookContext) -> 
     assert f"dropped after {MAX_ATTEMPTS} attempts: ConnectionError: never there" in log
 
 
+def test_what_is_no_job_in_the_spool_neither_stops_nor_crashes_a_delivery(context: HookContext) -> None:
+    spool = context.state / "hooks" / SPOOL
+    url = "https://ghe.test/example/widgets/pull/{}"
+    for number in (31, 32):
+        payload = {
+            "tool_name": "Bash",
+            "tool_input": {"command": f"gh pr create -t T{number}"},
+            "tool_response": {"stdout": url.format(number)},
+        }
+        run_tool(context, payload, spawn=False)
+    (spool / "00-a-directory.json").mkdir()
+    (spool / "01-not-json.json").write_text("{not json")
+    (spool / "02-no-action.json").write_text('{"repo": "example/widgets", "number": 3}')
+    [first, _] = sorted(p for p in spool.glob("2*.json"))
+    first.write_text(json.dumps({**json.loads(first.read_text()), "attempts": "many"}))
+    published: list[int] = []
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        raise AssertionError("title and URL are known")
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        if fields["pr"] == 31:
+            raise ConnectionError("not now")
+        published.append(fields["pr"])
+        return "in the stream"
+
+    assert asyncio.run(deliver(context, lookup, publish, None)) == (1, 1)
+    assert published == [32]
+    assert json.loads(first.read_text())["attempts"] == 1, "a count that is no number starts again"
+    assert sorted(p.name for p in spool.iterdir()) == ["00-a-directory.json", first.name]
+    log = (context.state / "hooks" / "hooks.log").read_text()
+    assert "01-not-json.json dropped: not a job the tool hook wrote" in log
+    assert "02-no-action.json dropped: not a job the tool hook wrote" in log
+
+
 def test_left_jobs_are_retried_at_a_later_tool_call_at_most_once_a_minute(tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
     assert not retry_due(hooks, 1000.0)

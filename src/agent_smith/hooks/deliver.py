@@ -22,6 +22,7 @@ from agent_smith.hooks.context import HookContext
 from agent_smith.hooks.store import hooks_dir, log_line, read_json, write_json
 from agent_smith.hooks.tool import SPOOL
 
+ACTIONS = frozenset({"opened", "reviewed", "merged"})
 # A job that failed this many deliveries (minutes to days apart) is given up, with a log line.
 MAX_ATTEMPTS = 20
 # A review's state as the API reports it, and as the event that submits it names it.
@@ -113,7 +114,7 @@ async def deliver(
 
 
 def _untried(spool: Path, tried: set[str]) -> list[Path]:
-    return [p for p in sorted(spool.glob("*.json")) if p.name not in tried] if spool.is_dir() else []
+    return [p for p in sorted(spool.glob("*.json")) if p.name not in tried and p.is_file()] if spool.is_dir() else []
 
 
 async def _deliver_path(
@@ -122,6 +123,10 @@ async def _deliver_path(
     """Whether the job at `path` is done (then removed); a job that never can be is dropped with a
     log line, one that failed now is kept for the next delivery, `MAX_ATTEMPTS` times."""
     job = read_json(path)
+    if job.get("action") not in ACTIONS:
+        log_line(context.state, "deliver", f"{path.name} dropped: not a job the tool hook wrote")
+        _forget(path)
+        return False
     try:
         await _deliver_one(context, path, await _numbered(job, find), lookup, publish, announce)
     except (EventRefused, UsageError) as exc:  # NATS, or the event's model, will never take it
@@ -129,7 +134,8 @@ async def _deliver_path(
         _forget(path)
         return False
     except Exception as exc:
-        attempts = int(job.get("attempts") or 0) + 1
+        before = job.get("attempts")
+        attempts = (before if isinstance(before, int) and not isinstance(before, bool) else 0) + 1
         if attempts >= MAX_ATTEMPTS:
             log_line(
                 context.state, "deliver", f"{path.name} dropped after {attempts} attempts: {type(exc).__name__}: {exc}"
@@ -187,9 +193,10 @@ async def _numbered(job: Mapping[str, Any], find: Find | None) -> Mapping[str, A
 def _time_of(job: Mapping[str, Any]) -> dt.datetime | None:
     """When the action happened (the hook saw it), not when a late delivery got to it."""
     try:
-        return dt.datetime.fromisoformat(str(job.get("at")))
+        at = dt.datetime.fromisoformat(str(job.get("at")))
     except ValueError:
         return None
+    return at.astimezone(dt.UTC) if at.tzinfo is not None else None
 
 
 def run_deliver(context: HookContext, env: Mapping[str, str]) -> int:

@@ -17,7 +17,7 @@ import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 Action = Literal["opened", "reviewed", "merged"]
@@ -38,12 +38,17 @@ _ALREADY_EXISTS = re.compile(r"a pull request for branch .* already exists", re.
 
 @dataclass(frozen=True)
 class PrAction:
+    """A PR action. Without a `number`, the PR is `branch`'s, or (`on_checkout`) that of the
+    branch checked out where the command ran."""
+
     action: Action
     repo: str | None
     number: int | None
     url: str | None = None
     title: str | None = None
     review_state: str | None = None
+    branch: str | None = None
+    on_checkout: bool = False
 
 
 def recognise(payload: Mapping[str, Any], default_repo: str | None = None) -> PrAction | None:
@@ -144,9 +149,11 @@ _ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
 
 
 def _from_bash(command: str, output: str, default_repo: str | None) -> PrAction | None:
+    moved = False  # after a `cd`, the directory the hook is told of is not where gh ran
     for words in simple_commands(command):
         # `GH_DEBUG=0 gh …` and `/usr/bin/gh …` run gh too.
         argv = list(itertools.dropwhile(_ASSIGNMENT.match, words))
+        moved = moved or argv[:1] in (["cd"], ["pushd"])
         if len(argv) < 2 or argv[0].rsplit("/", 1)[-1] != "gh" or {"-h", "--help"} & set(argv):
             continue
         if argv[1] == "api":
@@ -156,7 +163,7 @@ def _from_bash(command: str, output: str, default_repo: str | None) -> PrAction 
         else:
             found = None
         if found is not None:
-            return found
+            return replace(found, on_checkout=False) if moved else found
     return None
 
 
@@ -200,16 +207,22 @@ def _positional(args: Sequence[str], takes_value: frozenset[str] = _PR_VALUE_FLA
     return None
 
 
-def _pr_ref(args: Sequence[str], output: str, default_repo: str | None) -> tuple[str | None, int | None, str | None]:
-    """(repo, number, url) from gh's arguments and output."""
-    repo = _option(args, "-R", "--repo") or default_repo
+def _pr_ref(args: Sequence[str], output: str, default_repo: str | None, action: PrAction) -> PrAction:
+    """`action` with its PR as gh's arguments and output name it: a URL, a number, a branch, or
+    nothing (the checked-out branch's, unless `-R` names another repository)."""
+    named_repo = _option(args, "-R", "--repo")
     target = _positional(args)
     for text in (target or "", output):
         if match := PR_URL.search(text):
-            return f"{match['owner']}/{match['repo']}", int(match["number"]), match.group(0)
+            return replace(
+                action, repo=f"{match['owner']}/{match['repo']}", number=int(match["number"]), url=match.group(0)
+            )
+    repo = named_repo or default_repo
     if target and target.lstrip("#").isdigit():
-        return repo, int(target.lstrip("#")), None
-    return repo, None, None
+        return replace(action, repo=repo, number=int(target.lstrip("#")))
+    if action.number is not None:
+        return replace(action, repo=repo)
+    return replace(action, repo=repo, branch=target, on_checkout=target is None and named_repo is None)
 
 
 def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str | None) -> PrAction | None:
@@ -223,20 +236,19 @@ def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str |
         state = _review_flag(args)
         for pattern, said in _GH_REVIEW_OUTPUT:
             if found := pattern.search(output):
-                repo, number, url = _pr_ref(args, output, default_repo)
-                return PrAction("reviewed", repo, number or int(found.group(1)), url, review_state=said)
+                return _pr_ref(
+                    args, output, default_repo, PrAction("reviewed", None, int(found.group(1)), review_state=said)
+                )
         # gh prints nothing on success when stdout is not a terminal (as in the Bash tool);
         # PostToolUse only runs for a command that succeeded.
         if state is None or _failed(output):
             return None
-        repo, number, url = _pr_ref(args, output, default_repo)
-        return PrAction("reviewed", repo, number, url, review_state=state)
+        return _pr_ref(args, output, default_repo, PrAction("reviewed", None, None, review_state=state))
     if verb == "merge":
         merged = _GH_MERGED_OUTPUT.search(output)
         if merged is None and (_failed(output) or {"--auto", "--disable-auto"} & set(args)):
             return None  # failed, or only auto-merge was turned on or off: nothing merged yet
-        repo, number, url = _pr_ref(args, output, default_repo)
-        return PrAction("merged", repo, number or (int(merged.group(1)) if merged else None), url)
+        return _pr_ref(args, output, default_repo, PrAction("merged", None, int(merged.group(1)) if merged else None))
     return None
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,11 @@ RETRY_EVERY = 60.0
 def run_tool(context: HookContext, payload: Mapping[str, Any], *, spawn: bool = True) -> int:
     action = recognise(payload, default_repo=context.primary_repo)
     if action is not None:
-        # `gh pr merge` or `review` without a number acts on the current branch's PR: the branch
-        # is read now, while it is still checked out; the delivery asks the forge for its PR.
-        branch = current_branch(payload.get("cwd")) if action.number is None else None
-        job = enqueue(context, action, branch=branch)
+        # `gh pr merge` or `review` without a PR acts on the checked-out branch's: the branch is
+        # read now, while it is still checked out; the delivery asks the forge for its PR.
+        if action.on_checkout:
+            action = replace(action, branch=current_branch(payload.get("cwd")))
+        job = enqueue(context, action)
         log_line(
             context.state, "tool", f"recognised pr {action.action} {action.repo}#{action.number}; queued {job.name}"
         )
@@ -58,14 +59,11 @@ def retry_due(hooks: Path, now: float) -> bool:
         return True
 
 
-def enqueue(
-    context: HookContext, action: PrAction, now: dt.datetime | None = None, *, branch: str | None = None
-) -> Path:
+def enqueue(context: HookContext, action: PrAction, now: dt.datetime | None = None) -> Path:
     moment = now or dt.datetime.now(dt.UTC)
     name = f"{moment.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.json"
     path = hooks_dir(context.state) / SPOOL / name
-    job = {"agent": context.agent, "at": moment.isoformat(), **asdict(action)}
-    write_json(path, {**job, "branch": branch} if branch else job)
+    write_json(path, {"agent": context.agent, "at": moment.isoformat(), **asdict(action)})
     return path
 
 
