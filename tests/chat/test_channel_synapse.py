@@ -162,6 +162,17 @@ def test_reply_react_edit_and_history(synapse: SynapseServer, cast: Cast, crew_d
     asyncio.run(scenario())
 
 
+def test_a_removed_message_cannot_be_edited(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            removed = await run.channel.reply(cast.room, "soon gone")
+            await in_thread(synapse.redact, cast.devbot, cast.room, removed["event_id"])
+            with pytest.raises(Refused, match=r"was removed \(redacted\); reply instead"):
+                await run.channel.edit(cast.room, removed["event_id"], "back")
+
+    asyncio.run(scenario())
+
+
 def test_the_loop_guard(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
     async def scenario() -> None:
         async with running_channel(crew_dir, cast.devbot.access_token) as run:

@@ -19,7 +19,7 @@ from typing import Any
 from agent_smith.chat import render
 from agent_smith.chat.config import ChatConfig
 from agent_smith.chat.events import ENCRYPTED, ROOM_MESSAGE, parse_message, relation, strip_reply_fallback
-from agent_smith.chat.matrix import MatrixLink, SyncBatch, TokenRefused, wait_or_stop
+from agent_smith.chat.matrix import MatrixLink, NotFound, SyncBatch, TokenRefused, wait_or_stop
 from agent_smith.chat.rules import Decision, Held, Message, Verdict, decide, observe, render_digest
 from agent_smith.chat.state import ChatState, StateFile
 from agent_smith.errors import OperationError
@@ -103,8 +103,10 @@ class ChatChannel:
                 if await wait_or_stop(delay, stop):
                     return
                 continue
-            if failures or refused:
+            if failures:
                 log.warning("homeserver %s reachable again after %d failed sync(s)", self.link.homeserver, failures)
+            if refused:
+                log.warning("homeserver %s takes %s's access token again", self.link.homeserver, self.config.agent)
             failures, refused = 0, False
             await self.handle(batch)
             full_state = False
@@ -226,8 +228,10 @@ class ChatChannel:
         """The event a tool call names; refused when the room has no such event."""
         try:
             return await self.link.get_event(room_id, event_id)
-        except OperationError as exc:
+        except NotFound as exc:
             raise Refused(f"{what} refused: {event_id} is no event of {room_id} ({exc})") from exc
+        except OperationError as exc:
+            raise Refused(f"{what} failed: cannot look up {event_id}: {exc}") from exc
 
     async def _wake(self, message: Message, decision: Decision) -> None:
         quiet = self.config.quiet_hours
@@ -373,6 +377,8 @@ class ChatChannel:
         original = event.get("content")
         if event.get("sender") != self.me or event.get("type") != ROOM_MESSAGE or not isinstance(original, Mapping):
             raise Refused(f"edit refused: {event_id} is not one of your messages in {room_id}")
+        if not original:
+            raise Refused(f"edit refused: {event_id} was removed (redacted); reply instead")
         if relation(original)[2]:
             raise Refused(f"edit refused: {event_id} is itself an edit; edit the message it changed")
         content = render.edit_content(event_id, text)

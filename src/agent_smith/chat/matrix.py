@@ -30,6 +30,7 @@ __all__ = [
     "RATE_LIMIT_WAIT_MAX",
     "SYNC_TIMELINE_LIMIT",
     "MatrixLink",
+    "NotFound",
     "SyncBatch",
     "TokenRefused",
     "wait_or_stop",
@@ -77,6 +78,10 @@ def _part(value: str) -> str:
 
 class TokenRefused(OperationError):
     """A 401: the homeserver does not take the access token (unknown, missing or logged out)."""
+
+
+class NotFound(OperationError):
+    """A 404: no such room, event or alias (or none the agent may see)."""
 
 
 class MatrixLink:
@@ -140,7 +145,7 @@ class MatrixLink:
                 continue
             if not response.is_success:
                 line = failure(what, response.status_code, response.reason_phrase, answer)
-                raise (TokenRefused if response.status_code == 401 else OperationError)(line)
+                raise {401: TokenRefused, 404: NotFound}.get(response.status_code, OperationError)(line)
             if not isinstance(answer, Mapping):
                 raise OperationError(f"{what}: {response.status_code} but the answer is not a JSON object")
             return answer

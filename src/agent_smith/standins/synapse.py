@@ -272,6 +272,14 @@ class SynapseServer:
         )["event_id"]
         return event_id
 
+    def redact(self, user: MatrixUser, room_id: str, event_id: str) -> None:
+        self._call(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/{quote(event_id)}/{secrets.token_hex(8)}",
+            token=user.access_token,
+            body={},
+        )
+
     def sync(self, user: MatrixUser, *, since: str | None = None, timeout_ms: int = 0) -> dict[str, Any]:
         query = f"?timeout={timeout_ms}" + (f"&since={quote(since)}" if since else "")
         return self._call("GET", f"/_matrix/client/v3/sync{query}", token=user.access_token)
