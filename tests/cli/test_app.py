@@ -90,6 +90,8 @@ def test_an_unknown_log_level_is_one_line_and_exit_2() -> None:
         (["up", "--bogus"], "No such option: --bogus", "up"),
         (["logs"], "Missing argument 'name'.", "logs"),
         (["events", "query", "--pr", "0"], "Invalid value for '--pr': Input should be greater than", "events query"),
+        (["events", "query", "--since"], "Option '--since' requires an argument.", "events query"),
+        (["--log-level"], "Option '--log-level' requires an argument.", ""),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(argv: list[str], line: str, command: str) -> None:

@@ -536,6 +536,19 @@ def test_a_quantity_may_be_a_yaml_number(crew_dir: Path) -> None:
     )
     resources = load_crew(crew_dir, env={"AGENT_SMITH_KUBERNETES__NATS_STORAGE": "3"}).crew.agents[0].resources
     assert (resources.cpu_limit, resources.cpu_request) == ("2", "0.5")
+    # A float keeps every digit: 3221225472.0 is 3Gi, not 3.22123e+09.
+    memory = "memory_limit: 3221225472.0, memory_request: 2147483648.0"
+    edit(crew_dir / "crew.yaml", "cpu_request: 0.5}", f"cpu_request: 0.5, {memory}}}")
+    resources = load_crew(crew_dir, env={}).crew.agents[0].resources
+    assert (resources.memory_limit, resources.memory_request) == ("3221225472", "2147483648")
     edit(crew_dir / "crew.yaml", "cpu_limit: 2,", "cpu_limit: true,")
     [problem] = problems(crew_dir)
     assert "agents[0].resources.cpu_limit" in problem
+
+
+def test_a_user_id_s_localpart_that_is_another_agent_s_spelling_is_a_problem(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "      display_name: reviewbot\n", "      display_name: dbot\n")
+    edit(crew_yaml, 'user_id: "@devbot:localhost"', 'user_id: "@dbot:localhost"')
+    [problem] = problems(crew_dir)
+    assert "agents[1].matrix.display_name: 'dbot' is how devbot is mentioned too" in problem

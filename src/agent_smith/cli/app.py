@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import itertools
 import sys
 from typing import Annotated, Any
 
@@ -50,6 +51,10 @@ VERBS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The verbs that are groups of sub-verbs.
+GROUPS = frozenset({"firewall", "events", "hook", "mcp", "k8s", "standin"})
+
+
 class _ErrorsToExitCodes(TyperGroup):
     """The root group: loads verbs on demand, and is the one place an agent-smith error
     becomes one line on stderr and an exit code."""
@@ -70,8 +75,8 @@ class _ErrorsToExitCodes(TyperGroup):
             code = super().main(*args, **kwargs)
         except ClickUsageError as exc:
             if type(exc).__name__ != "NoArgsIsHelpError":  # That one has printed the help already.
-                where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
-                AppContext().error(UsageError(" ".join(exc.format_message().split()) + where))
+                path = exc.ctx.command_path if exc.ctx is not None else _command_path(kwargs.get("args"))
+                AppContext().error(UsageError(f"{' '.join(exc.format_message().split())} (see `{path} --help`)"))
             sys.exit(exc.exit_code)
         except ClickException as exc:
             exc.show()
@@ -89,6 +94,14 @@ class _ErrorsToExitCodes(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+
+
+def _command_path(args: list[str] | None) -> str:
+    """The verb (and sub-verb) `args` name, for an error Click raised before it knew them."""
+    words = list(itertools.takewhile(lambda a: not a.startswith("-"), sys.argv[1:] if args is None else args))
+    verb = words[:1] if words[:1] and words[0] in VERBS else []
+    sub = words[1:2] if verb and verb[0] in GROUPS else []
+    return " ".join(["agent-smith", *verb, *sub])
 
 
 app = typer.Typer(

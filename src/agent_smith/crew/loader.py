@@ -476,23 +476,29 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
 
 
 def chat_identity_problems(crew: Crew) -> list[tuple[Loc, str]]:
-    """Chat identities that would be taken for one another (pure): a display name that is another
-    agent's name (a mention of one would wake both), an operator who is an agent (its messages
-    would count as a person's, and the loop guard would never stop it)."""
+    """Chat identities that would be taken for one another (pure): a way an agent is mentioned (its
+    name, display name or user id's localpart) that is another agent's too (a mention of one would
+    wake both), an operator who is an agent (its messages would count as a person's, and the loop
+    guard would never stop it)."""
     problems: list[tuple[Loc, str]] = []
-    names: dict[str, int] = {a.name.casefold(): i for i, a in enumerate(crew.agents)}
+    owner: dict[str, int] = {a.name.casefold(): i for i, a in enumerate(crew.agents)}
     for i, agent in enumerate(crew.agents):
-        if agent.matrix is None or agent.matrix.display_name is None:
+        if agent.matrix is None:
             continue
-        other = names.setdefault(agent.matrix.display_name.casefold(), i)
-        if other != i:
-            problems.append(
-                (
-                    ("agents", i, "matrix", "display_name"),
-                    f"{agent.matrix.display_name!r} is how {crew.agents[other].name} is mentioned too: "
-                    "a mention of one would wake both",
+        spellings: list[tuple[Loc, str]] = [
+            (("agents", i, "matrix", "user_id"), agent.matrix.user_id[1:].split(":")[0])
+        ]
+        if agent.matrix.display_name is not None:
+            spellings.append((("agents", i, "matrix", "display_name"), agent.matrix.display_name))
+        for loc, spelling in spellings:
+            other = owner.setdefault(spelling.casefold(), i)
+            if other != i:
+                problems.append(
+                    (
+                        loc,
+                        f"{spelling!r} is how {crew.agents[other].name} is mentioned too: a mention of one would wake both",
+                    )
                 )
-            )
     if crew.matrix is not None:
         agents = {a.matrix.user_id: a.name for a in crew.agents if a.matrix is not None}
         for k, operator in enumerate(crew.matrix.operators):

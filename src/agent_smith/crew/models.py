@@ -129,8 +129,10 @@ def parse_quantity(value: str) -> float:
 
 def _quantity_text(value: object) -> object:
     """YAML reads `cpu_limit: 2` as a number, which Kubernetes takes as the quantity "2"."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return format(value, "g") if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return value
 
 
@@ -227,7 +229,7 @@ class GitIdentity(_Model):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="git user.email")
 
 
-_CLOCK = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?\s*$")
+_CLOCK = re.compile(r"^ *([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))? *$")
 
 
 def parse_clock(value: object) -> time:
