@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,29 @@ def test_a_job_that_can_never_be_delivered_is_given_up(context: HookContext) -> 
     log = (context.state / "hooks" / "hooks.log").read_text()
     assert "dropped: pr_opened: repo: 'my_org/widgets' is not a repository" in log
     assert f"dropped after {MAX_ATTEMPTS} attempts: ConnectionError: never there" in log
+
+
+def test_the_end_of_a_turn_starts_a_delivery_of_jobs_left_waiting(env: dict[str, str], context: HookContext) -> None:
+    hooks = context.state / "hooks"
+    job = hooks / SPOOL / "20260101T000000000000-left.json"
+    job.parent.mkdir(parents=True)
+    # No PR (as when its lookup never answered): a deliverer drops it, so it is seen to have run.
+    job.write_text(json.dumps({"agent": "devbot", "action": "merged", "repo": None, "number": None}))
+    stop = subprocess.run(
+        [str(AGENT_SMITH), "hook", "stop"],
+        input="{}",
+        capture_output=True,
+        text=True,
+        env={**env, "AGENT_SMITH_STOP_WATCH": "0", "GITHUB_TOKEN": "agent-smith-placeholder-gh"},
+        check=False,
+        timeout=60,
+    )
+    assert stop.returncode == 0, stop.stderr
+    deadline = time.monotonic() + 30
+    while job.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not job.exists(), "a deliverer took the job"
+    assert "dropping a merged job without a PR" in (hooks / "hooks.log").read_text()
 
 
 def test_what_is_no_job_in_the_spool_neither_stops_nor_crashes_a_delivery(context: HookContext) -> None:

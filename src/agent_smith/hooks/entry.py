@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 
 from agent_smith.hooks.context import HookSetupError, load_context
@@ -90,6 +91,12 @@ def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[
 
         return run_tool(context, payload)
     if kind == "stop":
+        from agent_smith.hooks.tool import retry_due, start_delivery
+
+        # Each turn's end is a chance to deliver what an earlier delivery left (the forge, NATS or
+        # the homeserver away then), at most once a minute: a PR action may be long in coming.
+        if retry_due(context.state / "hooks", time.time()):
+            start_delivery(context)
         # The first check's request goes out before the watcher's code loads, which
         # then happens while the forge answers.
         from agent_smith.forge.oneshot import PendingCheck

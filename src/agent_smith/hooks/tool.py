@@ -28,7 +28,7 @@ DELIVERY_LOG = "deliver.log"
 
 
 # Jobs a delivery left (the forge, NATS or the homeserver was away) are tried again at the
-# agent's next tool call, at most this often: each try is a process.
+# agent's next PR action or turn end, at most this often: each try is a process.
 RETRY_EVERY = 60.0
 
 
