@@ -154,6 +154,22 @@ def test_the_prompt_tool_without_its_agent_fails_and_says_why(tmp_path: Path) ->
     assert "AGENT_NAME and AGENT_SMITH_CREW must be set" in result["content"][0]["text"]
 
 
+def test_each_call_of_the_prompt_tool_is_told_as_a_turn_begins(env: dict[str, str]) -> None:
+    turns: list[str] = []
+
+    async def began() -> None:
+        turns.append("turn")
+
+    tool = prompt_tool(env, on_call=began)
+    servers = {"token-of-devbot": McpServer("agent-smith-events", "1.0", [tool])}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "prompt_context", "arguments": {}}}
+    headers = {"authorization": "Bearer token-of-devbot", "content-type": "application/json"}
+    for _ in range(2):
+        answer = asyncio.run(answer_http(servers, "POST", headers, json.dumps(call).encode()))
+        assert not json.loads(answer.body)["result"].get("isError")
+    assert turns == ["turn", "turn"]
+
+
 def test_a_damaged_activity_file_is_no_check_yet(env: dict[str, str], context: HookContext) -> None:
     hooks = context.state / "hooks"
     hooks.mkdir(parents=True)

@@ -27,6 +27,7 @@ from agent_smith.runtime.policy import (
     StartRequested,
     StopRequested,
     Tick,
+    TurnBegan,
     decide,
     watch_channel,
 )
@@ -156,6 +157,17 @@ def test_one_move(
     assert list(done) == actions
 
 
+def test_a_turn_shorter_than_a_look_is_seen_through_the_prompt_hook() -> None:
+    ready = record(AgentState.READY, started_at=100)
+    working, actions = decide(ready, 150, TurnBegan())
+    assert (working.state, working.last_activity, actions) == (AgentState.WORKING, 150, ())
+    # The next look finds the prompt idle again: the turn was short, and it is on the record.
+    idle, _ = decide(working, 150.5, PromptSeen(busy=False))
+    assert (idle.state, idle.last_activity) == (AgentState.IDLE, 150.5)
+    for state in (AgentState.STOPPED, AgentState.BACKING_OFF, AgentState.CRASH_LOOPING):
+        assert decide(record(state, retry_at=900), 150, TurnBegan()) == (record(state, retry_at=900), ())
+
+
 def test_a_start_counts_only_after_min_uptime() -> None:
     r, _ = decide(record(), 0, StartRequested())
     r, _ = decide(r, 1, PromptSeen())
@@ -232,6 +244,7 @@ observations = st.one_of(
     st.builds(PromptSeen, busy=st.booleans()),
     st.builds(Exited, code=st.none() | st.integers(0, 255), jitter=st.floats(0, 0.999)),
     st.builds(ChannelLost, jitter=st.floats(0, 0.999)),
+    st.just(TurnBegan()),
     st.just(Tick()),
 )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agent_smith.hooks.context import HookSetupError, load_context
@@ -43,11 +43,18 @@ def prompt_answer(env: Mapping[str, str], now: dt.datetime) -> str:
         raise ToolError(f"agent-smith's prompt context failed: {type(exc).__name__}: {exc}") from None
 
 
-def prompt_tool(env: Mapping[str, str], clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> Tool:
-    """The `prompt_context` tool for the agent whose environment is `env`."""
+def prompt_tool(
+    env: Mapping[str, str],
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    on_call: Callable[[], Awaitable[None]] | None = None,
+) -> Tool:
+    """The `prompt_context` tool for the agent whose environment is `env`; `on_call` is told of each
+    call (the hook calls it as the agent's turn begins)."""
     agent_env = dict(env)
 
     async def prompt_context(_: dict[str, Any]) -> str:
+        if on_call is not None:
+            await on_call()
         # In a thread: when crew.yaml changed, the context is rebuilt from it (~0.3 s), which
         # must not hold up the other agents' calls on the supervisor's loop.
         return await asyncio.to_thread(prompt_answer, agent_env, clock())

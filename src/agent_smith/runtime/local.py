@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -384,7 +385,12 @@ async def supervise(
                     async with Publisher(crew.events, paths.events, url) as publisher:
                         # The agents' UserPromptSubmit hook calls this tool. Its environment is the one
                         # a command hook of the agent would have had (the pane's, on top of ours).
-                        prompts = {s.name: [prompt_tool({**options.env, **s.env})] for s in specs}
+                        prompts = {
+                            s.name: [
+                                prompt_tool({**options.env, **s.env}, on_call=partial(supervisor.turn_began, s.name))
+                            ]
+                            for s in specs
+                        }
                         supervisor.serve_mcp(event_servers(tokens, publisher, crew.events, url, prompts))
                         await supervisor.publish_with(_event_publisher(publisher))
                         await watcher

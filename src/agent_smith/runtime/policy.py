@@ -114,6 +114,12 @@ class PromptSeen:
 
 
 @dataclass(frozen=True)
+class TurnBegan:
+    """claude began a turn: its prompt hook asked the supervisor for the agent's context. A turn
+    shorter than the look at the screen would otherwise go unseen."""
+
+
+@dataclass(frozen=True)
 class Exited:
     """claude exited or its pane died. `jitter` in [0, 1) is drawn by the shell."""
 
@@ -134,7 +140,7 @@ class Tick:
     """Time passed."""
 
 
-Observation = StartRequested | StopRequested | Adopted | Launched | PromptSeen | Exited | ChannelLost | Tick
+Observation = StartRequested | StopRequested | Adopted | Launched | PromptSeen | TurnBegan | Exited | ChannelLost | Tick
 
 
 # ---- actions (what the shell must do) ----------------------------------------------------
@@ -250,6 +256,10 @@ def _prompt(r: Record, now: float, o: Observation) -> Outcome:
     return replace(record, announced=True), (Publish("agent_started", {"resumed": record.resumed}),)
 
 
+def _turn_began(r: Record, now: float, o: Observation) -> Outcome:
+    return replace(r, state=AgentState.WORKING, last_activity=now), ()
+
+
 def _mark_stable(r: Record, now: float) -> Record:
     if r.stable or r.started_at is None or now - r.started_at < r.policy.min_uptime:
         return r
@@ -321,6 +331,7 @@ _RUNNING_MOVES: dict[type, Handler] = {
     StopRequested: _stop,
     Launched: _launched,
     PromptSeen: _prompt,
+    TurnBegan: _turn_began,
     Exited: _exited,
     ChannelLost: _channel_lost,
     Tick: _tick_running,
@@ -333,6 +344,7 @@ TRANSITIONS: dict[AgentState, dict[type, Handler]] = {
         Adopted: _adopt,
         Tick: _ignore,
         Exited: _ignore,
+        TurnBegan: _ignore,
     },
     # A booting claude has not connected its channel yet.
     AgentState.STARTING: {**_RUNNING_MOVES, ChannelLost: _ignore},
@@ -345,6 +357,7 @@ TRANSITIONS: dict[AgentState, dict[type, Handler]] = {
         Tick: _tick_waiting,
         Exited: _ignore,
         ChannelLost: _ignore,
+        TurnBegan: _ignore,
     },
     AgentState.CRASH_LOOPING: {
         StartRequested: _retry_now,
@@ -352,6 +365,7 @@ TRANSITIONS: dict[AgentState, dict[type, Handler]] = {
         Tick: _tick_waiting,
         Exited: _ignore,
         ChannelLost: _ignore,
+        TurnBegan: _ignore,
     },
 }
 """TRANSITIONS[state][type(observation)]: a missing key is an illegal move (`IllegalTransition`)."""

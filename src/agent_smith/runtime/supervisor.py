@@ -49,6 +49,7 @@ from agent_smith.runtime.policy import (
     StartRequested,
     StopRequested,
     Tick,
+    TurnBegan,
     decide,
     watch_channel,
 )
@@ -324,6 +325,12 @@ class Supervisor:
                 wait.cancel()
         self._woken.clear()
         return bool(done)
+
+    async def turn_began(self, name: str) -> None:
+        """`name`'s claude began a turn (its prompt hook called the supervisor)."""
+        if (agent := self.agents.get(name)) is not None:
+            await self._observe(agent, TurnBegan())
+            self._write_status()
 
     async def handle(self, op: str, name: str) -> None:
         agent = self.agents.get(name)
