@@ -81,8 +81,6 @@ class _ErrorsToExitCodes(TyperGroup):
         except ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except typer.Abort:
-            sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:

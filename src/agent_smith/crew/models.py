@@ -496,7 +496,8 @@ class Agent(_Model):
 
 def _usable_url(url: str) -> str:
     try:
-        host, _ = urlsplit(url).hostname, urlsplit(url).port
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
     except ValueError as exc:
         raise ValueError(f"{shown(url)} is not a usable URL ({exc})") from None
     if not host or any(c.isspace() for c in url):

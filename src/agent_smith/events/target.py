@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_smith.crew import Crew, CrewPaths, EventLog
+from agent_smith.errors import UsageError
 from agent_smith.events.embedded import running_server_url
 
 OUTBOX_ENV = "AGENT_SMITH_EVENTS_OUTBOX"
@@ -41,8 +42,6 @@ def standalone_target(env: Mapping[str, str]) -> EventTarget:
     """The event log `NATS_URL` names, without a crew; a usage error without it: events kept for a
     server nobody named would wait in the outbox for ever."""
     if not env.get("NATS_URL"):
-        from agent_smith.errors import UsageError
-
         raise UsageError("no event log: name a crew (--crew, AGENT_SMITH_CREW) or a NATS server (NATS_URL)")
     settings = EventLog(nats_url=env["NATS_URL"])
     return EventTarget(settings, settings.nats_url, Path(env.get(OUTBOX_ENV) or DEFAULT_OUTBOX).expanduser())
