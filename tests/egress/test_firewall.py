@@ -7,6 +7,7 @@ import base64
 import json
 import socket
 import ssl
+import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -372,7 +373,13 @@ def test_requests_before_the_first_scrape_are_counted_and_few_are_kept_for_it() 
     assert f'host="(refused)"}} {_KEPT + 10}.0' in unscraped.exposition().decode()
 
 
-def test_a_missing_ca_is_made_as_the_firewall_starts_and_loaded_at_the_first_interception(tmp_path: Path) -> None:
+def test_a_missing_ca_is_made_as_the_firewall_starts_and_loaded_at_the_first_interception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Leaf keys live in memory only: a firewall that is killed (never stopped) leaves nothing behind.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     state = FirewallState(tmp_path / "firewall")
     settings = FirewallSettings(Policy(()), (), frozenset({"devbot"}), state.identity_key(), state, ("127.0.0.1", 0))
     firewall = Firewall(settings)
@@ -383,6 +390,7 @@ def test_a_missing_ca_is_made_as_the_firewall_starts_and_loaded_at_the_first_int
     assert "_ca" in vars(leaves)
     assert leaves.host_of(context) == "api.github.test"
     assert vars(leaves)["_ca"].cert_pem == state.ca_cert_path.read_bytes()
+    assert list(scratch.iterdir()) == []
 
 
 def test_a_ca_spoiled_after_the_start_fails_a_client_with_one_log_line(

@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import ssl
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -128,7 +127,6 @@ class _LeafCache:
         self._alpn = list(alpn)
         self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         self._hosts: dict[int, str] = {}
-        self._dir = tempfile.mkdtemp(prefix="agent-smith-leaves-")
 
     def get(self, host: str) -> ssl.SSLContext:
         ctx = self._contexts.get(host)
@@ -140,13 +138,12 @@ class _LeafCache:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_alpn_protocols(self._alpn)
-        fd, path = tempfile.mkstemp(dir=self._dir, suffix=".pem")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(cert + ca.cert_pem + key)
-            ctx.load_cert_chain(path)
-        finally:
-            os.unlink(path)
+        # OpenSSL reads a key only from a path. An anonymous in-memory file is one: the leaf's key
+        # never touches a filesystem, and a firewall that is killed leaves no file behind.
+        with os.fdopen(os.memfd_create("agent-smith-leaf", os.MFD_CLOEXEC), "w+b") as fh:
+            fh.write(cert + ca.cert_pem + key)
+            fh.flush()
+            ctx.load_cert_chain(f"/proc/self/fd/{fh.fileno()}")
         self._contexts[host] = ctx
         self._hosts[id(ctx)] = host
         if len(self._contexts) > _LEAF_CACHE:
@@ -160,10 +157,6 @@ class _LeafCache:
 
     def host_of(self, ctx: ssl.SSLContext) -> str | None:
         return self._hosts.get(id(ctx))
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
 
 
 class _Source(Protocol):
@@ -484,7 +477,6 @@ class Firewall:
             sock.close()
         self._listeners.clear()
         self.audit.close()
-        self._leaves.close()
 
     async def __aenter__(self) -> Firewall:
         await self.start()
