@@ -15,6 +15,7 @@ from agent_smith.crew import Forge
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.forge import ForgeClient, InlineComment, ItemKind, RetryPolicy, unaddressed
 from agent_smith.forge.environment import proxy_for
+from agent_smith.hooks.deliver import PrFacts, pr_facts
 
 pytestmark = [pytest.mark.real, pytest.mark.anyio]
 
@@ -130,6 +131,8 @@ async def test_the_pull_request_of_a_branch(github_standin: GitHubFixture) -> No
         found = await alice.pull_request_of_branch(REPO, "topic-7")
         assert found is not None
         assert (found["number"], found["title"]) == (number, "Topic 7")
+        # What a delivered pr_opened event takes from it (hooks/deliver.py).
+        assert pr_facts(found) == PrFacts("Topic 7", found["html_url"], "main", "topic-7")
         await alice.merge(REPO, number, method="squash")
         merged = await alice.pull_request_of_branch(REPO, "topic-7")
         assert merged is not None, "a merged PR is still the branch's"

@@ -230,6 +230,7 @@ def test_two_agents_close_the_review_loop(
     assert "[agent-smith] You are devbot, GitHub login devbot." in json.dumps(first.body)
     [opened] = wait_until(lambda: of_type(nats_server.url, "pr_opened", 1), 30, "pr_opened", state)
     assert (opened["agent"], opened["repo"], opened["pr"], opened["title"]) == ("devbot", REPO, 1, "Handle empty lists")
+    assert (opened["base"], opened["head"]) == ("main", "dev/empty")
 
     def announcement() -> dict[str, Any] | None:
         # The room's history, not a first sync's last few events: the review goes on meanwhile.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -25,7 +26,11 @@ def bash(command: str, stdout: str = "", stderr: str = "") -> dict[str, Any]:
 CASES = [
     (
         bash('gh pr create --title "Add retries" --body "why" --base main', stdout=URL + "\n"),
-        PrAction("opened", "acme/widgets", 12, URL, "Add retries"),
+        PrAction("opened", "acme/widgets", 12, URL, "Add retries", base="main"),
+    ),
+    (
+        bash("gh pr create -t x -B release/2 --head=alice:fix", stdout=URL),
+        PrAction("opened", "acme/widgets", 12, URL, "x", base="release/2", head="alice:fix"),
     ),
     (
         bash("git push -u origin dev/retries && gh pr create -t 'Add retries' -b x", stdout=f"branch set up\n{URL}\n"),
@@ -107,7 +112,17 @@ CASES = [
             "tool_input": {"owner": "acme", "repo": "widgets", "title": "Add retries", "head": "x", "base": "main"},
             "tool_response": [{"type": "text", "text": '{"number": 12, "html_url": "' + URL + '"}'}],
         },
-        PrAction("opened", "acme/widgets", 12, URL, "Add retries"),
+        PrAction("opened", "acme/widgets", 12, URL, "Add retries", base="main", head="x"),
+    ),
+    (
+        {
+            "tool_name": "mcp__forge__pulls_create",
+            "tool_input": {"owner": "acme", "repo": "widgets", "title": "T"},
+            "tool_response": json.dumps(
+                {"number": 12, "html_url": URL, "base": {"ref": "main"}, "head": {"ref": "dev/t", "sha": "abc"}}
+            ),
+        },
+        PrAction("opened", "acme/widgets", 12, URL, "T", base="main", head="dev/t"),
     ),
     (
         {

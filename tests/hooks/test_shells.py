@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import scaffold_crew
-from agent_smith.errors import EventRefused, UsageError
+from agent_smith.errors import EventRefused, OperationError, UsageError
 from agent_smith.hooks.context import HookContext, load_context, snapshot_path
 from agent_smith.hooks.deliver import MAX_ATTEMPTS, PrFacts, announcement, deliver, event_fields
 from agent_smith.hooks.prompt import ACTIVITY_FILE, prompt_context
@@ -237,7 +237,7 @@ def test_delivery_publishes_announces_and_keeps_failed_jobs(context: HookContext
     fail = {"on": True}
 
     async def lookup(repo: str, number: int) -> PrFacts:
-        return PrFacts("Fix the thing", f"https://ghe.test/{repo}/pull/{number}")
+        return PrFacts("Fix the thing", f"https://ghe.test/{repo}/pull/{number}", "main", "dev/fix")
 
     async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
         if kind == "pr_merged" and fail["on"]:
@@ -249,7 +249,13 @@ def test_delivery_publishes_announces_and_keeps_failed_jobs(context: HookContext
         announced.append((room, text))
 
     assert asyncio.run(deliver(context, lookup, publish, announce)) == (1, 1)
-    assert published == [("pr_opened", {"repo": "example/widgets", "pr": 5, "title": "Fix", "url": url})]
+    # gh said the title and URL; the forge, the branches.
+    assert published == [
+        (
+            "pr_opened",
+            {"repo": "example/widgets", "pr": 5, "title": "Fix", "url": url, "base": "main", "head": "dev/fix"},
+        )
+    ]
     assert announced == [
         ("#crew:localhost", f"@reviewbot:localhost: devbot opened a pull request for review — Fix {url}")
     ]
@@ -265,6 +271,34 @@ def test_delivery_publishes_announces_and_keeps_failed_jobs(context: HookContext
         },
     )
     assert "not delivered yet: ConnectionError: nats is away" in (context.state / "hooks" / "hooks.log").read_text()
+
+
+def test_a_new_pr_s_branches_come_from_gh_or_else_the_forge_which_being_away_holds_nothing_back(
+    context: HookContext,
+) -> None:
+    url = "https://ghe.test/example/widgets/pull/{}"
+    for number, command in ((3, "gh pr create -t Three -B release -H dev/three"), (4, "gh pr create -t Four")):
+        payload = {
+            "tool_name": "Bash",
+            "tool_input": {"command": command},
+            "tool_response": {"stdout": url.format(number)},
+        }
+        run_tool(context, payload, spawn=False)
+    published: list[Mapping[str, Any]] = []
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        assert number == 4, "gh named both branches of #3"
+        raise OperationError("PR #4: ghe.test answered 502 Bad Gateway")
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        published.append(fields)
+        return "in the stream"
+
+    assert asyncio.run(deliver(context, lookup, publish, None)) == (2, 0)
+    assert [(f["pr"], f.get("base"), f.get("head")) for f in published] == [
+        (3, "release", "dev/three"),
+        (4, None, None),
+    ]
 
 
 def test_delivery_drops_a_job_whose_event_nats_refuses(context: HookContext) -> None:
@@ -363,7 +397,7 @@ def test_the_event_goes_out_when_the_announcement_cannot_and_is_not_sent_twice(c
     matrix = {"up": False}
 
     async def lookup(repo: str, number: int) -> PrFacts:
-        raise AssertionError("title and URL are known")
+        return PrFacts("Nine", url, "main", "dev/nine")
 
     async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
         published.append((kind, at))
@@ -395,7 +429,7 @@ def test_a_job_that_can_never_be_delivered_is_given_up(context: HookContext) -> 
         )
 
     async def lookup(repo: str, number: int) -> PrFacts:
-        raise AssertionError("title and URL are known")
+        raise OperationError("the forge is away too")
 
     async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
         if fields["pr"] == 10:
@@ -453,7 +487,7 @@ def test_what_is_no_job_in_the_spool_neither_stops_nor_crashes_a_delivery(contex
     published: list[int] = []
 
     async def lookup(repo: str, number: int) -> PrFacts:
-        raise AssertionError("title and URL are known")
+        return PrFacts(f"T{number}", url.format(number), "main", f"dev/{number}")
 
     async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
         if fields["pr"] == 31:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_smith.errors import EventRefused, UsageError
+from agent_smith.errors import EventRefused, OperationError, UsageError
 from agent_smith.hooks.context import HookContext
+from agent_smith.hooks.recognise import branch_ref
 from agent_smith.hooks.store import hooks_dir, log_line, read_json, write_json
 from agent_smith.hooks.tool import SPOOL
 
@@ -42,6 +43,8 @@ class PrFacts:
 
     title: str
     url: str
+    base: str | None = None
+    head: str | None = None
 
 
 Lookup = Callable[[str, int], Awaitable[PrFacts]]
@@ -64,7 +67,16 @@ def event_fields(job: Mapping[str, Any], facts: PrFacts) -> tuple[str, dict[str,
     action = job["action"]
     if action == "reviewed":
         fields["state"] = REVIEW_STATES.get(str(job.get("review_state") or "").upper(), "commented")
+    if action == "opened":
+        for side, known in (("base", facts.base), ("head", facts.head)):
+            if branch := job.get(side) or known:
+                fields[side] = branch
     return f"pr_{action}", fields
+
+
+def pr_facts(pull: Mapping[str, Any]) -> PrFacts:
+    """The facts of a pull request as the forge's API describes it. Pure."""
+    return PrFacts(str(pull["title"]), str(pull["html_url"]), branch_ref(pull, "base"), branch_ref(pull, "head"))
 
 
 def announcement(author: str, title: str, url: str, reviewers: list[tuple[str, str | None]]) -> str:
@@ -167,6 +179,10 @@ async def _deliver_one(
     facts = PrFacts(str(job.get("title") or ""), str(job.get("url") or ""))
     if not facts.title or not facts.url:
         facts = await lookup(str(job["repo"]), int(job["number"]))
+    elif job["action"] == "opened" and not (job.get("base") and job.get("head")):
+        # The branches are the event's extras: a forge that is away does not hold the event back.
+        with contextlib.suppress(OperationError):
+            facts = await lookup(str(job["repo"]), int(job["number"]))
     kind, fields = event_fields(job, facts)
     if not job.get("published"):
         # The event first, and marked as published: the team's record does not wait on the chat,
@@ -218,12 +234,11 @@ async def _run(context: HookContext, env: Mapping[str, str]) -> int:
     ):
 
         async def lookup(repo: str, number: int) -> PrFacts:
-            data = await forge.pull_request(repo, number)
-            return PrFacts(str(data["title"]), str(data["html_url"]))
+            return pr_facts(await forge.pull_request(repo, number))
 
         async def find(repo: str, branch: str) -> tuple[int, PrFacts] | None:
             data = await forge.pull_request_of_branch(repo, branch)
-            return None if data is None else (int(data["number"]), PrFacts(str(data["title"]), str(data["html_url"])))
+            return None if data is None else (int(data["number"]), pr_facts(data))
 
         async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
             event = build_event(kind, context.agent, fields)

@@ -49,6 +49,9 @@ class PrAction:
     review_state: str | None = None
     branch: str | None = None
     on_checkout: bool = False
+    # A new PR's branches, where the command or tool named them (else its delivery asks the forge).
+    base: str | None = None
+    head: str | None = None
 
 
 def recognise(payload: Mapping[str, Any], default_repo: str | None = None) -> PrAction | None:
@@ -231,7 +234,15 @@ def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str |
         if match is None or _ALREADY_EXISTS.search(output):
             return None  # gh failed, or points at the PR the branch already has: nothing was opened
         slug = f"{match['owner']}/{match['repo']}"
-        return PrAction("opened", slug, int(match["number"]), match.group(0), _option(args, "-t", "--title"))
+        return PrAction(
+            "opened",
+            slug,
+            int(match["number"]),
+            match.group(0),
+            _option(args, "-t", "--title"),
+            base=_option(args, "-B", "--base"),
+            head=_option(args, "-H", "--head"),
+        )
     if verb == "review":
         state = _review_flag(args)
         for pattern, said in _GH_REVIEW_OUTPUT:
@@ -324,8 +335,22 @@ def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction
             return None  # a pending review (no event yet), or one deleted
         return PrAction("reviewed", repo, number, pr_url, review_state=state)
     if match is not None:
-        return PrAction("opened", repo, number, pr_url, _str(tool_input.get("title")) or _str(response.get("title")))
+        return PrAction(
+            "opened",
+            repo,
+            number,
+            pr_url,
+            _str(tool_input.get("title")) or _str(response.get("title")),
+            base=_str(tool_input.get("base")) or branch_ref(response, "base"),
+            head=_str(tool_input.get("head")) or branch_ref(response, "head"),
+        )
     return None
+
+
+def branch_ref(pull: Mapping[str, Any], side: Literal["base", "head"]) -> str | None:
+    """The branch name on one side of a pull request as the API describes it ({"base": {"ref": …}})."""
+    end = pull.get(side)
+    return _str(end.get("ref")) if isinstance(end, Mapping) else None
 
 
 def _json_object(text: str) -> dict[str, Any]:
