@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import h11
@@ -51,3 +52,30 @@ def transparent_get(port: int, ca: str, host: str, headers: dict[str, str]) -> t
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 return status, body
+
+
+def tunnelled_get(
+    fw: FirewallHarness, target: str, headers: Sequence[tuple[str, str]] = (), host: str = "api.github.test"
+) -> list[h11.Event]:
+    """One GET through the proxy, spoken by hand (CONNECT, TLS, h11): every event of the answer,
+    trailers included, as the client got them."""
+    auth = httpx.URL(fw.proxy_url("devbot"))
+    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+    with socket.create_connection(("127.0.0.1", fw.port)) as raw:
+        raw.sendall(
+            f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\nProxy-Authorization: Basic {token}\r\n\r\n".encode()
+        )
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        ctx = ssl.create_default_context(cafile=str(fw.ca_path))
+        with ctx.wrap_socket(raw, server_hostname=host) as tls:
+            conn = h11.Connection(h11.CLIENT)
+            tls.sendall(conn.send(h11.Request(method="GET", target=target, headers=[("Host", host), *headers])))
+            tls.sendall(conn.send(h11.EndOfMessage()))
+            events: list[h11.Event] = []
+            while not events or not isinstance(events[-1], h11.EndOfMessage | h11.ConnectionClosed):
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(tls.recv(65536))
+                elif not isinstance(event, type):
+                    events.append(event)
+    return events

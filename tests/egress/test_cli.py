@@ -277,6 +277,16 @@ def test_a_missing_secret_is_refused_at_startup(tmp_path: Path) -> None:
     assert "egress secret github: environment variable NOT_SET_ANYWHERE_X is not set" in result.output
 
 
+def test_an_upstream_ca_that_holds_no_certificate_is_refused_at_startup(tmp_path: Path) -> None:
+    # Read only at the first upstream connection, it would fail every request as an upstream's TLS failure.
+    crew = _crew_dir(tmp_path, "  upstream_ca: not-a-ca.pem\n")
+    (crew / "not-a-ca.pem").write_text("just text\n")
+    result = runner.invoke(app, ["firewall", "--crew", str(crew)])
+    assert result.exit_code == 2
+    assert f"egress.upstream_ca: {crew / 'not-a-ca.pem'} holds no usable CA certificate" in result.output
+    assert "Traceback" not in result.output
+
+
 def _maps_pydantic(pid: int) -> bool:
     return "pydantic_core" in Path(f"/proc/{pid}/maps").read_text()
 

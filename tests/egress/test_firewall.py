@@ -26,7 +26,7 @@ from agent_smith.egress import Firewall, FirewallSettings, FirewallState
 from agent_smith.egress.audit import _KEPT, AuditEntry, Metrics, utc_now
 from agent_smith.egress.policy import Policy, Rule, Secret
 from agent_smith.errors import OperationError
-from tests.egress.helpers import assert_never_contains, client, files_under, transparent_get
+from tests.egress.helpers import assert_never_contains, client, files_under, transparent_get, tunnelled_get
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, StartFirewall, standin_policy
 
 AUTH = {"Authorization": f"token {GITHUB_PLACEHOLDER}"}
@@ -56,6 +56,7 @@ def test_swaps_the_placeholder_toward_its_host_and_scrubs_the_echo(
     assert entry["rule"] == "egress.allow[0]"
     assert entry["status"] == 200
     assert entry["bytes_down"] > 0
+    assert fw.state.audit_log_path.stat().st_mode & 0o777 == 0o600, "who went where is the operator's to read"
     assert_never_contains([response.text, str(response.headers), *files_under(fw.state.root)], secret)
 
 
@@ -496,28 +497,9 @@ def test_a_transparent_listener_for_an_agent_the_crew_does_not_have_is_refused(
 
 @pytest.mark.real
 def test_a_small_scrubbed_body_keeps_an_exact_content_length(egress_firewall: StartFirewall) -> None:
-    fw = egress_firewall()
-    with socket.create_connection(("127.0.0.1", fw.port)) as raw:
-        auth = httpx.URL(fw.proxy_url("devbot"))
-        token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
-        raw.sendall(
-            f"CONNECT api.github.test:443 HTTP/1.1\r\nHost: api.github.test:443\r\n"
-            f"Proxy-Authorization: Basic {token}\r\n\r\n".encode()
-        )
-        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
-        ctx = ssl.create_default_context(cafile=str(fw.ca_path))
-        with ctx.wrap_socket(raw, server_hostname="api.github.test") as tls:
-            conn = h11.Connection(h11.CLIENT)
-            tls.sendall(conn.send(h11.Request(method="GET", target="/leak", headers=[("Host", "api.github.test")])))
-            tls.sendall(conn.send(h11.EndOfMessage()))
-            events = []
-            while not events or not isinstance(events[-1], h11.EndOfMessage):
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(tls.recv(65536))
-                else:
-                    events.append(event)
+    events = tunnelled_get(egress_firewall(), "/leak")
     response = events[0]
+    assert isinstance(response, h11.Response)
     body = b"".join(e.data for e in events if isinstance(e, h11.Data))
     assert dict(response.headers)[b"content-length"] == str(len(body)).encode()
     assert GITHUB_PLACEHOLDER.encode() in body

@@ -144,6 +144,13 @@ def test_addresses(address: str, allow_private: bool, refused: str | None) -> No
         (view("uploads.example.net", "/private/x"), "is not under an allowed prefix"),
         (view("uploads.example.net", "/public/../private/x"), "not a plain absolute path"),
         (view("uploads.example.net", "/public/%2e%2e/private"), "not a plain absolute path"),
+        # Servers that strip path parameters read "..;" as ".." (Tomcat, Jetty).
+        (view("uploads.example.net", "/public/..;/private"), "not a plain absolute path"),
+        (view("uploads.example.net", "/public/%2e%2e;x/private"), "not a plain absolute path"),
+        # An authority to urlsplit, a path to the server: never the "/public/x" it would have compared.
+        (view("uploads.example.net", "//private/public/x"), "path '//private/public/x' is not under"),
+        # A request's own words go into the log quoted: no line break or escape sequence of theirs.
+        (view("uploads.example.net", "/x%0aWARNING%20forged%1b[31m"), "path '/x\\nWARNING forged\\x1b[31m' is"),
         (view("uploads.example.net", "/public/x", method="POST"), "method POST is not allowed"),
         (view("x.example.org", headers=(("authorization", f"token {GH.placeholder}"),)), "sent toward x.example.org"),
         (view("x.example.org", f"/?t={GH.placeholder}"), "sent toward x.example.org"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,7 +149,11 @@ class AuditLog:
         self._fh: IO[str] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._fh = path.open("a", encoding="utf-8", buffering=1)
+            # It says who went where: for the operator's eyes only, like the rest of the firewall's state
+            # (one an older firewall made readable to all is made private too).
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+            self._fh = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by `close`
 
     def record(self, entry: AuditEntry) -> None:
         if self._fh is not None:

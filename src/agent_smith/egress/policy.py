@@ -242,11 +242,12 @@ def _path_of(target: str) -> str | None:
     """The decoded path of an origin-form target, or None when it is unsafe to compare prefixes on."""
     if not target.startswith("/"):
         return None
-    path = urlsplit(target).path
-    decoded = unquote(path)
+    # Not urlsplit: it reads "//host/public/x" as an authority and a path the server never sees.
+    decoded = unquote(target.partition("?")[0])
     if "\\" in decoded or "\x00" in decoded:
         return None
-    if any(segment in (".", "..") for segment in decoded.split("/")):
+    # "..;x" is ".." to servers that strip path parameters (Tomcat, Jetty).
+    if any(segment.partition(";")[0] in (".", "..") for segment in decoded.split("/")):
         return None
     return decoded
 
@@ -258,7 +259,7 @@ def _rule_admits(rule: Rule, method: str, path: str | None) -> str | None:
         if path is None:
             return "the path is not a plain absolute path"
         if not any(path.startswith(prefix) for prefix in rule.paths):
-            return f"path {path} is not under an allowed prefix"
+            return f"path {path!r} is not under an allowed prefix"
     return None
 
 
@@ -401,10 +402,23 @@ def redact_target(target: str, secrets: Sequence[Secret]) -> str:
 
 def _redact_text(text: str, secrets: Sequence[Secret]) -> str:
     for secret in secrets:
-        for needle in (secret.value, quote(secret.value, safe="")):
+        for needle in secret_forms(secret.value, ""):
             if needle:
                 text = text.replace(needle, "REDACTED")
     return text
+
+
+def secret_forms(value: str, placeholder: str) -> dict[str, str]:
+    """Each form a secret takes in what an upstream may send back, with the placeholder in the same
+    form: as is, percent-encoded (all of it, or all but "/", as in a path), and JSON's "\\/"."""
+    forms: dict[str, str] = {}
+    for form in (str, functools.partial(quote, safe=""), quote, _json_slashes):
+        forms[form(value)] = form(placeholder)
+    return forms
+
+
+def _json_slashes(text: str) -> str:
+    return text.replace("/", "\\/")
 
 
 @functools.lru_cache(maxsize=256)

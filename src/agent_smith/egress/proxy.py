@@ -54,6 +54,7 @@ from agent_smith.egress.policy import (
     evaluate,
     normalize_host,
     redact_target,
+    secret_forms,
     split_authority,
 )
 from agent_smith.egress.settings import FirewallSettings
@@ -339,8 +340,10 @@ def _response_headers(
     headers: Sequence[tuple[bytes, bytes]], scrubber: Scrubber, has_body: bool
 ) -> list[tuple[str, str]]:
     out = []
+    # h11 gives names lowercased: a secret in one is found lowercased too.
+    names = Scrubber({k.lower(): v.lower() for k, v in scrubber.replacements.items()})
     for raw_name, raw_value in headers:
-        name = _text(raw_name).lower()
+        name = _text(names.scrub(raw_name.lower()))
         if name in _HOP_RESPONSE:
             continue
         if name == "content-length" and has_body and scrubber.active:
@@ -348,6 +351,20 @@ def _response_headers(
             continue
         out.append((name, _text(scrubber.scrub(raw_value))))
     return out
+
+
+def _plain_bodies(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A request's headers asking for bodies without content coding: the scrub reads plain bytes."""
+    return [*((n, v) for n, v in headers if n != "accept-encoding"), ("accept-encoding", "identity")]
+
+
+def _unscrubbable(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """Why a response body cannot be scrubbed (a content coding it was sent in anyway), or None."""
+    codings = [_text(v).strip().lower() for n, v in headers if n.lower() == b"content-encoding"]
+    coded = [c for c in ",".join(codings).split(",") if c.strip() not in ("", "identity")]
+    if not coded:
+        return None
+    return f"the upstream sent a {','.join(c.strip() for c in coded)}-coded body, though asked for none"
 
 
 @dataclass
@@ -365,6 +382,8 @@ class _Exchange:
     rule: str | None = None
     reason: str | None = None
     swapped: tuple[str, ...] = ()
+    # The encoded forms of the secrets this request carried (an upstream's error may quote them).
+    echoes: tuple[tuple[str, str], ...] = ()
     recorded: bool = False
 
 
@@ -523,15 +542,21 @@ class Firewall:
             )
         return secrets
 
-    def without_secrets(self, text: str, secrets: Sequence[Secret]) -> str:
+    def without_secrets(self, text: str, secrets: Sequence[Secret], echoes: Sequence[tuple[str, str]] = ()) -> str:
         """Text from a library (an error message) with any secret value replaced, before it goes anywhere."""
-        return self.scrubber_for(secrets).scrub(text.encode("utf-8", "replace")).decode("utf-8", "replace")
+        scrubber = self.scrubber_for(secrets, echoes)
+        return scrubber.scrub(text.encode("utf-8", "replace")).decode("utf-8", "replace")
 
     def scrubber_for(self, secrets: Sequence[Secret], echoes: Sequence[tuple[str, str]] = ()) -> Scrubber:
-        table = {s.value.encode(): s.placeholder.encode() for s in secrets}
+        pairs = [(s.value, s.placeholder) for s in secrets]
         claude = self.settings.policy.claude
         if claude is not None and self._claude is not None:
-            table[self._claude.refresh_token.encode()] = claude.stub_refresh_token.encode()
+            pairs.append((self._claude.refresh_token, claude.stub_refresh_token))
+        table = {
+            found.encode(): shown.encode()
+            for value, placeholder in pairs
+            for found, shown in secret_forms(value, placeholder).items()
+        }
         for sent, original in echoes:
             table[sent.encode()] = original.encode()
         return Scrubber(table)
@@ -557,7 +582,7 @@ class Firewall:
                 duration_ms=round((time.perf_counter() - ex.started) * 1000, 3),
                 decision=ex.decision,
                 rule=ex.rule,
-                reason=self.without_secrets(ex.reason, secrets) if ex.reason else None,
+                reason=self.without_secrets(ex.reason, secrets, ex.echoes) if ex.reason else None,
                 swapped=ex.swapped,
             )
         )
@@ -812,9 +837,12 @@ class Firewall:
             self.record(ex, secrets)
             await _simple_h1(client, writer, status, payload, [("content-type", "application/json")], close=False)
             return upstream, True
-        ex.rule, ex.swapped = verdict.rule.origin, verdict.swapped
+        ex.rule, ex.swapped, ex.echoes = verdict.rule.origin, verdict.swapped, verdict.echoes
+        scrubber = self.scrubber_for(secrets, verdict.echoes)
         websocket = _is_websocket_upgrade(headers)
         up_headers = [("host", authority or tunnel.host), *_framing_safe(verdict.headers)]
+        if scrubber.active:
+            up_headers = _plain_bodies(up_headers)
         if websocket:
             up_headers = [(n, v) for n, v in up_headers if n != "sec-websocket-extensions"]
             up_headers += [("connection", "Upgrade"), ("upgrade", "websocket")]
@@ -838,7 +866,6 @@ class Firewall:
                 else:
                     upstream.close()
                     return None, False
-            scrubber = self.scrubber_for(secrets, verdict.echoes)
             while True:
                 response = await upstream.next_event()
                 if isinstance(response, h11.InformationalResponse):
@@ -859,8 +886,10 @@ class Firewall:
                 break
             if not isinstance(response, h11.Response):
                 raise OperationError("the upstream closed without answering")
-            ex.status = response.status_code
             has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
+            if has_body and scrubber.active and (why := _unscrubbable(response.headers)):
+                raise OperationError(why)
+            ex.status = response.status_code
             out_headers = _response_headers(response.headers, scrubber, has_body)
             declared = _declared_length(response.headers)
             whole: bytes | None = None
@@ -871,14 +900,16 @@ class Firewall:
         except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
             if upstream is not None:
                 upstream.close()
-            reason = self.without_secrets(_upstream_failure(exc), secrets)
+            reason = self.without_secrets(_upstream_failure(exc), secrets, ex.echoes)
             ex.status, ex.decision, ex.reason = 502, "error", reason
             self.record(ex, secrets)
             if client.our_state is h11.SEND_RESPONSE:
                 await _simple_h1(client, writer, 502, f"upstream {tunnel.host}:{tunnel.port}: {reason}")
             return None, False
         try:
-            head = client.send(h11.Response(status_code=ex.status, headers=_wire(out_headers), reason=response.reason))
+            head = client.send(
+                h11.Response(status_code=ex.status, headers=_wire(out_headers), reason=scrubber.scrub(response.reason))
+            )
             if whole is not None:
                 # One write for the whole answer: one TLS record, one syscall.
                 ex.bytes_down = len(whole)
@@ -900,7 +931,7 @@ class Firewall:
             if tail:
                 ex.bytes_down += len(tail)
                 writer.write(client.send(h11.Data(data=tail)) or b"")
-            trailers = [(n, scrubber.scrub(v)) for n, v in upstream.trailers]
+            trailers = _response_headers(upstream.trailers, scrubber, False)
             self.record(ex, secrets)
             writer.write(client.send(h11.EndOfMessage(headers=trailers)) or b"")
             await writer.drain()
@@ -937,16 +968,13 @@ class Firewall:
         response: h11.InformationalResponse,
         scrubber: Scrubber,
     ) -> None:
-        headers = _response_headers(response.headers, scrubber, False)
+        # An extension the server chose anyway (the firewall offered none) would code frames past the scrub.
+        headers = [
+            h for h in _response_headers(response.headers, scrubber, False) if h[0] != "sec-websocket-extensions"
+        ]
         headers += [("connection", "Upgrade"), ("upgrade", "websocket")]
         writer.write(client.send(h11.InformationalResponse(status_code=101, headers=_wire(headers))) or b"")
         frames = ServerFrameScrubber(scrubber.replacements)
-        from_client = client.trailing_data[0]
-        from_server = upstream.conn.trailing_data[0]
-        if from_client:
-            upstream.writer.write(from_client)
-        if from_server:
-            writer.write(frames.feed(from_server))
 
         async def pump(src: _Source, dst: _Sink, rewrite: Callable[[bytes], bytes]) -> None:
             while data := await src.read(_READ):
@@ -956,7 +984,12 @@ class Firewall:
                     await dst.drain()
 
         try:
+            # What either side sent right behind the handshake came with it.
+            upstream.writer.write(client.trailing_data[0])
+            writer.write(frames.feed(upstream.conn.trailing_data[0]))
             await asyncio.gather(pump(reader, upstream.writer, bytes), pump(upstream.reader, writer, frames.feed))
+        except ValueError as exc:
+            log.warning("a WebSocket was cut off: %s", exc)
         finally:
             upstream.close()
 
@@ -1294,20 +1327,21 @@ class _H2Session:
                 fw.record(ex, secrets)
                 await self.respond(sid, status, payload, "application/json")
                 return
-            ex.rule, ex.swapped = verdict.rule.origin, verdict.swapped
-            await self.forward(sid, ex, authority or tunnel.host, verdict.headers, secrets, verdict.echoes)
+            ex.rule, ex.swapped, ex.echoes = verdict.rule.origin, verdict.swapped, verdict.echoes
+            await self.forward(sid, ex, authority or tunnel.host, verdict.headers, secrets)
         except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
             ex.decision, ex.reason = "error", _upstream_failure(exc)
-            if ex.status == 0:
-                ex.status = 502
-                with contextlib.suppress(h2.exceptions.ProtocolError):
-                    safe = fw.without_secrets(ex.reason, secrets)
-                    await self.respond(sid, 502, f"agent-smith firewall: {safe}\n".encode(), "text/plain")
-            else:
-                with contextlib.suppress(h2.exceptions.ProtocolError):
+            answered = ex.status != 0
+            ex.status = ex.status or 502
+            # Recorded before the client sees the end of the answer, as every exchange is.
+            fw.record(ex, secrets)
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                if answered:
                     self.conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
                     self.flush()
-            fw.record(ex, secrets)
+                else:
+                    safe = fw.without_secrets(ex.reason, secrets, ex.echoes)
+                    await self.respond(sid, 502, f"agent-smith firewall: {safe}\n".encode(), "text/plain")
         except h2.exceptions.ProtocolError:
             ex.decision, ex.reason = "error", "the client's stream closed"
             fw.record(ex, secrets)
@@ -1319,10 +1353,12 @@ class _H2Session:
         authority: str,
         headers: Sequence[tuple[str, str]],
         secrets: Sequence[Secret],
-        echoes: Sequence[tuple[str, str]],
     ) -> None:
         queue = self.bodies[sid]
+        scrubber = self.fw.scrubber_for(secrets, ex.echoes)
         up_headers = [("host", authority), *_framing_safe(headers)]
+        if scrubber.active:
+            up_headers = _plain_bodies(up_headers)
         if sid not in self.ended_with_headers and not any(n == "content-length" for n, _ in headers):
             up_headers.append(("transfer-encoding", "chunked"))
         upstream = None
@@ -1349,8 +1385,9 @@ class _H2Session:
                 response = await upstream.next_event()
             if not isinstance(response, h11.Response):
                 raise OperationError("the upstream closed without answering")
-            scrubber = self.fw.scrubber_for(secrets, echoes)
             has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
+            if has_body and scrubber.active and (why := _unscrubbable(response.headers)):
+                raise OperationError(why)
             out = [(":status", str(response.status_code))]
             out += [(n, v) for n, v in _response_headers(response.headers, scrubber, has_body) if n not in _H2_DROP]
             ex.status = response.status_code

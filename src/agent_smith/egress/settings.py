@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PosixPath
@@ -105,8 +106,8 @@ def settings_for(crew: Crew, crew_dir: Path, environ: Mapping[str, str]) -> Fire
     upstream_ca = Path(egress.upstream_ca).expanduser() if egress.upstream_ca else None
     if upstream_ca is not None and not upstream_ca.is_absolute():
         upstream_ca = crew_dir / upstream_ca
-    if upstream_ca is not None and not upstream_ca.is_file():
-        raise UsageError(f"egress.upstream_ca: {upstream_ca} is not a file")
+    if upstream_ca is not None:
+        _check_ca_bundle(upstream_ca)
     return FirewallSettings(
         policy=policy_from_crew(crew),
         secrets=secrets_from_crew(crew, environ, crew_dir),
@@ -183,3 +184,14 @@ def read_launch(fd: int) -> FirewallLaunch:
     except OSError as exc:
         raise UsageError(f"--settings-fd {fd}: cannot read the firewall settings: {exc.strerror}") from None
     return unpack_launch(data)
+
+
+def _check_ca_bundle(path: Path) -> None:
+    """Raise UsageError unless `path` holds certificates: the firewall reads it at its first
+    upstream connection, where a bad one fails every request as an upstream's TLS failure."""
+    if not path.is_file():
+        raise UsageError(f"egress.upstream_ca: {path} is not a file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError(f"egress.upstream_ca: {path} holds no usable CA certificate ({exc.strerror or exc})") from None

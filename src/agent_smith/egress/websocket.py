@@ -1,7 +1,8 @@
 """Scrub secrets out of the frames a WebSocket server sends, re-framing payloads whose length changed.
 
 Pure: bytes in, bytes out. Extensions are never negotiated (the firewall strips
-``Sec-WebSocket-Extensions``), so payloads are plain and the scrub can read them.
+``Sec-WebSocket-Extensions`` both ways), so payloads are plain and the scrub can read
+them; a frame with an extension bit set ends the connection.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class ServerFrameScrubber:
             offset += 4
         if size > _MAX_FRAME:
             raise ValueError("a WebSocket frame larger than 2 GiB")
+        if first & 0x70:
+            raise ValueError("the server set a frame's extension bits, though none was agreed: its payload is coded")
         if len(buf) < offset + size:
             return None
         self._buffer = buf[offset + size :]
