@@ -16,11 +16,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agent_smith.credentials import without_credentials
+
 
 class AgentSmithError(Exception):
     """Root of every error agent-smith raises on purpose."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        # A message quotes what it was given: a real credential typed where a name belongs (an
+        # environment variable's, say) is not printed, logged or sent on from here.
+        return without_credentials(super().__str__())
 
 
 class UsageError(AgentSmithError):
@@ -60,6 +67,9 @@ class Problem:
     col: int
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", without_credentials(self.message))
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"

@@ -40,7 +40,7 @@ def test_importing_the_cli_loads_no_subsystem() -> None:
         "print(sorted(m for m in sys.modules if m.startswith('agent_smith.') and not m.startswith('agent_smith.cli')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['agent_smith.errors', 'agent_smith.logs']"
+    assert out.strip() == "['agent_smith.credentials', 'agent_smith.errors', 'agent_smith.logs']"
 
 
 def test_root_help_lists_every_verb() -> None:

@@ -207,6 +207,22 @@ def test_validate_json_lists_the_problems_as_data(tmp_path: Path) -> None:
     assert error["line"] == line
 
 
+def test_validate_json_is_json_when_what_it_was_given_is_no_crew_directory(tmp_path: Path) -> None:
+    (tmp_path / "a-file").touch()
+    cases = [
+        (["validate", str(tmp_path / "a-file")], str(tmp_path / "a-file"), "a file, not a crew directory"),
+        (["validate", str(tmp_path), "--crew", "other"], str(tmp_path), "two crew directories given"),
+    ]
+    for args, file, message in cases:
+        result = run(*args, "--json")
+        assert (result.returncode, result.stderr) == (2, "")
+        report = json.loads(result.stdout)
+        assert report["ok"] is False
+        [error] = report["errors"]
+        assert error["file"] == file
+        assert message in error["message"]
+
+
 def test_a_long_message_is_one_line_in_a_pipe(tmp_path: Path) -> None:
     crew = tmp_path / "crew"
     assert run("init", str(crew)).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import time
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent_smith.crew import load_crew, scaffold_crew
-from agent_smith.errors import CrewError, UsageError
+from agent_smith.crew.loader import too_big
+from agent_smith.errors import CrewError, Problem, UsageError
 
 FAKE_GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 
@@ -79,6 +81,61 @@ def test_yaml_syntax_error_is_located(crew_dir: Path) -> None:
     [problem] = problems(crew_dir)
     assert problem.startswith(f"{crew_dir / 'crew.yaml'}:")
     assert "invalid YAML" in problem
+
+
+def test_a_control_character_is_located_in_the_file_or_the_variable(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    crew_yaml.write_text(crew_yaml.read_text() + "x: a\x07b\n")
+    lines = len(crew_yaml.read_text().splitlines())
+    assert problems(crew_dir) == [f"{crew_yaml}:{lines}:5: invalid YAML: the control character U+0007 is not allowed"]
+    crew_yaml.write_text(crew_yaml.read_text().replace("x: a\x07b\n", ""))
+    assert problems(crew_dir, {"AGENT_SMITH_EVENTS__MAX_AGE": "\x1b"}) == [
+        "$AGENT_SMITH_EVENTS__MAX_AGE:1:1: invalid YAML: the control character U+001B is not allowed"
+    ]
+
+
+def test_what_is_too_deep_or_too_big_to_walk_is_refused_before_any_check_walks_it(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    scaffolded = crew_yaml.read_text()
+    crew_yaml.write_text(scaffolded + "x: " + "[" * 400 + "]" * 400 + "\n")
+    assert problems(crew_dir) == [f"{crew_yaml}:1:1: nested more than 64 levels deep"]
+    # A few hundred bytes whose aliases expand to ten million values.
+    bomb = ["x:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    crew_yaml.write_text(scaffolded + "\n".join(bomb) + "\n")
+    assert problems(crew_dir) == [f"{crew_yaml}:1:1: more than 100000 values, its aliases expanded"]
+    crew_yaml.write_text(scaffolded)
+    settings = crew_dir / "agents" / "_shared" / "settings.json"
+    settings.write_text("[" * 600 + "]" * 600)
+    assert problems(crew_dir) == [f"{settings}:1:1: nested more than 64 levels deep"]
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ({"a": [1, {"b": "c"}]}, None),
+        (functools.reduce(lambda inner, _: [inner], range(63), 1), None),
+        (functools.reduce(lambda inner, _: [inner], range(64), 1), "nested more than 64 levels deep"),
+        (functools.reduce(lambda inner, _: {"k": inner}, range(64), 1), "nested more than 64 levels deep"),
+        ([0] * 99_999, None),
+        ([0] * 100_000, "more than 100000 values, its aliases expanded"),
+        (functools.reduce(lambda inner, _: [inner] * 10, range(9), 0), "more than 100000 values, its aliases expanded"),
+    ],
+)
+def test_too_big(data: object, why: str | None) -> None:
+    assert too_big(data) == why
+
+
+def test_a_relative_state_dir_is_the_crew_directory_s_wherever_a_command_runs(
+    crew_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (crew_dir / "crew.yaml").write_text((crew_dir / "crew.yaml").read_text() + "runtime: {state_dir: state}\n")
+    monkeypatch.chdir(crew_dir.parent)
+    assert load_crew("crew", env={}).crew.runtime.state_dir == str(crew_dir / "state")
+    monkeypatch.chdir(crew_dir)
+    assert load_crew(".", env={}).crew.runtime.state_dir == str(crew_dir / "state")
+    edit(crew_dir / "crew.yaml", "state_dir: state", "state_dir: ''")
+    assert any("runtime.state_dir: String should have at least 1 character" in p for p in problems(crew_dir))
 
 
 def test_duplicate_keys_are_refused(crew_dir: Path) -> None:
@@ -152,6 +209,25 @@ def test_a_real_looking_credential_is_refused_without_printing_it(crew_dir: Path
     assert FAKE_GITHUB_TOKEN not in joined
     assert "claudeAiOauth.accessToken: holds what looks like an Anthropic key" in joined
     assert "mcpServers.gh.env.TOKEN: holds what looks like a GitHub token" in joined
+
+
+def test_a_credential_pasted_where_a_name_belongs_is_refused_and_never_quoted(crew_dir: Path) -> None:
+    # "Put the real secrets where the firewall reads them": not in crew.yaml, where they would be quoted.
+    edit(crew_dir / "crew.yaml", "source: {env: AGENT_SMITH_SECRET_GITHUB}", f"source: {{env: {FAKE_GITHUB_TOKEN}}}")
+    found = problems(crew_dir, {"AGENT_NAME": "devbot", "AGENT_REPOS": FAKE_GITHUB_TOKEN})
+    joined = "\n".join(found)
+    assert "egress.secrets[0].source.env: looks like a GitHub token" in joined
+    assert "$AGENT_REPOS:1:1: agents[0].repos[0]:" in joined
+    assert FAKE_GITHUB_TOKEN not in joined
+
+
+def test_no_agent_smith_error_repeats_a_credential_it_was_given() -> None:
+    # Messages quote what they were given; the error itself is the last line of defence.
+    error = UsageError(f"egress secret github: environment variable {FAKE_GITHUB_TOKEN} is not set")
+    assert str(error) == "egress secret github: environment variable <a GitHub token (gh?_…), not shown> is not set"
+    problem = Problem("crew.yaml", 3, 1, "x", f"{FAKE_GITHUB_TOKEN!r} is not a repository")
+    assert FAKE_GITHUB_TOKEN not in str(problem)
+    assert FAKE_GITHUB_TOKEN not in str(CrewError([problem]))
 
 
 def test_mcp_json_shapes(crew_dir: Path) -> None:
@@ -236,6 +312,9 @@ def test_bad_env_values_are_reported_against_the_variable(crew_dir: Path) -> Non
     assert "$PRIMARY_REPO:1:1: agents[0].primary_repo:" in joined
     assert "$GITHUB_TOKEN:1:1: forge.token_placeholder: looks like a GitHub token" in joined
     assert FAKE_GITHUB_TOKEN not in joined
+    # A well-formed repository the agent does not have: the variable's problem too, not crew.yaml's.
+    [problem] = problems(crew_dir, {"AGENT_NAME": "devbot", "PRIMARY_REPO": "other/repo"})
+    assert problem == "$PRIMARY_REPO:1:1: agents[0].primary_repo: 'other/repo' is not one of repos"
 
 
 def test_a_crew_file_path_is_accepted_as_well_as_its_directory(crew_dir: Path) -> None:

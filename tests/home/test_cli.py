@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
+from agent_smith.home.assemble import _proxy_down
+from agent_smith.listeners import free_port
 from tests.home.crewkit import git_env, make_remote, recording_command, write_crew
 
 TOKEN = "syt_ZGV2Ym90_clitokenabcdefghijkl_9z8y7x"
@@ -76,6 +79,37 @@ def test_uncloneable_repo_is_one_line_exit_1(tmp_path: Path) -> None:
     assert code == 1
     [line] = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert line.startswith("error: cannot clone acme/nowhere from file://")
+
+
+def test_a_clone_through_a_firewall_that_is_not_running_says_so(tmp_path: Path) -> None:
+    write_crew(tmp_path / "crew", state_dir=tmp_path / "state", git_base_url="https://github.test", repos=["acme/w"])
+    listen = f"127.0.0.1:{free_port()}"
+    args = ["assemble", "devbot", "--crew", str(tmp_path / "crew"), "--home", str(tmp_path / "home")]
+    code, _, err = _invoke(args, {"AGENT_SMITH_EGRESS__LISTEN": listen})
+    assert code == 1
+    [line] = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert line.startswith("error: cannot clone acme/w from https://github.test/acme/w.git:")
+    assert line.endswith(
+        f"it goes through the egress firewall, and nothing listens on {listen}: `agent-smith up` starts it "
+        "(and clones), `assemble --no-clone` leaves the repositories for then"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "no_proxy", "down"),
+    [
+        ("https://github.test/a/b.git", "", True),
+        ("http://github.test/a/b.git", "other.test, .elsewhere", True),
+        ("https://github.test/a/b.git", "localhost,.github.test", False),
+        ("https://git.github.test/a/b.git", "github.test", False),
+        ("https://github.test/a/b.git", "*", False),
+        ("file:///srv/git/a/b.git", "", False),
+        ("ssh://git@github.test/a/b.git", "", False),
+    ],
+)
+def test_only_a_clone_that_goes_through_the_proxy_blames_it(url: str, no_proxy: str, down: bool) -> None:
+    proxy = f"http://devbot:pw@127.0.0.1:{free_port()}"
+    assert (_proxy_down(url, proxy, no_proxy) is not None) == down
 
 
 def test_clone_progress_goes_to_stderr(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from agent_smith import parts
 from agent_smith.cli.context import JsonFlag, app_context
 from agent_smith.crew import crew_json_schema, load_crew, scaffold_crew
-from agent_smith.errors import CrewError, UsageError
+from agent_smith.errors import CrewError, Problem, UsageError
 
 CrewDir = Annotated[
     Path | None,
@@ -48,16 +48,18 @@ def validate(
 ) -> None:
     """Check crew.yaml and the agents/ directory; list every problem as file:line:col."""
     out = app_context(ctx)
-    if directory is not None and crew is not None and directory != crew:
-        raise UsageError(f"two crew directories given ({directory} and --crew {crew}): give one")
+    given = directory or crew
     try:
-        loaded = load_crew(directory or crew)
-    except CrewError as exc:
+        if directory is not None and crew is not None and directory != crew:
+            raise UsageError(f"two crew directories given ({directory} and --crew {crew}): give one")
+        loaded = load_crew(given)
+    except UsageError as exc:
         if not as_json:
             raise
         # Machine-readable either way: the problems as data on stdout, exit 2 as for the text.
-        out.print_json({"ok": False, "errors": [dataclasses.asdict(problem) for problem in exc.problems]})
-        raise typer.Exit(CrewError.exit_code) from None
+        found = exc.problems if isinstance(exc, CrewError) else [Problem(str(given or "."), 1, 1, "", str(exc))]
+        out.print_json({"ok": False, "errors": [dataclasses.asdict(problem) for problem in found]})
+        raise typer.Exit(exc.exit_code) from None
     # What validates but can never take effect: said by `validate`, the linter, only (working it
     # out on every load would put the egress policy on `up`'s path).
     from agent_smith.egress.config import policy_warnings

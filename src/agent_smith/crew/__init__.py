@@ -1,6 +1,6 @@
 """The crew contract: crew.yaml and the agents/ directory, loaded into typed models."""
 
-from agent_smith.crew.credentials import credential_kind, find_credentials
+from agent_smith.credentials import credential_kind, find_credentials
 from agent_smith.crew.loader import (
     CONTAINER_CONTRACT,
     LoadedCrew,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agent_smith.crew.credentials import find_credentials
+from agent_smith.credentials import find_credentials
 
 Path_ = tuple[str | int, ...]
 

@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from agent_smith.crew.claude_files import Finding, check_credentials_stub, check_mcp, check_settings
 from agent_smith.crew.models import Crew
@@ -107,6 +108,7 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
         personas = _load_personas(root / AGENTS_DIR, crew, doc, sources, crew_file, report)
     if report.problems or crew is None:
         raise CrewError(sorted(set(report.problems)))
+    crew = _anchored(crew, root)
     log.debug(
         "loaded crew %s from %s",
         crew.crew.name,
@@ -121,6 +123,16 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
         warnings=tuple(report.warnings),
         overrides=tuple(sorted(set(sources.values()))),
     )
+
+
+def _anchored(crew: Crew, root: Path) -> Crew:
+    """`crew` with a relative runtime.state_dir taken from the crew directory, as every other path in
+    it is: from wherever a command ran, `up`, `status` and `down` would each find other state."""
+    state = Path(crew.runtime.state_dir).expanduser()
+    if state.is_absolute():
+        return crew
+    runtime = crew.runtime.model_copy(update={"state_dir": str(root.absolute() / state)})
+    return crew.model_copy(update={"runtime": runtime})
 
 
 class _Report:
@@ -179,17 +191,51 @@ def _read_yaml(file: Path, report: _Report) -> Any:
 
 
 def _parse_yaml(text: str, where: str) -> Any:
-    """`text` as YAML; a `CrewError` located in `where` when it is not."""
+    """`text` as YAML; a `CrewError` located in `where` when it is not, or is too big to walk."""
     try:
-        return _yaml().load(text)
+        data = _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
         raise CrewError([Problem(where, line, col, "", f"invalid YAML: {reason}")]) from None
+    except ReaderError as exc:
+        # A control character: YAML allows none but tab and line breaks.
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise CrewError(
+            [Problem(where, line, col, "", f"invalid YAML: the control character U+{exc.character:04X} is not allowed")]
+        ) from None
     except ValueError as exc:
         # A number too long to read (Python's 4300-digit limit), say.
         raise CrewError([Problem(where, 1, 1, "", f"invalid YAML: {_first_clause(exc)}")]) from None
+    except RecursionError:
+        raise CrewError([Problem(where, 1, 1, "", _TOO_DEEP)]) from None
+    if why := too_big(data):
+        raise CrewError([Problem(where, 1, 1, "", why)])
+    return data
+
+
+_MAX_DEPTH = 64
+_MAX_VALUES = 100_000
+_TOO_DEEP = f"nested more than {_MAX_DEPTH} levels deep"
+
+
+def too_big(data: Any) -> str | None:
+    """Why `data` is too deep, or (its YAML aliases expanded) too large, for the checks to walk; None
+    when it is not. Pure, and bounded: a few hundred bytes of nested aliases expand to billions."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    for _ in range(_MAX_VALUES):
+        if not stack:
+            return None
+        value, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            return _TOO_DEEP
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return f"more than {_MAX_VALUES} values, its aliases expanded" if stack else None
 
 
 def _first_clause(exc: ValueError) -> str:
@@ -615,9 +661,15 @@ def _read_json(file: Path, report: _Report) -> tuple[Any, Any] | None:
     except ValueError as exc:
         report.problems.append(Problem(report.name(file), 1, 1, "", f"invalid JSON: {_first_clause(exc)}"))
         return None
+    except RecursionError:
+        report.problems.append(Problem(report.name(file), 1, 1, "", _TOO_DEEP))
+        return None
+    if why := too_big(data):
+        report.problems.append(Problem(report.name(file), 1, 1, "", why))
+        return None
     try:
         tree = _yaml().load(text)
-    except (MarkedYAMLError, ValueError):
+    except (MarkedYAMLError, ReaderError, ValueError):
         tree = None
     return data, tree
 
@@ -723,14 +775,13 @@ def _check_subagent(file: Path, report: _Report) -> None:
         )
         return
     try:
-        meta = _yaml().load(match.group(1))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 2 if mark else 1
-        report.problems.append(Problem(report.name(file), line, 1, "", f"invalid front matter: {exc.problem}"))
-        return
-    except ValueError as exc:
-        report.problems.append(Problem(report.name(file), 2, 1, "", f"invalid front matter: {_first_clause(exc)}"))
+        meta = _parse_yaml(match.group(1), report.name(file))
+    except CrewError as exc:
+        # Located in the front matter, which begins on the file's second line.
+        report.problems.extend(
+            replace(p, line=p.line + 1, message=p.message.replace("invalid YAML", "invalid front matter"))
+            for p in exc.problems
+        )
         return
     for key in ("name", "description"):
         if not isinstance(meta, dict) or not meta.get(key):

@@ -22,12 +22,13 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from agent_smith.crew.credentials import credential_kind
+from agent_smith.credentials import credential_kind
 from agent_smith.errors import UnknownAgentError
 
 _NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
@@ -361,8 +362,11 @@ class HostRule(_Model):
 class SecretSource(_Model):
     """Where the firewall reads a real secret: exactly one of an env var or a file."""
 
-    env: EnvVarName | None = Field(default=None, description="the firewall's environment variable holding the secret")
-    file: str | None = Field(default=None, description="a file holding the secret (read by the firewall only)")
+    # The secret's name or path, never the secret: one pasted here would be quoted by every error about it.
+    env: Annotated[EnvVarName, AfterValidator(_not_a_credential)] | None = Field(
+        default=None, description="the firewall's environment variable holding the secret"
+    )
+    file: NonSecret | None = Field(default=None, description="a file holding the secret (read by the firewall only)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -475,11 +479,15 @@ class Agent(_Model):
     )
     env: dict[EnvVarName, NonSecret] = Field(default_factory=dict, description="extra, non-secret environment")
 
-    @model_validator(mode="after")
-    def _primary_in_repos(self) -> Self:
-        if self.primary_repo is not None and self.repos and self.primary_repo not in self.repos:
-            raise ValueError(f"primary_repo {self.primary_repo!r} is not one of repos")
-        return self
+    # On the field (repos is checked before it), so the problem is told at primary_repo, or at
+    # the variable that set it.
+    @field_validator("primary_repo")
+    @classmethod
+    def _primary_in_repos(cls, value: str | None, info: ValidationInfo) -> str | None:
+        repos = info.data.get("repos")
+        if value is not None and repos and value not in repos:
+            raise ValueError(f"{value!r} is not one of repos")
+        return value
 
     @property
     def primary(self) -> str | None:
@@ -608,7 +616,11 @@ class Egress(_Model):
 class Runtime(_Model):
     state_dir: str = Field(
         default="~/.local/state/agent-smith",
-        description="homes, workspaces, logs and runtime state live under STATE_DIR/<crew>/",
+        min_length=1,
+        description=(
+            "homes, workspaces, logs and runtime state live under STATE_DIR/<crew>/ (a relative one is "
+            "taken from the crew directory)"
+        ),
     )
     tmux_socket: str = Field(default="agent-smith", description="agent-smith's own tmux server (-L)")
     metrics_listen: str = Field(

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import certifi
 
@@ -154,6 +156,27 @@ def _proxy_url(loaded: LoadedCrew, name: str, create: bool, env: Mapping[str, st
     if create or FirewallState(CrewPaths.of(loaded.crew).firewall).identity_key_path.exists():
         return proxy_url_for(loaded.crew, name)
     return f"http://{name}:<created-on-first-run>@{loaded.crew.egress.listen}"
+
+
+def _proxy_down(url: str, proxy_url: str, no_proxy: str) -> str | None:
+    """The proxy's host:port when `url` goes through it and nothing accepts a connection there
+    (the firewall is not running); None otherwise."""
+    target, parts = urlsplit(url), urlsplit(proxy_url)
+    host = (target.hostname or "").lower()
+    bypassed = any(
+        entry == "*" or host == entry or host.endswith(f".{entry}")
+        for entry in (e.strip().lower().lstrip(".") for e in no_proxy.split(","))
+        if entry
+    )
+    if target.scheme not in ("http", "https") or bypassed:
+        return None
+    if parts.hostname is None or parts.port is None:
+        return None
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=2).close()
+    except OSError:
+        return f"{parts.hostname}:{parts.port}"
+    return None
 
 
 def agent_environment(
@@ -488,14 +511,23 @@ def assemble(loaded: LoadedCrew, name: str, options: AssembleOptions | None = No
     repos: list[RepoOutcome] = []
     if opts.clone:
         for repo in agent.repos:
-            outcome = sync_repo(
-                repo,
-                plan.clone_url(loaded.crew.forge, repo),
-                layout.repo_dir(repo),
-                run_env,
-                progress=opts.progress,
-                dry_run=opts.dry_run,
-            )
+            url = plan.clone_url(loaded.crew.forge, repo)
+            try:
+                outcome = sync_repo(
+                    repo,
+                    url,
+                    layout.repo_dir(repo),
+                    run_env,
+                    progress=opts.progress,
+                    dry_run=opts.dry_run,
+                )
+            except OperationError as exc:
+                if (down := _proxy_down(url, proxy_url, run_env.get("NO_PROXY", ""))) is None:
+                    raise
+                raise OperationError(
+                    f"{exc}; it goes through the egress firewall, and nothing listens on {down}: "
+                    "`agent-smith up` starts it (and clones), `assemble --no-clone` leaves the repositories for then"
+                ) from exc
             repos.append(outcome)
             if outcome.warning:
                 ctx.warnings.append(outcome.warning)

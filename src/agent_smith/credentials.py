@@ -38,6 +38,13 @@ def credential_kind(value: str) -> str | None:
     return None
 
 
+def without_credentials(text: str) -> str:
+    """`text` with each value shaped like a real credential replaced by what kind it is."""
+    for kind, pattern in _SHAPES:
+        text = pattern.sub(f"<{kind}, not shown>", text)
+    return text
+
+
 def find_credentials(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every (path, kind) in nested JSON data whose string value looks like a real credential."""
     if isinstance(data, dict):
