@@ -534,6 +534,58 @@ def test_a_count_is_an_integer_not_what_pydantic_would_make_of_it(
     assert problem.startswith(f"${var}:1:1: {key}: Input should be a valid integer"), problem
 
 
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        (
+            "AGENT_SMITH_KUBERNETES__TRANSPARENT_EGRESS",
+            "yes",
+            "kubernetes.transparent_egress: Input should be a valid boolean",
+        ),
+        (
+            "AGENT_SMITH_KUBERNETES__EXTERNAL_SECRETS",
+            "'no'",
+            "kubernetes.external_secrets: Input should be a valid boolean",
+        ),
+        ("AGENT_SMITH_KUBERNETES__AGENT_ROLE", "1", "kubernetes.agent_role: Input should be a valid boolean"),
+        ("AGENT_SMITH_EGRESS__LISTEN", "127.0.0.1:99999", "egress.listen: '127.0.0.1:99999': a port is at most 65535"),
+        ("AGENT_SMITH_RUNTIME__METRICS_LISTEN", "'[::1]:70000'", "runtime.metrics_listen: '[::1]:70000': a port is at"),
+        ("AGENT_SMITH_EVENTS__NATS_URL", "not a url", "events.nats_url: 'not a url' is no NATS server URL"),
+        ("AGENT_SMITH_EVENTS__NATS_URL", "nats://", "events.nats_url: 'nats://' is no NATS server URL"),
+        ("AGENT_SMITH_EVENTS__NATS_URL", "http://n:4222", "events.nats_url: 'http://n:4222' is no NATS server URL"),
+        ("AGENT_SMITH_EVENTS__NATS_URL", "nats://n:99999", "events.nats_url: 'nats://n:99999' is no NATS server URL"),
+        ("AGENT_SMITH_KUBERNETES__FIREWALL_CLUSTER_IP", "notanip", "kubernetes.firewall_cluster_ip: does not match"),
+        ("AGENT_SMITH_KUBERNETES__IMAGE", "''", "kubernetes.image: String should have at least 1 character"),
+        ("AGENT_SMITH_KUBERNETES__MATRIX_PEER", "{cidr: notacidr}", "kubernetes.matrix_peer.cidr: 'notacidr' is no IP"),
+    ],
+)
+def test_what_up_events_or_the_render_would_refuse_later_is_refused_by_validate(
+    crew_dir: Path, var: str, value: str, message: str
+) -> None:
+    [problem] = problems(crew_dir, {var: value})
+    assert problem.startswith(f"${var}:1:1: {message}"), problem
+
+
+def test_two_of_the_crew_s_listeners_on_one_address_are_refused(crew_dir: Path) -> None:
+    env = {
+        "AGENT_SMITH_EGRESS__LISTEN": "127.0.0.1:47128",
+        "AGENT_SMITH_EGRESS__METRICS_LISTEN": "0.0.0.0:47128",
+        "AGENT_SMITH_RUNTIME__METRICS_LISTEN": "127.0.0.2:47128",
+    }
+    assert problems(crew_dir, env) == [
+        "$AGENT_SMITH_EGRESS__METRICS_LISTEN:1:1: egress.metrics_listen: 0.0.0.0:47128 is already used at egress.listen",
+        "$AGENT_SMITH_RUNTIME__METRICS_LISTEN:1:1: runtime.metrics_listen: 127.0.0.2:47128 is already used at "
+        "egress.metrics_listen",
+    ]
+    # Another port, another host, or port 0 (a free one, picked at start) is no clash.
+    env = {
+        **env,
+        "AGENT_SMITH_EGRESS__METRICS_LISTEN": "127.0.0.1:0",
+        "AGENT_SMITH_RUNTIME__METRICS_LISTEN": "127.0.0.2:47128",
+    }
+    load_crew(crew_dir, env=env)
+
+
 def test_a_restart_policy_s_count_and_a_rule_s_ports_are_integers(crew_dir: Path) -> None:
     crew_yaml = crew_dir / "crew.yaml"
     edit(crew_yaml, "    role: developer\n", "    role: developer\n    restart: {crash_loop_after: true}\n")

@@ -498,7 +498,7 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
         problem,
     )
     _placeholders(crew, problem)
-    for loc, message in kubernetes_problems(crew):
+    for loc, message in [*listener_problems(crew), *kubernetes_problems(crew)]:
         problem(loc, message)
     for i, rule in enumerate(crew.egress.secrets):
         names = {a.name for a in crew.agents}
@@ -565,6 +565,32 @@ def _port_of(address: str | None) -> int | None:
         return None
     _, colon, port = address.rpartition(":")
     return int(port) if colon and port.isdigit() else None
+
+
+_ANY_HOST = frozenset({"0.0.0.0", "::", "[::]", "*", ""})
+
+
+def listener_problems(crew: Crew) -> list[tuple[Loc, str]]:
+    """Two of the crew's own listeners on one address, by location (pure): the second would fail to
+    bind only once `up` had started the supervisor."""
+    problems: list[tuple[Loc, str]] = []
+    taken: list[tuple[Loc, str, int]] = []
+    for loc, address in (
+        (("egress", "listen"), crew.egress.listen),
+        (("egress", "transparent_listen"), crew.egress.transparent_listen),
+        (("egress", "metrics_listen"), crew.egress.metrics_listen),
+        (("runtime", "metrics_listen"), crew.runtime.metrics_listen),
+    ):
+        port = _port_of(address)
+        if address is None or not port:
+            continue  # port 0 is a free one, picked at start
+        host = address.rpartition(":")[0]
+        for first, other, used in taken:
+            if used == port and (host == other or {host, other} & _ANY_HOST):
+                problems.append((loc, f"{address} is already used at {format_loc(first)}"))
+                break
+        taken.append((loc, host, port))
+    return problems
 
 
 def kubernetes_problems(crew: Crew) -> list[tuple[Loc, str]]:

@@ -7,6 +7,7 @@ error (with a "did you mean"), never a silently ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from datetime import time
@@ -174,6 +175,8 @@ def _not_a_credential(value: str) -> str:
 Placeholder = Annotated[str, Field(min_length=8), AfterValidator(_not_a_credential)]
 # A count or a port: `true`, `"5"` or `5.0` is a mistake in crew.yaml, not the number pydantic would make of it.
 Integer = Annotated[int, Strict()]
+# `yes`, `"true"` or `1` is a mistake too, not the boolean pydantic would make of it.
+Flag = Annotated[bool, Strict()]
 NonSecret = Annotated[str, AfterValidator(_not_a_credential)]
 Seconds = Annotated[
     float,
@@ -202,6 +205,37 @@ Bytes = Annotated[
     ),
 ]
 AgentName = Annotated[str, _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes")]
+_LISTEN = r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$"
+
+
+def _port_in_range(value: str) -> str:
+    if int(value.rpartition(":")[2]) > 65535:
+        raise ValueError(f"{shown(value)}: a port is at most 65535")
+    return value
+
+
+Listen = Annotated[str, Field(pattern=_LISTEN), AfterValidator(_port_in_range)]
+
+
+def _nats_url(value: str) -> str:
+    parts = urlsplit(value)
+    try:
+        port: int | None = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname or port == -1:
+        raise ValueError(f"{shown(value)} is no NATS server URL (nats://host:port, tls://, ws:// or wss://)")
+    return value
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{shown(value)} is no IP block (e.g. 203.0.113.10/32)") from None
+    return value
+
+
 RepoName = Annotated[str, _check_pattern(_REPO, "a repository as owner/name")]
 MatrixUserId = Annotated[str, _check_pattern(_MATRIX_USER, "a Matrix user id like @name:server")]
 MatrixRoom = Annotated[str, _check_pattern(_MATRIX_ROOM, "a Matrix room id (!id:server) or alias (#name:server)")]
@@ -340,7 +374,7 @@ class HostRule(_Model):
     )
     methods: list[str] | None = Field(default=None, description="allowed HTTP methods; all when absent")
     paths: list[str] | None = Field(default=None, description="allowed path prefixes; all when absent")
-    allow_private: bool = Field(
+    allow_private: Flag = Field(
         default=False,
         description="allow this host although it resolves to a loopback, private or link-local address",
     )
@@ -410,7 +444,7 @@ class SecretRule(_Model):
 class ClaudeLogin(_Model):
     """The Claude subscription: the firewall holds the real OAuth tokens and answers refreshes."""
 
-    enabled: bool = Field(default=False, description="swap the stub OAuth token for the real one toward api_hosts")
+    enabled: Flag = Field(default=False, description="swap the stub OAuth token for the real one toward api_hosts")
     api_hosts: list[HostPattern] = Field(
         default_factory=lambda: ["api.anthropic.com"], description="the model API hosts"
     )
@@ -470,7 +504,7 @@ class Agent(_Model):
     first_run_prompt: str | None = Field(default=None, description="sent once, on the agent's very first start")
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     setup: SetupCommand | None = None
-    remote_control: bool = Field(default=False, description="start claude with --remote-control NAME")
+    remote_control: Flag = Field(default=False, description="start claude with --remote-control NAME")
     resources: Resources = Field(default_factory=Resources)
     egress: AgentEgress = Field(default_factory=AgentEgress)
     kubernetes: AgentKubernetes | None = Field(
@@ -530,7 +564,9 @@ class MatrixSettings(_Model):
 
 
 class EventLog(_Model):
-    nats_url: str | None = Field(default=None, description="an existing NATS server; embedded when absent")
+    nats_url: Annotated[str, AfterValidator(_nats_url)] | None = Field(
+        default=None, description="an existing NATS server; embedded when absent"
+    )
     stream: str = Field(
         default="SWARM_EVENTS",
         pattern=r"^[A-Za-z0-9_-]+$",
@@ -588,12 +624,8 @@ class Forge(_Model):
 
 
 class Egress(_Model):
-    listen: str = Field(
-        default="127.0.0.1:3128",
-        pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$",
-        description="the explicit proxy agents' HTTPS_PROXY points at",
-    )
-    transparent_listen: str | None = Field(
+    listen: Listen = Field(default="127.0.0.1:3128", description="the explicit proxy agents' HTTPS_PROXY points at")
+    transparent_listen: Listen | None = Field(
         default=None, description="address for transparent (SNI-routed) mode; off when absent"
     )
     allow: list[HostRule] = Field(default_factory=list)
@@ -608,7 +640,7 @@ class Egress(_Model):
         default=None,
         description="CA bundle upstream servers are verified against; the system bundle when absent",
     )
-    metrics_listen: str | None = Field(
+    metrics_listen: Listen | None = Field(
         default=None, description="address of the Prometheus metrics endpoint (host:port); off when absent"
     )
 
@@ -623,9 +655,8 @@ class Runtime(_Model):
         ),
     )
     tmux_socket: str = Field(default="agent-smith", description="agent-smith's own tmux server (-L)")
-    metrics_listen: str = Field(
+    metrics_listen: Listen = Field(
         default="127.0.0.1:0",
-        pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$",
         description=(
             "the supervisor's /metrics, /healthz and the agents' MCP tools at /mcp "
             "(host:port; port 0 picks a free one, shown by status)"
@@ -636,7 +667,7 @@ class Runtime(_Model):
 class NetworkPeer(_Model):
     """A server outside the render the agents may reach directly: an IP block, or pods by namespace and labels."""
 
-    cidr: str | None = Field(default=None, description="e.g. 203.0.113.10/32")
+    cidr: Annotated[str, AfterValidator(_network)] | None = Field(default=None, description="e.g. 203.0.113.10/32")
     namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
     pod_labels: dict[str, str] = Field(default_factory=dict)
 
@@ -654,21 +685,23 @@ class Kubernetes(_Model):
         description="the namespace everything is rendered into",
     )
     image: str = Field(
-        default="ghcr.io/agent-smith/agent-smith:latest", description="the agent-smith image (agents and firewall)"
+        default="ghcr.io/agent-smith/agent-smith:latest",
+        min_length=1,
+        description="the agent-smith image (agents and firewall)",
     )
     storage_class: str | None = Field(
         default=None, description="for the home, workspace and NATS volumes; the cluster default when absent"
     )
-    transparent_egress: bool = Field(
+    transparent_egress: Flag = Field(
         default=False, description="point allowlisted host names at the firewall (SNI mode) besides HTTPS_PROXY"
     )
-    external_secrets: bool = Field(default=False, description="take the firewall's secrets from an ExternalSecret")
+    external_secrets: Flag = Field(default=False, description="take the firewall's secrets from an ExternalSecret")
     secret_store: str = Field(
         default="agent-smith",
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description="the ClusterSecretStore the ExternalSecret reads from (with external_secrets)",
     )
-    agent_role: bool = Field(
+    agent_role: Flag = Field(
         default=False,
         description="give each agent a namespaced Role and mount its API token; off: no token in the pod",
     )
@@ -677,6 +710,7 @@ class Kubernetes(_Model):
     )
     firewall_cluster_ip: str | None = Field(
         default=None,
+        pattern=_IPV4,
         description="a fixed ClusterIP for the firewall Service; transparent_egress points agents' host names at it",
     )
     matrix_peer: NetworkPeer | None = Field(
@@ -688,6 +722,7 @@ class Kubernetes(_Model):
     )
     nats_image: str = Field(
         default="docker.io/library/nats:2.15.1-alpine",
+        min_length=1,
         description="the NATS server image, pinned to the version the tests run against",
     )
     nats_storage: Quantity = Field(default="2Gi", description="the NATS volume; keep it above events.max_bytes")
