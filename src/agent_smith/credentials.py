@@ -26,6 +26,9 @@ _SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(r"\bsyt_[A-Za-z0-9]+_[A-Za-z0-9]{10,}_[A-Za-z0-9]{4,}"),
     ),
     ("a Slack token (xox?-…)", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    ("an OpenAI key (sk-…)", re.compile(r"\bsk-(?:proj-[A-Za-z0-9_-]{40,}|[A-Za-z0-9]{48}\b)")),
+    ("a GitLab token (glpat-…)", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    ("a Google API key (AIza…)", re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),
     ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
 )
 

@@ -659,6 +659,14 @@ def test_agent_variables_without_agent_name_are_warned_about(crew_dir: Path) -> 
     assert load_crew(crew_dir, env={"AGENT_NAME": "devbot", "PRIMARY_REPO": "example/widgets"}).warnings == ()
 
 
+def test_a_volume_of_no_size_is_refused(crew_dir: Path) -> None:
+    found = problems(crew_dir, {"AGENT_SMITH_KUBERNETES__NATS_STORAGE": "0Gi"})
+    assert found == [
+        "$AGENT_SMITH_KUBERNETES__NATS_STORAGE:1:1: kubernetes.nats_storage: '0Gi': a volume of no size "
+        "(Kubernetes refuses the claim)"
+    ]
+
+
 def test_a_quantity_may_be_a_yaml_number(crew_dir: Path) -> None:
     edit(
         crew_dir / "crew.yaml",

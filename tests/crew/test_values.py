@@ -69,6 +69,10 @@ REAL_SHAPED = {
     "matrix": "syt_ZGV2Ym90_abcdefghijklmnopqrst_1a2b3c",
     "slack": "xoxb-1234567890-abcdefghij",
     "aws": "AKIAIOSFODNN7EXAMPLE",
+    "openai project": "sk-proj-" + "Ab3_-" * 12,
+    "openai legacy": "sk-" + "aB3" * 16,
+    "gitlab": "glpat-" + "xY9_" * 5,
+    "google": "AIza" + "Sy0_-aB" * 5,
     "embedded": "Bearer ghp_" + "x1" * 18,
 }
 PLACEHOLDERS = [
@@ -78,6 +82,8 @@ PLACEHOLDERS = [
     "sk-ant-placeholder",
     "",
     "eyJ-not-a-jwt",
+    "sk-agent-smith-placeholder-openai-key",
+    "glpat-placeholder",
 ]
 
 

@@ -649,7 +649,19 @@ def test_the_schema_check_catches_an_unknown_field(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("500m", 0.5), ("2", 2.0), ("1Gi", 2.0**30), ("1G", 1e9), ("1.5", 1.5), ("1e3", 1000.0), ("128Mi", 128 * 2.0**20)],
+    [
+        ("500m", 0.5),
+        ("2", 2.0),
+        ("1Gi", 2.0**30),
+        ("1G", 1e9),
+        ("1.5", 1.5),
+        ("1e3", 1000.0),
+        ("2E-1", 0.2),
+        ("128Mi", 128 * 2.0**20),
+        # Exa and exbi begin as an exponent does.
+        ("1E", 1e18),
+        ("1Ei", 2.0**60),
+    ],
 )
 def test_quantities_parse_as_kubernetes_reads_them(text: str, value: float) -> None:
     assert parse_quantity(text) == value

@@ -116,6 +116,15 @@ def test_bad_input_is_one_line_and_exit_two(env: dict[str, str | None], args: li
     assert "Traceback" not in out + err
 
 
+@pytest.mark.parametrize("url", ["foo://", "nats://", "not a url", "nats://n:99999"])
+def test_a_nats_url_no_client_can_use_is_one_line_and_exit_two(env: dict[str, str | None], url: str) -> None:
+    # Events sent to it would wait in the outbox for a server that can never be.
+    code, out, err = invoke(["events", "publish", "task_done", "-f", "summary=x"], {**env, "NATS_URL": url})
+    assert code == 2
+    assert err == f"error: NATS_URL: {url!r} is no NATS server URL (nats://host:port, tls://, ws:// or wss://)\n"
+    assert out == ""
+
+
 def test_publish_without_an_agent_is_refused(env: dict[str, str | None]) -> None:
     code, _, err = invoke(["events", "publish", "task_done", "-f", "summary=x"], {**env, "AGENT_NAME": None})
     assert code == 2

@@ -16,12 +16,13 @@ from agent_smith.runtime.launch import (
     confirms_dev_channels,
     has_previous_session,
     project_key,
+    unsent_input,
     with_resume,
 )
 from agent_smith.runtime.panelog import Follower, Streamer, readable
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import parse_listen
-from agent_smith.runtime.supervisor import at_prompt
+from agent_smith.runtime.supervisor import _SUBMIT_CHECK, _SUBMIT_TRIES, at_prompt, submit_step
 from agent_smith.runtime.sweep import environment_value
 
 CLAUDE = Path("/opt/claude")
@@ -92,9 +93,72 @@ def test_reading_the_screen(screen: str, prompt: bool, working: bool) -> None:
     assert busy(screen) is working
 
 
+RULE = "─" * 60
+TYPED = "Read the open issues and PRs of your repositories, say hello in the crew room, and wait for work."
+
+
+@pytest.mark.parametrize(
+    ("screen", "unsent"),
+    [
+        # As the pinned CLI showed it under `run`: typed, its Enter dropped.
+        (f" ▐▛███▛█   Claude Code\n{RULE}\n❯ {TYPED}\n{RULE}\n  ⏵⏵ accept edits on", True),
+        (f"{RULE}\n❯ {TYPED[:60]}\n  {TYPED[60:]}\n{RULE}\n", True),
+        (f"{RULE}\n❯ [Pasted text #1 +12 lines]\n{RULE}\n", True),
+        # Sent: the transcript holds it, the box is empty.
+        (f"❯ {TYPED}\n● Standing by.\n{RULE}\n❯ \n{RULE}\n  ⏵⏵ accept edits on", False),
+        (f"{RULE}\n❯\n{RULE}\n", False),
+        (f"❯ {TYPED}\n", False),
+        ("Loading…", False),
+    ],
+)
+def test_text_waiting_unsent_in_claude_s_input_box(screen: str, unsent: bool) -> None:
+    assert unsent_input(screen) is unsent
+
+
+def test_a_first_run_prompt_left_in_the_input_gets_enter_again_a_few_times_at_most() -> None:
+    typed = (10.0 + _SUBMIT_CHECK, 0)
+    assert submit_step(typed, False, 10.2) == (None, None), "sent: nothing more to do"
+    assert submit_step(typed, True, 10.2) == (typed, None), "too soon to tell"
+    state: tuple[float, int] | None = typed
+    now, presses = 10.0, 0
+    while state is not None:
+        now += 0.25
+        state, act = submit_step(state, True, now)
+        presses += act == "enter"
+        assert act != "give up" or presses == _SUBMIT_TRIES
+    assert presses == _SUBMIT_TRIES
+    assert now == pytest.approx(10.0 + _SUBMIT_CHECK * (_SUBMIT_TRIES + 1), abs=0.25)
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=40), st.lists(st.floats(0.0, 3.0), min_size=40, max_size=40))
+def test_enter_is_pressed_only_while_the_prompt_waits_and_never_more_than_the_tries(
+    waiting: list[bool], gaps: list[float]
+) -> None:
+    state: tuple[float, int] | None = (_SUBMIT_CHECK, 0)
+    now, presses = 0.0, 0
+    for still, gap in zip(waiting, gaps, strict=False):
+        if state is None:
+            break
+        now += gap
+        before = state
+        state, act = submit_step(state, still, now)
+        if act == "enter":
+            presses += 1
+            assert still
+            assert now >= before[0]
+        if not still:
+            assert (state, act) == (None, None)
+    assert presses <= _SUBMIT_TRIES
+
+
 def test_readable_pane_output() -> None:
     raw = b"\x1b]0;title\x07\x1b[1;32mready\x1b[0m\x1b[3Cnow\r\n\x1b[2Kline two\rthree\n"
     assert readable(raw) == "ready   now\nline two\nthree\n"
+
+
+def test_cursor_saves_restores_and_charsets_leave_nothing_behind() -> None:
+    # claude 2.1.331 draws its logo between ESC 7 and ESC 8: "78" was left in `kubectl logs`.
+    assert readable(b"\x1b7 \xe2\x96\x90\xe2\x96\x9b Claude Code\x1b8\x1b(Bdone\x1bc\x1b=") == " ▐▛ Claude Codedone"
 
 
 def test_words_placed_by_column_keep_their_spaces() -> None:

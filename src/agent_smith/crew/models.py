@@ -123,10 +123,9 @@ def parse_quantity(value: str) -> float:
     if match is None:
         raise ValueError(f"{value!r} is not a Kubernetes quantity (like 500m, 2, 1Gi)")
     number = float(match.group(1))
-    suffix = match.group(3) or ""
-    if suffix[:1] in ("e", "E"):
-        return number * 10.0 ** int(suffix[1:])
-    return number * float(_SUFFIX[suffix])
+    if exponent := match.group(5):  # 1e3; not "E" (exa) or "Ei" (exbi), which start alike
+        return number * 10.0 ** int(exponent[1:])
+    return number * float(_SUFFIX[match.group(3) or ""])
 
 
 def _quantity_text(value: object) -> object:
@@ -150,6 +149,16 @@ Quantity = Annotated[
     AfterValidator(_quantity),
     WithJsonSchema({"anyOf": [{"type": "string", "pattern": _QUANTITY.pattern}, {"type": "number", "minimum": 0}]}),
 ]
+
+
+def _some(value: str) -> str:
+    if parse_quantity(value) <= 0:
+        raise ValueError(f"{shown(value)}: a volume of no size (Kubernetes refuses the claim)")
+    return value
+
+
+# A volume's size: Kubernetes refuses a claim for none.
+Storage = Annotated[Quantity, AfterValidator(_some)]
 
 
 def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
@@ -354,8 +363,8 @@ class Resources(_Model):
     cpu_limit: Quantity = "2"
     memory_request: Quantity = "1Gi"
     memory_limit: Quantity = "4Gi"
-    home_storage: Quantity = "5Gi"
-    workspace_storage: Quantity = "20Gi"
+    home_storage: Storage = "5Gi"
+    workspace_storage: Storage = "20Gi"
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Self:
@@ -725,7 +734,7 @@ class Kubernetes(_Model):
         min_length=1,
         description="the NATS server image, pinned to the version the tests run against",
     )
-    nats_storage: Quantity = Field(default="2Gi", description="the NATS volume; keep it above events.max_bytes")
+    nats_storage: Storage = Field(default="2Gi", description="the NATS volume; keep it above events.max_bytes")
 
 
 class CrewInfo(_Model):

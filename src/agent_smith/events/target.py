@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from agent_smith.crew import Crew, CrewPaths, EventLog
 from agent_smith.errors import UsageError
 from agent_smith.events.embedded import running_server_url
@@ -43,5 +45,9 @@ def standalone_target(env: Mapping[str, str]) -> EventTarget:
     server nobody named would wait in the outbox for ever."""
     if not env.get("NATS_URL"):
         raise UsageError("no event log: name a crew (--crew, AGENT_SMITH_CREW) or a NATS server (NATS_URL)")
-    settings = EventLog(nats_url=env["NATS_URL"])
+    try:
+        settings = EventLog(nats_url=env["NATS_URL"])
+    except ValidationError as exc:
+        [error] = exc.errors()
+        raise UsageError(f"NATS_URL: {str(error['msg']).removeprefix('Value error, ')}") from None
     return EventTarget(settings, settings.nats_url, Path(env.get(OUTBOX_ENV) or DEFAULT_OUTBOX).expanduser())

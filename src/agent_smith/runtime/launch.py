@@ -114,3 +114,18 @@ def confirms_dev_channels(screen: str, channels: Sequence[str]) -> bool:
 
 def busy(screen: str) -> bool:
     return BUSY.search(screen) is not None
+
+
+_RULE = re.compile(r"^─{20,}\s*$")
+
+
+def unsent_input(screen: str) -> bool:
+    """Whether claude's input box (between the screen's last two rules) holds text not sent yet.
+
+    Pure. Right after the box first shows, the pinned CLI keeps what is typed but
+    drops an Enter: the text then waits there (a long paste as ``[Pasted text …]``)."""
+    rules = [i for i, line in enumerate(screen.splitlines()) if _RULE.match(line)]
+    if len(rules) < 2:
+        return False
+    box = screen.splitlines()[rules[-2] + 1 : rules[-1]]
+    return any(line.strip().removeprefix("❯").strip() for line in box)

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-# CSI (cursor moves, colours), OSC (titles, hyperlinks), and lone two-byte escapes.
+# CSI (cursor moves, colours), OSC (titles, hyperlinks), and the other escapes: a final byte after
+# any intermediate ones (ESC 7 and ESC 8 save and restore the cursor, ESC ( B picks a charset).
 _ESCAPES = re.compile(
-    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]"
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]|[\x00-\x08\x0b-\x1f\x7f]"
 )
 
 

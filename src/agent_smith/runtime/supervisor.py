@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
@@ -28,7 +28,14 @@ from agent_smith.mcpstdio import McpServer
 from agent_smith.runtime import session as panes
 from agent_smith.runtime.claude import PROMPT_READY
 from agent_smith.runtime.endpoint import CHAT_PATH, MCP_PATH
-from agent_smith.runtime.launch import AgentSpec, busy, confirms_dev_channels, has_previous_session, with_resume
+from agent_smith.runtime.launch import (
+    AgentSpec,
+    busy,
+    confirms_dev_channels,
+    has_previous_session,
+    unsent_input,
+    with_resume,
+)
 from agent_smith.runtime.policy import (
     RUNNING,
     SERVING,
@@ -69,6 +76,9 @@ _STARTING_INTERVAL = 0.05
 _STARTING_GAP = 0.015
 _OUTPUT_POLL = 0.004
 _MCP_READY_WAIT = 30.0
+# A first-run prompt still in claude's input this long after its Enter gets another, this often at most.
+_SUBMIT_CHECK = 1.0
+_SUBMIT_TRIES = 5
 # Claude Code reconnects a broken MCP stream five times, 1 s to 30 s apart (~16 s when the
 # endpoint refuses at once), then gives up on that server for good.
 CHANNEL_GRACE = 30.0
@@ -93,6 +103,23 @@ def at_prompt(screen: str) -> bool:
     return PROMPT_READY.search(screen) is not None and _SELECTOR.search(screen) is None
 
 
+def submit_step(
+    unsent: tuple[float, int], waiting: bool, now: float
+) -> tuple[tuple[float, int] | None, Literal["enter", "give up"] | None]:
+    """The first-run prompt was typed; `unsent` is (when to look again, Enters pressed again), and
+    `waiting` whether it still sits in claude's input box (the CLI dropped the Enter, as it does
+    right after the box first shows). What to remember next, and what to do: press Enter again,
+    a few times at most, never type it again. Pure."""
+    at, tries = unsent
+    if not waiting:
+        return None, None
+    if now < at:
+        return unsent, None
+    if tries >= _SUBMIT_TRIES:
+        return None, "give up"
+    return (now + _SUBMIT_CHECK, tries + 1), "enter"
+
+
 @dataclass
 class _Agent:
     spec: AgentSpec
@@ -101,6 +128,8 @@ class _Agent:
     launch_id: str | None = None
     exit_unread: bool = False
     channel: ChannelWatch = field(default_factory=ChannelWatch)
+    # The first-run prompt typed and not seen sent yet: (when to look again, Enters pressed again).
+    unsent: tuple[float, int] | None = None
 
 
 class Metrics:
@@ -379,16 +408,30 @@ class Supervisor:
             return
         if at_prompt(screen):
             await self._observe(agent, PromptSeen(busy=busy(screen)))
-            self._first_run(agent)
+            self._first_run(agent, screen)
 
-    def _first_run(self, agent: _Agent) -> None:
+    def _first_run(self, agent: _Agent, screen: str) -> None:
         spec = agent.spec
+        if agent.unsent is not None:
+            self._see_it_sent(agent, screen)
+            return
         if not spec.first_run_prompt or spec.first_run_marker.exists():
             return
         # The marker is written before typing: the prompt is sent at most once, ever,
         # even if this process dies between the two.
         write_atomic(spec.first_run_marker, f"{self._clock():.3f}\n")
         panes.type_text(self.tmux, spec.session, spec.first_run_prompt)
+        agent.unsent = (self._clock() + _SUBMIT_CHECK, 0)
+
+    def _see_it_sent(self, agent: _Agent, screen: str) -> None:
+        assert agent.unsent is not None
+        agent.unsent, act = submit_step(agent.unsent, unsent_input(screen), self._clock())
+        name = agent.spec.name
+        if act == "enter":
+            log.info("%s: the first-run prompt waits in claude's input; pressing Enter again", name)
+            panes.press(self.tmux, agent.spec.session, "Enter")
+        elif act == "give up":
+            log.warning("%s: the first-run prompt is still unsent in claude's input; attach to send it", name)
 
     async def _observe(self, agent: _Agent, observation: Observation) -> None:
         now = self._clock()
