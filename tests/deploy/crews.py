@@ -65,12 +65,12 @@ def crews(draw: st.DrawFn, max_agents: int = 4) -> dict[str, Any]:
             agent["env"] = {"EDITOR": "vi", "LANG": "C.UTF-8"}
         agents.append(agent)
     data: dict[str, Any] = {"crew": {"name": draw(NAMES)}, "agents": agents}
+    homeserver = None
     if with_matrix:
-        data["matrix"] = {
-            "homeserver": draw(
-                st.sampled_from(["http://synapse.matrix.svc:8008", "https://matrix.example.org", "http://synapse:8008"])
-            )
-        }
+        homeserver = draw(
+            st.sampled_from(["http://synapse.matrix.svc:8008", "https://matrix.example.org", "http://synapse:8008"])
+        )
+        data["matrix"] = {"homeserver": homeserver}
     secrets = []
     for i, source in enumerate(draw(st.lists(st.sampled_from(["env", "file"]), max_size=3))):
         value = {"env": f"REAL_SECRET_{i}"} if source == "env" else {"file": f"/run/secrets/s{i}"}
@@ -108,6 +108,9 @@ def crews(draw: st.DrawFn, max_agents: int = 4) -> dict[str, Any]:
         kubernetes["storage_class"] = "fast-ssd"
     if draw(st.booleans()):
         kubernetes["api_server"] = {"cidr": "10.0.0.1/32"}
+    if homeserver == "https://matrix.example.org":
+        # Outside the cluster: the agents reach it by address (the render refuses otherwise).
+        kubernetes["matrix_peer"] = {"cidr": "203.0.113.10/32"}
     nats = draw(st.sampled_from(["embedded", "in-cluster", "external"]))
     if nats == "in-cluster":
         data["events"] = {"nats_url": "nats://nats.events.svc:4222"}

@@ -158,6 +158,13 @@ def test_the_values_schema_refuses_what_crew_yaml_refuses(edit: Any, message: st
         ),
         (lambda v: v["events"].update(nats_url="nats://nats.example.com:4222"), "set kubernetes.nats_peer"),
         (
+            lambda v: (
+                v.update(matrix={"homeserver": "https://matrix.example.org"}),
+                v["agents"][0].update(matrix={"user_id": "@devbot:example.org"}),
+            ),
+            "matrix.homeserver: matrix.example.org is outside the cluster; set kubernetes.matrix_peer",
+        ),
+        (
             lambda v: v["agents"][0].update(kubernetes={"firewall_cluster_ip": "10.96.0.60", "firewall_port": 9443}),
             "agents[0].kubernetes: needs egress.transparent_listen",
         ),

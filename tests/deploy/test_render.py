@@ -303,6 +303,11 @@ def test_the_render_refuses_listeners_that_are_not_one_agent_s(change: dict[str,
             "set kubernetes.nats_peer",
         ),
         ({"source: {env: AGENT_SMITH_SECRET_GITHUB}": "source: {file: secrets/github}"}, "needs an absolute path"),
+        # The channel reaches the homeserver directly, never through the firewall.
+        (
+            {"homeserver: http://127.0.0.1:8008": "homeserver: https://matrix.example.org"},
+            "matrix.homeserver: matrix.example.org is outside the cluster; set kubernetes.matrix_peer",
+        ),
     ],
 )
 def test_bad_input_is_one_line_naming_the_key(tmp_path: Path, replace: dict[str, str], message: str) -> None:
@@ -364,6 +369,16 @@ def test_crew_files_that_cannot_be_configmap_keys_are_refused(tmp_path: Path) ->
         render_crew(loaded.crew, {**files, "agents/devbot/a__b.md": "x", "agents/devbot/a/b.md": "y"})
     with pytest.raises(UsageError, match="a ConfigMap holds at most"):
         render_crew(loaded.crew, {**files, "agents/devbot/big.md": "x" * (1 << 20)})
+
+
+def test_a_read_write_role_is_said_to_reach_the_namespace_s_secrets(tmp_path: Path) -> None:
+    role = "version: 1\nkubernetes: {agent_role: true, agent_role_access: read-write}\n"
+    loaded = example_crew(tmp_path, {"version: 1\n": role})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    [warning] = [w for w in rendered.warnings if "agent_role_access" in w]
+    assert "may create pods that mount any Secret of namespace agent-smith" in warning
+    read_only = example_crew(tmp_path / "ro", {"version: 1\n": "version: 1\nkubernetes: {agent_role: true}\n"})
+    assert not [w for w in render_crew(read_only.crew, crew_files(read_only)).warnings if "agent_role_access" in w]
 
 
 def test_warnings_name_what_the_network_cannot_allow(tmp_path: Path) -> None:

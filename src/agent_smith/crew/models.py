@@ -723,7 +723,8 @@ class Kubernetes(_Model):
         description="a fixed ClusterIP for the firewall Service; transparent_egress points agents' host names at it",
     )
     matrix_peer: NetworkPeer | None = Field(
-        default=None, description="where the homeserver is, when it is neither in-cluster (*.svc) nor via the firewall"
+        default=None,
+        description="where the homeserver is, when it is not in-cluster (*.svc): the channel reaches it directly",
     )
     nats_peer: NetworkPeer | None = Field(default=None, description="where an external events.nats_url server is")
     api_server: NetworkPeer | None = Field(

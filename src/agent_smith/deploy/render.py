@@ -275,6 +275,12 @@ class _Renderer:
                 "agents[].kubernetes is set but kubernetes.transparent_egress is off: "
                 "no agent's own firewall Service is rendered"
             )
+        if self.k8s.agent_role and self.k8s.agent_role_access == "read-write":
+            self.warnings.append(
+                "kubernetes.agent_role_access is read-write: an agent may create pods that mount any Secret "
+                f"of namespace {self.ns} (the firewall's, other agents' proxy passwords), and change the "
+                "firewall's ConfigMap and Services; give it only where that is no more than the agent may have"
+            )
         for i, rule in enumerate(self.crew.egress.secrets):
             if rule.source.file is not None and not rule.source.file.startswith("/"):
                 raise UsageError(
@@ -599,11 +605,12 @@ class _Renderer:
                 "override it or set it to an in-cluster Service"
             )
             return None
-        self.warnings.append(
-            f"{url_key} host {host} is outside the cluster and {peer_key} is not set: "
-            "the agents' NetworkPolicy lets them reach it only through the firewall"
+        # The channel connects to the homeserver itself, not through the firewall (as NATS does): the
+        # network must allow it by address, or the agents' chat would be dead on arrival.
+        raise UsageError(
+            f"crew.yaml: {url_key}: {host} is outside the cluster; set {peer_key} (its cidr, or namespace "
+            "and pod_labels) so the agents' NetworkPolicy lets them reach it"
         )
-        return None
 
     # -- NATS ------------------------------------------------------------------------------
 
