@@ -62,6 +62,23 @@ def test_init_refuses_a_non_empty_directory_without_force(tmp_path: Path) -> Non
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
+def test_init_force_over_a_crew_keeps_its_edits_and_says_so(tmp_path: Path) -> None:
+    run("init", str(tmp_path))
+    crew_yaml, persona = tmp_path / "crew.yaml", tmp_path / "agents" / "devbot" / "CLAUDE.md"
+    crew_yaml.write_text(crew_yaml.read_text() + "# mine\n")
+    persona.write_text("# my devbot\n")
+    (tmp_path / "agents" / "reviewbot" / "CLAUDE.md").unlink()
+    result = run("init", "--force", str(tmp_path))
+    assert result.returncode == 0
+    assert crew_yaml.read_text().endswith("# mine\n")
+    assert persona.read_text() == "# my devbot\n"
+    assert (tmp_path / "agents" / "reviewbot" / "CLAUDE.md").is_file(), "what is missing is written"
+    assert "(2 files)" in result.stdout, "the persona that was missing, and the schema"
+    kept = result.stdout.split("Kept what was there: ", 1)[1]
+    assert "crew.yaml" in kept
+    assert "agents/devbot/CLAUDE.md" in kept
+
+
 def test_validate_json_and_environment_overrides(tmp_path: Path) -> None:
     crew = tmp_path / "c"
     run("init", str(crew))

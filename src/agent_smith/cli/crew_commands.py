@@ -34,12 +34,16 @@ CrewDirOption = Annotated[
 def init(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="Where to write the example crew.")],
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty directory, keeping the files already there.")
+    ] = False,
 ) -> None:
     """Scaffold a working crew: a developer, a reviewer, shared rules and the schema."""
     out = app_context(ctx)
-    written = scaffold_crew(directory, force=force)
-    out.console.print(f"Wrote a crew of two agents to [bold]{directory}[/] ({len(written)} files).")
+    done = scaffold_crew(directory, force=force)
+    out.console.print(f"Wrote a crew of two agents to [bold]{directory}[/] ({len(done.written)} files).")
+    if done.kept:
+        out.console.print(f"Kept what was there: {', '.join(str(p.relative_to(directory)) for p in done.kept)}.")
     out.console.print(f"Next: [bold]agent-smith validate {directory}[/], then edit crew.yaml.")
 
 
