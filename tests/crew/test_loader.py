@@ -230,6 +230,23 @@ def test_no_agent_smith_error_repeats_a_credential_it_was_given() -> None:
     assert FAKE_GITHUB_TOKEN not in str(CrewError([problem]))
 
 
+def test_a_link_out_of_the_crew_directory_is_followed_with_a_warning(crew_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text("# rules kept elsewhere\n")
+    persona = crew_dir / "agents" / "devbot" / "CLAUDE.md"
+    persona.unlink()
+    persona.symlink_to(outside)
+    shared = crew_dir / "agents" / "_shared" / "CLAUDE.md"
+    (crew_dir / "agents" / "shared-rules.md").write_text(shared.read_text())
+    shared.unlink()
+    shared.symlink_to(crew_dir / "agents" / "shared-rules.md")
+    loaded = load_crew(crew_dir, env={})
+    assert loaded.personas["devbot"].claude_md == "# rules kept elsewhere\n"
+    assert [w for w in loaded.warnings if "outside the crew directory" in w] == [
+        f"{persona}:1:1: links to {outside}, outside the crew directory: the agent reads it"
+    ]
+
+
 def test_mcp_json_shapes(crew_dir: Path) -> None:
     mcp = crew_dir / "agents" / "devbot" / "mcp.json"
     mcp.write_text(

@@ -244,12 +244,20 @@ def _first_clause(exc: ValueError) -> str:
 
 
 def _read_text(file: Path, report: _Report) -> str | None:
-    """A crew file's text, or None after reporting why it cannot be read (not UTF-8, a dangling link)."""
+    """A crew file's text, or None after reporting why it cannot be read (not UTF-8, a dangling link).
+
+    A link out of the crew directory is followed, with a warning: what it points at goes into an
+    agent's home, for the model to read (a link to rules kept elsewhere is fine; one to a
+    system file is a leak)."""
     try:
-        return file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
         return None
+    target = file.resolve()
+    if not target.is_relative_to(report.root.resolve()):
+        report.warn(f"{report.name(file)}:1:1: links to {target}, outside the crew directory: the agent reads it")
+    return text
 
 
 def _present(file: Path) -> bool:
