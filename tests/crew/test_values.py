@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from agent_smith.crew import (
+    Crew,
     EventLog,
     credential_kind,
     crew_json_schema,
@@ -118,6 +119,42 @@ def test_the_schema_refuses_unknown_keys() -> None:
     validator = jsonschema.Draft202012Validator(crew_json_schema())
     errors = list(validator.iter_errors({"crew": {"name": "x"}, "agents": [{"name": "ab", "rol": "x"}]}))
     assert any("rol" in e.message for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("crew", "name"), "My Crew"),
+        (("crew", "name"), "a/b"),
+        (("crew", "name"), "x" * 40),
+        (("agents", 0, "name"), ""),
+        (("agents", 0, "repos"), ["widgets"]),
+        (("agents", 0, "repos"), ["a/b/c"]),
+        (("agents", 0, "env"), {"1BAD": "x"}),
+        (("egress", "allow", 0, "host"), "exa mple.com"),
+        (("egress", "allow", 0, "host"), "https://example.com"),
+        (("egress", "allow", 0, "host"), "host:443"),
+        (("agents", 0, "matrix"), {"user_id": "devbot"}),
+        (("agents", 0, "matrix"), {"user_id": "@devbot:localhost", "rooms": ["crew"]}),
+        (("agents", 0, "remote_control"), "yes"),
+        (("agents", 0, "remote_control"), 1),
+        (("version",), True),
+    ],
+)
+def test_what_validate_refuses_the_published_schema_refuses_too(
+    tmp_path: Path, path: tuple[str | int, ...], value: object
+) -> None:
+    # The editor checks through the schema: a file it shows clean must not fail `validate`.
+    scaffold_crew(tmp_path / "c")
+    data = YAML(typ="safe").load((tmp_path / "c" / "crew.yaml").read_text())
+    data.setdefault("egress", {}).setdefault("allow", [{"host": "api.github.com"}])
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert list(jsonschema.Draft202012Validator(crew_json_schema()).iter_errors(data)), "the schema took it"
+    with pytest.raises(ValidationError):
+        Crew.model_validate(data)
 
 
 def test_the_credentials_stub_is_written_private(tmp_path: Path) -> None:

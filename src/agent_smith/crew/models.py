@@ -161,6 +161,18 @@ def _some(value: str) -> str:
 Storage = Annotated[Quantity, AfterValidator(_some)]
 
 
+def _not_a_flag(value: object) -> object:
+    # `true` equals 1 to Python, not to a reader of crew.yaml.
+    if isinstance(value, bool):
+        raise ValueError(f"expected the number 1, not {str(value).lower()}")
+    return value
+
+
+def _schema_pattern(pattern: re.Pattern[str]) -> WithJsonSchema:
+    """The pattern `_check_pattern` checks, in the published schema (so an editor flags it too)."""
+    return WithJsonSchema({"type": "string", "pattern": pattern.pattern})
+
+
 def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.match(value):
@@ -213,7 +225,11 @@ Bytes = Annotated[
         }
     ),
 ]
-AgentName = Annotated[str, _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes")]
+AgentName = Annotated[
+    str,
+    _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes"),
+    _schema_pattern(re.compile(_NAME)),
+]
 _LISTEN = r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$"
 
 
@@ -245,11 +261,19 @@ def _network(value: str) -> str:
     return value
 
 
-RepoName = Annotated[str, _check_pattern(_REPO, "a repository as owner/name")]
-MatrixUserId = Annotated[str, _check_pattern(_MATRIX_USER, "a Matrix user id like @name:server")]
-MatrixRoom = Annotated[str, _check_pattern(_MATRIX_ROOM, "a Matrix room id (!id:server) or alias (#name:server)")]
-HostPattern = Annotated[str, _check_pattern(_HOST_PATTERN, "a host name, *.suffix, or IP literal")]
-EnvVarName = Annotated[str, _check_pattern(_ENV_VAR, "an environment variable name")]
+RepoName = Annotated[str, _check_pattern(_REPO, "a repository as owner/name"), _schema_pattern(_REPO)]
+MatrixUserId = Annotated[
+    str, _check_pattern(_MATRIX_USER, "a Matrix user id like @name:server"), _schema_pattern(_MATRIX_USER)
+]
+MatrixRoom = Annotated[
+    str,
+    _check_pattern(_MATRIX_ROOM, "a Matrix room id (!id:server) or alias (#name:server)"),
+    _schema_pattern(_MATRIX_ROOM),
+]
+HostPattern = Annotated[
+    str, _check_pattern(_HOST_PATTERN, "a host name, *.suffix, or IP literal"), _schema_pattern(_HOST_PATTERN)
+]
+EnvVarName = Annotated[str, _check_pattern(_ENV_VAR, "an environment variable name"), _schema_pattern(_ENV_VAR)]
 
 
 class _Model(BaseModel):
@@ -520,7 +544,12 @@ class Agent(_Model):
         default=None,
         description="its own transparent listener on the firewall, so transparent mode knows which agent it serves",
     )
-    env: dict[EnvVarName, NonSecret] = Field(default_factory=dict, description="extra, non-secret environment")
+    env: dict[EnvVarName, NonSecret] = Field(
+        default_factory=dict,
+        description="extra, non-secret environment",
+        # The names' pattern is a patternProperties: a name outside it is refused, not let through.
+        json_schema_extra={"additionalProperties": False},
+    )
 
     # On the field (repos is checked before it), so the problem is told at primary_repo, or at
     # the variable that set it.
@@ -747,7 +776,9 @@ class Crew(_Model):
     """The whole of crew.yaml."""
 
     schema_ref: str | None = Field(default=None, alias="$schema", description="editor hint; ignored")
-    version: Literal[1] = Field(default=1, description="the crew.yaml format version")
+    version: Annotated[Literal[1], BeforeValidator(_not_a_flag)] = Field(
+        default=1, description="the crew.yaml format version"
+    )
     crew: CrewInfo
     agents: list[Agent] = Field(min_length=1)
     matrix: MatrixSettings | None = None
