@@ -6,6 +6,7 @@ error messages as it is.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -36,16 +37,25 @@ _SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 def credential_kind(value: str) -> str | None:
     """What kind of real credential `value` looks like, or None for anything else."""
     for kind, pattern in _SHAPES:
-        if pattern.search(value):
+        if any(_real(found) for found in pattern.finditer(value)):
             return kind
     return None
+
+
+def _real(found: re.Match[str]) -> bool:
+    # A placeholder may keep the prefix of what it stands for (glpat-agent-smith-placeholder).
+    return "placeholder" not in found.group(0).lower()
 
 
 def without_credentials(text: str) -> str:
     """`text` with each value shaped like a real credential replaced by what kind it is."""
     for kind, pattern in _SHAPES:
-        text = pattern.sub(f"<{kind}, not shown>", text)
+        text = pattern.sub(functools.partial(_hidden, kind), text)
     return text
+
+
+def _hidden(kind: str, found: re.Match[str]) -> str:
+    return f"<{kind}, not shown>" if _real(found) else found.group(0)
 
 
 def find_credentials(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -58,3 +68,14 @@ def find_credentials(data: Any, path: tuple[str | int, ...] = ()) -> Iterator[tu
             yield from find_credentials(value, (*path, index))
     elif isinstance(data, str) and (kind := credential_kind(data)):
         yield path, kind
+
+
+def shown_url(url: str) -> str:
+    """A NATS URL (or a comma-separated list of them) as a message may show it: the password of
+    user:password, or a token alone, replaced by *** (pure)."""
+
+    def hide(userinfo: re.Match[str]) -> str:
+        user, colon, _ = userinfo.group(2).partition(":")
+        return f"{userinfo.group(1)}{user + ':' if colon else ''}***@"
+
+    return re.sub(r"(://)([^/@\s,]+)@", hide, url)

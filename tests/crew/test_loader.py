@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_smith.crew import load_crew, scaffold_crew
-from agent_smith.crew.loader import too_big
+from agent_smith.crew import CrewPaths, load_crew, scaffold_crew
+from agent_smith.crew.loader import same_address, too_big
 from agent_smith.errors import CrewError, Problem, UsageError
 
 FAKE_GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -131,9 +131,14 @@ def test_a_relative_state_dir_is_the_crew_directory_s_wherever_a_command_runs(
 ) -> None:
     (crew_dir / "crew.yaml").write_text((crew_dir / "crew.yaml").read_text() + "runtime: {state_dir: state}\n")
     monkeypatch.chdir(crew_dir.parent)
-    assert load_crew("crew", env={}).crew.runtime.state_dir == str(crew_dir / "state")
+    from_above = load_crew("crew", env={}).crew
+    assert CrewPaths.of(from_above).root == crew_dir / "state" / from_above.crew.name
     monkeypatch.chdir(crew_dir)
-    assert load_crew(".", env={}).crew.runtime.state_dir == str(crew_dir / "state")
+    here = load_crew(".", env={}).crew
+    assert CrewPaths.of(here) == CrewPaths.of(from_above)
+    # As written, for what is made of the settings (Helm values): no path of this machine in them.
+    assert here.runtime.state_dir == "state"
+    assert here.model_dump()["runtime"]["state_dir"] == "state"
     edit(crew_dir / "crew.yaml", "state_dir: state", "state_dir: ''")
     assert any("runtime.state_dir: String should have at least 1 character" in p for p in problems(crew_dir))
 
@@ -571,9 +576,21 @@ def test_a_count_is_an_integer_not_what_pydantic_would_make_of_it(
         ("AGENT_SMITH_EVENTS__NATS_URL", "nats://", "events.nats_url: 'nats://' is no NATS server URL"),
         ("AGENT_SMITH_EVENTS__NATS_URL", "http://n:4222", "events.nats_url: 'http://n:4222' is no NATS server URL"),
         ("AGENT_SMITH_EVENTS__NATS_URL", "nats://n:99999", "events.nats_url: 'nats://n:99999' is no NATS server URL"),
+        # The client takes a scheme in lower case only; a password is never repeated.
+        ("AGENT_SMITH_EVENTS__NATS_URL", "NATS://n:4222", "events.nats_url: 'NATS://n:4222' is no NATS server URL"),
+        (
+            "AGENT_SMITH_EVENTS__NATS_URL",
+            "'nats://n:4222,nats://alice:hunter2@m:99999'",
+            "events.nats_url: 'nats://n:4222,nats://alice:***@m:99999' is no NATS server URL",
+        ),
         ("AGENT_SMITH_KUBERNETES__FIREWALL_CLUSTER_IP", "notanip", "kubernetes.firewall_cluster_ip: does not match"),
         ("AGENT_SMITH_KUBERNETES__IMAGE", "''", "kubernetes.image: String should have at least 1 character"),
         ("AGENT_SMITH_KUBERNETES__MATRIX_PEER", "{cidr: notacidr}", "kubernetes.matrix_peer.cidr: 'notacidr' is no IP"),
+        (
+            "AGENT_SMITH_KUBERNETES__NATS_PEER",
+            "{cidr: 203.0.113.10}",
+            "kubernetes.nats_peer.cidr: '203.0.113.10' needs its prefix length (e.g. 203.0.113.10/32)",
+        ),
     ],
 )
 def test_what_up_events_or_the_render_would_refuse_later_is_refused_by_validate(
@@ -583,24 +600,57 @@ def test_what_up_events_or_the_render_would_refuse_later_is_refused_by_validate(
     assert problem.startswith(f"${var}:1:1: {message}"), problem
 
 
-def test_two_of_the_crew_s_listeners_on_one_address_are_refused(crew_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("var", "address"),
+    [
+        ("AGENT_SMITH_EGRESS__TRANSPARENT_LISTEN", "':8443'"),
+        ("AGENT_SMITH_EGRESS__METRICS_LISTEN", "'[::ffff:127.0.0.1]:9464'"),
+        ("AGENT_SMITH_EGRESS__TRANSPARENT_LISTEN", "'[fe80::1%eth0]:8443'"),
+        ("AGENT_SMITH_EGRESS__LISTEN", "'[::]:3128'"),
+        ("AGENT_SMITH_RUNTIME__METRICS_LISTEN", "0.0.0.0:0"),
+    ],
+)
+def test_an_address_the_firewall_or_the_supervisor_reads_is_taken(crew_dir: Path, var: str, address: str) -> None:
+    load_crew(crew_dir, env={var: address})
+
+
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:4222", "localhost:4222", "nats://a:4222,nats://b:4222", "a:4222, tls://b:4443", "nats://u:p@h"]
+)
+def test_a_nats_url_the_client_takes_is_taken(crew_dir: Path, url: str) -> None:
+    assert load_crew(crew_dir, env={"NATS_URL": url}).crew.events.nats_url == url
+
+
+def test_two_of_the_firewall_s_listeners_on_one_address_are_refused(crew_dir: Path) -> None:
     env = {
         "AGENT_SMITH_EGRESS__LISTEN": "127.0.0.1:47128",
         "AGENT_SMITH_EGRESS__METRICS_LISTEN": "0.0.0.0:47128",
-        "AGENT_SMITH_RUNTIME__METRICS_LISTEN": "127.0.0.2:47128",
+        # The supervisor's, in a pod of its own in a cluster: `up` checks it, on one host.
+        "AGENT_SMITH_RUNTIME__METRICS_LISTEN": "0.0.0.0:47128",
     }
     assert problems(crew_dir, env) == [
         "$AGENT_SMITH_EGRESS__METRICS_LISTEN:1:1: egress.metrics_listen: 0.0.0.0:47128 is already used at egress.listen",
-        "$AGENT_SMITH_RUNTIME__METRICS_LISTEN:1:1: runtime.metrics_listen: 127.0.0.2:47128 is already used at "
-        "egress.metrics_listen",
     ]
-    # Another port, another host, or port 0 (a free one, picked at start) is no clash.
-    env = {
-        **env,
-        "AGENT_SMITH_EGRESS__METRICS_LISTEN": "127.0.0.1:0",
-        "AGENT_SMITH_RUNTIME__METRICS_LISTEN": "127.0.0.2:47128",
-    }
-    load_crew(crew_dir, env=env)
+    load_crew(crew_dir, env={**env, "AGENT_SMITH_EGRESS__METRICS_LISTEN": "127.0.0.1:0"})
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("127.0.0.1:3128", "127.0.0.1:3128", True),
+        ("0.0.0.0:3128", "127.0.0.2:3128", True),
+        ("[::]:3128", "127.0.0.1:3128", True),
+        ("[::]:3128", "[::1]:3128", True),
+        (":3128", "localhost:3128", True),
+        ("0.0.0.0:3128", "[::1]:3128", False),
+        ("127.0.0.1:3128", "127.0.0.2:3128", False),
+        ("127.0.0.1:3128", "127.0.0.1:3129", False),
+        ("127.0.0.1:0", "127.0.0.1:0", False),
+    ],
+)
+def test_same_address(one: str, other: str, same: bool) -> None:
+    assert same_address(one, other) is same
+    assert same_address(other, one) is same
 
 
 def test_a_restart_policy_s_count_and_a_rule_s_ports_are_integers(crew_dir: Path) -> None:

@@ -85,6 +85,9 @@ PLACEHOLDERS = [
     "eyJ-not-a-jwt",
     "sk-agent-smith-placeholder-openai-key",
     "glpat-placeholder",
+    "glpat-agent-smith-placeholder",
+    "sk-proj-agent-smith-placeholder-openai-api-key-0000",
+    "ghp_PLACEHOLDER_for_the_github_token_0000000",
 ]
 
 

@@ -45,6 +45,22 @@ def test_bodies_are_asked_for_uncoded_and_a_coded_one_is_refused(
 
 @pytest.mark.real
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_a_host_no_secret_goes_to_and_an_empty_body_keep_their_coding(
+    egress_firewall: StartFirewall, egress_upstream: EgressUpstream, http2: bool
+) -> None:
+    fw = egress_firewall()
+    with client(fw, http2=http2) as http:
+        empty = http.get("https://api.github.test/gzip-leak?empty=1", headers={"Accept-Encoding": "gzip"})
+        # other.test never gets a secret, so it has none to hand back: its answers come as they are.
+        other = http.get("https://other.test/gzip-leak", headers={"Accept-Encoding": "gzip"})
+    assert (empty.status_code, empty.content) == (200, b"")
+    assert other.status_code == 200
+    assert other.headers["content-encoding"] == "gzip"
+    assert egress_upstream.world.seen[-1].headers["Accept-Encoding"] == "gzip"
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
 def test_a_header_s_name_and_the_reason_phrase_are_scrubbed(
     egress_firewall: StartFirewall, egress_upstream: EgressUpstream, http2: bool
 ) -> None:

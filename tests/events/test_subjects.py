@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent_smith.credentials import shown_url
 from agent_smith.events import EventFilter, parse_time, subject_for
 from agent_smith.events.outbox import OutboxRecord
-from agent_smith.events.subjects import newest, retarget, shown_url
+from agent_smith.events.subjects import newest, retarget
 
 P = "swarm.events"
 

@@ -30,7 +30,7 @@ CASES = [
     ),
     (
         bash("gh pr create -t x -B release/2 --head=alice:fix", stdout=URL),
-        PrAction("opened", "acme/widgets", 12, URL, "x", base="release/2", head="alice:fix"),
+        PrAction("opened", "acme/widgets", 12, URL, "x", base="release/2", head="fix"),
     ),
     (
         bash("git push -u origin dev/retries && gh pr create -t 'Add retries' -b x", stdout=f"branch set up\n{URL}\n"),

@@ -17,6 +17,7 @@ import pytest
 
 from agent_smith.crew import scaffold_crew
 from agent_smith.errors import EventRefused, OperationError, UsageError
+from agent_smith.hooks import deliver as deliver_module
 from agent_smith.hooks.context import HookContext, load_context, snapshot_path
 from agent_smith.hooks.deliver import MAX_ATTEMPTS, PrFacts, announcement, deliver, event_fields
 from agent_smith.hooks.prompt import ACTIVITY_FILE, prompt_context
@@ -299,6 +300,29 @@ def test_a_new_pr_s_branches_come_from_gh_or_else_the_forge_which_being_away_hol
         (3, "release", "dev/three"),
         (4, None, None),
     ]
+
+
+@pytest.mark.parametrize("forge", ["hangs", "answers oddly"])
+def test_a_forge_that_hangs_or_answers_oddly_leaves_the_branches_out_and_the_event_goes(
+    context: HookContext, monkeypatch: pytest.MonkeyPatch, forge: str
+) -> None:
+    monkeypatch.setattr(deliver_module, "BRANCHES_WAIT", 0.2)
+    url = "https://ghe.test/example/widgets/pull/12"
+    payload = {"tool_name": "Bash", "tool_input": {"command": "gh pr create -t T"}, "tool_response": {"stdout": url}}
+    run_tool(context, payload, spawn=False)
+    published: list[Mapping[str, Any]] = []
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        if forge == "hangs":
+            await asyncio.sleep(30)
+        raise KeyError("title")
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        published.append(fields)
+        return "in the stream"
+
+    assert asyncio.run(deliver(context, lookup, publish, None)) == (1, 0)
+    assert published == [{"repo": "example/widgets", "pr": 12, "title": "T", "url": url}]
 
 
 def test_delivery_drops_a_job_whose_event_nats_refuses(context: HookContext) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from agent_smith.listeners import free_port
 from tests.runtime.conftest import CrewDir
 
 MakeCrew = Callable[[list[dict[str, Any]]], CrewDir]
@@ -83,6 +84,14 @@ def test_firewall_port_in_use(crew: CrewDir, busy_port: int, up: Up) -> None:
     set_in_crew(crew, "egress", "listen", f"127.0.0.1:{busy_port}")
     result = up(crew, "--crew", str(crew.root))
     assert_refused(crew, result, f"egress.listen: port {busy_port} on 127.0.0.1 is already in use")
+
+
+def test_the_supervisor_s_address_being_the_firewall_s_is_refused_before_anything_starts(crew: CrewDir, up: Up) -> None:
+    port = free_port()
+    set_in_crew(crew, "egress", "metrics_listen", f"0.0.0.0:{port}")
+    set_in_crew(crew, "runtime", "metrics_listen", f"127.0.0.1:{port}")
+    result = up(crew, "--crew", str(crew.root))
+    assert_refused(crew, result, f"runtime.metrics_listen: 127.0.0.1:{port} is egress.metrics_listen too")
 
 
 def test_a_firewall_secret_that_cannot_be_read(crew: CrewDir, up: Up) -> None:

@@ -108,7 +108,7 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
         personas = _load_personas(root / AGENTS_DIR, crew, doc, sources, crew_file, report)
     if report.problems or crew is None:
         raise CrewError(sorted(set(report.problems)))
-    crew = _anchored(crew, root)
+    crew = crew.located_in(root)
     log.debug(
         "loaded crew %s from %s",
         crew.crew.name,
@@ -123,16 +123,6 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
         warnings=tuple(report.warnings),
         overrides=tuple(sorted(set(sources.values()))),
     )
-
-
-def _anchored(crew: Crew, root: Path) -> Crew:
-    """`crew` with a relative runtime.state_dir taken from the crew directory, as every other path in
-    it is: from wherever a command ran, `up`, `status` and `down` would each find other state."""
-    state = Path(crew.runtime.state_dir).expanduser()
-    if state.is_absolute():
-        return crew
-    runtime = crew.runtime.model_copy(update={"state_dir": str(root.absolute() / state)})
-    return crew.model_copy(update={"runtime": runtime})
 
 
 class _Report:
@@ -575,30 +565,46 @@ def _port_of(address: str | None) -> int | None:
     return int(port) if colon and port.isdigit() else None
 
 
-_ANY_HOST = frozenset({"0.0.0.0", "::", "[::]", "*", ""})
+def same_address(one: str, other: str) -> bool:
+    """Whether two ``host:port`` listeners would both bind one address (pure): one port (not 0, a
+    free one picked at start) and one host, or a wildcard over the other's (``0.0.0.0`` over IPv4,
+    ``::`` and an empty host over both)."""
+    host, _, port = one.rpartition(":")
+    other_host, _, other_port = other.rpartition(":")
+    if port != other_port or not port.isdigit() or int(port) == 0:
+        return False
+    hosts = {host.strip("[]"), other_host.strip("[]")}
+    if len(hosts) == 1 or hosts & {"", "*", "::"}:
+        return True
+    return "0.0.0.0" in hosts and not any(":" in h for h in hosts)
 
 
 def listener_problems(crew: Crew) -> list[tuple[Loc, str]]:
-    """Two of the crew's own listeners on one address, by location (pure): the second would fail to
-    bind only once `up` had started the supervisor."""
+    """Two of the firewall's listeners on one address, by location (pure): the second would fail
+    to bind only once `up` had started the supervisor. (The supervisor's own is checked where
+    both run on one host: `up`; in a cluster they are in pods of their own.)"""
     problems: list[tuple[Loc, str]] = []
-    taken: list[tuple[Loc, str, int]] = []
-    for loc, address in (
-        (("egress", "listen"), crew.egress.listen),
-        (("egress", "transparent_listen"), crew.egress.transparent_listen),
-        (("egress", "metrics_listen"), crew.egress.metrics_listen),
-        (("runtime", "metrics_listen"), crew.runtime.metrics_listen),
-    ):
-        port = _port_of(address)
-        if address is None or not port:
-            continue  # port 0 is a free one, picked at start
-        host = address.rpartition(":")[0]
-        for first, other, used in taken:
-            if used == port and (host == other or {host, other} & _ANY_HOST):
-                problems.append((loc, f"{address} is already used at {format_loc(first)}"))
-                break
-        taken.append((loc, host, port))
+    taken: list[tuple[Loc, str]] = []
+    for loc, address in firewall_listeners(crew):
+        first = next((at for at, used in taken if same_address(address, used)), None)
+        if first is not None:
+            problems.append((loc, f"{address} is already used at {format_loc(first)}"))
+        taken.append((loc, address))
     return problems
+
+
+def firewall_listeners(crew: Crew) -> list[tuple[Loc, str]]:
+    """The addresses the firewall listens on, by location in crew.yaml."""
+    egress = crew.egress
+    return [
+        (loc, address)
+        for loc, address in (
+            (("egress", "listen"), egress.listen),
+            (("egress", "transparent_listen"), egress.transparent_listen),
+            (("egress", "metrics_listen"), egress.metrics_listen),
+        )
+        if address is not None
+    ]
 
 
 def kubernetes_problems(crew: Crew) -> list[tuple[Loc, str]]:

@@ -12,6 +12,7 @@ import math
 import re
 from datetime import time
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
     ValidationInfo,
     WithJsonSchema,
@@ -29,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent_smith.credentials import credential_kind
+from agent_smith.credentials import credential_kind, shown_url
 from agent_smith.errors import UnknownAgentError
 
 _NAME = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
@@ -230,34 +232,53 @@ AgentName = Annotated[
     _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes"),
     _schema_pattern(re.compile(_NAME)),
 ]
-_LISTEN = r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$"
+# host:port, or [IPv6]:port (an IPv4-mapped one, or with a zone: [fe80::1%eth0]).
+_LISTEN = r"^[^\s:]+:\d{1,5}$|^\[[0-9A-Za-z:.%]+\]:\d{1,5}$"
 
 
 def _port_in_range(value: str) -> str:
-    if int(value.rpartition(":")[2]) > 65535:
+    port = value.rpartition(":")[2]
+    if port.isdigit() and int(port) > 65535:
         raise ValueError(f"{shown(value)}: a port is at most 65535")
     return value
 
 
 Listen = Annotated[str, Field(pattern=_LISTEN), AfterValidator(_port_in_range)]
+# The firewall's other listeners, as it reads them: an empty host is 127.0.0.1 (":8443").
+FirewallListen = Annotated[str, Field(pattern=r"^:\d{1,5}$|" + _LISTEN), AfterValidator(_port_in_range)]
 
 
 def _nats_url(value: str) -> str:
-    parts = urlsplit(value)
-    try:
-        port: int | None = parts.port
-    except ValueError:  # not a number, or above 65535
-        port = -1
-    if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname or port == -1:
-        raise ValueError(f"{shown(value)} is no NATS server URL (nats://host:port, tls://, ws:// or wss://)")
+    """One server or a comma-separated list, each as the NATS client takes it: ``host:port`` alone
+    is ``nats://host:port``, and a scheme is lower case."""
+    for server in (part.strip() for part in value.split(",")):
+        url = server if "://" in server else f"nats://{server}"
+        parts = urlsplit(url)
+        try:
+            port: int | None = parts.port
+        except ValueError:  # not a number, or above 65535
+            port = -1
+        scheme = url.partition("://")[0]
+        if (
+            scheme not in ("nats", "tls", "ws", "wss")
+            or not parts.hostname
+            or port == -1
+            or any(c.isspace() for c in url)
+        ):
+            raise ValueError(
+                f"{shown(shown_url(value))} is no NATS server URL (nats://host:port, tls://, ws:// or wss://)"
+            )
     return value
 
 
 def _network(value: str) -> str:
+    # Kubernetes takes an ipBlock only with its prefix length, a single address too (…/32).
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise ValueError(f"{shown(value)} is no IP block (e.g. 203.0.113.10/32)") from None
+    if "/" not in value:
+        raise ValueError(f"{shown(value)} needs its prefix length (e.g. {value}/32)")
     return value
 
 
@@ -663,7 +684,7 @@ class Forge(_Model):
 
 class Egress(_Model):
     listen: Listen = Field(default="127.0.0.1:3128", description="the explicit proxy agents' HTTPS_PROXY points at")
-    transparent_listen: Listen | None = Field(
+    transparent_listen: FirewallListen | None = Field(
         default=None, description="address for transparent (SNI-routed) mode; off when absent"
     )
     allow: list[HostRule] = Field(default_factory=list)
@@ -678,7 +699,7 @@ class Egress(_Model):
         default=None,
         description="CA bundle upstream servers are verified against; the system bundle when absent",
     )
-    metrics_listen: Listen | None = Field(
+    metrics_listen: FirewallListen | None = Field(
         default=None, description="address of the Prometheus metrics endpoint (host:port); off when absent"
     )
 
@@ -787,6 +808,24 @@ class Crew(_Model):
     egress: Egress = Field(default_factory=Egress)
     runtime: Runtime = Field(default_factory=Runtime)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+    # The crew directory, as `load_crew` found it: not a setting (never dumped into values), but
+    # what a relative runtime.state_dir is taken from.
+    _directory: Path | None = PrivateAttr(default=None)
+
+    def located_in(self, directory: Path) -> Self:
+        """This crew, read from `directory`."""
+        located = self.model_copy()
+        located._directory = directory.absolute()
+        return located
+
+    @property
+    def state_root(self) -> Path:
+        """runtime.state_dir; a relative one is the crew directory's, wherever a command runs (`up`,
+        `status` and `down` would each find other state)."""
+        state = Path(self.runtime.state_dir).expanduser()
+        if state.is_absolute() or self._directory is None:
+            return state
+        return self._directory / state
 
     def agent(self, name: str) -> Agent:
         for agent in self.agents:

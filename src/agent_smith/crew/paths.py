@@ -24,7 +24,7 @@ class CrewPaths:
 
     @classmethod
     def of(cls, crew: Crew) -> CrewPaths:
-        return cls(Path(crew.runtime.state_dir).expanduser() / crew.crew.name)
+        return cls(crew.state_root / crew.crew.name)
 
     def agent_home(self, agent: str) -> Path:
         return self.root / "agents" / agent / "home"

@@ -52,6 +52,7 @@ from agent_smith.egress.policy import (
     authorize_tunnel,
     check_address,
     evaluate,
+    host_matches,
     normalize_host,
     redact_target,
     secret_forms,
@@ -358,8 +359,16 @@ def _plain_bodies(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return [*((n, v) for n, v in headers if n != "accept-encoding"), ("accept-encoding", "identity")]
 
 
+def _guarded(secrets: Sequence[Secret], host: str) -> bool:
+    """Whether an answer from `host` may carry a real secret: one is sent there. Its bodies are then
+    asked for, and taken, uncoded only (the scrub reads plain bytes); other hosts' stay as they come."""
+    return any(host_matches(pattern, host) for secret in secrets for pattern in secret.hosts)
+
+
 def _unscrubbable(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     """Why a response body cannot be scrubbed (a content coding it was sent in anyway), or None."""
+    if _declared_length(headers) == 0:
+        return None
     codings = [_text(v).strip().lower() for n, v in headers if n.lower() == b"content-encoding"]
     coded = [c for c in ",".join(codings).split(",") if c.strip() not in ("", "identity")]
     if not coded:
@@ -839,9 +848,10 @@ class Firewall:
             return upstream, True
         ex.rule, ex.swapped, ex.echoes = verdict.rule.origin, verdict.swapped, verdict.echoes
         scrubber = self.scrubber_for(secrets, verdict.echoes)
+        guarded = _guarded(secrets, tunnel.host)
         websocket = _is_websocket_upgrade(headers)
         up_headers = [("host", authority or tunnel.host), *_framing_safe(verdict.headers)]
-        if scrubber.active:
+        if guarded:
             up_headers = _plain_bodies(up_headers)
         if websocket:
             up_headers = [(n, v) for n, v in up_headers if n != "sec-websocket-extensions"]
@@ -887,7 +897,7 @@ class Firewall:
             if not isinstance(response, h11.Response):
                 raise OperationError("the upstream closed without answering")
             has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
-            if has_body and scrubber.active and (why := _unscrubbable(response.headers)):
+            if has_body and guarded and (why := _unscrubbable(response.headers)):
                 raise OperationError(why)
             ex.status = response.status_code
             out_headers = _response_headers(response.headers, scrubber, has_body)
@@ -1356,8 +1366,9 @@ class _H2Session:
     ) -> None:
         queue = self.bodies[sid]
         scrubber = self.fw.scrubber_for(secrets, ex.echoes)
+        guarded = _guarded(secrets, self.tunnel.host)
         up_headers = [("host", authority), *_framing_safe(headers)]
-        if scrubber.active:
+        if guarded:
             up_headers = _plain_bodies(up_headers)
         if sid not in self.ended_with_headers and not any(n == "content-length" for n, _ in headers):
             up_headers.append(("transfer-encoding", "chunked"))
@@ -1386,7 +1397,7 @@ class _H2Session:
             if not isinstance(response, h11.Response):
                 raise OperationError("the upstream closed without answering")
             has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
-            if has_body and scrubber.active and (why := _unscrubbable(response.headers)):
+            if has_body and guarded and (why := _unscrubbable(response.headers)):
                 raise OperationError(why)
             out = [(":status", str(response.status_code))]
             out += [(n, v) for n, v in _response_headers(response.headers, scrubber, has_body) if n not in _H2_DROP]

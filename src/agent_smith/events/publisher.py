@@ -37,13 +37,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from agent_smith.credentials import shown_url
 from agent_smith.crew import EventLog
 from agent_smith.errors import EventRefused, OperationError
 from agent_smith.events.metrics import EventMetrics, default_metrics
 from agent_smith.events.model import Event
 from agent_smith.events.outbox import Outbox, OutboxRecord
 from agent_smith.events.stream import ensure_stream
-from agent_smith.events.subjects import retarget, shown_url, subject_for
+from agent_smith.events.subjects import retarget, subject_for
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from agent_smith.credentials import shown_url
 from agent_smith.crew import EventLog
 from agent_smith.errors import OperationError
-from agent_smith.events.subjects import EventFilter, newest, shown_url
+from agent_smith.events.subjects import EventFilter, newest
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ reading and discarding everyone else's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -22,17 +21,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-def shown_url(url: str) -> str:
-    """A NATS URL (or a comma-separated list of them) as a message may show it: the password of
-    user:password, or a token alone, replaced by *** (pure)."""
-
-    def hide(userinfo: re.Match[str]) -> str:
-        user, colon, _ = userinfo.group(2).partition(":")
-        return f"{userinfo.group(1)}{user + ':' if colon else ''}***@"
-
-    return re.sub(r"(://)([^/@\s,]+)@", hide, url)
 
 
 def subject_for(prefix: str, type_name: str, agent: str) -> str:

@@ -24,6 +24,8 @@ from agent_smith.hooks.store import hooks_dir, log_line, read_json, write_json
 from agent_smith.hooks.tool import SPOOL
 
 ACTIONS = frozenset({"opened", "reviewed", "merged"})
+# How long a new PR's delivery waits for the forge to say its branches (title and URL known).
+BRANCHES_WAIT = 10.0
 # A job that failed this many deliveries (minutes to days apart) is given up, with a log line.
 MAX_ATTEMPTS = 20
 # A review's state as the API reports it, and as the event that submits it names it.
@@ -180,9 +182,11 @@ async def _deliver_one(
     if not facts.title or not facts.url:
         facts = await lookup(str(job["repo"]), int(job["number"]))
     elif job["action"] == "opened" and not (job.get("base") and job.get("head")):
-        # The branches are the event's extras: a forge that is away does not hold the event back.
-        with contextlib.suppress(OperationError):
-            facts = await lookup(str(job["repo"]), int(job["number"]))
+        # The branches are the event's extras: a forge that is away, slow or answers oddly does not
+        # hold the event back (nor retry it for minutes).
+        with contextlib.suppress(OperationError, TimeoutError, KeyError, ValueError):
+            async with asyncio.timeout(BRANCHES_WAIT):
+                facts = await lookup(str(job["repo"]), int(job["number"]))
     kind, fields = event_fields(job, facts)
     if not job.get("published"):
         # The event first, and marked as published: the team's record does not wait on the chat,

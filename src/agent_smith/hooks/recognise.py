@@ -241,7 +241,7 @@ def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str |
             match.group(0),
             _option(args, "-t", "--title"),
             base=_option(args, "-B", "--base"),
-            head=_option(args, "-H", "--head"),
+            head=_branch(_option(args, "-H", "--head")),
         )
     if verb == "review":
         state = _review_flag(args)
@@ -342,9 +342,14 @@ def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction
             pr_url,
             _str(tool_input.get("title")) or _str(response.get("title")),
             base=_str(tool_input.get("base")) or branch_ref(response, "base"),
-            head=_str(tool_input.get("head")) or branch_ref(response, "head"),
+            head=_branch(_str(tool_input.get("head"))) or branch_ref(response, "head"),
         )
     return None
+
+
+def _branch(head: str | None) -> str | None:
+    """The branch a head names: a fork's is given as ``owner:branch``, as the forge's ``label``."""
+    return head.rpartition(":")[2] or None if head else None
 
 
 def branch_ref(pull: Mapping[str, Any], side: Literal["base", "head"]) -> str | None:

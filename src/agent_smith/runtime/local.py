@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_smith.crew import Agent, CrewPaths, LoadedCrew
+from agent_smith.crew.loader import firewall_listeners, format_loc, same_address
 from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
 from agent_smith.logs import LogFormat, configure
 from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
@@ -118,6 +119,10 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
         raise MissingPartError("tmux is not installed: install it with `apt-get install tmux`")
     crew = loaded.crew
     host, port = parse_listen(crew.runtime.metrics_listen, "runtime.metrics_listen")
+    if services and options.firewall:
+        for loc, address in firewall_listeners(crew):
+            if same_address(crew.runtime.metrics_listen, address):
+                raise UsageError(f"runtime.metrics_listen: {crew.runtime.metrics_listen} is {format_loc(loc)} too")
     if not port_free(host, port):
         raise UsageError(f"runtime.metrics_listen: port {port} on {host} is already in use")
     left = read_pid(rd.firewall_pid)
