@@ -1,6 +1,7 @@
-"""Recognise values shaped like real credentials, so a placeholder file cannot hold one.
+"""Values shaped like real credentials, recognised (so a placeholder file cannot hold one) and
+kept out of messages; and URLs shown with their passwords masked. Pure.
 
-The answer names the kind of credential, never the value: callers put it in
+An answer names the kind of credential, never the value: callers put it in
 error messages as it is.
 """
 

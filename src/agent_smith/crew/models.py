@@ -227,11 +227,6 @@ Bytes = Annotated[
         }
     ),
 ]
-AgentName = Annotated[
-    str,
-    _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes"),
-    _schema_pattern(re.compile(_NAME)),
-]
 # host:port, or [IPv6]:port (an IPv4-mapped one, or with a zone: [fe80::1%eth0]).
 _LISTEN = r"^[^\s:]+:\d{1,5}$|^\[[0-9A-Za-z:.%]+\]:\d{1,5}$"
 
@@ -282,6 +277,11 @@ def _network(value: str) -> str:
     return value
 
 
+AgentName = Annotated[
+    str,
+    _check_pattern(re.compile(_NAME), "a name of 2-32 lower-case letters, digits and dashes"),
+    _schema_pattern(re.compile(_NAME)),
+]
 RepoName = Annotated[str, _check_pattern(_REPO, "a repository as owner/name"), _schema_pattern(_REPO)]
 MatrixUserId = Annotated[
     str, _check_pattern(_MATRIX_USER, "a Matrix user id like @name:server"), _schema_pattern(_MATRIX_USER)
