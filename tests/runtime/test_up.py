@@ -323,7 +323,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert wait_until("every process gone", lambda: not alive(tracked), timeout=10)
     assert tmux.server_pid() is None
     for name in ("alice", "bob", "carol"):
-        assert tagged(AGENT_VAR, f"rt/{name}") == []
+        assert tagged(AGENT_VAR, f"{crew.state / 'rt'}:{name}") == []
     assert crew.status()["alice"]["state"] == "stopped"
     # Four supervisors came and went (killed, detached, stopped): their log is one JSON object per line.
     for line in (crew.runtime / "supervisor.log").read_text().splitlines():
@@ -487,4 +487,24 @@ def test_run_with_only_env_vars_behaves_like_the_pod(
         assert MATRIX_TOKEN not in process.stderr.read()
         assert wait_until("the pod's processes gone", lambda: not alive(panes), timeout=10)
         assert crew.tmux().server_pid() is None
-        assert tagged(AGENT_VAR, "rt/solo") == []
+        assert tagged(AGENT_VAR, f"{pod_state / 'rt'}:solo") == []
+
+
+def test_down_of_a_crew_leaves_another_of_the_same_name_alone(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    # `init` names every crew alike: processes are told apart by the crew's state, not its name.
+    server = model_server({"agents": {}})
+    first, second = make_crew([agent("solo", server.url)]), make_crew([agent("solo", server.url)])
+    assert first.name == second.name
+    up = first.cli("up", "--crew", str(first.root), "--no-proxy", "127.0.0.1")
+    assert up.returncode == 0, up.stderr
+    claude = first.pane_pid("solo")
+    assert tagged(AGENT_VAR, f"{first.state / 'rt'}:solo")
+    down = second.cli("down", "--crew", str(second.root))
+    assert (down.returncode, down.stdout.strip()) == (0, "nothing was running")
+    time.sleep(1.0)
+    assert alive([claude])
+    assert first.pane_pid("solo") == claude
+    assert first.status()["solo"]["restarts"] == 0
+    assert first.cli("down", "--crew", str(first.root)).returncode == 0

@@ -153,7 +153,10 @@ def unusable_directory(path: Path) -> str | None:
 
 
 def agent_tag(loaded: LoadedCrew, agent: str) -> str:
-    return f"{loaded.crew.crew.name}/{agent}"
+    """What marks every process of `agent` (its AGENT_VAR): by the crew's state directory, not its
+    name alone, which two crews may share (`init` gives every crew the same), so `down` of one
+    never sweeps the other's."""
+    return f"{CrewPaths.of(loaded.crew).root}:{agent}"
 
 
 def claude_binary(env: Mapping[str, str]) -> Path:

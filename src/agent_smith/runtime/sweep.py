@@ -3,7 +3,7 @@
 Claude Code starts hooks and MCP servers in sessions of their own, and they
 outlive a claude that was killed (their parent becomes init). Killing the
 tmux session therefore is not enough to leave nothing behind. Every pane is
-started with ``AGENT_SMITH_AGENT=<crew>/<agent>`` and claude with a fresh
+started with ``AGENT_SMITH_AGENT=<crew state dir>:<agent>`` and claude with a fresh
 ``AGENT_SMITH_LAUNCH=<id>`` per start; children inherit both, so the
 processes to end are found by their environment.
 """
