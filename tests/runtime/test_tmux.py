@@ -218,3 +218,9 @@ def test_kill_server_removes_the_socket_tmux_leaves_and_no_live_one(tmp_path: Pa
     tmux.kill_server()
     assert not tmux.socket_path.exists()
     tmux.kill_server()
+    # A server that ended on its own (its last session did), as the supervisor's does at `down`.
+    tmux.new_session("two", ["sleep", "60"], env=ENV, cwd=tmp_path)
+    tmux.kill_session("two")
+    assert tmux.server_pid() is None
+    tmux.kill_server()
+    assert not tmux.socket_path.exists()

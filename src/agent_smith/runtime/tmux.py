@@ -232,6 +232,8 @@ class Tmux:
         pids = _with_descendants(self.pane_pids())
         server = self.server_pid()
         if server is None:
+            # It ended on its own (its last session did): its socket may be left all the same.
+            self._remove_dead_socket()
             return
         self._run("kill-server", check=False)
         _signal_all(pids, signal.SIGTERM)
