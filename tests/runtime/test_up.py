@@ -508,3 +508,24 @@ def test_down_of_a_crew_leaves_another_of_the_same_name_alone(
     assert first.pane_pid("solo") == claude
     assert first.status()["solo"]["restarts"] == 0
     assert first.cli("down", "--crew", str(first.root)).returncode == 0
+
+
+def test_up_after_a_detached_supervisor_waits_for_an_agent_that_died_meanwhile(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    # The status an earlier supervisor left says ready; the new one has not looked yet.
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    root = str(crew.root)
+    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
+    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    os.kill(supervisor, signal.SIGHUP)
+    wait_until("the supervisor detached", lambda: not alive([supervisor]))
+    dead = crew.pane_pid("solo")
+    os.kill(dead, signal.SIGKILL)
+    wait_until("claude gone", lambda: not alive([dead]))
+    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert up.returncode == 0, up.stderr
+    assert crew.pane_pid("solo") != dead
+    assert alive([crew.pane_pid("solo")])
+    assert crew.cli("down", "--crew", root).returncode == 0

@@ -664,6 +664,10 @@ def wait_ready(
     shown: dict[str, str] = {}
     while True:
         status = rd.read_status() or {}
+        supervisor = status.get("supervisor")
+        if child is not None and (supervisor.get("pid") if isinstance(supervisor, dict) else None) != child.pid:
+            # An earlier supervisor's word: the agents it saw ready may have died since.
+            status = {}
         states = report_states(status, names, shown, progress, since)
         if all(s in {x.value for x in SERVING} for s in states.values()):
             return status

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import re
 import socket
@@ -519,7 +520,12 @@ class Supervisor:
                 "channel_connected": self._channel_connected(name),
             }
         return {
-            "supervisor": {"started_at": self.started_at, "metrics": self.metrics_url, "options": self._started_with},
+            "supervisor": {
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "metrics": self.metrics_url,
+                "options": self._started_with,
+            },
             "services": {service.name: service.listening for service in self._services},
             "agents": agents,
         }
