@@ -25,6 +25,7 @@ from ruamel.yaml import YAML
 
 from agent_smith.listeners import free_port
 from agent_smith.runtime import Tmux
+from agent_smith.runtime.local import given_up
 from agent_smith.runtime.sweep import AGENT_VAR, tagged
 from agent_smith.standins import RequestKind
 from tests.fixtures.model import StartModelServer
@@ -529,3 +530,30 @@ def test_up_after_a_detached_supervisor_waits_for_an_agent_that_died_meanwhile(
     assert crew.pane_pid("solo") != dead
     assert alive([crew.pane_pid("solo")])
     assert crew.cli("down", "--crew", root).returncode == 0
+
+
+def test_up_says_at_once_that_an_agent_crash_loops(
+    model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path
+) -> None:
+    # Waiting cannot make it ready (it is retried only every crash_loop_retry): up says so, and the
+    # supervisor runs on.
+    server = model_server({"agents": {}})
+    crashy = tmp_path / "crashy.sh"
+    crashy.write_text("#!/bin/sh\nexit 3\n")
+    crashy.chmod(0o755)
+    policy = {"min_uptime": "60s", "backoff_initial": "0.2s", "crash_loop_after": 2, "crash_loop_retry": "600s"}
+    crew = make_crew([agent("solo", server.url, restart=policy)])
+    began = time.monotonic()
+    up = crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1", env={"AGENT_SMITH_CLAUDE": str(crashy)})
+    assert up.returncode == 1
+    assert up.stderr.strip().endswith(
+        "error: solo is crash-looping; see `agent-smith logs NAME` (the supervisor runs on)"
+    ), up.stderr
+    assert time.monotonic() - began < 30
+    assert crew.status()["solo"]["state"] == "crash-looping"
+    assert crew.cli("down", "--crew", str(crew.root)).returncode == 0
+
+
+def test_what_waiting_cannot_change() -> None:
+    assert given_up({"a": "ready", "b": "starting", "c": "backing off"}) is None
+    assert given_up({"a": "ready", "b": "stopped", "c": "crash-looping"}) == "b was stopped, c is crash-looping"

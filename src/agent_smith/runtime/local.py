@@ -32,7 +32,7 @@ from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
 from agent_smith.runtime.endpoint import CHAT_PATH, McpEndpoint, http_socket
 from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv, pane_log
 from agent_smith.runtime.panelog import Streamer
-from agent_smith.runtime.policy import SERVING, Restart
+from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
 from agent_smith.runtime.session import rotated
@@ -675,6 +675,10 @@ def wait_ready(
             # Its last word is why: a configuration problem found there is still bad usage.
             failure = UsageError if code == UsageError.exit_code else OperationError
             raise failure(f"{_last_message(rd.log)} (the supervisor exited with code {code})")
+        if child is not None and (ended := given_up(states)):
+            # The states of the supervisor `up` started: none of them ends by waiting (one that
+            # ran before may not have taken a start or restart asked of it yet).
+            raise OperationError(f"{ended}; see `agent-smith logs NAME` (the supervisor runs on)")
         if time.monotonic() >= deadline:
             waiting = ", ".join(f"{n} ({s})" for n, s in states.items() if s not in {x.value for x in SERVING})
             raise OperationError(f"not ready within {timeout:g}s: {waiting}; see `agent-smith logs NAME`")
@@ -682,6 +686,17 @@ def wait_ready(
             continue
         # Reading a small file is cheap; a coarse poll would add its period to every `up`.
         time.sleep(0.02)
+
+
+def given_up(states: Mapping[str, str]) -> str | None:
+    """What waiting for `states` cannot change (pure): an agent stopped (`down`), or whose claude
+    crash-loops (it is retried only slowly)."""
+    ended = [
+        f"{name} {'is crash-looping' if state == AgentState.CRASH_LOOPING.value else 'was stopped'}"
+        for name, state in states.items()
+        if state in (AgentState.CRASH_LOOPING.value, AgentState.STOPPED.value)
+    ]
+    return ", ".join(ended) or None
 
 
 def report_states(
