@@ -529,6 +529,10 @@ def test_up_after_a_detached_supervisor_waits_for_an_agent_that_died_meanwhile(
     assert up.returncode == 0, up.stderr
     assert crew.pane_pid("solo") != dead
     assert alive([crew.pane_pid("solo")])
+    # That supervisor served with the event log the first one started; stopped, it stops it too.
+    nats = json.loads((crew.state / "rt" / "nats" / "server.json").read_text())["pid"]
+    os.kill(int((crew.runtime / "supervisor.pid").read_text()), signal.SIGTERM)
+    wait_until("the adopted nats-server stopped", lambda: not alive([nats]), timeout=20)
     assert crew.cli("down", "--crew", root).returncode == 0
 
 

@@ -307,6 +307,7 @@ async def supervise(
     with rd.hold():
         began = time.monotonic()
         nats: EmbeddedNats | None = None
+        adopted_nats: int | None = None
         children: list[ChildService] = []
         detached = False
         try:
@@ -383,6 +384,8 @@ async def supervise(
                         nats = EmbeddedNats(paths.nats)
                         nats.start()
                         url = nats.url
+                    else:
+                        adopted_nats = _nats_pid(loaded)
                 watcher = asyncio.create_task(_serve(supervisor, specs, stop, keep, stream))
                 watching = True
                 try:
@@ -429,6 +432,10 @@ async def supervise(
                     child.stop()
                 if nats is not None:
                     nats.stop()
+                elif adopted_nats is not None and pid_alive(adopted_nats):
+                    # The embedded server an earlier supervisor started (and left, detached): this
+                    # one served with it, and stops it as that one would have.
+                    terminate(adopted_nats, 10.0)
     if interrupted.is_set():
         # Everything is stopped; Ctrl-C's own exit (130) is for the caller to give.
         raise KeyboardInterrupt
