@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,8 @@ from ruamel.yaml import YAML
 
 from agent_smith.listeners import free_port
 from tests.runtime.conftest import CrewDir
+
+CLI = Path(sys.executable).parent / "agent-smith"
 
 MakeCrew = Callable[[list[dict[str, Any]]], CrewDir]
 
@@ -162,6 +167,28 @@ def test_restart_and_status_without_a_supervisor(crew: CrewDir) -> None:
     down = crew.invoke("down", "--crew", str(crew.root))
     assert down.returncode == 0
     assert crew.tmux().server_pid() is None
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json-lines", "tables"])
+def test_status_watch_in_a_pipe_shows_each_look_and_ends_quietly_with_its_reader(crew: CrewDir, as_json: bool) -> None:
+    args = [str(CLI), "status", "--crew", str(crew.root), "--watch", *(["--json"] if as_json else [])]
+    env = {k: v for k, v in crew.env.items() if v is not None}
+    watcher = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert watcher.stdout is not None
+    assert watcher.stderr is not None
+    looks = 0
+    while looks < 2:
+        line = watcher.stdout.readline()
+        if as_json:
+            assert {row["state"] for row in json.loads(line)["agents"]} == {"stopped"}
+            looks += 1
+        else:
+            looks += "│ alice" in line
+    # As `| head` does: the reader goes; the watcher ends at its next look, without a word (exit 1,
+    # as Rich ends any print to a pipe that closed).
+    watcher.stdout.close()
+    assert watcher.wait(10) == 1
+    assert watcher.stderr.read() == ""
 
 
 def give_bob_chat(crew: CrewDir, homeserver: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -223,28 +225,32 @@ def status(
     ctx: typer.Context,
     crew: CrewOption = None,
     as_json: JsonFlag = False,
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh the table live until interrupted.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Refresh until interrupted: live on a terminal; else a table, or with --json a JSON line, every 2 s.",
+        ),
+    ] = False,
 ) -> None:
     """Each agent's state, uptime, restarts, last activity and open PRs."""
     out = app_context(ctx)
     loaded = _load(out, crew)
+    if as_json and not watch:
+        out.print_json(_status_document(loaded))
+        return
     if as_json:
-        running, rows = status_rows(loaded, time.time())
-        services, metrics = _supervisor(loaded, running)
-        out.print_json(
-            {
-                "crew": loaded.crew.crew.name,
-                "supervisor_running": running,
-                "metrics": metrics,
-                "services": services,
-                "agents": rows,
-            }
-        )
+        # One JSON object per line, each as it comes: for a pipe or a log to read line by line.
+        _every(lambda: out.console.file.write(json.dumps(_status_document(loaded), default=str) + "\n"), out)
         return
     # The table is all this prints, and fits the width (soft wrapping keeps a message one line).
     out.console.soft_wrap = False
     if not watch:
         out.console.print(_table(loaded))
+        return
+    if not out.console.is_terminal:
+        # No screen to redraw: a table at each look, one after another.
+        _every(lambda: out.console.print(_table(loaded)), out)
         return
     from rich.live import Live
 
@@ -252,6 +258,33 @@ def status(
         while True:
             time.sleep(1)
             live.update(_table(loaded))
+
+
+def _status_document(loaded: LoadedCrew) -> dict[str, Any]:
+    running, rows = status_rows(loaded, time.time())
+    services, metrics = _supervisor(loaded, running)
+    return {
+        "crew": loaded.crew.crew.name,
+        "supervisor_running": running,
+        "metrics": metrics,
+        "services": services,
+        "agents": rows,
+    }
+
+
+_WATCH_EVERY = 2.0
+
+
+def _every(show: Callable[[], object], out: AppContext) -> None:
+    """`show` now and every _WATCH_EVERY seconds until interrupted, or until the reader (`| head`)
+    is gone: then without a word, exit 1, as Rich ends any print to a pipe that closed."""
+    try:
+        while True:
+            show()
+            out.console.file.flush()
+            time.sleep(_WATCH_EVERY)
+    except BrokenPipeError:
+        out.console.on_broken_pipe()
 
 
 def attach(ctx: typer.Context, name: NameArg, crew: CrewOption = None) -> None:
