@@ -451,7 +451,8 @@ def _show_assembling(rd: RunDir, names: Sequence[str], on_status: Callable[[], N
     agents = {
         name: {**(before[name] if isinstance(before.get(name), dict) else {}), "state": "assembling"} for name in names
     }
-    rd.write_status({**status, "agents": {**before, **agents}})
+    # Said by this supervisor (`up` reads only its own): its metrics come once it serves them.
+    rd.write_status({**status, "supervisor": {"pid": os.getpid()}, "agents": {**before, **agents}})
     if on_status is not None:
         on_status()
 
