@@ -502,6 +502,10 @@ def test_down_of_a_crew_leaves_another_of_the_same_name_alone(
     assert up.returncode == 0, up.stderr
     claude = first.pane_pid("solo")
     assert tagged(AGENT_VAR, f"{first.state / 'rt'}:solo")
+    # The agent's shell ended (`exit`, or killed): the supervisor starts a new one; claude stays.
+    shell = first.pane_pid("solo", 1)
+    os.kill(shell, signal.SIGKILL)
+    wait_until("a new shell", lambda: first.pane_pid("solo", 1) != shell and alive([first.pane_pid("solo", 1)]))
     down = second.cli("down", "--crew", str(second.root))
     assert (down.returncode, down.stdout.strip()) == (0, "nothing was running")
     time.sleep(1.0)

@@ -152,6 +152,16 @@ def respawn_claude(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mapp
     )  # fmt: skip
 
 
+def respawn_shell(tmux: Tmux, spec: AgentSpec) -> None:
+    """Start the agent's shell again in pane 1 (claude's pane is left alone)."""
+    argv = sourcing(spec.env, env_file(spec, SHELL_PANE), spec.shell)
+    tmux.command(
+        "respawn-pane", "-k", "-t", pane(spec.session, SHELL_PANE), "-c", str(spec.shell_cwd), "--", *argv,
+        ";", *_pipe(spec, SHELL_PANE),
+        client_path=spec.env.get("PATH"),
+    )  # fmt: skip
+
+
 def screen(tmux: Tmux, session: str) -> str:
     return tmux.command("capture-pane", "-p", "-J", "-t", pane(session, CLAUDE_PANE), check=False)
 

@@ -387,6 +387,11 @@ class Supervisor:
         self, agent: _Agent, live: Mapping[tuple[str, int], panes.PaneStatus], shown: Mapping[str, str]
     ) -> None:
         spec = agent.spec
+        shell = live.get((spec.session, panes.SHELL_PANE))
+        if shell is not None and shell.dead:
+            # The agent's shell ended (`exit`, or killed): a new one, where the old one started.
+            log.info("%s: its shell ended (code %s); starting a new one", spec.name, shell.exit_code)
+            panes.respawn_shell(self.tmux, spec)
         claude = live.get((spec.session, panes.CLAUDE_PANE))
         if claude is not None and claude.dead and claude.exit_code is None and not agent.exit_unread:
             # tmux marks a pane dead when its pty closes, which can come before it has reaped the
