@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
-from agent_smith.home.assemble import _proxy_down
+from agent_smith.home.assemble import _firewall_down
 from agent_smith.listeners import free_port
 from tests.home.crewkit import git_env, make_remote, recording_command, write_crew
 
@@ -108,8 +108,8 @@ def test_a_clone_through_a_firewall_that_is_not_running_says_so(tmp_path: Path) 
     ],
 )
 def test_only_a_clone_that_goes_through_the_proxy_blames_it(url: str, no_proxy: str, down: bool) -> None:
-    proxy = f"http://devbot:pw@127.0.0.1:{free_port()}"
-    assert (_proxy_down(url, proxy, no_proxy) is not None) == down
+    env = {"HTTPS_PROXY": f"http://devbot:pw@127.0.0.1:{free_port()}", "NO_PROXY": no_proxy}
+    assert (_firewall_down(url, env) is not None) == down
 
 
 def test_clone_progress_goes_to_stderr(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ import certifi
 from agent_smith.crew import CrewPaths, LoadedCrew, find_credentials
 from agent_smith.egress import FirewallState, ca_cert_for, proxy_url_for
 from agent_smith.errors import MissingPartError, OperationError, UsageError
+from agent_smith.forge.environment import proxy_for
 from agent_smith.fsutil import write_atomic
 from agent_smith.home import plan
 from agent_smith.home.claude_json import seed_claude_json
@@ -158,18 +159,11 @@ def _proxy_url(loaded: LoadedCrew, name: str, create: bool, env: Mapping[str, st
     return f"http://{name}:<created-on-first-run>@{loaded.crew.egress.listen}"
 
 
-def _proxy_down(url: str, proxy_url: str, no_proxy: str) -> str | None:
-    """The proxy's host:port when `url` goes through it and nothing accepts a connection there
-    (the firewall is not running); None otherwise."""
-    target, parts = urlsplit(url), urlsplit(proxy_url)
-    host = (target.hostname or "").lower()
-    bypassed = any(
-        entry == "*" or host == entry or host.endswith(f".{entry}")
-        for entry in (e.strip().lower().lstrip(".") for e in no_proxy.split(","))
-        if entry
-    )
-    if target.scheme not in ("http", "https") or bypassed:
-        return None
+def _firewall_down(url: str, env: Mapping[str, str]) -> str | None:
+    """The firewall's host:port when `url` goes through the proxy `env` names (as git would) and
+    nothing accepts a connection there; None otherwise."""
+    proxy = proxy_for(url, env) if urlsplit(url).scheme in ("http", "https") else None
+    parts = urlsplit(proxy or "")
     if parts.hostname is None or parts.port is None:
         return None
     try:
@@ -522,7 +516,7 @@ def assemble(loaded: LoadedCrew, name: str, options: AssembleOptions | None = No
                     dry_run=opts.dry_run,
                 )
             except OperationError as exc:
-                if (down := _proxy_down(url, proxy_url, run_env.get("NO_PROXY", ""))) is None:
+                if (down := _firewall_down(url, run_env)) is None:
                     raise
                 raise OperationError(
                     f"{exc}; it goes through the egress firewall, and nothing listens on {down}: "

@@ -124,8 +124,9 @@ def unsent_input(screen: str) -> bool:
 
     Pure. Right after the box first shows, the pinned CLI keeps what is typed but
     drops an Enter: the text then waits there (a long paste as ``[Pasted text …]``)."""
-    rules = [i for i, line in enumerate(screen.splitlines()) if _RULE.match(line)]
+    lines = screen.splitlines()
+    rules = [i for i, line in enumerate(lines) if _RULE.match(line)]
     if len(rules) < 2:
         return False
-    box = screen.splitlines()[rules[-2] + 1 : rules[-1]]
+    box = lines[rules[-2] + 1 : rules[-1]]
     return any(line.strip().removeprefix("❯").strip() for line in box)
