@@ -64,14 +64,16 @@ def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> 
     eventually("pane 0's exit status", status_read)
     assert panes.panes(tmux_server)[("alice", CLAUDE_PANE)].exit_code == 3
 
-    panes.respawn_claude(tmux_server, agent, agent.claude, agent.env)
+    panes.restart_claude(
+        tmux_server, agent, agent.claude, agent.env, at=panes.panes(tmux_server)[("alice", CLAUDE_PANE)]
+    )
     live = panes.panes(tmux_server)
     assert not live[("alice", CLAUDE_PANE)].dead
     assert live[("alice", SHELL_PANE)].pid == shell_pid, "the shell pane is left alone"
 
     log = agent.log(CLAUDE_PANE)
-    assert not panes.rotate(tmux_server, agent, CLAUDE_PANE, max_bytes=1 << 20, keep=2)
-    assert panes.rotate(tmux_server, agent, CLAUDE_PANE, max_bytes=10, keep=2)
+    assert not panes.rotate(tmux_server, agent, CLAUDE_PANE, CLAUDE_PANE, max_bytes=1 << 20, keep=2)
+    assert panes.rotate(tmux_server, agent, CLAUDE_PANE, CLAUDE_PANE, max_bytes=10, keep=2)
     assert "pane-zero-42" in log.with_name(log.name + ".1").read_text()
     panes.type_text(tmux_server, "alice", "echo after-$((2+3))")
     eventually("new output in the new file", lambda: log.exists() and "after-5" in log.read_text())
@@ -93,3 +95,70 @@ def test_one_look_reads_every_pane_and_the_screens_asked_for(tmux_server: Tmux, 
     live, shown = panes.look(tmux_server, ["gone", "alice"])
     assert live == panes.panes(tmux_server)
     assert shown == {"alice": panes.screen(tmux_server, "alice")}
+
+
+def test_a_closed_pane_is_seen_missing_by_its_role_and_opened_again_where_it_was(
+    tmux_server: Tmux, tmp_path: Path
+) -> None:
+    agent = spec(tmp_path)
+    panes.open_session(tmux_server, agent, agent.claude, agent.env)
+    shell_pid = panes.panes(tmux_server)[("alice", SHELL_PANE)].pid
+    # A person attached splits claude's pane: theirs, not one of the agent's.
+    tmux_server.command("split-window", "-d", "-t", "=alice:0.0", "--", "/bin/sh")
+    live = panes.panes(tmux_server)
+    assert sorted(live) == [("alice", CLAUDE_PANE), ("alice", SHELL_PANE)]
+    assert (live[("alice", SHELL_PANE)].index, live[("alice", SHELL_PANE)].pid) == (2, shell_pid)
+    tmux_server.command("kill-pane", "-t", "=alice:0.1")
+
+    # ... then closes claude's pane (C-b x): tmux renumbers, and the shell, now pane 0, is still the shell.
+    tmux_server.command("kill-pane", "-t", "=alice:0.0")
+    live = panes.panes(tmux_server)
+    assert ("alice", CLAUDE_PANE) not in live
+    assert (live[("alice", SHELL_PANE)].index, live[("alice", SHELL_PANE)].pid) == (0, shell_pid)
+    panes.restart_claude(tmux_server, agent, agent.claude, agent.env, at=None)
+    live = panes.panes(tmux_server)
+    assert live[("alice", CLAUDE_PANE)].index == CLAUDE_PANE
+    assert (live[("alice", SHELL_PANE)].index, live[("alice", SHELL_PANE)].pid) == (SHELL_PANE, shell_pid)
+    panes.type_text(tmux_server, "alice", "echo reopened-$((6*7))")
+    eventually("the new pane's output in claude's log", lambda: "reopened-42" in agent.log(CLAUDE_PANE).read_text())
+
+    # The shell's pane closed: a new shell below claude's, which stays as it was.
+    claude = live[("alice", CLAUDE_PANE)]
+    tmux_server.command("kill-pane", "-t", "=alice:0.1")
+    assert ("alice", SHELL_PANE) not in panes.panes(tmux_server)
+    panes.restart_shell(tmux_server, agent, at=None, claude=claude)
+    live = panes.panes(tmux_server)
+    assert live[("alice", CLAUDE_PANE)] == claude
+    assert live[("alice", SHELL_PANE)].index == SHELL_PANE
+    assert live[("alice", SHELL_PANE)].pid != shell_pid
+    tmux_server.command("send-keys", "-t", "=alice:0.1", "echo shell-$((6*7))", "Enter")
+    eventually("the new shell's output in its log", lambda: "shell-42" in agent.log(SHELL_PANE).read_text())
+
+
+def test_a_session_opened_before_panes_had_roles_is_read_by_index(tmux_server: Tmux, tmp_path: Path) -> None:
+    # As an earlier agent-smith left it, adopted by this one after an upgrade.
+    agent = spec(tmp_path)
+    tmux_server.command(
+        "new-session",
+        "-d",
+        "-s",
+        "alice",
+        "--",
+        "/bin/sh",
+        ";",
+        "split-window",
+        "-d",
+        "-t",
+        "=alice:0.0",
+        "--",
+        "/bin/sh",
+    )
+    live = panes.panes(tmux_server)
+    assert sorted(live) == [("alice", CLAUDE_PANE), ("alice", SHELL_PANE)]
+    claude = live[("alice", CLAUDE_PANE)]
+    # Its shell's pane closed: the new one has a role, and claude's pane is given its own.
+    tmux_server.command("kill-pane", "-t", "=alice:0.1")
+    panes.restart_shell(tmux_server, agent, at=None, claude=claude)
+    live = panes.panes(tmux_server)
+    assert live[("alice", CLAUDE_PANE)] == claude
+    assert live[("alice", SHELL_PANE)].index == SHELL_PANE

@@ -512,6 +512,13 @@ def test_down_of_a_crew_leaves_another_of_the_same_name_alone(
     assert alive([claude])
     assert first.pane_pid("solo") == claude
     assert first.status()["solo"]["restarts"] == 0
+    # A person attached closes claude's pane (C-b x): tmux renumbers, the shell becomes pane 0.
+    # The supervisor sees claude's pane gone, not the shell as claude, and opens it again above.
+    shell = first.pane_pid("solo", 1)
+    first.tmux().command("kill-pane", "-t", "=solo:0.0")
+    wait_until("claude's pane again", lambda: first.entry("solo").get("restarts") == 1 and serving(first, "solo"))
+    assert first.pane_pid("solo") not in (claude, shell)
+    assert first.pane_pid("solo", 1) == shell
     assert first.cli("down", "--crew", str(first.root)).returncode == 0
 
 

@@ -6,6 +6,11 @@ Pane 0 keeps its window after claude exits (`remain-on-exit`), so the
 supervisor sees the exit status and restarts claude in place with
 `respawn-pane`, leaving the shell in pane 1 as it was.
 
+Each pane carries its role in a pane option (`@agent_smith_pane`): a person
+attached may close a pane (`C-b x`), and tmux then renumbers the others, so
+the shell would pass for claude by its index. By role, the closed pane is
+seen missing and opened again where it was.
+
 A pane's environment holds the agent's proxy URL, password included, so it
 never goes on a command line (``tmux -e`` would put it in the argv of the
 tmux client and of the server it starts, readable by anyone in ``ps``): it
@@ -28,7 +33,14 @@ from agent_smith.runtime.tmux import DEFAULT_HEIGHT, DEFAULT_WIDTH, Tmux
 
 CLAUDE_PANE = 0
 SHELL_PANE = 1
-_FORMAT = "#{session_name}\t#{pane_index}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_pid}\t#{pane_dead_signal}"
+_ROLE = "@agent_smith_pane"
+_ROLES = {"claude": CLAUDE_PANE, "shell": SHELL_PANE}
+_FORMAT = "\t".join(
+    f"#{{{key}}}"
+    for key in (
+        "session_name", "pane_index", "pane_dead", "pane_dead_status", "pane_pid", "pane_dead_signal", _ROLE
+    )
+)  # fmt: skip
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `set -a` exports what the file assigns; "$0" is the file, "$@" the command.
 _SOURCE_THEN_EXEC = 'set -a && . "$0" && set +a && exec "$@"'
@@ -38,7 +50,7 @@ _SCREEN_END = "agent-smith-screen-end-7f3c9a"
 @dataclass(frozen=True)
 class PaneStatus:
     session: str
-    index: int
+    index: int  # where the pane is now: claude's or the shell's role index unless one was closed
     dead: bool
     exit_code: int | None
     pid: int
@@ -78,17 +90,29 @@ def look(tmux: Tmux, sessions: Sequence[str]) -> tuple[dict[tuple[str, int], Pan
 
 
 def _parse_panes(out: str) -> dict[tuple[str, int], PaneStatus]:
+    """Each pane of ours, keyed by (session, CLAUDE_PANE or SHELL_PANE) after its role (pure).
+
+    Panes without a role (a person split one) are not ours. A session where no
+    pane has one was opened before roles were kept: its panes go by index.
+    """
     found: dict[tuple[str, int], PaneStatus] = {}
+    unmarked: dict[tuple[str, int], PaneStatus] = {}
     for line in out.splitlines():
         parts = line.split("\t")
-        if len(parts) != 6 or not parts[1].isdigit() or not parts[4].isdigit():
+        if len(parts) != 7 or not parts[1].isdigit() or not parts[4].isdigit():
             continue
         code = int(parts[3]) if parts[3].isdigit() else None
         if code is None and parts[5].isdigit():
             # Killed by a signal: reported the way shells do, 128 + the signal number.
             code = 128 + int(parts[5])
         status = PaneStatus(parts[0], int(parts[1]), parts[2] == "1", code, int(parts[4]))
-        found[(status.session, status.index)] = status
+        role = _ROLES.get(parts[6])
+        if role is None:
+            unmarked[(status.session, status.index)] = status
+        else:
+            found[(status.session, role)] = status
+    marked = {session for session, _ in found}
+    found.update({key: status for key, status in unmarked.items() if key[0] not in marked})
     return found
 
 
@@ -112,10 +136,15 @@ def sourcing(env: Mapping[str, str], path: Path, command: Sequence[str]) -> list
     return ["/bin/sh", "-c", _SOURCE_THEN_EXEC, str(path), *command]
 
 
-def _pipe(spec: AgentSpec, index: int) -> list[str]:
+def _role(spec: AgentSpec, index: int, role: str) -> list[str]:
+    return ["set-option", "-p", "-t", pane(spec.session, index), _ROLE, role]
+
+
+def _pipe(spec: AgentSpec, role: int, index: int) -> list[str]:
+    """Pipe the pane at `index` to the log of `role` (CLAUDE_PANE or SHELL_PANE)."""
     # `cat` is the cheapest process that can hold the file open; rotation renames the
     # file and pipes the pane again, which replaces this cat with one on a new file.
-    target = spec.log(index)
+    target = spec.log(role)
     return ["pipe-pane", "-t", pane(spec.session, index), f"exec cat >> {shlex.quote(str(target))}"]
 
 
@@ -134,30 +163,49 @@ def open_session(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mappin
         "new-session", "-d", "-s", spec.session, "-x", str(DEFAULT_WIDTH), "-y", str(DEFAULT_HEIGHT),
         "-c", str(spec.cwd), "-P", "-F", "#{pane_pid}", "--", *first,
         ";", "set-option", "-w", "-t", target, "remain-on-exit", "on",
-        ";", *_pipe(spec, CLAUDE_PANE),
+        ";", *_role(spec, CLAUDE_PANE, "claude"),
+        ";", *_pipe(spec, CLAUDE_PANE, CLAUDE_PANE),
         ";", "split-window", "-d", "-v", "-t", target, "-c", str(spec.shell_cwd), "--", *shell,
-        ";", *_pipe(spec, SHELL_PANE),
+        ";", *_role(spec, SHELL_PANE, "shell"),
+        ";", *_pipe(spec, SHELL_PANE, SHELL_PANE),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
     return int(out.split()[0])
 
 
-def respawn_claude(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mapping[str, str]) -> None:
-    """Start claude again, with `env`, in pane 0 of an existing session (the shell pane is left alone)."""
+def restart_claude(
+    tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mapping[str, str], *, at: PaneStatus | None
+) -> None:
+    """Start claude again, with `env`, in its pane `at` of an existing session, or, its pane
+    closed (`at` None), in a new one above the others; the shell is left alone."""
     argv = sourcing(env, env_file(spec, CLAUDE_PANE), list(claude))
+    index = CLAUDE_PANE if at is None else at.index
+    start = "respawn-pane -k" if at is not None else "split-window -b -d -v"
     tmux.command(
-        "respawn-pane", "-k", "-t", pane(spec.session, CLAUDE_PANE), "-c", str(spec.cwd), "--", *argv,
-        ";", *_pipe(spec, CLAUDE_PANE),
+        *start.split(), "-t", pane(spec.session, index), "-c", str(spec.cwd), "--", *argv,
+        ";", *_role(spec, index, "claude"),
+        ";", *_pipe(spec, CLAUDE_PANE, index),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
 
 
-def respawn_shell(tmux: Tmux, spec: AgentSpec) -> None:
-    """Start the agent's shell again in pane 1 (claude's pane is left alone)."""
+def restart_shell(tmux: Tmux, spec: AgentSpec, *, at: PaneStatus | None, claude: PaneStatus | None) -> None:
+    """Start the agent's shell again in its pane `at`, or, its pane closed (`at` None), in a
+    new one below `claude`'s pane; claude is left alone."""
     argv = sourcing(spec.env, env_file(spec, SHELL_PANE), spec.shell)
+    mark: list[str] = []
+    if at is not None:
+        start, target, index = "respawn-pane -k", at.index, at.index
+    else:
+        target = claude.index if claude is not None else CLAUDE_PANE
+        start, index = "split-window -d -v", target + 1
+        # A session opened before panes had roles: claude's gets its own, or it would go unseen.
+        mark = [";", *_role(spec, target, "claude")]
     tmux.command(
-        "respawn-pane", "-k", "-t", pane(spec.session, SHELL_PANE), "-c", str(spec.shell_cwd), "--", *argv,
-        ";", *_pipe(spec, SHELL_PANE),
+        *start.split(), "-t", pane(spec.session, target), "-c", str(spec.shell_cwd), "--", *argv,
+        *mark,
+        ";", *_role(spec, index, "shell"),
+        ";", *_pipe(spec, SHELL_PANE, index),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
 
@@ -205,17 +253,18 @@ def drawn(spec: AgentSpec, index: int) -> int:
         return -1
 
 
-def rotate(tmux: Tmux, spec: AgentSpec, index: int, *, max_bytes: int, keep: int) -> bool:
-    """Rotate a pane's log once it passed `max_bytes`: LOG → LOG.1 → … → LOG.<keep>."""
-    if drawn(spec, index) < max_bytes:
+def rotate(tmux: Tmux, spec: AgentSpec, role: int, index: int, *, max_bytes: int, keep: int) -> bool:
+    """Rotate the log of `role`'s pane (now at `index`) once it passed `max_bytes`: LOG → LOG.1
+    → … → LOG.<keep>."""
+    if drawn(spec, role) < max_bytes:
         return False
-    log = spec.log(index)
+    log = spec.log(role)
     for n in range(keep - 1, 0, -1):
         older = log.with_name(f"{log.name}.{n}")
         if older.exists():
             older.rename(log.with_name(f"{log.name}.{n + 1}"))
     log.rename(log.with_name(f"{log.name}.1"))
-    tmux.command(*_pipe(spec, index))
+    tmux.command(*_pipe(spec, role, index))
     return True
 
 

@@ -263,9 +263,12 @@ class Supervisor:
                 if agent.record.state in RUNNING:
                     await self._look(agent, live, shown)
                 await self._observe(agent, Tick())
-                for index in (panes.CLAUDE_PANE, panes.SHELL_PANE):
-                    if agent.record.state in RUNNING:
-                        panes.rotate(self.tmux, agent.spec, index, max_bytes=self._log_max, keep=self._log_keep)
+                for role in (panes.CLAUDE_PANE, panes.SHELL_PANE):
+                    here = live.get((agent.spec.session, role))
+                    if agent.record.state in RUNNING and here is not None:
+                        panes.rotate(
+                            self.tmux, agent.spec, role, here.index, max_bytes=self._log_max, keep=self._log_keep
+                        )
             except OperationError as exc:
                 # A session that vanished between two tmux calls: the next look sees it gone.
                 log.warning("agent %s: %s", agent.spec.name, exc)
@@ -388,11 +391,14 @@ class Supervisor:
     ) -> None:
         spec = agent.spec
         shell = live.get((spec.session, panes.SHELL_PANE))
+        claude = live.get((spec.session, panes.CLAUDE_PANE))
         if shell is not None and shell.dead:
             # The agent's shell ended (`exit`, or killed): a new one, where the old one started.
             log.info("%s: its shell ended (code %s); starting a new one", spec.name, shell.exit_code)
-            panes.respawn_shell(self.tmux, spec)
-        claude = live.get((spec.session, panes.CLAUDE_PANE))
+            panes.restart_shell(self.tmux, spec, at=shell, claude=claude)
+        elif shell is None and claude is not None:
+            log.info("%s: its shell's pane was closed; opening it again", spec.name)
+            panes.restart_shell(self.tmux, spec, at=None, claude=claude)
         if claude is not None and claude.dead and claude.exit_code is None and not agent.exit_unread:
             # tmux marks a pane dead when its pty closes, which can come before it has reaped the
             # process (and it can miss the SIGCHLD altogether): nudge it, read it on the next round.
@@ -457,7 +463,10 @@ class Supervisor:
             env = {**spec.env, LAUNCH_VAR: agent.launch_id}
             try:
                 if self.tmux.has_session(spec.session):
-                    panes.respawn_claude(self.tmux, spec, argv, env)
+                    claude = panes.panes(self.tmux).get((spec.session, panes.CLAUDE_PANE))
+                    if claude is None:
+                        log.info("%s: claude's pane was closed; opening it again", spec.name)
+                    panes.restart_claude(self.tmux, spec, argv, env, at=claude)
                 else:
                     panes.open_session(self.tmux, spec, argv, env)
             except OperationError as exc:
