@@ -69,7 +69,7 @@ def assert_from_sources(demo: Demo, seen: Seen, leak_check: LeakCheck) -> None:
     # Every process of the run, so the leak check can prove they are gone afterwards.
     tmux = Tmux(demo.loaded.crew.runtime.tmux_socket)
     pids = {demo.synapse.pid: "synapse", demo.nats.pid: "nats-server", demo.firewall.pid: "firewall"}
-    pids[run_dir(demo.loaded).running_pid()] = "supervisor"
+    pids[run_dir(demo.loaded.crew).running_pid()] = "supervisor"
     pids[tmux.server_pid()] = "tmux server"
     for pane in tmux.pane_pids():
         pids[pane] = "tmux pane"

@@ -522,6 +522,48 @@ def test_down_of_a_crew_leaves_another_of_the_same_name_alone(
     assert first.cli("down", "--crew", str(first.root)).returncode == 0
 
 
+def test_down_and_status_act_on_the_crew_as_started_once_crew_yaml_changed(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url), agent("duo", server.url)])
+    root = str(crew.root)
+    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
+    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    processes = [supervisor, crew.pane_pid("solo"), crew.pane_pid("duo")]
+    original = (crew.root / "crew.yaml").read_text()
+
+    # Broken while the crew runs: `status` and `down` still know what runs.
+    (crew.root / "crew.yaml").write_text(original + "agents: [\n")
+    assert crew.cli("validate", "--crew", root).returncode == 2
+    shown = crew.cli("status", "--crew", root, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "crew.yaml does not load" in shown.stderr
+    assert {row["agent"]: row["state"] in SERVING for row in json.loads(shown.stdout)["agents"]} == {
+        "solo": True,
+        "duo": True,
+    }
+
+    # Valid again, but with other state, another tmux server and one agent fewer: `down` would have
+    # looked there and stopped nothing. It stops the crew as started, every process of it.
+    edited = YAML().load(original)
+    edited["agents"] = edited["agents"][:1]
+    edited["runtime"] = {"state_dir": str(crew.state.parent / "elsewhere"), "tmux_socket": f"{crew.socket}-new"}
+    with (crew.root / "crew.yaml").open("w") as fh:
+        YAML().dump(edited, fh)
+    shown = crew.cli("status", "--crew", root, "--json")
+    assert "names other state than when the crew was started" in shown.stderr
+    assert [row["agent"] for row in json.loads(shown.stdout)["agents"]] == ["solo", "duo"]
+    down = crew.cli("down", "--crew", root)
+    assert (down.returncode, down.stdout.strip()) == (0, "stopped: solo, duo"), down.stderr
+    assert wait_until("the crew's processes gone", lambda: not alive(processes), timeout=10)
+    assert crew.tmux().server_pid() is None
+    # Stopped, it is forgotten: crew.yaml says what the crew is again.
+    down = crew.cli("down", "--crew", root)
+    assert (down.returncode, down.stdout.strip()) == (0, "nothing was running")
+    assert "as it was started" not in down.stderr
+
+
 def test_up_after_a_detached_supervisor_waits_for_an_agent_that_died_meanwhile(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:

@@ -18,8 +18,8 @@ from rich.markup import escape
 from agent_smith.cli.context import CrewOption, JsonFlag, app_context
 from agent_smith.cli.output import AppContext
 from agent_smith.cli.up import UpRequest, assembly_progress, bring_up, progress
-from agent_smith.crew import CrewPaths, LoadedCrew, load_crew
-from agent_smith.errors import MissingPartError, OperationError, UsageError
+from agent_smith.crew import Crew, CrewPaths, LoadedCrew, load_crew, resolve_crew_dir
+from agent_smith.errors import CrewError, MissingPartError, OperationError, UsageError
 from agent_smith.leave import leave
 from agent_smith.runtime import (
     CONTAINER_SESSION,
@@ -29,6 +29,7 @@ from agent_smith.runtime import (
     readable,
     rotated_logs,
     run_dir,
+    started_crew,
     stop_crew,
     supervise,
     wait_ready,
@@ -95,11 +96,36 @@ def up(
         leave(0)
 
 
+def _running(out: AppContext, crew: Path | None, *, as_started: bool) -> Crew:
+    """The crew `down` and `status` act on. Once `up` started it from this directory, that is
+    the crew as started when crew.yaml no longer loads or keeps the crew's state elsewhere, and
+    always for `down` (`as_started`), which must stop every process it started; else crew.yaml's."""
+    started = started_crew(resolve_crew_dir(crew))
+    try:
+        loaded = _load(out, crew)
+    except CrewError:
+        if started is None:
+            raise
+        out.warn("crew.yaml does not load (`agent-smith validate` says why): acting on the crew as it was started")
+        return started
+    if started is None:
+        return loaded.crew
+    moved = (CrewPaths.of(started).root, started.runtime.tmux_socket) != (
+        CrewPaths.of(loaded.crew).root,
+        loaded.crew.runtime.tmux_socket,
+    )
+    if moved:
+        out.warn(
+            "crew.yaml names other state than when the crew was started: acting on the crew as it was "
+            f"started (its state in {CrewPaths.of(started).root})"
+        )
+    return started if moved or as_started else loaded.crew
+
+
 def down(ctx: typer.Context, agents: AgentsArg = None, crew: CrewOption = None) -> None:
     """Stop the named agents, or everything (agents, firewall, event log, supervisor) when none is named."""
     out = app_context(ctx)
-    loaded = _load(out, crew)
-    stopped = stop_crew(loaded, agents or ())
+    stopped = stop_crew(_running(out, crew, as_started=True), agents or ())
     out.console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -116,16 +142,16 @@ def _age(seconds: float | None) -> str:
     return f"{seconds // 86400}d"
 
 
-def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, Any]]]:
+def status_rows(crew: Crew, now: float) -> tuple[bool, list[dict[str, Any]]]:
     """Whether a supervisor runs, and one row per agent (stopped when it is not supervised)."""
     from agent_smith.hooks import read_activity
 
-    rd = run_dir(loaded)
+    rd = run_dir(crew)
     running = rd.running_pid() is not None
     agents = (rd.read_status() or {}).get("agents", {}) if running else {}
-    sessions = set() if running else set(Tmux(loaded.crew.runtime.tmux_socket).list_sessions())
+    sessions = set() if running else set(Tmux(crew.runtime.tmux_socket).list_sessions())
     rows = []
-    for agent in loaded.crew.agents:
+    for agent in crew.agents:
         entry = agents.get(agent.name) if isinstance(agents, dict) else None
         entry = entry if isinstance(entry, dict) else {}
         if agent.name in sessions:
@@ -133,7 +159,7 @@ def status_rows(loaded: LoadedCrew, now: float) -> tuple[bool, list[dict[str, An
             entry = {"state": "unsupervised"}
         started = entry.get("started_at")
         activity = entry.get("last_activity")
-        reviews = read_activity(CrewPaths.of(loaded.crew).agent_state(agent.name)) or {}
+        reviews = read_activity(CrewPaths.of(crew).agent_state(agent.name)) or {}
         rows.append(
             {
                 "agent": agent.name,
@@ -165,16 +191,14 @@ _COLOURS = {
 }
 
 
-def _table(loaded: LoadedCrew) -> Table:
+def _table(crew: Crew) -> Table:
     from rich.table import Table
 
-    running, rows = status_rows(loaded, time.time())
-    services, metrics = _supervisor(loaded, running)
+    running, rows = status_rows(crew, time.time())
+    services, metrics = _supervisor(crew, running)
     shown = ", ".join(f"{name} {'listening' if up else 'starting'}" for name, up in services.items())
     title = (
-        f"crew {loaded.crew.crew.name}"
-        + (f" ({shown})" if shown else "")
-        + ("" if running else " (supervisor not running)")
+        f"crew {crew.crew.name}" + (f" ({shown})" if shown else "") + ("" if running else " (supervisor not running)")
     )
     table = Table(title=title, caption=f"/metrics and /healthz at {metrics}" if metrics else None)
     table.add_column("agent", no_wrap=True)
@@ -199,9 +223,9 @@ def _table(loaded: LoadedCrew) -> Table:
     return table
 
 
-def _supervisor(loaded: LoadedCrew, running: bool) -> tuple[dict[str, bool], str | None]:
+def _supervisor(crew: Crew, running: bool) -> tuple[dict[str, bool], str | None]:
     """The running supervisor's services (listening or not) and where it serves /metrics."""
-    status = (run_dir(loaded).read_status() or {}) if running else {}
+    status = (run_dir(crew).read_status() or {}) if running else {}
     services, supervisor = status.get("services"), status.get("supervisor")
     metrics = supervisor.get("metrics") if isinstance(supervisor, dict) else None
     return (services if isinstance(services, dict) else {}), (metrics if isinstance(metrics, str) else None)
@@ -235,36 +259,36 @@ def status(
 ) -> None:
     """Each agent's state, uptime, restarts, last activity and open PRs."""
     out = app_context(ctx)
-    loaded = _load(out, crew)
+    running = _running(out, crew, as_started=False)
     if as_json and not watch:
-        out.print_json(_status_document(loaded))
+        out.print_json(_status_document(running))
         return
     if as_json:
         # One JSON object per line, each as it comes: for a pipe or a log to read line by line.
-        _every(lambda: out.console.file.write(json.dumps(_status_document(loaded), default=str) + "\n"), out)
+        _every(lambda: out.console.file.write(json.dumps(_status_document(running), default=str) + "\n"), out)
         return
     # The table is all this prints, and fits the width (soft wrapping keeps a message one line).
     out.console.soft_wrap = False
     if not watch:
-        out.console.print(_table(loaded))
+        out.console.print(_table(running))
         return
     if not out.console.is_terminal:
         # No screen to redraw: a table at each look, one after another.
-        _every(lambda: out.console.print(_table(loaded)), out)
+        _every(lambda: out.console.print(_table(running)), out)
         return
     from rich.live import Live
 
-    with Live(_table(loaded), console=out.console, refresh_per_second=2) as live:
+    with Live(_table(running), console=out.console, refresh_per_second=2) as live:
         while True:
             time.sleep(1)
-            live.update(_table(loaded))
+            live.update(_table(running))
 
 
-def _status_document(loaded: LoadedCrew) -> dict[str, Any]:
-    running, rows = status_rows(loaded, time.time())
-    services, metrics = _supervisor(loaded, running)
+def _status_document(crew: Crew) -> dict[str, Any]:
+    running, rows = status_rows(crew, time.time())
+    services, metrics = _supervisor(crew, running)
     return {
-        "crew": loaded.crew.crew.name,
+        "crew": crew.crew.name,
         "supervisor_running": running,
         "metrics": metrics,
         "services": services,
@@ -347,7 +371,7 @@ def restart(ctx: typer.Context, name: NameArg, crew: CrewOption = None, timeout:
     out = app_context(ctx)
     loaded = _load(out, crew)
     agent = loaded.crew.agent(name)
-    rd = run_dir(loaded)
+    rd = run_dir(loaded.crew)
     if rd.running_pid() is None:
         raise OperationError("the supervisor is not running: start the crew with `agent-smith up`")
     rd.check_managed([agent.name])

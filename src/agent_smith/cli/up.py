@@ -134,11 +134,11 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         return made[0]
 
     try:
-        names = tuple(a.name for a in selected_agents(loaded, request.agents))
+        names = tuple(a.name for a in selected_agents(loaded.crew, request.agents))
         options = ServeOptions(
             agents=names if request.agents else (), firewall=request.firewall, no_proxy=request.no_proxy
         )
-        rd = run_dir(loaded)
+        rd = run_dir(loaded.crew)
         if rd.running_pid() is not None:
             rd.check_managed(names)
             supervisor = (rd.read_status() or {}).get("supervisor")

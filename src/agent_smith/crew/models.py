@@ -819,6 +819,11 @@ class Crew(_Model):
         return located
 
     @property
+    def directory(self) -> Path | None:
+        """The crew directory this crew was read from (`located_in`), if it was."""
+        return self._directory
+
+    @property
     def state_root(self) -> Path:
         """runtime.state_dir; a relative one is the crew directory's, wherever a command runs (`up`,
         `status` and `down` would each find other state)."""

@@ -129,7 +129,7 @@ class Demo:
             paths = self.paths
             out["firewall"] = str(paths.logs / "firewall.log")
             out["firewall audit"] = str(FirewallState(paths.firewall).audit_log_path)
-            out["supervisor"] = str(run_dir(self.loaded).log)
+            out["supervisor"] = str(run_dir(self.loaded.crew).log)
             for name in (DEVELOPER, REVIEWER):
                 out[f"{name} pane"] = str(pane_log(paths.logs, name, 0))
                 out[f"{name} hooks"] = str(paths.agent_state(name) / "hooks" / "hooks.log")
@@ -431,7 +431,7 @@ class Runner:
         assert demo.loaded is not None
         paths = demo.paths
         paths.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
-        rd = run_dir(demo.loaded)
+        rd = run_dir(demo.loaded.crew)
         rd.ensure()
         with (paths.logs / "firewall.log").open("ab") as log:
             process = subprocess.Popen(
@@ -485,7 +485,7 @@ class Runner:
             if time.monotonic() > deadline:
                 raise OperationError(
                     f"the Matrix channel of {', '.join(waiting)} did not sync within {timeout:g}s; "
-                    f"see the supervisor's log {run_dir(demo.loaded).log}"
+                    f"see the supervisor's log {run_dir(demo.loaded.crew).log}"
                 )
             time.sleep(0.2)
 
@@ -563,7 +563,7 @@ class Runner:
 
     def _agent_states(self, demo: Demo) -> dict[str, str]:
         assert demo.loaded is not None
-        status = run_dir(demo.loaded).read_status() or {}
+        status = run_dir(demo.loaded.crew).read_status() or {}
         agents = status.get("agents") if isinstance(status.get("agents"), dict) else {}
         out = {}
         for name in (DEVELOPER, REVIEWER):
@@ -578,7 +578,7 @@ class Runner:
         self._on_phase(demo.phase)
         began = time.monotonic()
         if demo.loaded is not None:
-            stop_crew(demo.loaded, [], timeout=30)
+            stop_crew(demo.loaded.crew, [], timeout=30)
         if demo.firewall is not None and demo.firewall.poll() is None:
             demo.firewall.terminate()
             try:

@@ -29,6 +29,7 @@ from agent_smith.runtime.local import (
 )
 from agent_smith.runtime.panelog import readable
 from agent_smith.runtime.policy import AgentState, Restart
+from agent_smith.runtime.started import started_crew
 from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.runtime.tmux import Tmux, TmuxSession
 
@@ -59,6 +60,7 @@ __all__ = [
     "selected_agents",
     "start_background",
     "start_in_tmux",
+    "started_crew",
     "started_with",
     "stop_crew",
     "supervise",

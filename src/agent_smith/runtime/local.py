@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agent_smith.crew import Agent, CrewPaths, LoadedCrew
+from agent_smith.crew import Agent, Crew, CrewPaths, LoadedCrew
 from agent_smith.crew.loader import firewall_listeners, format_loc, same_address
 from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
 from agent_smith.logs import LogFormat, configure
@@ -36,6 +36,7 @@ from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
 from agent_smith.runtime.session import rotated
+from agent_smith.runtime.started import forget_started, keep_started
 from agent_smith.runtime.supervisor import LOG_KEEP, Supervisor
 from agent_smith.runtime.sweep import AGENT_VAR, sweep
 from agent_smith.runtime.tmux import Tmux
@@ -90,26 +91,26 @@ def options_kept(running: Mapping[str, object], asked: Mapping[str, object]) -> 
     )
 
 
-def run_dir(loaded: LoadedCrew) -> RunDir:
-    return RunDir(CrewPaths.of(loaded.crew).root / "runtime")
+def run_dir(crew: Crew) -> RunDir:
+    return RunDir(CrewPaths.of(crew).root / "runtime")
 
 
-def tmux_for(loaded: LoadedCrew) -> Tmux:
-    return Tmux(loaded.crew.runtime.tmux_socket)
+def tmux_for(crew: Crew) -> Tmux:
+    return Tmux(crew.runtime.tmux_socket)
 
 
-def selected_agents(loaded: LoadedCrew, names: Sequence[str]) -> list[Agent]:
+def selected_agents(crew: Crew, names: Sequence[str]) -> list[Agent]:
     """The named agents (all when none is named); an unknown name is a UsageError."""
     if not names:
-        return list(loaded.crew.agents)
-    return [loaded.crew.agent(name) for name in dict.fromkeys(names)]
+        return list(crew.agents)
+    return [crew.agent(name) for name in dict.fromkeys(names)]
 
 
 def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool) -> Path:
     """Refuse what cannot start, before anything starts; the claude binary to use."""
-    agents = selected_agents(loaded, options.agents)
+    agents = selected_agents(loaded.crew, options.agents)
     binary = claude_binary(options.env)
-    rd = run_dir(loaded)
+    rd = run_dir(loaded.crew)
     if (blocked := unusable_directory(rd.path)) is not None:
         raise UsageError(f"runtime.state_dir: cannot keep the crew's state in {rd.path}: {blocked}")
     if loaded.crew.matrix is not None and not options.env.get("MATRIX_ACCESS_TOKEN", "").strip():
@@ -152,11 +153,11 @@ def unusable_directory(path: Path) -> str | None:
     return None
 
 
-def agent_tag(loaded: LoadedCrew, agent: str) -> str:
+def agent_tag(crew: Crew, agent: str) -> str:
     """What marks every process of `agent` (its AGENT_VAR): by the crew's state directory, not its
     name alone, which two crews may share (`init` gives every crew the same), so `down` of one
     never sweeps the other's."""
-    return f"{CrewPaths.of(loaded.crew).root}:{agent}"
+    return f"{CrewPaths.of(crew).root}:{agent}"
 
 
 def claude_binary(env: Mapping[str, str]) -> Path:
@@ -219,7 +220,7 @@ def agent_spec(
         ),
     )
     env = agent_environment(loaded, agent.name, report.home, report.workspace, no_proxy=no_proxy)
-    tag = agent_tag(loaded, agent.name)
+    tag = agent_tag(loaded.crew, agent.name)
     env.update({"PATH": _path(), "TERM": "xterm-256color", "LANG": "C.UTF-8", AGENT_VAR: tag})
     # The assembled ~/.claude.json names these two: the CLI expands them when it connects.
     env.update({MCP_URL_VAR: mcp.url, MCP_TOKEN_VAR: mcp.token_for(agent.name)})
@@ -299,8 +300,8 @@ async def supervise(
 
     crew = loaded.crew
     paths = CrewPaths.of(crew)
-    rd = run_dir(loaded)
-    agents = selected_agents(loaded, options.agents)
+    rd = run_dir(loaded.crew)
+    agents = selected_agents(loaded.crew, options.agents)
     # Cloning or fetching takes the firewall, and may take minutes.
     syncs_repos = options.clone and any(a.repos for a in agents)
     interrupted = asyncio.Event()
@@ -343,7 +344,7 @@ async def supervise(
                 chat = _chat_configs(loaded, [s.name for s in specs if s.channels])
                 supervisor = Supervisor(
                     specs,
-                    tmux_for(loaded),
+                    tmux_for(loaded.crew),
                     rd,
                     services=children,
                     interval=options.interval,
@@ -365,6 +366,9 @@ async def supervise(
                 await supervisor.begin([s.name for s in specs])
                 for child in children:
                     child.launch()
+                if session is None:
+                    # `down` and `status` find this crew by its directory even once crew.yaml changes.
+                    keep_started(crew, rd.path)
                 log.info("started %d agent(s) after %.2fs", len(specs), time.monotonic() - began)
                 tokens = {s.name: mcp.token_for(s.name) for s in specs}
                 if chat:
@@ -385,7 +389,7 @@ async def supervise(
                         nats.start()
                         url = nats.url
                     else:
-                        adopted_nats = _nats_pid(loaded)
+                        adopted_nats = _nats_pid(loaded.crew)
                 watcher = asyncio.create_task(_serve(supervisor, specs, stop, keep, stream))
                 watching = True
                 try:
@@ -587,7 +591,7 @@ def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) ->
     The child's output goes to the supervisor log; the parent returns at once
     and waits for readiness with `wait_ready`.
     """
-    rd = run_dir(loaded)
+    rd = run_dir(loaded.crew)
     rd.ensure()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -667,7 +671,7 @@ def wait_ready(
     agents, which need it only for their first HTTPS request; `status` shows
     whether it listens.
     """
-    rd = run_dir(loaded)
+    rd = run_dir(loaded.crew)
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
@@ -754,16 +758,16 @@ def _last_message(path: Path) -> str:
     return message if isinstance(message, str) else lines[-1]
 
 
-def stop_crew(loaded: LoadedCrew, names: Sequence[str], *, timeout: float = 30.0) -> list[str]:
+def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> list[str]:
     """Stop the named agents (all, and the supervisor with its services, when none is named).
 
     Whatever the supervisor left (it may have been killed), the agents'
     tmux sessions are gone afterwards. Returns the agents that were running or
     supervised (one backing off, say), not every agent named.
     """
-    rd = run_dir(loaded)
-    agents = selected_agents(loaded, names)
-    tmux = tmux_for(loaded)
+    rd = run_dir(crew)
+    agents = selected_agents(crew, names)
+    tmux = tmux_for(crew)
     pid = rd.running_pid()
     was_up = rd.managed() | set(tmux.list_sessions())
     if names and pid is not None:
@@ -779,24 +783,26 @@ def stop_crew(loaded: LoadedCrew, names: Sequence[str], *, timeout: float = 30.0
             _wait(lambda: rd.running_pid() is None, 5.0)
     if not names and rd.running_pid() is None:
         # What a killed supervisor left behind: its firewall and embedded event log.
-        for leftover in (read_pid(rd.firewall_pid), _nats_pid(loaded)):
+        for leftover in (read_pid(rd.firewall_pid), _nats_pid(crew)):
             if leftover is not None and pid_alive(leftover):
                 terminate(leftover, 10.0)
     stopped = []
     for agent in agents:
         if tmux.has_session(agent.name):
             tmux.kill_session(agent.name)
-        sweep(AGENT_VAR, agent_tag(loaded, agent.name))
+        sweep(AGENT_VAR, agent_tag(crew, agent.name))
         if agent.name in was_up:
             stopped.append(agent.name)
     if not names and not tmux.list_sessions():
         tmux.kill_server()
+    if not names:
+        forget_started(crew, rd.path)
     return stopped
 
 
-def _nats_pid(loaded: LoadedCrew) -> int | None:
+def _nats_pid(crew: Crew) -> int | None:
     try:
-        state = json.loads((CrewPaths.of(loaded.crew).nats / "server.json").read_text())
+        state = json.loads((CrewPaths.of(crew).nats / "server.json").read_text())
         return int(state["pid"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
