@@ -379,21 +379,22 @@ async def supervise(
                 hosted = channels.servers if channels is not None else {}
                 supervisor.serve_mcp({tokens[name]: server for name, server in hosted.items()}, CHAT_PATH)
                 supervisor.watch_channels(hosted)
-                from agent_smith.events.embedded import EmbeddedNats, running_server_url
-
-                url = crew.events.nats_url
-                if services and url is None:
-                    url = running_server_url(paths.nats)
-                    if url is None:
-                        nats = EmbeddedNats(paths.nats)
-                        nats.start()
-                        url = nats.url
-                    else:
-                        adopted_nats = _nats_pid(loaded.crew)
                 watcher = asyncio.create_task(_serve(supervisor, specs, stop, keep, stream))
                 watching = True
                 try:
                     await _until_started(supervisor, watcher)
+                    from agent_smith.events.embedded import EmbeddedNats, running_server_url
+
+                    url = crew.events.nats_url
+                    if services and url is None:
+                        url = running_server_url(paths.nats)
+                        if url is None:
+                            nats = EmbeddedNats(paths.nats)
+                            # In a thread: the watch and the agents' MCP calls are served meanwhile.
+                            await asyncio.to_thread(nats.start)
+                            url = nats.url
+                        else:
+                            adopted_nats = _nats_pid(loaded.crew)
                     from agent_smith.events import Publisher, event_servers
                     from agent_smith.hooks import prompt_tool
 
