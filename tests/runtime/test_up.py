@@ -604,13 +604,35 @@ def test_up_says_at_once_that_an_agent_crash_loops(
     up = crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1", env={"AGENT_SMITH_CLAUDE": str(crashy)})
     assert up.returncode == 1
     assert up.stderr.strip().endswith(
-        "error: solo is crash-looping; see `agent-smith logs NAME` (the supervisor runs on)"
+        "error: solo is crash-looping; see `agent-smith logs solo` (the supervisor runs on)"
     ), up.stderr
     assert time.monotonic() - began < 30
     assert crew.status()["solo"]["state"] == "crash-looping"
     assert crew.cli("down", "--crew", str(crew.root)).returncode == 0
 
 
+def test_down_while_up_waits_says_the_crew_was_stopped(model_server: StartModelServer, make_crew: MakeCrew) -> None:
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    up = subprocess.Popen(
+        [str(CLI), "up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1"],
+        env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_until("solo starting", lambda: crew.entry("solo").get("state") == "starting")
+    down = crew.cli("down", "--crew", str(crew.root))
+    assert (down.returncode, down.stdout.strip()) == (0, "stopped: solo")
+    _, err = up.communicate(timeout=30)
+    assert up.returncode == 1
+    assert err.strip().endswith("error: solo was stopped: the crew was stopped (`agent-smith down`) while it started")
+
+
 def test_what_waiting_cannot_change() -> None:
-    assert given_up({"a": "ready", "b": "starting", "c": "backing off"}) is None
-    assert given_up({"a": "ready", "b": "stopped", "c": "crash-looping"}) == "b was stopped, c is crash-looping"
+    for ended in (False, True):
+        assert given_up({"a": "ready", "b": "starting", "c": "backing off"}, supervisor_ended=ended) is None
+    states = {"a": "ready", "b": "stopped", "c": "crash-looping"}
+    assert given_up(states, supervisor_ended=False) == (
+        "c is crash-looping, b was stopped; see `agent-smith logs c` (the supervisor runs on)"
+    )
+    assert given_up(states, supervisor_ended=True) == (
+        "c is crash-looping, b was stopped: the crew was stopped (`agent-smith down`) while it started"
+    )

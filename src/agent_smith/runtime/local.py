@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 CONTAINER_SESSION = "main"
 # The longest the event client waits for starting agents to show their prompts.
 _EVENT_LOG_AFTER = 5.0
+# How long `up` gives a supervisor whose agent was stopped to end too, when `down` stopped both.
+_STOPPING_WAIT = 3.0
 log = logging.getLogger(__name__)
 
 
@@ -688,10 +690,13 @@ def wait_ready(
             # Its last word is why: a configuration problem found there is still bad usage.
             failure = UsageError if code == UsageError.exit_code else OperationError
             raise failure(f"{_last_message(rd.log)} (the supervisor exited with code {code})")
-        if child is not None and (ended := given_up(states)):
+        if child is not None and given_up(states, supervisor_ended=False):
             # The states of the supervisor `up` started: none of them ends by waiting (one that
-            # ran before may not have taken a start or restart asked of it yet).
-            raise OperationError(f"{ended}; see `agent-smith logs NAME` (the supervisor runs on)")
+            # ran before may not have taken a start or restart asked of it yet). An agent stopped
+            # by a `down` of the whole crew: the supervisor is on its way out too.
+            stopped = AgentState.STOPPED.value in states.values()
+            ended = stopped and _wait(lambda: _exited(child.pid) is not None, _STOPPING_WAIT)
+            raise OperationError(given_up(states, supervisor_ended=ended) or "")
         if time.monotonic() >= deadline:
             waiting = ", ".join(f"{n} ({s})" for n, s in states.items() if s not in {x.value for x in SERVING})
             raise OperationError(f"not ready within {timeout:g}s: {waiting}; see `agent-smith logs NAME`")
@@ -701,15 +706,17 @@ def wait_ready(
         time.sleep(0.02)
 
 
-def given_up(states: Mapping[str, str]) -> str | None:
-    """What waiting for `states` cannot change (pure): an agent stopped (`down`), or whose claude
-    crash-loops (it is retried only slowly)."""
-    ended = [
-        f"{name} {'is crash-looping' if state == AgentState.CRASH_LOOPING.value else 'was stopped'}"
-        for name, state in states.items()
-        if state in (AgentState.CRASH_LOOPING.value, AgentState.STOPPED.value)
-    ]
-    return ", ".join(ended) or None
+def given_up(states: Mapping[str, str], *, supervisor_ended: bool) -> str | None:
+    """Why waiting for `states` cannot help (pure): an agent stopped (`down`), or whose claude
+    crash-loops (it is retried only slowly); None when waiting can."""
+    looping = [name for name, state in states.items() if state == AgentState.CRASH_LOOPING.value]
+    stopped = [name for name, state in states.items() if state == AgentState.STOPPED.value]
+    if not (looping or stopped):
+        return None
+    ended = [f"{name} is crash-looping" for name in looping] + [f"{name} was stopped" for name in stopped]
+    if supervisor_ended:
+        return f"{', '.join(ended)}: the crew was stopped (`agent-smith down`) while it started"
+    return f"{', '.join(ended)}; see `agent-smith logs {(looping or stopped)[0]}` (the supervisor runs on)"
 
 
 def report_states(
