@@ -99,6 +99,12 @@ class Service(Protocol):
     def check(self, now: float) -> None: ...
 
 
+def _count(entry: object, key: str) -> int:
+    """A count in an agent's entry of an earlier status; 0 when absent or not a count."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def at_prompt(screen: str) -> bool:
     """claude's input prompt is on screen (and not a dialog's selection cursor)."""
     return PROMPT_READY.search(screen) is not None and _SELECTOR.search(screen) is None
@@ -223,8 +229,10 @@ class Supervisor:
         self.agents: dict[str, _Agent] = {}
         for spec in specs:
             before = previous.get(spec.name, {}) if isinstance(previous, dict) else {}
-            restarts = before.get("restarts", 0) if isinstance(before, dict) else 0
-            record = Record(spec.name, spec.restart, restarts=restarts if isinstance(restarts, int) else 0)
+            # Counted on from the supervisor before: an agent it adopts that crashed fast just
+            # before stays that close to a crash loop (a start asked for begins anew).
+            restarts, fast = (_count(before, key) for key in ("restarts", "fast_crashes"))
+            record = Record(spec.name, spec.restart, restarts=restarts, fast_crashes=fast)
             self.agents[spec.name] = _Agent(spec, record)
         self._previous = previous if isinstance(previous, dict) else {}
         self._last_status: dict[str, Any] | None = None

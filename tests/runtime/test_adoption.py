@@ -1,0 +1,73 @@
+"""A supervisor that starts again adopts the agents still running in tmux with what the one
+before counted: restarts, and fast crashes toward a crash loop.
+
+Real tmux; a shell that shows claude's prompt stands in for claude.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent_smith.runtime import Tmux
+from agent_smith.runtime import session as panes
+from agent_smith.runtime.policy import SERVING, AgentState, Record, Restart
+from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.supervisor import Supervisor
+from tests.runtime.conftest import spec, until
+
+pytestmark = pytest.mark.real
+
+
+def test_an_adopted_agent_keeps_its_counts_toward_a_crash_loop(tmux_server: Tmux, tmp_path: Path) -> None:
+    alice = replace(spec(tmp_path, "alice"), restart=Restart(min_uptime=60, backoff_initial=0.1, crash_loop_after=2))
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+
+    def claude_pid() -> int:
+        return panes.panes(tmux_server)[("alice", panes.CLAUDE_PANE)].pid
+
+    async def first() -> None:
+        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
+        await supervisor.begin(["alice"])
+        stop, keep = asyncio.Event(), asyncio.Event()
+        watching = asyncio.create_task(supervisor.watch(stop, keep_agents=keep))
+        try:
+
+            def record() -> Record:
+                return supervisor.agents["alice"].record
+
+            await until("alice ready", lambda: record().state in SERVING)
+            # One fast crash: restarted, one short of a crash loop.
+            os.kill(claude_pid(), signal.SIGKILL)
+            await until("alice back", lambda: record().restarts == 1 and record().state in SERVING)
+            assert record().fast_crashes == 1
+        finally:
+            keep.set()  # a detach: alice runs on for the next supervisor
+            stop.set()
+            await watching
+
+    async def second() -> None:
+        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
+        await supervisor.begin([])
+
+        def record() -> Record:
+            return supervisor.agents["alice"].record
+
+        assert (record().restarts, record().fast_crashes) == (1, 1)
+        stop = asyncio.Event()
+        watching = asyncio.create_task(supervisor.watch(stop))
+        try:
+            os.kill(claude_pid(), signal.SIGKILL)
+            await until("alice crash-looping", lambda: record().state is AgentState.CRASH_LOOPING)
+        finally:
+            stop.set()
+            await watching
+
+    asyncio.run(first())
+    asyncio.run(second())
