@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from agent_smith.errors import OperationError
 from agent_smith.runtime import AgentSpec, Tmux
 from agent_smith.runtime import session as panes
 from agent_smith.runtime.session import CLAUDE_PANE, SHELL_PANE
 
 pytestmark = pytest.mark.real
+CLAUDE = panes.pane("alice", CLAUDE_PANE)  # where claude's pane is opened
 
 
 def eventually(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -48,11 +51,11 @@ def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> 
     assert sorted(index for session, index in live if session == "alice") == [CLAUDE_PANE, SHELL_PANE]
     shell_pid = live[("alice", SHELL_PANE)].pid
 
-    panes.type_text(tmux_server, "alice", "echo pane-zero-$((6*7))")
+    panes.type_text(tmux_server, CLAUDE, "echo pane-zero-$((6*7))")
     eventually("pane 0 output in its log", lambda: "pane-zero-42" in agent.log(CLAUDE_PANE).read_text())
     eventually("the shell's prompt in its log", lambda: agent.log(SHELL_PANE).read_text().strip() != "")
 
-    panes.type_text(tmux_server, "alice", "exit 3")
+    panes.type_text(tmux_server, CLAUDE, "exit 3")
     # tmux marks the pane dead when its pty closes and records the status once it reaps the
     # process, which it may only do when told (a missed SIGCHLD): as the supervisor does.
     eventually("pane 0 dead", lambda: panes.panes(tmux_server)[("alice", CLAUDE_PANE)].dead)
@@ -64,9 +67,8 @@ def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> 
     eventually("pane 0's exit status", status_read)
     assert panes.panes(tmux_server)[("alice", CLAUDE_PANE)].exit_code == 3
 
-    panes.restart_claude(
-        tmux_server, agent, agent.claude, agent.env, at=panes.panes(tmux_server)[("alice", CLAUDE_PANE)]
-    )
+    live = panes.panes(tmux_server)
+    panes.restart_claude(tmux_server, agent, agent.claude, agent.env, at=live[("alice", CLAUDE_PANE)], shell=None)
     live = panes.panes(tmux_server)
     assert not live[("alice", CLAUDE_PANE)].dead
     assert live[("alice", SHELL_PANE)].pid == shell_pid, "the shell pane is left alone"
@@ -75,7 +77,7 @@ def test_layout_logs_respawn_and_rotation(tmux_server: Tmux, tmp_path: Path) -> 
     assert not panes.rotate(tmux_server, agent, CLAUDE_PANE, CLAUDE_PANE, max_bytes=1 << 20, keep=2)
     assert panes.rotate(tmux_server, agent, CLAUDE_PANE, CLAUDE_PANE, max_bytes=10, keep=2)
     assert "pane-zero-42" in log.with_name(log.name + ".1").read_text()
-    panes.type_text(tmux_server, "alice", "echo after-$((2+3))")
+    panes.type_text(tmux_server, CLAUDE, "echo after-$((2+3))")
     eventually("new output in the new file", lambda: log.exists() and "after-5" in log.read_text())
     assert "after-5" not in log.with_name(log.name + ".1").read_text()
     assert panes.rotated(log, 2) == [log.with_name(log.name + ".1"), log]
@@ -85,16 +87,16 @@ def test_one_look_reads_every_pane_and_the_screens_asked_for(tmux_server: Tmux, 
     assert panes.look(tmux_server, ["alice"]) == ({}, {}), "no server: nothing, not an error"
     agent = spec(tmp_path)
     panes.open_session(tmux_server, agent, agent.claude, agent.env)
-    panes.type_text(tmux_server, "alice", "echo look-$((6*7))")
-    eventually("the echo on screen", lambda: "look-42" in panes.screen(tmux_server, "alice"))
+    panes.type_text(tmux_server, CLAUDE, "echo look-$((6*7))")
+    eventually("the echo on screen", lambda: "look-42" in panes.screen(tmux_server, CLAUDE))
 
     live, shown = panes.look(tmux_server, ["alice"])
     assert live == panes.panes(tmux_server)
-    assert shown == {"alice": panes.screen(tmux_server, "alice")}
+    assert shown == {"alice": panes.screen(tmux_server, CLAUDE)}
     # A session that is gone stops tmux's command list: the separate calls answer instead.
     live, shown = panes.look(tmux_server, ["gone", "alice"])
     assert live == panes.panes(tmux_server)
-    assert shown == {"alice": panes.screen(tmux_server, "alice")}
+    assert shown == {"alice": panes.screen(tmux_server, CLAUDE)}
 
 
 def test_a_closed_pane_is_seen_missing_by_its_role_and_opened_again_where_it_was(
@@ -115,11 +117,11 @@ def test_a_closed_pane_is_seen_missing_by_its_role_and_opened_again_where_it_was
     live = panes.panes(tmux_server)
     assert ("alice", CLAUDE_PANE) not in live
     assert (live[("alice", SHELL_PANE)].index, live[("alice", SHELL_PANE)].pid) == (0, shell_pid)
-    panes.restart_claude(tmux_server, agent, agent.claude, agent.env, at=None)
+    panes.restart_claude(tmux_server, agent, agent.claude, agent.env, at=None, shell=live[("alice", SHELL_PANE)])
     live = panes.panes(tmux_server)
     assert live[("alice", CLAUDE_PANE)].index == CLAUDE_PANE
     assert (live[("alice", SHELL_PANE)].index, live[("alice", SHELL_PANE)].pid) == (SHELL_PANE, shell_pid)
-    panes.type_text(tmux_server, "alice", "echo reopened-$((6*7))")
+    panes.type_text(tmux_server, CLAUDE, "echo reopened-$((6*7))")
     eventually("the new pane's output in claude's log", lambda: "reopened-42" in agent.log(CLAUDE_PANE).read_text())
 
     # The shell's pane closed: a new shell below claude's, which stays as it was.
@@ -133,6 +135,32 @@ def test_a_closed_pane_is_seen_missing_by_its_role_and_opened_again_where_it_was
     assert live[("alice", SHELL_PANE)].pid != shell_pid
     tmux_server.command("send-keys", "-t", "=alice:0.1", "echo shell-$((6*7))", "Enter")
     eventually("the new shell's output in its log", lambda: "shell-42" in agent.log(SHELL_PANE).read_text())
+
+
+def test_a_person_s_panes_are_never_the_agent_s(tmux_server: Tmux, tmp_path: Path) -> None:
+    agent = spec(tmp_path)
+    panes.open_session(tmux_server, agent, agent.claude, agent.env)
+    claude = panes.panes(tmux_server)[("alice", CLAUDE_PANE)]
+    panes.type_text(tmux_server, claude.id, "echo agent-$((6*7))")
+    eventually("claude's screen", lambda: "agent-42" in panes.screen(tmux_server, claude.id))
+    # A pane of a person's above claude's (its prompt looks like claude's), and a window of theirs.
+    tmux_server.command(
+        "split-window", "-b", "-d", "-t", CLAUDE, "--", "/bin/sh", "-c", "echo '❯ mine'; exec sleep 600"
+    )
+    tmux_server.command("new-window", "-d", "-t", "=alice:", "--", "/bin/sh", "-c", "exec sleep 600")
+    live, shown = panes.look(tmux_server, ["alice"])
+    assert live[("alice", CLAUDE_PANE)] == replace(claude, index=1)
+    assert "agent-42" in shown["alice"]
+    assert "mine" not in shown["alice"]
+    assert shown == panes.screens(tmux_server, [live[("alice", CLAUDE_PANE)]])
+
+    # The agent's panes closed, a person's left: none of them is taken for the agent's.
+    for pane_id in (claude.id, live[("alice", SHELL_PANE)].id):
+        tmux_server.command("kill-pane", "-t", pane_id)
+    assert tmux_server.has_session("alice")
+    assert [key for key in panes.panes(tmux_server) if key[0] == "alice"] == []
+    with pytest.raises(OperationError, match="neither of its panes is left"):
+        panes.restart_claude(tmux_server, agent, agent.claude, agent.env, at=None, shell=None)
 
 
 def test_a_session_opened_before_panes_had_roles_is_read_by_index(tmux_server: Tmux, tmp_path: Path) -> None:
@@ -162,3 +190,7 @@ def test_a_session_opened_before_panes_had_roles_is_read_by_index(tmux_server: T
     live = panes.panes(tmux_server)
     assert live[("alice", CLAUDE_PANE)] == claude
     assert live[("alice", SHELL_PANE)].index == SHELL_PANE
+    # Marked now: a person's pane is no longer read as one of the agent's by its number.
+    tmux_server.command("kill-pane", "-t", live[("alice", SHELL_PANE)].id)
+    tmux_server.command("split-window", "-d", "-t", claude.id, "--", "/bin/sh")
+    assert ("alice", SHELL_PANE) not in panes.panes(tmux_server)

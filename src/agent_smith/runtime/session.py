@@ -35,10 +35,13 @@ CLAUDE_PANE = 0
 SHELL_PANE = 1
 _ROLE = "@agent_smith_pane"
 _ROLES = {"claude": CLAUDE_PANE, "shell": SHELL_PANE}
+# A session option: the session's panes have roles (one opened before they did goes by index).
+_MARKED = "@agent_smith_roles"
 _FORMAT = "\t".join(
     f"#{{{key}}}"
     for key in (
-        "session_name", "pane_index", "pane_dead", "pane_dead_status", "pane_pid", "pane_dead_signal", _ROLE
+        "session_name", "pane_index", "pane_dead", "pane_dead_status", "pane_pid", "pane_dead_signal",
+        "pane_id", "window_index", _ROLE, _MARKED,
     )
 )  # fmt: skip
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -50,10 +53,11 @@ _SCREEN_END = "agent-smith-screen-end-7f3c9a"
 @dataclass(frozen=True)
 class PaneStatus:
     session: str
-    index: int  # where the pane is now: claude's or the shell's role index unless one was closed
+    index: int  # its number in the session's first window, where the agent's panes are
     dead: bool
     exit_code: int | None
     pid: int
+    id: str  # tmux's pane id (`%N`): a target that stays the pane's whatever is renumbered
 
 
 def pane(session: str, index: int) -> str:
@@ -61,7 +65,7 @@ def pane(session: str, index: int) -> str:
 
 
 def panes(tmux: Tmux) -> dict[tuple[str, int], PaneStatus]:
-    """Every pane on the server, in one tmux call; none when no server runs.
+    """The agents' panes on the server, in one tmux call; none when no server runs.
 
     Any other failure raises OperationError: an unanswered question must not
     read as "every agent died", which would restart them all.
@@ -72,47 +76,71 @@ def panes(tmux: Tmux) -> dict[tuple[str, int], PaneStatus]:
 
 
 def look(tmux: Tmux, sessions: Sequence[str]) -> tuple[dict[tuple[str, int], PaneStatus], dict[str, str]]:
-    """Every pane (as `panes`) and claude's screen in each of `sessions`, in one tmux call.
+    """The agents' panes (as `panes`) and claude's screen in each of `sessions`, in one tmux call.
 
     The supervisor looks this often while agents start: one tmux process per
-    look instead of three. When the call fails (no server, or a session ended
-    during it, which stops tmux's command list) the separate calls answer.
+    look instead of three. Claude's pane is read where it is opened (pane 0),
+    and the screen kept only when that pane is still claude's; otherwise, or
+    when the call fails (no server, or a session ended during it, which stops
+    tmux's command list), the separate calls answer.
     """
     args = ["list-panes", "-a", "-F", _FORMAT, ";", "display-message", "-p", _SCREEN_END]
     for session in sessions:
-        args += [";", "capture-pane", "-p", "-J", "-t", pane(session, CLAUDE_PANE)]
+        target = pane(session, CLAUDE_PANE)
+        args += [
+            ";",
+            "display-message",
+            "-p",
+            "-t",
+            target,
+            "#{pane_id}",
+            ";",
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            target,
+        ]
         args += [";", "display-message", "-p", _SCREEN_END]
     parts = tmux.command(*args, check=False).split(_SCREEN_END + "\n")
     if len(parts) != len(sessions) + 2:
         live = panes(tmux)
-        return live, screens(tmux, [s for s in sessions if (s, CLAUDE_PANE) in live])
-    return _parse_panes(parts[0]), dict(zip(sessions, parts[1:-1], strict=True))
+        return live, screens(tmux, [claude for s in sessions if (claude := live.get((s, CLAUDE_PANE))) is not None])
+    live = _parse_panes(parts[0])
+    shown: dict[str, str] = {}
+    for session, part in zip(sessions, parts[1:-1], strict=True):
+        read_from, _, screen_text = part.partition("\n")
+        claude = live.get((session, CLAUDE_PANE))
+        if claude is not None and claude.id == read_from:
+            shown[session] = screen_text
+        elif claude is not None:
+            shown[session] = screen(tmux, claude.id)
+    return live, shown
 
 
 def _parse_panes(out: str) -> dict[tuple[str, int], PaneStatus]:
-    """Each pane of ours, keyed by (session, CLAUDE_PANE or SHELL_PANE) after its role (pure).
+    """The agents' panes, keyed by (session, CLAUDE_PANE or SHELL_PANE) after their role (pure).
 
-    Panes without a role (a person split one) are not ours. A session where no
-    pane has one was opened before roles were kept: its panes go by index.
+    A pane without a role is a person's (they split one, or opened a window),
+    never the agent's. In a session opened before panes had roles (no session
+    marker), the panes of its first window go by their number.
     """
     found: dict[tuple[str, int], PaneStatus] = {}
-    unmarked: dict[tuple[str, int], PaneStatus] = {}
     for line in out.splitlines():
         parts = line.split("\t")
-        if len(parts) != 7 or not parts[1].isdigit() or not parts[4].isdigit():
+        if len(parts) != 10 or not parts[1].isdigit() or not parts[4].isdigit():
             continue
         code = int(parts[3]) if parts[3].isdigit() else None
         if code is None and parts[5].isdigit():
             # Killed by a signal: reported the way shells do, 128 + the signal number.
             code = 128 + int(parts[5])
-        status = PaneStatus(parts[0], int(parts[1]), parts[2] == "1", code, int(parts[4]))
-        role = _ROLES.get(parts[6])
-        if role is None:
-            unmarked[(status.session, status.index)] = status
+        status = PaneStatus(parts[0], int(parts[1]), parts[2] == "1", code, int(parts[4]), parts[6])
+        if parts[9]:
+            role = _ROLES.get(parts[8])
         else:
+            role = status.index if parts[7] == "0" and status.index in _ROLES.values() else None
+        if role is not None:
             found[(status.session, role)] = status
-    marked = {session for session, _ in found}
-    found.update({key: status for key, status in unmarked.items() if key[0] not in marked})
     return found
 
 
@@ -140,6 +168,14 @@ def _role(spec: AgentSpec, index: int, role: str) -> list[str]:
     return ["set-option", "-p", "-t", pane(spec.session, index), _ROLE, role]
 
 
+def _roles(spec: AgentSpec, claude: int, shell: int) -> list[str]:
+    """Mark the panes at `claude` and `shell` with their roles, and the session as having them."""
+    return [
+        *_role(spec, claude, "claude"), ";", *_role(spec, shell, "shell"),
+        ";", "set-option", "-t", f"={spec.session}:", _MARKED, "on",
+    ]  # fmt: skip
+
+
 def _pipe(spec: AgentSpec, role: int, index: int) -> list[str]:
     """Pipe the pane at `index` to the log of `role` (CLAUDE_PANE or SHELL_PANE)."""
     # `cat` is the cheapest process that can hold the file open; rotation renames the
@@ -163,27 +199,38 @@ def open_session(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mappin
         "new-session", "-d", "-s", spec.session, "-x", str(DEFAULT_WIDTH), "-y", str(DEFAULT_HEIGHT),
         "-c", str(spec.cwd), "-P", "-F", "#{pane_pid}", "--", *first,
         ";", "set-option", "-w", "-t", target, "remain-on-exit", "on",
-        ";", *_role(spec, CLAUDE_PANE, "claude"),
         ";", *_pipe(spec, CLAUDE_PANE, CLAUDE_PANE),
         ";", "split-window", "-d", "-v", "-t", target, "-c", str(spec.shell_cwd), "--", *shell,
-        ";", *_role(spec, SHELL_PANE, "shell"),
         ";", *_pipe(spec, SHELL_PANE, SHELL_PANE),
+        ";", *_roles(spec, CLAUDE_PANE, SHELL_PANE),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
     return int(out.split()[0])
 
 
 def restart_claude(
-    tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mapping[str, str], *, at: PaneStatus | None
+    tmux: Tmux,
+    spec: AgentSpec,
+    claude: Iterable[str],
+    env: Mapping[str, str],
+    *,
+    at: PaneStatus | None,
+    shell: PaneStatus | None,
 ) -> None:
-    """Start claude again, with `env`, in its pane `at` of an existing session, or, its pane
-    closed (`at` None), in a new one above the others; the shell is left alone."""
+    """Start claude again, with `env`: in its pane `at`, or, its pane closed (`at` None), in a
+    new one above the `shell`'s; the shell is left alone. With neither pane left, the caller
+    opens the session anew."""
     argv = sourcing(env, env_file(spec, CLAUDE_PANE), list(claude))
-    index = CLAUDE_PANE if at is None else at.index
-    start = "respawn-pane -k" if at is not None else "split-window -b -d -v"
+    if at is not None:
+        start, index, roles = "respawn-pane -k", at.index, _role(spec, at.index, "claude")
+    elif shell is not None:
+        # Above the shell: the new pane takes the shell's number, the shell the next.
+        start, index, roles = "split-window -b -d -v", shell.index, _roles(spec, shell.index, shell.index + 1)
+    else:
+        raise OperationError(f"agent {spec.name}: neither of its panes is left to start claude beside")
     tmux.command(
         *start.split(), "-t", pane(spec.session, index), "-c", str(spec.cwd), "--", *argv,
-        ";", *_role(spec, index, "claude"),
+        ";", *roles,
         ";", *_pipe(spec, CLAUDE_PANE, index),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
@@ -193,56 +240,57 @@ def restart_shell(tmux: Tmux, spec: AgentSpec, *, at: PaneStatus | None, claude:
     """Start the agent's shell again in its pane `at`, or, its pane closed (`at` None), in a
     new one below `claude`'s pane; claude is left alone."""
     argv = sourcing(spec.env, env_file(spec, SHELL_PANE), spec.shell)
-    mark: list[str] = []
     if at is not None:
-        start, target, index = "respawn-pane -k", at.index, at.index
+        start, target, index, roles = "respawn-pane -k", at.index, at.index, _role(spec, at.index, "shell")
+    elif claude is not None:
+        start, target, index = "split-window -d -v", claude.index, claude.index + 1
+        roles = _roles(spec, claude.index, index)
     else:
-        target = claude.index if claude is not None else CLAUDE_PANE
-        start, index = "split-window -d -v", target + 1
-        # A session opened before panes had roles: claude's gets its own, or it would go unseen.
-        mark = [";", *_role(spec, target, "claude")]
+        raise OperationError(f"agent {spec.name}: neither of its panes is left to start a shell beside")
     tmux.command(
         *start.split(), "-t", pane(spec.session, target), "-c", str(spec.shell_cwd), "--", *argv,
-        *mark,
-        ";", *_role(spec, index, "shell"),
+        ";", *roles,
         ";", *_pipe(spec, SHELL_PANE, index),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
 
 
-def screen(tmux: Tmux, session: str) -> str:
-    return tmux.command("capture-pane", "-p", "-J", "-t", pane(session, CLAUDE_PANE), check=False)
+def screen(tmux: Tmux, target: str) -> str:
+    """What the pane `target` (claude's, by its id) shows."""
+    return tmux.command("capture-pane", "-p", "-J", "-t", target, check=False)
 
 
-def screens(tmux: Tmux, sessions: Sequence[str]) -> dict[str, str]:
-    """Claude's screen in each of `sessions`, read with one tmux call instead of one per session.
+def screens(tmux: Tmux, claudes: Sequence[PaneStatus]) -> dict[str, str]:
+    """The screen of each of `claudes` (their panes), by session, with one tmux call instead of
+    one per pane.
 
-    A marker line follows each screen; a session whose capture failed (it ended
+    A marker line follows each screen; a pane whose capture failed (it ended
     meanwhile: tmux then stops the list) is read again on its own.
     """
-    if not sessions:
+    if not claudes:
         return {}
     args: list[str] = []
-    for session in sessions:
-        args += ["capture-pane", "-p", "-J", "-t", pane(session, CLAUDE_PANE), ";"]
+    for claude in claudes:
+        args += ["capture-pane", "-p", "-J", "-t", claude.id, ";"]
         args += ["display-message", "-p", _SCREEN_END, ";"]
     out = tmux.command(*args[:-1], check=False)
     parts = out.split(_SCREEN_END + "\n")
-    found = dict(zip(sessions, parts[: len(parts) - 1], strict=False))
-    for session in sessions:
-        if session not in found:
-            found[session] = screen(tmux, session)
+    found = {claude.session: part for claude, part in zip(claudes, parts[: len(parts) - 1], strict=False)}
+    for claude in claudes:
+        if claude.session not in found:
+            found[claude.session] = screen(tmux, claude.id)
     return found
 
 
-def type_text(tmux: Tmux, session: str, text: str) -> None:
-    """Type into claude's pane as a person would: the text literally, then Enter as its own key."""
-    tmux.command("send-keys", "-t", pane(session, CLAUDE_PANE), "-l", text)
-    tmux.command("send-keys", "-t", pane(session, CLAUDE_PANE), "Enter")
+def type_text(tmux: Tmux, target: str, text: str) -> None:
+    """Type into the pane `target` (claude's) as a person would: the text literally, then Enter
+    as its own key."""
+    tmux.command("send-keys", "-t", target, "-l", text)
+    tmux.command("send-keys", "-t", target, "Enter")
 
 
-def press(tmux: Tmux, session: str, key: str) -> None:
-    tmux.command("send-keys", "-t", pane(session, CLAUDE_PANE), key)
+def press(tmux: Tmux, target: str, key: str) -> None:
+    tmux.command("send-keys", "-t", target, key)
 
 
 def drawn(spec: AgentSpec, index: int) -> int:

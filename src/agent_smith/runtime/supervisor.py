@@ -421,35 +421,36 @@ class Supervisor:
                 await asyncio.to_thread(sweep, LAUNCH_VAR, agent.launch_id)
             await self._observe(agent, Exited(code, self._jitter()))
             return
-        screen = shown[spec.session] if spec.session in shown else panes.screen(self.tmux, spec.session)
+        screen = shown[spec.session] if spec.session in shown else panes.screen(self.tmux, claude.id)
         if not agent.dialog_answered and confirms_dev_channels(screen, spec.channels):
-            panes.press(self.tmux, spec.session, "Enter")
+            panes.press(self.tmux, claude.id, "Enter")
             agent.dialog_answered = True
             return
         if at_prompt(screen):
             await self._observe(agent, PromptSeen(busy=busy(screen)))
-            self._first_run(agent, screen)
+            self._first_run(agent, screen, claude.id)
 
-    def _first_run(self, agent: _Agent, screen: str) -> None:
+    def _first_run(self, agent: _Agent, screen: str, claude: str) -> None:
+        """Type the first-run prompt into the pane `claude` (by its id) once, ever; then see it sent."""
         spec = agent.spec
         if agent.unsent is not None:
-            self._see_it_sent(agent, screen)
+            self._see_it_sent(agent, screen, claude)
             return
         if not spec.first_run_prompt or spec.first_run_marker.exists():
             return
         # The marker is written before typing: the prompt is sent at most once, ever,
         # even if this process dies between the two.
         write_atomic(spec.first_run_marker, f"{self._clock():.3f}\n")
-        panes.type_text(self.tmux, spec.session, spec.first_run_prompt)
+        panes.type_text(self.tmux, claude, spec.first_run_prompt)
         agent.unsent = (self._clock() + _SUBMIT_CHECK, 0)
 
-    def _see_it_sent(self, agent: _Agent, screen: str) -> None:
+    def _see_it_sent(self, agent: _Agent, screen: str, claude: str) -> None:
         assert agent.unsent is not None
         agent.unsent, act = submit_step(agent.unsent, unsent_input(screen), self._clock())
         name = agent.spec.name
         if act == "enter":
             log.info("%s: the first-run prompt waits in claude's input; pressing Enter again", name)
-            panes.press(self.tmux, agent.spec.session, "Enter")
+            panes.press(self.tmux, claude, "Enter")
         elif act == "give up":
             log.warning("%s: the first-run prompt is still unsent in claude's input; attach to send it", name)
 
@@ -471,10 +472,18 @@ class Supervisor:
             env = {**spec.env, LAUNCH_VAR: agent.launch_id}
             try:
                 if self.tmux.has_session(spec.session):
-                    claude = panes.panes(self.tmux).get((spec.session, panes.CLAUDE_PANE))
-                    if claude is None:
-                        log.info("%s: claude's pane was closed; opening it again", spec.name)
-                    panes.restart_claude(self.tmux, spec, argv, env, at=claude)
+                    live = panes.panes(self.tmux)
+                    claude = live.get((spec.session, panes.CLAUDE_PANE))
+                    shell = live.get((spec.session, panes.SHELL_PANE))
+                    if claude is None and shell is None:
+                        # Only a person's panes are left (the agent's were closed): a new session.
+                        log.info("%s: none of its panes is left; opening its session again", spec.name)
+                        self.tmux.kill_session(spec.session)
+                        panes.open_session(self.tmux, spec, argv, env)
+                    else:
+                        if claude is None:
+                            log.info("%s: claude's pane was closed; opening it again", spec.name)
+                        panes.restart_claude(self.tmux, spec, argv, env, at=claude, shell=shell)
                 else:
                     panes.open_session(self.tmux, spec, argv, env)
             except OperationError as exc:
