@@ -23,9 +23,11 @@ from urllib.parse import urlsplit
 import pytest
 from ruamel.yaml import YAML
 
+from agent_smith.crew import load_crew
+from agent_smith.errors import OperationError
 from agent_smith.listeners import free_port
 from agent_smith.runtime import Tmux
-from agent_smith.runtime.local import given_up
+from agent_smith.runtime.local import given_up, wait_ready
 from agent_smith.runtime.sweep import AGENT_VAR, tagged
 from agent_smith.standins import RequestKind
 from tests.fixtures.model import StartModelServer
@@ -552,8 +554,16 @@ def test_down_and_status_act_on_the_crew_as_started_once_crew_yaml_changed(
     with (crew.root / "crew.yaml").open("w") as fh:
         YAML().dump(edited, fh)
     shown = crew.cli("status", "--crew", root, "--json")
-    assert "names other state than when the crew was started" in shown.stderr
+    assert "the crew runs as it was started, with other state or agents than crew.yaml names now" in shown.stderr
     assert [row["agent"] for row in json.loads(shown.stdout)["agents"]] == ["solo", "duo"]
+    # `up` with crew.yaml's state would start a second supervisor over the same agents: refused.
+    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert up.returncode == 2
+    assert "still runs with the state it was started with" in up.stderr
+    # The other verbs act on what runs too.
+    assert crew.cli("restart", "duo", "--crew", root).returncode == 0
+    assert crew.cli("logs", "duo", "--crew", root).returncode == 0
+    processes.append(crew.pane_pid("duo"))
     down = crew.cli("down", "--crew", root)
     assert (down.returncode, down.stdout.strip()) == (0, "stopped: solo, duo"), down.stderr
     assert wait_until("the crew's processes gone", lambda: not alive(processes), timeout=10)
@@ -624,6 +634,15 @@ def test_down_while_up_waits_says_the_crew_was_stopped(model_server: StartModelS
     _, err = up.communicate(timeout=30)
     assert up.returncode == 1
     assert err.strip().endswith("error: solo was stopped: the crew was stopped (`agent-smith down`) while it started")
+
+
+def test_waiting_ends_when_the_supervisor_it_waits_on_is_gone(make_crew: MakeCrew) -> None:
+    # `restart` asked a supervisor that a `down` stopped meanwhile: nothing will make it ready.
+    crew = make_crew([agent("solo", "http://127.0.0.1:9")])
+    began = time.monotonic()
+    with pytest.raises(OperationError, match="the supervisor stopped meanwhile"):
+        wait_ready(load_crew(crew.root, {}).crew, ["solo"], timeout=30, child=None, progress=lambda n, s: None)
+    assert time.monotonic() - began < 5
 
 
 def test_what_waiting_cannot_change() -> None:

@@ -26,6 +26,7 @@ from agent_smith.runtime import (
     ServeOptions,
     Tmux,
     check_startable,
+    is_running,
     readable,
     rotated_logs,
     run_dir,
@@ -96,10 +97,11 @@ def up(
         leave(0)
 
 
-def _running(out: AppContext, crew: Path | None, *, as_started: bool) -> Crew:
-    """The crew `down` and `status` act on. Once `up` started it from this directory, that is
-    the crew as started when crew.yaml no longer loads or keeps the crew's state elsewhere, and
-    always for `down` (`as_started`), which must stop every process it started; else crew.yaml's."""
+def _running(out: AppContext, crew: Path | None, *, for_down: bool = False) -> Crew:
+    """The crew a command acts on: crew.yaml's, or the crew as `up` started it from this directory
+    when crew.yaml no longer loads, or the crew runs with other state or agents than crew.yaml
+    names now (said in a warning). `down` always stops the crew as started (`for_down`): every
+    process it started, whatever crew.yaml says."""
     started = started_crew(resolve_crew_dir(crew))
     try:
         loaded = _load(out, crew)
@@ -108,24 +110,26 @@ def _running(out: AppContext, crew: Path | None, *, as_started: bool) -> Crew:
             raise
         out.warn("crew.yaml does not load (`agent-smith validate` says why): acting on the crew as it was started")
         return started
-    if started is None:
+    if started is None or not (for_down or is_running(started)):
         return loaded.crew
-    moved = (CrewPaths.of(started).root, started.runtime.tmux_socket) != (
-        CrewPaths.of(loaded.crew).root,
-        loaded.crew.runtime.tmux_socket,
-    )
-    if moved:
+    if _shape(started) != _shape(loaded.crew):
         out.warn(
-            "crew.yaml names other state than when the crew was started: acting on the crew as it was "
-            f"started (its state in {CrewPaths.of(started).root})"
+            "the crew runs as it was started, with other state or agents than crew.yaml names now: acting on "
+            f"it (its state in {CrewPaths.of(started).root}; `down`, then `up`, to run crew.yaml's)"
         )
-    return started if moved or as_started else loaded.crew
+        return started
+    return started if for_down else loaded.crew
+
+
+def _shape(crew: Crew) -> tuple[object, ...]:
+    """What tells two crews' processes apart: their state, tmux server and agents."""
+    return CrewPaths.of(crew).root, crew.runtime.tmux_socket, tuple(a.name for a in crew.agents)
 
 
 def down(ctx: typer.Context, agents: AgentsArg = None, crew: CrewOption = None) -> None:
     """Stop the named agents, or everything (agents, firewall, event log, supervisor) when none is named."""
     out = app_context(ctx)
-    stopped = stop_crew(_running(out, crew, as_started=True), agents or ())
+    stopped = stop_crew(_running(out, crew, for_down=True), agents or ())
     out.console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
@@ -259,7 +263,7 @@ def status(
 ) -> None:
     """Each agent's state, uptime, restarts, last activity and open PRs."""
     out = app_context(ctx)
-    running = _running(out, crew, as_started=False)
+    running = _running(out, crew)
     if as_json and not watch:
         out.print_json(_status_document(running))
         return
@@ -314,12 +318,12 @@ def _every(show: Callable[[], object], out: AppContext) -> None:
 def attach(ctx: typer.Context, name: NameArg, crew: CrewOption = None) -> None:
     """Attach this terminal to NAME's tmux session (detach with C-b d)."""
     out = app_context(ctx)
-    loaded = _load(out, crew)
-    agent = loaded.crew.agent(name)
+    running = _running(out, crew)
+    agent = running.agent(name)
     binary = shutil.which("tmux")
     if binary is None:
         raise MissingPartError("tmux is not installed: install it with `apt-get install tmux`")
-    socket = loaded.crew.runtime.tmux_socket
+    socket = running.runtime.tmux_socket
     tmux = Tmux(socket)
     # In its container (`run`) the agent's session is `main`.
     in_container = os.environ.get("AGENT_NAME") == agent.name and tmux.has_session(CONTAINER_SESSION)
@@ -341,9 +345,9 @@ def logs(
 ) -> None:
     """Print an agent's captured pane output (rotated files included, oldest first)."""
     out = app_context(ctx)
-    loaded = _load(out, crew)
-    agent = loaded.crew.agent(name)
-    files = rotated_logs(loaded, agent.name, pane=1 if shell else 0)
+    running = _running(out, crew)
+    agent = running.agent(name)
+    files = rotated_logs(running, agent.name, pane=1 if shell else 0)
     sink = out.console.file
     for path in files[:-1]:
         data = path.read_bytes()
@@ -369,15 +373,15 @@ def logs(
 def restart(ctx: typer.Context, name: NameArg, crew: CrewOption = None, timeout: TimeoutOption = 180.0) -> None:
     """Stop NAME's claude and start it again (resuming its conversation); return when it is ready."""
     out = app_context(ctx)
-    loaded = _load(out, crew)
-    agent = loaded.crew.agent(name)
-    rd = run_dir(loaded.crew)
+    running = _running(out, crew)
+    agent = running.agent(name)
+    rd = run_dir(running)
     if rd.running_pid() is None:
         raise OperationError("the supervisor is not running: start the crew with `agent-smith up`")
     rd.check_managed([agent.name])
     since = time.time()
     rd.request("restart", agent.name)
-    wait_ready(loaded, [agent.name], timeout=timeout, child=None, progress=progress(out), since=since)
+    wait_ready(running, [agent.name], timeout=timeout, child=None, progress=progress(out), since=since)
     out.console.print(f"[green]restarted[/] {agent.name}")
 
 

@@ -113,6 +113,7 @@ def bring_up(request: UpRequest, console: Callable[[], AppContext]) -> int | Non
 def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppContext]) -> int | None:
     from agent_smith.runtime import (
         ServeOptions,
+        check_not_running_elsewhere,
         check_startable,
         options_kept,
         report_states,
@@ -139,6 +140,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
             agents=names if request.agents else (), firewall=request.firewall, no_proxy=request.no_proxy
         )
         rd = run_dir(loaded.crew)
+        check_not_running_elsewhere(loaded.crew)
         if rd.running_pid() is not None:
             rd.check_managed(names)
             supervisor = (rd.read_status() or {}).get("supervisor")
@@ -148,7 +150,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
                 output().warn(kept)
             for name in names:
                 rd.request("start", name)
-            wait_ready(loaded, names, timeout=request.timeout, child=None, progress=progress(output()))
+            wait_ready(loaded.crew, names, timeout=request.timeout, child=None, progress=progress(output()))
             output().console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
             return None
         binary = check_startable(loaded, options, services=True)
@@ -170,7 +172,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         raise
     out = output()
     try:
-        status = wait_ready(loaded, names, timeout=request.timeout, child=child, progress=progress(out))
+        status = wait_ready(loaded.crew, names, timeout=request.timeout, child=child, progress=progress(out))
     finally:
         child.close()
     metrics = status.get("supervisor", {}).get("metrics")

@@ -36,7 +36,7 @@ from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
 from agent_smith.runtime.session import rotated
-from agent_smith.runtime.started import forget_started, keep_started
+from agent_smith.runtime.started import forget_started, keep_started, started_crew, started_runtime
 from agent_smith.runtime.supervisor import LOG_KEEP, Supervisor
 from agent_smith.runtime.sweep import AGENT_VAR, sweep
 from agent_smith.runtime.tmux import Tmux
@@ -106,6 +106,25 @@ def selected_agents(crew: Crew, names: Sequence[str]) -> list[Agent]:
     if not names:
         return list(crew.agents)
     return [crew.agent(name) for name in dict.fromkeys(names)]
+
+
+def is_running(crew: Crew) -> bool:
+    """Whether anything of `crew` runs: its supervisor, or agents' sessions one left."""
+    return run_dir(crew).running_pid() is not None or bool(tmux_for(crew).list_sessions())
+
+
+def check_not_running_elsewhere(crew: Crew) -> None:
+    """Refuse to start `crew` while the crew `up` started from its directory runs with other
+    state (crew.yaml, or the environment, changed the crew's name, state_dir or tmux socket):
+    two supervisors would share the agents' names, and `down` could stop only one."""
+    if crew.directory is None or started_runtime(crew.directory) in (None, run_dir(crew).path.absolute()):
+        return
+    started = started_crew(crew.directory)
+    if started is not None and is_running(started):
+        raise UsageError(
+            f"the crew started from {crew.directory} still runs with the state it was started with "
+            f"({CrewPaths.of(started).root}), not the state crew.yaml names now: `agent-smith down` it first"
+        )
 
 
 def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool) -> Path:
@@ -659,7 +678,7 @@ def _exited(pid: int) -> int | None:
 
 
 def wait_ready(
-    loaded: LoadedCrew,
+    crew: Crew,
     names: Sequence[str],
     *,
     timeout: float,
@@ -674,7 +693,7 @@ def wait_ready(
     agents, which need it only for their first HTTPS request; `status` shows
     whether it listens.
     """
-    rd = run_dir(loaded.crew)
+    rd = run_dir(crew)
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     while True:
@@ -690,6 +709,9 @@ def wait_ready(
             # Its last word is why: a configuration problem found there is still bad usage.
             failure = UsageError if code == UsageError.exit_code else OperationError
             raise failure(f"{_last_message(rd.log)} (the supervisor exited with code {code})")
+        if child is None and rd.running_pid() is None:
+            # It ran when asked (a `down` since?): nothing will start the agents now.
+            raise OperationError("the supervisor stopped meanwhile: start the crew with `agent-smith up`")
         if child is not None and given_up(states, supervisor_ended=False):
             # The states of the supervisor `up` started: none of them ends by waiting (one that
             # ran before may not have taken a start or restart asked of it yet). An agent stopped
@@ -816,9 +838,9 @@ def _nats_pid(crew: Crew) -> int | None:
         return None
 
 
-def rotated_logs(loaded: LoadedCrew, agent: str, *, pane: int) -> list[Path]:
+def rotated_logs(crew: Crew, agent: str, *, pane: int) -> list[Path]:
     """An agent's captured pane output, oldest file first (pane 0 claude, 1 the shell)."""
-    return rotated(pane_log(CrewPaths.of(loaded.crew).logs, agent, pane), LOG_KEEP)
+    return rotated(pane_log(CrewPaths.of(crew).logs, agent, pane), LOG_KEEP)
 
 
 def _wait(done: Callable[[], bool], timeout: float) -> bool:

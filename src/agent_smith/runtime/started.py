@@ -55,6 +55,14 @@ def keep_started(crew: Crew, runtime: Path) -> None:
             fresh.unlink()
 
 
+def started_runtime(directory: Path) -> Path | None:
+    """The runtime directory of the crew last started from `directory`, while its link is kept."""
+    try:
+        return Path(os.readlink(_link(directory)))
+    except OSError:
+        return None
+
+
 def started_crew(directory: Path) -> Crew | None:
     """The crew as the supervisor last started from `directory` had it, while its link is kept;
     None when there is none, or what it left cannot be read (as if nothing was started)."""
@@ -74,7 +82,6 @@ def forget_started(crew: Crew, runtime: Path) -> None:
     """Remove the link of `crew`'s directory when it is to `runtime`: the crew started there is stopped."""
     if crew.directory is None:
         return
-    link = _link(crew.directory)
-    with contextlib.suppress(OSError):
-        if Path(os.readlink(link)) == runtime.absolute():
-            link.unlink()
+    if started_runtime(crew.directory) == runtime.absolute():
+        with contextlib.suppress(OSError):
+            _link(crew.directory).unlink()
