@@ -357,6 +357,9 @@ def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
         )
         # Handed its settings, it loads the crew (and pydantic) only to publish its first denial.
         assert _maps_pydantic(process.pid) is not handed
+        if handed:
+            # ... the crew as it was started: crew.yaml edited meanwhile does not move its events.
+            (crew_dir / "crew.yaml").write_text("version: [\n")
         refused = subprocess.run(
             [*curl, "https://example.com/"], env=env, capture_output=True, text=True, timeout=30, check=False
         )

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_smith.crew import load_crew
+from agent_smith.crew import Crew, load_crew
 from agent_smith.egress import FirewallLaunch, FirewallSettings, launch_for, read_launch, settings_for
 from agent_smith.egress.claude import TokenStore
 from agent_smith.egress.policy import ClaudePolicy, Policy, Rule, Secret
@@ -69,6 +69,16 @@ launches = st.builds(
         http2=st.booleans(),
     ),
     crew_dir=paths,
+    # The crew as started, as JSON data: what a crew's model_dump(mode="json") is made of.
+    crew=st.dictionaries(
+        st.text(max_size=8),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+            max_leaves=10,
+        ),
+        max_size=4,
+    ),
 )
 
 
@@ -125,6 +135,7 @@ def test_the_launch_carries_the_crew_s_settings_read_from_a_pipe(tmp_path: Path)
     launch = launch_for(crew, crew_dir, env)
     assert launch.settings == settings_for(crew, crew_dir, env)
     assert launch.crew_dir == crew_dir.absolute()
+    assert Crew.model_validate(launch.crew).model_dump() == crew.model_dump()
     read, write = os.pipe()
     with os.fdopen(write, "wb") as pipe:
         pipe.write(launch.pack())

@@ -546,8 +546,18 @@ def test_down_and_status_act_on_the_crew_as_started_once_crew_yaml_changed(
         "duo": True,
     }
 
-    # Valid again, but with other state, another tmux server and one agent fewer: `down` would have
-    # looked there and stopped nothing. It stops the crew as started, every process of it.
+    # Valid again, with another tmux server only: `up` would have said "already running" of a crew
+    # that does not run as crew.yaml says.
+    edited = YAML().load(original)
+    edited["runtime"]["tmux_socket"] = f"{crew.socket}-new"
+    with (crew.root / "crew.yaml").open("w") as fh:
+        YAML().dump(edited, fh)
+    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert up.returncode == 2
+    assert "runs with the state and tmux server it was started with" in up.stderr
+
+    # With other state, another tmux server and one agent fewer: `down` would have looked there and
+    # stopped nothing. It stops the crew as started, every process of it.
     edited = YAML().load(original)
     edited["agents"] = edited["agents"][:1]
     edited["runtime"] = {"state_dir": str(crew.state.parent / "elsewhere"), "tmux_socket": f"{crew.socket}-new"}
@@ -559,7 +569,7 @@ def test_down_and_status_act_on_the_crew_as_started_once_crew_yaml_changed(
     # `up` with crew.yaml's state would start a second supervisor over the same agents: refused.
     up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
     assert up.returncode == 2
-    assert "still runs with the state it was started with" in up.stderr
+    assert "runs with the state and tmux server it was started with" in up.stderr
     # The other verbs act on what runs too.
     assert crew.cli("restart", "duo", "--crew", root).returncode == 0
     assert crew.cli("logs", "duo", "--crew", root).returncode == 0

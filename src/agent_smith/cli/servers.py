@@ -108,8 +108,8 @@ def serve_firewall(
 ) -> None:
     """The egress firewall for the crew, until SIGINT or SIGTERM; on `listen_fds` when given.
 
-    With `settings_fd` its settings are read from that pipe (`up`'s supervisor writes them) and
-    the crew is loaded only to publish a first denial.
+    With `settings_fd` its settings are read from that pipe (`up`'s supervisor writes them), with
+    the crew as it was started, made into the crew only to publish a first denial.
     """
     from dataclasses import replace
 
@@ -120,9 +120,9 @@ def serve_firewall(
         settings = launch.settings
 
         def crew() -> Crew:
-            from agent_smith.crew import load_crew
+            from agent_smith.crew import Crew
 
-            return load_crew(launch.crew_dir, env).crew
+            return Crew.model_validate(launch.crew).located_in(launch.crew_dir)
     else:
         from agent_smith.crew import load_crew
         from agent_smith.egress import settings_for

@@ -23,6 +23,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PosixPath
+from typing import Any
 
 from agent_smith.egress.claude import TokenStore
 from agent_smith.egress.policy import ClaudePolicy, Policy, Rule, Secret
@@ -129,11 +130,13 @@ def settings_for(crew: Crew, crew_dir: Path, environ: Mapping[str, str]) -> Fire
 
 @dataclass(frozen=True)
 class FirewallLaunch:
-    """A crew's firewall settings, and the crew directory: the firewall loads the crew from it
-    only when it first has a denial to publish to the event log."""
+    """A crew's firewall settings, and the crew as it was started (plain data) with its
+    directory: the firewall makes the crew of them only when it first has a denial to publish
+    to the event log, the crew's as it runs even if crew.yaml changed since."""
 
     settings: FirewallSettings
     crew_dir: Path
+    crew: dict[str, Any]
 
     def pack(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
@@ -145,7 +148,7 @@ def launch_for(crew: Crew, crew_dir: Path, environ: Mapping[str, str]) -> Firewa
     # agents' assembly for it on a crew's first `up`, and held their start back while it
     # loaded cryptography and minted the key under the lock.
     settings.ca_store.ca_cert()
-    return FirewallLaunch(settings, crew_dir.absolute())
+    return FirewallLaunch(settings, crew_dir.absolute(), crew.model_dump(mode="json"))
 
 
 # Everything a packed launch is made of; `system_resolver` is the default resolver.

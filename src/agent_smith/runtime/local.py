@@ -115,15 +115,22 @@ def is_running(crew: Crew) -> bool:
 
 def check_not_running_elsewhere(crew: Crew) -> None:
     """Refuse to start `crew` while the crew `up` started from its directory runs with other
-    state (crew.yaml, or the environment, changed the crew's name, state_dir or tmux socket):
-    two supervisors would share the agents' names, and `down` could stop only one."""
-    if crew.directory is None or started_runtime(crew.directory) in (None, run_dir(crew).path.absolute()):
+    state or another tmux server (crew.yaml, or the environment, changed the crew's name,
+    state_dir or tmux socket): two supervisors would share the agents, or this `up` would
+    report the one running as if it ran crew.yaml's."""
+    if crew.directory is None:
+        return
+    here = run_dir(crew)
+    if started_runtime(crew.directory) in (None, here.path.absolute()) and here.running_pid() is None:
         return
     started = started_crew(crew.directory)
-    if started is not None and is_running(started):
+    if started is None or not is_running(started):
+        return
+    if (run_dir(started).path, started.runtime.tmux_socket) != (here.path, crew.runtime.tmux_socket):
         raise UsageError(
-            f"the crew started from {crew.directory} still runs with the state it was started with "
-            f"({CrewPaths.of(started).root}), not the state crew.yaml names now: `agent-smith down` it first"
+            f"the crew started from {crew.directory} runs with the state and tmux server it was started with "
+            f"({CrewPaths.of(started).root}, -L {started.runtime.tmux_socket}), not those it would have now: "
+            "`agent-smith down` it first"
         )
 
 
