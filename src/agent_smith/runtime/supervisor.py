@@ -477,7 +477,10 @@ class Supervisor:
                     shell = live.get((spec.session, panes.SHELL_PANE))
                     if claude is None and shell is None:
                         # Only a person's panes are left (the agent's were closed): a new session.
-                        log.info("%s: none of its panes is left; opening its session again", spec.name)
+                        log.warning(
+                            "%s: none of its panes is left; opening its session anew (a person's panes in it end)",
+                            spec.name,
+                        )
                         self.tmux.kill_session(spec.session)
                         panes.open_session(self.tmux, spec, argv, env)
                     else:
