@@ -87,21 +87,8 @@ def look(tmux: Tmux, sessions: Sequence[str]) -> tuple[dict[tuple[str, int], Pan
     args = ["list-panes", "-a", "-F", _FORMAT, ";", "display-message", "-p", _SCREEN_END]
     for session in sessions:
         target = pane(session, CLAUDE_PANE)
-        args += [
-            ";",
-            "display-message",
-            "-p",
-            "-t",
-            target,
-            "#{pane_id}",
-            ";",
-            "capture-pane",
-            "-p",
-            "-J",
-            "-t",
-            target,
-        ]
-        args += [";", "display-message", "-p", _SCREEN_END]
+        args += [";", "display-message", "-p", "-t", target, "#{pane_id}"]
+        args += [";", "capture-pane", "-p", "-J", "-t", target, ";", "display-message", "-p", _SCREEN_END]
     parts = tmux.command(*args, check=False).split(_SCREEN_END + "\n")
     if len(parts) != len(sessions) + 2:
         live = panes(tmux)
