@@ -11,8 +11,9 @@ import pytest
 
 from agent_smith.crew import Crew, EventLog
 from agent_smith.egress import DenialPublisher, EgressDenied, FirewallState
-from agent_smith.egress.service import _read_pending
+from agent_smith.egress.service import _PENDING_KEYS
 from agent_smith.events import EventFilter, connect, query
+from agent_smith.events.pending import kept
 from tests.fixtures.nats import NatsServer
 
 pytestmark = pytest.mark.real
@@ -196,7 +197,7 @@ def test_what_follows_a_torn_line_is_not_lost(tmp_path: Path) -> None:
         await asyncio.sleep(0)
 
     asyncio.run(next_firewall())
-    assert [p["host"] for p in _read_pending(pending)] == ["evil.test", "after.test"]
+    assert [p["host"] for p in kept(pending, _PENDING_KEYS)] == ["evil.test", "after.test"]
     assert oct(pending.stat().st_mode & 0o777) == "0o600"
 
 
@@ -204,7 +205,7 @@ def test_a_line_torn_by_a_crash_ends_what_is_pending(tmp_path: Path) -> None:
     pending = tmp_path / "denials.pending.jsonl"
     whole = json.dumps({"id": "01M94R3K8P0YEH4FSFJZNJHB0X", **_denial().__dict__})
     pending.write_text(whole + "\n" + whole[:40])
-    assert [p["host"] for p in _read_pending(pending)] == ["evil.test"]
+    assert [p["host"] for p in kept(pending, _PENDING_KEYS)] == ["evil.test"]
     pending.write_text('{"id": "x"}\n' + whole + "\n")
-    assert _read_pending(pending) == [], "a record that is not a whole denial ends it too"
-    assert _read_pending(tmp_path / "absent.jsonl") == []
+    assert kept(pending, _PENDING_KEYS) == [], "a record that is not a whole denial ends it too"
+    assert kept(tmp_path / "absent.jsonl", _PENDING_KEYS) == []

@@ -109,3 +109,47 @@ def test_an_event_observed_while_the_held_ones_go_out_queues_behind_them(tmux_se
     asyncio.run(run())
     assert sorted(published[:2]) == [("agent_started", "alice"), ("agent_started", "bob")]
     assert published[2] == ("agent_stopped", "bob")
+
+
+def test_events_held_by_a_supervisor_killed_before_its_event_log_came_up_are_published_by_the_next(
+    tmux_server: Tmux, tmp_path: Path
+) -> None:
+    kept = tmp_path / "runtime" / "held-events.jsonl"
+    published: list[tuple[str, str, dict[str, object]]] = []
+
+    async def publish(kind: str, agent: str, fields: object) -> None:
+        assert isinstance(fields, dict)
+        published.append((kind, agent, fields))
+
+    async def killed() -> None:
+        run_dir = RunDir(tmp_path / "runtime")
+        run_dir.ensure()
+        supervisor = Supervisor([spec(tmp_path, "alice")], tmux_server, run_dir, interval=0.05)
+        supervisor.hold_events(kept)
+        await supervisor.begin(["alice"])
+        stop, keep = asyncio.Event(), asyncio.Event()
+        watching = asyncio.create_task(supervisor.watch(stop, keep_agents=keep))
+        await asyncio.wait_for(supervisor.none_starting.wait(), 15)
+        # Gone before its event log came up (as SIGKILL would leave it): nothing was published.
+        keep.set()
+        stop.set()
+        await watching
+
+    async def next_one() -> None:
+        run_dir = RunDir(tmp_path / "runtime")
+        supervisor = Supervisor([spec(tmp_path, "bob")], tmux_server, run_dir, interval=0.05)
+        supervisor.hold_events(kept)
+        await supervisor.begin([])
+        await supervisor.publish_with(publish)
+
+    asyncio.run(killed())
+    assert kept.is_file()
+    assert published == []
+    asyncio.run(next_one())
+    [(kind, agent, fields)] = published
+    assert (kind, agent) == ("agent_started", "alice")
+    # With the id and the time it was kept with: one published already is stored once.
+    assert not kept.exists(), "published, it is no longer kept"
+    assert isinstance(fields["id"], str)
+    assert isinstance(fields["time"], str)
+    assert datetime.fromisoformat(fields["time"]) <= datetime.now(UTC)

@@ -6,9 +6,8 @@ import asyncio
 import importlib
 import json
 import logging
-import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from agent_smith.egress.audit import EgressDenied
 from agent_smith.egress.claude import ClaudeTokens, tokens_from_credentials
 from agent_smith.egress.proxy import Firewall
 from agent_smith.egress.settings import FirewallSettings, claude_store_for
-from agent_smith.errors import EventRefused, OperationError, UsageError
-from agent_smith.fsutil import write_atomic
+from agent_smith.errors import EventRefused, UsageError
+from agent_smith.events import pending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,15 +48,15 @@ class DenialPublisher:
     sent already is stored once (the id is the `Nats-Msg-Id`).
     """
 
-    def __init__(self, crew: Callable[[], Crew], pending: Path, *, settle: float = _SETTLE) -> None:
+    def __init__(self, crew: Callable[[], Crew], path: Path, *, settle: float = _SETTLE) -> None:
         self._crew = crew
-        self._path = pending
+        self._path = path
         self._settle = settle
-        self._pending = _read_pending(pending)
-        if self._pending or pending.exists():
+        self._pending = pending.kept(path, _PENDING_KEYS)
+        if self._pending or path.exists():
             # Without a torn line a killed firewall may have left, so that what is appended
             # after it is read back too.
-            _write_pending(pending, self._pending)
+            pending.rewrite(path, self._pending)
         self._publisher: Publisher | None = None
         self._flushing: asyncio.Task[None] | None = None
 
@@ -71,13 +70,7 @@ class DenialPublisher:
 
         item: dict[str, object] = {"id": new_id(), **asdict(denial)}
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, _line(item).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            pending.keep(self._path, item)
         except OSError as exc:
             # Still published (it is kept in memory), only not across a crash; the audit log has it.
             log.warning("cannot keep a denial in %s: %s", self._path, exc.strerror)
@@ -110,7 +103,7 @@ class DenialPublisher:
             await asyncio.gather(*(_publish(self._publisher, events, item) for item in batch))
             # Those that came meanwhile stay, and are the next batch.
             self._pending = self._pending[len(batch) :]
-            _write_pending(self._path, self._pending)
+            pending.rewrite(self._path, self._pending)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -161,37 +154,6 @@ async def _publish(publisher: Publisher, events: Any, item: Mapping[str, Any]) -
         # NATS will never take it; kept, it would hold back every denial after it.
         log.warning("a pending denial is dropped: %s", exc)
         return None
-
-
-def _line(item: Mapping[str, object]) -> str:
-    return json.dumps(item, separators=(",", ":")) + "\n"
-
-
-def _read_pending(path: Path) -> list[dict[str, Any]]:
-    """The denials a file keeps; a line torn by a crash (never fsynced, so never acknowledged) ends it."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise OperationError(f"{path}: cannot read the pending denials: {exc.strerror}") from exc
-    items: list[dict[str, Any]] = []
-    for line in lines:
-        try:
-            item = json.loads(line)
-        except ValueError:
-            break
-        if not isinstance(item, dict) or not item.keys() >= _PENDING_KEYS:
-            break
-        items.append(item)
-    return items
-
-
-def _write_pending(path: Path, items: Sequence[Mapping[str, object]]) -> None:
-    if items:
-        write_atomic(path, "".join(_line(i) for i in items), 0o600)
-    else:
-        path.unlink(missing_ok=True)
 
 
 async def run_firewall(

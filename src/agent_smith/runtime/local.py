@@ -51,6 +51,8 @@ CONTAINER_SESSION = "main"
 _EVENT_LOG_AFTER = 5.0
 # How long `up` gives a supervisor whose agent was stopped to end too, when `down` stopped both.
 _STOPPING_WAIT = 3.0
+# The events the supervisor observes before its event log is up, kept across a crash.
+HELD_EVENTS = "held-events.jsonl"
 log = logging.getLogger(__name__)
 
 
@@ -390,7 +392,7 @@ async def supervise(
             watching = False
             channels = None
             try:
-                supervisor.hold_events()
+                supervisor.hold_events(rd.path / HELD_EVENTS)
                 await supervisor.begin([s.name for s in specs])
                 for child in children:
                     child.launch()

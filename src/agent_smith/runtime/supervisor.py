@@ -20,9 +20,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from agent_smith.errors import OperationError, UsageError
+from agent_smith.events import pending
+from agent_smith.events.ids import new_id
 from agent_smith.fsutil import write_atomic
 from agent_smith.mcphttp import HttpAnswer, answer_http
 from agent_smith.mcpstdio import McpServer
@@ -79,6 +82,8 @@ _OUTPUT_POLL = 0.004
 _MCP_READY_WAIT = 30.0
 # A first-run prompt still in claude's input this long after its Enter gets another, this often at most.
 _SUBMIT_CHECK = 1.0
+# What an event held until the event log is up is kept as (`events.pending`).
+_HELD_KEYS = frozenset({"id", "type", "agent", "fields"})
 _SUBMIT_TRIES = 5
 # Claude Code reconnects a broken MCP stream five times, 1 s to 30 s apart (~16 s when the
 # endpoint refuses at once), then gives up on that server for good.
@@ -211,7 +216,8 @@ class Supervisor:
         self.run_dir = run_dir
         self.publish = publish
         # Events observed while held (`hold_events` until `publish_with`), in order, each with its time.
-        self._held: list[tuple[str, str, dict[str, object]]] | None = None
+        self._held: list[dict[str, Any]] | None = None
+        self._held_in: Path | None = None
         # Set while no agent is starting (launched, its prompt not seen yet), from the first status on.
         self.none_starting = asyncio.Event()
         self._services = services
@@ -506,7 +512,14 @@ class Supervisor:
             if self._held is not None:
                 # Stamped now: the event happened now, not when the event log comes up.
                 stamped = {**action.fields, "time": datetime.fromtimestamp(self._clock(), UTC)}
-                self._held.append((action.type, spec.name, stamped))
+                item = {"id": new_id(), "type": action.type, "agent": spec.name, "fields": stamped}
+                if self._held_in is not None:
+                    try:
+                        pending.keep(self._held_in, item, durable=False)
+                    except OSError as exc:
+                        # Still published (it is held in memory), only not across a crash.
+                        log.warning("cannot keep an event in %s: %s", self._held_in, exc.strerror)
+                self._held.append(item)
             else:
                 await self._publish(action.type, spec.name, action.fields)
 
@@ -520,19 +533,25 @@ class Supervisor:
 
     # ---- the event log coming up late -----------------------------------------------------
 
-    def hold_events(self) -> None:
+    def hold_events(self, kept_in: Path | None = None) -> None:
         """Keep the events observed from now on until `publish_with` (the supervisor brings its
-        event log up once its agents have started, rather than beside their boot)."""
-        self._held = []
+        event log up once its agents have started, rather than beside their boot). With
+        `kept_in`, on disk too: a supervisor killed meanwhile leaves them to the next, which
+        publishes them first."""
+        self._held_in = kept_in
+        self._held = pending.kept(kept_in, _HELD_KEYS) if kept_in is not None else []
 
     async def publish_with(self, publish: Publisher) -> None:
         """Publish with `publish` from now on: first the events held until now, in order."""
         self.publish = publish
-        # Still held while they go out: one observed meanwhile queues behind them.
+        # Still held while they go out: one observed meanwhile queues behind them. Each goes with
+        # the id it was kept with, so one a killed supervisor had published is stored once.
         while self._held:
-            type_name, agent, fields = self._held.pop(0)
-            await self._publish(type_name, agent, fields)
+            item = self._held.pop(0)
+            await self._publish(item["type"], item["agent"], {**item["fields"], "id": item["id"]})
         self._held = None
+        if self._held_in is not None:
+            pending.rewrite(self._held_in, [])
 
     # ---- status and metrics ---------------------------------------------------------------
 
