@@ -34,6 +34,7 @@ from agent_smith.runtime import (
     stop_crew,
     supervise,
     wait_ready,
+    where_it_runs,
 )
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def _running(out: AppContext, crew: Path | None, *, for_down: bool = False) -> C
         return started
     if started is None or not (for_down or is_running(started)):
         return loaded.crew
-    if _shape(started) != _shape(loaded.crew):
+    if where_it_runs(started) != where_it_runs(loaded.crew) or _names(started) != _names(loaded.crew):
         out.warn(
             "the crew runs as it was started, with other state or agents than crew.yaml names now: acting on "
             f"it (its state in {CrewPaths.of(started).root}; `down`, then `up`, to run crew.yaml's)"
@@ -121,9 +122,8 @@ def _running(out: AppContext, crew: Path | None, *, for_down: bool = False) -> C
     return started if for_down else loaded.crew
 
 
-def _shape(crew: Crew) -> tuple[object, ...]:
-    """What tells two crews' processes apart: their state, tmux server and agents."""
-    return CrewPaths.of(crew).root, crew.runtime.tmux_socket, tuple(a.name for a in crew.agents)
+def _names(crew: Crew) -> list[str]:
+    return [agent.name for agent in crew.agents]
 
 
 def down(ctx: typer.Context, agents: AgentsArg = None, crew: CrewOption = None) -> None:

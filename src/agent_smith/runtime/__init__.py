@@ -31,7 +31,7 @@ from agent_smith.runtime.local import (
 )
 from agent_smith.runtime.panelog import readable
 from agent_smith.runtime.policy import AgentState, Restart
-from agent_smith.runtime.started import started_crew
+from agent_smith.runtime.started import started_crew, where_it_runs
 from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.runtime.tmux import Tmux, TmuxSession
 
@@ -69,4 +69,5 @@ __all__ = [
     "stop_crew",
     "supervise",
     "wait_ready",
+    "where_it_runs",
 ]

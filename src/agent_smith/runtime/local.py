@@ -36,7 +36,7 @@ from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
 from agent_smith.runtime.session import rotated
-from agent_smith.runtime.started import forget_started, keep_started, started_crew, started_runtime
+from agent_smith.runtime.started import forget_started, keep_started, started_crew, started_runtime, where_it_runs
 from agent_smith.runtime.supervisor import LOG_KEEP, Supervisor
 from agent_smith.runtime.sweep import AGENT_VAR, sweep
 from agent_smith.runtime.tmux import Tmux
@@ -128,7 +128,7 @@ def check_not_running_elsewhere(crew: Crew) -> None:
     started = started_crew(crew.directory)
     if started is None or not is_running(started):
         return
-    if (run_dir(started).path, started.runtime.tmux_socket) != (here.path, crew.runtime.tmux_socket):
+    if where_it_runs(started) != where_it_runs(crew):
         raise UsageError(
             f"the crew started from {crew.directory} runs with the state and tmux server it was started with "
             f"({CrewPaths.of(started).root}, -L {started.runtime.tmux_socket}), not those it would have now: "

@@ -21,7 +21,7 @@ import os
 import uuid
 from pathlib import Path
 
-from agent_smith.crew import Crew
+from agent_smith.crew import Crew, CrewPaths
 from agent_smith.fsutil import write_atomic
 
 CREW_AS_STARTED = "crew.json"
@@ -53,6 +53,11 @@ def keep_started(crew: Crew, runtime: Path) -> None:
         log.warning("cannot keep the crew as started in %s: %s", link, exc.strerror or exc)
         with contextlib.suppress(OSError):
             fresh.unlink()
+
+
+def where_it_runs(crew: Crew) -> tuple[Path, str]:
+    """What tells two crews' processes apart: their state and their tmux server."""
+    return CrewPaths.of(crew).root, crew.runtime.tmux_socket
 
 
 def started_runtime(directory: Path) -> Path | None:
