@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -395,6 +396,35 @@ def test_a_refused_token_is_said_plainly_once(
     asyncio.run(scenario())
     [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert error.levelno == logging.ERROR
-    assert error.getMessage().startswith("sync: 401 M_UNKNOWN_TOKEN")
-    assert "(the homeserver refused devbot's Matrix access token: give the agent a valid one" in error.getMessage()
+    # The supervisor hosts every agent's channel: each line says which agent it is about.
+    assert error.getMessage().startswith("agent devbot: sync: 401 M_UNKNOWN_TOKEN")
+    assert getattr(error, "agent", None) == "devbot"
+    assert "(the homeserver refused its Matrix access token: give the agent a valid one" in error.getMessage()
     assert "syt_not_a_token_of_this_server" not in caplog.text
+
+
+def test_a_token_given_anew_is_tried_at_once(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
+    # `restart` gives the channel the token its file holds now: not 300 s later.
+    config = chat_config(load_crew(crew_dir, {}).crew, "devbot", "syt_not_a_token_of_this_server")
+
+    async def notify(content: str, meta: Mapping[str, str]) -> None:
+        pass
+
+    async def scenario() -> float:
+        link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token, request_timeout=10)
+        channel = ChatChannel(config, link, notify, poll_ms=100)
+        stop = asyncio.Event()
+        task = asyncio.create_task(channel.run(stop))
+        try:
+            await asyncio.sleep(0.5)
+            assert not channel.synced.is_set()
+            renewed = time.monotonic()
+            channel.renew_token(cast.devbot.access_token)
+            await asyncio.wait_for(channel.synced.wait(), 10)
+            return time.monotonic() - renewed
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+            await link.close()
+
+    assert asyncio.run(scenario()) < 5

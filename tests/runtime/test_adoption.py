@@ -1,5 +1,6 @@
 """A supervisor that starts again adopts the agents still running in tmux with what the one
-before counted: restarts, and fast crashes toward a crash loop.
+before counted: restarts, and fast crashes toward a crash loop. An agent it starts anew counts
+from 0.
 
 Real tmux; a shell that shows claude's prompt stands in for claude.
 """
@@ -69,5 +70,13 @@ def test_an_adopted_agent_keeps_its_counts_toward_a_crash_loop(tmux_server: Tmux
             stop.set()
             await watching
 
+    async def after_a_down() -> None:
+        # Not running when a supervisor starts (a `down` stopped it): started anew, it counts from 0.
+        tmux_server.kill_session("alice")
+        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
+        await supervisor.begin([])
+        assert (supervisor.agents["alice"].record.restarts, supervisor.agents["alice"].record.fast_crashes) == (0, 0)
+
     asyncio.run(first())
     asyncio.run(second())
+    asyncio.run(after_a_down())

@@ -88,12 +88,22 @@ def test_up_hosts_the_channel_and_a_new_supervisor_keeps_it(
             for e in room_events(synapse, alice, room)
         )
 
+    # A token the homeserver refuses: the channel says so and waits; `restart` gives it the mended one.
+    token_file = crew.state / "rt" / "agents" / "solo" / "state" / "matrix_access_token"
+    write_atomic(token_file, "syt_not_a_token_of_this_server\n", mode=0o600)
     up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
     assert up.returncode == 0, up.stderr
     assert serving(crew, "solo")
-    pane = crew.pane_pid("solo")
     state = crew.state / "rt" / "agents" / "solo" / "state" / "chat" / "state.json"
-    wait_until("the channel's first sync", state.exists)
+    wait_until(
+        "the refused token said", lambda: "agent solo: sync: 401" in (crew.runtime / "supervisor.log").read_text()
+    )
+    assert not state.exists()
+    write_atomic(token_file, bot.access_token + "\n", mode=0o600)
+    restarted = crew.cli("restart", "solo", "--crew", root)
+    assert restarted.returncode == 0, restarted.stderr
+    pane = crew.pane_pid("solo")
+    wait_until("the channel's first sync", state.exists, timeout=10)
     # No MCP server process under claude: the channel is the supervisor's.
     assert not mcp_servers_under(pane)
     # `status` and the metrics show whether claude holds its channel.
@@ -117,7 +127,7 @@ def test_up_hosts_the_channel_and_a_new_supervisor_keeps_it(
     assert again.returncode == 0, again.stderr
     wait_until("solo's answer through the new supervisor", lambda: solo_says("pong two"), timeout=60)
     assert crew.pane_pid("solo") == pane, "claude was restarted"
-    assert crew.entry("solo")["restarts"] == 0
+    assert crew.entry("solo")["restarts"] == 1, "the one `restart` asked for, counted on"
     answers = [e for e in room_events(synapse, alice, room) if e["sender"] == bot.user_id and "pong" in str(e)]
     assert len([e for e in answers if e.get("content", {}).get("body") == "pong two"]) == 1
     log = (crew.runtime / "supervisor.log").read_text()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +42,16 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _AgentLog(logging.LoggerAdapter[logging.Logger]):
+    """The channel's log lines, each saying which agent it is about: the supervisor hosts every
+    agent's channel, and their lines meet in one log."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        agent = (self.extra or {}).get("agent")
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), "agent": agent}
+        return f"agent {agent}: {msg}", kwargs
+
+
 class ChatChannel:
     def __init__(
         self,
@@ -54,6 +64,9 @@ class ChatChannel:
     ) -> None:
         self.config = config
         self.link = link
+        self.log = _AgentLog(log, {"agent": config.agent})
+        # Set when the agent was given a new access token: a refused one is tried again at once.
+        self._renewed = asyncio.Event()
         self._notify = notify
         self._clock = clock
         self._poll_ms = poll_ms
@@ -85,33 +98,54 @@ class ChatChannel:
             except TokenRefused as exc:
                 # No retry soon mends it: only a valid token, which takes a restart. Said once, plainly.
                 if not refused:
-                    log.error(
-                        "%s (the homeserver refused %s's Matrix access token: give the agent a valid one and "
+                    self.log.error(
+                        "%s (the homeserver refused its Matrix access token: give the agent a valid one and "
                         "restart it; trying again every %gs meanwhile)",
                         exc,
-                        self.config.agent,
                         TOKEN_RETRY,
                     )
                 refused = True
-                if await wait_or_stop(TOKEN_RETRY, stop):
+                if await self._until_renewed(stop):
                     return
                 continue
             except OperationError as exc:
                 failures += 1
                 delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
-                log.warning("%s; retrying in %.1fs", exc, delay)
+                self.log.warning("%s; retrying in %.1fs", exc, delay)
                 if await wait_or_stop(delay, stop):
                     return
                 continue
             if failures:
-                log.warning("homeserver %s reachable again after %d failed sync(s)", self.link.homeserver, failures)
+                self.log.warning(
+                    "homeserver %s reachable again after %d failed sync(s)", self.link.homeserver, failures
+                )
             if refused:
-                log.warning("homeserver %s takes %s's access token again", self.link.homeserver, self.config.agent)
+                self.log.warning("homeserver %s takes its access token again", self.link.homeserver)
             failures, refused = 0, False
             await self.handle(batch)
             full_state = False
             await self.tick()
             self.synced.set()
+
+    def renew_token(self, access_token: str) -> None:
+        """Use `access_token` from now on (the agent is restarted, its token file perhaps mended);
+        a sync waiting after a refused token tries it at once."""
+        if access_token == self.config.access_token:
+            return
+        self.config = replace(self.config, access_token=access_token)
+        self.link.use_token(access_token)
+        self._renewed.set()
+
+    async def _until_renewed(self, stop: asyncio.Event) -> bool:
+        """Wait TOKEN_RETRY, or until a new token or `stop`; True when stopped."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._renewed.wait())]
+        try:
+            await asyncio.wait(waits, timeout=TOKEN_RETRY, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self._renewed.clear()
+        return stop.is_set()
 
     async def _join_pending(self) -> None:
         for room in list(self._pending_joins):
@@ -120,7 +154,7 @@ class ChatChannel:
             except TokenRefused:
                 return  # The sync says it, once.
             except OperationError as exc:
-                log.warning("cannot join %s yet: %s", room, exc)
+                self.log.warning("cannot join %s yet: %s", room, exc)
                 continue
             self._pending_joins.remove(room)
 
@@ -135,7 +169,9 @@ class ChatChannel:
         for room_id, inviter in batch.invites:
             await self._invited(room_id, inviter)
         for room_id in batch.limited_rooms:
-            log.warning("room %s had more than a sync's worth of new events; older ones are only in history", room_id)
+            self.log.warning(
+                "room %s had more than a sync's worth of new events; older ones are only in history", room_id
+            )
         for room_id, event in batch.events:
             event_id = event.get("event_id")
             if not isinstance(event_id, str) or event_id in seen:
@@ -149,12 +185,12 @@ class ChatChannel:
 
     async def _invited(self, room_id: str, inviter: str) -> None:
         if inviter not in self.config.roster.heard:
-            log.warning("ignored an invite to %s from %s: not on the allowlist", room_id, inviter)
+            self.log.warning("ignored an invite to %s from %s: not on the allowlist", room_id, inviter)
             return
         try:
             await self.link.join(room_id)
         except OperationError as exc:
-            log.warning("cannot accept the invite to %s from %s: %s", room_id, inviter, exc)
+            self.log.warning("cannot accept the invite to %s from %s: %s", room_id, inviter, exc)
 
     async def _event(self, room_id: str, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
@@ -179,7 +215,7 @@ class ChatChannel:
         # The agent's own replies are counted when sent (`_count_reply`): their echo may come first.
         if not message.is_edit and message.sender != self.me:
             self.state.set_guard(room_id, observe(guard, self.config.roster, message.sender))
-        log.info(
+        self.log.info(
             "%s %s from %s in %s: %s",
             decision.verdict.value,
             message.event_id,
@@ -220,7 +256,7 @@ class ChatChannel:
         try:
             sender = (await self.link.get_event(room_id, event_id)).get("sender")
         except OperationError as exc:
-            log.warning("cannot tell who wrote %s: %s", event_id, exc)
+            self.log.warning("cannot tell who wrote %s: %s", event_id, exc)
             return None
         return sender if isinstance(sender, str) else None
 
@@ -252,7 +288,9 @@ class ChatChannel:
         # The agent first, the 👀 after: the acknowledgement must not delay the work.
         await self._notify(message.body, meta)
         # Logged before the save below: its time is when the notification was written (the bench reads it).
-        log.info("notified the agent of %s", message.event_id, extra={"event_id": message.event_id, "notified": True})
+        self.log.info(
+            "notified the agent of %s", message.event_id, extra={"event_id": message.event_id, "notified": True}
+        )
         # Saved at once (the event is in `seen`): Claude Code may stop this server at any moment,
         # and a restart must not deliver the message a second time.
         self.save()
@@ -262,7 +300,7 @@ class ChatChannel:
                     message.room_id, "m.reaction", render.reaction_content(message.event_id, self.config.ack_reaction)
                 )
             except OperationError as exc:
-                log.warning("cannot acknowledge %s: %s", message.event_id, exc)
+                self.log.warning("cannot acknowledge %s: %s", message.event_id, exc)
 
     async def _encrypted(self, room_id: str, sender: str) -> None:
         """Tell the operators once per room that the agent cannot read it, instead of staying silent."""
@@ -281,10 +319,10 @@ class ChatChannel:
                 room_id, "m.room.message", render.message_content(text, mention_ids=operators)
             )
         except OperationError as exc:
-            log.warning("cannot tell the operators about encrypted room %s: %s", room_id, exc)
+            self.log.warning("cannot tell the operators about encrypted room %s: %s", room_id, exc)
             return
         self.state.remember_own(event_id)
-        log.warning("room %s is encrypted: told the operators", room_id)
+        self.log.warning("room %s is encrypted: told the operators", room_id)
 
     async def tick(self) -> None:
         """Quiet hours bookkeeping: when the window ends, one digest of what was held."""

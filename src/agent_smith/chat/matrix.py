@@ -104,6 +104,10 @@ class MatrixLink:
             trust_env=False,
         )
 
+    def use_token(self, access_token: str) -> None:
+        """Call with `access_token` from now on (the agent was given a new one)."""
+        self._http.headers["Authorization"] = f"Bearer {access_token}"
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -140,7 +144,7 @@ class MatrixLink:
             wait = rate_limit_wait(response.status_code, answer, response.headers.get("retry-after"))
             if wait is not None and wait <= RATE_LIMIT_WAIT_MAX and limited < RATE_LIMIT_RETRIES:
                 limited += 1
-                log.warning("%s: rate limited by the homeserver; retrying in %.1fs", what, wait)
+                log.warning("%s (%s): rate limited by the homeserver; retrying in %.1fs", what, self.user_id, wait)
                 await asyncio.sleep(wait)
                 continue
             if not response.is_success:

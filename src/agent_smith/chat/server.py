@@ -224,6 +224,11 @@ class ChannelHost:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(keep_syncing(c, self._stop)) for c in self._channels.values()]
 
+    def renew_token(self, agent: str, access_token: str) -> None:
+        """Give `agent`'s channel `access_token` (none hosted for it: nothing to do)."""
+        if (channel := self._channels.get(agent)) is not None:
+            channel.renew_token(access_token)
+
     async def close(self) -> None:
         self._stop.set()
         for task in self._tasks:

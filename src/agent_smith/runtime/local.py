@@ -44,6 +44,7 @@ from agent_smith.runtime.tmux import Tmux
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent_smith.chat.config import ChatConfig
+    from agent_smith.chat.server import ChannelHost
     from agent_smith.events import EmbeddedNats, Publisher
 
 CONTAINER_SESSION = "main"
@@ -406,6 +407,7 @@ async def supervise(
 
                     channels = ChannelHost(chat)
                     channels.start()
+                    supervisor.before_launch = partial(_renew_token, channels, crew)
                 hosted = channels.servers if channels is not None else {}
                 supervisor.serve_mcp({tokens[name]: server for name, server in hosted.items()}, CHAT_PATH)
                 supervisor.watch_channels(hosted)
@@ -500,17 +502,28 @@ def _chat_configs(loaded: LoadedCrew, names: Sequence[str]) -> dict[str, ChatCon
     """
     if not names:
         return {}
-    from agent_smith.chat.config import TOKEN_FILE, chat_config, read_token
+    from agent_smith.chat.config import chat_config
 
-    paths = CrewPaths.of(loaded.crew)
-    configs = {}
-    for name in names:
-        try:
-            token = read_token({}, paths.agent_state(name) / TOKEN_FILE)
-        except UsageError as exc:
-            raise UsageError(f"agent {name}'s Matrix channel: {exc}") from None
-        configs[name] = chat_config(loaded.crew, name, token)
-    return configs
+    return {name: chat_config(loaded.crew, name, _matrix_token(loaded.crew, name)) for name in names}
+
+
+def _matrix_token(crew: Crew, name: str) -> str:
+    """The Matrix access token in agent `name`'s state directory; a UsageError naming it if unusable."""
+    from agent_smith.chat.config import TOKEN_FILE, read_token
+
+    try:
+        return read_token({}, CrewPaths.of(crew).agent_state(name) / TOKEN_FILE)
+    except UsageError as exc:
+        raise UsageError(f"agent {name}'s Matrix channel: {exc}") from None
+
+
+def _renew_token(channels: ChannelHost, crew: Crew, name: str) -> None:
+    """Give `name`'s channel the token its file holds now: restarting an agent is how it takes a
+    mended one. One that became unusable is said, and the channel keeps the one it has."""
+    try:
+        channels.renew_token(name, _matrix_token(crew, name))
+    except UsageError as exc:
+        log.warning("%s; its channel keeps the token it has", exc)
 
 
 def _handle_signals(stop: asyncio.Event, keep: asyncio.Event, interrupted: asyncio.Event, *, detachable: bool) -> None:

@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -218,6 +218,8 @@ class Supervisor:
         # Events observed while held (`hold_events` until `publish_with`), in order, each with its time.
         self._held: list[dict[str, Any]] | None = None
         self._held_in: Path | None = None
+        # Called with an agent's name before each start of its claude (its Matrix token is read again).
+        self.before_launch: Callable[[str], None] | None = None
         # Set while no agent is starting (launched, its prompt not seen yet), from the first status on.
         self.none_starting = asyncio.Event()
         self._services = services
@@ -234,12 +236,7 @@ class Supervisor:
         previous = (run_dir.read_status() or {}).get("agents", {})
         self.agents: dict[str, _Agent] = {}
         for spec in specs:
-            before = previous.get(spec.name, {}) if isinstance(previous, dict) else {}
-            # Counted on from the supervisor before: an agent it adopts that crashed fast just
-            # before stays that close to a crash loop (a start asked for begins anew).
-            restarts, fast = (_count(before, key) for key in ("restarts", "fast_crashes"))
-            record = Record(spec.name, spec.restart, restarts=restarts, fast_crashes=fast)
-            self.agents[spec.name] = _Agent(spec, record)
+            self.agents[spec.name] = _Agent(spec, Record(spec.name, spec.restart))
         self._previous = previous if isinstance(previous, dict) else {}
         self._last_status: dict[str, Any] | None = None
         self._woken = asyncio.Event()
@@ -255,6 +252,11 @@ class Supervisor:
             if claude is not None and not claude.dead:
                 before = self._previous.get(name, {})
                 started = before.get("started_at") if isinstance(before, dict) else None
+                # Counted on from the supervisor before: an adopted agent keeps its restarts, and
+                # one that crashed fast just before stays that close to a crash loop. One started
+                # anew (it was not running) begins with none.
+                restarts, fast = (_count(before, key) for key in ("restarts", "fast_crashes"))
+                agent.record = replace(agent.record, restarts=restarts, fast_crashes=fast)
                 agent.launch_id = environment_value(claude.pid, LAUNCH_VAR)
                 # Its claude held the channel of the supervisor before: lost now, it is given up on.
                 agent.channel = ChannelWatch(held=True)
@@ -470,6 +472,8 @@ class Supervisor:
     async def _carry_out(self, agent: _Agent, action: Action) -> None:
         spec = agent.spec
         if isinstance(action, Launch):
+            if self.before_launch is not None:
+                self.before_launch(spec.name)
             resumed = has_previous_session(spec.config_dir, spec.cwd)
             argv = with_resume(spec.claude, resumed)
             agent.dialog_answered = False
