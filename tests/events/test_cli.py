@@ -177,8 +177,11 @@ def test_a_crew_finds_its_embedded_server(tmp_path: Path, env: dict[str, str | N
         fh.write(f"runtime:\n  state_dir: {state}\n")
     env = {**env, "AGENT_SMITH_EVENTS_OUTBOX": None, "AGENT_SMITH_CREW": str(crew)}
     code, _, err = invoke(["events", "query"], env)
-    assert code == 2
+    assert code == 1, "a crew that is down is a failure, as an unreachable server is"
     assert "no NATS server" in err
+    # A range that ends before it begins is a mistake, said as one.
+    code, _, err = invoke(["events", "query", "--since", "1h", "--until", "2h"], env)
+    assert (code, err) == (2, "error: --until 2h is before --since 1h: nothing can be found between them\n")
 
     server = EmbeddedNats(state / "example-crew" / "nats")
     try:

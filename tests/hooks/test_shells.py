@@ -19,7 +19,7 @@ from agent_smith.crew import scaffold_crew
 from agent_smith.errors import EventRefused, OperationError, UsageError
 from agent_smith.hooks import deliver as deliver_module
 from agent_smith.hooks.context import HookContext, load_context, snapshot_path
-from agent_smith.hooks.deliver import MAX_ATTEMPTS, PrFacts, announcement, deliver, event_fields
+from agent_smith.hooks.deliver import MAX_ATTEMPTS, PrFacts, announcement, deliver, event_fields, run_deliver
 from agent_smith.hooks.prompt import ACTIVITY_FILE, prompt_context
 from agent_smith.hooks.prompt_mcp import prompt_tool
 from agent_smith.hooks.rewake import Activity, PullRequest
@@ -28,6 +28,8 @@ from agent_smith.hooks.tool import SPOOL, retry_due, run_tool
 from agent_smith.mcphttp import answer_http
 from agent_smith.mcpstdio import McpServer
 from agent_smith.quiet_hours import is_quiet, parse_hhmm, quiet_until
+from tests.fixtures.nats import NatsServer
+from tests.hooks.test_real_cli import stored_events
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 AGENT_SMITH = Path(sys.executable).parent / "agent-smith"
@@ -647,3 +649,18 @@ def test_a_bot_to_bot_ping_pong_stops_at_the_cap(context: HookContext, capsys: p
         now=lambda: T0 + dt.timedelta(hours=2),
     )
     assert later == 2  # held, not lost: once the hour has room, the waiting comments surface
+
+
+@pytest.mark.real
+def test_without_a_github_token_a_pr_opened_is_published_without_its_branches(
+    env: dict[str, str], context: HookContext, nats_server: NatsServer
+) -> None:
+    # gh said the title and URL; the branches are what only the forge knows, and there is none to ask.
+    url = "https://ghe.test/example/widgets/pull/5"
+    payload = {"tool_name": "Bash", "tool_input": {"command": "gh pr create -t Fix"}, "tool_response": {"stdout": url}}
+    run_tool(context, payload, spawn=False)
+    run_deliver(context, {**env, "NATS_URL": nats_server.url})
+    [opened] = [e for e in stored_events(nats_server.url) if e["type"] == "pr_opened"]
+    assert (opened["repo"], opened["pr"], opened["title"], opened["url"]) == ("example/widgets", 5, "Fix", url)
+    assert "base" not in opened
+    assert "no forge: no GitHub token" in (Path(context.state) / "hooks" / "hooks.log").read_text()

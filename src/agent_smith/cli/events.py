@@ -18,7 +18,7 @@ from agent_smith.cli.context import JsonFlag, app_context
 from agent_smith.cli.mcp import mcp_app
 from agent_smith.cli.output import AppContext
 from agent_smith.cli.servers import resolve_target, serve_events
-from agent_smith.errors import UsageError
+from agent_smith.errors import OperationError, UsageError
 from agent_smith.events import (
     EventFilter,
     EventTarget,
@@ -58,7 +58,8 @@ RepoOption = Annotated[str | None, typer.Option("--repo", help="Only events abou
 
 def _require_url(target: EventTarget) -> str:
     if target.url is None:
-        raise UsageError(
+        # A crew that is down, as often as a setting missing: a failure, as an unreachable server is.
+        raise OperationError(
             "no NATS server: set events.nats_url in crew.yaml or NATS_URL, or start the crew (agent-smith up)"
         )
     return target.url
@@ -100,7 +101,11 @@ def _filter(
             bounds[option] = parse_time(value, now) if value is not None else None
         except ValueError as exc:
             raise UsageError(f"{option}: {exc}") from None
-    return EventFilter(tuple(types or ()), agent, repo, pr, bounds["--since"], bounds["--until"])
+    start, end = bounds["--since"], bounds["--until"]
+    if start is not None and end is not None and end < start:
+        # A range that ends before it begins finds nothing: a swapped pair, not a question.
+        raise UsageError(f"--until {until} is before --since {since}: nothing can be found between them")
+    return EventFilter(tuple(types or ()), agent, repo, pr, start, end)
 
 
 @events_app.command("publish")

@@ -232,15 +232,28 @@ async def _run(context: HookContext, env: Mapping[str, str]) -> int:
     # The deliverer runs detached, so it can afford the crew: the event log's target (its URL,
     # or the crew's embedded server, and the outbox every publisher of the crew shares).
     target = crew_target(load_crew(context.crew_dir, env=env).crew, env)
-    async with (
-        ForgeClient.from_env(api_url=context.forge_base_url, graphql_url=context.forge_graphql_url, env=env) as forge,
-        Publisher(target.settings, target.outbox, target.url) as publisher,
-    ):
+    no_forge = ""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            forge = await stack.enter_async_context(
+                ForgeClient.from_env(api_url=context.forge_base_url, graphql_url=context.forge_graphql_url, env=env)
+            )
+        except UsageError as exc:
+            # No forge to ask (no GitHub token): an event whose job says enough is still published,
+            # without what only the forge knows; one that needs the forge waits, as when it is away.
+            no_forge = str(exc)
+            log_line(context.state, "deliver", f"no forge: {no_forge}")
+            forge = None
+        publisher = await stack.enter_async_context(Publisher(target.settings, target.outbox, target.url))
 
         async def lookup(repo: str, number: int) -> PrFacts:
+            if forge is None:
+                raise OperationError(no_forge)
             return pr_facts(await forge.pull_request(repo, number))
 
         async def find(repo: str, branch: str) -> tuple[int, PrFacts] | None:
+            if forge is None:
+                raise OperationError(no_forge)
             data = await forge.pull_request_of_branch(repo, branch)
             return None if data is None else (int(data["number"]), pr_facts(data))
 
