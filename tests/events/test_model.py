@@ -62,7 +62,11 @@ def test_decode_round_trips() -> None:
         ("pr_opened", {"repo": "acme/web", "pr": "1", "title": "t"}, "pr_opened: missing field 'url'"),
         ("pr_opened", {**PR, "pr": "twelve"}, "pr_opened: field 'pr': Input should be a valid integer"),
         ("pr_opened", {**PR, "repo": "not a repo"}, "pr_opened: field 'repo': Value error, 'not a repo' is not"),
-        ("pr_opened", {**PR, "colour": "red"}, "pr_opened: unknown field 'colour' (fields: base, head, id, pr"),
+        (
+            "pr_opened",
+            {**PR, "colour": "red"},
+            "pr_opened: unknown field 'colour' (fields: base, head, pr, repo, title, url)",
+        ),
         ("task_done", {"summary": "x", "agent": "other"}, "task_done: field 'agent' is set by agent-smith"),
         ("task_done", {"summary": "x", "type": "incident"}, "task_done: field 'type' is set by agent-smith"),
         ("incident", {"summary": "x", "severity": "apocalyptic"}, "incident: field 'severity'"),

@@ -192,7 +192,8 @@ def _describe(exc: ValidationError, type_name: str) -> str:
     if first["type"] == "missing":
         return f"{type_name}: missing field {field!r}"
     if first["type"] == "extra_forbidden":
-        known = ", ".join(sorted(set(Event.registry[type_name].model_fields) - {"type", "schema_version", "agent"}))
+        # The fields a caller gives: the envelope's (id, time, agent, type, version) are agent-smith's.
+        known = ", ".join(sorted(set(Event.registry[type_name].model_fields) - set(Event.model_fields)))
         return f"{type_name}: unknown field {field!r} (fields: {known})"
     return f"{type_name}: field {field!r}: {first['msg']}"
 
