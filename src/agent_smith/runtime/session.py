@@ -215,12 +215,7 @@ def restart_claude(
         start, index, roles = "split-window -b -d -v", shell.index, _roles(spec, shell.index, shell.index + 1)
     else:
         raise OperationError(f"agent {spec.name}: neither of its panes is left to start claude beside")
-    tmux.command(
-        *start.split(), "-t", pane(spec.session, index), "-c", str(spec.cwd), "--", *argv,
-        ";", *roles,
-        ";", *_pipe(spec, CLAUDE_PANE, index),
-        client_path=spec.env.get("PATH"),
-    )  # fmt: skip
+    _start_pane(tmux, spec, start, index, spec.cwd, argv, roles, (CLAUDE_PANE, index))
 
 
 def restart_shell(tmux: Tmux, spec: AgentSpec, *, at: PaneStatus | None, claude: PaneStatus | None) -> None:
@@ -234,10 +229,27 @@ def restart_shell(tmux: Tmux, spec: AgentSpec, *, at: PaneStatus | None, claude:
         roles = _roles(spec, claude.index, index)
     else:
         raise OperationError(f"agent {spec.name}: neither of its panes is left to start a shell beside")
+    _start_pane(tmux, spec, start, target, spec.shell_cwd, argv, roles, (SHELL_PANE, index))
+
+
+def _start_pane(
+    tmux: Tmux,
+    spec: AgentSpec,
+    start: str,
+    target: int,
+    cwd: Path,
+    argv: Sequence[str],
+    roles: Sequence[str],
+    piped: tuple[int, int],
+) -> None:
+    """One tmux command list: `start` (respawn-pane or split-window) at pane `target`, running
+    `argv` in `cwd`; mark the panes' `roles`; pipe the pane at `piped[1]` to the log of the role
+    `piped[0]`."""
+    role, index = piped
     tmux.command(
-        *start.split(), "-t", pane(spec.session, target), "-c", str(spec.shell_cwd), "--", *argv,
+        *start.split(), "-t", pane(spec.session, target), "-c", str(cwd), "--", *argv,
         ";", *roles,
-        ";", *_pipe(spec, SHELL_PANE, index),
+        ";", *_pipe(spec, role, index),
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
 
