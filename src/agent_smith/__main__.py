@@ -9,15 +9,26 @@ import sys
 
 
 def main() -> None:
-    from agent_smith.deferred import defer
+    from agent_smith.deferred import defer, without_pydantic_plugins
 
     defer()
+    without_pydantic_plugins()
     argv = sys.argv[1:]
     if len(argv) >= 2 and argv[0] == "hook" and not any(a in ("-h", "--help") for a in argv):
         from agent_smith.hooks.entry import run
         from agent_smith.leave import leave
 
         leave(run(argv[1], argv[2:]))
+    if argv[:1] in (["mcp"], ["firewall"]) and not any(a in ("-h", "--help") for a in argv):
+        from agent_smith.cli.servers import run as serve
+
+        served = serve(argv)
+        if served is not None:
+            sys.exit(served)
+    # Importing the CLI, the crew's models and the verb's modules allocates much and frees
+    # little: the cyclic collector would only walk it (~8% of that CPU, ~10 ms of `up` before
+    # its agents start). It is on again when the verb runs, and in the supervisor.
+    gc.disable()
     if argv[:1] == ["up"]:
         from agent_smith.cli.up import parse_up, run_up
 
@@ -27,15 +38,6 @@ def main() -> None:
             from agent_smith.leave import leave
 
             leave(code)
-    if argv[:1] in (["mcp"], ["firewall"]) and not any(a in ("-h", "--help") for a in argv):
-        from agent_smith.cli.servers import run as serve
-
-        served = serve(argv)
-        if served is not None:
-            sys.exit(served)
-    # Importing the CLI and the verb's modules allocates much and frees little: the cyclic
-    # collector would only walk it (~8% of that CPU). It is on again when the verb runs.
-    gc.disable()
     from agent_smith.cli.app import main as cli_main
 
     cli_main()

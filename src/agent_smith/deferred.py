@@ -1,4 +1,5 @@
-"""Modules a process imports but seldom uses, executed on their first use instead of at import.
+"""Modules a process imports but seldom uses, executed on their first use instead of at import;
+and a search it never needs (pydantic's, for plugins) skipped.
 
 nats-py imports aiohttp and multidict when it is imported, for its WebSocket
 transport only; a ``nats://`` URL never uses them. Every process that
@@ -51,6 +52,30 @@ def defer(names: Sequence[str] = DEFERRED) -> None:
     if any(isinstance(finder, _Deferring) for finder in sys.meta_path):
         return
     sys.meta_path.insert(0, _Deferring([name for name in names if name not in sys.modules]))
+
+
+def without_pydantic_plugins() -> None:
+    """From now on, pydantic builds its models without looking for plugins.
+
+    Before building its first model, pydantic looks for plugins among the entry
+    points of every installed distribution: it imports `importlib.metadata`
+    (with `email`, `zipfile` and `csv`) and reads ~110 distributions' metadata,
+    ~18 ms of every process that reads crew.yaml (`up` before its agents start,
+    each hook). agent-smith's environment installs no pydantic plugin and uses
+    none, so that lookup is answered with none: the module that makes it stands
+    in as one that finds nothing. Once the lookup ran (the module was imported),
+    nothing changes.
+    """
+    name = "pydantic.plugin._loader"
+    if name in sys.modules:
+        return
+    lookup = ModuleType(name, "pydantic's plugin lookup, finding none (`agent_smith.deferred`)")
+    lookup.get_plugins = _no_plugins  # type: ignore[attr-defined]
+    sys.modules[name] = lookup
+
+
+def _no_plugins() -> tuple[()]:
+    return ()
 
 
 def names_from_parts(package: str, where: Mapping[str, str]) -> Callable[[str], object]:

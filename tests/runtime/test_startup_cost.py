@@ -3,6 +3,8 @@ and pane environments that never reach a command line."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 import signal
@@ -16,7 +18,8 @@ import pytest
 from agent_smith.cli.servers import parse_options, server_for
 from agent_smith.crew import load_crew
 from agent_smith.egress import launch_for
-from agent_smith.errors import OperationError
+from agent_smith.errors import OperationError, UsageError
+from agent_smith.runtime import ServeOptions, supervise
 from agent_smith.runtime.session import env_script
 
 CLI = Path(sys.executable).parent / "agent-smith"
@@ -232,6 +235,85 @@ except AttributeError as exc:
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.strip() == f"module 'agent_smith.{package}' has no attribute 'no_such_name'", done.stderr
+
+
+def test_models_are_built_without_looking_for_pydantic_plugins(tmp_path: Path) -> None:
+    crew = _small_crew(tmp_path)
+    bad = tmp_path / "bad"
+    (bad / "agents" / "devbot").mkdir(parents=True)
+    (bad / "crew.yaml").write_text("version: 1\ncrew: {name: fast}\nagents: [{name: devbot, rol: x}]\n")
+    code = f"""
+import sys
+from agent_smith.deferred import without_pydantic_plugins
+without_pydantic_plugins()
+from agent_smith.crew import load_crew
+from agent_smith.errors import CrewError
+assert load_crew({str(crew)!r}).crew.agents[0].name == "devbot"
+try:
+    load_crew({str(bad)!r})
+except CrewError as exc:
+    print(" ".join(str(exc).split()))
+print("importlib.metadata" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    refused, looked = done.stdout.splitlines()
+    assert "agents[0].rol" in refused, refused
+    assert "role" in refused, refused
+    assert looked == "False"
+
+
+def test_up_imports_without_a_plugin_lookup(tmp_path: Path) -> None:
+    """`up` refusing a crew: what it imported on its way is what it imports before its agents start."""
+    crew = _small_crew(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", str(CLI), "up", "--crew", str(crew)],
+            env={**os.environ, "AGENT_SMITH_RUNTIME__METRICS_LISTEN": f"127.0.0.1:{port}"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert said[-1] == f"error: runtime.metrics_listen: port {port} on 127.0.0.1 is already in use", said
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "agent_smith.crew.models" in loaded
+    assert "importlib.metadata" not in loaded
+
+
+def test_up_runs_with_the_collector_off_until_the_supervisor_runs(tmp_path: Path) -> None:
+    code = f"""
+import gc, sys
+import agent_smith.cli.up as up
+run_up = up.run_up
+def watched(*args):
+    print("collector:", gc.isenabled())
+    return run_up(*args)
+up.run_up = watched
+sys.argv = ["agent-smith", "up", "--crew", {str(tmp_path / "nowhere")!r}]
+from agent_smith.__main__ import main
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "collector: False\n"
+
+
+def test_the_supervisor_collects_though_up_imported_without_the_collector(tmp_path: Path) -> None:
+    crew = _small_crew(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        loaded = load_crew(crew, {"AGENT_SMITH_RUNTIME__METRICS_LISTEN": f"127.0.0.1:{busy.getsockname()[1]}"})
+        gc.disable()
+        try:
+            with pytest.raises(UsageError, match="already in use"):
+                asyncio.run(supervise(loaded, ServeOptions(env={}), binary=Path("/bin/true"), services=False))
+            assert gc.isenabled()
+        finally:
+            gc.enable()
 
 
 def test_an_event_id_loads_neither_the_client_nor_the_model() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -329,6 +330,11 @@ async def supervise(
     """
     from agent_smith.home import default_agent_smith_command
 
+    # `up` imports with the collector off (`agent_smith.__main__`), and this process runs for
+    # days. What is there now stays as long, so it is frozen out of the collector's walks: the
+    # first collection would otherwise walk all of it (~20 ms) while the agents start.
+    gc.freeze()
+    gc.enable()
     crew = loaded.crew
     paths = CrewPaths.of(crew)
     rd = run_dir(loaded.crew)
