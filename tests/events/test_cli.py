@@ -131,6 +131,20 @@ def test_publish_without_an_agent_is_refused(env: dict[str, str | None]) -> None
     assert "--agent is required" in err
 
 
+def test_a_crew_refuses_a_publisher_it_does_not_have_and_keeps_nothing(
+    tmp_path: Path, env: dict[str, str | None]
+) -> None:
+    crew = tmp_path / "crew"
+    scaffold_crew(crew)
+    outbox = tmp_path / "outbox"
+    env = {**env, "AGENT_NAME": None, "AGENT_SMITH_CREW": str(crew)}
+    for args in (["events", "publish", "task_done", "-f", "summary=x"], ["mcp", "events"]):
+        code, out, err = invoke([*args, "--agent", "ghost"], env)
+        assert (code, out) == (2, ""), err
+        assert err == "error: unknown agent 'ghost' (the crew has: devbot, reviewbot)\n"
+    assert not outbox.exists() or not any(outbox.iterdir())
+
+
 def test_a_dead_nats_warns_keeps_the_event_and_the_next_publisher_sends_it(
     nats_server: NatsServer, env: dict[str, str | None], tmp_path: Path
 ) -> None:

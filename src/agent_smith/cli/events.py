@@ -129,6 +129,7 @@ def publish(
     check_agent_name(agent)
     event = build_event(type_name, agent, caller_fields(type_name, parse_fields(field or [])))
     target = resolve_target(crew, os.environ)
+    target.check_publisher(agent)
 
     async def run() -> tuple[Receipt, str]:
         async with Publisher(target.settings, target.outbox, target.url, log_outages=False) as publisher:

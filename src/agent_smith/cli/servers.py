@@ -76,6 +76,7 @@ def serve_events(crew_dir: Path | None, agent: str | None, env: Mapping[str, str
         raise UsageError("AGENT_NAME is not set: the events MCP server publishes as that agent")
     check_agent_name(agent)
     target = resolve_target(crew_dir, env)
+    target.check_publisher(agent)
 
     async def run() -> None:
         async with Publisher(target.settings, target.outbox, target.url) as publisher:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agent_smith.crew import Crew, CrewPaths, EventLog
-from agent_smith.errors import UsageError
+from agent_smith.errors import UnknownAgentError, UsageError
 from agent_smith.events.embedded import running_server_url
 
 OUTBOX_ENV = "AGENT_SMITH_EVENTS_OUTBOX"
@@ -31,13 +31,22 @@ class EventTarget:
     settings: EventLog
     url: str | None
     outbox: Path
+    # The crew's agents; None without a crew, where any well-formed name may publish.
+    agents: tuple[str, ...] | None = None
+
+    def check_publisher(self, agent: str) -> None:
+        """A crew's events are its agents': one published as a name it does not have would be
+        about nobody, and no filter by agent would find it where it was meant to be."""
+        if self.agents is not None and agent not in self.agents:
+            raise UnknownAgentError(agent, self.agents)
 
 
 def crew_target(crew: Crew, env: Mapping[str, str]) -> EventTarget:
     paths = CrewPaths.of(crew)
     url = crew.events.nats_url or running_server_url(paths.nats)
     override = env.get(OUTBOX_ENV)
-    return EventTarget(crew.events, url, Path(override).expanduser() if override else paths.events)
+    outbox = Path(override).expanduser() if override else paths.events
+    return EventTarget(crew.events, url, outbox, tuple(a.name for a in crew.agents))
 
 
 def standalone_target(env: Mapping[str, str]) -> EventTarget:
