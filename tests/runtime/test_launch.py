@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,21 @@ def test_the_lock_admits_one_supervisor(tmp_path: Path) -> None:
             pass
     assert rd.running_pid() is None
     assert not rd.pid_file.exists()
+
+
+def test_the_held_lock_knows_when_the_state_directory_went(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path / "state" / "runtime")
+    with rd.hold() as lock:
+        assert not lock.taken_away()
+        (tmp_path / "state").rename(tmp_path / "moved")
+        assert lock.taken_away()
+        # Made anew (a status written, a second `up`): another file, not the one held.
+        rd.ensure()
+        rd.lock.touch()
+        assert lock.taken_away()
+    with rd.hold() as lock:
+        shutil.rmtree(tmp_path / "state")
+        assert lock.taken_away()
 
 
 @pytest.mark.parametrize(("value", "parsed"), [("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9464", ("::1", 9464))])

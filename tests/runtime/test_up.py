@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -607,6 +608,27 @@ def test_up_after_a_detached_supervisor_waits_for_an_agent_that_died_meanwhile(
     os.kill(int((crew.runtime / "supervisor.pid").read_text()), signal.SIGTERM)
     wait_until("the adopted nats-server stopped", lambda: not alive([nats]), timeout=20)
     assert crew.cli("down", "--crew", root).returncode == 0
+
+
+def test_removing_the_crew_s_state_stops_the_crew_and_its_supervisor(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    # The agents' homes and logs went with it. The supervisor once ran on, unseen by `down`
+    # (its lock gone), and restarted the agents `down` stopped into a state directory made anew.
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    assert crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1").returncode == 0
+    state = crew.runtime.parent
+    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    firewall = int((crew.runtime / "firewall.pid").read_text())
+    claude = crew.pane_pid("solo")
+    # Moved away at once: `rm -rf` races the supervisor's writes ("Directory not empty").
+    state.rename(state.with_name("removed"))
+    shutil.rmtree(state.with_name("removed"))
+    wait_until("the crew stopped", lambda: not alive([supervisor, firewall, claude]), timeout=20)
+    assert not crew.tmux().list_sessions()
+    down = crew.cli("down", "--crew", str(crew.root))
+    assert (down.returncode, down.stdout.strip()) == (0, "nothing was running")
 
 
 def test_up_says_at_once_that_an_agent_crash_loops(

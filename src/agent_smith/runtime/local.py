@@ -342,7 +342,7 @@ async def supervise(
     # Cloning or fetching takes the firewall, and may take minutes.
     syncs_repos = options.clone and any(a.repos for a in agents)
     interrupted = asyncio.Event()
-    with rd.hold():
+    with rd.hold() as lock:
         began = time.monotonic()
         nats: EmbeddedNats | None = None
         adopted_nats: int | None = None
@@ -387,6 +387,7 @@ async def supervise(
                     interval=options.interval,
                     on_status=on_status,
                     started_with=started_with(options),
+                    lock=lock,
                 )
                 await supervisor.serve_http(listener)
             except BaseException:

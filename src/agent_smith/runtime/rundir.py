@@ -36,6 +36,23 @@ SUPERVISOR_LOG = "supervisor.log"
 
 
 @dataclass(frozen=True)
+class HeldLock:
+    """The supervisor lock a process holds: the file it opened, known by device and inode."""
+
+    path: Path
+    identity: tuple[int, int]
+
+    def taken_away(self) -> bool:
+        """Whether the lock's path no longer names the held file: the crew's state directory was
+        removed (or replaced) under the running supervisor, and with it what it supervises."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self.identity
+
+
+@dataclass(frozen=True)
 class RunDir:
     path: Path
 
@@ -105,7 +122,7 @@ class RunDir:
         return None
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self) -> Iterator[HeldLock]:
         """Hold the supervisor lock for the life of the block; OperationError when another holds it."""
         self.ensure()
         fh: IO[str] = self.lock.open("a")
@@ -116,8 +133,9 @@ class RunDir:
                 other = read_pid(self.pid_file)
                 raise OperationError(f"a supervisor for this crew already runs (pid {other})") from None
             write_atomic(self.pid_file, f"{os.getpid()}\n", durable=False)
+            held = os.fstat(fh.fileno())
             try:
-                yield
+                yield HeldLock(self.lock, (held.st_dev, held.st_ino))
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     self.pid_file.unlink()

@@ -64,7 +64,7 @@ from agent_smith.runtime.policy import (
     decide,
     watch_channel,
 )
-from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.rundir import HeldLock, RunDir
 from agent_smith.runtime.sweep import AGENT_VAR, LAUNCH_VAR, environment_value, sweep
 from agent_smith.runtime.tmux import Tmux
 
@@ -201,8 +201,12 @@ class Supervisor:
         channel_grace: float = CHANNEL_GRACE,
         on_status: Callable[[], None] | None = None,
         started_with: Mapping[str, object] | None = None,
+        lock: HeldLock | None = None,
     ) -> None:
         self.tmux = tmux
+        # Looked at before every step: once the crew's state directory is gone, so is the crew.
+        self._lock = lock
+        self.state_gone = False
         # The options of `up` it runs with, in its status: a later `up` with others says they stay.
         self._started_with = dict(started_with or {})
         self._on_status = on_status
@@ -335,6 +339,16 @@ class Supervisor:
         """Step until `stop`; then end every agent, unless `keep_agents` was set (a detach)."""
         try:
             while not stop.is_set():
+                if self._lock is not None and self._lock.taken_away():
+                    # Its agents' homes and logs went with it: running on would restart them into
+                    # a state directory made anew, and leave this process for `down` to miss.
+                    log.error(
+                        "the crew's state directory %s was removed or replaced: stopping the crew",
+                        self.run_dir.path.parent,
+                    )
+                    self.state_gone = True
+                    stop.set()
+                    break
                 await self.step()
                 starting = [a.spec for a in self.agents.values() if a.record.state is AgentState.STARTING]
                 if starting and self.interval > _STARTING_INTERVAL:
@@ -593,7 +607,8 @@ class Supervisor:
         else:
             self.none_starting.set()
         status = self.status()
-        if status != self._last_status:
+        # Not written into a state directory made anew: the crew's was removed.
+        if status != self._last_status and not self.state_gone:
             self.run_dir.write_status(status)
             self._last_status = status
             if self._on_status is not None:
