@@ -9,6 +9,8 @@ from datetime import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent_smith.crew import CrewPaths, load_crew, scaffold_crew
 from agent_smith.crew.loader import same_address, too_big
@@ -534,11 +536,53 @@ def test_a_number_too_long_to_read_is_a_located_problem(crew_dir: Path) -> None:
         ("AGENT_SMITH_NOPE__X", "1", "$AGENT_SMITH_NOPE__X:1:1: nope: unknown key"),
         ("AGENT_SMITH_EVENTS__MAX_AGE__X", "1", "$AGENT_SMITH_EVENTS__MAX_AGE__X:1:1: events.max_age: expected a"),
         ("AGENT_SMITH_AGENTS__0__ROLE", "x", "$AGENT_SMITH_AGENTS__0__ROLE:1:1: agents are not set this way"),
+        (
+            "AGENT_SMITH_EGRESS__SECRETS__NAME",
+            "x",
+            "$AGENT_SMITH_EGRESS__SECRETS__NAME:1:1: egress.secrets is a list: a variable cannot set name in it",
+        ),
+        (
+            "AGENT_SMITH_EGRESS__ALLOW__0__HOST",
+            "x.com",
+            "$AGENT_SMITH_EGRESS__ALLOW__0__HOST:1:1: egress.allow is a list: a variable cannot set 0.host in it",
+        ),
     ],
 )
 def test_a_problem_an_override_made_is_the_variable_s(crew_dir: Path, var: str, value: str, expected: str) -> None:
     [problem] = problems(crew_dir, {var: value})
     assert problem.startswith(expected)
+
+
+def test_a_contract_variable_over_a_list_in_crew_yaml_is_one_line(crew_dir: Path) -> None:
+    edit(
+        crew_dir / "crew.yaml",
+        '    matrix:\n      user_id: "@devbot:localhost"\n      display_name: devbot\n      rooms: ["#crew:localhost"]\n',
+        '    matrix: ["@devbot:localhost"]\n',
+    )
+    env = {"AGENT_NAME": "devbot", "MATRIX_BOT_USER_ID": "@devbot:localhost"}
+    assert problems(crew_dir, env) == [
+        "$MATRIX_BOT_USER_ID:1:1: agents[0].matrix is a list: a variable cannot set user_id in it"
+    ]
+
+
+_KEYS = ["egress", "allow", "secrets", "listen", "host", "0", "1", "events", "matrix", "runtime", "forge", "x"]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(
+    paths=st.lists(st.lists(st.sampled_from(_KEYS), min_size=1, max_size=4), min_size=1, max_size=3),
+    value=st.sampled_from(["x", "1", "[a, b]", "{a: 1}", "null", ""]),
+)
+def test_no_override_breaks_loading_with_anything_but_a_located_problem(
+    crew_dir: Path, paths: list[list[str]], value: str
+) -> None:
+    env = {"AGENT_SMITH_" + "__".join(p.upper() for p in path): value for path in paths}
+    found: list[Problem] = []
+    try:
+        load_crew(crew_dir, env=env)
+    except CrewError as exc:
+        found = exc.problems
+    assert all(p.file.startswith("$") or p.file.endswith("crew.yaml") for p in found), found
 
 
 @pytest.mark.parametrize(

@@ -327,10 +327,24 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[Lo
     def put(loc: Loc, value: Any, var: str) -> None:
         node: Any = data
         for depth, part in enumerate(loc[:-1], 1):
-            if isinstance(part, str) and not isinstance(node.get(part), dict | list):
-                node[part] = {}
-                # Made by the variable: a problem there (an unknown key, say) is the variable's.
-                sources.setdefault(loc[:depth], var)
+            if isinstance(part, str):
+                child = node.get(part)
+                if isinstance(child, list) and isinstance(loc[depth], str):
+                    # Its items have no names to reach them by, and a position would change
+                    # meaning as crew.yaml changes: only the contract names one (an agent).
+                    raise CrewError(
+                        [
+                            Problem(
+                                f"${var}", 1, 1, "",
+                                f"{format_loc(loc[:depth])} is a list: a variable cannot set "
+                                f"{format_loc(loc[depth:])} in it",
+                            )
+                        ]
+                    )  # fmt: skip
+                if not isinstance(child, dict | list):
+                    node[part] = {}
+                    # Made by the variable: a problem there (an unknown key, say) is the variable's.
+                    sources.setdefault(loc[:depth], var)
             node = node[part]
         node[loc[-1]] = value
         sources[loc] = var
