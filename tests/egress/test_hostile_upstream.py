@@ -45,6 +45,22 @@ def test_bodies_are_asked_for_uncoded_and_a_coded_one_is_refused(
 
 @pytest.mark.real
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_a_coded_body_framed_by_chunks_beside_a_zero_length_is_refused(
+    egress_firewall: StartFirewall, egress_upstream: EgressUpstream, http2: bool
+) -> None:
+    # The zero length made it pass for an empty body; h11 reads the chunks, which echoed the secret.
+    fw = egress_firewall()
+    secret = egress_upstream.world.github_secret
+    with client(fw, http2=http2) as http:
+        coded = http.get("https://api.github.test/raw/gzip-chunked-length-0", headers=AUTH)
+    assert egress_upstream.world.seen[-1].headers["Authorization"] == f"token {secret}"
+    assert coded.status_code == 502
+    assert "gzip-coded body, though asked for none" in coded.text
+    assert_never_contains([coded.content, str(coded.headers), *files_under(fw.state.root)], secret)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
 def test_a_host_no_secret_goes_to_and_an_empty_body_keep_their_coding(
     egress_firewall: StartFirewall, egress_upstream: EgressUpstream, http2: bool
 ) -> None:

@@ -367,7 +367,10 @@ def _guarded(secrets: Sequence[Secret], host: str) -> bool:
 
 def _unscrubbable(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     """Why a response body cannot be scrubbed (a content coding it was sent in anyway), or None."""
-    if _declared_length(headers) == 0:
+    # Only a body Content-Length alone frames can be known empty: with Transfer-Encoding beside
+    # it, h11 reads the chunks and ignores the length, so a "0" would let a coded body through.
+    framed_by_length = not any(n.lower() == b"transfer-encoding" for n, _ in headers)
+    if framed_by_length and _declared_length(headers) == 0:
         return None
     codings = [_text(v).strip().lower() for n, v in headers if n.lower() == b"content-encoding"]
     coded = [c for c in ",".join(codings).split(",") if c.strip() not in ("", "identity")]
