@@ -230,6 +230,25 @@ def test_the_claude_refresh_is_answered_locally_and_nothing_else_on_that_host() 
 
 
 @pytest.mark.parametrize(
+    "target",
+    [
+        "/v1/oauth/%74oken",
+        "/v1/oauth/./token",
+        "/v1/oauth/x/../token",
+        "//v1//oauth/token/",
+        "/v1\\oauth\\token",
+        "/v1/oauth/token;jsessionid=1",
+        "/v1/oauth/token?grant=1",
+    ],
+)
+def test_every_spelling_of_the_token_path_a_server_may_read_is_answered_locally(target: str) -> None:
+    # Forwarded, the agent's stub refresh token would reach the real endpoint (when its host is allowed).
+    allowed = Policy((Rule("platform.claude.com", frozenset({443})),), {}, CLAUDE)
+    assert evaluate(allowed, [], view("platform.claude.com", target, method="POST")) == AnswerRefresh()
+    assert isinstance(evaluate(allowed, [], view("platform.claude.com", "/v1/oauth/tokens", method="POST")), Forward)
+
+
+@pytest.mark.parametrize(
     ("authority", "expected"),
     [("a.com:443", ("a.com", 443)), ("[::1]:8443", ("::1", 8443)), ("a.com", ("a.com", None)), ("a:b", ("a", -1))],
 )

@@ -15,6 +15,7 @@ import base64
 import binascii
 import functools
 import ipaddress
+import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -300,12 +301,21 @@ def _carries(value: str, placeholder: str) -> bool:
     return basic is not None and placeholder in basic[1]
 
 
+def _lenient_path(target: str) -> str:
+    """The path the most lenient server could read `target` as: decoded, path parameters, dot
+    segments and repeated or back slashes resolved (pure)."""
+    decoded = unquote(target.partition("?")[0].partition("#")[0]).replace("\\", "/")
+    return posixpath.normpath("/" + "/".join(s.partition(";")[0] for s in decoded.split("/") if s))
+
+
 def _refresh_request(claude: ClaudePolicy, request: RequestView) -> bool:
+    # Compared as a server reads them: "%74oken" or "./token" is the token endpoint too, and a
+    # refresh must never reach it with the agent's stub token.
     return (
         normalize_host(request.tunnel_host) == normalize_host(claude.token_host)
         and request.tunnel_port == claude.token_port
         and request.method == "POST"
-        and urlsplit(request.target).path.rstrip("/") == claude.token_path.rstrip("/")
+        and _lenient_path(request.target) == _lenient_path(claude.token_path)
     )
 
 
