@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import tempfile
+import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -16,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h11
 import httpx
@@ -354,6 +356,80 @@ def test_metrics_count_requests_by_agent_host_and_decision(egress_firewall: Star
     assert 'agent_smith_egress_requests_total{agent="devbot",decision="denied",host="(refused)"} 1.0' in text
     assert "agent_smith_egress_request_seconds_bucket" in text
     assert "agent_smith_egress_open_connections" in text
+
+
+def test_a_failed_exchange_with_an_admitted_host_is_counted_under_that_host() -> None:
+    metrics = Metrics()
+    admitted = AuditEntry(
+        utc_now(), "devbot", "GET", "api.github.test", 443, "/", 502, 0, 0, 1.0, "error", "egress.allow[0]"
+    )
+    # Failed before any rule admitted it (a TLS handshake the client broke): the client chose that name.
+    unadmitted = AuditEntry(utc_now(), "devbot", "TLS", "evil.test", 443, "", 0, 0, 0, 1.0, "error", None)
+    for entry in (admitted, unadmitted):
+        metrics.observe(entry)
+    text = metrics.exposition().decode()
+    assert 'agent_smith_egress_requests_total{agent="devbot",decision="error",host="api.github.test"} 1.0' in text
+    assert 'agent_smith_egress_requests_total{agent="devbot",decision="error",host="(refused)"} 1.0' in text
+
+
+@pytest.mark.real
+def test_a_stream_its_http2_client_resets_is_still_audited(
+    egress_firewall: StartFirewall, egress_upstream: EgressUpstream
+) -> None:
+    # It reached the upstream with the secret swapped in: the audit says so though no answer ended.
+    fw = egress_firewall()
+    ctx = ssl.create_default_context(cafile=str(fw.ca_path))
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", fw.port)) as raw:
+        auth = httpx.URL(fw.proxy_url("devbot"))
+        token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+        raw.sendall(
+            f"CONNECT api.github.test:443 HTTP/1.1\r\nHost: api.github.test:443\r\n"
+            f"Proxy-Authorization: Basic {token}\r\n\r\n".encode()
+        )
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        with ctx.wrap_socket(raw, server_hostname="api.github.test") as tls:
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            head = [(":method", "GET"), (":scheme", "https"), (":authority", "api.github.test")]
+            conn.send_headers(1, [*head, (":path", "/sse?n=50&delay=0.1"), *AUTH.items()], end_stream=True)
+            tls.sendall(conn.data_to_send())
+            data = False
+            while not data:
+                data = any(isinstance(e, h2.events.DataReceived) for e in conn.receive_data(tls.recv(65536)))
+            conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+            # The connection goes on: only the stream was given up.
+            conn.send_headers(3, [*head, (":path", "/echo")], end_stream=True)
+            tls.sendall(conn.data_to_send())
+            deadline = time.monotonic() + 10
+            while len(fw.audit()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+    entries = {e["path"]: e for e in fw.audit()}
+    reset = entries["/sse?n=50&delay=0.1"]
+    assert (reset["status"], reset["decision"], reset["reason"]) == (200, "error", "the client reset the stream")
+    assert reset["swapped"] == ["github"]
+    assert entries["/echo"]["decision"] == "allowed"
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_a_request_in_flight_when_the_firewall_stops_is_audited(
+    egress_firewall: StartFirewall, egress_upstream: EgressUpstream, http2: bool
+) -> None:
+    fw = egress_firewall()
+    with (
+        client(fw, http2=http2) as http,
+        http.stream("GET", "https://api.github.test/sse?n=50&delay=0.1", headers=AUTH) as response,
+    ):
+        chunks = response.iter_bytes()
+        next(chunks)
+        fw.stop()
+        with pytest.raises(httpx.HTTPError):
+            for _ in chunks:
+                pass
+    [entry] = fw.audit()
+    assert (entry["status"], entry["decision"], entry["reason"]) == (200, "error", "the firewall stopped")
+    assert entry["swapped"] == ["github"]
 
 
 def test_requests_before_the_first_scrape_are_counted_and_few_are_kept_for_it() -> None:

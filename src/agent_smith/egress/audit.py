@@ -126,8 +126,11 @@ class _Instruments:
         ).set_function(open_connections)
 
     def observe(self, entry: AuditEntry) -> None:
-        # Denied hosts are chosen by the (possibly hostile) client: keep them out of label values.
-        host = entry.host if entry.decision in ("allowed", "answered") else "(refused)"
+        # Refused hosts are chosen by the (possibly hostile) client: keep them out of label values.
+        # A failed exchange with a host the allowlist admitted (its rule) names that host: which
+        # upstream fails is what the operator needs to see.
+        admitted = entry.decision in ("allowed", "answered") or (entry.decision == "error" and entry.rule is not None)
+        host = entry.host if admitted else "(refused)"
         self.requests.labels(entry.agent, host, entry.decision).inc()
         self.bytes.labels(entry.agent, "up").inc(entry.bytes_up)
         self.bytes.labels(entry.agent, "down").inc(entry.bytes_down)

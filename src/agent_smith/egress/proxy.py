@@ -23,7 +23,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -502,7 +502,7 @@ class Firewall:
     async def stop(self) -> None:
         pending = [*self._tasks, *self._connections]
         for task in pending:
-            task.cancel()
+            task.cancel("the firewall stopped")
         await asyncio.gather(*pending, return_exceptions=True)
         for sock in self._listeners:
             sock.close()
@@ -598,6 +598,17 @@ class Firewall:
                 swapped=ex.swapped,
             )
         )
+
+    @contextlib.contextmanager
+    def audited_if_cut(self, ex: _Exchange, secrets: Sequence[Secret]) -> Iterator[None]:
+        """Record an exchange whose task was cancelled (its client reset it, its connection ended,
+        the firewall stopped): it may have reached the upstream with a secret swapped in."""
+        try:
+            yield
+        except asyncio.CancelledError as exc:
+            ex.decision, ex.reason = "error", str(exc.args[0]) if exc.args else "cancelled"
+            self.record(ex, secrets)
+            raise
 
     def _refuse_tunnel(self, tunnel: _Tunnel, method: str, denied: Denied, status: int = 403) -> None:
         ex = _Exchange(tunnel, method, "", status=status, decision="denied", rule=denied.rule, reason=denied.reason)
@@ -828,12 +839,26 @@ class Firewall:
         request: h11.Request,
         upstream: _Upstream | None,
     ) -> tuple[_Upstream | None, bool]:
-        headers = [(_text(n).lower(), _text(v)) for n, v in request.headers]
         ex = _Exchange(tunnel, _text(request.method), _text(request.target))
+        secrets = self.secrets_now()
+        with self.audited_if_cut(ex, secrets):
+            return await self._h1_answer(ex, secrets, client, reader, writer, request, upstream)
+
+    async def _h1_answer(
+        self,
+        ex: _Exchange,
+        secrets: Sequence[Secret],
+        client: h11.Connection,
+        reader: SocketStream,
+        writer: SocketStream,
+        request: h11.Request,
+        upstream: _Upstream | None,
+    ) -> tuple[_Upstream | None, bool]:
+        tunnel = ex.tunnel
+        headers = [(_text(n).lower(), _text(v)) for n, v in request.headers]
         authority = next((v for n, v in headers if n == "host"), None)
         forwarded = tuple((n, v) for n, v in headers if n not in _HOP_REQUEST)
         view = RequestView(tunnel.agent, tunnel.host, tunnel.port, ex.method, ex.target, authority, forwarded)
-        secrets = self.secrets_now()
         verdict = evaluate(self.settings.policy, secrets, view)
         if isinstance(verdict, Denied):
             ex.status, ex.decision, ex.rule, ex.reason = 403, "denied", verdict.rule, verdict.reason
@@ -1197,6 +1222,7 @@ class _H2Session:
     async def run(self) -> None:
         self.conn.initiate_connection()
         self.flush()
+        ended = "the client's connection ended before the answer"
         try:
             while True:
                 async with asyncio.timeout(_IDLE_TIMEOUT):
@@ -1214,9 +1240,12 @@ class _H2Session:
                         return
                 self.flush()
                 await self.writer.drain()
+        except asyncio.CancelledError as exc:
+            ended = str(exc.args[0]) if exc.args else ended
+            raise
         finally:
             for task in self.tasks.values():
-                task.cancel()
+                task.cancel(ended)
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             for upstream in self.pool:
                 upstream.close()
@@ -1245,7 +1274,7 @@ class _H2Session:
         elif isinstance(event, h2.events.StreamReset):
             reset = self.tasks.get(event.stream_id)
             if reset is not None:
-                reset.cancel()
+                reset.cancel("the client reset the stream")
         elif isinstance(event, h2.events.WindowUpdated):
             if event.stream_id == 0:
                 for waiter in self.windows.values():
@@ -1325,6 +1354,13 @@ class _H2Session:
         else:
             view = RequestView(tunnel.agent, tunnel.host, tunnel.port, ex.method, ex.target, authority, forwarded)
             verdict = evaluate(fw.settings.policy, secrets, view)
+        with fw.audited_if_cut(ex, secrets):
+            await self._answer(sid, ex, verdict, authority, secrets)
+
+    async def _answer(
+        self, sid: int, ex: _Exchange, verdict: Any, authority: str | None, secrets: Sequence[Secret]
+    ) -> None:
+        fw, tunnel = self.fw, self.tunnel
         try:
             if isinstance(verdict, Denied):
                 ex.status, ex.decision, ex.rule, ex.reason = 403, "denied", verdict.rule, verdict.reason
