@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from agent_smith.crew import CrewPaths, load_crew, scaffold_crew
 from agent_smith.crew.loader import same_address, too_big
+from agent_smith.crew.models import UNFORWARDED_REQUEST_HEADERS
 from agent_smith.errors import CrewError, Problem, UsageError
 
 FAKE_GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -380,6 +381,49 @@ def test_secret_rules_may_share_a_placeholder_only_for_different_agents(crew_dir
         for p in found
     )
     assert any("egress.secrets[1].agents[1]: no agent 'ghost' in this crew" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("  name: example-crew\n", '  name: "example-crew\\n"\n', "crew.name"),
+        ("    repos: [example/widgets]\n", '    repos: ["example/widgets\\n"]\n', "agents[0].repos[0]"),
+        ('      user_id: "@devbot:localhost"\n', '      user_id: "@devbot:localhost\\n"\n', "agents[0].matrix.user_id"),
+        ("    - host: api.github.com\n", '    - host: "api.github.com\\n"\n', "egress.allow[0].host"),
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(crew_dir: Path, old: str, new: str, where: str) -> None:
+    # `$` matches before a final newline: "example-crew\n" passed, and named a state directory so.
+    edit(crew_dir / "crew.yaml", old, new)
+    assert any(f"{where}: " in p and "\\n" in p for p in problems(crew_dir)), problems(crew_dir)
+
+
+@pytest.mark.parametrize("field", ["stub_access_token", "stub_refresh_token"])
+def test_a_claude_login_stub_that_looks_real_is_refused(crew_dir: Path, field: str) -> None:
+    # The agents hold it, and the firewall hands it out in its refresh answers: a placeholder only.
+    real_looking = "sk-ant-ort01-" + "Zz9_-" * 16
+    edit(crew_dir / "crew.yaml", "  claude_login:\n", f"  claude_login:\n    {field}: {real_looking}\n")
+    [problem] = problems(crew_dir)
+    assert f"egress.claude_login.{field}: looks like" in problem
+    assert "(value not shown)" in problem
+    assert real_looking not in problem
+
+
+@pytest.mark.parametrize("header", ["Proxy-Authorization", "host", "Connection", "TE", "Upgrade", "Expect"])
+def test_a_secret_placed_in_a_header_the_firewall_drops_is_refused(crew_dir: Path, header: str) -> None:
+    # It validated, and the firewall silently sent the request without the header, secret and all.
+    edit(crew_dir / "crew.yaml", "      where: {header: Authorization}\n", f"      where: {{header: {header}}}\n")
+    [problem] = problems(crew_dir)
+    assert problem.endswith(
+        f"egress.secrets[0].where.header: {header} never reaches the upstream (the firewall drops it, "
+        "as a proxy does): a secret placed there would never be sent"
+    ), problem
+
+
+def test_the_headers_a_secret_cannot_be_placed_in_are_those_the_firewall_drops() -> None:
+    from agent_smith.egress.proxy import _HOP_REQUEST
+
+    assert UNFORWARDED_REQUEST_HEADERS == _HOP_REQUEST
 
 
 def _own_listeners(crew_yaml: Path, devbot: str, reviewbot: str, *, transparent: bool = True) -> None:

@@ -1,12 +1,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Literal
 
 import pytest
 
 from agent_smith.errors import UsageError
-from agent_smith.events import Event, PrOpened, TaskDone, build_event, caller_fields, decode, event_class, event_types
+from agent_smith.events import (
+    Event,
+    PrOpened,
+    TaskDone,
+    build_event,
+    caller_fields,
+    check_agent_name,
+    check_repo_name,
+    decode,
+    event_class,
+    event_types,
+)
 from agent_smith.events.publisher import encode
 
 PR = {"repo": "acme/web", "pr": "12", "title": "Fix the login", "url": "https://github.com/acme/web/pull/12"}
@@ -120,3 +132,18 @@ def test_times_are_utc() -> None:
     event = TaskDone.model_validate({"agent": "devbot", "summary": "x", "time": "2026-01-01T10:00:00+02:00"})
     assert event.payload()["time"] == "2026-01-01T08:00:00Z"
     assert PrOpened.model_validate({**PR, "agent": "a1", "time": "2026-01-01T10:00:00"}).time.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: check_agent_name("devbot\n"),
+        lambda: check_repo_name("acme/web\n"),
+        lambda: build_event("task_done\n", "devbot", {"summary": "x"}),
+        lambda: build_event("task_done", "devbot\n", {"summary": "x"}),
+    ],
+)
+def test_a_trailing_newline_makes_no_name(call: Callable[[], object]) -> None:
+    # `$` matches before a final newline; a name carried into a NATS subject must not end in one.
+    with pytest.raises(UsageError):
+        call()

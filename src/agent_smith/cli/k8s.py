@@ -34,7 +34,7 @@ k8s_app = typer.Typer(
 
 
 def _namespace(value: str | None) -> str | None:
-    if value is not None and not re.match(NAMESPACE_PATTERN, value):
+    if value is not None and not re.fullmatch(NAMESPACE_PATTERN, value):
         raise typer.BadParameter(f"{value!r} is no namespace (a DNS label: a-z, 0-9 and -, at most 63)")
     return value
 

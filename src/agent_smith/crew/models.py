@@ -71,7 +71,7 @@ def parse_duration(value: object) -> float:
         raise ValueError("expected a duration like 30s, 5m, 2h or 30d")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
+    elif isinstance(value, str) and (m := _DURATION.fullmatch(value)):
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     else:
         raise ValueError("expected a duration like 30s, 5m, 2h or 30d")
@@ -88,7 +88,7 @@ def parse_size(value: object) -> int:
         raise ValueError("expected a size like 512MiB or 1GB")
     if isinstance(value, int):
         size = value
-    elif isinstance(value, str) and (m := _SIZE.match(value)):
+    elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
         unit = m.group(2).lower() if m.group(2) else None
         size = int(float(m.group(1)) * _SIZE_UNITS[unit])
     else:
@@ -121,7 +121,7 @@ _SUFFIX = {
 
 def parse_quantity(value: str) -> float:
     """The number a Kubernetes quantity string stands for (``500m`` → 0.5, ``1Gi`` → 2**30)."""
-    match = _QUANTITY.match(value)
+    match = _QUANTITY.fullmatch(value)
     if match is None:
         raise ValueError(f"{value!r} is not a Kubernetes quantity (like 500m, 2, 1Gi)")
     number = float(match.group(1))
@@ -177,7 +177,8 @@ def _schema_pattern(pattern: re.Pattern[str]) -> WithJsonSchema:
 
 def _check_pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        # fullmatch: `$` alone would take "name\n" for "name" (and write a directory so named).
+        if not pattern.fullmatch(value):
             raise ValueError(f"{shown(value)} is not {what}")
         return value
 
@@ -326,7 +327,7 @@ def parse_clock(value: object) -> time:
     midnight, and take a time with its own zone, which the window's time zone cannot compare with."""
     if isinstance(value, time) and value.tzinfo is None:
         return value
-    if not isinstance(value, str) or not (m := _CLOCK.match(value)):
+    if not isinstance(value, str) or not (m := _CLOCK.fullmatch(value)):
         raise ValueError("expected a time of day like 22:00 (HH:MM, in the window's timezone)")
     return time(int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
 
@@ -344,7 +345,7 @@ class QuietHours(_Model):
     start: Clock = Field(description="local time the quiet window starts, e.g. 22:00")
     end: Clock = Field(description="local time it ends; before start means it crosses midnight")
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
-    incident_words: list[Annotated[str, _check_pattern(re.compile(r".*\S"), "a word (it is blank)")]] = Field(
+    incident_words: list[Annotated[str, _check_pattern(re.compile(r"(?s).*\S.*"), "a word (it is blank)")]] = Field(
         default_factory=lambda: ["incident", "outage", "sev1", "urgent"],
         description="a message with one of these words (whole word, any case) is an incident: it wakes the agent",
     )
@@ -463,6 +464,13 @@ class SecretSource(_Model):
         return self
 
 
+# The request headers the firewall never forwards upstream (hop-by-hop, or the proxy's own): the
+# firewall's `_HOP_REQUEST`, which a test keeps equal (the firewall does not load this module).
+UNFORWARDED_REQUEST_HEADERS = frozenset(
+    {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "upgrade", "expect", "host"}
+)
+
+
 class HeaderPlacement(_Model):
     """Where in the request the placeholder is swapped for the secret."""
 
@@ -476,6 +484,16 @@ class HeaderPlacement(_Model):
             "bearer/token/basic: only in that scheme; raw: the whole header value"
         ),
     )
+
+    @field_validator("header")
+    @classmethod
+    def _forwarded(cls, value: str) -> str:
+        if value.lower() in UNFORWARDED_REQUEST_HEADERS:
+            raise ValueError(
+                f"{value} never reaches the upstream (the firewall drops it, as a proxy does): "
+                "a secret placed there would never be sent"
+            )
+        return value
 
 
 class SecretRule(_Model):
@@ -507,12 +525,12 @@ class ClaudeLogin(_Model):
         pattern=r"^https://",
         description="where the CLI refreshes its token (answered by the firewall) and the firewall refreshes the real one",
     )
-    stub_access_token: str = Field(
+    # Placeholders: the agents hold them (and the firewall hands them out in its refresh answers).
+    stub_access_token: Placeholder = Field(
         default="agent-smith-placeholder-claude-access-token",
-        min_length=8,
         description="the access token in the agents' stub .credentials.json",
     )
-    stub_refresh_token: str = Field(default="agent-smith-placeholder-claude-refresh-token", min_length=8)
+    stub_refresh_token: Placeholder = Field(default="agent-smith-placeholder-claude-refresh-token")
     refresh_before: Seconds = Field(default=600.0, description="refresh the real token this long before it expires")
 
 

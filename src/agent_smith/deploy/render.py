@@ -294,7 +294,7 @@ class _Renderer:
         data: dict[str, str] = {}
         for path in sorted(self.files):
             key = config_key(path)
-            if not _CONFIG_KEY.match(key) or len(key) > 253:
+            if not _CONFIG_KEY.fullmatch(key) or len(key) > 253:
                 raise UsageError(f"{path}: a crew file name may use only letters, digits, '-', '_' and '.'")
             if key in data:
                 raise UsageError(f"{path}: its ConfigMap key {key!r} collides with another file's")

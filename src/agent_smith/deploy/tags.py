@@ -38,12 +38,12 @@ class Release:
 
 def release_for(ref: str, sha: str) -> Release:
     """What a push of `ref` at commit `sha` publishes."""
-    if not _SHA.match(sha):
+    if not _SHA.fullmatch(sha):
         raise ValueError(f"{sha!r} is not a full commit sha")
     if ref == "refs/heads/main":
         return Release(("main", f"sha-{sha[:7]}"), None)
     if ref.startswith("refs/tags/"):
-        match = _VERSION.match(ref.removeprefix("refs/tags/"))
+        match = _VERSION.fullmatch(ref.removeprefix("refs/tags/"))
         if match is None:
             return Release((), None)
         major, minor, patch = match["major"], match["minor"], match["patch"]

@@ -52,7 +52,7 @@ _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 def visible_ascii(value: str) -> bool:
     """Whether `value` is one or more visible ASCII characters: no space, control character or
     anything else that could end or split a request line or a header (pure)."""
-    return _VISIBLE_ASCII.match(value) is not None
+    return _VISIBLE_ASCII.fullmatch(value) is not None
 
 
 # Metadata services that are not inside the private ranges Python already knows.

@@ -90,7 +90,7 @@ def query_filter(arguments: dict[str, Any], now: datetime) -> tuple[EventFilter,
     if unknown:
         raise ToolError(f"unknown event type {unknown[0]!r} (known: {', '.join(event_types())})")
     agent = arguments.get("agent")
-    if agent is not None and not (isinstance(agent, str) and AGENT_NAME.match(agent)):
+    if agent is not None and not (isinstance(agent, str) and AGENT_NAME.fullmatch(agent)):
         raise ToolError(f"agent: {agent!r} is not an agent name")
     pr = arguments.get("pr")
     if pr is not None and (not isinstance(pr, int) or isinstance(pr, bool) or pr < 1):
@@ -108,7 +108,7 @@ def query_filter(arguments: dict[str, Any], now: datetime) -> tuple[EventFilter,
         except ValueError as exc:
             raise ToolError(f"{key}: {exc}") from None
     repo = arguments.get("repo")
-    if repo is not None and not (isinstance(repo, str) and REPO.match(repo)):
+    if repo is not None and not (isinstance(repo, str) and REPO.fullmatch(repo)):
         raise ToolError(f"repo: {repo!r} is not a repository as owner/name")
     flt = EventFilter(
         types=types,

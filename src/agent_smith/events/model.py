@@ -29,7 +29,7 @@ REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 def _matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not {what}")
         return value
 
@@ -73,7 +73,7 @@ class Event(BaseModel):
         name = cls.model_fields["type"].default
         if not isinstance(name, str):
             return
-        if not TYPE_NAME.match(name):
+        if not TYPE_NAME.fullmatch(name):
             raise TypeError(f"event type {name!r} must be lower_snake_case")
         if name in Event.registry and Event.registry[name] is not cls:
             raise TypeError(f"event type {name!r} is defined twice")
@@ -160,7 +160,7 @@ class EgressDenied(Event):
 
 def check_agent_name(name: str) -> str:
     """`name` if it can be an event's agent; otherwise a one-line `UsageError`."""
-    if not AGENT_NAME.match(name):
+    if not AGENT_NAME.fullmatch(name):
         raise UsageError(
             f"agent: {name!r} is not an agent name (2-32 lower-case letters, digits and dashes, "
             "starting with a letter and not ending with a dash)"
@@ -170,7 +170,7 @@ def check_agent_name(name: str) -> str:
 
 def check_repo_name(repo: str) -> str:
     """`repo` if an event can be about it (owner/name); otherwise a one-line `UsageError`."""
-    if not REPO.match(repo):
+    if not REPO.fullmatch(repo):
         raise UsageError(f"repo: {repo!r} is not a repository as owner/name")
     return repo
 

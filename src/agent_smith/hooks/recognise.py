@@ -285,7 +285,7 @@ def _failed(output: str) -> bool:
 
 def _from_gh_api(args: Sequence[str], output: str) -> PrAction | None:
     path = _positional(args, _API_VALUE_FLAGS)
-    if path is None or (match := _API_PR.match(path)) is None:
+    if path is None or (match := _API_PR.fullmatch(path)) is None:
         return None
     repo, number = f"{match['owner']}/{match['repo']}", int(match["number"])
     rest = (match["rest"] or "").rstrip("/")

@@ -68,7 +68,7 @@ def route(raw_path: str) -> Route:
     path = raw_path.split("?", 1)[0].split("#", 1)[0]
     agent = DEFAULT_AGENT
     parts = path.split("/")
-    if len(parts) >= 3 and parts[1] == "agents" and AGENT_NAME.match(parts[2]):
+    if len(parts) >= 3 and parts[1] == "agents" and AGENT_NAME.fullmatch(parts[2]):
         agent = parts[2]
         path = "/" + "/".join(parts[3:])
     normalized = path.rstrip("/") if path not in ("/", "") else path
