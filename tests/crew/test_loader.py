@@ -97,6 +97,22 @@ def test_a_control_character_is_located_in_the_file_or_the_variable(crew_dir: Pa
     ]
 
 
+@pytest.mark.parametrize(
+    ("field", "git"),
+    [
+        ("name", 'git: {name: "Dev\\nBot", email: devbot@example.invalid}'),
+        ("name", 'git: {name: "Dev\\tBot", email: devbot@example.invalid}'),
+        ("email", 'git: {name: devbot, email: "dev\\x01@example.invalid"}'),
+    ],
+)
+def test_a_git_identity_is_one_line(crew_dir: Path, field: str, git: str) -> None:
+    # "Dev\nBot" was written raw into the home's gitconfig, and every git command failed on it.
+    edit(crew_dir / "crew.yaml", "git: {name: devbot, email: devbot@example.invalid}", git)
+    [problem] = problems(crew_dir)
+    assert f"agents[0].git.{field}: " in problem
+    assert problem.endswith("has a control character (a line break, a tab…)")
+
+
 def test_what_is_too_deep_or_too_big_to_walk_is_refused_before_any_check_walks_it(crew_dir: Path) -> None:
     crew_yaml = crew_dir / "crew.yaml"
     scaffolded = crew_yaml.read_text()

@@ -318,6 +318,14 @@ class GitIdentity(_Model):
     name: str = Field(min_length=1, description="git user.name for the agent's commits")
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="git user.email")
 
+    @field_validator("name", "email")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        # They go into the home's gitconfig and every commit's author line, both line-based.
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError(f"{shown(value)} has a control character (a line break, a tab…)")
+        return value
+
 
 _CLOCK = re.compile(r"^ *([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))? *$")
 
