@@ -37,10 +37,19 @@ _SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 def credential_kind(value: str) -> str | None:
     """What kind of real credential `value` looks like, or None for anything else."""
+    found = credential_in(value)
+    return found[1] if found is not None else None
+
+
+def credential_in(text: str) -> tuple[int, str] | None:
+    """Where in `text` the first value shaped like a real credential starts, and its kind; None
+    when there is none."""
+    first: tuple[int, str] | None = None
     for kind, pattern in _SHAPES:
-        if any(_real(found) for found in pattern.finditer(value)):
-            return kind
-    return None
+        found = next((m for m in pattern.finditer(text) if _real(m)), None)
+        if found is not None and (first is None or found.start() < first[0]):
+            first = (found.start(), kind)
+    return first
 
 
 def _real(found: re.Match[str]) -> bool:

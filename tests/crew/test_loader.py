@@ -219,6 +219,35 @@ def test_hook_shapes_are_checked(crew_dir: Path) -> None:
     assert len(found) == 2
 
 
+def test_a_real_looking_credential_in_markdown_or_any_crew_yaml_value_is_refused(crew_dir: Path) -> None:
+    # They are copied into the agents' homes (a role goes into CLAUDE.md), where only placeholders belong.
+    persona = crew_dir / "agents" / "devbot" / "CLAUDE.md"
+    persona.write_text(persona.read_text() + f"\nUse `{FAKE_GITHUB_TOKEN}` for the API.\n")
+    line = len(persona.read_text().splitlines())
+    subagent = crew_dir / "agents" / "devbot" / "subagents" / "helper.md"
+    subagent.parent.mkdir(exist_ok=True)
+    subagent.write_text(f"---\nname: helper\ndescription: helps\n---\n{FAKE_GITHUB_TOKEN}\n")
+    shared = crew_dir / "agents" / "_shared" / "CLAUDE.md"
+    shared.write_text(f"{FAKE_GITHUB_TOKEN}\n" + shared.read_text())
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "    role: reviewer\n", f'    role: "reviewer {FAKE_GITHUB_TOKEN}"\n')
+    found = problems(crew_dir)
+    kind = "looks like a GitHub token (gh?_…)"
+    role = line_of(crew_yaml, 'role: "reviewer')
+    assert found == sorted(
+        [
+            f"{crew_yaml}:{role}:11: agents[1].role: {kind}; agents see "
+            "crew.yaml's values, so it holds placeholders only (value not shown)",
+            *(
+                f"{file}:{at}: {kind}; it is copied into the agents' homes, which hold placeholders only "
+                "(value not shown)"
+                for file, at in ((persona, f"{line}:6"), (subagent, "5:1"), (shared, "1:1"))
+            ),
+        ]
+    )
+    assert FAKE_GITHUB_TOKEN not in "\n".join(found)
+
+
 def test_a_real_looking_credential_is_refused_without_printing_it(crew_dir: Path) -> None:
     stub = crew_dir / "agents" / "_shared" / ".credentials.json"
     data = json.loads(stub.read_text())

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
+from agent_smith.credentials import credential_in
 from agent_smith.crew import (
     Crew,
     EventLog,
@@ -99,6 +100,16 @@ def test_real_credential_shapes_are_recognised(value: str) -> None:
 @pytest.mark.parametrize("value", PLACEHOLDERS)
 def test_placeholders_are_not_mistaken_for_credentials(value: str) -> None:
     assert credential_kind(value) is None
+
+
+@given(before=st.text(alphabet=" \nabc.", max_size=40), which=st.sampled_from(sorted(REAL_SHAPED)))
+def test_the_first_credential_in_a_text_is_found_where_it_starts(before: str, which: str) -> None:
+    value = REAL_SHAPED[which]
+    start = value.index(value.split()[-1])  # "Bearer ghp_…": the token, not the scheme
+    later = " then " + REAL_SHAPED["aws"]
+    found = credential_in(before + " " + value + later)
+    assert found == (len(before) + 1 + start, credential_kind(value))
+    assert credential_in(before + " ".join(PLACEHOLDERS)) is None
 
 
 def test_find_credentials_reports_paths_never_values() -> None:

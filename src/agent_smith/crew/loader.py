@@ -26,6 +26,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
 
+from agent_smith.credentials import credential_in, find_credentials
 from agent_smith.crew.claude_files import Finding, check_credentials_stub, check_mcp, check_settings
 from agent_smith.crew.models import Crew
 from agent_smith.errors import CrewError, Problem, UsageError
@@ -101,6 +102,7 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
             f"{', '.join(unused)} set without AGENT_NAME: {'it applies' if len(unused) == 1 else 'they apply'} to no agent"
         )
     crew = _validate(data, doc, sources, crew_file, report)
+    _check_no_credentials(data, doc, sources, crew_file, report)
     shared = _load_shared(root / AGENTS_DIR / SHARED_DIR, report)
     personas: dict[str, Persona] = {}
     if crew is not None:
@@ -434,6 +436,38 @@ def _validate(data: dict[str, Any], doc: Any, sources: Mapping[Loc, str], file: 
         return None
 
 
+def _check_no_credentials(
+    data: dict[str, Any], doc: Any, sources: Mapping[Loc, str], file: Path, report: _Report
+) -> None:
+    """Every value of crew.yaml reaches the agents somewhere (a role in CLAUDE.md, a prompt typed
+    into the pane): none may look like a real secret. Each said once, where a field's own check
+    has not said it already."""
+    said = {p.path for p in report.problems}
+    for loc, kind in find_credentials(data):
+        if format_loc(loc) in said:
+            continue
+        message = f"looks like {kind}; agents see crew.yaml's values, so it holds placeholders only (value not shown)"
+        var = _source_of(loc, sources)
+        if var is not None:
+            report.problems.append(Problem(f"${var}", 1, 1, format_loc(loc), message))
+        else:
+            report.add(file, doc, loc, format_loc(loc), message)
+
+
+def _check_text(file: Path, text: str, report: _Report) -> None:
+    """A Markdown file copied into the agents' homes holds no real secret."""
+    if (found := credential_in(text)) is not None:
+        offset, kind = found
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        report.problems.append(
+            Problem(
+                report.name(file), line, col, "",
+                f"looks like {kind}; it is copied into the agents' homes, which hold placeholders only (value not shown)",
+            )
+        )  # fmt: skip
+
+
 def _clean_loc(loc: Iterable[str | int]) -> Loc:
     # pydantic inserts validator and union-branch names into locations; they are not keys.
     return tuple(p for p in loc if isinstance(p, int) or not re.match(r"^(function-|[a-z]+\[)", p))
@@ -747,6 +781,7 @@ def _load_shared(directory: Path, report: _Report) -> SharedFiles:
         return SharedFiles(directory, claude_md, settings, stub)
     if _present(md := directory / "CLAUDE.md"):
         claude_md = _read_text(md, report) or ""
+        _check_text(md, claude_md, report)
     if _present(file := directory / "settings.json") and (parsed := _read_json(file, report)):
         _report_findings(file, parsed[1], check_settings(parsed[0]), report)
         settings = parsed[0] if isinstance(parsed[0], dict) else {}
@@ -810,6 +845,7 @@ def _load_personas(
             _check_subagent(sub, report)
         text = _read_text(md, report)
         if text is not None:
+            _check_text(md, text, report)
             personas[agent.name] = Persona(agent.name, directory, text, servers, subagents)
     named = {a.name for a in crew.agents} | {SHARED_DIR}
     if agents_dir.is_dir():
@@ -822,6 +858,7 @@ def _check_subagent(file: Path, report: _Report) -> None:
     text = _read_text(file, report)
     if text is None:
         return
+    _check_text(file, text, report)
     match = _FRONTMATTER.match(text)
     if match is None:
         report.warn(
