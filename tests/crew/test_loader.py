@@ -122,7 +122,9 @@ def test_what_is_too_deep_or_too_big_to_walk_is_refused_before_any_check_walks_i
     bomb = ["x:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     bomb += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
     crew_yaml.write_text(scaffolded + "\n".join(bomb) + "\n")
-    assert problems(crew_dir) == [f"{crew_yaml}:1:1: more than 100000 values, its aliases expanded"]
+    assert problems(crew_dir) == [
+        f"{crew_yaml}:1:1: more than 100000 values (each alias counted as what it expands to)"
+    ]
     crew_yaml.write_text(scaffolded)
     settings = crew_dir / "agents" / "_shared" / "settings.json"
     settings.write_text("[" * 600 + "]" * 600)
@@ -137,8 +139,11 @@ def test_what_is_too_deep_or_too_big_to_walk_is_refused_before_any_check_walks_i
         (functools.reduce(lambda inner, _: [inner], range(64), 1), "nested more than 64 levels deep"),
         (functools.reduce(lambda inner, _: {"k": inner}, range(64), 1), "nested more than 64 levels deep"),
         ([0] * 99_999, None),
-        ([0] * 100_000, "more than 100000 values, its aliases expanded"),
-        (functools.reduce(lambda inner, _: [inner] * 10, range(9), 0), "more than 100000 values, its aliases expanded"),
+        ([0] * 100_000, "more than 100000 values (each alias counted as what it expands to)"),
+        (
+            functools.reduce(lambda inner, _: [inner] * 10, range(9), 0),
+            "more than 100000 values (each alias counted as what it expands to)",
+        ),
     ],
 )
 def test_too_big(data: object, why: str | None) -> None:
@@ -592,9 +597,15 @@ def test_an_agent_s_listener_block_is_checked(crew_dir: Path, block: str, path: 
 def test_a_file_that_is_no_utf8_is_a_located_problem(crew_dir: Path, where: str) -> None:
     file = crew_dir / where
     file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_bytes(b"\xff\xfe---\n")
-    [problem] = problems(crew_dir)
-    assert problem.startswith(f"{file}:1:1: cannot read: 'utf-8' codec can't decode byte 0xff")
+    # Located at the bad byte, its column counted in characters ("é" is one, two bytes).
+    file.write_bytes("---\nh\u00e9llo ".encode() + b"\xc3\x28\n")
+    assert problems(crew_dir) == [f"{file}:2:7: not UTF-8 here (invalid continuation byte)"]
+
+
+def test_a_crew_yaml_that_is_no_utf8_is_located_at_the_bad_byte(crew_dir: Path) -> None:
+    crew_yaml = crew_dir / "crew.yaml"
+    crew_yaml.write_bytes(b"crew:\n  name: \xff\n")
+    assert problems(crew_dir) == [f"{crew_yaml}:2:9: not UTF-8 here (invalid start byte)"]
 
 
 def test_a_dangling_link_is_a_problem_not_a_file_left_out(crew_dir: Path) -> None:

@@ -171,7 +171,10 @@ def _read_yaml(file: Path, report: _Report) -> Any:
             )
         )
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        report.problems.append(_undecodable(report.name(file), exc))
+        return None
+    except OSError as exc:
         report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
         return None
     try:
@@ -193,8 +196,7 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise CrewError([Problem(where, line, col, "", f"invalid YAML: {reason}")]) from None
     except ReaderError as exc:
         # A control character: YAML allows none but tab and line breaks.
-        line = text.count("\n", 0, exc.position) + 1
-        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        line, col = _line_col(text, exc.position)
         raise CrewError(
             [Problem(where, line, col, "", f"invalid YAML: the control character U+{exc.character:04X} is not allowed")]
         ) from None
@@ -227,7 +229,7 @@ def too_big(data: Any) -> str | None:
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
-    return f"more than {_MAX_VALUES} values, its aliases expanded" if stack else None
+    return f"more than {_MAX_VALUES} values (each alias counted as what it expands to)" if stack else None
 
 
 def _first_clause(exc: ValueError) -> str:
@@ -243,13 +245,28 @@ def _read_text(file: Path, report: _Report) -> str | None:
     system file is a leak)."""
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        report.problems.append(_undecodable(report.name(file), exc))
+        return None
+    except OSError as exc:
         report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
         return None
     target = file.resolve()
     if not target.is_relative_to(report.root.resolve()):
         report.warn(f"{report.name(file)}:1:1: links to {target}, outside the crew directory: the agent reads it")
     return text
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of `offset` in `text` (pure)."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _undecodable(where: str, exc: UnicodeDecodeError) -> Problem:
+    """A file that is not UTF-8, located at its first bad byte (the column counts characters)."""
+    before = exc.object[: exc.start].decode("utf-8", "replace")
+    line, col = _line_col(before, len(before))
+    return Problem(where, line, col, "", f"not UTF-8 here ({exc.reason})")
 
 
 def _present(file: Path) -> bool:
@@ -458,8 +475,7 @@ def _check_text(file: Path, text: str, report: _Report) -> None:
     """A Markdown file copied into the agents' homes holds no real secret."""
     if (found := credential_in(text)) is not None:
         offset, kind = found
-        line = text.count("\n", 0, offset) + 1
-        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        line, col = _line_col(text, offset)
         report.problems.append(
             Problem(
                 report.name(file), line, col, "",
