@@ -153,12 +153,18 @@ def test_the_schema_refuses_unknown_keys() -> None:
         (("agents", 0, "remote_control"), "yes"),
         (("agents", 0, "remote_control"), 1),
         (("version",), True),
+        (("egress", "listen"), "127.0.0.1:99999"),
+        (("egress", "allow", 0, "paths"), ["api"]),
+        (("egress", "secrets", 0, "source"), {}),
+        (("egress", "secrets", 0, "source"), {"env": "A", "file": "/run/a"}),
+        (("kubernetes",), {"matrix_peer": {"cidr": "203.0.113.10"}}),
     ],
 )
 def test_what_validate_refuses_the_published_schema_refuses_too(
     tmp_path: Path, path: tuple[str | int, ...], value: object
 ) -> None:
     # The editor checks through the schema: a file it shows clean must not fail `validate`.
+    # (Where the schema can say it: not the cross-field rules, nor the credential shapes.)
     scaffold_crew(tmp_path / "c")
     data = YAML(typ="safe").load((tmp_path / "c" / "crew.yaml").read_text())
     data.setdefault("egress", {}).setdefault("allow", [{"host": "api.github.com"}])
@@ -169,6 +175,22 @@ def test_what_validate_refuses_the_published_schema_refuses_too(
     assert list(jsonschema.Draft202012Validator(crew_json_schema()).iter_errors(data)), "the schema took it"
     with pytest.raises(ValidationError):
         Crew.model_validate(data)
+
+
+@given(port=st.integers(min_value=0, max_value=99999), zeros=st.integers(min_value=0, max_value=2))
+def test_the_schema_and_validate_agree_on_a_listen_port(port: int, zeros: int) -> None:
+    text = "0" * zeros + str(port)
+    if len(text) > 5:
+        return
+    schema = jsonschema.Draft202012Validator(crew_json_schema())
+    data = {"version": 1, "crew": {"name": "ab"}, "agents": [{"name": "ab"}], "egress": {"listen": f"127.0.0.1:{text}"}}
+    by_schema = not list(schema.iter_errors(data))
+    try:
+        Crew.model_validate(data)
+        by_validate = True
+    except ValidationError:
+        by_validate = False
+    assert by_schema == by_validate == (port <= 65535), text
 
 
 def test_the_credentials_stub_is_written_private(tmp_path: Path) -> None:

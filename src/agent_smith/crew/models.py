@@ -239,9 +239,20 @@ def _port_in_range(value: str) -> str:
     return value
 
 
-Listen = Annotated[str, Field(pattern=_LISTEN), AfterValidator(_port_in_range)]
+# 0 to 65535 (leading zeros as validate takes them), for the schema: editors flag what validate refuses.
+_PORT = r"(?:0?[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+
+
+def _listen_schema(pattern: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern.replace(r"\d{1,5}", _PORT)})
+
+
+Listen = Annotated[str, Field(pattern=_LISTEN), AfterValidator(_port_in_range), _listen_schema(_LISTEN)]
 # The firewall's other listeners, as it reads them: an empty host is 127.0.0.1 (":8443").
-FirewallListen = Annotated[str, Field(pattern=r"^:\d{1,5}$|" + _LISTEN), AfterValidator(_port_in_range)]
+_FIREWALL_LISTEN = r"^:\d{1,5}$|" + _LISTEN
+FirewallListen = Annotated[
+    str, Field(pattern=_FIREWALL_LISTEN), AfterValidator(_port_in_range), _listen_schema(_FIREWALL_LISTEN)
+]
 
 
 def _nats_url(value: str) -> str:
@@ -436,7 +447,9 @@ class HostRule(_Model):
         default_factory=lambda: [443], min_length=1, description="allowed ports"
     )
     methods: list[str] | None = Field(default=None, description="allowed HTTP methods; all when absent")
-    paths: list[str] | None = Field(default=None, description="allowed path prefixes; all when absent")
+    paths: list[Annotated[str, WithJsonSchema({"type": "string", "pattern": "^/"})]] | None = Field(
+        default=None, description="allowed path prefixes; all when absent"
+    )
     allow_private: Flag = Field(
         default=False,
         description="allow this host although it resolves to a loopback, private or link-local address",
@@ -458,6 +471,8 @@ class HostRule(_Model):
 
 class SecretSource(_Model):
     """Where the firewall reads a real secret: exactly one of an env var or a file."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
 
     # The secret's name or path, never the secret: one pasted here would be quoted by every error about it.
     env: Annotated[EnvVarName, AfterValidator(_not_a_credential)] | None = Field(
@@ -752,7 +767,9 @@ class Runtime(_Model):
 class NetworkPeer(_Model):
     """A server outside the render the agents may reach directly: an IP block, or pods by namespace and labels."""
 
-    cidr: Annotated[str, AfterValidator(_network)] | None = Field(default=None, description="e.g. 203.0.113.10/32")
+    cidr: Annotated[str, AfterValidator(_network), WithJsonSchema({"type": "string", "pattern": "/[0-9]+$"})] | None = (
+        Field(default=None, description="e.g. 203.0.113.10/32")
+    )
     namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
     pod_labels: dict[str, str] = Field(default_factory=dict)
 
