@@ -82,3 +82,9 @@ class CrewError(UsageError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    def first_of_all(self) -> str:
+        """The first problem, and how many more there are, on one line (a container's last words)."""
+        more = len(self.problems) - 1
+        first = str(self.problems[0]) if self.problems else "the crew has problems"
+        return first + (f" (and {more} more: `agent-smith validate` lists them all)" if more > 0 else "")

@@ -390,6 +390,18 @@ def test_bad_env_values_are_reported_against_the_variable(crew_dir: Path) -> Non
     # A well-formed repository the agent does not have: the variable's problem too, not crew.yaml's.
     [problem] = problems(crew_dir, {"AGENT_NAME": "devbot", "PRIMARY_REPO": "other/repo"})
     assert problem == "$PRIMARY_REPO:1:1: agents[0].primary_repo: 'other/repo' is not one of repos"
+    # An agent with no repositories has no primary one: claude started in an empty directory so named.
+    edit(crew_dir / "crew.yaml", "    repos: [example/widgets]\n", "")
+    [problem] = problems(crew_dir, {"AGENT_NAME": "devbot", "PRIMARY_REPO": "acme/x"})
+    assert problem == "$PRIMARY_REPO:1:1: agents[0].primary_repo: 'acme/x' is not one of repos (the agent has none)"
+
+
+@pytest.mark.parametrize("name", ["a/b", "../../x", "..", "x" * 65, "tab\tbed"])
+def test_a_tmux_socket_that_is_no_plain_name_is_refused(crew_dir: Path, name: str) -> None:
+    # It passed validate, then `run`, `status` and `down` ended in a traceback from tmux's wrapper.
+    [problem] = problems(crew_dir, {"AGENT_SMITH_RUNTIME__TMUX_SOCKET": repr(name)})
+    assert problem.startswith("$AGENT_SMITH_RUNTIME__TMUX_SOCKET:1:1: runtime.tmux_socket: "), problem
+    assert problem.endswith("is not a tmux socket name (1-64 letters, digits, '.', '_' or '-')"), problem
 
 
 def test_a_crew_file_path_is_accepted_as_well_as_its_directory(crew_dir: Path) -> None:

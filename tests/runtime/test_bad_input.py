@@ -91,6 +91,21 @@ def test_firewall_port_in_use(crew: CrewDir, busy_port: int, up: Up) -> None:
     assert_refused(crew, result, f"egress.listen: port {busy_port} on 127.0.0.1 is already in use")
 
 
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("192.0.2.1", "192.0.2.1 is no address of this machine"),
+        ("no-such-host.invalid", "no-such-host.invalid is no host name"),
+    ],
+)
+def test_a_listen_address_that_is_not_this_machine_s_says_so(crew: CrewDir, up: Up, host: str, said: str) -> None:
+    # It was called "already in use", which sent people looking for a process that was not there.
+    for section, key in (("runtime", "metrics_listen"), ("egress", "listen")):
+        set_in_crew(crew, section, key, f"{host}:{free_port()}")
+        assert_refused(crew, up(crew, "--crew", str(crew.root)), f"{section}.{key}: {said}")
+        set_in_crew(crew, section, key, f"127.0.0.1:{free_port()}")
+
+
 def test_the_supervisor_s_address_being_the_firewall_s_is_refused_before_anything_starts(crew: CrewDir, up: Up) -> None:
     port = free_port()
     set_in_crew(crew, "egress", "metrics_listen", f"0.0.0.0:{port}")
@@ -155,6 +170,18 @@ def test_a_no_proxy_value_that_is_no_host(crew: CrewDir, up: Up, host: str) -> N
 def test_run_without_agent_name(crew: CrewDir) -> None:
     result = crew.invoke("run", env={"AGENT_SMITH_CREW": str(crew.root), "AGENT_NAME": None})
     assert_refused(crew, result, "AGENT_NAME is not set")
+
+
+def test_run_says_a_crew_with_several_problems_in_one_line(crew: CrewDir) -> None:
+    # The container's last words in `kubectl logs`: the first problem, and how many more.
+    env = {"AGENT_SMITH_CREW": str(crew.root), "AGENT_NAME": "alice", "AGENT_REPOS": "not a repo"}
+    result = crew.invoke("run", env=env)
+    assert_refused(
+        crew,
+        result,
+        "error: $AGENT_REPOS:1:1: agents[0].repos[0]: 'not' is not a repository as owner/name "
+        "(and 2 more: `agent-smith validate` lists them all)",
+    )
 
 
 def test_restart_and_status_without_a_supervisor(crew: CrewDir) -> None:

@@ -168,6 +168,19 @@ def test_words_placed_by_column_keep_their_spaces() -> None:
     assert readable(raw) == "WARNING:   Loading development channels\n  indented back"
 
 
+def test_a_log_replaced_before_the_first_look_is_streamed_whole(tmp_path: Path) -> None:
+    # Rotated as the agent started: everything in the new file is this run's.
+    log = tmp_path / "a.log"
+    log.write_bytes(b"an earlier run's line\n")
+    lines: list[str] = []
+    streamer = Streamer([("a:claude", log), ("a:shell", tmp_path / "b.log")], lines.append)
+    log.rename(tmp_path / "a.log.1")
+    log.write_bytes(b"first\n")
+    (tmp_path / "b.log").write_bytes(b"made since\n")
+    streamer.pump()
+    assert lines == ["[a:claude] first\n", "[a:shell] made since\n"]
+
+
 @given(st.lists(st.sampled_from([b"word", b" ", b"\x1b[5G", b"\x1b[2C", b"\x1b[1;31m", b"\r\n", b"\xe2\x9d\xaf"])))
 def test_readable_text_has_no_escapes_and_keeps_every_word(parts: list[bytes]) -> None:
     raw = b"".join(parts)
@@ -178,9 +191,11 @@ def test_readable_text_has_no_escapes_and_keeps_every_word(parts: list[bytes]) -
 
 def test_follower_survives_rotation_and_streams_whole_lines(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
-    log.write_bytes(b"one\ntw")
+    log.write_bytes(b"an earlier run's line\n")
     lines: list[str] = []
     streamer = Streamer([("a:claude", log)], lines.append)
+    with log.open("ab") as fh:
+        fh.write(b"one\ntw")
     assert streamer.pump() == 1
     with log.open("ab") as fh:
         fh.write(b"o\n")

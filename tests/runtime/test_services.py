@@ -14,7 +14,7 @@ import pytest
 
 from agent_smith.errors import UsageError
 from agent_smith.listeners import free_port
-from agent_smith.runtime.services import ChildService, pid_alive, port_free
+from agent_smith.runtime.services import ChildService, bind_problem, pid_alive
 
 # Greets every connection with its pid, after `--delay` seconds (a slow start), on the sockets
 # named by --listen-fd, or on a port of its own with --port.
@@ -76,7 +76,7 @@ def test_a_connection_made_while_the_child_boots_waits_for_it(tmp_path: Path) ->
         assert "--listen-fd" in Path(f"/proc/{pid_of(tmp_path)}/cmdline").read_text()
     finally:
         child.stop()
-    assert port_free("127.0.0.1", port)
+    assert bind_problem("127.0.0.1", port) is None
     assert not (tmp_path / "greeter.pid").exists()
 
 
@@ -97,7 +97,7 @@ def test_a_connection_made_after_the_port_is_bound_waits_until_the_child_is_laun
         assert pid_of(tmp_path) == first, "a second launch started another child"
     finally:
         child.stop()
-    assert port_free("127.0.0.1", port)
+    assert bind_problem("127.0.0.1", port) is None
 
 
 def test_a_crashed_child_is_restarted_with_backoff_and_nothing_is_refused_meanwhile(tmp_path: Path) -> None:

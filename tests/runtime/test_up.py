@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -650,6 +651,11 @@ def test_up_says_at_once_that_an_agent_crash_loops(
     ), up.stderr
     assert time.monotonic() - began < 30
     assert crew.status()["solo"]["state"] == "crash-looping"
+    # At the default log level: in a container, `kubectl logs` is where the crash loop must show.
+    logged = (crew.runtime / "supervisor.log").read_text()
+    assert re.search(
+        r"agent solo: claude exited after [0-9.]+s; crash-looping, next try in \d+s \(exit code 3\)", logged
+    )
     assert crew.cli("down", "--crew", str(crew.root)).returncode == 0
 
 

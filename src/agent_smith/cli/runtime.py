@@ -398,7 +398,11 @@ def run(
     name = os.environ.get("AGENT_NAME", "").strip()
     if not name:
         raise UsageError("AGENT_NAME is not set: the container runs one agent of the crew, named by AGENT_NAME")
-    loaded = _load(out, crew)
+    try:
+        loaded = _load(out, crew)
+    except CrewError as exc:
+        # One line for `kubectl logs` to show as the container's last words.
+        raise UsageError(exc.first_of_all()) from None
     options = ServeOptions(agents=(name,), firewall=False, no_proxy=tuple(no_proxy or ()))
     binary = check_startable(loaded, options, services=False)
 

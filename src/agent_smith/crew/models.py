@@ -278,6 +278,16 @@ def _nats_url(value: str) -> str:
     return value
 
 
+_SOCKET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _socket_name(value: str) -> str:
+    # tmux -L names a file in its socket directory: a path or a dot name would be elsewhere, or none.
+    if not _SOCKET_NAME.fullmatch(value) or not value.strip("."):
+        raise ValueError(f"{shown(value)} is not a tmux socket name (1-64 letters, digits, '.', '_' or '-')")
+    return value
+
+
 def _network(value: str) -> str:
     # Kubernetes takes an ipBlock only with its prefix length, a single address too (…/32).
     try:
@@ -618,9 +628,13 @@ class Agent(_Model):
     @field_validator("primary_repo")
     @classmethod
     def _primary_in_repos(cls, value: str | None, info: ValidationInfo) -> str | None:
-        repos = info.data.get("repos")
-        if value is not None and repos and value not in repos:
-            raise ValueError(f"{value!r} is not one of repos")
+        # repos missing from the data failed their own check, which said so.
+        if value is None or "repos" not in info.data:
+            return value
+        repos = info.data["repos"]
+        if value not in repos:
+            # With none, claude would start in an empty directory named like the repository.
+            raise ValueError(f"{value!r} is not one of repos" + ("" if repos else " (the agent has none)"))
         return value
 
     @property
@@ -754,7 +768,9 @@ class Runtime(_Model):
             "taken from the crew directory)"
         ),
     )
-    tmux_socket: str = Field(default="agent-smith", description="agent-smith's own tmux server (-L)")
+    tmux_socket: Annotated[str, AfterValidator(_socket_name), _schema_pattern(_SOCKET_NAME)] = Field(
+        default="agent-smith", description="agent-smith's own tmux server (-L)"
+    )
     metrics_listen: Listen = Field(
         default="127.0.0.1:0",
         description=(

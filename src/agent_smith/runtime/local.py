@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -35,7 +36,7 @@ from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv, pan
 from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import RunDir
-from agent_smith.runtime.services import ChildService, parse_listen, pid_alive, port_free, read_pid, terminate
+from agent_smith.runtime.services import ChildService, bind_problem, parse_listen, pid_alive, read_pid, terminate
 from agent_smith.runtime.session import rotated
 from agent_smith.runtime.started import forget_started, keep_started, started_crew, started_runtime, where_it_runs
 from agent_smith.runtime.supervisor import LOG_KEEP, Supervisor
@@ -156,13 +157,14 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
         for loc, address in firewall_listeners(crew):
             if same_address(crew.runtime.metrics_listen, address):
                 raise UsageError(f"runtime.metrics_listen: {crew.runtime.metrics_listen} is {format_loc(loc)} too")
-    if not port_free(host, port):
-        raise UsageError(f"runtime.metrics_listen: port {port} on {host} is already in use")
+    if (problem := bind_problem(host, port)) is not None:
+        raise UsageError(f"runtime.metrics_listen: {problem[1]}")
     left = read_pid(rd.firewall_pid)
     if services and options.firewall and not (left is not None and pid_alive(left)):
         host, port = parse_listen(crew.egress.listen, "egress.listen")
-        if not port_free(host, port):
-            raise UsageError(f"egress.listen: port {port} on {host} is already in use (is a firewall running?)")
+        if (problem := bind_problem(host, port)) is not None:
+            running = " (is a firewall running?)" if problem[0] == errno.EADDRINUSE else ""
+            raise UsageError(f"egress.listen: {problem[1]}{running}")
         from agent_smith.egress import settings_for
 
         # What the supervisor hands the firewall (a secret it cannot read, an upstream CA that is not there).
@@ -401,6 +403,9 @@ async def supervise(
             channels = None
             try:
                 supervisor.hold_events(rd.path / HELD_EVENTS)
+                # Before the panes start: their logs may hold an earlier run's output (a container
+                # restarted on the same volume), which is not to be streamed again.
+                streamer = _streamer(specs, stream) if stream is not None else None
                 await supervisor.begin([s.name for s in specs])
                 for child in children:
                     child.launch()
@@ -418,7 +423,7 @@ async def supervise(
                 hosted = channels.servers if channels is not None else {}
                 supervisor.serve_mcp({tokens[name]: server for name, server in hosted.items()}, CHAT_PATH)
                 supervisor.watch_channels(hosted)
-                watcher = asyncio.create_task(_serve(supervisor, specs, stop, keep, stream))
+                watcher = asyncio.create_task(_serve(supervisor, stop, keep, streamer))
                 watching = True
                 try:
                     await _until_started(supervisor, watcher)
@@ -586,20 +591,14 @@ async def _until_started(supervisor: Supervisor, watcher: asyncio.Task[None]) ->
         started.cancel()
 
 
-async def _serve(
-    supervisor: Supervisor,
-    specs: Sequence[AgentSpec],
-    stop: asyncio.Event,
-    keep: asyncio.Event,
-    stream: Callable[[str], None] | None,
-) -> None:
+def _streamer(specs: Sequence[AgentSpec], stream: Callable[[str], None]) -> Streamer:
+    return Streamer(
+        [(f"{s.name}:{pane}", s.log(index)) for s in specs for index, pane in ((0, "claude"), (1, "shell"))], stream
+    )
+
+
+async def _serve(supervisor: Supervisor, stop: asyncio.Event, keep: asyncio.Event, streamer: Streamer | None) -> None:
     """Supervise until told to stop (`keep` set: told to detach, leaving everything running)."""
-    streamer = None
-    if stream is not None:
-        streamer = Streamer(
-            [(f"{s.name}:{pane}", s.log(index)) for s in specs for index, pane in ((0, "claude"), (1, "shell"))],
-            stream,
-        )
     pump: asyncio.Task[None] | None = None
     if streamer is not None:
         pump = asyncio.create_task(_pump(streamer, stop))

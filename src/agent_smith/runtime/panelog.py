@@ -53,6 +53,16 @@ class Follower:
     _fh: IO[bytes] | None = field(default=None, init=False)
     _inode: int | None = field(default=None, init=False)
     _partial: bytes = field(default=b"", init=False)
+    # (inode, size) of what the log held before: not read, unless the file was replaced since.
+    _before: tuple[int, int] | None = field(default=None, init=False)
+
+    def skip_what_is_there(self) -> None:
+        """Read only what is appended from now on (the log holds an earlier run's output)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        self._before = (st.st_ino, st.st_size)
 
     def read(self) -> bytes:
         try:
@@ -67,6 +77,9 @@ class Follower:
         if self._fh is None:
             self._fh = self.path.open("rb")
             self._inode = inode
+            if self._before is not None and self._before[0] == inode:
+                self._fh.seek(self._before[1])
+            self._before = None
         chunks.append(self._fh.read())
         return b"".join(chunks)
 
@@ -94,7 +107,11 @@ class Streamer:
     """Copies new lines of several pane logs to one stream, each line prefixed with its source."""
 
     def __init__(self, sources: Sequence[tuple[str, Path]], write: Callable[[str], None]) -> None:
+        """Made before the panes start: what the logs already hold (an earlier container's, on
+        the same volume) is not this run's output, and is not copied again."""
         self._followers = [(prefix, Follower(path)) for prefix, path in sources]
+        for _, follower in self._followers:
+            follower.skip_what_is_there()
         self._write = write
 
     def pump(self) -> int:

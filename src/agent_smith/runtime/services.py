@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -28,18 +29,23 @@ def parse_listen(value: str, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def port_free(host: str, port: int) -> bool:
-    """True when nothing listens on host:port yet (port 0 is always free)."""
-    if port == 0:
-        return True
+def bind_problem(host: str, port: int) -> tuple[int, str] | None:
+    """Why nothing could listen on host:port now, as (errno, what to tell a person); None when it
+    could. Port 0 is any free port: only its host can be wrong."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except socket.gaierror as exc:
+            return exc.errno or 0, f"{host} is no host name this machine can resolve"
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return exc.errno, f"port {port} on {host} is already in use"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return exc.errno, f"{host} is no address of this machine"
+            return exc.errno or 0, f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def read_pid(path: Path) -> int | None:

@@ -526,7 +526,17 @@ class Supervisor:
             self.tmux.kill_session(spec.session)
             await asyncio.to_thread(sweep, AGENT_VAR, spec.tag)
         elif isinstance(action, Publish):
-            log.info("%s %s %s", spec.name, action.type, dict(action.fields))
+            if action.type == "agent_crashed":
+                # Said at the default level: in a container, `kubectl logs` is where a crash loop shows.
+                code = action.fields.get("exit_code")
+                log.warning(
+                    "agent %s: claude %s%s",
+                    spec.name,
+                    action.fields.get("reason"),
+                    f" (exit code {code})" if code is not None else "",
+                )
+            else:
+                log.info("%s %s %s", spec.name, action.type, dict(action.fields))
             if self._held is not None:
                 # Stamped now: the event happened now, not when the event log comes up.
                 stamped = {**action.fields, "time": datetime.fromtimestamp(self._clock(), UTC)}
