@@ -8,33 +8,38 @@ would merely ignore is a warning.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from agent_smith.credentials import find_credentials
+from agent_smith.crew.whatwg_url import parses_as_url
 
 Path_ = tuple[str | int, ...]
 
+# The list Claude Code 2.1.331 prints for an unknown event in its debug log ("Unknown hook
+# event ... Valid events: ..."); re-read it from there when the pinned version changes.
 HOOK_EVENTS = frozenset(
     {
         "PreToolUse",
         "PostToolUse",
         "PostToolUseFailure",
         "PostToolBatch",
-        "PermissionRequest",
-        "PermissionDenied",
         "Notification",
         "UserPromptSubmit",
         "UserPromptExpansion",
+        "SessionStart",
+        "SessionEnd",
         "Stop",
         "StopFailure",
         "SubagentStart",
         "SubagentStop",
         "PreCompact",
         "PostCompact",
-        "SessionStart",
-        "SessionEnd",
+        "PreModelSwitch",
+        "PostModelSwitch",
+        "PermissionRequest",
+        "PermissionDenied",
         "Setup",
         "TeammateIdle",
         "TaskCreated",
@@ -42,15 +47,18 @@ HOOK_EVENTS = frozenset(
         "Elicitation",
         "ElicitationResult",
         "ConfigChange",
+        "WorktreeCreate",
+        "WorktreeRemove",
+        "InstructionsLoaded",
+        "CwdChanged",
+        "FileChanged",
+        "DirectoryAdded",
+        "MessageDisplay",
     }
 )
-_HOOK_REQUIRED = {
-    "command": "command",
-    "http": "url",
-    "prompt": "prompt",
-    "agent": "prompt",
-    "mcp_tool": "tool",
-}
+# One bad hook under these makes Claude Code 2.1.331 drop the whole settings.json, env and
+# agent-smith's own hooks with it: such a hook may be what guards the permissions beside it.
+_GUARD_EVENTS = frozenset({"PreToolUse", "PermissionRequest"})
 _PERMISSION_LISTS = ("allow", "deny", "ask", "additionalDirectories")
 _MCP_TYPES = frozenset({"stdio", "sse", "http", "ws"})
 
@@ -152,11 +160,18 @@ def _hooks(hooks: Any) -> Iterator[Finding]:
                 f"{event!r} is not a hook event this Claude Code knows; it will never fire",
                 "warning",
             )
-        if not isinstance(groups, list):
-            yield from _expect(groups, list, "an array of matcher groups", where)
-            continue
-        for g, group in enumerate(groups):
-            yield from _hook_group(group, (*where, g))
+        for finding in _hook_groups(groups, where):
+            if event in _GUARD_EVENTS and finding.severity == "error":
+                finding = Finding(finding.path, f"{finding.message}{_DROPS_FILE}")
+            yield finding
+
+
+def _hook_groups(groups: Any, where: Path_) -> Iterator[Finding]:
+    if not isinstance(groups, list):
+        yield from _expect(groups, list, "an array of matcher groups", where)
+        return
+    for g, group in enumerate(groups):
+        yield from _hook_group(group, (*where, g))
 
 
 def _hook_group(group: Any, where: Path_) -> Iterator[Finding]:
@@ -173,25 +188,131 @@ def _hook_group(group: Any, where: Path_) -> Iterator[Finding]:
         )
         return
     for h, hook in enumerate(entries):
-        at = (*where, "hooks", h)
-        if not isinstance(hook, dict):
-            yield from _expect(hook, dict, "an object", at)
-            continue
-        kind = hook.get("type")
-        if kind not in _HOOK_REQUIRED:
-            yield Finding(
-                (*at, "type") if "type" in hook else at,
-                f"type must be one of {', '.join(_HOOK_REQUIRED)}",
-            )
-            continue
-        required = _HOOK_REQUIRED[kind]
-        if not isinstance(hook.get(required), str) or not hook[required].strip():
-            yield Finding(at, f'a {kind} hook needs "{required}" as a non-empty string')
-        if "timeout" in hook:
-            yield from _expect(hook["timeout"], (int, float), "a number of seconds", (*at, "timeout"))
-        for flag in ("async", "asyncRewake"):
-            if flag in hook:
-                yield from _expect(hook[flag], bool, "true or false", (*at, flag))
+        yield from _hook(hook, (*where, "hooks", h))
+
+
+def _hook(hook: Any, at: Path_) -> Iterator[Finding]:
+    if not isinstance(hook, dict):
+        yield from _expect(hook, dict, "an object", at)
+        return
+    kind = hook.get("type")
+    spec = _HOOK_TYPES.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        yield Finding(
+            (*at, "type") if "type" in hook else at,
+            f"type must be one of {', '.join(_HOOK_TYPES)}",
+        )
+        return
+    for name in spec.required:
+        if not isinstance(hook.get(name), str) or not hook[name].strip():
+            yield Finding(at, f'a {kind} hook needs "{name}" as a non-empty string')
+    # Fields another type knows are dropped unread (an http hook's "async"), so only this
+    # type's own are checked.
+    for name, check in spec.fields.items():
+        if name in hook:
+            yield from check(hook[name], (*at, name))
+
+
+# A hook field's check: the findings for its value at a path.
+_Check = Callable[[Any, Path_], Iterator[Finding]]
+
+
+def _string(value: Any, at: Path_) -> Iterator[Finding]:
+    yield from _expect(value, str, "a string", at)
+
+
+def _text(value: Any, at: Path_) -> Iterator[Finding]:
+    if value == "":
+        yield Finding(at, "must not be empty")
+    else:
+        yield from _string(value, at)
+
+
+def _flag(value: Any, at: Path_) -> Iterator[Finding]:
+    yield from _expect(value, bool, "true or false", at)
+
+
+def _seconds(value: Any, at: Path_) -> Iterator[Finding]:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+        yield Finding(at, "must be a number of seconds above 0")
+    else:
+        yield from _expect(value, (int, float), "a number of seconds", at)
+
+
+def _strings(value: Any, at: Path_) -> Iterator[Finding]:
+    if not isinstance(value, list):
+        yield from _expect(value, list, "an array of strings", at)
+        return
+    for i, item in enumerate(value):
+        yield from _string(item, (*at, i))
+
+
+def _headers(value: Any, at: Path_) -> Iterator[Finding]:
+    yield from _string_map(value, at, "header names to string values")
+
+
+def _tool_input(value: Any, at: Path_) -> Iterator[Finding]:
+    yield from _expect(value, dict, "an object of the tool's arguments", at)
+
+
+def _one_of(*choices: str) -> _Check:
+    listed = ", ".join(f'"{choice}"' for choice in choices)
+
+    def check(value: Any, at: Path_) -> Iterator[Finding]:
+        if not isinstance(value, str) or value not in choices:
+            yield Finding(at, f"must be one of {listed}")
+
+    return check
+
+
+def _hook_url(value: Any, at: Path_) -> Iterator[Finding]:
+    # A missing or blank url is the required-field finding; the value is not quoted back, as
+    # its user part may hold a password.
+    if isinstance(value, str) and value.strip() and not parses_as_url(value):
+        yield Finding(
+            at,
+            "is not a URL Claude Code accepts (it needs a scheme, a host and a valid port, e.g. http://127.0.0.1:8080/hook)",
+        )
+
+
+@dataclass(frozen=True)
+class _HookType:
+    required: tuple[str, ...]
+    fields: Mapping[str, _Check]
+
+
+_COMMON_FIELDS: Mapping[str, _Check] = {"if": _string, "timeout": _seconds, "statusMessage": _string, "once": _flag}
+_ON_FAILURE = _one_of("continue", "block")
+# Each type's fields as Claude Code 2.1.331 parses them (each refusal checked against its debug
+# log). Other keys it drops; mcp_tool's onFailure takes any value (anything but "continue"
+# reads as "block"), as does "cloud".
+_HOOK_TYPES: Mapping[str, _HookType] = {
+    "command": _HookType(
+        ("command",),
+        {
+            **_COMMON_FIELDS,
+            "args": _strings,
+            "shell": _one_of("bash", "powershell"),
+            "onFailure": _ON_FAILURE,
+            "async": _flag,
+            "asyncRewake": _flag,
+            "holdsTools": _flag,
+            "rewakeMessage": _text,
+            "rewakeSummary": _text,
+        },
+    ),
+    "prompt": _HookType(("prompt",), {**_COMMON_FIELDS, "model": _string, "continueOnBlock": _flag}),
+    "agent": _HookType(("prompt",), {**_COMMON_FIELDS, "model": _string}),
+    "http": _HookType(
+        ("url",),
+        {**_COMMON_FIELDS, "url": _hook_url, "onFailure": _ON_FAILURE, "headers": _headers, "allowedEnvVars": _strings},
+    ),
+    "mcp_tool": _HookType(("server", "tool"), {**_COMMON_FIELDS, "input": _tool_input}),
+}
+_DROPS_FILE = (
+    "; Claude Code then ignores this whole settings.json (env and agent-smith's hooks too),"
+    " as a PreToolUse/PermissionRequest hook it cannot load may be what guards its permissions"
+)
 
 
 def check_mcp(data: Any) -> list[Finding]:
