@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from agent_smith.crew import load_crew
 from agent_smith.egress import ca_cert_for
@@ -249,42 +252,194 @@ def test_dry_run_prints_a_diff_and_touches_nothing(setup_crew: tuple[Path, Path,
     assert proxy_password not in whole
 
 
-def test_a_killed_run_leaves_whole_files_and_the_next_run_converges(setup_crew: tuple[Path, Path, Path]) -> None:
+# Run as a child process: assembles devbot with the given agent-smith command, and SIGKILLs itself
+# at write or deletion number STOP (counting from 0) — at that point of the run, as a crash would.
+_KILLED_ASSEMBLY = """\
+import importlib, os, signal, sys
+from pathlib import Path
+from agent_smith.crew import load_crew
+
+a = importlib.import_module("agent_smith.home.assemble")  # the package's `assemble` is the function
+
+crew, command, stop = sys.argv[1], sys.argv[2], int(sys.argv[3])
+done = [0]
+
+def counted(real):
+    def step(*args, **kwargs):
+        if done[0] == stop:
+            os.kill(os.getpid(), signal.SIGKILL)
+        done[0] += 1
+        return real(*args, **kwargs)
+    return step
+
+a.write_atomic = counted(a.write_atomic)
+Path.unlink = counted(Path.unlink)
+a.assemble(load_crew(crew, env={}), "devbot", a.AssembleOptions(agent_smith_command=command, env={}))
+"""
+
+
+def _crew_b(crew: Path) -> None:
+    """The crew grown in every kind of contribution: a list item, a scalar key, a persona server
+    and a subagent. (Only grown: a list item dropped and added back moves to the end, so whether
+    the run that dropped it got as far as the file would show in the order.)"""
+    shared = crew / "agents" / "_shared" / "settings.json"
+    data = json.loads(shared.read_text())
+    data["permissions"]["allow"].append("Bash(rm:*)")
+    data["model"] = "opus"
+    shared.write_text(json.dumps(data))
+    persona = crew / "agents" / "devbot"
+    (persona / "mcp.json").write_text(
+        json.dumps({"mcpServers": {"docs": {"command": "/bin/true"}, "extra": {"command": "/bin/false"}}})
+    )
+    (persona / "subagents" / "extra.md").write_text("---\nname: extra\ndescription: Extra.\n---\n")
+
+
+def _home_as_text(state: Path) -> dict[str, str]:
+    """The merged files and the subagents, without what differs between two crews alike: their
+    directory and the agent's proxy password."""
+    layout = _layout(state)
+    files = {
+        "settings": layout.settings.read_text(),
+        "mcpServers": json.dumps(json.loads(layout.claude_json.read_text())["mcpServers"]),
+        "subagents": " ".join(sorted(p.name for p in layout.subagents.iterdir())),
+    }
+    return {k: re.sub(r"devbot:\w+@", "devbot:***@", v.replace(str(state.parent), "ROOT")) for k, v in files.items()}
+
+
+def _started(root: Path, command: Path) -> tuple[Path, Path]:
+    """A crew assembled once (command `command`), to which the agent added a permission of its own."""
+    state = root / "state"
+    crew = write_crew(root / "crew", state_dir=state, persona_servers={"docs": {"command": "/bin/true"}})
+    _assemble(crew, command)
+    settings_file = _layout(state).settings
+    settings = json.loads(settings_file.read_text())
+    settings["permissions"]["allow"].append("Bash(make:*)")
+    settings_file.write_text(json.dumps(settings))
+    return crew, state
+
+
+@pytest.mark.parametrize("then", ["withdrawn", "kept"])
+def test_a_run_killed_at_any_write_converges_on_the_next_run(tmp_path: Path, then: str) -> None:
+    # A → B (killed at write k) → `then` (A again, or B): each k ends exactly where B's run completing would.
+    original, _ = recording_command(tmp_path / "bin")
+    moved, _ = recording_command(tmp_path / "moved")
+    child = tmp_path / "killed.py"
+    child.write_text(_KILLED_ASSEMBLY)
+
+    def finish(crew: Path) -> Path:
+        if then == "withdrawn":
+            shutil.rmtree(crew)
+            write_crew(crew, state_dir=crew.parent / "state", persona_servers={"docs": {"command": "/bin/true"}})
+            return original
+        return moved
+
+    crew, state = _started(tmp_path / "reference", original)
+    _crew_b(crew)
+    _assemble(crew, moved)
+    _assemble(crew, finish(crew))
+    expected = _home_as_text(state)
+    if then == "withdrawn":
+        assert "Bash(rm:*)" not in expected["settings"]
+        assert '"model"' not in expected["settings"]
+        assert str(moved) not in expected["settings"]
+        assert "extra" not in expected["mcpServers"] + expected["subagents"]
+    assert "Bash(make:*)" in expected["settings"]
+
+    for stop in range(20):
+        crew, state = _started(tmp_path / f"killed-at-{stop}", original)
+        _crew_b(crew)
+        run = subprocess.run(
+            [sys.executable, str(child), str(crew), str(moved), str(stop)], capture_output=True, text=True, check=False
+        )
+        layout = _layout(state)
+        assert not list(layout.home.rglob("*.tmp"))
+        command = finish(crew)
+        _assemble(crew, command)
+        assert _home_as_text(state) == expected, f"killed at write {stop}"
+        assert not _assemble(crew, command).changed
+        assert "unsettled" not in json.loads(layout.manifest.read_text())
+        if run.returncode == 0:
+            break
+        assert run.returncode == -signal.SIGKILL, run.stderr
+    else:
+        pytest.fail("the killed assembly never ran to its end")
+    assert stop >= 5, "fewer writes than the change needs: the kill missed the files"
+
+
+def test_an_older_manifest_is_read_and_only_the_manifest_is_updated(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    manifest = _layout(state).manifest
+    data = json.loads(manifest.read_text())
+    del data["credentials"]
+    manifest.write_text(json.dumps(data))
+    report = _assemble(crew, command)
+    assert [c.path for c in report.files] == [manifest]
+    assert not _assemble(crew, command).changed
+
+
+def test_a_withdrawn_matrix_section_takes_the_token_and_the_channel_away(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command, env={"MATRIX_ACCESS_TOKEN": MATRIX_TOKEN})
+    layout = _layout(state)
+    assert layout.matrix_token.read_text() == MATRIX_TOKEN
+    chat_state = layout.state / "chat" / "state.json"  # the supervisor's, not assembly's
+    chat_state.parent.mkdir()
+    chat_state.write_text("{}")
+
+    yaml = YAML()
+    data = yaml.load(crew / "crew.yaml")
+    del data["agents"][0]["matrix"]
+    yaml.dump(data, crew / "crew.yaml")
+    dry = _assemble(crew, command, dry_run=True)
+    [shown] = [c for c in dry.files if c.path == layout.matrix_token]
+    assert shown.action is FileAction.delete
+    assert shown.diff == f"{layout.matrix_token}: contents not shown (secret)\n"
+    assert layout.matrix_token.exists()
+
+    report = _assemble(crew, command)
+    assert not layout.matrix_token.exists()
+    assert MATRIX_TOKEN not in repr(report)
+    assert "mcp__matrix" not in json.loads(layout.settings.read_text())["permissions"]["allow"]
+    assert "matrix" not in json.loads(layout.claude_json.read_text())["mcpServers"]
+    assert chat_state.exists()
+    assert not _assemble(crew, command).changed
+
+
+def test_a_token_stays_while_the_agent_has_chat_and_the_environment_has_none(
+    setup_crew: tuple[Path, Path, Path],
+) -> None:
+    crew, state, command = setup_crew
+    _assemble(crew, command, env={"MATRIX_ACCESS_TOKEN": MATRIX_TOKEN})
+    report = _assemble(crew, command)
+    assert _layout(state).matrix_token.read_text() == MATRIX_TOKEN
+    assert not report.changed
+
+
+def test_a_withdrawn_credentials_stub_is_taken_away_but_a_real_login_stays(setup_crew: tuple[Path, Path, Path]) -> None:
     crew, state, command = setup_crew
     _assemble(crew, command)
     layout = _layout(state)
-    # A run killed after settings.json but before the manifest: a newer agent-smith path in settings only.
-    moved, _ = recording_command(crew.parent / "moved")
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, sys\n"
-            "from agent_smith import fsutil\n"
-            "real = fsutil.write_atomic\n"
-            "def write(path, data, mode=0o644):\n"
-            "    if path.name == 'assembly.json':\n"
-            "        os._exit(9)\n"
-            "    real(path, data, mode)\n"
-            "import agent_smith.home.assemble\n"
-            "a = sys.modules['agent_smith.home.assemble']\n"
-            "a.write_atomic = write\n"
-            "from agent_smith.crew import load_crew\n"
-            f"a.assemble(load_crew({str(crew)!r}, env={{}}), 'devbot', "
-            f"a.AssembleOptions(agent_smith_command={str(moved)!r}, env={{}}))\n",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert child.returncode == 9, child.stderr
-    assert not list(layout.home.rglob("*.tmp"))
-    json.loads(layout.settings.read_text())
-    _assemble(crew, moved)
-    settings = json.loads(layout.settings.read_text())
-    commands = [h["command"] for g in settings["hooks"]["Stop"] for h in g["hooks"]]
-    assert commands == [USER_HOOK, f"{moved} hook stop"]
-    assert not _assemble(crew, moved).changed
+    (crew / "agents" / "_shared" / ".credentials.json").unlink()
+    report = _assemble(crew, command)
+    assert not layout.credentials.exists()
+    assert FileAction.delete in {c.action for c in report.files if c.path == layout.credentials}
+    assert not _assemble(crew, command).changed
+
+    real = {"claudeAiOauth": {**STUB["claudeAiOauth"], "accessToken": REAL_LOOKING}}
+    layout.credentials.write_text(json.dumps(real))
+    _assemble(crew, command)
+    assert json.loads(layout.credentials.read_text()) == real
+
+
+def test_a_stub_the_crew_never_contributed_is_not_taken(setup_crew: tuple[Path, Path, Path]) -> None:
+    crew, state, command = setup_crew
+    (crew / "agents" / "_shared" / ".credentials.json").unlink()
+    _assemble(crew, command)
+    layout = _layout(state)
+    layout.credentials.write_text(json.dumps(STUB))
+    assert not _assemble(crew, command).changed
+    assert layout.credentials.exists()
 
 
 def test_agent_environment_overrides_the_machines_trust_and_proxy(setup_crew: tuple[Path, Path, Path]) -> None:

@@ -6,9 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent_smith.crew import Crew
 from agent_smith.crew.claude_files import check_settings
+from agent_smith.crew.models import GitIdentity
+from agent_smith.errors import UsageError
 from agent_smith.home.plan import (
     HomeLayout,
     agent_env,
@@ -116,6 +120,97 @@ def test_git_reads_the_generated_config(tmp_path: Path) -> None:
     )
     assert other.returncode != 0
     assert "place" not in other.stdout
+
+
+def _git_env(home: Path, config: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(config)}
+
+
+def _read_back(config: Path, key: str) -> bytes:
+    got = subprocess.run(["git", "config", "--file", str(config), "--get", key], capture_output=True, check=False)
+    assert got.returncode == 0, got.stderr.decode(errors="replace")
+    assert got.stdout.endswith(b"\n")
+    return got.stdout[:-1]
+
+
+# Whatever git.name and git.email hold (bypassing the crew's own validation, so the quoting is
+# held to this alone), git reads back exactly that, or assembly refuses the value before writing.
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(min_size=1), email=st.text(min_size=1))
+def test_git_reads_back_any_identity_exactly_or_it_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, name: str, email: str
+) -> None:
+    crew = _crew()
+    agent = crew.agents[0].model_copy(update={"git": GitIdentity.model_construct(name=name, email=email)})
+    if "\0" in name + email:
+        with pytest.raises(UsageError, match="holds a NUL character"):
+            gitconfig(agent, crew.forge)
+        return
+    text = gitconfig(agent, crew.forge)
+    config = tmp_path_factory.mktemp("git") / "config"
+    config.write_bytes(text.encode())
+    assert _read_back(config, "user.name") == name.encode()
+    assert _read_back(config, "user.email") == email.encode()
+
+
+@pytest.mark.parametrize(
+    "name", ["Dev\nBot", "tab\there", "back\bspace", "C:\\bot\\n", 'q"\\"', " pad ", "a;b#c", "cr\r", "\x01\x1f\x7f"]
+)
+def test_control_characters_in_the_identity_round_trip_through_git(tmp_path: Path, name: str) -> None:
+    crew = _crew()
+    agent = crew.agents[0].model_copy(update={"git": GitIdentity.model_construct(name=name, email="a@b.c")})
+    config = tmp_path / "config"
+    config.write_text(gitconfig(agent, crew.forge))
+    assert _read_back(config, "user.name") == name.encode()
+    # And the file as a whole is one git reads: every command, not only this key.
+    listed = subprocess.run(["git", "config", "--file", str(config), "--list"], capture_output=True, check=False)
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_a_nul_in_the_identity_is_refused_before_anything_is_written() -> None:
+    crew = _crew()
+    agent = crew.agents[0].model_copy(update={"git": GitIdentity.model_construct(name="a\0b", email="a@b.c")})
+    with pytest.raises(UsageError, match=r"^git.name of solo 'a\\x00b' holds a NUL character"):
+        gitconfig(agent, crew.forge)
+
+
+@settings(max_examples=60, deadline=None)
+@given(placeholder=st.text(min_size=8, max_size=40))
+def test_the_credential_helper_hands_out_any_placeholder_exactly_or_it_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, placeholder: str
+) -> None:
+    crew = _crew()
+    forge = crew.forge.model_copy(update={"token_placeholder": placeholder})
+    if set(placeholder) & {"\r", "\n", "\0"}:
+        with pytest.raises(UsageError, match="holds a line break or NUL"):
+            gitconfig(crew.agents[0], forge)
+        return
+    text = gitconfig(crew.agents[0], forge)
+    home = tmp_path_factory.mktemp("cred")
+    config = home / "config"
+    config.write_bytes(text.encode())
+    fill = subprocess.run(
+        ["git", "credential", "fill"],
+        input=b"protocol=https\nhost=github.com\n\n",
+        env={**_git_env(home, config), "GIT_TERMINAL_PROMPT": "0"},
+        capture_output=True,
+        check=False,
+    )
+    assert fill.returncode == 0, fill.stderr
+    assert b"\npassword=" + placeholder.encode() + b"\n" in fill.stdout
+
+
+def test_a_base_url_is_a_section_name_git_reads_back(tmp_path: Path) -> None:
+    forge = _crew().forge.model_copy(update={"git_base_url": 'https://h.example/a\\t"b'})
+    config = tmp_path / "config"
+    config.write_text(gitconfig(_crew().agents[0], forge))
+    listed = subprocess.run(
+        ["git", "config", "--file", str(config), "--list"], capture_output=True, text=True, check=True
+    )
+    assert 'credential.https://h.example/a\\t"b.helper=' in listed.stdout
+    newline = _crew().forge.model_copy(update={"git_base_url": "https://h.example/\n[core]"})
+    with pytest.raises(UsageError, match=r"^forge.git_base_url .* holds a line break or NUL"):
+        gitconfig(_crew().agents[0], newline)
 
 
 def test_the_agents_own_env_cannot_undo_the_proxy(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from agent_smith.crew import load_crew
 from agent_smith.errors import OperationError
@@ -72,3 +73,26 @@ def test_a_setup_that_hangs_is_killed_at_its_timeout(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert not pid_alive(sleeper)
     assert os.path.exists(base / "home" / ".claude" / "CLAUDE.md")
+
+
+def test_a_withdrawn_setup_takes_its_record_and_log_and_runs_again_when_it_comes_back(tmp_path: Path) -> None:
+    crew, command, base = _crew(tmp_path, {"command": 'echo ran >> "$HOME/setup-count"'})
+    _run(crew, command)
+    record, log = base / "home" / ".config" / "agent-smith" / "setup.json", base / "state" / "setup.log"
+    assert record.exists()
+    assert log.exists()
+
+    yaml = YAML()
+    data = yaml.load(crew / "crew.yaml")
+    setup = data["agents"][0].pop("setup")
+    yaml.dump(data, crew / "crew.yaml")
+    report = _run(crew, command)
+    assert {c.path for c in report.files} == {record, log}
+    assert not record.exists()
+    assert not log.exists()
+    assert not _run(crew, command).changed
+
+    data["agents"][0]["setup"] = setup
+    yaml.dump(data, crew / "crew.yaml")
+    assert _run(crew, command).setup.ran  # type: ignore[union-attr]
+    assert (base / "home" / "setup-count").read_text() == "ran\nran\n"

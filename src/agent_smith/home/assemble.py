@@ -1,10 +1,13 @@
 """`assemble`: turn the crew into one agent's home and workspace, idempotently and atomically.
 
 The shell around `plan.py`: it reads what is on disk, asks the plan what
-should be there, and writes only the difference — each file atomically, the
-manifest of agent-smith's contributions last, so a run killed at any point
-leaves whole files and the next run converges. Repositories are synced
-after the files, and the setup command runs last.
+should be there, and writes only the difference — each file atomically.
+The manifest of agent-smith's contributions is written twice around the
+files: first naming both the old and the new contributions, last the new
+alone. So at any point a run is killed, every contribution that may be in a
+file is on record, and the next run can withdraw what the crew no longer
+contributes. Repositories are synced after the files, and the setup command
+runs last.
 """
 
 from __future__ import annotations
@@ -123,6 +126,15 @@ class _Planned:
     mode: int
     secret: bool = False
     summary: bool = False
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The files to write, and the manifest: `manifest` as it ends, `interim` while the files change."""
+
+    files: list[_Planned]
+    manifest: _Planned
+    interim: bytes
 
 
 @dataclass
@@ -263,37 +275,55 @@ def _firewall_ca(loaded: LoadedCrew, create: bool) -> bytes:
 # ---- planning -----------------------------------------------------------------------------
 
 
-def _credentials(ctx: _Context) -> _Planned | None:
+def _credentials(ctx: _Context, stub_before: bool) -> _Planned | None:
     stub = ctx.loaded.shared.credentials_stub
     path = ctx.layout.credentials
     raw = _read(path)
-    if raw is not None:
-        try:
-            found = list(find_credentials(json.loads(raw)))
-        except (ValueError, UnicodeDecodeError):
-            ctx.warnings.append(f"{path} is not JSON; left as it is (it is never overwritten blindly)")
-            return None
-        if found:
-            kinds = sorted({kind for _, kind in found})
-            ctx.warnings.append(
-                f"{path} holds what looks like {' and '.join(kinds)}; left as it is (value not shown). "
-                "Agents should hold only the stub: remove it and let the firewall hold the real login"
-            )
-            return None
-    if stub is None:
+    if raw is None:
+        return None if stub is None else _Planned(path, plan.dump_json(stub).encode(), 0o600, secret=True)
+    try:
+        found = list(find_credentials(json.loads(raw)))
+    except (ValueError, UnicodeDecodeError):
+        ctx.warnings.append(f"{path} is not JSON; left as it is (it is never overwritten blindly)")
         return None
+    if found:
+        kinds = sorted({kind for _, kind in found})
+        ctx.warnings.append(
+            f"{path} holds what looks like {' and '.join(kinds)}; left as it is (value not shown). "
+            "Agents should hold only the stub: remove it and let the firewall hold the real login"
+        )
+        return None
+    if stub is None:
+        # A crew that drops its stub takes it away (the CLI would go on sending its placeholders);
+        # a file it never put there is someone else's.
+        return _Planned(path, None, 0o600, secret=True) if stub_before else None
     return _Planned(path, plan.dump_json(stub).encode(), 0o600, secret=True)
 
 
-def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[str]) -> list[_Planned]:
+# The parts of the manifest that name contributions; the rest (`version`, `unsettled`) is about it.
+_CONTRIBUTED = ("settings", "mcpServers", "subagents", "credentials")
+
+
+def _on_record(manifest: Any) -> list[dict[str, Any]]:
+    """Every set of contributions the manifest says may be in the files: the last run's, and those
+    of earlier runs that were killed before their files were all written."""
+    if not isinstance(manifest, dict):
+        return []
+    unsettled = manifest.get("unsettled")
+    earlier = [r for r in unsettled if isinstance(r, dict)] if isinstance(unsettled, list) else []
+    return [{k: r[k] for k in _CONTRIBUTED if k in r} for r in [manifest, *earlier]]
+
+
+def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[str]) -> _Plan:
     loaded, layout, name = ctx.loaded, ctx.layout, ctx.name
     crew = loaded.crew
     agent = crew.agent(name)
     persona = loaded.personas.get(name)
     if persona is None:
         raise UsageError(f"agent {name!r} has no persona directory in {loaded.root / 'agents'}")
-    manifest = _read_json(layout.manifest)
-    previous: dict[str, Any] = manifest if isinstance(manifest, dict) else {}
+    # Withdrawing against each record in turn withdraws whatever any of them contributed and the
+    # crew no longer does; with no record, the file is merged with nothing to withdraw.
+    records = _on_record(_read_json(layout.manifest)) or [{}]
     planned: list[_Planned] = []
 
     text = plan.claude_md(loaded.shared.claude_md, persona.claude_md, plan.team_section(crew, name))
@@ -304,19 +334,23 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
     contributed_settings = plan.settings_contribution(
         loaded.shared.settings, plan.agent_hooks(ctx.command), plan.settings_env(env), plan.own_tool_rules(chat)
     )
-    settings = merge3(_read_json_object(layout.settings), previous.get("settings", MISSING), contributed_settings)
+    settings = _read_json_object(layout.settings)
+    for record in records:
+        settings = merge3(settings, record.get("settings", MISSING), contributed_settings)
     planned.append(_Planned(layout.settings, plan.dump_json(settings).encode(), 0o600))
 
-    if (credentials := _credentials(ctx)) is not None:
+    stub_before = any(record.get("credentials") is True for record in records)
+    if (credentials := _credentials(ctx, stub_before)) is not None:
         planned.append(credentials)
 
     installed: list[str] = []
     for source in persona.subagents:
         planned.append(_Planned(layout.subagents / source.name, source.read_bytes(), 0o644))
         installed.append(source.name)
-    for stale in previous.get("subagents", []):
-        if isinstance(stale, str) and stale not in installed and (layout.subagents / stale).is_file():
-            planned.append(_Planned(layout.subagents / stale, None, 0o644))
+    stale = {n for record in records for n in record.get("subagents", []) if isinstance(n, str)} - set(installed)
+    for subagent in sorted(stale):
+        if (layout.subagents / subagent).is_file():
+            planned.append(_Planned(layout.subagents / subagent, None, 0o644))
 
     token = ctx.env.get("MATRIX_ACCESS_TOKEN")
     if chat and token:
@@ -326,6 +360,13 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
             f"MATRIX_ACCESS_TOKEN is not set and {layout.matrix_token} does not exist: "
             "the Matrix channel cannot log in until one of them is there"
         )
+    elif not chat:
+        # A live secret for a channel the agent no longer has: nothing reads it, nothing should hold it.
+        planned.append(_Planned(layout.matrix_token, None, 0o600, secret=True))
+    if agent.setup is None:
+        # The record would skip a setup command the crew adds back later; the log is its output.
+        planned.append(_Planned(layout.setup_record, None, 0o600))
+        planned.append(_Planned(layout.setup_log, None, 0o644, summary=True))
     servers, shadowed = plan.mcp_servers(persona.mcp_servers, chat=chat)
     ctx.warnings.extend(shadowed)
     existing_json = _read_json_object(layout.claude_json)
@@ -335,7 +376,10 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
         version=plan.CLAUDE_VERSION,
         trusted_dirs=trusted,
     )
-    seeded["mcpServers"] = merge_named(seeded.get("mcpServers"), previous.get("mcpServers"), servers)
+    mcp = seeded.get("mcpServers")
+    for record in records:
+        mcp = merge_named(mcp, record.get("mcpServers"), servers)
+    seeded["mcpServers"] = mcp
     if plan.claude_json_settled(existing_json, seeded):
         raw = _read(layout.claude_json)
         assert raw is not None
@@ -348,9 +392,24 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
     planned.append(_Planned(layout.ca_bundle, bundle, 0o644, summary=True))
     planned.append(_Planned(layout.firewall_ca, firewall_ca, 0o644))
 
-    record = {"version": 1, "settings": contributed_settings, "mcpServers": servers, "subagents": installed}
-    planned.append(_Planned(layout.manifest, plan.dump_json(record).encode(), 0o600))
-    return planned
+    contributed = {
+        "settings": contributed_settings,
+        "mcpServers": servers,
+        "subagents": installed,
+        "credentials": loaded.shared.credentials_stub is not None,
+    }
+    # Round-tripped through JSON so that it compares equal to the same contributions read back.
+    contributed = json.loads(json.dumps(contributed))
+    unsettled: list[dict[str, Any]] = []
+    for record in records:
+        if record and record != contributed and record not in unsettled:
+            unsettled.append(record)
+    final = {"version": 1, **contributed}
+    return _Plan(
+        planned,
+        _Planned(layout.manifest, plan.dump_json(final).encode(), 0o600),
+        plan.dump_json({**final, "unsettled": unsettled} if unsettled else final).encode(),
+    )
 
 
 def _mode(path: Path) -> int | None:
@@ -407,15 +466,27 @@ def _check_writable(directory: Path) -> None:
         raise OperationError(f"cannot write to {directory}: {exc.strerror or exc}") from exc
 
 
-def _apply(changes: list[tuple[_Planned, FileChange]]) -> None:
-    for item, change in changes:
-        try:
-            if item.content is None:
-                item.path.unlink(missing_ok=True)
-            else:
-                write_atomic(item.path, item.content, mode=item.mode)
-        except OSError as exc:
-            raise OperationError(f"cannot write {change.path}: {exc.strerror or exc}") from exc
+def _write(item: _Planned, content: bytes | None) -> None:
+    try:
+        if content is None:
+            item.path.unlink(missing_ok=True)
+        else:
+            write_atomic(item.path, content, mode=item.mode)
+    except OSError as exc:
+        raise OperationError(f"cannot write {item.path}: {exc.strerror or exc}") from exc
+
+
+def _apply(changes: list[tuple[_Planned, FileChange]], planned: _Plan) -> None:
+    """Write `changes`, which end with the manifest's when the contributions changed.
+
+    Then the manifest first names the old and the new contributions together:
+    a run killed between two files leaves some of each in them, and the next
+    run, reading both, withdraws whichever the crew no longer contributes.
+    """
+    if any(item is planned.manifest for item, _ in changes) and len(changes) > 1:
+        _write(planned.manifest, planned.interim)
+    for item, _ in changes:
+        _write(item, item.content)
 
 
 # ---- the setup command --------------------------------------------------------------------
@@ -494,9 +565,9 @@ def assemble(loaded: LoadedCrew, name: str, options: AssembleOptions | None = No
             _check_writable(directory)
     proxy_url = _proxy_url(loaded, name, create, ctx.env)
     planned = _plan(ctx, proxy_url, _firewall_ca(loaded, create), opts.no_proxy)
-    changes = _changes(planned)
+    changes = _changes([*planned.files, planned.manifest])
     if create:
-        _apply(changes)
+        _apply(changes, planned)
         layout.subagents.mkdir(parents=True, exist_ok=True)
     run_env = {
         **_environment(loaded, name, layout, proxy_url, opts.no_proxy),

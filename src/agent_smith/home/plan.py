@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from agent_smith.crew import Agent, Crew, Forge
 from agent_smith.crew.models import shown
+from agent_smith.errors import UsageError
 from agent_smith.hooks import PROMPT_TOOL
 
 # The CLI version the seeded onboarding answers belong to; tests pin it to the runtime's.
@@ -305,7 +306,24 @@ def clone_url(forge: Forge, repo: str) -> str:
     return f"{git_base_url(forge)}/{repo}.git"
 
 
-def _git_quote(value: str) -> str:
+# Inside a quoted git config value these are the only escapes; any other character, control
+# characters included, is read back as written (git's own writer does the same). A raw line break
+# would end the line mid-quote: `fatal: bad config line`.
+_GIT_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\b": "\\b"})
+
+
+def _git_value(value: str, what: str) -> str:
+    """`value` as a quoted git config value that git reads back exactly."""
+    if "\0" in value:
+        raise UsageError(f"{what} {shown(value)} holds a NUL character, which no git config value can hold")
+    return '"' + value.translate(_GIT_ESCAPES) + '"'
+
+
+def _git_subsection(value: str, what: str) -> str:
+    """`value` as a quoted section name (`[credential "…"]`): there a backslash escapes the next
+    character as itself (`\\n` is `n`), and a line break or NUL cannot be written at all."""
+    if "\n" in value or "\0" in value:
+        raise UsageError(f"{what} {shown(value)} holds a line break or NUL, which a git config section cannot hold")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -322,18 +340,22 @@ def gitconfig(agent: Agent, forge: Forge) -> str:
         "# Written by `agent-smith assemble`; rewritten on every assembly.",
         "# Put your own settings in ~/.gitconfig, which git reads after this file.",
         "[user]",
-        f"\tname = {_git_quote(identity.name)}",
-        f"\temail = {_git_quote(identity.email)}",
+        f"\tname = {_git_value(identity.name, f'git.name of {agent.name}')}",
+        f"\temail = {_git_value(identity.email, f'git.email of {agent.name}')}",
         "[init]",
         "\tdefaultBranch = main",
     ]
     if not base.startswith("file://"):
+        # git's credential protocol is one `key=value` per line: a line break in the password would
+        # end it early (a trailing CR is taken for a CRLF ending) and start a line of its own.
+        if any(c in forge.token_placeholder for c in "\r\n\0"):
+            raise UsageError("forge.token_placeholder (GITHUB_TOKEN) holds a line break or NUL, which no token has")
         placeholder = shlex.quote(forge.token_placeholder)
         helper = f"!f() {{ test \"$1\" = get && printf 'username=x-access-token\\npassword=%s\\n' {placeholder}; }}; f"
         lines += [
-            f"[credential {_git_quote(base)}]",
+            f"[credential {_git_subsection(base, 'forge.git_base_url')}]",
             "\thelper = ",
-            f"\thelper = {_git_quote(helper)}",
+            f"\thelper = {_git_value(helper, 'forge.token_placeholder (GITHUB_TOKEN)')}",
         ]
     return "\n".join(lines) + "\n"
 
