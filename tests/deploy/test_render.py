@@ -426,6 +426,7 @@ def test_every_pod_environment_loads_the_crew_it_was_rendered_from(tmp_path: Pat
             assert env["MATRIX_ACCESS_TOKEN"] == f"test-agent-smith-matrix-{agent.name}-access_token"
             port = in_pod.crew.runtime.metrics_listen.rsplit(":", 1)[1]
             assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
             assert container["ports"] == [{"name": "metrics", "containerPort": int(port), "protocol": "TCP"}]
         else:
             assert in_pod.crew.egress.listen == "0.0.0.0:3128"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -102,8 +103,11 @@ def command_lines() -> list[tuple[int, bytes]]:
 
 
 def get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status, response.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as answer:
+        return answer.code, answer.read().decode()
 
 
 def test_up_supervises_three_agents_through_crashes_restarts_and_down(
@@ -202,6 +206,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     before_attach = crew.pane_pid("bob")
     supervisor = json.loads((crew.runtime / "status.json").read_text())["supervisor"]
     assert get(supervisor["metrics"] + "/healthz") == (200, "ok\n")
+    assert get(supervisor["metrics"] + "/readyz") == (200, "ready\n")
     shown = crew.cli("status", "--crew", root, "--json")
     assert json.loads(shown.stdout)["metrics"] == supervisor["metrics"]
     assert f"/metrics and /healthz at {supervisor['metrics']}" in crew.cli("status", "--crew", root).stdout
@@ -651,6 +656,10 @@ def test_up_says_at_once_that_an_agent_crash_loops(
     ), up.stderr
     assert time.monotonic() - began < 30
     assert crew.status()["solo"]["state"] == "crash-looping"
+    # Alive, not ready: in a pod, NotReady, and a rollout of this version would stop here.
+    metrics = json.loads((crew.runtime / "status.json").read_text())["supervisor"]["metrics"]
+    assert get(metrics + "/healthz") == (200, "ok\n")
+    assert get(metrics + "/readyz") == (503, "solo: crash-looping\n")
     # At the default log level: in a container, `kubectl logs` is where the crash loop must show.
     logged = (crew.runtime / "supervisor.log").read_text()
     assert re.search(

@@ -888,6 +888,8 @@ class _Renderer:
                         "periodSeconds": 30,
                         "failureThreshold": 3,
                     },
+                    # Ready while claude serves: a crash loop shows as NotReady, and halts a rollout.
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 10},
                 }
             ],
             "volumes": [

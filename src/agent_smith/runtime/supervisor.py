@@ -680,4 +680,11 @@ class Supervisor:
             return HttpAnswer(200, "OK", (("Content-Type", content_type),), text)
         if path == "/healthz":
             return HttpAnswer(200, "OK", (("Content-Type", "text/plain; charset=utf-8"),), b"ok\n")
+        if path == "/readyz":
+            # Alive is /healthz (the supervisor answers); ready is every agent serving. A pod whose
+            # claude crash-loops shows NotReady, and a rollout of a broken version stops there.
+            waiting = {n: a.record.state.value for n, a in self.agents.items() if a.record.state not in SERVING}
+            said = "".join(f"{name}: {state}\n" for name, state in sorted(waiting.items())) or "ready\n"
+            status, reason = (503, "Service Unavailable") if waiting else (200, "OK")
+            return HttpAnswer(status, reason, (("Content-Type", "text/plain; charset=utf-8"),), said.encode())
         return HttpAnswer(404, "Not Found", (("Content-Type", "text/plain; charset=utf-8"),), b"not found\n")
