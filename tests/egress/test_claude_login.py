@@ -116,11 +116,17 @@ def test_the_firewall_refreshes_the_real_token_before_it_expires_and_uses_the_ne
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     with client(fw) as http:
         response = http.get("https://api.anthropic.com/echo", headers={"Authorization": f"Bearer {STUB_ACCESS}"})
+        assert world.seen[-1].headers["Authorization"] == f"Bearer {world.claude_access}"
+        # An API host handing back the login it got before the renewal: it still works until it
+        # expires, so it is scrubbed as the current one is.
+        earlier = http.get(f"https://api.anthropic.com/echo?earlier={old_access}&refresh={old_refresh}")
     assert response.status_code == 200
-    assert world.seen[-1].headers["Authorization"] == f"Bearer {world.claude_access}"
     assert response.json()["headers"]["Authorization"] == f"Bearer {STUB_ACCESS}"
+    assert earlier.json()["path"] == f"/echo?earlier={STUB_ACCESS}&refresh={STUB_REFRESH}"
+    assert_never_contains([earlier.text], old_access, old_refresh)
+    audit = fw.state.audit_log_path.read_text().splitlines()
     assert_never_contains(
-        [response.text, fw.state.audit_log_path.read_text()],
+        [response.text, *audit[:-1]],
         old_access,
         old_refresh,
         world.claude_access,

@@ -86,3 +86,20 @@ def test_ports_it_picked_itself_and_lost_before_the_first_start_are_picked_again
             assert running_server_url(tmp_path / "nats") == f"nats://127.0.0.1:{server.port}"
         finally:
             server.stop()
+
+
+def test_the_server_gets_none_of_the_supervisor_s_environment(
+    tmp_path: Path, leak_check: LeakCheck, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The supervisor's environment may hold the real secrets the firewall reads (an env source).
+    monkeypatch.setenv("AGENT_SMITH_SECRET_GITHUB", "test-real-secret-not-for-nats")
+    server = EmbeddedNats(tmp_path / "nats")
+    try:
+        server.start()
+        assert server.pid is not None
+        leak_check.track(server.pid, "embedded nats-server")
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes()
+        assert b"test-real-secret-not-for-nats" not in environ
+        assert b"AGENT_SMITH" not in environ
+    finally:
+        server.stop()

@@ -190,6 +190,14 @@ async def test_retries_server_errors_and_honours_retry_after(github_standin: Git
         gh.standin.faults.fail(502, path="/api/v3/repos")
         with pytest.raises(OperationError, match="502"):
             await alice.comment(REPO, 1, "never sent twice")
+        # A merge neither: GitHub may have merged before failing to say so (sent again: 405).
+        number = await _open(gh, alice, 9)
+        gh.standin.faults.clear()
+        gh.standin.faults.fail(502, path=f"/api/v3/repos/{REPO}/pulls/{number}/merge")
+        sent = len(gh.standin.exchanges)
+        with pytest.raises(OperationError, match="502"):
+            await alice.merge(REPO, number)
+        assert [e.method for e in gh.standin.exchanges[sent:]] == ["PUT"]
 
 
 async def test_slow_answers_time_out_and_are_retried(github_standin: GitHubFixture) -> None:

@@ -85,6 +85,8 @@ _LEAF_CACHE = 4096
 TRANSPARENT_AGENT = "(transparent)"
 
 # Never forwarded: they describe this hop, or the firewall handles them itself.
+# Renewed logins scrubbed until they expire (one renewal in refresh_before: a few at most).
+_RENEWED_KEPT = 8
 _HOP_REQUEST = frozenset(
     {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "upgrade", "expect", "host"}
 )
@@ -415,6 +417,9 @@ class Firewall:
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.Task[Any]] = set()
         self._claude: ClaudeTokens | None = None
+        # Logins renewed away, until they expire: an API host may hand back one it got earlier,
+        # and it still works (renewal comes refresh_before its expiry).
+        self._claude_before: list[ClaudeTokens] = []
         self._claude_mtime: float | None = None
         self._sni_contexts = {
             agent: self._transparent_context(agent) for agent in (TRANSPARENT_AGENT, *settings.transparent_agents)
@@ -535,7 +540,11 @@ class Firewall:
         except FileNotFoundError:
             return
         if mtime != self._claude_mtime:
-            self._claude = store.load()
+            loaded = store.load()
+            now_ms = time.time() * 1000
+            before = [*self._claude_before, *([self._claude] if self._claude is not None else [])]
+            self._claude_before = [t for t in before if t.expires_at_ms > now_ms and t != loaded][-_RENEWED_KEPT:]
+            self._claude = loaded
             self._claude_mtime = mtime
 
     def secrets_now(self) -> list[Secret]:
@@ -564,6 +573,11 @@ class Firewall:
         claude = self.settings.policy.claude
         if claude is not None and self._claude is not None:
             pairs.append((self._claude.refresh_token, claude.stub_refresh_token))
+            for renewed in self._claude_before:
+                pairs += [
+                    (renewed.access_token, claude.stub_access_token),
+                    (renewed.refresh_token, claude.stub_refresh_token),
+                ]
         table = {
             found.encode(): shown.encode()
             for value, placeholder in pairs

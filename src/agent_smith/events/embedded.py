@@ -90,8 +90,14 @@ class EmbeddedNats:
         log_start = self._log.tell()
         argv = [str(binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
         argv += ["-sd", str(self.store_dir), "-n", "agent-smith"]
+        # Not the supervisor's environment: it may hold the real secrets the firewall reads from it.
         self._process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"},
         )
         try:
             self._wait_healthy(timeout)

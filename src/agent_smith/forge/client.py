@@ -204,9 +204,9 @@ class ForgeClient:
         if cached:
             # A 304 does not count against GitHub's rate limit.
             headers["If-None-Match"] = cached[0]
-        response = await self._send(
-            method, url, json=body, headers=headers, idempotent=method in ("GET", "PUT"), what=what
-        )
+        # Only reads are resent after a server error or a timeout: GitHub may have acted before it
+        # failed to answer, and its PUTs are not idempotent in effect (a merge sent again is 405).
+        response = await self._send(method, url, json=body, headers=headers, idempotent=method == "GET", what=what)
         if response.status_code == 304 and cached:
             return cached[1]
         if response.status_code >= 400:
