@@ -28,7 +28,14 @@ from agent_smith.egress import Firewall, FirewallSettings, FirewallState
 from agent_smith.egress.audit import _KEPT, AuditEntry, Metrics, utc_now
 from agent_smith.egress.policy import Policy, Rule, Secret
 from agent_smith.errors import OperationError
-from tests.egress.helpers import assert_never_contains, client, files_under, transparent_get, tunnelled_get
+from tests.egress.helpers import (
+    assert_never_contains,
+    client,
+    files_under,
+    h2_tunnel,
+    transparent_get,
+    tunnelled_get,
+)
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, StartFirewall, standin_policy
 
 AUTH = {"Authorization": f"token {GITHUB_PLACEHOLDER}"}
@@ -201,32 +208,19 @@ def test_a_host_header_that_differs_from_the_tunnel_is_refused(egress_firewall: 
 def test_an_http2_authority_that_differs_from_the_tunnel_is_refused(egress_firewall: StartFirewall) -> None:
     fw = egress_firewall()
     # httpx sends :authority from the URL; dial other.test's tunnel but name api.github.test.
-    ctx = ssl.create_default_context(cafile=str(fw.ca_path))
-    ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", fw.port)) as raw:
-        auth = httpx.URL(fw.proxy_url("devbot"))
-        token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
-        raw.sendall(
-            f"CONNECT other.test:443 HTTP/1.1\r\nHost: other.test:443\r\n"
-            f"Proxy-Authorization: Basic {token}\r\n\r\n".encode()
+    with h2_tunnel(fw, "other.test") as (tls, conn):
+        conn.send_headers(
+            1,
+            [(":method", "GET"), (":path", "/echo"), (":scheme", "https"), (":authority", "api.github.test")],
+            end_stream=True,
         )
-        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
-        with ctx.wrap_socket(raw, server_hostname="other.test") as tls:
-            assert tls.selected_alpn_protocol() == "h2"
-            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            conn.initiate_connection()
-            conn.send_headers(
-                1,
-                [(":method", "GET"), (":path", "/echo"), (":scheme", "https"), (":authority", "api.github.test")],
-                end_stream=True,
-            )
+        tls.sendall(conn.data_to_send())
+        status = None
+        while status is None:
+            for event in conn.receive_data(tls.recv(65536)):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
             tls.sendall(conn.data_to_send())
-            status = None
-            while status is None:
-                for event in conn.receive_data(tls.recv(65536)):
-                    if isinstance(event, h2.events.ResponseReceived):
-                        status = dict(event.headers)[b":status"]
-                tls.sendall(conn.data_to_send())
     assert status == b"403"
     assert fw.audit()[-1]["reason"].startswith("Host 'api.github.test' differs")
 
@@ -378,32 +372,20 @@ def test_a_stream_its_http2_client_resets_is_still_audited(
 ) -> None:
     # It reached the upstream with the secret swapped in: the audit says so though no answer ended.
     fw = egress_firewall()
-    ctx = ssl.create_default_context(cafile=str(fw.ca_path))
-    ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", fw.port)) as raw:
-        auth = httpx.URL(fw.proxy_url("devbot"))
-        token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
-        raw.sendall(
-            f"CONNECT api.github.test:443 HTTP/1.1\r\nHost: api.github.test:443\r\n"
-            f"Proxy-Authorization: Basic {token}\r\n\r\n".encode()
-        )
-        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
-        with ctx.wrap_socket(raw, server_hostname="api.github.test") as tls:
-            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            conn.initiate_connection()
-            head = [(":method", "GET"), (":scheme", "https"), (":authority", "api.github.test")]
-            conn.send_headers(1, [*head, (":path", "/sse?n=50&delay=0.1"), *AUTH.items()], end_stream=True)
-            tls.sendall(conn.data_to_send())
-            data = False
-            while not data:
-                data = any(isinstance(e, h2.events.DataReceived) for e in conn.receive_data(tls.recv(65536)))
-            conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
-            # The connection goes on: only the stream was given up.
-            conn.send_headers(3, [*head, (":path", "/echo")], end_stream=True)
-            tls.sendall(conn.data_to_send())
-            deadline = time.monotonic() + 10
-            while len(fw.audit()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
+    with h2_tunnel(fw, "api.github.test") as (tls, conn):
+        head = [(":method", "GET"), (":scheme", "https"), (":authority", "api.github.test")]
+        conn.send_headers(1, [*head, (":path", "/sse?n=50&delay=0.1"), *AUTH.items()], end_stream=True)
+        tls.sendall(conn.data_to_send())
+        data = False
+        while not data:
+            data = any(isinstance(e, h2.events.DataReceived) for e in conn.receive_data(tls.recv(65536)))
+        conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+        # The connection goes on: only the stream was given up.
+        conn.send_headers(3, [*head, (":path", "/echo")], end_stream=True)
+        tls.sendall(conn.data_to_send())
+        deadline = time.monotonic() + 10
+        while len(fw.audit()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
     entries = {e["path"]: e for e in fw.audit()}
     reset = entries["/sse?n=50&delay=0.1"]
     assert (reset["status"], reset["decision"], reset["reason"]) == (200, "error", "the client reset the stream")
