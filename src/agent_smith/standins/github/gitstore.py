@@ -16,6 +16,7 @@ from agent_smith.errors import OperationError
 
 __all__ = ["ChangedFile", "DiffStats", "GitStore", "Identity"]
 
+_DIFF_CACHE = 512  # diffs kept per repository
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -46,6 +47,7 @@ class GitStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._diffs: dict[tuple[str, str, int], str] = {}
 
     def _git(self, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> str:
         full_env = {
@@ -115,6 +117,10 @@ class GitStore:
             return self._git("rev-parse", "--verify", "-q", f"refs/heads/{branch}").strip()
         except OperationError:
             return None
+
+    def delete_branch(self, branch: str, expected: str) -> None:
+        """Delete ``branch`` if it still points at ``expected`` (a push may have raced)."""
+        self._git("update-ref", "-d", f"refs/heads/{branch}", expected)
 
     def commit_date(self, sha: str) -> str:
         return self._git("show", "-s", "--format=%cI", sha).strip()
@@ -190,26 +196,56 @@ class GitStore:
         self._git("update-ref", f"refs/heads/{base_branch}", sha, base)
         return sha
 
-    def diff_hunk(self, base: str, head: str, path: str, line: int) -> str | None:
-        """The hunk of ``path`` that shows new-side ``line``, cut after that line, as GitHub
-        stores with a review comment; None when the line is not part of the diff."""
-        text = self._git("diff", "--no-color", f"{base}...{head}", "--", path)
+    def _file_diff(self, spec: str, path: str, context: int) -> str:
+        # Keyed by commit shas, which never change what they name: a diff that every
+        # thread of every pull request in a query asks for is computed once.
+        key = (spec, path, context)
+        if key not in self._diffs:
+            if len(self._diffs) >= _DIFF_CACHE:
+                self._diffs.clear()
+            self._diffs[key] = self._git("diff", "--no-color", "--no-ext-diff", f"-U{context}", spec, "--", path)
+        return self._diffs[key]
+
+    def locate(self, base: str, head: str, path: str, line: int) -> tuple[str, int] | None:
+        """Where new-side ``line`` of ``path`` sits in the pull request diff: the hunk cut
+        after that line, as GitHub stores with a review comment, and GitHub's diff
+        position (lines below the file's first ``@@``, later ``@@`` lines counted).
+        None when the line is not part of the diff."""
         hunk: list[str] = []
         new_line = 0
-        inside = False
-        for raw in text.splitlines():
+        position = -1
+        for raw in self._file_diff(f"{base}...{head}", path, 3).splitlines():
             m = _HUNK.match(raw)
             if m:
                 hunk = [raw]
                 new_line = int(m.group(3)) - 1
-                inside = True
+                position += 1
                 continue
-            if not inside:
+            if position < 0 or raw.startswith("\\"):  # before the first hunk, or "\ No newline"
                 continue
             hunk.append(raw)
+            position += 1
             if raw.startswith("-"):
                 continue
             new_line += 1
             if new_line == line:
-                return "\n".join(hunk)
+                return "\n".join(hunk), position
         return None
+
+    def follow_line(self, old: str, new: str, path: str, line: int) -> int | None:
+        """Line ``line`` of ``path`` at commit ``old``, as numbered at ``new``; None when
+        a change between them touched it (or removed the file)."""
+        shift = 0
+        for raw in self._file_diff(f"{old}..{new}", path, 0).splitlines():
+            m = _HUNK.match(raw)
+            if m is None:
+                continue
+            start, removed = int(m.group(1)), int(m.group(2) or 1)
+            added = int(m.group(4) or 1)
+            # With no lines removed, `start` is the line the insertion follows.
+            last = start if removed == 0 else start + removed - 1
+            if removed and start <= line <= last:
+                return None
+            if last < line:
+                shift += added - removed
+        return line + shift

@@ -24,15 +24,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
     GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLResolveInfo,
     GraphQLSchema,
+    InlineFragmentNode,
     OverlappingFieldsCanBeMergedRule,
     build_schema,
     execute_sync,
+    get_named_type,
     get_operation_ast,
     parse,
     specified_rules,
@@ -57,7 +61,18 @@ from agent_smith.standins.github.state import (
     iso,
 )
 
-__all__ = ["Connection", "GraphQLContext", "execute_query", "load_schema", "search_pulls", "view"]
+__all__ = [
+    "MAX_PAGE",
+    "Connection",
+    "GraphQLContext",
+    "PageRefusal",
+    "execute_query",
+    "load_schema",
+    "search_pulls",
+    "view",
+]
+
+MAX_PAGE = 100  # the most records GitHub gives from one connection
 
 # GitHub does not enforce this rule (gh's own `issue view` query breaks it).
 _T = TypeVar("_T")
@@ -130,8 +145,18 @@ def _error(exc: GraphQLError, kind: str) -> dict[str, Any]:
     return shaped
 
 
+class PageRefusal(Exception):
+    """A connection asked for without bounds, or beyond them: GitHub's error ``type``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def _error_type(exc: GraphQLError) -> str:
     original = exc.original_error
+    if isinstance(original, PageRefusal):
+        return original.kind
     if isinstance(original, GitHubRefusal):
         return {404: "NOT_FOUND", 403: "FORBIDDEN", 401: "UNAUTHORIZED"}.get(original.status, "UNPROCESSABLE")
     return "INTERNAL"
@@ -141,12 +166,50 @@ _MISSING = object()
 
 
 def _field_resolver(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+    _check_bounds(info, args)
     value = getattr(source, info.field_name, _MISSING)
     if value is _MISSING:
         return _unmodelled(info)
     if callable(value):
         return value(info, **args)
     return value
+
+
+def _check_bounds(info: GraphQLResolveInfo, args: dict[str, Any]) -> None:
+    """GitHub's limits on every connection, modelled or not: at most 100 records, and
+    ``first`` or ``last`` whenever records (not only ``totalCount``) are asked for."""
+    declared = info.parent_type.fields[info.field_name].args
+    kind = get_named_type(info.return_type)
+    if "first" not in declared or not kind.name.endswith("Connection"):
+        return
+    name = info.field_name
+    for bound in ("first", "last"):
+        n = args.get(bound)
+        if n is not None and not 0 <= n <= MAX_PAGE:
+            raise PageRefusal(
+                "EXCESSIVE_PAGINATION",
+                f"Requesting {n} records on the `{name}` connection exceeds the `{bound}` limit of {MAX_PAGE} records.",
+            )
+    if args.get("first") is None and args.get("last") is None and _asks_for_records(info):
+        raise PageRefusal(
+            "MISSING_PAGINATION_BOUNDARIES",
+            f"You must provide a `first` or `last` value to properly paginate the `{name}` connection.",
+        )
+
+
+def _asks_for_records(info: GraphQLResolveInfo) -> bool:
+    pending = [node.selection_set for node in info.field_nodes]
+    while pending:
+        selections = pending.pop()
+        for sel in selections.selections if selections else ():
+            if isinstance(sel, FieldNode):
+                if sel.name.value in ("nodes", "edges"):
+                    return True
+            elif isinstance(sel, InlineFragmentNode):
+                pending.append(sel.selection_set)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value in info.fragments:
+                pending.append(info.fragments[sel.name.value].selection_set)
+    return False
 
 
 def _unmodelled(info: GraphQLResolveInfo) -> Any:
@@ -182,11 +245,6 @@ class Connection:
 
     def __init__(self, items: Sequence[Any], args: dict[str, Any]) -> None:
         first, last = args.get("first"), args.get("last")
-        for name, n in (("first", first), ("last", last)):
-            if n is not None and not 0 <= n <= 100:
-                raise GitHubRefusal(
-                    422, f"Requesting {n} records on the connection exceeds the `{name}` limit of 100 records."
-                )
         start, end = 0, len(items)
         after, before = _uncursor(args.get("after")), _uncursor(args.get("before"))
         if after is not None:
@@ -761,15 +819,20 @@ class ThreadView:
         self.t = t
         self.id = t.node_id
         self.path = t.path
-        self.line = t.line
         self.originalLine = t.line
         self.startLine = None
         self.originalStartLine = None
         self.diffSide = t.side
         self.startDiffSide = None
-        self.isOutdated = False
         self.isCollapsed = t.is_resolved
         self.subjectType = "LINE"
+
+    def line(self, info: GraphQLResolveInfo) -> int | None:
+        anchor = self.t.anchor()
+        return anchor[0] if anchor else None
+
+    def isOutdated(self, info: GraphQLResolveInfo) -> bool:
+        return self.t.anchor() is None
 
     def isResolved(self, info: GraphQLResolveInfo) -> bool:
         return self.t.is_resolved
@@ -808,22 +871,34 @@ class ReviewCommentView(_CommentBase):
         self.databaseId = c.id
         self.fullDatabaseId = str(c.id)
         self.path = c.thread.path
-        self.line = c.thread.line
         self.originalLine = c.thread.line
+        self.originalPosition = c.thread.original_position
         self.diffHunk = c.diff_hunk
-        self.outdated = False
         self.state = "SUBMITTED"
         self.subjectType = "LINE"
+
+    def line(self, info: GraphQLResolveInfo) -> int | None:
+        anchor = self.c.thread.anchor()
+        return anchor[0] if anchor else None
+
+    def position(self, info: GraphQLResolveInfo) -> int | None:
+        anchor = self.c.thread.anchor()
+        return anchor[1] if anchor else None
+
+    def outdated(self, info: GraphQLResolveInfo) -> bool:
+        return self.c.thread.anchor() is None
 
     def url(self, info: GraphQLResolveInfo) -> str:
         p = self.c.thread.pull
         return f"{_ctx(info).web}/{p.repo.full_name}/pull/{p.number}#discussion_r{self.c.id}"
 
     def commit(self, info: GraphQLResolveInfo) -> CommitView:
-        return CommitView(self.c.thread.pull.repo, self.c.commit_id)
+        # Once outdated, GitHub keeps pointing at a commit the line was still on.
+        pr = self.c.thread.pull
+        return CommitView(pr.repo, pr.head_sha if self.c.thread.anchor() else self.c.commit_id)
 
     def originalCommit(self, info: GraphQLResolveInfo) -> CommitView:
-        return self.commit(info)
+        return CommitView(self.c.thread.pull.repo, self.c.commit_id)
 
     def replyTo(self, info: GraphQLResolveInfo) -> ReviewCommentView | None:
         return ReviewCommentView(self.c.reply_to) if self.c.reply_to else None

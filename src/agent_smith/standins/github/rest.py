@@ -7,10 +7,12 @@ Representations follow ``components/schemas`` of ``api.github.com.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from agent_smith.standins.github.state import (
     GitHubRefusal,
@@ -28,6 +30,11 @@ from agent_smith.standins.github.state import (
 __all__ = ["Links", "RestRequest", "RestResponse", "route"]
 
 Json = dict[str, Any]
+_T = TypeVar("_T")
+
+# GitHub's page size when per_page is not given, and the most it gives.
+PER_PAGE = 30
+MAX_PER_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class RestResponse:
     body: Any
     template: str
     content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _Shapes:
@@ -265,6 +273,7 @@ class _Shapes:
         api = f"{self.api}/repos/{p.repo.full_name}"
         html = f"{self.web}/{p.repo.full_name}/pull/{p.number}#discussion_r{c.id}"
         t = c.thread
+        anchor = t.anchor()
         shape: Json = {
             "url": f"{api}/pulls/comments/{c.id}",
             "pull_request_review_id": c.review.id,
@@ -272,7 +281,8 @@ class _Shapes:
             "node_id": c.node_id,
             "diff_hunk": c.diff_hunk,
             "path": t.path,
-            "commit_id": c.commit_id,
+            # Once outdated, GitHub keeps pointing at a commit the line was still on.
+            "commit_id": p.head_sha if anchor else c.commit_id,
             "original_commit_id": c.commit_id,
             "user": self.user(c.author),
             "body": c.body,
@@ -288,8 +298,11 @@ class _Shapes:
             },
             # start_line/start_side are for multi-line comments, which the stand-in
             # does not take; left out because the description's enum has no null.
-            "line": t.line,
+            # Null once outdated, as GitHub answers (its OpenAPI description says integer).
+            "line": anchor[0] if anchor else None,
             "original_line": t.line,
+            "position": anchor[1] if anchor else None,
+            "original_position": t.original_position,
             "side": t.side,
             "subject_type": "line",
         }
@@ -424,8 +437,13 @@ Handler = Callable[["_Ctx", dict[str, str]], RestResponse]
 _ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = []
 
 
+def _param(name: str) -> str:
+    # A git ref (heads/feature/x) spans slashes; every other parameter is one segment.
+    return f"(?P<{name}>{'.+' if name == 'ref' else '[^/]+'})"
+
+
 def _route(method: str, template: str) -> Callable[[Handler], Handler]:
-    pattern = re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$")
+    pattern = re.compile("^" + re.sub(r"\\{(\w+)\\}", lambda m: _param(m[1]), re.escape(template)) + "$")
 
     def register(fn: Handler) -> Handler:
         _ROUTES.append((method, pattern, template, fn))
@@ -463,16 +481,61 @@ class _Ctx:
         return value
 
 
+def _query_int(query: dict[str, str], name: str, default: int) -> int:
+    # GitHub ignores a page or per_page it cannot read rather than refusing the request.
+    text = query.get(name, "")
+    return int(text) if text.isdigit() and int(text) > 0 else default
+
+
+def _paged(
+    ctx: _Ctx, repo: Repository, items: Sequence[_T], shape: Callable[[_T], Json], template: str
+) -> RestResponse:
+    """One page of a list, as GitHub pages every list: ``per_page`` (30, at most 100) and
+    ``page``, with a ``Link`` header to the others when there are others."""
+    query = ctx.req.query
+    per_page = min(_query_int(query, "per_page", PER_PAGE), MAX_PER_PAGE)
+    page = _query_int(query, "page", 1)
+    body = [shape(item) for item in items[(page - 1) * per_page : page * per_page]]
+    last = max(1, -(-len(items) // per_page))
+    if last == 1 and page == 1:
+        return RestResponse(200, body, template)
+    under_repo = ctx.req.path.strip("/").split("/")[3:]  # after repos/OWNER/REPO
+    base = f"{ctx.shapes.api}/repositories/{repo.id}/" + "/".join(under_repo)
+    kept = {k: v for k, v in query.items() if k != "page"}
+
+    def link(number: int, rel: str) -> str:
+        return f'<{base}?{urlencode({**kept, "page": number})}>; rel="{rel}"'
+
+    rels = []
+    if page > 1:
+        rels.append(link(page - 1, "prev"))
+    if page < last:
+        rels += [link(page + 1, "next"), link(last, "last")]
+    if page > 1:
+        rels.append(link(1, "first"))
+    return RestResponse(200, body, template, headers={"Link": ", ".join(rels)})
+
+
 def _int(text: str) -> int:
     if not text.isdigit():
         raise GitHubRefusal(404, "Not Found")
     return int(text)
 
 
+_BY_ID = re.compile(r"^/repositories/(\d+)(/.*)?$")
+
+
 def route(world: World, links: Links, req: RestRequest) -> RestResponse:
     """Answer one REST request (``req.path`` is relative to ``/api/v3``)."""
-    ctx = _Ctx(world, _Shapes(links), req)
     path = req.path.rstrip("/") or "/"
+    if m := _BY_ID.match(path):
+        # GitHub's Link headers name repositories by id; those URLs serve the same operations.
+        repo = next((r for r in world.repos.values() if r.id == int(m[1]) and r.can_read(req.viewer)), None)
+        if repo is None:
+            return error(404, "Not Found", "")
+        path = f"/repos/{repo.full_name}{m[2] or ''}"
+        req = dataclasses.replace(req, path=path)
+    ctx = _Ctx(world, _Shapes(links), req)
     methods_seen = False
     for method, pattern, template, fn in _ROUTES:
         m = pattern.match(path)
@@ -546,11 +609,13 @@ def _pulls(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
         and (not head or p.head_ref == head)
         and (not base or p.base_ref == base)
     ]
-    per_page = min(int(ctx.req.query.get("per_page", "30") or 30), 100)
-    page = max(int(ctx.req.query.get("page", "1") or 1), 1)
-    found = found[(page - 1) * per_page : page * per_page]
-    body = [ctx.shapes.pull(p, ctx.req.viewer, ctx.world, full=False) for p in found]
-    return RestResponse(200, body, "/repos/{owner}/{repo}/pulls")
+    return _paged(
+        ctx,
+        repo,
+        found,
+        lambda p: ctx.shapes.pull(p, ctx.req.viewer, ctx.world, full=False),
+        "/repos/{owner}/{repo}/pulls",
+    )
 
 
 @_route("POST", "/repos/{owner}/{repo}/pulls")
@@ -603,10 +668,8 @@ def _merge(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
 def _review_comments(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
     pr = ctx.pull(a)
     comments = sorted((c for t in pr.threads for c in t.comments), key=lambda c: c.id)
-    return RestResponse(
-        200,
-        [ctx.shapes.review_comment(c) for c in comments],
-        "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+    return _paged(
+        ctx, pr.repo, comments, ctx.shapes.review_comment, "/repos/{owner}/{repo}/pulls/{pull_number}/comments"
     )
 
 
@@ -655,11 +718,8 @@ def _find_review_comment(pr: PullRequest, comment_id: int) -> ReviewComment:
 
 @_route("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
 def _reviews(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
-    return RestResponse(
-        200,
-        [ctx.shapes.review(r) for r in ctx.pull(a).reviews],
-        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
-    )
+    pr = ctx.pull(a)
+    return _paged(ctx, pr.repo, pr.reviews, ctx.shapes.review, "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
 
 
 @_route("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
@@ -704,10 +764,8 @@ def _request_reviewers(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
 @_route("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments")
 def _issue_comments(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
     pr = ctx.world.pull(ctx.repo(a), _int(a["issue_number"]))
-    return RestResponse(
-        200,
-        [ctx.shapes.issue_comment(c) for c in pr.comments],
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+    return _paged(
+        ctx, pr.repo, pr.comments, ctx.shapes.issue_comment, "/repos/{owner}/{repo}/issues/{issue_number}/comments"
     )
 
 
@@ -720,3 +778,9 @@ def _add_issue_comment(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
         ctx.shapes.issue_comment(comment),
         "/repos/{owner}/{repo}/issues/{issue_number}/comments",
     )
+
+
+@_route("DELETE", "/repos/{owner}/{repo}/git/refs/{ref}")
+def _delete_ref(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    ctx.world.delete_ref(ctx.repo(a), ctx.viewer(), a["ref"])
+    return RestResponse(204, None, "/repos/{owner}/{repo}/git/refs/{ref}")

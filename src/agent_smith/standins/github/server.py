@@ -283,7 +283,10 @@ class GitHubStandin:
 
     def _rest_reply(self, response: RestResponse, headers: dict[str, str], viewer: User | None) -> _Reply:
         body = response.body
-        payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        if response.status == 204:
+            payload = b""
+        else:
+            payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         tag = 'W/"' + hashlib.sha256(_login(viewer).encode() + b"\0" + payload).hexdigest() + '"'
         who = _login(viewer) or "anonymous"
         if response.status == 200 and headers.get("if-none-match") == tag:
@@ -291,7 +294,7 @@ class GitHubStandin:
             used = self.world.rate_used.get((who, "core"), 0)
             return _Reply(304, b"", {"ETag": tag, **_rate_headers(used, "core")})
         used = self._count(who, "core")
-        extra = {**_rate_headers(used, "core"), "Vary": "Accept, Authorization, Cookie"}
+        extra = {**_rate_headers(used, "core"), "Vary": "Accept, Authorization, Cookie", **response.headers}
         if response.status == 200:
             extra["ETag"] = tag
             extra["Cache-Control"] = "private, max-age=60, s-maxage=60"
@@ -300,9 +303,9 @@ class GitHubStandin:
         return _Reply(response.status, payload, extra, response.content_type)
 
     def graphql(self, target: str, headers: dict[str, str], raw: bytes) -> _Reply:
-        viewer, _ = self.viewer(headers.get("authorization"))
+        viewer, tried = self.viewer(headers.get("authorization"))
         if viewer is None:
-            return self._unauthorised("graphql", "POST", "/api/graphql")
+            return self._unauthorised("graphql", "POST", "/api/graphql", anonymous=not tried)
         try:
             request = json.loads(raw)
             query = request["query"]
@@ -320,9 +323,13 @@ class GitHubStandin:
             self.exchanges.append(Exchange("graphql", "POST", "/api/graphql", 200, name, body, viewer.login, request))
         return _Reply(200, json.dumps(body).encode(), _rate_headers(used, "graphql"))
 
-    def _unauthorised(self, kind: str, method: str, path: str) -> _Reply:
-        body = {"message": "Bad credentials", "documentation_url": _DOCS, "status": "401"}
+    def _unauthorised(self, kind: str, method: str, path: str, *, anonymous: bool = False) -> _Reply:
+        """GitHub's 401: a token it does not know is "Bad credentials" on both APIs;
+        GraphQL, unlike REST, also turns away requests that carry no token."""
+        body: dict[str, str] = {"message": "Bad credentials", "documentation_url": _DOCS, "status": "401"}
         if kind == "graphql":
+            body = {"message": "Bad credentials", "documentation_url": "https://docs.github.com/graphql"}
+        if anonymous:
             body = {
                 "message": "This endpoint requires you to be authenticated.",
                 "documentation_url": "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql",

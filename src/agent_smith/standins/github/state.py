@@ -124,14 +124,31 @@ class ReviewThread:
     id: int
     pull: PullRequest
     path: str
-    line: int
+    line: int  # as first commented on; GitHub's original_line
     side: str
+    original_position: int
     comments: list[ReviewComment] = field(default_factory=list)
     resolved_by: User | None = None
 
     @property
     def node_id(self) -> str:
         return node_id("PRRT", self.id)
+
+    @property
+    def original_commit(self) -> str:
+        return self.comments[0].commit_id
+
+    def anchor(self) -> tuple[int, int] | None:
+        """(line, diff position) of the thread on the pull request's head now; None once
+        outdated: a push changed or removed its line, or took it out of the diff."""
+        pr = self.pull
+        git = pr.repo.git
+        head = pr.head_sha
+        line = git.follow_line(self.original_commit, head, self.path, self.line)
+        if line is None:
+            return None
+        found = git.locate(pr.base_sha, head, self.path, line)
+        return None if found is None else (line, found[1])
 
     @property
     def is_resolved(self) -> bool:
@@ -435,12 +452,12 @@ class World:
         head = pr.head_sha
         if commit_id and commit_id != head:
             raise GitHubRefusal(422, "Unprocessable Entity: commit_id is not the head commit")
-        hunks = [self._hunk(pr, c.path, c.line, c.side) for c in comments]
+        places = [self._locate(pr, c.path, c.line, c.side) for c in comments]
         review = Review(self._next_id(), pr, author, state, body, head, self.now())
         pr.reviews.append(review)
         self._register(review)
-        for c, hunk in zip(comments, hunks, strict=True):
-            thread = ReviewThread(self._next_id(), pr, c.path, c.line, c.side)
+        for c, (hunk, position) in zip(comments, places, strict=True):
+            thread = ReviewThread(self._next_id(), pr, c.path, c.line, c.side, position)
             pr.threads.append(thread)
             self._register(thread)
             self._add_thread_comment(thread, review, author, c.body, hunk, None)
@@ -449,16 +466,16 @@ class World:
         pr.updated_at = review.submitted_at
         return review
 
-    def _hunk(self, pr: PullRequest, path: str, line: int, side: str) -> str:
-        hunk = None
+    def _locate(self, pr: PullRequest, path: str, line: int, side: str) -> tuple[str, int]:
+        found = None
         if side == "RIGHT" and line > 0:
-            hunk = pr.repo.git.diff_hunk(pr.base_sha, pr.head_sha, path, line)
-        if hunk is None:
+            found = pr.repo.git.locate(pr.base_sha, pr.head_sha, path, line)
+        if found is None:
             raise GitHubRefusal(
                 422,
                 "Unprocessable Entity: pull_request_review_thread.line must be part of the diff",
             )
-        return hunk
+        return found
 
     def _add_thread_comment(
         self,
@@ -549,6 +566,25 @@ class World:
         pr.merged_by = actor
         pr.merge_commit_sha = sha
         return sha
+
+    def delete_ref(self, repo: Repository, actor: User, ref: str) -> None:
+        """``DELETE …/git/refs/{ref}``: only branches (``heads/…``) exist here."""
+        if not repo.can_push(actor):
+            raise GitHubRefusal(403, "Must have push access to delete a reference")
+        branch = ref.removeprefix("heads/") if ref.startswith("heads/") else None
+        sha = repo.git.rev_parse(branch) if branch else None
+        if branch is None or sha is None:
+            raise GitHubRefusal(422, "Reference does not exist")
+        if branch == repo.default_branch:
+            raise GitHubRefusal(422, "Cannot delete the default branch")
+        if any(p.state == "OPEN" and p.base_ref == branch for p in self.pulls(repo)):
+            # GitHub retargets or closes those pull requests; the stand-in does not model either.
+            raise GitHubRefusal(422, f"the stand-in does not delete {branch}: open pull requests target it")
+        for pr in self.pulls(repo):
+            if pr.state == "OPEN" and pr.head_ref == branch:
+                # As on GitHub: a pull request whose head branch is gone is closed.
+                self.close(pr, actor)
+        repo.git.delete_branch(branch, sha)
 
     def close(self, pr: PullRequest, actor: User) -> None:
         if actor is not pr.author and not pr.repo.can_push(actor):
