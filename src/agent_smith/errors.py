@@ -42,6 +42,14 @@ class OperationError(AgentSmithError):
     exit_code = 1
 
 
+class RateLimited(OperationError):
+    """A remote refused for now and said for how long: nothing is to be asked of it before then."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 class EventRefused(OperationError):
     """NATS refused an event itself (too large, say): sending it again would be refused again."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.fixtures.github import GitHubFixture
 
-from agent_smith.errors import OperationError, UsageError
+from agent_smith.errors import OperationError, RateLimited, UsageError
 from agent_smith.forge.environment import HASHED_DIR_FROM, hashed_ca_dir, split_certificates, ssl_context
 from agent_smith.forge.oneshot import PendingCheck, ProtocolError, read_response, review_activity_once
 from agent_smith.home.plan import SYSTEM_BUNDLES, ca_bundle
@@ -42,7 +42,7 @@ def test_one_check_sees_the_open_pull_requests_and_their_reviews(github_standin:
     ("fault", "said"),
     [
         ("server error", "answered 502"),
-        ("secondary rate limit", "answered 403"),
+        ("secondary rate limit", "rate limited the token (403); it asks to wait 60 s"),
         ("bad token", "rejected the token (401); check GITHUB_TOKEN"),
     ],
 )
@@ -59,6 +59,9 @@ def test_every_failure_is_one_operation_error_line_without_the_token(
         env["GITHUB_TOKEN"] = "agent-smith-placeholder-wrong-token"
     with pytest.raises(OperationError) as failed:
         review_activity_once(gh.standin.graphql_url, "alice", None, env)
+    if fault == "secondary rate limit":
+        assert isinstance(failed.value, RateLimited)
+        assert failed.value.seconds == 60
     message = str(failed.value)
     assert message.startswith("review activity of alice: ")
     assert said in message

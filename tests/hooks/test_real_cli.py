@@ -276,7 +276,11 @@ def test_two_agents_close_the_review_loop(
 
 @pytest.mark.parametrize(
     ("fault", "said"),
-    [("server error", "answered 502"), ("rate limit", "answered 403"), ("bad token", "rejected the token (401)")],
+    [
+        ("server error", "answered 502"),
+        ("rate limit", "rate limited the token (403); it asks to wait 60 s"),
+        ("bad token", "rejected the token (401)"),
+    ],
 )
 def test_a_failing_check_never_blocks_the_stop_hook(
     tmp_path: Path, github_standin: GitHubFixture, fault: str, said: str

@@ -37,7 +37,10 @@ CASES = [
         PrAction("opened", "acme/widgets", 12, URL, "Add retries"),
     ),
     (bash("gh pr create --title x", stderr="pull request create failed: GraphQL: No commits between main and x"), None),
-    (bash("gh pr review 12 --approve -b 'LGTM'"), PrAction("reviewed", "acme/main", 12, None, review_state="APPROVED")),
+    (
+        bash("gh pr review 12 --approve -b 'LGTM'"),
+        PrAction("reviewed", None, 12, None, review_state="APPROVED", repo_of_checkout=True),
+    ),
     (
         bash("gh pr review 12 -R acme/widgets --request-changes -b 'no'"),
         PrAction("reviewed", "acme/widgets", 12, None, review_state="CHANGES_REQUESTED"),
@@ -52,9 +55,14 @@ CASES = [
     ),
     (
         bash("gh pr merge 12 --merge --delete-branch", stderr="✓ Merged pull request #12 (Add retries)\n"),
-        PrAction("merged", "acme/main", 12, None),
+        PrAction("merged", None, 12, None, repo_of_checkout=True),
     ),
     (bash("gh pr merge 12 -R acme/widgets --squash"), PrAction("merged", "acme/widgets", 12, None)),
+    # -R and GH_REPO take [HOST/]OWNER/REPO or a URL, as gh does.
+    (bash("gh pr merge 12 -R ghe.test/acme/widgets"), PrAction("merged", "acme/widgets", 12, None)),
+    (bash("gh pr merge 12 --repo=https://ghe.test/acme/widgets.git"), PrAction("merged", "acme/widgets", 12, None)),
+    (bash("GH_REPO=acme/other gh pr merge 12"), PrAction("merged", "acme/other", 12, None)),
+    (bash("GH_REPO=nonsense gh pr merge 12"), PrAction("merged", None, 12, None, repo_of_checkout=True)),
     (
         bash(
             "gh pr merge 12", stderr="X Pull request #12 is not mergeable: the merge commit cannot be cleanly created."
@@ -81,7 +89,7 @@ CASES = [
     ),
     (
         bash("cat <<-END >> log\n\tit's \"odd\nEND\ngh pr merge 12 --squash"),
-        PrAction("merged", "acme/main", 12, None),
+        PrAction("merged", None, 12, None, repo_of_checkout=True),
     ),
     (bash("GH_DEBUG=0 gh pr create -t Env", stdout=URL), PrAction("opened", "acme/widgets", 12, URL, "Env")),
     (bash("/usr/bin/gh pr create -t Path", stdout=URL), PrAction("opened", "acme/widgets", 12, URL, "Path")),
@@ -94,13 +102,43 @@ CASES = [
     ),
     (bash("gh pr merge 12 --disable-auto"), None),
     # Without a number: a branch gh was given, else the checked-out branch's PR (where gh ran).
-    (bash("gh pr merge feat/b --squash"), PrAction("merged", "acme/main", None, branch="feat/b")),
-    (bash("gh pr merge --squash"), PrAction("merged", "acme/main", None, on_checkout=True)),
+    (bash("gh pr merge feat/b --squash"), PrAction("merged", None, None, branch="feat/b", repo_of_checkout=True)),
+    (bash("gh pr merge --squash"), PrAction("merged", None, None, on_checkout=True, repo_of_checkout=True)),
     (
         bash("gh pr review --approve"),
-        PrAction("reviewed", "acme/main", None, review_state="APPROVED", on_checkout=True),
+        PrAction("reviewed", None, None, review_state="APPROVED", on_checkout=True, repo_of_checkout=True),
     ),
-    (bash("cd ../other && gh pr merge --squash"), PrAction("merged", "acme/main", None)),
+    # Claude Code reports the directory the shell ended in: where gh ran, unless a `cd` came after
+    # it, a subshell ran it, or the tool reset a cwd that left the project.
+    (
+        bash("cd ../other && gh pr merge --squash"),
+        PrAction("merged", None, None, on_checkout=True, repo_of_checkout=True),
+    ),
+    *(
+        (
+            bash(command, stderr=stderr),
+            PrAction("merged", None, 12, None, repo_of_checkout=True, ran_in_cwd=False),
+        )
+        for command, stderr in (
+            ("gh pr merge 12 && cd ..", ""),
+            ("(cd ../other && gh pr merge 12)", ""),
+            ("cd /srv/other && gh pr merge 12", "\nShell cwd was reset to /work/app"),
+        )
+    ),
+    # --delete-branch of the checked-out branch's PR: gh switches away and deletes it.
+    *(
+        (
+            bash(f"gh pr merge {args}"),
+            PrAction("merged", None, None, on_checkout=True, repo_of_checkout=True, deleted_branch=True),
+        )
+        for args in ("--squash --delete-branch", "-d", "-sd", "--delete-branch=true")
+    ),
+    (
+        bash("gh pr merge -ds -t x"),
+        PrAction("merged", None, None, on_checkout=True, repo_of_checkout=True, deleted_branch=True),
+    ),
+    (bash("gh pr merge -td"), PrAction("merged", None, None, on_checkout=True, repo_of_checkout=True)),
+    (bash("gh pr merge 12 -d"), PrAction("merged", None, 12, None, repo_of_checkout=True)),
     (bash("gh pr merge -R acme/other --squash"), PrAction("merged", "acme/other", None)),
     (bash("gh pr merge 12 --auto --squash"), None),
     (bash("gh pr merge --help", stdout="Merge a pull request on GitHub."), None),
@@ -187,7 +225,7 @@ CASES = [
 
 @pytest.mark.parametrize(("payload", "expected"), CASES)
 def test_recognise(payload: dict[str, Any], expected: PrAction | None) -> None:
-    assert recognise(payload, default_repo="acme/main") == expected
+    assert recognise(payload) == expected
 
 
 @given(

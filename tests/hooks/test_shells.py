@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import scaffold_crew
-from agent_smith.errors import EventRefused, OperationError, UsageError
+from agent_smith.errors import EventRefused, OperationError, RateLimited, UsageError
 from agent_smith.hooks import deliver as deliver_module
 from agent_smith.hooks.context import HookContext, load_context, snapshot_path
 from agent_smith.hooks.deliver import MAX_ATTEMPTS, PrFacts, announcement, deliver, event_fields, run_deliver
@@ -492,7 +492,40 @@ def test_the_end_of_a_turn_starts_a_delivery_of_jobs_left_waiting(env: dict[str,
     while job.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not job.exists(), "a deliverer took the job"
-    assert "dropping a merged job without a PR" in (hooks / "hooks.log").read_text()
+    assert "dropped: a merged job names no PR, nor a branch to find it by" in (hooks / "hooks.log").read_text()
+
+
+def test_a_job_whose_pr_is_not_found_is_kept_then_given_up_never_counted_delivered(context: HookContext) -> None:
+    """A branch with no PR (gh left the checkout on another branch, the forge lags) is retried and
+    said in the log; a job with nothing to find its PR by is dropped with a line at once."""
+    spool = context.state / "hooks" / SPOOL
+    spool.mkdir(parents=True)
+    (spool / "1-branch.json").write_text(
+        json.dumps({"action": "merged", "repo": "example/widgets", "number": None, "branch": "main"})
+    )
+    (spool / "2-nothing.json").write_text(json.dumps({"action": "reviewed", "repo": "example/widgets", "number": None}))
+
+    async def lookup(repo: str, number: int) -> PrFacts:
+        raise AssertionError("nothing to look up")
+
+    async def find(repo: str, branch: str) -> tuple[int, PrFacts] | None:
+        return None
+
+    async def publish(kind: str, fields: Mapping[str, Any], at: dt.datetime | None) -> str:
+        raise AssertionError("nothing to publish")
+
+    assert asyncio.run(deliver(context, lookup, publish, None, find)) == (0, 1)
+    assert [p.name for p in spool.iterdir()] == ["1-branch.json"]
+    assert json.loads((spool / "1-branch.json").read_text())["attempts"] == 1
+    log = (context.state / "hooks" / "hooks.log").read_text()
+    assert (
+        "1-branch.json not delivered yet: OperationError: example/widgets has no pull request from branch main" in log
+    )
+    assert "2-nothing.json dropped: a reviewed job names no PR, nor a branch to find it by" in log
+    for _ in range(MAX_ATTEMPTS - 1):
+        assert asyncio.run(deliver(context, lookup, publish, None, find))[0] == 0
+    assert list(spool.iterdir()) == []
+    assert f"1-branch.json dropped after {MAX_ATTEMPTS} attempts" in (context.state / "hooks" / "hooks.log").read_text()
 
 
 def test_what_is_no_job_in_the_spool_neither_stops_nor_crashes_a_delivery(context: HookContext) -> None:
@@ -608,6 +641,21 @@ def test_stop_never_wedges_on_errors(context: HookContext) -> None:
     log = (context.state / "hooks" / "hooks.log").read_text().splitlines()
     assert len(log) == 1  # the same failure is said once
     assert "review check failed, not waking: RuntimeError: HTTP 502" in log[0]
+
+
+def test_stop_waits_out_a_rate_limit_before_its_next_check(context: HookContext) -> None:
+    # Asked again sooner, GitHub only limits the token longer (and may ban an integration that insists).
+    def limited() -> Snapshot:
+        raise RateLimited(
+            "review activity of devbot: ghe.test rate limited the token (403); it asks to wait 120 s", 120
+        )
+
+    fake = FakeTime()
+    assert run_stop(context, limited, poll=10, watch_for=300, sleep=fake.sleep, clock=fake.clock, now=lambda: T0) == 0
+    assert fake.slept == [120, 120]
+    log = (context.state / "hooks" / "hooks.log").read_text().splitlines()
+    assert len(log) == 1
+    assert "rate limited the token (403); it asks to wait 120 s" in log[0]
 
 
 def test_a_newer_stop_hook_supersedes_the_watcher(context: HookContext) -> None:

@@ -153,6 +153,7 @@ class PendingCheck:
         if answer.status == 401:
             raise self._failed(f"{self.host} rejected the token (401); check GITHUB_TOKEN")
         if answer.status >= 400:
+            self._check_rate_limit(answer)
             raise self._failed(f"{self.host} answered {answer.status} {answer.reason}".rstrip())
         try:
             data = json.loads(answer.body)
@@ -162,6 +163,22 @@ class PendingCheck:
             first = data["errors"][0]
             raise self._failed(f"GitHub says: {first.get('message', first)}")
         return parse_review_activity(self.login, data["data"], None)
+
+    def _check_rate_limit(self, answer: HttpAnswer) -> None:
+        """RateLimited when GitHub limits the token: asking again before it says would prolong it
+        (and GitHub may ban an integration that keeps asking)."""
+        import time
+
+        from agent_smith.errors import RateLimited
+        from agent_smith.forge.retry import rate_limited_for
+
+        message = answer.body[:2048].decode("utf-8", "replace")
+        seconds = rate_limited_for(answer.status, answer.headers, message, now=time.time())
+        if seconds is not None:
+            raise RateLimited(
+                f"{self.what}: {self.host} rate limited the token ({answer.status}); it asks to wait {seconds:.0f} s",
+                seconds,
+            )
 
     def _failed(self, message: str) -> Exception:
         from agent_smith.errors import OperationError

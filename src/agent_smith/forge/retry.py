@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["GiveUp", "RetryPolicy", "Wait", "decide"]
+__all__ = ["GiveUp", "RetryPolicy", "Wait", "decide", "rate_limited_for"]
 
 _SERVER_ERRORS = frozenset({500, 502, 503, 504})
 
@@ -67,6 +67,12 @@ def decide(
     if wait > policy.max_wait:
         return GiveUp(f"rate limited for {wait:.0f} s more (longer than {policy.max_wait:.0f} s)")
     return Wait(wait)
+
+
+def rate_limited_for(status: int, headers: Mapping[str, str], message: str, *, now: float) -> float | None:
+    """How long GitHub asks to wait before the next request when this answer is a rate limit;
+    None when it is not one. ``headers`` have lower-case names; ``now`` is Unix time."""
+    return _rate_limit_wait(headers, now, 0.0) if _rate_limited(status, headers, message) else None
 
 
 def _rate_limit_wait(headers: Mapping[str, str], now: float, backoff: float) -> float:

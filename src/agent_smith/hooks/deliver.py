@@ -143,7 +143,7 @@ async def _deliver_path(
         return False
     try:
         await _deliver_one(context, path, await _numbered(job, find), lookup, publish, announce)
-    except (EventRefused, UsageError) as exc:  # NATS, or the event's model, will never take it
+    except (EventRefused, UsageError, NoPullRequest) as exc:  # never deliverable: NATS or the model refuse it
         log_line(context.state, "deliver", f"{path.name} dropped: {exc}")
         _forget(path)
         return False
@@ -175,9 +175,6 @@ async def _deliver_one(
     publish: Publish,
     announce: Announce | None,
 ) -> None:
-    if not job.get("repo") or not job.get("number"):
-        log_line(context.state, "deliver", f"dropping a {job.get('action')} job without a PR: {dict(job)}")
-        return
     facts = PrFacts(str(job.get("title") or ""), str(job.get("url") or ""))
     if not facts.title or not facts.url:
         facts = await lookup(str(job["repo"]), int(job["number"]))
@@ -199,13 +196,23 @@ async def _deliver_one(
         await announce(context.review_room, announcement(context.agent, fields["title"], fields["url"], reviewers))
 
 
+class NoPullRequest(Exception):
+    """The job names no PR and nothing to find one by: no delivery ever can."""
+
+
 async def _numbered(job: Mapping[str, Any], find: Find | None) -> Mapping[str, Any]:
     """`job` with its PR's number, title and URL found from its branch when gh was not told one."""
-    if job.get("number") or not job.get("branch") or not job.get("repo") or find is None:
+    if job.get("number") and job.get("repo"):
         return job
-    found = await find(str(job["repo"]), str(job["branch"]))
+    if not job.get("repo") or not job.get("branch"):
+        raise NoPullRequest(f"a {job.get('action')} job names no PR, nor a branch to find it by")
+    repo, branch = str(job["repo"]), str(job["branch"])
+    if find is None:
+        raise OperationError(f"no forge to find the pull request of {repo} branch {branch}")
+    found = await find(repo, branch)
     if found is None:
-        return job
+        # Kept, not dropped: the forge may not list it yet, and a given-up job says so in the log.
+        raise OperationError(f"{repo} has no pull request from branch {branch}")
     number, facts = found
     return {**job, "number": number, "title": job.get("title") or facts.title, "url": job.get("url") or facts.url}
 

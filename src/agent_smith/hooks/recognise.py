@@ -52,16 +52,24 @@ class PrAction:
     # A new PR's branches, where the command or tool named them (else its delivery asks the forge).
     base: str | None = None
     head: str | None = None
+    # gh named no repository (`repo` is None): it acted on that of the checkout it ran in.
+    repo_of_checkout: bool = False
+    # Where gh ran is the tool call's `cwd`: Claude Code reports the directory the shell ended in,
+    # so a `cd` after gh, a subshell, or a cwd it reset, leaves where gh ran unknown.
+    ran_in_cwd: bool = True
+    # `gh pr merge --delete-branch` of the checked-out branch's PR: gh switched the checkout to
+    # the default branch and deleted the merged one before the hook could read it.
+    deleted_branch: bool = False
 
 
-def recognise(payload: Mapping[str, Any], default_repo: str | None = None) -> PrAction | None:
+def recognise(payload: Mapping[str, Any]) -> PrAction | None:
     """The PR action a finished tool call performed, if any."""
     tool = str(payload.get("tool_name") or "")
     tool_input = payload.get("tool_input")
     tool_input = tool_input if isinstance(tool_input, Mapping) else {}
     output = _output_text(payload.get("tool_response"))
     if tool == "Bash":
-        return _from_bash(str(tool_input.get("command") or ""), output, default_repo)
+        return _from_bash(str(tool_input.get("command") or ""), output)
     if tool.startswith("mcp__"):
         return _from_mcp(tool.rsplit("__", 1)[-1].lower(), tool_input, output)
     return None
@@ -149,25 +157,50 @@ def _option(args: Sequence[str], *names: str) -> str | None:
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
+_MOVES = frozenset({"cd", "pushd", "popd"})
+_SUBSHELL = frozenset("();<>|&")  # what shlex makes a token of its own: `(` unquoted
+# What Claude Code's Bash tool adds when it put the shell back in the project after a `cd` out of it.
+_CWD_RESET = "Shell cwd was reset to "
 
 
-def _from_bash(command: str, output: str, default_repo: str | None) -> PrAction | None:
-    moved = False  # after a `cd`, the directory the hook is told of is not where gh ran
-    for words in simple_commands(command):
-        # `GH_DEBUG=0 gh …` and `/usr/bin/gh …` run gh too.
-        argv = list(itertools.dropwhile(_ASSIGNMENT.match, words))
-        moved = moved or argv[:1] in (["cd"], ["pushd"])
+def _from_bash(command: str, output: str) -> PrAction | None:
+    commands = simple_commands(command)
+    # `( … )` runs its `cd`s in a subshell the tool call's cwd knows nothing of.
+    subshell = any(_SUBSHELL.issuperset(word) and {"(", ")"} & set(word) for words in commands for word in words)
+    for index, words in enumerate(commands):
+        # `GH_DEBUG=0 gh …` and `/usr/bin/gh …` run gh too; `GH_REPO=o/r gh …` names the repository.
+        assignments = list(itertools.takewhile(_ASSIGNMENT.match, words))
+        argv = words[len(assignments) :]
         if len(argv) < 2 or argv[0].rsplit("/", 1)[-1] != "gh" or {"-h", "--help"} & set(argv):
             continue
         if argv[1] == "api":
             found = _from_gh_api(argv[2:], output)
         elif argv[1] == "pr" and len(argv) > 2:
-            found = _from_gh_pr(argv[2], argv[3:], output, default_repo)
+            env_repo = next((a.split("=", 1)[1] for a in reversed(assignments) if a.startswith("GH_REPO=")), None)
+            found = _from_gh_pr(argv[2], argv[3:], output, repo_name(env_repo))
         else:
             found = None
         if found is not None:
-            return replace(found, on_checkout=False) if moved else found
+            moved_after = any(later[:1] and later[0] in _MOVES for later in commands[index + 1 :])
+            in_cwd = not (subshell or moved_after or _CWD_RESET in output)
+            return found if in_cwd else replace(found, ran_in_cwd=False)
     return None
+
+
+def repo_name(value: str | None) -> str | None:
+    """``OWNER/REPO`` of a repository as gh takes it (``-R``, ``GH_REPO``): ``[HOST/]OWNER/REPO`` or
+    a URL; None for anything else. Pure."""
+    if not value:
+        return None
+    path = value.split("://", 1)[1].split("/", 1)[-1] if "://" in value else value
+    parts = [p for p in path.split("/") if p]
+    if len(parts) not in (2, 3) or (len(parts) == 3 and "://" in value):
+        return None
+    owner, name = parts[-2], parts[-1].removesuffix(".git")
+    return f"{owner}/{name}" if _NAME.fullmatch(owner) and _NAME.fullmatch(name) else None
+
+
+_NAME = re.compile(r"[\w.-]+")
 
 
 _PR_VALUE_FLAGS = frozenset(
@@ -210,25 +243,26 @@ def _positional(args: Sequence[str], takes_value: frozenset[str] = _PR_VALUE_FLA
     return None
 
 
-def _pr_ref(args: Sequence[str], output: str, default_repo: str | None, action: PrAction) -> PrAction:
+def _pr_ref(args: Sequence[str], output: str, env_repo: str | None, action: PrAction) -> PrAction:
     """`action` with its PR as gh's arguments and output name it: a URL, a number, a branch, or
-    nothing (the checked-out branch's, unless `-R` names another repository)."""
-    named_repo = _option(args, "-R", "--repo")
+    nothing (the checked-out branch's). The repository is the one `-R` or `GH_REPO` names, else
+    that of the checkout gh ran in (None here: the hook reads it)."""
+    named_repo = repo_name(_option(args, "-R", "--repo")) or env_repo
     target = _positional(args)
     for text in (target or "", output):
         if match := PR_URL.search(text):
             return replace(
                 action, repo=f"{match['owner']}/{match['repo']}", number=int(match["number"]), url=match.group(0)
             )
-    repo = named_repo or default_repo
+    action = replace(action, repo=named_repo, repo_of_checkout=named_repo is None)
     if target and target.lstrip("#").isdigit():
-        return replace(action, repo=repo, number=int(target.lstrip("#")))
+        return replace(action, number=int(target.lstrip("#")))
     if action.number is not None:
-        return replace(action, repo=repo)
-    return replace(action, repo=repo, branch=target, on_checkout=target is None and named_repo is None)
+        return action
+    return replace(action, branch=target, on_checkout=target is None and named_repo is None)
 
 
-def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str | None) -> PrAction | None:
+def _from_gh_pr(verb: str, args: Sequence[str], output: str, env_repo: str | None) -> PrAction | None:
     if verb == "create":
         match = PR_URL.search(output)
         if match is None or _ALREADY_EXISTS.search(output):
@@ -248,19 +282,35 @@ def _from_gh_pr(verb: str, args: Sequence[str], output: str, default_repo: str |
         for pattern, said in _GH_REVIEW_OUTPUT:
             if found := pattern.search(output):
                 return _pr_ref(
-                    args, output, default_repo, PrAction("reviewed", None, int(found.group(1)), review_state=said)
+                    args, output, env_repo, PrAction("reviewed", None, int(found.group(1)), review_state=said)
                 )
         # gh prints nothing on success when stdout is not a terminal (as in the Bash tool);
         # PostToolUse only runs for a command that succeeded.
         if state is None or _failed(output):
             return None
-        return _pr_ref(args, output, default_repo, PrAction("reviewed", None, None, review_state=state))
+        return _pr_ref(args, output, env_repo, PrAction("reviewed", None, None, review_state=state))
     if verb == "merge":
         merged = _GH_MERGED_OUTPUT.search(output)
         if merged is None and (_failed(output) or {"--auto", "--disable-auto"} & set(args)):
             return None  # failed, or only auto-merge was turned on or off: nothing merged yet
-        return _pr_ref(args, output, default_repo, PrAction("merged", None, int(merged.group(1)) if merged else None))
+        action = _pr_ref(args, output, env_repo, PrAction("merged", None, int(merged.group(1)) if merged else None))
+        return replace(action, deleted_branch=action.on_checkout and _deletes_branch(args))
     return None
+
+
+# `gh pr merge`'s short flags that take a value: in a cluster (`-sd`), the rest is that value.
+_MERGE_SHORT_VALUES = frozenset("bFtAR")
+
+
+def _deletes_branch(args: Sequence[str]) -> bool:
+    for arg in args:
+        if arg in ("--delete-branch", "--delete-branch=true"):
+            return True
+        if re.fullmatch(r"-[A-Za-z]+", arg):
+            flags = "".join(itertools.takewhile(lambda c: c not in _MERGE_SHORT_VALUES, arg[1:]))
+            if "d" in flags:
+                return True
+    return False
 
 
 def _review_flag(args: Sequence[str]) -> str | None:

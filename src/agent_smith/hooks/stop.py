@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from agent_smith.errors import RateLimited
 from agent_smith.hooks.context import HookContext, cache_dir
 from agent_smith.hooks.prompt import ACTIVITY_FILE
 from agent_smith.hooks.rewake import Activity, Limits, PullRequest, RewakeState, Wake, decide
@@ -102,10 +103,14 @@ def run_stop(
     deadline = clock() + watch_for
     last_error = ""
     while True:
+        pause = poll
         try:
             snapshot: Snapshot | None = check()
         except Exception as exc:  # any failure of the check: log it, never wedge the agent
             snapshot = None
+            if isinstance(exc, RateLimited):
+                # Asked again sooner, GitHub would only limit the token longer.
+                pause = max(poll, exc.seconds)
             if (error := _one_line(exc)) != last_error:
                 log_line(state_dir, "stop", f"review check failed, not waking: {error}")
                 last_error = error
@@ -113,9 +118,9 @@ def run_stop(
             last_error = ""
             if (code := _surface(state_dir, snapshot, now())) is not None:
                 return code
-        if clock() + poll > deadline:
+        if clock() + pause > deadline:
             return 0
-        sleep(poll)
+        sleep(pause)
         if read_json(watcher).get("pid") != me:
             return 0  # a newer Stop hook watches now
 

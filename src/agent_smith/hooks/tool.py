@@ -19,8 +19,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from agent_smith.hooks.checkout import forge_host, gh_base_repo, git_output, git_remotes, merged_branch
 from agent_smith.hooks.context import HookContext
-from agent_smith.hooks.recognise import PrAction, recognise
+from agent_smith.hooks.recognise import PrAction, recognise, repo_name
 from agent_smith.hooks.store import hooks_dir, log_line, write_json
 
 SPOOL = "spool"
@@ -32,17 +33,15 @@ DELIVERY_LOG = "deliver.log"
 RETRY_EVERY = 60.0
 
 
-def run_tool(context: HookContext, payload: Mapping[str, Any], *, spawn: bool = True) -> int:
-    action = recognise(payload, default_repo=context.primary_repo)
+def run_tool(
+    context: HookContext, payload: Mapping[str, Any], *, spawn: bool = True, env: Mapping[str, str] | None = None
+) -> int:
+    action = recognise(payload)
     if action is not None:
-        # `gh pr merge` or `review` without a PR acts on the checked-out branch's: the branch is
-        # read now, while it is still checked out; the delivery asks the forge for its PR.
-        if action.on_checkout:
-            action = replace(action, branch=current_branch(payload.get("cwd")))
+        action = located(action, context, payload.get("cwd"), os.environ if env is None else env)
         job = enqueue(context, action)
-        log_line(
-            context.state, "tool", f"recognised pr {action.action} {action.repo}#{action.number}; queued {job.name}"
-        )
+        pr = f"#{action.number}" if action.number else f" branch {action.branch}"
+        log_line(context.state, "tool", f"recognised pr {action.action} {action.repo}{pr}; queued {job.name}")
     if spawn and (action is not None or retry_due(hooks_dir(context.state), time.time())):
         start_delivery(context)
     return 0
@@ -67,18 +66,23 @@ def enqueue(context: HookContext, action: PrAction, now: dt.datetime | None = No
     return path
 
 
-def current_branch(cwd: object) -> str | None:
-    """The branch checked out in `cwd` (the tool call's directory); None when there is none."""
-    if not isinstance(cwd, str) or not cwd:
-        return None
-    try:
-        found = subprocess.run(
-            ["git", "-C", cwd, "symbolic-ref", "--short", "-q", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return found.stdout.strip() or None if found.returncode == 0 else None
+def located(action: PrAction, context: HookContext, cwd: object, env: Mapping[str, str]) -> PrAction:
+    """`action` with what gh took from the checkout it ran in: the repository, and the branch
+    whose PR it acted on. Read now: the checkout may change before the delivery runs."""
+    directory = cwd if action.ran_in_cwd and isinstance(cwd, str) and cwd else None
+    if action.repo_of_checkout:
+        # As gh resolves it: `GH_REPO` (the agent's environment is gh's), then the checkout's
+        # remotes. Where gh ran is unknown, or no checkout of the forge: the agent's primary repo.
+        host = forge_host(context.forge_base_url)
+        from_checkout = gh_base_repo(git_remotes(directory), host) if directory else None
+        repo = repo_name(env.get("GH_REPO")) or from_checkout or context.primary_repo
+        action = replace(action, repo=repo)
+    if action.on_checkout:
+        branch = git_output(directory, "symbolic-ref", "--short", "-q", "HEAD") if directory else None
+        if directory and branch and action.deleted_branch:
+            branch = merged_branch(directory, branch)
+        action = replace(action, branch=branch)
+    return action
 
 
 def start_delivery(context: HookContext) -> None:
