@@ -230,7 +230,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     blind = crew.cli("attach", "bob", "--crew", root)
     assert (blind.returncode, blind.stderr) == (
         2,
-        "error: attach needs a terminal; without one, `agent-smith logs bob -f` follows its output\n",
+        f"error: attach needs a terminal; without one, `agent-smith logs bob -f --crew {root}` follows its output\n",
     )
 
     # `status --watch` in a terminal refreshes as carol crashes below.
@@ -649,7 +649,9 @@ def test_up_says_at_once_that_an_agent_crash_loops(
     policy = {"min_uptime": "60s", "backoff_initial": "0.2s", "crash_loop_after": 2, "crash_loop_retry": "600s"}
     crew = make_crew([agent("solo", server.url, restart=policy)])
     began = time.monotonic()
-    up = crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1", env={"AGENT_SMITH_CLAUDE": str(crashy)})
+    up = crew.cli(
+        "up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1", env={**crew.env, "AGENT_SMITH_CLAUDE": str(crashy)}
+    )
     assert up.returncode == 1
     assert up.stderr.strip().endswith(
         "error: solo is crash-looping; see `agent-smith logs solo` (the supervisor runs on)"
@@ -665,6 +667,24 @@ def test_up_says_at_once_that_an_agent_crash_loops(
     assert re.search(
         r"agent solo: claude exited after [0-9.]+s; crash-looping, next try in \d+s \(exit code 3\)", logged
     )
+    assert crew.cli("down", "--crew", str(crew.root)).returncode == 0
+
+
+def test_up_warns_where_it_is_seen_that_no_claude_login_was_imported(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    # The scaffolded crew enables the login: without an import, every model request carries the
+    # stub token, and only the firewall's log said so.
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    yaml = YAML()
+    data = yaml.load((crew.root / "crew.yaml").read_text())
+    data.setdefault("egress", {})["claude_login"] = {"enabled": True}
+    with (crew.root / "crew.yaml").open("w") as fh:
+        yaml.dump(data, fh)
+    up = crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1")
+    assert up.returncode == 0, up.stderr
+    assert "warning: egress.claude_login is enabled but no login was imported" in up.stderr
     assert crew.cli("down", "--crew", str(crew.root)).returncode == 0
 
 

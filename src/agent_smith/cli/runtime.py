@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -328,10 +329,14 @@ def attach(ctx: typer.Context, name: NameArg, crew: CrewOption = None) -> None:
     # In its container (`run`) the agent's session is `main`.
     in_container = os.environ.get("AGENT_NAME") == agent.name and tmux.has_session(CONTAINER_SESSION)
     session = CONTAINER_SESSION if in_container else agent.name
+    # The commands it suggests name the crew as this one was named: from elsewhere they would find none.
+    named = f" --crew {shlex.quote(str(crew))}" if crew is not None else ""
     if not in_container and not tmux.has_session(agent.name):
-        raise OperationError(f"agent {agent.name!r} is not running: start it with `agent-smith up {agent.name}`")
+        raise OperationError(f"agent {agent.name!r} is not running: start it with `agent-smith up {agent.name}{named}`")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError(f"attach needs a terminal; without one, `agent-smith logs {agent.name} -f` follows its output")
+        raise UsageError(
+            f"attach needs a terminal; without one, `agent-smith logs {agent.name} -f{named}` follows its output"
+        )
     os.execv(binary, [binary, "-L", socket, "-f", "/dev/null", "attach-session", "-t", f"={session}"])
 
 

@@ -154,6 +154,15 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
             output().console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
             return None
         binary = check_startable(loaded, options, services=True)
+        if request.firewall and loaded.crew.egress.claude_login.enabled:
+            from agent_smith.egress import claude_store_for
+
+            if not claude_store_for(loaded.crew).path.is_file():
+                # Said where it is seen: the firewall logs it too, in a file nobody reads at first.
+                output().warn(
+                    "egress.claude_login is enabled but no login was imported: the agents' model requests go "
+                    "out with the stub token (`agent-smith firewall import-claude-login FILE`, or enabled: false)"
+                )
         if request.foreground:
             show, shown = progress(output()), dict[str, str]()
 
