@@ -121,7 +121,9 @@ async def running_channel(
 ) -> AsyncIterator[Running]:
     """The devbot channel in this event loop, synced once before the body runs; stopped after."""
     config = chat_config(load_crew(crew_dir, {}).crew, "devbot", token)
-    link = MatrixLink(homeserver or config.homeserver, config.roster.me.user_id, token, request_timeout=10)
+    link = MatrixLink(
+        homeserver or config.homeserver, config.roster.me.user_id, token, agent="devbot", request_timeout=10
+    )
     queue: asyncio.Queue[Notification] = asyncio.Queue()
 
     async def notify(content: str, meta: Mapping[str, str]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from agent_smith.chat import channel as channel_module
 from agent_smith.chat import chat_config, post_notice
 from agent_smith.chat.channel import ChatChannel, Refused
-from agent_smith.chat.matrix import MatrixLink
+from agent_smith.chat.matrix import SYNC_TIMELINE_LIMIT, MatrixLink
 from agent_smith.chat.render import CONTENT_BUDGET
 from agent_smith.crew import load_crew
 from agent_smith.standins.synapse import SynapseServer
@@ -39,6 +39,15 @@ def text(body: str, **extra: Any) -> dict[str, Any]:
 
 def notice(body: str) -> dict[str, Any]:
     return {"msgtype": "m.notice", "body": body}
+
+
+CIPHERTEXT = {
+    "algorithm": "m.megolm.v1.aes-sha2",
+    "ciphertext": "AwgA",
+    "sender_key": "k",
+    "session_id": "s",
+    "device_id": "D",
+}
 
 
 @pytest.fixture
@@ -204,6 +213,26 @@ def test_the_loop_guard(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> N
     asyncio.run(scenario())
 
 
+def test_the_loop_guard_counts_the_agents_notices_posted_by_hooks(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    env = {"AGENT_SMITH_CREW": str(crew_dir), "AGENT_NAME": "devbot", "MATRIX_ACCESS_TOKEN": cast.devbot.access_token}
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            room = cast.room
+            await in_thread(send, synapse, cast.alice, room, text("devbot, announce the PRs"))
+            await run.next()
+            await post_notice(room, "reviewbot: PR 1 is open", env=env)  # 1
+            await post_notice(room, "reviewbot: PR 2 is open", env=env)  # 2
+            await in_thread(send, synapse, cast.reviewbot, room, notice("devbot: on it"))  # 3
+            await run.next()
+            with pytest.raises(Refused, match=r"loop guard: 3 agent messages in a row"):
+                await run.channel.reply(room, "reviewbot: thanks")
+
+    asyncio.run(scenario())
+
+
 def test_restart_delivers_what_was_missed_once_and_replays_nothing(
     synapse: SynapseServer, cast: Cast, crew_dir: Path
 ) -> None:
@@ -227,6 +256,34 @@ def test_restart_delivers_what_was_missed_once_and_replays_nothing(
     asyncio.run(scenario())
     state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
     assert state.stat().st_mode & 0o777 == 0o600
+
+
+def test_more_than_a_syncs_worth_while_down_is_fetched_and_delivered_once_in_order(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    async def scenario() -> None:
+        room = cast.room
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            await in_thread(send, synapse, cast.alice, room, text("devbot: first"))
+            assert (await run.next())[0] == "devbot: first"
+
+        def while_down() -> None:
+            send(synapse, cast.alice, room, text("devbot: early while down"))
+            for n in range(SYNC_TIMELINE_LIMIT + 50):
+                send(synapse, cast.alice, room, text(f"chatter {n}"))
+                if n == 60:
+                    send(synapse, cast.reviewbot, room, notice("devbot: midway while down"))
+            send(synapse, cast.alice, room, text("devbot: late while down"))
+
+        await in_thread(while_down)
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            got = [(await run.next())[0] for _ in range(3)]
+            assert got == ["devbot: early while down", "devbot: midway while down", "devbot: late while down"]
+            await in_thread(send, synapse, cast.alice, room, text("devbot: and now"))
+            assert (await run.next())[0] == "devbot: and now"
+            assert run.pending() == [], "nothing twice"
+
+    asyncio.run(scenario())
 
 
 def test_invites_are_accepted_only_from_the_allowlist(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
@@ -255,18 +312,11 @@ def test_invites_are_accepted_only_from_the_allowlist(synapse: SynapseServer, ca
 def test_an_unreadable_encrypted_room_gets_one_notice_to_the_operator(synapse: SynapseServer, tmp_path: Path) -> None:
     cast = make_cast(synapse, encrypted=True)
     crew_dir = write_crew(tmp_path / "crew", cast, synapse.url)
-    ciphertext = {
-        "algorithm": "m.megolm.v1.aes-sha2",
-        "ciphertext": "AwgA",
-        "sender_key": "k",
-        "session_id": "s",
-        "device_id": "D",
-    }
 
     async def scenario() -> None:
         async with running_channel(crew_dir, cast.devbot.access_token) as run:
             for _ in range(2):
-                await in_thread(send, synapse, cast.op, cast.room, ciphertext, "m.room.encrypted")
+                await in_thread(send, synapse, cast.op, cast.room, CIPHERTEXT, "m.room.encrypted")
             await in_thread(send, synapse, cast.op, cast.room, text("devbot plain words"))
             assert (await run.next())[0] == "devbot plain words"
 
@@ -280,6 +330,43 @@ def test_an_unreadable_encrypted_room_gets_one_notice_to_the_operator(synapse: S
     assert "cannot read this encrypted room" in notices[0]["content"]["body"]
     assert "\n" not in notices[0]["content"]["body"]
     assert notices[0]["content"]["m.mentions"]["user_ids"] == [cast.op.user_id]
+
+
+def test_an_encrypted_room_notice_that_failed_is_sent_with_the_next_encrypted_message(
+    synapse: SynapseServer, tmp_path: Path
+) -> None:
+    cast = make_cast(synapse, encrypted=True)
+    crew_dir = write_crew(tmp_path / "crew", cast, synapse.url)
+
+    async def scenario() -> None:
+        door = FaultyDoor(synapse.url)
+        await door.up()
+        try:
+            async with running_channel(crew_dir, cast.devbot.access_token, homeserver=door.url) as run:
+                door.rate_limit(1, retry_after_ms=600_000)  # longer than is waited: the send fails
+                await in_thread(send, synapse, cast.op, cast.room, CIPHERTEXT, "m.room.encrypted")
+                await in_thread(
+                    wait_until, lambda: any(status == 429 for *_, status in door.seen), what="the refused notice"
+                )
+                assert run.channel.state.encrypted_noticed == []
+                await in_thread(send, synapse, cast.op, cast.room, CIPHERTEXT, "m.room.encrypted")
+                await in_thread(
+                    wait_until, lambda: run.channel.state.encrypted_noticed == [cast.room], what="the notice"
+                )
+                assert run.channel.state.guard(cast.room).run == 1, "the notice counts for the loop guard, once"
+                await in_thread(send, synapse, cast.op, cast.room, text("devbot, still there?"))
+                await run.next()
+                assert run.channel.state.guard(cast.room).run == 0
+        finally:
+            await door.close()
+
+    asyncio.run(scenario())
+    notices = [
+        e
+        for e in room_events(synapse, cast.op, cast.room)
+        if e["sender"] == cast.devbot.user_id and e["type"] == "m.room.message"
+    ]
+    assert len(notices) == 1
 
 
 def test_quiet_hours_hold_messages_and_send_one_digest(synapse: SynapseServer, tmp_path: Path) -> None:
@@ -322,6 +409,98 @@ def test_quiet_hours_hold_messages_and_send_one_digest(synapse: SynapseServer, t
             assert held not in acked(), "the held message is not acknowledged"
 
     asyncio.run(scenario())
+
+
+def test_a_held_message_removed_in_quiet_hours_is_left_out_of_the_digest(
+    synapse: SynapseServer, tmp_path: Path
+) -> None:
+    cast = make_cast(synapse)
+    crew_dir = write_crew(
+        tmp_path / "crew",
+        cast,
+        synapse.url,
+        quiet_hours={"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin"},
+    )
+    now = [datetime(2026, 1, 15, 22, 30, tzinfo=UTC)]
+
+    async def scenario() -> None:
+        room = cast.room
+        async with running_channel(crew_dir, cast.devbot.access_token, clock=lambda: now[0]) as run:
+            kept = await in_thread(send, synapse, cast.alice, room, text("devbot, for the morning"))
+            oops = await in_thread(send, synapse, cast.alice, room, text("devbot: my password is hunter2"))
+            moderated = await in_thread(send, synapse, cast.reviewbot, room, notice("devbot: spam spam"))
+            await in_thread(synapse.redact, cast.alice, room, oops)  # by its sender
+            await in_thread(synapse.redact, cast.alice, room, moderated)  # by the room's admin
+            await in_thread(send, synapse, cast.alice, room, text("devbot, also for the morning"))
+
+            def held() -> list[str]:
+                return [h.body for h in run.channel.state.held]
+
+            await in_thread(wait_until, lambda: "devbot, also for the morning" in held(), what="the last held")
+            now[0] = datetime(2026, 1, 16, 6, 5, tzinfo=UTC)
+            await in_thread(send, synapse, cast.alice, room, text("good morning"))
+            digest, meta = await run.next()
+            assert meta == {"kind": "quiet_hours_digest"}
+            assert kept in digest
+            assert "for the morning" in digest
+            assert "hunter2" not in digest
+            assert oops not in digest
+            assert "spam" not in digest
+
+    asyncio.run(scenario())
+
+
+def test_messages_held_when_quiet_hours_are_turned_off_are_delivered(synapse: SynapseServer, tmp_path: Path) -> None:
+    cast = make_cast(synapse)
+    quiet = {"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin"}
+    crew_dir = write_crew(tmp_path / "crew", cast, synapse.url, quiet_hours=quiet)
+    in_window = datetime(2026, 1, 15, 22, 30, tzinfo=UTC)
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token, clock=lambda: in_window) as run:
+            held = await in_thread(send, synapse, cast.alice, cast.room, text("devbot, for the morning"))
+            await in_thread(wait_until, lambda: run.channel.state.held, what="the held message")
+        write_crew(tmp_path / "crew", cast, synapse.url)  # no quiet hours now, while they ran
+        async with running_channel(crew_dir, cast.devbot.access_token, clock=lambda: in_window) as run:
+            digest, meta = await run.next()
+            assert meta == {"kind": "quiet_hours_digest"}
+            assert digest.startswith("Quiet hours were turned off. 1 message(s)")
+            assert held in digest
+            assert run.channel.state.held == []
+
+    asyncio.run(scenario())
+
+
+def test_a_room_that_cannot_be_joined_is_said_once_and_tried_rarely(
+    synapse: SynapseServer, cast: Cast, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent_smith")
+    server = cast.devbot.user_id.split(":", 1)[1]
+    nowhere = f"#nowhere-{cast.devbot.user_id[1:].split(':')[0]}:{server}"
+    crew_dir = write_crew(tmp_path / "crew", cast, synapse.url, rooms=[cast.room, nowhere])
+
+    async def scenario() -> None:
+        door = FaultyDoor(synapse.url)
+        await door.up()
+        try:
+            async with running_channel(crew_dir, cast.devbot.access_token, homeserver=door.url, poll_ms=50) as run:
+                syncs = len([p for _, _, p, _ in door.seen if p.endswith("/sync")])
+                await in_thread(
+                    wait_until,
+                    lambda: len([p for _, _, p, _ in door.seen if p.endswith("/sync")]) > syncs + 10,
+                    what="ten more syncs",
+                )
+                assert cast.room in run.channel.link.joined_rooms()
+        finally:
+            await door.close()
+        joins = [status for _, method, path, status in door.seen if method == "POST" and "nowhere" in path]
+        assert joins == [404], "a missing alias is not asked for on every sync"
+
+    asyncio.run(scenario())
+    said = [r.getMessage() for r in caplog.records if "cannot join" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].startswith(f"agent devbot: cannot join {nowhere} yet: join {nowhere}: 404 ")
+    assert said[0].endswith("; trying again in 300s")
 
 
 def test_a_dead_homeserver_means_backoff_and_reconnect_and_429s_are_honoured(
@@ -384,7 +563,9 @@ def test_a_refused_token_is_said_plainly_once(
         raise AssertionError("nothing can arrive without a valid token")
 
     async def scenario() -> None:
-        link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token, request_timeout=10)
+        link = MatrixLink(
+            config.homeserver, config.roster.me.user_id, config.access_token, agent="devbot", request_timeout=10
+        )
         channel = ChatChannel(config, link, notify)
         stop = asyncio.Event()
         task = asyncio.create_task(channel.run(stop))
@@ -411,7 +592,9 @@ def test_a_token_given_anew_is_tried_at_once(synapse: SynapseServer, cast: Cast,
         pass
 
     async def scenario() -> float:
-        link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token, request_timeout=10)
+        link = MatrixLink(
+            config.homeserver, config.roster.me.user_id, config.access_token, agent="devbot", request_timeout=10
+        )
         channel = ChatChannel(config, link, notify, poll_ms=100)
         stop = asyncio.Event()
         task = asyncio.create_task(channel.run(stop))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent_smith.chat.events import parse_message, strip_reply_fallback
+from agent_smith.chat.events import parse_message, redacted, strip_reply_fallback
 
 
 def event(content: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -84,3 +84,17 @@ def test_anything_else_is_none(raw: dict[str, Any]) -> None:
 def test_fallback_stripping_leaves_plain_text_alone() -> None:
     assert strip_reply_fallback("no quote\n> later quote") == "no quote\n> later quote"
     assert strip_reply_fallback("> only a quote") == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "target"),
+    [
+        ({"type": "m.room.redaction", "redacts": "$x", "content": {}}, "$x"),
+        ({"type": "m.room.redaction", "content": {"redacts": "$x"}}, "$x"),  # room version 11
+        ({"type": "m.room.redaction", "redacts": "$old", "content": {"redacts": "$x"}}, "$x"),
+        ({"type": "m.room.redaction", "content": "junk", "redacts": 5}, None),
+        ({"type": "m.room.message", "redacts": "$x", "content": {"redacts": "$x"}}, None),
+    ],
+)
+def test_what_a_redaction_removes(raw: dict[str, Any], target: str | None) -> None:
+    assert redacted(raw) == target

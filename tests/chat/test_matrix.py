@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import subprocess
@@ -47,7 +48,7 @@ def test_room_names_members_and_encryption_follow_the_syncs(synapse: SynapseServ
     put_state(synapse, alice, named, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
 
     async def scenario() -> None:
-        link = MatrixLink(synapse.url, devbot.user_id, devbot.access_token, request_timeout=10)
+        link = MatrixLink(synapse.url, devbot.user_id, devbot.access_token, agent="devbot", request_timeout=10)
         try:
             assert await link.join(named) == named
             assert await link.join(unnamed) == unnamed
@@ -92,10 +93,10 @@ def test_sends_history_and_one_line_errors(synapse: SynapseServer) -> None:
     domain = devbot.user_id.split(":", 1)[1]
 
     async def scenario() -> None:
-        link = MatrixLink(synapse.url, devbot.user_id, devbot.access_token, request_timeout=10)
-        stranger = MatrixLink(synapse.url, devbot.user_id, "not-a-token", request_timeout=10)
+        link = MatrixLink(synapse.url, devbot.user_id, devbot.access_token, agent="devbot", request_timeout=10)
+        stranger = MatrixLink(synapse.url, devbot.user_id, "not-a-token", agent="devbot", request_timeout=10)
         dead = f"http://127.0.0.1:{free_port()}"
-        nowhere = MatrixLink(dead, devbot.user_id, devbot.access_token, request_timeout=10)
+        nowhere = MatrixLink(dead, devbot.user_id, devbot.access_token, agent="devbot", request_timeout=10)
         try:
             content = {"msgtype": "m.notice", "body": "same words"}
             first = await link.send(room, "m.room.message", content)
@@ -127,7 +128,7 @@ def test_the_long_poll_may_outlast_the_request_timeout(synapse: SynapseServer) -
     devbot = synapse.register(f"devbot{secrets.token_hex(3)}")
 
     async def scenario() -> float:
-        link = MatrixLink(synapse.url, devbot.user_id, devbot.access_token, request_timeout=1)
+        link = MatrixLink(synapse.url, devbot.user_id, devbot.access_token, agent="devbot", request_timeout=1)
         try:
             batch = await link.sync(None, timeout_ms=0, full_state=True)
             started = time.monotonic()
@@ -139,7 +140,10 @@ def test_the_long_poll_may_outlast_the_request_timeout(synapse: SynapseServer) -
     assert asyncio.run(scenario()) >= 2.4, "Synapse held the quiet sync for its whole timeout"
 
 
-def test_a_429_is_waited_out_by_its_retry_after_header_and_given_up_after_the_retries(synapse: SynapseServer) -> None:
+def test_a_429_is_waited_out_by_its_retry_after_header_and_given_up_after_the_retries(
+    synapse: SynapseServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agent_smith")
     tag = secrets.token_hex(3)
     alice, devbot = synapse.register(f"alice{tag}"), synapse.register(f"devbot{tag}")
     room = synapse.create_room(alice, invite=[devbot.user_id])
@@ -148,7 +152,7 @@ def test_a_429_is_waited_out_by_its_retry_after_header_and_given_up_after_the_re
     async def scenario() -> FaultyDoor:
         door = FaultyDoor(synapse.url)
         await door.up()
-        link = MatrixLink(door.url, devbot.user_id, devbot.access_token, request_timeout=10)
+        link = MatrixLink(door.url, devbot.user_id, devbot.access_token, agent="devbot", request_timeout=10)
         try:
             door.rate_limit(1, retry_after=1)
             await link.send(room, "m.room.message", {"msgtype": "m.text", "body": "after a 429"})
@@ -174,6 +178,11 @@ def test_a_429_is_waited_out_by_its_retry_after_header_and_given_up_after_the_re
     assert sends[1][0] - sends[0][0] >= 1.0, "the retry waited the Retry-After seconds"
     assert sends[0][1] == sends[1][1], "a retry is the same transaction"
     assert len({path for _, path, _ in sends[2:-1]}) == 1
+    waits = [r for r in caplog.records if "rate limited" in r.getMessage()]
+    assert len(waits) == 1 + RATE_LIMIT_RETRIES
+    # The supervisor hosts every agent's link: each line says which agent it is about.
+    assert all(r.getMessage().startswith("agent devbot: send m.room.message to ") for r in waits)
+    assert all(getattr(r, "agent", None) == "devbot" for r in waits)
 
 
 @pytest.mark.parametrize("module", ["agent_smith.chat.channel", "agent_smith.chat.server"])

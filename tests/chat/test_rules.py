@@ -328,6 +328,12 @@ def test_the_digest_lists_every_held_message() -> None:
     assert "$2" in text
 
 
+def test_the_digest_of_quiet_hours_turned_off_says_so() -> None:
+    text = render_digest([Held(ROOM, "crew", ALLOWED, "Alice", "$1", "devbot, first")], None)
+    assert text.startswith("Quiet hours were turned off. 1 message(s) addressed to you arrived meanwhile:")
+    assert "$1: devbot, first" in text
+
+
 def test_roster_hears_operators_teammates_and_allowed_only() -> None:
     assert Roster(ME).heard == frozenset()
     assert ROSTER.heard == {OPERATOR, ALLOWED, TEAMMATE.user_id, OTHER_AGENT.user_id}

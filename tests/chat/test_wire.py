@@ -18,6 +18,7 @@ from agent_smith.chat.wire import (
     failure,
     rate_limit_wait,
     read_batch,
+    read_page,
 )
 from agent_smith.errors import OperationError
 
@@ -87,14 +88,36 @@ def test_a_batch_keeps_each_rooms_timeline_in_order_and_leaves_state_out() -> No
         "s1",
     )
     assert batch == SyncBatch(
-        "s2", (("!a:hs", first), ("!a:hs", member("@bob:hs")), ("!a:hs", second), ("!b:hs", other)), (), ()
+        "s2", (("!a:hs", first), ("!a:hs", member("@bob:hs")), ("!a:hs", second), ("!b:hs", other)), (), (), "s1"
     )
 
 
 def test_a_gap_counts_only_after_a_token() -> None:
     body = answer({"!a:hs": joined(limited=True), "!b:hs": joined()})
-    assert read_batch(body, ME, "s1").limited_rooms == ("!a:hs",)
-    assert read_batch(body, ME, None).limited_rooms == ()
+    body["rooms"]["join"]["!a:hs"]["timeline"]["prev_batch"] = "t9"
+    assert read_batch(body, ME, "s1").gaps == (("!a:hs", "t9"),)
+    assert read_batch(body, ME, "s1").since == "s1"
+    assert read_batch(body, ME, None).gaps == ()
+
+
+def test_a_gap_without_a_prev_batch_is_still_a_gap() -> None:
+    assert read_batch(answer({"!a:hs": joined(limited=True)}), ME, "s1").gaps == (("!a:hs", None),)
+
+
+@pytest.mark.parametrize(
+    ("page", "more"),
+    [
+        ({"chunk": [message("x")], "start": "t9", "end": "t5"}, "t5"),
+        ({"chunk": [message("x")], "start": "t9"}, None),  # the spec: no end, no more
+        ({"chunk": [message("x")], "start": "t9", "end": "t9"}, None),  # synapse#12102
+        ({"chunk": [], "start": "t9", "end": "t5"}, None),  # nothing left, whatever the token says
+        ({"chunk": "junk", "end": 5}, None),
+    ],
+)
+def test_a_gap_is_paged_until_no_page_follows(page: dict[str, Any], more: str | None) -> None:
+    events, following = read_page(page, "t9")
+    assert following == more
+    assert events == ([message("x")] if isinstance(page["chunk"], list) and page["chunk"] else [])
 
 
 def test_a_room_joined_in_the_answer_brings_only_what_was_said_after_the_join() -> None:
@@ -103,7 +126,7 @@ def test_a_room_joined_in_the_answer_brings_only_what_was_said_after_the_join() 
     timeline = [before, member(ME, "join", unsigned={"prev_content": {"membership": "invite"}}), after, rename]
     batch = read_batch(answer({"!a:hs": joined(timeline=timeline, limited=True)}), ME, "s1")
     assert batch.events == (("!a:hs", after), ("!a:hs", rename)), "a change of name is no join"
-    assert batch.limited_rooms == (), "the past of a room just joined is no gap"
+    assert batch.gaps == (), "the past of a room just joined is no gap"
     # Joined without an invite (no earlier membership), or back after leaving: the same.
     for unsigned in ({}, {"prev_content": {"membership": "leave"}}):
         timeline = [before, member(ME, "join", unsigned=unsigned), after]

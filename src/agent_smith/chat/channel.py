@@ -11,15 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import replace
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from agent_smith.chat import render
 from agent_smith.chat.config import ChatConfig
-from agent_smith.chat.events import ENCRYPTED, ROOM_MESSAGE, parse_message, relation, strip_reply_fallback
-from agent_smith.chat.matrix import MatrixLink, NotFound, SyncBatch, TokenRefused, wait_or_stop
+from agent_smith.chat.events import (
+    ENCRYPTED,
+    ROOM_MESSAGE,
+    parse_message,
+    redacted,
+    relation,
+    strip_reply_fallback,
+)
+from agent_smith.chat.matrix import AgentLog, MatrixLink, NotFound, SyncBatch, TokenRefused, wait_or_stop
 from agent_smith.chat.rules import Decision, Held, Message, Verdict, decide, observe, render_digest
 from agent_smith.chat.state import ChatState, StateFile
 from agent_smith.errors import OperationError
@@ -32,6 +40,27 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 TOKEN_RETRY = 300.0
 HISTORY_MAX = 100
+JOIN_RETRY_FIRST = 5.0
+JOIN_RETRY_MAX = 300.0
+JOIN_MISSING_FIRST = 300.0
+JOIN_MISSING_MAX = 3600.0
+
+
+@dataclass
+class _JoinTry:
+    next_at: float = 0.0
+    failures: int = 0
+    said: str | None = None
+
+
+def join_retry_delay(failures: int, *, missing: bool) -> float:
+    """Seconds before joining a configured room again after `failures` failed attempts.
+
+    An alias or room the homeserver does not know (404) is a configuration
+    mistake a person has to mend: tried rarely. Anything else may pass soon.
+    """
+    first, most = (JOIN_MISSING_FIRST, JOIN_MISSING_MAX) if missing else (JOIN_RETRY_FIRST, JOIN_RETRY_MAX)
+    return float(min(most, first * 2 ** min(failures - 1, 32)))
 
 
 class Refused(Exception):
@@ -40,16 +69,6 @@ class Refused(Exception):
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _AgentLog(logging.LoggerAdapter[logging.Logger]):
-    """The channel's log lines, each saying which agent it is about: the supervisor hosts every
-    agent's channel, and their lines meet in one log."""
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        agent = (self.extra or {}).get("agent")
-        kwargs["extra"] = {**(kwargs.get("extra") or {}), "agent": agent}
-        return f"agent {agent}: {msg}", kwargs
 
 
 class ChatChannel:
@@ -64,7 +83,7 @@ class ChatChannel:
     ) -> None:
         self.config = config
         self.link = link
-        self.log = _AgentLog(log, {"agent": config.agent})
+        self.log = AgentLog(log, {"agent": config.agent})
         # Set when the agent was given a new access token: a refused one is tried again at once.
         self._renewed = asyncio.Event()
         self._notify = notify
@@ -72,7 +91,10 @@ class ChatChannel:
         self._poll_ms = poll_ms
         self._store = StateFile(config.state_dir)
         self.state: ChatState = self._store.load()
-        self._pending_joins = list(config.rooms)
+        # Configured rooms not joined yet: when to try each again, its failures, and the last one said.
+        self._pending_joins: dict[str, _JoinTry] = {room: _JoinTry() for room in config.rooms}
+        # Rooms with a reply being sent (how many): the echoes of its parts are counted with it.
+        self._replying: dict[str, int] = {}
         self.synced = asyncio.Event()
 
     @property
@@ -95,6 +117,8 @@ class ChatChannel:
                 batch = await self.link.sync(
                     self.state.next_batch, timeout_ms=0 if full_state else self._poll_ms, full_state=full_state
                 )
+                # Fetched before anything is handled: a failure retries the whole batch from the same token.
+                missed = await self._missed(batch)
             except TokenRefused as exc:
                 # No retry soon mends it: only a valid token, which takes a restart. Said once, plainly.
                 if not refused:
@@ -122,7 +146,7 @@ class ChatChannel:
             if refused:
                 self.log.warning("homeserver %s takes its access token again", self.link.homeserver)
             failures, refused = 0, False
-            await self.handle(batch)
+            await self.handle(batch, missed)
             full_state = False
             await self.tick()
             self.synced.set()
@@ -148,31 +172,55 @@ class ChatChannel:
         return stop.is_set()
 
     async def _join_pending(self) -> None:
-        for room in list(self._pending_joins):
+        now = time.monotonic()
+        for room, attempt in list(self._pending_joins.items()):
+            if now < attempt.next_at:
+                continue
             try:
                 await self.link.join(room)
             except TokenRefused:
                 return  # The sync says it, once.
             except OperationError as exc:
-                self.log.warning("cannot join %s yet: %s", room, exc)
+                attempt.failures += 1
+                delay = join_retry_delay(attempt.failures, missing=isinstance(exc, NotFound))
+                attempt.next_at = now + delay
+                # Said once per room, until what goes wrong changes: not on every sync.
+                if str(exc) != attempt.said:
+                    attempt.said = str(exc)
+                    self.log.warning("cannot join %s yet: %s; trying again in %gs", room, exc, delay)
                 continue
-            self._pending_joins.remove(room)
+            if attempt.failures:
+                self.log.info("joined %s after %d failed attempt(s)", room, attempt.failures)
+            del self._pending_joins[room]
 
-    async def handle(self, batch: SyncBatch) -> None:
+    async def _missed(self, batch: SyncBatch) -> list[tuple[str, Mapping[str, Any]]]:
+        """The events of the batch's gaps (rooms whose timeline its limit cut short), oldest first."""
+        missed: list[tuple[str, Mapping[str, Any]]] = []
+        for room_id, start in batch.gaps:
+            if start is None or batch.since is None:
+                self.log.warning(
+                    "room %s had more than a sync's worth of new events and the homeserver named no way to "
+                    "fetch them; older ones are only in history",
+                    room_id,
+                )
+                continue
+            events = await self.link.missed(room_id, start, batch.since)
+            self.log.info("room %s: fetched %d event(s) the sync left out", room_id, len(events))
+            missed.extend((room_id, event) for event in events)
+        return missed
+
+    async def handle(self, batch: SyncBatch, missed: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
         """Decide on every new event of one sync answer, then persist the token with the counters.
 
-        The very first sync (no saved token) only sets the starting point:
-        what was said before the agent first started is history, not work.
+        `missed`: the events its gaps left out, handled first (rooms are independent, and within one
+        room they came before its timeline). The very first sync (no saved token) only sets the
+        starting point: what was said before the agent first started is history, not work.
         """
         replay = self.state.next_batch is not None
         seen = set(self.state.seen)
         for room_id, inviter in batch.invites:
             await self._invited(room_id, inviter)
-        for room_id in batch.limited_rooms:
-            self.log.warning(
-                "room %s had more than a sync's worth of new events; older ones are only in history", room_id
-            )
-        for room_id, event in batch.events:
+        for room_id, event in (*missed, *batch.events):
             event_id = event.get("event_id")
             if not isinstance(event_id, str) or event_id in seen:
                 continue
@@ -197,6 +245,10 @@ class ChatChannel:
         if kind == ENCRYPTED:
             await self._encrypted(room_id, str(event.get("sender", "")))
             return
+        target = redacted(event)
+        if target is not None:
+            await self._redacted(room_id, target, event.get("sender"))
+            return
         if kind != ROOM_MESSAGE:
             return
         message = parse_message(room_id, event)
@@ -212,8 +264,7 @@ class ChatChannel:
             quiet=self.config.quiet_hours,
             now=self._clock(),
         )
-        # The agent's own replies are counted when sent (`_count_reply`): their echo may come first.
-        if not message.is_edit and message.sender != self.me:
+        if not message.is_edit and not self._counted_at_send(message):
             self.state.set_guard(room_id, observe(guard, self.config.roster, message.sender))
         self.log.info(
             "%s %s from %s in %s: %s",
@@ -237,6 +288,35 @@ class ChatChannel:
                     message.body,
                 )
             )
+
+    async def _redacted(self, room_id: str, event_id: str, redactor: object) -> None:
+        """A held message its sender (or a moderator) removed is not delivered in the digest."""
+        held = next((h for h in self.state.held if (h.room_id, h.event_id) == (room_id, event_id)), None)
+        if held is None:
+            return
+        if redactor != held.sender:
+            # A homeserver also sends redactions it does not apply (by one without the power to
+            # redact): the event, as it is now, says whether this one was.
+            try:
+                content = (await self.link.get_event(room_id, event_id)).get("content")
+            except OperationError as exc:
+                self.log.warning("cannot tell whether held %s was removed: %s", event_id, exc)
+                return
+            if content:
+                return
+        self.state.drop_held(room_id, event_id)
+        self.log.info("held %s was removed: left out of the digest", event_id, extra={"event_id": event_id})
+
+    def _counted_at_send(self, message: Message) -> bool:
+        """Whether the loop guard counted this message of the agent's when the channel sent it.
+
+        The agent's messages sent elsewhere (a hook's `post_notice`) are counted by their echo. A
+        reply is counted when sent, once however many parts it has; the echo of a part may come
+        while the later parts are still being sent, before the reply is remembered as the agent's.
+        """
+        if message.sender != self.me:
+            return False
+        return message.event_id in self.state.own or self._replying.get(message.room_id, 0) > 0
 
     async def _resolve(self, message: Message) -> Message:
         """Fill in who wrote the replied-to and thread-root events, when the rules need it."""
@@ -307,7 +387,6 @@ class ChatChannel:
         roster = self.config.roster
         if sender == self.me or sender not in roster.heard or room_id in self.state.encrypted_noticed:
             return
-        self.state.encrypted_noticed.append(room_id)
         operators = sorted(roster.operators)
         who = " ".join(operators) if operators else "operators"
         text = (
@@ -319,9 +398,11 @@ class ChatChannel:
                 room_id, "m.room.message", render.message_content(text, mention_ids=operators)
             )
         except OperationError as exc:
+            # Not recorded: the next encrypted message tries again.
             self.log.warning("cannot tell the operators about encrypted room %s: %s", room_id, exc)
             return
-        self.state.remember_own(event_id)
+        self.state.encrypted_noticed.append(room_id)
+        self._count_sent(room_id, [event_id])
         self.log.warning("room %s is encrypted: told the operators", room_id)
 
     async def tick(self) -> None:
@@ -335,7 +416,7 @@ class ChatChannel:
             held = self.state.take_held()
             self.state.in_quiet_hours = False
             self.state.incident_rooms = []
-            if held and window is not None:
+            if held:
                 await self._notify(render_digest(held, window), {"kind": "quiet_hours_digest"})
             self.save()
 
@@ -381,18 +462,22 @@ class ChatChannel:
         except render.TooLong as exc:
             raise Refused(f"reply refused: {exc}") from exc
         event_ids: list[str] = []
-        for content in contents:
-            try:
-                event_id = await self.link.send(room_id, "m.room.message", content)
-            except OperationError as exc:
-                if event_ids:
-                    self._count_reply(room_id, event_ids)
-                raise Refused(f"reply failed after {len(event_ids)} of {len(contents)} part(s): {exc}") from exc
-            event_ids.append(event_id)
-        self._count_reply(room_id, event_ids)
+        self._replying[room_id] = self._replying.get(room_id, 0) + 1
+        try:
+            for content in contents:
+                try:
+                    event_id = await self.link.send(room_id, "m.room.message", content)
+                except OperationError as exc:
+                    if event_ids:
+                        self._count_sent(room_id, event_ids)
+                    raise Refused(f"reply failed after {len(event_ids)} of {len(contents)} part(s): {exc}") from exc
+                event_ids.append(event_id)
+            self._count_sent(room_id, event_ids)
+        finally:
+            self._replying[room_id] -= 1
         return {"event_id": event_ids[0], "event_ids": event_ids} if len(event_ids) > 1 else {"event_id": event_ids[0]}
 
-    def _count_reply(self, room_id: str, event_ids: list[str]) -> None:
+    def _count_sent(self, room_id: str, event_ids: list[str]) -> None:
         # A reply split in parts is one message for the loop guard.
         self.state.set_guard(room_id, observe(self.state.guard(room_id), self.config.roster, self.me))
         for event_id in event_ids:

@@ -10,6 +10,7 @@ from agent_smith.chat.rules import Message
 
 ROOM_MESSAGE = "m.room.message"
 ENCRYPTED = "m.room.encrypted"
+REDACTION = "m.room.redaction"
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
 
 
@@ -40,6 +41,19 @@ def relation(content: Mapping[str, Any]) -> tuple[str | None, str | None, bool]:
         # The reply target is only a fallback for clients without threads, not a real reply.
         reply_to = None
     return thread_id, reply_to if isinstance(reply_to, str) else None, rel_type == "m.replace"
+
+
+def redacted(event: Mapping[str, Any]) -> str | None:
+    """The event an ``m.room.redaction`` removes: ``redacts`` at the top, or in its content from room
+    version 11 on; None for anything else."""
+    if event.get("type") != REDACTION:
+        return None
+    content = event.get("content")
+    for where in (content if isinstance(content, Mapping) else {}, event):
+        target = where.get("redacts")
+        if isinstance(target, str):
+            return target
+    return None
 
 
 def parse_message(room_id: str, event: Mapping[str, Any]) -> Message | None:

@@ -15,20 +15,21 @@ import json
 import logging
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from functools import cache
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from agent_smith.chat.wire import Rooms, SyncBatch, failure, rate_limit_wait, read_batch
+from agent_smith.chat.wire import Rooms, SyncBatch, failure, rate_limit_wait, read_batch, read_page
 from agent_smith.errors import OperationError
 
 __all__ = [
     "RATE_LIMIT_RETRIES",
     "RATE_LIMIT_WAIT_MAX",
     "SYNC_TIMELINE_LIMIT",
+    "AgentLog",
     "MatrixLink",
     "NotFound",
     "SyncBatch",
@@ -59,6 +60,10 @@ SYNC_FILTER = json.dumps(
 )
 
 HISTORY_FILTER = json.dumps({"types": ["m.room.message"]}, separators=(",", ":"))
+# What the channel acts on in a sync gap: the room's state and the reactions (its own 👀 among them)
+# would only take places in the pages.
+GAP_FILTER = json.dumps({"types": ["m.room.message", "m.room.encrypted", "m.room.redaction"]}, separators=(",", ":"))
+GAP_PAGE = 100
 
 
 @cache
@@ -76,6 +81,16 @@ def _part(value: str) -> str:
     return quote(value, safe="")
 
 
+class AgentLog(logging.LoggerAdapter[logging.Logger]):
+    """Log lines each saying which agent they are about: the supervisor hosts every agent's
+    channel, and their lines meet in one log."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        agent = (self.extra or {}).get("agent")
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), "agent": agent}
+        return f"agent {agent}: {msg}", kwargs
+
+
 class TokenRefused(OperationError):
     """A 401: the homeserver does not take the access token (unknown, missing or logged out)."""
 
@@ -88,10 +103,17 @@ class MatrixLink:
     """One agent's connection to its homeserver (an access token, no end-to-end encryption)."""
 
     def __init__(
-        self, homeserver: str, user_id: str, access_token: str, *, request_timeout: float = REQUEST_TIMEOUT
+        self,
+        homeserver: str,
+        user_id: str,
+        access_token: str,
+        *,
+        agent: str,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.homeserver = homeserver.rstrip("/")
         self.user_id = user_id
+        self.log = AgentLog(log, {"agent": agent})
         self._timeout = request_timeout
         self._rooms = Rooms(user_id)
         # trust_env=False: the homeserver is reached directly (the pod's network policy allows it), never
@@ -144,7 +166,7 @@ class MatrixLink:
             wait = rate_limit_wait(response.status_code, answer, response.headers.get("retry-after"))
             if wait is not None and wait <= RATE_LIMIT_WAIT_MAX and limited < RATE_LIMIT_RETRIES:
                 limited += 1
-                log.warning("%s (%s): rate limited by the homeserver; retrying in %.1fs", what, self.user_id, wait)
+                self.log.warning("%s: rate limited by the homeserver; retrying in %.1fs", what, wait)
                 await asyncio.sleep(wait)
                 continue
             if not response.is_success:
@@ -204,6 +226,22 @@ class MatrixLink:
         )
         chunk = answer.get("chunk")
         events = [event for event in chunk if isinstance(event, Mapping)] if isinstance(chunk, list) else []
+        return events[::-1]
+
+    async def missed(self, room_id: str, start: str, since: str) -> list[Mapping[str, Any]]:
+        """The events a limited sync left out, oldest first: those between the sync token `since` the
+        sync was made from and `start`, its timeline's ``prev_batch`` (the spec's way to fill a gap)."""
+        events: list[Mapping[str, Any]] = []
+        page: str | None = start
+        while page is not None:
+            answer = await self._call(
+                f"missed events of {room_id}",
+                "GET",
+                f"/rooms/{_part(room_id)}/messages",
+                params={"dir": "b", "from": page, "to": since, "limit": str(GAP_PAGE), "filter": GAP_FILTER},
+            )
+            chunk, page = read_page(answer, page)
+            events.extend(chunk)
         return events[::-1]
 
 

@@ -19,7 +19,7 @@ async def post_notice(room: str, text: str, *, env: Mapping[str, str] | None = N
     """
     config = load_chat_config(env)
     roster = config.roster
-    link = MatrixLink(config.homeserver, roster.me.user_id, config.access_token, request_timeout=30)
+    link = MatrixLink(config.homeserver, roster.me.user_id, config.access_token, agent=config.agent, request_timeout=30)
     try:
         room_id = room if room.startswith("!") else await link.join(room)
         probe = Message(room_id, "", roster.me.user_id, render.NOTICE, text)

@@ -280,12 +280,17 @@ class Held:
     body: str
 
 
-def render_digest(items: Sequence[Held], window: QuietHours) -> str:
-    """The one message the agent gets when quiet hours end: everything held, oldest first."""
-    lines = [
-        f"Quiet hours ({window.start:%H:%M}-{window.end:%H:%M} {window.timezone}) are over. "
-        f"{len(items)} message(s) addressed to you arrived meanwhile:"
-    ]
+def render_digest(items: Sequence[Held], window: QuietHours | None) -> str:
+    """The one message the agent gets when quiet hours end: everything held, oldest first.
+
+    `window` is None when the quiet hours were taken out of the configuration while they ran.
+    """
+    over = (
+        f"Quiet hours ({window.start:%H:%M}-{window.end:%H:%M} {window.timezone}) are over."
+        if window is not None
+        else "Quiet hours were turned off."
+    )
+    lines = [f"{over} {len(items)} message(s) addressed to you arrived meanwhile:"]
     for item in items:
         text = " ".join(item.body.split())
         lines.append(f"- [{item.room_name} {item.room_id}] {item.sender_name} ({item.sender}), {item.event_id}: {text}")

@@ -162,7 +162,7 @@ def build_server(channel: ChatChannel) -> McpServer:
 
 def open_channel(config: ChatConfig) -> tuple[ChatChannel, McpServer]:
     """The agent's channel and the MCP server that carries its notifications and tools."""
-    link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token)
+    link = MatrixLink(config.homeserver, config.roster.me.user_id, config.access_token, agent=config.agent)
     servers: list[McpServer] = []
 
     async def notify(content: str, meta: Mapping[str, str]) -> None:

@@ -62,6 +62,13 @@ class ChatState(BaseModel):
     def hold(self, item: Held) -> None:
         self.held.append(_Held(**asdict(item)))
 
+    def drop_held(self, room_id: str, event_id: str) -> bool:
+        """Forget a held message (it was redacted); whether one was held."""
+        kept = [h for h in self.held if (h.room_id, h.event_id) != (room_id, event_id)]
+        dropped = len(kept) != len(self.held)
+        self.held = kept
+        return dropped
+
     def take_held(self) -> list[Held]:
         items = [Held(**h.model_dump()) for h in self.held]
         self.held = []

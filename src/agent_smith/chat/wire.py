@@ -1,6 +1,7 @@
 """The homeserver's answers read as plain data: no I/O, every decision the Matrix link makes.
 
-A ``/sync`` answer gives a `SyncBatch` (`read_batch`) and updates what the
+A ``/sync`` answer gives a `SyncBatch` (`read_batch`), a ``/messages`` page
+filling one of its gaps its events and the next page (`read_page`), and updates what the
 client knows of its joined rooms (`Rooms.absorb`): their names, members'
 display names and encryption, as the client-server spec computes them
 ("Calculating the display name for a room" and "... for a user"). An error
@@ -28,12 +29,18 @@ _Json = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class SyncBatch:
-    """One /sync answer as plain data: timeline events in order, invites, and the next token."""
+    """One /sync answer as plain data: timeline events in order, invites, the next token, and the gaps.
+
+    `gaps`: the rooms whose timeline the filter's limit cut short, each with
+    the timeline's ``prev_batch`` (None when the answer has none): the events
+    between `since` and it were left out and must be fetched (``/messages``).
+    """
 
     next_batch: str
     events: tuple[tuple[str, Mapping[str, Any]], ...]
     invites: tuple[tuple[str, str], ...]
-    limited_rooms: tuple[str, ...]
+    gaps: tuple[tuple[str, str | None], ...] = ()
+    since: str | None = None
 
 
 def _object(value: object) -> _Json:
@@ -67,12 +74,12 @@ def read_batch(answer: _Json, me: str, since: str | None) -> SyncBatch:
         raise OperationError("sync: the answer has no next_batch")
     rooms = _object(answer.get("rooms"))
     events: list[tuple[str, _Json]] = []
-    limited: list[str] = []
+    gaps: list[tuple[str, str | None]] = []
     for room_id, joined in _object(rooms.get("join")).items():
         timeline = _object(_object(joined).get("timeline"))
         news, joined_now = _since_joining(_events(timeline), me)
         if timeline.get("limited") is True and since is not None and not joined_now:
-            limited.append(room_id)
+            gaps.append((room_id, _text(timeline.get("prev_batch"))))
         events.extend((room_id, event) for event in news)
     invites: list[tuple[str, str]] = []
     for room_id, invited in _object(rooms.get("invite")).items():
@@ -85,7 +92,21 @@ def read_batch(answer: _Json, me: str, since: str | None) -> SyncBatch:
                 and isinstance(sender, str)
             ):
                 invites.append((room_id, sender))
-    return SyncBatch(next_batch, tuple(events), tuple(invites), tuple(limited))
+    return SyncBatch(next_batch, tuple(events), tuple(invites), tuple(gaps), since)
+
+
+def read_page(answer: _Json, start: str) -> tuple[list[_Json], str | None]:
+    """One backwards ``/messages`` page asked `from` `start`: its events (newest first, as sent) and
+    where the next page starts, None when this was the last.
+
+    The last page has no ``end`` (the spec), or, from some Synapse versions,
+    one equal to `start` (matrix-org/synapse#12102); an empty page ends it too,
+    so a homeserver that keeps handing out tokens cannot keep the caller paging.
+    """
+    chunk = answer.get("chunk")
+    events = [event for event in chunk if isinstance(event, Mapping)] if isinstance(chunk, list) else []
+    end = _text(answer.get("end"))
+    return events, (end if events and end != start else None)
 
 
 def _since_joining(timeline: list[_Json], me: str) -> tuple[list[_Json], bool]:
