@@ -217,3 +217,24 @@ def test_a_long_bad_value_is_quoted_short(value: str) -> None:
     assert len(quoted) <= 80 * 10 + 40
     assert quoted.endswith(f"… ({len(value)} characters)")
     assert shown(value[:80]) == repr(value[:80])
+
+
+def test_a_default_a_factory_makes_is_in_the_schema_too() -> None:
+    # Editors complete crew.yaml through the schema: `ports: [443]` showed no default there.
+    from pydantic import BaseModel
+
+    from agent_smith.crew import models
+
+    definitions = crew_json_schema()["$defs"]
+    checked = 0
+    for name, definition in definitions.items():
+        model = getattr(models, name, None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for field, info in model.model_fields.items():
+            made = info.default_factory() if info.default_factory is not None else None  # type: ignore[call-arg]
+            if info.default_factory is None or isinstance(made, BaseModel):
+                continue
+            assert definition["properties"][info.alias or field]["default"] == made, (name, field)
+            checked += 1
+    assert checked >= 4
