@@ -111,6 +111,7 @@ class ChatChannel:
         full_state = True
         failures = 0
         refused = False
+        said: str | None = None
         while not stop.is_set():
             await self._join_pending()
             try:
@@ -135,7 +136,11 @@ class ChatChannel:
             except OperationError as exc:
                 failures += 1
                 delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
-                self.log.warning("%s; retrying in %.1fs", exc, delay)
+                # Said once, and again when what fails changes: a homeserver down for a day is one
+                # line (and one when it is back), not one per retry.
+                if str(exc) != said:
+                    said = str(exc)
+                    self.log.warning("%s; retrying with backoff (every %gs at most) until it answers", exc, BACKOFF_MAX)
                 if await wait_or_stop(delay, stop):
                     return
                 continue
@@ -145,7 +150,7 @@ class ChatChannel:
                 )
             if refused:
                 self.log.warning("homeserver %s takes its access token again", self.link.homeserver)
-            failures, refused = 0, False
+            failures, refused, said = 0, False, None
             await self.handle(batch, missed)
             full_state = False
             await self.tick()
