@@ -703,6 +703,33 @@ def test_down_while_up_waits_says_the_crew_was_stopped(model_server: StartModelS
     assert err.strip().endswith("error: solo was stopped: the crew was stopped (`agent-smith down`) while it started")
 
 
+def test_up_of_a_running_crew_is_not_fooled_by_a_supervisor_on_its_way_out(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    # Its status.json still said ready: `up` during a `down` said "up", exit 0, and the crew was gone.
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    root = str(crew.root)
+    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
+    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    os.kill(supervisor, signal.SIGSTOP)  # taking no request, as one stopping does not
+    again = subprocess.Popen(
+        [str(CLI), "up", "--crew", root, "--no-proxy", "127.0.0.1"],
+        env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        assert again.poll() is None, "up took a word said before it asked"
+    finally:
+        os.kill(supervisor, signal.SIGKILL)
+    _, err = again.communicate(timeout=30)
+    assert again.returncode == 1
+    assert err.strip().endswith(
+        "error: the supervisor stopped meanwhile (a `down`?): start the crew with `agent-smith up`"
+    )
+    assert crew.cli("down", "--crew", root).returncode == 0
+
+
 def test_waiting_ends_when_the_supervisor_it_waits_on_is_gone(make_crew: MakeCrew) -> None:
     # `restart` asked a supervisor that a `down` stopped meanwhile: nothing will make it ready.
     crew = make_crew([agent("solo", "http://127.0.0.1:9")])

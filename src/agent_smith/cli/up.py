@@ -123,6 +123,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         started_with,
         supervise,
         wait_ready,
+        wait_taken,
     )
 
     made: list[AppContext] = []
@@ -148,8 +149,10 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
             kept = options_kept(running, started_with(options)) if isinstance(running, dict) else None
             if kept is not None:
                 output().warn(kept)
-            for name in names:
-                rd.request("start", name)
+            asked = [rd.request("start", name) for name in names]
+            # Until it takes them, what status.json says is from before: ready there may be a
+            # supervisor on its way out (a `down` meanwhile), which never will take them.
+            wait_taken(rd, asked, timeout=request.timeout)
             wait_ready(loaded.crew, names, timeout=request.timeout, child=None, progress=progress(output()))
             output().console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
             return None

@@ -28,6 +28,7 @@ from agent_smith.runtime.local import (
     stop_crew,
     supervise,
     wait_ready,
+    wait_taken,
 )
 from agent_smith.runtime.panelog import readable
 from agent_smith.runtime.policy import AgentState, Restart
@@ -69,5 +70,6 @@ __all__ = [
     "stop_crew",
     "supervise",
     "wait_ready",
+    "wait_taken",
     "where_it_runs",
 ]

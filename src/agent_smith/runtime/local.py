@@ -756,6 +756,16 @@ def wait_ready(
         time.sleep(0.02)
 
 
+def wait_taken(rd: RunDir, asked: Sequence[Path], *, timeout: float) -> None:
+    """Until the running supervisor took the requests `asked` (their files are gone); an
+    OperationError when it stops first, as one stopped by a `down` does without taking them."""
+    deadline = time.monotonic() + timeout
+    while any(path.exists() for path in asked) and time.monotonic() < deadline:
+        if rd.running_pid() is None:
+            raise OperationError("the supervisor stopped meanwhile (a `down`?): start the crew with `agent-smith up`")
+        time.sleep(0.02)
+
+
 def given_up(states: Mapping[str, str], *, supervisor_ended: bool) -> str | None:
     """Why waiting for `states` cannot help (pure): an agent stopped (`down`), or whose claude
     crash-loops (it is retried only slowly); None when waiting can."""
