@@ -31,6 +31,7 @@ from agent_smith.errors import OperationError
 from agent_smith.listeners import free_port
 from agent_smith.runtime import Tmux
 from agent_smith.runtime.local import given_up, wait_ready
+from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.sweep import AGENT_VAR, tagged
 from agent_smith.standins import RequestKind
 from tests.fixtures.model import StartModelServer
@@ -727,6 +728,32 @@ def test_up_of_a_running_crew_is_not_fooled_by_a_supervisor_on_its_way_out(
     assert err.strip().endswith(
         "error: the supervisor stopped meanwhile (a `down`?): start the crew with `agent-smith up`"
     )
+    assert crew.cli("down", "--crew", root).returncode == 0
+
+
+def test_a_restart_whose_agent_a_down_stopped_meanwhile_ends_at_once(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    # It waited out its whole timeout (180 s by default) for an agent nothing would start again.
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    root = str(crew.root)
+    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
+    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    os.kill(supervisor, signal.SIGSTOP)  # so that it takes both requests in one look, in order
+    restart = subprocess.Popen(
+        [str(CLI), "restart", "solo", "--crew", root, "--timeout", "60"],
+        env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    requests = crew.runtime / "requests"
+    wait_until("the restart asked", lambda: any(requests.glob("*.json")))
+    RunDir(crew.runtime).request("stop", "solo")  # what `down solo` asks
+    began = time.monotonic()
+    os.kill(supervisor, signal.SIGCONT)
+    _, err = restart.communicate(timeout=60)
+    assert restart.returncode == 1
+    assert time.monotonic() - began < 15
+    assert "solo was stopped" in err, err
     assert crew.cli("down", "--crew", root).returncode == 0
 
 

@@ -385,8 +385,10 @@ def restart(ctx: typer.Context, name: NameArg, crew: CrewOption = None, timeout:
         raise OperationError("the supervisor is not running: start the crew with `agent-smith up`")
     rd.check_managed([agent.name])
     since = time.time()
-    rd.request("restart", agent.name)
-    wait_ready(running, [agent.name], timeout=timeout, child=None, progress=progress(out), since=since)
+    asked = rd.request("restart", agent.name)
+    wait_ready(
+        running, [agent.name], timeout=timeout, child=None, progress=progress(out), since=since, asked=[asked.stem]
+    )
     out.console.print(f"[green]restarted[/] {agent.name}")
 
 

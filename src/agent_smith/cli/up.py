@@ -153,7 +153,14 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
             # Until it takes them, what status.json says is from before: ready there may be a
             # supervisor on its way out (a `down` meanwhile), which never will take them.
             wait_taken(rd, asked, timeout=request.timeout)
-            wait_ready(loaded.crew, names, timeout=request.timeout, child=None, progress=progress(output()))
+            wait_ready(
+                loaded.crew,
+                names,
+                timeout=request.timeout,
+                child=None,
+                progress=progress(output()),
+                asked=[path.stem for path in asked],
+            )
             output().console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
             return None
         binary = check_startable(loaded, options, services=True)

@@ -713,8 +713,12 @@ def wait_ready(
     child: Background | None,
     progress: Callable[[str, str], None],
     since: float = 0.0,
+    asked: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Read status.json until every agent in `names` serves; report each state change.
+
+    `asked`: the ids of the requests made of a running supervisor; once a status names them
+    all as taken, an agent stopped there (a `down NAME` meanwhile) ends the wait at once.
 
     The supervisor `up` forked (`child`) says when the file changes; one that ran
     already is polled. The firewall is not waited for: it comes up beside the
@@ -740,6 +744,11 @@ def wait_ready(
         if child is None and rd.running_pid() is None:
             # It ran when asked (a `down` since?): nothing will start the agents now.
             raise OperationError("the supervisor stopped meanwhile: start the crew with `agent-smith up`")
+        took = supervisor.get("took") if isinstance(supervisor, dict) else None
+        # States from after the requests were taken: none that ends waiting will change by waiting.
+        fresh = child is None and asked and isinstance(took, list) and set(asked) <= set(took)
+        if fresh and (why := given_up(states, supervisor_ended=False)) is not None:
+            raise OperationError(why)
         if child is not None and given_up(states, supervisor_ended=False):
             # The states of the supervisor `up` started: none of them ends by waiting (one that
             # ran before may not have taken a start or restart asked of it yet). An agent stopped

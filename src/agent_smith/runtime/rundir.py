@@ -176,12 +176,12 @@ class RunDir:
         self.wake()
         return path
 
-    def take_requests(self) -> list[tuple[str, str]]:
-        """Pending requests, oldest first; each is removed as it is taken."""
+    def take_requests(self) -> list[tuple[str, str, str]]:
+        """Pending requests as (op, agent, id), oldest first; each is removed as it is taken."""
         if not self.requests.is_dir():
             return []
         files = sorted(self.requests.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
-        taken: list[tuple[str, str]] = []
+        taken: list[tuple[str, str, str]] = []
         for path in files:
             try:
                 data = json.loads(path.read_text())
@@ -191,5 +191,5 @@ class RunDir:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             if isinstance(data, dict) and isinstance(data.get("op"), str) and isinstance(data.get("agent"), str):
-                taken.append((data["op"], data["agent"]))
+                taken.append((data["op"], data["agent"], path.stem))
         return taken

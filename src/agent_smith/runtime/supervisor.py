@@ -207,6 +207,7 @@ class Supervisor:
         # Looked at before every step: once the crew's state directory is gone, so is the crew.
         self._lock = lock
         self.state_gone = False
+        self._took: tuple[str, ...] = ()
         # The options of `up` it runs with, in its status: a later `up` with others says they stay.
         self._started_with = dict(started_with or {})
         self._on_status = on_status
@@ -270,8 +271,12 @@ class Supervisor:
         self._write_status()
 
     async def step(self) -> None:
-        for op, name in self.run_dir.take_requests():
-            await self.handle(op, name)
+        if taken := self.run_dir.take_requests():
+            for op, name, _ in taken:
+                await self.handle(op, name)
+            # In the status this step writes: a waiter whose request is named there knows the
+            # states it reads are after it, and that an agent stopped is stopped for good.
+            self._took = tuple(request for *_, request in taken)
         running = [a.spec.session for a in self.agents.values() if a.record.state in RUNNING]
         try:
             live, shown = panes.look(self.tmux, running)
@@ -606,6 +611,7 @@ class Supervisor:
                 "started_at": self.started_at,
                 "metrics": self.metrics_url,
                 "options": self._started_with,
+                "took": list(self._took),
             },
             "services": {service.name: service.listening for service in self._services},
             "agents": agents,
