@@ -57,11 +57,12 @@ def transparent_get(port: int, ca: str, host: str, headers: dict[str, str]) -> t
                 return status, body
 
 
-def tunnelled_get(
-    fw: FirewallHarness, target: str, headers: Sequence[tuple[str, str]] = (), host: str = "api.github.test"
-) -> list[h11.Event]:
-    """One GET through the proxy, spoken by hand (CONNECT, TLS, h11): every event of the answer,
-    trailers included, as the client got them."""
+@contextlib.contextmanager
+def _tunnel(fw: FirewallHarness, host: str, alpn: Sequence[str] = ()) -> Iterator[ssl.SSLSocket]:
+    """A CONNECT tunnel to `host`:443 through the proxy as devbot, TLS on it (offering `alpn`)."""
+    ctx = ssl.create_default_context(cafile=str(fw.ca_path))
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
     auth = httpx.URL(fw.proxy_url("devbot"))
     token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
     with socket.create_connection(("127.0.0.1", fw.port)) as raw:
@@ -69,18 +70,26 @@ def tunnelled_get(
             f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\nProxy-Authorization: Basic {token}\r\n\r\n".encode()
         )
         assert raw.recv(4096).startswith(b"HTTP/1.1 200")
-        ctx = ssl.create_default_context(cafile=str(fw.ca_path))
         with ctx.wrap_socket(raw, server_hostname=host) as tls:
-            conn = h11.Connection(h11.CLIENT)
-            tls.sendall(conn.send(h11.Request(method="GET", target=target, headers=[("Host", host), *headers])))
-            tls.sendall(conn.send(h11.EndOfMessage()))
-            events: list[h11.Event] = []
-            while not events or not isinstance(events[-1], h11.EndOfMessage | h11.ConnectionClosed):
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    conn.receive_data(tls.recv(65536))
-                elif not isinstance(event, type):
-                    events.append(event)
+            yield tls
+
+
+def tunnelled_get(
+    fw: FirewallHarness, target: str, headers: Sequence[tuple[str, str]] = (), host: str = "api.github.test"
+) -> list[h11.Event]:
+    """One GET through the proxy, spoken by hand (CONNECT, TLS, h11): every event of the answer,
+    trailers included, as the client got them."""
+    with _tunnel(fw, host) as tls:
+        conn = h11.Connection(h11.CLIENT)
+        tls.sendall(conn.send(h11.Request(method="GET", target=target, headers=[("Host", host), *headers])))
+        tls.sendall(conn.send(h11.EndOfMessage()))
+        events: list[h11.Event] = []
+        while not events or not isinstance(events[-1], h11.EndOfMessage | h11.ConnectionClosed):
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(tls.recv(65536))
+            elif not isinstance(event, type):
+                events.append(event)
     return events
 
 
@@ -88,17 +97,8 @@ def tunnelled_get(
 def h2_tunnel(fw: FirewallHarness, host: str) -> Iterator[tuple[ssl.SSLSocket, h2.connection.H2Connection]]:
     """A CONNECT tunnel to `host` through the proxy, TLS with h2 negotiated, and an HTTP/2 client
     connection on it, initiated: for what no HTTP library sends (a reset, a lying :authority)."""
-    ctx = ssl.create_default_context(cafile=str(fw.ca_path))
-    ctx.set_alpn_protocols(["h2"])
-    auth = httpx.URL(fw.proxy_url("devbot"))
-    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
-    with socket.create_connection(("127.0.0.1", fw.port)) as raw:
-        raw.sendall(
-            f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\nProxy-Authorization: Basic {token}\r\n\r\n".encode()
-        )
-        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
-        with ctx.wrap_socket(raw, server_hostname=host) as tls:
-            assert tls.selected_alpn_protocol() == "h2"
-            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            conn.initiate_connection()
-            yield tls, conn
+    with _tunnel(fw, host, ["h2"]) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        yield tls, conn

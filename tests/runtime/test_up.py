@@ -111,6 +111,16 @@ def get(url: str) -> tuple[int, str]:
         return answer.code, answer.read().decode()
 
 
+def up_solo(model_server: StartModelServer, make_crew: MakeCrew) -> tuple[CrewDir, str, int]:
+    """One agent up against a silent model stand-in: the crew, its directory, the supervisor's pid."""
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    root = str(crew.root)
+    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert up.returncode == 0, up.stderr
+    return crew, root, int((crew.runtime / "supervisor.pid").read_text())
+
+
 def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:
@@ -596,11 +606,7 @@ def test_up_after_a_detached_supervisor_waits_for_an_agent_that_died_meanwhile(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:
     # The status an earlier supervisor left says ready; the new one has not looked yet.
-    server = model_server({"agents": {}})
-    crew = make_crew([agent("solo", server.url)])
-    root = str(crew.root)
-    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
-    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    crew, root, supervisor = up_solo(model_server, make_crew)
     os.kill(supervisor, signal.SIGHUP)
     wait_until("the supervisor detached", lambda: not alive([supervisor]))
     dead = crew.pane_pid("solo")
@@ -622,11 +628,8 @@ def test_removing_the_crew_s_state_stops_the_crew_and_its_supervisor(
 ) -> None:
     # The agents' homes and logs went with it. The supervisor once ran on, unseen by `down`
     # (its lock gone), and restarted the agents `down` stopped into a state directory made anew.
-    server = model_server({"agents": {}})
-    crew = make_crew([agent("solo", server.url)])
-    assert crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1").returncode == 0
+    crew, _, supervisor = up_solo(model_server, make_crew)
     state = crew.runtime.parent
-    supervisor = int((crew.runtime / "supervisor.pid").read_text())
     firewall = int((crew.runtime / "firewall.pid").read_text())
     claude = crew.pane_pid("solo")
     # Moved away at once: `rm -rf` races the supervisor's writes ("Directory not empty").
@@ -708,11 +711,7 @@ def test_up_of_a_running_crew_is_not_fooled_by_a_supervisor_on_its_way_out(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:
     # Its status.json still said ready: `up` during a `down` said "up", exit 0, and the crew was gone.
-    server = model_server({"agents": {}})
-    crew = make_crew([agent("solo", server.url)])
-    root = str(crew.root)
-    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
-    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    crew, root, supervisor = up_solo(model_server, make_crew)
     os.kill(supervisor, signal.SIGSTOP)  # taking no request, as one stopping does not
     again = subprocess.Popen(
         [str(CLI), "up", "--crew", root, "--no-proxy", "127.0.0.1"],
@@ -735,11 +734,7 @@ def test_a_restart_whose_agent_a_down_stopped_meanwhile_ends_at_once(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:
     # It waited out its whole timeout (180 s by default) for an agent nothing would start again.
-    server = model_server({"agents": {}})
-    crew = make_crew([agent("solo", server.url)])
-    root = str(crew.root)
-    assert crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1").returncode == 0
-    supervisor = int((crew.runtime / "supervisor.pid").read_text())
+    crew, root, supervisor = up_solo(model_server, make_crew)
     os.kill(supervisor, signal.SIGSTOP)  # so that it takes both requests in one look, in order
     restart = subprocess.Popen(
         [str(CLI), "restart", "solo", "--crew", root, "--timeout", "60"],

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import ssl
 import time
 from typing import Any
 
-import httpx
 import pytest
 from tests.fixtures.github import GitHubFixture
 
@@ -16,18 +14,8 @@ pytestmark = pytest.mark.real
 CHANGE = {"src/widgets.py": "def widget(n):\n    return [n] * n\n\n\ndef count(ws):\n    return len(ws) if ws else 0\n"}
 
 
-def _http(gh: GitHubFixture, login: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {gh.token(login)}"} if login else {}
-    return httpx.Client(
-        base_url=gh.standin.url,
-        headers=headers,
-        verify=ssl.create_default_context(cafile=str(gh.standin.ca_path)),
-        trust_env=False,
-    )
-
-
 def _gql(gh: GitHubFixture, login: str, query: str, **variables: Any) -> dict[str, Any]:
-    with _http(gh, login) as http:
+    with gh.http(login) as http:
         response = http.post("/api/graphql", json={"query": query, "variables": variables})
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
@@ -36,13 +24,13 @@ def _gql(gh: GitHubFixture, login: str, query: str, **variables: Any) -> dict[st
 
 def _pr_with_thread(gh: GitHubFixture) -> None:
     gh.push_branch("alice", "fix-count", CHANGE, "Count empty lists")
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         created = http.post(
             "/api/v3/repos/carol/widgets/pulls",
             json={"head": "fix-count", "base": "main", "title": "Count empty", "body": "b"},
         )
         assert created.status_code == 201, created.text
-    with _http(gh, "bob") as http:
+    with gh.http("bob") as http:
         review = http.post(
             "/api/v3/repos/carol/widgets/pulls/1/reviews",
             json={
@@ -56,12 +44,12 @@ def _pr_with_thread(gh: GitHubFixture) -> None:
 
 def test_unknown_token_is_refused_everywhere(github_standin: GitHubFixture) -> None:
     gh = github_standin
-    with _http(gh, None) as http:
+    with gh.http(None) as http:
         http.headers["Authorization"] = "Bearer ghp_not_a_token"
         assert http.get("/api/v3/user").status_code == 401
         assert http.post("/api/graphql", json={"query": "{viewer{login}}"}).status_code == 401
         assert http.get("/carol/widgets.git/info/refs?service=git-upload-pack").status_code == 401
-    with _http(gh, None) as http:
+    with gh.http(None) as http:
         anonymous = http.post("/api/graphql", json={"query": "{viewer{login}}"})
         assert anonymous.status_code == 401
         assert http.get("/api/v3/repos/carol/widgets").status_code == 200  # public
@@ -111,7 +99,7 @@ def test_git_push_needs_a_token_with_push_access(github_standin: GitHubFixture) 
 
 def test_conditional_requests_do_not_spend_quota(github_standin: GitHubFixture) -> None:
     gh = github_standin
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         first = http.get("/api/v3/repos/carol/widgets")
         again = http.get("/api/v3/repos/carol/widgets", headers={"If-None-Match": first.headers["etag"]})
         assert again.status_code == 304
@@ -125,7 +113,7 @@ def test_faults_server_error_secondary_rate_limit_and_slow(github_standin: GitHu
     gh = github_standin
     gh.standin.faults.fail(503, times=2, path="/api/v3")
     gh.standin.faults.secondary_rate_limit(retry_after=7, path="/api/v3")
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         assert http.get("/api/v3/user").status_code == 503
         assert http.get("/api/v3/user").status_code == 503
         limited = http.get("/api/v3/user")
@@ -143,7 +131,7 @@ def test_conflicting_pull_request_is_not_mergeable(github_standin: GitHubFixture
     gh = github_standin
     gh.push_branch("alice", "one", {"README.md": "# one\n"})
     gh.push_branch("bob", "two", {"README.md": "# two\n"})
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         for head in ("one", "two"):
             assert (
                 http.post(
@@ -164,7 +152,7 @@ def test_conflicting_pull_request_is_not_mergeable(github_standin: GitHubFixture
 def test_requested_reviewers_and_conversation(github_standin: GitHubFixture) -> None:
     gh = github_standin
     _pr_with_thread(gh)
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         asked = http.post("/api/v3/repos/carol/widgets/pulls/1/requested_reviewers", json={"reviewers": ["carol"]})
         assert asked.status_code == 201
         assert [u["login"] for u in asked.json()["requested_reviewers"]] == ["carol"]

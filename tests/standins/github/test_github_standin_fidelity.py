@@ -3,7 +3,6 @@ threads, deleting branches and how a bad token is turned away."""
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import httpx
@@ -20,18 +19,8 @@ REVIEW_QUERY = """query { repository(owner: "carol", name: "widgets") { pullRequ
         commit { oid } originalCommit { oid } } } } } } } }"""
 
 
-def _http(gh: GitHubFixture, login: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {gh.token(login)}"} if login else {}
-    return httpx.Client(
-        base_url=gh.standin.url,
-        headers=headers,
-        verify=ssl.create_default_context(cafile=str(gh.standin.ca_path)),
-        trust_env=False,
-    )
-
-
 def _gql(gh: GitHubFixture, login: str, query: str) -> dict[str, Any]:
-    with _http(gh, login) as http:
+    with gh.http(login) as http:
         response = http.post("/api/graphql", json={"query": query})
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
@@ -40,7 +29,7 @@ def _gql(gh: GitHubFixture, login: str, query: str) -> dict[str, Any]:
 
 def _open_pr(gh: GitHubFixture, branch: str = "fix-count") -> None:
     gh.push_branch("alice", branch, CHANGE, "Count empty lists")
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         created = http.post(
             "/api/v3/repos/carol/widgets/pulls", json={"head": branch, "base": "main", "title": "Count empty"}
         )
@@ -48,7 +37,7 @@ def _open_pr(gh: GitHubFixture, branch: str = "fix-count") -> None:
 
 
 def _comment_on_line_6(gh: GitHubFixture) -> None:
-    with _http(gh, "bob") as http:
+    with gh.http("bob") as http:
         review = http.post(
             "/api/v3/repos/carol/widgets/pulls/1/reviews",
             json={"event": "COMMENT", "comments": [{"path": "src/widgets.py", "line": 6, "body": "Why?"}]},
@@ -87,7 +76,7 @@ def test_lists_come_in_pages_with_githubs_link_header(github_standin: GitHubFixt
             world.comment(pr, gh.users["bob"], f"c{i}")
     path = "/api/v3/repos/carol/widgets/issues/1/comments"
     by_id = f"{gh.standin.api_url}/repositories/{gh.repo.id}/issues/1/comments"
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         first = http.get(path)
         assert [c["body"] for c in first.json()] == [f"c{i}" for i in range(30)]
         assert _links(first) == {"next": f"{by_id}?page=2", "last": f"{by_id}?page=4"}
@@ -136,7 +125,7 @@ def test_every_list_the_standin_serves_is_paged(github_standin: GitHubFixture, p
         world.comment(pr, gh.users["bob"], "two")
     _comment_on_line_6(gh)
     _comment_on_line_6(gh)
-    with _http(gh, "alice") as http:
+    with gh.http("alice") as http:
         whole = http.get(path)
         assert len(whole.json()) == 2
         assert "link" not in whole.headers  # everything fits on one page
@@ -210,7 +199,7 @@ def test_a_thread_follows_its_line_until_a_push_changes_it(github_standin: GitHu
     assert (thread["isOutdated"], thread["line"], thread["originalLine"]) == (True, None, 6)
     assert (comment["outdated"], comment["line"], comment["position"]) == (True, None, None)
     assert comment["originalPosition"] == 5
-    with _http(gh, "bob") as http:
+    with gh.http("bob") as http:
         [rest] = http.get("/api/v3/repos/carol/widgets/pulls/1/comments").json()
     assert (rest["line"], rest["original_line"], rest["position"], rest["original_position"]) == (None, 6, None, 5)
     assert rest["original_commit_id"] == first_head
@@ -233,7 +222,7 @@ def test_delete_a_branch_ref(github_standin: GitHubFixture) -> None:
     gh = github_standin
     _open_pr(gh)
     gh.push_branch("alice", "spare", {"spare.txt": "x\n"})
-    with _http(gh, "bob") as http:
+    with gh.http("bob") as http:
         deleted = http.delete("/api/v3/repos/carol/widgets/git/refs/heads/spare")
         assert (deleted.status_code, deleted.content) == (204, b"")
         assert gh.repo.git.rev_parse("spare") is None
@@ -250,7 +239,7 @@ def test_delete_a_branch_ref(github_standin: GitHubFixture) -> None:
     gh.standin.world.add_user("dave", "ghp_dave_is_no_collaborator")
     gh.users["dave"] = gh.standin.world.user("dave")
     gh.push_branch("alice", "kept", {"kept.txt": "x\n"})
-    with _http(gh, "dave") as http:
+    with gh.http("dave") as http:
         assert http.delete("/api/v3/repos/carol/widgets/git/refs/heads/kept").status_code == 403
     assert gh.repo.git.rev_parse("kept") is not None
 
@@ -268,7 +257,7 @@ def test_gh_pr_merge_delete_branch(github_standin: GitHubFixture) -> None:
 
 def test_bad_and_missing_tokens_get_githubs_answers(github_standin: GitHubFixture) -> None:
     gh = github_standin
-    with _http(gh, None) as http:
+    with gh.http(None) as http:
         anonymous = http.post("/api/graphql", json={"query": "{viewer{login}}"})
         http.headers["Authorization"] = "Bearer ghp_not_a_token"
         bad_graphql = http.post("/api/graphql", json={"query": "{viewer{login}}"})
