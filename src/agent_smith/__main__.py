@@ -9,6 +9,17 @@ import sys
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:
+        # Ctrl-C before a verb's own handling (while its modules import): the exit code every
+        # verb gives it, without a traceback.
+        from agent_smith.leave import leave
+
+        leave(130)
+
+
+def _main() -> None:
     from agent_smith.deferred import defer, without_pydantic_plugins
 
     defer()

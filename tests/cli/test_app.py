@@ -69,6 +69,22 @@ main()
     assert done.stdout == "collector: True\n"
 
 
+def test_ctrl_c_while_a_verb_s_modules_import_is_exit_130_without_a_traceback() -> None:
+    # A Ctrl-C in `up`'s first ~0.1 s printed KeyboardInterrupt's traceback and died by SIGINT.
+    code = """
+import sys
+import agent_smith.deferred as deferred
+def interrupted(*args):
+    raise KeyboardInterrupt
+deferred.defer = interrupted
+sys.argv = ["agent-smith", "up"]
+from agent_smith.__main__ import main
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
+
+
 def test_an_unknown_log_level_is_one_line_and_exit_2() -> None:
     for argv, env in ((["--log-level", "loud", "schema"], {}), (["firewall"], {"AGENT_SMITH_LOG_LEVEL": "loud"})):
         done = subprocess.run(

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agent_smith.errors import OperationError
 from agent_smith.events import EmbeddedNats, Publisher, TaskDone, running_server_url
+from agent_smith.events.embedded import running_server
+from agent_smith.runtime.services import terminate
 from tests.events.helpers import SETTINGS, stored
 from tests.fixtures.processes import LeakCheck, pid_alive
 
@@ -55,6 +60,37 @@ def test_a_stale_state_file_is_not_a_running_server(tmp_path: Path) -> None:
     (tmp_path / "server.json").write_text("{not json")
     assert running_server_url(tmp_path) is None
     assert running_server_url(tmp_path / "absent") is None
+
+
+def test_a_state_file_whose_pid_names_another_program_is_not_a_running_server(tmp_path: Path) -> None:
+    # Kept across a reboot, its pid may be any process's now: `up` adopted it, `down` killed it.
+    with subprocess.Popen(["sleep", "60"]) as other:
+        try:
+            (tmp_path / "server.json").write_text(json.dumps({"url": "nats://127.0.0.1:1", "pid": other.pid}))
+            assert running_server(tmp_path) is None
+        finally:
+            other.kill()
+
+
+def test_a_supervisor_killed_while_its_server_starts_leaves_it_findable(tmp_path: Path, leak_check: LeakCheck) -> None:
+    # server.json was written once the server was healthy: killed before, the server ran on unknown.
+    code = f"""
+import os, signal
+from pathlib import Path
+from agent_smith.events.embedded import EmbeddedNats
+EmbeddedNats._wait_healthy = lambda self, timeout: os.kill(os.getpid(), signal.SIGKILL)
+EmbeddedNats(Path({str(tmp_path / "nats")!r})).start()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+    assert done.returncode == -signal.SIGKILL
+    found = running_server(tmp_path / "nats")
+    assert found is not None
+    pid, url = found
+    leak_check.track(pid, "embedded nats-server")
+    try:
+        assert url.startswith("nats://127.0.0.1:")
+    finally:
+        terminate(pid, 10.0)
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path, leak_check: LeakCheck) -> None:

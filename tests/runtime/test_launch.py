@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from agent_smith.runtime.launch import (
     with_resume,
 )
 from agent_smith.runtime.panelog import Follower, Streamer, readable
-from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.rundir import RunDir, SupervisorRunning
 from agent_smith.runtime.services import parse_listen
 from agent_smith.runtime.supervisor import _SUBMIT_CHECK, _SUBMIT_TRIES, at_prompt, submit_step
 from agent_smith.runtime.sweep import environment_value
@@ -225,11 +227,64 @@ def test_the_lock_admits_one_supervisor(tmp_path: Path) -> None:
     rd = RunDir(tmp_path / "runtime")
     assert rd.running_pid() is None
     with rd.hold():
-        assert rd.running_pid() is not None
-        with pytest.raises(OperationError, match="already runs"), rd.hold():
+        assert rd.running_pid() == os.getpid()
+        with pytest.raises(SupervisorRunning, match=rf"already runs \(pid {os.getpid()}\)"), rd.hold():
             pass
     assert rd.running_pid() is None
     assert not rd.pid_file.exists()
+
+
+def test_another_command_testing_the_lock_does_not_refuse_a_supervisor(tmp_path: Path) -> None:
+    # `running_pid` (status, down, up) takes the lock for an instant to test it.
+    rd = RunDir(tmp_path / "runtime")
+    rd.ensure()
+    with rd.lock.open("a") as tester:
+        fcntl.flock(tester, fcntl.LOCK_EX)
+        threading.Timer(0.05, fcntl.flock, (tester, fcntl.LOCK_UN)).start()
+        lock = rd.acquire()
+    assert rd.running_pid() == os.getpid()
+    rd.release(lock)
+    assert rd.running_pid() is None
+
+
+def test_a_lock_handed_to_a_forked_supervisor_is_held_by_it_alone(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path / "runtime")
+    lock = rd.acquire()
+    go, wait = os.pipe()
+    holding, held = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        with rd.hold(lock):
+            os.write(held, b".")
+            os.read(go, 1)
+        os._exit(0)
+    lock.file.close()
+    assert os.read(holding, 1) == b"."
+    try:
+        assert rd.running_pid() == pid
+        with pytest.raises(SupervisorRunning):
+            rd.acquire()
+    finally:
+        os.write(wait, b".")
+        os.waitpid(pid, 0)
+    assert rd.running_pid() is None
+    assert not rd.pid_file.exists()
+
+
+def test_the_running_supervisor_s_status_is_its_own(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path / "runtime")
+    assert rd.supervisor_status(timeout=1) is None
+    rd.write_status({"supervisor": {"pid": 1}, "agents": {"left": {}}})  # an earlier supervisor's
+    assert rd.supervisor_status(timeout=1) is None
+    with rd.hold():
+        with pytest.raises(OperationError, match=rf"supervisor \(pid {os.getpid()}\) said nothing of its agents"):
+            rd.supervisor_status(timeout=0.1)
+        own = {"supervisor": {"pid": os.getpid()}, "agents": {"solo": {}}}
+        threading.Timer(0.1, rd.write_status, (own,)).start()
+        assert rd.supervisor_status(timeout=5) == own
+        rd.check_managed(["solo"], own)
+        with pytest.raises(UsageError, match="does not manage left"):
+            rd.check_managed(["solo", "left"], own)
 
 
 def test_the_held_lock_knows_when_the_state_directory_went(tmp_path: Path) -> None:

@@ -169,7 +169,9 @@ def test_one_left_by_a_dead_supervisor_is_adopted_then_replaced_when_it_dies(tmp
     port = free_port()
     script = tmp_path / "server.py"
     script.write_text(SERVER)
-    left = subprocess.Popen([sys.executable, str(script), "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    # As the dead supervisor started it (on a port of its own here: no socket to hand down).
+    argv = [sys.executable, str(script), "--delay", "0.0", "--port", str(port)]
+    left = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert left.stdout is not None
     assert left.stdout.readline() == "up\n"
     (tmp_path / "greeter.pid").write_text(f"{left.pid}\n")
@@ -191,3 +193,23 @@ def test_one_left_by_a_dead_supervisor_is_adopted_then_replaced_when_it_dies(tmp
         child.stop()
         left.stdout.close()
     assert not pid_alive(replacement)
+
+
+def test_a_pid_file_naming_another_program_is_not_adopted(tmp_path: Path) -> None:
+    # Kept across a reboot, the pid is another program's now, one that may even listen on the port.
+    port = free_port()
+    other = tmp_path / "other.py"
+    other.write_text(SERVER)
+    stranger = subprocess.Popen([sys.executable, str(other), "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    assert stranger.stdout is not None
+    try:
+        assert stranger.stdout.readline() == "up\n"
+        (tmp_path / "greeter.pid").write_text(f"{stranger.pid}\n")
+        child = service(tmp_path, port)
+        with pytest.raises(UsageError, match=f"greeter cannot listen on 127.0.0.1:{port}"):
+            child.bind()
+        assert pid_alive(stranger.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()
+        stranger.stdout.close()

@@ -707,6 +707,52 @@ def test_down_while_up_waits_says_the_crew_was_stopped(model_server: StartModelS
     assert err.strip().endswith("error: solo was stopped: the crew was stopped (`agent-smith down`) while it started")
 
 
+def test_down_leaves_alone_the_processes_that_pid_files_from_before_a_reboot_name(make_crew: MakeCrew) -> None:
+    # It killed them: the firewall's and the event log's pid files outlive a reboot, their pids do not.
+    crew = make_crew([agent("solo", "http://127.0.0.1:9")])
+    strangers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    try:
+        crew.runtime.mkdir(parents=True)
+        (crew.runtime / "firewall.pid").write_text(f"{strangers[0].pid}\n")
+        nats = crew.state / crew.name / "nats"
+        nats.mkdir(parents=True)
+        (nats / "server.json").write_text(json.dumps({"url": "nats://127.0.0.1:9", "pid": strangers[1].pid}))
+        down = crew.cli("down", "--crew", str(crew.root))
+        assert (down.returncode, down.stdout.strip()) == (0, "nothing was running")
+        assert [s.poll() for s in strangers] == [None, None]
+    finally:
+        for stranger in strangers:
+            stranger.kill()
+            stranger.wait()
+
+
+def test_two_ups_of_a_new_crew_at_once_start_it_once(model_server: StartModelServer, make_crew: MakeCrew) -> None:
+    # The second failed: "already runs" from the supervisor it forked, or "does not manage solo"
+    # from reading the status an earlier supervisor had left before the first wrote its own.
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    root = str(crew.root)
+    crew.runtime.mkdir(parents=True)
+    (crew.runtime / "status.json").write_text(json.dumps({"supervisor": {"pid": 1}, "agents": {}}))
+    argv = [str(CLI), "up", "--crew", root, "--no-proxy", "127.0.0.1"]
+    ups = [
+        subprocess.Popen(argv, env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    said = [up.communicate(timeout=120) for up in ups]
+    assert [up.returncode for up in ups] == [0, 0], said
+    outs = sorted(out.strip() for out, _ in said)
+    assert outs[0].startswith("up: 1 agent(s) ready; supervisor pid "), outs
+    assert outs[1] == "up: solo (supervisor already running)"
+    # The supervisors `up` forks keep its command line: one runs on.
+    ours = f"{CLI}\0up\0--crew\0{root}\0".encode()
+    assert len(alive([pid for pid, line in command_lines() if ours in line])) == 1
+    assert serving(crew, "solo")
+    log = (crew.runtime / "supervisor.log").read_text()
+    assert "already runs" not in log
+    assert crew.cli("down", "--crew", root).returncode == 0
+
+
 def test_up_of_a_running_crew_is_not_fooled_by_a_supervisor_on_its_way_out(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:
@@ -718,7 +764,9 @@ def test_up_of_a_running_crew_is_not_fooled_by_a_supervisor_on_its_way_out(
         env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(1.0)
+        # Once it asked (before, it would find no supervisor and start the crew itself).
+        wait_until("up asked", lambda: any((crew.runtime / "requests").glob("*.json")))
+        time.sleep(0.5)
         assert again.poll() is None, "up took a word said before it asked"
     finally:
         os.kill(supervisor, signal.SIGKILL)

@@ -381,9 +381,10 @@ def restart(ctx: typer.Context, name: NameArg, crew: CrewOption = None, timeout:
     running = _running(out, crew)
     agent = running.agent(name)
     rd = run_dir(running)
-    if rd.running_pid() is None:
+    status = rd.supervisor_status(timeout=timeout)
+    if status is None:
         raise OperationError("the supervisor is not running: start the crew with `agent-smith up`")
-    rd.check_managed([agent.name])
+    rd.check_managed([agent.name], status)
     since = time.time()
     asked = rd.request("restart", agent.name)
     wait_ready(

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from agent_smith.errors import AgentSmithError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent_smith.cli.output import AppContext
+    from agent_smith.runtime import HeldLock, ServeOptions
 
 __all__ = ["UpRequest", "bring_up", "parse_up", "run_up"]
 
@@ -115,15 +117,11 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         ServeOptions,
         check_not_running_elsewhere,
         check_startable,
-        options_kept,
-        report_states,
+        check_state_dir,
         run_dir,
         selected_agents,
         start_background,
-        started_with,
-        supervise,
         wait_ready,
-        wait_taken,
     )
 
     made: list[AppContext] = []
@@ -141,51 +139,33 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
             agents=names if request.agents else (), firewall=request.firewall, no_proxy=request.no_proxy
         )
         rd = run_dir(loaded.crew)
+        check_state_dir(loaded.crew)
         check_not_running_elsewhere(loaded.crew)
-        if rd.running_pid() is not None:
-            rd.check_managed(names)
-            supervisor = (rd.read_status() or {}).get("supervisor")
-            running = supervisor.get("options") if isinstance(supervisor, dict) else None
-            kept = options_kept(running, started_with(options)) if isinstance(running, dict) else None
-            if kept is not None:
-                output().warn(kept)
-            asked = [rd.request("start", name) for name in names]
-            # Until it takes them, what status.json says is from before: ready there may be a
-            # supervisor on its way out (a `down` meanwhile), which never will take them.
-            wait_taken(rd, asked, timeout=request.timeout)
-            wait_ready(
-                loaded.crew,
-                names,
-                timeout=request.timeout,
-                child=None,
-                progress=progress(output()),
-                asked=[path.stem for path in asked],
-            )
-            output().console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
+        lock = _lock_or_join(request, loaded, options, names, output)
+        if lock is None:
             return None
-        binary = check_startable(loaded, options, services=True)
-        if request.firewall and loaded.crew.egress.claude_login.enabled:
-            from agent_smith.egress import claude_store_for
+        handed = False
+        try:
+            binary = check_startable(loaded, options, services=True)
+            if request.firewall and loaded.crew.egress.claude_login.enabled:
+                from agent_smith.egress import claude_store_for
 
-            if not claude_store_for(loaded.crew).path.is_file():
-                # Said where it is seen: the firewall logs it too, in a file nobody reads at first.
-                output().warn(
-                    "egress.claude_login is enabled but no login was imported: the agents' model requests go "
-                    "out with the stub token (`agent-smith firewall import-claude-login FILE`, or enabled: false)"
-                )
-        if request.foreground:
-            show, shown = progress(output()), dict[str, str]()
-
-            def on_status() -> None:
-                report_states(rd.read_status() or {}, names, shown, show)
-
-            asyncio.run(
-                supervise(
-                    loaded, options, binary=binary, services=True, progress=assembly_progress, on_status=on_status
-                )
-            )
-            return None
-        child = start_background(loaded, options, binary)
+                if not claude_store_for(loaded.crew).path.is_file():
+                    # Said where it is seen: the firewall logs it too, in a file nobody reads at first.
+                    output().warn(
+                        "egress.claude_login is enabled but no login was imported: the agents' model requests go "
+                        "out with the stub token (`agent-smith firewall import-claude-login FILE`, or enabled: false)"
+                    )
+            # The lock is the supervisor's from here: a Ctrl-C just after the fork must not take its
+            # pid file. Should the fork fail, the lock ends with this process.
+            handed = True
+            if request.foreground:
+                _serve_here(loaded, options, names, binary, output, lock)
+                return None
+            child = start_background(loaded, options, binary, lock)
+        finally:
+            if not handed:
+                rd.release(lock)
     except BaseException:
         output()
         raise
@@ -200,6 +180,74 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         if not listening:
             out.console.print(f"{service}: starting (see `agent-smith status`)")
     return child.pid
+
+
+def _lock_or_join(
+    request: UpRequest,
+    loaded: LoadedCrew,
+    options: ServeOptions,
+    names: Sequence[str],
+    output: Callable[[], AppContext],
+) -> HeldLock | None:
+    """The supervisor lock, for this `up` to start the crew; or None once the agents `names`
+    serve under the supervisor that holds it (this `up` joined it, as one run later would)."""
+    from agent_smith.runtime import SupervisorRunning, options_kept, run_dir, started_with, wait_ready, wait_taken
+
+    rd = run_dir(loaded.crew)
+    deadline = time.monotonic() + request.timeout
+    while True:
+        try:
+            return rd.acquire()
+        except SupervisorRunning:
+            pass
+        # Another `up` may have taken the lock a moment ago: what it runs is known once it said so.
+        status = rd.supervisor_status(timeout=max(0.0, deadline - time.monotonic()))
+        if status is not None:
+            break
+    rd.check_managed(names, status)
+    running = status["supervisor"].get("options")
+    kept = options_kept(running, started_with(options)) if isinstance(running, dict) else None
+    if kept is not None:
+        output().warn(kept)
+    asked = [rd.request("start", name) for name in names]
+    # Until it takes them, what status.json says is from before: ready there may be a
+    # supervisor on its way out (a `down` meanwhile), which never will take them.
+    remaining = max(0.0, deadline - time.monotonic())
+    wait_taken(rd, asked, timeout=remaining)
+    wait_ready(
+        loaded.crew,
+        names,
+        timeout=max(0.0, deadline - time.monotonic()),
+        child=None,
+        progress=progress(output()),
+        asked=[path.stem for path in asked],
+    )
+    output().console.print(f"[green]up[/]: {', '.join(names)} (supervisor already running)")
+    return None
+
+
+def _serve_here(
+    loaded: LoadedCrew,
+    options: ServeOptions,
+    names: Sequence[str],
+    binary: Path,
+    output: Callable[[], AppContext],
+    lock: HeldLock,
+) -> None:
+    """`up --foreground`: supervise in this process, showing each agent's state as it changes."""
+    from agent_smith.runtime import report_states, run_dir, supervise
+
+    rd = run_dir(loaded.crew)
+    show, shown = progress(output()), dict[str, str]()
+
+    def on_status() -> None:
+        report_states(rd.read_status() or {}, names, shown, show)
+
+    asyncio.run(
+        supervise(
+            loaded, options, binary=binary, services=True, progress=assembly_progress, on_status=on_status, lock=lock
+        )
+    )
 
 
 def run_up(request: UpRequest, env: Mapping[str, str]) -> int | None:

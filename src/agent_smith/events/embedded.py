@@ -23,6 +23,7 @@ from agent_smith.errors import MissingPartError, OperationError
 from agent_smith.fsutil import write_atomic
 from agent_smith.listeners import free_port
 from agent_smith.parts import INSTALL, find_nats_server
+from agent_smith.processes import runs_with
 
 STATE_FILE = "server.json"
 
@@ -89,7 +90,7 @@ class EmbeddedNats:
         self._log = log_path.open("ab")
         log_start = self._log.tell()
         argv = [str(binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
-        argv += ["-sd", str(self.store_dir), "-n", "agent-smith"]
+        argv += [*_store_args(self.store_dir), "-n", "agent-smith"]
         # Not the supervisor's environment: it may hold the real secrets the firewall reads from it.
         self._process = subprocess.Popen(
             argv,
@@ -98,6 +99,11 @@ class EmbeddedNats:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        )
+        # Said before it is healthy: should this process die while waiting (kill -9), `down` and
+        # the next `up` still find the server it left running, in its own session.
+        write_atomic(
+            self.store_dir / STATE_FILE, json.dumps({"url": self.url, "pid": self._process.pid}) + "\n", durable=False
         )
         try:
             self._wait_healthy(timeout)
@@ -109,9 +115,6 @@ class EmbeddedNats:
                         f"{exited}: port {self.port} or {self.monitor_port} on 127.0.0.1 is in use"
                     ) from None
             raise OperationError(f"{exited}; see {log_path}") from None
-        write_atomic(
-            self.store_dir / STATE_FILE, json.dumps({"url": self.url, "pid": self._process.pid}) + "\n", durable=False
-        )
 
     def _wait_healthy(self, timeout: float) -> None:
         health = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
@@ -167,17 +170,22 @@ class EmbeddedNats:
         self.stop()
 
 
-def running_server_url(store_dir: Path) -> str | None:
-    """The URL of a live embedded server that wrote `server.json` into `store_dir`, if any."""
+def running_server(store_dir: Path) -> tuple[int, str] | None:
+    """The pid and URL of the live embedded server that wrote `server.json` into `store_dir`,
+    if any: one whose pid now names another process (the file outlived a reboot) is none."""
     try:
         state = json.loads((store_dir / STATE_FILE).read_text())
         pid, url = int(state["pid"]), str(state["url"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return url
-    return url
+    return (pid, url) if runs_with(pid, _store_args(store_dir)) else None
+
+
+def running_server_url(store_dir: Path) -> str | None:
+    """The URL of the live embedded server that wrote `server.json` into `store_dir`, if any."""
+    found = running_server(store_dir)
+    return None if found is None else found[1]
+
+
+def _store_args(store_dir: Path) -> list[str]:
+    return ["-sd", str(store_dir)]

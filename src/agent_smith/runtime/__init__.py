@@ -17,6 +17,7 @@ from agent_smith.runtime.local import (
     ServeOptions,
     check_not_running_elsewhere,
     check_startable,
+    check_state_dir,
     is_running,
     options_kept,
     report_states,
@@ -32,6 +33,7 @@ from agent_smith.runtime.local import (
 )
 from agent_smith.runtime.panelog import readable
 from agent_smith.runtime.policy import AgentState, Restart
+from agent_smith.runtime.rundir import HeldLock, SupervisorRunning
 from agent_smith.runtime.started import started_crew, where_it_runs
 from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.runtime.tmux import Tmux, TmuxSession
@@ -44,14 +46,17 @@ __all__ = [
     "AgentState",
     "Background",
     "ClaudeLaunch",
+    "HeldLock",
     "PermissionMode",
     "Restart",
     "ServeOptions",
     "Supervisor",
+    "SupervisorRunning",
     "Tmux",
     "TmuxSession",
     "check_not_running_elsewhere",
     "check_startable",
+    "check_state_dir",
     "claude_launch",
     "claude_version",
     "find_claude",

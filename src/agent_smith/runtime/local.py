@@ -30,12 +30,13 @@ from agent_smith.crew import Agent, Crew, CrewPaths, LoadedCrew
 from agent_smith.crew.loader import firewall_listeners, format_loc, same_address
 from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
 from agent_smith.logs import LogFormat, configure
+from agent_smith.processes import runs_with
 from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
 from agent_smith.runtime.endpoint import CHAT_PATH, McpEndpoint, http_socket
 from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv, pane_log
 from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import SERVING, AgentState, Restart
-from agent_smith.runtime.rundir import RunDir
+from agent_smith.runtime.rundir import HeldLock, RunDir
 from agent_smith.runtime.services import ChildService, bind_problem, parse_listen, pid_alive, read_pid, terminate
 from agent_smith.runtime.session import rotated
 from agent_smith.runtime.started import forget_started, keep_started, started_crew, started_runtime, where_it_runs
@@ -56,6 +57,8 @@ _EVENT_LOG_AFTER = 5.0
 _STOPPING_WAIT = 3.0
 # The events the supervisor observes before its event log is up, kept across a crash.
 HELD_EVENTS = "held-events.jsonl"
+# What the firewall a supervisor starts runs with, after the agent-smith command.
+_FIREWALL_ARGS = ("firewall", "--settings-fd", "0")
 log = logging.getLogger(__name__)
 
 
@@ -143,9 +146,7 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
     """Refuse what cannot start, before anything starts; the claude binary to use."""
     agents = selected_agents(loaded.crew, options.agents)
     binary = claude_binary(options.env)
-    rd = run_dir(loaded.crew)
-    if (blocked := unusable_directory(rd.path)) is not None:
-        raise UsageError(f"runtime.state_dir: cannot keep the crew's state in {rd.path}: {blocked}")
+    check_state_dir(loaded.crew)
     if loaded.crew.matrix is not None and not options.env.get("MATRIX_ACCESS_TOKEN", "").strip():
         # Assembly writes MATRIX_ACCESS_TOKEN to each agent's token file; without it, the file must be there.
         _chat_configs(loaded, [a.name for a in agents if a.matrix is not None])
@@ -159,8 +160,7 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
                 raise UsageError(f"runtime.metrics_listen: {crew.runtime.metrics_listen} is {format_loc(loc)} too")
     if (problem := bind_problem(host, port)) is not None:
         raise UsageError(f"runtime.metrics_listen: {problem[1]}")
-    left = read_pid(rd.firewall_pid)
-    if services and options.firewall and not (left is not None and pid_alive(left)):
+    if services and options.firewall and _firewall_pid(run_dir(crew)) is None:
         host, port = parse_listen(crew.egress.listen, "egress.listen")
         if (problem := bind_problem(host, port)) is not None:
             running = " (is a firewall running?)" if problem[0] == errno.EADDRINUSE else ""
@@ -170,6 +170,13 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
         # What the supervisor hands the firewall (a secret it cannot read, an upstream CA that is not there).
         settings_for(crew, loaded.root, options.env)
     return binary
+
+
+def check_state_dir(crew: Crew) -> None:
+    """Refuse, in one line, a crew whose state could not be kept where its runtime.state_dir says."""
+    path = run_dir(crew).path
+    if (blocked := unusable_directory(path)) is not None:
+        raise UsageError(f"runtime.state_dir: cannot keep the crew's state in {path}: {blocked}")
 
 
 def unusable_directory(path: Path) -> str | None:
@@ -316,6 +323,7 @@ async def supervise(
     stream: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
     on_status: Callable[[], None] | None = None,
+    lock: HeldLock | None = None,
 ) -> None:
     """The supervisor process: services, agents, /metrics, until SIGTERM/SIGINT (or SIGHUP: under
     `up` a detach, keeping the agents; under `run` a stop).
@@ -344,7 +352,7 @@ async def supervise(
     # Cloning or fetching takes the firewall, and may take minutes.
     syncs_repos = options.clone and any(a.repos for a in agents)
     interrupted = asyncio.Event()
-    with rd.hold() as lock:
+    with rd.hold(lock) as held:
         began = time.monotonic()
         nats: EmbeddedNats | None = None
         adopted_nats: int | None = None
@@ -357,7 +365,7 @@ async def supervise(
                 # Handed its settings, the firewall does not load the crew again while the agents boot.
                 firewall = ChildService(
                     "firewall",
-                    [default_agent_smith_command(), "firewall", "--settings-fd", "0"],
+                    [default_agent_smith_command(), *_FIREWALL_ARGS],
                     env=options.env,
                     log_file=paths.logs / "firewall.log",
                     pid_file=rd.firewall_pid,
@@ -389,7 +397,7 @@ async def supervise(
                     interval=options.interval,
                     on_status=on_status,
                     started_with=started_with(options),
-                    lock=lock,
+                    lock=held,
                 )
                 await supervisor.serve_http(listener)
             except BaseException:
@@ -427,18 +435,18 @@ async def supervise(
                 watching = True
                 try:
                     await _until_started(supervisor, watcher)
-                    from agent_smith.events.embedded import EmbeddedNats, running_server_url
+                    from agent_smith.events.embedded import EmbeddedNats, running_server
 
                     url = crew.events.nats_url
                     if services and url is None:
-                        url = running_server_url(paths.nats)
-                        if url is None:
+                        left = running_server(paths.nats)
+                        if left is None:
                             nats = EmbeddedNats(paths.nats)
                             # In a thread: the watch and the agents' MCP calls are served meanwhile.
                             await asyncio.to_thread(nats.start)
                             url = nats.url
                         else:
-                            adopted_nats = _nats_pid(loaded.crew)
+                            adopted_nats, url = left
                     from agent_smith.events import Publisher, event_servers
                     from agent_smith.hooks import prompt_tool
 
@@ -635,20 +643,22 @@ class Background:
         os.close(self.updates)
 
 
-def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) -> Background:
-    """Fork the supervisor into its own session (no second interpreter start-up).
+def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path, lock: HeldLock) -> Background:
+    """Fork the supervisor into its own session (no second interpreter start-up), handing it
+    the supervisor `lock` this process took.
 
     The child's output goes to the supervisor log; the parent returns at once
     and waits for readiness with `wait_ready`.
     """
     rd = run_dir(loaded.crew)
-    rd.ensure()
     sys.stdout.flush()
     sys.stderr.flush()
     updates, tell = os.pipe()
     pid = os.fork()
     if pid:
         os.close(tell)
+        # The child holds the lock on; the pid file is its to keep and remove.
+        lock.file.close()
         return Background(pid, updates)
     os.close(updates)
     os.set_blocking(tell, False)
@@ -661,7 +671,7 @@ def start_background(loaded: LoadedCrew, options: ServeOptions, binary: Path) ->
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         configure(LogFormat.json, "info", sys.stderr)
-        asyncio.run(supervise(loaded, options, binary=binary, services=True, on_status=_Teller(tell)))
+        asyncio.run(supervise(loaded, options, binary=binary, services=True, on_status=_Teller(tell), lock=lock))
         code = 0
     except KeyboardInterrupt:
         code = 130
@@ -717,8 +727,9 @@ def wait_ready(
 ) -> dict[str, Any]:
     """Read status.json until every agent in `names` serves; report each state change.
 
-    `asked`: the ids of the requests made of a running supervisor; once a status names them
-    all as taken, an agent stopped there (a `down NAME` meanwhile) ends the wait at once.
+    `asked`: the ids of the requests made of a running supervisor; only a status that names
+    them all as taken is believed, and an agent stopped there (a `down NAME` meanwhile) ends
+    the wait at once.
 
     The supervisor `up` forked (`child`) says when the file changes; one that ran
     already is polled. The firewall is not waited for: it comes up beside the
@@ -734,8 +745,12 @@ def wait_ready(
         if child is not None and (supervisor.get("pid") if isinstance(supervisor, dict) else None) != child.pid:
             # An earlier supervisor's word: the agents it saw ready may have died since.
             status = {}
+        took = supervisor.get("took") if isinstance(supervisor, dict) else None
+        # States from after the requests were taken: none that ends waiting will change by
+        # waiting, and none said before them (serving then, stopped by them) ends it.
+        fresh = child is None and asked and isinstance(took, list) and set(asked) <= set(took)
         states = report_states(status, names, shown, progress, since)
-        if all(s in {x.value for x in SERVING} for s in states.values()):
+        if (fresh or not asked) and all(s in {x.value for x in SERVING} for s in states.values()):
             return status
         if child is not None and (code := _exited(child.pid)) is not None:
             # Its last word is why: a configuration problem found there is still bad usage.
@@ -744,9 +759,6 @@ def wait_ready(
         if child is None and rd.running_pid() is None:
             # It ran when asked (a `down` since?): nothing will start the agents now.
             raise OperationError("the supervisor stopped meanwhile: start the crew with `agent-smith up`")
-        took = supervisor.get("took") if isinstance(supervisor, dict) else None
-        # States from after the requests were taken: none that ends waiting will change by waiting.
-        fresh = child is None and asked and isinstance(took, list) and set(asked) <= set(took)
         if fresh and (why := given_up(states, supervisor_ended=False)) is not None:
             raise OperationError(why)
         if child is not None and given_up(states, supervisor_ended=False):
@@ -860,8 +872,8 @@ def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> lis
             _wait(lambda: rd.running_pid() is None, 5.0)
     if not names and rd.running_pid() is None:
         # What a killed supervisor left behind: its firewall and embedded event log.
-        for leftover in (read_pid(rd.firewall_pid), _nats_pid(crew)):
-            if leftover is not None and pid_alive(leftover):
+        for leftover in (_firewall_pid(rd), _nats_pid(crew)):
+            if leftover is not None:
                 terminate(leftover, 10.0)
     stopped = []
     for agent in agents:
@@ -878,11 +890,16 @@ def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> lis
 
 
 def _nats_pid(crew: Crew) -> int | None:
-    try:
-        state = json.loads((CrewPaths.of(crew).nats / "server.json").read_text())
-        return int(state["pid"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return None
+    from agent_smith.events.embedded import running_server
+
+    found = running_server(CrewPaths.of(crew).nats)
+    return None if found is None else found[0]
+
+
+def _firewall_pid(rd: RunDir) -> int | None:
+    """The firewall a supervisor started, if it runs (its pid file may have outlived it)."""
+    pid = read_pid(rd.firewall_pid)
+    return pid if pid is not None and runs_with(pid, _FIREWALL_ARGS) else None
 
 
 def rotated_logs(crew: Crew, agent: str, *, pane: int) -> list[Path]:

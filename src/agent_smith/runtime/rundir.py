@@ -18,8 +18,9 @@ import hashlib
 import json
 import os
 import socket
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -33,14 +34,42 @@ PID = "supervisor.pid"
 STATUS = "status.json"
 REQUESTS = "requests"
 SUPERVISOR_LOG = "supervisor.log"
+# Long enough to outlast another command's test of the lock, short enough not to be noticed.
+_PROBE_GRACE = 0.2
+
+
+def _wait_flock(fh: IO[str], grace: float) -> bool:
+    """Take the exclusive flock on `fh`, trying again for `grace` seconds; whether it was taken."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+        time.sleep(0.005)
+
+
+class SupervisorRunning(OperationError):
+    """Another process holds the crew's supervisor lock."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(f"a supervisor for this crew already runs (pid {pid})")
+        self.pid = pid
 
 
 @dataclass(frozen=True)
 class HeldLock:
-    """The supervisor lock a process holds: the file it opened, known by device and inode."""
+    """The supervisor lock a process holds: the file it opened, known by device and inode.
+
+    The flock belongs to the open file, not to the process: a child forked while it is open
+    holds the lock on, after its parent closed its copy (`up` takes the lock, then forks the
+    supervisor, so two `up`s at once cannot both start one)."""
 
     path: Path
     identity: tuple[int, int]
+    file: IO[str]
 
     def taken_away(self) -> bool:
         """Whether the lock's path no longer names the held file: the crew's state directory was
@@ -121,26 +150,62 @@ class RunDir:
             fcntl.flock(fh, fcntl.LOCK_UN)
         return None
 
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[HeldLock]:
-        """Hold the supervisor lock for the life of the block; OperationError when another holds it."""
+    def acquire(self) -> HeldLock:
+        """Take the supervisor lock and name this process in the pid file; SupervisorRunning when
+        another process holds it."""
         self.ensure()
         fh: IO[str] = self.lock.open("a")
         try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                other = read_pid(self.pid_file)
-                raise OperationError(f"a supervisor for this crew already runs (pid {other})") from None
+            # Briefly: `running_pid` of any command takes the lock for an instant to test it.
+            if not _wait_flock(fh, _PROBE_GRACE):
+                raise SupervisorRunning(read_pid(self.pid_file))
             write_atomic(self.pid_file, f"{os.getpid()}\n", durable=False)
             held = os.fstat(fh.fileno())
-            try:
-                yield HeldLock(self.lock, (held.st_dev, held.st_ino))
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    self.pid_file.unlink()
-        finally:
+        except BaseException:
             fh.close()
+            raise
+        return HeldLock(self.lock, (held.st_dev, held.st_ino), fh)
+
+    def release(self, lock: HeldLock) -> None:
+        """Give the lock up, and the pid file with it."""
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_file.unlink()
+        finally:
+            lock.file.close()
+
+    @contextlib.contextmanager
+    def hold(self, taken: HeldLock | None = None) -> Iterator[HeldLock]:
+        """Hold the supervisor lock for the life of the block: `taken` (acquired by the process
+        that forked this one), else acquired here (SupervisorRunning when another holds it)."""
+        if taken is None:
+            lock = self.acquire()
+        else:
+            lock = taken
+            write_atomic(self.pid_file, f"{os.getpid()}\n", durable=False)
+        try:
+            yield lock
+        finally:
+            self.release(lock)
+
+    def supervisor_status(self, *, timeout: float) -> dict[str, Any] | None:
+        """The running supervisor's own status, once it wrote one: until then status.json may be
+        an earlier supervisor's. None when no supervisor runs (any more)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid = self.running_pid()
+            if pid is None:
+                return None
+            status = self.read_status() or {}
+            supervisor = status.get("supervisor")
+            if isinstance(supervisor, dict) and supervisor.get("pid") == pid:
+                return status
+            if time.monotonic() >= deadline:
+                raise OperationError(
+                    f"the supervisor (pid {pid}) said nothing of its agents within {timeout:g}s: "
+                    "see `agent-smith status` and its log"
+                )
+            time.sleep(0.02)
 
     def write_status(self, status: dict[str, Any]) -> None:
         write_atomic(self.status_file, json.dumps(status, indent=2) + "\n", durable=False)
@@ -159,9 +224,12 @@ class RunDir:
         agents = (self.read_status() or {}).get("agents", {})
         return set(agents) if isinstance(agents, dict) else set()
 
-    def check_managed(self, names: Sequence[str]) -> None:
-        """Refuse, in one line, to ask the running supervisor for agents it was not started with."""
-        managed = self.managed()
+    @staticmethod
+    def check_managed(names: Sequence[str], status: Mapping[str, Any]) -> None:
+        """Refuse, in one line, to ask the running supervisor (whose `status` this is) for agents
+        it was not started with."""
+        agents = status.get("agents")
+        managed = set(agents) if isinstance(agents, dict) else set()
         unmanaged = [name for name in names if name not in managed]
         if unmanaged:
             raise UsageError(

@@ -17,6 +17,7 @@ from typing import IO
 from agent_smith.errors import UsageError
 from agent_smith.fsutil import write_atomic
 from agent_smith.listeners import listening_sockets
+from agent_smith.processes import runs_with
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,8 @@ class ChildService:
         Raises UsageError when the port cannot be bound: called before any agent
         starts, a port in use then leaves nothing half-started."""
         left = read_pid(self._pid_file)
-        if left is not None and pid_alive(left) and _listening(*self.listen):
+        # Its pid file may have outlived it: the pid is another program's now (after a reboot).
+        if left is not None and runs_with(left, self._argv) and _listening(*self.listen):
             self._adopted = left
             self._spawned_at = time.time()
             return

@@ -85,6 +85,8 @@ _SUBMIT_CHECK = 1.0
 # What an event held until the event log is up is kept as (`events.pending`).
 _HELD_KEYS = frozenset({"id", "type", "agent", "fields"})
 _SUBMIT_TRIES = 5
+# How many of the requests taken last the status names (a few steps' worth).
+_TOOK_KEPT = 64
 # Claude Code reconnects a broken MCP stream five times, 1 s to 30 s apart (~16 s when the
 # endpoint refuses at once), then gives up on that server for good.
 CHANNEL_GRACE = 30.0
@@ -275,8 +277,9 @@ class Supervisor:
             for op, name, _ in taken:
                 await self.handle(op, name)
             # In the status this step writes: a waiter whose request is named there knows the
-            # states it reads are after it, and that an agent stopped is stopped for good.
-            self._took = tuple(request for *_, request in taken)
+            # states it reads are after it, and that an agent stopped is stopped for good. The
+            # last few steps' requests stay named, for a waiter that read no status in between.
+            self._took = (*self._took, *(request for *_, request in taken))[-_TOOK_KEPT:]
         running = [a.spec.session for a in self.agents.values() if a.record.state in RUNNING]
         try:
             live, shown = panes.look(self.tmux, running)
