@@ -6,6 +6,7 @@ claude is the expensive part, so the sessions are reused step by step).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -724,6 +725,18 @@ def test_down_leaves_alone_the_processes_that_pid_files_from_before_a_reboot_nam
         for stranger in strangers:
             stranger.kill()
             stranger.wait()
+
+
+def test_up_gives_up_on_a_lock_held_by_no_supervisor(make_crew: MakeCrew) -> None:
+    crew = make_crew([agent("solo", "http://127.0.0.1:9")])
+    crew.runtime.mkdir(parents=True)
+    with (crew.runtime / "supervisor.lock").open("a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        up = crew.cli("up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1", "--timeout", "1")
+    assert up.returncode == 1
+    assert up.stderr.strip().endswith(
+        f"the crew's lock ({crew.runtime / 'supervisor.lock'}) stayed taken, by no supervisor, for 1s"
+    )
 
 
 def test_two_ups_of_a_new_crew_at_once_start_it_once(model_server: StartModelServer, make_crew: MakeCrew) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from agent_smith.crew import LoadedCrew, load_crew
 from agent_smith.egress import make_ca_ahead
-from agent_smith.errors import AgentSmithError
+from agent_smith.errors import AgentSmithError, OperationError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -204,6 +204,10 @@ def _lock_or_join(
         status = rd.supervisor_status(timeout=max(0.0, deadline - time.monotonic()))
         if status is not None:
             break
+        if time.monotonic() >= deadline:
+            raise OperationError(
+                f"the crew's lock ({rd.lock}) stayed taken, by no supervisor, for {request.timeout:g}s"
+            )
     rd.check_managed(names, status)
     running = status["supervisor"].get("options")
     kept = options_kept(running, started_with(options)) if isinstance(running, dict) else None
@@ -212,8 +216,7 @@ def _lock_or_join(
     asked = [rd.request("start", name) for name in names]
     # Until it takes them, what status.json says is from before: ready there may be a
     # supervisor on its way out (a `down` meanwhile), which never will take them.
-    remaining = max(0.0, deadline - time.monotonic())
-    wait_taken(rd, asked, timeout=remaining)
+    wait_taken(rd, asked, timeout=max(0.0, deadline - time.monotonic()))
     wait_ready(
         loaded.crew,
         names,
