@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import socket
+import ssl
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tests.fixtures.github import GitHubFixture
 
+from agent_smith.certs import mint_ca
 from agent_smith.errors import OperationError, RateLimited, UsageError
 from agent_smith.forge.environment import HASHED_DIR_FROM, hashed_ca_dir, split_certificates, ssl_context
 from agent_smith.forge.oneshot import PendingCheck, ProtocolError, read_response, review_activity_once
+from agent_smith.forge.query import MAX_SEARCH_CHARS, review_activity_request, review_activity_searches
 from agent_smith.home.plan import SYSTEM_BUNDLES, ca_bundle
 
 REPO = "carol/widgets"
@@ -177,3 +185,114 @@ def test_read_response_frames_bodies_every_way_http_1_1_does() -> None:
 def test_read_response_refuses_what_is_not_http(raw: bytes) -> None:
     with pytest.raises(ProtocolError):
         read_response(io.BytesIO(raw))
+
+
+class DrippingServer:
+    """A real TLS server that reads the request, then answers one byte every `every` seconds and
+    never finishes its headers (until `stop`): each read returns before a socket timeout would."""
+
+    def __init__(self, tmp: Path, every: float = 0.1) -> None:
+        ca = mint_ca("drip test CA")
+        cert, key = ca.issue(["127.0.0.1"])
+        (tmp / "ca.pem").write_bytes(ca.cert_pem)
+        (tmp / "leaf.pem").write_bytes(cert + key)
+        self.ca_path = tmp / "ca.pem"
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._tls.load_cert_chain(tmp / "leaf.pem")
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/graphql"
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        with self._tls.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000
+            for byte in head:
+                if self._stop.wait(self._every):
+                    return
+                tls.sendall(bytes([byte]))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(5)
+
+
+def test_a_server_answering_a_byte_at_a_time_cannot_stretch_a_check_past_its_timeout(tmp_path: Path) -> None:
+    server = DrippingServer(tmp_path)
+    try:
+        env = {"GITHUB_TOKEN": "agent-smith-placeholder-token", "SSL_CERT_FILE": str(server.ca_path)}
+        outcome: list[BaseException] = []
+
+        def check() -> None:
+            try:
+                review_activity_once(server.url, "alice", None, env, timeout=1.0)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        thread = threading.Thread(target=check, daemon=True)
+        thread.start()
+        thread.join(10)
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert not thread.is_alive(), "the check still reads a byte at a time after 10 s"
+    assert elapsed < 3
+    [failure] = outcome
+    assert isinstance(failure, OperationError)
+    assert "TimeoutError" in str(failure)
+
+
+def test_an_agent_in_many_repositories_is_checked_in_searches_github_supports(
+    github_standin: GitHubFixture,
+) -> None:
+    """Eight repositories' `repo:` qualifiers are longer than the 256 characters a GitHub search may
+    be: split over several searches, still one round trip, by the one-shot check and the client."""
+    gh = github_standin
+    world = gh.standin.world
+    with world.lock:
+        repos = [
+            world.add_repo("carol", f"widgets-with-a-long-name-{n}", collaborators=("alice", "bob")) for n in range(8)
+        ]
+        for repo in (repos[0], repos[7]):
+            repo.git.commit_files("feature", {"a.py": "x = 1\n"}, "c", gh.users["alice"].identity, start_point="main")
+            world.open_pull(repo, gh.users["alice"], head="feature", base="main", title=repo.name)
+    names = [r.full_name for r in repos]
+    assert len(" ".join(f"repo:{name}" for name in names)) > 256
+    graphql_before = sum(1 for e in gh.standin.exchanges if e.kind == "graphql")
+    activity = review_activity_once(gh.standin.graphql_url, "alice", names, env_for(gh))
+    assert sorted(p.repo for p in activity.pull_requests) == [names[0], names[7]]
+
+    async def with_the_client() -> list[str]:
+        async with gh.client("alice") as alice:
+            return sorted(p.repo for p in (await alice.review_activity("alice", names)).pull_requests)
+
+    assert asyncio.run(with_the_client()) == [names[0], names[7]]
+    assert sum(1 for e in gh.standin.exchanges if e.kind == "graphql") - graphql_before == 2
+
+
+@given(
+    st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", fullmatch=True),
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}", fullmatch=True),
+            st.from_regex(r"[A-Za-z0-9._-]{1,100}", fullmatch=True),
+        ).map("/".join),
+        max_size=40,
+    ),
+)
+def test_searches_fit_githubs_limit_and_name_every_repository_once(login: str, repos: list[str]) -> None:
+    searches = review_activity_searches(login, repos)
+    assert all(len(s) <= MAX_SEARCH_CHARS for s in searches)
+    assert all(s.startswith(f"is:pr is:open archived:false author:{login}") for s in searches)
+    named = [word.removeprefix("repo:") for s in searches for word in s.split() if word.startswith("repo:")]
+    assert named == repos
+    assert len(searches) >= 1
+    query, variables = review_activity_request(login, repos)
+    assert sorted(variables) == sorted(f"q{n}" for n in range(len(searches)))
+    assert query.count("search(query: $q") == len(searches)

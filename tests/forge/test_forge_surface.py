@@ -8,7 +8,6 @@ import agent_smith.standins.github
 
 def test_forge_exports() -> None:
     assert set(agent_smith.forge.__all__) == {
-        "REVIEW_ACTIVITY_QUERY",
         "Comment",
         "ForgeClient",
         "GiveUp",
@@ -25,6 +24,7 @@ def test_forge_exports() -> None:
         "decide",
         "parse_review_activity",
         "review_activity_once",
+        "review_activity_request",
         "unaddressed",
     }
     for name in agent_smith.forge.__all__:

@@ -78,7 +78,7 @@ def test_assembles_every_file_claude_code_reads(setup_crew: tuple[Path, Path, Pa
         "type": "command",
         "command": f"{command} hook stop",
         "asyncRewake": True,
-        "timeout": 3600,
+        "timeout": 7200,
     }
     assert settings["hooks"]["UserPromptSubmit"] == [
         {

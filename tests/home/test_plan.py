@@ -57,6 +57,16 @@ def test_hooks_quote_the_command_path() -> None:
     assert hooks["Stop"][0]["hooks"][0]["command"] == "'/opt/agent smith/bin/agent-smith' hook stop"
 
 
+def test_the_stop_hook_outlives_its_longest_watch() -> None:
+    """A watcher holding activity for the loop guard runs until the guard has room: Claude Code
+    must not kill it first, or the held comment is never delivered to an idle agent."""
+    from agent_smith.hooks.entry import DEFAULT_POLL, DEFAULT_WATCH
+    from agent_smith.hooks.stop import longest_watch
+
+    [group] = agent_hooks("/x/agent-smith")["Stop"]
+    assert group["hooks"][0]["timeout"] > longest_watch(DEFAULT_WATCH, DEFAULT_POLL)
+
+
 def test_the_prompt_hook_is_a_call_on_the_supervisors_mcp_server_that_never_blocks_the_prompt() -> None:
     [group] = agent_hooks("/x/agent-smith")["UserPromptSubmit"]
     assert group == {

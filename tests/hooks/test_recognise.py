@@ -277,3 +277,56 @@ def test_a_pr_opened_with_a_body_of_megabytes_is_recognised() -> None:
     body = "word " * 400_000
     payload = bash(f'gh pr create --title "Add retries" --body "{body}" -R acme/widgets', stdout=URL + "\n")
     assert recognise(payload) == PrAction("opened", "acme/widgets", 12, URL, "Add retries")
+
+
+# Every spelling pflag (gh's flag parser) takes for `-R`/`--repo`, alone or at the end of a
+# cluster of one-letter flags that take no value.
+REPO_SPELLINGS = [
+    ["-R", "devbot/widgets"],
+    ["-Rdevbot/widgets"],
+    ["-R=devbot/widgets"],
+    ["--repo", "devbot/widgets"],
+    ["--repo=devbot/widgets"],
+]
+
+
+@given(
+    st.sampled_from(["merge", "review"]),
+    st.sampled_from(REPO_SPELLINGS),
+    st.sampled_from([[], ["-d"], ["-s"], ["-c"], ["-a"]]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_every_spelling_of_the_repository_flag_names_it(
+    verb: str, spelling: list[str], before: list[str], clustered: bool, number_first: bool
+) -> None:
+    if clustered and before and spelling[0].startswith("-R"):
+        flags = [before[0] + spelling[0][1:], *spelling[1:]]  # -dR x, -dRx, -dR=x
+    else:
+        flags = [*before, *spelling]
+    words = ["gh", "pr", verb, *(["12", *flags] if number_first else [*flags, "12"])]
+    if verb == "review" and not {"-c", "-a"} & set(before):
+        words.append("--comment")
+    action = recognise(bash(" ".join(words)))
+    assert action is not None
+    assert (action.repo, action.number, action.repo_of_checkout) == ("devbot/widgets", 12, False)
+
+
+@pytest.mark.parametrize(
+    ("command", "repo", "number"),
+    [
+        ("gh pr merge 1 -Rdevbot/widgets", "devbot/widgets", 1),
+        ("gh pr merge 1 -R=devbot/widgets", "devbot/widgets", 1),
+        ("gh pr review 3 -aRdevbot/widgets", "devbot/widgets", 3),
+        ("gh pr merge -dsR devbot/widgets 4", "devbot/widgets", 4),
+        # A value flag takes the rest of its cluster: here -b's value is "R", and -R is not given.
+        ("gh pr review 5 -c -bR", None, 5),
+        # pflag keeps the last value given; `--` ends the flags.
+        ("gh pr merge 6 -R a/b --repo c/d", "c/d", 6),
+        ("gh pr merge -R a/b -- 7", "a/b", 7),
+    ],
+)
+def test_the_repository_flag_is_read_as_pflag_reads_it(command: str, repo: str | None, number: int) -> None:
+    action = recognise(bash(command))
+    assert action is not None
+    assert (action.repo, action.number) == (repo, number)

@@ -7,7 +7,18 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_smith.hooks.rewake import WINDOW, Activity, Held, Limits, PullRequest, RewakeState, Wake, decide, excerpt
+from agent_smith.hooks.rewake import (
+    WINDOW,
+    Activity,
+    Held,
+    Limits,
+    PullRequest,
+    RewakeState,
+    Wake,
+    decide,
+    excerpt,
+    read_state,
+)
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 PR = PullRequest("acme/widgets", 7, "Add retries", "https://ghe.test/acme/widgets/pull/7")
@@ -55,8 +66,9 @@ def test_the_loop_guard_caps_wakes_per_pr_per_hour_and_says_so() -> None:
     assert "Loop guard" not in reasons[0]
     assert "Loop guard: this is the last wake this hour for acme/widgets#7" in reasons[2]
     state, decision = decide(state, [item("t9")], [PR], T0 + dt.timedelta(minutes=10), limits)
-    assert decision == Held(("acme/widgets#7",))
-    assert "t9" not in state.surfaced  # held, not lost
+    # held (not lost) until the first of the three wakes leaves the hour's window
+    assert decision == Held(("acme/widgets#7",), T0 + WINDOW)
+    assert "t9" not in state.surfaced
     _, later = decide(state, [item("t9")], [PR], T0 + WINDOW + dt.timedelta(minutes=1), limits)
     assert isinstance(later, Wake)
     assert [i.key for i in later.items] == ["t9"]
@@ -74,11 +86,78 @@ def test_the_guard_is_per_pull_request() -> None:
 
 def test_reason_is_capped_and_excerpts_bounded() -> None:
     many = [item(f"t{n}", body="word " * 400) for n in range(40)]
-    _, decision = decide(RewakeState(), many, [PR], T0, Limits(excerpt_chars=100, reason_chars=1500))
+    state, decision = decide(RewakeState(), many, [PR], T0, Limits(excerpt_chars=100, reason_chars=1500))
     assert isinstance(decision, Wake)
     assert len(decision.reason) <= 1500
-    assert decision.reason.endswith("(more activity not shown; read the pull requests)")
+    assert f"… {40 - len(decision.items)} more item(s) not shown here: they come at your next wake" in decision.reason
     assert all(len(line) < 250 for line in decision.reason.splitlines())
+    assert set(state.surfaced) == {i.key for i in decision.items}
+
+
+def test_items_cut_from_the_reason_are_not_surfaced_and_come_at_the_next_wake() -> None:
+    """Cut excerpts, not PRs: every PR with activity keeps its header line, and an item the cap
+    left out of the reason is shown at the next wake rather than lost."""
+    prs = [PullRequest("acme/widgets", n, f"PR {n}", f"https://ghe.test/acme/widgets/pull/{n}") for n in (7, 8, 9)]
+    busy = [item(f"b{n}", body=f"nit {n} " + "word " * 60) for n in range(12)]
+    newest = [item("n8", number=8, body="the newest comment"), item("n9", number=9, body="and on nine")]
+    limits = Limits(excerpt_chars=280, reason_chars=1500)
+    state, decision = decide(RewakeState(), busy + newest, prs, T0, limits)
+    assert isinstance(decision, Wake)
+    for pr in prs:
+        assert f'{pr.pr} "{pr.title}" — {pr.url}' in decision.reason
+    shown = {i.key for i in decision.items}
+    assert {"n8", "n9"} <= shown  # each PR's first item, whatever the busy one says
+    assert all(f"#{i.key})" in decision.reason for i in decision.items)
+    assert set(state.surfaced) == shown
+    assert len(decision.reason) <= 1500
+    left = [i.key for i in busy if i.key not in shown]
+    assert left, "the cap cut some items"
+    _, later = decide(state, busy + newest, prs, T0 + dt.timedelta(minutes=2), limits)
+    assert isinstance(later, Wake)
+    assert [i.key for i in later.items][: len(left)] == left[: len(later.items)]
+
+
+def test_the_loop_guard_notice_survives_the_length_cap() -> None:
+    many = [item(f"t{n}", body="word " * 400) for n in range(40)]
+    limits = Limits(wakes_per_pr_per_hour=1, excerpt_chars=280, reason_chars=1200)
+    _, decision = decide(RewakeState(), many, [PR], T0, limits)
+    assert isinstance(decision, Wake)
+    assert len(decision.reason) <= 1200
+    assert "Loop guard: this is the last wake this hour for acme/widgets#7" in decision.reason
+
+
+def _prs_of(numbers: list[int]) -> list[PullRequest]:
+    return [PullRequest("acme/widgets", n, f"T{n}", f"https://ghe.test/acme/widgets/pull/{n}") for n in numbers]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=1, max_value=6), st.text(max_size=600)), min_size=1, max_size=30, unique_by=str
+    ),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=1, max_value=400),
+    st.integers(min_value=200, max_value=5000),
+)
+def test_what_the_reason_shows_is_exactly_what_is_surfaced(
+    raw: list[tuple[int, str]], cap: int, excerpt_chars: int, reason_chars: int
+) -> None:
+    items = [item(f"k{n}", number=number, body=body) for n, (number, body) in enumerate(raw)]
+    prs = _prs_of(sorted({i.number for i in items}))
+    limits = Limits(cap, excerpt_chars, reason_chars)
+    state, decision = decide(RewakeState(), items, prs, T0, limits)
+    assert isinstance(decision, Wake)
+    lines = decision.reason.splitlines()
+    for pr in prs:  # every PR keeps its header line
+        assert f'{pr.pr} "{pr.title}" — {pr.url}' in lines
+    if cap == 1:  # every woken PR is at its cap: the notice is there, whatever the length
+        assert lines[-1].startswith("Loop guard: this is the last wake this hour for ")
+    shown = {i.key for i in decision.items}
+    assert set(state.surfaced) == shown
+    described = {line.split("(https://ghe.test/x#", 1)[1].split(")", 1)[0] for line in lines if line.startswith("  - ")}
+    assert described == shown
+    mandatory = len(decide(RewakeState(), items, prs, T0, Limits(cap, excerpt_chars, 0))[1].reason)
+    assert len(decision.reason) <= max(reason_chars, mandatory)
 
 
 def test_state_round_trips_through_json_and_prunes_old_entries() -> None:
@@ -120,3 +199,36 @@ def test_excerpt_is_one_bounded_line(text: str, limit: int) -> None:
     cut = excerpt(text, limit)
     assert len(cut) <= limit
     assert "\n" not in cut
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30) | st.sampled_from(["2026-12-07T10:00:00", "now"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+stored_times = st.one_of(st.just(T0.isoformat()), st.just("2026-12-07T10:00:00"), json_values)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["surfaced", "wakes", "other"]),
+        st.one_of(
+            json_values,
+            st.dictionaries(st.text(max_size=8), st.one_of(stored_times, st.lists(stored_times, max_size=3))),
+        ),
+    )
+)
+def test_any_stored_state_reads_as_aware_times_dropping_the_rest(data: dict[str, object]) -> None:
+    state, _ = read_state(data)
+    times = [*state.surfaced.values(), *(t for ts in state.wakes.values() for t in ts)]
+    assert all(t.utcoffset() is not None for t in times)
+    decide(state, [item("t1")], [PR], T0)  # and the decision can compare them with now
+    assert read_state(state.to_json()) == (state, ())
+
+
+def test_a_time_without_a_zone_is_dropped_and_named() -> None:
+    state, dropped = read_state(
+        {"surfaced": {"a": "2026-12-07T10:00:00", "b": T0.isoformat()}, "wakes": {"x#1": [T0.isoformat(), "soon"]}}
+    )
+    assert state == RewakeState({"b": T0}, {})
+    assert dropped == ("surfaced a", "wakes x#1")

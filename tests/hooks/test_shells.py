@@ -23,7 +23,7 @@ from agent_smith.hooks.deliver import MAX_ATTEMPTS, PrFacts, announcement, deliv
 from agent_smith.hooks.prompt import ACTIVITY_FILE, prompt_context
 from agent_smith.hooks.prompt_mcp import prompt_tool
 from agent_smith.hooks.rewake import Activity, PullRequest
-from agent_smith.hooks.stop import Snapshot, run_stop
+from agent_smith.hooks.stop import CHECK_TIMEOUT, Snapshot, longest_watch, run_stop
 from agent_smith.hooks.tool import SPOOL, retry_due, run_tool
 from agent_smith.mcphttp import answer_http
 from agent_smith.mcpstdio import McpServer
@@ -618,7 +618,7 @@ def test_stop_watches_until_activity_grows_then_wakes(context: HookContext, caps
     checks = iter([snapshot(), snapshot(), snapshot("t1")])
     fake = FakeTime()
     code = run_stop(
-        context, lambda: next(checks), poll=30, watch_for=600, sleep=fake.sleep, clock=fake.clock, now=lambda: T0
+        context, lambda _: next(checks), poll=30, watch_for=600, sleep=fake.sleep, clock=fake.clock, now=lambda: T0
     )
     assert code == 2
     assert fake.slept == [30, 30]
@@ -626,13 +626,13 @@ def test_stop_watches_until_activity_grows_then_wakes(context: HookContext, caps
     assert "example/widgets#5" in err
     assert "comment t1" in err
     # the same activity does not wake again: a single check returns 0
-    assert run_stop(context, lambda: snapshot("t1"), poll=30, watch_for=0, sleep=fake.sleep, now=lambda: T0) == 0
+    assert run_stop(context, lambda _: snapshot("t1"), poll=30, watch_for=0, sleep=fake.sleep, now=lambda: T0) == 0
     activity = json.loads((context.state / "hooks" / "activity.json").read_text())
     assert activity["pull_requests"][0]["unaddressed"] == 1
 
 
 def test_stop_never_wedges_on_errors(context: HookContext) -> None:
-    def broken() -> Snapshot:
+    def broken(_: float) -> Snapshot:
         raise RuntimeError("HTTP 502 from ghe.test")
 
     fake = FakeTime()
@@ -645,7 +645,7 @@ def test_stop_never_wedges_on_errors(context: HookContext) -> None:
 
 def test_stop_waits_out_a_rate_limit_before_its_next_check(context: HookContext) -> None:
     # Asked again sooner, GitHub only limits the token longer (and may ban an integration that insists).
-    def limited() -> Snapshot:
+    def limited(_: float) -> Snapshot:
         raise RateLimited(
             "review activity of devbot: ghe.test rate limited the token (403); it asks to wait 120 s", 120
         )
@@ -664,7 +664,14 @@ def test_a_newer_stop_hook_supersedes_the_watcher(context: HookContext) -> None:
 
     fake = FakeTime()
     code = run_stop(
-        context, snapshot, poll=5, watch_for=600, sleep=sleep_then_supersede, clock=fake.clock, now=lambda: T0, pid=1
+        context,
+        lambda _: snapshot(),
+        poll=5,
+        watch_for=600,
+        sleep=sleep_then_supersede,
+        clock=fake.clock,
+        now=lambda: T0,
+        pid=1,
     )
     assert code == 0
 
@@ -677,7 +684,7 @@ def test_a_bot_to_bot_ping_pong_stops_at_the_cap(context: HookContext, capsys: p
         codes.append(
             run_stop(
                 context,
-                lambda n=n: snapshot(*(f"t{i}" for i in range(n + 1))),
+                lambda _, n=n: snapshot(*(f"t{i}" for i in range(n + 1))),
                 poll=1,
                 watch_for=0,
                 sleep=fake.sleep,
@@ -691,12 +698,75 @@ def test_a_bot_to_bot_ping_pong_stops_at_the_cap(context: HookContext, capsys: p
     assert log.count("loop guard holds new activity on example/widgets#5") == 3
     later = run_stop(
         context,
-        lambda: snapshot(*(f"t{i}" for i in range(7))),
+        lambda _: snapshot(*(f"t{i}" for i in range(7))),
         poll=1,
         watch_for=0,
         now=lambda: T0 + dt.timedelta(hours=2),
     )
     assert later == 2  # held, not lost: once the hour has room, the waiting comments surface
+
+
+def test_activity_the_loop_guard_holds_reaches_an_idle_agent_when_the_hour_has_room(
+    context: HookContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three wakes 9–7 minutes ago: a new comment waits 51 minutes, longer than the usual watch's
+    50. The watcher watches on until the guard has room, wakes the agent, and says it held once."""
+    hooks = context.state / "hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    recent = [(T0 - dt.timedelta(minutes=m)).isoformat() for m in (9, 8, 7)]
+    (hooks / "rewake.json").write_text(json.dumps({"surfaced": {}, "wakes": {PR.pr: recent}}))
+    fake = FakeTime()
+    code = run_stop(
+        context,
+        lambda _: snapshot("held"),
+        poll=60,
+        watch_for=3000,
+        sleep=fake.sleep,
+        clock=fake.clock,
+        now=lambda: T0 + dt.timedelta(seconds=fake.now),
+    )
+    assert code == 2
+    assert "comment held" in capsys.readouterr().err
+    assert 51 * 60 <= fake.now <= 52 * 60
+    log = (hooks / "hooks.log").read_text()
+    assert log.count("loop guard holds new activity on example/widgets#5") == 1
+
+
+def test_a_hold_never_keeps_the_watcher_past_one_window_more(context: HookContext) -> None:
+    hooks = context.state / "hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    now = [T0]
+    fake = FakeTime()
+
+    def held_forever(_: float) -> Snapshot:
+        # Three wakes always just now: the guard never has room.
+        recent = [now[0].isoformat()] * 3
+        (hooks / "rewake.json").write_text(json.dumps({"surfaced": {}, "wakes": {PR.pr: recent}}))
+        return snapshot("held")
+
+    def later() -> dt.datetime:
+        now[0] = T0 + dt.timedelta(seconds=fake.now)
+        return now[0]
+
+    code = run_stop(context, held_forever, poll=60, watch_for=3000, sleep=fake.sleep, clock=fake.clock, now=later)
+    assert code == 0
+    assert 3000 + 3600 - 60 <= fake.now <= longest_watch(3000, 60)
+
+
+def test_no_check_runs_past_the_watchers_deadline(context: HookContext) -> None:
+    """Each check is given at most its own time, and never more than the watch has left."""
+    fake = FakeTime()
+    given: list[float] = []
+
+    def slow(timeout: float) -> Snapshot:
+        given.append(timeout)
+        fake.now += timeout  # a server that takes all the time it is given
+        raise OperationError("review activity of devbot: cannot reach ghe.test: TimeoutError: timed out")
+
+    assert run_stop(context, slow, poll=60, watch_for=150, sleep=fake.sleep, clock=fake.clock, now=lambda: T0) == 0
+    assert given[0] == CHECK_TIMEOUT
+    assert all(t <= CHECK_TIMEOUT for t in given)
+    assert fake.now <= 150
 
 
 @pytest.mark.real

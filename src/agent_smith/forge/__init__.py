@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     )
     from agent_smith.forge.client import ForgeClient, InlineComment, OpenedPullRequest
     from agent_smith.forge.oneshot import review_activity_once
-    from agent_smith.forge.query import REVIEW_ACTIVITY_QUERY, parse_review_activity
+    from agent_smith.forge.query import parse_review_activity, review_activity_request
     from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, decide
 
 _WHERE = {
@@ -40,8 +40,8 @@ _WHERE = {
     "InlineComment": "client",
     "OpenedPullRequest": "client",
     "review_activity_once": "oneshot",
-    "REVIEW_ACTIVITY_QUERY": "query",
     "parse_review_activity": "query",
+    "review_activity_request": "query",
     "GiveUp": "retry",
     "RetryPolicy": "retry",
     "Wait": "retry",
@@ -49,7 +49,6 @@ _WHERE = {
 }
 
 __all__ = [
-    "REVIEW_ACTIVITY_QUERY",
     "Comment",
     "ForgeClient",
     "GiveUp",
@@ -66,6 +65,7 @@ __all__ = [
     "decide",
     "parse_review_activity",
     "review_activity_once",
+    "review_activity_request",
     "unaddressed",
 ]
 

@@ -23,7 +23,7 @@ import httpx
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.forge.activity import ReviewActivity
 from agent_smith.forge.environment import proxy_for, ssl_context
-from agent_smith.forge.query import REVIEW_ACTIVITY_QUERY, parse_review_activity, repo_path, review_activity_search
+from agent_smith.forge.query import parse_review_activity, repo_path, review_activity_request
 from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, decide
 
 if TYPE_CHECKING:
@@ -281,8 +281,8 @@ class ForgeClient:
         """Every open pull request ``login`` authored in ``repos`` (all repos when None),
         with its unresolved review threads, and its reviews and conversation comments
         newer than ``since``: one GraphQL round trip."""
-        search = {"q": review_activity_search(login, repos)}
-        data = await self.graphql(REVIEW_ACTIVITY_QUERY, search, f"review activity of {login}")
+        query, variables = review_activity_request(login, repos)
+        data = await self.graphql(query, variables, f"review activity of {login}")
         return parse_review_activity(login, data, since)
 
     # -- pull request actions --------------------------------------------------

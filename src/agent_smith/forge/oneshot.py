@@ -8,25 +8,30 @@ credentials) and CA come from the environment, as for the async client.
 
 The request is sent by :class:`PendingCheck`'s constructor and its answer read
 by :meth:`PendingCheck.result`, so a caller can do its other work while the
-server answers.
+server answers. Its `timeout` is the whole check's: every connect, send and
+read gets only the time left, so a server that answers a byte at a time
+cannot stretch it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 from agent_smith.forge.environment import proxy_for, ssl_context
-from agent_smith.forge.query import REVIEW_ACTIVITY_QUERY, parse_review_activity, review_activity_search
+from agent_smith.forge.query import parse_review_activity, review_activity_request
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import BinaryIO
+
+    from _typeshed import WriteableBuffer
 
     from agent_smith.forge.activity import ReviewActivity
 
@@ -84,10 +89,11 @@ class PendingCheck:
         self.what = f"review activity of {login}"
         target = urlsplit(graphql_url)
         self.host = target.hostname or ""
-        self._stream: BinaryIO | None = None
+        self._stream: io.BufferedReader | None = None
         self._failure: Exception | None = None
+        deadline = time.monotonic() + timeout
         try:
-            self._stream = self._send(graphql_url, repos, os.environ if env is None else env, timeout, ca_cache)
+            self._stream = self._send(graphql_url, repos, os.environ if env is None else env, deadline, ca_cache)
         except Exception as exc:  # raised by result(), so the caller meets every failure in one place
             self._failure = exc
 
@@ -96,9 +102,9 @@ class PendingCheck:
         graphql_url: str,
         repos: Sequence[str] | None,
         env: Mapping[str, str],
-        timeout: float,
+        deadline: float,
         ca_cache: Path | None,
-    ) -> BinaryIO:
+    ) -> io.BufferedReader:
         token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""
         if not token:
             from agent_smith.errors import UsageError
@@ -106,9 +112,8 @@ class PendingCheck:
             raise UsageError("no GitHub token: set GITHUB_TOKEN")
         target = urlsplit(graphql_url)
         port = target.port or 443
-        body = json.dumps(
-            {"query": REVIEW_ACTIVITY_QUERY, "variables": {"q": review_activity_search(self.login, repos)}}
-        )
+        query, variables = review_activity_request(self.login, repos)
+        body = json.dumps({"query": query, "variables": variables})
         head = (
             f"POST {target.path or '/graphql'} HTTP/1.1\r\n"
             f"Host: {_authority(self.host, port, 443)}\r\n"
@@ -121,17 +126,20 @@ class PendingCheck:
         )
         context = ssl_context(env, ca_cache)
         try:
-            raw = _connect(self.host, port, proxy_for(graphql_url, env), timeout)
+            raw = _connect(self.host, port, proxy_for(graphql_url, env), deadline)
             try:
+                raw.settimeout(time_left(deadline))
                 tls = context.wrap_socket(raw, server_hostname=_hostname(self.host))
             except BaseException:
                 raw.close()
                 raise
             try:
+                tls.settimeout(time_left(deadline))
                 tls.sendall(head.encode() + body.encode())
-                return tls.makefile("rb")
-            finally:
-                tls.close()  # the stream keeps the connection open until it is closed itself
+            except BaseException:
+                tls.close()
+                raise
+            return io.BufferedReader(DeadlineReader(tls, deadline))  # closing it closes the connection
         except ssl.SSLCertVerificationError as exc:
             raise self._failed(
                 f"the certificate of {self.host} is not trusted (set SSL_CERT_FILE to the CA that signs it)"
@@ -197,13 +205,42 @@ def _authority(host: str, port: int, default_port: int | None) -> str:
     return name if port == default_port else f"{name}:{port}"
 
 
-def _tcp(host: str, port: int, timeout: float) -> socket.socket:
+def time_left(deadline: float) -> float:
+    """Seconds until `deadline` (a `time.monotonic` time); TimeoutError once it passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the check ran out of time")
+    return left
+
+
+class DeadlineReader(io.RawIOBase):
+    """A connection's bytes, each read given only the time left until `deadline`: a socket
+    timeout alone bounds one read, and a server sending a byte at a time would restart it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        self._sock.settimeout(time_left(self._deadline))
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._sock.close()
+        super().close()
+
+
+def _tcp(host: str, port: int, deadline: float) -> socket.socket:
     """`socket.create_connection`, with the name passed as bytes when ASCII (see `_hostname`)."""
     failure: OSError | None = None
     for family, kind, proto, _, address in socket.getaddrinfo(_hostname(host), port, 0, socket.SOCK_STREAM):
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(time_left(deadline))
             sock.connect(address)
         except OSError as exc:
             sock.close()
@@ -213,12 +250,12 @@ def _tcp(host: str, port: int, timeout: float) -> socket.socket:
     raise failure or OSError(f"no address for {host}")
 
 
-def _connect(host: str, port: int, proxy: str | None, timeout: float) -> socket.socket:
+def _connect(host: str, port: int, proxy: str | None, deadline: float) -> socket.socket:
     """A TCP connection to host:port, through an HTTP CONNECT tunnel when `proxy` is set."""
     if proxy is None:
-        return _tcp(host, port, timeout)
+        return _tcp(host, port, deadline)
     via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    sock = _tcp(via.hostname or "", via.port or 80, timeout)
+    sock = _tcp(via.hostname or "", via.port or 80, deadline)
     try:
         authority = _authority(host, port, None)
         lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
@@ -227,8 +264,9 @@ def _connect(host: str, port: int, proxy: str | None, timeout: float) -> socket.
 
             credentials = f"{unquote(via.username)}:{unquote(via.password or '')}"
             lines.append("Proxy-Authorization: Basic " + base64.b64encode(credentials.encode()).decode())
+        sock.settimeout(time_left(deadline))
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        status, reason = _tunnel_answer(sock)
+        status, reason = _tunnel_answer(sock, deadline)
         if status != 200:
             raise ProtocolError(f"the proxy {via.hostname}:{via.port or 80} answered {status} {reason}".rstrip())
     except BaseException:
@@ -237,10 +275,11 @@ def _connect(host: str, port: int, proxy: str | None, timeout: float) -> socket.
     return sock
 
 
-def _tunnel_answer(sock: socket.socket) -> tuple[int, str]:
+def _tunnel_answer(sock: socket.socket, deadline: float) -> tuple[int, str]:
     """The proxy's answer to CONNECT, read byte by byte: what follows it is the server's TLS."""
     head = bytearray()
     while not head.endswith(b"\r\n\r\n"):
+        sock.settimeout(time_left(deadline))
         byte = sock.recv(1)
         if not byte:
             raise ProtocolError("the proxy closed the connection")
@@ -258,7 +297,7 @@ def _status_line(line: bytes) -> tuple[int, str]:
     return int(parts[1]), parts[2] if len(parts) == 3 else ""
 
 
-def read_response(stream: BinaryIO) -> HttpAnswer:
+def read_response(stream: io.BufferedIOBase) -> HttpAnswer:
     """One HTTP/1.1 response from `stream`: status line, headers, then a body framed by
     ``Transfer-Encoding: chunked``, ``Content-Length`` or the end of the connection."""
     while True:
@@ -281,7 +320,7 @@ def read_response(stream: BinaryIO) -> HttpAnswer:
     return HttpAnswer(status, reason, headers, body)
 
 
-def _line(stream: BinaryIO) -> bytes:
+def _line(stream: io.BufferedIOBase) -> bytes:
     line = stream.readline(MAX_HEAD + 1)
     if not line:
         raise ProtocolError("the server closed the connection before answering")
@@ -290,7 +329,7 @@ def _line(stream: BinaryIO) -> bytes:
     return line
 
 
-def _headers(stream: BinaryIO) -> dict[str, str]:
+def _headers(stream: io.BufferedIOBase) -> dict[str, str]:
     headers: dict[str, str] = {}
     size = 0
     while (line := _line(stream)) not in (b"\r\n", b"\n"):
@@ -305,14 +344,14 @@ def _headers(stream: BinaryIO) -> dict[str, str]:
     return headers
 
 
-def _exactly(stream: BinaryIO, size: int) -> bytes:
+def _exactly(stream: io.BufferedIOBase, size: int) -> bytes:
     data = stream.read(size)
     if len(data) != size:
         raise ProtocolError(f"the answer was cut off ({len(data)} of {size} bytes)")
     return data
 
 
-def _chunked(stream: BinaryIO) -> bytes:
+def _chunked(stream: io.BufferedIOBase) -> bytes:
     body = bytearray()
     while True:
         size_text = _line(stream).split(b";", 1)[0].strip()

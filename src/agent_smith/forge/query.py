@@ -16,11 +16,12 @@ if TYPE_CHECKING:
 
     from agent_smith.forge.activity import ReviewActivity
 
-REVIEW_ACTIVITY_QUERY = """
-query ReviewActivity($q: String!) {
-  search(query: $q, type: ISSUE, first: 100) {
-    issueCount
-    nodes {
+# GitHub does not support a search query longer than this ("Troubleshooting search queries" in
+# its docs; the REST search answers 422 "The search is longer than 256 characters."): an agent
+# in many repositories has its `repo:` qualifiers split over several searches.
+MAX_SEARCH_CHARS = 256
+
+_PULL_REQUEST_FIELDS = """
       ... on PullRequest {
         number
         title
@@ -37,11 +38,26 @@ query ReviewActivity($q: String!) {
         }
         reviews(last: 50) { nodes { id author { login } state body submittedAt url } }
         comments(last: 50) { nodes { id author { login } body createdAt url } }
-      }
-    }
-  }
-}
-"""
+      }"""
+
+
+def review_activity_query(searches: int) -> str:
+    """The ReviewActivity query for `searches` searches (variables ``q0``, ``q1``…), each under its
+    own alias (``s0``, ``s1``…): however many there are, one round trip."""
+    variables = ", ".join(f"$q{n}: String!" for n in range(searches))
+    fields = "".join(
+        f"\n  s{n}: search(query: $q{n}, type: ISSUE, first: 100) {{\n    issueCount\n    nodes {{"
+        f"{_PULL_REQUEST_FIELDS}\n    }}\n  }}"
+        for n in range(searches)
+    )
+    return f"query ReviewActivity({variables}) {{{fields}\n}}\n"
+
+
+def review_activity_request(login: str, repos: Sequence[str] | None) -> tuple[str, dict[str, str]]:
+    """The ReviewActivity query and its variables: the login's open PRs, in `repos` when given."""
+    searches = review_activity_searches(login, repos)
+    return review_activity_query(len(searches)), {f"q{n}": q for n, q in enumerate(searches)}
+
 
 _GHOST = "ghost"  # GitHub's name for a deleted account
 
@@ -61,9 +77,12 @@ def parse_review_activity(login: str, data: Mapping[str, Any], since: dt.datetim
     from agent_smith.forge.activity import Comment, PullRequestActivity, Review, ReviewActivity, Thread
 
     pulls = []
-    for node in data["search"]["nodes"]:
-        if not node:
+    seen: set[tuple[str, int]] = set()
+    # Each search's nodes (aliased s0, s1…: see `review_activity_query`), each PR once.
+    for node in (n for result in data.values() for n in result["nodes"]):
+        if not node or (key := (node["repository"]["nameWithOwner"], node["number"])) in seen:
             continue
+        seen.add(key)
         threads = []
         for t in node["reviewThreads"]["nodes"]:
             last = (t["comments"]["nodes"] or [None])[-1]
@@ -106,11 +125,19 @@ def parse_review_activity(login: str, data: Mapping[str, Any], since: dt.datetim
     return ReviewActivity(login, tuple(pulls))
 
 
-def review_activity_search(login: str, repos: Sequence[str] | None) -> str:
-    """The ReviewActivity query's search: the login's open PRs, in `repos` when given."""
-    qualifiers = ["is:pr", "is:open", "archived:false", f"author:{login}"]
-    qualifiers += [f"repo:{repo_path(r)}" for r in repos or ()]
-    return " ".join(qualifiers)
+def review_activity_searches(login: str, repos: Sequence[str] | None) -> list[str]:
+    """The searches for the login's open PRs, in `repos` when given: as few as fit GitHub's
+    `MAX_SEARCH_CHARS` (GitHub takes a search's `repo:` qualifiers as alternatives). Pure."""
+    base = ["is:pr", "is:open", "archived:false", f"author:{login}"]
+    searches: list[str] = []
+    current = list(base)
+    for repo in repos or ():
+        qualifier = f"repo:{repo_path(repo)}"
+        if len(current) > len(base) and len(" ".join([*current, qualifier])) > MAX_SEARCH_CHARS:
+            searches.append(" ".join(current))
+            current = list(base)
+        current.append(qualifier)
+    return [*searches, " ".join(current)]
 
 
 def repo_path(repo: str) -> str:

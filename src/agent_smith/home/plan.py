@@ -31,6 +31,10 @@ MCP_TOKEN_VAR = "AGENT_SMITH_MCP_TOKEN"
 # Seconds the prompt hook waits for the supervisor's answer (usually a few ms): enough for a
 # supervisor still bringing up the event log at an agent's first prompt, not long on a hung one.
 PROMPT_TIMEOUT = 10
+# The Stop hook's timeout (s): its watch (AGENT_SMITH_STOP_WATCH, 3000 s by default), and while the
+# loop guard holds activity, up to one guard window (1 h) and a poll more, until the activity is
+# delivered (`hooks.stop.longest_watch`: 6660 s by default); with room to spare.
+STOP_TIMEOUT = 7200
 CHAT_SERVER = "matrix"
 # Served beside the event tools by the supervisor: its URL is theirs plus this.
 CHAT_URL_SUFFIX = "/matrix"
@@ -162,9 +166,15 @@ def agent_hooks(command: str) -> dict[str, list[dict[str, Any]]]:
     PATH, and the prompt context as a call on the supervisor's MCP server."""
     exe = shlex.quote(command)
     return {
-        # The Stop hook keeps watching for review activity (AGENT_SMITH_STOP_WATCH, 3000 s by
-        # default) after the turn ended, so its timeout must outlast that watch.
-        "Stop": [{"hooks": [{"type": "command", "command": f"{exe} hook stop", "asyncRewake": True, "timeout": 3600}]}],
+        # The Stop hook keeps watching for review activity after the turn ended, so its timeout
+        # must outlast the longest watch (see STOP_TIMEOUT).
+        "Stop": [
+            {
+                "hooks": [
+                    {"type": "command", "command": f"{exe} hook stop", "asyncRewake": True, "timeout": STOP_TIMEOUT}
+                ]
+            }
+        ],
         # Before every turn, chat turns included: a tool call on the connection the CLI already
         # holds costs a few ms where a command costs a Python start (~30 ms). A supervisor that is
         # down or slow must not hold the prompt: it goes on without the context.

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import fcntl
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from agent_smith.errors import EventRefused, OperationError, UsageError
 from agent_smith.hooks.context import HookContext
 from agent_smith.hooks.recognise import branch_ref
-from agent_smith.hooks.store import hooks_dir, log_line, read_json, write_json
+from agent_smith.hooks.store import exclusive, hooks_dir, log_line, read_json, write_json
 from agent_smith.hooks.tool import SPOOL
 
 ACTIONS = frozenset({"opened", "reviewed", "merged"})
@@ -87,21 +86,6 @@ def announcement(author: str, title: str, url: str, reviewers: list[tuple[str, s
     return f"{names}: {author} opened a pull request for review — {title} {url}"
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[bool]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 async def deliver(
     context: HookContext, lookup: Lookup, publish: Publish, announce: Announce | None, find: Find | None = None
 ) -> tuple[int, int]:
@@ -114,7 +98,7 @@ async def deliver(
     delivered = left = 0
     tried: set[str] = set()
     while True:
-        with _exclusive(hooks_dir(context.state) / "deliver.lock") as mine:
+        with exclusive(hooks_dir(context.state) / "deliver.lock") as mine:
             if not mine:
                 return delivered, left  # the holder takes the new job too
             for path in _untried(spool, tried):

@@ -58,15 +58,15 @@ def env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
 def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     if kind not in KINDS:
-        sys.stderr.write(f"agent-smith hook: unknown hook {kind!r} (one of {', '.join(KINDS)})\n")
+        _say(f"agent-smith hook: unknown hook {kind!r} (one of {', '.join(KINDS)})")
         return 0
-    payload = read_payload(sys.stdin.read()) if kind != "deliver" else {}
+    payload = read_payload(read_stdin()) if kind != "deliver" else {}
     if kind == "tool" and not may_be_pr_action(payload):
         return 0  # the common case: nothing to load, nothing to do
     try:
         context = load_context(env)
     except HookSetupError as exc:
-        sys.stderr.write(f"agent-smith hook {kind}: {exc}\n")
+        _say(f"agent-smith hook {kind}: {exc}")
         return 0
     try:
         return _dispatch(kind, context, payload, env)
@@ -74,8 +74,23 @@ def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = Non
         from agent_smith.hooks.store import log_line
 
         log_line(context.state, kind, f"failed: {type(exc).__name__}: {exc}")
-        sys.stderr.write(f"agent-smith hook {kind}: {type(exc).__name__}: {exc}\n")
+        _say(f"agent-smith hook {kind}: {type(exc).__name__}: {exc}")
         return 0
+
+
+def read_stdin() -> str:
+    """The hook's payload as text: bytes that are not UTF-8 become U+FFFD rather than an error
+    (whatever the locale's or PYTHONIOENCODING's codec would make of them)."""
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if anyone still reads it (Claude Code may be gone: the pipe closed)."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
 
 
 def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[str, str]) -> int:

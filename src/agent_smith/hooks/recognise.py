@@ -16,7 +16,7 @@ import itertools
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -146,14 +146,48 @@ def simple_commands(command: str) -> list[list[str]]:
     return [c for c in out if c]
 
 
-def _option(args: Sequence[str], *names: str) -> str | None:
-    for i, arg in enumerate(args):
-        for name in names:
-            if arg == name and i + 1 < len(args):
-                return args[i + 1]
-            if name.startswith("--") and arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
+def pflag(args: Sequence[str], takes_value: frozenset[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(flags with their values, positional arguments) as pflag, gh's flag parser, reads `args`.
+
+    Pure. A flag in `takes_value` takes one: ``--name value``, ``--name=value``, ``-n value``,
+    ``-nvalue``, ``-n=value``, also at the end of a cluster of one-letter flags (``-dnvalue``,
+    ``-dn value``). Any other flag's value is "" (or what follows its ``=``). ``--`` ends the flags.
+    """
+    flags: list[tuple[str, str]] = []
+    positional: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            positional.extend(rest)
+        elif arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if name in takes_value and not eq:
+                value = next(rest, "")
+            flags.append((name, value))
+        elif arg.startswith("-") and len(arg) > 1:
+            flags.extend(_cluster(arg[1:], rest, takes_value))
+        else:
+            positional.append(arg)
+    return flags, positional
+
+
+def _cluster(letters: str, rest: Iterator[str], takes_value: frozenset[str]) -> list[tuple[str, str]]:
+    """One-letter flags given together (``-sd``); the first that takes a value takes what follows it
+    in the cluster (one leading ``=`` dropped, as pflag does), else the next argument."""
+    flags: list[tuple[str, str]] = []
+    for at, letter in enumerate(letters):
+        name, after = f"-{letter}", letters[at + 1 :]
+        if after.startswith("="):
+            return [*flags, (name, after[1:])]
+        if name in takes_value:
+            return [*flags, (name, after or next(rest, ""))]
+        flags.append((name, ""))
+    return flags
+
+
+def _option(flags: Sequence[tuple[str, str]], *names: str) -> str | None:
+    """The value of the last of `names` given (pflag keeps the last), None when none was."""
+    return next((value for name, value in reversed(flags) if name in names), None)
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
@@ -203,9 +237,19 @@ def repo_name(value: str | None) -> str | None:
 _NAME = re.compile(r"[\w.-]+")
 
 
-_PR_VALUE_FLAGS = frozenset(
-    {"-R", "--repo", "-t", "--title", "-b", "--body", "-F", "--body-file", "-B", "--base", "-H", "--head"}
-)
+# The flags of `gh pr <verb>` that take a value (for pflag's reading of a cluster like `-dR o/r`).
+_PR_VALUE_FLAGS = {
+    "create": frozenset(
+        {"-R", "--repo", "-t", "--title", "-b", "--body", "-F", "--body-file", "-B", "--base", "-H", "--head"}
+        | {"-a", "--assignee", "-l", "--label", "-m", "--milestone", "-p", "--project", "-r", "--reviewer"}
+        | {"-T", "--template", "--recover"}
+    ),
+    "review": frozenset({"-R", "--repo", "-b", "--body", "-F", "--body-file"}),
+    "merge": frozenset(
+        {"-R", "--repo", "-b", "--body", "-F", "--body-file", "-t", "--subject", "-A", "--author-email"}
+        | {"--match-head-commit"}
+    ),
+}
 _API_VALUE_FLAGS = frozenset(
     {
         "-X",
@@ -229,26 +273,13 @@ _API_VALUE_FLAGS = frozenset(
 )
 
 
-def _positional(args: Sequence[str], takes_value: frozenset[str] = _PR_VALUE_FLAGS) -> str | None:
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in takes_value:
-            skip = True
-            continue
-        if not arg.startswith("-"):
-            return arg
-    return None
-
-
-def _pr_ref(args: Sequence[str], output: str, env_repo: str | None, action: PrAction) -> PrAction:
+def _pr_ref(
+    flags: Sequence[tuple[str, str]], target: str | None, output: str, env_repo: str | None, action: PrAction
+) -> PrAction:
     """`action` with its PR as gh's arguments and output name it: a URL, a number, a branch, or
     nothing (the checked-out branch's). The repository is the one `-R` or `GH_REPO` names, else
     that of the checkout gh ran in (None here: the hook reads it)."""
-    named_repo = repo_name(_option(args, "-R", "--repo")) or env_repo
-    target = _positional(args)
+    named_repo = repo_name(_option(flags, "-R", "--repo")) or env_repo
     for text in (target or "", output):
         if match := PR_URL.search(text):
             return replace(
@@ -263,6 +294,8 @@ def _pr_ref(args: Sequence[str], output: str, env_repo: str | None, action: PrAc
 
 
 def _from_gh_pr(verb: str, args: Sequence[str], output: str, env_repo: str | None) -> PrAction | None:
+    flags, positional = pflag(args, _PR_VALUE_FLAGS.get(verb, frozenset()))
+    target = positional[0] if positional else None
     if verb == "create":
         match = PR_URL.search(output)
         if match is None or _ALREADY_EXISTS.search(output):
@@ -273,53 +306,45 @@ def _from_gh_pr(verb: str, args: Sequence[str], output: str, env_repo: str | Non
             slug,
             int(match["number"]),
             match.group(0),
-            _option(args, "-t", "--title"),
-            base=_option(args, "-B", "--base"),
-            head=_branch(_option(args, "-H", "--head")),
+            _option(flags, "-t", "--title"),
+            base=_option(flags, "-B", "--base"),
+            head=_branch(_option(flags, "-H", "--head")),
         )
     if verb == "review":
-        state = _review_flag(args)
+        state = _review_flag(flags)
         for pattern, said in _GH_REVIEW_OUTPUT:
             if found := pattern.search(output):
                 return _pr_ref(
-                    args, output, env_repo, PrAction("reviewed", None, int(found.group(1)), review_state=said)
+                    flags, target, output, env_repo, PrAction("reviewed", None, int(found.group(1)), review_state=said)
                 )
         # gh prints nothing on success when stdout is not a terminal (as in the Bash tool);
         # PostToolUse only runs for a command that succeeded.
         if state is None or _failed(output):
             return None
-        return _pr_ref(args, output, env_repo, PrAction("reviewed", None, None, review_state=state))
+        return _pr_ref(flags, target, output, env_repo, PrAction("reviewed", None, None, review_state=state))
     if verb == "merge":
         merged = _GH_MERGED_OUTPUT.search(output)
-        if merged is None and (_failed(output) or {"--auto", "--disable-auto"} & set(args)):
+        if merged is None and (_failed(output) or {"--auto", "--disable-auto"} & {name for name, _ in flags}):
             return None  # failed, or only auto-merge was turned on or off: nothing merged yet
-        action = _pr_ref(args, output, env_repo, PrAction("merged", None, int(merged.group(1)) if merged else None))
-        return replace(action, deleted_branch=action.on_checkout and _deletes_branch(args))
+        number = int(merged.group(1)) if merged else None
+        action = _pr_ref(flags, target, output, env_repo, PrAction("merged", None, number))
+        return replace(action, deleted_branch=action.on_checkout and _deletes_branch(flags))
     return None
 
 
-# `gh pr merge`'s short flags that take a value: in a cluster (`-sd`), the rest is that value.
-_MERGE_SHORT_VALUES = frozenset("bFtAR")
+def _deletes_branch(flags: Sequence[tuple[str, str]]) -> bool:
+    value = _option(flags, "-d", "--delete-branch")
+    return value is not None and value.lower() not in ("false", "0", "f")
 
 
-def _deletes_branch(args: Sequence[str]) -> bool:
-    for arg in args:
-        if arg in ("--delete-branch", "--delete-branch=true"):
-            return True
-        if re.fullmatch(r"-[A-Za-z]+", arg):
-            flags = "".join(itertools.takewhile(lambda c: c not in _MERGE_SHORT_VALUES, arg[1:]))
-            if "d" in flags:
-                return True
-    return False
-
-
-def _review_flag(args: Sequence[str]) -> str | None:
-    for flag, state in (
-        (("-a", "--approve"), "APPROVED"),
-        (("-r", "--request-changes"), "CHANGES_REQUESTED"),
-        (("-c", "--comment"), "COMMENTED"),
+def _review_flag(flags: Sequence[tuple[str, str]]) -> str | None:
+    given = {name for name, _ in flags}
+    for names, state in (
+        ({"-a", "--approve"}, "APPROVED"),
+        ({"-r", "--request-changes"}, "CHANGES_REQUESTED"),
+        ({"-c", "--comment"}, "COMMENTED"),
     ):
-        if any(a in flag for a in args):
+        if names & given:
             return state
     return None
 
@@ -334,7 +359,8 @@ def _failed(output: str) -> bool:
 
 
 def _from_gh_api(args: Sequence[str], output: str) -> PrAction | None:
-    path = _positional(args, _API_VALUE_FLAGS)
+    positional = pflag(args, _API_VALUE_FLAGS)[1]
+    path = positional[0] if positional else None
     if path is None or (match := _API_PR.fullmatch(path)) is None:
         return None
     repo, number = f"{match['owner']}/{match['repo']}", int(match["number"])

@@ -8,12 +8,15 @@ The hook surfaces review activity the agent has not addressed (what counts is
 - a loop guard caps wakes per pull request per hour: at the cap the reason
   says so, and further items on that PR wait (unsurfaced) until the window
   has room again — so a bot-to-bot ping-pong stops, and nothing is lost;
-- the reason is bounded: excerpts are cut, and the whole text is capped.
+- the reason is bounded: excerpts are cut, and the whole text is capped —
+  but never a pull request's header line nor the loop guard's notice, and an
+  item cut out of the reason is not surfaced: it waits for the next wake.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 from agent_smith.record import Record, fill
@@ -114,9 +117,35 @@ class RewakeState(Record):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RewakeState:
-        surfaced = {str(k): _parse(v) for k, v in dict(data.get("surfaced") or {}).items()}
-        wakes = {str(k): tuple(_parse(t) for t in v) for k, v in dict(data.get("wakes") or {}).items()}
-        return cls(surfaced, wakes)
+        return read_state(data)[0]
+
+
+def read_state(data: Mapping[str, Any]) -> tuple[RewakeState, tuple[str, ...]]:
+    """The state stored as `data`, and the keys of the entries dropped from it: a time that does not
+    parse or names no time zone (a hand edit, say) could not be compared with now. Pure."""
+    dropped: list[str] = []
+    surfaced: dict[str, dt.datetime] = {}
+    for key, value in _entries(data, "surfaced", dropped):
+        if (when := _parse(value)) is None:
+            dropped.append(f"surfaced {key}")
+        else:
+            surfaced[key] = when
+    wakes: dict[str, tuple[dt.datetime, ...]] = {}
+    for key, values in _entries(data, "wakes", dropped):
+        times = [_parse(t) for t in values] if isinstance(values, list) else [None]
+        if None in times:
+            dropped.append(f"wakes {key}")
+        else:
+            wakes[key] = tuple(t for t in times if t is not None)
+    return RewakeState(surfaced, wakes), tuple(dropped)
+
+
+def _entries(data: Mapping[str, Any], name: str, dropped: list[str]) -> list[tuple[str, Any]]:
+    section = data.get(name) or {}
+    if not isinstance(section, Mapping):
+        dropped.append(name)
+        return []
+    return [(str(k), v) for k, v in section.items()]
 
 
 class Wake(Record):
@@ -134,15 +163,17 @@ class Wake(Record):
 
 
 class Held(Record):
-    """Nothing to wake for; `held` lists PRs whose new items wait for the loop guard."""
+    """Nothing to wake for; `held` lists PRs whose new items wait for the loop guard, until the
+    first of them has room again (`until`; None when nothing is held)."""
 
-    _fields = ("held",)
+    _fields = ("held", "until")
 
     __slots__ = _fields
     held: tuple[str, ...]
+    until: dt.datetime | None
 
-    def __init__(self, held: tuple[str, ...] = ()) -> None:
-        fill(self, held)
+    def __init__(self, held: tuple[str, ...] = (), until: dt.datetime | None = None) -> None:
+        fill(self, held, until)
 
 
 DEFAULT_LIMITS = Limits()
@@ -166,24 +197,28 @@ def decide(
     woken: list[Activity] = []
     capped: list[str] = []
     held: list[str] = []
+    room_at: list[dt.datetime] = []
     wakes = dict(state.wakes)
     for pr, pr_items in by_pr.items():
         recent = wakes.get(pr, ())
         if len(recent) >= limits.wakes_per_pr_per_hour:
             held.append(pr)
+            # The window has room once all but cap - 1 of its wakes are older than it.
+            room_at.append(sorted(recent)[len(recent) - limits.wakes_per_pr_per_hour] + WINDOW)
             continue
         woken.extend(pr_items)
         wakes[pr] = (*recent, now)
         if len(wakes[pr]) >= limits.wakes_per_pr_per_hour:
             capped.append(pr)
     if not woken:
-        return RewakeState(state.surfaced, wakes), Held(tuple(sorted(held)))
+        return RewakeState(state.surfaced, wakes), Held(tuple(sorted(held)), min(room_at, default=None))
 
-    surfaced = dict(state.surfaced)
-    surfaced.update({item.key: now for item in woken})
     prs = {p.pr: p for p in pull_requests}
-    reason = format_reason(woken, prs, capped, now, limits)
-    return RewakeState(surfaced, wakes), Wake(reason, tuple(woken), tuple(capped))
+    reason, shown = format_reason(woken, prs, capped, now, limits)
+    surfaced = dict(state.surfaced)
+    # Only what the reason shows is surfaced: an item cut from it is fresh at the next check.
+    surfaced.update({item.key: now for item in shown})
+    return RewakeState(surfaced, wakes), Wake(reason, shown, tuple(capped))
 
 
 def _pruned(state: RewakeState, now: dt.datetime) -> RewakeState:
@@ -198,34 +233,96 @@ def excerpt(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
 
 
+INTRO = "New review activity on your pull requests. Answer every comment (fix it or say why not), then push."
+# Under the length cap an excerpt is cut to what room is left, but not below this (unless the
+# comment is shorter): the item waits for the next wake instead.
+MIN_EXCERPT = 40
+
+
 def format_reason(
     items: Sequence[Activity],
     prs: Mapping[str, PullRequest],
     capped: Sequence[str],
     now: dt.datetime,
     limits: Limits,
-) -> str:
-    """The text the model reads as Stop-hook feedback: each PR, each comment, bounded."""
-    lines = ["New review activity on your pull requests. Answer every comment (fix it or say why not), then push."]
+) -> tuple[str, tuple[Activity, ...]]:
+    """The text the model reads as Stop-hook feedback, and the items it shows (in `items`' order).
+
+    Each PR's header line (key, title, url) and the loop guard's notice are always there: the
+    agent learns of every PR with activity, and that it will not be woken again for some. Within
+    `limits.reason_chars` go the items, taken a PR at a time in turn so that none is crowded out,
+    their excerpts cut to fit; those left out are said to wait for the next wake.
+    """
     grouped: dict[str, list[Activity]] = {}
     for item in items:
         grouped.setdefault(item.pr, []).append(item)
-    for pr_key, pr_items in grouped.items():
+    notice = _loop_guard_notice(capped, now, limits)
+    full = {pr: [_item_line(i, limits.excerpt_chars) for i in pr_items] for pr, pr_items in grouped.items()}
+    text = _assemble(grouped, prs, full, 0, notice)
+    if len(text) <= limits.reason_chars:
+        return text, tuple(items)
+
+    budget = limits.reason_chars - len(_assemble(grouped, prs, {}, len(items), notice))
+    lines: dict[str, list[str]] = {}
+    shown: set[str] = set()
+    for item in _in_turn(grouped):
+        prefix = _item_prefix(item)
+        room = budget - 1 - len(prefix)  # 1: the line's newline
+        whole = excerpt(item.body, limits.excerpt_chars)
+        if len(whole) <= room:
+            cut = whole
+        elif room >= MIN_EXCERPT:
+            cut = excerpt(item.body, room)
+        else:
+            continue  # no room to show it usefully: it waits for the next wake
+        lines.setdefault(item.pr, []).append(prefix + cut)
+        budget -= len(prefix) + len(cut) + 1
+        shown.add(item.key)
+    rendered = tuple(i for i in items if i.key in shown)
+    return _assemble(grouped, prs, lines, len(items) - len(rendered), notice), rendered
+
+
+def _in_turn(grouped: Mapping[str, Sequence[Activity]]) -> list[Activity]:
+    """Each PR's first item, then each one's second, and so on (each PR's in its order)."""
+    return [i for row in itertools.zip_longest(*grouped.values()) for i in row if i is not None]
+
+
+def _item_prefix(item: Activity) -> str:
+    return f"  - {_describe(item)}: "
+
+
+def _item_line(item: Activity, excerpt_chars: int) -> str:
+    return _item_prefix(item) + excerpt(item.body, excerpt_chars)
+
+
+def _loop_guard_notice(capped: Sequence[str], now: dt.datetime, limits: Limits) -> str | None:
+    if not capped:
+        return None
+    until = (now + WINDOW).strftime("%H:%M UTC")
+    return (
+        f"Loop guard: this is the last wake this hour for {', '.join(capped)} "
+        f"({limits.wakes_per_pr_per_hour} per PR per hour); newer activity there waits until {until}."
+    )
+
+
+def _assemble(
+    grouped: Mapping[str, Sequence[Activity]],
+    prs: Mapping[str, PullRequest],
+    lines: Mapping[str, Sequence[str]],
+    left_out: int,
+    notice: str | None,
+) -> str:
+    out = [INTRO]
+    for pr_key in grouped:
         pr = prs.get(pr_key)
         title = f' "{excerpt(pr.title, 120)}"' if pr else ""
         url = f" — {pr.url}" if pr else ""
-        lines.append("")
-        lines.append(f"{pr_key}{title}{url}")
-        for item in pr_items:
-            lines.append(f"  - {_describe(item)}: {excerpt(item.body, limits.excerpt_chars)!s}")
-    if capped:
-        until = (now + WINDOW).strftime("%H:%M UTC")
-        lines.append("")
-        lines.append(
-            f"Loop guard: this is the last wake this hour for {', '.join(capped)} "
-            f"({limits.wakes_per_pr_per_hour} per PR per hour); newer activity there waits until {until}."
-        )
-    return _capped("\n".join(lines), limits.reason_chars)
+        out += ["", f"{pr_key}{title}{url}", *lines.get(pr_key, ())]
+    if left_out:
+        out += ["", f"… {left_out} more item(s) not shown here: they come at your next wake (or read the PRs)."]
+    if notice:
+        out += ["", notice]
+    return "\n".join(out)
 
 
 def _describe(item: Activity) -> str:
@@ -237,13 +334,10 @@ def _describe(item: Activity) -> str:
     return f"{item.author} commented ({item.url})"
 
 
-def _capped(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    marker = "\n… (more activity not shown; read the pull requests)"
-    cut = text[: max(limit - len(marker), 0)]
-    return cut[: cut.rfind("\n")] + marker if "\n" in cut else cut + marker
-
-
-def _parse(value: Any) -> dt.datetime:
-    return dt.datetime.fromisoformat(str(value))
+def _parse(value: Any) -> dt.datetime | None:
+    """An aware time from its ISO text; None for anything else."""
+    try:
+        when = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return when if when is not None and when.utcoffset() is not None else None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent_smith.fsutil import write_atomic
@@ -42,3 +45,20 @@ def log_line(state: Path, hook: str, message: str, now: dt.datetime | None = Non
             fh.write(entry + "\n")
     except OSError:
         return
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, *, wait: bool = False) -> Iterator[bool]:
+    """Hold an flock on `path` (created if need be) for the `with` block: True once held. Without
+    `wait`, False at once when another process holds it (the caller leaves the work to it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -19,9 +19,9 @@ REVIEW_QUERY = """query { repository(owner: "carol", name: "widgets") { pullRequ
         commit { oid } originalCommit { oid } } } } } } } }"""
 
 
-def _gql(gh: GitHubFixture, login: str, query: str) -> dict[str, Any]:
+def _gql(gh: GitHubFixture, login: str, query: str, **variables: Any) -> dict[str, Any]:
     with gh.http(login) as http:
-        response = http.post("/api/graphql", json={"query": query})
+        response = http.post("/api/graphql", json={"query": query, "variables": variables})
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
     return body
@@ -275,3 +275,13 @@ def test_bad_and_missing_tokens_get_githubs_answers(github_standin: GitHubFixtur
         "documentation_url": "https://docs.github.com/rest",
         "status": "401",
     }
+
+
+def test_a_search_longer_than_github_supports_is_refused_in_githubs_words(github_standin: GitHubFixture) -> None:
+    """GitHub does not support search queries over 256 characters ("Troubleshooting search queries")."""
+    query = "query($q: String!) { search(query: $q, type: ISSUE, first: 5) { issueCount } }"
+    longest = "is:pr " + "x" * 250
+    assert _gql(github_standin, "alice", query, q=longest) == {"data": {"search": {"issueCount": 0}}}
+    refused = _gql(github_standin, "alice", query, q=longest + "y")
+    assert refused["errors"][0]["message"] == "The search is longer than 256 characters."
+    assert refused["errors"][0]["path"] == ["search"]

@@ -912,6 +912,9 @@ class ReviewCommentView(_CommentBase):
 
 # -- search ---------------------------------------------------------------------
 
+# GitHub does not support longer search queries ("Troubleshooting search queries"); its REST
+# search answers 422 Validation Failed, "The search is longer than 256 characters.".
+MAX_SEARCH_CHARS = 256
 _QUALIFIER = re.compile(r"^(-?)([a-z-]+):(.+)$")
 _IGNORED = frozenset({"sort", "archived", "in"})  # ordering and scope GitHub applies anyway here
 _STATES = {"open": "OPEN", "closed": "CLOSED", "merged": "MERGED"}
@@ -963,7 +966,10 @@ def _negated(keep: PullFilter) -> PullFilter:
 
 def search_pulls(world: World, viewer: User, query: str) -> list[PullRequest]:
     """The pull requests an issue search (``is:pr is:open author:X repo:o/r``) finds,
-    newest first. ``repo:`` qualifiers are alternatives, as on GitHub; the rest combine."""
+    newest first. ``repo:`` qualifiers are alternatives, as on GitHub; the rest combine.
+    A query longer than GitHub supports is refused with GitHub's words."""
+    if len(query) > MAX_SEARCH_CHARS:
+        raise GitHubRefusal(422, f"The search is longer than {MAX_SEARCH_CHARS} characters.")
     try:
         words = shlex.split(query)
     except ValueError as exc:

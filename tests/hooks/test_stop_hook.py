@@ -1,0 +1,147 @@
+"""`agent-smith hook stop` and `hook tool` as processes, against the real GitHub stand-in.
+
+What Claude Code does to a hook that these cover: it may be gone when the reason is written (a
+closed stderr), it starts a Stop hook at every turn's end (so two may run at once), and it sends
+whatever bytes a tool call produced on stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_smith.crew import scaffold_crew
+from tests.fixtures.github import GitHubFixture
+
+pytestmark = pytest.mark.real
+
+AGENT_SMITH = Path(sys.executable).parent / "agent-smith"
+
+
+class Agent:
+    """devbot, an agent of a scaffolded crew whose forge is the stand-in, with its PR on carol/widgets."""
+
+    def __init__(self, tmp: Path, github: GitHubFixture) -> None:
+        self.github = github
+        world = github.standin.world
+        with world.lock:
+            self.user = world.add_user("devbot", "agent-smith-placeholder-devbot-token", "devbot")
+            github.repo.collaborators.add("devbot")
+        self.open_pull("feature")
+        crew = tmp / "crew"
+        scaffold_crew(crew)
+        text = (crew / "crew.yaml").read_text().replace("example/widgets", "carol/widgets")
+        text = text.replace(
+            "forge:\n  kind: github\n  base_url: https://api.github.com",
+            f"forge:\n  kind: github-enterprise\n  base_url: {github.standin.api_url}",
+        )
+        (crew / "crew.yaml").write_text(text + f"\nruntime:\n  state_dir: {tmp / 'state'}\n")
+        self.hooks = tmp / "state" / "example-crew" / "agents" / "devbot" / "state" / "hooks"
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp),
+            "AGENT_NAME": "devbot",
+            "AGENT_SMITH_CREW": str(crew),
+            "GITHUB_TOKEN": self.user.token,
+            "SSL_CERT_FILE": str(github.standin.ca_path),
+            "AGENT_SMITH_STOP_WATCH": "0",
+        }
+
+    def open_pull(self, branch: str) -> None:
+        world, repo = self.github.standin.world, self.github.repo
+        with world.lock:
+            repo.git.commit_files(branch, {"a.py": f"x = '{branch}'\n"}, "c", self.user.identity, start_point="main")
+            self.pull = world.open_pull(repo, self.user, head=branch, base="main", title=f"Add {branch}")
+
+    def comment(self, body: str) -> None:
+        world = self.github.standin.world
+        with world.lock:
+            world.comment(self.pull, self.github.users["bob"], body)
+
+    def stop(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [str(AGENT_SMITH), "hook", "stop"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=self.env,
+        )
+
+    def log(self) -> list[str]:
+        path = self.hooks / "hooks.log"
+        return [json.loads(line)["message"] for line in path.read_text().splitlines()] if path.exists() else []
+
+    def surfaced(self) -> dict[str, str]:
+        path = self.hooks / "rewake.json"
+        return dict(json.loads(path.read_text())["surfaced"]) if path.exists() else {}
+
+
+@pytest.fixture
+def agent(tmp_path: Path, github_standin: GitHubFixture) -> Agent:
+    return Agent(tmp_path, github_standin)
+
+
+def test_a_reason_no_one_reads_is_not_surfaced_and_comes_at_the_next_wake(agent: Agent) -> None:
+    """Claude Code gone (stderr closed) when the reason is written: exit 0 and one log line, and the
+    comment is not marked surfaced, so the next Stop hook gives it."""
+    agent.comment("Why x? (first try)")
+    gone = agent.stop()
+    assert gone.stderr is not None
+    gone.stderr.close()  # nobody reads: the hook's write meets a closed pipe
+    assert gone.wait(60) == 0
+    assert agent.surfaced() == {}
+    [said] = agent.log()
+    assert said.startswith("could not deliver the wake reason, nothing surfaced: BrokenPipeError")
+
+    again = agent.stop()
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 2
+    assert "Why x? (first try)" in err.decode()
+    assert len(agent.surfaced()) == 1
+
+
+def test_stop_hooks_started_together_wake_the_agent_once(agent: Agent) -> None:
+    """Two turns ending at once start two Stop hooks; a comment wakes the agent through one of them."""
+    for round_ in range(6):
+        agent.open_pull(f"round-{round_}")  # a PR each: the loop guard allows 3 wakes per PR an hour
+        agent.comment(f"Round {round_}: why x?")
+        # The stand-in holds every answer a moment, so the hooks decide together.
+        agent.github.standin.faults.slow(0.5, times=4, path="/api/graphql")
+        hooks = [agent.stop() for _ in range(4)]
+        outputs = [(hook.communicate(timeout=60)[1].decode(), hook.returncode) for hook in hooks]
+        woke = [err for err, code in outputs if f"Round {round_}: why x?" in err]
+        assert len(woke) == 1, outputs
+        assert sorted(code for _, code in outputs) == [0, 0, 0, 2]
+
+
+def test_a_time_in_the_state_that_names_no_zone_is_dropped_once(agent: Agent) -> None:
+    """A hand-edited rewake.json (a time without its zone) does not stop every later check."""
+    agent.hooks.mkdir(parents=True)
+    (agent.hooks / "rewake.json").write_text(
+        json.dumps({"surfaced": {"IC_old": "2026-12-07T10:00:00"}, "wakes": {"carol/widgets#1": ["yesterday"]}})
+    )
+    agent.comment("Why x?")
+    first = agent.stop()
+    assert "Why x?" in first.communicate(timeout=60)[1].decode()
+    assert first.returncode == 2
+    agent.comment("And y?")
+    second = agent.stop()
+    assert "And y?" in second.communicate(timeout=60)[1].decode()
+    assert second.returncode == 2
+    dropped = [line for line in agent.log() if "dropped entries" in line]
+    assert dropped == ["rewake.json: dropped entries it cannot read: surfaced IC_old, wakes carol/widgets#1"]
+
+
+def test_a_payload_that_is_not_utf8_is_no_failure(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONIOENCODING": "utf-8"}
+    for kind in ("tool", "stop"):
+        done = subprocess.run(
+            [str(AGENT_SMITH), "hook", kind], input=b"\xff{}", capture_output=True, env=env, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert b"Traceback" not in done.stderr
