@@ -34,10 +34,11 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, *, durable: b
             os.unlink(tmp)
         raise
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make the names in `directory` durable: a file's own fsync keeps its bytes, not its name."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
 from agent_smith.crew import EventLog
 from agent_smith.events import EventFilter, StoredEvent, connect, query
+from agent_smith.listeners import free_port
+from agent_smith.parts import find_nats_server
+from tests.fixtures.processes import LeakCheck
 
 SETTINGS = EventLog()
 
@@ -46,3 +51,31 @@ def captured_warnings(logger: str = "agent_smith.events") -> Iterator[list[loggi
         yield records
     finally:
         target.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def plain_nats(leak_check: LeakCheck, *args: str) -> Iterator[int]:
+    """A nats-server run with `args` only (so without JetStream unless they ask for it, say with a
+    login); yields its port."""
+    binary = find_nats_server()
+    assert binary is not None, "nats-server is missing: run `bash scripts/install.sh`"
+    port = free_port()
+    process = subprocess.Popen(
+        [str(binary), "-a", "127.0.0.1", "-p", str(port), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    leak_check.track(process.pid, "nats-server")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            assert process.poll() is None, "nats-server exited at start"
+            assert time.monotonic() < deadline, "nats-server did not listen within 10 s"
+            time.sleep(0.01)
+        yield port
+    finally:
+        process.kill()
+        process.wait()

@@ -16,7 +16,7 @@ from agent_smith.cli.app import app
 from agent_smith.crew import scaffold_crew
 from agent_smith.events import EmbeddedNats, Publisher, TaskDone
 from agent_smith.listeners import free_port
-from tests.events.helpers import SETTINGS
+from tests.events.helpers import SETTINGS, plain_nats
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.processes import LeakCheck
 
@@ -279,3 +279,36 @@ def test_a_password_in_nats_url_is_never_shown(env: dict[str, str | None]) -> No
     assert code == 1
     assert "SuperSecretPw42" not in err
     assert "crew:***@127.0.0.1" in err
+
+
+def test_a_nats_url_listing_servers_reaches_one_of_them(nats_server: NatsServer, env: dict[str, str | None]) -> None:
+    env = {**env, "NATS_URL": f"nats://127.0.0.1:{free_port()},{nats_server.url}"}
+    code, out, err = invoke(["events", "publish", "task_done", "-f", "summary=listed"], env)
+    assert code == 0, err
+    assert "(stream sequence 1)" in out
+    code, out, err = invoke(["events", "query", "--json"], env)
+    assert code == 0, err
+    assert [e["summary"] for e in json.loads(out)] == ["listed"]
+
+
+def test_a_server_without_jetstream_is_named_as_such(env: dict[str, str | None], leak_check: LeakCheck) -> None:
+    with plain_nats(leak_check) as port:
+        url = f"nats://127.0.0.1:{port}"
+        env = {**env, "NATS_URL": url}
+        code, _, err = invoke(["events", "publish", "task_done", "-f", "summary=x", "--wait", "0.5"], env)
+        assert code == 0
+        assert err.startswith(f"warning: JetStream is not enabled on {url}: task_done ")
+        for verb in ("query", "tail"):
+            code, _, err = invoke(["events", verb], env)
+            assert (code, err) == (1, f"error: JetStream is not enabled on {url}\n")
+
+
+def test_a_refused_login_is_named_as_such(env: dict[str, str | None], leak_check: LeakCheck) -> None:
+    with plain_nats(leak_check, "--user", "crew", "--pass", "RightPw42") as port:
+        env = {**env, "NATS_URL": f"nats://crew:WrongPw42@127.0.0.1:{port}"}
+        said = f"NATS at nats://crew:***@127.0.0.1:{port} refused the credentials (authorization violation)"
+        code, _, err = invoke(["events", "publish", "task_done", "-f", "summary=x", "--wait", "2"], env)
+        assert code == 0
+        assert err.startswith(f"warning: {said}: task_done ")
+        code, _, err = invoke(["events", "query"], env)
+        assert (code, err) == (1, f"error: {said}\n")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent_smith.crew import scaffold_crew
-from agent_smith.events import EventFilter, Publisher, TaskDone, event_servers
+from agent_smith.events import EventFilter, Publisher, TaskDone, event_servers, event_tools
 from agent_smith.events.mcp import query_filter
 from agent_smith.hooks import prompt_tool
 from agent_smith.mcphttp import answer_http
@@ -377,3 +377,25 @@ def test_each_agents_server_offers_its_own_prompt_context_beside_the_event_tools
             assert [t["name"] for t in listed["tools"]] == ["publish_event", "query_events"]
 
     asyncio.run(run())
+
+
+def test_publish_refuses_what_its_schema_does_not_name_and_true_for_a_number(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", None) as publisher:
+            tools = {t.name: t for t in event_tools("devbot", publisher, SETTINGS, None)}
+            publish = tools["publish_event"].handler
+            with pytest.raises(ToolError, match=r"^unknown argument 'agent' \(arguments: type, fields\)$"):
+                await publish({"type": "task_done", "fields": {"summary": "x"}, "agent": "reviewbot"})
+            with pytest.raises(ToolError, match=r"^task_done: field 'pr': Input should not be true or false$"):
+                await publish({"type": "task_done", "fields": {"summary": "x", "pr": True}})
+            assert publisher.outbox.depth() == 0
+
+    asyncio.run(run())
+
+
+def test_a_range_that_ends_before_it_begins_is_refused_as_the_cli_refuses_it() -> None:
+    with pytest.raises(ToolError, match=r"^until 3h is before since 1h: nothing can be found between them$"):
+        query_filter({"since": "1h", "until": "3h"}, T0)
+    assert query_filter({"since": "3h", "until": "1h"}, T0)[0] == EventFilter(
+        since=datetime(2026, 5, 1, 9, tzinfo=UTC), until=datetime(2026, 5, 1, 11, tzinfo=UTC)
+    )

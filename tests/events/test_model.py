@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import pytest
+from pydantic import ValidationError
 
 from agent_smith.errors import UsageError
 from agent_smith.events import (
@@ -19,6 +20,7 @@ from agent_smith.events import (
     event_class,
     event_types,
 )
+from agent_smith.events.model import takes_bool
 from agent_smith.events.publisher import encode
 
 PR = {"repo": "acme/web", "pr": "12", "title": "Fix the login", "url": "https://github.com/acme/web/pull/12"}
@@ -147,3 +149,42 @@ def test_a_trailing_newline_makes_no_name(call: Callable[[], object]) -> None:
     # `$` matches before a final newline; a name carried into a NATS subject must not end in one.
     with pytest.raises(UsageError):
         call()
+
+
+NOT_BOOLEAN = [
+    (type_name, name)
+    for type_name in event_types()
+    for name, info in Event.registry[type_name].model_fields.items()
+    if name not in Event.model_fields and not takes_bool(info.annotation)
+]
+
+
+@pytest.mark.parametrize(("type_name", "field"), NOT_BOOLEAN)
+@pytest.mark.parametrize("value", [True, False])
+def test_true_or_false_is_no_value_for_a_field_that_is_not_boolean(type_name: str, field: str, value: bool) -> None:
+    """pydantic would take true as 1 for an int field: an agent's `"pr": true` would be PR 1."""
+    with pytest.raises(ValidationError) as caught:
+        Event.registry[type_name].model_validate({"agent": "devbot", field: value})
+    assert {"loc": (field,), "msg": "Input should not be true or false"} in [
+        {"loc": e["loc"], "msg": e["msg"]} for e in caught.value.errors()
+    ]
+
+
+def test_a_boolean_field_still_takes_its_values_and_the_cli_s_text() -> None:
+    assert takes_bool(Event.registry["agent_started"].model_fields["resumed"].annotation)
+    assert build_event("agent_started", "devbot", {"resumed": True}).payload()["resumed"] is True
+    assert build_event("agent_started", "devbot", {"resumed": "true"}).payload()["resumed"] is True
+    with pytest.raises(UsageError, match=r"^task_done: field 'pr': Input should not be true or false$"):
+        build_event("task_done", "devbot", {"summary": "x", "pr": True})
+    # What `-f pr=true` gives: text, which is no number either.
+    with pytest.raises(UsageError, match=r"^task_done: field 'pr': Input should be a valid integer"):
+        build_event("task_done", "devbot", {"summary": "x", "pr": "true"})
+    assert build_event("task_done", "devbot", {"summary": "x", "pr": "7"}).payload()["pr"] == 7
+
+
+@pytest.mark.parametrize(
+    ("annotation", "expected"),
+    [(bool, True), (bool | None, True), (int, False), (int | None, False), (str, False), (Literal["a"], False)],
+)
+def test_takes_bool(annotation: object, expected: bool) -> None:
+    assert takes_bool(annotation) is expected

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from agent_smith.errors import OperationError
 from agent_smith.events import Outbox
-from agent_smith.events.outbox import OutboxRecord, decode_records, encode_record
+from agent_smith.events.outbox import OutboxRecord, decode_records, encode_record, sent_count
+from tests.events.helpers import captured_warnings
 
 
 def rec(n: int) -> OutboxRecord:
@@ -112,4 +113,71 @@ def test_the_own_segment_stays_locked_while_open(tmp_path: Path) -> None:
     (segment,) = box.segments()
     with open(segment.path, "rb") as other, pytest.raises(BlockingIOError):
         fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    box.close()
+
+
+@given(st.integers(min_value=-(2**40), max_value=2**40), st.integers(min_value=0, max_value=10_000))
+def test_what_counts_as_sent_is_never_more_than_the_segment_holds(cursor: int, records: int) -> None:
+    sent = sent_count(cursor, records)
+    assert 0 <= sent <= records
+    assert sent == cursor or not 0 <= cursor <= records
+
+
+def test_a_cursor_past_the_end_means_all_sent_and_is_said_once(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.append([rec(1), rec(2)])
+    (segment,) = box.segments()
+    segment.path.with_suffix(".done").write_text("5")
+    box.close()
+    with captured_warnings("agent_smith.events.outbox") as warnings:
+        again = Outbox(tmp_path)
+        assert again.claim_orphans() == 0
+        assert again.depth() == 0
+    assert [w.getMessage() for w in warnings] == [
+        f"outbox segment {segment.path}: its cursor says 5 records were sent, but it holds 2 intact: taking 2 as sent"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_segment_is_never_an_orphan_to_a_claimer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another publisher sweeps for orphans at the worst moment: after the new segment's file
+    exists, before its maker locks it. It must not take (and remove) that segment."""
+    flock = fcntl.flock
+    swept: list[int] = []
+
+    def sweep_first(fd: int, operation: int) -> None:
+        monkeypatch.undo()
+        swept.append(Outbox(tmp_path).claim_orphans())
+        flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", sweep_first)
+    box = Outbox(tmp_path)
+    box.append([rec(1)])
+    assert swept == [0]
+    assert [r for s in box.segments() for r in s.pending] == [rec(1)]
+    (segment,) = box.segments()
+    assert segment.path.name.startswith("seg-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [segment.path.name]
+    box.close()
+
+
+def test_a_new_segment_s_name_is_made_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fsync = os.fsync
+    synced: list[tuple[int, int]] = []
+
+    def recording(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append((info.st_dev, info.st_ino))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    box = Outbox(tmp_path / "outbox")
+    box.append([rec(1)])
+    monkeypatch.undo()
+    directory = os.stat(tmp_path / "outbox")
+    (segment,) = box.segments()
+    named = os.stat(segment.path)
+    assert (directory.st_dev, directory.st_ino) in synced
+    # Before the records' own fsync, so before any caller is told they are kept.
+    assert synced.index((directory.st_dev, directory.st_ino)) < synced.index((named.st_dev, named.st_ino))
     box.close()

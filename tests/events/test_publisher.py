@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -17,9 +18,10 @@ from prometheus_client import CollectorRegistry
 from agent_smith.crew import EventLog
 from agent_smith.errors import EventRefused
 from agent_smith.events import EventMetrics, Publisher, TaskDone, ensure_stream
-from agent_smith.events.outbox import decode_records
+from agent_smith.events.outbox import Outbox, decode_records
+from agent_smith.events.publisher import encode, pump_backoff
 from agent_smith.listeners import free_port
-from tests.events.helpers import SETTINGS, captured_warnings, stored, wait_until
+from tests.events.helpers import SETTINGS, captured_warnings, plain_nats, stored, wait_until
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.processes import LeakCheck
 
@@ -378,3 +380,98 @@ def test_a_stream_nats_refuses_is_named_and_its_kept_events_follow_the_crew_s_pr
         assert [(e.id, e.subject) for e in mine] == [(kept.event_id, "crew2.events.task_done.devbot")]
 
     asyncio.run(run())
+
+
+def test_a_cursor_past_its_segment_s_end_holds_nothing_up(nats_server: NatsServer, tmp_path: Path) -> None:
+    """A segment whose `.done` counts more records than it holds (it lost some after they were
+    sent): nothing of it is sent again, and new events are stored as usual."""
+    outbox = tmp_path / "outbox"
+    kept = Outbox(outbox)
+    kept.append([encode(task(1), SETTINGS.subject_prefix)])
+    (segment,) = kept.segments()
+    kept.close()
+    segment.path.with_suffix(".done").write_text("7")
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, outbox, nats_server.url) as publisher:
+            assert await publisher.wait_connected(10)
+            fresh = task(2)
+            assert (await asyncio.wait_for(publisher.publish(fresh), 10)).stored
+        assert [e.id for e in await stored(nats_server.url)] == [fresh.id]
+
+    with captured_warnings("agent_smith.events") as logged:
+        asyncio.run(run())
+    assert [r.getMessage().split(":")[1] for r in logged] == [
+        " its cursor says 7 records were sent, but it holds 1 intact"
+    ]
+    assert list(outbox.iterdir()) == []
+
+
+# Without a pause the pump never yields to the event loop: the test would hang, not fail.
+@pytest.mark.timeout(30)
+def test_a_pump_that_keeps_failing_backs_off(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = tmp_path / "outbox"
+    kept = Outbox(outbox)
+    kept.append([encode(task(1), SETTINGS.subject_prefix)])
+    kept.close()
+    attempts = 0
+
+    async def failing(self: Publisher) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("the outbox cannot be read")
+
+    monkeypatch.setattr(Publisher, "_flush_outbox", failing)
+
+    async def run() -> int:
+        publisher = Publisher(SETTINGS, outbox, nats_server.url)
+        await publisher.start()
+        try:
+            assert await publisher.wait_connected(10)
+            await asyncio.sleep(1.0)
+            return attempts
+        finally:
+            await publisher.close(flush_timeout=0.1)
+
+    logging.getLogger("agent_smith.events.publisher").disabled = True
+    try:
+        within_a_second = asyncio.run(run())
+    finally:
+        logging.getLogger("agent_smith.events.publisher").disabled = False
+    # Pauses of 0.1 + 0.2 + 0.4 s fit in the second, the next (0.8 s) does not.
+    assert 1 <= within_a_second <= 4
+    assert [pump_backoff(n) for n in (1, 2, 3, 8, 9, 100)] == [0.1, 0.2, 0.4, 10.0, 10.0, 10.0]
+
+
+def test_a_server_without_jetstream_is_said_as_such(tmp_path: Path, leak_check: LeakCheck) -> None:
+    with plain_nats(leak_check) as port:
+        url = f"nats://127.0.0.1:{port}"
+
+        async def run() -> str:
+            async with Publisher(SETTINGS, tmp_path / "outbox", url, log_outages=False) as publisher:
+                assert not await publisher.wait_connected(1.0)
+                assert not (await publisher.publish(task(1))).stored
+                return publisher.problem
+
+        assert asyncio.run(run()) == f"JetStream is not enabled on {url}"
+
+
+def test_a_refused_login_is_said_as_such_without_the_password(tmp_path: Path, leak_check: LeakCheck) -> None:
+    with plain_nats(leak_check, "--user", "alice", "--pass", "s3cret-Pw") as port:
+        url = f"nats://alice:wrong-Pw@127.0.0.1:{port}"
+
+        async def run() -> str:
+            async with Publisher(SETTINGS, tmp_path / "outbox", url, reconnect_wait=0.05) as publisher:
+                assert not await publisher.wait_connected(1.0)
+                await wait_until(lambda: "refused" in publisher.problem, "the refusal", 5)
+                assert not (await publisher.publish(task(1))).stored
+                return publisher.problem
+
+        with captured_warnings() as logged:
+            problem = asyncio.run(run())
+        said = f"NATS at nats://alice:***@127.0.0.1:{port} refused the credentials (authorization violation)"
+        assert problem == said
+        assert logged[0].getMessage().startswith(said + ": events go to the outbox")
+        assert all("wrong-Pw" not in r.getMessage() for r in logged)

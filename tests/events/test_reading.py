@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import nats
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent_smith.errors import OperationError
 from agent_smith.events import (
@@ -17,11 +24,13 @@ from agent_smith.events import (
     Publisher,
     TaskDone,
     connect,
+    new_id,
     query,
     tail,
 )
+from agent_smith.events.reading import message_key
 from agent_smith.listeners import free_port
-from tests.events.helpers import SETTINGS, stored
+from tests.events.helpers import SETTINGS, stored, wait_until
 from tests.fixtures.nats import NatsServer
 
 pytestmark = pytest.mark.real
@@ -213,3 +222,112 @@ def test_a_message_that_is_no_event_takes_no_place_in_the_newest(nats_server: Na
         assert [e.id for e in every] == [e.id for e in EVENTS]
 
     asyncio.run(run())
+
+
+@dataclass(frozen=True)
+class KillsTheServer(EventFilter):
+    """A filter that kills nats-server when the query looks at its first payload: the server
+    dies mid-query, with the rest of the stream still to come."""
+
+    server: NatsServer | None = None
+
+    def matches(self, payload: Mapping[str, Any]) -> bool:
+        if self.server is not None and self.server.running:
+            self.server.kill()
+        return super().matches(payload)
+
+
+def test_a_query_whose_server_dies_midway_is_one_clear_error(nats_server: NatsServer, tmp_path: Path) -> None:
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url) as publisher:
+            assert await publisher.wait_connected(10)
+            # More than the server sends ahead of the consumer's flow control and the socket buffers
+            # hold: the kill at the first message leaves most of the stream unsent.
+            summary = "x" * 4000
+            await asyncio.gather(*(publisher.publish(TaskDone(agent="devbot", summary=summary)) for _ in range(5000)))
+        nc = await connect(nats_server.url)
+        try:
+            with pytest.raises(OperationError, match=r"^lost the connection to NATS while querying the event stream$"):
+                await asyncio.wait_for(query(nc, SETTINGS, KillsTheServer(since=T0, server=nats_server)), 15)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+def test_tail_follows_a_recreated_stream_from_its_first_event(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The publisher makes a deleted stream again: the tail shows the new stream's events 1..N,
+    not only those past the old stream's last sequence."""
+
+    async def run() -> None:
+        nc = await connect(nats_server.url)
+        seen: list[tuple[int, str]] = []
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url, reconnect_wait=0.05) as publisher:
+            assert await publisher.wait_connected(10)
+            assert (await publisher.publish(TaskDone(agent="devbot", summary="first"))).stored
+
+            async def follow() -> None:
+                async for event in tail(nc, SETTINGS, EventFilter(), check_every=0.2):
+                    seen.append((event.seq, event.payload["summary"]))
+                    if len(seen) == 9:
+                        return
+
+            follower = asyncio.create_task(follow())
+            await asyncio.sleep(0.3)
+            for n in range(4):
+                assert (await publisher.publish(TaskDone(agent="devbot", summary=f"old {n}"))).stored
+            await wait_until(lambda: len(seen) == 4, "the old stream's events")
+            admin = await nats.connect(nats_server.url)
+            await admin.jetstream().delete_stream(SETTINGS.stream)
+            await admin.close()
+            for n in range(5):
+                await publisher.publish(TaskDone(agent="devbot", summary=f"new {n}"))
+            assert await publisher.wait_flushed(10)
+            await asyncio.wait_for(follower, 15)
+        await nc.close()
+        assert seen == [(n + 2, f"old {n}") for n in range(4)] + [(n + 1, f"new {n}") for n in range(5)]
+
+    asyncio.run(run())
+
+
+def test_a_comma_separated_url_reaches_a_server_of_the_list(nats_server: NatsServer, tmp_path: Path) -> None:
+    url = f"nats://127.0.0.1:{free_port()} , {nats_server.url}"
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", url) as publisher:
+            assert await publisher.wait_connected(10)
+            event = TaskDone(agent="devbot", summary="through the list")
+            assert (await publisher.publish(event)).stored
+        assert [e.id for e in await stored(url)] == [event.id]
+
+    asyncio.run(run())
+
+
+def test_every_event_without_an_id_is_shown(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The original's events carry no id and no Nats-Msg-Id: each is one event, as tail shows."""
+    originals = [{"agent": "devbot", "action": "pr_opened", "repo": "acme/web", "pr": n, "title": "t"} for n in (1, 2)]
+
+    async def run() -> None:
+        await publish_all(nats_server.url, tmp_path)
+        nc = await connect(nats_server.url)
+        try:
+            for payload in originals:
+                await nc.jetstream().publish("swarm.events.pr_opened.devbot", json.dumps(payload).encode())
+            assert [e.payload for e in await query(nc, SETTINGS, EventFilter())] == originals + [
+                e.payload() for e in EVENTS
+            ]
+            assert [e.payload for e in await query(nc, SETTINGS, EventFilter(repo="acme/web"))][:2] == originals
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
+@given(st.integers(min_value=1, max_value=2**63), st.integers(min_value=1, max_value=2**63))
+def test_messages_without_an_id_keep_apart_in_stream_order_before_every_event(first: int, second: int) -> None:
+    keys = [message_key(None, {}, first), message_key(None, {"id": ""}, second)]
+    assert (keys[0] == keys[1]) == (first == second)
+    assert (keys[0] < keys[1]) == (first < second)
+    assert max(keys) < new_id()
+    assert message_key("01J0000000000000000000000A", None, first) == "01J0000000000000000000000A"
+    assert message_key(None, {"id": "01J0000000000000000000000B"}, first) == "01J0000000000000000000000B"

@@ -31,10 +31,10 @@ from agent_smith.events import (
     check_repo_name,
     connect,
     event_class,
-    parse_time,
     query,
     tail,
 )
+from agent_smith.events.subjects import time_range
 
 events_app = typer.Typer(
     name="events",
@@ -94,17 +94,10 @@ def _filter(
     if repo is not None:
         # No event is about anything else: a typo would quietly find nothing.
         check_repo_name(repo)
-    now = datetime.now(UTC)
-    bounds: dict[str, datetime | None] = {}
-    for option, value in (("--since", since), ("--until", until)):
-        try:
-            bounds[option] = parse_time(value, now) if value is not None else None
-        except ValueError as exc:
-            raise UsageError(f"{option}: {exc}") from None
-    start, end = bounds["--since"], bounds["--until"]
-    if start is not None and end is not None and end < start:
-        # A range that ends before it begins finds nothing: a swapped pair, not a question.
-        raise UsageError(f"--until {until} is before --since {since}: nothing can be found between them")
+    try:
+        start, end = time_range(since, until, datetime.now(UTC), ("--since", "--until"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return EventFilter(tuple(types or ()), agent, repo, pr, start, end)
 
 

@@ -31,6 +31,7 @@ from agent_smith.crew.models import (
     SecretRule,
     SecretSource,
     SetupCommand,
+    nats_servers,
     parse_duration,
     parse_size,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "find_credentials",
     "kubernetes_problems",
     "load_crew",
+    "nats_servers",
     "parse_duration",
     "parse_size",
     "resolve_crew_dir",

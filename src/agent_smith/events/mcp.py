@@ -19,7 +19,7 @@ from agent_smith.errors import AgentSmithError
 from agent_smith.events.model import AGENT_NAME, REPO, Event, build_event, caller_fields, event_types
 from agent_smith.events.publisher import Publisher
 from agent_smith.events.reading import connect, query
-from agent_smith.events.subjects import EventFilter, parse_time
+from agent_smith.events.subjects import EventFilter, time_range
 from agent_smith.mcpstdio import McpServer, Tool, ToolError
 
 MAX_QUERY_LIMIT = 500
@@ -78,10 +78,16 @@ QUERY_SCHEMA: dict[str, Any] = {
 }
 
 
+def check_arguments(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Refuse an argument `schema` does not name, as its ``additionalProperties: false`` says (pure):
+    a misspelt or misplaced one (`agent` beside `fields`) would be silently ignored."""
+    if extra := sorted(set(arguments) - set(schema["properties"])):
+        raise ToolError(f"unknown argument {extra[0]!r} (arguments: {', '.join(schema['properties'])})")
+
+
 def query_filter(arguments: dict[str, Any], now: datetime) -> tuple[EventFilter, int]:
     """The filter and limit a `query_events` call asks for; bad arguments raise `ToolError` (pure)."""
-    if extra := sorted(set(arguments) - set(QUERY_SCHEMA["properties"])):
-        raise ToolError(f"unknown argument {extra[0]!r} (arguments: {', '.join(QUERY_SCHEMA['properties'])})")
+    check_arguments(arguments, QUERY_SCHEMA)
     raw_types = arguments.get("type")
     types = (raw_types,) if isinstance(raw_types, str) else tuple(raw_types) if isinstance(raw_types, list) else ()
     if raw_types is not None and (not types or not all(isinstance(t, str) for t in types)):
@@ -98,15 +104,14 @@ def query_filter(arguments: dict[str, Any], now: datetime) -> tuple[EventFilter,
     limit = arguments.get("limit", 20)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_QUERY_LIMIT:
         raise ToolError(f"limit: must be between 1 and {MAX_QUERY_LIMIT}")
-    bounds: dict[str, datetime | None] = {}
-    for key in ("since", "until"):
-        value = arguments.get(key)
+    since, until = arguments.get("since"), arguments.get("until")
+    for key, value in (("since", since), ("until", until)):
         if value is not None and not isinstance(value, str):
             raise ToolError(f"{key}: an ISO 8601 time, or a duration ago like 2h, as a string")
-        try:
-            bounds[key] = parse_time(value, now) if value is not None else None
-        except ValueError as exc:
-            raise ToolError(f"{key}: {exc}") from None
+    try:
+        start, end = time_range(since, until, now)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
     repo = arguments.get("repo")
     if repo is not None and not (isinstance(repo, str) and REPO.fullmatch(repo)):
         raise ToolError(f"repo: {repo!r} is not a repository as owner/name")
@@ -115,8 +120,8 @@ def query_filter(arguments: dict[str, Any], now: datetime) -> tuple[EventFilter,
         agent=agent,
         repo=str(repo) if repo is not None else None,
         pr=pr,
-        since=bounds["since"],
-        until=bounds["until"],
+        since=start,
+        until=end,
     )
     return flt, limit
 
@@ -131,6 +136,7 @@ def event_tools(
     """The two tools, bound to one agent, one publisher and one NATS server to read from."""
 
     async def publish_event(arguments: dict[str, Any]) -> dict[str, Any]:
+        check_arguments(arguments, PUBLISH_SCHEMA)
         type_name = arguments.get("type")
         fields = arguments.get("fields") or {}
         if not isinstance(type_name, str):

@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from agent_smith.errors import UsageError
 from agent_smith.events.ids import ID_PATTERN, new_id
@@ -54,6 +55,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def takes_bool(annotation: object) -> bool:
+    """Whether a field's type admits true/false: `bool` itself, or a union or annotation holding it (pure)."""
+    return annotation is bool or any(takes_bool(arg) for arg in get_args(annotation))
+
+
 class Event(BaseModel):
     """The envelope every event shares. Subclasses add a `type` literal and their fields."""
 
@@ -66,6 +72,16 @@ class Event(BaseModel):
     agent: AgentName = Field(description="the agent the event is about and that published it")
     type: str
     schema_version: int = Field(default=1, ge=1)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic takes true as 1 for an int: an agent's `"pr": true` would be PR 1. Every field,
+        # so that a type added later gets it too.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not takes_bool(field.annotation):
+            raise PydanticCustomError("bool_type", "Input should not be true or false")
+        return value
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -8,7 +8,10 @@ never fsynced, so no caller was told it was kept.
 
 A publisher holds an exclusive `flock` on the segment it writes. A segment
 nobody holds belongs to a publisher that died; any publisher may claim it
-and flush it, so a killed publisher's events are sent by the next one.
+and flush it, so a killed publisher's events are sent by the next one. A new
+segment is therefore made under another name (``new-<id>.log``), locked, and
+only then renamed: under its final name it would be an empty orphan for an
+instant, which a claimer would lock and remove.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -25,7 +29,9 @@ from typing import IO
 
 from agent_smith.errors import OperationError
 from agent_smith.events.ids import new_id
-from agent_smith.fsutil import write_atomic
+from agent_smith.fsutil import fsync_dir, write_atomic
+
+log = logging.getLogger(__name__)
 
 # Records NATS refused as such, kept for a person to look at; never flushed again.
 REFUSED = "refused.log"
@@ -69,7 +75,16 @@ class Segment:
         self.path = path
         self._handle = handle
         self.records = decode_records(path.read_bytes())
-        self.flushed = _read_done(_done_path(path))
+        cursor = _read_done(_done_path(path))
+        self.flushed = sent_count(cursor, len(self.records))
+        if self.flushed != cursor:
+            log.warning(
+                "outbox segment %s: its cursor says %d records were sent, but it holds %d intact: taking %d as sent",
+                path,
+                cursor,
+                len(self.records),
+                self.flushed,
+            )
 
     @property
     def pending(self) -> list[OutboxRecord]:
@@ -102,6 +117,13 @@ class Segment:
         self._handle.close()
 
 
+def sent_count(cursor: int, records: int) -> int:
+    """How many of a segment's `records` count as sent, given its cursor (pure). A cursor past the
+    end (the segment lost records after they were sent, or the file was edited) means all of
+    them: taken as it is, it would make the pending count negative and the flush loop empty."""
+    return max(0, min(cursor, records))
+
+
 def _done_path(path: Path) -> Path:
     return path.with_suffix(".done")
 
@@ -117,9 +139,10 @@ def _read_done(path: Path) -> int:
         return 0
 
 
-def _lock(path: Path, *, create: bool) -> Segment | None:
+def _lock(path: Path) -> Segment | None:
+    """Claim an existing segment; None when another process holds it or removed it meanwhile."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
     except FileNotFoundError:
         return None
     handle = os.fdopen(fd, "ab+")
@@ -139,6 +162,27 @@ def _lock(path: Path, *, create: bool) -> Segment | None:
     return Segment(path, handle)
 
 
+def _create(directory: Path) -> Segment:
+    """A new segment, locked before any claimer can see it, its name durable in `directory`."""
+    segment_id = new_id()
+    making = directory / f"new-{segment_id}.log"
+    fd = os.open(making, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+    handle = os.fdopen(fd, "ab+")
+    try:
+        # Nobody else opens a new- file: this cannot block.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path = directory / f"seg-{segment_id}.log"
+        os.rename(making, path)
+        # Without it a power loss could leave acknowledged records in a file no directory lists.
+        fsync_dir(directory)
+    except BaseException:
+        handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            making.unlink()
+        raise
+    return Segment(path, handle)
+
+
 class Outbox:
     """This process's segment plus any orphaned ones it claimed, flushed oldest first."""
 
@@ -152,10 +196,7 @@ class Outbox:
         try:
             if self._own is None:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                segment = _lock(self.directory / f"seg-{new_id()}.log", create=True)
-                if segment is None:
-                    raise OperationError(f"cannot lock a new outbox segment in {self.directory}")
-                self._own = segment
+                self._own = _create(self.directory)
             self._own.append(records)
         except OSError as exc:
             # The segment may now end in a torn record; later appends go to a fresh one.
@@ -173,7 +214,7 @@ class Outbox:
         for path in sorted(self.directory.glob("seg-*.log")):
             if path in held:
                 continue
-            segment = _lock(path, create=False)
+            segment = _lock(path)
             if segment is None:
                 continue
             if not segment.pending_count:

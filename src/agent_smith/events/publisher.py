@@ -38,8 +38,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from agent_smith.credentials import shown_url
-from agent_smith.crew import EventLog
+from agent_smith.crew import EventLog, nats_servers
 from agent_smith.errors import EventRefused, OperationError
+from agent_smith.events.failures import configuration_problem, refusal
 from agent_smith.events.metrics import EventMetrics, default_metrics
 from agent_smith.events.model import Event
 from agent_smith.events.outbox import Outbox, OutboxRecord
@@ -131,6 +132,8 @@ class Publisher:
         self._up = False
         self._warned = False
         self._problem = "not connected yet"
+        # The server's refusal of our credentials, reported before nats-py gives up with NoServersError.
+        self._refused: Exception | None = None
         self._closing = False
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
@@ -267,9 +270,12 @@ class Publisher:
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats client: %s", exc)
+        if refusal(exc) is not None:
+            self._refused = exc
         if not self._up and not self._closing:
             # A failed (re)connect attempt: the client keeps retrying on its own.
-            self._mark_down(_describe(exc))
+            assert self.url is not None
+            self._mark_down(_describe(exc), configuration_problem(self.url, [exc]))
 
     async def _connector(self) -> None:
         assert self.url is not None
@@ -284,10 +290,11 @@ class Publisher:
                 if self._nc is None or not (self._nc.is_connected or self._nc.is_reconnecting):
                     nc = Client()
                     self._nc = nc
+                    self._refused = None
                     # A few attempts per client, then this loop makes a new one: nats-py's own
                     # endless retry cannot be cancelled cleanly, and this one can.
                     await nc.connect(
-                        self.url,
+                        nats_servers(self.url),
                         name="agent-smith-events",
                         connect_timeout=1,
                         reconnect_time_wait=self._reconnect_wait,  # type: ignore[arg-type]
@@ -308,7 +315,12 @@ class Publisher:
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 if self._closing:
                     return
-                if stream_refused(exc):
+                problem = configuration_problem(self.url, [exc, *([self._refused] if self._refused else [])])
+                if problem is not None:
+                    # Credentials or a server setting to fix: asking again soon would change nothing.
+                    self._mark_down(_describe(exc), problem)
+                    await asyncio.sleep(max(self._reconnect_wait, STREAM_RETRY))
+                elif stream_refused(exc):
                     # Reachable but refusing what crew.yaml asks for: that is not fixed by asking
                     # again four times a second, and "unreachable" would send people the wrong way.
                     description = getattr(exc, "description", None) or _describe(exc)
@@ -420,6 +432,7 @@ class Publisher:
     # -- the pump -----------------------------------------------------------------------------
 
     async def _pump(self) -> None:
+        failures = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -434,10 +447,14 @@ class Publisher:
                         await self._dispatch(batch)
                     else:
                         self._to_outbox(batch)
+                failures = 0
             except Exception as exc:
                 # The pump must outlive any one failure: callers would hang without it.
                 log.exception("event publisher pump failed")
                 self._fail_queued(OperationError(f"event publisher failed: {exc}"))
+                # A failure that repeats (the outbox it keeps trying to flush, say) must not spin.
+                failures += 1
+                await asyncio.sleep(pump_backoff(failures))
             if self._queue or self._failed or (self._up and self.outbox.depth()):
                 self._wake.set()
             elif not self._in_flight:
@@ -478,8 +495,7 @@ class Publisher:
         loop = asyncio.get_running_loop()
         prefix = self.settings.subject_prefix
         for segment in list(self.outbox.segments()):
-            while segment.pending_count:
-                chunk = segment.records[segment.flushed : segment.flushed + self._window]
+            while chunk := segment.records[segment.flushed : segment.flushed + self._window]:
                 jobs = [_Job(retarget(record, prefix), "", loop.create_future(), direct=False) for record in chunk]
                 await self._wait_for_room()
                 await self._dispatch(jobs)
@@ -520,6 +536,15 @@ class Publisher:
 
 # How long to wait before asking again for a stream the server refused (a configuration problem).
 STREAM_RETRY = 5.0
+# The pump's pause after a failure: doubling from the first, up to the last.
+PUMP_BACKOFF = (0.1, 10.0)
+
+
+def pump_backoff(failures: int) -> float:
+    """Seconds the pump waits after its `failures`-th failure in a row (pure)."""
+    first, most = PUMP_BACKOFF
+    return min(most, first * 2.0 ** min(failures - 1, 32))
+
 
 _PLAIN_ACK = re.compile(rb'^\{"stream":"[^"]*",(?:"domain":"[^"]*",)?"seq":(\d+)(,"duplicate":true)?\}$')
 

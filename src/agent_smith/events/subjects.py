@@ -119,3 +119,21 @@ def parse_time(text: str, now: datetime) -> datetime:
     except ValueError:
         raise ValueError(f"{text!r} is neither a time (2026-01-31T09:00Z) nor a duration ago (90m, 2h, 7d)") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def time_range(
+    since: str | None, until: str | None, now: datetime, names: tuple[str, str] = ("since", "until")
+) -> tuple[datetime | None, datetime | None]:
+    """The bounds `since` and `until` give (`parse_time`); a `ValueError` naming the bound as
+    `names` spell it (an option, an argument) for one that is no time, or for a range that ends
+    before it begins: a swapped pair, which would quietly find nothing (pure)."""
+    bounds: list[datetime | None] = []
+    for name, value in zip(names, (since, until), strict=True):
+        try:
+            bounds.append(parse_time(value, now) if value is not None else None)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    start, end = bounds
+    if start is not None and end is not None and end < start:
+        raise ValueError(f"{names[1]} {until} is before {names[0]} {since}: nothing can be found between them")
+    return start, end
