@@ -152,6 +152,29 @@ def test_agents_may_reach_only_the_firewall_nats_matrix_and_dns(tmp_path: Path) 
     assert len(destinations) == 4  # firewall, DNS, NATS, Matrix
 
 
+@pytest.mark.parametrize(
+    ("nats_url", "namespaces", "ports"),
+    [
+        # A cluster's servers, the second without a scheme (the client reads nats:// then).
+        ("nats://nats-0.events.svc:4222, nats-1.queues.svc:4223", ["events", "queues"], [4222, 4223]),
+        ("nats.events.svc:4222", ["events"], [4222]),
+        ("wss://nats.events.svc, tls://nats.events.svc", ["events"], [443, 4222]),
+    ],
+)
+def test_agents_may_reach_every_nats_server_of_the_url(
+    tmp_path: Path, nats_url: str, namespaces: list[str], ports: list[int]
+) -> None:
+    # A list rendered as one URL: "invalid port"; a server without a scheme: no host.
+    loaded = example_crew(tmp_path, {"  # nats_url: nats://nats.example:4222": f"  nats_url: {nats_url!r}"})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    policy = one(rendered.manifests, "NetworkPolicy", "agent-smith-agent-devbot")["spec"]
+    [rule] = [r for r in policy["egress"] if r["ports"][0]["port"] == ports[0]]
+    assert rule["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}} for namespace in namespaces
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port} for port in ports]
+
+
 def test_the_firewall_gets_real_secrets_only_through_secret_refs(tmp_path: Path) -> None:
     loaded, files = example(tmp_path)
     rendered = render_crew(loaded.crew, files)

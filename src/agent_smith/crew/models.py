@@ -257,15 +257,15 @@ FirewallListen = Annotated[
 
 def nats_servers(value: str) -> list[str]:
     """The servers a NATS URL names: one, or each of a comma-separated list, as the client is
-    given them (it takes a list, never a string with commas) (pure)."""
-    return [part.strip() for part in value.split(",")]
+    given them (it takes a list, never a string with commas), each with its scheme: ``host:port``
+    alone is ``nats://host:port``, as the client reads it (pure)."""
+    return [url if "://" in url else f"nats://{url}" for url in (part.strip() for part in value.split(","))]
 
 
 def _nats_url(value: str) -> str:
     """One server or a comma-separated list, each as the NATS client takes it: ``host:port`` alone
     is ``nats://host:port``, and a scheme is lower case."""
-    for server in nats_servers(value):
-        url = server if "://" in server else f"nats://{server}"
+    for url in nats_servers(value):
         parts = urlsplit(url)
         try:
             port: int | None = parts.port

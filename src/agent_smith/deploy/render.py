@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent_smith.crew import Agent, Crew, kubernetes_problems
+from agent_smith.crew import Agent, Crew, kubernetes_problems, nats_servers
 from agent_smith.crew.loader import format_loc
 from agent_smith.crew.models import AgentKubernetes, NetworkPeer, parse_quantity
 from agent_smith.errors import UsageError
@@ -41,6 +41,8 @@ FIREWALL_CA_SECRET = "agent-smith-firewall-ca"
 FIREWALL_IDENTITY_SECRET = "agent-smith-firewall-identity"
 FIREWALL_SECRETS = "agent-smith-firewall-secrets"
 NATS_PORT = 4222
+# A NATS URL's port when it names none, by scheme, as the client defaults it.
+_NATS_PORTS = {"nats": NATS_PORT, "tls": NATS_PORT, "ws": 80, "wss": 443}
 NATS_MONITOR_PORT = 8222
 METRICS_PORT = 9464
 CONFIGMAP_LIMIT = 1 << 20
@@ -579,18 +581,23 @@ class _Renderer:
                 "to": [{"podSelector": {"matchLabels": self.selector("nats")}}],
                 "ports": [{"protocol": "TCP", "port": NATS_PORT}],
             }
-        host, port = url_endpoint(self.crew.events.nats_url, {"nats": NATS_PORT, "tls": NATS_PORT})
+        # Every server of the list: the client connects to any of them.
+        servers = [url_endpoint(url, _NATS_PORTS) for url in nats_servers(self.crew.events.nats_url)]
+        ports = [{"protocol": "TCP", "port": port} for port in sorted({port for _, port in servers})]
         if self.k8s.nats_peer is not None:
-            to = _peer_to(self.k8s.nats_peer)
-        elif (namespace := in_cluster_namespace(host, self.ns)) is not None:
-            to = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-        else:
-            # NATS is not HTTP, so it cannot go through the firewall: the network must allow it by address.
-            raise UsageError(
-                f"crew.yaml: events.nats_url: {host} is not an in-cluster Service; "
-                "set kubernetes.nats_peer (its cidr, or namespace and pod_labels)"
-            )
-        return {"to": [to], "ports": [{"protocol": "TCP", "port": port}]}
+            return {"to": [_peer_to(self.k8s.nats_peer)], "ports": ports}
+        to: list[Manifest] = []
+        for host, _ in servers:
+            if (namespace := in_cluster_namespace(host, self.ns)) is None:
+                # NATS is not HTTP, so it cannot go through the firewall: the network must allow it by address.
+                raise UsageError(
+                    f"crew.yaml: events.nats_url: {host} is not an in-cluster Service; "
+                    "set kubernetes.nats_peer (its cidr, or namespace and pod_labels)"
+                )
+            selector = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+            if selector not in to:
+                to.append(selector)
+        return {"to": to, "ports": ports}
 
     def _matrix_to(self, host: str) -> Manifest | None:
         url_key, peer_key = "matrix.homeserver", "kubernetes.matrix_peer"
