@@ -20,7 +20,7 @@ from agent_smith.events import (
     event_class,
     event_types,
 )
-from agent_smith.events.model import takes_bool
+from agent_smith.events.model import takes_bool, takes_number
 from agent_smith.events.publisher import encode
 
 PR = {"repo": "acme/web", "pr": "12", "title": "Fix the login", "url": "https://github.com/acme/web/pull/12"}
@@ -182,9 +182,37 @@ def test_a_boolean_field_still_takes_its_values_and_the_cli_s_text() -> None:
     assert build_event("task_done", "devbot", {"summary": "x", "pr": "7"}).payload()["pr"] == 7
 
 
+BOOLEAN = [
+    (type_name, name)
+    for type_name in event_types()
+    for name, info in Event.registry[type_name].model_fields.items()
+    if name not in Event.model_fields and takes_bool(info.annotation)
+]
+
+
+@pytest.mark.parametrize(("type_name", "field"), BOOLEAN)
+@pytest.mark.parametrize("value", [0, 1, 1.0])
+def test_a_number_is_no_value_for_a_boolean_field(type_name: str, field: str, value: float) -> None:
+    """pydantic would take 1 as true: an agent's `"resumed": 1` was stored as true."""
+    with pytest.raises(ValidationError) as caught:
+        Event.registry[type_name].model_validate({"agent": "devbot", field: value})
+    assert {"loc": (field,), "msg": "Input should be true or false, not a number"} in [
+        {"loc": e["loc"], "msg": e["msg"]} for e in caught.value.errors()
+    ]
+
+
 @pytest.mark.parametrize(
-    ("annotation", "expected"),
-    [(bool, True), (bool | None, True), (int, False), (int | None, False), (str, False), (Literal["a"], False)],
+    ("annotation", "boolean", "number"),
+    [
+        (bool, True, False),
+        (bool | None, True, False),
+        (int, False, True),
+        (int | None, False, True),
+        (float | bool, True, True),
+        (str, False, False),
+        (Literal["a"], False, False),
+    ],
 )
-def test_takes_bool(annotation: object, expected: bool) -> None:
-    assert takes_bool(annotation) is expected
+def test_what_a_field_s_type_takes(annotation: object, boolean: bool, number: bool) -> None:
+    assert takes_bool(annotation) is boolean
+    assert takes_number(annotation) is number

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,17 @@ def test_a_new_segment_is_never_an_orphan_to_a_claimer(tmp_path: Path, monkeypat
     assert segment.path.name.startswith("seg-")
     assert sorted(p.name for p in tmp_path.iterdir()) == [segment.path.name]
     box.close()
+
+
+def test_a_segment_its_maker_died_making_is_removed_once_it_is_old(tmp_path: Path) -> None:
+    abandoned, fresh = tmp_path / "new-0001.log", tmp_path / "new-0002.log"
+    abandoned.touch()
+    fresh.touch()
+    long_ago = time.time() - 3600
+    os.utime(abandoned, (long_ago, long_ago))
+    assert Outbox(tmp_path).claim_orphans() == 0
+    # One being made right now (its maker about to lock and rename it) is left alone.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name]
 
 
 def test_a_new_segment_s_name_is_made_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

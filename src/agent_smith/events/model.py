@@ -57,7 +57,16 @@ def _now() -> datetime:
 
 def takes_bool(annotation: object) -> bool:
     """Whether a field's type admits true/false: `bool` itself, or a union or annotation holding it (pure)."""
-    return annotation is bool or any(takes_bool(arg) for arg in get_args(annotation))
+    return _takes(annotation, (bool,))
+
+
+def takes_number(annotation: object) -> bool:
+    """Whether a field's type admits a number (true/false are no numbers here) (pure)."""
+    return _takes(annotation, (int, float))
+
+
+def _takes(annotation: object, kinds: tuple[type, ...]) -> bool:
+    return annotation in kinds or any(_takes(arg, kinds) for arg in get_args(annotation))
 
 
 class Event(BaseModel):
@@ -76,11 +85,16 @@ class Event(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        # pydantic takes true as 1 for an int: an agent's `"pr": true` would be PR 1. Every field,
-        # so that a type added later gets it too.
+        # pydantic takes true as 1 for an int, and 1 as true for a bool: an agent's `"pr": true`
+        # would be PR 1. Every field, so that a type added later gets it too.
         field = cls.model_fields.get(info.field_name or "")
-        if isinstance(value, bool) and field is not None and not takes_bool(field.annotation):
+        if field is None:
+            return value
+        if isinstance(value, bool) and not takes_bool(field.annotation):
             raise PydanticCustomError("bool_type", "Input should not be true or false")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and takes_bool(field.annotation) and not takes_number(field.annotation):
+            raise PydanticCustomError("bool_type", "Input should be true or false, not a number")
         return value
 
     @classmethod

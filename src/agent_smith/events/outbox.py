@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Records NATS refused as such, kept for a person to look at; never flushed again.
 REFUSED = "refused.log"
+# A segment still under its making name after this long (s) was never made: its maker died.
+_ABANDONED_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,12 @@ class Outbox:
         if not self.directory.is_dir():
             return 0
         held = {s.path for s in self._claimed} | ({self._own.path} if self._own else set())
+        # A process killed while it made a segment (between creating and renaming it) left it
+        # empty under its making name; one that old is no one's any more.
+        for making in self.directory.glob("new-*.log"):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - making.stat().st_mtime > _ABANDONED_AFTER:
+                    making.unlink()
         found = 0
         for path in sorted(self.directory.glob("seg-*.log")):
             if path in held:
