@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
-from agent_smith.processes import command_line, runs_with
+import pytest
+
+from agent_smith.processes import command_line, runs_agent_smith, runs_with
 
 
 def test_a_process_s_command_line_is_its_arguments() -> None:
@@ -35,3 +38,27 @@ def test_a_process_that_is_gone_or_a_zombie_runs_nothing() -> None:
         sleeper.wait()
     assert command_line(sleeper.pid) is None
     assert command_line(2**22 + 7) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["agent-smith", "firewall", "--crew", "."], True),
+        (["agent-smith", "firewall", "--settings-fd", "0"], True),
+        (["-m", "agent_smith", "firewall"], True),
+        (["agent-smith", "up"], False),
+        (["other-tool", "firewall"], False),
+        (["firewall", "agent-smith"], False),
+    ],
+)
+def test_an_agent_smith_verb_is_known_however_it_was_started(argv: list[str], expected: bool) -> None:
+    # The process is a sleeping interpreter whose arguments read as `argv` (sys.argv after -c).
+    code = "import time; time.sleep(60)"
+    with subprocess.Popen([sys.executable, "-c", code, *argv]) as process:
+        try:
+            deadline = time.monotonic() + 10
+            while command_line(process.pid) != [sys.executable, "-c", code, *argv] and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert runs_agent_smith(process.pid, "firewall") is expected
+        finally:
+            process.kill()

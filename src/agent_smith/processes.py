@@ -29,3 +29,12 @@ def runs_with(pid: int, args: Iterable[str]) -> bool:
     """Whether process `pid` runs, with every one of `args` among its arguments."""
     line = command_line(pid)
     return line is not None and set(args) <= set(line)
+
+
+def runs_agent_smith(pid: int, verb: str) -> bool:
+    """Whether process `pid` runs `agent-smith VERB` (the entry point, or `python -m agent_smith`),
+    whatever options it was given."""
+    line = command_line(pid)
+    if line is None or verb not in line:
+        return False
+    return any(Path(arg).name == "agent-smith" or arg == "agent_smith" for arg in line[: line.index(verb)])

@@ -30,7 +30,7 @@ from agent_smith.crew import Agent, Crew, CrewPaths, LoadedCrew
 from agent_smith.crew.loader import firewall_listeners, format_loc, same_address
 from agent_smith.errors import AgentSmithError, MissingPartError, OperationError, UsageError
 from agent_smith.logs import LogFormat, configure
-from agent_smith.processes import runs_with
+from agent_smith.processes import runs_agent_smith
 from agent_smith.runtime.claude import DEFAULT_PATH, find_claude
 from agent_smith.runtime.endpoint import CHAT_PATH, McpEndpoint, http_socket
 from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv, pane_log
@@ -57,8 +57,6 @@ _EVENT_LOG_AFTER = 5.0
 _STOPPING_WAIT = 3.0
 # The events the supervisor observes before its event log is up, kept across a crash.
 HELD_EVENTS = "held-events.jsonl"
-# What the firewall a supervisor starts runs with, after the agent-smith command.
-_FIREWALL_ARGS = ("firewall", "--settings-fd", "0")
 log = logging.getLogger(__name__)
 
 
@@ -365,10 +363,11 @@ async def supervise(
                 # Handed its settings, the firewall does not load the crew again while the agents boot.
                 firewall = ChildService(
                     "firewall",
-                    [default_agent_smith_command(), *_FIREWALL_ARGS],
+                    [default_agent_smith_command(), "firewall", "--settings-fd", "0"],
                     env=options.env,
                     log_file=paths.logs / "firewall.log",
                     pid_file=rd.firewall_pid,
+                    is_ours=is_firewall,
                     listen=parse_listen(crew.egress.listen, "egress.listen"),
                     fd_option="--listen-fd",
                     stdin=launch_for(crew, loaded.root, options.env).pack(),
@@ -899,7 +898,13 @@ def _nats_pid(crew: Crew) -> int | None:
 def _firewall_pid(rd: RunDir) -> int | None:
     """The firewall a supervisor started, if it runs (its pid file may have outlived it)."""
     pid = read_pid(rd.firewall_pid)
-    return pid if pid is not None and runs_with(pid, _FIREWALL_ARGS) else None
+    return pid if pid is not None and is_firewall(pid) else None
+
+
+def is_firewall(pid: int) -> bool:
+    """Whether `pid` is an agent-smith firewall, however it was started: by a supervisor
+    (`--settings-fd`), or before it (`--crew`, as the demo does, for the supervisor to adopt)."""
+    return runs_agent_smith(pid, "firewall")
 
 
 def rotated_logs(crew: Crew, agent: str, *, pane: int) -> list[Path]:

@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -108,9 +108,13 @@ class ChildService:
         stdin: bytes = b"",
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
+        is_ours: Callable[[int], bool] | None = None,
     ) -> None:
         self.name = name
         self._argv = list(argv)
+        # Whether the pid a dead supervisor left names one to adopt (the pid file may have outlived
+        # it: the pid is another program's after a reboot); by default, one run with `argv`.
+        self._is_ours = is_ours or (lambda pid: runs_with(pid, self._argv))
         self._env = dict(env)
         self._log_file = log_file
         self._pid_file = pid_file
@@ -133,8 +137,7 @@ class ChildService:
         Raises UsageError when the port cannot be bound: called before any agent
         starts, a port in use then leaves nothing half-started."""
         left = read_pid(self._pid_file)
-        # Its pid file may have outlived it: the pid is another program's now (after a reboot).
-        if left is not None and runs_with(left, self._argv) and _listening(*self.listen):
+        if left is not None and self._is_ours(left) and _listening(*self.listen):
             self._adopted = left
             self._spawned_at = time.time()
             return
