@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 import typer.main
+from typer._click import Context
 from typer.testing import CliRunner
 
 import agent_smith.cli
@@ -123,3 +127,86 @@ def test_no_arguments_show_the_help_and_exit_2() -> None:
     assert done.returncode == 2
     assert "Usage: agent-smith" in done.stdout + done.stderr
     assert "error:" not in done.stderr
+
+
+def _commands() -> list[tuple[list[str], Any]]:
+    """Every command's path (after `agent-smith`) and its click command: the root, each verb and each sub-verb."""
+    root = typer.main.get_command(app)
+    found: list[tuple[list[str], Any]] = [([], root)]
+    for verb in VERBS:
+        command = root.get_command(None, verb)  # type: ignore[attr-defined]
+        found.append(([verb], command))
+        for sub, subcommand in getattr(command, "commands", {}).items():
+            found.append(([verb, sub], subcommand))
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), _commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_help_shows_a_value_for_options_that_take_one_and_none_for_flags(path: list[str], command: Any) -> None:
+    # Typer showed every flag with a type (`--json <bool>`) that the flag then refused.
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    # An option's row begins with its names (after `*` when it is required).
+    rows = [row for line in result.stdout.splitlines() if (row := line.strip("│ *")).startswith("-")]
+    params = command.get_params(Context(command, info_name="agent-smith"))
+    options = [p for p in params if p.param_type_name == "option" and not p.hidden]
+    assert len(rows) == len(options), result.stdout
+    for option in options:
+        names = set(option.opts) | set(option.secondary_opts)
+        [row] = [r for r in rows if r.split()[0] in names]
+        cells = re.split(r"\s{2,}", row)
+        while cells and cells[0].startswith("-"):  # its names, long and short
+            cells.pop(0)
+        shown = cells[0]
+        if option.is_flag:
+            # Its help text comes right after its names.
+            assert shown.startswith(" ".join(option.help.split()[:3])), (path, option.opts, row)
+        else:
+            assert shown == option.metavar or re.match(r"<[^<>]+>", shown), (path, option.opts, row)
+
+
+JSON_KEYS = {"time", "level", "logger", "message"}
+
+
+def _json_lines(stderr: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    assert lines, "something is said"
+    assert all(set(line) >= JSON_KEYS for line in lines), lines
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "level", "message"),
+    [
+        # The full CLI: an agent-smith error, bad usage before and after the verb, a bad option value.
+        (["--log-format", "json", "status", "--crew", "/nonexistent"], {}, "error", "no crew.yaml here"),
+        (["status", "--crew", "/nonexistent"], {"AGENT_SMITH_LOG_FORMAT": "json"}, "error", "no crew.yaml here"),
+        (["--log-format=json", "nosuchverb"], {}, "error", "No such command 'nosuchverb'."),
+        (["--log-format", "json", "up", "--bogus"], {}, "error", "No such option: --bogus"),
+        (["--log-format", "json", "--log-level"], {}, "error", "Option '--log-level' requires an argument."),
+        (["--log-format", "json", "--log-level", "loud", "schema"], {}, "error", "log level 'loud'"),
+        # The fast paths: a plain `up`, and the servers.
+        (["up", "--crew", "/nonexistent"], {"AGENT_SMITH_LOG_FORMAT": "json"}, "error", "no crew.yaml here"),
+        (["firewall", "--crew", "/nonexistent"], {"AGENT_SMITH_LOG_FORMAT": "json"}, "error", "no crew.yaml here"),
+    ],
+)
+def test_with_json_logs_what_the_cli_says_on_stderr_is_json(
+    argv: list[str], env: dict[str, str], level: str, message: str
+) -> None:
+    done = subprocess.run([CLI, *argv], env={**os.environ, **env}, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    [said] = _json_lines(done.stderr)
+    assert (said["level"], said["logger"]) == (level, "agent_smith.cli")
+    assert message in said["message"], said
+
+
+def test_with_json_logs_a_warning_is_json(tmp_path: Path) -> None:
+    crew = tmp_path / "crew"
+    assert subprocess.run([CLI, "init", str(crew)], capture_output=True, check=False).returncode == 0
+    # A persona directory crew.yaml does not name is a warning, not an error.
+    (crew / "agents" / "stray").mkdir()
+    env = {**os.environ, "AGENT_SMITH_LOG_FORMAT": "json", "HOME": str(tmp_path)}
+    for argv in (["validate", str(crew)], ["k8s", "render", "--crew", str(crew)]):
+        done = subprocess.run([CLI, *argv], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert {line["level"] for line in _json_lines(done.stderr)} == {"warning"}, done.stderr

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 from typer.testing import CliRunner
 
 import agent_smith.cli.runtime as runtime_cli
 from agent_smith.cli.app import app
-from agent_smith.cli.up import UpRequest, parse_up
+from agent_smith.cli.output import AppContext
+from agent_smith.cli.up import UpRequest, parse_up, progress
+from agent_smith.errors import OperationError
+from agent_smith.logs import LogFormat
 
 names = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
 hosts = st.from_regex(r"[a-z0-9.]{1,12}", fullmatch=True)
@@ -83,3 +89,23 @@ def test_a_timeout_that_is_no_time_to_wait_is_bad_usage(verb: list[str], seconds
     result = CliRunner().invoke(app, [*verb, "--timeout", seconds])
     assert result.exit_code == 2
     assert "must be more than 0 seconds" in result.output
+
+
+@pytest.mark.parametrize("log_format", list(LogFormat))
+def test_progress_and_warnings_take_the_log_format(log_format: LogFormat) -> None:
+    err = io.StringIO()
+    out = AppContext(err=Console(file=err, soft_wrap=True), log_format=log_format)
+    progress(out)("alice", "ready")
+    out.warn("a [bracketed] warning")
+    out.error(OperationError("first\nsecond"))
+    lines = err.getvalue().splitlines()
+    if log_format is LogFormat.text:
+        assert lines == ["alice: ready", "warning: a [bracketed] warning", "error: first", "error: second"]
+        return
+    said = [json.loads(line) for line in lines]
+    assert [(s["level"], s["logger"], s["message"]) for s in said] == [
+        ("info", "agent_smith.cli", "alice: ready"),
+        ("warning", "agent_smith.cli", "a [bracketed] warning"),
+        ("error", "agent_smith.cli", "first\nsecond"),
+    ]
+    assert (said[0]["agent"], said[0]["state"]) == ("alice", "ready")

@@ -10,6 +10,7 @@ nor in any file the run wrote. Afterwards no process of the run is left.
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import subprocess
 from pathlib import Path
@@ -170,6 +171,9 @@ def test_the_demo_plays_every_step_for_real_and_leaves_nothing(tmp_path: Path, l
     assert record["outcome"] == "complete", json.dumps(record, indent=2)
     assert all(record["steps"][s.value]["done_at"] is not None for s in Step)
     assert json.loads((root / "record.json").read_text())["complete"] is True
+    # Every log the demo points at is there (a pane's as its chunks).
+    missing = [what for what, where in record["logs"].items() if not glob.glob(where)]
+    assert missing == [], record["logs"]
 
     # Nothing of the run is left: every tracked pid, and anything naming the run's directory.
     assert leak_check.survivors(grace=10) == {}

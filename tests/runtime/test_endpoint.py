@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent_smith.crew import CrewPaths, EventLog
 from agent_smith.errors import OperationError, UsageError
@@ -21,6 +24,7 @@ from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.runtime.tmux import Tmux
 from tests.fixtures.nats import NatsServer
+from tests.runtime.conftest import spec
 
 pytestmark = pytest.mark.real
 
@@ -311,3 +315,86 @@ def test_the_assembled_channel_entry_names_the_path_the_supervisor_serves() -> N
     servers, _ = mcp_servers({}, chat=True)
     assert servers["matrix"]["url"] == f"${{{MCP_URL_VAR}}}{CHAT_URL_SUFFIX}"
     assert CHAT_PATH == MCP_PATH + CHAT_URL_SUFFIX
+
+
+def _request(url: str, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """`method` on `path`, then GET /healthz on the same kept-alive connection (it must still serve)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request(method, path)
+        answer = conn.getresponse()
+        said = (answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b"ok\n"
+        return said
+    finally:
+        conn.close()
+
+
+def test_the_read_only_paths_answer_head_with_headers_alone_and_refuse_other_methods(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+
+    async def run() -> None:
+        sock = http_socket("127.0.0.1:0", run_dir)
+        supervisor = Supervisor([spec(tmp_path, "alice")], Tmux("agent-smith-test-unused"), run_dir)
+        supervisor.serve_mcp({})
+        await supervisor.serve_http(sock)
+        url = supervisor.metrics_url
+        assert url is not None
+        try:
+            for path in ("/healthz", "/readyz", "/metrics"):
+                status, headers, body = await asyncio.to_thread(_request, url, "GET", path)
+                # HEAD: GET's status and headers (its body's length included), and no body.
+                curl = await asyncio.create_subprocess_exec(
+                    "curl", "-sS", "--head", "--max-time", "5", url + path,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                out, err = await curl.communicate()
+                assert curl.returncode == 0, err
+                head = out.decode().lower()
+                assert head.startswith(f"http/1.1 {status} ")
+                assert f"content-length: {len(body)}\r\n" in head
+                assert (await asyncio.to_thread(_request, url, "HEAD", path)) == (status, headers, b"")
+                for method in ("POST", "PUT", "DELETE", "PATCH"):
+                    refused, said, _ = await asyncio.to_thread(_request, url, method, path)
+                    assert (refused, said["allow"]) == (405, "GET, HEAD"), (method, path)
+            # The MCP endpoint answers as it did (no token: 401), headers alone to a HEAD.
+            refused, said, body = await asyncio.to_thread(_request, url, "HEAD", MCP_PATH)
+            assert (refused, said["www-authenticate"], body) == (401, "Bearer", b"")
+        finally:
+            await supervisor.close_http()
+
+    asyncio.run(run())
+
+
+def test_restarts_are_a_counter_the_exposition_format_accepts(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+
+    async def run() -> list[str]:
+        sock = http_socket("127.0.0.1:0", run_dir)
+        supervisor = Supervisor([spec(tmp_path, "alice")], Tmux("agent-smith-test-unused"), run_dir)
+        await supervisor.serve_http(sock)
+        scrapes = []
+        try:
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as http_client:
+                # Adopted with 3 restarts, then restarted twice more.
+                for restarts in (3, 5, 5):
+                    agent = supervisor.agents["alice"]
+                    agent.record = replace(agent.record, restarts=restarts)
+                    scrapes.append((await http_client.get(f"{supervisor.metrics_url}/metrics")).text)
+        finally:
+            await supervisor.close_http()
+        return scrapes
+
+    for text, restarts in zip(asyncio.run(run()), (3, 5, 5), strict=True):
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        counter = families["agent_smith_agent_restarts"]
+        assert counter.type == "counter"
+        totals = [s for s in counter.samples if s.name == "agent_smith_agent_restarts_total"]
+        assert [(s.labels, s.value) for s in totals] == [({"agent": "alice"}, restarts)]
+        # One HELP and one TYPE per metric, as Prometheus requires.
+        names = [line.split()[2] for line in text.splitlines() if line.startswith(("# HELP ", "# TYPE "))]
+        assert len(names) == 2 * len(set(names))

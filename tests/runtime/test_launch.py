@@ -25,6 +25,7 @@ from agent_smith.runtime.launch import (
 from agent_smith.runtime.panelog import Follower, Streamer, readable
 from agent_smith.runtime.rundir import RunDir, SupervisorRunning
 from agent_smith.runtime.services import parse_listen
+from agent_smith.runtime.session import chunk
 from agent_smith.runtime.supervisor import _SUBMIT_CHECK, _SUBMIT_TRIES, at_prompt, submit_step
 from agent_smith.runtime.sweep import environment_value
 
@@ -170,15 +171,14 @@ def test_words_placed_by_column_keep_their_spaces() -> None:
     assert readable(raw) == "WARNING:   Loading development channels\n  indented back"
 
 
-def test_a_log_replaced_before_the_first_look_is_streamed_whole(tmp_path: Path) -> None:
-    # Rotated as the agent started: everything in the new file is this run's.
+def test_a_log_begun_anew_before_the_first_look_is_streamed_whole(tmp_path: Path) -> None:
+    # A new pipe as the agent started: everything in its chunk is this run's.
     log = tmp_path / "a.log"
-    log.write_bytes(b"an earlier run's line\n")
+    chunk(log, 0).write_bytes(b"an earlier run's line\n")
     lines: list[str] = []
     streamer = Streamer([("a:claude", log), ("a:shell", tmp_path / "b.log")], lines.append)
-    log.rename(tmp_path / "a.log.1")
-    log.write_bytes(b"first\n")
-    (tmp_path / "b.log").write_bytes(b"made since\n")
+    chunk(log, 1).write_bytes(b"first\n")
+    chunk(tmp_path / "b.log", 0).write_bytes(b"made since\n")
     streamer.pump()
     assert lines == ["[a:claude] first\n", "[a:shell] made since\n"]
 
@@ -191,20 +191,19 @@ def test_readable_text_has_no_escapes_and_keeps_every_word(parts: list[bytes]) -
     assert text.count("word") == raw.count(b"word")
 
 
-def test_follower_survives_rotation_and_streams_whole_lines(tmp_path: Path) -> None:
+def test_follower_goes_on_to_the_next_chunk_and_streams_whole_lines(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
-    log.write_bytes(b"an earlier run's line\n")
+    chunk(log, 0).write_bytes(b"an earlier run's line\n")
     lines: list[str] = []
     streamer = Streamer([("a:claude", log)], lines.append)
-    with log.open("ab") as fh:
+    with chunk(log, 0).open("ab") as fh:
         fh.write(b"one\ntw")
     assert streamer.pump() == 1
-    with log.open("ab") as fh:
+    with chunk(log, 0).open("ab") as fh:
         fh.write(b"o\n")
-    log.rename(tmp_path / "a.log.1")
-    log.write_bytes(b"three\n")
+    chunk(log, 1).write_bytes(b"three\n")
     streamer.pump()
-    with log.open("ab") as fh:
+    with chunk(log, 1).open("ab") as fh:
         fh.write(b"bash-5.2# ")
     streamer.pump()
     assert lines[-1] == "[a:claude] three\n", "a partial line waits one round for its end"
@@ -213,6 +212,27 @@ def test_follower_survives_rotation_and_streams_whole_lines(tmp_path: Path) -> N
     assert lines == ["[a:claude] one\n", "[a:claude] two\n", "[a:claude] three\n", "[a:claude] bash-5.2# \n"]
     follower = Follower(tmp_path / "missing.log")
     assert follower.read() == b""
+
+
+def test_a_follower_reads_a_chunk_at_a_time_from_the_oldest_and_past_pruned_ones(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    for number, text in ((3, b"three"), (4, b""), (5, b"five")):
+        chunk(log, number).write_bytes(text)
+    follower = Follower(log)
+    assert follower.read() == b"three"
+    assert follower.read() == b"five", "an empty chunk gives nothing, and is gone past"
+    # Pruned meanwhile (a reader far behind): the chunk open is read to its end all the same,
+    # and one gone is skipped.
+    with chunk(log, 5).open("ab") as fh:
+        fh.write(b" more")
+    for number, text in ((6, b"six"), (7, b"seven")):
+        chunk(log, number).write_bytes(text)
+    chunk(log, 5).unlink()
+    chunk(log, 6).unlink()
+    assert follower.read() == b" more"
+    assert follower.read() == b"seven"
+    assert follower.read() == b""
+    follower.close()
 
 
 def test_requests_are_taken_once_in_order(tmp_path: Path) -> None:

@@ -223,7 +223,7 @@ def test_up_supervises_three_agents_through_crashes_restarts_and_down(
     assert json.loads(shown.stdout)["metrics"] == supervisor["metrics"]
     assert f"/metrics and /healthz at {supervisor['metrics']}" in crew.cli("status", "--crew", root).stdout
     _, metrics = get(supervisor["metrics"] + "/metrics")
-    assert 'agent_smith_agent_restarts{agent="carol"} 0.0' in metrics
+    assert 'agent_smith_agent_restarts_total{agent="carol"} 0.0' in metrics
 
     # `logs -f` follows; `attach` puts a terminal on the session (here: a pane of another tmux server).
     follow = subprocess.Popen(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 import importlib
 import itertools
+import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -18,12 +20,12 @@ import typer.main
 # Typer vendors Click and does not re-export its exceptions.
 from typer._click.exceptions import ClickException
 from typer._click.exceptions import UsageError as ClickUsageError
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from agent_smith import __version__
 from agent_smith.cli.output import AppContext
 from agent_smith.errors import AgentSmithError, UsageError
-from agent_smith.logs import LogFormat, configure
+from agent_smith.logs import LogFormat, configure, requested_format
 
 # Each verb and the CLI modules that define it, in --help order. A module is imported only when
 # one of its verbs runs (or for the full --help): a hook or an MCP server started by Claude Code
@@ -59,6 +61,9 @@ class _ErrorsToExitCodes(TyperGroup):
     """The root group: loads verbs on demand, and is the one place an agent-smith error
     becomes one line on stderr and an exit code."""
 
+    # The log format asked for, as far as `main` can tell before Click reads the options.
+    log_format = LogFormat.text
+
     def list_commands(self, ctx: Any) -> list[str]:
         return list(VERBS)
 
@@ -71,15 +76,22 @@ class _ErrorsToExitCodes(TyperGroup):
         """Click's, but bad usage is one ``error:`` line (where Click and Typer print a usage
         block and a boxed message), exit 2."""
         kwargs["standalone_mode"] = False
+        # Said in the format asked for, also when Click stops before the root options are read.
+        given = kwargs.get("args")
+        self.log_format = requested_format(sys.argv[1:] if given is None else given, os.environ)
         try:
             code = super().main(*args, **kwargs)
         except ClickUsageError as exc:
             if type(exc).__name__ != "NoArgsIsHelpError":  # That one has printed the help already.
                 path = exc.ctx.command_path if exc.ctx is not None else _command_path(kwargs.get("args"))
-                AppContext().error(UsageError(f"{' '.join(exc.format_message().split())} (see `{path} --help`)"))
+                message = f"{' '.join(exc.format_message().split())} (see `{path} --help`)"
+                self._output(exc.ctx).error(UsageError(message))
             sys.exit(exc.exit_code)
         except ClickException as exc:
-            exc.show()
+            if self.log_format is LogFormat.json:
+                self._output(None).log(logging.ERROR, exc.format_message())
+            else:
+                exc.show()
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -88,10 +100,27 @@ class _ErrorsToExitCodes(TyperGroup):
         try:
             return super().invoke(ctx)
         except AgentSmithError as exc:
-            AppContext().error(exc)
+            self._output(ctx).error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+
+    def _output(self, ctx: Any) -> AppContext:
+        """The command's output, once the root options made it; else one in the format asked for."""
+        made = ctx.find_root().obj if ctx is not None else None
+        return made if isinstance(made, AppContext) else AppContext(log_format=self.log_format)
+
+
+_option_type = TyperOption.display_type_rich
+
+
+def _flag_shows_no_type(self: TyperOption, ctx: Any) -> str | None:
+    """Typer's help shows each option's type, a flag's too (`--json <bool>`), as if it took a
+    value, which it refuses: a flag (`--help` and `--version` included) shows none."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_shows_no_type  # type: ignore[method-assign]
 
 
 def _command_path(args: list[str] | None) -> str:
@@ -141,7 +170,7 @@ def root(
     ] = False,
 ) -> None:
     configure(log_format, log_level)
-    ctx.obj = AppContext()
+    ctx.obj = AppContext(log_format=log_format)
 
 
 def _load_verb(group: TyperGroup, name: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,11 +11,7 @@ from rich.markup import escape
 from agent_smith.cli.context import app_context
 from agent_smith.crew import load_crew
 from agent_smith.home import AssembleOptions, assemble, describe
-
-
-def _progress(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
+from agent_smith.logs import stderr_progress
 
 
 def assemble_command(
@@ -75,7 +70,7 @@ def assemble_command(
             dry_run=dry_run,
             clone=not no_clone,
             no_proxy=tuple(no_proxy or ()),
-            progress=_progress,
+            progress=stderr_progress(out.log_format),
         ),
     )
     if dry_run:

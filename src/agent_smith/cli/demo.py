@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from agent_smith.cli.output import AppContext
 from agent_smith.demo import STEP_TITLES, DemoFailed, DemoInterrupted, DemoOptions, Snapshot, Step, run_demo
 from agent_smith.demo.view import live_view, summary
 from agent_smith.errors import OperationError
+from agent_smith.logs import LogFormat
 
 
 @contextmanager
@@ -43,18 +45,25 @@ class _Headless:
         self.attach_shown = False
 
     def phase(self, name: str) -> None:
-        self.out.err.print(f"• {escape(name)}", highlight=False)
+        self._say(f"• {escape(name)}", name, phase=name)
+
+    def _say(self, markup: str, message: str, **fields: object) -> None:
+        """A progress line: Rich `markup`, or with json logs `message` as one JSON object."""
+        if self.out.log_format is LogFormat.json:
+            self.out.log(logging.INFO, message, **fields)
+        else:
+            self.out.err.print(markup, highlight=False)
 
     def snapshot(self, snap: Snapshot) -> None:
         if snap.attach and not self.attach_shown:
             self.attach_shown = True
             for command in snap.attach:
-                self.out.err.print(f"  attach: {escape(command)}", highlight=False)
+                self._say(f"  attach: {escape(command)}", f"attach: {command}", attach=command)
         for step in Step:
             if step in snap.progress.steps and step not in self.shown:
                 self.shown.add(step)
                 at = snap.progress.steps[step]
-                self.out.err.print(f"✓ {STEP_TITLES[step]} ({at:.1f}s)", highlight=False)
+                self._say(f"✓ {STEP_TITLES[step]} ({at:.1f}s)", f"{STEP_TITLES[step]} ({at:.1f}s)", step=step.value)
 
 
 def demo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from agent_smith.deploy.writer import to_yaml
 from agent_smith.egress import FirewallState, proxy_url_for
 from agent_smith.errors import OperationError, UsageError
 from agent_smith.fsutil import write_atomic
+from agent_smith.logs import LogFormat
 
 SECRETS_MARKER = (
     "# Written by agent-smith k8s secrets. SECRET VALUES: keep this file private; apply it, then delete it.\n"
@@ -59,7 +61,15 @@ def _load(crew_dir: Path | None) -> tuple[LoadedCrew, dict[str, str]]:
 def _report(out: AppContext, rendered: Rendered) -> None:
     for warning in rendered.warnings:
         out.warn(warning)
-    if rendered.external:
+    if rendered.external and out.log_format is LogFormat.json:
+        for ref in rendered.external:
+            out.log(
+                logging.WARNING,
+                f"create Secret {ref.name} before the pods can start (see docs/kubernetes.md): {ref.purpose}",
+                secret=ref.name,
+                keys=list(ref.keys),
+            )
+    elif rendered.external:
         out.err.print("Create these Secrets before the pods can start (see docs/kubernetes.md):", highlight=False)
         for ref in rendered.external:
             line = f"  {ref.name} [{', '.join(ref.keys)}]: {ref.purpose}"

@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from agent_smith.cli.context import CrewOption, JsonFlag, app_context
 from agent_smith.cli.output import AppContext
-from agent_smith.cli.up import UpRequest, assembly_progress, bring_up, progress
+from agent_smith.cli.up import UpRequest, bring_up, progress
 from agent_smith.crew import Crew, CrewPaths, LoadedCrew, load_crew, resolve_crew_dir
 from agent_smith.errors import CrewError, MissingPartError, OperationError, UsageError
 from agent_smith.leave import leave
+from agent_smith.logs import stderr_progress
 from agent_smith.runtime import (
     CONTAINER_SESSION,
     ServeOptions,
     Tmux,
+    captured_log,
     check_startable,
     is_running,
     readable,
-    rotated_logs,
     run_dir,
     started_crew,
     stop_crew,
@@ -37,9 +38,11 @@ from agent_smith.runtime import (
     wait_ready,
     where_it_runs,
 )
+from agent_smith.runtime.rundir import UnreadableStatus
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import Console, ConsoleOptions, RenderableType
+    from rich.text import Text
 
 # status and logs import what only they use when they run: `up`, which forks the supervisor
 # as soon as the crew is checked, should not pay for them first.
@@ -147,43 +150,78 @@ def _age(seconds: float | None) -> str:
     return f"{seconds // 86400}d"
 
 
-def status_rows(crew: Crew, now: float) -> tuple[bool, list[dict[str, Any]]]:
-    """Whether a supervisor runs, and one row per agent (stopped when it is not supervised)."""
+def _finite(entry: Mapping[str, Any], key: str) -> float | None:
+    """The number the status says at `key`; None for anything else: absent, not a number, or no
+    finite one (a damaged file's `1e400` reads as infinity, which no time is)."""
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _whole(entry: Mapping[str, Any], key: str) -> int | None:
+    """The integer the status says at `key`; None for anything else."""
+    value = entry.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def status_rows(crew: Crew, now: float) -> tuple[bool, list[dict[str, Any]], str | None]:
+    """Whether a supervisor runs, one row per agent (stopped when it is not supervised), and why
+    the status file could not be read (None when it could, or there is none)."""
     from agent_smith.hooks import read_activity
 
     rd = run_dir(crew)
     running = rd.running_pid() is not None
-    agents = (rd.read_status() or {}).get("agents", {}) if running else {}
+    unreadable: str | None = None
+    try:
+        status = rd.load_status() or {}
+    except UnreadableStatus as exc:
+        status = {}
+        unreadable = f"{exc}: the agents' states are unknown" if running else str(exc)
+    agents = status.get("agents")
+    agents = agents if isinstance(agents, dict) else {}
     sessions = set() if running else set(Tmux(crew.runtime.tmux_socket).list_sessions())
     rows = []
     for agent in crew.agents:
-        entry = agents.get(agent.name) if isinstance(agents, dict) else None
+        entry = agents.get(agent.name)
         entry = entry if isinstance(entry, dict) else {}
-        if agent.name in sessions:
-            # Left running by a supervisor that is gone: `up` adopts it.
-            entry = {"state": "unsupervised"}
-        started = entry.get("started_at")
-        activity = entry.get("last_activity")
+        state = entry.get("state")
+        if running and unreadable is not None:
+            state = "unknown"
+        elif agent.name in sessions:
+            # Left running by a supervisor that is gone: what it last said holds (`up` adopts the
+            # agent with it), but nothing retries the agent or holds its channel now.
+            entry = {key: value for key, value in entry.items() if key not in ("retry_at", "channel_connected")}
+            state = "unsupervised"
+        elif not running:
+            # Stopped, and the next `up` starts it anew: the gone supervisor's counts are over.
+            entry, state = {}, "stopped"
+        started = _finite(entry, "started_at")
+        activity = _finite(entry, "last_activity")
+        retry_at = _finite(entry, "retry_at")
+        connected = entry.get("channel_connected")
         reviews = read_activity(CrewPaths.of(crew).agent_state(agent.name)) or {}
         rows.append(
             {
                 "agent": agent.name,
-                "state": entry.get("state", "stopped"),
-                "uptime_seconds": now - started if isinstance(started, int | float) else None,
-                "restarts": entry.get("restarts", 0),
-                "last_activity_seconds_ago": now - activity if isinstance(activity, int | float) else None,
-                "last_exit": entry.get("last_exit"),
-                "retry_in_seconds": (
-                    max(0.0, entry["retry_at"] - now) if isinstance(entry.get("retry_at"), int | float) else None
-                ),
+                "state": state if isinstance(state, str) else "stopped",
+                "uptime_seconds": None if started is None else now - started,
+                "restarts": _whole(entry, "restarts") or 0,
+                "last_activity_seconds_ago": None if activity is None else now - activity,
+                "last_exit": _whole(entry, "last_exit"),
+                "retry_in_seconds": None if retry_at is None else max(0.0, retry_at - now),
                 # The agent's open PRs as its Stop hook last saw them (None: never checked).
                 "open_prs": reviews.get("pull_requests"),
                 "open_prs_checked_at": reviews.get("checked_at"),
                 # Whether its claude holds its Matrix channel now (None: no channel, or not running).
-                "chat_connected": entry.get("channel_connected"),
+                "chat_connected": connected if isinstance(connected, bool) else None,
             }
         )
-    return running, rows
+    return running, rows, unreadable
 
 
 _COLOURS = {
@@ -194,38 +232,100 @@ _COLOURS = {
     "starting": "yellow",
     "backing off": "yellow",
 }
+_HEADERS = ("agent", "state", "uptime", "restarts", "last activity", "last exit", "open PRs", "chat")
+# Cells that are one word, however narrow the table: a count or an age cut in two reads as two.
+_NO_WRAP = frozenset({"uptime", "restarts", "last exit", "chat"})
+# A long agent name is cut (with an ellipsis) to this, and may be cut to _NAME_MIN where room is short.
+_NAME_MAX = 20
+_NAME_MIN = 8
 
 
-def _table(crew: Crew) -> Table:
-    from rich.table import Table
+def column_widths(minimums: Sequence[int], maximums: Sequence[int], room: int) -> list[int] | None:
+    """Each column's width in a table with `room` for its cells: its widest cell where all fit,
+    else the columns with most to spare above their minimum narrowed first; None when not even
+    the minimums fit (pure)."""
+    if sum(minimums) > room:
+        return None
+    widths = [max(low, high) for low, high in zip(minimums, maximums, strict=True)]
+    for _ in range(sum(widths) - room):
+        spare = max(range(len(widths)), key=lambda i: widths[i] - minimums[i])
+        widths[spare] -= 1
+    return widths
 
-    running, rows = status_rows(crew, time.time())
+
+class StatusView:
+    """`status` for the terminal: a table whose every column stays legible (a long agent name is
+    cut, numbers never wrap), or one block per agent where the terminal is too narrow for that.
+    Laid out at each render, so a resized terminal under `--watch` gets what fits it."""
+
+    def __init__(self, title: str, caption: str | None, rows: Sequence[dict[str, Any]]) -> None:
+        self.title, self.caption = title, caption
+        self.cells = [_cells(row) for row in rows]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
+        from rich.table import Table
+        from rich.text import Text
+
+        columns = list(zip(*self.cells, strict=True)) if self.cells else [() for _ in _HEADERS]
+        minimums, maximums = [], []
+        for header, cells in zip(_HEADERS, columns, strict=True):
+            longest = max((cell.cell_len for cell in cells), default=0)
+            word = max((len(w) for text in (header, *(c.plain for c in cells)) for w in text.split()), default=1)
+            if header == "agent":
+                minimums.append(max(len(header), min(longest, _NAME_MIN)))
+                maximums.append(max(len(header), min(longest, _NAME_MAX)))
+            else:
+                minimums.append(max(word, longest) if header in _NO_WRAP else word)
+                maximums.append(max(len(header), longest))
+        # Each column has a border before it and a space either side; the table one border more.
+        widths = column_widths(minimums, maximums, options.max_width - 3 * len(_HEADERS) - 1)
+        if widths is None:
+            yield Text(self.title, style="italic")
+            for row in self.cells:
+                yield Text(row[0].plain, style="bold", no_wrap=True, overflow="ellipsis")
+                for header, cell in zip(_HEADERS[1:], row[1:], strict=True):
+                    yield Text.assemble(f"  {header}: ", cell)
+            if self.caption:
+                yield Text(self.caption, style="dim")
+            return
+        table = Table(title=self.title, caption=self.caption)
+        for header, width in zip(_HEADERS, widths, strict=True):
+            # Headers wrap at words; the cells that must not wrap say so (`_cells`).
+            table.add_column(header, width=width, overflow="ellipsis")
+        for row in self.cells:
+            table.add_row(*row)
+        yield table
+
+
+def _cells(row: Mapping[str, Any]) -> list[Text]:
+    from rich.text import Text
+
+    state = row["state"]
+    if row["retry_in_seconds"] is not None:
+        state += f" (retry in {_age(row['retry_in_seconds'])})"
+    activity = row["last_activity_seconds_ago"]
+    return [
+        Text(row["agent"], no_wrap=True, overflow="ellipsis"),
+        Text(state, style=_COLOURS.get(row["state"], "red")),
+        Text(_age(row["uptime_seconds"]), no_wrap=True),
+        Text(str(row["restarts"]), no_wrap=True),
+        Text(_age(activity) + ("" if activity is None else " ago")),
+        Text("—" if row["last_exit"] is None else str(row["last_exit"]), no_wrap=True),
+        Text(_open_prs(row["open_prs"])),
+        _chat(row["chat_connected"]),
+    ]
+
+
+def _view(crew: Crew, warn: Callable[[str], None]) -> StatusView:
+    running, rows, unreadable = status_rows(crew, time.time())
+    if unreadable is not None:
+        warn(unreadable)
     services, metrics = _supervisor(crew, running)
     shown = ", ".join(f"{name} {'listening' if up else 'starting'}" for name, up in services.items())
     title = (
         f"crew {crew.crew.name}" + (f" ({shown})" if shown else "") + ("" if running else " (supervisor not running)")
     )
-    table = Table(title=title, caption=f"/metrics and /healthz at {metrics}" if metrics else None)
-    table.add_column("agent", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    for column in ("uptime", "restarts", "last activity", "last exit", "open PRs", "chat"):
-        table.add_column(column)
-    for row in rows:
-        colour = _COLOURS.get(row["state"], "red")
-        state = row["state"]
-        if row["retry_in_seconds"] is not None:
-            state += f" (retry in {_age(row['retry_in_seconds'])})"
-        table.add_row(
-            row["agent"],
-            f"[{colour}]{escape(state)}[/]",
-            _age(row["uptime_seconds"]),
-            str(row["restarts"]),
-            _age(row["last_activity_seconds_ago"]) + (" ago" if row["last_activity_seconds_ago"] is not None else ""),
-            "—" if row["last_exit"] is None else str(row["last_exit"]),
-            _open_prs(row["open_prs"]),
-            _chat(row["chat_connected"]),
-        )
-    return table
+    return StatusView(title, f"/metrics and /healthz at {metrics}" if metrics else None, rows)
 
 
 def _supervisor(crew: Crew, running: bool) -> tuple[dict[str, bool], str | None]:
@@ -236,11 +336,13 @@ def _supervisor(crew: Crew, running: bool) -> tuple[dict[str, bool], str | None]
     return (services if isinstance(services, dict) else {}), (metrics if isinstance(metrics, str) else None)
 
 
-def _chat(connected: bool | None) -> str:
+def _chat(connected: bool | None) -> Text:
+    from rich.text import Text
+
     if connected is None:
-        return "—"
+        return Text("—", no_wrap=True)
     # Short: the table fits 80 columns.
-    return "[green]on[/]" if connected else "[yellow]off[/]"
+    return Text("on", style="green", no_wrap=True) if connected else Text("off", style="yellow", no_wrap=True)
 
 
 def _open_prs(prs: list[dict[str, Any]] | None) -> str:
@@ -265,32 +367,42 @@ def status(
     """Each agent's state, uptime, restarts, last activity and open PRs."""
     out = app_context(ctx)
     running = _running(out, crew)
+    warned: set[str] = set()
+
+    def warn(problem: str) -> None:
+        # Once, not at each look of --watch.
+        if problem not in warned:
+            warned.add(problem)
+            out.warn(problem)
+
     if as_json and not watch:
-        out.print_json(_status_document(running))
+        out.print_json(_status_document(running, warn))
         return
     if as_json:
         # One JSON object per line, each as it comes: for a pipe or a log to read line by line.
-        _every(lambda: out.console.file.write(json.dumps(_status_document(running), default=str) + "\n"), out)
+        _every(lambda: out.console.file.write(json.dumps(_status_document(running, warn), default=str) + "\n"), out)
         return
     # The table is all this prints, and fits the width (soft wrapping keeps a message one line).
     out.console.soft_wrap = False
     if not watch:
-        out.console.print(_table(running))
+        out.console.print(_view(running, warn))
         return
     if not out.console.is_terminal:
         # No screen to redraw: a table at each look, one after another.
-        _every(lambda: out.console.print(_table(running)), out)
+        _every(lambda: out.console.print(_view(running, warn)), out)
         return
     from rich.live import Live
 
-    with Live(_table(running), console=out.console, refresh_per_second=2) as live:
+    with Live(_view(running, warn), console=out.console, refresh_per_second=2) as live:
         while True:
             time.sleep(1)
-            live.update(_table(running))
+            live.update(_view(running, warn))
 
 
-def _status_document(crew: Crew) -> dict[str, Any]:
-    running, rows = status_rows(crew, time.time())
+def _status_document(crew: Crew, warn: Callable[[str], None]) -> dict[str, Any]:
+    running, rows, unreadable = status_rows(crew, time.time())
+    if unreadable is not None:
+        warn(unreadable)
     services, metrics = _supervisor(crew, running)
     return {
         "crew": crew.crew.name,
@@ -352,19 +464,18 @@ def logs(
     out = app_context(ctx)
     running = _running(out, crew)
     agent = running.agent(name)
-    files = rotated_logs(running, agent.name, pane=1 if shell else 0)
-    sink = out.console.file
-    for path in files[:-1]:
-        data = path.read_bytes()
-        sink.write(data.decode("utf-8", "replace") if raw else readable(data))
-    if not files:
-        raise OperationError(f"agent {agent.name!r} has no captured output yet")
     from agent_smith.runtime.panelog import Follower
 
-    current = files[-1]
-    follower = Follower(current)
+    follower = Follower(captured_log(running, agent.name, pane=1 if shell else 0))
+    sink = out.console.file
     data = follower.read()
-    sink.write(data.decode("utf-8", "replace") if raw else readable(data))
+    if not data:
+        raise OperationError(f"agent {agent.name!r} has no captured output yet")
+    # A chunk at a time (a log holds several of 10 MB); an escape sequence cut by a chunk's end
+    # shows as text, as one cut by a file's end did.
+    while data:
+        sink.write(data.decode("utf-8", "replace") if raw else readable(data))
+        data = follower.read()
     sink.flush()
     while follow:
         time.sleep(0.25)
@@ -426,7 +537,7 @@ def run(
             services=False,
             session=CONTAINER_SESSION,
             stream=write,
-            progress=assembly_progress,
+            progress=stderr_progress(out.log_format),
         )
     )
 

@@ -11,6 +11,7 @@ take the full CLI.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -130,7 +131,7 @@ def serve_firewall(
 
         loaded = load_crew(crew_dir, env)
         for warning in loaded.warnings:
-            sys.stderr.write(f"warning: {warning}\n")
+            sys.stderr.write(_said(logging.WARNING, warning, env))
         settings = settings_for(loaded.crew, loaded.root, env)
 
         def crew() -> Crew:
@@ -141,6 +142,16 @@ def serve_firewall(
         sys.stdout.flush()
 
     asyncio.run(run_firewall(replace(settings, listen_fds=listen_fds), ready, crew))
+
+
+def _said(level: int, message: str, env: Mapping[str, str]) -> str:
+    """An error or a warning for stderr, as the full CLI says it (`AppContext`), without Rich: a
+    `warning:`/`error:` line per line of it, or with json logs one JSON object."""
+    from agent_smith.logs import LogFormat, json_line, requested_format
+
+    if requested_format((), env) is LogFormat.json:
+        return json_line(level, message) + "\n"
+    return "".join(f"{logging.getLevelName(level).lower()}: {line}\n" for line in message.splitlines())
 
 
 def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None:
@@ -181,8 +192,7 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int | None
         else:
             serve_chat()
     except AgentSmithError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            sys.stderr.write(f"error: {line}\n")
+        sys.stderr.write(_said(logging.ERROR, str(exc) or type(exc).__name__, env))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +22,7 @@ from pathlib import Path
 from agent_smith.crew import LoadedCrew, load_crew
 from agent_smith.egress import make_ca_ahead
 from agent_smith.errors import AgentSmithError, OperationError
+from agent_smith.logs import LogFormat, stderr_progress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,15 +82,13 @@ def progress(out: AppContext) -> Callable[[str, str], None]:
     from rich.markup import escape
 
     def show(name: str, state: str) -> None:
+        if out.log_format is LogFormat.json:
+            out.log(logging.INFO, f"{name}: {state}", agent=name, state=state)
+            return
         colour = {"ready": "green", "idle": "green", "working": "green", "crash-looping": "red"}.get(state, "yellow")
         out.err.print(f"{escape(name)}: [{colour}]{escape(state)}[/]", highlight=False)
 
     return show
-
-
-def assembly_progress(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
 
 
 def bring_up(request: UpRequest, console: Callable[[], AppContext]) -> int | None:
@@ -248,7 +247,13 @@ def _serve_here(
 
     asyncio.run(
         supervise(
-            loaded, options, binary=binary, services=True, progress=assembly_progress, on_status=on_status, lock=lock
+            loaded,
+            options,
+            binary=binary,
+            services=True,
+            progress=stderr_progress(output().log_format),
+            on_status=on_status,
+            lock=lock,
         )
     )
 
@@ -256,7 +261,7 @@ def _serve_here(
 def run_up(request: UpRequest, env: Mapping[str, str]) -> int | None:
     """`up` without the CLI framework; its exit code, or None when the full CLI should run it
     (a log format or level in the environment it would refuse)."""
-    from agent_smith.logs import LEVELS, LogFormat, configure
+    from agent_smith.logs import LEVELS, configure
 
     log_format = env.get("AGENT_SMITH_LOG_FORMAT", LogFormat.text.value)
     log_level = env.get("AGENT_SMITH_LOG_LEVEL", "warning")
@@ -267,7 +272,7 @@ def run_up(request: UpRequest, env: Mapping[str, str]) -> int | None:
     def console() -> AppContext:
         from agent_smith.cli.output import AppContext
 
-        return AppContext()
+        return AppContext(log_format=LogFormat(log_format))
 
     try:
         bring_up(request, console)

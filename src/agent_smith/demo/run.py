@@ -131,7 +131,8 @@ class Demo:
             out["firewall audit"] = str(FirewallState(paths.firewall).audit_log_path)
             out["supervisor"] = str(run_dir(self.loaded.crew).log)
             for name in (DEVELOPER, REVIEWER):
-                out[f"{name} pane"] = str(pane_log(paths.logs, name, 0))
+                # Its chunks (LOG.000000, …): `agent-smith logs NAME` reads them in order.
+                out[f"{name} pane"] = f"{pane_log(paths.logs, name, 0)}.*"
                 out[f"{name} hooks"] = str(paths.agent_state(name) / "hooks" / "hooks.log")
         return out
 

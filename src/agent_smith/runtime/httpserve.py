@@ -36,7 +36,8 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 return
             body = await _read_body(conn, reader, request)
             if body is None:
-                writer.write(_serialise(conn, HttpAnswer(413, "Payload Too Large", (("Connection", "close"),))))
+                refused = HttpAnswer(413, "Payload Too Large", (("Connection", "close"),))
+                writer.write(_serialise(conn, refused, head=request.method == b"HEAD"))
                 await writer.drain()
                 return
             headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
@@ -45,7 +46,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             if response.stream is not None:
                 await _stream(conn, reader, writer, response)
                 return
-            writer.write(_serialise(conn, response))
+            writer.write(_serialise(conn, response, head=request.method == b"HEAD"))
             await writer.drain()
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
@@ -111,9 +112,11 @@ async def _stream(
         await asyncio.gather(body, gone, return_exceptions=True)
 
 
-def _serialise(conn: h11.Connection, answer: HttpAnswer) -> bytes:
+def _serialise(conn: h11.Connection, answer: HttpAnswer, *, head: bool) -> bytes:
+    """The answer's bytes; to a HEAD request its head alone, with the length a GET's body would
+    have (h11 refuses a body there, and the connection would end with nothing sent)."""
     headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
     out = conn.send(h11.Response(status_code=answer.status, reason=answer.reason, headers=headers)) or b""
-    if answer.body:
+    if answer.body and not head:
         out += conn.send(h11.Data(data=answer.body)) or b""
     return out + (conn.send(h11.EndOfMessage()) or b"")

@@ -24,6 +24,9 @@ DEV_CHANNELS_DIALOG = re.compile(r"WARNING: Loading development channels")
 _DIALOG_CHANNELS = re.compile(r"Channels:\s*(?P<list>[^\n]*)")
 _NOT_PROJECT_KEY = re.compile(r"[^A-Za-z0-9]")
 
+LOG_MAX_BYTES = 10 * 1024 * 1024
+"""A pane's log is written in chunks this big (`AgentSpec.log_max_bytes`)."""
+
 
 @dataclass(frozen=True)
 class AgentSpec:
@@ -46,6 +49,8 @@ class AgentSpec:
     restart: Restart = field(default_factory=Restart)
     first_run_prompt: str | None = None
     channels: tuple[str, ...] = ()
+    # A chunk of a pane's log (`session.chunk`) holds this much; the pane's pipe starts the next.
+    log_max_bytes: int = LOG_MAX_BYTES
 
     @property
     def first_run_marker(self) -> Path:

@@ -38,9 +38,8 @@ from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import HeldLock, RunDir
 from agent_smith.runtime.services import ChildService, bind_problem, parse_listen, pid_alive, read_pid, terminate
-from agent_smith.runtime.session import rotated
 from agent_smith.runtime.started import forget_started, keep_started, started_crew, started_runtime, where_it_runs
-from agent_smith.runtime.supervisor import LOG_KEEP, Supervisor
+from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.runtime.sweep import AGENT_VAR, sweep
 from agent_smith.runtime.tmux import Tmux
 
@@ -907,9 +906,10 @@ def is_firewall(pid: int) -> bool:
     return runs_agent_smith(pid, "firewall")
 
 
-def rotated_logs(crew: Crew, agent: str, *, pane: int) -> list[Path]:
-    """An agent's captured pane output, oldest file first (pane 0 claude, 1 the shell)."""
-    return rotated(pane_log(CrewPaths.of(crew).logs, agent, pane), LOG_KEEP)
+def captured_log(crew: Crew, agent: str, *, pane: int) -> Path:
+    """Where an agent's pane output is captured (pane 0 claude, 1 the shell), in chunks: read it
+    with `panelog.Follower`."""
+    return pane_log(CrewPaths.of(crew).logs, agent, pane)
 
 
 def _wait(done: Callable[[], bool], timeout: float) -> bool:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from agent_smith.runtime.session import chunk, chunk_numbers
+
 # CSI (cursor moves, colours), OSC (titles, hyperlinks), and the other escapes: a final byte after
 # any intermediate ones (ESC 7 and ESC 8 save and restore the cursor, ESC ( B picks a charset).
 _ESCAPES = re.compile(
@@ -47,41 +49,57 @@ def readable(raw: bytes) -> str:
 
 @dataclass
 class Follower:
-    """Reads what was appended to a log since the last call; notices rotation (a new file)."""
+    """Reads what a pane's log (`log`, as `pane_log` names it) gained since the last call, chunk
+    after chunk (`session.chunk`)."""
 
-    path: Path
+    log: Path
     _fh: IO[bytes] | None = field(default=None, init=False)
-    _inode: int | None = field(default=None, init=False)
+    _at: int = field(default=-1, init=False)  # the number of the chunk open
     _partial: bytes = field(default=b"", init=False)
-    # (inode, size) of what the log held before: not read, unless the file was replaced since.
+    # (chunk number, size) of what the log held before: not read.
     _before: tuple[int, int] | None = field(default=None, init=False)
 
     def skip_what_is_there(self) -> None:
         """Read only what is appended from now on (the log holds an earlier run's output)."""
+        numbers = chunk_numbers(self.log)
+        if not numbers:
+            return
         try:
-            st = self.path.stat()
+            self._before = (numbers[-1], chunk(self.log, numbers[-1]).stat().st_size)
         except FileNotFoundError:
             return
-        self._before = (st.st_ino, st.st_size)
 
     def read(self) -> bytes:
-        try:
-            inode = self.path.stat().st_ino
-        except FileNotFoundError:
-            return b""
-        chunks = []
-        if self._fh is not None and inode != self._inode:
-            chunks.append(self._fh.read())
-            self._fh.close()
-            self._fh = None
+        """What was appended since the last call, as far as the end of one chunk: from the oldest
+        chunk on, the first time (unless `skip_what_is_there`)."""
+        # Listed before reading: a chunk seen newer then means the open one was complete (split
+        # closes a chunk before it makes the next), so its end is read before moving on.
+        numbers = chunk_numbers(self.log)
         if self._fh is None:
-            self._fh = self.path.open("rb")
-            self._inode = inode
-            if self._before is not None and self._before[0] == inode:
-                self._fh.seek(self._before[1])
+            first = self._before[0] if self._before is not None else 0
+            if not self._open([n for n in numbers if n >= first]):
+                return b""
+        while self._fh is not None:
+            newer = [n for n in numbers if n > self._at]
+            data = self._fh.read()
+            if not newer or not self._open(newer) or data:
+                return data
+        return b""
+
+    def _open(self, numbers: list[int]) -> bool:
+        """Open the first of the chunks `numbers` that is still there (the oldest may be pruned meanwhile)."""
+        for number in numbers:
+            try:
+                fh = chunk(self.log, number).open("rb")
+            except FileNotFoundError:
+                continue
+            self.close()
+            self._fh, self._at = fh, number
+            if self._before is not None and self._before[0] == number:
+                fh.seek(self._before[1])
             self._before = None
-        chunks.append(self._fh.read())
-        return b"".join(chunks)
+            return True
+        return False
 
     def lines(self) -> list[str]:
         """New lines, readable. A partial last line waits for its end, unless nothing

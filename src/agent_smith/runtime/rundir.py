@@ -51,6 +51,10 @@ def _wait_flock(fh: IO[str], grace: float) -> bool:
         time.sleep(0.005)
 
 
+class UnreadableStatus(OperationError):
+    """status.json is there but holds no status: it is written whole, so only damage does that."""
+
+
 class SupervisorRunning(OperationError):
     """Another process holds the crew's supervisor lock."""
 
@@ -211,11 +215,29 @@ class RunDir:
         write_atomic(self.status_file, json.dumps(status, indent=2) + "\n", durable=False)
 
     def read_status(self) -> dict[str, Any] | None:
+        """The status the supervisor last wrote; None when there is none to use (not written, or damaged)."""
         try:
-            data = json.loads(self.status_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return self.load_status()
+        except UnreadableStatus:
             return None
-        return data if isinstance(data, dict) else None
+
+    def load_status(self) -> dict[str, Any] | None:
+        """The status the supervisor last wrote; None when it wrote none; UnreadableStatus when the
+        file is there but holds no status (not UTF-8, not JSON, not a JSON object, unreadable)."""
+        try:
+            data = json.loads(self.status_file.read_bytes().decode())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise UnreadableStatus(f"cannot read {self.status_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UnreadableStatus(f"{self.status_file} is damaged: not UTF-8") from None
+        except (ValueError, RecursionError) as exc:
+            # JSONDecodeError (a ValueError) says where; nesting too deep to parse is no status either.
+            raise UnreadableStatus(f"{self.status_file} is damaged: not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise UnreadableStatus(f"{self.status_file} is damaged: a JSON {type(data).__name__}, not an object")
+        return data
 
     def managed(self) -> set[str]:
         """The agents the running supervisor manages (none when no supervisor runs)."""

@@ -16,10 +16,17 @@ never goes on a command line (``tmux -e`` would put it in the argv of the
 tmux client and of the server it starts, readable by anyone in ``ps``): it
 is written to a file only the user can read, which the pane's ``/bin/sh``
 sources before it execs the real command.
+
+Each pane's output goes to its log in chunks (LOG.000000, LOG.000001, …, LOG being
+`pane_log`), written by one `split` per pane that begins the next chunk itself at the
+chunk size: rotating by piping the pane again would lose what tmux had buffered for the
+old pipe (it frees that buffer unwritten, ~4 KB under steady output). The supervisor only
+removes the oldest chunks (`prune`); readers follow the newest (`panelog.Follower`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,6 +55,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # `set -a` exports what the file assigns; "$0" is the file, "$@" the command.
 _SOURCE_THEN_EXEC = 'set -a && . "$0" && set +a && exec "$@"'
 _SCREEN_END = "agent-smith-screen-end-7f3c9a"
+# A chunk's number has this many digits: split cannot widen it once started from a number,
+# and a million chunks of 10 MB is more than a pane writes.
+_CHUNK_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -164,11 +174,28 @@ def _roles(spec: AgentSpec, claude: int, shell: int) -> list[str]:
 
 
 def _pipe(spec: AgentSpec, role: int, index: int) -> list[str]:
-    """Pipe the pane at `index` to the log of `role` (CLAUDE_PANE or SHELL_PANE)."""
-    # `cat` is the cheapest process that can hold the file open; rotation renames the
-    # file and pipes the pane again, which replaces this cat with one on a new file.
-    target = spec.log(role)
-    return ["pipe-pane", "-t", pane(spec.session, index), f"exec cat >> {shlex.quote(str(target))}"]
+    """Pipe the pane at `index` to the log of `role` (CLAUDE_PANE or SHELL_PANE), unless it is piped
+    already.
+
+    A pane respawned still has its pipe (tmux keeps it across `respawn-pane`), and it is left
+    alone: replacing a pipe, tmux drops what it had buffered for the old one. A new pipe numbers
+    its chunks on from the last one on disk, since split truncates the files it opens: an earlier
+    session's output is never written over.
+    """
+    log = spec.log(role)
+    target = pane(spec.session, index)
+    # split is as cheap as cat (one small process per pane) and cuts the chunks itself.
+    split = (
+        f"exec split -b {spec.log_max_bytes} -a {_CHUNK_DIGITS} --numeric-suffixes={next_chunk(chunk_numbers(log))}"
+        f" - {shlex.quote(f'{log}.')}"
+    )
+    return ["if-shell", "-F", "-t", target, "#{pane_pipe}", "", f"pipe-pane -t {_quoted(target)} {_quoted(split)}"]
+
+
+def _quoted(text: str) -> str:
+    """`text` as one argument of a tmux command string (pure): `if-shell` parses its commands."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def open_session(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mapping[str, str]) -> int:
@@ -292,30 +319,56 @@ def press(tmux: Tmux, target: str, key: str) -> None:
     tmux.command("send-keys", "-t", target, key)
 
 
-def drawn(spec: AgentSpec, index: int) -> int:
-    """How much the pane has drawn into its log so far (-1: no log yet); it grows as the pane draws."""
+def chunk(log: Path, number: int) -> Path:
+    """Chunk `number` of the pane log `log`."""
+    return log.with_name(f"{log.name}.{number:0{_CHUNK_DIGITS}d}")
+
+
+def numbered(names: Iterable[str], log_name: str) -> list[int]:
+    """The numbers of the chunks of the log named `log_name` among the file `names`, oldest first (pure)."""
+    pattern = re.compile(rf"{re.escape(log_name)}\.([0-9]{{{_CHUNK_DIGITS}}})")
+    return sorted(int(found[1]) for name in names if (found := pattern.fullmatch(name)))
+
+
+def chunk_numbers(log: Path) -> list[int]:
+    """The numbers of the pane log `log`'s chunks on disk, oldest first."""
     try:
-        return spec.log(index).stat().st_size
+        return numbered(os.listdir(log.parent), log.name)
+    except FileNotFoundError:
+        return []
+
+
+def next_chunk(numbers: Sequence[int]) -> int:
+    """The number a new pipe starts its chunks at, after a log's chunk `numbers` (pure)."""
+    return numbers[-1] + 1 if numbers else 0
+
+
+def to_prune(numbers: Sequence[int], keep: int) -> list[int]:
+    """Of a log's chunk `numbers` (oldest first), those before the newest and the `keep` before it (pure)."""
+    return list(numbers[: max(len(numbers) - keep - 1, 0)])
+
+
+def prune(spec: AgentSpec, role: int, *, keep: int) -> None:
+    """Remove the chunks of `role`'s log but the one being written and the `keep` before it.
+
+    A reader that has one open (`logs -f`) reads it to its end all the same.
+    """
+    log = spec.log(role)
+    for number in to_prune(chunk_numbers(log), keep):
+        chunk(log, number).unlink(missing_ok=True)
+
+
+def drawn(spec: AgentSpec, index: int) -> int:
+    """How much the pane has drawn into its log so far (-1: no log yet); it grows as the pane draws.
+
+    Counted as the newest chunk's number of whole chunks plus its size: a pipe started anew
+    begins a chunk past the last one, which held no more than a chunk.
+    """
+    log = spec.log(index)
+    numbers = chunk_numbers(log)
+    if not numbers:
+        return -1
+    try:
+        return numbers[-1] * spec.log_max_bytes + chunk(log, numbers[-1]).stat().st_size
     except FileNotFoundError:
         return -1
-
-
-def rotate(tmux: Tmux, spec: AgentSpec, role: int, index: int, *, max_bytes: int, keep: int) -> bool:
-    """Rotate the log of `role`'s pane (now at `index`) once it passed `max_bytes`: LOG → LOG.1
-    → … → LOG.<keep>."""
-    if drawn(spec, role) < max_bytes:
-        return False
-    log = spec.log(role)
-    for n in range(keep - 1, 0, -1):
-        older = log.with_name(f"{log.name}.{n}")
-        if older.exists():
-            older.rename(log.with_name(f"{log.name}.{n + 1}"))
-    log.rename(log.with_name(f"{log.name}.1"))
-    tmux.command(*_pipe(spec, role, index))
-    return True
-
-
-def rotated(log: Path, keep: int) -> list[Path]:
-    """A pane's log files, oldest first."""
-    older = [log.with_name(f"{log.name}.{n}") for n in range(keep, 0, -1)]
-    return [p for p in [*older, log] if p.exists()]

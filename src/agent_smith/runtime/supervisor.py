@@ -71,7 +71,7 @@ from agent_smith.runtime.tmux import Tmux
 log = logging.getLogger(__name__)
 
 _SELECTOR = re.compile(r"^❯ \d+\.", re.MULTILINE)
-LOG_MAX_BYTES = 10 * 1024 * 1024
+# A pane's log keeps its chunk being written and this many before it (`session.prune`).
 LOG_KEEP = 5
 # While an agent starts its readiness is what `up` waits for. Its claude drawing on screen
 # (its pane log growing) prompts a look, at most every _STARTING_GAP; one happens at least
@@ -80,6 +80,8 @@ _STARTING_INTERVAL = 0.05
 _STARTING_GAP = 0.015
 _OUTPUT_POLL = 0.004
 _MCP_READY_WAIT = 30.0
+# What the endpoint serves besides MCP: read, never changed, by a request (GET or HEAD).
+_READ_ONLY = frozenset({"/metrics", "/healthz", "/readyz"})
 # A first-run prompt still in claude's input this long after its Enter gets another, this often at most.
 _SUBMIT_CHECK = 1.0
 # What an event held until the event log is up is kept as (`events.pending`).
@@ -147,20 +149,23 @@ class _Agent:
 
 
 class Metrics:
-    """The agents' Prometheus gauges, made on the first scrape (prometheus_client is imported then:
+    """The agents' Prometheus metrics, made on the first scrape (prometheus_client is imported then:
     `up` starts the agents without it)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Gauge
+        from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.registry = CollectorRegistry()
         self.state = Gauge(
             "agent_smith_agent_state", "1 for the state each agent is in.", ["agent", "state"], registry=self.registry
         )
-        self.restarts = Gauge(
+        # A counter (exposed as agent_smith_agent_restarts_total), so that rate() and increase() apply.
+        self.restarts = Counter(
             "agent_smith_agent_restarts", "Restarts of each agent's claude since it was first started.",
             ["agent"], registry=self.registry,
         )  # fmt: skip
+        # What each agent's counter holds: a Counter is only ever increased, by the restarts since.
+        self._restarts_counted: dict[str, int] = {}
         self.uptime = Gauge(
             "agent_smith_agent_uptime_seconds", "How long each agent's claude has run.", ["agent"],
             registry=self.registry,
@@ -173,7 +178,10 @@ class Metrics:
     def update(self, record: Record, now: float, channel: bool | None) -> None:
         for state in AgentState:
             self.state.labels(record.name, state.value).set(1 if record.state is state else 0)
-        self.restarts.labels(record.name).set(record.restarts)
+        counted = self._restarts_counted.get(record.name, 0)
+        # The first scrape counts an adopted agent's restarts from the supervisor before.
+        self.restarts.labels(record.name).inc(max(0, record.restarts - counted))
+        self._restarts_counted[record.name] = max(counted, record.restarts)
         self.uptime.labels(record.name).set(now - record.started_at if record.started_at is not None else 0)
         if channel is not None:
             self.channel.labels(record.name).set(1 if channel else 0)
@@ -198,7 +206,6 @@ class Supervisor:
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         interval: float = 0.5,
-        log_max_bytes: int = LOG_MAX_BYTES,
         log_keep: int = LOG_KEEP,
         channel_grace: float = CHANNEL_GRACE,
         on_status: Callable[[], None] | None = None,
@@ -233,7 +240,6 @@ class Supervisor:
         self._clock = clock
         self._jitter = jitter
         self.interval = interval
-        self._log_max = log_max_bytes
         self._log_keep = log_keep
         self._metrics: Metrics | None = None
         self.metrics_url: str | None = None
@@ -292,11 +298,7 @@ class Supervisor:
                     await self._look(agent, live, shown)
                 await self._observe(agent, Tick())
                 for role in (panes.CLAUDE_PANE, panes.SHELL_PANE):
-                    here = live.get((agent.spec.session, role))
-                    if agent.record.state in RUNNING and here is not None:
-                        panes.rotate(
-                            self.tmux, agent.spec, role, here.index, max_bytes=self._log_max, keep=self._log_keep
-                        )
+                    panes.prune(agent.spec, role, keep=self._log_keep)
             except OperationError as exc:
                 # A session that vanished between two tmux calls: the next look sees it gone.
                 log.warning("agent %s: %s", agent.spec.name, exc)
@@ -680,6 +682,14 @@ class Supervisor:
             except TimeoutError:
                 return HttpAnswer(503, "Service Unavailable", (("Retry-After", "5"),))
             return await answer_http(self.mcp[path], method, headers, body)
+        if path in _READ_ONLY and method not in ("GET", "HEAD"):
+            return HttpAnswer(
+                405,
+                "Method Not Allowed",
+                (("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")),
+                f"{path} takes GET and HEAD only\n".encode(),
+            )
+        # HEAD is answered as GET is: the connection sends the head alone.
         if path == "/metrics":
             self._metrics = self._metrics or Metrics()
             now = self._clock()
