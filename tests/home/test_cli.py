@@ -43,6 +43,15 @@ def test_assemble_then_nothing_to_change(tmp_path: Path) -> None:
     assert TOKEN not in out + err
 
 
+def test_a_warning_is_shown_as_it_is_said(tmp_path: Path) -> None:
+    # It was escaped twice for Rich: shown as `extra\\[x]/`.
+    args, _ = _setup(tmp_path)
+    (tmp_path / "crew" / "agents" / "extra[x]").mkdir()
+    code, _, err = _invoke(args)
+    assert code == 0, err
+    assert "/agents/extra[x]/: persona directory not named in crew.yaml; it is not used" in " ".join(err.split())
+
+
 def test_dry_run_prints_a_unified_diff(tmp_path: Path) -> None:
     args, home = _setup(tmp_path)
     code, out, _ = _invoke([*args, "--dry-run"])

@@ -59,7 +59,7 @@ def assemble_command(
     out = app_context(ctx)
     loaded = load_crew(crew)
     for warning in loaded.warnings:
-        out.warn(escape(warning))
+        out.warn(warning)
     report = assemble(
         loaded,
         name,
@@ -79,7 +79,7 @@ def assemble_command(
     for line in describe(report):
         out.console.print(escape(line), highlight=False, soft_wrap=True)
     for warning in report.warnings:
-        out.warn(escape(warning))
+        out.warn(warning)
     if not report.changed:
         out.console.print(f"{name}: nothing to change" if dry_run else f"{name}: already assembled, nothing changed")
 
