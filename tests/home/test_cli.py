@@ -44,7 +44,7 @@ def test_assemble_then_nothing_to_change(tmp_path: Path) -> None:
 
 
 def test_a_warning_is_shown_as_it_is_said(tmp_path: Path) -> None:
-    # It was escaped twice for Rich: shown as `extra\\[x]/`.
+    # It was escaped twice for Rich: shown as `extra\[x]/`.
     args, _ = _setup(tmp_path)
     (tmp_path / "crew" / "agents" / "extra[x]").mkdir()
     code, _, err = _invoke(args)
