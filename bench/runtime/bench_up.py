@@ -18,7 +18,7 @@ Reported: both times, their ratio (target ≤ 1.5×), and the resident memory
 agent-smith adds per agent (target ≤ 60 MB): the supervisor's RSS (which
 also serves every agent's event tools over MCP) shared by N, plus each
 agent's own extra processes (any MCP server or hook process of agent-smith's
-under claude, its two `cat` log pipes), measured once memory stopped
+under claude, its two `split` log pipes), measured once memory stopped
 growing. The crew's
 shared services, the egress firewall and the embedded nats-server, are not
 per-agent costs: they are reported beside it, with the per-agent figure
@@ -268,7 +268,7 @@ def measure(root: Path, socket_name: str, n: int) -> dict[str, float]:
     nats = int(json.loads((state / "nats" / "server.json").read_text())["pid"])
     tmux = Tmux(socket_name)
     server = tmux.server_pid()
-    pipes = [pid for pid in descendants(server or 0) if _proc(pid, "comm").strip() == b"cat"]
+    pipes = [pid for pid in descendants(server or 0) if _proc(pid, "comm").strip() == b"split"]
     per_agent_extra = 0
     servers = 0
     for pane in tmux.pane_pids():
