@@ -15,12 +15,13 @@ import base64
 import binascii
 import functools
 import ipaddress
+import itertools
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
 
 __all__ = [
     "AnswerRefresh",
@@ -354,14 +355,24 @@ def evaluate(policy: Policy, secrets: Sequence[Secret], request: RequestView) ->
     if rule is None:
         return refusal or Denied(f"host {host}:{request.tunnel_port} is not on the allowlist")
 
+    readings = _decodings(request.target)
+    if readings is None:
+        return Denied(f"the request target is percent-encoded more than {_DECODE_ROUNDS} times over", rule.origin)
     for secret in secrets:
-        if secret.placeholder in unquote(request.target) and not any(host_matches(h, host) for h in secret.hosts):
+        if any(secret.placeholder in reading for reading in readings) and not any(
+            host_matches(h, host) for h in secret.hosts
+        ):
             return Denied(f"the placeholder of secret {secret.name} was sent toward {host}", rule.origin)
 
     headers: list[tuple[str, str]] = []
     swapped: list[str] = []
     echoes: list[tuple[str, str]] = []
     for name, value in request.headers:
+        for secret in secrets:
+            # Names are never swapped: a placeholder in one is a confused agent's toward any host.
+            if secret.placeholder.lower() in name:
+                where = "toward" if not any(host_matches(h, host) for h in secret.hosts) else "in a header name to"
+                return Denied(f"the placeholder of secret {secret.name} was sent {where} {host}", rule.origin)
         new_value = value
         for secret in secrets:
             if not _carries(new_value, secret.placeholder):
@@ -384,6 +395,30 @@ def evaluate(policy: Policy, secrets: Sequence[Secret], request: RequestView) ->
             swapped.append(secret.name)
         headers.append((name, new_value))
     return Forward(rule, tuple(headers), tuple(swapped), tuple(echoes))
+
+
+# Servers decode a target once, frameworks and proxies behind them once more; nobody decodes
+# sixteen times, and a target that still changes then is refused rather than half read.
+_DECODE_ROUNDS = 16
+# IIS's non-standard "%u0061".
+_PERCENT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
+
+
+def _decodings(target: str) -> tuple[str, ...] | None:
+    """`target` and each reading of it decoded once more (percent and ``%uXXXX`` escapes) until it
+    stops changing, or None if it still changes after _DECODE_ROUNDS (pure).
+
+    Every round that changes the text shortens it, so the rounds end on their own; the bound
+    keeps a crafted target from costing a round per escape.
+    """
+    readings = [target]
+    # One round more than the bound: the one that finds nothing left to decode.
+    for _ in range(_DECODE_ROUNDS + 1):
+        decoded = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), unquote(readings[-1]))
+        if decoded == readings[-1]:
+            return tuple(readings)
+        readings.append(decoded)
+    return None
 
 
 def _echo_pairs(original: str, sent: str) -> Iterable[tuple[str, str]]:
@@ -411,16 +446,19 @@ def redact_target(target: str, secrets: Sequence[Secret]) -> str:
 
 
 def _redact_text(text: str, secrets: Sequence[Secret]) -> str:
-    for secret in secrets:
-        for needle in secret_forms(secret.value, ""):
-            if needle:
-                text = text.replace(needle, "REDACTED")
-    return text
+    table = {found.encode(): b"REDACTED" for secret in secrets for found in secret_forms(secret.value, "")}
+    # surrogatepass: a target is any str the shell decoded, and comes back unchanged but for the redactions.
+    return Scrubber(table).scrub(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
 
 
 def secret_forms(value: str, placeholder: str) -> dict[str, str]:
     """Each form a secret takes in what an upstream may send back, with the placeholder in the same
-    form: as is, percent-encoded (all of it, or all but "/", as in a path), and JSON's "\\/"."""
+    form: as is, percent-encoded (all of it, or all but "/", as in a path), and JSON's "\\/".
+
+    The Scrubber also finds every other percent-encoded spelling of each form (any subset of its
+    bytes escaped, in either hex case), so the encoded forms here matter for their own
+    replacement and for a second round of encoding only.
+    """
     forms: dict[str, str] = {}
     for form in (str, functools.partial(quote, safe=""), quote, _json_slashes):
         forms[form(value)] = form(placeholder)
@@ -431,33 +469,172 @@ def _json_slashes(text: str) -> str:
     return text.replace("/", "\\/")
 
 
-@functools.lru_cache(maxsize=256)
-def _compile(
-    needles: frozenset[bytes],
-) -> tuple[re.Pattern[bytes] | None, tuple[tuple[bytes, bytes], ...], frozenset[bytes], int]:
-    """The matcher for a set of needles; the same secrets recur on every request, so it is cached.
+def _hex_digit(digit: str) -> bytes:
+    # Encoders differ in hex case: Python and Go write "%2F", .NET's HttpUtility.UrlEncode "%2f".
+    return f"[{digit}{digit.lower()}]".encode() if digit in "ABCDEF" else digit.encode()
 
-    (pattern for the replacements, (first byte, needle) pairs for the quick no-match check,
-    every proper prefix of a needle, the longest needle's length).
+
+def _escape(byte: int) -> bytes:
+    digits = f"{byte:02X}"
+    return b"%" + _hex_digit(digits[0]) + _hex_digit(digits[1])
+
+
+def _spelled(byte: int, *, to_end: bool = False) -> bytes:
+    """Regex source for one byte as itself or as ``%XX`` in either hex case; `to_end` also admits
+    the data ending there, or in a cut-off escape ("%", "%2"), as a chunk that stops inside a
+    needle does.
+
+    Any byte, unreserved ones too: encoders differ in what they escape (Go's PathEscape keeps "+"
+    and "=", some escape every byte), and whatever the spelling, a decoder reads the secret.
     """
-    ordered = sorted(needles, key=len, reverse=True)
-    pattern = re.compile(b"|".join(re.escape(n) for n in ordered)) if ordered else None
-    prefixes = frozenset(n[:i] for n in ordered for i in range(1, len(n)))
-    firsts = tuple((n[:1], n) for n in ordered)
-    return pattern, firsts, prefixes, max((len(n) for n in ordered), default=0)
+    # The escape first: for "%" itself, "%25" must not be read as "%" and a stray "25".
+    forms = [_escape(byte), re.escape(bytes([byte]))]
+    if to_end:
+        forms += [b"%" + _hex_digit(f"{byte:02X}"[0]) + b"?\\Z", b"\\Z"]
+    return b"(?:" + b"|".join(forms) + b")"
+
+
+def _alternatives(needle: bytes, *, to_end: bool) -> list[bytes]:
+    """Regex sources, one per form of the needle's first byte, for a spelling of `needle` (the rest
+    in a group) or, `to_end`, of a start of it running to the end of the data.
+
+    Each starts with a literal byte, which lets the regex engine skip to the bytes that can start a
+    match (a charset scan in C) instead of trying every alternative at every offset: 100 times
+    faster on text full of escapes.
+    """
+    first, rest = needle[0], b"".join(_spelled(byte, to_end=to_end) for byte in needle[1:])
+    if to_end:
+        rest += b"\\Z"
+        cut = b"%" + _hex_digit(f"{first:02X}"[0]) + b"?\\Z"
+        return [_escape(first) + rest, re.escape(bytes([first])) + rest, cut]
+    return [_escape(first) + b"(" + rest + b")", re.escape(bytes([first])) + b"(" + rest + b")"]
+
+
+def _hex_class(digits: Iterable[str]) -> bytes:
+    """A regex class for hex digits (upper case) in either case."""
+    return b"[" + "".join(sorted({c for d in digits for c in (d, d.lower())})).encode() + b"]"
+
+
+def _escapes_of(chosen: Iterable[int], context: Mapping[int, bytes] | None = None) -> bytes:
+    """Regex source for ``%XX`` of any byte of `chosen`, in either hex case, each followed by its
+    `context` (a regex source, none if absent).
+
+    One branch per first hex digit, then per second one: a few tests per "%" in the data.
+    """
+    by_high: dict[str, dict[str, bytes]] = {}
+    for byte in chosen:
+        digits = f"{byte:02X}"
+        high, low = digits[0], digits[1]
+        by_high.setdefault(high, {})[low] = (context or {}).get(byte, b"")
+    branches = []
+    for high, lows in sorted(by_high.items()):
+        # The second digits that need no context share one class; the others get a branch each.
+        bare = sorted(low for low, after in lows.items() if not after)
+        inner = [_hex_class(bare)] if bare else []
+        inner += [_hex_class(low) + after for low, after in sorted(lows.items()) if after]
+        # A lookahead for all of them first: most escapes in text are of no needle byte, and one
+        # class test rejects them where the branches would be tried one by one.
+        guard = b"(?=" + _hex_class(lows) + b")" if len(inner) > 1 else b""
+        branches.append(_hex_class(high) + guard + b"(?:" + b"|".join(inner) + b")")
+    return b"%(?:" + b"|".join(branches) + b")"
+
+
+def _literal_class(chosen: Iterable[int]) -> bytes:
+    return b"[" + b"".join(re.escape(bytes([byte])) for byte in sorted(chosen)) + b"]"
+
+
+def _telltales(needles: Iterable[bytes]) -> bytes:
+    """Regex source for the escapes that give away a spelling other than the needle itself (pure).
+
+    Such a spelling escapes some byte b of its needle. In a needle of one byte, that escape is all
+    of it: any ``%XX`` of b is flagged. In a longer one, b has a neighbour in the needle, spelled
+    next to it in the data: flag ``%XX`` of b only where the byte after it (as itself or escaped)
+    follows b somewhere in a needle, or the byte before it, as itself, precedes b somewhere in one.
+    An escaped byte before b needs no test of its own: it is an escape followed by b, flagged
+    there. A random secret's neighbouring bytes are few, and seldom the ones around an escape in
+    text: a form body dense with escapes has next to none flagged, where flagging every escape of a
+    needle byte (all of "%2F", "%3D" and "%2B", for a base64 secret) would flag most of them.
+
+    The context is a lookaround: every match is the 3 bytes of one escape, so none hides the next
+    escape from `finditer`, and a flagged escape lies inside the spelling that has it.
+    """
+    after: dict[int, set[int]] = {}
+    before: dict[int, set[int]] = {}
+    alone: set[int] = set()
+    for needle in needles:
+        if len(needle) == 1:
+            alone.add(needle[0])
+        for first, second in itertools.pairwise(needle):
+            after.setdefault(first, set()).add(second)
+            before.setdefault(second, set()).add(first)
+    context: dict[int, bytes] = {}
+    for byte in after.keys() | before.keys():
+        if byte in alone:
+            continue
+        sides = []
+        if byte in before:
+            # Fixed width, as Python's lookbehind must be: the byte before, then this escape (its
+            # "%" and two hex digits, already matched: "." never meets a newline there).
+            sides.append(b"(?<=" + _literal_class(before[byte]) + b"%..)")
+        if byte in after:
+            sides.append(b"(?=" + _literal_class(after[byte]) + b"|" + _escapes_of(after[byte]) + b")")
+        context[byte] = b"(?:" + b"|".join(sides) + b")"
+    return _escapes_of(alone | context.keys(), context)
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """What a Scrubber searches with, for one set of needles."""
+
+    pattern: re.Pattern[bytes] | None
+    """Every spelling of every needle, the longest needle first; needle i's are groups 2i+1 and 2i+2."""
+    order: tuple[bytes, ...]
+    """The needles in the order of `pattern`."""
+    literals: tuple[tuple[bytes, bytes], ...]
+    """(first byte, needle): the quick check for the needles as they are."""
+    escapes: re.Pattern[bytes] | None
+    """A ``%XX`` of a needle byte next to a byte it is next to in a needle (`_telltales`): every
+    spelling other than the needle itself has one."""
+    partial: re.Pattern[bytes] | None
+    """A spelling of a needle's start that runs to the end of the data: the tail to hold back."""
+    grows: tuple[re.Pattern[bytes], ...]
+    """`partial` for each needle of `order` alone."""
+    longest: int
+    """The longest spelling of a needle: every byte escaped."""
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(needles: frozenset[bytes]) -> _Matcher:
+    """The matcher for a set of needles; the same secrets recur on every request, so it is cached."""
+    order = tuple(sorted(needles, key=lambda n: (len(n), n), reverse=True))
+    if not order:
+        return _Matcher(None, (), (), None, None, (), 0)
+    starts = [b"|".join(_alternatives(needle, to_end=True)) for needle in order]
+    return _Matcher(
+        pattern=re.compile(b"|".join(a for needle in order for a in _alternatives(needle, to_end=False))),
+        order=order,
+        literals=tuple((n[:1], n) for n in order),
+        escapes=re.compile(_telltales(order)),
+        partial=re.compile(b"|".join(starts)),
+        grows=tuple(re.compile(start) for start in starts),
+        longest=3 * len(order[0]),
+    )
 
 
 class Scrubber:
-    """Replace every needle in a byte stream, however the stream is cut into chunks.
+    """Replace every needle in a byte stream, in any percent-encoded spelling, however the stream
+    is cut into chunks.
 
-    A chunk's tail that could be the start of a needle is held back until the
-    next chunk decides it; anything else goes out at once, so an SSE event
-    (which ends in a blank line) is never delayed by the scrub.
+    A spelling has each byte of the needle as itself or as ``%XX`` in either hex case; the needle
+    as it is gets its replacement as it is, any other spelling the replacement percent-encoded.
+    A chunk's tail that could be the start of a spelling is held back until the next chunk
+    decides it; anything else goes out at once, so an SSE event (which ends in a blank line) is
+    never delayed by the scrub.
     """
 
     def __init__(self, replacements: Mapping[bytes, bytes]) -> None:
         self._replacements = {k: v for k, v in replacements.items() if k}
-        self._pattern, self._needles, self._prefixes, self._longest = _compile(frozenset(self._replacements))
+        self._m = _compile(frozenset(self._replacements))
         self._held = b""
 
     @property
@@ -466,69 +643,110 @@ class Scrubber:
 
     @property
     def active(self) -> bool:
-        return self._pattern is not None
+        return self._m.pattern is not None
 
-    def _tail_to_hold(self, data: bytes) -> int:
-        for size in range(min(len(data), self._longest - 1), 0, -1):
-            if data[-size:] in self._prefixes:
-                return size
-        return 0
+    def _may_match(self, data: bytes) -> bool:
+        """Whether `data` may hold a whole spelling of a needle: False is certain, True is not.
 
-    def _pending_start(self, data: bytes, pos: int, before: int) -> int | None:
-        for start in range(max(pos, len(data) - self._longest + 1), before):
-            if data[start:] in self._prefixes:
-                return start
-        return None
+        One substring search per needle, not the regex: CPython's regex engine has no fast path
+        for `a|b` and scans ~0.15 GB/s. `in` runs at 2-7 GB/s, except over a long run of one byte
+        whose value shares its low 6 bits with a needle byte (0.24 GB/s, a quirk of its shift
+        table); the memchr for the needle's first byte rules most of those out first. Any other
+        spelling holds an escape `_telltales` flags, and lies within a needle's longest spelling of
+        it: the regex runs on those stretches only, which most data (text without "%", or stray
+        escapes in binary or a form body) has none or little of. This decides the throughput of a
+        large download.
+        """
+        m = self._m
+        if any(first in data and needle in data for first, needle in m.literals):
+            return True
+        if m.pattern is None or b"%" not in data:
+            return False
+        return any(m.pattern.search(data, low, high) for low, high in self._stretches(data))
 
-    def _could_grow(self, rest: bytes) -> bool:
-        return any(len(n) > len(rest) and n.startswith(rest) for n in self._replacements)
+    def _stretches(self, data: bytes) -> Iterator[tuple[int, int]]:
+        """The stretches of `data` a spelling holding a flagged escape may lie in, merged."""
+        if self._m.escapes is None:
+            return
+        reach = self._m.longest
+        low = high = -1
+        for escape in self._m.escapes.finditer(data):
+            start, end = max(0, escape.start() + 3 - reach), escape.start() + reach
+            if start > high >= 0:
+                yield low, high
+            if start > high:
+                low = start
+            high = end
+        if high >= 0:
+            yield low, high
+
+    def _hold_from(self, data: bytes, pos: int = 0) -> int:
+        """Where the tail of data[pos:] that may be the start of a spelling begins; len(data) if none.
+
+        The earliest start is the longest tail: any later one lies inside it.
+        """
+        partial = self._m.partial
+        found = partial.search(data, max(pos, len(data) - self._m.longest + 1)) if partial is not None else None
+        return found.start() if found is not None else len(data)
+
+    def _could_grow(self, data: bytes, match: re.Match[bytes]) -> bool:
+        """Whether a needle tried before the one that matched may still match at its start."""
+        earlier = self._m.grows[: (self._group(match) - 1) // 2]
+        return len(data) - match.start() < self._m.longest and any(g.match(data, match.start()) for g in earlier)
+
+    @staticmethod
+    def _group(match: re.Match[bytes]) -> int:
+        # Every alternative of the pattern is a group of its own: a match always names one.
+        if match.lastindex is None:
+            raise AssertionError("a scrub pattern matched outside its groups")
+        return match.lastindex
+
+    def _replacement(self, match: re.Match[bytes]) -> bytes:
+        needle = self._m.order[(self._group(match) - 1) // 2]
+        shown = self._replacements[needle]
+        # An encoded spelling came from a URL or a form: the placeholder goes back encoded alike.
+        return shown if match.group() == needle else quote_from_bytes(shown, safe="").encode()
 
     def feed(self, chunk: bytes) -> bytes:
-        if self._pattern is None:
+        pattern = self._m.pattern
+        if pattern is None:
             return chunk
-        # h11 hands body data over as bytearray at times, which cannot be looked up in a set.
+        # h11 hands body data over as bytearray at times: what goes out and what is held are bytes.
         chunk = bytes(chunk)
         data = self._held + chunk if self._held else chunk
-        if not any(first in data and needle in data for first, needle in self._needles):
+        if not self._may_match(data):
             # The common case, kept cheap for bulk bodies: no needle at all, at most a tail to hold.
-            # One substring search per needle, not the alternation: CPython's regex engine has no
-            # fast path for `a|b` and scans ~0.15 GB/s. `in` runs at 2-7 GB/s, except over a long
-            # run of one byte whose value shares its low 6 bits with a needle byte (0.24 GB/s, a
-            # quirk of its shift table); the memchr for the needle's first byte rules most of
-            # those out first. This decides the throughput of a large download.
-            hold = self._tail_to_hold(data)
-            self._held = data[len(data) - hold :] if hold else b""
-            return data[: len(data) - hold] if hold else data
+            cut = self._hold_from(data)
+            self._held = data[cut:]
+            return data[:cut]
         out: list[bytes] = []
         pos = 0
-        for match in self._pattern.finditer(data):
+        for match in pattern.finditer(data):
             start = match.start()
             # A needle that may still complete with the next chunk, starting before this match
-            # or at it and longer, would win in the whole stream: decide it once more data is in.
-            pending = self._pending_start(data, pos, start)
-            if pending is None and len(data) - start < self._longest and self._could_grow(data[start:]):
-                pending = start
-            if pending is not None:
+            # or at it and tried first, would win in the whole stream: decide it once more data is in.
+            pending = self._hold_from(data, pos)
+            if pending < start or self._could_grow(data, match):
+                pending = min(pending, start)
                 out.append(data[pos:pending])
                 self._held = data[pending:]
                 return b"".join(out)
             out.append(data[pos:start])
-            out.append(self._replacements[match.group()])
+            out.append(self._replacement(match))
             pos = match.end()
-        rest = data[pos:]
-        hold = self._tail_to_hold(rest)
-        out.append(rest[: len(rest) - hold])
-        self._held = rest[len(rest) - hold :]
+        cut = self._hold_from(data, pos)
+        out.append(data[pos:cut])
+        self._held = data[cut:]
         return b"".join(out)
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
-        if self._pattern is None or not held:
+        if self._m.pattern is None or not held:
             return held
-        return self._pattern.sub(lambda m: self._replacements[m.group()], held)
+        return self._m.pattern.sub(self._replacement, held)
 
     def scrub(self, data: bytes) -> bytes:
         """The whole of a short value at once (header values)."""
-        if self._pattern is None:
+        if self._m.pattern is None or not self._may_match(data):
             return data
-        return self._pattern.sub(lambda m: self._replacements[m.group()], data)
+        return self._m.pattern.sub(self._replacement, data)

@@ -18,7 +18,9 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
+import resource
 import socket
 import ssl
 import time
@@ -82,7 +84,18 @@ _MAX_LOCAL_BODY = 1 << 20
 # Bodies up to this size are scrubbed whole, so the client still gets a Content-Length.
 _BUFFER_LIMIT = 1 << 20
 _LEAF_CACHE = 4096
+# Connections held at once, overall and by one agent: a client that opens them without end (or a
+# slow one, each held until a timeout) would otherwise take every file descriptor, and the
+# firewall would accept no one else's. Each intercepted connection holds two descriptors.
+_MAX_CONNECTIONS = 4096
+_MAX_PER_AGENT = 512
+_FD_RESERVE = 64
+# Out of descriptors, accepting fails at once: wait a little rather than spin, and say so once a burst.
+_ACCEPT_BACKOFF = 0.5
+_WARN_EVERY = 10.0
 TRANSPARENT_AGENT = "(transparent)"
+# A WebSocket close frame from the server's side (unmasked), status 1002: protocol error.
+_WS_CLOSE_PROTOCOL_ERROR = b"\x88\x02\x03\xea"
 
 # Never forwarded: they describe this hop, or the firewall handles them itself.
 # Renewed logins scrubbed until they expire (one renewal in refresh_before: a few at most).
@@ -163,6 +176,29 @@ class _LeafCache:
         return self._hosts.get(id(ctx))
 
 
+def _connection_cap(fd_limit: int) -> int:
+    """How many client connections to hold at once under a limit of `fd_limit` descriptors."""
+    return max(1, min(_MAX_CONNECTIONS, (fd_limit - _FD_RESERVE) // 2))
+
+
+@dataclass
+class _Throttle:
+    """One log line per burst of the same trouble: the first at once, then at most one per
+    `every` seconds, counting what was held back (a hostile client must not flood the log)."""
+
+    every: float
+    last: float = -math.inf
+    held: int = 0
+
+    def due(self, now: float) -> int | None:
+        """None to stay quiet; otherwise log now, saying how many were held back since the last line."""
+        if now - self.last < self.every:
+            self.held += 1
+            return None
+        held, self.held, self.last = self.held, 0, now
+        return held
+
+
 class _Source(Protocol):
     async def read(self, n: int = -1, /) -> bytes: ...
 
@@ -182,6 +218,32 @@ async def _next_event(conn: h11.Connection, reader: _Source, idle: float) -> Any
             conn.receive_data(data)
             continue
         return event
+
+
+async def _next_head(conn: h11.Connection, reader: _Source, idle: float) -> Any:
+    """The client's next request head (or the end of its connection), bounded as a whole.
+
+    A client may wait `idle` seconds before it starts a head; from its first byte the whole head
+    has `_HEAD_TIMEOUT`, however it is dribbled (a timeout per read would let a byte every few
+    seconds hold the connection for ever). h11 limits only a head still incomplete, so one that
+    arrives whole in one read is measured here: what h11 took from its buffer to make the event.
+    """
+    loop = asyncio.get_running_loop()
+    received = len(conn.trailing_data[0])
+    deadline = loop.time() + _HEAD_TIMEOUT if received else None
+    while (event := conn.next_event()) is h11.NEED_DATA:
+        if deadline is None:
+            async with asyncio.timeout(idle):
+                data = await reader.read(_READ)
+            deadline = loop.time() + _HEAD_TIMEOUT
+        else:
+            async with asyncio.timeout_at(deadline):
+                data = await reader.read(_READ)
+        received += len(data)
+        conn.receive_data(data)
+    if isinstance(event, h11.Request) and received - len(conn.trailing_data[0]) > _MAX_HEAD:
+        raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+    return event
 
 
 class _Upstream:
@@ -356,9 +418,15 @@ def _response_headers(
     return out
 
 
+# Toward a guarded host, never forwarded: a coded body hides a secret from the scrub, and two byte
+# ranges that cut one in two are each scrubbed alone, so neither holds it whole for the agent to join.
+_WHOLE_BODY_ONLY = frozenset({"accept-encoding", "range", "if-range"})
+
+
 def _plain_bodies(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A request's headers asking for bodies without content coding: the scrub reads plain bytes."""
-    return [*((n, v) for n, v in headers if n != "accept-encoding"), ("accept-encoding", "identity")]
+    """A request's headers asking for whole bodies without content coding: the scrub reads plain bytes
+    and can only find a secret it sees whole."""
+    return [*((n, v) for n, v in headers if n not in _WHOLE_BODY_ONLY), ("accept-encoding", "identity")]
 
 
 def _guarded(secrets: Sequence[Secret], host: str) -> bool:
@@ -367,8 +435,12 @@ def _guarded(secrets: Sequence[Secret], host: str) -> bool:
     return any(host_matches(pattern, host) for secret in secrets for pattern in secret.hosts)
 
 
-def _unscrubbable(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
-    """Why a response body cannot be scrubbed (a content coding it was sent in anyway), or None."""
+def _unscrubbable(status: int, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """Why a response body cannot be scrubbed (a part of a body or a content coding, sent though
+    not asked for), or None."""
+    # A part may begin or end inside a secret: the scrub never sees it whole, and the agent joins parts.
+    if status == 206 or any(n.lower() == b"content-range" for n, _ in headers):
+        return "the upstream sent a part of a body, though asked for the whole"
     # Only a body Content-Length alone frames can be known empty: with Transfer-Encoding beside
     # it, h11 reads the chunks and ignores the length, so a "0" would let a coded body through.
     framed_by_length = not any(n.lower() == b"transfer-encoding" for n, _ in headers)
@@ -416,6 +488,10 @@ class Firewall:
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.Task[Any]] = set()
+        self._connection_cap = _connection_cap(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        self._per_agent: dict[str, int] = {}
+        self._accept_failed = _Throttle(_WARN_EVERY)
+        self._over_cap = _Throttle(_WARN_EVERY)
         self._claude: ClaudeTokens | None = None
         # Logins renewed away, until they expire: an API host may hand back one it got earlier,
         # and it still works (renewal comes refresh_before its expiry).
@@ -491,8 +567,18 @@ class Firewall:
                 sock, _ = await loop.sock_accept(listener)
             except OSError as exc:
                 # Out of file descriptors, say: the connections already open go on; try again shortly.
-                log.warning("accepting a connection failed: %s", exc.strerror)
-                await asyncio.sleep(0.1)
+                if (held := self._accept_failed.due(loop.time())) is not None:
+                    log.warning("accepting a connection failed: %s%s", exc.strerror, _held_back(held))
+                await asyncio.sleep(_ACCEPT_BACKOFF)
+                continue
+            if len(self._connections) >= self._connection_cap:
+                sock.close()
+                if (held := self._over_cap.due(loop.time())) is not None:
+                    log.warning(
+                        "refused a connection: %d are open, the most the firewall holds at once%s",
+                        self._connection_cap,
+                        _held_back(held),
+                    )
                 continue
             try:
                 stream = SocketStream(sock)
@@ -671,10 +757,17 @@ class Firewall:
     async def _explicit_session(self, reader: SocketStream, writer: SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         try:
-            event = await _next_event(conn, reader, _HEAD_TIMEOUT)
+            event = await _next_head(conn, reader, _HEAD_TIMEOUT)
         except h11.RemoteProtocolError as exc:
             self.record(
-                _Exchange(_Tunnel("-", "-", 0, None), "-", "", status=400, decision="malformed", reason=str(exc)),
+                _Exchange(
+                    _Tunnel("-", "-", 0, None),
+                    "-",
+                    "",
+                    status=exc.error_status_hint,
+                    decision="malformed",
+                    reason=str(exc),
+                ),
                 (),
             )
             await _simple_h1(conn, writer, exc.error_status_hint, "malformed request")
@@ -713,9 +806,42 @@ class Firewall:
             return
         host, port = split_authority(_text(event.target))
         if port is None or not 0 < port < 65536:
-            await _simple_h1(conn, writer, 400, "CONNECT needs host:port")
+            reason = "CONNECT needs host:port"
+            self.record(
+                _Exchange(
+                    _Tunnel(agent, host or "-", 0, None), method, "", status=400, decision="malformed", reason=reason
+                ),
+                (),
+            )
+            await _simple_h1(conn, writer, 400, reason)
             return
         tunnel = _Tunnel(agent, host, port, None)
+        with self._held_by(agent) as held:
+            if not held:
+                denied = _over_agent_cap(agent)
+                self._refuse_tunnel(tunnel, method, denied, 429)
+                await _simple_h1(conn, writer, 429, denied.reason)
+                return
+            await self._open_tunnel(conn, reader, writer, tunnel, method)
+
+    @contextlib.contextmanager
+    def _held_by(self, agent: str) -> Iterator[bool]:
+        """Count a connection against its agent's cap while it lasts; False when the agent is at the cap."""
+        if self._per_agent.get(agent, 0) >= _MAX_PER_AGENT:
+            yield False
+            return
+        self._per_agent[agent] = self._per_agent.get(agent, 0) + 1
+        try:
+            yield True
+        finally:
+            self._per_agent[agent] -= 1
+            if not self._per_agent[agent]:
+                del self._per_agent[agent]
+
+    async def _open_tunnel(
+        self, conn: h11.Connection, reader: SocketStream, writer: SocketStream, tunnel: _Tunnel, method: str
+    ) -> None:
+        agent, host, port = tunnel.agent, tunnel.host, tunnel.port
         verdict = authorize_tunnel(self.settings.policy, agent, host, port)
         if isinstance(verdict, Denied):
             self._refuse_tunnel(tunnel, method, verdict)
@@ -810,6 +936,16 @@ class Firewall:
         verdict = authorize_tunnel(self.settings.policy, agent, host, port)
         if isinstance(verdict, Denied):
             return
+        with self._held_by(agent) as held:
+            if not held:
+                denied = _over_agent_cap(agent)
+                self._refuse_tunnel(tunnel, "TLS", denied, 429)
+                return
+            await self._intercept_transparent(tunnel, verdict, reader, writer)
+
+    async def _intercept_transparent(
+        self, tunnel: _Tunnel, verdict: TunnelAllowed, reader: SocketStream, writer: SocketStream
+    ) -> None:
         tunnel.rule = verdict.rule
         refusal = await self._resolve(tunnel, verdict)
         if refusal is not None:
@@ -828,9 +964,9 @@ class Firewall:
         try:
             while True:
                 try:
-                    event = await _next_event(client, reader, _IDLE_TIMEOUT)
+                    event = await _next_head(client, reader, _IDLE_TIMEOUT)
                 except h11.RemoteProtocolError as exc:
-                    ex = _Exchange(tunnel, "-", "", status=400, decision="malformed", reason=str(exc))
+                    ex = _Exchange(tunnel, "-", "", status=exc.error_status_hint, decision="malformed", reason=str(exc))
                     self.record(ex, ())
                     await _simple_h1(client, writer, exc.error_status_hint, "malformed request")
                     return
@@ -939,7 +1075,7 @@ class Firewall:
             if not isinstance(response, h11.Response):
                 raise OperationError("the upstream closed without answering")
             has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
-            if has_body and guarded and (why := _unscrubbable(response.headers)):
+            if has_body and guarded and (why := _unscrubbable(response.status_code, response.headers)):
                 raise OperationError(why)
             ex.status = response.status_code
             out_headers = _response_headers(response.headers, scrubber, has_body)
@@ -1042,6 +1178,10 @@ class Firewall:
             await asyncio.gather(pump(reader, upstream.writer, bytes), pump(upstream.reader, writer, frames.feed))
         except ValueError as exc:
             log.warning("a WebSocket was cut off: %s", exc)
+            # The client learns why (1002, protocol error) rather than wait on a connection gone quiet.
+            with contextlib.suppress(OSError):
+                writer.write(_WS_CLOSE_PROTOCOL_ERROR)
+                await writer.drain()
         finally:
             upstream.close()
 
@@ -1134,7 +1274,7 @@ class Firewall:
     async def _metrics(self, stream: SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
         try:
-            event = await _next_event(conn, stream, _HEAD_TIMEOUT)
+            event = await _next_head(conn, stream, _HEAD_TIMEOUT)
             if isinstance(event, h11.Request) and _text(event.target).split("?")[0] in ("/metrics", "/"):
                 await _simple_h1(
                     conn,
@@ -1149,6 +1289,14 @@ class Firewall:
             pass
         finally:
             stream.close()
+
+
+def _over_agent_cap(agent: str) -> Denied:
+    return Denied(f"{agent} holds {_MAX_PER_AGENT} connections already, the most one agent may")
+
+
+def _held_back(count: int) -> str:
+    return f" ({count} more like it since the last warning)" if count else ""
 
 
 def _upstream_failure(exc: BaseException | None) -> str:
@@ -1450,7 +1598,7 @@ class _H2Session:
             if not isinstance(response, h11.Response):
                 raise OperationError("the upstream closed without answering")
             has_body = ex.method != "HEAD" and response.status_code not in (204, 304)
-            if has_body and guarded and (why := _unscrubbable(response.headers)):
+            if has_body and guarded and (why := _unscrubbable(response.status_code, response.headers)):
                 raise OperationError(why)
             out = [(":status", str(response.status_code))]
             out += [(n, v) for n, v in _response_headers(response.headers, scrubber, has_body) if n not in _H2_DROP]

@@ -2,7 +2,7 @@
 
 Pure: bytes in, bytes out. Extensions are never negotiated (the firewall strips
 ``Sec-WebSocket-Extensions`` both ways), so payloads are plain and the scrub can read
-them; a frame with an extension bit set ends the connection.
+them; a frame with an extension bit set, or masked, ends the connection.
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ class ServerFrameScrubber:
                 return None
             size, offset = struct.unpack("!Q", buf[2:10])[0], 10
         if second & 0x80:
-            # Servers never mask; a masked frame is a protocol error the client will reject on its own.
-            offset += 4
+            # A server must not mask (RFC 6455 §5.1). Passed on, its payload would reach the client
+            # XOR-ed with a key the server chose: a secret the scrub cannot see, that anyone can unmask.
+            raise ValueError("the server masked a frame, which a server must not")
         if size > _MAX_FRAME:
             raise ValueError("a WebSocket frame larger than 2 GiB")
         if first & 0x70:
