@@ -405,8 +405,8 @@ _PERCENT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
 
 
 def _decodings(target: str) -> tuple[str, ...] | None:
-    """`target` and each reading of it decoded once more (percent and ``%uXXXX`` escapes) until it
-    stops changing, or None if it still changes after _DECODE_ROUNDS (pure).
+    """`target` and each reading of it decoded once more (percent escapes, and IIS's ``%u0061``)
+    until it stops changing, or None if it still changes after _DECODE_ROUNDS (pure).
 
     Every round that changes the text shortens it, so the rounds end on their own; the bound
     keeps a crafted target from costing a round per escape.
@@ -621,6 +621,16 @@ def _compile(needles: frozenset[bytes]) -> _Matcher:
     )
 
 
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def _escape_cut_short(data: bytes, match: re.Match[bytes]) -> bool:
+    """Whether `match` ends in a literal "%" that the end of `data` may have cut from an escape
+    ("%", "%2" of "%25"): the whole stream would hold the longer spelling, the escaped one (pure)."""
+    rest = data[match.end() :]
+    return data[match.end() - 1 : match.end()] == b"%" and len(rest) < 2 and not rest.strip(_HEX)
+
+
 class Scrubber:
     """Replace every needle in a byte stream, in any percent-encoded spelling, however the stream
     is cut into chunks.
@@ -726,7 +736,7 @@ class Scrubber:
             # A needle that may still complete with the next chunk, starting before this match
             # or at it and tried first, would win in the whole stream: decide it once more data is in.
             pending = self._hold_from(data, pos)
-            if pending < start or self._could_grow(data, match):
+            if pending < start or self._could_grow(data, match) or _escape_cut_short(data, match):
                 pending = min(pending, start)
                 out.append(data[pos:pending])
                 self._held = data[pending:]
