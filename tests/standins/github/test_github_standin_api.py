@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 import pytest
 from tests.fixtures.github import GitHubFixture
@@ -12,14 +11,6 @@ from tests.fixtures.github import GitHubFixture
 pytestmark = pytest.mark.real
 
 CHANGE = {"src/widgets.py": "def widget(n):\n    return [n] * n\n\n\ndef count(ws):\n    return len(ws) if ws else 0\n"}
-
-
-def _gql(gh: GitHubFixture, login: str, query: str, **variables: Any) -> dict[str, Any]:
-    with gh.http(login) as http:
-        response = http.post("/api/graphql", json={"query": query, "variables": variables})
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def _pr_with_thread(gh: GitHubFixture) -> None:
@@ -56,11 +47,11 @@ def test_unknown_token_is_refused_everywhere(github_standin: GitHubFixture) -> N
 
 
 def test_graphql_rejects_fields_github_does_not_have(github_standin: GitHubFixture) -> None:
-    body = _gql(github_standin, "alice", '{ repository(owner: "carol", name: "widgets") { name starCount } }')
+    body = github_standin.graphql("alice", '{ repository(owner: "carol", name: "widgets") { name starCount } }')
     assert "data" not in body
     assert "starCount" in body["errors"][0]["message"]
-    ok = _gql(
-        github_standin, "alice", '{ repository(owner: "carol", name: "widgets") { nameWithOwner viewerPermission } }'
+    ok = github_standin.graphql(
+        "alice", '{ repository(owner: "carol", name: "widgets") { nameWithOwner viewerPermission } }'
     )
     assert ok["data"]["repository"] == {"nameWithOwner": "carol/widgets", "viewerPermission": "WRITE"}
 
@@ -71,15 +62,15 @@ def test_threads_resolve_and_unresolve(github_standin: GitHubFixture) -> None:
     query = """query { repository(owner: "carol", name: "widgets") { pullRequest(number: 1) {
         reviewThreads(first: 10) { nodes { id isResolved line path
           comments(first: 5) { nodes { author { login } body } } } } } } }"""
-    threads = _gql(gh, "alice", query)["data"]["repository"]["pullRequest"]["reviewThreads"]
+    threads = gh.graphql("alice", query)["data"]["repository"]["pullRequest"]["reviewThreads"]
     [thread] = threads["nodes"]
     assert thread["isResolved"] is False
     assert thread["line"] == 6
     assert thread["comments"]["nodes"] == [{"author": {"login": "bob"}, "body": "Why the guard?"}]
     mutation = "mutation($id: ID!) { %s(input: {threadId: $id}) { thread { isResolved } } }"
-    done = _gql(gh, "alice", mutation % "resolveReviewThread", id=thread["id"])
+    done = gh.graphql("alice", mutation % "resolveReviewThread", id=thread["id"])
     assert done["data"]["resolveReviewThread"]["thread"]["isResolved"] is True
-    undone = _gql(gh, "alice", mutation % "unresolveReviewThread", id=thread["id"])
+    undone = gh.graphql("alice", mutation % "unresolveReviewThread", id=thread["id"])
     assert undone["data"]["unresolveReviewThread"]["thread"]["isResolved"] is False
 
 

@@ -3,8 +3,6 @@ threads, deleting branches and how a bad token is turned away."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from tests.fixtures.github import GitHubFixture
@@ -17,14 +15,6 @@ REVIEW_QUERY = """query { repository(owner: "carol", name: "widgets") { pullRequ
     reviewThreads(first: 10) { nodes { isOutdated line originalLine
       comments(first: 5) { nodes { outdated line originalLine position originalPosition
         commit { oid } originalCommit { oid } } } } } } } }"""
-
-
-def _gql(gh: GitHubFixture, login: str, query: str, **variables: Any) -> dict[str, Any]:
-    with gh.http(login) as http:
-        response = http.post("/api/graphql", json={"query": query, "variables": variables})
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def _open_pr(gh: GitHubFixture, branch: str = "fix-count") -> None:
@@ -142,8 +132,8 @@ def test_every_list_the_standin_serves_is_paged(github_standin: GitHubFixture, p
 def test_graphql_connections_need_first_or_last_at_most_100(github_standin: GitHubFixture) -> None:
     gh = github_standin
     _open_pr(gh)
-    unbounded = _gql(
-        gh, "alice", '{ repository(owner: "carol", name: "widgets") { pullRequests { nodes { number } } } }'
+    unbounded = gh.graphql(
+        "alice", '{ repository(owner: "carol", name: "widgets") { pullRequests { nodes { number } } } }'
     )
     assert unbounded["data"] == {"repository": None}
     assert unbounded["errors"] == [
@@ -155,8 +145,7 @@ def test_graphql_connections_need_first_or_last_at_most_100(github_standin: GitH
         }
     ]
     # Through a fragment, and on a connection the stand-in does not model, alike.
-    fragment = _gql(
-        gh,
+    fragment = gh.graphql(
         "alice",
         '{ repository(owner: "carol", name: "widgets") { pullRequest(number: 1) { labels { ...L } } } }'
         " fragment L on LabelConnection { edges { node { name } } }",
@@ -164,12 +153,12 @@ def test_graphql_connections_need_first_or_last_at_most_100(github_standin: GitH
     assert fragment["errors"][0]["type"] == "MISSING_PAGINATION_BOUNDARIES"
     assert "`labels` connection" in fragment["errors"][0]["message"]
 
-    too_many = _gql(gh, "alice", '{ search(query: "is:pr", type: ISSUE, last: 101) { issueCount } }')
+    too_many = gh.graphql("alice", '{ search(query: "is:pr", type: ISSUE, last: 101) { issueCount } }')
     assert too_many["errors"][0]["type"] == "EXCESSIVE_PAGINATION"
     assert too_many["errors"][0]["message"] == (
         "Requesting 101 records on the `search` connection exceeds the `last` limit of 100 records."
     )
-    counted = _gql(gh, "alice", '{ repository(owner: "carol", name: "widgets") { pullRequests { totalCount } } }')
+    counted = gh.graphql("alice", '{ repository(owner: "carol", name: "widgets") { pullRequests { totalCount } } }')
     assert counted == {"data": {"repository": {"pullRequests": {"totalCount": 1}}}}
 
 
@@ -184,7 +173,7 @@ def test_a_thread_follows_its_line_until_a_push_changes_it(github_standin: GitHu
 
     # Two lines above it: the thread moves down with its line.
     moved_head = _force_push(gh, "fix-count", "# a\n# b\n" + CHANGE["src/widgets.py"])
-    thread = _gql(gh, "bob", REVIEW_QUERY)["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
+    thread = gh.graphql("bob", REVIEW_QUERY)["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
     [comment] = thread["comments"]["nodes"]
     assert (thread["isOutdated"], thread["line"], thread["originalLine"]) == (False, 8, 6)
     assert (comment["outdated"], comment["line"], comment["originalLine"]) == (False, 8, 6)
@@ -194,7 +183,7 @@ def test_a_thread_follows_its_line_until_a_push_changes_it(github_standin: GitHu
 
     # Its line rewritten: outdated; where it was first made stays.
     _force_push(gh, "fix-count", WIDGETS.format("len(ws or [])"))
-    thread = _gql(gh, "bob", REVIEW_QUERY)["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
+    thread = gh.graphql("bob", REVIEW_QUERY)["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
     [comment] = thread["comments"]["nodes"]
     assert (thread["isOutdated"], thread["line"], thread["originalLine"]) == (True, None, 6)
     assert (comment["outdated"], comment["line"], comment["position"]) == (True, None, None)
@@ -211,7 +200,7 @@ def test_a_thread_whose_file_leaves_the_diff_is_outdated(github_standin: GitHubF
     _comment_on_line_6(gh)
     # The change reverted: the line is as on main again, so no longer part of the diff.
     _force_push(gh, "fix-count", WIDGETS.format("len(ws)") + "# tail\n")
-    thread = _gql(gh, "bob", REVIEW_QUERY)["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
+    thread = gh.graphql("bob", REVIEW_QUERY)["data"]["repository"]["pullRequest"]["reviewThreads"]["nodes"][0]
     assert (thread["isOutdated"], thread["line"]) == (True, None)
 
 
@@ -281,7 +270,7 @@ def test_a_search_longer_than_github_supports_is_refused_in_githubs_words(github
     """GitHub does not support search queries over 256 characters ("Troubleshooting search queries")."""
     query = "query($q: String!) { search(query: $q, type: ISSUE, first: 5) { issueCount } }"
     longest = "is:pr " + "x" * 250
-    assert _gql(github_standin, "alice", query, q=longest) == {"data": {"search": {"issueCount": 0}}}
-    refused = _gql(github_standin, "alice", query, q=longest + "y")
+    assert github_standin.graphql("alice", query, q=longest) == {"data": {"search": {"issueCount": 0}}}
+    refused = github_standin.graphql("alice", query, q=longest + "y")
     assert refused["errors"][0]["message"] == "The search is longer than 256 characters."
     assert refused["errors"][0]["path"] == ["search"]
