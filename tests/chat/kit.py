@@ -200,6 +200,7 @@ class FaultyDoor:
         self._limit_next = 0
         self._retry_after_ms: int | None = None
         self._retry_after: int | None = None
+        self._limit_path = ""
         self._inflight: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -208,10 +209,18 @@ class FaultyDoor:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def rate_limit(self, count: int, *, retry_after_ms: int | None = None, retry_after: int | None = None) -> None:
-        """Answer the next `count` m.room.message sends with 429, naming the wait in the body
-        (`retry_after_ms`) or in a Retry-After header (`retry_after`, seconds)."""
+    def rate_limit(
+        self,
+        count: int,
+        *,
+        retry_after_ms: int | None = None,
+        retry_after: int | None = None,
+        path: str = "/send/m.room.message/",
+    ) -> None:
+        """Answer the next `count` requests whose path holds `path` (m.room.message sends) with 429, naming
+        the wait in the body (`retry_after_ms`) or in a Retry-After header (`retry_after`, seconds)."""
         self._limit_next, self._retry_after_ms, self._retry_after = count, retry_after_ms, retry_after
+        self._limit_path = path
 
     async def up(self) -> None:
         if self._session is None:
@@ -239,7 +248,7 @@ class FaultyDoor:
         assert task is not None
         self._inflight.add(task)
         try:
-            if self._limit_next and request.method == "PUT" and "/send/m.room.message/" in request.path:
+            if self._limit_next and self._limit_path in request.path:
                 self._limit_next -= 1
                 self.seen.append((time.monotonic(), request.method, request.path, 429))
                 body: dict[str, Any] = {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from agent_smith.chat import channel as channel_module
 from agent_smith.chat import chat_config, post_notice
+from agent_smith.chat import matrix as matrix_module
 from agent_smith.chat.channel import ChatChannel, Refused
 from agent_smith.chat.matrix import SYNC_TIMELINE_LIMIT, MatrixLink
 from agent_smith.chat.render import CONTENT_BUDGET
@@ -172,6 +174,90 @@ def test_reply_react_edit_and_history(synapse: SynapseServer, cast: Cast, crew_d
     asyncio.run(scenario())
 
 
+def test_an_answer_to_a_message_in_a_thread_stays_in_its_thread(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    """The spec: a reply to an event in a thread is a threaded reply, and an event in a thread is
+    no thread root (the homeserver refuses one). The model may name the message, not its thread."""
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            room = cast.room
+            root = await in_thread(send, synapse, cast.alice, room, text("release plan"))
+            inner = await in_thread(
+                send,
+                synapse,
+                cast.alice,
+                room,
+                text("devbot: is PR 3 in?", **{"m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
+            )
+            assert (await run.next())[1]["thread_id"] == root
+            answered = await run.channel.reply(room, "yes", reply_to=inner)
+            named = await run.channel.reply(room, "and PR 4 too", thread_id=inner)
+
+        events = {e["event_id"]: e for e in room_events(synapse, cast.alice, room)}
+        assert events[answered["event_id"]]["content"]["m.relates_to"] == {
+            "rel_type": "m.thread",
+            "event_id": root,
+            "is_falling_back": False,
+            "m.in_reply_to": {"event_id": inner},
+        }
+        assert events[named["event_id"]]["content"]["m.relates_to"] == {
+            "rel_type": "m.thread",
+            "event_id": root,
+            "is_falling_back": False,
+            "m.in_reply_to": {"event_id": inner},
+        }
+
+    asyncio.run(scenario())
+
+
+def test_a_reply_without_a_fallback_reaches_the_agent_with_its_own_quote(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    """Since spec v1.13 a reply has no quoted fallback: a quote in it is the sender's own words."""
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            room = cast.room
+            earlier = await in_thread(send, synapse, cast.alice, room, text("deploying now"))
+            quoting = "> the build says: E42 missing key\n\n@devbot why?"
+            relates = {"m.in_reply_to": {"event_id": earlier}}
+            await in_thread(send, synapse, cast.alice, room, text(quoting, **{"m.relates_to": relates}))
+            assert (await run.next())[0] == quoting
+            # An older client's fallback still goes: it quotes another sender, and is no mention.
+            old = f"> <{cast.devbot.user_id}> earlier words\n\nplease look, reviewbot"
+            await in_thread(send, synapse, cast.alice, room, text(old, **{"m.relates_to": relates}))
+            await in_thread(send, synapse, cast.alice, room, text("devbot: done?"))
+            assert (await run.next())[0] == "devbot: done?"
+            history = await run.channel.history(room, 5)
+        assert "E42 missing key" in history
+        assert "earlier words" not in history
+
+    asyncio.run(scenario())
+
+
+def test_an_edit_carries_its_mentions_as_the_spec_says(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
+    """The new content names everyone its text mentions (the replaced content is all clients keep);
+    the edit itself only those it newly mentions, so nobody is notified again."""
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            room = cast.room
+            asked = await in_thread(send, synapse, cast.alice, room, text("devbot: who reviews?"))
+            await run.next()
+            sent = await run.channel.reply(room, "not decided yet", reply_to=asked)
+            edited = await run.channel.edit(room, sent["event_id"], "reviewbot reviews it")
+
+        content = {e["event_id"]: e for e in room_events(synapse, cast.alice, room)}[edited["event_id"]]["content"]
+        assert sorted(content["m.new_content"]["m.mentions"]["user_ids"]) == sorted(
+            [cast.alice.user_id, cast.reviewbot.user_id]
+        )
+        assert content["m.mentions"] == {"user_ids": [cast.reviewbot.user_id]}
+
+    asyncio.run(scenario())
+
+
 def test_a_removed_message_cannot_be_edited(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
     async def scenario() -> None:
         async with running_channel(crew_dir, cast.devbot.access_token) as run:
@@ -233,6 +319,40 @@ def test_the_loop_guard_counts_the_agents_notices_posted_by_hooks(
     asyncio.run(scenario())
 
 
+def test_a_teammates_reply_split_in_parts_is_one_message_for_the_loop_guard(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    """The sender counts a reply split in parts once; so must every teammate that reads it."""
+    env = {
+        "AGENT_SMITH_CREW": str(crew_dir),
+        "AGENT_NAME": "reviewbot",
+        "MATRIX_ACCESS_TOKEN": cast.reviewbot.access_token,
+    }
+    long_text = "devbot: the review.\n\n" + "\n\n".join(f"Finding {i}: " + "words " * 60 for i in range(700))
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            room = cast.room
+            await in_thread(send, synapse, cast.alice, room, text("devbot, reviewbot: go"))
+            await run.next()
+            first = await post_notice(room, long_text, env=env)
+            parts = [
+                e
+                for e in room_events(synapse, cast.alice, room)
+                if e["sender"] == cast.reviewbot.user_id and e["type"] == "m.room.message"
+            ]
+            assert len(parts) >= 3
+            assert parts[0]["event_id"] == first
+            assert all(p["content"]["agent_smith.part_of"] == first for p in parts[1:])
+            for _ in parts:
+                await run.next()
+            assert run.channel.state.guard(room).run == 1
+            await run.channel.reply(room, "reviewbot: thanks")  # 2
+            await run.channel.reply(room, "reviewbot: fixed")  # 3
+
+    asyncio.run(scenario())
+
+
 def test_restart_delivers_what_was_missed_once_and_replays_nothing(
     synapse: SynapseServer, cast: Cast, crew_dir: Path
 ) -> None:
@@ -256,6 +376,28 @@ def test_restart_delivers_what_was_missed_once_and_replays_nothing(
     asyncio.run(scenario())
     state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
     assert state.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_sync_token_the_homeserver_never_gave_is_dropped_not_retried_forever(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A state file kept across a move to another homeserver (or a reset of its database) holds a
+    token this one refuses (400): the channel starts from now and says so, instead of going deaf."""
+    caplog.set_level(logging.WARNING, logger="agent_smith")
+    state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"next_batch": "t42-7_from_another_homeserver"}))
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            await in_thread(send, synapse, cast.alice, cast.room, text("devbot: can you hear me?"))
+            assert (await run.next())[0] == "devbot: can you hear me?"
+
+    asyncio.run(scenario())
+    [said] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "sync: 400 " in said
+    assert "refuses the saved sync token: starting from now" in said
+    assert json.loads(state.read_text())["next_batch"] != "t42-7_from_another_homeserver"
 
 
 def test_more_than_a_syncs_worth_while_down_is_fetched_and_delivered_once_in_order(
@@ -411,6 +553,33 @@ def test_quiet_hours_hold_messages_and_send_one_digest(synapse: SynapseServer, t
     asyncio.run(scenario())
 
 
+def test_a_message_held_as_quiet_hours_end_is_in_a_digest_at_once(synapse: SynapseServer, tmp_path: Path) -> None:
+    """A message held by the first batch of a window, whose end passes before the window was noted
+    (the channel started just before it ends, or stopped between the two), is not kept for the next night."""
+    cast = make_cast(synapse)
+    crew_dir = write_crew(
+        tmp_path / "crew",
+        cast,
+        synapse.url,
+        quiet_hours={"start": "22:00", "end": "07:00", "timezone": "UTC"},
+    )
+    morning = datetime(2026, 1, 16, 7, 0, 1, tzinfo=UTC)
+    readings = [morning]  # the clock; a reading put first is taken once
+
+    def clock() -> datetime:
+        return readings.pop(0) if len(readings) > 1 else readings[0]
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token, clock=clock) as run:
+            readings.insert(0, datetime(2026, 1, 16, 6, 59, 59, tzinfo=UTC))  # the decision's reading
+            held = await in_thread(send, synapse, cast.alice, cast.room, text("devbot, at the last second"))
+            digest, meta = await run.next()
+            assert meta == {"kind": "quiet_hours_digest"}
+            assert held in digest
+
+    asyncio.run(scenario())
+
+
 def test_a_held_message_removed_in_quiet_hours_is_left_out_of_the_digest(
     synapse: SynapseServer, tmp_path: Path
 ) -> None:
@@ -546,6 +715,33 @@ def test_a_dead_homeserver_means_backoff_and_reconnect_and_429s_are_honoured(
     retries = int(back.split("reachable again after ")[1].split()[0])
     assert len(said) <= 2 < retries, (said, back)
     assert all(cast.devbot.access_token not in r.getMessage() for r in caplog.records)
+
+
+def test_a_sync_told_to_wait_longer_than_a_call_waits_does_not_ask_again_sooner(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 429 whose wait is over what one call waits out fails the sync; the next one still honours it."""
+    monkeypatch.setattr(matrix_module, "RATE_LIMIT_WAIT_MAX", 0.2)
+
+    async def scenario() -> FaultyDoor:
+        door = FaultyDoor(synapse.url)
+        await door.up()
+        try:
+            async with running_channel(crew_dir, cast.devbot.access_token, homeserver=door.url) as run:
+                door.rate_limit(3, retry_after_ms=1500, path="/sync")
+                await in_thread(send, synapse, cast.alice, cast.room, text("devbot: still listening?"))
+                assert (await run.next(within=30))[0] == "devbot: still listening?"
+        finally:
+            await door.close()
+        return door
+
+    door = asyncio.run(scenario())
+    syncs = [(t, status) for t, method, path, status in door.seen if method == "GET" and path.endswith("/sync")]
+    limited = [t for t, status in syncs if status == 429]
+    assert len(limited) == 3
+    assert all(later - earlier >= 1.5 for earlier, later in itertools.pairwise(limited)), (
+        "the next sync waited retry_after_ms"
+    )
 
 
 def test_post_notice_announces_as_the_agent(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:

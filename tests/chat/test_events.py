@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent_smith.chat.events import parse_message, redacted, strip_reply_fallback
+from agent_smith.chat.events import parse_message, redacted, strip_reply_fallback, without_reply_fallback
 
 
 def event(content: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -84,6 +84,25 @@ def test_anything_else_is_none(raw: dict[str, Any]) -> None:
 def test_fallback_stripping_leaves_plain_text_alone() -> None:
     assert strip_reply_fallback("no quote\n> later quote") == "no quote\n> later quote"
     assert strip_reply_fallback("> only a quote") == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "formatted", "left"),
+    [
+        ("> <@bob:hs> earlier\n> more\n\nanswer", None, ("answer", None)),
+        ("> * <@bob:hs> waves\n\nanswer", None, ("answer", None)),
+        ("> <Bob> earlier\n\nanswer", None, ("answer", None)),
+        ("> <@bob:hs> earlier\n\nanswer", "<mx-reply>q</mx-reply>answer", ("answer", "answer")),
+        # Spec v1.13 replies carry no fallback: a leading quote is the sender's own.
+        ("> the log says E42\n\nwhy?", None, ("> the log says E42\n\nwhy?", None)),
+        ("> the log says E42\n\nwhy?", "<blockquote>the log</blockquote>why?", None),
+        ("> <@bob:hs> looks like a fallback", "<p>no mx-reply</p>", None),
+    ],
+)
+def test_only_a_reply_fallback_is_stripped(
+    body: str, formatted: str | None, left: tuple[str, str | None] | None
+) -> None:
+    assert without_reply_fallback(body, formatted) == (left or (body, formatted))
 
 
 @pytest.mark.parametrize(

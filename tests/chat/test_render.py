@@ -64,6 +64,10 @@ def test_edit_and_reaction_contents() -> None:
     assert edit["m.new_content"]["body"] == "better **text**"
     assert "<strong>text</strong>" in edit["m.new_content"]["formatted_body"]
     assert edit["body"].startswith("* ")
+    assert edit["m.mentions"] == edit["m.new_content"]["m.mentions"] == {"user_ids": []}
+    renamed = edit_content("$mine", "a and b", mention_ids=["@b:hs", "@a:hs"], mentioned_before=["@a:hs", "@c:hs"])
+    assert renamed["m.new_content"]["m.mentions"] == {"user_ids": ["@a:hs", "@b:hs"]}, "all the new text names"
+    assert renamed["m.mentions"] == {"user_ids": ["@b:hs"]}, "only the newly named are notified"
     assert reaction_content("$e", "👀") == {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$e", "key": "👀"}}
 
 

@@ -70,6 +70,22 @@ def test_a_pill_names_by_user_id_even_when_its_text_does_not() -> None:
     assert not mentions(ME, msg(ALLOWED, "the builder look", formatted_body=other))
 
 
+@pytest.mark.parametrize(
+    "href",
+    [
+        "matrix:u/devbot:localhost",
+        "matrix:u/devbot:localhost?action=chat",
+        "MATRIX:u/devbot%3Alocalhost",
+        "https://matrix.to/#/@devbot:localhost?via=localhost",
+    ],
+)
+def test_a_pill_may_be_any_matrix_uri(href: str) -> None:
+    """The spec recommends a Matrix URI for a mention: a ``matrix:`` URI is one as much as matrix.to."""
+    pill = f'<a href="{href}">the builder</a> look'
+    assert mentions(ME, msg(ALLOWED, "the builder look", formatted_body=pill))
+    assert not mentions(TEAMMATE, msg(ALLOWED, "the builder look", formatted_body=pill))
+
+
 def test_m_mentions_names_without_any_text() -> None:
     assert mentions(ME, msg(ALLOWED, "look at this", mention_ids=("@devbot:localhost",)))
 
@@ -130,6 +146,12 @@ def test_the_fourth_agent_message_in_a_row_is_blocked() -> None:
     assert guard.blocks(3)
     assert observe(guard, ROSTER, STRANGER) == guard
     assert observe(guard, ROSTER, OPERATOR) == LoopGuard()
+
+
+def test_the_later_parts_of_an_agents_split_message_count_with_the_first() -> None:
+    one = observe(LoopGuard(), ROSTER, TEAMMATE.user_id)
+    assert observe(one, ROSTER, TEAMMATE.user_id, part=True) == one
+    assert observe(one, ROSTER, OPERATOR, part=True) == LoopGuard(), "a person still resets the run"
 
 
 senders = st.sampled_from([ME.user_id, TEAMMATE.user_id, OTHER_AGENT.user_id, OPERATOR, ALLOWED, STRANGER])

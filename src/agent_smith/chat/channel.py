@@ -22,12 +22,22 @@ from agent_smith.chat.config import ChatConfig
 from agent_smith.chat.events import (
     ENCRYPTED,
     ROOM_MESSAGE,
+    mentioned_ids,
     parse_message,
     redacted,
     relation,
-    strip_reply_fallback,
+    without_reply_fallback,
 )
-from agent_smith.chat.matrix import AgentLog, MatrixLink, NotFound, SyncBatch, TokenRefused, wait_or_stop
+from agent_smith.chat.matrix import (
+    AgentLog,
+    MatrixLink,
+    NotFound,
+    RateLimited,
+    SinceRefused,
+    SyncBatch,
+    TokenRefused,
+    wait_or_stop,
+)
 from agent_smith.chat.rules import Decision, Held, Message, Verdict, decide, observe, render_digest
 from agent_smith.chat.state import ChatState, StateFile
 from agent_smith.errors import OperationError
@@ -134,8 +144,13 @@ class ChatChannel:
                     return
                 continue
             except OperationError as exc:
+                if isinstance(exc, SinceRefused) and await self._start_afresh(exc):
+                    continue
                 failures += 1
                 delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+                if isinstance(exc, RateLimited):
+                    # Longer than a call waits, but the homeserver's word all the same: no sync before.
+                    delay = max(delay, exc.wait)
                 # Said once, and again when what fails changes: a homeserver down for a day is one
                 # line (and one when it is back), not one per retry.
                 if str(exc) != said:
@@ -155,6 +170,27 @@ class ChatChannel:
             full_state = False
             await self.tick()
             self.synced.set()
+
+    async def _start_afresh(self, refused: SinceRefused) -> bool:
+        """Whether the saved sync token was what the homeserver refused, and the channel starts from now.
+
+        A sync without a token is tried: taken, the token was never this homeserver's
+        (it was moved, or its database reset), and no retry would ever mend it. What
+        was said while the channel was down cannot be told from the past then: it is
+        left to the history tool, and the line says so.
+        """
+        try:
+            fresh = await self.link.sync(None, timeout_ms=0, full_state=True)
+        except OperationError:
+            return False
+        self.log.error(
+            "%s (the homeserver refuses the saved sync token: starting from now; what was said while the "
+            "channel was down is only in the rooms' history)",
+            refused,
+        )
+        self.state.next_batch = None
+        await self.handle(fresh)
+        return True
 
     def renew_token(self, access_token: str) -> None:
         """Use `access_token` from now on (the agent is restarted, its token file perhaps mended);
@@ -270,7 +306,8 @@ class ChatChannel:
             now=self._clock(),
         )
         if not message.is_edit and not self._counted_at_send(message):
-            self.state.set_guard(room_id, observe(guard, self.config.roster, message.sender))
+            part = message.part_of is not None
+            self.state.set_guard(room_id, observe(guard, self.config.roster, message.sender, part=part))
         self.log.info(
             "%s %s from %s in %s: %s",
             decision.verdict.value,
@@ -417,7 +454,9 @@ class ChatChannel:
         if quiet and not self.state.in_quiet_hours:
             self.state.in_quiet_hours = True
             self.save()
-        elif not quiet and self.state.in_quiet_hours:
+        elif not quiet and (self.state.in_quiet_hours or self.state.held):
+            # Held with the window not yet noted too: its end passed between their decision and this
+            # tick (its first batch came at its last moment). They are due now, not after another night.
             held = self.state.take_held()
             self.state.in_quiet_hours = False
             self.state.incident_rooms = []
@@ -451,13 +490,20 @@ class ChatChannel:
                 f"human (the limit is {limit}). Do not retry; wait until a person writes in this room."
                 + (" Further agent messages there will not wake you until then." if first else "")
             )
-        roster = self.config.roster
-        probe = Message(room_id, "", self.me, "m.notice", text)
-        mention_ids = {m.user_id for m in roster.named(probe) if m.user_id != self.me}
+        mention_ids = self._named_in(room_id, text)
+        if reply_to is None and thread_id is not None:
+            anchor = await self._event_in(room_id, thread_id, "reply")
+            if _thread_of(anchor) is not None:
+                # No thread root but a message in a thread (the homeserver refuses it as a root):
+                # the model named the message it answers, which is answered in its thread below.
+                reply_to = thread_id
         if reply_to is not None:
-            target = (await self._event_in(room_id, reply_to, "reply")).get("sender")
+            replied = await self._event_in(room_id, reply_to, "reply")
+            target = replied.get("sender")
             if isinstance(target, str) and target != self.me:
                 mention_ids.add(target)
+            # The spec: a reply to a message in a thread is a reply in that thread, whatever thread_id said.
+            thread_id = _thread_of(replied) or thread_id
         try:
             # Up to ~0.8 s for the longest replies: off the loop, which serves every agent's channel
             # under `up` (and this agent's pings and messages meanwhile).
@@ -471,6 +517,8 @@ class ChatChannel:
         try:
             for content in contents:
                 try:
+                    if event_ids:
+                        content = render.later_part(content, event_ids[0])
                     event_id = await self.link.send(room_id, "m.room.message", content)
                 except OperationError as exc:
                     if event_ids:
@@ -481,6 +529,11 @@ class ChatChannel:
         finally:
             self._replying[room_id] -= 1
         return {"event_id": event_ids[0], "event_ids": event_ids} if len(event_ids) > 1 else {"event_id": event_ids[0]}
+
+    def _named_in(self, room_id: str, text: str) -> set[str]:
+        """The crew agents other than this one that `text` names: its message lists them in ``m.mentions``."""
+        probe = Message(room_id, "", self.me, "m.notice", text)
+        return {m.user_id for m in self.config.roster.named(probe) if m.user_id != self.me}
 
     def _count_sent(self, room_id: str, event_ids: list[str]) -> None:
         # A reply split in parts is one message for the loop guard.
@@ -509,7 +562,13 @@ class ChatChannel:
             raise Refused(f"edit refused: {event_id} was removed (redacted); reply instead")
         if relation(original)[2]:
             raise Refused(f"edit refused: {event_id} is itself an edit; edit the message it changed")
-        content = render.edit_content(event_id, text)
+        _, reply_to, _ = relation(original)
+        mention_ids = self._named_in(room_id, text)
+        # A reply names whom it answers (`reply`): its new content still does.
+        target = await self._sender_of(room_id, reply_to, set())
+        if target is not None and target != self.me:
+            mention_ids.add(target)
+        content = render.edit_content(event_id, text, mention_ids=mention_ids, mentioned_before=mentioned_ids(original))
         if render.content_size(content) > render.CONTENT_BUDGET:
             raise Refused("edit refused: the new text is over Matrix's event size limit; reply with it instead")
         try:
@@ -533,6 +592,12 @@ class ChatChannel:
         return f"Last {len(lines)} message(s) in {name} ({room_id}), oldest first:\n" + "\n".join(lines)
 
 
+def _thread_of(event: Mapping[str, Any]) -> str | None:
+    """The root of the thread `event` is in, None when it is in none."""
+    content = event.get("content")
+    return relation(content)[0] if isinstance(content, Mapping) else None
+
+
 def _history_line(room_id: str, event: Mapping[str, Any], link: MatrixLink) -> str:
     raw = event.get("content")
     content: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
@@ -542,7 +607,8 @@ def _history_line(room_id: str, event: Mapping[str, Any], link: MatrixLink) -> s
     thread_id, reply_to, is_edit = relation(content)
     body = str(content.get("body", ""))
     if reply_to is not None:
-        body = strip_reply_fallback(body)
+        formatted = content.get("formatted_body") if content.get("format") == render.HTML_FORMAT else None
+        body = without_reply_fallback(body, formatted if isinstance(formatted, str) else None)[0]
     notes = []
     if thread_id:
         notes.append(f"thread {thread_id}")

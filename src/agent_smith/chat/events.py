@@ -6,16 +6,35 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from agent_smith.chat.render import PART_OF
 from agent_smith.chat.rules import Message
 
 ROOM_MESSAGE = "m.room.message"
 ENCRYPTED = "m.room.encrypted"
 REDACTION = "m.room.redaction"
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
+# The fallback's first line quotes the replied-to sender: "> <@alice:example.org> …", "> * <…> …" for an emote.
+_FALLBACK_START = re.compile(r"> (?:\* )?<[^<>\n]+>")
+
+
+def without_reply_fallback(body: str, formatted: str | None) -> tuple[str, str | None]:
+    """A reply's body and formatted body without the quote of the replied-to message older clients put first.
+
+    Spec v1.13 dropped that fallback: a reply's body may open with a quote of the
+    sender's own. So the body loses its leading quote only when it is the fallback:
+    the formatted body says so with its ``<mx-reply>``, a plain body by the
+    fallback's first line.
+    """
+    if formatted is None:
+        fallback = _FALLBACK_START.match(body) is not None
+    else:
+        fallback = _MX_REPLY.search(formatted) is not None
+        formatted = _MX_REPLY.sub("", formatted)
+    return (strip_reply_fallback(body) if fallback else body), formatted
 
 
 def strip_reply_fallback(body: str) -> str:
-    """The body without the quoted ``> <@user> …`` block older clients put before a reply."""
+    """The body without its leading quoted block (and the blank line after it)."""
     lines = body.split("\n")
     if not lines or not lines[0].startswith(">"):
         return body
@@ -56,6 +75,13 @@ def redacted(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def mentioned_ids(content: Mapping[str, Any]) -> list[str]:
+    """The user ids the content's ``m.mentions`` lists (anything else in it skipped)."""
+    mentions = content.get("m.mentions")
+    user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
+    return [u for u in user_ids if isinstance(u, str)] if isinstance(user_ids, list) else []
+
+
 def parse_message(room_id: str, event: Mapping[str, Any]) -> Message | None:
     """A `Message` from an ``m.room.message`` event; None for anything else or a malformed one."""
     if event.get("type") != ROOM_MESSAGE:
@@ -73,11 +99,9 @@ def parse_message(room_id: str, event: Mapping[str, Any]) -> Message | None:
     formatted = content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None
     formatted = formatted if isinstance(formatted, str) else None
     if reply_to is not None:
-        body = strip_reply_fallback(body)
-        formatted = _MX_REPLY.sub("", formatted) if formatted is not None else None
-    mentions = content.get("m.mentions")
-    user_ids = mentions.get("user_ids") if isinstance(mentions, Mapping) else None
-    mention_ids = tuple(u for u in user_ids if isinstance(u, str)) if isinstance(user_ids, list) else ()
+        body, formatted = without_reply_fallback(body, formatted)
+    mention_ids = tuple(mentioned_ids(content))
+    part_of = content.get(PART_OF)
     return Message(
         room_id=room_id,
         event_id=event_id,
@@ -89,4 +113,5 @@ def parse_message(room_id: str, event: Mapping[str, Any]) -> Message | None:
         thread_id=thread_id,
         reply_to=reply_to,
         is_edit=is_edit,
+        part_of=part_of if isinstance(part_of, str) else None,
     )

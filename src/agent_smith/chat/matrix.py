@@ -30,8 +30,11 @@ __all__ = [
     "RATE_LIMIT_WAIT_MAX",
     "SYNC_TIMELINE_LIMIT",
     "AgentLog",
+    "BadRequest",
     "MatrixLink",
     "NotFound",
+    "RateLimited",
+    "SinceRefused",
     "SyncBatch",
     "TokenRefused",
     "wait_or_stop",
@@ -97,6 +100,24 @@ class TokenRefused(OperationError):
 
 class NotFound(OperationError):
     """A 404: no such room, event or alias (or none the agent may see)."""
+
+
+class BadRequest(OperationError):
+    """A 400: the homeserver does not take what was asked for."""
+
+
+class SinceRefused(BadRequest):
+    """A 400 to a sync from a token: perhaps a token this homeserver never gave (another one's, or
+    one from before its database was reset), which no retry mends."""
+
+
+class RateLimited(OperationError):
+    """A 429 not waited out (a longer wait asked for than a call may take, or still refused after
+    the retries): the homeserver asks for no request before `wait` seconds."""
+
+    def __init__(self, line: str, wait: float) -> None:
+        super().__init__(line)
+        self.wait = wait
 
 
 class MatrixLink:
@@ -171,7 +192,11 @@ class MatrixLink:
                 continue
             if not response.is_success:
                 line = failure(what, response.status_code, response.reason_phrase, answer)
-                raise {401: TokenRefused, 404: NotFound}.get(response.status_code, OperationError)(line)
+                if wait is not None:
+                    raise RateLimited(line, wait)
+                raise {400: BadRequest, 401: TokenRefused, 404: NotFound}.get(response.status_code, OperationError)(
+                    line
+                )
             if not isinstance(answer, Mapping):
                 raise OperationError(f"{what}: {response.status_code} but the answer is not a JSON object")
             return answer
@@ -182,7 +207,12 @@ class MatrixLink:
             params["since"] = since
         if full_state:
             params["full_state"] = "true"
-        answer = await self._call("sync", "GET", "/sync", params=params, held=timeout_ms / 1000)
+        try:
+            answer = await self._call("sync", "GET", "/sync", params=params, held=timeout_ms / 1000)
+        except BadRequest as exc:
+            if since is None:
+                raise
+            raise SinceRefused(str(exc)) from exc
         batch = read_batch(answer, self.user_id, since)
         self._rooms.absorb(answer)
         return batch

@@ -24,10 +24,11 @@ async def post_notice(room: str, text: str, *, env: Mapping[str, str] | None = N
         room_id = room if room.startswith("!") else await link.join(room)
         probe = Message(room_id, "", roster.me.user_id, render.NOTICE, text)
         mention_ids = [m.user_id for m in roster.named(probe) if m.user_id != roster.me.user_id]
-        event_ids = [
-            await link.send(room_id, "m.room.message", content)
-            for content in render.message_contents(text, mention_ids=mention_ids)
-        ]
+        event_ids: list[str] = []
+        for content in render.message_contents(text, mention_ids=mention_ids):
+            if event_ids:
+                content = render.later_part(content, event_ids[0])
+            event_ids.append(await link.send(room_id, "m.room.message", content))
     finally:
         await link.close()
     return event_ids[0]

@@ -35,6 +35,9 @@ FILL = 0.97
 # Characters rendered to guess the first part of a long text.
 SAMPLE = 2_000
 ZWJ = "\u200d"
+# On every part of a split message after the first: the first part's event id. Readers count the
+# parts as the one message they are (the loop guard), as the sender does.
+PART_OF = "agent_smith.part_of"
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _markdown = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
@@ -102,14 +105,34 @@ def _content(
     return content
 
 
-def edit_content(event_id: str, text: str, *, msgtype: str = NOTICE) -> dict[str, Any]:
-    """A replacement (``m.replace``) of `event_id`; the fallback body is marked with ``*``."""
-    new = {"msgtype": msgtype, "body": text, "format": HTML_FORMAT, "formatted_body": to_html(text)}
+def edit_content(
+    event_id: str,
+    text: str,
+    *,
+    mention_ids: Iterable[str] = (),
+    mentioned_before: Iterable[str] = (),
+    msgtype: str = NOTICE,
+) -> dict[str, Any]:
+    """A replacement (``m.replace``) of `event_id`; the fallback body is marked with ``*``.
+
+    Per the spec, the new content lists everyone it mentions (`mention_ids`): it
+    replaces the old content whole. The edit itself lists only those the old one
+    did not (`mentioned_before`), so an edit notifies nobody a second time.
+    """
+    mentioned = set(mention_ids)
+    new = {
+        "msgtype": msgtype,
+        "body": text,
+        "format": HTML_FORMAT,
+        "formatted_body": to_html(text),
+        "m.mentions": {"user_ids": sorted(mentioned)},
+    }
     return {
         "msgtype": msgtype,
         "body": f"* {text}",
         "format": HTML_FORMAT,
         "formatted_body": f"* {new['formatted_body']}",
+        "m.mentions": {"user_ids": sorted(mentioned - set(mentioned_before))},
         "m.new_content": new,
         "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
     }
@@ -284,6 +307,11 @@ def message_contents(
         )
         for n, part in enumerate(parts)
     ]
+
+
+def later_part(content: dict[str, Any], first_event_id: str) -> dict[str, Any]:
+    """`content`, a part after the first of a split message, marked as a part of the first."""
+    return {**content, PART_OF: first_event_id}
 
 
 def _too_long(text: str, max_parts: int) -> TooLong:

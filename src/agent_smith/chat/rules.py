@@ -37,7 +37,12 @@ from agent_smith.quiet_hours import is_quiet
 HEARD_MSGTYPES = frozenset({"m.text", "m.notice", "m.emote"})
 DEFAULT_INCIDENT_WORDS = ("incident", "outage", "sev1", "urgent")
 
-_PILL = re.compile(r"""href\s*=\s*["']https://matrix\.to/#/([^"'?]+)""", re.IGNORECASE)
+# A pill links a Matrix URI: a matrix.to address (the user id, maybe percent-encoded) or a
+# ``matrix:u/`` URI (the user id without its "@").
+_PILL = re.compile(
+    r"""href\s*=\s*["'](?:https://matrix\.to/#/(?P<to>[^"'?]+)|matrix:(?://[^/"']*/)?u/(?P<uri>[^"'?#]+))""",
+    re.IGNORECASE,
+)
 # A name counts only as a whole word: "dev" is not named by "devbot" or "dev-ops".
 _WORD_EDGE = r"A-Za-z0-9_\-"
 
@@ -100,6 +105,8 @@ class Message:
     `body` and `formatted_body` have any reply fallback removed (it quotes the
     replied-to sender's id, which is not a mention). `reply_to_sender` and
     `thread_root_sender` are resolved by the shell, None when unknown or absent.
+    `part_of`: the first part's event id, when this is a later part of a message
+    split for the event size limit.
     """
 
     room_id: str
@@ -114,6 +121,7 @@ class Message:
     reply_to_sender: str | None = None
     thread_root_sender: str | None = None
     is_edit: bool = False
+    part_of: str | None = None
 
 
 def mentions(member: Member, message: Message) -> bool:
@@ -123,8 +131,9 @@ def mentions(member: Member, message: Message) -> bool:
     if member.named_in(message.body):
         return True
     if message.formatted_body:
-        for target in _PILL.findall(message.formatted_body):
-            if unquote(target).casefold() == member.user_id.casefold():
+        for pill in _PILL.finditer(message.formatted_body):
+            target = unquote(pill["to"]) if pill["to"] else "@" + unquote(pill["uri"])
+            if target.casefold() == member.user_id.casefold():
                 return True
     return False
 
@@ -172,12 +181,15 @@ class LoopGuard:
         return self.run >= limit
 
 
-def observe(guard: LoopGuard, roster: Roster, sender: str) -> LoopGuard:
+def observe(guard: LoopGuard, roster: Roster, sender: str, *, part: bool = False) -> LoopGuard:
     """The guard after a message from `sender`: agents extend the run, heard humans reset it.
 
     Strangers neither count nor reset, so an unknown bot cannot lift the guard.
+    A later `part` of an agent's split message was counted with its first.
     """
     if roster.is_agent(sender):
+        if part:
+            return guard
         return replace(guard, run=guard.run + 1)
     if roster.is_heard_human(sender):
         return LoopGuard()
