@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,14 +157,20 @@ def example(tmp_path: Path) -> tuple[LoadedCrew, dict[str, str]]:
 
 
 def resolve_env(env: list[dict[str, Any]], secrets: dict[tuple[str, str], str]) -> dict[str, str]:
-    """A container's environment as the kubelet builds it: secretKeyRefs read, $(VAR) expanded in order."""
+    """A container's environment as the kubelet builds it: secretKeyRefs read, $(VAR) expanded in order.
+
+    As the kubelet's expansion does: `$$` is a literal `$`, `$(NAME)` the value of a variable
+    defined earlier in the list, and left as written when there is none.
+    """
     out: dict[str, str] = {}
     for var in env:
         if "valueFrom" in var:
             ref = var["valueFrom"]["secretKeyRef"]
             out[var["name"]] = secrets[(ref["name"], ref["key"])]
         else:
-            out[var["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: out.get(m[1], m[0]), var["value"])
+            out[var["name"]] = re.sub(
+                r"\$\$|\$\(([^)]*)\)", lambda m: "$" if m[0] == "$$" else out.get(m[1], m[0]), var["value"]
+            )
     return out
 
 
@@ -177,3 +184,33 @@ def materialize_config(config: dict[str, Any], volume: dict[str, Any], directory
 
 def clean_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
+
+
+def runtime_mountpoints(container: dict[str, Any], where: Callable[[str], Path | None]) -> list[Path]:
+    """Make `container`'s missing mount destinations as a container runtime does; return the directories made.
+
+    runc and crun make a missing destination with MkdirAll, as root, mode 0755, inside
+    whatever volume holds it (kubernetes/kubernetes#81676): to the pod's non-root user
+    those directories are read-only. Here they are made read-only (0555), and
+    `as_pod_user` runs the container's process without the right to override that. The
+    destination itself is where the volume is mounted: its own root, which fsGroup makes
+    the pod's. `where` maps a mount path to its place here (None: not simulated).
+    """
+    made: list[Path] = []
+    for mount in sorted(container.get("volumeMounts", []), key=lambda m: str(m["mountPath"]).count("/")):
+        target = where(mount["mountPath"])
+        if target is None or target.exists():
+            continue
+        missing = [target, *[p for p in target.parents if not p.exists()]]
+        for directory in reversed(missing):
+            directory.mkdir()
+            directory.chmod(0o775 if directory == target else 0o555)
+            made.append(directory)
+    return made
+
+
+def as_pod_user(argv: list[str]) -> list[str]:
+    """`argv` run as the pod's non-root user is: held to file modes. Root here keeps its uid but no capability."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--", *argv]

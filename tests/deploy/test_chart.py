@@ -9,6 +9,7 @@ same engine `helm template` runs.
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,15 @@ def test_the_chart_renders_an_agent_s_own_listener_exactly_as_the_cli_does(tmp_p
     assert any(o["kind"] == "Service" and o["metadata"]["name"] == "agent-smith-firewall-devbot" for o in chart)
     assert_same(python.manifests, chart)
     assert validate_strict(chart, VERSIONS) == []
+
+
+def test_the_chart_aliases_host_names_exactly_as_the_cli_does(tmp_path: Path) -> None:
+    hosts = {"    - host: pypi.org\n": "    - host: PyPI.org\n    - host: a..b.example\n    - host: 192.0.2.7\n"}
+    loaded = example_crew(tmp_path, {**TRANSPARENT, **OWN_LISTENER, **hosts})
+    files = crew_files(loaded)
+    chart = helm_render(chart_values(loaded.crew, files))
+    assert_same(render_crew(loaded.crew, files).manifests, chart)
+    assert check_manifests(chart, render_crew(loaded.crew, files).external, secret_env=secret_env_of(loaded.crew)) == []
 
 
 def test_the_chart_takes_its_namespace_from_the_release(tmp_path: Path) -> None:
@@ -236,3 +246,66 @@ def test_the_values_command_output_renders_the_same_chart(tmp_path: Path) -> Non
     values = YAML(typ="safe", pure=True).load(result.stdout)
     assert set(values["files"]) == set(crew_files(loaded)) - {CREW_FILE}
     assert_same(render_crew(loaded.crew, crew_files(loaded)).manifests, helm_render(values))
+
+
+@pytest.mark.parametrize(
+    ("env", "image"),
+    [
+        ({}, "ghcr.io/acme/agent-smith:v1.4.0"),
+        (
+            {"AGENT_SMITH_KUBERNETES__IMAGE": "registry.example/agent-smith:v9.9.9"},
+            "registry.example/agent-smith:v9.9.9",
+        ),
+    ],
+)
+def test_the_values_command_keeps_a_released_chart_s_image_unless_the_crew_names_one(
+    tmp_path: Path, env: dict[str, str], image: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from agent_smith.cli.app import app
+
+    # A released chart, as the release workflow packages it: its values.yaml names its own image.
+    released = tmp_path / "agent-smith"
+    shutil.copytree(CHART, released)
+    default = "  image: ghcr.io/agent-smith/agent-smith:latest\n"
+    text = (released / "values.yaml").read_text()
+    assert default in text
+    (released / "values.yaml").write_text(text.replace(default, "  image: ghcr.io/acme/agent-smith:v1.4.0\n"))
+    loaded = example_crew(tmp_path)
+    result = CliRunner().invoke(app, ["k8s", "values", "--crew", str(loaded.root)], env=env)
+    assert result.exit_code == 0, result.output
+    with helm.Chart.load(released) as chart:
+        out = chart.render(helm.values_from_yaml(result.stdout), name="crew", namespace="agent-smith")
+    yaml = YAML(typ="safe", pure=True)
+    pods = [
+        doc["spec"]["template"]["spec"]
+        for path, text in out.items()
+        if path.endswith(".yaml")
+        for doc in yaml.load_all(text)
+        if doc and doc["kind"] in ("StatefulSet", "Deployment") and doc["metadata"]["name"] != "agent-smith-nats"
+    ]
+    images = {c["image"] for pod in pods for c in pod.get("initContainers", []) + pod["containers"]}
+    assert images == {image}
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/acme/agent-smith:latest",
+        "registry.example:5000/agent-smith",
+        "registry.example:5000/agent-smith:v1.4.0",
+        "ghcr.io/acme/agent-smith@sha256:" + "ab" * 32,
+    ],
+)
+def test_the_chart_pulls_an_image_as_the_cli_does(image: str) -> None:
+    crew = Crew.model_validate({"crew": {"name": "pull"}, "agents": [{"name": "solo"}], "kubernetes": {"image": image}})
+    files = files_for(crew)
+    assert_same(render_crew(crew, files).manifests, helm_render(chart_values(crew, files)))
+
+
+def test_the_chart_passes_an_agent_s_env_literally_as_the_cli_does() -> None:
+    env = {"PRICE": "5$$ each", "REF": "$(AGENT_NAME)"}
+    crew = Crew.model_validate({"crew": {"name": "dollars"}, "agents": [{"name": "solo", "env": env}]})
+    files = files_for(crew)
+    assert_same(render_crew(crew, files).manifests, helm_render(chart_values(crew, files)))

@@ -74,6 +74,24 @@ def test_a_rerender_removes_its_stale_files_and_nothing_else(tmp_path: Path) -> 
     assert (out / "000-configmap-c.yaml").read_text().startswith(MARKER)
 
 
+def test_a_render_refuses_to_replace_the_operator_s_own_kustomization(tmp_path: Path) -> None:
+    loaded = example_crew(tmp_path)
+    out = tmp_path / "deploy"
+    out.mkdir()
+    theirs = "resources: [ingress.yaml]\npatches: [{path: limits.yaml}]\n"
+    (out / "kustomization.yaml").write_text(theirs)
+    result = invoke(["k8s", "render", "--crew", str(loaded.root), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert "kustomization.yaml: exists and was not written by agent-smith k8s render" in result.stderr
+    assert (out / "kustomization.yaml").read_text() == theirs
+    assert sorted(p.name for p in out.iterdir()) == ["kustomization.yaml"]
+    # The render's own kustomization.yaml is its to replace.
+    again = tmp_path / "k8s"
+    assert invoke(["k8s", "render", "--crew", str(loaded.root), "-o", str(again)]).exit_code == 0
+    assert invoke(["k8s", "render", "--crew", str(loaded.root), "-o", str(again)]).exit_code == 0
+
+
 def test_the_operator_s_contract_variables_do_not_leak_into_the_render(tmp_path: Path) -> None:
     loaded = example_crew(tmp_path)
     env = {

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
-from tests.deploy.crews import example_crew, materialize_config, resolve_env
+from tests.deploy.crews import as_pod_user, example_crew, materialize_config, resolve_env, runtime_mountpoints
 from tests.deploy.test_release import _image_env
 
 from agent_smith.certs import mint_ca
@@ -60,7 +60,7 @@ def test_the_init_container_assembles_the_agent_from_the_pod_alone(tmp_path: Pat
     (root / "ca").mkdir(parents=True)
     (root / "ca" / "ca.pem").write_bytes(mint_ca("test firewall CA").cert_pem)
     secrets = {(ref.name, key): f"test-secret-{ref.name}-{key}" for ref in rendered.external for key in ref.keys}
-    init = pod["initContainers"][0]
+    init = next(c for c in pod["initContainers"] if c["name"] == "assemble")
     env = {key: moved(value) for key, value in {**_image_env(), **resolve_env(init["env"], secrets)}.items()}
     env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"
 
@@ -90,6 +90,51 @@ def test_the_init_container_assembles_the_agent_from_the_pod_alone(tmp_path: Pat
     ]
     assert [f.name for f in token_files] == ["matrix_access_token"]
     assert token_files[0].stat().st_mode & 0o077 == 0
+
+
+def test_the_agent_pod_starts_in_volumes_mounted_as_a_container_runtime_mounts_them(tmp_path: Path) -> None:
+    """The workspace volume is mounted inside the home volume: each container's runtime makes its
+    missing parents as root. The init containers must still be able to assemble the agent there."""
+    loaded = example_crew(tmp_path)
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    pod = _pod(rendered, "devbot")
+    root = tmp_path / "pod"
+    moves = {STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), CA_MOUNT: str(root / "ca")}
+
+    def moved(value: str) -> str:
+        for old, new in moves.items():
+            value = value.replace(old, new)
+        return value
+
+    def volume_place(mount_path: str) -> Path | None:
+        # The state volumes are simulated; the crew and CA are written out below, /tmp is the host's.
+        return Path(moved(mount_path)) if mount_path.startswith(STATE_DIR) else None
+
+    materialize_config(
+        next(m for m in rendered.manifests if m["kind"] == "ConfigMap"),
+        next(v for v in pod["volumes"] if v["name"] == "crew"),
+        root / "crew",
+    )
+    (root / "ca").mkdir(parents=True)
+    (root / "ca" / "ca.pem").write_bytes(mint_ca("test firewall CA").cert_pem)
+    (root / "state").mkdir()  # the home volume's root, the pod's by fsGroup
+    secrets = {(ref.name, key): f"test-secret-{ref.name}-{key}" for ref in rendered.external for key in ref.keys}
+
+    for init in pod["initContainers"]:
+        runtime_mountpoints(init, volume_place)
+        env = {
+            key: moved(value) for key, value in {**_image_env(), **resolve_env(init.get("env", []), secrets)}.items()
+        }
+        env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+        argv = [moved(word) for word in init["command"]] if "command" in init else [AGENT_SMITH, *init["args"]]
+        if init["name"] == "assemble":
+            argv.append("--no-clone")
+        result = subprocess.run(as_pod_user(argv), env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, f"{init['name']}: {result.stderr}"
+
+    assert (root / "state" / "example-crew" / "agents" / "devbot" / "home" / ".claude" / "CLAUDE.md").is_file()
+    # By the main container's start every directory of its mounts exists, and is the agent's own.
+    assert runtime_mountpoints(pod["containers"][0], volume_place) == []
 
 
 def _connect_status(port: int, user: str, password: str) -> bytes:

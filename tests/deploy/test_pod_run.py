@@ -97,7 +97,7 @@ def test_run_with_a_rendered_pod_s_environment_supervises_the_agent(
         "TMPDIR": str(tmp_path),
     }
 
-    init = spec["initContainers"][0]
+    init = next(c for c in spec["initContainers"] if c["name"] == "assemble")
     assembled = subprocess.run(
         [AGENT_SMITH, *init["args"]], env=env, capture_output=True, text=True, timeout=120, check=False
     )

@@ -90,7 +90,8 @@ def test_an_agent_pod_has_the_promised_shape(tmp_path: Path) -> None:
     sts = one(render_crew(loaded.crew, files).manifests, "StatefulSet", "agent-smith-agent-devbot")
     pod = sts["spec"]["template"]["spec"]
     assert sts["spec"]["replicas"] == 1
-    assert [c["args"] for c in pod["initContainers"]] == [["assemble", "devbot"]]
+    assert [c["name"] for c in pod["initContainers"]] == ["make-dirs", "assemble"]
+    assert pod["initContainers"][1]["args"] == ["assemble", "devbot"]
     assert [c["args"] for c in pod["containers"]] == [["run"]]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -222,6 +223,21 @@ def test_transparent_mode_points_allowlisted_names_at_the_firewall(tmp_path: Pat
     assert not any(h.startswith("*") for h in alias["hostnames"])
     assert any("*.githubusercontent.com" in w for w in rendered.warnings)
     assert validate_strict(rendered.manifests) == []
+
+
+def test_transparent_mode_aliases_host_names_as_the_api_server_accepts_them(tmp_path: Path) -> None:
+    # Host names are case-insensitive and crew.yaml takes any case; hostAliases takes lower case only.
+    loaded = example_crew(
+        tmp_path,
+        {**TRANSPARENT, "    - host: pypi.org\n": "    - host: PyPI.org\n    - host: a..b.example\n"},
+    )
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    assert check_manifests(rendered.manifests, rendered.external, secret_env=secret_env_of(loaded.crew)) == []
+    pod = one(rendered.manifests, "StatefulSet", "agent-smith-agent-devbot")["spec"]["template"]["spec"]
+    [alias] = pod["hostAliases"]
+    assert "pypi.org" in alias["hostnames"]
+    assert "a..b.example" not in alias["hostnames"]
+    assert any("a..b.example" in w and "cannot alias" in w for w in rendered.warnings)
 
 
 def test_an_agent_with_its_own_listener_gets_its_own_service_port_and_aliases(tmp_path: Path) -> None:
@@ -731,3 +747,47 @@ def test_in_cluster_hosts_name_their_namespace(host: str, namespace: str | None)
 def test_url_ports_default_by_scheme() -> None:
     assert url_endpoint("https://m.example.org", {"https": 443}) == ("m.example.org", 443)
     assert url_endpoint("nats://n.svc:4333", {"nats": 4222}) == ("n.svc", 4333)
+
+
+IMAGES = [
+    ("ghcr.io/acme/agent-smith:latest", "Always"),
+    ("ghcr.io/acme/agent-smith", "Always"),
+    ("registry.example:5000/agent-smith", "Always"),
+    ("registry.example:5000/agent-smith:v1.4.0", "IfNotPresent"),
+    ("ghcr.io/acme/agent-smith:v1.4.0", "IfNotPresent"),
+    ("ghcr.io/acme/agent-smith@sha256:" + "ab" * 32, "IfNotPresent"),
+]
+
+
+@pytest.mark.parametrize(("image", "policy"), IMAGES)
+def test_an_unpinned_image_is_pulled_at_every_start_and_said_to_be_unpinned(image: str, policy: str) -> None:
+    crew = Crew.model_validate({"crew": {"name": "pull"}, "agents": [{"name": "solo"}], "kubernetes": {"image": image}})
+    rendered = render_crew(crew, files_for(crew))
+    containers = [
+        c
+        for m in rendered.manifests
+        if m["kind"] in ("StatefulSet", "Deployment")
+        for c in m["spec"]["template"]["spec"].get("initContainers", []) + m["spec"]["template"]["spec"]["containers"]
+    ]
+    policies = {c["imagePullPolicy"] for c in containers if c["image"] == image}
+    assert policies == {policy}
+    # The NATS image is pinned: a node keeps it.
+    assert {c["imagePullPolicy"] for c in containers if c["image"] == crew.kubernetes.nats_image} == {"IfNotPresent"}
+    unpinned = [w for w in rendered.warnings if w.startswith("kubernetes.image")]
+    assert len(unpinned) == (policy == "Always")
+
+
+def test_an_agent_s_env_reaches_its_process_as_crew_yaml_writes_it() -> None:
+    literal = {
+        "PRICE": "5$$ each",
+        "REF": "$(AGENT_SMITH_PROXY_PASSWORD)",
+        "NAME": "$(AGENT_NAME)",
+        "SHELLISH": "$HOME/$(",
+    }
+    crew = Crew.model_validate({"crew": {"name": "dollars"}, "agents": [{"name": "solo", "env": literal}]})
+    rendered = render_crew(crew, files_for(crew))
+    secrets = {(ref.name, key): f"test-{ref.name}-{key}" for ref in rendered.external for key in ref.keys}
+    pod = one(rendered.manifests, "StatefulSet", "agent-smith-agent-solo")["spec"]["template"]["spec"]
+    for container in pod["initContainers"][1:] + pod["containers"]:
+        env = resolve_env(container["env"], secrets)
+        assert {key: env[key] for key in literal} == literal

@@ -39,6 +39,12 @@ capabilities:
   drop: [ALL]
 {{- end }}
 
+{{/* The pull policy of an image (render.py's pull_policy): a digest or a version tag is kept, anything else pulled. */}}
+{{- define "agent-smith.pullPolicy" -}}
+{{- $tag := regexReplaceAll "^[^:]*:?" (last (splitList "/" .)) "" }}
+{{- if or (contains "@" .) (and $tag (ne $tag "latest")) }}IfNotPresent{{ else }}Always{{ end }}
+{{- end }}
+
 {{/* The port of "host:port". */}}
 {{- define "agent-smith.port" -}}
 {{ regexFind "[0-9]+$" . }}

@@ -38,6 +38,10 @@ def chart_values(crew: Crew, files: Mapping[str, str]) -> dict[str, Any]:
     """Helm values for a crew: crew.yaml's keys, every default explicit, plus the persona files."""
     check_fits_a_configmap(files)
     values = crew.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"schema_ref"})
+    if "image" not in crew.kubernetes.model_fields_set:
+        # A released chart's values.yaml names the image of its own version; the model's
+        # default here (`:latest`) would override that pin on `helm install -f`.
+        del values["kubernetes"]["image"]
     values["files"] = {path: text for path, text in sorted(files.items()) if path != CREW_FILE}
     return values
 

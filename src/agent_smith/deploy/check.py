@@ -10,6 +10,7 @@ Helm chart's output, so both are held to the same promises:
   Service and Role exists in the render or is declared external;
 - no secret value is inline: no Secret object, no credential-shaped value
   anywhere, and a secret-named variable only through ``secretKeyRef``;
+- every hostAliases name is one the API server accepts;
 - every container runs as non-root, read-only root, no privilege escalation,
   with requests and limits; every pod is covered by a NetworkPolicy with both
   directions; no Role touches Secrets.
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from agent_smith.crew import find_credentials
-from agent_smith.deploy.render import ExternalSecretRef, Manifest
+from agent_smith.deploy.render import DNS_SUBDOMAIN, ExternalSecretRef, Manifest
 
 # The container contract's secret-bearing variables; GITHUB_TOKEN is not one: agents hold its placeholder.
 SECRET_ENV = frozenset({"MATRIX_ACCESS_TOKEN", "AGENT_SMITH_PROXY_PASSWORD"})
@@ -140,6 +141,10 @@ class _Checker:
         if not selector or not _matches(selector, labels):
             self.add(obj, "its selector does not match its pod template's labels")
         pod = template.get("spec", {})
+        for alias in pod.get("hostAliases", []) or []:
+            for hostname in alias.get("hostnames", []) or []:
+                if len(hostname) > 253 or not DNS_SUBDOMAIN.fullmatch(hostname):
+                    self.add(obj, f"hostAliases name {hostname!r} is no lower-case DNS name; the API server refuses it")
         self._pod_references(obj, spec, pod)
         self._pod_hardening(obj, pod)
         policies = [

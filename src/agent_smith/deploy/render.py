@@ -56,6 +56,8 @@ def check_fits_a_configmap(files: Mapping[str, str]) -> None:
 
 
 _IP_LITERAL = re.compile(r"[0-9.]+")
+# What the API server takes as a hostAliases name (a DNS-1123 subdomain).
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # Kubernetes' own quantity grammar (k8s.io/apimachinery resource.Quantity).
 _PRIVATE_V4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
@@ -205,6 +207,19 @@ def _env(name: str, value: str) -> Manifest:
     return {"name": name, "value": value}
 
 
+def image_is_pinned(image: str) -> bool:
+    """A digest, or a tag other than ``latest``: what names one build ("host:5000/img" has no tag)."""
+    if "@" in image:
+        return True
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return tag not in ("", "latest")
+
+
+def pull_policy(image: str) -> str:
+    """Kubernetes' own default, said: an unpinned image is pulled at every start, or a node keeps an old one."""
+    return "IfNotPresent" if image_is_pinned(image) else "Always"
+
+
 class _Renderer:
     def __init__(self, crew: Crew, files: Mapping[str, str], namespace: str) -> None:
         self.crew = crew
@@ -267,6 +282,12 @@ class _Renderer:
             self.warnings.append(
                 f"kubernetes.nats_storage ({self.k8s.nats_storage}) leaves less than 25% headroom "
                 "above events.max_bytes; the stream may fill the volume"
+            )
+        if not image_is_pinned(self.k8s.image):
+            self.warnings.append(
+                f"kubernetes.image ({self.k8s.image}) names no version: a re-render changes nothing, so pods "
+                "roll to a new image only when they restart, and each pulls whatever the tag is then; "
+                "pin a version tag or digest"
             )
         # Checked by the loader too; a crew made in code reaches here without it.
         if problems := kubernetes_problems(self.crew):
@@ -426,7 +447,7 @@ class _Renderer:
                 {
                     "name": "install-keys",
                     "image": self.k8s.image,
-                    "imagePullPolicy": "IfNotPresent",
+                    "imagePullPolicy": pull_policy(self.k8s.image),
                     "command": ["/bin/sh", "-c", install],
                     "securityContext": _container_security(),
                     "resources": {
@@ -443,7 +464,7 @@ class _Renderer:
                 {
                     "name": "firewall",
                     "image": self.k8s.image,
-                    "imagePullPolicy": "IfNotPresent",
+                    "imagePullPolicy": pull_policy(self.k8s.image),
                     "args": ["firewall", "--crew", CREW_MOUNT],
                     "env": env,
                     "ports": ports,
@@ -626,7 +647,7 @@ class _Renderer:
         container = {
             "name": "nats",
             "image": self.k8s.nats_image,
-            "imagePullPolicy": "IfNotPresent",
+            "imagePullPolicy": pull_policy(self.k8s.nats_image),
             "args": [
                 "--jetstream",
                 "--store_dir",
@@ -734,13 +755,16 @@ class _Renderer:
         if crew.egress.claude_login.enabled:
             names += crew.egress.claude_login.api_hosts
         names.append(crew.forge.host.split(":")[0])
-        # IP literals need no name; the chart applies the same test (it has no IP parser).
-        exact = sorted({n for n in names if not n.startswith("*.") and not _IP_LITERAL.fullmatch(n) and ":" not in n})
-        wild = sorted({n for n in names if n.startswith("*.")})
-        if wild:
+        # Host names are case-insensitive (the firewall compares them in lower case); hostAliases
+        # takes only lower-case DNS names. IP literals need no name; the chart applies the same
+        # tests (it has no IP parser).
+        names = [n.lower() for n in names if not _IP_LITERAL.fullmatch(n) and ":" not in n]
+        exact = sorted({n for n in names if DNS_SUBDOMAIN.fullmatch(n) and len(n) <= 253})
+        unaliased = sorted(set(names) - set(exact))
+        if unaliased:
             self.warnings.append(
-                f"transparent egress: {agent.name} cannot alias wildcard hosts ({', '.join(wild)}); "
-                "those are reachable through HTTPS_PROXY only"
+                f"transparent egress: {agent.name} cannot alias wildcard or malformed hosts "
+                f"({', '.join(unaliased)}); those are reachable through HTTPS_PROXY only"
             )
         return exact
 
@@ -766,7 +790,8 @@ class _Renderer:
             env.append(_env("MATRIX_BOT_USER_ID", agent.matrix.user_id))
             env.append(_secret_env("MATRIX_ACCESS_TOKEN", matrix_secret_name(agent.name), "access_token"))
         taken = {item["name"] for item in env}
-        env += [_env(key, value) for key, value in sorted(agent.env.items()) if key not in taken]
+        # The kubelet reads `$(NAME)` and `$$` in a value; crew.yaml's values are literal, as in local mode.
+        env += [_env(key, value.replace("$", "$$")) for key, value in sorted(agent.env.items()) if key not in taken]
         return env
 
     def _agent_egress(self, agent: Agent) -> list[Manifest]:
@@ -828,6 +853,24 @@ class _Renderer:
             },
         ]
 
+    def _make_dirs(self, paths: Sequence[str], mount: Manifest) -> Manifest:
+        """An init container that makes `paths` in `mount`'s volume as the pod's user.
+
+        A volume mounted inside another (the workspace inside the home volume) needs a
+        directory there; a container runtime makes a missing one as root, mode 0755
+        (kubernetes/kubernetes#81676), and the agent could then create nothing beside it:
+        not its home, not the crew's state. Made here first, they are the agent's own.
+        """
+        return {
+            "name": "make-dirs",
+            "image": self.k8s.image,
+            "imagePullPolicy": pull_policy(self.k8s.image),
+            "command": ["/bin/mkdir", "-p", *paths],
+            "securityContext": _container_security(),
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+            "volumeMounts": [mount],
+        }
+
     def _agent(self, agent: Agent, config: Manifest) -> list[Manifest]:
         crew = self.crew
         name = agent_object_name(agent.name)
@@ -863,7 +906,7 @@ class _Renderer:
                 {
                     "name": container_name,
                     "image": self.k8s.image,
-                    "imagePullPolicy": "IfNotPresent",
+                    "imagePullPolicy": pull_policy(self.k8s.image),
                     "args": list(args),
                     "env": env,
                     "resources": resources,
@@ -878,7 +921,13 @@ class _Renderer:
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 60,
             "securityContext": _pod_security(),
-            "initContainers": [container("assemble", ["assemble", agent.name])],
+            "initContainers": [
+                self._make_dirs(
+                    [agent_home(crew, agent.name), agent_workspace(crew, agent.name)],
+                    {"name": "home", "mountPath": STATE_DIR},
+                ),
+                container("assemble", ["assemble", agent.name]),
+            ],
             "containers": [
                 {
                     **container("agent", ["run"]),
