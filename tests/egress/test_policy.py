@@ -272,7 +272,8 @@ def _reference(table: dict[bytes, bytes], data: bytes) -> bytes:
     return re.sub(b"|".join(re.escape(n) for n in ordered), lambda m: table[m.group()], data)
 
 
-@settings(max_examples=800)
+# No deadline: each example compiles the matcher of new secrets (~20 ms, more on a busy machine).
+@settings(max_examples=800, deadline=None)
 @given(needles, st.data())
 def test_the_scrub_of_a_stream_equals_the_scrub_of_the_whole(keys: list[bytes], data: st.DataObject) -> None:
     table = {k: b"<" + bytes([65 + i]) + b">" for i, k in enumerate(keys)}
@@ -285,7 +286,10 @@ def test_the_scrub_of_a_stream_equals_the_scrub_of_the_whole(keys: list[bytes], 
         out += scrubber.feed(stream[last:cut])
         last = cut
     out += scrubber.flush()
-    assert out == _reference(table, stream)
+    assert out == Scrubber(table).scrub(stream)
+    if b"%" not in stream and b"\\" not in stream:
+        # No escape, so no spelling but the needles as they are.
+        assert out == _reference(table, stream)
 
 
 @given(st.binary(max_size=200), st.integers(1, 20))

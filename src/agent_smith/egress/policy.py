@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import heapq
 import ipaddress
 import itertools
 import posixpath
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
@@ -276,30 +277,98 @@ def _basic_parts(value: str) -> tuple[str, str] | None:
     return scheme, decoded
 
 
-def _swap(secret: Secret, value: str) -> str | None:
-    """`value` with the placeholder swapped for the secret in the rule's scheme, or None if it does not fit."""
+# A run of base64 in either alphabet (standard "+/", URL-safe "-_"), its padding included.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]+=*")
+
+
+def _from_base64(token: str) -> tuple[bytes, bool, bool] | None:
+    """(bytes, URL-safe alphabet, padded) that `token` decodes to, or None when it is no base64.
+
+    Padded unless it needed padding and had none (as in JWTs): a token whose length needed none
+    tells nothing, and most encoders pad (Basic credentials do)."""
+    urlsafe = "-" in token or "_" in token
+    body = token.rstrip("=")
+    if (urlsafe and ("+" in token or "/" in token)) or len(body) % 4 == 1:
+        return None
+    try:
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_" if urlsafe else None, validate=True)
+    except binascii.Error:
+        return None
+    return raw, urlsafe, body != token or len(body) % 4 == 0
+
+
+def _to_base64(raw: bytes, urlsafe: bool, padded: bool) -> str:
+    encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(raw).decode()
+    return encoded if padded else encoded.rstrip("=")
+
+
+@functools.lru_cache(maxsize=256)
+def _base64_cores(placeholder: str) -> tuple[str, ...]:
+    """What the base64 (standard alphabet) of any bytes holding `placeholder` holds, whatever its
+    offset in them: one string per offset modulo 3, without the characters at either end that
+    share bits with the bytes around it (pure)."""
+    raw = placeholder.encode()
+    cores = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        # Character i holds bits 6i to 6i+5; the placeholder's are 8*shift to 8*(shift+len)-1.
+        cores.append(encoded[-(-8 * shift // 6) : 8 * (shift + len(raw)) // 6])
+    return tuple(cores)
+
+
+def _carries_base64(text: str, placeholder: str) -> bool:
+    """Whether `text` holds base64 (either alphabet) of anything holding `placeholder` (pure): a
+    Basic credential, a bearer token some clients make of "user:token", a custom header, a JSON
+    document in base64 (Docker's X-Registry-Auth), however the text around it is cut."""
+    standard = text.translate(_URLSAFE_TO_STANDARD)
+    return any(core in standard for core in _base64_cores(placeholder))
+
+
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
+def _swap_base64(value: str, placeholder: str, secret: str) -> tuple[str, list[tuple[str, str]]]:
+    """`value` with every base64 token that decodes to bytes holding the placeholder re-encoded
+    (same alphabet, same padding) with the secret in its place, and the (sent, original) tokens."""
+    echoes: list[tuple[str, str]] = []
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group()
+        decoded = _from_base64(token)
+        if decoded is None or placeholder.encode() not in decoded[0]:
+            return token
+        raw, urlsafe, padded = decoded
+        sent = _to_base64(raw.replace(placeholder.encode(), secret.encode()), urlsafe, padded)
+        echoes.append((sent, token))
+        return sent
+
+    return _BASE64_RUN.sub(swap, value), echoes
+
+
+def _swap(secret: Secret, value: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """`value` with the placeholder swapped for the secret in the rule's scheme, and the (sent,
+    original) base64 tokens swapped inside it (an upstream may echo one); None if it does not fit."""
     scheme, _, rest = value.strip().partition(" ")
     kind = secret.scheme
-    basic = _basic_parts(value)
     if kind == "raw":
-        return secret.value if value.strip() == secret.placeholder else None
+        return (secret.value, ()) if value.strip() == secret.placeholder else None
     if kind in ("bearer", "token"):
         if scheme.lower() == kind and rest.strip() == secret.placeholder:
-            return f"{scheme} {secret.value}"
+            return f"{scheme} {secret.value}", ()
         return None
-    if basic is not None and secret.placeholder in basic[1]:
-        swapped = basic[1].replace(secret.placeholder, secret.value)
-        return f"{basic[0]} {base64.b64encode(swapped.encode()).decode()}"
-    if kind == "basic":
+    if kind == "basic" and _basic_parts(value) is None:
         return None
-    return value.replace(secret.placeholder, secret.value)
+    # "auto" swaps it wherever it is, as is or inside base64; "basic" only inside the credentials.
+    swapped = value if kind == "basic" else value.replace(secret.placeholder, secret.value)
+    swapped, echoes = _swap_base64(swapped, secret.placeholder, secret.value)
+    if _carries(swapped, secret.placeholder):
+        # Left as is (basic), or encoded where no base64 token decodes to it: it cannot be swapped.
+        return None
+    return swapped, tuple(echoes)
 
 
 def _carries(value: str, placeholder: str) -> bool:
-    if placeholder in value:
-        return True
-    basic = _basic_parts(value)
-    return basic is not None and placeholder in basic[1]
+    return placeholder in value or _carries_base64(value, placeholder)
 
 
 def _lenient_path(target: str) -> str:
@@ -359,7 +428,7 @@ def evaluate(policy: Policy, secrets: Sequence[Secret], request: RequestView) ->
     if readings is None:
         return Denied(f"the request target is percent-encoded more than {_DECODE_ROUNDS} times over", rule.origin)
     for secret in secrets:
-        if any(secret.placeholder in reading for reading in readings) and not any(
+        if any(_carries(reading, secret.placeholder) for reading in readings) and not any(
             host_matches(h, host) for h in secret.hosts
         ):
             return Denied(f"the placeholder of secret {secret.name} was sent toward {host}", rule.origin)
@@ -390,8 +459,8 @@ def evaluate(policy: Policy, secrets: Sequence[Secret], request: RequestView) ->
                     f"the placeholder of secret {secret.name} in {name} is not in {secret.scheme} form",
                     rule.origin,
                 )
-            echoes.extend(_echo_pairs(new_value, replaced))
-            new_value = replaced
+            new_value, sent_tokens = replaced
+            echoes.extend(sent_tokens)
             swapped.append(secret.name)
         headers.append((name, new_value))
     return Forward(rule, tuple(headers), tuple(swapped), tuple(echoes))
@@ -419,14 +488,6 @@ def _decodings(target: str) -> tuple[str, ...] | None:
             return tuple(readings)
         readings.append(decoded)
     return None
-
-
-def _echo_pairs(original: str, sent: str) -> Iterable[tuple[str, str]]:
-    """An upstream may echo the header it got; encoded forms of the secret must be scrubbed too."""
-    _, _, sent_token = sent.strip().partition(" ")
-    _, _, original_token = original.strip().partition(" ")
-    if _basic_parts(sent) is not None and sent_token and original_token:
-        yield sent_token, original_token
 
 
 def redact_target(target: str, secrets: Sequence[Secret]) -> str:
@@ -470,27 +531,62 @@ def _json_slashes(text: str) -> str:
 
 
 def _hex_digit(digit: str) -> bytes:
-    # Encoders differ in hex case: Python and Go write "%2F", .NET's HttpUtility.UrlEncode "%2f".
+    # Encoders differ in hex case: Python and Go write "%2F", .NET's HttpUtility.UrlEncode "%2f";
+    # JSON's "\u002F" and "\u002f" are the same character.
     return f"[{digit}{digit.lower()}]".encode() if digit in "ABCDEF" else digit.encode()
 
 
-def _escape(byte: int) -> bytes:
-    digits = f"{byte:02X}"
-    return b"%" + _hex_digit(digits[0]) + _hex_digit(digits[1])
+# JSON's two-character escapes of the visible bytes a secret may hold ("\b", "\n" and the like
+# spell control characters, which no secret holds).
+_JSON_SHORT = frozenset(b'/"\\')
+# The longest escape of one byte: JSON's "\u00XX".
+_WIDEST = 6
+
+
+def _escape_units(byte: int) -> list[list[bytes]]:
+    """Each escape of `byte` as regex sources, one per byte of the escape: ``%XX`` in either hex
+    case, JSON's ``\\u00XX`` (ASCII only: above it, a \\u escape spells a character, not a byte
+    of its UTF-8) and JSON's ``\\/``, ``\\"`` or ``\\\\``."""
+    high, low = (_hex_digit(d) for d in f"{byte:02X}")
+    units = [[b"%", high, low]]
+    if byte < 0x80:
+        units.append([b"\\\\", b"u", b"0", b"0", high, low])
+    if byte in _JSON_SHORT:
+        units.append([b"\\\\", re.escape(bytes([byte]))])
+    return units
+
+
+def _escapes(byte: int) -> list[bytes]:
+    """Regex sources, one per escape of `byte`, each starting with a literal byte."""
+    return [b"".join(units) for units in _escape_units(byte)]
+
+
+def _cuts(byte: int) -> list[bytes]:
+    """Regex sources for a start of an escape of `byte` that the end of the data cut short ("%",
+    "%2", "\\", "\\u00", "\\u002"), up to that end; each starts with a literal byte."""
+    starts = []
+    for units in _escape_units(byte):
+        # Every proper start of the escape: its first unit, then each further one optional.
+        nested = b""
+        for unit in reversed(units[1:-1]):
+            nested = b"(?:" + unit + nested + b")?"
+        starts.append(units[0] + nested + b"\\Z")
+    return list(dict.fromkeys(starts))
 
 
 def _spelled(byte: int, *, to_end: bool = False) -> bytes:
-    """Regex source for one byte as itself or as ``%XX`` in either hex case; `to_end` also admits
-    the data ending there, or in a cut-off escape ("%", "%2"), as a chunk that stops inside a
-    needle does.
+    """Regex source for one byte as itself or escaped (`_escape_units`); `to_end` also admits the
+    data ending there, or in a cut-off escape, as a chunk that stops inside a needle does.
 
     Any byte, unreserved ones too: encoders differ in what they escape (Go's PathEscape keeps "+"
-    and "=", some escape every byte), and whatever the spelling, a decoder reads the secret.
+    and "=", .NET's JSON writer escapes "+" as "\\u002B", some escape every byte), and whatever the
+    spelling, a decoder reads the secret. The escapes of one spelling may mix, as layered encodings
+    (a URL inside JSON) do.
     """
-    # The escape first: for "%" itself, "%25" must not be read as "%" and a stray "25".
-    forms = [_escape(byte), re.escape(bytes([byte]))]
+    # The escapes first: for "%" itself, "%25" must not be read as "%" and a stray "25".
+    forms = [*_escapes(byte), re.escape(bytes([byte]))]
     if to_end:
-        forms += [b"%" + _hex_digit(f"{byte:02X}"[0]) + b"?\\Z", b"\\Z"]
+        forms += [*_cuts(byte), b"\\Z"]
     return b"(?:" + b"|".join(forms) + b")"
 
 
@@ -503,11 +599,10 @@ def _alternatives(needle: bytes, *, to_end: bool) -> list[bytes]:
     faster on text full of escapes.
     """
     first, rest = needle[0], b"".join(_spelled(byte, to_end=to_end) for byte in needle[1:])
+    forms = [*_escapes(first), re.escape(bytes([first]))]
     if to_end:
-        rest += b"\\Z"
-        cut = b"%" + _hex_digit(f"{first:02X}"[0]) + b"?\\Z"
-        return [_escape(first) + rest, re.escape(bytes([first])) + rest, cut]
-    return [_escape(first) + b"(" + rest + b")", re.escape(bytes([first])) + b"(" + rest + b")"]
+        return [form + rest + b"\\Z" for form in forms] + _cuts(first)
+    return [form + b"(" + rest + b")" for form in forms]
 
 
 def _hex_class(digits: Iterable[str]) -> bytes:
@@ -515,17 +610,13 @@ def _hex_class(digits: Iterable[str]) -> bytes:
     return b"[" + "".join(sorted({c for d in digits for c in (d, d.lower())})).encode() + b"]"
 
 
-def _escapes_of(chosen: Iterable[int], context: Mapping[int, bytes] | None = None) -> bytes:
-    """Regex source for ``%XX`` of any byte of `chosen`, in either hex case, each followed by its
-    `context` (a regex source, none if absent).
-
-    One branch per first hex digit, then per second one: a few tests per "%" in the data.
-    """
+def _hex_pairs(chosen: Iterable[int], context: Callable[[int], bytes]) -> bytes:
+    """Regex source for the two hex digits of any byte of `chosen`, in either case, each followed
+    by its `context`. One branch per first digit, then per second one: a few tests per escape."""
     by_high: dict[str, dict[str, bytes]] = {}
     for byte in chosen:
         digits = f"{byte:02X}"
-        high, low = digits[0], digits[1]
-        by_high.setdefault(high, {})[low] = (context or {}).get(byte, b"")
+        by_high.setdefault(digits[0], {})[digits[1]] = context(byte)
     branches = []
     for high, lows in sorted(by_high.items()):
         # The second digits that need no context share one class; the others get a branch each.
@@ -536,27 +627,63 @@ def _escapes_of(chosen: Iterable[int], context: Mapping[int, bytes] | None = Non
         # class test rejects them where the branches would be tried one by one.
         guard = b"(?=" + _hex_class(lows) + b")" if len(inner) > 1 else b""
         branches.append(_hex_class(high) + guard + b"(?:" + b"|".join(inner) + b")")
-    return b"%(?:" + b"|".join(branches) + b")"
+    return b"(?:" + b"|".join(branches) + b")"
+
+
+def _escapes_of(
+    chosen: Iterable[int], before: Mapping[int, set[int]] | None = None, after: Mapping[int, set[int]] | None = None
+) -> dict[bytes, bytes]:
+    """Regex sources for an escape (`_escape_units`) of any byte of `chosen`, by the bytes every
+    escape of the source starts with ("%", "\\u00", "\\/"). Each escape is followed by its context when it
+    has one: the byte before the escape, as itself, is in before[byte] (a lookbehind over the
+    escape's fixed width), or the byte after it, as itself or escaped, is in after[byte]."""
+    chosen = sorted(chosen)
+
+    def context(width: int) -> Callable[[int], bytes]:
+        def of(byte: int) -> bytes:
+            sides = []
+            if before is not None and byte in before:
+                # "." never meets a newline here: it stands for the escape's own bytes.
+                sides.append(b"(?<=" + _literal_class(before[byte]) + b"." * width + b")")
+            if after is not None and byte in after:
+                escaped = b"|".join(_escapes_of(after[byte]).values())
+                sides.append(b"(?=" + _literal_class(after[byte]) + b"|" + escaped + b")")
+            return b"(?:" + b"|".join(sides) + b")" if sides else b""
+
+        return of
+
+    kinds = {b"%": b"%" + _hex_pairs(chosen, context(3))}
+    if ascii_ := [byte for byte in chosen if byte < 0x80]:
+        kinds[b"\\u00"] = b"\\\\u00" + _hex_pairs(ascii_, context(6))
+    for byte in chosen:
+        if byte in _JSON_SHORT:
+            lead = b"\\" + bytes([byte])
+            kinds[lead] = re.escape(lead) + context(2)(byte)
+    return kinds
 
 
 def _literal_class(chosen: Iterable[int]) -> bytes:
     return b"[" + b"".join(re.escape(bytes([byte])) for byte in sorted(chosen)) + b"]"
 
 
-def _telltales(needles: Iterable[bytes]) -> bytes:
-    """Regex source for the escapes that give away a spelling other than the needle itself (pure).
+def _telltales(needles: Iterable[bytes]) -> dict[bytes, bytes]:
+    """Regex sources, by their first byte, for the escapes that give away a spelling other than the needle itself (pure).
 
     Such a spelling escapes some byte b of its needle. In a needle of one byte, that escape is all
-    of it: any ``%XX`` of b is flagged. In a longer one, b has a neighbour in the needle, spelled
-    next to it in the data: flag ``%XX`` of b only where the byte after it (as itself or escaped)
+    of it: any escape of b is flagged. In a longer one, b has a neighbour in the needle, spelled
+    next to it in the data: flag an escape of b only where the byte after it (as itself or escaped)
     follows b somewhere in a needle, or the byte before it, as itself, precedes b somewhere in one.
     An escaped byte before b needs no test of its own: it is an escape followed by b, flagged
     there. A random secret's neighbouring bytes are few, and seldom the ones around an escape in
     text: a form body dense with escapes has next to none flagged, where flagging every escape of a
-    needle byte (all of "%2F", "%3D" and "%2B", for a base64 secret) would flag most of them.
+    needle byte (all of "%2F", "%3D" and "%2B", for a base64 secret) would flag most of them; JSON
+    full of '\\"' and "\\u00e9" has none, as no secret holds those bytes next to each other.
 
-    The context is a lookaround: every match is the 3 bytes of one escape, so none hides the next
-    escape from `finditer`, and a flagged escape lies inside the spelling that has it.
+    The context is a lookaround: every match is one escape, so a flagged escape lies inside the
+    spelling that has it. One source per kind of escape, by the bytes it starts with ("%",
+    "\\u00", "\\/"), each searched only where those occur: a source that starts with literal
+    bytes is scanned for them in C at GB/s, where one that starts with either of two bytes is
+    tried byte by byte (ten times slower); and the many "\\n" and '\\"' of JSON start none.
     """
     after: dict[int, set[int]] = {}
     before: dict[int, set[int]] = {}
@@ -567,19 +694,10 @@ def _telltales(needles: Iterable[bytes]) -> bytes:
         for first, second in itertools.pairwise(needle):
             after.setdefault(first, set()).add(second)
             before.setdefault(second, set()).add(first)
-    context: dict[int, bytes] = {}
-    for byte in after.keys() | before.keys():
-        if byte in alone:
-            continue
-        sides = []
-        if byte in before:
-            # Fixed width, as Python's lookbehind must be: the byte before, then this escape (its
-            # "%" and two hex digits, already matched: "." never meets a newline there).
-            sides.append(b"(?<=" + _literal_class(before[byte]) + b"%..)")
-        if byte in after:
-            sides.append(b"(?=" + _literal_class(after[byte]) + b"|" + _escapes_of(after[byte]) + b")")
-        context[byte] = b"(?:" + b"|".join(sides) + b")"
-    return _escapes_of(alone | context.keys(), context)
+    for byte in alone:
+        after.pop(byte, None)
+        before.pop(byte, None)
+    return _escapes_of(alone | after.keys() | before.keys(), before, after)
 
 
 @dataclass(frozen=True)
@@ -587,14 +705,17 @@ class _Matcher:
     """What a Scrubber searches with, for one set of needles."""
 
     pattern: re.Pattern[bytes] | None
-    """Every spelling of every needle, the longest needle first; needle i's are groups 2i+1 and 2i+2."""
+    """Every spelling of every needle, the longest needle first; each alternative (a form of the
+    needle's first byte) holds the rest of the needle in a group of its own."""
     order: tuple[bytes, ...]
     """The needles in the order of `pattern`."""
+    needle_of: tuple[int, ...]
+    """The index in `order` of the needle of each group of `pattern` (by group number)."""
     literals: tuple[tuple[bytes, bytes], ...]
     """(first byte, needle): the quick check for the needles as they are."""
-    escapes: re.Pattern[bytes] | None
-    """A ``%XX`` of a needle byte next to a byte it is next to in a needle (`_telltales`): every
-    spelling other than the needle itself has one."""
+    escapes: tuple[tuple[bytes, re.Pattern[bytes]], ...]
+    """(first byte, pattern): an escape of a needle byte next to a byte it is next to in a needle
+    (`_telltales`): every spelling other than the needle itself has one."""
     partial: re.Pattern[bytes] | None
     """A spelling of a needle's start that runs to the end of the data: the tail to hold back."""
     grows: tuple[re.Pattern[bytes], ...]
@@ -608,35 +729,49 @@ def _compile(needles: frozenset[bytes]) -> _Matcher:
     """The matcher for a set of needles; the same secrets recur on every request, so it is cached."""
     order = tuple(sorted(needles, key=lambda n: (len(n), n), reverse=True))
     if not order:
-        return _Matcher(None, (), (), None, None, (), 0)
+        return _Matcher(None, (), (), (), (), None, (), 0)
+    alternatives = [_alternatives(needle, to_end=False) for needle in order]
+    # Group 0 is the whole match: no needle's.
+    needle_of = (-1, *(i for i, forms in enumerate(alternatives) for _ in forms))
     starts = [b"|".join(_alternatives(needle, to_end=True)) for needle in order]
     return _Matcher(
-        pattern=re.compile(b"|".join(a for needle in order for a in _alternatives(needle, to_end=False))),
+        pattern=re.compile(b"|".join(a for forms in alternatives for a in forms)),
         order=order,
+        needle_of=needle_of,
         literals=tuple((n[:1], n) for n in order),
-        escapes=re.compile(_telltales(order)),
+        escapes=tuple((lead, re.compile(source)) for lead, source in _telltales(order).items()),
         partial=re.compile(b"|".join(starts)),
         grows=tuple(re.compile(start) for start in starts),
-        longest=3 * len(order[0]),
+        longest=_WIDEST * len(order[0]),
     )
 
 
-_HEX = b"0123456789abcdefABCDEF"
+# A match ending in a literal "%" or "\" that the end of the data may have cut from an escape.
+_CUT_ESCAPE = re.compile(rb"(?:%[0-9A-Fa-f]?|\\(?:u(?:0(?:0[0-9A-Fa-f]?)?)?)?)\Z")
 
 
 def _escape_cut_short(data: bytes, match: re.Match[bytes]) -> bool:
-    """Whether `match` ends in a literal "%" that the end of `data` may have cut from an escape
-    ("%", "%2" of "%25"): the whole stream would hold the longer spelling, the escaped one (pure)."""
-    rest = data[match.end() :]
-    return data[match.end() - 1 : match.end()] == b"%" and len(rest) < 2 and not rest.strip(_HEX)
+    """Whether `match` ends in a literal "%" or "\\" that the end of `data` may have cut from an
+    escape ("%", "%2" of "%25"; "\\", "\\u00" of "\\u005c"): the whole stream would hold the
+    longer spelling, the escaped one (pure)."""
+    return _CUT_ESCAPE.match(data, match.end() - 1) is not None
+
+
+def _backslashes_before(data: bytes, end: int, carried: int) -> int:
+    """How many "\\" end data[:end], with `carried` more before `data` if all of it is "\\" (pure)."""
+    start = end
+    while start and data[start - 1] == 0x5C:
+        start -= 1
+    return end - start + (carried if start == 0 else 0)
 
 
 class Scrubber:
-    """Replace every needle in a byte stream, in any percent-encoded spelling, however the stream
-    is cut into chunks.
+    """Replace every needle in a byte stream, in any percent- or JSON-escaped spelling, however the
+    stream is cut into chunks.
 
-    A spelling has each byte of the needle as itself or as ``%XX`` in either hex case; the needle
-    as it is gets its replacement as it is, any other spelling the replacement percent-encoded.
+    A spelling has each byte of the needle as itself, as ``%XX`` or, ASCII ones, as JSON's
+    ``\\u00XX`` (either hex case), or as JSON's ``\\/``, ``\\"`` or ``\\\\``; the needle as it is gets
+    its replacement as it is, any other spelling the replacement percent-encoded.
     A chunk's tail that could be the start of a spelling is held back until the next chunk
     decides it; anything else goes out at once, so an SSE event (which ends in a blank line) is
     never delayed by the scrub.
@@ -646,6 +781,8 @@ class Scrubber:
         self._replacements = {k: v for k, v in replacements.items() if k}
         self._m = _compile(frozenset(self._replacements))
         self._held = b""
+        # How many "\" end what went out so far: JSON pairs them ("\\" is one "\").
+        self._backslashes = 0
 
     @property
     def replacements(self) -> dict[bytes, bytes]:
@@ -663,25 +800,29 @@ class Scrubber:
         whose value shares its low 6 bits with a needle byte (0.24 GB/s, a quirk of its shift
         table); the memchr for the needle's first byte rules most of those out first. Any other
         spelling holds an escape `_telltales` flags, and lies within a needle's longest spelling of
-        it: the regex runs on those stretches only, which most data (text without "%", or stray
+        it: the regex runs on those stretches only, which most data (text without "%" or "\\", or stray
         escapes in binary or a form body) has none or little of. This decides the throughput of a
         large download.
         """
         m = self._m
         if any(first in data and needle in data for first, needle in m.literals):
             return True
-        if m.pattern is None or b"%" not in data:
+        if m.pattern is None:
             return False
         return any(m.pattern.search(data, low, high) for low, high in self._stretches(data))
 
     def _stretches(self, data: bytes) -> Iterator[tuple[int, int]]:
         """The stretches of `data` a spelling holding a flagged escape may lie in, merged."""
-        if self._m.escapes is None:
-            return
         reach = self._m.longest
         low = high = -1
-        for escape in self._m.escapes.finditer(data):
-            start, end = max(0, escape.start() + 3 - reach), escape.start() + reach
+        # Each kind of escape searched only where its first byte ("%", "\\") occurs, by one memchr:
+        # `in` for all the bytes it starts with skips at most 5 bytes a step, slower than the
+        # regex engine's own scan for them.
+        found = [pattern.finditer(data) for lead, pattern in self._m.escapes if lead[:1] in data]
+        for escape in heapq.merge(*found, key=lambda escape: escape.start()):
+            # Wide enough for any escape that overlaps this one, which `finditer` skips ("\\u0067"
+            # holds "\\" and "\u0067"): a spelling holding it lies within `reach` of it too.
+            start, end = max(0, escape.start() - reach), escape.end() + reach
             if start > high >= 0:
                 yield low, high
             if start > high:
@@ -693,29 +834,71 @@ class Scrubber:
     def _hold_from(self, data: bytes, pos: int = 0) -> int:
         """Where the tail of data[pos:] that may be the start of a spelling begins; len(data) if none.
 
-        The earliest start is the longest tail: any later one lies inside it.
+        The earliest start is the longest tail: any later one lies inside it. A tail that starts
+        with the second "\\" of a pair takes the first along, which the spelling's replacement may
+        have to drop (`_replace`).
         """
         partial = self._m.partial
         found = partial.search(data, max(pos, len(data) - self._m.longest + 1)) if partial is not None else None
-        return found.start() if found is not None else len(data)
+        if found is None:
+            return len(data)
+        start = found.start()
+        if start > pos and data[start - 1 : start + 1] == b"\\\\":
+            start -= 1
+        return start
 
     def _could_grow(self, data: bytes, match: re.Match[bytes]) -> bool:
         """Whether a needle tried before the one that matched may still match at its start."""
-        earlier = self._m.grows[: (self._group(match) - 1) // 2]
+        earlier = self._m.grows[: self._needle(match)]
         return len(data) - match.start() < self._m.longest and any(g.match(data, match.start()) for g in earlier)
 
-    @staticmethod
-    def _group(match: re.Match[bytes]) -> int:
-        # Every alternative of the pattern is a group of its own: a match always names one.
+    def _needle(self, match: re.Match[bytes]) -> int:
+        """The index in `order` of the needle `match` spells."""
+        # Every alternative of the pattern holds a group of its own: a match always names one.
         if match.lastindex is None:
             raise AssertionError("a scrub pattern matched outside its groups")
-        return match.lastindex
+        return self._m.needle_of[match.lastindex]
 
     def _replacement(self, match: re.Match[bytes]) -> bytes:
-        needle = self._m.order[(self._group(match) - 1) // 2]
+        needle = self._m.order[self._needle(match)]
         shown = self._replacements[needle]
-        # An encoded spelling came from a URL or a form: the placeholder goes back encoded alike.
+        # An encoded spelling came from a URL, a form or JSON: the placeholder goes back
+        # percent-encoded, which reads the same in all three (no "\" or '"' that JSON would read).
         return shown if match.group() == needle else quote_from_bytes(shown, safe="").encode()
+
+    def _replace(self, data: bytes, match: re.Match[bytes], pos: int, out: list[bytes], sent: int) -> int:
+        """Append data[pos:] up to `match`, then its replacement, to `out`; return where `match`
+        ends. `sent` is how many "\\" ended what went out before `data`."""
+        start = match.start()
+        replacement = self._replacement(match)
+        if data[start : start + 1] == b"\\" and _backslashes_before(data, start, sent) % 2:
+            # The match's "\" closes a JSON "\\" begun before it: the secret was JSON-escaped and
+            # then written into a JSON string ("\\u0067hp_…"). That "\" goes with the match, so the
+            # outer and the inner JSON both still read; it was held back with the match's start if
+            # a chunk ended between the two (`_hold_from`).
+            if start > pos:
+                start -= 1
+            elif start == 0:
+                # Sent already (a spelling that could not start there when it went): pair it, so
+                # that it escapes no byte of the placeholder.
+                replacement = b"\\" + replacement
+        out.append(data[pos:start])
+        out.append(replacement)
+        return match.end()
+
+    def _replace_all(self, data: bytes, sent: int) -> bytes:
+        out: list[bytes] = []
+        pos = 0
+        assert self._m.pattern is not None
+        for match in self._m.pattern.finditer(data):
+            pos = self._replace(data, match, pos, out, sent)
+        out.append(data[pos:])
+        return b"".join(out)
+
+    def _sent(self, out: bytes) -> bytes:
+        """`out`, going out now: remembers the "\\" it ends in."""
+        self._backslashes = _backslashes_before(out, len(out), self._backslashes)
+        return out
 
     def feed(self, chunk: bytes) -> bytes:
         pattern = self._m.pattern
@@ -728,7 +911,7 @@ class Scrubber:
             # The common case, kept cheap for bulk bodies: no needle at all, at most a tail to hold.
             cut = self._hold_from(data)
             self._held = data[cut:]
-            return data[:cut]
+            return self._sent(data[:cut])
         out: list[bytes] = []
         pos = 0
         for match in pattern.finditer(data):
@@ -740,23 +923,21 @@ class Scrubber:
                 pending = min(pending, start)
                 out.append(data[pos:pending])
                 self._held = data[pending:]
-                return b"".join(out)
-            out.append(data[pos:start])
-            out.append(self._replacement(match))
-            pos = match.end()
+                return self._sent(b"".join(out))
+            pos = self._replace(data, match, pos, out, self._backslashes)
         cut = self._hold_from(data, pos)
         out.append(data[pos:cut])
         self._held = data[cut:]
-        return b"".join(out)
+        return self._sent(b"".join(out))
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
         if self._m.pattern is None or not held:
-            return held
-        return self._m.pattern.sub(self._replacement, held)
+            return self._sent(held)
+        return self._sent(self._replace_all(held, self._backslashes))
 
     def scrub(self, data: bytes) -> bytes:
-        """The whole of a short value at once (header values)."""
+        """The whole of a short value at once (header values), apart from any stream."""
         if self._m.pattern is None or not self._may_match(data):
             return data
-        return self._m.pattern.sub(self._replacement, data)
+        return self._replace_all(data, 0)

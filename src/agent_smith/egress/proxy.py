@@ -63,7 +63,7 @@ from agent_smith.egress.policy import (
 from agent_smith.egress.settings import FirewallSettings
 from agent_smith.egress.sockstream import SocketStream
 from agent_smith.egress.state import derive_password
-from agent_smith.egress.websocket import ServerFrameScrubber
+from agent_smith.egress.websocket import ServerFrameScrubber, upstream_cut
 from agent_smith.errors import AgentSmithError, OperationError
 from agent_smith.listeners import inherited_sockets, listening_sockets
 
@@ -1060,7 +1060,7 @@ class Firewall:
                     if response.status_code == 101 and websocket:
                         ex.status = 101
                         self.record(ex, secrets)
-                        await self._websocket(client, writer, reader, upstream, response, scrubber)
+                        await self._websocket(tunnel, client, writer, reader, upstream, response, scrubber)
                         return None, False
                     if response.status_code != 100:
                         headers_out = _response_headers(response.headers, scrubber, False)
@@ -1149,6 +1149,7 @@ class Firewall:
 
     async def _websocket(
         self,
+        tunnel: _Tunnel,
         client: h11.Connection,
         writer: SocketStream,
         reader: SocketStream,
@@ -1163,21 +1164,31 @@ class Firewall:
         headers += [("connection", "Upgrade"), ("upgrade", "websocket")]
         writer.write(client.send(h11.InformationalResponse(status_code=101, headers=_wire(headers))) or b"")
         frames = ServerFrameScrubber(scrubber.replacements)
-
-        async def pump(src: _Source, dst: _Sink, rewrite: Callable[[bytes], bytes]) -> None:
-            while data := await src.read(_READ):
-                out = rewrite(data)
-                if out:
-                    dst.write(out)
-                    await dst.drain()
-
+        where = f"agent {tunnel.agent}, {tunnel.host}:{tunnel.port}"
         try:
             # What either side sent right behind the handshake came with it.
             upstream.writer.write(client.trailing_data[0])
             writer.write(frames.feed(upstream.conn.trailing_data[0]))
-            await asyncio.gather(pump(reader, upstream.writer, bytes), pump(upstream.reader, writer, frames.feed))
+            to_upstream = asyncio.create_task(_pump(reader, upstream.writer, bytes))
+            to_client = asyncio.create_task(_pump(upstream.reader, writer, frames.feed))
+            try:
+                # Whichever side ends first ends the WebSocket: what one side sends after the
+                # other is gone can reach no one, and the side left must not wait for it.
+                done, _ = await asyncio.wait((to_upstream, to_client), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                to_upstream.cancel()
+                to_client.cancel()
+                await asyncio.wait((to_upstream, to_client))
+            # The server's side first: a coded or masked frame raises here.
+            ended = (to_client if to_client in done else to_upstream).result()
+            if ended.stream is not upstream.reader:
+                log.debug("a WebSocket ended at its client's side (%s)", where)
+                return
+            why = upstream_cut(frames.closed, ended.error)
+            if why is not None:
+                log.warning("a WebSocket was cut off: %s (%s); its client's connection is closed too", why, where)
         except ValueError as exc:
-            log.warning("a WebSocket was cut off: %s", exc)
+            log.warning("a WebSocket was cut off: %s (%s)", exc, where)
             # The client learns why (1002, protocol error) rather than wait on a connection gone quiet.
             with contextlib.suppress(OSError):
                 writer.write(_WS_CLOSE_PROTOCOL_ERROR)
@@ -1309,6 +1320,33 @@ def _upstream_failure(exc: BaseException | None) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or type(exc).__name__
     return str(exc)
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """Where a relay stopped: the stream that ended (read to its end, or failed), and its error."""
+
+    stream: object
+    error: OSError | None
+
+
+async def _pump(src: _Source, dst: _Sink, rewrite: Callable[[bytes], bytes]) -> _Ended:
+    """Relay `src` to `dst` until either ends: `src` at its end of stream or when reading it fails
+    (a reset), `dst` when writing to it fails."""
+    while True:
+        try:
+            data = await src.read(_READ)
+        except OSError as exc:
+            return _Ended(src, exc)
+        if not data:
+            return _Ended(src, None)
+        out = rewrite(data)
+        if out:
+            dst.write(out)
+            try:
+                await dst.drain()
+            except OSError as exc:
+                return _Ended(dst, exc)
 
 
 async def _h1_body(conn: h11.Connection, reader: SocketStream, limit: int) -> bytes:

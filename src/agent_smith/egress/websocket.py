@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 from agent_smith.egress.policy import Scrubber
 
-__all__ = ["ServerFrameScrubber"]
+__all__ = ["ServerFrameScrubber", "upstream_cut"]
 
-_CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
+_CONTINUATION, _TEXT, _BINARY, _CLOSE = 0x0, 0x1, 0x2, 0x8
 _MAX_FRAME = 1 << 31
 
 
@@ -40,6 +40,9 @@ class ServerFrameScrubber:
         self._replacements = dict(replacements)
         self._buffer = b""
         self._message: Scrubber | None = None
+        self.closed = False
+        """Whether the server's close frame has been passed on: after it, its end of the connection is
+        the end of the closing handshake, not a cut."""
 
     def feed(self, data: bytes) -> bytes:
         self._buffer += data
@@ -80,6 +83,8 @@ class ServerFrameScrubber:
 
     def _rewrite(self, first: int, payload: bytes) -> bytes:
         opcode, fin = first & 0x0F, bool(first & 0x80)
+        if opcode == _CLOSE:
+            self.closed = True
         if opcode >= 0x8:
             scrubbed = Scrubber(self._replacements).scrub(payload)
             return _frame(first, scrubbed if len(scrubbed) < 126 else payload[:0])
@@ -90,3 +95,18 @@ class ServerFrameScrubber:
             body += self._message.flush()
             self._message = None
         return _frame(first, body)
+
+
+def upstream_cut(closed: bool, error: BaseException | None) -> str | None:
+    """Why the server's end of the connection cut the WebSocket off, or None when it ended it
+    properly: after its close frame (`closed`), a reset or an end of stream is the close (pure).
+
+    Either way the firewall then closes the client's end too, after what it relayed: the client
+    learns the connection is gone (its 1006, which RFC 6455 §7.4.1 forbids sending in a frame)
+    instead of waiting on a server that is no longer there.
+    """
+    if closed:
+        return None
+    if error is None:
+        return "the upstream ended the connection without a close frame"
+    return f"the upstream connection failed without a close frame ({type(error).__name__})"
