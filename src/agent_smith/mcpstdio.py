@@ -281,6 +281,10 @@ class McpServer:
         arguments = params.get("arguments") or {}
         if not isinstance(arguments, dict):
             raise _RpcError(INVALID_PARAMS, "arguments must be an object")
+        if (where := _not_unicode(arguments)) is not None:
+            # Legal in JSON (an escaped half of a surrogate pair), but with no UTF-8 form to send or store.
+            text = f"{tool.name} refused: `{where}` is not valid Unicode (half a surrogate pair)"
+            return {"content": [{"type": "text", "text": text}], "isError": True}
         try:
             output = await tool.handler(arguments)
         except ToolError as exc:
@@ -301,7 +305,11 @@ class McpServer:
         await self._write(self._writer, message)
 
     async def _write(self, writer: Writer, message: dict[str, Any]) -> None:
-        data = json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n"
+        try:
+            data = json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n"
+        except UnicodeEncodeError:
+            # Half a surrogate pair in what a tool read (a message, a file): escaped, it is still JSON.
+            data = json.dumps(message, default=str).encode() + b"\n"
         async with self._write_lock:
             writer.write(data)
             await writer.drain()
@@ -315,6 +323,27 @@ class _StdoutWriter:
 
     async def drain(self) -> None:
         sys.stdout.buffer.flush()
+
+
+def _not_unicode(value: object, where: str = "") -> str | None:
+    """Where in `value` (a decoded JSON value) a string holds a lone surrogate; None if nowhere."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return where or "the value"
+        return None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _not_unicode(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def error_message(request_id: Any, code: int, message: str) -> dict[str, Any]:

@@ -25,12 +25,16 @@ SERVER = textwrap.dedent(
     async def crash(args):
         raise KeyError("boom")
 
+    async def half_pair(args):
+        return "read from a file: \\ud83d"
+
     async def main():
         server = McpServer(
             "test", "1.2.3",
             [Tool("echo", "Echo text.", {"type": "object", "properties": {"text": {"type": "string"}}}, echo),
              Tool("refuse", "Always refuses.", {"type": "object"}, refuse),
-             Tool("crash", "Always crashes.", {"type": "object"}, crash)],
+             Tool("crash", "Always crashes.", {"type": "object"}, crash),
+             Tool("half_pair", "Answers half a surrogate pair.", {"type": "object"}, half_pair)],
             instructions="Use echo.",
             experimental={"claude/channel": {}},
         )
@@ -109,7 +113,7 @@ def test_unknown_protocol_version_gets_the_newest_supported(client: Client) -> N
 
 def test_tools_list_and_calls(client: Client) -> None:
     names = [t["name"] for t in client.request("tools/list")["result"]["tools"]]
-    assert names == ["echo", "refuse", "crash"]
+    assert names == ["echo", "refuse", "crash", "half_pair"]
     ok = client.request("tools/call", {"name": "echo", "arguments": {"text": "hello"}})["result"]
     assert ok["structuredContent"] == {"echo": "hello"}
     assert json.loads(ok["content"][0]["text"]) == {"echo": "hello"}
@@ -151,3 +155,24 @@ def test_notifications_wait_until_the_client_listed_the_tools(client: Client) ->
         "method": "notifications/claude/channel",
         "params": {"content": "hi", "meta": {"room_id": "!r:x"}},
     }
+
+
+def test_an_argument_that_is_not_unicode_is_a_clear_tool_error(client: Client) -> None:
+    # JSON may escape half a surrogate pair; such a string has no UTF-8 form to send or store.
+    client.raw(b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": '
+               b'{"name": "echo", "arguments": {"text": "ok \\ud83d then"}}}\n')  # fmt: skip
+    answer = client.read()
+    assert answer["id"] == 7
+    assert answer["result"] == {
+        "content": [{"type": "text", "text": "echo refused: `text` is not valid Unicode (half a surrogate pair)"}],
+        "isError": True,
+    }
+    assert client.request("ping") == {"jsonrpc": "2.0", "id": 1, "result": {}}
+    assert client.proc.stderr is not None
+    client.proc.kill()
+    assert b"Traceback" not in client.proc.stderr.read()
+
+
+def test_an_answer_holding_half_a_surrogate_pair_is_still_sent(client: Client) -> None:
+    answer = client.request("tools/call", {"name": "half_pair", "arguments": {}})
+    assert answer["result"] == {"content": [{"type": "text", "text": "read from a file: \ud83d"}]}
