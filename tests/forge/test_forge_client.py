@@ -140,6 +140,25 @@ async def test_the_pull_request_of_a_branch(github_standin: GitHubFixture) -> No
         assert await alice.pull_request_of_branch(REPO, "no-such-branch") is None
 
 
+async def test_the_pull_request_of_a_fork_s_branch_is_not_that_of_a_same_named_branch(
+    github_standin: GitHubFixture,
+) -> None:
+    gh = github_standin
+    world = gh.standin.world
+    fork = world.fork(gh.repo, gh.users["bob"])
+    fork.git.commit_files("topic-7", _change(8), "bob's topic 7", gh.users["bob"].identity, start_point="main")
+    async with gh.client("alice") as alice, gh.client("bob") as bob:
+        mine = await _open(gh, alice, 7)
+        theirs = (await bob.open_pull_request(REPO, head="bob:topic-7", base="main", title="Bob's")).number
+        found = await alice.pull_request_of_branch(REPO, "bob:topic-7")
+        assert found is not None
+        assert (found["number"], found["head"]["label"]) == (theirs, "bob:topic-7")
+        own = await alice.pull_request_of_branch(REPO, "topic-7")
+        assert own is not None
+        assert own["number"] == mine
+        assert await alice.pull_request_of_branch(REPO, "alice:topic-7") is None
+
+
 async def test_errors_are_one_line_and_never_carry_the_token(github_standin: GitHubFixture) -> None:
     gh = github_standin
     bad = ForgeClient.from_env(

@@ -22,19 +22,25 @@ from hypothesis import strategies as st
 from agent_smith.crew import scaffold_crew
 from agent_smith.hooks.checkout import (
     SWITCH_WINDOW,
+    BranchConfig,
     Remote,
+    branch_config,
     branch_left_for,
     forge_host,
     gh_base_repo,
+    parse_branch_config,
     parse_reflog,
     parse_remotes,
+    pr_head,
     remote_repo,
 )
 from agent_smith.hooks.context import HookContext, load_context
 from agent_smith.hooks.deliver import PrFacts, deliver, pr_facts
 from agent_smith.hooks.recognise import PrAction, repo_name
+from agent_smith.hooks.stop import fetch_snapshot
 from agent_smith.hooks.tool import SPOOL, located, run_tool
 from tests.fixtures.github import GitHubFixture
+from tests.standins.github.test_github_standin_forks import FIX, add_outsider, fork_checkout
 
 HOST = "ghe.test"
 NAMES = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}", fullmatch=True).filter(lambda n: n not in (".", ".."))
@@ -379,3 +385,108 @@ def test_a_merge_that_deleted_the_checked_out_branch_publishes_its_pr(
     assert json.loads(job.read_text())["branch"] == "fix-1"
     [(kind, fields)] = delivered(github, context)
     assert (kind, fields["repo"], fields["pr"]) == ("pr_merged", "carol/widgets", number)
+
+
+# --- a branch pushed to a fork: its PR is found by `owner:branch`, as gh finds it ---------------
+
+FORK_REMOTES = [Remote("origin", f"https://{HOST}/dave/widgets.git"), Remote("upstream", f"git@{HOST}:acme/widgets")]
+
+
+@pytest.mark.parametrize(
+    ("config", "head"),
+    [
+        (BranchConfig(), "fix"),  # never pushed with -u: the branch itself
+        (BranchConfig("upstream", "refs/heads/fix"), "fix"),  # pushed to the base repository
+        (BranchConfig("origin", "refs/heads/fix"), "dave:fix"),  # pushed to dave's fork
+        (BranchConfig("origin", "refs/heads/fix-upstream"), "dave:fix-upstream"),  # under another name
+        (BranchConfig("origin", ""), "dave:fix"),
+        (BranchConfig(f"https://{HOST}/erin/widgets.git", "refs/heads/fix"), "erin:fix"),  # a URL
+        (BranchConfig("git@elsewhere.test:erin/widgets.git", "refs/heads/fix"), "erin:fix"),  # any host's
+        (BranchConfig(f"https://{HOST}/ACME/widgets.git", "refs/heads/fix"), "fix"),  # owners match any case
+        (BranchConfig("gone", "refs/heads/fix"), "fix"),  # no such remote
+        (BranchConfig(".", "refs/heads/main"), "fix"),  # a local upstream
+        (BranchConfig("/srv/git/widgets.git", "refs/heads/fix"), "fix"),
+        (BranchConfig("origin", "refs/pull/7/head"), 7),  # `gh pr checkout 7` of a fork's PR
+    ],
+)
+def test_the_pr_of_the_checked_out_branch_is_found_by_its_upstream_s_owner(
+    config: BranchConfig, head: str | int
+) -> None:
+    assert pr_head("fix", config, FORK_REMOTES, "acme/widgets", HOST) == head
+
+
+def test_a_branch_s_upstream_is_read_from_git_s_config(tmp_path: Path) -> None:
+    work = checkout(tmp_path, origin=f"https://{HOST}/dave/widgets.git")
+    git(work, "config", "branch.fix-1.remote", "origin")
+    git(work, "config", "branch.fix-1.merge", "refs/heads/fix-1")
+    git(work, "config", "branch.fix-10.remote", "elsewhere")  # a pattern must not take it for fix-1's
+    assert branch_config(str(work), "fix-1") == BranchConfig("origin", "refs/heads/fix-1")
+    assert branch_config(str(work), "fix") == BranchConfig()
+    assert parse_branch_config("branch.a.b.remote fork\nbranch.a.b.merge refs/heads/a.b\n") == BranchConfig(
+        "fork", "refs/heads/a.b"
+    )
+
+
+def dave_context(github: GitHubFixture, tmp_path: Path) -> HookContext:
+    """The hooks of an agent whose GitHub login is dave, working on carol/widgets."""
+    crew = tmp_path / "crew"
+    scaffold_crew(crew)
+    text = (crew / "crew.yaml").read_text()
+    text = text.replace("base_url: https://api.github.com", f"base_url: {github.standin.api_url}")
+    text = text.replace("kind: github\n", "kind: github-enterprise\n", 1)
+    text = text.replace("repos: [example/widgets]", f"repos: [{github.repo.full_name}]", 1)
+    text = text.replace("github_login: devbot", "github_login: dave", 1)
+    (crew / "crew.yaml").write_text(text + f"\nruntime:\n  state_dir: {tmp_path / 'state'}\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    return load_context({"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew), "HOME": str(home)})
+
+
+@pytest.mark.parametrize("fork_remote", ["origin", "fork"])
+def test_a_pr_from_a_fork_is_found_by_its_owner_and_its_review_surfaces(
+    github_standin: GitHubFixture, tmp_path: Path, fork_remote: str
+) -> None:
+    """dave pushes `fix` to his fork and opens a PR to carol/widgets; alice then opens a PR from a
+    same-named branch of carol/widgets. dave's `gh pr review` (no number) is his PR's, as gh found
+    it; the Stop hook's check shows bob's comment on it, and nothing of alice's."""
+    github = github_standin
+    add_outsider(github)
+    github.gh("dave", "api", "-X", "POST", "repos/carol/widgets/forks")
+    context = dave_context(github, tmp_path)
+    work = fork_checkout(github, "dave", "fix", FIX, fork_remote)
+    created = github.run("dave", "gh", "pr", "create", "--title", "Count any iterable", "--body", "", cwd=work)
+    assert created.stdout.strip().endswith("/carol/widgets/pull/1")
+    push(github, "carol/widgets", "fix", {"README.md": "# widgets!\n"})
+    assert asyncio.run(open_pr(github, "carol/widgets", "fix")) == 2
+    github.gh(
+        "bob",
+        "api",
+        "-X",
+        "POST",
+        "repos/carol/widgets/pulls/1/comments",
+        "-f",
+        "body=Why list() here?",
+        "-f",
+        "path=src/widgets.py",
+        "-F",
+        "line=6",
+    )
+    command = "gh pr review --comment -b 'Answered inline'"
+    review = github.run("dave", "gh", "pr", "review", "--comment", "-b", "Answered inline", cwd=work)
+    assert [r.author.login for r in github.standin.world.pull(github.repo, 1).reviews][-1] == "dave", "gh's own PR"
+    run_tool(context, tool_call(command, work, review.stdout, review.stderr), spawn=False, env={})
+    [job] = (context.state / "hooks" / SPOOL).iterdir()
+    assert json.loads(job.read_text())["branch"] == "dave:fix"
+    [(kind, fields)] = delivered(github, context)
+    assert (kind, fields["repo"], fields["pr"], fields["title"]) == (
+        "pr_reviewed",
+        "carol/widgets",
+        1,
+        "Count any iterable",
+    )
+    env = {"GITHUB_TOKEN": github.token("dave"), "SSL_CERT_FILE": str(github.standin.ca_path)}
+    snapshot = fetch_snapshot(context, env)
+    assert [(p.repo, p.number) for p in snapshot.pull_requests] == [("carol/widgets", 1)]
+    assert [(i.pr, i.author, i.body, i.path, i.line) for i in snapshot.items] == [
+        ("carol/widgets#1", "bob", "Why list() here?", "src/widgets.py", 6)
+    ]

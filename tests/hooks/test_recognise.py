@@ -140,6 +140,13 @@ CASES = [
     (bash("gh pr merge -td"), PrAction("merged", None, None, on_checkout=True, repo_of_checkout=True)),
     (bash("gh pr merge 12 -d"), PrAction("merged", None, 12, None, repo_of_checkout=True)),
     (bash("gh pr merge -R acme/other --squash"), PrAction("merged", "acme/other", None)),
+    # gh asks for a PR with -R, but with GH_REPO it acts on the checked-out branch's PR.
+    (
+        bash("GH_REPO=acme/other gh pr merge --squash"),
+        PrAction("merged", "acme/other", None, on_checkout=True),
+    ),
+    # gh's selector names a fork's branch `owner:branch`: the head it is found by.
+    (bash("gh pr merge dave:fix -s"), PrAction("merged", None, None, branch="dave:fix", repo_of_checkout=True)),
     (bash("gh pr merge 12 --auto --squash"), None),
     (bash("gh pr merge --help", stdout="Merge a pull request on GitHub."), None),
     (bash("ls -la"), None),

@@ -253,11 +253,14 @@ class ForgeClient:
         return dict(data)
 
     async def pull_request_of_branch(self, repo: str, branch: str) -> dict[str, Any] | None:
-        """The newest pull request (any state) whose head is `branch` of `repo`'s owner; None if none."""
-        owner = repo.partition("/")[0]
+        """The newest pull request (any state) into `repo` from `branch`: ``owner:branch`` for a
+        fork's (gh's and the API's head label), else a branch of `repo`'s owner; None if none."""
+        # GitHub ignores a head without its owner, so the owner is always named. No git ref name has
+        # a ":" (git check-ref-format), so one says an owner is there.
+        head = branch if ":" in branch else f"{repo.partition('/')[0]}:{branch}"
         found = await self._rest(
             "GET",
-            f"/repos/{repo_path(repo)}/pulls?{urlencode({'head': f'{owner}:{branch}', 'state': 'all', 'per_page': 1})}",
+            f"/repos/{repo_path(repo)}/pulls?{urlencode({'head': head, 'state': 'all', 'per_page': 1})}",
             f"the pull request of {repo} branch {branch}",
         )
         return dict(found[0]) if isinstance(found, list) and found and isinstance(found[0], dict) else None

@@ -1,6 +1,7 @@
 """Where gh ran, read from the checkout as gh reads it: the repository it acts on (its remotes
-on the forge's host, in gh's order) and the branch a `gh pr merge --delete-branch` left (HEAD's
-reflog). The readers are pure; `_git` is the one call out."""
+on the forge's host, in gh's order), the head the checked-out branch's PR is found by (the
+branch's upstream: a fork's is ``owner:branch``), and the branch a `gh pr merge --delete-branch`
+left (HEAD's reflog). The readers are pure; `git_output` is the one call out."""
 
 from __future__ import annotations
 
@@ -41,6 +42,54 @@ def merged_branch(directory: str, current: str) -> str:
     return left
 
 
+def branch_config(directory: str, branch: str) -> BranchConfig:
+    """`branch`'s upstream as gh reads it: ``git config --get-regexp '^branch\\.B\\.(remote|merge)$'``."""
+    pattern = rf"^branch\.{re.escape(branch)}\.(remote|merge)$"
+    return parse_branch_config(git_output(directory, "config", "--get-regexp", pattern) or "")
+
+
+class BranchConfig(NamedTuple):
+    """A branch's upstream: ``branch.B.remote`` (a remote's name, or a URL) and ``branch.B.merge``."""
+
+    remote: str = ""
+    merge: str = ""
+
+
+def parse_branch_config(text: str) -> BranchConfig:
+    """The upstream in `git config --get-regexp '^branch\\.B\\.(remote|merge)$'`'s lines. Pure."""
+    found = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        found[key.rpartition(".")[2]] = value.strip()
+    return BranchConfig(found.get("remote", ""), found.get("merge", ""))
+
+
+_PR_HEAD_REF = re.compile(r"refs/pull/(\d+)/head")
+
+
+def pr_head(branch: str, config: BranchConfig, remotes: Sequence[Remote], base_repo: str, host: str) -> str | int:
+    """What gh looks up the PR of the checked-out `branch` by (gh 2.23's `parseCurrentBranch`):
+    the PR's number when the branch merges ``refs/pull/N/head`` (as `gh pr checkout` of a fork's
+    PR leaves it); else the head, the upstream's branch qualified ``owner:branch`` when the
+    upstream (a remote on the forge's host, or a URL) is owned by another than `base_repo`'s owner,
+    as a branch pushed to a fork is; else `branch` itself. Pure."""
+    if match := _PR_HEAD_REF.fullmatch(config.merge):
+        return int(match[1])
+    remote = config.remote
+    if ":" in remote:
+        # A URL: gh takes its owner whatever its host.
+        url_repo = remote_repo(remote, None)
+    elif remote and remote != "." and not remote.startswith(("./", "/")):
+        url_repo = next((remote_repo(r.url, host) for r in remotes if r.name == remote), None)
+    else:
+        url_repo = None  # no upstream, or one in a directory: no owner to say
+    if url_repo is None:
+        return branch
+    owner = url_repo.partition("/")[0]
+    name = config.merge.removeprefix("refs/heads/") if config.merge.startswith("refs/heads/") else branch
+    return name if owner.lower() == base_repo.partition("/")[0].lower() else f"{owner}:{name}"
+
+
 class Remote(NamedTuple):
     """A git remote as gh sees it: its name, fetch URL, and `gh-resolved` mark ("" when none)."""
 
@@ -77,9 +126,9 @@ def forge_host(base_url: str) -> str:
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
 
 
-def remote_repo(url: str, host: str) -> str | None:
-    """``OWNER/REPO`` of a remote URL on `host` (https, ssh, git, or ``user@host:path``); None
-    for another host or no repository path. Pure."""
+def remote_repo(url: str, host: str | None) -> str | None:
+    """``OWNER/REPO`` of a remote URL on `host` (https, ssh, git, or ``user@host:path``), on any
+    host when `host` is None; None for another host or no repository path. Pure."""
     if "://" in url:
         from urllib.parse import urlsplit
 
@@ -96,7 +145,7 @@ def remote_repo(url: str, host: str) -> str | None:
     # gh counts github.com's own subdomains (ssh.github.com, www.github.com) as github.com.
     if url_host.endswith(".github.com"):
         url_host = "github.com"
-    if not host or url_host != host:
+    if host is not None and (not host or url_host != host):
         return None
     owner, _, rest = path.strip("/").partition("/")
     name = rest.split("/", 1)[0].removesuffix(".git")

@@ -38,8 +38,9 @@ _ALREADY_EXISTS = re.compile(r"a pull request for branch .* already exists", re.
 
 @dataclass(frozen=True)
 class PrAction:
-    """A PR action. Without a `number`, the PR is `branch`'s, or (`on_checkout`) that of the
-    branch checked out where the command ran."""
+    """A PR action. Without a `number`, the PR is `branch`'s (as gh's selector and the API's head
+    label name it: ``branch`` of the repository's owner, ``owner:branch`` of a fork), or
+    (`on_checkout`) that of the branch checked out where the command ran."""
 
     action: Action
     repo: str | None
@@ -278,8 +279,10 @@ def _pr_ref(
 ) -> PrAction:
     """`action` with its PR as gh's arguments and output name it: a URL, a number, a branch, or
     nothing (the checked-out branch's). The repository is the one `-R` or `GH_REPO` names, else
-    that of the checkout gh ran in (None here: the hook reads it)."""
-    named_repo = repo_name(_option(flags, "-R", "--repo")) or env_repo
+    that of the checkout gh ran in (None here: the hook reads it). With no PR named, gh acts on the
+    checked-out branch's, unless `-R` was given (gh then asks for one: `GH_REPO` does not)."""
+    flag_repo = repo_name(_option(flags, "-R", "--repo"))
+    named_repo = flag_repo or env_repo
     for text in (target or "", output):
         if match := PR_URL.search(text):
             return replace(
@@ -290,7 +293,7 @@ def _pr_ref(
         return replace(action, number=int(target.lstrip("#")))
     if action.number is not None:
         return action
-    return replace(action, branch=target, on_checkout=target is None and named_repo is None)
+    return replace(action, branch=target, on_checkout=target is None and flag_repo is None)
 
 
 def _from_gh_pr(verb: str, args: Sequence[str], output: str, env_repo: str | None) -> PrAction | None:

@@ -19,7 +19,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from agent_smith.hooks.checkout import forge_host, gh_base_repo, git_output, git_remotes, merged_branch
+from agent_smith.hooks.checkout import (
+    branch_config,
+    forge_host,
+    gh_base_repo,
+    git_output,
+    git_remotes,
+    merged_branch,
+    pr_head,
+)
 from agent_smith.hooks.context import HookContext
 from agent_smith.hooks.recognise import PrAction, recognise, repo_name
 from agent_smith.hooks.store import hooks_dir, log_line, write_json
@@ -70,17 +78,22 @@ def located(action: PrAction, context: HookContext, cwd: object, env: Mapping[st
     """`action` with what gh took from the checkout it ran in: the repository, and the branch
     whose PR it acted on. Read now: the checkout may change before the delivery runs."""
     directory = cwd if action.ran_in_cwd and isinstance(cwd, str) and cwd else None
+    host = forge_host(context.forge_base_url)
+    remotes = git_remotes(directory) if directory else []
     if action.repo_of_checkout:
         # As gh resolves it: `GH_REPO` (the agent's environment is gh's), then the checkout's
         # remotes. Where gh ran is unknown, or no checkout of the forge: the agent's primary repo.
-        host = forge_host(context.forge_base_url)
-        from_checkout = gh_base_repo(git_remotes(directory), host) if directory else None
-        repo = repo_name(env.get("GH_REPO")) or from_checkout or context.primary_repo
+        repo = repo_name(env.get("GH_REPO")) or gh_base_repo(remotes, host) or context.primary_repo
         action = replace(action, repo=repo)
     if action.on_checkout:
         branch = git_output(directory, "symbolic-ref", "--short", "-q", "HEAD") if directory else None
         if directory and branch and action.deleted_branch:
             branch = merged_branch(directory, branch)
+        if directory and branch:
+            # The PR is found by the branch's upstream, as gh finds it: a fork's is `owner:branch`,
+            # and a same-named branch of the base repository's owner has another PR.
+            head = pr_head(branch, branch_config(directory, branch), remotes, action.repo or "", host)
+            return replace(action, number=head, branch=None) if isinstance(head, int) else replace(action, branch=head)
         action = replace(action, branch=branch)
     return action
 

@@ -112,11 +112,26 @@ class GitStore:
         }
         return self._git(*args, stdin=message.encode(), env=env).strip()
 
+    def fork_from(self, parent: GitStore, default_branch: str, *, only_default: bool) -> None:
+        """A new bare repository with `parent`'s branches (only the default one if `only_default`),
+        as a fork starts; it shares no refs with `parent` afterwards."""
+        self.init(default_branch)
+        branches = f"refs/heads/{default_branch}" if only_default else "refs/heads/*"
+        self.fetch_ref(parent, branches, branches)
+
     def rev_parse(self, branch: str) -> str | None:
+        return self.resolve(f"refs/heads/{branch}")
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit a full ref name (``refs/…``) points at; None when there is no such ref."""
         try:
-            return self._git("rev-parse", "--verify", "-q", f"refs/heads/{branch}").strip()
+            return self._git("rev-parse", "--verify", "-q", ref).strip()
         except OperationError:
             return None
+
+    def fetch_ref(self, source: GitStore, ref: str, into: str) -> None:
+        """Set `into` here to `source`'s `ref`, fetching the commits it needs."""
+        self._git("fetch", "-q", "--no-tags", str(source.path), f"+{ref}:{into}")
 
     def delete_branch(self, branch: str, expected: str) -> None:
         """Delete ``branch`` if it still points at ``expected`` (a push may have raced)."""

@@ -393,7 +393,7 @@ class RepositoryView:
         self.name = repo.name
         self.nameWithOwner = repo.full_name
         self.isPrivate = repo.private
-        self.isFork = False
+        self.isFork = repo.parent is not None
         self.isArchived = False
         self.isDisabled = False
         self.isEmpty = False
@@ -412,7 +412,6 @@ class RepositoryView:
         self.deleteBranchOnMerge = False
         self.forkingAllowed = True
         self.stargazerCount = 0
-        self.forkCount = 0
         self.visibility = "PRIVATE" if repo.private else "PUBLIC"
         self.description = repo.description or None
 
@@ -462,8 +461,16 @@ class RepositoryView:
     def pullRequests(self, info: GraphQLResolveInfo, **args: Any) -> Connection:
         return _pull_connection(_ctx(info).world.pulls(self.r), args)
 
-    def parent(self, info: GraphQLResolveInfo) -> None:
-        return None
+    def parent(self, info: GraphQLResolveInfo) -> RepositoryView | None:
+        return RepositoryView(self.r.parent) if self.r.parent is not None else None
+
+    def forkCount(self, info: GraphQLResolveInfo) -> int:
+        return len(_ctx(info).world.forks(self.r))
+
+    def forks(self, info: GraphQLResolveInfo, **args: Any) -> Connection:
+        ctx = _ctx(info)
+        readable = [RepositoryView(r) for r in ctx.world.forks(self.r) if r.can_read(ctx.viewer)]
+        return Connection(readable, args)
 
     def viewerDefaultMergeMethod(self, info: GraphQLResolveInfo) -> str:
         return "MERGE"
@@ -526,7 +533,7 @@ class PullRequestView:
         self.locked = False
         self.headRefName = pr.head_ref
         self.baseRefName = pr.base_ref
-        self.isCrossRepository = False
+        self.isCrossRepository = pr.is_cross_repository
         self.maintainerCanModify = False
         self.isInMergeQueue = False
         self.isMergeQueueEnabled = False
@@ -562,10 +569,10 @@ class PullRequestView:
         return RepositoryView(self.p.repo)
 
     def headRepository(self, info: GraphQLResolveInfo) -> RepositoryView:
-        return RepositoryView(self.p.repo)
+        return RepositoryView(self.p.head_repo)
 
     def headRepositoryOwner(self, info: GraphQLResolveInfo) -> UserView:
-        return UserView(self.p.repo.owner)
+        return UserView(self.p.head_repo.owner)
 
     def headRefOid(self, info: GraphQLResolveInfo) -> str:
         return self.p.head_sha
@@ -574,9 +581,9 @@ class PullRequestView:
         return self.p.base_sha
 
     def headRef(self, info: GraphQLResolveInfo) -> RefView | None:
-        if self.p.repo.git.rev_parse(self.p.head_ref) is None:
+        if self.p.head_repo.git.rev_parse(self.p.head_ref) is None:
             return None
-        return RefView(self.p.repo, self.p.head_ref)
+        return RefView(self.p.head_repo, self.p.head_ref)
 
     def baseRef(self, info: GraphQLResolveInfo) -> RefView | None:
         return RefView(self.p.repo, self.p.base_ref)
@@ -1051,6 +1058,7 @@ class _Root:
 
     def createPullRequest(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> Any:
         repo = self._repo_by_id(input["repositoryId"])
+        head_repo = input.get("headRepositoryId")
         pr = self.ctx.world.open_pull(
             repo,
             self.ctx.viewer,
@@ -1059,6 +1067,7 @@ class _Root:
             title=input["title"],
             body=input.get("body") or "",
             draft=bool(input.get("draft")),
+            head_repo=self._repo_by_id(head_repo) if head_repo else None,
         )
         return _Payload(input, pullRequest=PullRequestView(pr))
 

@@ -123,6 +123,7 @@ class _Shapes:
     def repo(self, r: Repository, viewer: User | None, world: World) -> Json:
         api = f"{self.api}/repos/{r.full_name}"
         open_count = sum(1 for p in world.pulls(r) if p.state == "OPEN")
+        forks = len(world.forks(r))
         push = viewer is not None and r.can_push(viewer)
         shape: Json = {
             "id": r.id,
@@ -134,7 +135,7 @@ class _Shapes:
             "visibility": "private" if r.private else "public",
             "html_url": f"{self.web}/{r.full_name}",
             "description": r.description or None,
-            "fork": False,
+            "fork": r.parent is not None,
             "url": api,
             "clone_url": f"{self.web}/{r.full_name}.git",
             "git_url": f"git://{self.web.split('://', 1)[1]}/{r.full_name}.git",
@@ -143,8 +144,8 @@ class _Shapes:
             "mirror_url": None,
             "homepage": None,
             "language": None,
-            "forks": 0,
-            "forks_count": 0,
+            "forks": forks,
+            "forks_count": forks,
             "stargazers_count": 0,
             "watchers": 0,
             "watchers_count": 0,
@@ -182,7 +183,14 @@ class _Shapes:
         return shape
 
     def full_repo(self, r: Repository, viewer: User | None, world: World) -> Json:
-        return {**self.repo(r, viewer, world), "network_count": 0, "subscribers_count": 0}
+        source = r.source
+        network = sum(1 for other in world.repos.values() if other is not source and other.source is source)
+        shape = {**self.repo(r, viewer, world), "network_count": network, "subscribers_count": 0}
+        if r.parent is not None:
+            # GitHub names a fork's parent (what it was forked from) and source (its network's root).
+            shape["parent"] = self.repo(r.parent, viewer, world)
+            shape["source"] = self.repo(source, viewer, world)
+        return shape
 
     def pull(self, p: PullRequest, viewer: User | None, world: World, full: bool) -> Json:
         api = f"{self.api}/repos/{p.repo.full_name}"
@@ -220,11 +228,11 @@ class _Shapes:
             "requested_reviewers": [self.user(u) for u in p.requested_reviewers],
             "requested_teams": [],
             "head": {
-                "label": f"{p.repo.owner.login}:{p.head_ref}",
+                "label": p.head_label,
                 "ref": p.head_ref,
                 "sha": p.head_sha,
-                "user": self.user(p.repo.owner),
-                "repo": repo,
+                "user": self.user(p.head_repo.owner),
+                "repo": self.repo(p.head_repo, viewer, world) if p.is_cross_repository else repo,
             },
             "base": {
                 "label": f"{p.repo.owner.login}:{p.base_ref}",
@@ -596,18 +604,39 @@ def _repo(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
     return RestResponse(200, ctx.shapes.full_repo(ctx.repo(a), ctx.req.viewer, ctx.world), "/repos/{owner}/{repo}")
 
 
+@_route("POST", "/repos/{owner}/{repo}/forks")
+def _create_fork(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
+    if ctx.field("organization", required=False) is not None:
+        raise GitHubRefusal(422, "the stand-in does not model organizations: fork into your own account")
+    fork = ctx.world.fork(
+        ctx.repo(a),
+        ctx.viewer(),
+        name=ctx.field("name", required=False),
+        only_default=bool(ctx.field("default_branch_only", bool, required=False)),
+    )
+    # 202: GitHub forks asynchronously; the stand-in's fork is complete when it answers.
+    return RestResponse(202, ctx.shapes.full_repo(fork, ctx.req.viewer, ctx.world), "/repos/{owner}/{repo}/forks")
+
+
+def _head_filter(value: str) -> Callable[[PullRequest], bool]:
+    """``?head=owner:branch``: the pull requests from that branch of `owner`'s repository. GitHub
+    silently ignores a head without its owner (every pull request passes)."""
+    owner, _, branch = value.rpartition(":")
+    if not owner:
+        return lambda p: True
+    return lambda p: p.head_repo.owner.login.lower() == owner.lower() and p.head_ref == branch
+
+
 @_route("GET", "/repos/{owner}/{repo}/pulls")
 def _pulls(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
     repo = ctx.repo(a)
     want = ctx.req.query.get("state", "open")
-    head = ctx.req.query.get("head", "").split(":", 1)[-1]
+    head = _head_filter(ctx.req.query.get("head", ""))
     base = ctx.req.query.get("base", "")
     found = [
         p
         for p in sorted(ctx.world.pulls(repo), key=lambda p: -p.number)
-        if (want == "all" or (p.state == "OPEN") == (want == "open"))
-        and (not head or p.head_ref == head)
-        and (not base or p.base_ref == base)
+        if (want == "all" or (p.state == "OPEN") == (want == "open")) and head(p) and (not base or p.base_ref == base)
     ]
     return _paged(
         ctx,

@@ -86,10 +86,20 @@ class Repository:
     description: str = ""
     collaborators: set[str] = field(default_factory=set)
     next_number: int = 1
+    # The repository this one was forked from; None for one that is no fork.
+    parent: Repository | None = None
 
     @property
     def node_id(self) -> str:
         return node_id("R", self.id)
+
+    @property
+    def source(self) -> Repository:
+        """The root of the fork network: GitHub's ``source`` (the repository itself when no fork)."""
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        return root
 
     @property
     def full_name(self) -> str:
@@ -196,6 +206,8 @@ class PullRequest:
     draft: bool
     created_at: dt.datetime
     updated_at: dt.datetime
+    # Where `head_ref` lives: `repo` itself, or a fork of it (a cross-repository pull request).
+    head_repo: Repository
     state: str = "OPEN"
     closed_at: dt.datetime | None = None
     merged_at: dt.datetime | None = None
@@ -214,10 +226,27 @@ class PullRequest:
         return node_id("PR", self.id)
 
     @property
+    def is_cross_repository(self) -> bool:
+        return self.head_repo is not self.repo
+
+    @property
+    def head_label(self) -> str:
+        """``owner:branch`` of the head, as REST's ``head.label`` and its ``?head=`` filter say it."""
+        return f"{self.head_repo.owner.login}:{self.head_ref}"
+
+    @property
     def head_sha(self) -> str:
         if self.frozen_head:
             return self.frozen_head
-        return self.repo.git.rev_parse(self.head_ref) or ""
+        if not self.is_cross_repository:
+            return self.repo.git.rev_parse(self.head_ref) or ""
+        # As GitHub does, the base repository keeps the fork's head as refs/pull/N/head, so that
+        # diffs, review lines and merges find its commits where the base branch's are.
+        ref = f"refs/pull/{self.number}/head"
+        tip = self.head_repo.git.rev_parse(self.head_ref)
+        if tip is not None and tip != self.repo.git.resolve(ref):
+            self.repo.git.fetch_ref(self.head_repo.git, f"refs/heads/{self.head_ref}", ref)
+        return self.repo.git.resolve(ref) or ""
 
     @property
     def base_sha(self) -> str:
@@ -339,6 +368,33 @@ class World:
         self._register(repo)
         return repo
 
+    def fork(
+        self, parent: Repository, user: User, *, name: str | None = None, only_default: bool = False
+    ) -> Repository:
+        """``POST …/forks``: `user`'s fork of `parent` (the one they have, if they forked it before)."""
+        if not parent.can_read(user):
+            raise GitHubRefusal(404, "Not Found")
+        if user is parent.owner:
+            raise GitHubRefusal(422, "Validation Failed: a repository cannot be forked into its own owner's account")
+        for repo in self.repos.values():
+            if repo.owner is user and repo.parent is parent:
+                return repo
+        name = name or parent.name
+        if f"{user.login}/{name}".lower() in self.repos:
+            raise GitHubRefusal(422, f"Validation Failed: {user.login}/{name} already exists")
+        git = GitStore(self.root / user.login / f"{name}.git")
+        git.fork_from(parent.git, parent.default_branch, only_default=only_default)
+        fork = Repository(
+            self._next_id(), user, name, git, parent.default_branch, parent.private, self.now(), parent.description
+        )
+        fork.parent = parent
+        self.repos[fork.full_name.lower()] = fork
+        self._register(fork)
+        return fork
+
+    def forks(self, repo: Repository) -> list[Repository]:
+        return [r for r in self.repos.values() if r.parent is repo]
+
     def repo(self, owner: str, name: str, viewer: User | None) -> Repository:
         repo = self.repos.get(f"{owner}/{name}".lower().removesuffix(".git"))
         if repo is None or not repo.can_read(viewer):
@@ -369,23 +425,34 @@ class World:
         title: str,
         body: str = "",
         draft: bool = False,
+        head_repo: Repository | None = None,
     ) -> PullRequest:
-        if not repo.can_push(author):
+        """A new pull request into `repo`'s `base` from `head`: a branch of `repo`, or
+        ``owner:branch`` of the repository `owner` has in `repo`'s fork network (`head_repo`, when
+        given, says which, as GraphQL's ``headRepositoryId``)."""
+        owner, _, branch = head.rpartition(":")
+        if head_repo is None:
+            head_repo = self._network_repo(repo, owner) if owner else repo
+        elif head_repo.source is not repo.source or (owner and owner.lower() != head_repo.owner.login.lower()):
+            raise GitHubRefusal(422, "Validation Failed: head repository is not in the base repository's network")
+        if not head_repo.can_read(author) or not (head_repo.can_push(author) or repo.can_push(author)):
+            # GitHub: "you must have write access to the head or the source branch".
             raise GitHubRefusal(403, "Must have push access to open a pull request here")
         if not title.strip():
             raise GitHubRefusal(422, "Validation Failed: title is missing")
-        head = head.split(":", 1)[-1]
-        head_sha = repo.git.rev_parse(head)
+        head_sha = head_repo.git.rev_parse(branch)
         if head_sha is None:
-            raise GitHubRefusal(422, f"Validation Failed: head branch {head!r} does not exist")
+            raise GitHubRefusal(422, f"Validation Failed: head branch {branch!r} does not exist")
         base_sha = repo.git.rev_parse(base)
         if base_sha is None:
             raise GitHubRefusal(422, f"Validation Failed: base branch {base!r} does not exist")
+        if head_repo is not repo:
+            repo.git.fetch_ref(head_repo.git, f"refs/heads/{branch}", f"refs/pull/{repo.next_number}/head")
         if head_sha == base_sha or repo.git.is_ancestor(head_sha, base_sha):
             raise GitHubRefusal(422, f"Validation Failed: No commits between {base} and {head}")
         for pr in self.pulls(repo):
-            if pr.state == "OPEN" and pr.head_ref == head and pr.base_ref == base:
-                raise GitHubRefusal(422, f"Validation Failed: A pull request already exists for {head}.")
+            if pr.state == "OPEN" and pr.head_repo is head_repo and pr.head_ref == branch and pr.base_ref == base:
+                raise GitHubRefusal(422, f"Validation Failed: A pull request already exists for {pr.head_label}.")
         now = self.now()
         pr = PullRequest(
             self._next_id(),
@@ -394,15 +461,23 @@ class World:
             author,
             title,
             body,
-            head,
+            branch,
             base,
             draft,
             now,
             now,
+            head_repo,
         )
         repo.next_number += 1
         self._register(pr)
         return pr
+
+    def _network_repo(self, repo: Repository, owner: str) -> Repository:
+        """The repository `owner` has in `repo`'s fork network (`repo` itself when it is theirs)."""
+        for candidate in [repo, *self.repos.values()]:
+            if candidate.owner.login.lower() == owner.lower() and candidate.source is repo.source:
+                return candidate
+        raise GitHubRefusal(422, f"Validation Failed: head {owner!r} has no repository in this network")
 
     def request_reviewers(self, pr: PullRequest, actor: User, logins: list[str]) -> None:
         if not pr.repo.can_push(actor):
@@ -555,7 +630,7 @@ class World:
         if method == "squash":
             headline, default_body = f"{pr.title} (#{pr.number})", ""
         else:
-            headline = f"Merge pull request #{pr.number} from {pr.repo.owner.login}/{pr.head_ref}"
+            headline = f"Merge pull request #{pr.number} from {pr.head_repo.owner.login}/{pr.head_ref}"
             default_body = pr.title
         message = f"{title or headline}\n\n{body if body is not None else default_body}".strip()
         sha = pr.repo.git.merge(pr.base_ref, head, squash=method == "squash", message=message, who=actor.identity)
@@ -580,8 +655,8 @@ class World:
         if any(p.state == "OPEN" and p.base_ref == branch for p in self.pulls(repo)):
             # GitHub retargets or closes those pull requests; the stand-in does not model either.
             raise GitHubRefusal(422, f"the stand-in does not delete {branch}: open pull requests target it")
-        for pr in self.pulls(repo):
-            if pr.state == "OPEN" and pr.head_ref == branch:
+        for pr in self.all_pulls():
+            if pr.state == "OPEN" and pr.head_repo is repo and pr.head_ref == branch:
                 # As on GitHub: a pull request whose head branch is gone is closed.
                 self.close(pr, actor)
         repo.git.delete_branch(branch, sha)
