@@ -914,3 +914,85 @@ def test_a_user_id_s_localpart_that_is_another_agent_s_spelling_is_a_problem(cre
     edit(crew_yaml, 'user_id: "@devbot:localhost"', 'user_id: "@dbot:localhost"')
     [problem] = problems(crew_dir)
     assert "agents[1].matrix.display_name: 'dbot' is how devbot is mentioned too" in problem
+
+
+def test_a_mistake_in_what_a_yaml_merge_key_brought_in_is_located_where_the_anchor_wrote_it(
+    crew_dir: Path,
+) -> None:
+    # Agents sharing settings through `<<: *anchor`: a key merged in has no position in the
+    # mapping it was merged into (ruamel keeps none), which crashed every error located there.
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "  - name: devbot\n", "  - &dev\n    name: devbot\n")
+    edit(
+        crew_yaml,
+        "    permission_mode: acceptEdits\n    first_run_prompt",
+        "    permission_mode: acceptEdit\n    first_run_prompt",
+    )
+    edit(
+        crew_yaml,
+        "  - name: reviewbot\n    role: reviewer\n",
+        "  - <<: *dev\n    name: reviewbot\n    role: reviewer\n",
+    )
+    edit(crew_yaml, "    permission_mode: acceptEdits\n\nmatrix:", "\nmatrix:")
+    edit(crew_yaml, "crew:\n  name: example-crew\n", "crew:\n  <<: {name: Example}\n")
+    where = line_of(crew_yaml, "permission_mode: acceptEdit")
+    found = problems(crew_dir)
+    assert f"{crew_yaml}:{where}:22: agents[0].permission_mode: " in "\n".join(found)
+    assert f"{crew_yaml}:{where}:22: agents[1].permission_mode: " in "\n".join(found)
+    assert any(p.startswith(f"{crew_yaml}:{line_of(crew_yaml, '<<: {name')}:14: crew.name: ") for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("where", "text", "path", "column"),
+    [
+        ("agents/_shared/settings.json", '{"env": {"A": "x\\ud800"}}', "env.A", 15),
+        ("agents/_shared/settings.json", '{"env": {"x\\udfff": "a"}}', "env.x\udfff", 10),
+        ("agents/devbot/mcp.json", '{"mcpServers": {"d": {"command": "\\udc00"}}}', "mcpServers.d.command", 34),
+        ("crew.yaml", None, "agents[0].role", 11),
+    ],
+)
+def test_a_string_no_utf8_file_can_hold_is_refused_where_it_is(
+    crew_dir: Path, where: str, text: str | None, path: str, column: int
+) -> None:
+    # A lone surrogate (an escape like \ud800) is no character: it loaded, then assembly failed
+    # writing CLAUDE.md or settings.json with a traceback, half-way through.
+    file = crew_dir / where
+    if text is None:
+        edit(file, "    role: developer\n", '    role: "dev\\ud800"\n')
+    else:
+        file.write_text(text)
+    line = line_of(file, "\\ud") if text is None else 1
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{file}:{line}:{column}: {path}: holds a UTF-16 surrogate"), problem
+
+
+def test_a_surrogate_from_a_variable_is_the_variable_s_problem(crew_dir: Path) -> None:
+    # What os.environ makes of a byte that is no UTF-8 (surrogateescape), in a value YAML reads.
+    found = problems(crew_dir, env={"AGENT_SMITH_CREW__DESCRIPTION": '"a\\udcff"'})
+    assert found == [
+        "$AGENT_SMITH_CREW__DESCRIPTION:1:1: crew.description: holds a UTF-16 surrogate (U+D800 to U+DFFF, "
+        "from an escape like \\ud800): it is no character, and no UTF-8 file can hold it"
+    ]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_json_number_claude_code_cannot_parse_is_refused(crew_dir: Path, number: str) -> None:
+    # Python's JSON reader takes these; Claude Code's JSON.parse refuses them and then ignores the
+    # whole settings.json ("Invalid or malformed JSON" in its debug log): hooks, env, permissions.
+    settings = crew_dir / "agents" / "_shared" / "settings.json"
+    settings.write_text('{\n  "cleanupPeriodDays": ' + number + "\n}\n")
+    assert problems(crew_dir) == [
+        f"{settings}:2:24: cleanupPeriodDays: is NaN or infinite, which is no JSON number: "
+        "Claude Code refuses the whole file"
+    ]
+
+
+@pytest.mark.parametrize("quantity", ['"1e999"', '"1E400"', "1" + "0" * 400])
+def test_a_quantity_past_any_number_is_a_located_problem(crew_dir: Path, quantity: str) -> None:
+    # `10.0 ** 999` raises OverflowError, which pydantic passes through: a traceback, exit 1.
+    crew_yaml = crew_dir / "crew.yaml"
+    edit(crew_yaml, "    role: developer\n", f"    role: developer\n    resources: {{memory_limit: {quantity}}}\n")
+    [problem] = problems(crew_dir)
+    assert problem.startswith(f"{crew_yaml}:{line_of(crew_yaml, 'memory_limit')}:"), problem
+    assert "agents[0].resources.memory_limit: " in problem
+    assert problem.endswith("is too large a Kubernetes quantity"), problem

@@ -184,6 +184,24 @@ def test_what_the_agent_added_survives_and_stale_contributions_go(setup_crew: tu
     assert (layout.subagents / "own.md").exists()
 
 
+def test_a_lone_surrogate_the_cli_wrote_into_its_files_is_kept_as_its_escape(
+    setup_crew: tuple[Path, Path, Path],
+) -> None:
+    # JSON.stringify writes a lone surrogate (half an emoji cut off in a pasted prompt, say) as
+    # `\ud83d`; Python reads it back as a character UTF-8 cannot hold, and assembly failed with
+    # a traceback writing the merged file: an agent whose home cannot be assembled cannot start.
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    for path in (layout.claude_json, layout.settings):
+        path.write_text(path.read_text().replace("{", '{\n  "cut": "half \\ud83d",', 1))
+    _assemble(crew, command)
+    for path in (layout.claude_json, layout.settings):
+        assert '"cut": "half \\ud83d"' in path.read_text()
+        assert json.loads(path.read_text())["cut"] == "half \ud83d"
+    assert not _assemble(crew, command).changed
+
+
 def test_a_home_with_the_old_prompt_command_hook_gets_the_mcp_tool_hook_in_its_place(
     setup_crew: tuple[Path, Path, Path],
 ) -> None:
@@ -250,6 +268,28 @@ def test_dry_run_prints_a_diff_and_touches_nothing(setup_crew: tuple[Path, Path,
     whole = "".join(c.diff for c in _assemble(crew, command, dry_run=True).files)
     assert '"HTTPS_PROXY": "http://devbot:***@127.0.0.1:3128"' in whole
     assert proxy_password not in whole
+
+
+def test_dry_run_shows_no_credential_someone_else_put_in_a_file_it_diffs(setup_crew: tuple[Path, Path, Path]) -> None:
+    # The CLI keeps an API key it was given in ~/.claude.json (`primaryApiKey`); a person may put
+    # a token in settings.json `env`. Their lines are a diff's context, or changed by the merge.
+    crew, state, command = setup_crew
+    _assemble(crew, command)
+    layout = _layout(state)
+    for path in (layout.settings, layout.claude_json):
+        data = json.loads(path.read_text())
+        data["primaryApiKey"] = REAL_LOOKING
+        data.setdefault("env", {})["ANTHROPIC_API_KEY"] = REAL_LOOKING
+        path.write_text(json.dumps(data, indent=2))
+    shared = crew / "agents" / "_shared" / "settings.json"
+    shared.write_text(json.dumps({**json.loads(shared.read_text()), "env": {"NEW": "1"}}))
+    (crew / "agents" / "devbot" / "mcp.json").write_text('{"mcpServers": {"new": {"command": "/bin/true"}}}')
+    report = _assemble(crew, command, dry_run=True)
+    whole = "".join(c.diff for c in report.files)
+    assert {c.path for c in report.files} >= {layout.settings, layout.claude_json}
+    assert REAL_LOOKING not in whole
+    assert '"primaryApiKey": "<an Anthropic key or OAuth token (sk-ant-…), not shown>"' in whole
+    assert '+  "primaryApiKey"' not in whole, "a key nobody changed is context, not a change"
 
 
 # Run as a child process: assembles devbot with the given agent-smith command, and SIGKILLs itself

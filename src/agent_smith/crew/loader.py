@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import os
 import re
 import types
@@ -102,6 +103,7 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
             f"{', '.join(unused)} set without AGENT_NAME: {'it applies' if len(unused) == 1 else 'they apply'} to no agent"
         )
     crew = _validate(data, doc, sources, crew_file, report)
+    _check_writable_values(data, doc, sources, crew_file, report)
     _check_no_credentials(data, doc, sources, crew_file, report)
     shared = _load_shared(root / AGENTS_DIR / SHARED_DIR, report)
     personas: dict[str, Persona] = {}
@@ -284,8 +286,10 @@ def locate(doc: Any, loc: Loc, *, key: bool = False) -> tuple[int, int]:
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
         if isinstance(node, CommentedMap) and part in node:
-            pos = node.lc.key(part) if (last and key) else node.lc.value(part)
-            line, col = pos[0], pos[1]
+            pos = _position(node, part, key=last and key)
+            if pos is None:
+                break
+            line, col = pos
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             line, col = node.lc.item(part)
@@ -297,6 +301,18 @@ def locate(doc: Any, loc: Loc, *, key: bool = False) -> tuple[int, int]:
     if (line, col) == (0, 0) and hasattr(doc, "lc"):
         line, col = doc.lc.line, doc.lc.col
     return line + 1, col + 1
+
+
+def _position(node: CommentedMap, part: str | int, *, key: bool) -> tuple[int, int] | None:
+    """0-based (line, col) of `part`'s key or value in `node`. A key a `<<: *anchor` merge brought
+    in has no position in the map it was merged into: it is where the anchored map wrote it."""
+    if part in (node.lc.data or {}):
+        pos = node.lc.key(part) if key else node.lc.value(part)
+        return pos[0], pos[1]
+    for source in getattr(node, "merge", ()):
+        if isinstance(source, CommentedMap) and part in source:
+            return _position(source, part, key=key)
+    return None
 
 
 def format_loc(loc: Loc) -> str:
@@ -451,6 +467,57 @@ def _validate(data: dict[str, Any], doc: Any, sources: Mapping[Loc, str], file: 
             else:
                 report.add(file, doc, loc, format_loc(loc), message, key=error["type"] == "extra_forbidden")
         return None
+
+
+def _check_writable_values(
+    data: dict[str, Any], doc: Any, sources: Mapping[Loc, str], file: Path, report: _Report
+) -> None:
+    """What no file assembly writes can hold (`unwritable`), where a field's own check has not
+    said it already."""
+    said = {p.path for p in report.problems}
+    for loc, message, key in unwritable(data, json_numbers=False):
+        if format_loc(loc) in said:
+            continue
+        var = _source_of(loc, sources)
+        if var is not None:
+            report.problems.append(Problem(f"${var}", 1, 1, format_loc(loc), message))
+        else:
+            report.add(file, doc, loc, format_loc(loc), message, key=key)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NO_TEXT = (
+    "holds a UTF-16 surrogate (U+D800 to U+DFFF, from an escape like \\ud800): it is no character, "
+    "and no UTF-8 file can hold it"
+)
+_NOT_JSON = "is NaN or infinite, which is no JSON number: Claude Code refuses the whole file"
+
+
+def unwritable(data: Any, *, json_numbers: bool) -> Iterable[tuple[Loc, str, bool]]:
+    """Where `data` holds what the files assembly writes cannot carry, why, and whether it is in
+    the key at that location rather than its value (pure).
+
+    A string or key with a surrogate: YAML's `\\ud800` escapes make one (even in pairs), JSON's
+    when unpaired; it has no UTF-8 form, so writing CLAUDE.md or settings.json would fail
+    half-way through an assembly. With `json_numbers`, a number that is
+    NaN or infinite (Python's JSON reader takes `NaN`, `Infinity` and `1e999`; Claude Code's
+    JSON.parse refuses them, and with them the whole settings.json or ~/.claude.json).
+    """
+    stack: list[tuple[Loc, Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    yield (*loc, key), _NO_TEXT, True
+                else:
+                    stack.append(((*loc, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*loc, i), item) for i, item in enumerate(value))
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            yield loc, _NO_TEXT, False
+        elif json_numbers and isinstance(value, float) and not math.isfinite(value):
+            yield loc, _NOT_JSON, False
 
 
 def _check_no_credentials(
@@ -775,6 +842,10 @@ def _read_json(file: Path, report: _Report) -> tuple[Any, Any] | None:
         tree = _yaml().load(text)
     except (MarkedYAMLError, ReaderError, ValueError):
         tree = None
+    if found := list(unwritable(data, json_numbers=True)):
+        for loc, message, key in found:
+            report.add(file, tree, loc, format_loc(loc), message, key=key)
+        return None
     return data, tree
 
 

@@ -119,15 +119,23 @@ _SUFFIX = {
 }
 
 
-def parse_quantity(value: str) -> float:
+def parse_quantity(text: str) -> float:
     """The number a Kubernetes quantity string stands for (``500m`` → 0.5, ``1Gi`` → 2**30)."""
-    match = _QUANTITY.fullmatch(value)
+    match = _QUANTITY.fullmatch(text)
     if match is None:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (like 500m, 2, 1Gi)")
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (like 500m, 2, 1Gi)")
     number = float(match.group(1))
-    if exponent := match.group(5):  # 1e3; not "E" (exa) or "Ei" (exbi), which start alike
-        return number * 10.0 ** int(exponent[1:])
-    return number * float(_SUFFIX[match.group(3) or ""])
+    try:
+        if exponent := match.group(5):  # 1e3; not "E" (exa) or "Ei" (exbi), which start alike
+            value = number * 10.0 ** int(exponent[1:])
+        else:
+            value = number * float(_SUFFIX[match.group(3) or ""])
+    except OverflowError:
+        # `10.0 ** 999` raises where `1e999` would be inf: both are past any resource there is.
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValueError(f"{shown(text)} is too large a Kubernetes quantity")
+    return value
 
 
 def _quantity_text(value: object) -> object:
@@ -159,8 +167,20 @@ def _some(value: str) -> str:
     return value
 
 
-# A volume's size: Kubernetes refuses a claim for none.
-Storage = Annotated[Quantity, AfterValidator(_some)]
+# A volume's size: Kubernetes refuses a claim for none. The schema's pattern wants a digit other
+# than 0 before any suffix, so that an editor flags "0Gi" too.
+Storage = Annotated[
+    Quantity,
+    AfterValidator(_some),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "^(?=[+]?[0-9.]*[1-9])" + _QUANTITY.pattern[1:]},
+                {"type": "number", "exclusiveMinimum": 0},
+            ]
+        }
+    ),
+]
 
 
 def _not_a_flag(value: object) -> object:
@@ -341,9 +361,17 @@ class PermissionMode(StrEnum):
     bypass_permissions = "bypassPermissions"
 
 
+# No control character (see `GitIdentity._one_line`), in the schema's words.
+_NO_CONTROL = "\\x00-\\x1f\\x7f"
+
+
 class GitIdentity(_Model):
-    name: str = Field(min_length=1, description="git user.name for the agent's commits")
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="git user.email")
+    name: Annotated[str, WithJsonSchema({"type": "string", "pattern": f"^[^{_NO_CONTROL}]+$"})] = Field(
+        min_length=1, description="git user.name for the agent's commits"
+    )
+    email: Annotated[
+        str, WithJsonSchema({"type": "string", "pattern": f"^[^@\\s{_NO_CONTROL}]+@[^@\\s{_NO_CONTROL}]+$"})
+    ] = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="git user.email")
 
     @field_validator("name", "email")
     @classmethod
@@ -379,8 +407,12 @@ class QuietHours(_Model):
 
     start: Clock = Field(description="local time the quiet window starts, e.g. 22:00")
     end: Clock = Field(description="local time it ends; before start means it crosses midnight")
-    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin")
-    incident_words: list[Annotated[str, _check_pattern(re.compile(r"(?s).*\S.*"), "a word (it is blank)")]] = Field(
+    timezone: str = Field(default="UTC", min_length=1, description="IANA time zone, e.g. Europe/Berlin")
+    incident_words: list[
+        Annotated[
+            str, _check_pattern(re.compile(r"(?s).*\S.*"), "a word (it is blank)"), _schema_pattern(re.compile(r"\S"))
+        ]
+    ] = Field(
         default_factory=lambda: ["incident", "outage", "sev1", "urgent"],
         description="a message with one of these words (whole word, any case) is an incident: it wakes the agent",
     )
@@ -667,8 +699,18 @@ def _usable_url(url: str) -> str:
     return url
 
 
+# What `_usable_url` takes, for the schema: a host (a name, or an IPv6 address in brackets), a
+# port that is a number up to 65535, no space anywhere.
+_HOMESERVER_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "pattern": rf"^https?://(?:[^\s/?#@\[\]]*@)?(?:\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]|[^\s/?#@:\[\]]+)(?::{_PORT}?)?(?:[/?#]\S*)?$",
+    }
+)
+
+
 class MatrixSettings(_Model):
-    homeserver: Annotated[str, AfterValidator(_usable_url)] = Field(
+    homeserver: Annotated[str, AfterValidator(_usable_url), _HOMESERVER_SCHEMA] = Field(
         pattern=r"^https?://", description="client-server API base URL"
     )
     review_room: MatrixRoom | None = Field(default=None, description="where new PRs are announced to reviewers")
@@ -683,8 +725,17 @@ class MatrixSettings(_Model):
     )
 
 
+# What `_nats_url` takes, for the schema: servers separated by commas, each a host (and port),
+# with one of the client's schemes or none (then no "://" at all: "NATS://h" is no host "NATS").
+_NATS_SERVER = (
+    rf"\s*(?:(?:nats|tls|ws|wss)://|(?![^\s,]*://))(?:[^\s,/@\[\]]*@)?(?:\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]|[^\s,/?#@:\[\]]+)(?::{_PORT}?)?"
+    r"(?:[/?#][^\s,]*)?\s*"
+)
+_NATS_URL_SCHEMA = WithJsonSchema({"type": "string", "pattern": f"^{_NATS_SERVER}(?:,{_NATS_SERVER})*$"})
+
+
 class EventLog(_Model):
-    nats_url: Annotated[str, AfterValidator(_nats_url)] | None = Field(
+    nats_url: Annotated[str, AfterValidator(_nats_url), _NATS_URL_SCHEMA] | None = Field(
         default=None, description="an existing NATS server; embedded when absent"
     )
     stream: str = Field(
@@ -786,11 +837,20 @@ class Runtime(_Model):
     )
 
 
+# An IPv4 block, or what may be an IPv6 one, each with its prefix length (`_network` checks the rest).
+_CIDR_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "pattern": rf"{_IPV4[:-1]}/(?:3[0-2]|[12]?[0-9])$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])$",
+    }
+)
+
+
 class NetworkPeer(_Model):
     """A server outside the render the agents may reach directly: an IP block, or pods by namespace and labels."""
 
-    cidr: Annotated[str, AfterValidator(_network), WithJsonSchema({"type": "string", "pattern": "/[0-9]+$"})] | None = (
-        Field(default=None, description="e.g. 203.0.113.10/32")
+    cidr: Annotated[str, AfterValidator(_network), _CIDR_SCHEMA] | None = Field(
+        default=None, description="e.g. 203.0.113.10/32"
     )
     namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
     pod_labels: dict[str, str] = Field(default_factory=dict)

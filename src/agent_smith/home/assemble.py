@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import certifi
 
+from agent_smith.credentials import without_credentials
 from agent_smith.crew import CrewPaths, LoadedCrew, find_credentials
 from agent_smith.egress import FirewallState, ca_cert_for, proxy_url_for
 from agent_smith.errors import MissingPartError, OperationError, UsageError
@@ -420,7 +421,10 @@ def _mode(path: Path) -> int | None:
 
 
 def _redact(text: str) -> str:
-    return _PROXY_PASSWORD.sub(r"\1***@", text)
+    """A diff as it may be shown: the files also hold what agent-smith never wrote (an API key the
+    CLI kept in ~/.claude.json, a token someone put in settings.json `env`), and their lines show
+    up as context or as changed."""
+    return without_credentials(_PROXY_PASSWORD.sub(r"\1***@", text))
 
 
 def _diff(item: _Planned, before: bytes | None) -> str:

@@ -469,5 +469,13 @@ def ca_bundle(system_bundle: bytes, firewall_ca: bytes) -> bytes:
     return head + b"# agent-smith egress firewall CA\n" + tail
 
 
+# A UTF-16 surrogate alone is no character, so UTF-8 cannot hold it; JSON escapes it as \ud800.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dump_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """`data` as the JSON files of a home hold it: readable UTF-8, but for a lone surrogate (which
+    JSON.parse reads from, and JSON.stringify writes as, an escape: the CLI may have put one in
+    ~/.claude.json), kept as its escape so the file can be written and reads back the same."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
