@@ -490,3 +490,30 @@ def test_a_pr_from_a_fork_is_found_by_its_owner_and_its_review_surfaces(
     assert [(i.pr, i.author, i.body, i.path, i.line) for i in snapshot.items] == [
         ("carol/widgets#1", "bob", "Why list() here?", "src/widgets.py", 6)
     ]
+
+
+def test_a_merge_of_a_fork_s_pr_with_delete_branch_publishes_the_fork_s_pr(
+    github_standin: GitHubFixture, tmp_path: Path
+) -> None:
+    """dave merges his fork's PR with `gh pr merge --delete-branch`, no number, while alice has a
+    PR from a same-named branch of carol/widgets: gh deletes no branch of a fork's PR (not the
+    fork's, not the local one), and the merge published is his PR's."""
+    github = github_standin
+    add_outsider(github)
+    github.gh("dave", "api", "-X", "POST", "repos/carol/widgets/forks")
+    github.repo.collaborators.add("dave")  # a maintainer who works from his fork, as some do
+    context = dave_context(github, tmp_path)
+    work = fork_checkout(github, "dave", "fix", FIX, "fork")
+    github.run("dave", "gh", "pr", "create", "--title", "Count any iterable", "--body", "", cwd=work)
+    push(github, "carol/widgets", "fix", {"README.md": "# widgets!\n"})
+    assert asyncio.run(open_pr(github, "carol/widgets", "fix")) == 2
+    # alice's branch is known to dave's checkout too, at another commit than his.
+    github.run("dave", "git", "fetch", "-q", "upstream", cwd=work)
+    gh = github.run("dave", "gh", "pr", "merge", "--merge", "--delete-branch", cwd=work, check=False)
+    assert github.standin.world.pull(github.repo, 1).state == "MERGED", gh.stderr
+    assert git(work, "branch", "--show-current") == "fix", "gh left the checkout as it was"
+    run_tool(context, tool_call("gh pr merge --merge --delete-branch", work, gh.stdout, gh.stderr), spawn=False, env={})
+    [job] = (context.state / "hooks" / SPOOL).iterdir()
+    assert json.loads(job.read_text())["branch"] == "dave:fix"
+    [(kind, fields)] = delivered(github, context)
+    assert (kind, fields["repo"], fields["pr"]) == ("pr_merged", "carol/widgets", 1)
