@@ -30,6 +30,7 @@ BEYOND_A_SCHEMA = (
     # What only the machine knows, or arithmetic.
     "unknown time zone",  # the zone database
     "is too large a Kubernetes quantity",  # beyond a float, whatever its spelling
+    "a duration must be at most 100 years",  # "99999999w": a number times its unit
     "a volume of no size",  # 1e-999: digits that are not all zeros, a size that rounds to none
     # The grammar of an IPv6 address: the schema takes hex digits, colons and dots in its place.
     "does not appear to be an IPv4 or IPv6 address",  # in a URL's brackets

@@ -238,3 +238,13 @@ def test_a_default_a_factory_makes_is_in_the_schema_too() -> None:
             assert definition["properties"][info.alias or field]["default"] == made, (name, field)
             checked += 1
     assert checked >= 4
+
+
+@pytest.mark.parametrize(("value", "fits"), [("5200w", True), ("36524d", True), ("20000w", False), (1e300, False)])
+def test_a_duration_of_the_crew_is_at_most_a_century(value: object, fits: bool) -> None:
+    # Past that, NATS (int64 nanoseconds) would refuse the event log's max_age at `up`.
+    if fits:
+        assert EventLog.model_validate({"max_age": value}).max_age == parse_duration(value)
+    else:
+        with pytest.raises(ValidationError, match="a duration must be at most 100 years"):
+            EventLog.model_validate({"max_age": value})

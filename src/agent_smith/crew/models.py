@@ -48,6 +48,7 @@ _IPV4 = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
 # A Kubernetes namespace: a DNS label, at most 63 characters.
 NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
+MAX_DURATION = 100 * 365.25 * 86400.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$", re.IGNORECASE)
@@ -79,6 +80,13 @@ def parse_duration(value: object) -> float:
         raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _within_a_century(seconds: float) -> float:
+    # NATS keeps the event log's max_age in int64 nanoseconds (~292 years): a longer one cannot be set.
+    if seconds > MAX_DURATION:
+        raise ValueError("a duration must be at most 100 years")
     return seconds
 
 
@@ -225,10 +233,11 @@ NonSecret = Annotated[str, AfterValidator(_not_a_credential)]
 Seconds = Annotated[
     float,
     BeforeValidator(parse_duration),
+    AfterValidator(_within_a_century),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
                 {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$"},
             ],
             "examples": ["30s", "5m", "30d"],
