@@ -14,6 +14,7 @@ import h2.connection
 import h11
 import httpx
 
+from agent_smith.egress.policy import Scrubber, secret_forms
 from tests.fixtures.egress import FirewallHarness
 
 
@@ -102,3 +103,17 @@ def h2_tunnel(fw: FirewallHarness, host: str) -> Iterator[tuple[ssl.SSLSocket, h
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
         yield tls, conn
+
+
+def scrub_table(value: str, placeholder: str) -> dict[bytes, bytes]:
+    """What the firewall scrubs for one secret (as `Firewall.scrubber_for` builds it)."""
+    return {found.encode(): shown.encode() for found, shown in secret_forms(value, placeholder).items()}
+
+
+def scrub_in_pieces(scrubber: Scrubber, stream: bytes, cuts: list[int]) -> bytes:
+    """What `scrubber` lets out of `stream` fed in pieces cut at `cuts`, then flushed."""
+    out, last = b"", 0
+    for cut in [*sorted(cuts), len(stream)]:
+        out += scrubber.feed(stream[last:cut])
+        last = cut
+    return out + scrubber.flush()

@@ -221,6 +221,7 @@ def test_import_claude_login_moves_the_tokens_into_the_store_only(tmp_path: Path
     assert (
         result.stderr == f"warning: {creds} still holds the real tokens: delete it unless a claude of yours uses it\n"
     )
+    assert "(its access token expires 2030-03-17 17:46 UTC)" in result.stdout, "a time a person reads"
     store = TokenStore(tmp_path / "state" / "fw-test" / "firewall" / "secrets" / "claude-login.json")
     tokens = store.load()
     assert tokens is not None
@@ -259,6 +260,12 @@ def test_import_claude_login_refuses_bad_files_in_one_line(tmp_path: Path, conte
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_firewall_help_says_that_without_a_command_it_runs_the_firewall() -> None:
+    result = runner.invoke(app, ["firewall", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Without a command it runs the firewall in the foreground" in result.output
 
 
 def test_a_bad_policy_is_refused_at_startup_with_file_and_line(tmp_path: Path) -> None:

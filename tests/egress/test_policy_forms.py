@@ -21,10 +21,9 @@ from agent_smith.egress.policy import (
     Secret,
     _compile,
     evaluate,
-    secret_forms,
     visible_ascii,
 )
-from tests.egress.helpers import assert_never_contains, client
+from tests.egress.helpers import assert_never_contains, client, scrub_in_pieces, scrub_table
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, StartFirewall
 
 PH = "agent-smith-placeholder-test-token"
@@ -35,8 +34,7 @@ AROUND = st.text(" \n\t", max_size=8)
 
 
 def _table(value: str, placeholder: str = PH) -> dict[bytes, bytes]:
-    """What the firewall scrubs for one secret (as `Firewall.scrubber_for` builds it)."""
-    return {found.encode(): shown.encode() for found, shown in secret_forms(value, placeholder).items()}
+    return scrub_table(value, placeholder)
 
 
 # How one character may be spelled: as is, %XX or JSON's \u00XX in upper- or lower-case hex, or
@@ -71,14 +69,6 @@ def _read(text: str) -> str:
     return _ESCAPE.sub(lambda m: m.group(3) or chr(int(m.group(1) or m.group(2), 16)), text)
 
 
-def _scrub_in_pieces(scrubber: Scrubber, stream: bytes, cuts: list[int]) -> bytes:
-    out, last = b"", 0
-    for cut in [*sorted(cuts), len(stream)]:
-        out += scrubber.feed(stream[last:cut])
-        last = cut
-    return out + scrubber.flush()
-
-
 # No deadline: each example compiles the matcher of new secrets (~20 ms, more on a busy machine).
 @settings(max_examples=600, deadline=None)
 @given(st.text(VISIBLE, min_size=1, max_size=40), AROUND, AROUND, st.data())
@@ -90,7 +80,7 @@ def test_every_spelling_of_a_secret_is_scrubbed_however_the_stream_is_cut(
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8))
     assert visible_ascii(value)
     # PH needs no escaping: the placeholder comes back the same whether the secret was encoded or not.
-    assert _scrub_in_pieces(Scrubber(_table(value)), stream, cuts) == f"{before}{PH}{after}".encode()
+    assert scrub_in_pieces(Scrubber(_table(value)), stream, cuts) == f"{before}{PH}{after}".encode()
 
 
 # No deadline: each example compiles the matcher of new secrets (~20 ms, more on a busy machine).
@@ -103,12 +93,12 @@ def test_text_without_the_secret_passes_unchanged_and_a_spelling_in_it_never_doe
     at = data.draw(st.integers(0, len(noise)))
     stream = f"{noise[:at]}{_spell(value, how)}{noise[at:]}".encode()
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8))
-    out = _scrub_in_pieces(Scrubber(_table(value)), stream, cuts)
+    out = scrub_in_pieces(Scrubber(_table(value)), stream, cuts)
     # Whatever the noise around it, no reading of the output holds the secret (placeholders are
     # dropped first: "PH" itself may end in characters that begin the secret).
     assert value not in _read(out.decode()).replace(PH, "\n")
     if not _spelled_in(value, noise):
-        assert _scrub_in_pieces(Scrubber(_table(value)), noise.encode(), cuts) == noise.encode()
+        assert scrub_in_pieces(Scrubber(_table(value)), noise.encode(), cuts) == noise.encode()
 
 
 def _spelled_in(value: str, text: str) -> bool:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_smith.egress.policy import Scrubber, secret_forms
-from tests.egress.helpers import assert_never_contains, client
+from agent_smith.egress.policy import Scrubber
+from tests.egress.helpers import assert_never_contains, client, scrub_in_pieces, scrub_table
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, StartFirewall
 
 PH = "agent-smith-placeholder-test-token"
@@ -43,15 +43,7 @@ def _json_spelling(value: str, how: list[str]) -> str:
 
 
 def _table(value: str) -> dict[bytes, bytes]:
-    return {found.encode(): shown.encode() for found, shown in secret_forms(value, PH).items()}
-
-
-def _in_pieces(scrubber: Scrubber, stream: bytes, cuts: list[int]) -> bytes:
-    out, last = b"", 0
-    for cut in [*sorted(cuts), len(stream)]:
-        out += scrubber.feed(stream[last:cut])
-        last = cut
-    return out + scrubber.flush()
+    return scrub_table(value, PH)
 
 
 # Every escape the scrub knows, decoded in one pass: a reading of text that mixes them.
@@ -86,7 +78,7 @@ def test_every_json_spelling_of_a_secret_is_scrubbed_and_the_json_still_reads(
     prefix, suffix = json.dumps(before, ensure_ascii=ascii_only)[1:-1], json.dumps(after, ensure_ascii=ascii_only)[1:-1]
     stream = f'{{"note": "{prefix}{inner}{suffix}", "token": "{inner}"}}'.encode()
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8))
-    out = _in_pieces(Scrubber(_table(value)), stream, cuts)
+    out = scrub_in_pieces(Scrubber(_table(value)), stream, cuts)
     answer = json.loads(out)
     assert answer["token"] == PH
     # The text around the secret may join with its edges into another spelling of it: what
@@ -106,7 +98,7 @@ def test_json_inside_a_json_string_still_reads_at_both_levels_whatever_is_scrubb
     inner = f'{{"token": "{_json_spelling(value, how)}"}}'
     stream = json.dumps({"content": inner}).encode()
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=8))
-    out = _in_pieces(Scrubber(_table(value)), stream, cuts)
+    out = scrub_in_pieces(Scrubber(_table(value)), stream, cuts)
     assert set(json.loads(json.loads(out)["content"])) == {"token"}
 
 
@@ -117,7 +109,7 @@ def test_a_secret_whose_first_character_is_escaped_in_json_inside_json_is_scrubb
     value = "ghp_REALTOKEN/abc+def"
     inner = '{"token": "\\u0067' + value[1:] + '"}'
     stream = json.dumps({"content": inner}).encode()
-    out = _in_pieces(Scrubber(_table(value)), stream, [cut])
+    out = scrub_in_pieces(Scrubber(_table(value)), stream, [cut])
     assert json.loads(json.loads(out)["content"]) == {"token": PH}
 
 

@@ -266,18 +266,22 @@ def test_a_deleted_branch_is_recovered_only_when_gh_switched_from_it(context: Ho
 # --- against real git, the real gh and the GitHub stand-in ---------------------------------------
 
 
-def standin_context(github: GitHubFixture, tmp_path: Path) -> HookContext:
+def standin_context(
+    github: GitHubFixture, tmp_path: Path, repos: str = "carol/widgets, carol/gadgets", login: str = "devbot"
+) -> HookContext:
+    """The hooks of devbot, working on `repos` of the stand-in with GitHub login `login`."""
     crew = tmp_path / "crew"
     scaffold_crew(crew)
     text = (crew / "crew.yaml").read_text()
     text = text.replace("base_url: https://api.github.com", f"base_url: {github.standin.api_url}")
     text = text.replace("kind: github\n", "kind: github-enterprise\n", 1)
-    text = text.replace("repos: [example/widgets]", f"repos: [{github.repo.full_name}, carol/gadgets]", 1)
+    text = text.replace("repos: [example/widgets]", f"repos: [{repos}]", 1)
+    text = text.replace("github_login: devbot", f"github_login: {login}", 1)
     (crew / "crew.yaml").write_text(text + f"\nruntime:\n  state_dir: {tmp_path / 'state'}\n")
     home = tmp_path / "home"
     home.mkdir()
     context = load_context({"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew), "HOME": str(home)})
-    assert (context.primary_repo, context.repos) == ("carol/widgets", ["carol/widgets", "carol/gadgets"])
+    assert (context.primary_repo, ", ".join(context.repos)) == (github.repo.full_name, repos)
     return context
 
 
@@ -429,17 +433,7 @@ def test_a_branch_s_upstream_is_read_from_git_s_config(tmp_path: Path) -> None:
 
 def dave_context(github: GitHubFixture, tmp_path: Path) -> HookContext:
     """The hooks of an agent whose GitHub login is dave, working on carol/widgets."""
-    crew = tmp_path / "crew"
-    scaffold_crew(crew)
-    text = (crew / "crew.yaml").read_text()
-    text = text.replace("base_url: https://api.github.com", f"base_url: {github.standin.api_url}")
-    text = text.replace("kind: github\n", "kind: github-enterprise\n", 1)
-    text = text.replace("repos: [example/widgets]", f"repos: [{github.repo.full_name}]", 1)
-    text = text.replace("github_login: devbot", "github_login: dave", 1)
-    (crew / "crew.yaml").write_text(text + f"\nruntime:\n  state_dir: {tmp_path / 'state'}\n")
-    home = tmp_path / "home"
-    home.mkdir()
-    return load_context({"AGENT_NAME": "devbot", "AGENT_SMITH_CREW": str(crew), "HOME": str(home)})
+    return standin_context(github, tmp_path, repos=github.repo.full_name, login="dave")
 
 
 @pytest.mark.parametrize("fork_remote", ["origin", "fork"])
