@@ -20,6 +20,7 @@ from agent_smith.chat import matrix as matrix_module
 from agent_smith.chat.channel import ChatChannel, Refused
 from agent_smith.chat.matrix import SYNC_TIMELINE_LIMIT, MatrixLink
 from agent_smith.chat.render import CONTENT_BUDGET
+from agent_smith.chat.server import build_server
 from agent_smith.crew import load_crew
 from agent_smith.standins.synapse import SynapseServer
 from tests.chat.kit import (
@@ -174,6 +175,51 @@ def test_reply_react_edit_and_history(synapse: SynapseServer, cast: Cast, crew_d
     asyncio.run(scenario())
 
 
+def test_history_shows_each_message_once_as_it_reads_now(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
+    """An edit is no line of its own: its message shows its latest text, marked "(edited)"; a removed
+    message shows "(removed)", not an empty line. `limit` counts messages, not the edits among them."""
+
+    def edit(user: Any, room: str, target: str, words: str) -> str:
+        new = {"msgtype": "m.text", "body": words}
+        return send(
+            synapse,
+            user,
+            room,
+            {
+                **new,
+                "body": f"* {words}",
+                "m.new_content": new,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+            },
+        )
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            room = cast.room
+            typo = await in_thread(send, synapse, cast.alice, room, text("the relase is friday"))
+            gone = await in_thread(send, synapse, cast.alice, room, text("my password is hunter2"))
+            await in_thread(edit, cast.alice, room, typo, "the release is thursday")
+            await in_thread(synapse.redact, cast.alice, room, gone)
+            later = await in_thread(send, synapse, cast.op, room, text("thanks"))
+            await in_thread(edit, cast.alice, room, typo, "the release is friday after all")
+            await in_thread(edit, cast.op, room, typo, "not alice's words")  # only the sender may edit
+            full = await run.channel.history(room, 20)
+            last_two = await run.channel.history(room, 2)
+            last_three = await run.channel.history(room, 3)
+
+        lines = full.splitlines()[1:]
+        assert len(lines) == 3, full
+        assert lines[0].endswith(f"{typo}: the release is friday after all (edited)"), lines[0]
+        assert lines[1].endswith(f"{gone}: (removed)"), lines[1]
+        assert lines[2].endswith(f"{later}: thanks"), lines[2]
+        for absent in ("* ", "not alice's words", "hunter2"):
+            assert absent not in full
+        assert last_two.splitlines()[1:] == lines[1:], "edits take no places of the limit"
+        assert last_three.splitlines()[1:] == lines
+
+    asyncio.run(scenario())
+
+
 def test_an_answer_to_a_message_in_a_thread_stays_in_its_thread(
     synapse: SynapseServer, cast: Cast, crew_dir: Path
 ) -> None:
@@ -208,6 +254,40 @@ def test_an_answer_to_a_message_in_a_thread_stays_in_its_thread(
             "is_falling_back": False,
             "m.in_reply_to": {"event_id": inner},
         }
+
+    asyncio.run(scenario())
+
+
+def test_a_message_in_a_thread_falls_back_to_the_threads_latest_message(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    """The spec's fallback for clients without threads: a threaded message that answers no message in
+    particular has ``m.in_reply_to`` on the thread's latest message, not on its root; a split one's
+    later parts each on the part before."""
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            room = cast.room
+            root = await in_thread(send, synapse, cast.alice, room, text("devbot: release plan?"))
+            await run.next()
+            in_thread_relation = {"m.relates_to": {"rel_type": "m.thread", "event_id": root}}
+            await in_thread(send, synapse, cast.alice, room, text("first in the thread", **in_thread_relation))
+            last = await in_thread(send, synapse, cast.op, room, text("second in the thread", **in_thread_relation))
+            followed = await run.channel.reply(room, "noted", thread_id=root)
+            long_text = "\n\n".join(f"Step {i}: " + "words " * 60 for i in range(700))
+            split = await run.channel.reply(room, long_text, thread_id=root)
+
+        events = {e["event_id"]: e for e in room_events(synapse, cast.alice, room)}
+        assert events[followed["event_id"]]["content"]["m.relates_to"] == {
+            "rel_type": "m.thread",
+            "event_id": root,
+            "is_falling_back": True,
+            "m.in_reply_to": {"event_id": last},
+        }
+        parts = split["event_ids"]
+        targets = [events[p]["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] for p in parts]
+        assert targets == [followed["event_id"], *parts[:-1]]
+        assert all(events[p]["content"]["m.relates_to"]["is_falling_back"] is True for p in parts)
 
     asyncio.run(scenario())
 
@@ -295,6 +375,58 @@ def test_the_loop_guard(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> N
             await channel.reply(room, "carrying on")
         saved = json.loads((channel.config.state_dir / "state.json").read_text())
         assert saved["guards"][room] == {"run": 1, "told": False}
+
+    asyncio.run(scenario())
+
+
+def test_parallel_replies_in_one_room_pass_the_loop_guard_one_by_one(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    """Claude Code may run tool calls in parallel: two replies issued together at the guard's last free
+    place must not both be sent. Another room's reply meanwhile is its own business."""
+    other = synapse.create_room(cast.alice, name="other", invite=[cast.devbot.user_id, cast.reviewbot.user_id])
+    synapse.join(cast.reviewbot, other)
+    crew_dir = write_crew(crew_dir, cast, synapse.url, rooms=[cast.room, other])
+
+    def call(request_id: int, room: str, words: str) -> dict[str, Any]:
+        arguments = {"room_id": room, "text": words}
+        return {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "tools/call",
+            "params": {"name": "reply", "arguments": arguments},
+        }
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            server = build_server(run.channel)
+            for room in (cast.room, other):
+                await in_thread(send, synapse, cast.alice, room, text("devbot, talk to reviewbot"))
+                await run.next()
+                await in_thread(send, synapse, cast.reviewbot, room, notice("devbot: one"))  # 1
+                await run.next()
+                await in_thread(send, synapse, cast.reviewbot, room, notice("devbot: two"))  # 2
+                await run.next()
+            answers = await asyncio.gather(
+                *(server.handle(call(n, cast.room, f"reviewbot: parallel {n}")) for n in range(3)),
+                server.handle(call(9, other, "reviewbot: elsewhere")),
+            )
+            results = [a["result"] for a in answers if a is not None]
+            here, there = results[:3], results[3]
+            assert sorted(bool(r.get("isError")) for r in here) == [False, True, True], here
+            refused = [r["content"][0]["text"] for r in here if r.get("isError")]
+            assert all(t.startswith("reply refused by the loop guard: 3 agent messages in a row") for t in refused)
+            assert not there.get("isError"), there
+            assert run.channel.state.guard(cast.room).run == 3
+            assert run.channel.state.guard(other).run == 3
+            assert run.channel._reply_turns == {}, "no lock is kept for a room nobody replies in"
+
+        sent = [
+            e["content"]["body"]
+            for e in room_events(synapse, cast.alice, cast.room)
+            if e["sender"] == cast.devbot.user_id and e["type"] == "m.room.message"
+        ]
+        assert len([b for b in sent if b.startswith("reviewbot: parallel")]) == 1, sent
 
     asyncio.run(scenario())
 
@@ -576,6 +708,75 @@ def test_a_message_held_as_quiet_hours_end_is_in_a_digest_at_once(synapse: Synap
             digest, meta = await run.next()
             assert meta == {"kind": "quiet_hours_digest"}
             assert held in digest
+
+    asyncio.run(scenario())
+
+
+def test_the_digest_is_not_held_up_by_a_homeserver_outage_at_the_windows_end(
+    synapse: SynapseServer, tmp_path: Path
+) -> None:
+    """The digest goes to the agent, not to the homeserver: it goes out when the window ends even while
+    syncs fail, once, and a message held before is in it."""
+    cast = make_cast(synapse)
+    crew_dir = write_crew(
+        tmp_path / "crew", cast, synapse.url, quiet_hours={"start": "22:00", "end": "07:00", "timezone": "UTC"}
+    )
+    now = [datetime(2026, 1, 15, 23, 0, tzinfo=UTC)]
+
+    async def scenario() -> None:
+        door = FaultyDoor(synapse.url)
+        await door.up()
+        try:
+            async with running_channel(
+                crew_dir, cast.devbot.access_token, homeserver=door.url, clock=lambda: now[0]
+            ) as run:
+                held = await in_thread(send, synapse, cast.alice, cast.room, text("devbot, for the morning"))
+                await in_thread(wait_until, lambda: run.channel.state.held, what="the held message")
+                await door.down()
+                now[0] = datetime(2026, 1, 16, 7, 0, 1, tzinfo=UTC)
+                digest, meta = await run.next(within=10)
+                assert meta == {"kind": "quiet_hours_digest"}
+                assert held in digest
+                await door.up()
+                await in_thread(send, synapse, cast.alice, cast.room, text("devbot: back?"))
+                assert (await run.next())[0] == "devbot: back?"
+                assert run.pending() == [], "one digest only"
+        finally:
+            await door.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_digest_the_agent_did_not_get_keeps_its_messages_held(synapse: SynapseServer, tmp_path: Path) -> None:
+    cast = make_cast(synapse)
+    crew_dir = write_crew(
+        tmp_path / "crew", cast, synapse.url, quiet_hours={"start": "22:00", "end": "07:00", "timezone": "UTC"}
+    )
+    now = [datetime(2026, 1, 15, 23, 0, tzinfo=UTC)]
+
+    async def scenario() -> None:
+        async with running_channel(crew_dir, cast.devbot.access_token, clock=lambda: now[0]) as run:
+            channel = run.channel
+            held = await in_thread(send, synapse, cast.alice, cast.room, text("devbot, for the morning"))
+            await in_thread(wait_until, lambda: channel.state.held, what="the held message")
+            delivered = channel._notify
+
+            async def broken(content: str, meta: Mapping[str, str]) -> None:
+                raise ConnectionError("the agent's session is gone")
+
+            channel._notify = broken
+            now[0] = datetime(2026, 1, 16, 7, 0, 1, tzinfo=UTC)
+            with pytest.raises(ConnectionError):
+                await channel.tick()
+            assert [h.event_id for h in channel.state.held] == [held]
+            channel._notify = delivered
+            await channel.tick()
+            digest, meta = await run.next()
+            assert meta == {"kind": "quiet_hours_digest"}
+            assert held in digest
+            assert channel.state.held == []
+            await channel.tick()
+            assert run.pending() == [], "one digest only"
 
     asyncio.run(scenario())
 

@@ -103,7 +103,7 @@ def test_sends_history_and_one_line_errors(synapse: SynapseServer) -> None:
             second = await link.send(room, "m.room.message", content)
             assert first != second, "each send is its own transaction"
             assert (await link.get_event(room, second))["content"] == content
-            recent = await link.recent(room, 3)
+            recent, _ = await link.recent(room, 3)
             assert [event["event_id"] for event in recent[-2:]] == [first, second], "oldest first"
             assert len(recent) == 2, "messages only: the room's creation and joins take no places"
             with pytest.raises(OperationError, match=rf"^join #nope:{re.escape(domain)}: 404 M_NOT_FOUND \S"):

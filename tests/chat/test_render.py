@@ -16,6 +16,7 @@ from agent_smith.chat.render import (
     content_size,
     edit_content,
     grapheme_cut,
+    later_part,
     message_content,
     message_contents,
     reaction_content,
@@ -56,6 +57,28 @@ def test_a_reply_and_a_thread_follow_the_spec() -> None:
     both = message_content("ok", thread_id="$root", reply_to="$q")
     assert both["m.relates_to"]["is_falling_back"] is False
     assert both["m.relates_to"]["m.in_reply_to"] == {"event_id": "$q"}
+
+
+def test_a_message_in_a_thread_falls_back_to_the_threads_latest_message() -> None:
+    """The spec: a threaded message that is no reply has ``m.in_reply_to`` pointing at the latest
+    message of the thread, with ``is_falling_back``; a split one at the part before it."""
+    followed = message_content("ok", thread_id="$root", latest="$last")
+    assert followed["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$last"},
+    }
+    assert message_content("ok", thread_id="$root", reply_to="$q", latest="$last")["m.relates_to"]["m.in_reply_to"] == {
+        "event_id": "$q"
+    }, "a real reply answers what it answers"
+    part = later_part(followed, "$first", "$second")
+    assert part["m.relates_to"]["m.in_reply_to"] == {"event_id": "$second"}
+    assert part["agent_smith.part_of"] == "$first"
+    answered = message_content("ok", thread_id="$root", reply_to="$q")
+    unthreaded = message_content("ok", reply_to="$q")
+    assert later_part(answered, "$first", "$second")["m.relates_to"] == answered["m.relates_to"]
+    assert later_part(unthreaded, "$first", "$second")["m.relates_to"] == unthreaded["m.relates_to"]
 
 
 def test_edit_and_reaction_contents() -> None:

@@ -57,10 +57,43 @@ def msg(sender: str, body: str, **fields: object) -> Message:
         ("devbot-two is someone else", False),
         ("review the dev branch", False),
         ("", False),
+        # Word edges in any script: a letter, digit or mark glued to the name makes another word.
+        ("devbotй, please", False),
+        ("devbotбот", False),
+        ("Фdevbot", False),
+        ("devbot\u0301", False),
+        ("devbot٣", False),
+        ("devbot\u2011two", False),
+        ("мы ждём devbot.", True),
+        ("«devbot»", True),
+        ("devbot—look", True),
+        ("devbot\u3000please", True),
+        ("mydevbot, devbot: look", True),
     ],
 )
 def test_plain_text_mentions(body: str, named: bool) -> None:
     assert mentions(ME, msg(ALLOWED, body)) is named
+
+
+DEV = Member("@dev:localhost", "Dev", "Devé Ops")
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("Dev, look", True),
+        ("Devé", False),
+        ("Devбот", False),
+        ("devbot", False),
+        ("dev-ops", False),
+        ("DEVÉ OPS!", True),
+        ("deve\u0301 ops", True),  # the display name as a client sends it decomposed
+        ("Devé Opsy", False),
+        ("Devé Opsy, Dev", True),
+    ],
+)
+def test_names_and_display_names_are_whole_words_in_any_script(body: str, named: bool) -> None:
+    assert mentions(DEV, msg(ALLOWED, body)) is named
 
 
 def test_a_pill_names_by_user_id_even_when_its_text_does_not() -> None:
@@ -256,6 +289,43 @@ def test_decide_obeys_every_rule(
         assert message.msgtype in HEARD_MSGTYPES
 
 
+# ---- whole-word naming, in any script ------------------------------------------------------
+
+# A word: letters, digits and marks of any script, and the joiners that continue a word.
+WORD_CATEGORIES = ("Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No", "Mn", "Mc", "Me")
+word_chars = st.one_of(st.characters(categories=WORD_CATEGORIES), st.sampled_from("_-\u2010\u2011"))
+# What ends a word: spaces and punctuation other than the joiners.
+edge_chars = st.characters(categories=("Zs", "Po", "Ps", "Pe", "Pi", "Pf", "Sm", "Sc", "Sk", "So")).filter(
+    lambda c: c not in "_-"
+)
+names = st.text(st.characters(categories=("Lu", "Ll", "Lo", "Nd")), min_size=1, max_size=8)
+
+
+def member(name: str) -> Member:
+    return Member("@x0:localhost", name, None)
+
+
+@given(names, st.text(edge_chars, max_size=3), st.text(edge_chars, max_size=3), st.booleans())
+def test_a_name_between_word_edges_is_named_in_any_case(name: str, before: str, after: str, upper: bool) -> None:
+    spelled = name.upper() if upper else name
+    # Upper case is not always the same letter again ("ı" becomes "I", which is "i").
+    assume(spelled.casefold() == name.casefold())
+    assert mentions(member(name), msg(ALLOWED, f"{before}{spelled}{after}"))
+
+
+@given(names, st.text(word_chars, max_size=3), st.text(word_chars, max_size=3))
+def test_a_name_glued_to_any_word_character_is_not_named(name: str, before: str, after: str) -> None:
+    # One run of word characters longer than the name: every place the name occurs in it touches the run.
+    assume(before or after)
+    assume("x0" not in (before + name + after).casefold())
+    assert not mentions(member(name), msg(ALLOWED, f"{before}{name}{after}"))
+
+
+@given(names, st.text(word_chars, min_size=1, max_size=3), st.text(edge_chars, min_size=1, max_size=2))
+def test_a_glued_occurrence_does_not_hide_a_standalone_one(name: str, glue: str, edge: str) -> None:
+    assert mentions(member(name), msg(ALLOWED, f"{name}{glue}{edge}{name}"))
+
+
 @given(messages())
 def test_case_never_matters(message: Message) -> None:
     upper = Message(**{**message.__dict__, "body": message.body.upper()})
@@ -321,7 +391,15 @@ def test_a_window_holds_for_its_length_each_day(window: QuietHours, now: datetim
 
 @pytest.mark.parametrize(
     ("text", "incident"),
-    [("INCIDENT: prod down", True), ("major outage in eu", True), ("sev1!", True), ("incidental", False), ("", False)],
+    [
+        ("INCIDENT: prod down", True),
+        ("major outage in eu", True),
+        ("sev1!", True),
+        ("incidental", False),
+        ("", False),
+        ("outageé", False),
+        ("sev1ый", False),
+    ],
 )
 def test_incident_words(text: str, incident: bool) -> None:
     assert is_incident(text, ("incident", "outage", "sev1")) is incident

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agent_smith.chat import render
+from agent_smith.chat import history, render
 from agent_smith.chat.config import ChatConfig
 from agent_smith.chat.events import (
     ENCRYPTED,
@@ -26,7 +26,6 @@ from agent_smith.chat.events import (
     parse_message,
     redacted,
     relation,
-    without_reply_fallback,
 )
 from agent_smith.chat.matrix import (
     AgentLog,
@@ -50,6 +49,8 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 TOKEN_RETRY = 300.0
 HISTORY_MAX = 100
+# Pages of `limit` events the history tool reads at most to find `limit` messages among edits.
+HISTORY_PAGES = 5
 JOIN_RETRY_FIRST = 5.0
 JOIN_RETRY_MAX = 300.0
 JOIN_MISSING_FIRST = 300.0
@@ -105,6 +106,11 @@ class ChatChannel:
         self._pending_joins: dict[str, _JoinTry] = {room: _JoinTry() for room in config.rooms}
         # Rooms with a reply being sent (how many): the echoes of its parts are counted with it.
         self._replying: dict[str, int] = {}
+        # One reply at a time per room, from the loop guard's check to its count: Claude Code may
+        # run tool calls in parallel, and two replies checked before either was counted would both
+        # pass the guard. Other rooms are not held up. Each room's lock, and how many calls hold or
+        # await it (a lock nobody needs is dropped: the model may name any room id).
+        self._reply_turns: dict[str, tuple[asyncio.Lock, int]] = {}
         self.synced = asyncio.Event()
 
     @property
@@ -140,6 +146,8 @@ class ChatChannel:
                         TOKEN_RETRY,
                     )
                 refused = True
+                # The digest goes to the agent, not to the homeserver: it is not held up by the sync.
+                await self.tick()
                 if await self._until_renewed(stop):
                     return
                 continue
@@ -156,6 +164,9 @@ class ChatChannel:
                 if str(exc) != said:
                     said = str(exc)
                     self.log.warning("%s; retrying with backoff (every %gs at most) until it answers", exc, BACKOFF_MAX)
+                # Quiet hours may end while the homeserver is away: the digest goes to the agent, not to
+                # the homeserver, so it goes out at the next retry, not once a sync succeeds again.
+                await self.tick()
                 if await wait_or_stop(delay, stop):
                     return
                 continue
@@ -457,11 +468,14 @@ class ChatChannel:
         elif not quiet and (self.state.in_quiet_hours or self.state.held):
             # Held with the window not yet noted too: its end passed between their decision and this
             # tick (its first batch came at its last moment). They are due now, not after another night.
-            held = self.state.take_held()
+            held = self.state.held_now()
+            if held:
+                # Released only once the agent has them: a notification that fails (or a stop
+                # meanwhile) leaves them held for the next tick's digest, never dropped.
+                await self._notify(render_digest(held, window), {"kind": "quiet_hours_digest"})
+            self.state.release_held(len(held))
             self.state.in_quiet_hours = False
             self.state.incident_rooms = []
-            if held:
-                await self._notify(render_digest(held, window), {"kind": "quiet_hours_digest"})
             self.save()
 
     # ---- the agent's tools --------------------------------------------------------------
@@ -478,6 +492,20 @@ class ChatChannel:
     async def reply(
         self, room_id: str, text: str, reply_to: str | None = None, thread_id: str | None = None
     ) -> dict[str, Any]:
+        lock, users = self._reply_turns.get(room_id, (asyncio.Lock(), 0))
+        self._reply_turns[room_id] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._reply(room_id, text, reply_to, thread_id)
+        finally:
+            lock, users = self._reply_turns[room_id]
+            if users == 1:
+                del self._reply_turns[room_id]
+            else:
+                self._reply_turns[room_id] = (lock, users - 1)
+
+    async def _reply(self, room_id: str, text: str, reply_to: str | None, thread_id: str | None) -> dict[str, Any]:
+        """One reply, its room's turn held: the guard's check and its count see no other reply between."""
         self._check_quiet(room_id, "reply")
         guard = self.state.guard(room_id)
         limit = self.config.max_agent_messages_in_a_row
@@ -504,11 +532,17 @@ class ChatChannel:
                 mention_ids.add(target)
             # The spec: a reply to a message in a thread is a reply in that thread, whatever thread_id said.
             thread_id = _thread_of(replied) or thread_id
+        latest = await self._thread_latest(room_id, thread_id) if thread_id is not None and reply_to is None else None
         try:
             # Up to ~0.8 s for the longest replies: off the loop, which serves every agent's channel
             # under `up` (and this agent's pings and messages meanwhile).
             contents = await asyncio.to_thread(
-                render.message_contents, text, reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids
+                render.message_contents,
+                text,
+                reply_to=reply_to,
+                thread_id=thread_id,
+                latest=latest,
+                mention_ids=mention_ids,
             )
         except render.TooLong as exc:
             raise Refused(f"reply refused: {exc}") from exc
@@ -518,7 +552,7 @@ class ChatChannel:
             for content in contents:
                 try:
                     if event_ids:
-                        content = render.later_part(content, event_ids[0])
+                        content = render.later_part(content, event_ids[0], event_ids[-1])
                     event_id = await self.link.send(room_id, "m.room.message", content)
                 except OperationError as exc:
                     if event_ids:
@@ -529,6 +563,16 @@ class ChatChannel:
         finally:
             self._replying[room_id] -= 1
         return {"event_id": event_ids[0], "event_ids": event_ids} if len(event_ids) > 1 else {"event_id": event_ids[0]}
+
+    async def _thread_latest(self, room_id: str, root: str) -> str | None:
+        """The thread's latest message, for the fallback of a message in it that answers none in
+        particular; None (the root stands in) when the homeserver cannot tell: only clients without
+        threads read the fallback, so it is no reason to fail the reply."""
+        try:
+            return await self.link.thread_latest(room_id, root)
+        except OperationError as exc:
+            self.log.warning("cannot find the latest message of thread %s: %s; falling back to its root", root, exc)
+            return None
 
     def _named_in(self, room_id: str, text: str) -> set[str]:
         """The crew agents other than this one that `text` names: its message lists them in ``m.mentions``."""
@@ -581,11 +625,19 @@ class ChatChannel:
 
     async def history(self, room_id: str, limit: int = 20) -> str:
         limit = max(1, min(HISTORY_MAX, limit))
+        events: list[Mapping[str, Any]] = []
+        before: str | None = None
         try:
-            events = await self.link.recent(room_id, limit)
+            # Edits take places in a page but are no messages of their own: pages further back until
+            # `limit` messages are in hand, the room's beginning, or HISTORY_PAGES pages.
+            for _ in range(HISTORY_PAGES):
+                page, before = await self.link.recent(room_id, limit, before)
+                events[:0] = [event for event in page if event.get("type") == ROOM_MESSAGE]
+                if before is None or sum(not history.is_edit(event) for event in events) >= limit:
+                    break
         except OperationError as exc:
             raise Refused(f"history failed: {exc}") from exc
-        lines = [_history_line(room_id, event, self.link) for event in events if event.get("type") == ROOM_MESSAGE]
+        lines = [_history_line(room_id, message, self.link) for message in history.shown(events)[-limit:]]
         name = self.link.room_name(room_id)
         if not lines:
             return f"No messages in {name} ({room_id})."
@@ -598,25 +650,16 @@ def _thread_of(event: Mapping[str, Any]) -> str | None:
     return relation(content)[0] if isinstance(content, Mapping) else None
 
 
-def _history_line(room_id: str, event: Mapping[str, Any], link: MatrixLink) -> str:
-    raw = event.get("content")
-    content: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-    sender = str(event.get("sender", "?"))
-    stamp = event.get("origin_server_ts")
-    when = datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if isinstance(stamp, int) else "?"
-    thread_id, reply_to, is_edit = relation(content)
-    body = str(content.get("body", ""))
-    if reply_to is not None:
-        formatted = content.get("formatted_body") if content.get("format") == render.HTML_FORMAT else None
-        body = without_reply_fallback(body, formatted if isinstance(formatted, str) else None)[0]
+def _history_line(room_id: str, message: history.Shown, link: MatrixLink) -> str:
+    stamp = message.stamp
+    when = datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if stamp is not None else "?"
     notes = []
-    if thread_id:
-        notes.append(f"thread {thread_id}")
-    if reply_to:
-        notes.append(f"reply to {reply_to}")
-    if is_edit:
-        notes.append("edit")
-    if content.get("msgtype") == "m.notice":
+    if message.thread_id:
+        notes.append(f"thread {message.thread_id}")
+    if message.reply_to:
+        notes.append(f"reply to {message.reply_to}")
+    if message.notice:
         notes.append("notice")
     extra = f" ({', '.join(notes)})" if notes else ""
-    return f"[{when}] {link.member_name(room_id, sender)} <{sender}> {event.get('event_id')}{extra}: {body}"
+    text = "(removed)" if message.body is None else message.body + (" (edited)" if message.edited else "")
+    return f"[{when}] {link.member_name(room_id, message.sender)} <{message.sender}> {message.event_id}{extra}: {text}"

@@ -245,18 +245,33 @@ class MatrixLink:
             f"get {event_id} in {room_id}", "GET", f"/rooms/{_part(room_id)}/event/{_part(event_id)}"
         )
 
-    async def recent(self, room_id: str, limit: int) -> list[Mapping[str, Any]]:
-        """The room's last `limit` events, oldest first (from the homeserver, so it covers any gap)."""
+    async def thread_latest(self, room_id: str, root: str) -> str | None:
+        """The newest event in the thread of `root` the homeserver knows; None when it has none yet."""
         answer = await self._call(
-            f"history of {room_id}",
+            f"thread of {root} in {room_id}",
             "GET",
-            f"/rooms/{_part(room_id)}/messages",
-            # Messages only: reactions and state events would take places of the `limit`.
-            params={"dir": "b", "limit": str(limit), "filter": HISTORY_FILTER},
+            # The relations API is only under v1: an absolute URL, past the client's v3 base.
+            f"{self.homeserver}/_matrix/client/v1/rooms/{_part(room_id)}/relations/{_part(root)}/m.thread",
+            params={"dir": "b", "limit": "1"},
         )
         chunk = answer.get("chunk")
-        events = [event for event in chunk if isinstance(event, Mapping)] if isinstance(chunk, list) else []
-        return events[::-1]
+        newest = chunk[0] if isinstance(chunk, list) and chunk and isinstance(chunk[0], Mapping) else {}
+        event_id = newest.get("event_id")
+        return event_id if isinstance(event_id, str) else None
+
+    async def recent(
+        self, room_id: str, limit: int, before: str | None = None
+    ) -> tuple[list[Mapping[str, Any]], str | None]:
+        """Up to `limit` of the room's messages before the pagination token `before` (the latest when
+        None), oldest first, and the token of the page before them: None at the room's beginning.
+        From the homeserver, so it covers any gap."""
+        params = {"dir": "b", "limit": str(limit), "filter": HISTORY_FILTER}
+        if before is not None:
+            params["from"] = before
+        # Messages only: reactions and state events would take places of the `limit`.
+        answer = await self._call(f"history of {room_id}", "GET", f"/rooms/{_part(room_id)}/messages", params=params)
+        events, earlier = read_page(answer, before or "")
+        return events[::-1], earlier
 
     async def missed(self, room_id: str, start: str, since: str) -> list[Mapping[str, Any]]:
         """The events a limited sync left out, oldest first: those between the sync token `since` the

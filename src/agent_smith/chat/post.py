@@ -27,7 +27,7 @@ async def post_notice(room: str, text: str, *, env: Mapping[str, str] | None = N
         event_ids: list[str] = []
         for content in render.message_contents(text, mention_ids=mention_ids):
             if event_ids:
-                content = render.later_part(content, event_ids[0])
+                content = render.later_part(content, event_ids[0], event_ids[-1])
             event_ids.append(await link.send(room_id, "m.room.message", content))
     finally:
         await link.close()

@@ -62,6 +62,7 @@ def message_content(
     *,
     reply_to: str | None = None,
     thread_id: str | None = None,
+    latest: str | None = None,
     mention_ids: Iterable[str] = (),
     msgtype: str = NOTICE,
 ) -> dict[str, Any]:
@@ -69,11 +70,20 @@ def message_content(
 
     A thread reply carries ``rel_type: m.thread`` with the root, and
     ``m.in_reply_to`` for clients without threads (``is_falling_back`` says
-    whether that reply target is only a fallback). ``m.mentions`` lists who is
-    named on purpose, so mention rules never depend on parsing prose.
+    whether that reply target is only a fallback). A message in a thread that
+    answers no message in particular falls back, as the spec says, to the
+    latest message of the thread known (`latest`; the root when it has none
+    yet), so an older client shows it after what it follows. ``m.mentions``
+    lists who is named on purpose, so mention rules never depend on parsing prose.
     """
     return _content(
-        text, to_html(text), reply_to=reply_to, thread_id=thread_id, mention_ids=mention_ids, msgtype=msgtype
+        text,
+        to_html(text),
+        reply_to=reply_to,
+        thread_id=thread_id,
+        latest=latest,
+        mention_ids=mention_ids,
+        msgtype=msgtype,
     )
 
 
@@ -83,6 +93,7 @@ def _content(
     *,
     reply_to: str | None = None,
     thread_id: str | None = None,
+    latest: str | None = None,
     mention_ids: Iterable[str] = (),
     msgtype: str = NOTICE,
 ) -> dict[str, Any]:
@@ -98,7 +109,7 @@ def _content(
             "rel_type": "m.thread",
             "event_id": thread_id,
             "is_falling_back": reply_to is None,
-            "m.in_reply_to": {"event_id": reply_to or thread_id},
+            "m.in_reply_to": {"event_id": reply_to or latest or thread_id},
         }
     elif reply_to is not None:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
@@ -274,14 +285,16 @@ def message_contents(
     *,
     reply_to: str | None = None,
     thread_id: str | None = None,
+    latest: str | None = None,
     mention_ids: Iterable[str] = (),
     budget: int = CONTENT_BUDGET,
     max_parts: int = MAX_PARTS,
 ) -> list[dict[str, Any]]:
     """The events one reply becomes: one, or several when it is over the size limit.
 
-    Only the first part is the reply; every part stays in the thread. Text
-    that needs more than `max_parts` parts raises `TooLong`.
+    Only the first part is the reply; every part stays in the thread (a later
+    part's fallback target is set by `later_part`, once the part before it has
+    an event id). Text that needs more than `max_parts` parts raises `TooLong`.
     """
     mentioned = tuple(mention_ids)
     # A part takes an empty message plus its share of the text, JSON-escaped, as the body, and
@@ -303,15 +316,27 @@ def message_contents(
         raise _too_long(text, max_parts)
     return [
         _content(
-            part, rendered[part], reply_to=reply_to if n == 0 else None, thread_id=thread_id, mention_ids=mentioned
+            part,
+            rendered[part],
+            reply_to=reply_to if n == 0 else None,
+            thread_id=thread_id,
+            latest=latest,
+            mention_ids=mentioned,
         )
         for n, part in enumerate(parts)
     ]
 
 
-def later_part(content: dict[str, Any], first_event_id: str) -> dict[str, Any]:
-    """`content`, a part after the first of a split message, marked as a part of the first."""
-    return {**content, PART_OF: first_event_id}
+def later_part(content: dict[str, Any], first_event_id: str, previous_event_id: str) -> dict[str, Any]:
+    """`content`, a part after the first of a split message, marked as a part of the first.
+
+    In a thread its fallback target is the part before it: the thread's latest message by then.
+    """
+    marked = {**content, PART_OF: first_event_id}
+    relates = content.get("m.relates_to")
+    if isinstance(relates, dict) and relates.get("is_falling_back") is True:
+        marked["m.relates_to"] = {**relates, "m.in_reply_to": {"event_id": previous_event_id}}
+    return marked
 
 
 def _too_long(text: str, max_parts: int) -> TooLong:

@@ -25,6 +25,7 @@ or did not wake the agent.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
@@ -43,8 +44,40 @@ _PILL = re.compile(
     r"""href\s*=\s*["'](?:https://matrix\.to/#/(?P<to>[^"'?]+)|matrix:(?://[^/"']*/)?u/(?P<uri>[^"'?#]+))""",
     re.IGNORECASE,
 )
-# A name counts only as a whole word: "dev" is not named by "devbot" or "dev-ops".
-_WORD_EDGE = r"A-Za-z0-9_\-"
+# Characters that continue a word besides letters, digits and combining marks: a name glued to one
+# is part of a longer word ("dev_ops", "dev-ops", a hyphen that is no dash, joiners inside a word).
+_WORD_JOINERS = frozenset("_-\u2010\u2011\u200c\u200d")
+
+
+def _word_char(char: str) -> bool:
+    """Whether `char` belongs to a word in any script: "Dev" is not named in "Devé", "Devбот" or "Dev\u0301"."""
+    return char.isalnum() or char in _WORD_JOINERS or unicodedata.category(char).startswith("M")
+
+
+def _fold(text: str) -> str:
+    """Text for caseless matching (the Unicode standard's canonical caseless match): a name typed
+    with a precomposed "é" matches one a client sent decomposed, and "ß" matches "SS".
+
+    Composed (NFC) at the end, not decomposed: decomposing would turn a spacing accent that ends a
+    word ("΅") into a combining mark, glued to the name after it.
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
+
+
+def whole_word_in(word: str, folded: str) -> bool:
+    """Whether `word` occurs in `folded` (both already `_fold`ed) with no word character on either side.
+
+    Every occurrence is tried: one glued to a word ("devbot") must not hide a later one that stands alone.
+    """
+    if not word:
+        return False
+    start = folded.find(word)
+    while start >= 0:
+        end = start + len(word)
+        if (start == 0 or not _word_char(folded[start - 1])) and (end == len(folded) or not _word_char(folded[end])):
+            return True
+        start = folded.find(word, start + 1)
+    return False
 
 
 @dataclass(frozen=True)
@@ -60,14 +93,15 @@ class Member:
         return self.user_id.split(":", 1)[0].lstrip("@")
 
     @cached_property
-    def _pattern(self) -> re.Pattern[str]:
+    def _spellings(self) -> frozenset[str]:
         spellings = {self.user_id, self.localpart}
-        spellings.update(s for s in (self.name, self.display_name) if s and s.strip())
-        alternatives = "|".join(re.escape(s.strip()) for s in sorted(spellings, key=len, reverse=True))
-        return re.compile(rf"(?<![{_WORD_EDGE}])(?:{alternatives})(?![{_WORD_EDGE}])", re.IGNORECASE)
+        spellings.update(s.strip() for s in (self.name, self.display_name) if s and s.strip())
+        return frozenset(_fold(s) for s in spellings)
 
     def named_in(self, text: str) -> bool:
-        return bool(self._pattern.search(text))
+        """Whether `text` names this member as a whole word, in any case and script."""
+        folded = _fold(text)
+        return any(whole_word_in(spelling, folded) for spelling in self._spellings)
 
 
 @dataclass(frozen=True)
@@ -212,10 +246,8 @@ class QuietHours:
 
 def is_incident(text: str, words: Iterable[str]) -> bool:
     """Does the text carry one of the incident words, as a whole word, case-insensitively?"""
-    for word in words:
-        if word.strip() and re.search(rf"(?<![{_WORD_EDGE}]){re.escape(word.strip())}(?![{_WORD_EDGE}])", text, re.I):
-            return True
-    return False
+    folded = _fold(text)
+    return any(word.strip() and whole_word_in(_fold(word.strip()), folded) for word in words)
 
 
 def decide(

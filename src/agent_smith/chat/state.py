@@ -69,10 +69,13 @@ class ChatState(BaseModel):
         self.held = kept
         return dropped
 
-    def take_held(self) -> list[Held]:
-        items = [Held(**h.model_dump()) for h in self.held]
-        self.held = []
-        return items
+    def held_now(self) -> list[Held]:
+        """The held messages, oldest first; they stay held until `release_held`."""
+        return [Held(**h.model_dump()) for h in self.held]
+
+    def release_held(self, count: int) -> None:
+        """Forget the first `count` held messages: the agent got them in a digest."""
+        self.held = self.held[count:]
 
 
 def _bounded(ids: list[str], new: str) -> list[str]:
