@@ -62,6 +62,14 @@ def test_init_refuses_a_non_empty_directory_without_force(tmp_path: Path) -> Non
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
+def test_init_force_over_a_whole_crew_writes_one_file_and_says_it_in_the_singular(tmp_path: Path) -> None:
+    run("init", str(tmp_path))
+    result = run("init", "--force", str(tmp_path))
+    assert result.returncode == 0
+    assert "(1 file)." in result.stdout, "only the schema is written again"
+    assert "(1 files)" not in result.stdout
+
+
 def test_init_force_over_a_crew_keeps_its_edits_and_says_so(tmp_path: Path) -> None:
     run("init", str(tmp_path))
     crew_yaml, persona = tmp_path / "crew.yaml", tmp_path / "agents" / "devbot" / "CLAUDE.md"

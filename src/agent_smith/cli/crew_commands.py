@@ -41,7 +41,10 @@ def init(
     """Scaffold a working crew: a developer, a reviewer, shared rules and the schema."""
     out = app_context(ctx)
     done = scaffold_crew(directory, force=force)
-    out.console.print(f"Wrote a crew of two agents to [bold]{directory}[/] ({len(done.written)} files).")
+    written = len(done.written)
+    out.console.print(
+        f"Wrote a crew of two agents to [bold]{directory}[/] ({written} file{'' if written == 1 else 's'})."
+    )
     if done.kept:
         out.console.print(f"Kept what was there: {', '.join(str(p.relative_to(directory)) for p in done.kept)}.")
     out.console.print(f"Next: [bold]agent-smith validate {directory}[/], then edit crew.yaml.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,9 @@ _CREW_KEY = "agent_smith.firewall.crew"
 
 firewall_app = typer.Typer(
     name="firewall",
-    help="The egress credential firewall: every agent's HTTPS goes through it.",
+    help="The egress credential firewall: every agent's HTTPS goes through it.\n\n"
+    "Without a command it runs the firewall in the foreground until SIGINT/SIGTERM "
+    "(`agent-smith up` starts it for you).",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -72,7 +75,7 @@ def import_login(
     tokens = import_claude_login(loaded.crew, credentials)
     out = app_context(ctx)
     out.console.print(
-        f"imported the Claude login (expires at {tokens.expires_at_ms} ms since the epoch) "
+        f"imported the Claude login (its access token expires {_utc(tokens.expires_at_ms)}) "
         "into the firewall's secret store; no token was printed",
         highlight=False,
     )
@@ -80,6 +83,11 @@ def import_login(
     out.warn(f"{credentials} still holds the real tokens: delete it unless a claude of yours uses it")
     if not loaded.crew.egress.claude_login.enabled:
         out.warn("egress.claude_login.enabled is false in crew.yaml: the firewall will not use this login")
+
+
+def _utc(ms: int) -> str:
+    """Milliseconds since the epoch as a time a person reads (the import bounds it below year 10000)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def register(app: typer.Typer) -> None:
