@@ -163,6 +163,7 @@ def test_help_shows_a_value_for_options_that_take_one_and_none_for_flags(path: l
             assert shown.startswith(" ".join(option.help.split()[:3])), (path, option.opts, row)
         else:
             assert shown == option.metavar or re.match(r"<[^<>]+>", shown), (path, option.opts, row)
+            assert "list[" not in shown, (path, option.opts, row)  # a Python type: say what one value is
 
 
 JSON_KEYS = {"time", "level", "logger", "message"}
@@ -179,15 +180,25 @@ def _json_lines(stderr: str) -> list[dict[str, Any]]:
     ("argv", "env", "level", "message"),
     [
         # The full CLI: an agent-smith error, bad usage before and after the verb, a bad option value.
-        (["--log-format", "json", "status", "--crew", "/nonexistent"], {}, "error", "no crew.yaml here"),
-        (["status", "--crew", "/nonexistent"], {"AGENT_SMITH_LOG_FORMAT": "json"}, "error", "no crew.yaml here"),
+        (["--log-format", "json", "status", "--crew", "/nonexistent"], {}, "error", "no crew.yaml in /nonexistent"),
+        (
+            ["status", "--crew", "/nonexistent"],
+            {"AGENT_SMITH_LOG_FORMAT": "json"},
+            "error",
+            "no crew.yaml in /nonexistent",
+        ),
         (["--log-format=json", "nosuchverb"], {}, "error", "No such command 'nosuchverb'."),
         (["--log-format", "json", "up", "--bogus"], {}, "error", "No such option: --bogus"),
         (["--log-format", "json", "--log-level"], {}, "error", "Option '--log-level' requires an argument."),
         (["--log-format", "json", "--log-level", "loud", "schema"], {}, "error", "log level 'loud'"),
         # The fast paths: a plain `up`, and the servers.
-        (["up", "--crew", "/nonexistent"], {"AGENT_SMITH_LOG_FORMAT": "json"}, "error", "no crew.yaml here"),
-        (["firewall", "--crew", "/nonexistent"], {"AGENT_SMITH_LOG_FORMAT": "json"}, "error", "no crew.yaml here"),
+        (["up", "--crew", "/nonexistent"], {"AGENT_SMITH_LOG_FORMAT": "json"}, "error", "no crew.yaml in /nonexistent"),
+        (
+            ["firewall", "--crew", "/nonexistent"],
+            {"AGENT_SMITH_LOG_FORMAT": "json"},
+            "error",
+            "no crew.yaml in /nonexistent",
+        ),
     ],
 )
 def test_with_json_logs_what_the_cli_says_on_stderr_is_json(

@@ -312,3 +312,18 @@ def test_a_refused_login_is_named_as_such(env: dict[str, str | None], leak_check
         assert err.startswith(f"warning: {said}: task_done ")
         code, _, err = invoke(["events", "query"], env)
         assert (code, err) == (1, f"error: {said}\n")
+
+
+def test_publishing_while_the_crew_is_down_says_its_event_log_does_not_run(
+    env: dict[str, str | None], tmp_path: Path
+) -> None:
+    crew = tmp_path / "crew"
+    scaffold_crew(crew)
+    (crew / "crew.yaml").write_text(
+        (crew / "crew.yaml").read_text() + f"\nruntime:\n  state_dir: {tmp_path / 'state'}\n"
+    )
+    env = {**env, "NATS_URL": None, "AGENT_SMITH_CREW": str(crew)}
+    code, out, err = invoke(["events", "publish", "task_done", "-f", "summary=x", "--agent", "devbot"], env)
+    assert (code, out) == (0, ""), err
+    assert err.startswith("warning: the crew's event log does not run (`agent-smith up` starts it): task_done ")
+    assert len(err.strip().splitlines()) == 1

@@ -51,7 +51,10 @@ def assemble_command(
     no_proxy: Annotated[
         list[str] | None,
         typer.Option(
-            "--no-proxy", help="A host the agent reaches without the firewall (repeatable).", show_default=False
+            "--no-proxy",
+            metavar="HOST",
+            help="A host the agent reaches without the firewall (repeatable).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:

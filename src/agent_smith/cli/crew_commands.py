@@ -27,7 +27,11 @@ CrewDir = Annotated[
 # must not conflict with the directory typed.
 CrewDirOption = Annotated[
     Path | None,
-    typer.Option("--crew", help="The crew directory, as the other verbs take it.", show_default=False),
+    typer.Option(
+        "--crew",
+        help="The crew directory, as the other verbs take it (default: $AGENT_SMITH_CREW or the current directory).",
+        show_default=False,
+    ),
 ]
 
 

@@ -51,7 +51,7 @@ CrewOption = Annotated[
         show_default=False,
     ),
 ]
-TypeOption = Annotated[list[str] | None, typer.Option("--type", "-t", help="Event type (repeatable).")]
+TypeOption = Annotated[list[str] | None, typer.Option("--type", "-t", metavar="TYPE", help="Event type (repeatable).")]
 AgentFilter = Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's events.")]
 RepoOption = Annotated[str | None, typer.Option("--repo", help="Only events about this owner/name.")]
 
@@ -105,7 +105,9 @@ def _filter(
 def publish(
     ctx: typer.Context,
     type_name: Annotated[str, typer.Argument(metavar="TYPE", help="The event type, e.g. pr_opened.")],
-    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="A field as key=value (repeatable).")] = None,
+    field: Annotated[
+        list[str] | None, typer.Option("--field", "-f", metavar="KEY=VALUE", help="A field as key=value (repeatable).")
+    ] = None,
     agent: Annotated[
         str | None, typer.Option("--agent", envvar="AGENT_NAME", help="Who publishes.", show_default=False)
     ] = None,
@@ -138,6 +140,9 @@ def publish(
     elif receipt.stored:
         out.console.print(f"published {event.type} {receipt.event_id} (stream sequence {receipt.seq})")
     if not receipt.stored:
+        if target.url is None:
+            # Only a crew's own event log has no URL: its embedded server, which runs while the crew does.
+            problem = "the crew's event log does not run (`agent-smith up` starts it)"
         out.warn(
             f"{escape(problem)}: {event.type} {receipt.event_id} is kept in the outbox "
             f"{escape(str(target.outbox))} and sent when NATS takes it"

@@ -169,7 +169,7 @@ def _read_yaml(file: Path, report: _Report) -> Any:
                 1,
                 1,
                 "",
-                "no crew.yaml here (create one with `agent-smith init DIR`)",
+                f"no crew.yaml in {file.parent.absolute()} (create one with `agent-smith init DIR`)",
             )
         )
         return None
