@@ -24,7 +24,12 @@ def test_serves_the_script_until_sigterm(
     script = tmp_path / "script.yaml"
     script.write_text("agents:\n  bob:\n    - text: from the subprocess\n")
     server = model_server_process(script)
-    body = {"max_tokens": 100, "tools": [{"name": "Bash"}], "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "claude-x",
+        "max_tokens": 100,
+        "tools": [{"name": "Bash"}],
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     with httpx.Client(trust_env=False, timeout=10) as client:
         reply = client.post(f"{server.agent_url('bob')}/v1/messages?beta=true", json=body)
     assert reply.json()["content"] == [{"type": "text", "text": "from the subprocess"}]

@@ -3,8 +3,10 @@
 Claude Code sends more than the agent's own turns to the model: a session
 title, an auto-mode safety check, a quota probe. `classify` tells them
 apart so only agent turns consume the script; `choose` picks the scripted
-turn; `build_reply` makes the Anthropic Messages API answer and `sse_frames`
-frames it as the streaming API does.
+turn; `build_reply` makes the Anthropic Messages API answer and `sse_events`
+frames it as the streaming API does. `request_problem` refuses a body the
+real API would answer with a 400, so a request that passes here is one the
+provider would take.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ SAFETY_ALLOW = "<block>no"
 QUOTA_REPLY = "ok"
 TEXT_CHUNK = 48
 JSON_CHUNK = 24
+# The Messages and Token Counting APIs refuse bodies over 32 MB with a 413 (docs: "Errors", request size limits).
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 
 class Endpoint(StrEnum):
@@ -98,6 +102,106 @@ def _dig(data: Mapping[str, Any], *keys: str) -> object:
             return None
         current = current.get(key)
     return current
+
+
+# `system` entries in `messages` are what Claude Code sends for hook context and
+# environment notes (measured with the pinned CLI); the API takes them.
+_ROLES = ("user", "assistant", "system")
+
+
+def request_problem(endpoint: Endpoint, body: Mapping[str, Any]) -> str | None:
+    """Why the API would refuse this body with a 400 invalid_request_error, or None.
+
+    The message is worded as the API words it: verbatim for a missing field
+    and for the two tool pairing errors, in its style for the rest.
+
+    Checked: the required fields (``max_tokens`` only for messages, not for
+    count_tokens), their types, the shape of ``system`` and of each message,
+    and that every ``tool_use`` is answered by a ``tool_result`` in the next
+    message and every ``tool_result`` answers one.
+    """
+    required = ("model", "messages") if endpoint is Endpoint.COUNT_TOKENS else ("model", "max_tokens", "messages")
+    for field in required:
+        if field not in body:
+            return f"{field}: Field required"
+    if not isinstance(body["model"], str) or not body["model"]:
+        return "model: Input should be a valid string"
+    if endpoint is Endpoint.MESSAGES:
+        max_tokens = body["max_tokens"]
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            return "max_tokens: Input should be a valid integer"
+        if max_tokens < 1:
+            return "max_tokens: Input should be greater than or equal to 1"
+    if "stream" in body and not isinstance(body["stream"], bool):
+        return "stream: Input should be a valid boolean"
+    system = body.get("system")
+    if system is not None and not isinstance(system, str) and not _text_blocks(system):
+        return "system: Input should be a valid string or a list of text blocks"
+    return _messages_problem(body["messages"])
+
+
+def _text_blocks(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+        for block in value
+    )
+
+
+def _messages_problem(messages: object) -> str | None:
+    if not isinstance(messages, list):
+        return "messages: Input should be a valid list"
+    if not messages:
+        return "messages: at least one message is required"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages.{index}: Input should be a valid dictionary"
+        if message.get("role") not in _ROLES:
+            return f"messages.{index}.role: Input should be 'user' or 'assistant'"
+        content = message.get("content")
+        if "content" not in message:
+            return f"messages.{index}.content: Field required"
+        if not isinstance(content, str) and not (
+            isinstance(content, list) and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content)
+        ):
+            return f"messages.{index}.content: Input should be a valid string or a list of content blocks"
+    return _tool_pairing_problem(messages)
+
+
+def _tool_pairing_problem(messages: Sequence[dict[str, Any]]) -> str | None:
+    """The API's two pairing errors, worded as it words them.
+
+    `system` entries are skipped when looking for "the next message": they
+    carry context between turns and are not turns themselves.
+    """
+    pending: list[str] = []
+    pending_at = 0
+    for index, message in enumerate(messages):
+        if message["role"] == "system":
+            continue
+        blocks = list(_blocks(message["content"]))
+        results = [
+            (n, block.get("tool_use_id")) for n, block in enumerate(blocks) if block.get("type") == "tool_result"
+        ]
+        if message["role"] == "user":
+            for n, use_id in results:
+                if use_id not in pending:
+                    return (
+                        f"messages.{index}.content.{n}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{use_id}. Each `tool_result` block must have a corresponding `tool_use` block in the "
+                        "previous message."
+                    )
+        answered = {use_id for _, use_id in results} if message["role"] == "user" else set()
+        unanswered = [use_id for use_id in pending if use_id not in answered]
+        if unanswered:
+            return (
+                f"messages.{pending_at}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                f"{', '.join(unanswered)}. Each `tool_use` block must have a corresponding `tool_result` block in "
+                "the next message."
+            )
+        pending, pending_at = [], index
+        if message["role"] == "assistant":
+            pending = [str(block.get("id")) for block in blocks if block.get("type") == "tool_use"]
+    return None
 
 
 @dataclass(frozen=True)
@@ -249,6 +353,10 @@ def build_reply(kind: RequestKind, choice: Choice, body: Mapping[str, Any], ids:
         if choice.turn.tool_calls:
             stop_reason = "tool_use"
     output_tokens = max(1, sum(len(json.dumps(block)) for block in content) // 4)
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0:
+        # The model never writes past max_tokens; the quota probe's one token says so.
+        output_tokens = min(output_tokens, max_tokens)
     return {
         "id": ids.message,
         "type": "message",
@@ -257,7 +365,19 @@ def build_reply(kind: RequestKind, choice: Choice, body: Mapping[str, Any], ids:
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
-        "usage": {"input_tokens": estimate_tokens(body), "output_tokens": output_tokens},
+        "usage": _usage(estimate_tokens(body), output_tokens),
+    }
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """Usage as the API reports it: the cache counters are always there, zero when nothing was cached."""
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
     }
 
 
@@ -281,7 +401,7 @@ def sse_events(reply: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": reply["usage"]["input_tokens"], "output_tokens": 1},
+        "usage": {**reply["usage"], "output_tokens": 1},
     }
     events: list[tuple[str, dict[str, Any]]] = [
         ("message_start", {"type": "message_start", "message": start_message}),
@@ -334,3 +454,21 @@ def encode_sse(event: str, data: Mapping[str, Any]) -> bytes:
 
 def count_tokens_reply(body: Mapping[str, Any]) -> dict[str, Any]:
     return {"input_tokens": estimate_tokens(body)}
+
+
+# The HTTP status of each error type the API documents (docs: "Errors").
+ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def error_body(kind: str, message: str, request_id: str) -> dict[str, Any]:
+    """An error as the API returns it: a top-level ``error`` object and the request's id beside it."""
+    return {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}

@@ -83,6 +83,7 @@ class ModelServer:
         self._port = port
         self._cursors: dict[str, int] = {}
         self._sequence = 0
+        self._requests = 0
         self._runner: web.AppRunner | None = None
         self._bound_port: int | None = None
 
@@ -118,7 +119,7 @@ class ModelServer:
             sock.close()
             raise OperationError(f"model server cannot listen on {self._host}:{self._port}: {exc.strerror}") from exc
         self._bound_port = sock.getsockname()[1]
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=core.MAX_REQUEST_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -144,9 +145,15 @@ class ModelServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         where = core.route(request.path_qs)
-        raw = await request.read()
-        body = _parse_json(raw)
-        answer = self._decide(request.method, request.path, where, body)
+        request_id = self._next_request_id()
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raw, body = b"", None
+            answer = _error("request_too_large", _TOO_LARGE, request_id)
+        else:
+            body = _parse_json(raw)
+            answer = self._decide(request.method, request.path, where, body, request_id)
         # Logged before the reply goes out: once a client has seen a reply, its line is in the log.
         self._log(
             {
@@ -162,17 +169,21 @@ class ModelServer:
                 "reply": answer.payload,
             }
         )
+        headers = {"request-id": request_id}
         if answer.stream:
-            return await _stream(request, answer.payload)
-        return web.json_response(answer.payload, status=answer.status)
+            return await _stream(request, answer.payload, headers)
+        return web.json_response(answer.payload, status=answer.status, headers=headers)
 
-    def _decide(self, method: str, path: str, where: core.Route, body: Any) -> _Answer:
+    def _decide(self, method: str, path: str, where: core.Route, body: Any, request_id: str) -> _Answer:
         if where.endpoint in (core.Endpoint.HELLO, core.Endpoint.ROOT):
             return _Answer(200, {"message": "hello"})
         if method != "POST" or where.endpoint is core.Endpoint.OTHER:
-            return _Answer(404, _error_body("not_found_error", f"no route for {method} {path}"))
+            return _error("not_found_error", f"no route for {method} {path}", request_id)
         if not isinstance(body, dict):
-            return _Answer(400, _error_body("invalid_request_error", "the body must be a JSON object"))
+            return _error("invalid_request_error", "the body must be a JSON object", request_id)
+        problem = core.request_problem(where.endpoint, body)
+        if problem is not None:
+            return _error("invalid_request_error", problem, request_id)
         if where.endpoint is core.Endpoint.COUNT_TOKENS:
             return _Answer(200, core.count_tokens_reply(body))
         kind = core.classify(body)
@@ -181,6 +192,12 @@ class ModelServer:
             choice, self._cursors = core.choose(self.script, self._cursors, where.agent, body)
         reply = core.build_reply(kind, choice, body, self._next_ids(choice), self.script.idle_text)
         return _Answer(200, reply, kind=kind, turn=choice.index, stream=bool(body.get("stream")))
+
+    def _next_request_id(self) -> str:
+        # The `request-id` header's shape is how Claude Code tells an answer of the API
+        # from one of a proxy in between (it checks ^req_[A-Za-z0-9_-]{4,128}$).
+        self._requests += 1
+        return f"req_{self._requests:024x}"
 
     def _next_ids(self, choice: core.Choice) -> core.Ids:
         self._sequence += 1
@@ -216,12 +233,15 @@ def _parse_json(raw: bytes) -> Any:
         return None
 
 
-def _error_body(kind: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": kind, "message": message}}
+def _error(kind: str, message: str, request_id: str) -> _Answer:
+    return _Answer(core.ERROR_STATUS[kind], core.error_body(kind, message, request_id))
 
 
-async def _stream(request: web.Request, reply: Mapping[str, Any]) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+_TOO_LARGE = f"Request exceeds the maximum allowed number of bytes ({core.MAX_REQUEST_BYTES})."
+
+
+async def _stream(request: web.Request, reply: Mapping[str, Any], headers: Mapping[str, str]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     for event, data in core.sse_events(reply):
         await response.write(core.encode_sse(event, data))
