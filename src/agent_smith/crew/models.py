@@ -175,6 +175,12 @@ def _some(value: str) -> str:
     return value
 
 
+# `_QUANTITY` with a digit other than 0 in its number, without lookaround (Helm reads the
+# chart's copy of the schema with Go's regexp).
+_NONZERO_QUANTITY = (
+    r"^[+]?([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]+\.[0-9]*[1-9][0-9]*|\.[0-9]*[1-9][0-9]*)"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$"
+)
 # A volume's size: Kubernetes refuses a claim for none. The schema's pattern wants a digit other
 # than 0 before any suffix, so that an editor flags "0Gi" too.
 Storage = Annotated[
@@ -183,7 +189,7 @@ Storage = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": "^(?=[+]?[0-9.]*[1-9])" + _QUANTITY.pattern[1:]},
+                {"type": "string", "pattern": _NONZERO_QUANTITY},
                 {"type": "number", "exclusiveMinimum": 0},
             ]
         }
@@ -736,9 +742,12 @@ class MatrixSettings(_Model):
 
 # What `_nats_url` takes, for the schema: servers separated by commas, each a host (and port),
 # with one of the client's schemes or none (then no "://" at all: "NATS://h" is no host "NATS").
+# No lookaround: Helm checks the chart's copy of this schema with Go's regexp (RE2). Without a
+# scheme, a port has digits and a path no ":", so no "://" can hide in one ("NATS://h" is no host).
+_USER_HOST = r"(?:[^\s,/@\[\]]*@)?(?:\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]|[^\s,/?#@:\[\]]+)"
 _NATS_SERVER = (
-    rf"\s*(?:(?:nats|tls|ws|wss)://|(?![^\s,]*://))(?:[^\s,/@\[\]]*@)?(?:\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]|[^\s,/?#@:\[\]]+)(?::{_PORT}?)?"
-    r"(?:[/?#][^\s,]*)?\s*"
+    rf"\s*(?:(?:nats|tls|ws|wss)://{_USER_HOST}(?::{_PORT}?)?(?:[/?#][^\s,]*)?"
+    rf"|{_USER_HOST}(?::{_PORT})?(?:[/?#][^\s,:]*)?)\s*"
 )
 _NATS_URL_SCHEMA = WithJsonSchema({"type": "string", "pattern": f"^{_NATS_SERVER}(?:,{_NATS_SERVER})*$"})
 
@@ -834,8 +843,12 @@ class Runtime(_Model):
             "taken from the crew directory)"
         ),
     )
-    tmux_socket: Annotated[str, AfterValidator(_socket_name), _schema_pattern(_SOCKET_NAME)] = Field(
-        default="agent-smith", description="agent-smith's own tmux server (-L)"
+    tmux_socket: Annotated[str, AfterValidator(_socket_name), _schema_pattern(_SOCKET_NAME)] | None = Field(
+        default=None,
+        description=(
+            "agent-smith's own tmux server (-L); agent-smith-<crew name> when absent, so that crews of "
+            "one machine, whose sessions are named by agent, never share one"
+        ),
     )
     metrics_listen: Listen = Field(
         default="127.0.0.1:0",
@@ -965,6 +978,11 @@ class Crew(_Model):
         if state.is_absolute() or self._directory is None:
             return state
         return self._directory / state
+
+    @property
+    def tmux_socket(self) -> str:
+        """The tmux server (-L) of the crew's sessions: runtime.tmux_socket, else the crew's own."""
+        return self.runtime.tmux_socket or f"agent-smith-{self.crew.name}"
 
     def agent(self, name: str) -> Agent:
         for agent in self.agents:
