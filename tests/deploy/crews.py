@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from agent_smith.crew import Crew, LoadedCrew, load_crew, scaffold_crew
 from agent_smith.deploy import crew_files
+from agent_smith.deploy.render import AGENT_LABEL, CONFIG_HASH, FileContent
 
 # crew.yaml replacements (old → new) for the scaffolded example: transparent mode, and devbot's own listener.
 TRANSPARENT = {
@@ -151,6 +153,19 @@ def example_crew(tmp_path: Path, replace: dict[str, str] | None = None) -> Loade
     return load_crew(directory, env={})
 
 
+def edited_example(
+    directory: Path, replace: dict[str, str], files: dict[str, str | bytes]
+) -> tuple[Crew, dict[str, FileContent]]:
+    """The example crew with crew.yaml text replaced and persona files set, as `k8s render` reads it."""
+    loaded = example_crew(directory, replace)
+    for path, content in files.items():
+        target = loaded.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    reloaded = load_crew(loaded.root, env={})
+    return reloaded.crew, crew_files(reloaded)
+
+
 def example(tmp_path: Path) -> tuple[LoadedCrew, dict[str, str]]:
     loaded = example_crew(tmp_path)
     return loaded, crew_files(loaded)
@@ -175,11 +190,75 @@ def resolve_env(env: list[dict[str, Any]], secrets: dict[tuple[str, str], str]) 
 
 
 def materialize_config(config: dict[str, Any], volume: dict[str, Any], directory: Path) -> None:
-    """Write a ConfigMap volume's items as the kubelet would mount them."""
+    """Write a ConfigMap volume's items as the kubelet would mount them: `data` as UTF-8, `binaryData` decoded."""
     for item in volume["configMap"]["items"]:
         path = directory / item["path"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(config["data"][item["key"]])
+        if item["key"] in config.get("binaryData", {}):
+            path.write_bytes(base64.b64decode(config["binaryData"][item["key"]], validate=True))
+        else:
+            path.write_bytes(config["data"][item["key"]].encode())
+
+
+# What an agent's pod reads: one rollout hash per agent, read from its StatefulSet.
+def rollout_hashes(manifests: Any) -> dict[str, str]:
+    return {
+        obj["metadata"]["labels"][AGENT_LABEL]: obj["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+        for obj in manifests
+        if obj["kind"] == "StatefulSet" and AGENT_LABEL in obj["metadata"]["labels"]
+    }
+
+
+# A PNG's first bytes: no UTF-8 (0x89 starts no character).
+IMAGE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"
+
+# Edits of the example crew (crew.yaml replacements, persona files set) and the agents each must restart:
+# exactly those whose pods read what changed.
+ROLLOUT_EDITS: list[tuple[str, dict[str, str], dict[str, str | bytes], set[str]]] = [
+    ("devbot's CLAUDE.md", {}, {"agents/devbot/CLAUDE.md": "# devbot, renamed\n"}, {"devbot"}),
+    ("a subagent of reviewbot", {}, {"agents/reviewbot/subagents/security-reviewer.md": "---\n---\n"}, {"reviewbot"}),
+    ("a new file of devbot", {}, {"agents/devbot/notes/style.md": "tabs\n"}, {"devbot"}),
+    ("an image of reviewbot", {}, {"agents/reviewbot/avatar.png": IMAGE}, {"reviewbot"}),
+    ("the shared CLAUDE.md", {}, {"agents/_shared/CLAUDE.md": "# everyone\n"}, {"devbot", "reviewbot"}),
+    ("the shared settings", {}, {"agents/_shared/settings.json": "{}\n"}, {"devbot", "reviewbot"}),
+    ("devbot's entry", {"      room, and wait for work.": "      room."}, {}, {"devbot"}),
+    (
+        "reviewbot's repos",
+        {"    role: reviewer\n    repos: [example/widgets]": "    role: reviewer\n    repos: [example/gadgets]"},
+        {},
+        {"reviewbot"},
+    ),
+    (
+        "reviewbot's env",
+        {"    role: reviewer\n": "    role: reviewer\n    env: {LANG: C.UTF-8}\n"},
+        {},
+        {"reviewbot"},
+    ),
+    # What devbot's team section, hook context and chat roster say of reviewbot.
+    ("reviewbot's role", {"role: reviewer": "role: security reviewer"}, {}, {"devbot", "reviewbot"}),
+    ("reviewbot's login", {"github_login: reviewbot": "github_login: reviewbot-gh"}, {}, {"devbot", "reviewbot"}),
+    (
+        "reviewbot's Matrix name",
+        {"      display_name: reviewbot": "      display_name: Reviewer"},
+        {},
+        {"devbot", "reviewbot"},
+    ),
+    # Crew-level settings reach every agent.
+    (
+        "the operators",
+        {'operators: ["@operator:localhost"]': 'operators: ["@boss:localhost"]'},
+        {},
+        {"devbot", "reviewbot"},
+    ),
+    ("the event log", {"max_age: 30d": "max_age: 7d"}, {}, {"devbot", "reviewbot"}),
+    (
+        "the allowlist",
+        {"    - host: pypi.org\n": "    - host: pypi.org\n    - host: crates.io\n"},
+        {},
+        {"devbot", "reviewbot"},
+    ),
+    ("a comment in crew.yaml", {"# The crew: who": "# Our crew: who"}, {}, set()),
+]
 
 
 def clean_env() -> dict[str, str]:

@@ -8,6 +8,7 @@ same engine `helm template` runs.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import tarfile
@@ -20,12 +21,16 @@ from hypothesis import HealthCheck, given, settings
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from tests.deploy.crews import (
+    IMAGE,
     OWN_LISTENER,
+    ROLLOUT_EDITS,
     TRANSPARENT,
     crews,
+    edited_example,
     example,
     example_crew,
     files_for,
+    rollout_hashes,
     secret_env_of,
 )
 
@@ -33,6 +38,7 @@ from agent_smith.crew import Crew
 from agent_smith.deploy import VERSIONS, check_manifests, crew_files, render_crew, validate_strict
 from agent_smith.deploy.chart import CREW_FILE, chart_files, chart_values, default_values
 from agent_smith.deploy.render import CONFIG_HASH
+from agent_smith.deploy.writer import to_yaml
 from agent_smith.errors import UsageError
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "agent-smith"
@@ -43,6 +49,11 @@ def helm_render(values: dict[str, Any], namespace: str = "agent-smith") -> list[
         out = chart.render(values, name="crew", namespace=namespace)
     yaml = YAML(typ="safe", pure=True)
     return [doc for path, text in sorted(out.items()) if path.endswith(".yaml") for doc in yaml.load_all(text) if doc]
+
+
+def crew_of(values: dict[str, Any]) -> Crew:
+    """The crew whose chart values these are: crew.yaml's keys, without the files."""
+    return Crew.model_validate({k: v for k, v in values.items() if k not in ("files", "binary_files")})
 
 
 def comparable(manifests: Any) -> dict[tuple[str, str], Any]:
@@ -138,7 +149,7 @@ def test_values_with_a_hand_written_agent_get_the_crew_defaults() -> None:
     # A quantity may be a YAML number, as in Kubernetes manifests.
     values["agents"] = [{"name": "solo", "resources": {"cpu_limit": 3, "memory_request": "2Gi"}}]
     manifests = helm_render(values)
-    crew = Crew.model_validate({k: v for k, v in values.items() if k != "files"})
+    crew = crew_of(values)
     assert_same(render_crew(crew, {"crew.yaml": "version: 1\n"}).manifests, manifests)
 
 
@@ -207,7 +218,7 @@ def test_the_chart_fails_with_the_cli_s_message(edit: Any, message: str) -> None
     with pytest.raises(helm.HelmError) as caught:
         helm_render(values)
     assert message in str(caught.value)
-    crew = Crew.model_validate({k: v for k, v in values.items() if k != "files"})
+    crew = crew_of(values)
     with pytest.raises(UsageError) as refused:
         render_crew(crew, files_for(crew))
     assert message in str(refused.value)
@@ -220,7 +231,7 @@ def test_a_quantity_kubernetes_cannot_read_is_refused_by_the_chart_and_the_crew_
     with pytest.raises(helm.HelmValuesError, match=r"/agents/0/resources/cpu_request': 'lots' does not match pattern"):
         helm_render(values)
     with pytest.raises(ValidationError, match="'lots' is not a Kubernetes quantity"):
-        Crew.model_validate({k: v for k, v in values.items() if k != "files"})
+        crew_of(values)
 
 
 def test_the_chart_packages_with_the_release_version(tmp_path: Path) -> None:
@@ -309,3 +320,62 @@ def test_the_chart_passes_an_agent_s_env_literally_as_the_cli_does() -> None:
     crew = Crew.model_validate({"crew": {"name": "dollars"}, "agents": [{"name": "solo", "env": env}]})
     files = files_for(crew)
     assert_same(render_crew(crew, files).manifests, helm_render(chart_values(crew, files)))
+
+
+@pytest.mark.parametrize(("what", "replace", "files", "rolled"), ROLLOUT_EDITS, ids=[e[0] for e in ROLLOUT_EDITS])
+def test_the_chart_restarts_exactly_the_agents_whose_pods_read_an_edit(
+    tmp_path: Path, what: str, replace: dict[str, str], files: dict[str, str | bytes], rolled: set[str]
+) -> None:
+    before = rollout_hashes(helm_render(chart_values(*edited_example(tmp_path / "before", {}, {}))))
+    after = rollout_hashes(helm_render(chart_values(*edited_example(tmp_path / "after", replace, files))))
+    assert set(before) == {"devbot", "reviewbot"}
+    assert {agent for agent in before if before[agent] != after[agent]} == rolled
+
+
+def test_the_chart_carries_a_binary_file_exactly_as_the_cli_does(tmp_path: Path) -> None:
+    crew, files = edited_example(tmp_path, {}, {"agents/reviewbot/avatar.png": IMAGE})
+    values = chart_values(crew, files)
+    assert values["binary_files"] == {"agents/reviewbot/avatar.png": base64.b64encode(IMAGE).decode()}
+    assert "agents/reviewbot/avatar.png" not in values["files"]
+    # Through a values file, as `helm install -f` reads it.
+    chart = helm_render(helm.values_from_yaml(to_yaml(values)))
+    python = render_crew(crew, files)
+    assert_same(python.manifests, chart)
+    assert check_manifests(chart, python.external, secret_env=secret_env_of(crew)) == []
+    config = next(o for o in chart if o["kind"] == "ConfigMap")
+    assert base64.b64decode(config["binaryData"]["agents__reviewbot__avatar.png"]) == IMAGE
+
+
+def test_the_chart_refuses_a_config_map_kubernetes_would_refuse() -> None:
+    values = default_values()
+    # Counted as the API server counts: decoded. Its base64 alone would be over the limit.
+    values["binary_files"] = {"agents/devbot/big.bin": base64.b64encode(b"\xff" * 900_000).decode()}
+    helm_render(values)
+    values["binary_files"] = {"agents/devbot/big.bin": base64.b64encode(b"\xff" * (1 << 20)).decode()}
+    with pytest.raises(helm.HelmError, match="a ConfigMap holds at most 1048576"):
+        helm_render(values)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda v: v["binary_files"].update({"agents/devbot/a.png": "not base64!"}),
+            "/binary_files/agents~1devbot~1a.png",
+        ),
+        (lambda v: v["binary_files"].update({"../a.png": "AAAA"}), "invalid propertyName '../a.png'"),
+        (
+            lambda v: (
+                v["files"].update({"agents/devbot/a.md": "x"}),
+                v["binary_files"].update({"agents/devbot/a.md": "AAAA"}),
+            ),
+            'agents/devbot/a.md: its ConfigMap key "agents__devbot__a.md" collides with another file\'s',
+        ),
+    ],
+)
+def test_the_chart_refuses_binary_files_it_cannot_mount(edit: Any, message: str) -> None:
+    values = default_values()
+    edit(values)
+    with pytest.raises(helm.HelmError) as caught:
+        helm_render(values)
+    assert message in str(caught.value)

@@ -21,7 +21,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
-from tests.deploy.crews import as_pod_user, example_crew, materialize_config, resolve_env, runtime_mountpoints
+from tests.deploy.crews import (
+    IMAGE,
+    as_pod_user,
+    example_crew,
+    materialize_config,
+    resolve_env,
+    runtime_mountpoints,
+)
 from tests.deploy.test_release import _image_env
 
 from agent_smith.certs import mint_ca
@@ -44,6 +51,8 @@ def _pod(rendered: Any, agent: str) -> dict[str, Any]:
 
 def test_the_init_container_assembles_the_agent_from_the_pod_alone(tmp_path: Path) -> None:
     loaded = example_crew(tmp_path)
+    # A persona may keep files that are not text (an avatar, say): they reach the pod as they are.
+    (loaded.root / "agents" / "devbot" / "avatar.png").write_bytes(IMAGE)
     rendered = render_crew(loaded.crew, crew_files(loaded))
     config = next(m for m in rendered.manifests if m["kind"] == "ConfigMap")
     pod = _pod(rendered, "devbot")
@@ -79,6 +88,7 @@ def test_the_init_container_assembles_the_agent_from_the_pod_alone(tmp_path: Pat
     assert bundle.is_relative_to(home)
     assert (root / "ca" / "ca.pem").read_text().strip() in bundle.read_text()
     assert "devbot" in (home / ".claude" / "CLAUDE.md").read_text()
+    assert (root / "crew" / "agents" / "devbot" / "avatar.png").read_bytes() == IMAGE
 
     # The Matrix token is a real secret: it may reach only the mode-600 file the chat server reads.
     matrix_token = secrets[("agent-smith-matrix-devbot", "access_token")]

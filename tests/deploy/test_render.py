@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -10,33 +11,44 @@ from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from ruamel.yaml import YAML
 from tests.deploy.crews import (
+    IMAGE,
     OWN_LISTENER,
+    ROLLOUT_EDITS,
     TRANSPARENT,
     crews,
+    edited_example,
     example,
     example_crew,
     files_for,
     materialize_config,
     resolve_env,
+    rollout_hashes,
     secret_env_of,
 )
 from tests.deploy.netpol import allows, pod_labels
 
+from agent_smith.chat.config import chat_config
 from agent_smith.crew import Crew, load_crew
 from agent_smith.deploy import VERSIONS, check_manifests, crew_files, render_crew, validate_strict
 from agent_smith.deploy.render import (
     CA_FILE,
+    CONFIG_HASH,
+    CONFIGMAP_LIMIT,
     CREW_MOUNT,
     FIREWALL,
     FIREWALL_SECRETS,
+    NATS,
     agent_firewall_name,
+    configmap_size,
     in_cluster_namespace,
     parse_quantity,
     url_endpoint,
 )
 from agent_smith.deploy.writer import to_yaml_stream
 from agent_smith.errors import CrewError, UsageError
+from agent_smith.home import plan
 
 
 def by(manifests: Any, kind: str, name: str | None = None) -> list[dict[str, Any]]:
@@ -791,3 +803,121 @@ def test_an_agent_s_env_reaches_its_process_as_crew_yaml_writes_it() -> None:
     for container in pod["initContainers"][1:] + pod["containers"]:
         env = resolve_env(container["env"], secrets)
         assert {key: env[key] for key in literal} == literal
+
+
+# ---- rollout: each agent restarts for what its pods read, and for nothing else ------------------
+
+
+@pytest.mark.parametrize(("what", "replace", "files", "rolled"), ROLLOUT_EDITS, ids=[e[0] for e in ROLLOUT_EDITS])
+def test_an_edit_restarts_exactly_the_agents_whose_pods_read_it(
+    tmp_path: Path, what: str, replace: dict[str, str], files: dict[str, str | bytes], rolled: set[str]
+) -> None:
+    before = rollout_hashes(render_crew(*edited_example(tmp_path / "before", {}, {})).manifests)
+    after = rollout_hashes(render_crew(*edited_example(tmp_path / "after", replace, files)).manifests)
+    assert set(before) == {"devbot", "reviewbot"}
+    assert {agent for agent in before if before[agent] != after[agent]} == rolled
+
+
+def _what_devbot_reads_of_its_team(crew: Crew) -> Any:
+    # The consumers of a teammate's entry in devbot's pod: its home's team section, its chat roster.
+    return plan.team_section(crew, "devbot"), chat_config(crew, "devbot", "token").roster
+
+
+@pytest.mark.parametrize(
+    ("what", "replace", "files", "rolled"),
+    [e for e in ROLLOUT_EDITS if e[0].startswith("reviewbot's")],
+    ids=[e[0] for e in ROLLOUT_EDITS if e[0].startswith("reviewbot's")],
+)
+def test_a_teammate_s_edit_restarts_an_agent_exactly_when_what_the_agent_reads_of_it_changes(
+    tmp_path: Path, what: str, replace: dict[str, str], files: dict[str, str | bytes], rolled: set[str]
+) -> None:
+    before, _ = edited_example(tmp_path / "before", {}, {})
+    after, _ = edited_example(tmp_path / "after", replace, files)
+    changed = _what_devbot_reads_of_its_team(before) != _what_devbot_reads_of_its_team(after)
+    assert changed == ("devbot" in rolled)
+
+
+def test_the_firewall_restarts_for_crew_yaml_and_not_for_a_persona(tmp_path: Path) -> None:
+    def firewall_hash(crew: Crew, files: Any) -> str:
+        firewall = one(render_crew(crew, files).manifests, "Deployment", FIREWALL)
+        return str(firewall["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH])
+
+    base = firewall_hash(*edited_example(tmp_path / "base", {}, {}))
+    assert firewall_hash(*edited_example(tmp_path / "image", {}, {"agents/devbot/a.png": IMAGE})) == base
+    assert firewall_hash(*edited_example(tmp_path / "allow", {"max_age: 30d": "max_age: 7d"}, {})) != base
+
+
+# ---- the NATS StatefulSet's governing Service ------------------------------------------------------
+
+
+def test_nats_is_governed_by_a_headless_service_and_reached_through_its_cluster_ip(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    manifests = render_crew(loaded.crew, files).manifests
+    nats = one(manifests, "StatefulSet", NATS)
+    governing = one(manifests, "Service", nats["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"].items() <= nats["spec"]["template"]["metadata"]["labels"].items()
+    # Clients keep the stable ClusterIP Service their NATS_URL names.
+    client = one(manifests, "Service", NATS)
+    assert client["spec"]["type"] == "ClusterIP"
+    assert "clusterIP" not in client["spec"]
+    pod = one(manifests, "StatefulSet", "agent-smith-agent-devbot")["spec"]["template"]["spec"]
+    assert {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}["NATS_URL"] == (
+        f"nats://{NATS}.agent-smith.svc:4222"
+    )
+    # The policies are about pods, whichever Service a client resolved: agents and the firewall get in, no one else.
+    nats_pod = pod_labels(manifests, "StatefulSet", NATS)
+    for source in (
+        pod_labels(manifests, "StatefulSet", "agent-smith-agent-devbot"),
+        pod_labels(manifests, "Deployment", FIREWALL),
+    ):
+        assert allows(manifests, source, nats_pod, 4222)
+        assert not allows(manifests, source, nats_pod, 8222)
+    assert not allows(manifests, {"app": "elsewhere"}, nats_pod, 4222)
+
+
+# ---- files that are not text --------------------------------------------------------------------
+
+
+def test_a_binary_persona_file_is_mounted_byte_for_byte_from_binary_data(tmp_path: Path) -> None:
+    crew, files = edited_example(tmp_path / "crew", {}, {"agents/devbot/avatar.png": IMAGE})
+    assert files["agents/devbot/avatar.png"] == IMAGE
+    rendered = render_crew(crew, files)
+    assert check_manifests(rendered.manifests, rendered.external, secret_env=secret_env_of(crew)) == []
+    assert validate_strict(rendered.manifests, ("1.30", "1.37")) == []
+    config = one(rendered.manifests, "ConfigMap", "agent-smith-crew")
+    assert config["binaryData"] == {"agents__devbot__avatar.png": base64.b64encode(IMAGE).decode()}
+    assert "agents__devbot__avatar.png" not in config["data"]
+    pod = one(rendered.manifests, "StatefulSet", "agent-smith-agent-devbot")["spec"]["template"]["spec"]
+    mount = tmp_path / "mounted"
+    materialize_config(config, next(v for v in pod["volumes"] if v["name"] == "crew"), mount)
+    assert (mount / "agents/devbot/avatar.png").read_bytes() == IMAGE
+    assert load_crew(mount, env={}).crew.agent("devbot").name == "devbot"
+    # Read back as kubectl and Helm read YAML.
+    docs = list(YAML(typ="safe", pure=True).load_all(to_yaml_stream(rendered.manifests)))
+    assert next(d for d in docs if d["kind"] == "ConfigMap")["binaryData"] == config["binaryData"]
+
+
+def test_editor_swap_and_backup_files_stay_out_of_the_config_map(tmp_path: Path) -> None:
+    litter: dict[str, str | bytes] = {
+        "agents/devbot/.CLAUDE.md.swp": b"b0VIM 9.0\x00\x00\xff",
+        "agents/devbot/.CLAUDE.md.swo": b"b0VIM 9.0\x00\x00\xfe",
+        "agents/devbot/CLAUDE.md~": "# the version before\n",
+        "agents/devbot/subagents/test-writer.md~": "---\n---\n",
+        "agents/_shared/.DS_Store": b"\x00\x00\x00\x01Bud1",
+    }
+    _, files = edited_example(tmp_path, {}, litter)
+    assert not set(litter) & set(files)
+    assert "agents/devbot/CLAUDE.md" in files
+
+
+def test_the_size_limit_counts_a_binary_file_s_bytes_not_its_base64(tmp_path: Path) -> None:
+    loaded, files = example(tmp_path)
+    room = CONFIGMAP_LIMIT - configmap_size(files)
+    # Its base64 is a third larger than the room, which the API server does not count.
+    fits = {**files, "agents/devbot/big.bin": b"\xff" * room}
+    assert configmap_size(fits) == CONFIGMAP_LIMIT
+    config = one(render_crew(loaded.crew, fits).manifests, "ConfigMap", "agent-smith-crew")
+    assert len(config["binaryData"]["agents__devbot__big.bin"]) > room
+    with pytest.raises(UsageError, match=f"take {CONFIGMAP_LIMIT + 1} bytes; a ConfigMap holds at most"):
+        render_crew(loaded.crew, {**files, "agents/devbot/big.bin": b"\xff" * (room + 1)})

@@ -129,13 +129,13 @@ ports:
 /var/lib/agent-smith/{{ .Values.crew.name }}
 {{- end }}
 
-{{/* Every crew file path, crew.yaml included, sorted: the ConfigMap's keys and its volume's items. */}}
+{{/* Every crew file path, crew.yaml and binary files included, sorted: the ConfigMap's keys and its volume's items. */}}
 {{- define "agent-smith.crewVolume" -}}
 name: crew
 configMap:
   name: agent-smith-crew
   items:
-    {{- range $path := append (keys .Values.files) "crew.yaml" | sortAlpha }}
+    {{- range $path := concat (keys .Values.files) (keys .Values.binary_files) (list "crew.yaml") | sortAlpha }}
     - key: {{ replace "/" "__" $path | quote }}
       path: {{ $path | quote }}
     {{- end }}

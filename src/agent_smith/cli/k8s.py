@@ -17,7 +17,7 @@ from agent_smith.crew import NAMESPACE_PATTERN, CrewPaths, LoadedCrew, load_crew
 from agent_smith.deploy import check_manifests, crew_files, render_crew, to_yaml_stream, write_manifests
 from agent_smith.deploy.bootstrap import bootstrap_secrets
 from agent_smith.deploy.chart import chart_values
-from agent_smith.deploy.render import Rendered
+from agent_smith.deploy.render import FileContent, Rendered
 from agent_smith.deploy.writer import to_yaml
 from agent_smith.egress import FirewallState, proxy_url_for
 from agent_smith.errors import OperationError, UsageError
@@ -50,7 +50,7 @@ NamespaceOption = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
 
 
-def _load(crew_dir: Path | None) -> tuple[LoadedCrew, dict[str, str]]:
+def _load(crew_dir: Path | None) -> tuple[LoadedCrew, dict[str, FileContent]]:
     # Section overrides (AGENT_SMITH_KUBERNETES__IMAGE=…) apply, so CI can pin an image;
     # the container contract (AGENT_NAME, NATS_URL, …) of the operator's own shell must not.
     env = {k: v for k, v in os.environ.items() if k.startswith("AGENT_SMITH_") and "__" in k}

@@ -5,7 +5,8 @@ problems out. The render is checked with these in the tests, and so is the
 Helm chart's output, so both are held to the same promises:
 
 - every selector selects something, every workload's selector matches its own pods,
-  and every named Service targetPort is a port of the pods it selects;
+  every named Service targetPort is a port of the pods it selects, and every
+  StatefulSet's serviceName is a headless Service that selects its pods;
 - every referenced ServiceAccount, ConfigMap (and key), Secret (and key), PVC,
   Service and Role exists in the render or is declared external;
 - no secret value is inline: no Secret object, no credential-shaped value
@@ -145,6 +146,8 @@ class _Checker:
             for hostname in alias.get("hostnames", []) or []:
                 if len(hostname) > 253 or not DNS_SUBDOMAIN.fullmatch(hostname):
                     self.add(obj, f"hostAliases name {hostname!r} is no lower-case DNS name; the API server refuses it")
+        if obj["kind"] == "StatefulSet":
+            self._governing_service(obj, spec, labels)
         self._pod_references(obj, spec, pod)
         self._pod_hardening(obj, pod)
         policies = [
@@ -155,9 +158,22 @@ class _Checker:
         if not any({"Ingress", "Egress"} <= set(p["spec"].get("policyTypes", [])) for p in policies):
             self.add(obj, "no NetworkPolicy restricts both its ingress and egress")
 
+    def _governing_service(self, obj: Manifest, spec: Manifest, labels: Mapping[str, str]) -> None:
+        """A StatefulSet's serviceName gives its pods their DNS names: the API wants a headless Service
+        there, and one that selects the set's own pods (or their names resolve to nothing)."""
+        name = spec.get("serviceName")
+        service = self.by_kind.get("Service", {}).get(name or "")
+        if service is None:
+            self.add(obj, f"serviceName {name} is not rendered")
+            return
+        service_spec = service.get("spec", {})
+        if service_spec.get("clusterIP") != "None":
+            self.add(obj, f"serviceName {name} is not a headless Service (clusterIP: None)")
+        selector = service_spec.get("selector")
+        if not selector or not _matches(selector, labels):
+            self.add(obj, f"serviceName {name} does not select the set's pods")
+
     def _pod_references(self, obj: Manifest, spec: Manifest, pod: Manifest) -> None:
-        if obj["kind"] == "StatefulSet" and spec.get("serviceName") not in self.by_kind.get("Service", {}):
-            self.add(obj, f"serviceName {spec.get('serviceName')} is not rendered")
         account = pod.get("serviceAccountName")
         if account is None or account not in self.by_kind.get("ServiceAccount", {}):
             self.add(obj, f"ServiceAccount {account} is not rendered")

@@ -8,6 +8,7 @@ operator creates (listed in ``Rendered.external``) or an ExternalSecret.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -36,6 +37,8 @@ UID = 10001
 
 FIREWALL = "agent-smith-firewall"
 NATS = "agent-smith-nats"
+# The StatefulSet's governing Service: headless, as the API requires; clients use the ClusterIP `NATS`.
+NATS_HEADLESS = f"{NATS}-headless"
 CREW_CONFIG = "agent-smith-crew"
 FIREWALL_CA_SECRET = "agent-smith-firewall-ca"
 FIREWALL_IDENTITY_SECRET = "agent-smith-firewall-identity"
@@ -46,13 +49,34 @@ _NATS_PORTS = {"nats": NATS_PORT, "tls": NATS_PORT, "ws": 80, "wss": 443}
 NATS_MONITOR_PORT = 8222
 METRICS_PORT = 9464
 CONFIGMAP_LIMIT = 1 << 20
+SHARED_FILES = "agents/_shared/"
+
+# A crew file as its ConfigMap carries it: UTF-8 text under `data`, any other bytes under `binaryData`.
+FileContent = str | bytes
 
 
-def check_fits_a_configmap(files: Mapping[str, str]) -> None:
+def file_bytes(content: FileContent) -> bytes:
+    return content.encode() if isinstance(content, str) else content
+
+
+def configmap_size(files: Mapping[str, FileContent]) -> int:
+    """The bytes the API server counts against a ConfigMap's limit: each value's own bytes.
+
+    `binaryData` is counted decoded (ValidateConfigMap sums the length of each
+    []byte): base64 is only how JSON and YAML carry it, 4/3 of its size.
+    """
+    return sum(len(file_bytes(content)) for content in files.values())
+
+
+def check_fits_a_configmap(files: Mapping[str, FileContent]) -> None:
     """The crew's files go into one ConfigMap (rendered, or by the chart): refuse what Kubernetes would."""
-    total = sum(len(text.encode()) for text in files.values())
+    total = configmap_size(files)
     if total > CONFIGMAP_LIMIT:
         raise UsageError(f"the crew's files take {total} bytes; a ConfigMap holds at most {CONFIGMAP_LIMIT}")
+
+
+def agent_files_prefix(agent: str) -> str:
+    return f"agents/{agent}/"
 
 
 _IP_LITERAL = re.compile(r"[0-9.]+")
@@ -129,9 +153,46 @@ def firewall_state(crew: Crew) -> str:
     return f"{crew_state_root(crew)}/firewall"
 
 
-def render_crew(crew: Crew, files: Mapping[str, str], *, namespace: str | None = None) -> Rendered:
-    """Every object of the crew's deployment, in apply order; `files` maps crew-relative paths to text."""
+def render_crew(crew: Crew, files: Mapping[str, FileContent], *, namespace: str | None = None) -> Rendered:
+    """Every object of the crew's deployment, in apply order.
+
+    `files` maps crew-relative paths to their text, or to their bytes when they are not UTF-8.
+    """
     return _Renderer(crew, files, namespace or crew.kubernetes.namespace).render()
+
+
+def _teammate(agent: Agent) -> dict[str, Any]:
+    """What an agent's pod reads of a teammate: its team section (home), its hook context and its
+    chat roster name the teammate by these, and by nothing else of its entry."""
+    matrix = agent.matrix
+    return {
+        "name": agent.name,
+        "role": agent.role,
+        "login": agent.login,
+        "matrix": None if matrix is None else {"user_id": matrix.user_id, "display_name": matrix.display_name},
+    }
+
+
+def agent_inputs(crew: Crew, files: Mapping[str, FileContent], name: str) -> dict[str, Any]:
+    """What `name`'s pods read of the crew, as plain data: its pod template's rollout hash covers this.
+
+    Every pod mounts the whole crew directory (the loader wants every persona), but an
+    agent's assembly and processes use only the crew-level settings, its own entry and
+    files, `agents/_shared/`, and what each teammate is called. A change to another
+    agent's persona or entry (its CLAUDE.md, resources, repos) must not restart this
+    agent: a restart ends its in-flight work.
+    """
+    own = agent_files_prefix(name)
+    return {
+        "crew": crew.model_dump(mode="json", exclude={"agents", "schema_ref"}),
+        "agent": crew.agent(name).model_dump(mode="json"),
+        "teammates": [_teammate(mate) for mate in crew.teammates(name)],
+        "files": {
+            path: hashlib.sha256(file_bytes(content)).hexdigest()
+            for path, content in sorted(files.items())
+            if path.startswith((SHARED_FILES, own))
+        },
+    }
 
 
 # ---- pure helpers -------------------------------------------------------------------------
@@ -175,7 +236,7 @@ def _peer_to(peer: NetworkPeer) -> Manifest:
     return to
 
 
-def _config_hash(data: Mapping[str, str]) -> str:
+def _config_hash(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(data.items())), sort_keys=True).encode()).hexdigest()
 
 
@@ -221,7 +282,7 @@ def pull_policy(image: str) -> str:
 
 
 class _Renderer:
-    def __init__(self, crew: Crew, files: Mapping[str, str], namespace: str) -> None:
+    def __init__(self, crew: Crew, files: Mapping[str, FileContent], namespace: str) -> None:
         self.crew = crew
         self.files = dict(files)
         self.ns = namespace
@@ -268,7 +329,7 @@ class _Renderer:
         if self.crew.events.nats_url is None:
             out += self._nats()
         for agent in self.crew.agents:
-            out += self._agent(agent, config)
+            out += self._agent(agent)
         self.external.sort(key=lambda ref: ref.name)
         warnings = tuple(dict.fromkeys(self.warnings))
         return Rendered(tuple(out), tuple(self.external), warnings, self.ns)
@@ -315,19 +376,28 @@ class _Renderer:
 
     def _crew_config(self) -> Manifest:
         data: dict[str, str] = {}
+        binary: dict[str, str] = {}
         for path in sorted(self.files):
             key = config_key(path)
             if not _CONFIG_KEY.fullmatch(key) or len(key) > 253:
                 raise UsageError(f"{path}: a crew file name may use only letters, digits, '-', '_' and '.'")
-            if key in data:
+            if key in data or key in binary:
                 raise UsageError(f"{path}: its ConfigMap key {key!r} collides with another file's")
-            data[key] = self.files[path]
-        return {
+            content = self.files[path]
+            if isinstance(content, str):
+                data[key] = content
+            else:
+                # `data` holds UTF-8 text only; the kubelet writes a binaryData value's bytes as they were.
+                binary[key] = base64.b64encode(content).decode("ascii")
+        config: Manifest = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": self.meta(CREW_CONFIG, "crew"),
             "data": data,
         }
+        if binary:
+            config["binaryData"] = binary
+        return config
 
     def _crew_volume(self) -> Manifest:
         items = [{"key": config_key(path), "path": path} for path in sorted(self.files)]
@@ -506,7 +576,7 @@ class _Renderer:
                     "template": {
                         "metadata": {
                             "labels": self.labels("firewall"),
-                            "annotations": {CONFIG_HASH: _config_hash({"crew.yaml": self.files.get("crew.yaml", "")})},
+                            "annotations": {CONFIG_HASH: self._firewall_hash()},
                         },
                         "spec": pod,
                     },
@@ -516,6 +586,11 @@ class _Renderer:
             *(self._agent_firewall_service(agent, own) for agent, own in self.own_listeners.items()),
             self._firewall_policy(),
         ]
+
+    def _firewall_hash(self) -> str:
+        # The firewall reads crew.yaml alone (which the loader took as UTF-8 text); no persona file.
+        crew_yaml = file_bytes(self.files.get("crew.yaml", "")).decode(errors="replace")
+        return _config_hash({"crew.yaml": crew_yaml})
 
     def _agent_firewall_service(self, agent: str, own: AgentKubernetes) -> Manifest:
         """The address only `agent`'s host names point at; it reaches that agent's listener on the firewall."""
@@ -672,7 +747,7 @@ class _Renderer:
             "kind": "StatefulSet",
             "metadata": self.meta(NATS, "nats"),
             "spec": {
-                "serviceName": NATS,
+                "serviceName": NATS_HEADLESS,
                 "replicas": 1,
                 "selector": {"matchLabels": selector},
                 "template": {
@@ -721,6 +796,16 @@ class _Renderer:
                 "metadata": self.meta(NATS, "nats"),
                 "spec": {
                     "type": "ClusterIP",
+                    "selector": selector,
+                    "ports": [{"name": "client", "port": NATS_PORT, "targetPort": "client", "protocol": "TCP"}],
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": self.meta(NATS_HEADLESS, "nats"),
+                "spec": {
+                    "clusterIP": "None",
                     "selector": selector,
                     "ports": [{"name": "client", "port": NATS_PORT, "targetPort": "client", "protocol": "TCP"}],
                 },
@@ -871,7 +956,7 @@ class _Renderer:
             "volumeMounts": [mount],
         }
 
-    def _agent(self, agent: Agent, config: Manifest) -> list[Manifest]:
+    def _agent(self, agent: Agent) -> list[Manifest]:
         crew = self.crew
         name = agent_object_name(agent.name)
         selector = self.selector("agent", agent.name)
@@ -976,7 +1061,7 @@ class _Renderer:
                 "template": {
                     "metadata": {
                         "labels": self.labels("agent", agent.name),
-                        "annotations": {CONFIG_HASH: _config_hash(config["data"])},
+                        "annotations": {CONFIG_HASH: _config_hash(agent_inputs(self.crew, self.files, agent.name))},
                     },
                     "spec": pod,
                 },
