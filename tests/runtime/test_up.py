@@ -832,3 +832,45 @@ def test_what_waiting_cannot_change() -> None:
     assert given_up(states, supervisor_ended=True) == (
         "c is crash-looping, b was stopped: the crew was stopped (`agent-smith down`) while it started"
     )
+
+
+def test_two_crews_of_one_machine_never_act_on_each_other(
+    model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path
+) -> None:
+    """Crews written alike (as `init` writes them): one with the same name and state from another
+    directory is refused by every verb, exit 2; one with another name and no tmux socket of its own
+    gets its own server, so its `down` stops only its agents."""
+    server = model_server({"agents": {}})
+    first = make_crew([agent("solo", server.url)])
+    twin, other = tmp_path / "twin", tmp_path / "other"
+    text = YAML().load((first.root / "crew.yaml").read_text())
+    del text["runtime"]["tmux_socket"]
+    for root, name in ((first.root, "a"), (twin, "a"), (other, "b")):
+        if root != first.root:
+            shutil.copytree(first.root, root)
+            text["egress"]["listen"] = f"127.0.0.1:{free_port()}"
+        text["crew"]["name"] = f"rt-{os.getpid()}-{name}"
+        with (root / "crew.yaml").open("w") as fh:
+            YAML().dump(text, fh)
+    try:
+        assert first.cli("up", "--crew", str(first.root), "--no-proxy", "127.0.0.1").returncode == 0
+        claude = int(
+            Tmux(f"agent-smith-rt-{os.getpid()}-a").command("display-message", "-p", "-t", "=solo:0.0", "#{pane_pid}")
+        )
+        for verb in (["up"], ["down"], ["status"], ["restart", "solo"], ["logs", "solo"]):
+            refused = first.cli(*verb, "--crew", str(twin))
+            assert refused.returncode == 2, (verb, refused.stderr)
+            assert f"the crew started from {first.root.resolve()} runs with this crew's state" in refused.stderr
+            assert "Traceback" not in refused.stderr
+        assert alive([claude])
+
+        assert first.cli("up", "--crew", str(other), "--no-proxy", "127.0.0.1").returncode == 0
+        theirs = Tmux(f"agent-smith-rt-{os.getpid()}-b")
+        assert int(theirs.command("display-message", "-p", "-t", "=solo:0.0", "#{pane_pid}")) != claude
+        down = first.cli("down", "--crew", str(other))
+        assert (down.returncode, down.stdout.strip()) == (0, "stopped: solo"), down.stderr
+        assert alive([claude]), "the first crew's agent"
+    finally:
+        first.cli("down", "--crew", str(other))
+        first.cli("down", "--crew", str(first.root))
+    assert wait_until("the first crew's agent gone", lambda: not alive([claude]), timeout=10)

@@ -29,6 +29,7 @@ from agent_smith.runtime import (
     Tmux,
     captured_log,
     check_startable,
+    check_state_is_its_own,
     is_running,
     readable,
     run_dir,
@@ -51,7 +52,9 @@ AgentsArg = Annotated[list[str] | None, typer.Argument(help="Agents to act on (d
 NameArg = Annotated[str, typer.Argument(help="The agent.", show_default=False)]
 NoProxyOption = Annotated[
     list[str] | None,
-    typer.Option("--no-proxy", help="A host agents reach without the firewall (repeatable).", show_default=False),
+    typer.Option(
+        "--no-proxy", metavar="HOST", help="A host agents reach without the firewall (repeatable).", show_default=False
+    ),
 ]
 
 
@@ -61,9 +64,7 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
-TimeoutOption = Annotated[
-    float, typer.Option("--timeout", callback=_positive, help="Seconds to wait for the agents to be ready.")
-]
+TimeoutOption = Annotated[float, typer.Option("--timeout", callback=_positive, help="Seconds to wait until ready.")]
 
 
 def _load(out: AppContext, crew: Path | None) -> LoadedCrew:
@@ -116,6 +117,7 @@ def _running(out: AppContext, crew: Path | None, *, for_down: bool = False) -> C
         out.warn("crew.yaml does not load (`agent-smith validate` says why): acting on the crew as it was started")
         return started
     if started is None or not (for_down or is_running(started)):
+        check_state_is_its_own(loaded.crew)
         return loaded.crew
     if where_it_runs(started) != where_it_runs(loaded.crew) or _names(started) != _names(loaded.crew):
         out.warn(
@@ -184,7 +186,7 @@ def status_rows(crew: Crew, now: float) -> tuple[bool, list[dict[str, Any]], str
         unreadable = f"{exc}: the agents' states are unknown" if running else str(exc)
     agents = status.get("agents")
     agents = agents if isinstance(agents, dict) else {}
-    sessions = set() if running else set(Tmux(crew.runtime.tmux_socket).list_sessions())
+    sessions = set() if running else set(Tmux(crew.tmux_socket).list_sessions())
     rows = []
     for agent in crew.agents:
         entry = agents.get(agent.name)
@@ -436,7 +438,7 @@ def attach(ctx: typer.Context, name: NameArg, crew: CrewOption = None) -> None:
     binary = shutil.which("tmux")
     if binary is None:
         raise MissingPartError("tmux is not installed: install it with `apt-get install tmux`")
-    socket = running.runtime.tmux_socket
+    socket = running.tmux_socket
     tmux = Tmux(socket)
     # In its container (`run`) the agent's session is `main`.
     in_container = os.environ.get("AGENT_NAME") == agent.name and tmux.has_session(CONTAINER_SESSION)

@@ -117,6 +117,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         check_not_running_elsewhere,
         check_startable,
         check_state_dir,
+        check_state_is_its_own,
         run_dir,
         selected_agents,
         start_background,
@@ -140,6 +141,7 @@ def _bring_up(request: UpRequest, loaded: LoadedCrew, console: Callable[[], AppC
         rd = run_dir(loaded.crew)
         check_state_dir(loaded.crew)
         check_not_running_elsewhere(loaded.crew)
+        check_state_is_its_own(loaded.crew)
         lock = _lock_or_join(request, loaded, options, names, output)
         if lock is None:
             return None

@@ -139,7 +139,7 @@ class Demo:
     def attach_commands(self) -> list[str]:
         if self.loaded is None:
             return []
-        socket_name = self.loaded.crew.runtime.tmux_socket
+        socket_name = self.loaded.crew.tmux_socket
         return [f"tmux -L {socket_name} attach -t {name}" for name in (DEVELOPER, REVIEWER)]
 
 

@@ -38,7 +38,14 @@ from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import HeldLock, RunDir
 from agent_smith.runtime.services import ChildService, bind_problem, parse_listen, pid_alive, read_pid, terminate
-from agent_smith.runtime.started import forget_started, keep_started, started_crew, started_runtime, where_it_runs
+from agent_smith.runtime.started import (
+    forget_started,
+    keep_started,
+    started_crew,
+    started_from,
+    started_runtime,
+    where_it_runs,
+)
 from agent_smith.runtime.supervisor import Supervisor
 from agent_smith.runtime.sweep import AGENT_VAR, sweep
 from agent_smith.runtime.tmux import Tmux
@@ -103,7 +110,7 @@ def run_dir(crew: Crew) -> RunDir:
 
 
 def tmux_for(crew: Crew) -> Tmux:
-    return Tmux(crew.runtime.tmux_socket)
+    return Tmux(crew.tmux_socket)
 
 
 def selected_agents(crew: Crew, names: Sequence[str]) -> list[Agent]:
@@ -134,8 +141,25 @@ def check_not_running_elsewhere(crew: Crew) -> None:
     if where_it_runs(started) != where_it_runs(crew):
         raise UsageError(
             f"the crew started from {crew.directory} runs with the state and tmux server it was started with "
-            f"({CrewPaths.of(started).root}, -L {started.runtime.tmux_socket}), not those it would have now: "
+            f"({CrewPaths.of(started).root}, -L {started.tmux_socket}), not those it would have now: "
             "`agent-smith down` it first"
+        )
+
+
+def check_state_is_its_own(crew: Crew) -> None:
+    """Refuse to act on another crew that runs with `crew`'s state: one started from another
+    directory with the same crew.name and runtime.state_dir (two crews `init` wrote alike). This
+    crew's `up` would join that crew's supervisor, and its `down` stop that crew."""
+    if crew.directory is None:
+        return
+    rd = run_dir(crew)
+    if rd.running_pid() is None:
+        return
+    other = started_from(rd.path)
+    if other is not None and other != crew.directory.resolve():
+        raise UsageError(
+            f"the crew started from {other} runs with this crew's state ({CrewPaths.of(crew).root}): give this "
+            f"crew its own crew.name or runtime.state_dir (`--crew {other}` acts on the one running)"
         )
 
 

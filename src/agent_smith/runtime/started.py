@@ -57,7 +57,7 @@ def keep_started(crew: Crew, runtime: Path) -> None:
 
 def where_it_runs(crew: Crew) -> tuple[Path, str]:
     """What tells two crews' processes apart: their state and their tmux server."""
-    return CrewPaths.of(crew).root, crew.runtime.tmux_socket
+    return CrewPaths.of(crew).root, crew.tmux_socket
 
 
 def started_runtime(directory: Path) -> Path | None:
@@ -66,6 +66,17 @@ def started_runtime(directory: Path) -> Path | None:
         return Path(os.readlink(_link(directory)))
     except OSError:
         return None
+
+
+def started_from(runtime: Path) -> Path | None:
+    """The crew directory of the crew its supervisor keeps in `runtime`; None when it keeps none
+    (or what it keeps cannot be read)."""
+    try:
+        document = json.loads((runtime / CREW_AS_STARTED).read_text())
+    except (OSError, ValueError):
+        return None
+    directory = document.get("directory") if isinstance(document, dict) else None
+    return Path(directory) if isinstance(directory, str) else None
 
 
 def started_crew(directory: Path) -> Crew | None:
