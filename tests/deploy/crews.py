@@ -293,3 +293,14 @@ def as_pod_user(argv: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return argv
     return ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--", *argv]
+
+
+def mover(moves: dict[str, str]) -> Callable[[str], str]:
+    """A pod path (or a value holding some) as it is on this machine: each prefix in `moves` replaced."""
+
+    def moved(value: str) -> str:
+        for old, new in moves.items():
+            value = value.replace(old, new)
+        return value
+
+    return moved

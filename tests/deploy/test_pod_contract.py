@@ -26,6 +26,7 @@ from tests.deploy.crews import (
     as_pod_user,
     example_crew,
     materialize_config,
+    mover,
     resolve_env,
     runtime_mountpoints,
 )
@@ -57,12 +58,7 @@ def test_the_init_container_assembles_the_agent_from_the_pod_alone(tmp_path: Pat
     config = next(m for m in rendered.manifests if m["kind"] == "ConfigMap")
     pod = _pod(rendered, "devbot")
     root = tmp_path / "pod"
-    moves = {STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), CA_MOUNT: str(root / "ca")}
-
-    def moved(value: str) -> str:
-        for old, new in moves.items():
-            value = value.replace(old, new)
-        return value
+    moved = mover({STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), CA_MOUNT: str(root / "ca")})
 
     crew_volume = next(v for v in pod["volumes"] if v["name"] == "crew")
     materialize_config(config, crew_volume, root / "crew")
@@ -109,12 +105,7 @@ def test_the_agent_pod_starts_in_volumes_mounted_as_a_container_runtime_mounts_t
     rendered = render_crew(loaded.crew, crew_files(loaded))
     pod = _pod(rendered, "devbot")
     root = tmp_path / "pod"
-    moves = {STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), CA_MOUNT: str(root / "ca")}
-
-    def moved(value: str) -> str:
-        for old, new in moves.items():
-            value = value.replace(old, new)
-        return value
+    moved = mover({STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), CA_MOUNT: str(root / "ca")})
 
     def volume_place(mount_path: str) -> Path | None:
         # The state volumes are simulated; the crew and CA are written out below, /tmp is the host's.
@@ -191,12 +182,9 @@ def test_the_firewall_pod_admits_exactly_the_agents_bootstrap_credentials(tmp_pa
     rendered = render_crew(loaded.crew, crew_files(loaded))
     pod = next(m for m in rendered.manifests if m["kind"] == "Deployment")["spec"]["template"]["spec"]
     root = tmp_path / "firewall-pod"
-    moves = {STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), "/bootstrap": str(root / "bootstrap")}
-
-    def moved(value: str) -> str:
-        for old, new in moves.items():
-            value = value.replace(old, new)
-        return value
+    moved = mover(
+        {STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), "/bootstrap": str(root / "bootstrap")}
+    )
 
     volumes = {v["name"]: v for v in pod["volumes"]}
     materialize_config(next(m for m in rendered.manifests if m["kind"] == "ConfigMap"), volumes["crew"], root / "crew")

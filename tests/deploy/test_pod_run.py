@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from tests.deploy.crews import materialize_config, resolve_env
+from tests.deploy.crews import materialize_config, mover, resolve_env
 from tests.deploy.test_release import _image_env
 from tests.fixtures.model import StartModelServer
 
@@ -74,12 +74,7 @@ def test_run_with_a_rendered_pod_s_environment_supervises_the_agent(
     )
     spec = pod["spec"]["template"]["spec"]
     root = tmp_path / "pod"
-    moves = {STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), CA_MOUNT: str(root / "ca")}
-
-    def moved(value: str) -> str:
-        for old, new in moves.items():
-            value = value.replace(old, new)
-        return value
+    moved = mover({STATE_DIR: str(root / "state"), CREW_MOUNT: str(root / "crew"), CA_MOUNT: str(root / "ca")})
 
     materialize_config(config, next(v for v in spec["volumes"] if v["name"] == "crew"), root / "crew")
     (root / "ca").mkdir(parents=True)
