@@ -12,7 +12,7 @@ import pytest
 from tests.fixtures.github import GitHubFixture
 
 from agent_smith.crew import Forge
-from agent_smith.errors import OperationError, UsageError
+from agent_smith.errors import OperationError, RateLimited, UsageError
 from agent_smith.forge import ForgeClient, InlineComment, ItemKind, RetryPolicy, unaddressed
 from agent_smith.forge.environment import proxy_for
 from agent_smith.hooks.deliver import PrFacts, pr_facts
@@ -327,3 +327,140 @@ async def test_proxy_and_ca_come_from_the_environment(github_standin: GitHubFixt
     ) as untrusting:
         with pytest.raises(OperationError, match=r"certificate of \S+ is not trusted"):
             await untrusting.viewer_login()
+
+
+def _pull(gh: GitHubFixture, number: int) -> object:
+    world = gh.standin.world
+    with world.lock:
+        return world.pull(world.repos[REPO], number)
+
+
+async def test_a_write_github_applied_before_failing_is_sent_once_and_said_to_be_unsure(
+    github_standin: GitHubFixture,
+) -> None:
+    gh = github_standin
+    sleeps = Sleeps()
+    async with gh.client("alice", sleep=sleeps) as alice:
+        number = await _open(gh, alice, 1)
+        gh.standin.faults.fail(502, path=f"/api/v3/repos/{REPO}/issues/{number}/comments", applied=True)
+        with pytest.raises(OperationError) as failed:
+            await alice.comment(REPO, number, "posted once")
+        gh.standin.faults.disconnect(path=f"/api/v3/repos/{REPO}/pulls/{number}/reviews", applied=True)
+        async with gh.client("bob", sleep=sleeps) as bob:
+            with pytest.raises(OperationError) as dropped:
+                await bob.review(REPO, number, body="Looked once.")
+    pull = _pull(gh, number)
+    assert [c.body for c in pull.comments] == ["posted once"]  # type: ignore[attr-defined]
+    assert [r.body for r in pull.reviews] == ["Looked once."]  # type: ignore[attr-defined]
+    assert sleeps.waits == []
+    for exc in (failed.value, dropped.value):
+        message = str(exc)
+        # A user who reads "502" alone sends it again, and the comment is there twice.
+        assert "may have applied it anyway" in message
+        assert "\n" not in message
+        assert "ghp_" not in message
+    assert "answered 502" in str(failed.value)
+    assert "dropped the connection" in str(dropped.value)
+
+
+async def test_a_read_whose_connection_drops_is_sent_again(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    sleeps = Sleeps()
+    async with gh.client("alice", sleep=sleeps) as alice:
+        gh.standin.faults.disconnect(times=2, path="/api/v3/user")
+        assert await alice.viewer_login() == "alice"
+        gh.standin.faults.disconnect(times=2, path="/api/graphql")
+        await alice.review_activity("alice", [REPO])
+    assert sleeps.waits == [0.5, 1.0, 0.5, 1.0]
+
+
+async def test_a_spent_graphql_rate_limit_is_waited_out_not_failed_on(github_standin: GitHubFixture) -> None:
+    """GitHub's GraphQL API says its limit is spent with a 200 and a RATE_LIMITED error."""
+    gh = github_standin
+    sleeps = Sleeps()
+    async with gh.client("alice", sleep=sleeps) as alice:
+        gh.standin.faults.primary_rate_limit(reset_in=20, path="/api/graphql")
+        await alice.review_activity("alice", [REPO])
+        [waited] = sleeps.waits
+        assert 15 <= waited <= 21
+        # REST says it with a 403 and X-RateLimit-Remaining: 0.
+        gh.standin.faults.primary_rate_limit(reset_in=20, path="/api/v3/user")
+        assert await alice.viewer_login() == "alice"
+        assert 15 <= sleeps.waits[-1] <= 21
+        # Too long to block on: one request, and a RateLimited that says for how long.
+        sent = alice.requests
+        gh.standin.faults.primary_rate_limit(reset_in=3600, path="/api/graphql")
+        with pytest.raises(RateLimited) as limited:
+            await alice.review_activity("alice", [REPO])
+    assert alice.requests == sent + 1
+    assert 3590 <= limited.value.seconds <= 3601
+    assert "rate limited for 3600 s more" in str(limited.value) or "rate limited for 3599 s more" in str(limited.value)
+    assert "\n" not in str(limited.value)
+
+
+class SilentServer:
+    """Plain HTTP on loopback that reads each request, then never finishes answering: with
+    `every`, it sends its head a byte at a time (each read returns before a socket timeout would);
+    without, it says nothing at all."""
+
+    def __init__(self, every: float | None) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._every = every
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100_000:
+                if self._stop.wait(self._every if self._every is not None else 3600):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (closing alone does not)
+        self._listener.close()
+        for thread in [self._accepting, *self._threads]:
+            thread.join(5)
+
+
+@pytest.mark.parametrize("every", [0.05, None], ids=["a byte at a time", "never"])
+async def test_every_call_ends_by_its_deadline(every: float | None) -> None:
+    server = SilentServer(every)
+    sleeps = Sleeps()
+    try:
+        client = ForgeClient(
+            api_url=server.url,
+            graphql_url=f"{server.url}/graphql",
+            token="agent-smith-placeholder-token",
+            sleep=sleeps,
+            retry=RetryPolicy(deadline=1.0),
+        )
+        async with client:
+            started = asyncio.get_running_loop().time()
+            for call in (client.viewer_login(), client.comment(REPO, 1, "hi"), client.review_activity("alice")):
+                with pytest.raises(OperationError) as late:
+                    # The bound only keeps a broken client from hanging the suite.
+                    await asyncio.wait_for(call, 20)
+                assert "did not answer in time" in str(late.value)
+            elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        server.stop()
+    assert elapsed < 6  # three calls of a 1 s deadline, not httpx's 30 s a read, nor forever
+    assert "placeholder" not in str(late.value)

@@ -20,11 +20,11 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from agent_smith.errors import OperationError, UsageError
+from agent_smith.errors import OperationError, RateLimited, UsageError
 from agent_smith.forge.activity import ReviewActivity
 from agent_smith.forge.environment import proxy_for, ssl_context
 from agent_smith.forge.query import parse_review_activity, repo_path, review_activity_request
-from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, decide
+from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, after_failure, decide, graphql_rate_limited
 
 if TYPE_CHECKING:
     # Only for a signature: a Stop hook importing the client should not pay for
@@ -141,31 +141,40 @@ class ForgeClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool,
         what: str,
+        graphql: bool = False,
     ) -> httpx.Response:
+        deadline = time.monotonic() + self._retry.deadline
         attempt = 0
         while True:
             attempt += 1
             self.requests += 1
             try:
-                response = await self._http.request(method, url, json=json, headers=headers)
-            except httpx.ConnectError as exc:
+                # The whole try within the call's deadline: httpx's timeout bounds each read alone.
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    response = await self._http.request(method, url, json=json, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if _untrusted(exc):
                     raise OperationError(
                         f"{what}: the certificate of {self.host} is not trusted "
                         "(set SSL_CERT_FILE to the CA that signs it)"
                     ) from exc
                 # Nothing reached the server, so even a write may be sent again.
-                if attempt < self._retry.attempts:
-                    await self._sleep(self._retry.backoff * 2 ** (attempt - 1))
+                if await self._backed_off(attempt, deadline, resendable=True):
                     continue
-                raise OperationError(f"{what}: cannot reach {self.host}: {exc}") from exc
-            except httpx.TimeoutException as exc:
-                if idempotent and attempt < self._retry.attempts:
-                    await self._sleep(self._retry.backoff * 2 ** (attempt - 1))
+                raise OperationError(f"{what}: cannot reach {self.host}: {_said(exc)}") from exc
+            except (httpx.TimeoutException, TimeoutError) as exc:
+                if await self._backed_off(attempt, deadline, resendable=idempotent):
                     continue
-                raise OperationError(f"{what}: {self.host} did not answer in time") from exc
+                raise OperationError(f"{what}: {self.host} did not answer in time{_maybe_applied(idempotent)}") from exc
+            except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                # The connection broke once the request was out: a write may have landed.
+                if await self._backed_off(attempt, deadline, resendable=idempotent):
+                    continue
+                raise OperationError(
+                    f"{what}: {self.host} dropped the connection ({_said(exc)}){_maybe_applied(idempotent)}"
+                ) from exc
             except httpx.HTTPError as exc:
-                raise OperationError(f"{what}: {self.host}: {exc}") from exc
+                raise OperationError(f"{what}: {self.host}: {_said(exc)}") from exc
             verdict = decide(
                 self._retry,
                 attempt,
@@ -174,15 +183,27 @@ class ForgeClient:
                 _message(response),
                 now=time.time(),
                 idempotent=idempotent,
+                limited=graphql and _graphql_rate_limited(response),
+                left=deadline - time.monotonic(),
             )
             if verdict is None:
                 return response
             if isinstance(verdict, GiveUp):
+                if verdict.wait_asked is not None:
+                    raise RateLimited(f"{what}: {self.host}: {verdict.reason}", verdict.wait_asked)
                 raise OperationError(f"{what}: {self.host}: {verdict.reason}")
             assert isinstance(verdict, Wait)
             await self._sleep(verdict.seconds)
 
-    def _fail(self, response: httpx.Response, what: str) -> OperationError:
+    async def _backed_off(self, attempt: int, deadline: float, *, resendable: bool) -> bool:
+        """After a try that got no answer: whether to try again (having waited the backoff)."""
+        wait = after_failure(self._retry, attempt, resendable=resendable, left=deadline - time.monotonic())
+        if wait is None:
+            return False
+        await self._sleep(wait.seconds)
+        return True
+
+    def _fail(self, response: httpx.Response, what: str, *, idempotent: bool) -> OperationError:
         status = response.status_code
         message = _message(response)
         if status == 401:
@@ -193,7 +214,9 @@ class ForgeClient:
             return OperationError(f"{what}: forbidden by {self.host} (403 {message})")
         if status == 404:
             return OperationError(f"{what}: not found on {self.host} (404; or the token cannot see it)")
-        return OperationError(f"{what}: {self.host} answered {status} {message}".rstrip())
+        # A write that met a server error is not sent again (see `_rest`), but it may have landed.
+        unsure = _maybe_applied(idempotent) if status >= 500 else ""
+        return OperationError(f"{what}: {self.host} answered {status} {message}".rstrip() + unsure)
 
     async def _rest(self, method: str, path: str, what: str, body: Any = None, *, accept: str | None = None) -> Any:
         url = f"{self.api_url}{path}"
@@ -210,7 +233,7 @@ class ForgeClient:
         if response.status_code == 304 and cached:
             return cached[1]
         if response.status_code >= 400:
-            raise self._fail(response, what)
+            raise self._fail(response, what, idempotent=method == "GET")
         if accept and "diff" in accept:
             return response.text
         data = response.json() if response.content else None
@@ -228,18 +251,22 @@ class ForgeClient:
             json={"query": query, "variables": dict(variables)},
             idempotent=is_query,
             what=what,
+            graphql=True,
         )
         if response.status_code >= 400:
-            raise self._fail(response, what)
+            raise self._fail(response, what, idempotent=is_query)
         try:
             body = response.json()
         except ValueError as exc:
             raise OperationError(f"{what}: {self.host} sent a non-JSON GraphQL answer") from exc
+        if not isinstance(body, dict):
+            raise OperationError(f"{what}: {self.host} sent a GraphQL answer that is not an object")
         errors = body.get("errors") or []
         if errors:
             first = errors[0]
+            said = first.get("message", first) if isinstance(first, dict) else first
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise OperationError(f"{what}: GitHub says: {first.get('message', first)}{more}")
+            raise OperationError(f"{what}: GitHub says: {_one_line(str(said))}{more}")
         return body.get("data")
 
     # -- reading -----------------------------------------------------------------
@@ -374,9 +401,35 @@ def _untrusted(exc: BaseException) -> bool:
     return False
 
 
+def _maybe_applied(idempotent: bool) -> str:
+    # Said of a write that got no clear answer: GitHub may have acted before it failed to answer,
+    # so sending it again blindly could post a comment twice.
+    return "" if idempotent else "; GitHub may have applied it anyway: look before sending it again"
+
+
+def _said(exc: BaseException) -> str:
+    """An exception's text on one line (httpx's are sometimes empty: then its kind)."""
+    return _one_line(str(exc)) or type(exc).__name__
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _graphql_rate_limited(response: httpx.Response) -> bool:
+    # A cheap look at the bytes first: only a rate-limited answer is parsed here.
+    if response.status_code != 200 or b"RATE_LIMIT" not in response.content:
+        return False
+    try:
+        return graphql_rate_limited(response.json())
+    except ValueError:
+        return False
+
+
 def _message(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
         return ""
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
+    return _one_line(str(body.get("message", ""))) if isinstance(body, dict) else ""

@@ -154,6 +154,9 @@ class PendingCheck:
         assert self._stream is not None
         try:
             answer = read_response(self._stream)
+        except TimeoutError as exc:
+            # Connected and sent: the server is there but slow, not out of reach.
+            raise self._failed(f"{self.host} did not answer in time: {type(exc).__name__}: {exc}") from exc
         except (OSError, ProtocolError) as exc:
             raise self._failed(f"cannot reach {self.host}: {type(exc).__name__}: {exc}") from exc
         finally:
@@ -167,25 +170,31 @@ class PendingCheck:
             data = json.loads(answer.body)
         except ValueError as exc:
             raise self._failed(f"{self.host} sent a non-JSON GraphQL answer") from exc
+        if not isinstance(data, dict):
+            raise self._failed(f"{self.host} sent a GraphQL answer that is not an object")
         if data.get("errors"):
+            from agent_smith.forge.retry import graphql_rate_limited  # here: only a failure pays for it
+
+            # GraphQL's rate limit comes as a 200 whose error says so, not as a 403 or 429.
+            self._check_rate_limit(answer, limited=graphql_rate_limited(data))
             first = data["errors"][0]
-            raise self._failed(f"GitHub says: {first.get('message', first)}")
+            said = first.get("message", first) if isinstance(first, dict) else first
+            raise self._failed(f"GitHub says: {(str(said).strip().splitlines() or [''])[0]}")
         return parse_review_activity(self.login, data["data"], None)
 
-    def _check_rate_limit(self, answer: HttpAnswer) -> None:
-        """RateLimited when GitHub limits the token: asking again before it says would prolong it
-        (and GitHub may ban an integration that keeps asking)."""
-        import time
-
+    def _check_rate_limit(self, answer: HttpAnswer, *, limited: bool = False) -> None:
+        """RateLimited when GitHub limits the token (``limited``: the body said so): asking again
+        before it says would prolong it (and GitHub may ban an integration that keeps asking)."""
         from agent_smith.errors import RateLimited
         from agent_smith.forge.retry import rate_limited_for
 
         message = answer.body[:2048].decode("utf-8", "replace")
-        seconds = rate_limited_for(answer.status, answer.headers, message, now=time.time())
+        seconds = rate_limited_for(answer.status, answer.headers, message, now=time.time(), limited=limited)
         if seconds is not None:
+            # GraphQL's limit is a 200: then the error's type says what happened.
+            how = "RATE_LIMITED" if answer.status == 200 else str(answer.status)
             raise RateLimited(
-                f"{self.what}: {self.host} rate limited the token ({answer.status}); it asks to wait {seconds:.0f} s",
-                seconds,
+                f"{self.what}: {self.host} rate limited the token ({how}); it asks to wait {seconds:.0f} s", seconds
             )
 
     def _failed(self, message: str) -> Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import httpx
 import pytest
 from tests.fixtures.github import GitHubFixture
 
@@ -168,3 +169,46 @@ def test_large_push_is_streamed_chunked(github_standin: GitHubFixture) -> None:
     wt = gh.clone("bob")
     gh.run("bob", "git", "checkout", "-q", "big", cwd=wt)
     assert (wt / "data/blob.txt").read_text() == blob
+
+
+def test_faults_primary_rate_limit_as_each_api_says_it(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    gh.standin.faults.primary_rate_limit(reset_in=300, path="/api/v3/user")
+    gh.standin.faults.primary_rate_limit(reset_in=300, path="/api/graphql")
+    alice_id = gh.standin.world.users["alice"].id
+    with gh.http("alice") as http:
+        rest = http.get("/api/v3/user")
+        graphql = http.post("/api/graphql", json={"query": "{ viewer { login } }"})
+    # REST: 403, the limit spent, and when it resets (UTC epoch seconds).
+    assert rest.status_code == 403
+    assert rest.json()["message"] == f"API rate limit exceeded for user ID {alice_id}."
+    assert rest.headers["x-ratelimit-remaining"] == "0"
+    assert rest.headers["x-ratelimit-resource"] == "core"
+    assert 290 <= int(rest.headers["x-ratelimit-reset"]) - time.time() <= 301
+    # GraphQL: a 200 whose only error is of type RATE_LIMITED, with no data.
+    assert graphql.status_code == 200
+    assert graphql.json() == {
+        "errors": [{"type": "RATE_LIMITED", "message": f"API rate limit exceeded for user ID {alice_id}."}]
+    }
+    assert graphql.headers["x-ratelimit-remaining"] == "0"
+    assert graphql.headers["x-ratelimit-resource"] == "graphql"
+
+
+def test_faults_applied_then_failed_or_dropped(github_standin: GitHubFixture) -> None:
+    """GitHub's front can fail to answer a request its back end carried out."""
+    gh = github_standin
+    gh.standin.faults.fail(502, path="/api/graphql", applied=True)
+    gh.standin.faults.disconnect(path="/api/v3/user")
+    sent = len(gh.standin.exchanges)
+    with gh.http("alice") as http:
+        assert http.post("/api/graphql", json={"query": "{ viewer { login } }"}).status_code == 502
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get("/api/v3/user")
+        assert http.get("/api/v3/user").status_code == 200
+    kinds = [(e.kind, e.path, e.status) for e in gh.standin.exchanges[sent:]]
+    assert kinds == [
+        ("graphql", "/api/graphql", 200),  # carried out
+        ("fault", "/api/graphql", 502),  # and answered 502
+        ("fault", "/api/v3/user", 0),  # not carried out, no answer at all
+        ("rest", "/api/v3/user", 200),
+    ]

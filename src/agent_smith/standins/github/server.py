@@ -40,6 +40,7 @@ __all__ = ["Exchange", "Fault", "FaultKind", "Faults", "GitHubStandin", "find_sc
 _SCHEMA = Path("@octokit") / "graphql-schema" / "schema.graphql"
 _DOCS = "https://docs.github.com/rest"
 _SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+_RATE_LIMITS_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 
 
 def find_schema() -> Path:
@@ -61,7 +62,9 @@ def find_schema() -> Path:
 class FaultKind(StrEnum):
     STATUS = "status"  # answer with this status instead
     SECONDARY_RATE_LIMIT = "secondary_rate_limit"  # GitHub's 403 with Retry-After
+    PRIMARY_RATE_LIMIT = "primary_rate_limit"  # the token's hourly limit spent: REST 403, GraphQL 200
     SLOW = "slow"  # wait, then answer normally
+    DISCONNECT = "disconnect"  # close the connection without an answer
 
 
 @dataclass
@@ -74,6 +77,9 @@ class Fault:
     status: int = 502
     retry_after: int | None = None
     seconds: float = 0.0
+    # Carry the request out first, then misbehave: GitHub's front can fail to answer a request its
+    # back end already acted on (a comment posted, then a 502).
+    applied: bool = False
 
 
 class Faults:
@@ -83,8 +89,24 @@ class Faults:
         self._lock = threading.Lock()
         self._queue: list[Fault] = []
 
-    def fail(self, status: int = 502, *, times: int = 1, path: str = "/", retry_after: int | None = None) -> None:
-        self._add(Fault(FaultKind.STATUS, path, times, status=status, retry_after=retry_after))
+    def fail(
+        self,
+        status: int = 502,
+        *,
+        times: int = 1,
+        path: str = "/",
+        retry_after: int | None = None,
+        applied: bool = False,
+    ) -> None:
+        self._add(Fault(FaultKind.STATUS, path, times, status=status, retry_after=retry_after, applied=applied))
+
+    def disconnect(self, *, times: int = 1, path: str = "/", applied: bool = False) -> None:
+        self._add(Fault(FaultKind.DISCONNECT, path, times, applied=applied))
+
+    def primary_rate_limit(self, reset_in: int = 60, *, times: int = 1, path: str = "/") -> None:
+        """The token's limit spent until ``reset_in`` seconds from the answer: REST says 403 with
+        ``X-RateLimit-Remaining: 0``; GraphQL says 200 with a ``RATE_LIMITED`` error."""
+        self._add(Fault(FaultKind.PRIMARY_RATE_LIMIT, path, times, status=403, seconds=float(reset_in)))
 
     def secondary_rate_limit(self, retry_after: int = 1, *, times: int = 1, path: str = "/") -> None:
         self._add(Fault(FaultKind.SECONDARY_RATE_LIMIT, path, times, status=403, retry_after=retry_after))
@@ -536,25 +558,42 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind is FaultKind.SLOW:
             time.sleep(fault.seconds)
             fault = None
-        if fault is not None:
-            reply = self._fault_reply(fault)
-            standin.record(Exchange("fault", self.command, path, reply.status))
-        elif path.startswith("/api/v3"):
-            reply = standin.rest(self.command, self.path, headers, raw)
-        elif path == "/api/graphql" and self.command == "POST":
-            reply = standin.graphql(self.path, headers, raw)
-        elif path.count("/") >= 3 and self.command in ("GET", "POST"):
-            reply = standin.git(self.command, self.path, headers, raw)
-        else:
-            reply = _json_reply(404, {"message": "Not Found", "documentation_url": _DOCS})
-            standin.record(Exchange("rest", self.command, path, 404))
-        self._send(reply)
+        if fault is None:
+            self._send(self._answer(path, headers, raw))
+            return
+        if fault.applied:
+            self._answer(path, headers, raw)  # carried out; its answer is lost, as the fault says
+        dropped = fault.kind is FaultKind.DISCONNECT
+        standin.record(Exchange("fault", self.command, path, 0 if dropped else fault.status))  # 0: no answer
+        if dropped:
+            self.close_connection = True  # the handler closes the socket: no answer at all
+            return
+        self._send(self._fault_reply(fault, path, standin.viewer(headers.get("authorization"))[0]))
+
+    def _answer(self, path: str, headers: dict[str, str], raw: bytes) -> _Reply:
+        standin = self.server.standin
+        if path.startswith("/api/v3"):
+            return standin.rest(self.command, self.path, headers, raw)
+        if path == "/api/graphql" and self.command == "POST":
+            return standin.graphql(self.path, headers, raw)
+        if path.count("/") >= 3 and self.command in ("GET", "POST"):
+            return standin.git(self.command, self.path, headers, raw)
+        standin.record(Exchange("rest", self.command, path, 404))
+        return _json_reply(404, {"message": "Not Found", "documentation_url": _DOCS})
 
     @staticmethod
-    def _fault_reply(fault: Fault) -> _Reply:
+    def _fault_reply(fault: Fault, path: str, viewer: User | None) -> _Reply:
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = str(fault.retry_after)
+        if fault.kind is FaultKind.PRIMARY_RATE_LIMIT:
+            headers = _rate_headers(RATE_LIMIT, "graphql" if path == "/api/graphql" else "core")
+            headers["X-RateLimit-Reset"] = str(int(time.time() + fault.seconds))
+            message = f"API rate limit exceeded for user ID {viewer.id if viewer else 0}."
+            if path == "/api/graphql":
+                # GitHub's GraphQL API says so with a 200 and an error, not with a 403.
+                return _json_reply(200, {"errors": [{"type": "RATE_LIMITED", "message": message}]}, headers)
+            return _json_reply(403, {"message": message, "documentation_url": _RATE_LIMITS_DOCS}, headers)
         if fault.kind is FaultKind.SECONDARY_RATE_LIMIT:
             body = {
                 "message": _SECONDARY,
