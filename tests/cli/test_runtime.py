@@ -121,6 +121,8 @@ def test_fields_of_the_wrong_type_or_not_finite_are_absent(crew: Crew) -> None:
         "retry_in_seconds": None,
         "open_prs": None,
         "open_prs_checked_at": None,
+        "open_prs_failing_since": None,
+        "open_prs_failure": None,
         "chat_connected": None,
     }
     assert (bob["state"], bob["uptime_seconds"], bob["restarts"], bob["last_exit"]) == ("stopped", None, 0, 137)

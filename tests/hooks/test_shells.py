@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -641,6 +641,36 @@ def test_stop_never_wedges_on_errors(context: HookContext) -> None:
     log = (context.state / "hooks" / "hooks.log").read_text().splitlines()
     assert len(log) == 1  # the same failure is said once
     assert "review check failed, not waking: RuntimeError: HTTP 502" in log[0]
+
+
+def test_failing_checks_keep_the_last_found_prs_and_say_since_when_until_one_does_not(context: HookContext) -> None:
+    activity = context.state / "hooks" / "activity.json"
+    assert run_stop(context, lambda _: snapshot("t1"), poll=30, watch_for=0, sleep=FakeTime().sleep, now=lambda: T0)
+    found = json.loads(activity.read_text())
+
+    def broken(message: str) -> Callable[[float], Snapshot]:
+        def check(_: float) -> Snapshot:
+            raise RuntimeError(message)
+
+        return check
+
+    later = T0 + dt.timedelta(minutes=5)
+    assert run_stop(context, broken("HTTP 502"), poll=10, watch_for=0, sleep=FakeTime().sleep, now=lambda: later) == 0
+    assert json.loads(activity.read_text()) == {
+        **found,
+        "failing_since": later.isoformat(timespec="seconds"),
+        "failure": "RuntimeError: HTTP 502",
+    }
+    # Another failure, later: the run of failures began at the first.
+    last = later + dt.timedelta(minutes=5)
+    assert run_stop(context, broken("HTTP 503"), poll=10, watch_for=0, sleep=FakeTime().sleep, now=lambda: last) == 0
+    assert json.loads(activity.read_text())["failing_since"] == later.isoformat(timespec="seconds")
+    assert json.loads(activity.read_text())["failure"] == "RuntimeError: HTTP 503"
+    # A check that does not fail says the PRs as it found them, and nothing of the failures.
+    assert (
+        run_stop(context, lambda _: snapshot("t1"), poll=30, watch_for=0, sleep=FakeTime().sleep, now=lambda: last) == 0
+    )
+    assert set(json.loads(activity.read_text())) == {"checked_at", "pull_requests"}
 
 
 def test_stop_waits_out_a_rate_limit_before_its_next_check(context: HookContext) -> None:

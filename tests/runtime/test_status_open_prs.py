@@ -50,3 +50,25 @@ def test_status_lists_open_prs_and_those_awaiting_the_agent(tmp_path: Path) -> N
         [str(CLI), "status", "--crew", str(crew)], capture_output=True, text=True, env=env, check=False
     )
     assert "2 (1 awaiting it)" in table.stdout
+    assert "stale" not in table.stdout
+
+    # The checks fail since: the PRs shown are the last found, said to be stale, and why.
+    activity = json.loads((state / "hooks" / "activity.json").read_text())
+    activity |= {"failing_since": "2026-11-25T12:05:00+00:00", "failure": "OperationError: GitHub answered 502"}
+    (state / "hooks" / "activity.json").write_text(json.dumps(activity))
+    result = subprocess.run(
+        [str(CLI), "status", "--crew", str(crew), "--json"], capture_output=True, text=True, env=env, check=False
+    )
+    rows = {row["agent"]: row for row in json.loads(result.stdout)["agents"]}
+    assert (rows["devbot"]["open_prs_failing_since"], rows["devbot"]["open_prs_failure"]) == (
+        "2026-11-25T12:05:00+00:00",
+        "OperationError: GitHub answered 502",
+    )
+    table = subprocess.run(
+        [str(CLI), "status", "--crew", str(crew)], capture_output=True, text=True, env=env, check=False
+    )
+    assert "2 (1 awaiting it), stale" in table.stdout
+    assert table.stderr == (
+        "warning: devbot: its review checks fail since 2026-11-25T12:05:00+00:00 (OperationError: GitHub "
+        "answered 502); its open PRs are as of 2026-11-25T12:00:00+00:00\n"
+    )

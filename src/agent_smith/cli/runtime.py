@@ -165,6 +165,11 @@ def _finite(entry: Mapping[str, Any], key: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _text(entry: Mapping[str, Any], key: str) -> str | None:
+    value = entry.get(key)
+    return value if isinstance(value, str) else None
+
+
 def _whole(entry: Mapping[str, Any], key: str) -> int | None:
     """The integer the status says at `key`; None for anything else."""
     value = entry.get(key)
@@ -219,6 +224,9 @@ def status_rows(crew: Crew, now: float) -> tuple[bool, list[dict[str, Any]], str
                 # The agent's open PRs as its Stop hook last saw them (None: never checked).
                 "open_prs": reviews.get("pull_requests"),
                 "open_prs_checked_at": reviews.get("checked_at"),
+                # Since when, and why, its checks fail (None: the last one did not): open_prs is stale.
+                "open_prs_failing_since": _text(reviews, "failing_since"),
+                "open_prs_failure": _text(reviews, "failure"),
                 # Whether its claude holds its Matrix channel now (None: no channel, or not running).
                 "chat_connected": connected if isinstance(connected, bool) else None,
             }
@@ -313,15 +321,29 @@ def _cells(row: Mapping[str, Any]) -> list[Text]:
         Text(str(row["restarts"]), no_wrap=True),
         Text(_age(activity) + ("" if activity is None else " ago")),
         Text("—" if row["last_exit"] is None else str(row["last_exit"]), no_wrap=True),
-        Text(_open_prs(row["open_prs"])),
+        Text(_open_prs(row["open_prs"], failing=row["open_prs_failure"] is not None)),
         _chat(row["chat_connected"]),
     ]
 
 
-def _view(crew: Crew, warn: Callable[[str], None]) -> StatusView:
+def _rows(crew: Crew, warn: Callable[[str], None]) -> tuple[bool, list[dict[str, Any]]]:
+    """`status_rows` now, with what makes them less than current said in warnings."""
     running, rows, unreadable = status_rows(crew, time.time())
     if unreadable is not None:
         warn(unreadable)
+    for row in rows:
+        if row["open_prs_failure"] is not None:
+            checked = row["open_prs_checked_at"]
+            warn(
+                f"{row['agent']}: its review checks fail since {row['open_prs_failing_since']} "
+                f"({row['open_prs_failure']}); its open PRs are "
+                + (f"as of {checked}" if isinstance(checked, str) else "unknown")
+            )
+    return running, rows
+
+
+def _view(crew: Crew, warn: Callable[[str], None]) -> StatusView:
+    running, rows = _rows(crew, warn)
     services, metrics = _supervisor(crew, running)
     shown = ", ".join(f"{name} {'listening' if up else 'starting'}" for name, up in services.items())
     title = (
@@ -347,11 +369,11 @@ def _chat(connected: bool | None) -> Text:
     return Text("on", style="green", no_wrap=True) if connected else Text("off", style="yellow", no_wrap=True)
 
 
-def _open_prs(prs: list[dict[str, Any]] | None) -> str:
+def _open_prs(prs: list[dict[str, Any]] | None, *, failing: bool) -> str:
     if prs is None:
-        return "—"
+        return "check failing" if failing else "—"
     waiting = sum(1 for pr in prs if pr.get("unaddressed"))
-    return f"{len(prs)}" + (f" ({waiting} awaiting it)" if waiting else "")
+    return f"{len(prs)}" + (f" ({waiting} awaiting it)" if waiting else "") + (", stale" if failing else "")
 
 
 def status(
@@ -402,9 +424,7 @@ def status(
 
 
 def _status_document(crew: Crew, warn: Callable[[str], None]) -> dict[str, Any]:
-    running, rows, unreadable = status_rows(crew, time.time())
-    if unreadable is not None:
-        warn(unreadable)
+    running, rows = _rows(crew, warn)
     services, metrics = _supervisor(crew, running)
     return {
         "crew": crew.crew.name,

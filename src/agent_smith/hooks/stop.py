@@ -139,6 +139,7 @@ def run_stop(
                 pause = max(poll, exc.seconds)
             if (error := _one_line(exc)) != last_error:
                 log_line(state_dir, "stop", f"review check failed, not waking: {error}")
+                _record_failure(state_dir, error, now())
                 last_error = error
         if snapshot is not None:
             last_error = ""
@@ -194,6 +195,18 @@ def _deliver(state_dir: Path, reason: str) -> bool:
         log_line(state_dir, "stop", f"could not deliver the wake reason, nothing surfaced: {type(exc).__name__}")
         return False
     return True
+
+
+def _record_failure(state_dir: Path, error: str, moment: dt.datetime) -> None:
+    """Say in the activity file that checks fail now, keeping what the last one that did not found:
+    `status` then shows those PRs as stale rather than as current."""
+    activity = read_json(hooks_dir(state_dir) / ACTIVITY_FILE)
+    # A check that did not fail rewrites the file without it: one there began this run of failures.
+    since = activity.get("failing_since")
+    since = since if isinstance(since, str) else moment.isoformat(timespec="seconds")
+    write_json(
+        hooks_dir(state_dir) / ACTIVITY_FILE, {**activity, "failing_since": since, "failure": error}, durable=False
+    )
 
 
 def _record_activity(state_dir: Path, snapshot: Snapshot, moment: dt.datetime) -> None:
