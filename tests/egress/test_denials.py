@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent_smith.crew import Crew, EventLog
 from agent_smith.egress import DenialPublisher, EgressDenied, FirewallState
-from agent_smith.egress.service import _PENDING_KEYS
+from agent_smith.egress.service import _PENDING_KEYS, RepeatWindow
 from agent_smith.events import EventFilter, connect, query
 from agent_smith.events.pending import kept
 from tests.fixtures.nats import NatsServer
@@ -209,3 +211,51 @@ def test_a_line_torn_by_a_crash_ends_what_is_pending(tmp_path: Path) -> None:
     pending.write_text('{"id": "x"}\n' + whole + "\n")
     assert kept(pending, _PENDING_KEYS) == [], "a record that is not a whole denial ends it too"
     assert kept(tmp_path / "absent.jsonl", _PENDING_KEYS) == []
+
+
+def test_a_denial_repeated_within_a_minute_is_one_event_and_the_next_counts_the_rest(tmp_path: Path) -> None:
+    pending = FirewallState(tmp_path / "firewall").pending_denials_path
+    now = [0.0]
+
+    async def denied() -> None:
+        denials = DenialPublisher(
+            lambda: _crew(tmp_path, "nats://127.0.0.1:1"), pending, settle=60, clock=lambda: now[0]
+        )
+        for at in (0.0, 5.0, 30.0, 59.9):  # a CLI's telemetry, retried
+            now[0] = at
+            denials(_denial(host="telemetry.test"))
+        denials(_denial(host="other.test"))  # another host: its own
+        now[0] = 61.0
+        denials(_denial(host="telemetry.test"))
+        denials(_denial(host="telemetry.test"))
+        await asyncio.sleep(0.01)
+
+    asyncio.run(denied())
+    kept = [json.loads(line) for line in pending.read_text().splitlines()]
+    assert [(k["host"], k["repeated"]) for k in kept] == [
+        ("telemetry.test", 0),
+        ("other.test", 0),
+        ("telemetry.test", 3),
+    ]
+
+
+@given(st.lists(st.tuples(st.sampled_from("ab"), st.floats(0, 30)), max_size=40))
+def test_every_denial_is_published_or_counted_in_the_next_published_one(steps: list[tuple[str, float]]) -> None:
+    window = RepeatWindow(window=10.0)
+    now, published, counted, reported = 0.0, {"a": 0, "b": 0}, {"a": 0, "b": 0}, 0
+    last: dict[str, float] = {}
+    for host, gap in steps:
+        now += gap
+        repeated = window.admit(("devbot", host, 443, "not allowed"), now)
+        if repeated is None:
+            assert now - last[host] < 10.0
+            counted[host] += 1
+        else:
+            assert host not in last or now - last[host] >= 10.0
+            assert repeated == counted[host]
+            reported += repeated
+            published[host] += 1
+            counted[host] = 0
+            last[host] = now
+    # Each denial is an event, or counted in one, or counted for the next of its kind.
+    assert sum(published.values()) + reported + sum(counted.values()) == len(steps)

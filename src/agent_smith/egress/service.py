@@ -7,8 +7,9 @@ import importlib
 import json
 import logging
 import signal
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,42 @@ if TYPE_CHECKING:
     from agent_smith.crew import Crew
     from agent_smith.events import Publisher
 
-__all__ = ["DenialPublisher", "import_claude_login", "run_firewall"]
+__all__ = ["DenialPublisher", "RepeatWindow", "import_claude_login", "run_firewall"]
 
 log = logging.getLogger("agent_smith.egress")
 
 # Long enough for a crew's CLIs to boot (about half a second each here, side by side).
 _SETTLE = 2.0
 _PENDING_KEYS = frozenset({"id", *(f.name for f in fields(EgressDenied))})
+# One event a minute for the same denial: a CLI retrying a host it may not reach (its telemetry,
+# every few seconds) would otherwise fill the event log. The audit log keeps every one.
+REPEAT_WINDOW = 60.0
+# Denials remembered at most, for their repeats; past it, windows that ended are forgotten.
+_REMEMBERED = 1024
+
+DenialKey = tuple[str, str, int, str]
+
+
+@dataclass
+class RepeatWindow:
+    """Which denials become events: the first of its kind (agent, host, port and reason), then the
+    first after `window` seconds, which says how many like it were not published meanwhile (pure:
+    the caller tells the time)."""
+
+    window: float = REPEAT_WINDOW
+    _opened: dict[DenialKey, tuple[float, int]] = field(default_factory=dict)
+
+    def admit(self, key: DenialKey, now: float) -> int | None:
+        """None when a denial like this one was published less than `window` ago (it is counted);
+        else how many were counted since the last one published (0 for the first)."""
+        opened = self._opened.get(key)
+        if opened is not None and now - opened[0] < self.window:
+            self._opened[key] = (opened[0], opened[1] + 1)
+            return None
+        if opened is None and len(self._opened) >= _REMEMBERED:
+            self._opened = {k: v for k, v in self._opened.items() if now - v[0] < self.window}
+        self._opened[key] = (now, 0)
+        return 0 if opened is None else opened[1]
 
 
 class DenialPublisher:
@@ -48,10 +78,19 @@ class DenialPublisher:
     sent already is stored once (the id is the `Nats-Msg-Id`).
     """
 
-    def __init__(self, crew: Callable[[], Crew], path: Path, *, settle: float = _SETTLE) -> None:
+    def __init__(
+        self,
+        crew: Callable[[], Crew],
+        path: Path,
+        *,
+        settle: float = _SETTLE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._crew = crew
         self._path = path
         self._settle = settle
+        self._clock = clock
+        self._repeats = RepeatWindow()
         self._pending = pending.kept(path, _PENDING_KEYS)
         if self._pending or path.exists():
             # Without a torn line a killed firewall may have left, so that what is appended
@@ -68,7 +107,10 @@ class DenialPublisher:
     def __call__(self, denial: EgressDenied) -> None:
         from agent_smith.events.ids import new_id
 
-        item: dict[str, object] = {"id": new_id(), **asdict(denial)}
+        repeated = self._repeats.admit((denial.agent, denial.host, denial.port, denial.reason), self._clock())
+        if repeated is None:
+            return
+        item: dict[str, object] = {"id": new_id(), **asdict(denial), "repeated": repeated}
         try:
             pending.keep(self._path, item)
         except OSError as exc:
@@ -143,6 +185,8 @@ async def _publish(publisher: Publisher, events: Any, item: Mapping[str, Any]) -
             method=item["method"],
             path=item["path"],
             reason=item["reason"],
+            # A firewall before this one kept no count.
+            repeated=item.get("repeated", 0),
         )
     except ValueError as exc:
         # Not what this firewall writes (edited by hand, say): dropped, or it would hold back the rest.

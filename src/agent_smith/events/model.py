@@ -186,6 +186,9 @@ class EgressDenied(Event):
     method: str | None = None
     path: str | None = None
     reason: str = Field(min_length=1)
+    # Denials like this one (same agent, host, port and reason) not published since the last that
+    # was: the firewall publishes one of a kind a minute (its audit log has every one).
+    repeated: int = Field(default=0, ge=0)
 
 
 def check_agent_name(name: str) -> str:
