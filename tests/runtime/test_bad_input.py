@@ -148,6 +148,21 @@ def test_a_state_dir_that_cannot_hold_the_crew(crew: CrewDir, up: Up, tmp_path_f
     assert blocker.read_text() == ""
 
 
+@pytest.mark.parametrize("taken", ["logs", "runtime"])
+def test_a_state_volume_whose_log_directory_is_no_directory(crew: CrewDir, up: Up, taken: str) -> None:
+    """A file where the panes' logs (or the supervisor's files) go, as a volume restored or
+    filled by hand may have: one line before anything starts, not a traceback once claude's
+    home was assembled (`run` made its stream of the panes there)."""
+    (crew.state / "rt").mkdir(parents=True)
+    (crew.state / "rt" / taken).write_text("")
+    where = crew.state / "rt" / ("runtime" if taken == "runtime" else "logs")
+    message = f"runtime.state_dir: cannot keep the crew's {'state' if taken == 'runtime' else 'logs'} in {where}: "
+    assert_refused(crew, up(crew, "--crew", str(crew.root)), message)
+    result = crew.invoke("run", env={"AGENT_SMITH_CREW": str(crew.root), "AGENT_NAME": "alice"})
+    assert_refused(crew, result, message)
+    assert f"{where} is not a directory" in result.stderr
+
+
 def test_invalid_crew(crew: CrewDir, up: Up) -> None:
     set_in_crew(crew, "runtime", "tmux_sockt", "x")
     result = up(crew, "--crew", str(crew.root))

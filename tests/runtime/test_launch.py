@@ -22,7 +22,7 @@ from agent_smith.runtime.launch import (
     unsent_input,
     with_resume,
 )
-from agent_smith.runtime.panelog import Follower, Streamer, readable
+from agent_smith.runtime.panelog import LONGEST_LINE, Follower, Streamer, readable
 from agent_smith.runtime.rundir import RunDir, SupervisorRunning
 from agent_smith.runtime.services import parse_listen
 from agent_smith.runtime.session import chunk
@@ -212,6 +212,64 @@ def test_follower_goes_on_to_the_next_chunk_and_streams_whole_lines(tmp_path: Pa
     assert lines == ["[a:claude] one\n", "[a:claude] two\n", "[a:claude] three\n", "[a:claude] bash-5.2# \n"]
     follower = Follower(tmp_path / "missing.log")
     assert follower.read() == b""
+
+
+def test_what_a_pane_wrote_last_is_streamed_when_the_stream_finishes(tmp_path: Path) -> None:
+    # The pane is gone: the line it left unended will not end, and is streamed as it is. (The
+    # stream's last look kept it back for an end, and dropped it.)
+    log = tmp_path / "a.log"
+    lines: list[str] = []
+    streamer = Streamer([("a:shell", log)], lines.append)
+    chunk(log, 0).write_bytes(b"one\npart")
+    assert streamer.pump() == 1
+    with chunk(log, 0).open("ab") as fh:
+        fh.write(b"ial")
+    # The next chunk goes on where split cut the stream.
+    chunk(log, 1).write_bytes(b" on\n\x1b[1mlast\x1b[0m words")
+    assert streamer.finish() == 2
+    assert lines == ["[a:shell] one\n", "[a:shell] partial on\n", "[a:shell] last words\n"]
+
+
+def test_a_line_that_never_ends_is_streamed_in_pieces_as_it_grows(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    lines: list[str] = []
+    streamer = Streamer([("a:shell", log)], lines.append)
+    chunk(log, 0).write_bytes(b"y" * (2 * LONGEST_LINE + 10))
+    assert streamer.pump() == 3
+    assert [len(line) for line in lines] == [len("[a:shell] \n") + n for n in (LONGEST_LINE, LONGEST_LINE, 10)]
+    with chunk(log, 0).open("ab") as fh:
+        fh.write(b"z" * 5)
+    assert streamer.pump() == 0, "a short partial line waits a round for its end"
+    assert streamer.pump() == 1
+    assert lines[-1] == "[a:shell] zzzzz\n"
+    streamer.close()
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["as it runs", "at the end"])
+def test_output_removed_before_it_was_streamed_is_said_where_it_was(tmp_path: Path, last: bool) -> None:
+    # A reader of stdout slow enough for the supervisor to prune chunks the stream had not come
+    # to: a line says so there, rather than the lines running on as if nothing was missing.
+    log = tmp_path / "a.log"
+    chunk(log, 0).write_bytes(b"an earlier run's line\n")
+    lines: list[str] = []
+    streamer = Streamer([("a:shell", log)], lines.append)
+    chunk(log, 1).write_bytes(b"one\n")
+    assert streamer.pump() == 1
+    for number in (2, 3, 4):
+        chunk(log, number).write_bytes(f"{number}\n".encode())
+    chunk(log, 2).unlink()
+    chunk(log, 3).unlink()
+    if last:
+        streamer.finish()
+    while not last and streamer.pump():
+        pass
+    streamer.close()
+    assert lines == [
+        "[a:shell] one\n",
+        "[a:shell] [agent-smith: 2 chunks of this pane's output removed before it was streamed: the stream's "
+        "reader fell behind]\n",
+        "[a:shell] 4\n",
+    ]
 
 
 def test_a_follower_reads_a_chunk_at_a_time_from_the_oldest_and_past_pruned_ones(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import os
+import select
 import shlex
 import shutil
 import sys
@@ -547,10 +548,6 @@ def run(
     options = ServeOptions(agents=(name,), firewall=False, no_proxy=tuple(no_proxy or ()))
     binary = check_startable(loaded, options, services=False)
 
-    def write(line: str) -> None:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-
     asyncio.run(
         supervise(
             loaded,
@@ -558,10 +555,26 @@ def run(
             binary=binary,
             services=False,
             session=CONTAINER_SESSION,
-            stream=write,
+            stream=_to_stdout,
             progress=stderr_progress(out.log_format),
         )
     )
+
+
+def _to_stdout(line: str) -> None:
+    """Write `line` to file descriptor 1 whole, past sys.stdout's buffer.
+
+    `run` streams from a thread that a slow reader may leave blocked in this write when the
+    process ends; blocked inside sys.stdout it would hold the buffer's lock, which the
+    interpreter takes to flush stdout as it exits (a fatal error then). A stdout left
+    non-blocking by whatever started `run` is waited for rather than given up on.
+    """
+    data = memoryview(line.encode())
+    while data:
+        try:
+            data = data[os.write(1, data) :]
+        except BlockingIOError:
+            select.select([], [1], [])
 
 
 def register(app: typer.Typer) -> None:

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,10 @@ CONTAINER_SESSION = "main"
 _EVENT_LOG_AFTER = 5.0
 # How long `up` gives a supervisor whose agent was stopped to end too, when `down` stopped both.
 _STOPPING_WAIT = 3.0
+# How often `run` copies the panes' new lines to its stream, and how long its last copy may
+# take once the agent stopped (the kubelet's SIGKILL comes 60 s after its SIGTERM).
+_STREAM_EVERY = 0.2
+_STREAM_DRAIN = 15.0
 # The events the supervisor observes before its event log is up, kept across a crash.
 HELD_EVENTS = "held-events.jsonl"
 log = logging.getLogger(__name__)
@@ -195,9 +200,12 @@ def check_startable(loaded: LoadedCrew, options: ServeOptions, *, services: bool
 
 def check_state_dir(crew: Crew) -> None:
     """Refuse, in one line, a crew whose state could not be kept where its runtime.state_dir says."""
-    path = run_dir(crew).path
-    if (blocked := unusable_directory(path)) is not None:
-        raise UsageError(f"runtime.state_dir: cannot keep the crew's state in {path}: {blocked}")
+    # The panes' logs too: the supervisor makes that directory only once the agents are
+    # assembled, and `run` streams the panes from it, so a file in its place (a volume restored
+    # by hand) ended `run` with a traceback after the assembly instead of this line.
+    for what, path in (("state", run_dir(crew).path), ("logs", CrewPaths.of(crew).logs)):
+        if (blocked := unusable_directory(path)) is not None:
+            raise UsageError(f"runtime.state_dir: cannot keep the crew's {what} in {path}: {blocked}")
 
 
 def unusable_directory(path: Path) -> str | None:
@@ -627,26 +635,57 @@ def _streamer(specs: Sequence[AgentSpec], stream: Callable[[str], None]) -> Stre
     )
 
 
+class _Streaming:
+    """`run`'s copy of the panes' new lines to its stream, in a thread of its own.
+
+    A stream that takes lines slowly (a pipe its reader empties slowly, or not at all) holds
+    back this thread alone: copied from the supervisor's loop, a full pipe stopped the loop,
+    and with it the answers to the kubelet's probes and the restarts of claude. What waits
+    meanwhile is in the pane logs on disk, not in memory.
+    """
+
+    def __init__(self, streamer: Streamer) -> None:
+        self._streamer = streamer
+        self._stop = threading.Event()
+        # A daemon: one blocked on a stream that takes nothing must not keep the process from ending.
+        self._thread = threading.Thread(target=self._copy, name="stream", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _copy(self) -> None:
+        try:
+            while not self._stop.wait(_STREAM_EVERY):
+                self._streamer.pump()
+            self._streamer.finish()
+        except OSError as exc:
+            # The stream's reader is gone (`run | head` ended): the agent is supervised on, unstreamed.
+            log.warning("the panes' output is no longer streamed: %s", exc.strerror or exc)
+            self._streamer.close()
+
+    def finish(self, timeout: float) -> bool:
+        """Copy what the panes wrote last, partial lines included, and end; whether that was
+        done within `timeout` seconds."""
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
 async def _serve(supervisor: Supervisor, stop: asyncio.Event, keep: asyncio.Event, streamer: Streamer | None) -> None:
     """Supervise until told to stop (`keep` set: told to detach, leaving everything running)."""
-    pump: asyncio.Task[None] | None = None
-    if streamer is not None:
-        pump = asyncio.create_task(_pump(streamer, stop))
+    streaming = _Streaming(streamer) if streamer is not None else None
+    if streaming is not None:
+        streaming.start()
     try:
         await supervisor.watch(stop, keep_agents=keep)
     finally:
-        if pump is not None:
-            await pump
-        if streamer is not None:
-            streamer.pump()
-            streamer.close()
-
-
-async def _pump(streamer: Streamer, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        streamer.pump()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.2)
+        # The agents are stopped by now: their panes' last output is in the logs.
+        if streaming is not None and not await asyncio.to_thread(streaming.finish, _STREAM_DRAIN):
+            log.warning(
+                "the panes' last output was not all streamed within %gs: the stream took it too slowly "
+                "(it is in the pane logs: `agent-smith logs`)",
+                _STREAM_DRAIN,
+            )
 
 
 # ---- the background supervisor ------------------------------------------------------------

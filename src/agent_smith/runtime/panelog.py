@@ -20,6 +20,9 @@ _ESCAPES = re.compile(
 # Moves along the line: forward by n (CSI n C), to column n (CSI n G), and line ends.
 _MOVES = re.compile(rb"\x1b\[(\d*)([CG])|\n")
 _WIDEST = 500
+# The longest line streamed (in characters): one longer goes in pieces of this length, as
+# container runtimes cut their log lines at 16 KiB.
+LONGEST_LINE = 16 * 1024
 
 
 def readable(raw: bytes) -> str:
@@ -47,6 +50,16 @@ def readable(raw: bytes) -> str:
     return "".join(out)
 
 
+def _shown(raw: bytes) -> list[str]:
+    """The lines of `raw` that show something, readable, each cut into pieces of LONGEST_LINE (pure)."""
+    return [
+        line[at : at + LONGEST_LINE]
+        for line in readable(raw).split("\n")
+        if line.strip()
+        for at in range(0, len(line), LONGEST_LINE)
+    ]
+
+
 @dataclass
 class Follower:
     """Reads what a pane's log (`log`, as `pane_log` names it) gained since the last call, chunk
@@ -58,6 +71,8 @@ class Follower:
     _partial: bytes = field(default=b"", init=False)
     # (chunk number, size) of what the log held before: not read.
     _before: tuple[int, int] | None = field(default=None, init=False)
+    # Chunks removed (`session.prune`) before this reader came to them: output it never read.
+    lost: int = field(default=0, init=False)
 
     def skip_what_is_there(self) -> None:
         """Read only what is appended from now on (the log holds an earlier run's output)."""
@@ -82,7 +97,9 @@ class Follower:
         while self._fh is not None:
             newer = [n for n in numbers if n > self._at]
             data = self._fh.read()
-            if not newer or not self._open(newer) or data:
+            # Data first: a call returns one chunk's output only, so a gap (`lost`) is known
+            # before the output after it.
+            if data or not newer or not self._open(newer):
                 return data
         return b""
 
@@ -94,6 +111,8 @@ class Follower:
             except FileNotFoundError:
                 continue
             self.close()
+            previous = self._at if self._at >= 0 else self._before[0] if self._before is not None else number
+            self.lost += max(number - previous - 1, 0)
             self._fh, self._at = fh, number
             if self._before is not None and self._before[0] == number:
                 fh.seek(self._before[1])
@@ -103,17 +122,30 @@ class Follower:
 
     def lines(self) -> list[str]:
         """New lines, readable. A partial last line waits for its end, unless nothing
-        followed it since the previous call (a shell prompt waits for input, unended)."""
+        followed it since the previous call (a shell prompt waits for input, unended), or it
+        grew to LONGEST_LINE (a line that never ends would otherwise never be shown, and be
+        held whole in memory)."""
         fresh = self.read()
-        if not fresh and self._partial:
-            head, self._partial = self._partial, b""
-            return [line for line in readable(head).split("\n") if line.strip()]
+        return self._split(fresh) if fresh else self.rest()
+
+    def remaining(self) -> list[str]:
+        """Every line still to come, the partial last one included: for a pane that is gone,
+        whose line will not end."""
+        found: list[str] = []
+        while fresh := self.read():
+            found += self._split(fresh)
+        return found + self.rest()
+
+    def rest(self) -> list[str]:
+        """The partial last line, as far as it came."""
+        head, self._partial = self._partial, b""
+        return _shown(head)
+
+    def _split(self, fresh: bytes) -> list[str]:
         data = (self._partial + fresh).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        head, sep, tail = data.rpartition(b"\n")
-        self._partial = tail
-        if not sep:
-            return []
-        return [line for line in readable(head).split("\n") if line.strip()]
+        head, sep, self._partial = data.rpartition(b"\n")
+        found = _shown(head) if sep else []
+        return found + self.rest() if len(self._partial) >= LONGEST_LINE else found
 
     def close(self) -> None:
         if self._fh is not None:
@@ -133,12 +165,28 @@ class Streamer:
         self._write = write
 
     def pump(self) -> int:
-        count = 0
-        for prefix, follower in self._followers:
-            for line in follower.lines():
-                self._write(f"[{prefix}] {line}\n")
-                count += 1
+        """Copy the lines the logs gained; how many. Where chunks were removed before they were
+        copied (the stream's reader fell 60 MB behind), a line says so: nothing is lost unsaid."""
+        return sum(self._copy(prefix, follower, follower.lines) for prefix, follower in self._followers)
+
+    def finish(self) -> int:
+        """Copy what is left, partial last lines included (the panes are gone), and close."""
+        count = sum(self._copy(prefix, follower, follower.remaining) for prefix, follower in self._followers)
+        self.close()
         return count
+
+    def _copy(self, prefix: str, follower: Follower, take: Callable[[], list[str]]) -> int:
+        lost = follower.lost
+        lines = take()
+        if follower.lost > lost:
+            gone = follower.lost - lost
+            self._write(
+                f"[{prefix}] [agent-smith: {gone} chunk{'s' if gone > 1 else ''} of this pane's output "
+                "removed before it was streamed: the stream's reader fell behind]\n"
+            )
+        for line in lines:
+            self._write(f"[{prefix}] {line}\n")
+        return len(lines)
 
     def close(self) -> None:
         for _, follower in self._followers:
