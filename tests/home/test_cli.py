@@ -34,6 +34,7 @@ def test_assemble_then_nothing_to_change(tmp_path: Path) -> None:
     args, home = _setup(tmp_path)
     code, out, err = _invoke(args)
     assert code == 0, err
+    assert out.splitlines()[0] == f"devbot: home {home}, workspace {tmp_path / 'ws'}"
     assert "created ~/.claude/CLAUDE.md" in out
     assert "created ~/.claude.json" in out
     assert (home / ".claude" / "settings.json").is_file()
