@@ -13,16 +13,18 @@ from agent_smith.processes import command_line, runs_agent_smith, runs_with
 
 
 def test_a_process_s_command_line_is_its_arguments() -> None:
-    with subprocess.Popen(["sleep", "60", "extra argument"]) as sleeper:
+    # An argument with a space, which the program takes (GNU sleep would refuse one and exit at once).
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "extra argument"]
+    with subprocess.Popen(argv) as sleeper:
         try:
             deadline = time.monotonic() + 10
             # Until it has exec'd: forked, it runs with this interpreter's arguments.
-            while command_line(sleeper.pid) != ["sleep", "60", "extra argument"] and time.monotonic() < deadline:
+            while command_line(sleeper.pid) != argv and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert command_line(sleeper.pid) == ["sleep", "60", "extra argument"]
-            assert runs_with(sleeper.pid, ["60", "extra argument"])
+            assert command_line(sleeper.pid) == argv
+            assert runs_with(sleeper.pid, ["-c", "extra argument"])
             assert runs_with(sleeper.pid, [])
-            assert not runs_with(sleeper.pid, ["60", "extra"])
+            assert not runs_with(sleeper.pid, ["-c", "extra"])
         finally:
             sleeper.kill()
 
