@@ -185,3 +185,31 @@ def test_git_gets_the_forge_placeholder_from_the_credential_helper(
     assert report.repos[0].action is RepoAction.cloned
     assert seen
     assert set(seen) == {"x-access-token:agent-smith-placeholder-github-token"}
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        ("403 Forbidden", "the egress firewall refused it: `agent-smith events query --type egress_denied` says why"),
+        ("502 Bad Gateway", "the egress firewall could not reach the host: `agent-smith events query"),
+        ("407 Proxy Authentication Required", "the egress firewall did not take the agent's proxy password"),
+    ],
+)
+def test_a_clone_the_firewall_does_not_carry_says_where_its_reason_is(tmp_path: Path, status: str, hint: str) -> None:
+    """git says only "CONNECT tunnel failed, response 403": a newcomer's first clone (of the scaffold's
+    example repository) failed that way, with the reason in the firewall's records alone."""
+    with socket.create_server(("127.0.0.1", 0)) as proxy:
+
+        def answer() -> None:
+            conn, _ = proxy.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+
+        threading.Thread(target=answer, daemon=True).start()
+        env = {**git_env(tmp_path / "githome"), "HTTPS_PROXY": f"http://127.0.0.1:{proxy.getsockname()[1]}"}
+        with pytest.raises(OperationError) as caught:
+            sync_repo("acme/widgets", "https://forge.test/acme/widgets.git", tmp_path / "work" / "widgets", env)
+    message = str(caught.value)
+    assert f"CONNECT tunnel failed, response {status.split()[0]} ({hint}" in message
+    assert "\n" not in message

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -108,7 +109,24 @@ def _streamed(args: list[str], env: Mapping[str, str], progress: Progress | None
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
     fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-    return (fatal or lines or ["no output"])[-1]
+    return with_proxy_hint((fatal or lines or ["no output"])[-1])
+
+
+_TUNNEL_REFUSED = re.compile(r"CONNECT tunnel failed, response (\d{3})")
+# What the egress firewall means by each answer to a CONNECT it does not carry out (git says only
+# the status): where to read its reason.
+_PROXY_HINTS = {
+    "403": "the egress firewall refused it: `agent-smith events query --type egress_denied` says why",
+    "502": "the egress firewall could not reach the host: `agent-smith events query --type egress_denied` says why",
+    "407": "the egress firewall did not take the agent's proxy password",
+}
+
+
+def with_proxy_hint(line: str) -> str:
+    """`line`, git's last word, with where to find why the proxy answered as it did (pure)."""
+    refused = _TUNNEL_REFUSED.search(line)
+    hint = _PROXY_HINTS.get(refused[1]) if refused else None
+    return f"{line} ({hint})" if hint else line
 
 
 def sync_repo(
