@@ -109,17 +109,19 @@ def crews(draw: st.DrawFn, max_agents: int = 4) -> dict[str, Any]:
                 agent["kubernetes"] = {"firewall_cluster_ip": f"10.96.1.{i + 1}", "firewall_port": port}
     if draw(st.booleans()):
         kubernetes["storage_class"] = "fast-ssd"
+    # A peer's pods may listen on another port than the URL's (a Service maps it): then it says which.
+    pod_port = st.sampled_from([{}, {"port": 8008}, {"port": 6443}])
     if draw(st.booleans()):
-        kubernetes["api_server"] = {"cidr": "10.0.0.1/32"}
+        kubernetes["api_server"] = {"cidr": "10.0.0.1/32", **draw(pod_port)}
     if homeserver == "https://matrix.example.org":
         # Outside the cluster: the agents reach it by address (the render refuses otherwise).
-        kubernetes["matrix_peer"] = {"cidr": "203.0.113.10/32"}
+        kubernetes["matrix_peer"] = {"cidr": "203.0.113.10/32", **draw(pod_port)}
     nats = draw(st.sampled_from(["embedded", "in-cluster", "external"]))
     if nats == "in-cluster":
         data["events"] = {"nats_url": "nats://nats.events.svc:4222"}
     elif nats == "external":
         data["events"] = {"nats_url": "tls://nats.example.net:4443"}
-        kubernetes["nats_peer"] = {"cidr": "198.51.100.7/32"}
+        kubernetes["nats_peer"] = {"cidr": "198.51.100.7/32", **draw(pod_port)}
     data["kubernetes"] = kubernetes
     return data
 

@@ -921,3 +921,18 @@ def test_the_size_limit_counts_a_binary_file_s_bytes_not_its_base64(tmp_path: Pa
     assert len(config["binaryData"]["agents__devbot__big.bin"]) > room
     with pytest.raises(UsageError, match=f"take {CONFIGMAP_LIMIT + 1} bytes; a ConfigMap holds at most"):
         render_crew(loaded.crew, {**files, "agents/devbot/big.bin": b"\xff" * (room + 1)})
+
+
+def test_a_peer_s_pods_are_reached_on_the_port_they_listen_on(tmp_path: Path) -> None:
+    """A homeserver Service on 80 in front of pods on 8008: a NetworkPolicy matches the pod's port, so
+    the agents' egress names 8008 (`kubernetes.matrix_peer.port`), not the URL's 80."""
+    homeserver = "matrix:\n  homeserver: http://synapse.matrix.svc:80\n"
+    peer = "kubernetes:\n  matrix_peer: {namespace: matrix, pod_labels: {app: synapse}, port: 8008}\n"
+    loaded = example_crew(tmp_path, {"matrix:\n  homeserver: http://127.0.0.1:8008\n": peer + homeserver})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    assert check_manifests(rendered.manifests, rendered.external, secret_env=secret_env_of(loaded.crew)) == []
+    synapse = {"app": "synapse"}
+    policy = next(m for m in rendered.manifests if m["kind"] == "NetworkPolicy" and "devbot" in m["metadata"]["name"])
+    rule = next(r for r in policy["spec"]["egress"] if r["to"][0].get("podSelector") == {"matchLabels": synapse})
+    assert rule["to"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "matrix"}}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8008}]

@@ -117,7 +117,7 @@ to:
 {{- end }}
 ports:
   - protocol: TCP
-    port: {{ index $ep 1 | int }}
+    port: {{ (and $v.kubernetes.nats_peer $v.kubernetes.nats_peer.port) | default (index $ep 1) | int }}
 {{- end }}
 {{- end }}
 

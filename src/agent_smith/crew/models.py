@@ -876,6 +876,16 @@ class NetworkPeer(_Model):
     )
     namespace: str | None = Field(default=None, pattern=NAMESPACE_PATTERN)
     pod_labels: dict[str, str] = Field(default_factory=dict)
+    port: Integer | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=(
+            "the port its pods listen on, where a Service in front of them maps another (a NetworkPolicy "
+            "matches the pod's port: a homeserver Service on 80 in front of pods on 8008 needs 8008); the "
+            "URL's port, or the API server's 443 and 6443, when absent"
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:

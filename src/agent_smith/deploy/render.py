@@ -236,6 +236,11 @@ def _peer_to(peer: NetworkPeer) -> Manifest:
     return to
 
 
+def _peer_ports(peer: NetworkPeer, ports: list[Manifest]) -> list[Manifest]:
+    """The ports a NetworkPolicy admits toward `peer`: its pods' own, when it names it, else `ports`."""
+    return ports if peer.port is None else [{"protocol": "TCP", "port": peer.port}]
+
+
 def _config_hash(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(data.items())), sort_keys=True).encode()).hexdigest()
 
@@ -681,7 +686,7 @@ class _Renderer:
         servers = [url_endpoint(url, _NATS_PORTS) for url in nats_servers(self.crew.events.nats_url)]
         ports = [{"protocol": "TCP", "port": port} for port in sorted({port for _, port in servers})]
         if self.k8s.nats_peer is not None:
-            return {"to": [_peer_to(self.k8s.nats_peer)], "ports": ports}
+            return {"to": [_peer_to(self.k8s.nats_peer)], "ports": _peer_ports(self.k8s.nats_peer, ports)}
         to: list[Manifest] = []
         for host, _ in servers:
             if (namespace := in_cluster_namespace(host, self.ns)) is None:
@@ -894,12 +899,16 @@ class _Renderer:
             host, port = url_endpoint(self.crew.matrix.homeserver, {"https": 443, "http": 80})
             to = self._matrix_to(host)
             if to is not None:
-                egress.append({"to": [to], "ports": [{"protocol": "TCP", "port": port}]})
+                ports = [{"protocol": "TCP", "port": port}]
+                peer = self.k8s.matrix_peer
+                egress.append({"to": [to], "ports": ports if peer is None else _peer_ports(peer, ports)})
         if self.k8s.agent_role and self.k8s.api_server is not None:
             egress.append(
                 {
                     "to": [_peer_to(self.k8s.api_server)],
-                    "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+                    "ports": _peer_ports(
+                        self.k8s.api_server, [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]
+                    ),
                 }
             )
         return egress
