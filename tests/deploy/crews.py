@@ -116,6 +116,10 @@ def crews(draw: st.DrawFn, max_agents: int = 4) -> dict[str, Any]:
     if homeserver == "https://matrix.example.org":
         # Outside the cluster: the agents reach it by address (the render refuses otherwise).
         kubernetes["matrix_peer"] = {"cidr": "203.0.113.10/32", **draw(pod_port)}
+    if draw(st.booleans()):
+        # OpenShift's DNS: its own namespace, its own labels, port 5353.
+        dns = {"namespace": "openshift-dns", "pod_labels": {"dns.operator.openshift.io/daemonset-dns": "default"}}
+        kubernetes["dns_peer"] = {**dns, **draw(st.sampled_from([{}, {"port": 5353}]))}
     nats = draw(st.sampled_from(["embedded", "in-cluster", "external"]))
     if nats == "in-cluster":
         data["events"] = {"nats_url": "nats://nats.events.svc:4222"}

@@ -936,3 +936,20 @@ def test_a_peer_s_pods_are_reached_on_the_port_they_listen_on(tmp_path: Path) ->
     rule = next(r for r in policy["spec"]["egress"] if r["to"][0].get("podSelector") == {"matchLabels": synapse})
     assert rule["to"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "matrix"}}
     assert rule["ports"] == [{"protocol": "TCP", "port": 8008}]
+
+
+def test_the_cluster_s_dns_is_kube_dns_unless_the_crew_names_its_own(tmp_path: Path) -> None:
+    """OpenShift's DNS pods are openshift-dns's, on 5353: every pod of the render must reach them, or
+    no name resolves (the firewall's upstreams, the agents' NATS and homeserver)."""
+    peer = "kubernetes:\n  dns_peer: {namespace: openshift-dns, pod_labels: {app: dns}, port: 5353}\n"
+    for replace, to, port in (
+        ({}, {"k8s-app": "kube-dns"}, 53),
+        ({"\nmatrix:\n  homeserver:": "\n" + peer + "matrix:\n  homeserver:"}, {"app": "dns"}, 5353),
+    ):
+        loaded = example_crew(tmp_path / str(port), replace)
+        rendered = render_crew(loaded.crew, crew_files(loaded))
+        policies = [m for m in rendered.manifests if m["kind"] == "NetworkPolicy" and m["spec"].get("egress")]
+        assert len(policies) >= 3  # the firewall, and each agent
+        for policy in policies:
+            [rule] = [r for r in policy["spec"]["egress"] if r["to"][0].get("podSelector") == {"matchLabels": to}]
+            assert rule["ports"] == [{"protocol": "UDP", "port": port}, {"protocol": "TCP", "port": port}]

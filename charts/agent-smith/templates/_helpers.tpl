@@ -92,6 +92,22 @@ namespaceSelector:
     kubernetes.io/metadata.name: {{ . | quote }}
 {{- end }}
 
+{{/* The NetworkPolicy egress rule to the cluster's DNS: kube-dns, or kubernetes.dns_peer (on its port or 53). */}}
+{{- define "agent-smith.dnsEgress" -}}
+{{- $peer := .Values.kubernetes.dns_peer }}
+{{- $port := ($peer | default dict).port | default 53 | int }}
+to:
+{{- if $peer }}
+  - {{- include "agent-smith.peer" $peer | nindent 4 }}
+{{- else }}
+  - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+    podSelector: {matchLabels: {k8s-app: kube-dns}}
+{{- end }}
+ports:
+  - {protocol: UDP, port: {{ $port }}}
+  - {protocol: TCP, port: {{ $port }}}
+{{- end }}
+
 {{/* The NetworkPolicy egress rule to NATS: the rendered server, an in-cluster one, or kubernetes.nats_peer. */}}
 {{- define "agent-smith.natsEgress" -}}
 {{- $v := .Values }}

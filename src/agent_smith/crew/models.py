@@ -934,6 +934,13 @@ class Kubernetes(_Model):
         description="where the homeserver is, when it is not in-cluster (*.svc): the channel reaches it directly",
     )
     nats_peer: NetworkPeer | None = Field(default=None, description="where an external events.nats_url server is")
+    dns_peer: NetworkPeer | None = Field(
+        default=None,
+        description=(
+            "where the cluster's DNS servers are (UDP and TCP, on its port or 53), when they are not the "
+            "kube-dns pods of kube-system: OpenShift's dns-default, a NodeLocal DNS cache"
+        ),
+    )
     api_server: NetworkPeer | None = Field(
         default=None, description="where the Kubernetes API server is, so agents with a role can reach it"
     )

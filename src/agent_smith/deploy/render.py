@@ -643,7 +643,7 @@ class _Renderer:
             internet_v4["except"] = list(_PRIVATE_V4)
             internet_v6["except"] = list(_PRIVATE_V6)
         egress = [
-            {"to": [copy.deepcopy(_DNS)], "ports": copy.deepcopy(_DNS_PORTS)},
+            self._dns_egress(),
             {
                 "to": [{"ipBlock": internet_v4}, {"ipBlock": internet_v6}],
                 "ports": [{"protocol": "TCP", "port": p} for p in self._firewall_ports()],
@@ -675,6 +675,14 @@ class _Renderer:
 
     def _any_agent(self) -> dict[str, str]:
         return self.selector("agent")
+
+    def _dns_egress(self) -> Manifest:
+        """The NetworkPolicy egress rule to the cluster's DNS: kube-dns, or `kubernetes.dns_peer`."""
+        peer = self.k8s.dns_peer
+        if peer is None:
+            return {"to": [copy.deepcopy(_DNS)], "ports": copy.deepcopy(_DNS_PORTS)}
+        port = 53 if peer.port is None else peer.port
+        return {"to": [_peer_to(peer)], "ports": [{"protocol": p, "port": port} for p in ("UDP", "TCP")]}
 
     def _nats_egress(self) -> Manifest:
         if self.crew.events.nats_url is None:
@@ -892,7 +900,7 @@ class _Renderer:
             ports.append({"protocol": "TCP", "port": own.firewall_port})
         egress = [
             {"to": [{"podSelector": {"matchLabels": self.selector("firewall")}}], "ports": ports},
-            {"to": [copy.deepcopy(_DNS)], "ports": copy.deepcopy(_DNS_PORTS)},
+            self._dns_egress(),
         ]
         egress.append(self._nats_egress())
         if self.crew.matrix is not None and agent.matrix is not None:
