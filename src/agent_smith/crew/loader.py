@@ -485,7 +485,8 @@ def _check_writable_values(
             report.add(file, doc, loc, format_loc(loc), message, key=key)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# A UTF-16 surrogate alone (from an escape like \ud800): no character, so no UTF-8 file can hold it.
+SURROGATE = re.compile("[\ud800-\udfff]")
 _NO_TEXT = (
     "holds a UTF-16 surrogate (U+D800 to U+DFFF, from an escape like \\ud800): it is no character, "
     "and no UTF-8 file can hold it"
@@ -508,13 +509,13 @@ def unwritable(data: Any, *, json_numbers: bool) -> Iterable[tuple[Loc, str, boo
         loc, value = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                if isinstance(key, str) and _SURROGATE.search(key):
+                if isinstance(key, str) and SURROGATE.search(key):
                     yield (*loc, key), _NO_TEXT, True
                 else:
                     stack.append(((*loc, key), item))
         elif isinstance(value, list):
             stack.extend(((*loc, i), item) for i, item in enumerate(value))
-        elif isinstance(value, str) and _SURROGATE.search(value):
+        elif isinstance(value, str) and SURROGATE.search(value):
             yield loc, _NO_TEXT, False
         elif json_numbers and isinstance(value, float) and not math.isfinite(value):
             yield loc, _NOT_JSON, False

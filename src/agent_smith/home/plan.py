@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent_smith.crew import Agent, Crew, Forge
+from agent_smith.crew.loader import SURROGATE
 from agent_smith.crew.models import shown
 from agent_smith.errors import UsageError
 from agent_smith.hooks import PROMPT_TOOL
@@ -469,13 +470,9 @@ def ca_bundle(system_bundle: bytes, firewall_ca: bytes) -> bytes:
     return head + b"# agent-smith egress firewall CA\n" + tail
 
 
-# A UTF-16 surrogate alone is no character, so UTF-8 cannot hold it; JSON escapes it as \ud800.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def dump_json(data: Any) -> str:
     """`data` as the JSON files of a home hold it: readable UTF-8, but for a lone surrogate (which
     JSON.parse reads from, and JSON.stringify writes as, an escape: the CLI may have put one in
     ~/.claude.json), kept as its escape so the file can be written and reads back the same."""
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
