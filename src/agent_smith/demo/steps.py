@@ -245,7 +245,8 @@ def advance(progress: Progress, obs: Observation, cast: Cast, now: float) -> Pro
 
 
 def step_durations(progress: Progress) -> dict[Step, float]:
-    """Each done step's own time: from the step done just before it (or the start) to it."""
+    """Each done step's own time: from the step done just before it (or the start) to it; in the
+    order they were done."""
     out: dict[Step, float] = {}
     previous = 0.0
     for step, at in sorted(progress.steps.items(), key=lambda item: (item[1], list(Step).index(item[0]))):

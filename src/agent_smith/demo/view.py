@@ -30,8 +30,11 @@ def steps_table(steps: Mapping[Step, float], *, title: str = "the story") -> Tab
     table.add_column("at", justify="right", width=8)
     table.add_column("took", justify="right", width=8)
     durations = step_durations_of(steps)
-    for number, step in enumerate(Step, start=1):
-        done = step in steps
+    numbers = {step: number for number, step in enumerate(Step, start=1)}
+    # Done ones in the order they were done (the durations' own), as "took" counts from the row
+    # above; the rest after them. The refused request waits on no other step: it is done when it is.
+    for step in [*durations, *(s for s in Step if s not in steps)]:
+        number, done = numbers[step], step in steps
         table.add_row(
             Text("✓", style="bold green") if done else Text("·", style="dim"),
             Text(f"{number}. {STEP_TITLES[step]}", style="" if done else "dim"),
@@ -108,11 +111,15 @@ def summary(record: Mapping[str, Any]) -> RenderableType:
         for name, seconds in setup.items():
             timing.add_row(escape(name), f"{seconds:.1f}s")
         parts.append(timing)
-    logs = Table(title="logs", title_justify="left", show_edge=False)
-    logs.add_column("what", no_wrap=True)
-    # Paths are copied from here: folded onto the next line when too long, never cut with "…".
-    logs.add_column("where", overflow="fold")
-    for name, path in (record.get("logs") or {}).items():
-        logs.add_row(escape(name), escape(str(path)))
-    parts.append(logs)
+    parts.append(log_lines(record.get("logs") or {}))
     return Group(*parts)
+
+
+def log_lines(logs: Mapping[str, Any]) -> RenderableType:
+    """Where each log is, one line each. Paths are copied from here: a table would fold or cut a
+    long one across lines; a line of its own stays whole for a console that soft-wraps, as the
+    CLI's do, so the terminal wraps it and a selection copies it as one."""
+    width = max((len(name) for name in logs), default=0)
+    lines = [Text("logs", style="italic")]
+    lines += [Text.assemble((f"{name:<{width}}", "bold"), "  ", str(path)) for name, path in logs.items()]
+    return Group(*lines)
