@@ -162,7 +162,9 @@ def root(
     ] = LogFormat.text,
     log_level: Annotated[
         str,
-        typer.Option("--log-level", envvar="AGENT_SMITH_LOG_LEVEL", help="debug, info, warning or error."),
+        typer.Option(
+            "--log-level", metavar="LEVEL", envvar="AGENT_SMITH_LOG_LEVEL", help="debug, info, warning or error."
+        ),
     ] = "warning",
     version: Annotated[
         bool,

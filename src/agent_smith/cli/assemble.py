@@ -16,21 +16,31 @@ from agent_smith.logs import stderr_progress
 
 def assemble_command(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The agent to assemble.", envvar="AGENT_NAME", show_default=False)],
+    name: Annotated[
+        str, typer.Argument(metavar="AGENT", help="The agent to assemble.", envvar="AGENT_NAME", show_default=False)
+    ],
     crew: Annotated[
         Path | None,
-        typer.Option("--crew", help="The crew directory.", envvar="AGENT_SMITH_CREW", show_default=False),
+        typer.Option(
+            "--crew", metavar="DIR", help="The crew directory.", envvar="AGENT_SMITH_CREW", show_default=False
+        ),
     ] = None,
     home: Annotated[
         Path | None,
         typer.Option(
-            "--home", help="The agent's home (default: under the crew's state directory).", show_default=False
+            "--home",
+            metavar="DIR",
+            help="The agent's home (default: under the crew's state directory).",
+            show_default=False,
         ),
     ] = None,
     workspace: Annotated[
         Path | None,
         typer.Option(
-            "--workspace", help="Where its repositories go (default: under the state directory).", show_default=False
+            "--workspace",
+            metavar="DIR",
+            help="Where its repositories go (default: under the state directory).",
+            show_default=False,
         ),
     ] = None,
     dry_run: Annotated[
@@ -43,6 +53,7 @@ def assemble_command(
         str | None,
         typer.Option(
             "--agent-smith-command",
+            metavar="PATH",
             help="Absolute path of agent-smith for hooks and MCP servers (default: this installation).",
             envvar="AGENT_SMITH_COMMAND",
             show_default=False,

@@ -22,6 +22,7 @@ CrewOption = Annotated[
     Path | None,
     typer.Option(
         "--crew",
+        metavar="DIR",
         envvar="AGENT_SMITH_CREW",
         help="The crew directory (default: $AGENT_SMITH_CREW or the current directory).",
         show_default=False,

@@ -29,6 +29,7 @@ CrewDirOption = Annotated[
     Path | None,
     typer.Option(
         "--crew",
+        metavar="DIR",
         help="The crew directory, as the other verbs take it (default: $AGENT_SMITH_CREW or the current directory).",
         show_default=False,
     ),
@@ -37,7 +38,7 @@ CrewDirOption = Annotated[
 
 def init(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(help="Where to write the example crew.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write the example crew.")],
     force: Annotated[
         bool, typer.Option("--force", help="Write into a non-empty directory, keeping the files already there.")
     ] = False,

@@ -71,12 +71,16 @@ def demo(
     directory: Annotated[
         Path | None,
         typer.Option(
-            "--dir", help="Run in this directory (default: a new one under $TMPDIR; either is left for its logs)."
+            "--dir",
+            metavar="DIR",
+            help="Run in this directory (default: a new one under $TMPDIR; either is left for its logs).",
         ),
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option("--duration", min=1.0, help="Stop everything after this many seconds, done or not."),
+        typer.Option(
+            "--duration", metavar="SECONDS", min=1.0, help="Stop everything after this many seconds, done or not."
+        ),
     ] = None,
     keep: Annotated[
         bool,
@@ -84,7 +88,10 @@ def demo(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the run's record as JSON at the end.")] = False,
     step_timeout: Annotated[
-        float, typer.Option("--step-timeout", min=1.0, help="Give up when no step is proven for this many seconds.")
+        float,
+        typer.Option(
+            "--step-timeout", metavar="SECONDS", min=1.0, help="Give up when no step is proven for this many seconds."
+        ),
     ] = 240.0,
 ) -> None:
     """Run the crew loop end to end: Synapse, the event log, the firewall, a GitHub stand-in and two real agents."""

@@ -67,7 +67,9 @@ def ca(ctx: typer.Context, crew: CrewOption = None) -> None:
 @firewall_app.command("import-claude-login")
 def import_login(
     ctx: typer.Context,
-    credentials: Annotated[Path, typer.Argument(help="A real .credentials.json made by `claude /login`.")],
+    credentials: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A real .credentials.json made by `claude /login`.")
+    ],
     crew: CrewOption = None,
 ) -> None:
     """Copy a real Claude login into the firewall's secret store (agents only ever hold stubs)."""

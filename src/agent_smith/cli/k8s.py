@@ -44,7 +44,11 @@ def _namespace(value: str | None) -> str | None:
 NamespaceOption = Annotated[
     str | None,
     typer.Option(
-        "--namespace", "-n", callback=_namespace, help="Namespace of every object (default: kubernetes.namespace)."
+        "--namespace",
+        "-n",
+        metavar="NAME",
+        callback=_namespace,
+        help="Namespace of every object (default: kubernetes.namespace).",
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")]
@@ -82,7 +86,9 @@ def render(
     namespace: NamespaceOption = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write one file per object and a kustomization.yaml into DIR."),
+        typer.Option(
+            "--output", "-o", metavar="DIR", help="Write one file per object and a kustomization.yaml into DIR."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -120,7 +126,9 @@ def render(
 def values(
     ctx: typer.Context,
     crew: CrewOption = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the crew as values for the Helm chart (charts/agent-smith): crew.yaml plus its files."""
     out = app_context(ctx)
@@ -138,13 +146,16 @@ def values(
 
 def secrets(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Write DIR/bootstrap-secrets.yaml (mode 600) here.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="DIR", help="Write DIR/bootstrap-secrets.yaml (mode 600) here.")
+    ],
     crew: CrewOption = None,
     namespace: NamespaceOption = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(
             "--state-dir",
+            metavar="DIR",
             help="Take the CA and identity key from this firewall state root (default: runtime.state_dir).",
         ),
     ] = None,

@@ -49,8 +49,10 @@ if TYPE_CHECKING:
 # status and logs import what only they use when they run: `up`, which forks the supervisor
 # as soon as the crew is checked, should not pay for them first.
 
-AgentsArg = Annotated[list[str] | None, typer.Argument(help="Agents to act on (default: all).", show_default=False)]
-NameArg = Annotated[str, typer.Argument(help="The agent.", show_default=False)]
+AgentsArg = Annotated[
+    list[str] | None, typer.Argument(metavar="AGENT", help="Agents to act on (default: all).", show_default=False)
+]
+NameArg = Annotated[str, typer.Argument(metavar="AGENT", help="The agent.", show_default=False)]
 NoProxyOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -65,7 +67,9 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
-TimeoutOption = Annotated[float, typer.Option("--timeout", callback=_positive, help="Seconds to wait until ready.")]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", metavar="SECONDS", callback=_positive, help="Seconds to wait until ready.")
+]
 
 
 def _load(out: AppContext, crew: Path | None) -> LoadedCrew:

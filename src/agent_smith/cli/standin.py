@@ -24,14 +24,24 @@ def model(
     ctx: typer.Context,
     script: Annotated[
         Path,
-        typer.Option("--script", envvar="AGENT_SMITH_MODEL_SCRIPT", help="YAML or JSON script of replies per agent."),
+        typer.Option(
+            "--script",
+            metavar="FILE",
+            envvar="AGENT_SMITH_MODEL_SCRIPT",
+            help="YAML or JSON script of replies per agent.",
+        ),
     ],
     port: Annotated[
-        int, typer.Option("--port", envvar="AGENT_SMITH_MODEL_PORT", help="Port on 127.0.0.1 (0: any free port).")
+        int,
+        typer.Option(
+            "--port", metavar="PORT", envvar="AGENT_SMITH_MODEL_PORT", help="Port on 127.0.0.1 (0: any free port)."
+        ),
     ] = 0,
     log: Annotated[
         Path,
-        typer.Option("--log", envvar="AGENT_SMITH_MODEL_LOG", help="JSONL file every request is appended to."),
+        typer.Option(
+            "--log", metavar="FILE", envvar="AGENT_SMITH_MODEL_LOG", help="JSONL file every request is appended to."
+        ),
     ] = Path("model-requests.jsonl"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the address as JSON.")] = False,
 ) -> None:
