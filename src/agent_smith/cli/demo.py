@@ -115,10 +115,12 @@ def demo(
         out.console.print(summary(record))
     if not record["complete"]:
         missing = [Step(k) for k, v in record["steps"].items() if v.get("done_at") is None]
+        numbers = {step: number for number, step in enumerate(Step, start=1)}
+        # By number: the titles hold semicolons of their own, so a list of them reads as one blur.
         raise OperationError(
-            f"the demo ended ({record['outcome']}) before: "
-            + "; ".join(STEP_TITLES[s] for s in missing)
-            + f". Logs: {record['logs'].get('run directory', '?')}"
+            f"the demo ended ({record['outcome']}) with {len(missing)} of its {len(numbers)} steps not done "
+            f"({', '.join(str(numbers[s]) for s in missing)}), the first being: {STEP_TITLES[missing[0]]}. "
+            f"Logs: {record['logs'].get('run directory', '?')}"
         )
 
 

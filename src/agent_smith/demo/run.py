@@ -635,6 +635,8 @@ def _run_directory(chosen: Path | None) -> Path:
     if chosen is None:
         return Path(tempfile.mkdtemp(prefix="agent-smith-demo-")).absolute()
     root = chosen.absolute()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--dir {chosen} is not a directory")
     if (root / "crew").exists() or (root / "record.json").exists():
         raise UsageError(f"--dir {chosen} holds an earlier demo: give an empty or new directory, or remove it")
     try:
