@@ -14,7 +14,7 @@ import pytest
 
 from agent_smith.errors import UsageError
 from agent_smith.listeners import free_port
-from agent_smith.runtime.services import ChildService, bind_problem, pid_alive
+from agent_smith.runtime.services import ChildService, ServiceBackoff, bind_problem, pid_alive
 
 # Greets every connection with its pid, after `--delay` seconds (a slow start), on the sockets
 # named by --listen-fd, or on a port of its own with --port.
@@ -213,3 +213,20 @@ def test_a_pid_file_naming_another_program_is_not_adopted(tmp_path: Path) -> Non
         stranger.kill()
         stranger.wait()
         stranger.stdout.close()
+
+
+def test_the_service_backoff_doubles_to_its_cap_and_starts_over_once_it_stayed_up() -> None:
+    backoff = ServiceBackoff(1.0, 8.0)
+    now, waits = 0.0, []
+    for _ in range(5):
+        waits.append(backoff.exited(now))
+        assert not backoff.due(now + waits[-1] - 0.01)
+        now += waits[-1]
+        assert backoff.due(now)
+        assert not backoff.due(now), "one start per exit"
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0]
+    backoff.running(now + 7.9, since=now)
+    assert backoff.exited(now + 7.9) == 8.0, "up less than its cap: the wait stays"
+    backoff.due(now + 15.9)
+    backoff.running(now + 30, since=now + 15.9)
+    assert backoff.exited(now + 30) == 1.0

@@ -624,6 +624,47 @@ def test_up_after_a_detached_supervisor_waits_for_an_agent_that_died_meanwhile(
     assert crew.cli("down", "--crew", root).returncode == 0
 
 
+def event_log_listening(crew: CrewDir) -> bool | None:
+    """What `status --json` says of the embedded event log: listening, not, or None when it names none."""
+    result = crew.cli("status", "--crew", str(crew.root), "--json")
+    assert result.returncode == 0, result.stderr
+    listening: bool | None = json.loads(result.stdout)["services"].get("event log")
+    return listening
+
+
+def test_the_embedded_event_log_killed_comes_back_on_its_url_and_nothing_published_meanwhile_is_lost(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    crew, root, _supervisor = up_solo(model_server, make_crew)
+    store = crew.state / "rt" / "nats"
+    wait_until("the event log started", lambda: (store / "server.json").exists())
+    first = json.loads((store / "server.json").read_text())
+    wait_until("status says the event log listens", lambda: event_log_listening(crew) is True)
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_until("the dead server noticed", lambda: event_log_listening(crew) is False, timeout=10)
+    # Published by the supervisor while it is away: the restart's stop and start.
+    assert crew.cli("restart", "solo", "--crew", root).returncode == 0
+
+    def back() -> dict[str, Any] | None:
+        found = json.loads((store / "server.json").read_text()) if (store / "server.json").exists() else None
+        return found if found is not None and found["pid"] != first["pid"] and alive([found["pid"]]) else None
+
+    again = wait_until("nats-server started again", back, timeout=20)
+    assert again["url"] == first["url"]
+    wait_until("status says it listens again", lambda: event_log_listening(crew) is True)
+
+    def solo_events() -> list[str]:
+        query = crew.cli("events", "query", "--crew", root, "--json", "--limit", "0", "--agent", "solo")
+        return [e["type"] for e in json.loads(query.stdout)] if query.returncode == 0 else []
+
+    wait_until("the restart's events delivered", lambda: solo_events()[-2:] == ["agent_stopped", "agent_started"])
+    assert solo_events().count("agent_started") == 2
+    log = (crew.runtime / "supervisor.log").read_text()
+    assert "the event log (nats-server) exited; restarting it in" in log
+    assert crew.cli("down", "--crew", root).returncode == 0
+    assert not alive([again["pid"]])
+
+
 def test_removing_the_crew_s_state_stops_the_crew_and_its_supervisor(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:

@@ -38,7 +38,7 @@ from agent_smith.runtime.launch import CHAT_CHANNEL, AgentSpec, claude_argv, pan
 from agent_smith.runtime.panelog import Streamer
 from agent_smith.runtime.policy import SERVING, AgentState, Restart
 from agent_smith.runtime.rundir import HeldLock, RunDir
-from agent_smith.runtime.services import ChildService, bind_problem, parse_listen, pid_alive, read_pid, terminate
+from agent_smith.runtime.services import ChildService, bind_problem, parse_listen, read_pid, terminate
 from agent_smith.runtime.started import (
     forget_started,
     keep_started,
@@ -47,7 +47,7 @@ from agent_smith.runtime.started import (
     started_runtime,
     where_it_runs,
 )
-from agent_smith.runtime.supervisor import Supervisor
+from agent_smith.runtime.supervisor import Service, Supervisor
 from agent_smith.runtime.sweep import AGENT_VAR, sweep
 from agent_smith.runtime.tmux import Tmux
 
@@ -55,7 +55,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent_smith.chat.config import ChatConfig
     from agent_smith.chat.server import ChannelHost
-    from agent_smith.events import EmbeddedNats, Publisher
+    from agent_smith.events import Publisher
 
 CONTAINER_SESSION = "main"
 # The longest the event client waits for starting agents to show their prompts.
@@ -383,9 +383,9 @@ async def supervise(
     interrupted = asyncio.Event()
     with rd.hold(lock) as held:
         began = time.monotonic()
-        nats: EmbeddedNats | None = None
-        adopted_nats: int | None = None
-        children: list[ChildService] = []
+        # What the supervisor keeps alive beside the agents; stopped last first.
+        services_kept: list[Service] = []
+        firewall: ChildService | None = None
         detached = False
         try:
             if services and options.firewall:
@@ -403,7 +403,7 @@ async def supervise(
                     fd_option="--listen-fd",
                     stdin=launch_for(crew, loaded.root, options.env).pack(),
                 )
-                children.append(firewall)
+                services_kept.append(firewall)
                 firewall.bind()
                 if syncs_repos:
                     # The assembly clones and fetches through it: bound but not serving, it would
@@ -423,7 +423,7 @@ async def supervise(
                     specs,
                     tmux_for(loaded.crew),
                     rd,
-                    services=children,
+                    services=services_kept,
                     interval=options.interval,
                     on_status=on_status,
                     started_with=started_with(options),
@@ -445,8 +445,8 @@ async def supervise(
                 # restarted on the same volume), which is not to be streamed again.
                 streamer = _streamer(specs, stream) if stream is not None else None
                 await supervisor.begin([s.name for s in specs])
-                for child in children:
-                    child.launch()
+                if firewall is not None:
+                    firewall.launch()
                 if session is None:
                     # `down` and `status` find this crew by its directory even once crew.yaml changes.
                     keep_started(crew, rd.path)
@@ -465,18 +465,16 @@ async def supervise(
                 watching = True
                 try:
                     await _until_started(supervisor, watcher)
-                    from agent_smith.events.embedded import EmbeddedNats, running_server
-
                     url = crew.events.nats_url
                     if services and url is None:
-                        left = running_server(paths.nats)
-                        if left is None:
-                            nats = EmbeddedNats(paths.nats)
-                            # In a thread: the watch and the agents' MCP calls are served meanwhile.
-                            await asyncio.to_thread(nats.start)
-                            url = nats.url
-                        else:
-                            adopted_nats, url = left
+                        from agent_smith.runtime.eventlog import EventLogService
+
+                        event_log = EventLogService(paths.nats)
+                        # In a thread: the watch and the agents' MCP calls are served meanwhile.
+                        url = await asyncio.to_thread(event_log.start)
+                        # The supervisor's own list: from now on it keeps this one alive too. First,
+                        # so that it is stopped after the firewall.
+                        services_kept.insert(0, event_log)
                     from agent_smith.events import Publisher, event_servers
                     from agent_smith.hooks import prompt_tool
 
@@ -515,14 +513,8 @@ async def supervise(
         finally:
             # Detached (SIGHUP): the agents keep running, so does what they use.
             if not detached:
-                for child in reversed(children):
+                for child in reversed(services_kept):
                     child.stop()
-                if nats is not None:
-                    nats.stop()
-                elif adopted_nats is not None and pid_alive(adopted_nats):
-                    # The embedded server an earlier supervisor started (and left, detached): this
-                    # one served with it, and stops it as that one would have.
-                    terminate(adopted_nats, 10.0)
     if interrupted.is_set():
         # Everything is stopped; Ctrl-C's own exit (130) is for the caller to give.
         raise KeyboardInterrupt

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -78,6 +79,38 @@ def terminate(pid: int, grace: float) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@dataclass
+class ServiceBackoff:
+    """When to start a helper process again after it exited: a wait that doubles while it keeps
+    exiting, up to `maximum`, and starts over once it stayed up that long (pure)."""
+
+    initial: float
+    maximum: float
+    delay: float = 0.0
+    retry_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.delay = self.initial
+
+    def running(self, now: float, since: float) -> None:
+        """It runs, started at `since`: a while up, and the next exit starts the backoff over."""
+        if now - since >= self.maximum:
+            self.delay = self.initial
+
+    def exited(self, now: float) -> float:
+        """It exited (or failed to start): wait the current delay before the next start."""
+        self.retry_at = now + self.delay
+        return self.delay
+
+    def due(self, now: float) -> bool:
+        """Whether a start waited for is due now; each start taken doubles the next wait."""
+        if self.retry_at is None or now < self.retry_at:
+            return False
+        self.retry_at = None
+        self.delay = min(self.maximum, self.delay * 2)
+        return True
+
+
 def _listening(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True
@@ -123,10 +156,7 @@ class ChildService:
         self._fd_option = fd_option
         self._stdin = stdin
         self._sockets: list[socket.socket] = []
-        self._initial = backoff_initial
-        self._max = backoff_max
-        self._delay = backoff_initial
-        self._retry_at: float | None = None
+        self._backoff = ServiceBackoff(backoff_initial, backoff_max)
         self._spawned_at = 0.0
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -188,28 +218,24 @@ class ChildService:
         write_atomic(self._pid_file, f"{self._process.pid}\n", durable=False)
 
     def check(self, now: float) -> None:
+        backoff = self._backoff
         if self._adopted is not None and not pid_alive(self._adopted):
             log.error("%s (pid %s) is gone; starting it again", self.name, self._adopted)
             self._adopted = None
-            self._retry_at = now
+            backoff.retry_at = now
         process = self._process
-        if self._retry_at is None:
+        if backoff.retry_at is None:
             if process is None or (code := process.poll()) is None:
-                # Stayed up a while: the next failure starts the backoff over.
-                if process is not None and now - self._spawned_at >= self._max:
-                    self._delay = self._initial
+                if process is not None:
+                    backoff.running(now, self._spawned_at)
                 return
-            log.error("%s exited (code %s); restarting in %.1fs", self.name, code, self._delay)
-            self._retry_at = now + self._delay
+            log.error("%s exited (code %s); restarting in %.1fs", self.name, code, backoff.exited(now))
             return
-        if now >= self._retry_at:
-            self._retry_at = None
+        if backoff.due(now):
             try:
                 self._spawn()
             except UsageError as exc:
-                log.error("%s; trying again in %.1fs", exc, self._delay)
-                self._retry_at = now + self._delay
-            self._delay = min(self._max, self._delay * 2)
+                log.error("%s; trying again in %.1fs", exc, backoff.exited(now))
 
     def stop(self, grace: float = 10.0) -> None:
         if self._adopted is not None:

@@ -98,7 +98,7 @@ Publisher = Callable[[str, str, Mapping[str, object]], Awaitable[None]]
 
 
 class Service(Protocol):
-    """A helper process the supervisor keeps alive beside the agents (the firewall)."""
+    """A helper process the supervisor keeps alive beside the agents (the firewall, the event log)."""
 
     name: str
 
@@ -106,6 +106,8 @@ class Service(Protocol):
     def listening(self) -> bool: ...
 
     def check(self, now: float) -> None: ...
+
+    def stop(self, grace: float = 10.0) -> None: ...
 
 
 def _count(entry: object, key: str) -> int:
