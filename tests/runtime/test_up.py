@@ -632,6 +632,20 @@ def event_log_listening(crew: CrewDir) -> bool | None:
     return listening
 
 
+def scrape(crew: CrewDir) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The supervisor's /metrics, parsed as Prometheus reads it: (sample name, labels) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    result = crew.cli("status", "--crew", str(crew.root), "--json")
+    status, text = get(json.loads(result.stdout)["metrics"] + "/metrics")
+    assert status == 200, text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def test_the_embedded_event_log_killed_comes_back_on_its_url_and_nothing_published_meanwhile_is_lost(
     model_server: StartModelServer, make_crew: MakeCrew
 ) -> None:
@@ -640,8 +654,14 @@ def test_the_embedded_event_log_killed_comes_back_on_its_url_and_nothing_publish
     wait_until("the event log started", lambda: (store / "server.json").exists())
     first = json.loads((store / "server.json").read_text())
     wait_until("status says the event log listens", lambda: event_log_listening(crew) is True)
+    started = ("agent_smith_events_published_total", (("type", "agent_started"), ("via", "stream")))
+    metrics = wait_until("the start published", lambda: (m := scrape(crew)).get(started) and m)
+    assert metrics[("agent_smith_service_up", (("service", "event log"),))] == 1
+    assert metrics[("agent_smith_service_up", (("service", "firewall"),))] == 1
+    assert metrics[("agent_smith_events_outbox_depth", ())] == 0
     os.kill(first["pid"], signal.SIGKILL)
     wait_until("the dead server noticed", lambda: event_log_listening(crew) is False, timeout=10)
+    assert scrape(crew)[("agent_smith_service_up", (("service", "event log"),))] == 0
     # Published by the supervisor while it is away: the restart's stop and start.
     assert crew.cli("restart", "solo", "--crew", root).returncode == 0
 
@@ -659,6 +679,10 @@ def test_the_embedded_event_log_killed_comes_back_on_its_url_and_nothing_publish
 
     wait_until("the restart's events delivered", lambda: solo_events()[-2:] == ["agent_stopped", "agent_started"])
     assert solo_events().count("agent_started") == 2
+    metrics = scrape(crew)
+    assert metrics[("agent_smith_events_failures_total", (("reason", "disconnected"),))] >= 1
+    assert metrics[("agent_smith_events_outbox_depth", ())] == 0
+    assert metrics[("agent_smith_service_up", (("service", "event log"),))] == 1
     log = (crew.runtime / "supervisor.log").read_text()
     assert "the event log (nats-server) exited; restarting it in" in log
     assert crew.cli("down", "--crew", root).returncode == 0

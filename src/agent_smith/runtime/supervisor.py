@@ -176,6 +176,10 @@ class Metrics:
             "agent_smith_agent_channel_connected", "1 while each chat agent's claude holds its Matrix channel.",
             ["agent"], registry=self.registry,
         )  # fmt: skip
+        self.service = Gauge(
+            "agent_smith_service_up", "1 while each service kept beside the agents runs (firewall, event log).",
+            ["service"], registry=self.registry,
+        )  # fmt: skip
 
     def update(self, record: Record, now: float, channel: bool | None) -> None:
         for state in AgentState:
@@ -189,11 +193,12 @@ class Metrics:
             self.channel.labels(record.name).set(1 if channel else 0)
 
     def exposition(self) -> tuple[str, bytes]:
-        """The content type and body of a scrape."""
-        from prometheus_client import generate_latest
+        """The content type and body of a scrape: the agents', and what this process's other parts
+        keep on prometheus_client's default registry (its event publisher's, the process's own)."""
+        from prometheus_client import REGISTRY, generate_latest
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-        return CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        return CONTENT_TYPE_LATEST, generate_latest(self.registry) + generate_latest(REGISTRY)
 
 
 class Supervisor:
@@ -697,6 +702,8 @@ class Supervisor:
             now = self._clock()
             for agent in self.agents.values():
                 self._metrics.update(agent.record, now, self._channel_connected(agent.spec.name))
+            for service in self._services:
+                self._metrics.service.labels(service.name).set(1 if service.listening else 0)
             content_type, text = self._metrics.exposition()
             return HttpAnswer(200, "OK", (("Content-Type", content_type),), text)
         if path == "/healthz":
