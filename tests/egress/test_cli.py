@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from typer.testing import CliRunner
@@ -29,6 +30,7 @@ from agent_smith.events import EventFilter, connect, query
 from agent_smith.listeners import free_port
 from tests.egress.helpers import assert_never_contains
 from tests.fixtures.egress import GITHUB_PLACEHOLDER, EgressUpstream, real_secret
+from tests.fixtures.metrics import samples
 from tests.fixtures.nats import NatsServer
 
 runner = CliRunner()
@@ -398,6 +400,10 @@ def test_the_firewall_process_swaps_refuses_publishes_and_never_logs_the_secret(
         assert event["agent"] == "devbot"
         assert event["host"] == "example.com"
         assert "not on the allowlist" in str(event["reason"])
+        # Its denials' publisher is the firewall process's: scraped there, as a Prometheus server reads it.
+        scrape = samples(httpx.get(f"http://127.0.0.1:{metrics}/metrics", trust_env=False).text)
+        assert scrape[("agent_smith_events_published_total", (("type", "egress_denied"), ("via", "stream")))] == 1
+        assert scrape[("agent_smith_events_outbox_depth", ())] == 0
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)

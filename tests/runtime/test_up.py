@@ -35,6 +35,7 @@ from agent_smith.runtime.local import given_up, wait_ready
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.sweep import AGENT_VAR, tagged
 from agent_smith.standins import RequestKind
+from tests.fixtures.metrics import Sample, samples
 from tests.fixtures.model import StartModelServer
 from tests.fixtures.processes import spawned
 from tests.runtime.conftest import CrewDir, alive, children_of
@@ -632,18 +633,12 @@ def event_log_listening(crew: CrewDir) -> bool | None:
     return listening
 
 
-def scrape(crew: CrewDir) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The supervisor's /metrics, parsed as Prometheus reads it: (sample name, labels) → value."""
-    from prometheus_client.parser import text_string_to_metric_families
-
+def scrape(crew: CrewDir) -> dict[Sample, float]:
+    """The supervisor's /metrics, parsed as Prometheus reads it."""
     result = crew.cli("status", "--crew", str(crew.root), "--json")
     status, text = get(json.loads(result.stdout)["metrics"] + "/metrics")
     assert status == 200, text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    return samples(text)
 
 
 def test_the_embedded_event_log_killed_comes_back_on_its_url_and_nothing_published_meanwhile_is_lost(

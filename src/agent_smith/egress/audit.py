@@ -80,10 +80,11 @@ class Metrics:
         return self._instrumented().registry
 
     def exposition(self) -> bytes:
-        """A scrape's body (Prometheus text format)."""
-        from prometheus_client import generate_latest
+        """A scrape's body (Prometheus text format): the firewall's, and what the process keeps on
+        prometheus_client's default registry (its denials' event publisher's, the process's own)."""
+        from prometheus_client import REGISTRY, generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
 
     def observe(self, entry: AuditEntry) -> None:
         if self._instruments is None and len(self._kept) < _KEPT:
