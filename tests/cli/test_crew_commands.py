@@ -130,6 +130,17 @@ def test_doctor_json_lists_every_part() -> None:
     assert parts["claude CLI"]["version"] == "2.1.331"
 
 
+def test_doctor_shows_every_path_whole_in_80_columns_and_no_fix_column_when_nothing_is_missing() -> None:
+    result = run("doctor", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stdout
+    assert "…" not in result.stdout
+    paths = [p["path"] for p in json.loads(run("doctor", "--json").stdout)["parts"]]
+    for path in paths:
+        assert f" {path} " in result.stdout, (path, result.stdout)
+    header = next(line for line in result.stdout.splitlines() if "where" in line)
+    assert "fix" not in header
+
+
 def test_doctor_fails_with_the_fix_when_a_part_is_missing(tmp_path: Path) -> None:
     # An empty PATH hides tmux, git, gh and node; the table names each fix.
     result = run("doctor", env={"PATH": str(tmp_path), "COLUMNS": "200"})

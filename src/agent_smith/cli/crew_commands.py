@@ -111,21 +111,22 @@ def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         out.print_json({"ok": not missing, "parts": [r.as_dict() for r in rows]})
     else:
         table = Table(title="agent-smith doctor")
-        for column in ("part", "status", "version", "where", "fix"):
+        for column in ("part", "status", "version"):
             table.add_column(column)
+        # Paths are copied from here: the other columns wrap first, and one that still does not fit
+        # folds onto the next line rather than losing its end to "…".
+        table.add_column("where", no_wrap=True, overflow="fold")
+        fixes = any(not row.found for row in rows)
+        if fixes:
+            table.add_column("fix")
         for row in rows:
             if row.found:
                 status = "[green]found[/]"
             else:
                 status = "[red]missing[/]" if row.required else "[yellow]missing (optional)[/]"
             version = (row.version or "?") + (f" ({row.note})" if row.note and row.found else "")
-            table.add_row(
-                row.part,
-                status,
-                version if row.found else "",
-                row.path or "",
-                "" if row.found else row.fix,
-            )
+            cells = [row.part, status, version if row.found else "", row.path or ""]
+            table.add_row(*cells, *([("" if row.found else row.fix)] if fixes else []))
         out.console.print(table)
     if missing:
         raise typer.Exit(1)
