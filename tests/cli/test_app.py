@@ -108,7 +108,7 @@ def test_an_unknown_log_level_is_one_line_and_exit_2() -> None:
         (["k8s", "secrets"], "Missing option '--output' / '-o'.", "k8s secrets"),
         (["nosuchverb"], "No such command 'nosuchverb'.", ""),
         (["up", "--bogus"], "No such option: --bogus", "up"),
-        (["logs"], "Missing argument 'AGENT'.", "logs"),
+        (["logs"], "Missing argument 'NAME'.", "logs"),
         (["events", "query", "--pr", "0"], "Invalid value for '--pr': Input should be greater than", "events query"),
         (["events", "query", "--since"], "Option '--since' requires an argument.", "events query"),
         (["--log-level"], "Option '--log-level' requires an argument.", ""),

@@ -17,7 +17,7 @@ from agent_smith.logs import stderr_progress
 def assemble_command(
     ctx: typer.Context,
     name: Annotated[
-        str, typer.Argument(metavar="AGENT", help="The agent to assemble.", envvar="AGENT_NAME", show_default=False)
+        str, typer.Argument(metavar="NAME", help="The agent to assemble.", envvar="AGENT_NAME", show_default=False)
     ],
     crew: Annotated[
         Path | None,

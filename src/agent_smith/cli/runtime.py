@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 AgentsArg = Annotated[
     list[str] | None, typer.Argument(metavar="AGENT", help="Agents to act on (default: all).", show_default=False)
 ]
-NameArg = Annotated[str, typer.Argument(metavar="AGENT", help="The agent.", show_default=False)]
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The agent.", show_default=False)]
 NoProxyOption = Annotated[
     list[str] | None,
     typer.Option(
