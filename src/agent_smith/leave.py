@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 def leave(code: int) -> NoReturn:
     """Flush stdout and stderr, then exit with `code` at once."""
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with it closed (`>&-`): nothing was written to it
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # the reader is gone: there is no one left to tell

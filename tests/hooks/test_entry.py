@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_smith.hooks.entry import env_seconds, may_be_pr_action, read_payload
+from agent_smith.hooks.entry import env_seconds, may_be_pr_action, read_payload, unattended
 
 
 @given(st.one_of(st.text(), st.floats(allow_nan=True, allow_infinity=True).map(str), st.integers().map(str)))
@@ -24,6 +24,13 @@ def test_nan_and_infinity_are_no_period() -> None:
     assert env_seconds({"X": "-5"}, "X", 3000.0) == 0.0
     assert env_seconds({"X": "90"}, "X", 3000.0) == 90.0
     assert env_seconds({}, "X", 3000.0) == 3000.0
+
+
+def test_a_session_is_unattended_only_where_claude_code_says_so() -> None:
+    # Claude Code's own variable: "0" in `claude -p`, which runs an asyncRewake hook in the foreground.
+    assert unattended({"CLAUDE_CODE_SESSION_ATTENDED": "0"})
+    assert not unattended({"CLAUDE_CODE_SESSION_ATTENDED": "1"})
+    assert not unattended({})
 
 
 @pytest.mark.parametrize(

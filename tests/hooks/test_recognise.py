@@ -337,3 +337,12 @@ def test_the_repository_flag_is_read_as_pflag_reads_it(command: str, repo: str |
     action = recognise(bash(command))
     assert action is not None
     assert (action.repo, action.number) == (repo, number)
+
+
+def test_a_digit_that_is_no_number_names_a_branch_as_gh_reads_it() -> None:
+    """The digit "²" is no number to `int` (the tool hook failed on it): gh reads it as a branch."""
+    assert recognise(bash("gh pr merge ² --merge")) == PrAction("merged", None, None, branch="²", repo_of_checkout=True)
+    merge = {"tool_name": "mcp__github__merge_pull_request", "tool_response": json.dumps({"merged": True})}
+    assert recognise({**merge, "tool_input": {"owner": "acme", "repo": "widgets", "pull_number": "²"}}) == PrAction(
+        "merged", "acme/widgets", None
+    )

@@ -112,6 +112,26 @@ def test_prompt_context_names_style_quiet_hours_and_waiting_prs(context: HookCon
     assert "not checked yet" in day
 
 
+def test_prompt_context_says_when_the_review_checks_fail(context: HookContext) -> None:
+    """A check that failed is no check that found nothing: the model is not told "none" when GitHub
+    was never reached, nor given the last PRs found as current."""
+    failing = {"failing_since": "2026-11-25T11:50:00+00:00", "failure": "OperationError: ghe.test answered 502"}
+    never = prompt_context(context, T0, failing)
+    assert "Open PRs awaiting you: unknown, review checks fail since 2026-11-25 11:50 UTC" in never
+    assert "ghe.test answered 502" in never
+    assert "none" not in never
+    found = {
+        "checked_at": "2026-11-25T11:40:00+00:00",
+        "pull_requests": [{"repo": "example/widgets", "number": 3, "title": "Fix", "url": "u", "unaddressed": 1}],
+    }
+    stale = prompt_context(context, T0, {**found, **failing})
+    assert (
+        "Open PRs awaiting you (checked 2026-11-25 11:40 UTC; stale: review checks fail since 2026-11-25 11:50" in stale
+    )
+    assert 'example/widgets#3 "Fix" — 1 unaddressed item' in stale
+    assert "(checked 2026-11-25 11:40 UTC):" in prompt_context(context, T0, found)
+
+
 def test_prompt_hook_process_prints_claude_codes_json(env: dict[str, str]) -> None:
     result = subprocess.run(
         [str(AGENT_SMITH), "hook", "prompt"], input="{}", capture_output=True, text=True, env=env, check=False
@@ -629,6 +649,21 @@ def test_stop_watches_until_activity_grows_then_wakes(context: HookContext, caps
     assert run_stop(context, lambda _: snapshot("t1"), poll=30, watch_for=0, sleep=fake.sleep, now=lambda: T0) == 0
     activity = json.loads((context.state / "hooks" / "activity.json").read_text())
     assert activity["pull_requests"][0]["unaddressed"] == 1
+
+
+def test_a_watch_of_zero_is_one_check_whatever_the_poll(context: HookContext) -> None:
+    """AGENT_SMITH_STOP_WATCH=0 (and `claude -p`, which waits for the hook): a poll shorter than a
+    check's time does not make it a watch of that time."""
+    fake = FakeTime()
+    checked: list[float] = []
+
+    def check(timeout: float) -> Snapshot:
+        checked.append(timeout)
+        return snapshot()
+
+    assert run_stop(context, check, poll=1, watch_for=0, sleep=fake.sleep, clock=fake.clock, now=lambda: T0) == 0
+    assert (checked, fake.slept) == ([CHECK_TIMEOUT], [])
+    assert not (context.state / "hooks" / "stop-watcher.pid").exists()
 
 
 def test_stop_never_wedges_on_errors(context: HookContext) -> None:

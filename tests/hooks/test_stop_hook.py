@@ -11,12 +11,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from agent_smith.crew import scaffold_crew
+from tests.fixtures.claude import PLACEHOLDER_API_KEY
 from tests.fixtures.github import GitHubFixture
+from tests.fixtures.model import StartModelServer
 
 pytestmark = pytest.mark.real
 
@@ -145,3 +148,78 @@ def test_a_payload_that_is_not_utf8_is_no_failure(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert b"Traceback" not in done.stderr
+
+
+def test_claude_p_which_waits_for_the_stop_hook_is_neither_held_nor_woken(
+    agent: Agent, model_server: StartModelServer, claude_binary: Path, tmp_path: Path
+) -> None:
+    """`claude -p` runs the asyncRewake Stop hook in the foreground and waits for it — one the agent
+    runs from its Bash tool, say. The hook leaves at once: no watch holds that run, no comment is
+    surfaced to it, and the agent's own session, whose watcher keeps watching, gets the comment."""
+    agent.comment("Why x?")
+    watcher = agent.hooks / "stop-watcher.pid"
+    agent.hooks.mkdir(parents=True)
+    watcher.write_text(json.dumps({"pid": "the session's watcher"}))
+    server = model_server({"agents": {"devbot": [{"text": "Hello."}]}})
+    config = tmp_path / "claude-config"
+    config.mkdir()
+    stop = {"type": "command", "command": f"{AGENT_SMITH} hook stop", "asyncRewake": True, "timeout": 600}
+    (config / "settings.json").write_text(json.dumps({"hooks": {"Stop": [{"hooks": [stop]}]}}))
+    env = {
+        **agent.env,
+        # A watch long enough to tell, short enough that a failing run leaves no hook behind.
+        "AGENT_SMITH_STOP_WATCH": "90",
+        "AGENT_SMITH_STOP_POLL": "1",
+        "CLAUDE_CONFIG_DIR": str(config),
+        "ANTHROPIC_BASE_URL": server.agent_url("devbot"),
+        "ANTHROPIC_API_KEY": PLACEHOLDER_API_KEY,
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(claude_binary), "-p", "hello"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+    assert done.stdout.strip() == "Hello."
+    assert not any("Why x?" in json.dumps(r.body) for r in server.requests(agent="devbot"))
+    assert json.loads(watcher.read_text()) == {"pid": "the session's watcher"}
+    assert agent.surfaced() == {}
+
+    session = agent.stop()
+    assert "Why x?" in session.communicate(timeout=60)[1].decode()
+    assert session.returncode == 2
+
+
+def test_a_hook_started_with_stdin_closed_has_no_payload_and_no_traceback(tmp_path: Path) -> None:
+    """Python has no `sys.stdin` then: the hook reads an empty payload, as from an empty stdin."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    unset = "AGENT_NAME and AGENT_SMITH_CREW must be set in the agent's environment"
+    for kind, said in (("tool", ""), ("prompt", f"agent-smith hook prompt: {unset}\n")):
+        done = subprocess.run(
+            ["sh", "-c", f'exec "$0" hook {kind} <&-', str(AGENT_SMITH)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", said)
+    # Nor with stdout or stderr closed (Python then has no `sys.stdout`, `sys.stderr`): the same exit.
+    for closed, said in ((">&-", f"agent-smith hook prompt: {unset}\n"), ("2>&-", ""), (">&- 2>&-", "")):
+        done = subprocess.run(
+            ["sh", "-c", f'exec "$0" hook prompt <&- {closed}', str(AGENT_SMITH)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", said), closed

@@ -26,6 +26,10 @@ POLL_ENV = "AGENT_SMITH_STOP_POLL"
 WATCH_ENV = "AGENT_SMITH_STOP_WATCH"
 DEFAULT_POLL = 60.0
 DEFAULT_WATCH = 3000.0
+# Claude Code runs an asyncRewake hook in the background only in an interactive session: `claude -p`
+# waits for it (measured with 2.1.331). It sets this variable to "0" for the hooks of a session no
+# one attends (`claude -p`, the SDK), "1" for an interactive one.
+ATTENDED_ENV = "CLAUDE_CODE_SESSION_ATTENDED"
 
 
 def read_payload(raw: str) -> dict[str, Any]:
@@ -55,6 +59,13 @@ def env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return max(seconds, 0.0) if math.isfinite(seconds) else default
 
 
+def unattended(env: Mapping[str, str]) -> bool:
+    """Whether the Stop hook serves a session no one attends (pure): then it leaves at once. A watch
+    would hold `claude -p` for all its length, and a wake would go to that run — one the agent
+    started from its Bash tool, say — instead of the agent's own session, which watches."""
+    return env.get(ATTENDED_ENV) == "0"
+
+
 def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     if kind not in KINDS:
@@ -80,12 +91,21 @@ def run(kind: str, argv: Sequence[str] = (), env: Mapping[str, str] | None = Non
 
 def read_stdin() -> str:
     """The hook's payload as text: bytes that are not UTF-8 become U+FFFD rather than an error
-    (whatever the locale's or PYTHONIOENCODING's codec would make of them)."""
-    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    (whatever the locale's or PYTHONIOENCODING's codec would make of them). A hook started with
+    stdin closed (`<&-`: Python then has no `sys.stdin`) or unreadable has no payload."""
+    if sys.stdin is None:
+        return ""
+    try:
+        return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _say(line: str) -> None:
-    """One line on stderr, if anyone still reads it (Claude Code may be gone: the pipe closed)."""
+    """One line on stderr, if anyone still reads it (Claude Code may be gone: the pipe closed; a
+    hook started with stderr closed has no `sys.stderr`)."""
+    if sys.stderr is None:
+        return
     try:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
@@ -106,6 +126,8 @@ def _dispatch(kind: str, context: Any, payload: Mapping[str, Any], env: Mapping[
 
         return run_tool(context, payload)
     if kind == "stop":
+        if unattended(env):
+            return 0
         from agent_smith.hooks.tool import retry_due, start_delivery
 
         # Each turn's end is a chance to deliver what an earlier delivery left (the forge, NATS or

@@ -47,15 +47,25 @@ def prompt_context(context: HookContext, now: dt.datetime, activity: Mapping[str
 def _awaiting(activity: Mapping[str, Any] | None) -> Sequence[str]:
     if not activity:
         return ["Open PRs awaiting you: not checked yet."]
-    checked = str(activity.get("checked_at", ""))[:16].replace("T", " ")
+    # The Stop hook keeps what the last check that worked found, and says since when checks fail.
+    since, failure = activity.get("failing_since"), activity.get("failure")
+    failing = f"review checks fail since {_minute(since)} UTC ({str(failure)[:200]})" if isinstance(since, str) else ""
+    checked_at = activity.get("checked_at")
+    if not isinstance(checked_at, str):
+        return [f"Open PRs awaiting you: unknown, {failing}." if failing else "Open PRs awaiting you: not checked yet."]
+    checked = f"checked {_minute(checked_at)} UTC" + (f"; stale: {failing}" if failing else "")
     prs = [p for p in activity.get("pull_requests", []) if p.get("unaddressed")]
     if not prs:
-        return [f"Open PRs awaiting you (checked {checked} UTC): none."]
-    out = [f"Open PRs awaiting you (checked {checked} UTC):"]
+        return [f"Open PRs awaiting you ({checked}): none."]
+    out = [f"Open PRs awaiting you ({checked}):"]
     for pr in prs:
         count = int(pr["unaddressed"])
         out.append(f'- {pr["repo"]}#{pr["number"]} "{pr["title"]}" — {count} unaddressed item{"s" * (count != 1)}')
     return out
+
+
+def _minute(iso: str) -> str:
+    return iso[:16].replace("T", " ")
 
 
 def read_activity(state: Path) -> dict[str, Any] | None:

@@ -289,8 +289,8 @@ def _pr_ref(
                 action, repo=f"{match['owner']}/{match['repo']}", number=int(match["number"]), url=match.group(0)
             )
     action = replace(action, repo=named_repo, repo_of_checkout=named_repo is None)
-    if target and target.lstrip("#").isdigit():
-        return replace(action, number=int(target.lstrip("#")))
+    if target and (number := _number(target.lstrip("#"))) is not None:
+        return replace(action, number=number)
     if action.number is not None:
         return action
     return replace(action, branch=target, on_checkout=target is None and flag_repo is None)
@@ -401,7 +401,9 @@ def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction
     owner, name = tool_input.get("owner"), tool_input.get("repo")
     repo = f"{owner}/{name}" if owner and name else (f"{match['owner']}/{match['repo']}" if match else None)
     raw_number = str(tool_input.get("pull_number") or tool_input.get("pullNumber") or response.get("number") or "")
-    number = int(raw_number) if raw_number.isdigit() else (int(match["number"]) if match else None)
+    number = _number(raw_number)
+    if number is None and match:
+        number = int(match["number"])
     pr_url = match.group(0) if match else None
     if tool in _MCP_MERGE:
         if response.get("merged") is False:
@@ -443,6 +445,12 @@ def _json_object(text: str) -> dict[str, Any]:
     except (json.JSONDecodeError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _number(text: str) -> int | None:
+    """A PR's number, in ASCII digits as gh and the API take one: "²" is a digit to `str.isdigit`
+    but no number to `int`, and gh reads it as a branch."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _str(value: Any) -> str | None:

@@ -119,7 +119,10 @@ def run_stop(
     state_dir = context.state
     me = str(pid if pid is not None else os.getpid())
     watcher = hooks_dir(state_dir) / WATCHER_FILE
-    write_json(watcher, {"pid": me}, durable=False)
+    if watch_for > 0:
+        # A single check watches nothing, so it supersedes no watcher: a `claude -p` the agent runs
+        # must not end the watch of the agent's own session.
+        write_json(watcher, {"pid": me}, durable=False)
     started = clock()
     # No check runs past the deadline; a watch of 0 is one check, which has its whole time.
     deadline = started + max(watch_for, check_timeout)
@@ -153,7 +156,7 @@ def run_stop(
                 # A check `pause` after the guard has room finds it there.
                 room_in = (outcome.until - now()).total_seconds()
                 deadline = min(max(deadline, clock() + room_in + pause), latest)
-        if clock() + pause > deadline:
+        if watch_for <= 0 or clock() + pause > deadline:
             return 0
         sleep(pause)
         if read_json(watcher).get("pid") != me:
