@@ -14,6 +14,7 @@ from tests.fixtures.github import GitHubFixture
 from agent_smith.crew import Forge
 from agent_smith.errors import OperationError, RateLimited, UsageError
 from agent_smith.forge import ForgeClient, InlineComment, ItemKind, RetryPolicy, unaddressed
+from agent_smith.forge.client import said_by_github
 from agent_smith.forge.environment import proxy_for
 from agent_smith.hooks.deliver import PrFacts, pr_facts
 
@@ -464,3 +465,30 @@ async def test_every_call_ends_by_its_deadline(every: float | None) -> None:
         server.stop()
     assert elapsed < 6  # three calls of a 1 s deadline, not httpx's 30 s a read, nor forever
     assert "placeholder" not in str(late.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"message": "Not Found"}, "Not Found"),
+        (
+            {"message": "Unprocessable Entity", "errors": ["Can not approve your own pull request"]},
+            "Unprocessable Entity: Can not approve your own pull request",
+        ),
+        (
+            {
+                "message": "Validation Failed",
+                "errors": [
+                    {"resource": "PullRequest", "code": "custom", "message": "A pull request already exists for a:b."},
+                    {"resource": "Issue", "field": "title", "code": "missing_field"},
+                ],
+            },
+            "Validation Failed: A pull request already exists for a:b.; Issue title missing_field",
+        ),
+        ({"errors": ["first line\nsecond line", None, {}]}, "first line"),
+        ({"message": "Bad\nthing", "errors": "not a list"}, "Bad"),
+        (["not", "an", "object"], ""),
+    ],
+)
+def test_a_rest_error_says_github_s_reasons_from_errors_on_one_line(body: object, said: str) -> None:
+    assert said_by_github(body) == said

@@ -452,6 +452,8 @@ def test_a_pr_from_a_fork_is_found_by_its_owner_and_its_review_surfaces(
     assert created.stdout.strip().endswith("/carol/widgets/pull/1")
     push(github, "carol/widgets", "fix", {"README.md": "# widgets!\n"})
     assert asyncio.run(open_pr(github, "carol/widgets", "fix")) == 2
+    # GitHub requires the commit a review comment is on.
+    head = github.gh("bob", "pr", "view", "1", "-R", "carol/widgets", "--json", "headRefOid", "-q", ".headRefOid")
     github.gh(
         "bob",
         "api",
@@ -464,6 +466,8 @@ def test_a_pr_from_a_fork_is_found_by_its_owner_and_its_review_surfaces(
         "path=src/widgets.py",
         "-F",
         "line=6",
+        "-f",
+        f"commit_id={head.stdout.strip()}",
     )
     command = "gh pr review --comment -b 'Answered inline'"
     review = github.run("dave", "gh", "pr", "review", "--comment", "-b", "Answered inline", cwd=work)

@@ -432,4 +432,26 @@ def _message(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return ""
-    return _one_line(str(body.get("message", ""))) if isinstance(body, dict) else ""
+    return said_by_github(body)
+
+
+def said_by_github(body: object) -> str:
+    """What a REST error body says, on one line (pure). GitHub puts the reasons of a 422 in
+    `errors`, not in `message` ("Validation Failed", "Unprocessable Entity"): each a sentence,
+    or an object whose `message` says it, else its `resource`, `field` and `code`."""
+    if not isinstance(body, dict):
+        return ""
+    message = _one_line(str(body.get("message") or ""))
+    errors = body.get("errors")
+    reasons = [r for r in (_one_line(_reason(e)) for e in (errors if isinstance(errors, list) else [])) if r]
+    if not reasons:
+        return message
+    return f"{message}: {'; '.join(reasons)}" if message else "; ".join(reasons)
+
+
+def _reason(error: object) -> str:
+    if not isinstance(error, dict):
+        return str(error or "")
+    if error.get("message"):
+        return str(error["message"])
+    return " ".join(str(error[key]) for key in ("resource", "field", "code") if error.get(key))

@@ -112,7 +112,15 @@ def test_review_inline_comment_self_approval_and_merge(github_standin: GitHubFix
         check=False,
     )
     assert outside.returncode != 0
-    assert "must be part of the diff" in outside.stdout
+    # GitHub's shape: the particulars in errors[], not in the message.
+    assert json.loads(outside.stdout)["errors"] == [
+        {
+            "resource": "PullRequestReviewComment",
+            "field": "pull_request_review_thread.line",
+            "code": "custom",
+            "message": "could not be resolved",
+        }
+    ]
 
     own = gh.gh("alice", "pr", "review", "1", "--approve", "-R", repo, check=False)
     assert own.returncode != 0
@@ -122,7 +130,7 @@ def test_review_inline_comment_self_approval_and_merge(github_standin: GitHubFix
     assert "One question inline." in view
 
     gh.gh("bob", "pr", "review", "1", "--approve", "-R", repo)
-    assert pr.review_decision() == "APPROVED"
+    assert "bob (Approved)" in gh.gh("alice", "pr", "view", "1", "-R", repo).stdout
     gh.gh("alice", "pr", "merge", "1", "--merge", "-R", repo)
     assert pr.state == "MERGED"
     assert pr.merged_by is gh.users["alice"]
@@ -229,3 +237,58 @@ def test_pr_status_and_search(github_standin: GitHubFixture) -> None:
     assert "Docs" in mine
     none = gh.gh("alice", "pr", "list", "-R", repo, "--search", "-author:@me").stdout
     assert "Docs" not in none
+
+
+def test_pr_view_lists_each_commit_of_the_pr(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    wt = gh.clone("alice")
+    gh.run("alice", "git", "checkout", "-q", "-b", "feature", cwd=wt)
+    for n in (1, 2):
+        (wt / f"f{n}.txt").write_text(f"{n}\n")
+        gh.run("alice", "git", "add", "-A", cwd=wt)
+        gh.run("alice", "git", "commit", "-q", "-m", f"Step {n}\n\nWhy {n}.", cwd=wt)
+    gh.run("alice", "git", "push", "-q", "origin", "feature", cwd=wt)
+    shas = gh.run("alice", "git", "rev-list", "--reverse", "main..feature", cwd=wt).stdout.split()
+    repo = f"{gh.host}/carol/widgets"
+    gh.gh("alice", "pr", "create", "-R", repo, "--head", "feature", "--base", "main", "--title", "Steps", "--body", "")
+    view = json.loads(gh.gh("bob", "pr", "view", "1", "-R", repo, "--json", "commits").stdout)
+    assert [(c["oid"], c["messageHeadline"], c["messageBody"]) for c in view["commits"]] == [
+        (shas[0], "Step 1", "Why 1."),
+        (shas[1], "Step 2", "Why 2."),
+    ]
+    assert [a["login"] for c in view["commits"] for a in c["authors"]] == ["alice", "alice"]
+
+
+def test_review_decision_is_null_without_branch_protection(github_standin: GitHubFixture) -> None:
+    """GitHub decides on reviews only when a branch protection rule requires them; the stand-in
+    has none, so an approval leaves reviewDecision null (gh: "") as on such a repository."""
+    gh = github_standin
+    _open_pr(gh)
+    repo = f"{gh.host}/carol/widgets"
+    gh.gh("bob", "pr", "review", "1", "--approve", "-R", repo)
+    view = json.loads(gh.gh("alice", "pr", "view", "1", "-R", repo, "--json", "reviewDecision,latestReviews").stdout)
+    assert view["reviewDecision"] == ""
+    assert [r["state"] for r in view["latestReviews"]] == ["APPROVED"]
+
+
+def test_a_mutation_the_standin_does_not_model_fails_instead_of_pretending(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    _open_pr(gh)
+    repo = f"{gh.host}/carol/widgets"
+    edit = gh.gh("alice", "pr", "edit", "1", "-R", repo, "--title", "Renamed", check=False)
+    assert edit.returncode != 0
+    assert "does not model the mutation updatePullRequest" in edit.stderr
+    assert gh.standin.world.pull(gh.repo, 1).title == "Add total()"
+
+
+def test_a_draft_made_ready_can_be_merged(github_standin: GitHubFixture) -> None:
+    gh = github_standin
+    gh.push_branch("alice", "feature", FEATURE, "Add total()")
+    repo = f"{gh.host}/carol/widgets"
+    gh.gh("alice", "pr", "create", "-R", repo, "--head", "feature", "--title", "Total", "--body", "", "--draft")
+    refused = gh.gh("alice", "pr", "merge", "1", "--merge", "-R", repo, check=False)
+    assert refused.returncode != 0
+    gh.gh("alice", "pr", "ready", "1", "-R", repo)
+    assert gh.standin.world.pull(gh.repo, 1).draft is False
+    gh.gh("alice", "pr", "merge", "1", "--merge", "-R", repo)
+    assert gh.standin.world.pull(gh.repo, 1).state == "MERGED"

@@ -152,6 +152,7 @@ def test_a_fork_s_pull_request_is_reviewed_follows_pushes_and_merges(github_stan
     github.gh("dave", "api", "-X", "POST", f"repos/{BASE}/forks")
     work = fork_checkout(github, "dave", "fix", FIX, "fork")
     github.run("dave", "gh", "pr", "create", "--title", "Count any iterable", "--body", "b", cwd=work)
+    first_head = github.run("dave", "git", "rev-parse", "HEAD", cwd=work).stdout.strip()
     comment = api(
         github,
         "bob",
@@ -166,6 +167,8 @@ def test_a_fork_s_pull_request_is_reviewed_follows_pushes_and_merges(github_stan
         "line=6",
         "-f",
         "side=RIGHT",
+        "-f",
+        f"commit_id={first_head}",
     )
     assert comment["line"] == 6
     # A push to the fork moves the PR's head; the thread's line is untouched, so it stays put.

@@ -143,6 +143,17 @@ class GitStore:
     def commit_message(self, sha: str) -> str:
         return self._git("show", "-s", "--format=%B", sha).strip()
 
+    def commit_author(self, sha: str) -> Identity:
+        name, email = self._git("show", "-s", "--format=%an%x00%ae", sha).strip().split("\0")
+        return Identity(name, email)
+
+    def author_date(self, sha: str) -> str:
+        return self._git("show", "-s", "--format=%aI", sha).strip()
+
+    def commits(self, base: str, head: str) -> list[str]:
+        """The commits on `head` that `base` lacks, oldest first: a pull request's commits."""
+        return self._git("rev-list", "--reverse", f"{base}..{head}").split()
+
     def diff(self, base: str, head: str) -> str:
         return self._git("diff", "--no-color", "--no-ext-diff", f"{base}...{head}")
 

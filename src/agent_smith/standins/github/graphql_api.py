@@ -8,8 +8,8 @@ the stand-in's state, named after the schema's fields.
 A field the stand-in does not model resolves to what GitHub answers for a
 repository that never used the feature: null when nullable, an empty list or
 connection when it is one (no labels, no projects, no check runs). A non-null
-scalar the stand-in does not model fails the query loudly rather than invent
-a value.
+scalar or a mutation the stand-in does not model fails loudly rather than
+invent a value or pretend a change.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from graphql import (
 )
 from graphql.type import GraphQLInterfaceType, GraphQLUnionType
 
-from agent_smith.standins.github.gitstore import ChangedFile
+from agent_smith.standins.github.gitstore import ChangedFile, Identity
 from agent_smith.standins.github.state import (
     RATE_LIMIT,
     RATE_RESET,
@@ -114,10 +114,10 @@ def execute_query(
     try:
         document = parse(query)
     except GraphQLError as exc:
-        return {"errors": [_error(exc, "PARSE_ERROR")]}
+        return {"errors": [_error(exc, None)]}
     problems = validate(schema, document, _RULES)
     if problems:
-        return {"errors": [_error(p, "VALIDATION") for p in problems]}
+        return {"errors": [_invalid(p) for p in problems]}
     operation = get_operation_ast(document, operation_name)
     result = execute_sync(
         schema,
@@ -136,12 +136,28 @@ def execute_query(
     return body
 
 
-def _error(exc: GraphQLError, kind: str) -> dict[str, Any]:
-    shaped: dict[str, Any] = {"type": kind, "message": exc.message}
+def _error(exc: GraphQLError, kind: str | None) -> dict[str, Any]:
+    # GitHub gives a `type` only to errors met while executing; a query it cannot parse or
+    # validate gets none.
+    shaped: dict[str, Any] = {"message": exc.message} if kind is None else {"type": kind, "message": exc.message}
     if exc.locations:
         shaped["locations"] = [{"line": loc.line, "column": loc.column} for loc in exc.locations]
     if exc.path:
         shaped["path"] = list(exc.path)
+    return shaped
+
+
+_UNDEFINED_FIELD = re.compile(r"^Cannot query field '(\w+)' on type '(\w+)'\.")
+
+
+def _invalid(exc: GraphQLError) -> dict[str, Any]:
+    """A validation error as GitHub words the common one, an unknown field; others as graphql-core
+    words them."""
+    shaped = _error(exc, None)
+    if m := _UNDEFINED_FIELD.match(exc.message):
+        field_name, type_name = m.groups()
+        shaped["message"] = f"Field '{field_name}' doesn't exist on type '{type_name}'"
+        shaped["extensions"] = {"code": "undefinedField", "typeName": type_name, "fieldName": field_name}
     return shaped
 
 
@@ -213,6 +229,10 @@ def _asks_for_records(info: GraphQLResolveInfo) -> bool:
 
 
 def _unmodelled(info: GraphQLResolveInfo) -> Any:
+    if info.parent_type is info.schema.mutation_type:
+        # A null payload with no error reads as success: the client would believe a change that
+        # never happened (gh says "Reopened", "Edited").
+        raise GraphQLError(f"the GitHub stand-in does not model the mutation {info.field_name}")
     kind = info.return_type
     inner = kind.of_type if isinstance(kind, GraphQLNonNull) else kind
     if isinstance(inner, GraphQLList):
@@ -507,11 +527,40 @@ class CommitView:
     def messageHeadline(self, info: GraphQLResolveInfo) -> str:
         return self.r.git.commit_message(self.oid).split("\n", 1)[0]
 
+    def messageBody(self, info: GraphQLResolveInfo) -> str:
+        return self.r.git.commit_message(self.oid).partition("\n")[2].strip()
+
     def committedDate(self, info: GraphQLResolveInfo) -> str:
         return self.r.git.commit_date(self.oid)
 
+    def authoredDate(self, info: GraphQLResolveInfo) -> str:
+        return self.r.git.author_date(self.oid)
+
+    def author(self, info: GraphQLResolveInfo) -> _GitActor:
+        return _GitActor(self.r.git.commit_author(self.oid), self.r.git.author_date(self.oid))
+
+    def authors(self, info: GraphQLResolveInfo, **args: Any) -> Connection:
+        return Connection([self.author(info)], args)
+
     def url(self, info: GraphQLResolveInfo) -> str:
         return f"{_ctx(info).web}/{self.r.full_name}/commit/{self.oid}"
+
+
+class _GitActor:
+    typename = "GitActor"
+
+    def __init__(self, who: Identity, date: str) -> None:
+        self.name = who.name
+        self.email = who.email
+        self.date = date
+
+    def avatarUrl(self, info: GraphQLResolveInfo, **_: Any) -> str:
+        return f"{_ctx(info).web}/avatars/u/{self.email}"
+
+    def user(self, info: GraphQLResolveInfo) -> UserView | None:
+        # GitHub links a commit to the account whose (noreply) address authored it.
+        found = (u for u in _ctx(info).world.users.values() if u.identity.email == self.email)
+        return next((UserView(u) for u in found), None)
 
 
 class PullRequestView:
@@ -619,8 +668,10 @@ class PullRequestView:
     def mergeStateStatus(self, info: GraphQLResolveInfo) -> str:
         return self.p.merge_state_status()
 
-    def reviewDecision(self, info: GraphQLResolveInfo) -> str | None:
-        return self.p.review_decision()
+    def reviewDecision(self, info: GraphQLResolveInfo) -> None:
+        # GitHub decides only under a branch protection rule that requires reviews, and answers
+        # null without one, however the reviews went; the stand-in has no branch protection.
+        return None
 
     def additions(self, info: GraphQLResolveInfo) -> int:
         return self.p.stats().additions
@@ -636,8 +687,8 @@ class PullRequestView:
         return Connection([_FileView(f) for f in changed], args)
 
     def commits(self, info: GraphQLResolveInfo, **args: Any) -> Connection:
-        count = self.p.stats().commits
-        return Connection([_PullCommit(self.p, self.p.head_sha)] * count, args)
+        shas = self.p.repo.git.commits(self.p.base_sha, self.p.head_sha)
+        return Connection([_PullCommit(self.p, sha) for sha in shas], args)
 
     def comments(self, info: GraphQLResolveInfo, **args: Any) -> Connection:
         return Connection([IssueCommentView(c) for c in self.p.comments], args)
@@ -712,10 +763,14 @@ class _PullCommit:
 
     def __init__(self, pr: PullRequest, sha: str) -> None:
         self.p = pr
+        self.sha = sha
         self.id = f"PURC_{pr.id}_{sha}"
 
     def commit(self, info: GraphQLResolveInfo) -> CommitView:
-        return CommitView(self.p.repo, self.p.head_sha)
+        return CommitView(self.p.repo, self.sha)
+
+    def url(self, info: GraphQLResolveInfo) -> str:
+        return f"{_ctx(info).web}/{self.p.repo.full_name}/pull/{self.p.number}/commits/{self.sha}"
 
 
 class _ReviewRequest:
@@ -1111,6 +1166,11 @@ class _Root:
             expected_head=input.get("expectedHeadOid"),
         )
         return _Payload(input, pullRequest=PullRequestView(pr), actor=UserView(self.ctx.viewer))
+
+    def markPullRequestReadyForReview(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> Any:
+        pr = self._pull_by_id(input["pullRequestId"])
+        self.ctx.world.mark_ready(pr, self.ctx.viewer)
+        return _Payload(input, pullRequest=PullRequestView(pr))
 
     def closePullRequest(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> Any:
         pr = self._pull_by_id(input["pullRequestId"])

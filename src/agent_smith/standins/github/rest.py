@@ -8,6 +8,7 @@ Representations follow ``components/schemas`` of ``api.github.com.json``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -485,8 +486,12 @@ class _Ctx:
                 raise GitHubRefusal(422, f'Invalid request.\n\n"{name}" wasn\'t supplied.')
             return None
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            raise GitHubRefusal(422, f"Invalid request.\n\nFor '{name}', {value!r} is not a {kind.__name__}.")
+            said = f"For 'properties/{name}', {json.dumps(value)} is not {_JSON_TYPES[kind]}."
+            raise GitHubRefusal(422, f"Invalid request.\n\n{said}")
         return value
+
+
+_JSON_TYPES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array"}
 
 
 def _query_int(query: dict[str, str], name: str, default: int) -> int:
@@ -535,7 +540,8 @@ _BY_ID = re.compile(r"^/repositories/(\d+)(/.*)?$")
 
 def route(world: World, links: Links, req: RestRequest) -> RestResponse:
     """Answer one REST request (``req.path`` is relative to ``/api/v3``)."""
-    path = req.path.rstrip("/") or "/"
+    # GitHub answers 404 to a path with a trailing slash; only the root has one.
+    path = req.path
     if m := _BY_ID.match(path):
         # GitHub's Link headers name repositories by id; those URLs serve the same operations.
         repo = next((r for r in world.repos.values() if r.id == int(m[1]) and r.can_read(req.viewer)), None)
@@ -544,32 +550,23 @@ def route(world: World, links: Links, req: RestRequest) -> RestResponse:
         path = f"/repos/{repo.full_name}{m[2] or ''}"
         req = dataclasses.replace(req, path=path)
     ctx = _Ctx(world, _Shapes(links), req)
-    methods_seen = False
     for method, pattern, template, fn in _ROUTES:
         m = pattern.match(path)
-        if m is None:
+        if m is None or method != req.method:
             continue
-        methods_seen = True
-        if method == req.method:
-            try:
-                return fn(ctx, m.groupdict())
-            except GitHubRefusal as refusal:
-                return error(refusal.status, refusal.message, template)
-    if methods_seen:
-        return error(404 if req.method == "GET" else 405, "Not Found", "")
+        try:
+            return fn(ctx, m.groupdict())
+        except GitHubRefusal as refusal:
+            return error(refusal.status, refusal.headline, template, refusal.errors)
+    # A method the path does not take is a 404 too, not a 405 (GitHub's "Troubleshooting the REST API").
     return error(404, "Not Found", "")
 
 
-def error(status: int, message: str, template: str) -> RestResponse:
-    return RestResponse(
-        status,
-        {
-            "message": message,
-            "documentation_url": "https://docs.github.com/rest",
-            "status": str(status),
-        },
-        template,
-    )
+def error(status: int, message: str, template: str, errors: Sequence[str | dict[str, str]] = ()) -> RestResponse:
+    body: Json = {"message": message, "documentation_url": "https://docs.github.com/rest", "status": str(status)}
+    if errors:
+        body["errors"] = list(errors)
+    return RestResponse(status, body, template)
 
 
 @_route("GET", "/")
@@ -720,7 +717,7 @@ def _add_review_comment(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
             ctx.field("body"),
             ctx.field("side", required=False) or "RIGHT",
         ),
-        ctx.field("commit_id", required=False),
+        ctx.field("commit_id"),
     )
     return RestResponse(201, ctx.shapes.review_comment(comment), template)
 
@@ -767,10 +764,15 @@ def _add_review(ctx: _Ctx, a: dict[str, str]) -> RestResponse:
                 str(item.get("side", "RIGHT")),
             )
         )
+    event = ctx.field("event", required=False)
+    if event is None:
+        # Without an event GitHub keeps the review PENDING: unseen by others until submitted. The
+        # stand-in does not model pending reviews, and publishing it instead would hide the mistake.
+        raise GitHubRefusal(422, "the stand-in does not keep pending reviews: pass an event")
     review = ctx.world.review(
         pr,
         ctx.viewer(),
-        ctx.field("event", required=False) or "COMMENT",
+        event,
         ctx.field("body", required=False) or "",
         tuple(inline),
         ctx.field("commit_id", required=False),

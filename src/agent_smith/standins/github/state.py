@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,12 +39,41 @@ RATE_RESET = "2099-01-01T00:00:00Z"
 
 
 class GitHubRefusal(Exception):
-    """GitHub would refuse this: ``status`` is the REST status, ``message`` its text."""
+    """GitHub would refuse this: ``status`` is the REST status, ``headline`` its body's message
+    and ``errors`` its ``errors[]``. GitHub keeps the particulars of a 422 out of the headline
+    ("Validation Failed", "Unprocessable Entity") and in ``errors``: objects naming resource,
+    field and code, or plain sentences (reviews). GraphQL says the particulars themselves:
+    ``message`` (graphql-core reads that attribute for the error's message)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, headline: str, errors: Sequence[str | dict[str, str]] = ()) -> None:
+        self.message = _particulars(headline, errors)
+        super().__init__(self.message)
         self.status = status
-        self.message = message
+        self.headline = headline
+        self.errors = list(errors)
+
+    @classmethod
+    def invalid(cls, resource: str, field: str, code: str = "invalid", message: str | None = None) -> GitHubRefusal:
+        """REST's 422 "Validation Failed" over one field of `resource`."""
+        error = {"resource": resource, "field": field, "code": code}
+        return cls(422, "Validation Failed", [error | ({"message": message} if message else {})])
+
+    @classmethod
+    def custom(cls, resource: str, message: str) -> GitHubRefusal:
+        """REST's 422 "Validation Failed" with a rule's own words."""
+        return cls(422, "Validation Failed", [{"resource": resource, "code": "custom", "message": message}])
+
+    @classmethod
+    def unprocessable(cls, sentence: str) -> GitHubRefusal:
+        """REST's 422 "Unprocessable Entity" with a sentence, as reviews are refused."""
+        return cls(422, "Unprocessable Entity", [sentence])
+
+
+def _particulars(headline: str, errors: Sequence[str | dict[str, str]]) -> str:
+    said = [
+        e if isinstance(e, str) else e.get("message") or f"{e['resource']}.{e['field']} is {e['code']}" for e in errors
+    ]
+    return ", ".join(said) or headline
 
 
 def iso(moment: dt.datetime) -> str:
@@ -276,17 +305,6 @@ class PullRequest:
         # stand-in has no branch protection, so a clean merge is always CLEAN.
         return "CLEAN"
 
-    def review_decision(self) -> str | None:
-        latest: dict[str, str] = {}
-        for r in self.reviews:
-            if r.state in ("APPROVED", "CHANGES_REQUESTED"):
-                latest[r.author.login] = r.state
-        if "CHANGES_REQUESTED" in latest.values():
-            return "CHANGES_REQUESTED"
-        if "APPROVED" in latest.values():
-            return "APPROVED"
-        return "REVIEW_REQUIRED" if self.requested_reviewers else None
-
 
 @dataclass(frozen=True)
 class InlineComment:
@@ -375,13 +393,13 @@ class World:
         if not parent.can_read(user):
             raise GitHubRefusal(404, "Not Found")
         if user is parent.owner:
-            raise GitHubRefusal(422, "Validation Failed: a repository cannot be forked into its own owner's account")
+            raise GitHubRefusal.custom("Repository", "A repository cannot be forked into its own owner's account")
         for repo in self.repos.values():
             if repo.owner is user and repo.parent is parent:
                 return repo
         name = name or parent.name
         if f"{user.login}/{name}".lower() in self.repos:
-            raise GitHubRefusal(422, f"Validation Failed: {user.login}/{name} already exists")
+            raise GitHubRefusal.invalid("Repository", "name", "custom", "name already exists on this account")
         git = GitStore(self.root / user.login / f"{name}.git")
         git.fork_from(parent.git, parent.default_branch, only_default=only_default)
         fork = Repository(
@@ -434,25 +452,25 @@ class World:
         if head_repo is None:
             head_repo = self._network_repo(repo, owner) if owner else repo
         elif head_repo.source is not repo.source or (owner and owner.lower() != head_repo.owner.login.lower()):
-            raise GitHubRefusal(422, "Validation Failed: head repository is not in the base repository's network")
+            raise GitHubRefusal.invalid("PullRequest", "head_repo")
         if not head_repo.can_read(author) or not (head_repo.can_push(author) or repo.can_push(author)):
             # GitHub: "you must have write access to the head or the source branch".
             raise GitHubRefusal(403, "Must have push access to open a pull request here")
         if not title.strip():
-            raise GitHubRefusal(422, "Validation Failed: title is missing")
+            raise GitHubRefusal.invalid("PullRequest", "title", "missing_field")
         head_sha = head_repo.git.rev_parse(branch)
         if head_sha is None:
-            raise GitHubRefusal(422, f"Validation Failed: head branch {branch!r} does not exist")
+            raise GitHubRefusal.invalid("PullRequest", "head")
         base_sha = repo.git.rev_parse(base)
         if base_sha is None:
-            raise GitHubRefusal(422, f"Validation Failed: base branch {base!r} does not exist")
+            raise GitHubRefusal.invalid("PullRequest", "base")
         if head_repo is not repo:
             repo.git.fetch_ref(head_repo.git, f"refs/heads/{branch}", f"refs/pull/{repo.next_number}/head")
         if head_sha == base_sha or repo.git.is_ancestor(head_sha, base_sha):
-            raise GitHubRefusal(422, f"Validation Failed: No commits between {base} and {head}")
+            raise GitHubRefusal.custom("PullRequest", f"No commits between {base} and {head}")
         for pr in self.pulls(repo):
             if pr.state == "OPEN" and pr.head_repo is head_repo and pr.head_ref == branch and pr.base_ref == base:
-                raise GitHubRefusal(422, f"Validation Failed: A pull request already exists for {pr.head_label}.")
+                raise GitHubRefusal.custom("PullRequest", f"A pull request already exists for {pr.head_label}.")
         now = self.now()
         pr = PullRequest(
             self._next_id(),
@@ -477,22 +495,27 @@ class World:
         for candidate in [repo, *self.repos.values()]:
             if candidate.owner.login.lower() == owner.lower() and candidate.source is repo.source:
                 return candidate
-        raise GitHubRefusal(422, f"Validation Failed: head {owner!r} has no repository in this network")
+        raise GitHubRefusal.invalid("PullRequest", "head")
 
     def request_reviewers(self, pr: PullRequest, actor: User, logins: list[str]) -> None:
         if not pr.repo.can_push(actor):
             raise GitHubRefusal(403, "Must have push access to request reviewers")
-        for login in logins:
-            user = self.user(login)
-            if user is pr.author:
-                raise GitHubRefusal(422, "Review cannot be requested from pull request author.")
-            if user not in pr.requested_reviewers:
-                pr.requested_reviewers.append(user)
+        wanted = [next((u for u in self.users.values() if u.login.lower() == x.lower()), None) for x in logins]
+        if pr.author in wanted:
+            raise GitHubRefusal(422, "Review cannot be requested from pull request author.")
+        found = [u for u in wanted if u is not None and pr.repo.can_push(u)]
+        if len(found) < len(wanted):
+            raise GitHubRefusal(
+                422,
+                "Reviews may only be requested from collaborators. One or more of the users or teams you "
+                f"specified is not a collaborator of the {pr.repo.full_name} repository.",
+            )
+        pr.requested_reviewers += [u for u in dict.fromkeys(found) if u not in pr.requested_reviewers]
         pr.updated_at = self.now()
 
     def comment(self, pr: PullRequest, author: User, body: str) -> IssueComment:
         if not body.strip():
-            raise GitHubRefusal(422, "Validation Failed: body is missing")
+            raise GitHubRefusal.invalid("IssueComment", "body", "missing_field")
         c = IssueComment(self._next_id(), pr, author, body, self.now())
         pr.comments.append(c)
         pr.updated_at = c.created_at
@@ -509,24 +532,24 @@ class World:
         commit_id: str | None = None,
     ) -> Review:
         if pr.state != "OPEN":
-            raise GitHubRefusal(422, "Unprocessable Entity: pull request is closed")
+            raise GitHubRefusal.unprocessable("Pull request is closed")
         if author is pr.author and event in ("APPROVE", "REQUEST_CHANGES"):
             verb = "approve" if event == "APPROVE" else "request changes on"
-            raise GitHubRefusal(422, f"Unprocessable Entity: Can not {verb} your own pull request")
+            raise GitHubRefusal.unprocessable(f"Can not {verb} your own pull request")
         if event == "REQUEST_CHANGES" and not body.strip():
-            raise GitHubRefusal(422, "Unprocessable Entity: Review body is required")
+            raise GitHubRefusal.unprocessable("Review body is required")
         if event == "COMMENT" and not body.strip() and not comments:
-            raise GitHubRefusal(422, "Unprocessable Entity: Review body is required")
+            raise GitHubRefusal.unprocessable("Review body is required")
         state = {
             "APPROVE": "APPROVED",
             "REQUEST_CHANGES": "CHANGES_REQUESTED",
             "COMMENT": "COMMENTED",
         }.get(event)
         if state is None:
-            raise GitHubRefusal(422, f"Unprocessable Entity: unknown review event {event!r}")
+            raise GitHubRefusal.unprocessable(f"Unknown review event {event!r}")
         head = pr.head_sha
         if commit_id and commit_id != head:
-            raise GitHubRefusal(422, "Unprocessable Entity: commit_id is not the head commit")
+            raise GitHubRefusal.unprocessable("The stand-in reviews only the head commit")
         places = [self._locate(pr, c.path, c.line, c.side) for c in comments]
         review = Review(self._next_id(), pr, author, state, body, head, self.now())
         pr.reviews.append(review)
@@ -546,9 +569,9 @@ class World:
         if side == "RIGHT" and line > 0:
             found = pr.repo.git.locate(pr.base_sha, pr.head_sha, path, line)
         if found is None:
-            raise GitHubRefusal(
-                422,
-                "Unprocessable Entity: pull_request_review_thread.line must be part of the diff",
+            raise GitHubRefusal.unprocessable(
+                "Pull request review thread line must be part of the diff"
+                " and Pull request review thread diff hunk can't be blank"
             )
         return found
 
@@ -562,7 +585,7 @@ class World:
         reply_to: ReviewComment | None,
     ) -> ReviewComment:
         if not body.strip():
-            raise GitHubRefusal(422, "Validation Failed: body is missing")
+            raise GitHubRefusal.invalid("PullRequestReviewComment", "body", "missing_field")
         c = ReviewComment(
             self._next_id(),
             thread,
@@ -578,12 +601,21 @@ class World:
         self._register(c)
         return c
 
-    def inline_comment(
-        self, pr: PullRequest, author: User, comment: InlineComment, commit_id: str | None
-    ) -> ReviewComment:
+    def inline_comment(self, pr: PullRequest, author: User, comment: InlineComment, commit_id: str) -> ReviewComment:
         """A single review comment (REST ``POST …/pulls/N/comments``): its own review."""
-        if commit_id and commit_id != pr.head_sha:
-            raise GitHubRefusal(422, "Unprocessable Entity: commit_id is not part of the pull request")
+        if commit_id != pr.head_sha:
+            # GitHub takes any commit of the pull request; the stand-in anchors lines on its head only.
+            field = "pull_request_review_thread.end_commit_oid"
+            raise GitHubRefusal.invalid(
+                "PullRequestReviewComment", field, "custom", f"{field} is not part of the pull request"
+            )
+        try:
+            self._locate(pr, comment.path, comment.line, comment.side)
+        except GitHubRefusal as refusal:
+            # This endpoint says the review endpoint's "must be part of the diff" in its own words.
+            raise GitHubRefusal.invalid(
+                "PullRequestReviewComment", "pull_request_review_thread.line", "custom", "could not be resolved"
+            ) from refusal
         review = self.review(pr, author, "COMMENT", "", (comment,))
         return review.pull.threads[-1].comments[-1]
 
@@ -623,7 +655,7 @@ class World:
         if expected_head and expected_head != head:
             raise GitHubRefusal(409, "Head branch was modified. Review and try the merge again.")
         if method not in ("merge", "squash"):
-            raise GitHubRefusal(405, f"{method} merges are not allowed on this repository")
+            raise GitHubRefusal(405, f"{method.capitalize()} merges are not allowed on this repository.")
         if pr.mergeable() != "MERGEABLE":
             raise GitHubRefusal(405, "Pull Request is not mergeable")
         base = pr.base_sha
@@ -660,6 +692,16 @@ class World:
                 # As on GitHub: a pull request whose head branch is gone is closed.
                 self.close(pr, actor)
         repo.git.delete_branch(branch, sha)
+
+    def mark_ready(self, pr: PullRequest, actor: User) -> None:
+        """A draft made ready for review (GraphQL ``markPullRequestReadyForReview``)."""
+        if actor is not pr.author and not pr.repo.can_push(actor):
+            raise GitHubRefusal(403, "Resource not accessible by integration")
+        if pr.state != "OPEN":
+            raise GitHubRefusal.unprocessable("Pull request is closed")
+        if pr.draft:
+            pr.draft = False
+            pr.updated_at = self.now()
 
     def close(self, pr: PullRequest, actor: User) -> None:
         if actor is not pr.author and not pr.repo.can_push(actor):
