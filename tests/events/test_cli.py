@@ -103,6 +103,10 @@ def test_publish_then_query(nats_server: NatsServer, env: dict[str, str | None])
         (["events", "query", "--repo", "notarepo"], "error: repo: 'notarepo' is not a repository as owner/name"),
         (["events", "tail", "--repo", "acme"], "error: repo: 'acme' is not a repository as owner/name"),
         (
+            ["events", "publish", "task_done", "-f", "summary=x", "--wait", "-1"],
+            "error: Invalid value for '--wait': Input should be greater than or equal to 0",
+        ),
+        (
             ["events", "query"],
             "error: no event log: name a crew (--crew, AGENT_SMITH_CREW) or a NATS server (NATS_URL)",
         ),

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from prometheus_client import CollectorRegistry
 
 from agent_smith.crew import EventLog
 from agent_smith.errors import EventRefused
 from agent_smith.events import EventMetrics, Publisher, TaskDone, ensure_stream
 from agent_smith.events.outbox import Outbox, decode_records
-from agent_smith.events.publisher import encode, pump_backoff
+from agent_smith.events.publisher import encode, pump_backoff, relapse_delay
 from agent_smith.listeners import free_port
 from tests.events.helpers import SETTINGS, captured_warnings, plain_nats, stored, wait_until
 from tests.fixtures.nats import NatsServer
@@ -475,3 +476,84 @@ def test_a_refused_login_is_said_as_such_without_the_password(tmp_path: Path, le
         assert problem == said
         assert logged[0].getMessage().startswith(said + ": events go to the outbox")
         assert all("wrong-Pw" not in r.getMessage() for r in logged)
+
+
+def test_a_full_stream_is_said_as_such_asked_again_calmly_and_flushed_once_it_has_room(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A stream made elsewhere with a message limit and `discard: new` answers each event with
+    an error once full: the publisher says so once (not "unreachable"), keeps the events, does
+    not resend them in a tight loop, and sends them when the stream has room again."""
+    m, registry = metrics()
+
+    async def run() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(
+            StreamConfig(
+                name=SETTINGS.stream,
+                subjects=[f"{SETTINGS.subject_prefix}.>"],
+                max_msgs=1,
+                discard=DiscardPolicy.NEW,
+                max_age=SETTINGS.max_age,
+                max_bytes=SETTINGS.max_bytes,
+                duplicate_window=SETTINGS.duplicate_window,
+            )
+        )
+        await js.publish(f"{SETTINGS.subject_prefix}.task_done.devbot", b"{}")
+        with captured_warnings() as logged:
+            async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url, metrics=m, reconnect_wait=0.05) as pub:
+                kept = await pub.publish(task(1))
+                assert not kept.stored
+                await asyncio.sleep(1.5)
+                assert pub.problem == f"the event stream {SETTINGS.stream} refused events: maximum messages exceeded"
+                # Delays of 0.05, 0.1, 0.2, 0.4 and 0.8 s: a handful of tries, not thousands.
+                assert (
+                    registry.get_sample_value("agent_smith_events_failures_total", {"reason": "stream_refused"}) or 0
+                ) <= 8
+                await js.purge_stream(SETTINGS.stream)
+                assert await pub.wait_flushed(10)
+        await nc.close()
+        assert [e.id for e in await stored(nats_server.url)] == [kept.event_id]
+        said = [r.getMessage() for r in logged]
+        assert said[0].startswith(f"the event stream {SETTINGS.stream} refused events: maximum messages exceeded")
+        assert said[1:] == [f"the event stream {SETTINGS.stream} takes events again"]
+
+    asyncio.run(run())
+    assert [relapse_delay(n, 0.25) for n in (1, 2, 3, 5, 6, 100)] == [0.25, 0.5, 1.0, 4.0, 5.0, 5.0]
+
+
+def test_a_stream_made_elsewhere_that_would_not_keep_events_is_made_to_or_refused_aloud(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The stream exists already, made by hand or by another tool with crew.yaml's limits but
+    interest retention (each event dropped once stored, as no consumer holds it) or in memory
+    (all gone when NATS restarts): the first is made a limits stream, so events are kept; the
+    second NATS cannot change, which is said, and the events wait in the outbox."""
+    limits = {
+        "subjects": [f"{SETTINGS.subject_prefix}.>"],
+        "max_age": SETTINGS.max_age,
+        "max_bytes": SETTINGS.max_bytes,
+        "duplicate_window": SETTINGS.duplicate_window,
+    }
+    in_memory = EventLog(stream="MEMORY", subject_prefix="memory.events")
+
+    async def run() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=SETTINGS.stream, retention=RetentionPolicy.INTEREST, **limits))
+        await js.add_stream(
+            StreamConfig(name="MEMORY", storage=StorageType.MEMORY, **limits | {"subjects": ["memory.events.>"]})
+        )
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url) as publisher:
+            assert (await publisher.publish(task(1))).stored
+        assert [e.payload["summary"] for e in await stored(nats_server.url)] == ["task 1"]
+        assert (await js.stream_info(SETTINGS.stream)).config.retention == RetentionPolicy.LIMITS
+        async with Publisher(in_memory, tmp_path / "memory", nats_server.url, log_outages=False) as publisher:
+            assert not (await publisher.publish(task(2))).stored
+            assert publisher.problem == (
+                "NATS refused the event stream MEMORY: stream configuration update can not change storage type"
+            )
+        await nc.close()
+
+    asyncio.run(run())

@@ -290,6 +290,33 @@ def test_tail_follows_a_recreated_stream_from_its_first_event(nats_server: NatsS
     asyncio.run(run())
 
 
+def test_tail_before_anything_was_published_waits_for_the_stream(nats_server: NatsServer, tmp_path: Path) -> None:
+    """No stream yet (a fresh NATS, nothing published): the tail waits for the first publisher
+    to make it and shows its events from the first, rather than ending with an error."""
+
+    async def run() -> None:
+        nc = await connect(nats_server.url)
+        seen: list[tuple[int, str]] = []
+
+        async def follow() -> None:
+            async for event in tail(nc, SETTINGS, EventFilter(), check_every=0.1):
+                seen.append((event.seq, event.payload["summary"]))
+                if len(seen) == 2:
+                    return
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0.5)
+        assert not follower.done()
+        async with Publisher(SETTINGS, tmp_path / "outbox", nats_server.url) as publisher:
+            for n in range(2):
+                assert (await publisher.publish(TaskDone(agent="devbot", summary=f"task {n}"))).stored
+        await asyncio.wait_for(follower, 10)
+        await nc.close()
+        assert seen == [(1, "task 0"), (2, "task 1")]
+
+    asyncio.run(run())
+
+
 def test_a_comma_separated_url_reaches_a_server_of_the_list(nats_server: NatsServer, tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{free_port()} , {nats_server.url}"
 

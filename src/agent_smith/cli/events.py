@@ -113,7 +113,7 @@ def publish(
     ] = None,
     crew: CrewOption = None,
     wait: Annotated[
-        float, typer.Option("--wait", help="Seconds to wait for NATS before keeping the event in the outbox.")
+        float, typer.Option("--wait", min=0, help="Seconds to wait for NATS before keeping the event in the outbox.")
     ] = 2.0,
     as_json: JsonFlag = False,
 ) -> None:

@@ -57,6 +57,14 @@ def refused(error: BaseException) -> bool:
     return isinstance(error, nats.errors.MaxPayloadError | nats.js.errors.BadRequestError)
 
 
+def stream_answer(error: BaseException) -> str | None:
+    """What the stream said when it answered an event with an error about itself (full, say),
+    not about the event; None for any other failure (pure)."""
+    if isinstance(error, nats.js.errors.APIError) and error.err_code is not None and not refused(error):
+        return error.description or f"error {error.err_code}"
+    return None
+
+
 def stream_refused(error: BaseException) -> bool:
     """Whether a reachable server refused to create or update the stream as configured (pure)."""
     return isinstance(error, nats.js.errors.APIError) and error.code in (400, 500)
@@ -131,7 +139,11 @@ class Publisher:
         self._failed: list[_Job] = []
         self._up = False
         self._warned = False
+        # Times in a row the stream failed events while connected, with none stored in between.
+        self._falls = 0
         self._problem = "not connected yet"
+        # The problem the last warning said.
+        self._said = ""
         # The server's refusal of our credentials, reported before nats-py gives up with NoServersError.
         self._refused: Exception | None = None
         self._closing = False
@@ -245,9 +257,12 @@ class Publisher:
             return
         where = f" at {shown_url(self.url)}" if self.url else ""
         self._problem = problem or f"NATS unreachable{where} ({reason})"
-        if (self._up or not self._warned) and self._log_outages:
+        # A stream failing events again, as it said last time, is the outage already said.
+        relapse = self._falls > 1 and self._problem == self._said
+        if ((self._up and not relapse) or not self._warned) and self._log_outages:
             log.warning("%s: events go to the outbox in %s until it is back", self._problem, self.outbox.directory)
             self._warned = True
+            self._said = self._problem
         self._up = False
         self._ready.clear()
         self._first_attempt.set()
@@ -286,6 +301,11 @@ class Publisher:
             self._down.clear()
             if self._up or self._closing:
                 continue
+            if self._falls:
+                # The stream failed events while the connection stayed (a full stream, say): going
+                # up again at once would spin, sending and failing the same events thousands of
+                # times a second.
+                await asyncio.sleep(relapse_delay(self._falls, self._reconnect_wait))
             try:
                 if self._nc is None or not (self._nc.is_connected or self._nc.is_reconnecting):
                     nc = Client()
@@ -334,14 +354,14 @@ class Publisher:
                 continue
             self.outbox.claim_orphans()
             self._update_depth()
-            if self._warned and self._log_outages:
+            if self._warned and self._log_outages and not self._falls:
                 log.warning("NATS is back: flushing %d events from the outbox", self.outbox.depth())
+                self._warned = False
             self._up = True
             # While up, an event goes to the outbox only to queue behind the ones still in it.
             self._problem = "events kept earlier are still being sent"
             self._ready.set()
             self._first_attempt.set()
-            self._warned = False
             self._wake.set()
 
     async def _sweeper(self) -> None:
@@ -367,6 +387,11 @@ class Publisher:
         if isinstance(outcome, BaseException):
             self._fail(job, outcome)
             return
+        if self._falls:
+            self._falls = 0
+            if self._warned and self._log_outages:
+                log.warning("the event stream %s takes events again", self.settings.stream)
+                self._warned = False
         if job.direct:
             self._count(job.type, "stream")
         if not job.future.done():
@@ -392,8 +417,16 @@ class Publisher:
             self._wake.set()
         elif not job.future.done():
             job.future.set_exception(error)
-        if not self._closing:
+        if self._closing:
+            return
+        if self._up:
+            self._falls += 1
+        said = stream_answer(error)
+        if said is None:
             self._mark_down(_describe(error))
+        else:
+            # The server is there and answered: "unreachable" would send people the wrong way.
+            self._mark_down("stream refused", f"the event stream {self.settings.stream} refused events: {said}")
 
     def _expire(self, tokens: list[str]) -> None:
         for token in tokens:
@@ -538,6 +571,12 @@ class Publisher:
 STREAM_RETRY = 5.0
 # The pump's pause after a failure: doubling from the first, up to the last.
 PUMP_BACKOFF = (0.1, 10.0)
+
+
+def relapse_delay(falls: int, first: float) -> float:
+    """Seconds to wait before sending again to a stream that failed events `falls` times in a row
+    while connected: doubling from `first` up to `STREAM_RETRY` (pure)."""
+    return min(STREAM_RETRY, first * 2.0 ** min(falls - 1, 32))
 
 
 def pump_backoff(failures: int) -> float:

@@ -279,10 +279,16 @@ async def tail(
 
     A stream deleted and made again (a publisher recreates it) is followed from its first
     event: nats-py's ordered consumer would resume at the old stream's next sequence and skip
-    as many of the new one's events. The stream is looked at every `check_every` seconds.
+    as many of the new one's events. So is a stream that does not exist yet (nothing was
+    published), once the first publisher makes it. The stream is looked at every `check_every`
+    seconds.
     """
     policy = DeliverPolicy.NEW
     created = await _created(nc, settings)
+    while created is None:
+        await asyncio.sleep(check_every)
+        created = await _created(nc, settings)
+        policy = DeliverPolicy.ALL
     while True:
         sub = await _subscribe(nc, settings, flt, policy, "follow")
         watch = asyncio.create_task(_next_stream(nc, settings, created, sub, check_every))

@@ -30,9 +30,14 @@ def stream_config(settings: EventLog) -> StreamConfig:
 
 
 def needs_update(current: StreamConfig, wanted: StreamConfig) -> bool:
-    """Whether the settings crew.yaml controls differ from the stream's (pure)."""
+    """Whether the settings crew.yaml controls, or the storage and retention that keep an event
+    at all, differ from the stream's (pure). A stream made elsewhere in memory loses every event
+    when the server restarts, and one with interest retention drops each as soon as it is stored
+    (no consumer holds it): either is updated, or, where NATS cannot change it, refused aloud."""
     return (
-        sorted(current.subjects or []) != sorted(wanted.subjects or [])
+        current.storage != wanted.storage
+        or current.retention != wanted.retention
+        or sorted(current.subjects or []) != sorted(wanted.subjects or [])
         or current.max_bytes != wanted.max_bytes
         or abs((current.max_age or 0) - (wanted.max_age or 0)) > 0.001
         or abs((current.duplicate_window or 0) - (wanted.duplicate_window or 0)) > 0.001
