@@ -162,8 +162,10 @@ def test_help_shows_a_value_for_options_that_take_one_and_none_for_flags(path: l
             # Its help text comes right after its names.
             assert shown.startswith(" ".join(option.help.split()[:3])), (path, option.opts, row)
         else:
-            assert shown.split()[0] == option.metavar or re.match(r"<[^<>]+>", shown), (path, option.opts, row)
-            assert "list[" not in shown, (path, option.opts, row)  # a Python type: say what one value is
+            # What one value is (DIR, SECONDS), or the choices (`<text|json>`): never a Python type
+            # (`<float>`, `<list[str]>`).
+            value = shown.split()[0]
+            assert value == option.metavar or re.fullmatch(r"<\w+(\|\w+)+>", value), (path, option.opts, row)
 
 
 JSON_KEYS = {"time", "level", "logger", "message"}

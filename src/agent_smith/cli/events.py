@@ -46,14 +46,17 @@ CrewOption = Annotated[
     Path | None,
     typer.Option(
         "--crew",
+        metavar="DIR",
         envvar="AGENT_SMITH_CREW",
         help="The crew directory; without one (and no crew.yaml here) NATS_URL and the defaults are used.",
         show_default=False,
     ),
 ]
 TypeOption = Annotated[list[str] | None, typer.Option("--type", "-t", metavar="TYPE", help="Event type (repeatable).")]
-AgentFilter = Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's events.")]
-RepoOption = Annotated[str | None, typer.Option("--repo", help="Only events about this owner/name.")]
+AgentFilter = Annotated[str | None, typer.Option("--agent", "-a", metavar="NAME", help="Only this agent's events.")]
+RepoOption = Annotated[
+    str | None, typer.Option("--repo", metavar="OWNER/NAME", help="Only events about this owner/name.")
+]
 
 
 def _require_url(target: EventTarget) -> str:
@@ -109,11 +112,15 @@ def publish(
         list[str] | None, typer.Option("--field", "-f", metavar="KEY=VALUE", help="A field as key=value (repeatable).")
     ] = None,
     agent: Annotated[
-        str | None, typer.Option("--agent", envvar="AGENT_NAME", help="Who publishes.", show_default=False)
+        str | None,
+        typer.Option("--agent", metavar="NAME", envvar="AGENT_NAME", help="Who publishes.", show_default=False),
     ] = None,
     crew: CrewOption = None,
     wait: Annotated[
-        float, typer.Option("--wait", min=0, help="Seconds to wait for NATS before keeping the event in the outbox.")
+        float,
+        typer.Option(
+            "--wait", metavar="SECONDS", min=0, help="Seconds to wait for NATS before keeping the event in the outbox."
+        ),
     ] = 2.0,
     as_json: JsonFlag = False,
 ) -> None:
@@ -197,10 +204,14 @@ def query_command(
     types: TypeOption = None,
     agent: AgentFilter = None,
     repo: RepoOption = None,
-    pr: Annotated[int | None, typer.Option("--pr", min=1, help="Only events about this PR number.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO time, or a duration ago (2h, 7d).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="ISO time, or a duration ago.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=0, help="The newest N events; 0 for all.")] = 50,
+    pr: Annotated[
+        int | None, typer.Option("--pr", metavar="NUMBER", min=1, help="Only events about this PR number.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help="ISO time, or a duration ago (2h, 7d).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="ISO time, or a duration ago.")] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="The newest N events; 0 for all.")] = 50,
     crew: CrewOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -227,9 +238,12 @@ def tail_command(
     agent: AgentFilter = None,
     repo: RepoOption = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="Start this far back (ISO time or 10m) instead of now.")
+        str | None,
+        typer.Option("--since", metavar="TIME", help="Start this far back (ISO time or 10m) instead of now."),
     ] = None,
-    count: Annotated[int, typer.Option("--count", "-n", min=0, help="Exit after N events; 0 follows forever.")] = 0,
+    count: Annotated[
+        int, typer.Option("--count", "-n", metavar="N", min=0, help="Exit after N events; 0 follows forever.")
+    ] = 0,
     crew: CrewOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -267,7 +281,8 @@ def tail_command(
 def mcp_events(
     crew: CrewOption = None,
     agent: Annotated[
-        str | None, typer.Option("--agent", envvar="AGENT_NAME", help="The agent this server publishes as.")
+        str | None,
+        typer.Option("--agent", metavar="NAME", envvar="AGENT_NAME", help="The agent this server publishes as."),
     ] = None,
 ) -> None:
     """Stdio MCP server with publish_event and query_events for one agent (AGENT_NAME)."""
