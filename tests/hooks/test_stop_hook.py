@@ -198,28 +198,25 @@ def test_claude_p_which_waits_for_the_stop_hook_is_neither_held_nor_woken(
     assert session.returncode == 2
 
 
-def test_a_hook_started_with_stdin_closed_has_no_payload_and_no_traceback(tmp_path: Path) -> None:
-    """Python has no `sys.stdin` then: the hook reads an empty payload, as from an empty stdin."""
+def test_a_hook_started_with_stdio_closed_has_no_payload_and_no_traceback(tmp_path: Path) -> None:
+    """Python has no `sys.stdin` (`sys.stdout`, `sys.stderr`) then: the hook reads an empty payload,
+    as from an empty stdin, and says what it would have said where it still can."""
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    unset = "AGENT_NAME and AGENT_SMITH_CREW must be set in the agent's environment"
-    for kind, said in (("tool", ""), ("prompt", f"agent-smith hook prompt: {unset}\n")):
+    unset = "agent-smith hook prompt: AGENT_NAME and AGENT_SMITH_CREW must be set in the agent's environment\n"
+    cases = [
+        ("tool", "", ""),
+        ("prompt", "", unset),
+        ("prompt", ">&-", unset),
+        ("prompt", "2>&-", ""),
+        ("prompt", ">&- 2>&-", ""),
+    ]
+    for kind, closed, said in cases:
         done = subprocess.run(
-            ["sh", "-c", f'exec "$0" hook {kind} <&-', str(AGENT_SMITH)],
+            ["sh", "-c", f'exec "$0" hook {kind} <&- {closed}', str(AGENT_SMITH)],
             capture_output=True,
             text=True,
             env=env,
             timeout=60,
             check=False,
         )
-        assert (done.returncode, done.stdout, done.stderr) == (0, "", said)
-    # Nor with stdout or stderr closed (Python then has no `sys.stdout`, `sys.stderr`): the same exit.
-    for closed, said in ((">&-", f"agent-smith hook prompt: {unset}\n"), ("2>&-", ""), (">&- 2>&-", "")):
-        done = subprocess.run(
-            ["sh", "-c", f'exec "$0" hook prompt <&- {closed}', str(AGENT_SMITH)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
-        assert (done.returncode, done.stdout, done.stderr) == (0, "", said), closed
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", said), (kind, closed)
