@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_smith.crew import Crew, EventLog
+from agent_smith.crew import Crew, CrewPaths, EventLog
 from agent_smith.egress import DenialPublisher, EgressDenied, FirewallState
 from agent_smith.egress.service import _PENDING_KEYS, RepeatWindow
 from agent_smith.events import EventFilter, connect, query
+from agent_smith.events.embedded import EmbeddedNats
 from agent_smith.events.pending import kept
 from tests.fixtures.nats import NatsServer
 
@@ -119,6 +120,52 @@ def test_denials_wait_for_the_agents_boot_and_a_stop_publishes_them(tmp_path: Pa
     assert during == []
     assert [e["host"] for e in settled] == ["first.test"]
     assert [e["host"] for e in after] == ["first.test", "second.test"]
+    assert not pending.exists()
+
+
+def test_denials_before_the_crew_s_event_log_runs_wait_for_it_and_reach_it(tmp_path: Path) -> None:
+    """The crew's embedded event log starts once its agents booted, after their first denials: those
+    wait for it (not in an outbox nobody flushes while this firewall runs), a stop keeps them on disk."""
+    crew = Crew.model_validate(
+        {
+            "crew": {"name": "cc"},
+            "agents": [{"name": "devbot"}],
+            "runtime": {"state_dir": str(tmp_path / "state")},
+            "events": {"stream": "DENIALS_TEST"},
+        }
+    )
+    pending = FirewallState(tmp_path / "firewall").pending_denials_path
+    server = EmbeddedNats(CrewPaths.of(crew).nats)
+
+    async def stopped_before_it_runs() -> None:
+        denials = DenialPublisher(lambda: crew, pending, settle=0.05)
+        denials(_denial(host="early.test"))
+        await asyncio.sleep(0.5)
+        await denials.close()
+
+    async def run() -> list[dict[str, object]]:
+        denials = DenialPublisher(lambda: crew, pending, settle=0.05)
+        denials.start()
+        denials(_denial(host="first.test"))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(server.start)
+        try:
+            for _ in range(200):
+                # Through its outbox when taken before the client connected: in the stream soon after.
+                if await _stream_exists(server.url) and len(stored := await _stored(server.url)) == 2:
+                    return stored
+                await asyncio.sleep(0.05)
+            return await _stored(server.url) if await _stream_exists(server.url) else []
+        finally:
+            await denials.close()
+
+    asyncio.run(stopped_before_it_runs())
+    assert [k["host"] for k in kept(pending, _PENDING_KEYS)] == ["early.test"]
+    try:
+        stored = asyncio.run(run())
+    finally:
+        server.stop()
+    assert [e["host"] for e in stored] == ["early.test", "first.test"]
     assert not pending.exists()
 
 

@@ -125,21 +125,33 @@ class DenialPublisher:
             self._flushing = asyncio.get_running_loop().create_task(self._flush(delay))
             self._flushing.add_done_callback(self._done)
 
-    def _open(self) -> Publisher:
+    def _open(self) -> Publisher | None:
+        """The crew's event log's client; None while the crew's own (embedded) event log does not
+        run yet: `up` starts it once the agents have booted, after their first denials."""
         from agent_smith.crew import CrewPaths
         from agent_smith.events import Publisher, running_server_url
 
         crew = self._crew()
         paths = CrewPaths.of(crew)
-        return Publisher(crew.events, paths.events, crew.events.nats_url or running_server_url(paths.nats))
+        url = crew.events.nats_url or running_server_url(paths.nats)
+        return None if url is None else Publisher(crew.events, paths.events, url)
 
-    async def _flush(self, delay: float) -> None:
+    async def _flush(self, delay: float, *, until_served: bool = True) -> None:
+        """Publish what is pending after `delay`, once there is an event log to publish to: waited
+        for (looked for every `settle` seconds), or, not `until_served`, left pending on disk."""
         await asyncio.sleep(delay)
         events = await asyncio.to_thread(importlib.import_module, "agent_smith.events")
-        if self._publisher is None:
+        while self._publisher is None:
             publisher = await asyncio.to_thread(self._open)
-            await publisher.start()
-            self._publisher = publisher
+            if publisher is not None:
+                await publisher.start()
+                self._publisher = publisher
+            elif not until_served:
+                return
+            else:
+                # A client made now would never learn the server's address, and what it took
+                # would wait in the outbox until this firewall ends.
+                await asyncio.sleep(self._settle)
         while self._pending:
             batch = list(self._pending)
             await asyncio.gather(*(_publish(self._publisher, events, item) for item in batch))
@@ -159,7 +171,7 @@ class DenialPublisher:
             await asyncio.gather(self._flushing, return_exceptions=True)
         try:
             if self._pending:
-                await self._flush(0.0)
+                await self._flush(0.0, until_served=False)
         except Exception as exc:
             # Kept on disk for the next firewall: one line says why.
             log.warning("publishing egress_denied failed: %s", exc)
