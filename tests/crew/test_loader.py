@@ -279,6 +279,19 @@ def test_a_credential_pasted_where_a_name_belongs_is_refused_and_never_quoted(cr
     assert FAKE_GITHUB_TOKEN not in joined
 
 
+def test_a_real_github_token_in_the_shell_s_github_token_is_no_placeholder_whatever_its_age(crew_dir: Path) -> None:
+    """GITHUB_TOKEN overrides forge.token_placeholder, and many a shell exports a real one: a classic
+    token (40 hex digits, no prefix) would otherwise be every agent's "placeholder"."""
+    classic = "0123456789abcdef" * 2 + "01234567"
+    for token in (classic, FAKE_GITHUB_TOKEN):
+        joined = "\n".join(problems(crew_dir, {"GITHUB_TOKEN": token}))
+        assert "$GITHUB_TOKEN:1:1: forge.token_placeholder: looks like" in joined, joined
+        assert token not in joined
+    # 40 hex digits elsewhere are a commit, say: no credential.
+    edit(crew_dir / "crew.yaml", "    role: reviewer\n", f"    role: reviewer\n    env: {{BASE_COMMIT: '{classic}'}}\n")
+    assert load_crew(crew_dir, env={}).crew.agent("reviewbot").env["BASE_COMMIT"] == classic
+
+
 def test_no_agent_smith_error_repeats_a_credential_it_was_given() -> None:
     # Messages quote what they were given; the error itself is the last line of defence.
     error = UsageError(f"egress secret github: environment variable {FAKE_GITHUB_TOKEN} is not set")

@@ -6,7 +6,7 @@ import base64
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agent_smith.egress.policy import (
@@ -301,6 +301,33 @@ def test_a_secret_split_anywhere_never_passes(prefix: bytes, split: int) -> None
     second = scrubber.feed(secret[split:] + b"\n\n")
     assert secret not in first + second
     assert (first + second + scrubber.flush()).endswith(b"PH\n\n")
+
+
+tokens = st.binary(min_size=8, max_size=8).filter(lambda b: not any(c <= 0x20 for c in b))
+
+
+# No deadline: each example compiles the matchers of two new secrets.
+@settings(max_examples=300, deadline=None)
+@given(tokens, tokens, st.lists(st.binary(max_size=40), max_size=8))
+def test_what_is_held_back_never_depends_on_the_secret(one: bytes, other: bytes, chunks: list[bytes]) -> None:
+    """Where each piece the firewall relays ends is seen by the agent: for data holding neither
+    secret whole, it is the same whatever the secret is (of one length), so the framing answers
+    no guess at one (an agent sending a secret's prefixes back to itself through an upstream)."""
+    whole = b"".join(chunks)
+    assume(not any(needle in whole for needle in (one, other)) and b"%" not in whole and b"\\" not in whole)
+
+    def framing(secret: bytes) -> list[int]:
+        scrubber = Scrubber({secret: b"PLACEHOLDER"})
+        return [len(scrubber.feed(chunk)) for chunk in chunks] + [len(scrubber.flush())]
+
+    assert framing(one) == framing(other)
+
+
+def test_a_secret_s_own_prefix_is_held_back_as_any_other_bytes_are() -> None:
+    secret = b"ghp_REALSECRET0123456789"
+    for guess in (secret[:5], secret[:12], b"ghp_X"):
+        for needle in (secret, b"ghp_OTHERVALUE9876543210"):
+            assert Scrubber({needle: b"PH"}).feed(b"#\n" + guess) == b"#\n", (guess, needle == secret)
 
 
 def test_a_longer_needle_starting_before_a_shorter_match_wins_across_chunks() -> None:

@@ -230,7 +230,21 @@ def _not_a_credential(value: str) -> str:
     return value
 
 
-Placeholder = Annotated[str, Field(min_length=8), AfterValidator(_not_a_credential)]
+def _not_a_classic_token(value: str) -> str:
+    # Only here: 40 hex digits elsewhere (a commit in an agent's env) are no credential, but a
+    # placeholder of them is a classic GitHub token (GITHUB_TOKEN, exported in many a shell,
+    # overrides forge.token_placeholder), which every agent would then hold.
+    if len(value) == 40 and all(c in "0123456789abcdefABCDEF" for c in value):
+        raise ValueError(
+            "looks like a classic GitHub token (40 hex digits); agents hold placeholders, never real secrets "
+            "(value not shown)"
+        )
+    return value
+
+
+Placeholder = Annotated[
+    str, Field(min_length=8), AfterValidator(_not_a_credential), AfterValidator(_not_a_classic_token)
+]
 # A count or a port: `true`, `"5"` or `5.0` is a mistake in crew.yaml, not the number pydantic would make of it.
 Integer = Annotated[int, Strict()]
 # `yes`, `"true"` or `1` is a mistake too, not the boolean pydantic would make of it.

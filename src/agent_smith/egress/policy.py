@@ -722,6 +722,14 @@ class _Matcher:
     """`partial` for each needle of `order` alone."""
     longest: int
     """The longest spelling of a needle: every byte escaped."""
+    breaks: bool = False
+    """Whether no spelling of a needle holds a byte of `_BREAKS`: then none reaches across one."""
+
+
+# Space and control bytes: no escape holds one, so a spelling holds one only where its needle
+# does, and tokens hold none.
+_BREAKS = bytes(range(0x21))
+_BREAKS_TO_NEWLINE = bytes.maketrans(_BREAKS, b"\n" * len(_BREAKS))
 
 
 @functools.lru_cache(maxsize=256)
@@ -743,6 +751,7 @@ def _compile(needles: frozenset[bytes]) -> _Matcher:
         partial=re.compile(b"|".join(starts)),
         grows=tuple(re.compile(start) for start in starts),
         longest=_WIDEST * len(order[0]),
+        breaks=not any(byte in _BREAKS for needle in order for byte in needle),
     )
 
 
@@ -774,7 +783,8 @@ class Scrubber:
     its replacement as it is, any other spelling the replacement percent-encoded.
     A chunk's tail that could be the start of a spelling is held back until the next chunk
     decides it; anything else goes out at once, so an SSE event (which ends in a blank line) is
-    never delayed by the scrub.
+    never delayed by the scrub. Which tail that is depends on the data alone, never on the
+    needles (`_cut`).
     """
 
     def __init__(self, replacements: Mapping[bytes, bytes]) -> None:
@@ -847,6 +857,24 @@ class Scrubber:
             start -= 1
         return start
 
+    def _cut(self, data: bytes, pos: int) -> int:
+        """Where what goes out of data[pos:] now ends: before its last `longest` bytes, or (needles
+        without a space or control byte) only those after the last such byte in them.
+
+        Decided by the data alone. Where the held tail begins is visible to the agent (chunk and
+        frame boundaries, timing): a hold that depended on whether the tail starts a secret's
+        spelling (`_hold_from`) would answer an agent's guesses at a secret, one character at a
+        time, through any upstream that sends back bytes it chose. The tail held is a superset of
+        that one: a spelling's start lies within the last `longest` bytes, past any break.
+        """
+        cut = max(pos, len(data) - self._m.longest)
+        if self._m.breaks:
+            cut += data[cut:].translate(_BREAKS_TO_NEWLINE).rfind(b"\n") + 1
+        if cut > pos and data[cut - 1 : cut + 1] == b"\\\\":
+            # As `_hold_from`: a tail that starts with the second "\" of a pair takes the first along.
+            cut -= 1
+        return cut
+
     def _could_grow(self, data: bytes, match: re.Match[bytes]) -> bool:
         """Whether a needle tried before the one that matched may still match at its start."""
         earlier = self._m.grows[: self._needle(match)]
@@ -909,7 +937,7 @@ class Scrubber:
         data = self._held + chunk if self._held else chunk
         if not self._may_match(data):
             # The common case, kept cheap for bulk bodies: no needle at all, at most a tail to hold.
-            cut = self._hold_from(data)
+            cut = self._cut(data, 0)
             self._held = data[cut:]
             return self._sent(data[:cut])
         out: list[bytes] = []
@@ -925,7 +953,7 @@ class Scrubber:
                 self._held = data[pending:]
                 return self._sent(b"".join(out))
             pos = self._replace(data, match, pos, out, self._backslashes)
-        cut = self._hold_from(data, pos)
+        cut = self._cut(data, pos)
         out.append(data[pos:cut])
         self._held = data[cut:]
         return self._sent(b"".join(out))

@@ -1319,7 +1319,17 @@ def _upstream_failure(exc: BaseException | None) -> str:
         return "timed out"
     if isinstance(exc, OSError):
         return exc.strerror or type(exc).__name__
+    if isinstance(exc, h11.ProtocolError):
+        # h11 quotes the offending bytes with repr(), which escapes a "'" as "\\'" (next to a '"'):
+        # a spelling of a secret the scrub cannot know. Said without them.
+        said = str(exc)
+        cut = min((i for quoted in _QUOTED_BYTES if (i := said.find(quoted)) >= 0), default=len(said))
+        return f"an answer that is not HTTP/1.1 ({said[:cut].rstrip(' :')})"
     return str(exc)
+
+
+# How h11 begins quoting bytes in an error: "illegal header line: bytearray(b'…')".
+_QUOTED_BYTES = ("bytearray(", "b'", 'b"')
 
 
 @dataclass(frozen=True)
