@@ -364,3 +364,9 @@ def test_rules_for_different_agents_share_one_placeholder_each_with_its_own_secr
     assert sent_by("devbot") == "token dev-real-token-0001"
     assert sent_by("reviewbot") == "token rev-real-token-0002"
     assert sent_by("opsbot") == f"token {shared}"  # no rule serves it: the placeholder goes as it is
+
+
+def test_a_secret_s_repr_shows_no_value() -> None:
+    # A Secret in a log line, an assertion's message or a traceback's locals.
+    assert GH.value not in repr(GH)
+    assert "placeholder" in repr(GH)

@@ -82,7 +82,8 @@ class Secret:
 
     name: str
     placeholder: str
-    value: str
+    # Out of repr: a Secret in a log line, an assertion or a traceback's locals shows no value.
+    value: str = field(repr=False)
     hosts: tuple[str, ...]
     header: str = "authorization"
     scheme: Scheme = "auto"
