@@ -75,8 +75,8 @@ def test_context_is_built_once_then_read_from_the_snapshot(env: dict[str, str], 
     # an overriding variable or an edit of crew.yaml invalidates the snapshot
     assert load_context({**env, "AGENT_REPOS": "acme/other"}).repos == ["acme/other"]
     # ... and the cache keeps no overriding value, the forge token included
-    load_context({**env, "GITHUB_TOKEN": "0123456789abcdef0123456789abcdef01234567"})
-    assert "0123456789abcdef0123456789abcdef01234567" not in cache.read_text()
+    load_context({**env, "GITHUB_TOKEN": "agent-smith-placeholder-from-the-environment"})
+    assert "agent-smith-placeholder-from-the-environment" not in cache.read_text()
     text = (crew / "crew.yaml").read_text().replace("role: developer", "role: backend developer")
     (crew / "crew.yaml").write_text(text + "\n")
     assert load_context(env).teammates == first.teammates
