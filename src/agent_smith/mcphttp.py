@@ -6,7 +6,8 @@ JSON-RPC message (or a batch, as 2025-03-26 allowed); a request is answered
 with `application/json`, a notification or a response with 202. GET opens
 the server-to-client stream (server-sent events) on a server that pushes
 notifications (the Matrix channel), and gets 405 on one that does not;
-DELETE (ending a session) gets 405. No session is kept, so a restarted
+DELETE (ending a session) gets 405. An `MCP-Protocol-Version` header naming a
+version this server does not speak gets 400. No session is kept, so a restarted
 supervisor answers an agent's next call as if nothing had happened; Claude
 Code opens a broken stream again in the session it has, with no new handshake
 (and after a longer outage reconnects from scratch: 5 tries, 1 s to 30 s apart).
@@ -30,7 +31,15 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit
 
-from agent_smith.mcpstdio import INVALID_REQUEST, PARSE_ERROR, McpServer, error_message
+from agent_smith.mcpstdio import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    SUPPORTED_VERSIONS,
+    McpServer,
+    ParseError,
+    error_message,
+    parse_message,
+)
 
 MAX_BODY = 1024 * 1024
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -89,6 +98,11 @@ def _plain(status: int, reason: str, text: str, *extra: tuple[str, str]) -> Http
     return HttpAnswer(status, reason, (("Content-Type", "text/plain; charset=utf-8"), *extra), text.encode() + b"\n")
 
 
+def _unsupported_version() -> HttpAnswer:
+    said = f"unsupported MCP-Protocol-Version (this server speaks {', '.join(SUPPORTED_VERSIONS)})"
+    return _json(400, "Bad Request", error_message(None, INVALID_REQUEST, said))
+
+
 def origin_allowed(origin: str | None) -> bool:
     """No Origin (a non-browser client such as Claude Code) or a loopback one (pure).
 
@@ -102,6 +116,21 @@ def origin_allowed(origin: str | None) -> bool:
     except ValueError:
         return False
     return host in _LOOPBACK
+
+
+def version_refused(version: str | None, message: object) -> bool:
+    """Whether an `MCP-Protocol-Version` header names a version this server does not speak (pure).
+
+    None (no header: a client older than 2025-06-18) is accepted. On the messages that
+    negotiate a version, `initialize` and the newer era's `server/discover` probe, the header
+    is the client's proposal, and the answer in the body negotiates it; the pinned Claude Code
+    sends its probe with 2026-07-28 and must get the -32601 that makes it do `initialize`.
+    """
+    if version is None or version in SUPPORTED_VERSIONS:
+        return False
+    negotiating = ("initialize", "server/discover")
+    messages = message if isinstance(message, list) else [message]
+    return not all(isinstance(m, dict) and m.get("method") in negotiating for m in messages)
 
 
 def server_for(servers: Mapping[str, McpServer], authorization: str | None) -> McpServer | None:
@@ -129,6 +158,8 @@ async def answer_http(
     if method == "GET" and server.pushes:
         if "text/event-stream" not in headers.get("accept", ""):
             return _plain(406, "Not Acceptable", "the stream is text/event-stream")
+        if version_refused(headers.get("mcp-protocol-version"), None):
+            return _unsupported_version()
         return HttpAnswer(
             200,
             "OK",
@@ -141,13 +172,13 @@ async def answer_http(
     if headers.get("content-type", "").split(";", 1)[0].strip().lower() != "application/json":
         return _plain(415, "Unsupported Media Type", "send application/json")
     try:
-        message = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _json(400, "Bad Request", error_message(None, PARSE_ERROR, "not valid JSON"))
-    if isinstance(message, list):
-        if not message:
-            return _json(400, "Bad Request", error_message(None, INVALID_REQUEST, "an empty batch"))
-        answers = [a for a in [await server.handle(m) for m in message] if a is not None]
-        return _json(200, "OK", answers) if answers else HttpAnswer(202, "Accepted")
-    single = await server.handle(message)
-    return _json(200, "OK", single) if single is not None else HttpAnswer(202, "Accepted")
+        message = parse_message(body)
+    except ParseError as exc:
+        return _json(400, "Bad Request", error_message(None, PARSE_ERROR, str(exc)))
+    if version_refused(headers.get("mcp-protocol-version"), message):
+        return _unsupported_version()
+    answer = await server.answer(message)
+    if answer is None:
+        return HttpAnswer(202, "Accepted")
+    # An empty batch holds no message at all: its error is the request's too.
+    return _json(400, "Bad Request", answer) if message == [] else _json(200, "OK", answer)

@@ -12,6 +12,8 @@ era, which is never registered as a channel. Here `server/discover` gets
 A handler returns text or a JSON-able dict; raising `ToolError` makes the
 call an `isError` result the model sees, anything else is a bug and is
 reported the same way with the exception's type (the server keeps serving).
+Over stdio, `notifications/cancelled` stops the call it names, which is then
+not answered (over HTTP the call runs on: its answer is the POST's response).
 
 Messages the server starts (notifications) go to whichever writer is
 attached: stdout while serving stdio, an HTTP stream (`agent_smith.mcphttp`)
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -46,6 +49,33 @@ MESSAGE_MAX = 16 * 1024 * 1024
 Handler = Callable[[dict[str, Any]], Awaitable[str | dict[str, Any]]]
 
 
+class ParseError(ValueError):
+    """A message that is not JSON; its text is what the client reads."""
+
+
+def parse_message(data: bytes) -> object:
+    """One message as JSON; `ParseError` when it is not (pure)."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ParseError("not valid JSON") from None
+    except RecursionError:
+        # Legal JSON, but deeper than Python's parser goes (e.g. 100,000 `[`): a refusal, not a crash.
+        raise ParseError("JSON nested too deeply for this server") from None
+
+
+def request_error(message: Mapping[str, Any]) -> str | None:
+    """Why a JSON-RPC 2.0 object is no valid request or notification; None when it is one (pure).
+
+    MCP narrows JSON-RPC's ids to a string or a number, never null.
+    """
+    if not isinstance(message.get("method"), str):
+        return "method must be a string"
+    if "id" in message and (isinstance(message["id"], bool) or not isinstance(message["id"], str | int | float)):
+        return "id must be a string or a number"
+    return None
+
+
 async def _next_line(reader: asyncio.StreamReader) -> bytes | None:
     """The next line (b"" at the end of the stream), or None for one over the reader's limit,
     which is read to its end and dropped."""
@@ -63,6 +93,17 @@ async def _next_line(reader: asyncio.StreamReader) -> bytes | None:
             return None
         except asyncio.LimitOverrunError as exc:
             await reader.readexactly(exc.consumed)
+
+
+def cancelled_request(message: object) -> str | int | float | None:
+    """The id of the request a `notifications/cancelled` names; None for any other message (pure)."""
+    if not isinstance(message, dict) or message.get("method") != "notifications/cancelled" or "id" in message:
+        return None
+    params = message.get("params")
+    request_id = params.get("requestId") if isinstance(params, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int | float):
+        return None
+    return request_id
 
 
 class ToolError(Exception):
@@ -124,6 +165,8 @@ class McpServer:
         self._open = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The stdio requests being answered, by id: what a `notifications/cancelled` can stop.
+        self._running: dict[str | int | float, asyncio.Task[None]] = {}
 
     @property
     def connected(self) -> bool:
@@ -161,7 +204,8 @@ class McpServer:
             self._open.clear()
 
     async def serve_stdio(self) -> None:
-        """Serve on this process's stdin/stdout until stdin closes."""
+        """Serve on this process's stdin/stdout until stdin closes (a client that closed stdout
+        has its answers dropped)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MESSAGE_MAX)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -204,19 +248,32 @@ class McpServer:
                 log.info("%s: a client connection broke (%s); waiting for the next", self.name, exc)
                 self.detach(writer)
 
-    async def handle(self, message: object) -> dict[str, Any] | None:
-        """The answer to one parsed JSON-RPC message; None for a notification or a response.
+    async def answer(self, message: object) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """The answer to one parsed message or batch; None when nothing in it is a request.
 
         Both transports use it: stdio writes the answer as a line, HTTP as the response body.
+        A batch (2025-03-26 allowed them; 2025-06-18 dropped them) is answered as one list.
         """
+        if not isinstance(message, list):
+            return await self.handle(message)
+        if not message:
+            return error_message(None, INVALID_REQUEST, "an empty batch")
+        answers = [answer for answer in [await self.handle(item) for item in message] if answer is not None]
+        return answers or None
+
+    async def handle(self, message: object) -> dict[str, Any] | None:
+        """The answer to one parsed JSON-RPC message; None for a notification or a response."""
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return error_message(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
-        method = message.get("method")
-        if not isinstance(method, str):
+        if "method" not in message and "id" in message and ("result" in message or "error" in message):
             return None  # a response to something we never ask: ignore
+        if (why := request_error(message)) is not None:
+            return error_message(None, INVALID_REQUEST, why)
+        method = message["method"]
         if "id" not in message:
             return None
-        request_id, params = message["id"], message.get("params") or {}
+        request_id, params = message["id"], message.get("params")
+        params = {} if params is None else params
         try:
             if not isinstance(params, dict):
                 raise _RpcError(INVALID_PARAMS, "params must be an object")
@@ -227,17 +284,31 @@ class McpServer:
 
     async def _receive(self, line: bytes) -> None:
         try:
-            message = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            await self._send(error_message(None, PARSE_ERROR, "not valid JSON"))
+            message = parse_message(line)
+        except ParseError as exc:
+            await self._send(error_message(None, PARSE_ERROR, str(exc)))
+            return
+        if (cancelled := cancelled_request(message)) is not None:
+            # The client gave up on that call (Esc in Claude Code): it stops, and is not answered.
+            if (running := self._running.get(cancelled)) is not None:
+                running.cancel()
             return
         # Each message is answered in its own task: a slow tool call must not hold up the next line.
         task = asyncio.create_task(self._reply(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if isinstance(message, dict) and "id" in message and request_error(message) is None:
+            request_id = message["id"]
+            self._running[request_id] = task
+            task.add_done_callback(lambda done: self._forget(request_id, done))
+
+    def _forget(self, request_id: str | int | float, task: asyncio.Task[None]) -> None:
+        # A later request may reuse the id while this one still ran: only this task's entry goes.
+        if self._running.get(request_id) is task:
+            del self._running[request_id]
 
     async def _reply(self, message: object) -> None:
-        answer = await self.handle(message)
+        answer = await self.answer(message)
         if answer is not None:
             await self._send(answer)
 
@@ -250,6 +321,9 @@ class McpServer:
         if method == "ping":
             return {}
         if method == "tools/list":
+            if params.get("cursor") is not None:
+                # Every tool comes in the first page, which gives no cursor: any cursor is unknown.
+                raise _RpcError(INVALID_PARAMS, "invalid cursor: the first page holds every tool")
             self._tools_listed.set()
             self._hold()
             self._update()
@@ -278,7 +352,8 @@ class McpServer:
         tool = self.tools.get(name) if isinstance(name, str) else None
         if tool is None:
             raise _RpcError(INVALID_PARAMS, f"unknown tool: {name}")
-        arguments = params.get("arguments") or {}
+        arguments = params.get("arguments")
+        arguments = {} if arguments is None else arguments
         if not isinstance(arguments, dict):
             raise _RpcError(INVALID_PARAMS, "arguments must be an object")
         if (where := _not_unicode(arguments)) is not None:
@@ -299,12 +374,17 @@ class McpServer:
             "structuredContent": output,
         }
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        if self._writer is None:
-            raise RuntimeError("the server is not serving")
-        await self._write(self._writer, message)
+    async def _send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
+        writer = self._writer
+        if writer is None:
+            return  # the client's end broke: no one reads answers any more
+        try:
+            await self._write(writer, message)
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: the client stopped reading (%s); its answers are dropped", self.name, exc)
+            self.detach(writer)
 
-    async def _write(self, writer: Writer, message: dict[str, Any]) -> None:
+    async def _write(self, writer: Writer, message: dict[str, Any] | list[dict[str, Any]]) -> None:
         try:
             data = json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n"
         except UnicodeEncodeError:
@@ -316,13 +396,19 @@ class McpServer:
 
 
 class _StdoutWriter:
-    """The writer half over this process's stdout (blocking writes are fine: lines are small)."""
+    """The writer half over this process's stdout (blocking writes are fine: lines are small).
+
+    Unbuffered: bytes a closed stdout refused would otherwise stay in Python's buffer and fail
+    again, with a message on stderr and exit code 120, when the interpreter flushes it at exit.
+    """
 
     def write(self, data: bytes) -> None:
-        sys.stdout.buffer.write(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(sys.stdout.fileno(), view) :]
 
     async def drain(self) -> None:
-        sys.stdout.buffer.flush()
+        pass
 
 
 def _not_unicode(value: object, where: str = "") -> str | None:

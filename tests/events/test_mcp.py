@@ -388,6 +388,9 @@ def test_publish_refuses_what_its_schema_does_not_name_and_true_for_a_number(tmp
                 await publish({"type": "task_done", "fields": {"summary": "x"}, "agent": "reviewbot"})
             with pytest.raises(ToolError, match=r"^task_done: field 'pr': Input should not be true or false$"):
                 await publish({"type": "task_done", "fields": {"summary": "x", "pr": True}})
+            for fields in (0, False, "", []):
+                with pytest.raises(ToolError, match=r"^fields: must be an object$"):
+                    await publish({"type": "agent_started", "fields": fields})
             assert publisher.outbox.depth() == 0
 
     asyncio.run(run())

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_smith.mcphttp import HttpAnswer, answer_http, origin_allowed, server_for
+from agent_smith.mcphttp import HttpAnswer, answer_http, origin_allowed, server_for, version_refused
 from agent_smith.mcpstdio import McpServer, Tool
 
 JSON = {"content-type": "application/json"}
@@ -144,6 +144,45 @@ def test_bad_json_is_a_parse_error() -> None:
     assert json.loads(answer.body)["error"]["code"] == -32700
     answer = call("POST", as_agent("token-alice"), raw=b"\xff\xfe")
     assert answer.status == 400
+
+
+def test_json_nested_too_deeply_is_a_parse_error_not_a_crash() -> None:
+    answer = call("POST", as_agent("token-alice"), raw=b"[" * 100_000)
+    assert answer.status == 400
+    assert json.loads(answer.body)["error"] == {"code": -32700, "message": "JSON nested too deeply for this server"}
+
+
+@pytest.mark.parametrize(
+    ("version", "message", "refused"),
+    [
+        (None, rpc("tools/list"), False),
+        ("2025-06-18", rpc("tools/list"), False),
+        ("2024-11-05", rpc("tools/list"), False),
+        ("1900-01-01", rpc("tools/list"), True),
+        ("not-a-version", rpc("notifications/initialized", None), True),
+        ("2026-07-28", [rpc("ping"), rpc("initialize")], True),
+        ("2099-01-01", None, True),
+        # Negotiating messages carry the client's proposal: the body's answer negotiates it.
+        ("2025-11-25", rpc("initialize", protocolVersion="2025-11-25"), False),
+        ("2026-07-28", rpc("server/discover"), False),
+    ],
+)
+def test_a_protocol_version_header_this_server_does_not_speak(
+    version: str | None, message: object, refused: bool
+) -> None:
+    assert version_refused(version, message) is refused
+
+
+def test_an_unsupported_protocol_version_header_is_a_400_and_the_pinned_clis_probe_still_gets_32601() -> None:
+    headers = {**as_agent("token-alice"), "mcp-protocol-version": "1900-01-01"}
+    answer = call("POST", headers, rpc("tools/list"))
+    assert answer.status == 400
+    assert json.loads(answer.body)["error"]["code"] == -32600
+    probe = call("POST", {**headers, "mcp-protocol-version": "2026-07-28"}, rpc("server/discover"))
+    assert (probe.status, json.loads(probe.body)["error"]["code"]) == (200, -32601)
+    channel = {"token": McpServer("matrix", "1.0", [], pushes=True)}
+    stream = {"authorization": "Bearer token", "accept": "text/event-stream", "mcp-protocol-version": "1900-01-01"}
+    assert asyncio.run(answer_http(channel, "GET", stream, b"")).status == 400
 
 
 def test_a_message_that_is_not_json_rpc_is_an_invalid_request() -> None:

@@ -138,7 +138,8 @@ def event_tools(
     async def publish_event(arguments: dict[str, Any]) -> dict[str, Any]:
         check_arguments(arguments, PUBLISH_SCHEMA)
         type_name = arguments.get("type")
-        fields = arguments.get("fields") or {}
+        fields = arguments.get("fields")
+        fields = {} if fields is None else fields
         if not isinstance(type_name, str):
             raise ToolError("type: required, one of " + ", ".join(event_types()))
         if not isinstance(fields, dict):
