@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_smith.cli.runtime import _finite, _whole, column_widths
-from agent_smith.runtime.rundir import RunDir
+from agent_smith.cli.runtime import _whole, column_widths
+from agent_smith.runtime.rundir import RunDir, status_number
 from agent_smith.runtime.tmux import Tmux
 from tests.runtime.conftest import cli_env, write_crew
 
@@ -203,6 +203,6 @@ def test_column_widths(columns: list[tuple[int, int]], room: int) -> None:
     ],
 )
 def test_a_status_field_is_a_number_only_when_it_is_one(value: object, finite: float | None, whole: int | None) -> None:
-    assert _finite({"k": value}, "k") == finite
+    assert status_number({"k": value}, "k") == finite
     assert _whole({"k": value}, "k") == whole
-    assert (_finite({}, "k"), _whole({}, "k")) == (None, None)
+    assert (status_number({}, "k"), _whole({}, "k")) == (None, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,3 +81,85 @@ def test_an_adopted_agent_keeps_its_counts_toward_a_crash_loop(tmux_server: Tmux
     asyncio.run(first())
     asyncio.run(second())
     asyncio.run(after_a_down())
+
+
+def test_an_adopted_agent_keeps_its_last_exit_and_last_activity(tmux_server: Tmux, tmp_path: Path) -> None:
+    # `status` shows them while the agent runs unsupervised; the supervisor that adopted it showed none.
+    alice = spec(tmp_path, "alice")
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+
+    async def first() -> Record:
+        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
+        await supervisor.begin(["alice"])
+        stop, keep = asyncio.Event(), asyncio.Event()
+        watching = asyncio.create_task(supervisor.watch(stop, keep_agents=keep))
+        try:
+
+            def record() -> Record:
+                return supervisor.agents["alice"].record
+
+            await until("alice ready", lambda: record().state in SERVING)
+            os.kill(panes.panes(tmux_server)[("alice", panes.CLAUDE_PANE)].pid, signal.SIGTERM)
+            await until("alice back", lambda: record().restarts == 1 and record().state in SERVING)
+            await supervisor.turn_began("alice")
+            return record()
+        finally:
+            keep.set()
+            stop.set()
+            await watching
+
+    async def second() -> Record:
+        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
+        await supervisor.begin([])
+        return supervisor.agents["alice"].record
+
+    before = asyncio.run(first())
+    assert (before.last_exit, before.last_activity is not None) == (128 + signal.SIGTERM, True)
+    adopted = asyncio.run(second())
+    assert (adopted.last_exit, adopted.last_activity, adopted.restarts) == (
+        before.last_exit,
+        before.last_activity,
+        before.restarts,
+    )
+
+
+def test_a_clock_set_back_neither_holds_a_restart_back_nor_changes_an_uptime(tmux_server: Tmux, tmp_path: Path) -> None:
+    # The restart was due at a time of the clock before it jumped: an hour away after it.
+    alice = replace(spec(tmp_path, "alice"), restart=Restart(min_uptime=60, backoff_initial=0.5))
+    run_dir = RunDir(tmp_path / "runtime")
+    run_dir.ensure()
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    async def scenario() -> None:
+        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05, clock=clock)
+        await supervisor.begin(["alice"])
+        stop = asyncio.Event()
+        watching = asyncio.create_task(supervisor.watch(stop))
+
+        def record() -> Record:
+            return supervisor.agents["alice"].record
+
+        def uptime() -> float:
+            started = record().started_at
+            assert started is not None
+            return clock() - started
+
+        try:
+            await until("alice ready", lambda: record().state in SERVING)
+            os.kill(panes.panes(tmux_server)[("alice", panes.CLAUDE_PANE)].pid, signal.SIGKILL)
+            await until("alice backing off", lambda: record().state is AgentState.BACKING_OFF)
+            offset[0] = -3600.0
+            await until("alice back", lambda: record().restarts == 1 and record().state in SERVING)
+            assert 0 <= uptime() < 5
+            offset[0] = 0.0
+            await asyncio.sleep(0.2)
+            assert 0 <= uptime() < 5
+        finally:
+            stop.set()
+            await watching
+
+    asyncio.run(scenario())

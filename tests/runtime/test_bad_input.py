@@ -148,6 +148,31 @@ def test_a_state_dir_that_cannot_hold_the_crew(crew: CrewDir, up: Up, tmp_path_f
     assert blocker.read_text() == ""
 
 
+def test_a_state_dir_that_can_take_no_more_fails_up_in_one_line(crew: CrewDir, up: Up) -> None:
+    # A full disk: the supervisor's pid file could not be written, and `up` ended in a traceback.
+    # A directory where the pid file goes fails its write the same way, for any user.
+    (crew.runtime / "supervisor.pid" / "blocked").mkdir(parents=True)
+    result = up(crew, "--crew", str(crew.root))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"error: cannot keep the crew's state in {crew.runtime}: Is a directory\n"
+    assert crew.tmux().server_pid() is None, "a tmux server was started"
+    assert not (crew.state / "rt" / "agents").exists(), "an agent home was assembled"
+
+
+def test_a_supervisor_that_fails_as_it_starts_says_why_and_not_that_a_down_stopped_it(crew: CrewDir) -> None:
+    # It failed starting the firewall, whose log could not be opened, and stopped the agents it had
+    # started: `up` said "alice was stopped, bob was stopped: the crew was stopped (`agent-smith
+    # down`) while it started", or "the supervisor failed" and not why.
+    (crew.state / "rt" / "logs" / "firewall.log" / "blocked").mkdir(parents=True)
+    result = crew.cli("up", "--crew", str(crew.root))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: the supervisor failed: IsADirectoryError: [Errno 21] Is a directory: "), last
+    assert last.endswith("(the supervisor exited with code 1)"), last
+    assert "Traceback" not in result.stderr
+    assert crew.tmux().list_sessions() == []
+
+
 @pytest.mark.parametrize("taken", ["logs", "runtime"])
 def test_a_state_volume_whose_log_directory_is_no_directory(crew: CrewDir, up: Up, taken: str) -> None:
     """A file where the panes' logs (or the supervisor's files) go, as a volume restored or

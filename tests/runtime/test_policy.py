@@ -203,6 +203,15 @@ def test_backoff_doubles_up_to_the_cap_then_the_crash_loop_retries_slowly() -> N
     assert r.fast_crashes == 0, "a retry that stays up ends the crash loop"
 
 
+def test_up_of_a_crash_looping_agent_begins_a_new_crash_loop_count() -> None:
+    # It was retried once, and its first fast crash made it crash-looping again (900 s more).
+    looping = record(AgentState.CRASH_LOOPING, retry_at=900, ever_started=True, fast_crashes=3)
+    r, _ = decide(looping, 20, StartRequested())
+    assert (r.state, r.fast_crashes) == (AgentState.STARTING, 0)
+    r, _ = decide(r, 21, Exited(1))
+    assert (r.state, r.fast_crashes) == (AgentState.BACKING_OFF, 1)
+
+
 def test_jitter_adds_at_most_a_quarter() -> None:
     low, _ = decide(running(), 101, Exited(1, jitter=0.0))
     high, _ = decide(running(), 101, Exited(1, jitter=0.999))

@@ -131,6 +131,33 @@ def test_a_crashed_child_is_restarted_with_backoff_and_nothing_is_refused_meanwh
     assert not pid_alive(first)
 
 
+def test_a_pid_file_that_cannot_be_written_starts_it_once_and_ends_no_supervisor(tmp_path: Path) -> None:
+    # A full disk when it must be restarted: it runs (once), and `check` raises nothing.
+    port = free_port()
+    child = service(tmp_path, port)
+    try:
+        child.launch()
+        first = pid_of(tmp_path)
+        pid_file = tmp_path / "greeter.pid"
+        pid_file.unlink()
+        (pid_file / "blocked").mkdir(parents=True)  # every write of it fails
+        subprocess.run(["kill", "-9", str(first)], check=True)
+        deadline = time.monotonic() + 10
+        while child.listening and time.monotonic() < deadline:
+            time.sleep(0.02)
+        now = time.time()
+        child.check(now)
+        child.check(now + 0.6)
+        assert child.listening
+        second = greeting(port)
+        assert second != f"hello from {first}"
+        child.check(now + 0.7)
+        assert greeting(port) == second
+    finally:
+        child.stop()
+    assert not pid_alive(first)
+
+
 def test_the_backoff_doubles_while_it_keeps_crashing(tmp_path: Path) -> None:
     port = free_port()
     child = service(tmp_path, port)
@@ -230,3 +257,12 @@ def test_the_service_backoff_doubles_to_its_cap_and_starts_over_once_it_stayed_u
     backoff.due(now + 15.9)
     backoff.running(now + 30, since=now + 15.9)
     assert backoff.exited(now + 30) == 1.0
+
+
+def test_a_service_backoff_is_not_held_back_by_a_clock_set_back() -> None:
+    backoff = ServiceBackoff(1.0, 8.0)
+    backoff.exited(1000.0)
+    assert not backoff.due(1000.5)
+    # The clock was set back an hour: the start waits no hour more.
+    assert backoff.due(1000.5 - 3600)
+    assert not backoff.due(1000.5 - 3600), "one start per exit"

@@ -6,6 +6,7 @@ claude is the expensive part, so the sessions are reused step by step).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -824,6 +825,70 @@ def test_two_ups_of_a_new_crew_at_once_start_it_once(model_server: StartModelSer
     log = (crew.runtime / "supervisor.log").read_text()
     assert "already runs" not in log
     assert crew.cli("down", "--crew", root).returncode == 0
+
+
+def test_down_names_only_the_agents_it_stopped(model_server: StartModelServer, make_crew: MakeCrew) -> None:
+    # An agent a `down NAME` had stopped was named stopped again by every `down` after it.
+    crew, root, _supervisor = up_solo(model_server, make_crew)
+    assert crew.cli("down", "solo", "--crew", root).stdout == "stopped: solo\n"
+    assert crew.cli("down", "solo", "--crew", root).stdout == "nothing was running\n"
+    up = crew.cli("up", "solo", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert (up.returncode, up.stdout) == (0, "up: solo (supervisor already running)\n"), up.stderr
+    assert crew.cli("down", "solo", "--crew", root).stdout == "stopped: solo\n"
+    down = crew.cli("down", "--crew", root)
+    assert (down.returncode, down.stdout) == (0, "nothing was running\n"), down.stderr
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Every write under `path` fails, root's too: a read-only bind mount as root, else no write
+    permission anywhere in it (the crew of another user)."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+        try:
+            # Refused (busy) while a file is open for writing through the new mount: the agent's
+            # claude writes in its home now and then.
+            wait_until(
+                "the state read-only",
+                lambda: (
+                    subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], capture_output=True).returncode == 0
+                ),
+                timeout=10,
+            )
+            yield
+        finally:
+            subprocess.run(["umount", "--lazy", str(path)], check=True)
+        return
+    modes = {p: p.stat().st_mode for p in (path, *path.rglob("*")) if not p.is_symlink()}
+    for each, mode in modes.items():
+        each.chmod(mode & ~0o222)
+    try:
+        yield
+    finally:
+        for each, mode in modes.items():
+            each.chmod(mode)
+
+
+def test_status_restart_and_down_of_a_crew_whose_state_is_read_only(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    # Each took the crew's lock file to write to test it, and ended in a traceback; `down` stopped nothing.
+    crew, root, supervisor = up_solo(model_server, make_crew)
+    claude = crew.pane_pid("solo")
+    wait_until("the event log up", lambda: event_log_listening(crew) is True)
+    with read_only(crew.state / "rt"):
+        status = crew.cli("status", "--crew", root, "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["agents"][0]["state"] in SERVING
+        restart = crew.cli("restart", "solo", "--crew", root, "--timeout", "5")
+        assert restart.returncode == 1
+        assert restart.stderr.startswith("error: cannot ask the supervisor to restart solo: "), restart.stderr
+        assert len(restart.stderr.splitlines()) == 1, restart.stderr
+        down = crew.cli("down", "--crew", root)
+        assert (down.returncode, down.stdout) == (0, "stopped: solo\n"), down.stderr
+        assert wait_until("the crew stopped", lambda: not alive([supervisor, claude]), timeout=20)
+    # It stopped as asked, and ended without failing on the pid file it could not remove.
+    assert "supervisor.pid" not in (crew.runtime / "supervisor.log").read_text()
 
 
 def test_up_of_a_running_crew_is_not_fooled_by_a_supervisor_on_its_way_out(

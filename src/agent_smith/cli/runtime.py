@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import select
 import shlex
@@ -40,7 +39,7 @@ from agent_smith.runtime import (
     wait_ready,
     where_it_runs,
 )
-from agent_smith.runtime.rundir import UnreadableStatus
+from agent_smith.runtime.rundir import UnreadableStatus, status_number
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType
@@ -157,19 +156,6 @@ def _age(seconds: float | None) -> str:
     return f"{seconds // 86400}d"
 
 
-def _finite(entry: Mapping[str, Any], key: str) -> float | None:
-    """The number the status says at `key`; None for anything else: absent, not a number, or no
-    finite one (a damaged file's `1e400` reads as infinity, which no time is)."""
-    value = entry.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _text(entry: Mapping[str, Any], key: str) -> str | None:
     value = entry.get(key)
     return value if isinstance(value, str) else None
@@ -212,9 +198,9 @@ def status_rows(crew: Crew, now: float) -> tuple[bool, list[dict[str, Any]], str
         elif not running:
             # Stopped, and the next `up` starts it anew: the gone supervisor's counts are over.
             entry, state = {}, "stopped"
-        started = _finite(entry, "started_at")
-        activity = _finite(entry, "last_activity")
-        retry_at = _finite(entry, "retry_at")
+        started = status_number(entry, "started_at")
+        activity = status_number(entry, "last_activity")
+        retry_at = status_number(entry, "retry_at")
         connected = entry.get("channel_connected")
         reviews = read_activity(CrewPaths.of(crew).agent_state(agent.name)) or {}
         rows.append(

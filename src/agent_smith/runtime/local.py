@@ -768,6 +768,21 @@ def _exited(pid: int) -> int | None:
     return os.waitstatus_to_exitcode(status)
 
 
+def _exit_within(pid: int, timeout: float) -> int | None:
+    """The exit code of our child `pid` once it ended within `timeout` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while (code := _exited(pid)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return code
+
+
+def _failed(rd: RunDir, code: int) -> AgentSmithError:
+    """The supervisor `up` forked exited with `code`: its last word is why (a configuration
+    problem found there is still bad usage)."""
+    failure = UsageError if code == UsageError.exit_code else OperationError
+    return failure(f"{_last_message(rd.log)} (the supervisor exited with code {code})")
+
+
 def wait_ready(
     crew: Crew,
     names: Sequence[str],
@@ -806,9 +821,7 @@ def wait_ready(
         if (fresh or not asked) and all(s in {x.value for x in SERVING} for s in states.values()):
             return status
         if child is not None and (code := _exited(child.pid)) is not None:
-            # Its last word is why: a configuration problem found there is still bad usage.
-            failure = UsageError if code == UsageError.exit_code else OperationError
-            raise failure(f"{_last_message(rd.log)} (the supervisor exited with code {code})")
+            raise _failed(rd, code)
         if child is None and rd.running_pid() is None:
             # It ran when asked (a `down` since?): nothing will start the agents now.
             raise OperationError("the supervisor stopped meanwhile: start the crew with `agent-smith up`")
@@ -819,8 +832,11 @@ def wait_ready(
             # ran before may not have taken a start or restart asked of it yet). An agent stopped
             # by a `down` of the whole crew: the supervisor is on its way out too.
             stopped = AgentState.STOPPED.value in states.values()
-            ended = stopped and _wait(lambda: _exited(child.pid) is not None, _STOPPING_WAIT)
-            raise OperationError(given_up(states, supervisor_ended=ended) or "")
+            code = _exit_within(child.pid, _STOPPING_WAIT) if stopped else None
+            if code is not None and code > 0:
+                # It failed, and stopped its agents on its way out: no `down` did.
+                raise _failed(rd, code)
+            raise OperationError(given_up(states, supervisor_ended=code is not None) or "")
         if time.monotonic() >= deadline:
             waiting = ", ".join(f"{n} ({s})" for n, s in states.items() if s not in {x.value for x in SERVING})
             raise OperationError(f"not ready within {timeout:g}s: {waiting}; see `agent-smith logs NAME`")
@@ -897,7 +913,11 @@ def _last_message(path: Path) -> str:
     except ValueError:
         return lines[-1]
     message = entry.get("message") if isinstance(entry, dict) else None
-    return message if isinstance(message, str) else lines[-1]
+    if not isinstance(message, str):
+        return lines[-1]
+    # The exception a failure was logged with: "the supervisor failed" alone says not why.
+    error = entry.get("error")
+    return f"{message}: {error}" if isinstance(error, str) else message
 
 
 def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> list[str]:
@@ -911,7 +931,7 @@ def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> lis
     agents = selected_agents(crew, names)
     tmux = tmux_for(crew)
     pid = rd.running_pid()
-    was_up = rd.managed() | set(tmux.list_sessions())
+    was_up = rd.supervised() | set(tmux.list_sessions())
     if names and pid is not None:
         for agent in agents:
             rd.request("stop", agent.name)

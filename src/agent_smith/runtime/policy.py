@@ -360,7 +360,8 @@ TRANSITIONS: dict[AgentState, dict[type, Handler]] = {
         TurnBegan: _ignore,
     },
     AgentState.CRASH_LOOPING: {
-        StartRequested: _retry_now,
+        # Asked for by a person (`up`), who may have fixed what crashed it: a new count.
+        StartRequested: _start,
         StopRequested: _stop_waiting,
         Tick: _tick_waiting,
         Exited: _ignore,
@@ -377,6 +378,21 @@ def decide(record: Record, now: float, observation: Observation) -> Outcome:
     if handler is None:
         raise IllegalTransition(record.state, observation)
     return handler(record, now, observation)
+
+
+def shifted(record: Record, by: float) -> Record:
+    """`record` with its times moved `by` seconds: the clock they were read from was set that far
+    (pure). A restart due in 2 s stays due in 2 s, an uptime stays what it was."""
+
+    def move(moment: float | None) -> float | None:
+        return None if moment is None else moment + by
+
+    return replace(
+        record,
+        started_at=move(record.started_at),
+        retry_at=move(record.retry_at),
+        last_activity=move(record.last_activity),
+    )
 
 
 # ---- the Matrix channel's watch ------------------------------------------------------------

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -85,6 +86,20 @@ class HeldLock:
         return (st.st_dev, st.st_ino) != self.identity
 
 
+def status_number(entry: object, key: str) -> float | None:
+    """The number a status entry (an agent's) holds at `key`; None for anything else: absent,
+    not a number, or no finite one (a damaged file's `1e400` reads as infinity, which no time
+    is) (pure)."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -146,7 +161,9 @@ class RunDir:
         """The live supervisor's pid, or None when no process holds the lock."""
         if not self.lock.is_file():
             return None
-        with self.lock.open("a") as fh:
+        # Read only: a lock is taken on any open file, and `status` or `down` must work where the
+        # crew's state cannot be written (a read-only mount, a full disk, another user's crew).
+        with self.lock.open("rb") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -163,7 +180,10 @@ class RunDir:
             # Briefly: `running_pid` of any command takes the lock for an instant to test it.
             if not _wait_flock(fh, _PROBE_GRACE):
                 raise SupervisorRunning(read_pid(self.pid_file))
-            write_atomic(self.pid_file, f"{os.getpid()}\n", durable=False)
+            try:
+                write_atomic(self.pid_file, f"{os.getpid()}\n", durable=False)
+            except OSError as exc:  # a full disk, say
+                raise OperationError(f"cannot keep the crew's state in {self.path}: {exc.strerror or exc}") from None
             held = os.fstat(fh.fileno())
         except BaseException:
             fh.close()
@@ -173,7 +193,8 @@ class RunDir:
     def release(self, lock: HeldLock) -> None:
         """Give the lock up, and the pid file with it."""
         try:
-            with contextlib.suppress(FileNotFoundError):
+            # OSError: a read-only state directory; the lock, not the pid file, says who runs.
+            with contextlib.suppress(OSError):
                 self.pid_file.unlink()
         finally:
             lock.file.close()
@@ -239,12 +260,17 @@ class RunDir:
             raise UnreadableStatus(f"{self.status_file} is damaged: a JSON {type(data).__name__}, not an object")
         return data
 
-    def managed(self) -> set[str]:
-        """The agents the running supervisor manages (none when no supervisor runs)."""
+    def supervised(self) -> set[str]:
+        """The agents the running supervisor runs or waits to restart: none it stopped, none when
+        no supervisor runs."""
         if self.running_pid() is None:
             return set()
         agents = (self.read_status() or {}).get("agents", {})
-        return set(agents) if isinstance(agents, dict) else set()
+        if not isinstance(agents, dict):
+            return set()
+        return {
+            name for name, entry in agents.items() if not (isinstance(entry, dict) and entry.get("state") == "stopped")
+        }
 
     @staticmethod
     def check_managed(names: Sequence[str], status: Mapping[str, Any]) -> None:
@@ -262,7 +288,12 @@ class RunDir:
         """Ask the running supervisor to `op` (start, stop, restart) `agent`."""
         self.ensure()
         path = self.requests / f"{uuid.uuid4().hex}.json"
-        write_atomic(path, json.dumps({"op": op, "agent": agent}) + "\n", durable=False)
+        try:
+            write_atomic(path, json.dumps({"op": op, "agent": agent}) + "\n", durable=False)
+        except OSError as exc:
+            raise OperationError(
+                f"cannot ask the supervisor to {op} {agent}: {self.requests}: {exc.strerror or exc}"
+            ) from None
         self.wake()
         return path
 

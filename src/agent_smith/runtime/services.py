@@ -103,8 +103,12 @@ class ServiceBackoff:
         return self.delay
 
     def due(self, now: float) -> bool:
-        """Whether a start waited for is due now; each start taken doubles the next wait."""
-        if self.retry_at is None or now < self.retry_at:
+        """Whether a start waited for is due now; each start taken doubles the next wait.
+
+        A start farther away than the wait it was put off by is due too: the clock was set back
+        meanwhile, and would otherwise hold it back as far (an hour set back, an hour without it).
+        """
+        if self.retry_at is None or self.retry_at - self.delay <= now < self.retry_at:
             return False
         self.retry_at = None
         self.delay = min(self.maximum, self.delay * 2)
@@ -215,7 +219,12 @@ class ChildService:
                 self._process.stdin.write(self._stdin)
         self._spawned_at = time.time()
         self._adopted = None
-        write_atomic(self._pid_file, f"{self._process.pid}\n", durable=False)
+        try:
+            write_atomic(self._pid_file, f"{self._process.pid}\n", durable=False)
+        except OSError as exc:
+            # It runs all the same (raised, it would be started twice); only a `down` after this
+            # supervisor is killed would miss it.
+            log.error("cannot keep %s's pid in %s: %s", self.name, self._pid_file, exc.strerror or exc)
 
     def check(self, now: float) -> None:
         backoff = self._backoff
@@ -236,6 +245,9 @@ class ChildService:
                 self._spawn()
             except UsageError as exc:
                 log.error("%s; trying again in %.1fs", exc, backoff.exited(now))
+            except OSError as exc:
+                # Its log could not be opened (a full disk, a read-only state directory).
+                log.error("%s could not be started: %s; trying again in %.1fs", self.name, exc, backoff.exited(now))
 
     def stop(self, grace: float = 10.0) -> None:
         if self._adopted is not None:
@@ -256,5 +268,6 @@ class ChildService:
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
-        with contextlib.suppress(FileNotFoundError):
+        # OSError: a read-only state directory, which must not keep the next service from stopping.
+        with contextlib.suppress(OSError):
             self._pid_file.unlink()

@@ -62,9 +62,10 @@ from agent_smith.runtime.policy import (
     Tick,
     TurnBegan,
     decide,
+    shifted,
     watch_channel,
 )
-from agent_smith.runtime.rundir import HeldLock, RunDir
+from agent_smith.runtime.rundir import HeldLock, RunDir, status_number
 from agent_smith.runtime.sweep import AGENT_VAR, LAUNCH_VAR, environment_value, sweep
 from agent_smith.runtime.tmux import Tmux
 
@@ -89,6 +90,9 @@ _HELD_KEYS = frozenset({"id", "type", "agent", "fields"})
 _SUBMIT_TRIES = 5
 # How many of the requests taken last the status names (a few steps' worth).
 _TOOK_KEPT = 64
+# A change of the clock against the time since boot between two looks that is taken for the clock
+# being set (by hand, or stepped by NTP); NTP's slewing is far below it.
+_CLOCK_JUMP = 1.0
 # Claude Code reconnects a broken MCP stream five times, 1 s to 30 s apart (~16 s when the
 # endpoint refuses at once), then gives up on that server for good.
 CHANNEL_GRACE = 30.0
@@ -114,6 +118,12 @@ def _count(entry: object, key: str) -> int:
     """A count in an agent's entry of an earlier status; 0 when absent or not a count."""
     value = entry.get(key) if isinstance(entry, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _since_boot() -> float:
+    """Seconds since the machine booted: never set, and counting on while it sleeps (a suspended
+    laptop's clock is right when it wakes, not set)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def at_prompt(screen: str) -> bool:
@@ -259,6 +269,10 @@ class Supervisor:
             self.agents[spec.name] = _Agent(spec, Record(spec.name, spec.restart))
         self._previous = previous if isinstance(previous, dict) else {}
         self._last_status: dict[str, Any] | None = None
+        # The clock and the time since boot when last read together: a jump of one is seen against the other.
+        self._clocks = (clock(), _since_boot())
+        # Why the status file could not be written (None: it was), said once until it can be again.
+        self._status_unwritten: str | None = None
         self._woken = asyncio.Event()
 
     # ---- the loop -------------------------------------------------------------------------
@@ -271,21 +285,30 @@ class Supervisor:
             claude = live.get((agent.spec.session, panes.CLAUDE_PANE))
             if claude is not None and not claude.dead:
                 before = self._previous.get(name, {})
-                started = before.get("started_at") if isinstance(before, dict) else None
+                started = status_number(before, "started_at")
                 # Counted on from the supervisor before: an adopted agent keeps its restarts, and
                 # one that crashed fast just before stays that close to a crash loop. One started
                 # anew (it was not running) begins with none.
                 restarts, fast = (_count(before, key) for key in ("restarts", "fast_crashes"))
-                agent.record = replace(agent.record, restarts=restarts, fast_crashes=fast)
+                # And what `status` showed of it meanwhile: its last exit and last activity.
+                code = before.get("last_exit") if isinstance(before, dict) else None
+                agent.record = replace(
+                    agent.record,
+                    restarts=restarts,
+                    fast_crashes=fast,
+                    last_exit=code if isinstance(code, int) and not isinstance(code, bool) else None,
+                    last_activity=status_number(before, "last_activity"),
+                )
                 agent.launch_id = environment_value(claude.pid, LAUNCH_VAR)
                 # Its claude held the channel of the supervisor before: lost now, it is given up on.
                 agent.channel = ChannelWatch(held=True)
-                await self._observe(agent, Adopted(float(started) if isinstance(started, int | float) else now))
+                await self._observe(agent, Adopted(now if started is None else started))
             elif name in wanted:
                 await self._observe(agent, StartRequested())
         self._write_status()
 
     async def step(self) -> None:
+        self._follow_the_clock()
         if taken := self.run_dir.take_requests():
             for op, name, _ in taken:
                 await self.handle(op, name)
@@ -309,11 +332,32 @@ class Supervisor:
             except OperationError as exc:
                 # A session that vanished between two tmux calls: the next look sees it gone.
                 log.warning("agent %s: %s", agent.spec.name, exc)
+            except OSError as exc:
+                # A full disk or a read-only state directory (a pane's environment file, the
+                # first-run marker): the agents that run are left running, and the next look tries again.
+                log.warning("agent %s: %s", agent.spec.name, exc)
         now = self._clock()
         await self._check_channels(now)
         for service in self._services:
             service.check(now)
         self._write_status()
+
+    def _follow_the_clock(self) -> None:
+        """Move the agents' times with a clock that was set: the restarts, channel checks and
+        Enter presses they hold are as far away after it as before, not the jump nearer or
+        farther (a clock set back an hour would hold every restart back an hour)."""
+        clocks = (self._clock(), _since_boot())
+        jump = (clocks[0] - self._clocks[0]) - (clocks[1] - self._clocks[1])
+        self._clocks = clocks
+        if abs(jump) < _CLOCK_JUMP:
+            return
+        log.warning("the clock was set %+.0fs: the agents' times are moved with it", jump)
+        for agent in self.agents.values():
+            agent.record = shifted(agent.record, jump)
+            if agent.channel.down_since is not None:
+                agent.channel = replace(agent.channel, down_since=agent.channel.down_since + jump)
+            if agent.unsent is not None:
+                agent.unsent = (agent.unsent[0] + jump, agent.unsent[1])
 
     def _channel_connected(self, name: str) -> bool | None:
         server = self._channels.get(name)
@@ -530,7 +574,8 @@ class Supervisor:
                         panes.restart_claude(self.tmux, spec, argv, env, at=claude, shell=shell)
                 else:
                     panes.open_session(self.tmux, spec, argv, env)
-            except OperationError as exc:
+            except (OperationError, OSError) as exc:
+                # OSError: its pane's environment file could not be written (a full disk, say).
                 log.error("agent %s could not be started: %s", spec.name, exc)
                 await self._observe(agent, Exited(None, self._jitter()))
                 return
@@ -637,7 +682,23 @@ class Supervisor:
         status = self.status()
         # Not written into a state directory made anew: the crew's was removed.
         if status != self._last_status and not self.state_gone:
-            self.run_dir.write_status(status)
+            try:
+                self.run_dir.write_status(status)
+            except OSError as exc:
+                # A full disk or a read-only state directory must not end the supervisor, and every
+                # agent with it: tried again at each step until it is written.
+                why = str(exc.strerror or exc)
+                if why != self._status_unwritten:
+                    log.error(
+                        "cannot write %s (`agent-smith status` shows an older status): %s",
+                        self.run_dir.status_file,
+                        why,
+                    )
+                    self._status_unwritten = why
+                return
+            if self._status_unwritten is not None:
+                log.warning("the status is written again")
+                self._status_unwritten = None
             self._last_status = status
             if self._on_status is not None:
                 self._on_status()
