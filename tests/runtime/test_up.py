@@ -680,9 +680,40 @@ def test_the_embedded_event_log_killed_comes_back_on_its_url_and_nothing_publish
     assert metrics[("agent_smith_events_outbox_depth", ())] == 0
     assert metrics[("agent_smith_service_up", (("service", "event log"),))] == 1
     log = (crew.runtime / "supervisor.log").read_text()
-    assert "the event log (nats-server) exited; restarting it in" in log
+    assert "the event log (nats-server) exited; starting it again in" in log
     assert crew.cli("down", "--crew", root).returncode == 0
     assert not alive([again["pid"]])
+
+
+def test_an_event_log_that_cannot_start_stops_no_agent_and_starts_once_it_can(
+    model_server: StartModelServer, make_crew: MakeCrew
+) -> None:
+    server = model_server({"agents": {}})
+    crew = make_crew([agent("solo", server.url)])
+    root = str(crew.root)
+    store = crew.state / "rt" / "nats"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text("not a directory\n")  # its store unusable, as on a full disk
+    up = crew.cli("up", "--crew", root, "--no-proxy", "127.0.0.1")
+    assert up.returncode == 0, up.stderr
+    log = crew.runtime / "supervisor.log"
+    wait_until("the failure said", lambda: "the event log (nats-server) did not start" in log.read_text())
+    wait_until("status says the event log does not run", lambda: event_log_listening(crew) is False)
+    pane = crew.pane_pid("solo")
+    time.sleep(1.5)
+    # The supervisor runs on, and its agent with it.
+    assert alive([pane, int((crew.runtime / "supervisor.pid").read_text())])
+    store.unlink()
+    wait_until("the event log started", lambda: event_log_listening(crew) is True, timeout=60)
+
+    def started() -> list[str]:
+        query = crew.cli("events", "query", "--crew", root, "--json", "--type", "agent_started")
+        return [e["agent"] for e in json.loads(query.stdout)] if query.returncode == 0 else []
+
+    # The start it saw while the event log could not run was kept, and is delivered now.
+    wait_until("solo's start delivered", lambda: started() == ["solo"])
+    assert crew.pane_pid("solo") == pane
+    assert crew.cli("down", "--crew", root).returncode == 0
 
 
 def test_removing_the_crew_s_state_stops_the_crew_and_its_supervisor(

@@ -154,7 +154,8 @@ class EmbeddedNats:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        # OSError: a read-only state directory, which must not fail the stop of what runs.
+        with contextlib.suppress(OSError):
             (self.store_dir / STATE_FILE).unlink()
         if self._log is not None:
             self._log.close()
@@ -176,7 +177,7 @@ def running_server(store_dir: Path) -> tuple[int, str] | None:
     try:
         state = json.loads((store_dir / STATE_FILE).read_text())
         pid, url = int(state["pid"]), str(state["url"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):  # OSError: none there, or no store to read
         return None
     return (pid, url) if runs_with(pid, _store_args(store_dir)) else None
 

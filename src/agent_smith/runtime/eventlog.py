@@ -38,15 +38,30 @@ class EventLogService:
 
     def start(self) -> str:
         """Adopt the server an earlier supervisor left running on the store, or start one; its URL.
-        Blocks until it is healthy (raises AgentSmithError when it cannot be)."""
+
+        Blocks until it is healthy. One that cannot start (its store unusable: a full disk, a
+        read-only state directory) is a line in the log, and is tried again with backoff (`check`)
+        on the same URL: the agents go on meanwhile, their events kept in the outboxes.
+        """
         left = running_server(self._store_dir)
         if left is not None:
             self._adopted, self.url = left
+            self._started_at = time.time()
+            return self.url
+        server = self._server = EmbeddedNats(self._store_dir)
+        try:
+            server.start()
+        except (AgentSmithError, OSError) as exc:
+            # Its ports as picked, from now on for good: everyone is told this URL.
+            self._server = EmbeddedNats(self._store_dir, port=server.port, monitor_port=server.monitor_port)
+            log.error(
+                "the event log (nats-server) did not start: %s; trying again in %.1fs",
+                exc,
+                self._backoff.exited(time.time()),
+            )
         else:
-            self._server = EmbeddedNats(self._store_dir)
-            self._server.start()
-            self.url = self._server.url
-        self._started_at = time.time()
+            self._started_at = time.time()
+        self.url = self._server.url
         return self.url
 
     @property
@@ -65,7 +80,7 @@ class EventLogService:
             backoff.running(now, self._started_at)
             return
         if backoff.retry_at is None:
-            log.error("the event log (nats-server) exited; restarting it in %.1fs", backoff.exited(now))
+            log.error("the event log (nats-server) exited; starting it again in %.1fs", backoff.exited(now))
             return
         if backoff.due(now):
             self._starting = threading.Thread(target=self._restart, args=(now,), name="event-log-restart")
@@ -80,11 +95,11 @@ class EventLogService:
         self._server.stop()
         try:
             self._server.start()
-        except AgentSmithError as exc:
+        except (AgentSmithError, OSError) as exc:
             log.error("the event log did not start again: %s; trying again in %.1fs", exc, self._backoff.exited(now))
             return
         self._started_at = time.time()
-        log.warning("the event log is back at %s", self.url)
+        log.warning("the event log runs at %s", self.url)
 
     def stop(self, grace: float = 10.0) -> None:
         if self._starting is not None:
