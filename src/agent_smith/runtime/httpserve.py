@@ -8,6 +8,7 @@ the agents' sessions are open: `up` starts claude without waiting for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -52,10 +53,27 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 return
             conn.start_next_cycle()
             idle = _KEEP_ALIVE
+    except h11.RemoteProtocolError as exc:
+        # A request h11 cannot read (`Content-Length: abc`, a head over 64 KiB): said so, as h11
+        # leaves us free to, rather than a connection closed on a client left to guess why.
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            with contextlib.suppress(h11.ProtocolError, ConnectionError):
+                status = exc.error_status_hint
+                refused = HttpAnswer(
+                    status,
+                    _REASONS.get(status, "Bad Request"),
+                    (("Connection", "close"), ("Content-Type", "text/plain; charset=utf-8")),
+                    f"a malformed request: {exc}\n".encode(),
+                )
+                writer.write(_serialise(conn, refused, head=False))
+                await writer.drain()
     except (h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
         pass
     finally:
         writer.close()
+
+
+_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large"}
 
 
 async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, wait: float) -> Any:
