@@ -9,7 +9,6 @@ client and a real HTTPS upstream on loopback, and guess as such an agent would.
 
 from __future__ import annotations
 
-import ssl
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,9 +23,8 @@ from aiohttp import web
 from agent_smith.certs import CertificateAuthority
 from agent_smith.egress import Firewall, FirewallSettings, FirewallState
 from agent_smith.egress.policy import Policy, Rule, Secret
-from agent_smith.fsutil import write_atomic
 from tests.egress.helpers import h2_tunnel, tunnelled_get
-from tests.fixtures.egress import FirewallHarness, _Loop, real_secret
+from tests.fixtures.egress import FirewallHarness, _Loop, https_upstream, real_secret
 
 PLACEHOLDER = "agent-smith-placeholder-github-token"
 SECRET_HOST = "api.secret.test"
@@ -73,60 +71,40 @@ def _upstream_app() -> web.Application:
 @pytest.fixture
 def world(tmp_path: Path, egress_test_ca: CertificateAuthority) -> Iterator[World]:
     secret = real_secret("github")
-    cert, key = egress_test_ca.issue([SECRET_HOST, ECHO_HOST])
-    pem = tmp_path / "upstream.pem"
-    write_atomic(pem, cert + key, mode=0o600)
-    upstream_ca = tmp_path / "upstream-ca.pem"
-    write_atomic(upstream_ca, egress_test_ca.cert_pem)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(pem)
-    loop = _Loop()
-    runner = web.AppRunner(_upstream_app(), access_log=None, handle_signals=False)
+    with https_upstream(_upstream_app(), [SECRET_HOST, ECHO_HOST], egress_test_ca, tmp_path) as (upstream_ca, port):
 
-    async def start_upstream() -> int:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
-        await site.start()
-        server = site._server  # the bound port is only known from the server's socket
-        assert server is not None
-        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        async def resolve(host: str, _port: int) -> list[tuple[str, int]]:
+            if host not in (SECRET_HOST, ECHO_HOST):
+                raise OSError(f"no such test host {host}")
+            return [("127.0.0.1", port)]
 
-    port = loop.call(start_upstream())
-
-    async def resolve(host: str, _port: int) -> list[tuple[str, int]]:
-        if host not in (SECRET_HOST, ECHO_HOST):
-            raise OSError(f"no such test host {host}")
-        return [("127.0.0.1", port)]
-
-    state = FirewallState(tmp_path / "firewall")
-    settings = FirewallSettings(
-        policy=Policy(
-            (
-                Rule(SECRET_HOST, frozenset({443}), allow_private=True, origin="egress.allow[0]"),
-                Rule(ECHO_HOST, frozenset({443}), allow_private=True, origin="egress.allow[1]"),
-            )
-        ),
-        secrets=(Secret("github", PLACEHOLDER, secret, (SECRET_HOST,)),),
-        agents=frozenset({"devbot"}),
-        identity_key=state.identity_key(),
-        ca_store=state,
-        listen=("127.0.0.1", 0),
-        upstream_ca=upstream_ca,
-        audit_path=state.audit_log_path,
-        resolver=resolve,
-    )
-    fw_loop = _Loop()
-    firewall = Firewall(settings)
-    fw_loop.call(firewall.start())
-    try:
-        yield World(FirewallHarness(firewall, state, state.ca_cert(), [], ("devbot",), fw_loop), secret)
-    finally:
+        state = FirewallState(tmp_path / "firewall")
+        settings = FirewallSettings(
+            policy=Policy(
+                (
+                    Rule(SECRET_HOST, frozenset({443}), allow_private=True, origin="egress.allow[0]"),
+                    Rule(ECHO_HOST, frozenset({443}), allow_private=True, origin="egress.allow[1]"),
+                )
+            ),
+            secrets=(Secret("github", PLACEHOLDER, secret, (SECRET_HOST,)),),
+            agents=frozenset({"devbot"}),
+            identity_key=state.identity_key(),
+            ca_store=state,
+            listen=("127.0.0.1", 0),
+            upstream_ca=upstream_ca,
+            audit_path=state.audit_log_path,
+            resolver=resolve,
+        )
+        fw_loop = _Loop()
+        firewall = Firewall(settings)
+        fw_loop.call(firewall.start())
         try:
-            fw_loop.call(firewall.stop())
+            yield World(FirewallHarness(firewall, state, state.ca_cert(), [], ("devbot",), fw_loop), secret)
         finally:
-            fw_loop.close()
-            loop.call(runner.cleanup())
-            loop.close()
+            try:
+                fw_loop.call(firewall.stop())
+            finally:
+                fw_loop.close()
 
 
 def _chunks_seen(fw: FirewallHarness, host: str, parts: list[str]) -> list[bytes]:
