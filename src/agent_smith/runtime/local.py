@@ -425,6 +425,7 @@ async def supervise(
                     rd,
                     services=services_kept,
                     interval=options.interval,
+                    logs=(rd.log, paths.logs / "firewall.log"),
                     on_status=on_status,
                     started_with=started_with(options),
                     lock=held,

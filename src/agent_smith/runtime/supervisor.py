@@ -40,6 +40,7 @@ from agent_smith.runtime.launch import (
     unsent_input,
     with_resume,
 )
+from agent_smith.runtime.logfiles import LOG_LIMIT, rotate_if_large
 from agent_smith.runtime.policy import (
     RUNNING,
     SERVING,
@@ -224,6 +225,8 @@ class Supervisor:
         jitter: Callable[[], float] = random.random,
         interval: float = 0.5,
         log_keep: int = LOG_KEEP,
+        logs: Sequence[Path] = (),
+        log_limit: int = LOG_LIMIT,
         channel_grace: float = CHANNEL_GRACE,
         on_status: Callable[[], None] | None = None,
         started_with: Mapping[str, object] | None = None,
@@ -258,6 +261,8 @@ class Supervisor:
         self._jitter = jitter
         self.interval = interval
         self._log_keep = log_keep
+        # Its own log and the firewall's, kept bounded as the panes' are.
+        self._logs, self._log_limit = tuple(logs), log_limit
         self._metrics: Metrics | None = None
         self.metrics_url: str | None = None
         self._http_server: asyncio.Server | None = None
@@ -309,6 +314,7 @@ class Supervisor:
 
     async def step(self) -> None:
         self._follow_the_clock()
+        self._bound_logs()
         if taken := self.run_dir.take_requests():
             for op, name, _ in taken:
                 await self.handle(op, name)
@@ -341,6 +347,15 @@ class Supervisor:
         for service in self._services:
             service.check(now)
         self._write_status()
+
+    def _bound_logs(self) -> None:
+        for path in self._logs:
+            try:
+                if rotate_if_large(path, limit=self._log_limit):
+                    log.info("%s passed %d bytes: its lines so far are in %s.1", path, self._log_limit, path.name)
+            except OSError as exc:
+                # A full disk, say: it grows on, and the next step tries again.
+                log.warning("cannot rotate %s: %s", path, exc.strerror or exc)
 
     def _follow_the_clock(self) -> None:
         """Move the agents' times with a clock that was set: the restarts, channel checks and
