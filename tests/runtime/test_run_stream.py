@@ -20,6 +20,7 @@ import pytest
 from agent_smith.listeners import free_port
 from agent_smith.runtime.panelog import Follower
 from agent_smith.runtime.session import chunk_numbers
+from agent_smith.standins import ModelServerThread, RequestKind
 from tests.fixtures.model import StartModelServer
 from tests.fixtures.processes import spawned
 from tests.runtime.conftest import CrewDir, alive
@@ -28,8 +29,11 @@ from tests.runtime.test_up import CLI, FIRST_RUN, MakeCrew, agent, wait_until
 pytestmark = pytest.mark.real
 
 
-def pod(make_crew: MakeCrew, model_server: StartModelServer, tmp_path: Path) -> tuple[CrewDir, dict[str, str], int]:
-    """A one-agent crew and the environment `run` gets in its container; the port of its probes."""
+def pod(
+    make_crew: MakeCrew, model_server: StartModelServer, tmp_path: Path
+) -> tuple[CrewDir, dict[str, str], int, ModelServerThread]:
+    """A one-agent crew and the environment `run` gets in its container; the port of its probes,
+    and its model."""
     server = model_server({"agents": {"solo": [{"when": {"contains": FIRST_RUN}, "text": "Solo here."}]}})
     crew = make_crew([agent("solo", server.url, first_run_prompt=FIRST_RUN)])
     port = free_port()
@@ -40,7 +44,7 @@ def pod(make_crew: MakeCrew, model_server: StartModelServer, tmp_path: Path) -> 
         "AGENT_SMITH_RUNTIME__STATE_DIR": str(tmp_path / "pod-state"),
         "AGENT_SMITH_RUNTIME__METRICS_LISTEN": f"127.0.0.1:{port}",
     }
-    return crew, env, port
+    return crew, env, port, server
 
 
 def probe(port: int, path: str, timeout: float = 2.0) -> int:
@@ -91,7 +95,7 @@ def test_a_slow_reader_of_stdout_holds_back_neither_the_supervisor_nor_any_line(
     not (the kubelet's probes are answered), and once read, every line is there once, in order.
     (Streamed from the supervisor's loop, a full pipe stopped the loop: /healthz unanswered, the
     liveness probe failing, claude unsupervised.)"""
-    crew, env, port = pod(make_crew, model_server, tmp_path)
+    crew, env, port, _server = pod(make_crew, model_server, tmp_path)
     count = 120_000
     with running(env) as process:
         wait_until("solo ready", lambda: probe(port, "/readyz") == 200, timeout=60)
@@ -116,7 +120,7 @@ def test_the_last_output_of_a_pane_reaches_stdout_however_long_its_line(
     """A line that never ends (a progress bar, `yes | tr -d '\\n'`) is streamed in pieces as it
     grows rather than held whole in memory, and what a pane wrote last, unended, is on stdout
     when the container stops. (Held until its end, such a line was never streamed at all.)"""
-    crew, env, port = pod(make_crew, model_server, tmp_path)
+    crew, env, port, _server = pod(make_crew, model_server, tmp_path)
     with running(env) as process:
         lines = stdout_reader(process)
         wait_until("solo ready", lambda: probe(port, "/readyz") == 200, timeout=60)
@@ -145,14 +149,16 @@ def test_a_restarted_container_streams_its_own_output_only(
     model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path
 ) -> None:
     """The logs on the volume keep the container's output before: a new container does not show it again."""
-    crew, env, port = pod(make_crew, model_server, tmp_path)
+    crew, env, port, server = pod(make_crew, model_server, tmp_path)
     with running(env) as process:
         lines = stdout_reader(process)
         wait_until("solo ready", lambda: probe(port, "/readyz") == 200, timeout=60)
         type_in_shell(crew, "echo first-$((40+2))")
         wait_until("the first container's marker", lambda: "[solo:shell] first-42\n" in lines)
+        wait_until("the first-run prompt's turn", lambda: server.requests(agent="solo", kind=RequestKind.AGENT_TURN))
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
+    turns = len(server.requests(agent="solo", kind=RequestKind.AGENT_TURN))
     logs = Path(env["AGENT_SMITH_RUNTIME__STATE_DIR"]) / "rt" / "logs" / "solo.shell.log"
     assert chunk_numbers(logs) == [0]
     with running(env) as process:
@@ -165,5 +171,6 @@ def test_a_restarted_container_streams_its_own_output_only(
     assert chunk_numbers(logs) == [0, 1]
     assert not [line for line in again if "first-42" in line]
     assert [line for line in again if "second-43" in line] == ["[solo:shell] second-43\n"]
-    # Claude's conversation was resumed, and its first-run prompt not sent again.
-    assert not [line for line in again if FIRST_RUN in line]
+    # Its first-run prompt was not sent again: no turn of the model's since. (The pane may show
+    # it, in the conversation claude resumed and redraws.)
+    assert len(server.requests(agent="solo", kind=RequestKind.AGENT_TURN)) == turns
