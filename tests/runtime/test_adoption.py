@@ -8,9 +8,11 @@ Real tmux; a shell that shows claude's prompt stands in for claude.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,12 +20,39 @@ import pytest
 
 from agent_smith.runtime import Tmux
 from agent_smith.runtime import session as panes
+from agent_smith.runtime.launch import AgentSpec
 from agent_smith.runtime.policy import SERVING, AgentState, Record, Restart
 from agent_smith.runtime.rundir import RunDir
 from agent_smith.runtime.supervisor import Supervisor
 from tests.runtime.conftest import spec, until
 
 pytestmark = pytest.mark.real
+
+
+@contextlib.asynccontextmanager
+async def restarted_then_detached(
+    alice: AgentSpec, tmux_server: Tmux, run_dir: RunDir, sig: int
+) -> AsyncIterator[Record]:
+    """A supervisor that starts alice, sees her claude killed with `sig` and back, and detaches at
+    the block's end (a SIGHUP: alice runs on for the next supervisor). Yields her record then."""
+    supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
+    await supervisor.begin(["alice"])
+    stop, keep = asyncio.Event(), asyncio.Event()
+    watching = asyncio.create_task(supervisor.watch(stop, keep_agents=keep))
+    try:
+
+        def record() -> Record:
+            return supervisor.agents["alice"].record
+
+        await until("alice ready", lambda: record().state in SERVING)
+        os.kill(panes.panes(tmux_server)[("alice", panes.CLAUDE_PANE)].pid, sig)
+        await until("alice back", lambda: record().restarts == 1 and record().state in SERVING)
+        await supervisor.turn_began("alice")
+        yield record()
+    finally:
+        keep.set()
+        stop.set()
+        await watching
 
 
 def test_an_adopted_agent_keeps_its_counts_toward_a_crash_loop(tmux_server: Tmux, tmp_path: Path) -> None:
@@ -35,24 +64,9 @@ def test_an_adopted_agent_keeps_its_counts_toward_a_crash_loop(tmux_server: Tmux
         return panes.panes(tmux_server)[("alice", panes.CLAUDE_PANE)].pid
 
     async def first() -> None:
-        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
-        await supervisor.begin(["alice"])
-        stop, keep = asyncio.Event(), asyncio.Event()
-        watching = asyncio.create_task(supervisor.watch(stop, keep_agents=keep))
-        try:
-
-            def record() -> Record:
-                return supervisor.agents["alice"].record
-
-            await until("alice ready", lambda: record().state in SERVING)
-            # One fast crash: restarted, one short of a crash loop.
-            os.kill(claude_pid(), signal.SIGKILL)
-            await until("alice back", lambda: record().restarts == 1 and record().state in SERVING)
-            assert record().fast_crashes == 1
-        finally:
-            keep.set()  # a detach: alice runs on for the next supervisor
-            stop.set()
-            await watching
+        # One fast crash: restarted, one short of a crash loop.
+        async with restarted_then_detached(alice, tmux_server, run_dir, signal.SIGKILL) as record:
+            assert record.fast_crashes == 1
 
     async def second() -> None:
         supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
@@ -90,24 +104,8 @@ def test_an_adopted_agent_keeps_its_last_exit_and_last_activity(tmux_server: Tmu
     run_dir.ensure()
 
     async def first() -> Record:
-        supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)
-        await supervisor.begin(["alice"])
-        stop, keep = asyncio.Event(), asyncio.Event()
-        watching = asyncio.create_task(supervisor.watch(stop, keep_agents=keep))
-        try:
-
-            def record() -> Record:
-                return supervisor.agents["alice"].record
-
-            await until("alice ready", lambda: record().state in SERVING)
-            os.kill(panes.panes(tmux_server)[("alice", panes.CLAUDE_PANE)].pid, signal.SIGTERM)
-            await until("alice back", lambda: record().restarts == 1 and record().state in SERVING)
-            await supervisor.turn_began("alice")
-            return record()
-        finally:
-            keep.set()
-            stop.set()
-            await watching
+        async with restarted_then_detached(alice, tmux_server, run_dir, signal.SIGTERM) as record:
+            return record
 
     async def second() -> Record:
         supervisor = Supervisor([alice], tmux_server, run_dir, interval=0.05)

@@ -87,6 +87,7 @@ class DenialPublisher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._crew = crew
+        self._made: Crew | None = None
         self._path = path
         self._settle = settle
         self._clock = clock
@@ -131,7 +132,10 @@ class DenialPublisher:
         from agent_smith.crew import CrewPaths
         from agent_smith.events import Publisher, running_server_url
 
-        crew = self._crew()
+        # Made once: it is looked for again every `settle` seconds until the event log runs.
+        if self._made is None:
+            self._made = self._crew()
+        crew = self._made
         paths = CrewPaths.of(crew)
         url = crew.events.nats_url or running_server_url(paths.nats)
         return None if url is None else Publisher(crew.events, paths.events, url)
