@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from agent_smith import parts
 from agent_smith.cli.app import app
+from agent_smith.cli.crew_commands import _doctor_table
 
 runner = CliRunner()
 AGENT_SMITH = Path(sys.executable).parent / "agent-smith"
@@ -131,14 +135,45 @@ def test_doctor_json_lists_every_part() -> None:
 
 
 def test_doctor_shows_every_path_whole_in_80_columns_and_no_fix_column_when_nothing_is_missing() -> None:
-    result = run("doctor", env={"COLUMNS": "80"})
-    assert result.returncode == 0, result.stdout
-    assert "…" not in result.stdout
-    paths = [p["path"] for p in json.loads(run("doctor", "--json").stdout)["parts"]]
-    for path in paths:
-        assert f" {path} " in result.stdout, (path, result.stdout)
-    header = next(line for line in result.stdout.splitlines() if "where" in line)
-    assert "fix" not in header
+    # A claude as deep as CI's checkout puts it (/check/work/main/node_modules/.bin/claude, 41
+    # characters): no column may lose its end to "…", least of all a path.
+    with tempfile.TemporaryDirectory(prefix="a-checkout-this-deep-", dir="/tmp") as temporary:
+        deep = Path(temporary)
+        (deep / "claude").symlink_to(Path(AGENT_SMITH).parents[2] / "node_modules" / ".bin" / "claude")
+        assert len(str(deep / "claude")) == 41
+        result = run("doctor", env={"COLUMNS": "80", "AGENT_SMITH_CLAUDE": str(deep / "claude")})
+        assert result.returncode == 0, result.stdout
+        assert "…" not in result.stdout
+        probed = run("doctor", "--json", env={"AGENT_SMITH_CLAUDE": str(deep / "claude")})
+        paths = [p["path"] for p in json.loads(probed.stdout)["parts"]]
+        where = _where_column(result.stdout)
+        for path in paths:
+            assert path in where, (path, result.stdout)
+        header = next(line for line in result.stdout.splitlines() if "where" in line)
+        assert "fix" not in header
+
+
+@pytest.mark.parametrize("spare", [0, -1])
+def test_a_doctor_path_is_whole_on_its_line_while_it_fits_and_folded_not_cut_when_it_does_not(spare: int) -> None:
+    path = "/" + "deep/" * 8 + "claude"
+    rows = [
+        parts.PartStatus("nats-server", True, "2.15.1", "/usr/bin/nats-server", True, "fix"),
+        parts.PartStatus("claude CLI", True, "2.1.331", path, True, "fix"),
+    ]
+    # The borders and padding of four columns, then the widest of each.
+    width = 13 + len("nats-server") + len("status") + len("2.1.331") + len(path) + spare
+    console = Console(width=width, record=True)
+    console.print(_doctor_table(rows, width))
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert (f" {path} " in text) is (spare == 0)
+    assert path in _where_column(text)
+
+
+def _where_column(table: str) -> str:
+    """The doctor table's paths, each folded piece joined back to the one before it."""
+    return "".join(line.split("│")[4].strip() for line in table.splitlines() if line.count("│") == 5)
 
 
 def test_doctor_fails_with_the_fix_when_a_part_is_missing(tmp_path: Path) -> None:

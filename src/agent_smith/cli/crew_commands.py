@@ -110,26 +110,43 @@ def doctor(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         out.print_json({"ok": not missing, "parts": [r.as_dict() for r in rows]})
     else:
-        table = Table(title="agent-smith doctor")
-        for column in ("part", "status", "version"):
-            table.add_column(column)
-        # Paths are copied from here: the other columns wrap first, and one that still does not fit
-        # folds onto the next line rather than losing its end to "…".
-        table.add_column("where", no_wrap=True, overflow="fold")
-        fixes = any(not row.found for row in rows)
-        if fixes:
-            table.add_column("fix")
+        out.console.print(_doctor_table(rows, out.console.width))
         for row in rows:
-            if row.found:
-                status = "[green]found[/]"
-            else:
-                status = "[red]missing[/]" if row.required else "[yellow]missing (optional)[/]"
-            version = (row.version or "?") + (f" ({row.note})" if row.note and row.found else "")
-            cells = [row.part, status, version if row.found else "", row.path or ""]
-            table.add_row(*cells, *([("" if row.found else row.fix)] if fixes else []))
-        out.console.print(table)
+            if row.note:
+                out.console.print(f"{row.part}: {row.note}")
     if missing:
         raise typer.Exit(1)
+
+
+def _doctor_table(rows: list[parts.PartStatus], width: int) -> Table:
+    """The parts, one a line; a path is copied from here, so it is kept whole on one line when it fits."""
+    fixes = any(not row.found for row in rows)
+    cells = [
+        [
+            row.part,
+            "found" if row.found else "missing" if row.required else "missing (optional)",
+            (row.version or "?") if row.found else "",
+            row.path or "",
+            *([("" if row.found else row.fix)] if fixes else []),
+        ]
+        for row in rows
+    ]
+    headers = ["part", "status", "version", "where", *(["fix"] if fixes else [])]
+    widest = [max(len(text) for text in column) for column in zip(headers, *cells, strict=True)]
+    # Every column but the fixes is kept on one line; the fixes wrap at their words.
+    fix_room = max((len(word) for row in cells for fix in row[4:] for word in fix.split()), default=0)
+    whole_paths = sum(widest[:4]) + fix_room + 3 * len(headers) + 1 <= width
+    table = Table(title="agent-smith doctor")
+    for header in ("part", "status", "version"):
+        table.add_column(header, no_wrap=True)
+    # A path that cannot fit whole folds onto the next line rather than losing its end to "…".
+    table.add_column("where", no_wrap=whole_paths, overflow="fold")
+    if fixes:
+        table.add_column("fix")
+    colour = {"found": "green", "missing": "red", "missing (optional)": "yellow"}
+    for row in cells:
+        table.add_row(row[0], f"[{colour[row[1]]}]{row[1]}[/]", *row[2:])
+    return table
 
 
 def register(app: typer.Typer) -> None:
