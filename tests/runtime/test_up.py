@@ -785,12 +785,20 @@ def test_up_warns_where_it_is_seen_that_no_claude_login_was_imported(
     assert crew.cli("down", "--crew", str(crew.root)).returncode == 0
 
 
-def test_down_while_up_waits_says_the_crew_was_stopped(model_server: StartModelServer, make_crew: MakeCrew) -> None:
+def test_down_while_up_waits_says_the_crew_was_stopped(
+    model_server: StartModelServer, make_crew: MakeCrew, tmp_path: Path
+) -> None:
     server = model_server({"agents": {}})
+    # A CLI that never shows its prompt: the `down` below must come while `up` waits, however
+    # busy the machine (a real claude can be ready before the `down` lands).
+    never_ready = tmp_path / "never-ready.sh"
+    never_ready.write_text("#!/bin/sh\nexec sleep 600\n")
+    never_ready.chmod(0o755)
     crew = make_crew([agent("solo", server.url)])
     up = subprocess.Popen(
         [str(CLI), "up", "--crew", str(crew.root), "--no-proxy", "127.0.0.1"],
-        env=crew.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**crew.env, "AGENT_SMITH_CLAUDE": str(never_ready)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_until("solo starting", lambda: crew.entry("solo").get("state") == "starting")
     down = crew.cli("down", "--crew", str(crew.root))
