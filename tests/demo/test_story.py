@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from agent_smith.crew import load_crew, scaffold_crew
 from agent_smith.demo import clean_env
-from agent_smith.demo.crewfile import FORGE_PLACEHOLDER, Facts, demo_crew, demo_settings
+from agent_smith.demo.crewfile import FORGE_PLACEHOLDER, Facts, demo_crew
 from agent_smith.demo.script import ASK, REVIEW_COMMENT, Story, build_script
 from agent_smith.hooks.recognise import recognise
 from agent_smith.standins import parse_script
@@ -96,8 +96,6 @@ def test_the_demo_crew_is_the_scaffold_pointed_at_local_parts_and_loads_cleanly(
     data: Any = yaml.load((crew_dir / "crew.yaml").read_text())
     with (crew_dir / "crew.yaml").open("w") as fh:
         yaml.dump(demo_crew(data, facts(tmp_path)), fh)
-    settings = crew_dir / "agents" / "_shared" / "settings.json"
-    settings.write_text(json.dumps(demo_settings(json.loads(settings.read_text()))))
     loaded = load_crew(crew_dir, {})
     crew = loaded.crew
     assert not loaded.warnings
@@ -114,7 +112,6 @@ def test_the_demo_crew_is_the_scaffold_pointed_at_local_parts_and_loads_cleanly(
     assert crew.egress.claude_login.enabled is False
     assert crew.matrix is not None
     assert crew.matrix.operators == ["@operator:localhost"]
-    assert json.loads(settings.read_text())["skipDangerousModePermissionPrompt"] is True
 
 
 def test_clean_env_drops_what_would_override_the_demo_crew() -> None:

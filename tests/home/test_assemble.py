@@ -418,6 +418,31 @@ def test_an_older_manifest_is_read_and_only_the_manifest_is_updated(setup_crew: 
     assert not _assemble(crew, command).changed
 
 
+def _set_permission_mode(crew: Path, mode: str) -> None:
+    yaml = YAML()
+    data = yaml.load(crew / "crew.yaml")
+    data["agents"][0]["permission_mode"] = mode
+    yaml.dump(data, crew / "crew.yaml")
+
+
+def test_an_agent_in_bypass_mode_starts_past_its_warning_and_loses_the_skip_with_the_mode(
+    setup_crew: tuple[Path, Path, Path],
+) -> None:
+    crew, state, command = setup_crew
+    layout = _layout(state)
+    _assemble(crew, command)
+    assert "skipDangerousModePermissionPrompt" not in json.loads(layout.settings.read_text())
+
+    _set_permission_mode(crew, "bypassPermissions")
+    _assemble(crew, command)
+    assert json.loads(layout.settings.read_text())["skipDangerousModePermissionPrompt"] is True
+    assert not _assemble(crew, command).changed
+
+    _set_permission_mode(crew, "acceptEdits")
+    _assemble(crew, command)
+    assert "skipDangerousModePermissionPrompt" not in json.loads(layout.settings.read_text())
+
+
 def test_a_withdrawn_matrix_section_takes_the_token_and_the_channel_away(setup_crew: tuple[Path, Path, Path]) -> None:
     crew, state, command = setup_crew
     _assemble(crew, command, env={"MATRIX_ACCESS_TOKEN": MATRIX_TOKEN})
@@ -543,6 +568,10 @@ def test_a_relative_agent_smith_command_is_refused(setup_crew: tuple[Path, Path,
         ("settings", "{not json", "not valid JSON"),
         ("settings", "[1, 2]\n", "holds JSON that is no object"),
         ("claude_json", '"a string"\n', "holds JSON that is no object"),
+        # Python reads these; Claude Code's JSON.parse refuses them, and with them the whole file.
+        ("settings", '{"n": NaN}\n', r"not valid JSON \(NaN is no JSON value\)"),
+        ("claude_json", '{"numStartups": -Infinity}\n', r"not valid JSON \(-Infinity is no JSON value\)"),
+        ("claude_json", '{"n": 1e999}\n', r"not valid JSON \(1e999 is beyond the range of a number\)"),
     ],
 )
 def test_a_corrupt_settings_file_is_reported_not_replaced(

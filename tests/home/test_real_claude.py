@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from agent_smith.crew import load_crew
 from agent_smith.home import MCP_TOKEN_VAR, MCP_URL_VAR, AssembleOptions, agent_environment, assemble
@@ -167,3 +168,30 @@ def test_the_pinned_cli_reads_user_mcp_servers_from_claude_json_not_dot_mcp_json
     )
     assert "in-claude-json" in listed.stdout, listed.stdout + listed.stderr
     assert "in-dot-claude" not in listed.stdout
+
+
+def test_an_agent_assembled_for_bypass_mode_starts_at_its_prompt(
+    tmp_path: Path, model_server: StartModelServer, tmux_server: Tmux, claude_binary: Path, leak_check: LeakCheck
+) -> None:
+    """Without the assembled skip, the CLI stops at a warning whose preselected answer is "No, exit"."""
+    command, _ = recording_command(tmp_path / "bin")
+    crew = write_crew(tmp_path / "crew", state_dir=tmp_path / "state", matrix=False)
+    yaml = YAML()
+    data = yaml.load(crew / "crew.yaml")
+    data["agents"][0]["permission_mode"] = "bypassPermissions"
+    yaml.dump(data, crew / "crew.yaml")
+    report = assemble(load_crew(crew, env={}), "devbot", AssembleOptions(agent_smith_command=str(command), env={}))
+    server = model_server({"agents": {"devbot": []}})
+    launch = claude_launch(
+        claude_binary,
+        cwd=report.workspace,
+        home=report.home,
+        config_dir=report.home / ".claude",
+        base_url=server.agent_url("devbot"),
+        running_as_root=os.geteuid() == 0,
+        permission_mode=PermissionMode.BYPASS_PERMISSIONS,
+    )
+    env = {k: v for k, v in launch.env.items() if k != "CLAUDE_CONFIG_DIR"}
+    pane = start_in_tmux(tmux_server, "devbot", ClaudeLaunch(launch.argv, env, launch.cwd), ready_timeout=20)
+    leak_check.track(pane.pane_pid, "claude devbot in bypass mode")
+    assert "bypass permissions on" in tmux_server.capture("devbot")

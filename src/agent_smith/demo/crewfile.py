@@ -86,9 +86,3 @@ def demo_crew(crew: MutableMapping[str, Any], facts: Facts) -> MutableMapping[st
     egress["claude_login"] = {"enabled": False}
     crew["runtime"] = {"state_dir": facts.state_dir, "tmux_socket": facts.tmux_socket}
     return crew
-
-
-def demo_settings(settings: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """The shared settings.json with bypassPermissions' one-time warning dialog skipped."""
-    settings["skipDangerousModePermissionPrompt"] = True
-    return settings

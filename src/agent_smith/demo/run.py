@@ -28,7 +28,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from agent_smith.crew import CONTAINER_CONTRACT, CrewPaths, LoadedCrew, load_crew, scaffold_crew
-from agent_smith.demo.crewfile import DEVELOPER, REVIEWER, Facts, demo_crew, demo_settings
+from agent_smith.demo.crewfile import DEVELOPER, REVIEWER, Facts, demo_crew
 from agent_smith.demo.observe import (
     audit_seen,
     chat_events,
@@ -422,9 +422,6 @@ class Runner:
         text = StringIO()
         yaml.dump(data, text)
         write_atomic(crew_file, text.getvalue())
-        settings_file = demo.crew_dir / "agents" / "_shared" / "settings.json"
-        settings = demo_settings(json.loads(settings_file.read_text()))
-        write_atomic(settings_file, json.dumps(settings, indent=2) + "\n")
         demo.loaded = load_crew(demo.crew_dir, self.env)
 
     def _start_firewall(self, demo: Demo) -> None:

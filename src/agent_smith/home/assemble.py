@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 import certifi
 
 from agent_smith.credentials import without_credentials
-from agent_smith.crew import CrewPaths, LoadedCrew, find_credentials
+from agent_smith.crew import CrewPaths, LoadedCrew, PermissionMode, find_credentials
 from agent_smith.egress import FirewallState, ca_cert_for, proxy_url_for
 from agent_smith.errors import MissingPartError, OperationError, UsageError
 from agent_smith.forge.environment import proxy_for
@@ -232,12 +233,25 @@ def _read(path: Path) -> bytes | None:
         raise OperationError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no JSON value")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is beyond the range of a number")
+    return number
+
+
 def _read_json(path: Path) -> Any:
     raw = _read(path)
     if raw is None:
         return MISSING
     try:
-        return json.loads(raw)
+        # Python takes NaN and Infinity, and 1e999 as infinite, and would write them back as
+        # `NaN`/`Infinity`: Claude Code's JSON.parse refuses those, and with them the whole file.
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OperationError(f"{path}: not valid JSON ({exc}); fix or remove it and assemble again") from exc
 
@@ -333,7 +347,11 @@ def _plan(ctx: _Context, proxy_url: str, firewall_ca: bytes, no_proxy: Sequence[
     chat = crew.matrix is not None and agent.matrix is not None
     env = _environment(loaded, name, layout, proxy_url, no_proxy)
     contributed_settings = plan.settings_contribution(
-        loaded.shared.settings, plan.agent_hooks(ctx.command), plan.settings_env(env), plan.own_tool_rules(chat)
+        loaded.shared.settings,
+        plan.agent_hooks(ctx.command),
+        plan.settings_env(env),
+        plan.own_tool_rules(chat),
+        bypass_permissions=agent.permission_mode is PermissionMode.bypass_permissions,
     )
     settings = _read_json_object(layout.settings)
     for record in records:

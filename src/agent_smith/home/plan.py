@@ -198,6 +198,10 @@ def agent_hooks(command: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+# The settings.json key the CLI itself writes once a person accepted bypassPermissions' warning.
+SKIP_BYPASS_WARNING = "skipDangerousModePermissionPrompt"
+
+
 def own_tool_rules(chat: bool) -> list[str]:
     """Permission rules that let the agent use agent-smith's own MCP servers without asking.
 
@@ -212,6 +216,8 @@ def settings_contribution(
     hooks: Mapping[str, list[dict[str, Any]]],
     env: Mapping[str, str],
     allow: Sequence[str] = (),
+    *,
+    bypass_permissions: bool = False,
 ) -> dict[str, Any]:
     """The crew's shared settings with agent-smith's hooks, permission rules and environment added.
 
@@ -220,6 +226,7 @@ def settings_contribution(
     crew's deny rules still win, as Claude Code applies deny first).
     agent-smith's environment wins over the crew's for the same variable
     (trust and proxy must not be undone by a settings file).
+    `bypass_permissions`: the agent starts in that mode.
     """
     contribution: dict[str, Any] = json.loads(json.dumps(dict(crew_settings)))
     merged_hooks = contribution.get("hooks")
@@ -238,6 +245,10 @@ def settings_contribution(
         existing = list(existing) if isinstance(existing, list) else []
         permissions["allow"] = existing + [rule for rule in allow if rule not in existing]
         contribution["permissions"] = permissions
+    if bypass_permissions:
+        # Else the CLI starts at a warning whose preselected answer is "No, exit": an agent nobody
+        # attends would wait there for ever, and a stray Enter would quit it.
+        contribution[SKIP_BYPASS_WARNING] = True
     return contribution
 
 
