@@ -23,7 +23,7 @@ import httpx
 from agent_smith.errors import OperationError, RateLimited, UsageError
 from agent_smith.forge.activity import ReviewActivity
 from agent_smith.forge.environment import proxy_for, ssl_context
-from agent_smith.forge.query import parse_review_activity, repo_path, review_activity_request
+from agent_smith.forge.query import ReviewActivityPages, repo_path
 from agent_smith.forge.retry import GiveUp, RetryPolicy, Wait, after_failure, decide, graphql_rate_limited
 
 if TYPE_CHECKING:
@@ -310,10 +310,11 @@ class ForgeClient:
     ) -> ReviewActivity:
         """Every open pull request ``login`` authored in ``repos`` (all repos when None),
         with its unresolved review threads, and its reviews and conversation comments
-        newer than ``since``: one GraphQL round trip."""
-        query, variables = review_activity_request(login, repos)
-        data = await self.graphql(query, variables, f"review activity of {login}")
-        return parse_review_activity(login, data, since)
+        newer than ``since``: one GraphQL round trip (another per page past GitHub's 100)."""
+        pages = ReviewActivityPages(login, repos)
+        while (request := pages.request()) is not None:
+            pages.add(await self.graphql(*request, f"review activity of {login}"))
+        return pages.activity(since)
 
     # -- pull request actions --------------------------------------------------
 
@@ -408,8 +409,15 @@ def _maybe_applied(idempotent: bool) -> str:
 
 
 def _said(exc: BaseException) -> str:
-    """An exception's text on one line (httpx's are sometimes empty: then its kind)."""
-    return _one_line(str(exc)) or type(exc).__name__
+    """An exception's text on one line. httpx's are sometimes empty (a reset connection is a bare
+    ReadError): then the first text among its causes (the OS's "Connection reset by peer"), else
+    its kind."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if text := _one_line(str(seen)):
+            return text
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def _one_line(text: str) -> str:

@@ -25,11 +25,12 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 from agent_smith.forge.environment import proxy_for, ssl_context
-from agent_smith.forge.query import parse_review_activity, review_activity_request
+from agent_smith.forge.query import ReviewActivityPages
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from _typeshed import WriteableBuffer
 
@@ -89,30 +90,30 @@ class PendingCheck:
         self.what = f"review activity of {login}"
         target = urlsplit(graphql_url)
         self.host = target.hostname or ""
+        self._url = graphql_url
+        self._env = os.environ if env is None else env
+        self._deadline = time.monotonic() + timeout
+        self._ca_cache = ca_cache
+        self._context: ssl.SSLContext | None = None
         self._stream: io.BufferedReader | None = None
         self._failure: Exception | None = None
-        deadline = time.monotonic() + timeout
         try:
-            self._stream = self._send(graphql_url, repos, os.environ if env is None else env, deadline, ca_cache)
+            self._pages = ReviewActivityPages(login, repos)
+            first = self._pages.request()
+            assert first is not None  # the first request always is
+            self._stream = self._send(*first)
         except Exception as exc:  # raised by result(), so the caller meets every failure in one place
             self._failure = exc
 
-    def _send(
-        self,
-        graphql_url: str,
-        repos: Sequence[str] | None,
-        env: Mapping[str, str],
-        deadline: float,
-        ca_cache: Path | None,
-    ) -> io.BufferedReader:
+    def _send(self, query: str, variables: Mapping[str, str]) -> io.BufferedReader:
+        env, deadline = self._env, self._deadline
         token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or ""
         if not token:
             from agent_smith.errors import UsageError
 
             raise UsageError("no GitHub token: set GITHUB_TOKEN")
-        target = urlsplit(graphql_url)
+        target = urlsplit(self._url)
         port = target.port or 443
-        query, variables = review_activity_request(self.login, repos)
         body = json.dumps({"query": query, "variables": variables})
         head = (
             f"POST {target.path or '/graphql'} HTTP/1.1\r\n"
@@ -124,9 +125,11 @@ class PendingCheck:
             f"Content-Length: {len(body.encode())}\r\n"
             "Connection: close\r\n\r\n"
         )
-        context = ssl_context(env, ca_cache)
+        if self._context is None:
+            self._context = ssl_context(env, self._ca_cache)
+        context = self._context
         try:
-            raw = _connect(self.host, port, proxy_for(graphql_url, env), deadline)
+            raw = _connect(self.host, port, proxy_for(self._url, env), deadline)
             try:
                 raw.settimeout(time_left(deadline))
                 tls = context.wrap_socket(raw, server_hostname=_hostname(self.host))
@@ -152,15 +155,24 @@ class PendingCheck:
         if self._failure is not None:
             raise self._failure
         assert self._stream is not None
+        self._pages.add(self._data(self._stream))
+        # Further pages (only where one came back full), each in the time left of the whole check.
+        while (request := self._pages.request()) is not None:
+            self._pages.add(self._data(self._send(*request)))
+        return self._pages.activity(None)
+
+    def _data(self, stream: io.BufferedReader) -> Any:
+        """The ``data`` of the GraphQL answer on `stream` (closed once read); OperationError when the
+        answer is a failure."""
         try:
-            answer = read_response(self._stream)
+            answer = read_response(stream)
         except TimeoutError as exc:
             # Connected and sent: the server is there but slow, not out of reach.
             raise self._failed(f"{self.host} did not answer in time: {type(exc).__name__}: {exc}") from exc
         except (OSError, ProtocolError) as exc:
             raise self._failed(f"cannot reach {self.host}: {type(exc).__name__}: {exc}") from exc
         finally:
-            self._stream.close()
+            stream.close()
         if answer.status == 401:
             raise self._failed(f"{self.host} rejected the token (401); check GITHUB_TOKEN")
         if answer.status >= 400:
@@ -180,7 +192,7 @@ class PendingCheck:
             first = data["errors"][0]
             said = first.get("message", first) if isinstance(first, dict) else first
             raise self._failed(f"GitHub says: {(str(said).strip().splitlines() or [''])[0]}")
-        return parse_review_activity(self.login, data["data"], None)
+        return data["data"]
 
     def _check_rate_limit(self, answer: HttpAnswer, *, limited: bool = False) -> None:
         """RateLimited when GitHub limits the token (``limited``: the body said so): asking again

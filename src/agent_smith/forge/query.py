@@ -21,24 +21,46 @@ if TYPE_CHECKING:
 # in many repositories has its `repo:` qualifiers split over several searches.
 MAX_SEARCH_CHARS = 256
 
-_PULL_REQUEST_FIELDS = """
-      ... on PullRequest {
-        number
-        title
-        url
-        repository { nameWithOwner }
-        reviewThreads(last: 100) {
-          nodes {
+# GitHub's largest page (`first`/`last` are 1 to 100 on every connection).
+PAGE = 100
+# Search gives at most 1,000 results (10 pages); a PR's review threads are rarely more than a few
+# pages. Past this many round trips the server is taken to be paging in circles.
+MAX_ROUNDS = 30
+
+_THREAD_FIELDS = """
             id
             isResolved
             path
             line
-            comments(last: 1) { nodes { id author { login } body createdAt url } }
-          }
-        }
-        reviews(last: 50) { nodes { id author { login } state body submittedAt url } }
-        comments(last: 50) { nodes { id author { login } body createdAt url } }
-      }"""
+            comments(last: 1) { nodes { id author { login } body createdAt url } }"""
+
+# A full page of threads, or of search results, says where the rest begins: the rest is asked for
+# in a further round trip (see `ReviewActivityPages`). `last` gives the newest threads first, so
+# the older ones are on the pages before.
+_PULL_REQUEST_FIELDS = f"""
+      ... on PullRequest {{
+        id
+        number
+        title
+        url
+        repository {{ nameWithOwner }}
+        reviewThreads(last: {PAGE}) {{
+          pageInfo {{ hasPreviousPage startCursor }}
+          nodes {{{_THREAD_FIELDS}
+          }}
+        }}
+        # Not paged: a review or comment is addressed once the agent wrote after it, so older ones
+        # than the newest 50 cannot change what waits for the agent.
+        reviews(last: 50) {{ nodes {{ id author {{ login }} state body submittedAt url }} }}
+        comments(last: 50) {{ nodes {{ id author {{ login }} body createdAt url }} }}
+      }}"""
+
+
+_SEARCH_FIELDS = f"""
+    issueCount
+    pageInfo {{ hasNextPage endCursor }}
+    nodes {{{_PULL_REQUEST_FIELDS}
+    }}"""
 
 
 def review_activity_query(searches: int) -> str:
@@ -46,9 +68,7 @@ def review_activity_query(searches: int) -> str:
     own alias (``s0``, ``s1``…): however many there are, one round trip."""
     variables = ", ".join(f"$q{n}: String!" for n in range(searches))
     fields = "".join(
-        f"\n  s{n}: search(query: $q{n}, type: ISSUE, first: 100) {{\n    issueCount\n    nodes {{"
-        f"{_PULL_REQUEST_FIELDS}\n    }}\n  }}"
-        for n in range(searches)
+        f"\n  s{n}: search(query: $q{n}, type: ISSUE, first: {PAGE}) {{{_SEARCH_FIELDS}\n  }}" for n in range(searches)
     )
     return f"query ReviewActivity({variables}) {{{fields}\n}}\n"
 
@@ -57,6 +77,102 @@ def review_activity_request(login: str, repos: Sequence[str] | None) -> tuple[st
     """The ReviewActivity query and its variables: the login's open PRs, in `repos` when given."""
     searches = review_activity_searches(login, repos)
     return review_activity_query(len(searches)), {f"q{n}": q for n, q in enumerate(searches)}
+
+
+def _more_query(searches: int, threads: int) -> str:
+    """The query for what full pages said continues: `searches` searches from a cursor (``$q``,
+    ``$a``; aliases ``s…``) and `threads` PRs' older review threads (``$p``, ``$b``; aliases ``t…``)."""
+    variables = [f"$q{n}: String!, $a{n}: String!" for n in range(searches)]
+    variables += [f"$p{n}: ID!, $b{n}: String!" for n in range(threads)]
+    fields = [
+        f"\n  s{n}: search(query: $q{n}, type: ISSUE, first: {PAGE}, after: $a{n}) {{{_SEARCH_FIELDS}\n  }}"
+        for n in range(searches)
+    ]
+    fields += [
+        f"\n  t{n}: node(id: $p{n}) {{\n    ... on PullRequest {{\n      reviewThreads(last: {PAGE}, before: $b{n}) {{"
+        f"\n        pageInfo {{ hasPreviousPage startCursor }}\n        nodes {{{_THREAD_FIELDS}\n        }}"
+        "\n      }\n    }\n  }"
+        for n in range(threads)
+    ]
+    return f"query ReviewActivityMore({', '.join(variables)}) {{{''.join(fields)}\n}}\n"
+
+
+class ReviewActivityPages:
+    """A login's review activity, gathered a page at a time. Pure: the caller sends each
+    :meth:`request` and hands its answer's ``data`` to :meth:`add`, until there is no request left.
+
+    The first request is `review_activity_request`'s; there is another only when a page came back
+    full (more than 100 open PRs in a search, or more than 100 review threads on a PR), asking in
+    one round trip for the next page of each. Without it those would be dropped unseen: search
+    results past the first page, and a PR's oldest threads.
+    """
+
+    def __init__(self, login: str, repos: Sequence[str] | None) -> None:
+        self.login = login
+        self.rounds = 0
+        self._searches = review_activity_searches(login, repos)
+        self._pulls: dict[tuple[str, int], dict[str, Any]] = {}  # each PR's node, as first seen
+        self._more_searches: list[tuple[str, str]] = []  # (search, cursor after its last page)
+        self._more_threads: list[tuple[tuple[str, int], str]] = []  # (PR, cursor before its oldest threads)
+        self._asked_searches: list[str] = []
+        self._asked_threads: list[tuple[str, int]] = []
+
+    def request(self) -> tuple[str, dict[str, str]] | None:
+        """The next query and its variables; None once every page is in."""
+        if self.rounds == 0:
+            self._asked_searches, self._asked_threads = list(self._searches), []
+            query = review_activity_query(len(self._searches))
+            variables = {f"q{n}": q for n, q in enumerate(self._searches)}
+        elif not self._more_searches and not self._more_threads:
+            return None
+        elif self.rounds >= MAX_ROUNDS:
+            from agent_smith.errors import OperationError  # here: errors imports dataclasses, the hooks avoid it
+
+            raise OperationError(
+                f"review activity of {self.login}: GitHub still had more pages after {MAX_ROUNDS} requests"
+            )
+        else:
+            searches, threads = self._more_searches, self._more_threads
+            self._more_searches, self._more_threads = [], []
+            self._asked_searches = [search for search, _ in searches]
+            self._asked_threads = [key for key, _ in threads]
+            query = _more_query(len(searches), len(threads))
+            variables = {}
+            for n, (search, after) in enumerate(searches):
+                variables |= {f"q{n}": search, f"a{n}": after}
+            for n, (key, before) in enumerate(threads):
+                variables |= {f"p{n}": str(self._pulls[key]["id"]), f"b{n}": before}
+        self.rounds += 1
+        return query, variables
+
+    def add(self, data: Mapping[str, Any]) -> None:
+        """Take in the ``data`` answering the last request."""
+        for n, search in enumerate(self._asked_searches):
+            result = data[f"s{n}"]
+            for node in result["nodes"]:
+                if not node or (key := (node["repository"]["nameWithOwner"], node["number"])) in self._pulls:
+                    continue
+                self._pulls[key] = node
+                self._follow_threads(key, node["reviewThreads"]["pageInfo"])
+            page = result["pageInfo"]
+            if page["hasNextPage"] and page["endCursor"]:
+                self._more_searches.append((search, page["endCursor"]))
+        for n, key in enumerate(self._asked_threads):
+            older = data[f"t{n}"]
+            if not older:
+                continue  # the PR went away between the two requests
+            threads = self._pulls[key]["reviewThreads"]
+            threads["nodes"] = [*older["reviewThreads"]["nodes"], *threads["nodes"]]
+            self._follow_threads(key, older["reviewThreads"]["pageInfo"])
+        self._asked_searches, self._asked_threads = [], []
+
+    def _follow_threads(self, key: tuple[str, int], page: Mapping[str, Any]) -> None:
+        if page["hasPreviousPage"] and page["startCursor"]:
+            self._more_threads.append((key, page["startCursor"]))
+
+    def activity(self, since: dt.datetime | None) -> ReviewActivity:
+        """Every page's PRs and threads, with reviews and comments newer than `since`."""
+        return parse_review_activity(self.login, {"s0": {"nodes": list(self._pulls.values())}}, since)
 
 
 _GHOST = "ghost"  # GitHub's name for a deleted account

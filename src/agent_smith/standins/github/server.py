@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -41,6 +42,13 @@ _SCHEMA = Path("@octokit") / "graphql-schema" / "schema.graphql"
 _DOCS = "https://docs.github.com/rest"
 _SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 _RATE_LIMITS_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+# GitHub's error page ("Unicorn!"), shortened: what its front answers a 5xx with, REST and GraphQL alike.
+_UNICORN = (
+    b"<!DOCTYPE html>\r\n<html>\r\n  <head>\r\n    <title>Unicorn! &middot; GitHub</title>\r\n  </head>\r\n"
+    b"  <body>\r\n    <p><strong>No server is currently available to service your request.</strong></p>\r\n"
+    b"    <p>Sorry about that. Please try refreshing and contact us if the problem persists.</p>\r\n"
+    b"  </body>\r\n</html>\r\n"
+)
 
 
 def find_schema() -> Path:
@@ -80,6 +88,10 @@ class Fault:
     # Carry the request out first, then misbehave: GitHub's front can fail to answer a request its
     # back end already acted on (a comment posted, then a 502).
     applied: bool = False
+    # Answer GitHub's HTML error page ("Unicorn!") instead of JSON, as its front does on a 5xx.
+    html: bool = False
+    # Of a disconnect: end the connection with a TCP reset (a dropped load balancer), not a close.
+    reset: bool = False
 
 
 class Faults:
@@ -97,11 +109,13 @@ class Faults:
         path: str = "/",
         retry_after: int | None = None,
         applied: bool = False,
+        html: bool = False,
     ) -> None:
-        self._add(Fault(FaultKind.STATUS, path, times, status=status, retry_after=retry_after, applied=applied))
+        fault = Fault(FaultKind.STATUS, path, times, status=status, retry_after=retry_after, applied=applied, html=html)
+        self._add(fault)
 
-    def disconnect(self, *, times: int = 1, path: str = "/", applied: bool = False) -> None:
-        self._add(Fault(FaultKind.DISCONNECT, path, times, applied=applied))
+    def disconnect(self, *, times: int = 1, path: str = "/", applied: bool = False, reset: bool = False) -> None:
+        self._add(Fault(FaultKind.DISCONNECT, path, times, applied=applied, reset=reset))
 
     def primary_rate_limit(self, reset_in: int = 60, *, times: int = 1, path: str = "/") -> None:
         """The token's limit spent until ``reset_in`` seconds from the answer: REST says 403 with
@@ -573,6 +587,9 @@ class _Handler(BaseHTTPRequestHandler):
         dropped = fault.kind is FaultKind.DISCONNECT
         standin.record(Exchange("fault", self.command, path, 0 if dropped else fault.status))  # 0: no answer
         if dropped:
+            if fault.reset:
+                # Linger 0: closing sends RST, so the client reads ECONNRESET, not an end of stream.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True  # the handler closes the socket: no answer at all
             return
         self._send(self._fault_reply(fault, path, standin.viewer(headers.get("authorization"))[0]))
@@ -607,6 +624,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
             }
             return _json_reply(403, body, headers)
+        if fault.html:
+            return _Reply(fault.status, _UNICORN, headers, "text/html; charset=utf-8")
         return _json_reply(fault.status, {"message": "Server Error"}, headers)
 
     def _send(self, reply: _Reply) -> None:
