@@ -9,7 +9,7 @@ import socket
 import threading
 
 import pytest
-from tests.fixtures.github import GitHubFixture
+from tests.fixtures.github import GitHubFixture, Sleeps
 
 from agent_smith.crew import Forge
 from agent_smith.errors import OperationError, RateLimited, UsageError
@@ -37,14 +37,6 @@ async def _open(gh: GitHubFixture, client: ForgeClient, n: int, login: str = "al
     await asyncio.to_thread(gh.push_branch, login, f"topic-{n}", _change(n), f"topic {n}")
     opened = await client.open_pull_request(REPO, head=f"topic-{n}", base="main", title=f"Topic {n}")
     return opened.number
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 async def test_review_activity_is_one_round_trip(github_standin: GitHubFixture) -> None:

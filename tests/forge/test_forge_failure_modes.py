@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.fixtures.github import GitHubFixture
+from tests.fixtures.github import GitHubFixture, Sleeps
 
 from agent_smith.errors import OperationError
 from agent_smith.forge import ItemKind, unaddressed
@@ -18,14 +18,6 @@ REPO = "carol/widgets"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def _one_line_without_html_or_token(message: str) -> None:

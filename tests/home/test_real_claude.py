@@ -21,7 +21,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from agent_smith.crew import load_crew
-from agent_smith.home import MCP_TOKEN_VAR, MCP_URL_VAR, AssembleOptions, agent_environment, assemble
+from agent_smith.home import MCP_TOKEN_VAR, MCP_URL_VAR, AssembleOptions, AssemblyReport, agent_environment, assemble
 from agent_smith.hooks import prompt_tool
 from agent_smith.runtime import ClaudeLaunch, PermissionMode, Tmux, claude_launch, start_in_tmux
 from agent_smith.standins import RequestKind
@@ -41,6 +41,25 @@ def _wait(predicate: Any, what: str, timeout: float = 30.0) -> Any:
             return found
         time.sleep(0.1)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def _launch_in(
+    report: AssemblyReport, claude_binary: Path, base_url: str, mode: PermissionMode, **options: Any
+) -> ClaudeLaunch:
+    """The CLI as the supervisor starts it in an assembled home."""
+    launch = claude_launch(
+        claude_binary,
+        cwd=report.workspace,
+        home=report.home,
+        config_dir=report.home / ".claude",
+        base_url=base_url,
+        running_as_root=os.geteuid() == 0,
+        permission_mode=mode,
+        **options,
+    )
+    # HOME alone decides where the CLI reads ~/.claude.json; CLAUDE_CONFIG_DIR would move it.
+    env = {k: v for k, v in launch.env.items() if k != "CLAUDE_CONFIG_DIR"}
+    return ClaudeLaunch(launch.argv, env, launch.cwd)
 
 
 def _system_text(body: dict[str, Any]) -> str:
@@ -72,23 +91,12 @@ def test_claude_reads_the_assembled_home(
     # The prompt context as the supervisor serves it: the real tool, for devbot's environment.
     events = McpHttpStub(log, token=EVENTS_TOKEN, tools=[prompt_tool(agent_environment(loaded, "devbot"))])
 
-    launch = claude_launch(
-        claude_binary,
-        cwd=report.workspace,
-        home=report.home,
-        config_dir=report.home / ".claude",
-        base_url=server.agent_url("devbot"),
-        running_as_root=os.geteuid() == 0,
-        permission_mode=PermissionMode.DEFAULT,
-        tool_search=False,
-    )
-    # HOME alone decides where the CLI reads ~/.claude.json; CLAUDE_CONFIG_DIR would move it.
-    env = {k: v for k, v in launch.env.items() if k != "CLAUDE_CONFIG_DIR"}
+    launch = _launch_in(report, claude_binary, server.agent_url("devbot"), PermissionMode.DEFAULT, tool_search=False)
     # What the supervisor puts in the pane's environment for the event tools' entry to expand.
-    env.update({MCP_URL_VAR: events.url, MCP_TOKEN_VAR: EVENTS_TOKEN})
+    launch.env.update({MCP_URL_VAR: events.url, MCP_TOKEN_VAR: EVENTS_TOKEN})
     events.start()
     request.addfinalizer(events.close)
-    pane = start_in_tmux(tmux_server, "devbot", ClaudeLaunch(launch.argv, env, launch.cwd), remain_on_exit=True)
+    pane = start_in_tmux(tmux_server, "devbot", launch, remain_on_exit=True)
     leak_check.track(pane.pane_pid, "claude devbot")
     # MCP servers connect in the background; the prompt goes once all three listed their tools.
     _wait(
@@ -124,8 +132,8 @@ def test_claude_reads_the_assembled_home(
     stop = _wait(lambda: hook("stop"), "the Stop hook")[0]
     assert json.loads(stop["stdin"])["hook_event_name"] == "Stop"
     # The agent's environment reached the hook through settings.json, not the launching process.
-    assert "SSL_CERT_FILE" not in env
-    assert "HTTPS_PROXY" not in env
+    assert "SSL_CERT_FILE" not in launch.env
+    assert "HTTPS_PROXY" not in launch.env
     assert stop["env"]["SSL_CERT_FILE"] == str(report.home / ".config" / "agent-smith" / "ca-bundle.pem")
     assert stop["env"]["HTTPS_PROXY"].startswith("http://devbot:")
     assert stop["env"]["AGENT_NAME"] == "devbot"
@@ -147,7 +155,7 @@ def test_claude_reads_the_assembled_home(
     assert [str(c.path) for c in again.files] == [], "".join(c.diff for c in again.files)
     # ... and the CLI starts straight at its prompt on that home again (no onboarding, no trust dialog).
     tmux_server.kill_session("devbot")
-    restarted = start_in_tmux(tmux_server, "devbot-again", ClaudeLaunch(launch.argv, env, launch.cwd))
+    restarted = start_in_tmux(tmux_server, "devbot-again", launch)
     leak_check.track(restarted.pane_pid, "claude devbot, restarted")
 
 
@@ -182,16 +190,7 @@ def test_an_agent_assembled_for_bypass_mode_starts_at_its_prompt(
     yaml.dump(data, crew / "crew.yaml")
     report = assemble(load_crew(crew, env={}), "devbot", AssembleOptions(agent_smith_command=str(command), env={}))
     server = model_server({"agents": {"devbot": []}})
-    launch = claude_launch(
-        claude_binary,
-        cwd=report.workspace,
-        home=report.home,
-        config_dir=report.home / ".claude",
-        base_url=server.agent_url("devbot"),
-        running_as_root=os.geteuid() == 0,
-        permission_mode=PermissionMode.BYPASS_PERMISSIONS,
-    )
-    env = {k: v for k, v in launch.env.items() if k != "CLAUDE_CONFIG_DIR"}
-    pane = start_in_tmux(tmux_server, "devbot", ClaudeLaunch(launch.argv, env, launch.cwd), ready_timeout=20)
+    launch = _launch_in(report, claude_binary, server.agent_url("devbot"), PermissionMode.BYPASS_PERMISSIONS)
+    pane = start_in_tmux(tmux_server, "devbot", launch, ready_timeout=20)
     leak_check.track(pane.pane_pid, "claude devbot in bypass mode")
     assert "bypass permissions on" in tmux_server.capture("devbot")
