@@ -159,3 +159,15 @@ async def test_a_connection_reset_is_retried_for_reads_and_never_resends_a_write
     assert "reset by peer" in message  # the OS says what happened; httpx alone says "ReadError"
     assert "may have applied it anyway" in message
     _one_line_without_html_or_token(message)
+
+
+async def test_a_success_that_is_not_json_is_said_in_one_line(github_standin: GitHubFixture) -> None:
+    # GitHub never sends it; a proxy or captive portal in its place does (a login page with a 200).
+    gh = github_standin
+    async with gh.client("alice") as alice:
+        gh.standin.faults.fail(200, path="/api/v3/user", html=True)
+        with pytest.raises(OperationError) as failed:
+            await alice.viewer_login()
+    message = str(failed.value)
+    assert message == f"who am I: {gh.host} answered 200 but not in JSON"
+    _one_line_without_html_or_token(message)

@@ -236,7 +236,11 @@ class ForgeClient:
             raise self._fail(response, what, idempotent=method == "GET")
         if accept and "diff" in accept:
             return response.text
-        data = response.json() if response.content else None
+        try:
+            data = response.json() if response.content else None
+        except ValueError as exc:
+            # A proxy's page in GitHub's place, say: a 2xx GitHub itself never sends.
+            raise OperationError(f"{what}: {self.host} answered {response.status_code} but not in JSON") from exc
         etag = response.headers.get("etag")
         if method == "GET" and etag and not accept:
             self._etags[url] = (etag, data)
