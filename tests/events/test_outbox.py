@@ -193,3 +193,50 @@ def test_a_new_segment_s_name_is_made_durable(tmp_path: Path, monkeypatch: pytes
     # Before the records' own fsync, so before any caller is told they are kept.
     assert synced.index((directory.st_dev, directory.st_ino)) < synced.index((named.st_dev, named.st_ino))
     box.close()
+
+
+def test_a_segment_left_torn_by_a_failed_append_takes_no_more_and_is_still_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write cut short by a full disk, and a truncate back that fails as well: what follows a
+    tear is unreadable, so the next records go to a new segment, and the torn one keeps what it
+    held before the failed write."""
+    box = Outbox(tmp_path)
+    box.append([rec(1)])
+    write = os.write
+
+    def cut_short(fd: int, data: bytes) -> int:
+        write(fd, bytes(data[:10]))
+        raise OSError(28, "No space left on device")
+
+    def failing(fd: int, length: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "write", cut_short)
+    monkeypatch.setattr(os, "ftruncate", failing)
+    with pytest.raises(OperationError, match=r"No space left on device$"):
+        box.append([rec(2)])
+    monkeypatch.undo()
+    box.append([rec(3)])
+    assert [[r.msg_id for r in s.pending] for s in box.segments()] == [["id-00001"], ["id-00003"]]
+    box.close()
+    again = Outbox(tmp_path)
+    assert again.claim_orphans() == 2
+    assert [r.msg_id for s in again.segments() for r in s.pending] == ["id-00001", "id-00003"]
+    again.close()
+
+
+def test_a_cursor_that_cannot_be_saved_is_said_once_and_sending_goes_on(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.append([rec(1), rec(2)])
+    (segment,) = box.segments()
+    # A directory with something in it cannot be replaced by the cursor file: its write fails.
+    (segment.path.with_suffix(".done") / "blocked").mkdir(parents=True)
+    with captured_warnings("agent_smith.events") as logged:
+        segment.mark_flushed(1)
+        segment.mark_flushed(2)
+    assert segment.flushed == 2
+    assert [r.getMessage() for r in logged] == [
+        f"outbox segment {segment.path}: cannot save how much of it was sent (Is a directory)"
+    ]
+    box.close()

@@ -446,6 +446,31 @@ def test_a_pump_that_keeps_failing_backs_off(
     assert [pump_backoff(n) for n in (1, 2, 3, 8, 9, 100)] == [0.1, 0.2, 0.4, 10.0, 10.0, 10.0]
 
 
+def test_callers_whose_events_the_pump_held_when_it_failed_are_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pump fails on the batch it took from the queue: those callers hear it, as the ones
+    still queued do, rather than waiting forever."""
+
+    def failing(self: Outbox, records: object) -> None:
+        raise RuntimeError("the outbox broke")
+
+    monkeypatch.setattr(Outbox, "append", failing)
+
+    async def run() -> None:
+        async with Publisher(SETTINGS, tmp_path / "outbox", None) as publisher:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(publisher.publish(task(n)) for n in range(3)), return_exceptions=True), 5
+            )
+        assert [str(r) for r in results] == ["event publisher failed: the outbox broke"] * 3
+
+    logging.getLogger("agent_smith.events.publisher").disabled = True
+    try:
+        asyncio.run(run())
+    finally:
+        logging.getLogger("agent_smith.events.publisher").disabled = False
+
+
 def test_a_server_without_jetstream_is_said_as_such(tmp_path: Path, leak_check: LeakCheck) -> None:
     with plain_nats(leak_check) as port:
         url = f"nats://127.0.0.1:{port}"

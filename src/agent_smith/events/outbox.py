@@ -76,7 +76,11 @@ class Segment:
 
     def __init__(self, path: Path, handle: IO[bytes]) -> None:
         self.path = path
+        # Unbuffered: closing it never writes, so never fails on a full disk.
         self._handle = handle
+        # Bytes of a failed append stayed in the file: a reader stops there, so nothing may follow.
+        self.torn = False
+        self._cursor_lags = False
         self.records = decode_records(path.read_bytes())
         cursor = _read_done(_done_path(path))
         self.flushed = sent_count(cursor, len(self.records))
@@ -98,15 +102,34 @@ class Segment:
         return len(self.records) - self.flushed
 
     def append(self, records: Sequence[OutboxRecord]) -> None:
-        data = b"".join(encode_record(r) for r in records)
-        self._handle.write(data)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        """Write and fsync all of `records`, or raise OSError leaving the file as it was."""
+        fd = self._handle.fileno()
+        end = os.lseek(fd, 0, os.SEEK_END)
+        rest = memoryview(b"".join(encode_record(r) for r in records))
+        try:
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+            os.fsync(fd)
+        except OSError:
+            # Whole records may be in before a full disk stops the write: their callers hear that
+            # their events were not kept, so no part of them may be sent later.
+            try:
+                os.ftruncate(fd, end)
+            except OSError:
+                self.torn = True
+            raise
         self.records.extend(records)
 
     def mark_flushed(self, count: int) -> None:
         self.flushed = count
-        write_atomic(_done_path(self.path), str(count).encode(), 0o600)
+        try:
+            write_atomic(_done_path(self.path), str(count).encode(), 0o600)
+        except OSError as exc:
+            # A cursor on disk that lags means a resend after a crash (the stream drops a repeated
+            # Nats-Msg-Id), never a loss: no reason to stop sending, or to fail anyone's event.
+            if not self._cursor_lags:
+                log.warning("outbox segment %s: cannot save how much of it was sent (%s)", self.path, exc.strerror)
+                self._cursor_lags = True
 
     def remove(self) -> None:
         """Delete a fully flushed segment, then give up its lock."""
@@ -148,7 +171,7 @@ def _lock(path: Path) -> Segment | None:
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
     except FileNotFoundError:
         return None
-    handle = os.fdopen(fd, "ab+")
+    handle = os.fdopen(fd, "ab+", buffering=0)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -170,7 +193,7 @@ def _create(directory: Path) -> Segment:
     segment_id = new_id()
     making = directory / f"new-{segment_id}.log"
     fd = os.open(making, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
-    handle = os.fdopen(fd, "ab+")
+    handle = os.fdopen(fd, "ab+", buffering=0)
     try:
         # Nobody else opens a new- file: this cannot block.
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -202,11 +225,11 @@ class Outbox:
                 self._own = _create(self.directory)
             self._own.append(records)
         except OSError as exc:
-            # The segment may now end in a torn record; later appends go to a fresh one.
-            if self._own is not None:
-                self._own.close()
+            if self._own is not None and self._own.torn:
+                # Still flushed from what it holds in memory; later appends go to a fresh segment.
+                self._claimed.append(self._own)
                 self._own = None
-            raise OperationError(f"cannot write the event outbox in {self.directory}: {exc}") from exc
+            raise OperationError(f"cannot write the event outbox in {self.directory}: {exc.strerror or exc}") from exc
 
     def claim_orphans(self) -> int:
         """Lock segments whose publisher is gone; return how many records they still hold."""

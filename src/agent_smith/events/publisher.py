@@ -146,6 +146,8 @@ class Publisher:
         self._said = ""
         # The server's refusal of our credentials, reported before nats-py gives up with NoServersError.
         self._refused: Exception | None = None
+        # Whether the last write to the outbox failed (a full disk, say), so that it is said once.
+        self._outbox_fails = False
         self._closing = False
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
@@ -422,11 +424,19 @@ class Publisher:
         if self._up:
             self._falls += 1
         said = stream_answer(error)
-        if said is None:
-            self._mark_down(_describe(error))
-        else:
+        if said is not None:
             # The server is there and answered: "unreachable" would send people the wrong way.
             self._mark_down("stream refused", f"the event stream {self.settings.stream} refused events: {said}")
+        elif isinstance(error, TimeoutError) and self._nc is not None and self._nc.is_connected:
+            # Connected, yet unanswered: the stream, not the network. nats-server 2.15 does this to
+            # a stream whose store once hit a full disk, until the server restarts.
+            self._mark_down(
+                _describe(error),
+                f"the event stream {self.settings.stream} at {shown_url(self.url or '')} "
+                f"acknowledged no event within {self._ack_timeout:g} s",
+            )
+        else:
+            self._mark_down(_describe(error))
 
     def _expire(self, tokens: list[str]) -> None:
         for token in tokens:
@@ -469,6 +479,7 @@ class Publisher:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            batch: list[_Job] = []
             try:
                 self._settle_failed()
                 if self._up and self.outbox.depth():
@@ -484,7 +495,11 @@ class Publisher:
             except Exception as exc:
                 # The pump must outlive any one failure: callers would hang without it.
                 log.exception("event publisher pump failed")
-                self._fail_queued(OperationError(f"event publisher failed: {exc}"))
+                # The batch in hand waits like the queue; what of it was sent is settled by its ack.
+                held = {id(job) for job in [*self._in_flight.values(), *self._failed]}
+                unsent = [job for job in batch if id(job) not in held]
+                queued, self._queue = self._queue, []
+                self._fail_jobs([*unsent, *queued], OperationError(f"event publisher failed: {exc}"))
                 # A failure that repeats (the outbox it keeps trying to flush, say) must not spin.
                 failures += 1
                 await asyncio.sleep(pump_backoff(failures))
@@ -509,10 +524,14 @@ class Publisher:
         try:
             self.outbox.append([job.record for job in batch])
         except OperationError as exc:
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            if not self._outbox_fails and self._log_outages:
+                log.warning("%s: events that cannot go to the stream now are refused to their callers", exc)
+            self._outbox_fails = True
+            self._fail_jobs(batch, exc)
             return
+        if self._outbox_fails and self._log_outages:
+            log.warning("the event outbox in %s takes events again", self.outbox.directory)
+        self._outbox_fails = False
         for job in batch:
             self._count(job.type, "outbox")
             if not job.future.done():
@@ -533,9 +552,11 @@ class Publisher:
                 await self._wait_for_room()
                 await self._dispatch(jobs)
                 await asyncio.wait([job.future for job in jobs])
+                # All read, not only up to the first failure: asyncio logs each exception never
+                # read, which would be a traceback per kept event at every failed flush.
+                errors = [job.future.exception() for job in jobs]
                 sent = set_aside = 0
-                for job in jobs:
-                    error = job.future.exception()
+                for job, error in zip(jobs, errors, strict=True):
                     if error is not None and not refused(error):
                         break
                     if error is not None:
@@ -552,9 +573,8 @@ class Publisher:
             self.outbox.retire(segment)
         self._update_depth()
 
-    def _fail_queued(self, exc: Exception) -> None:
-        queued, self._queue = self._queue, []
-        for job in queued:
+    def _fail_jobs(self, jobs: list[_Job], exc: Exception) -> None:
+        for job in jobs:
             if not job.future.done():
                 job.future.set_exception(exc)
 
