@@ -85,12 +85,12 @@ EmbeddedNats(Path({str(tmp_path / "nats")!r})).start()
     assert done.returncode == -signal.SIGKILL
     found = running_server(tmp_path / "nats")
     assert found is not None
-    pid, url = found
-    leak_check.track(pid, "embedded nats-server")
+    leak_check.track(found.pid, "embedded nats-server")
     try:
-        assert url.startswith("nats://127.0.0.1:")
+        assert found.url.startswith("nats://127.0.0.1:")
+        assert found.monitor_port is not None
     finally:
-        terminate(pid, 10.0)
+        terminate(found.pid, 10.0)
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path, leak_check: LeakCheck) -> None:

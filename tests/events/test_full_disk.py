@@ -1,17 +1,13 @@
 """A full disk under the outbox or under the NATS store, then freed: every caller hears whether its
 event was kept, nothing kept is lost or sent twice, and nothing refused turns up later.
 
-A real 2 MiB tmpfs is the disk (mounting it takes root, which the project's machines are), filled
-by a file and freed by removing it; a real nats-server keeps the stream.
+A real 2 MiB tmpfs is the disk (`small_disk`); a real nats-server keeps the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +16,7 @@ from agent_smith.crew import EventLog
 from agent_smith.errors import OperationError
 from agent_smith.events import Publisher, TaskDone
 from tests.events.helpers import SETTINGS, captured_warnings, stored
+from tests.fixtures.disk import fill
 from tests.fixtures.nats import NatsServer
 from tests.fixtures.processes import LeakCheck
 
@@ -29,39 +26,6 @@ pytestmark = pytest.mark.real
 SMALL = EventLog(max_bytes=256 * 1024)
 # What a caller still waiting after this long is taken for: left hanging.
 ANSWER_WITHIN = 10.0
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(disk)], text=True, capture_output=True
-    )
-    if mounted.returncode:
-        pytest.fail(f"cannot mount a tmpfs at {disk} (these tests run as root): {mounted.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "--lazy", str(disk)], check=True)
-
-
-def fill(disk: Path, leave: int = 0) -> Path:
-    """Fill `disk` up, then give back `leave` bytes; removing the returned file frees it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        with pytest.raises(OSError, match="No space left on device"):
-            write_forever(fd)
-        os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
-    finally:
-        os.close(fd)
-    return filler
-
-
-def write_forever(fd: int) -> None:
-    while True:
-        os.write(fd, b"x" * 65536)
 
 
 def task(n: int) -> TaskDone:

@@ -1,8 +1,8 @@
 """The embedded nats-server: JetStream on loopback, its store under the crew's state directory.
 
 `agent-smith up` starts one when crew.yaml names no `events.nats_url`. It
-writes ``server.json`` (url, pid) into its store directory so other commands
-of the same crew (`events query`, hooks) find it.
+writes ``server.json`` (url, pid, monitoring port) into its store directory so
+other commands of the same crew (`events query`, hooks) find it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -102,9 +103,8 @@ class EmbeddedNats:
         )
         # Said before it is healthy: should this process die while waiting (kill -9), `down` and
         # the next `up` still find the server it left running, in its own session.
-        write_atomic(
-            self.store_dir / STATE_FILE, json.dumps({"url": self.url, "pid": self._process.pid}) + "\n", durable=False
-        )
+        state = {"url": self.url, "pid": self._process.pid, "monitor_port": self.monitor_port}
+        write_atomic(self.store_dir / STATE_FILE, json.dumps(state) + "\n", durable=False)
         try:
             self._wait_healthy(timeout)
         except _Exited as exited:
@@ -171,21 +171,47 @@ class EmbeddedNats:
         self.stop()
 
 
-def running_server(store_dir: Path) -> tuple[int, str] | None:
-    """The pid and URL of the live embedded server that wrote `server.json` into `store_dir`,
-    if any: one whose pid now names another process (the file outlived a reboot) is none."""
+@dataclass(frozen=True)
+class RunningServer:
+    pid: int
+    url: str
+    # None in the file of an agent-smith from before it was written there.
+    monitor_port: int | None
+
+
+def running_server(store_dir: Path) -> RunningServer | None:
+    """The live embedded server that wrote `server.json` into `store_dir`, if any: one whose pid
+    now names another process (the file outlived a reboot) is none."""
     try:
         state = json.loads((store_dir / STATE_FILE).read_text())
-        pid, url = int(state["pid"]), str(state["url"])
-    except (OSError, ValueError, KeyError, TypeError):  # OSError: none there, or no store to read
+        pid, url, monitor = int(state["pid"]), str(state["url"]), state.get("monitor_port")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # OSError: none there, or no store to read
         return None
-    return (pid, url) if runs_with(pid, _store_args(store_dir)) else None
+    if not runs_with(pid, _store_args(store_dir)):
+        return None
+    return RunningServer(pid, url, monitor if isinstance(monitor, int) else None)
 
 
 def running_server_url(store_dir: Path) -> str | None:
     """The URL of the live embedded server that wrote `server.json` into `store_dir`, if any."""
     found = running_server(store_dir)
-    return None if found is None else found[1]
+    return None if found is None else found.url
+
+
+def health_problem(monitor_port: int, timeout: float = 2.0) -> str | None:
+    """What nats-server's own health check says is wrong (its JetStream cannot write its store,
+    say), or None: healthy, or not answering (whether it runs is for its process to tell)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/healthz", timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        try:
+            said = json.loads(exc.read()).get("error")
+        except (ValueError, AttributeError, OSError):
+            said = None
+        return str(said) if said else f"its health check answered {exc.code}"
+    except (urllib.error.URLError, OSError):
+        return None
 
 
 def _store_args(store_dir: Path) -> list[str]:

@@ -967,7 +967,7 @@ def _nats_pid(crew: Crew) -> int | None:
     from agent_smith.events.embedded import running_server
 
     found = running_server(CrewPaths.of(crew).nats)
-    return None if found is None else found[0]
+    return None if found is None else found.pid
 
 
 def _firewall_pid(rd: RunDir) -> int | None:
