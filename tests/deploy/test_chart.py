@@ -117,6 +117,14 @@ def test_the_chart_aliases_host_names_exactly_as_the_cli_does(tmp_path: Path) ->
     assert check_manifests(chart, render_crew(loaded.crew, files).external, secret_env=secret_env_of(loaded.crew)) == []
 
 
+@pytest.mark.parametrize("host", ["localhost", "[::1]"])
+def test_the_chart_opens_no_namespace_to_a_loopback_homeserver_as_the_cli_does(tmp_path: Path, host: str) -> None:
+    loaded = example_crew(tmp_path, {"homeserver: http://127.0.0.1:8008": f"homeserver: http://{host}:8008"})
+    files = crew_files(loaded)
+    chart = helm_render(chart_values(loaded.crew, files))
+    assert_same(render_crew(loaded.crew, files).manifests, chart)
+
+
 def test_the_chart_takes_its_namespace_from_the_release(tmp_path: Path) -> None:
     loaded, files = example(tmp_path)
     chart = helm_render(chart_values(loaded.crew, files), namespace="team-b")
@@ -179,6 +187,10 @@ def test_the_values_schema_refuses_what_crew_yaml_refuses(edit: Any, message: st
             "kubernetes.transparent_egress: needs egress.transparent_listen",
         ),
         (lambda v: v["events"].update(nats_url="nats://nats.example.com:4222"), "set kubernetes.nats_peer"),
+        (
+            lambda v: v["events"].update(nats_url="nats://localhost:4222"),
+            "events.nats_url: localhost is not an in-cluster Service",
+        ),
         (
             lambda v: (
                 v.update(matrix={"homeserver": "https://matrix.example.org"}),

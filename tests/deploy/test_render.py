@@ -439,6 +439,25 @@ def test_warnings_name_what_the_network_cannot_allow(tmp_path: Path) -> None:
     assert len(rendered.warnings) == len(set(rendered.warnings))
 
 
+@pytest.mark.parametrize("host", ["localhost", "[::1]"])
+def test_a_loopback_homeserver_by_name_is_said_and_opens_no_namespace(tmp_path: Path, host: str) -> None:
+    """`localhost` is one label like a Service name, but in a pod it is the pod: the channel would
+    be dead, and a rule to the crew's own namespace would open it to every pod there."""
+    loaded = example_crew(tmp_path, {"homeserver: http://127.0.0.1:8008": f"homeserver: http://{host}:8008"})
+    rendered = render_crew(loaded.crew, crew_files(loaded))
+    assert any("matrix.homeserver points at loopback" in w for w in rendered.warnings)
+    policy = next(
+        m for m in rendered.manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].endswith("-devbot")
+    )
+    assert all(port["port"] != 8008 for rule in policy["spec"]["egress"] for port in rule["ports"])
+
+
+def test_a_loopback_nats_server_by_name_is_refused(tmp_path: Path) -> None:
+    loaded = example_crew(tmp_path, {"  # nats_url: nats://nats.example:4222": "  nats_url: nats://localhost:4222"})
+    with pytest.raises(UsageError, match=r"events\.nats_url: localhost is not an in-cluster Service"):
+        render_crew(loaded.crew, crew_files(loaded))
+
+
 # ---- the pods' environment loads the crew as the container contract says --------------------
 
 
@@ -750,6 +769,10 @@ def test_bad_quantities_are_refused(text: str) -> None:
         ("synapse.chat.svc.cluster.local", "chat"),
         ("matrix.example.org", None),
         ("127.0.0.1", None),
+        # One label, and no Service: in a pod, the pod itself.
+        ("localhost", None),
+        ("::1", None),
+        ("fd00::5", None),
     ],
 )
 def test_in_cluster_hosts_name_their_namespace(host: str, namespace: str | None) -> None:

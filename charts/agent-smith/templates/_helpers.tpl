@@ -63,10 +63,11 @@ capabilities:
 {{- trimAll "[]" $host | lower }} {{ $port }}
 {{- end }}
 
-{{/* The namespace of an in-cluster Service host ("name" or "name.ns.svc[.domain]"), else "". */}}
+{{/* The namespace of an in-cluster Service host ("name" or "name.ns.svc[.domain]"), else "".
+     localhost and an IPv6 literal are one label too, and no Service: in a pod they are the pod. */}}
 {{- define "agent-smith.clusterNamespace" -}}
 {{- $labels := splitList "." .host }}
-{{- if and (eq (len $labels) 1) .host }}{{ .own }}
+{{- if and (eq (len $labels) 1) (regexMatch "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$" .host) (ne .host "localhost") }}{{ .own }}
 {{- else if and (ge (len $labels) 3) (eq (index $labels 2) "svc") }}{{ index $labels 1 }}
 {{- end }}
 {{- end }}

@@ -83,6 +83,8 @@ _IP_LITERAL = re.compile(r"[0-9.]+")
 # What the API server takes as a hostAliases name (a DNS-1123 subdomain).
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# What a Service may be called (a DNS-1035 label): a bare host name of that shape may be one.
+_SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # Kubernetes' own quantity grammar (k8s.io/apimachinery resource.Quantity).
 _PRIVATE_V4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
 _PRIVATE_V6 = ["fc00::/7", "fe80::/10"]
@@ -217,10 +219,11 @@ def in_cluster_namespace(host: str, own: str) -> str | None:
     """The namespace of an in-cluster Service host name (``name`` or ``name.ns.svc[.domain]``).
 
     ``name.ns`` also resolves in a pod, but reads like a public name (``matrix.org``): not guessed.
+    ``localhost`` and an IPv6 literal are one label too, and no Service: in a pod they are the pod.
     """
     labels = host.split(".")
-    if len(labels) == 1 and host:
-        return own
+    if len(labels) == 1:
+        return own if _SERVICE_NAME.fullmatch(host) and host != "localhost" else None
     if len(labels) >= 3 and labels[2] == "svc":
         return labels[1]
     return None
