@@ -9,8 +9,14 @@ itself before it expires.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
-from collections.abc import Mapping
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +30,13 @@ __all__ = [
     "ClaudeTokens",
     "TokenStore",
     "apply_token_response",
+    "expired",
     "refresh_due",
+    "refresh_refusal",
     "refresh_request_body",
     "stub_refresh_answer",
     "tokens_from_credentials",
+    "unusable_login_answer",
 ]
 
 # Claude Code's public OAuth client id (the CLI sends the same one).
@@ -91,6 +100,40 @@ def refresh_due(tokens: ClaudeTokens, now_s: float, margin_s: float) -> bool:
     return tokens.expires_at_ms / 1000 - now_s <= margin_s
 
 
+def expired(tokens: ClaudeTokens, now_s: float) -> bool:
+    return tokens.expires_at_ms <= now_s * 1000
+
+
+# An OAuth error code (RFC 6749 §5.2): safe to log, unlike a description, which may quote anything.
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
+
+
+def refresh_refusal(status: int, body: bytes) -> str:
+    """What a token endpoint that did not renew the login said, for a log line and the agents."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    code = data.get("error") if isinstance(data, dict) else None
+    said = f"the token endpoint answered HTTP {status}"
+    if isinstance(code, str) and _OAUTH_ERROR.fullmatch(code):
+        said += f" ({code})"
+    if status in (400, 401, 403):
+        # A refresh token is single-use and may be revoked: retrying it never helps, a new login does.
+        said += "; it refuses this login: import a fresh one with `agent-smith firewall import-claude-login FILE`"
+    return said
+
+
+def unusable_login_answer(why: str) -> dict[str, Any]:
+    """What a request to the model API gets while the real login is expired and cannot be renewed:
+    the API's own error shape, so the CLI shows the message, rather than the API's 401 for an
+    expired token, which would send a person to a `/login` the firewall refuses."""
+    return {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": f"agent-smith firewall: {why}"},
+    }
+
+
 def refresh_request_body(tokens: ClaudeTokens) -> dict[str, Any]:
     body: dict[str, Any] = {
         "grant_type": "refresh_token",
@@ -138,6 +181,45 @@ class TokenStore:
     """The real tokens on disk: one JSON file, mode 600, replaced atomically."""
 
     path: Path
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.lock")
+
+    def _lock_fd(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    # Anthropic rotates the refresh token at every renewal and refuses the old one: two renewals
+    # at once (an old and a new firewall, or a renewal beside an import) would leave the login
+    # with a token the endpoint no longer takes. Whoever renews or replaces it holds this lock.
+    @contextlib.asynccontextmanager
+    async def renewing(self, patience: float) -> AsyncIterator[None]:
+        """Hold the login's lock (polled, so the event loop goes on), or fail after `patience` seconds."""
+        fd = self._lock_fd()
+        try:
+            deadline = time.monotonic() + patience
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise OperationError(f"{self.lock_path}: another process holds the Claude login") from None
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def replacing(self) -> Iterator[None]:
+        """Hold the login's lock, waiting for a renewal under way (bounded by its own timeout)."""
+        fd = self._lock_fd()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def load(self) -> ClaudeTokens | None:
         try:

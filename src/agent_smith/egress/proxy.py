@@ -39,13 +39,17 @@ from agent_smith.egress.audit import AuditEntry, AuditLog, Metrics, utc_now
 from agent_smith.egress.claude import (
     ClaudeTokens,
     apply_token_response,
+    expired,
     refresh_due,
+    refresh_refusal,
     refresh_request_body,
     stub_refresh_answer,
+    unusable_login_answer,
 )
 from agent_smith.egress.policy import (
     AnswerRefresh,
     Denied,
+    Forward,
     RequestView,
     Rule,
     Scrubber,
@@ -97,9 +101,19 @@ TRANSPARENT_AGENT = "(transparent)"
 # A WebSocket close frame from the server's side (unmasked), status 1002: protocol error.
 _WS_CLOSE_PROTOCOL_ERROR = b"\x88\x02\x03\xea"
 
-# Never forwarded: they describe this hop, or the firewall handles them itself.
 # Renewed logins scrubbed until they expire (one renewal in refresh_before: a few at most).
 _RENEWED_KEPT = 8
+# The Claude login's renewal: the exchange with the token endpoint is bounded as the CLI bounds
+# its own (30 s); a failed one is tried again after _RENEW_RETRY; another process renewing it
+# is waited for at most _RENEW_PATIENCE; a stopping firewall lets one whose refresh token may
+# already be spent finish for at most _RENEW_GRACE (within `down`'s 10 s before SIGKILL).
+_RENEW_TIMEOUT = 30.0
+_RENEW_RETRY = 30.0
+_RENEW_PATIENCE = 45.0
+_RENEW_GRACE = 8.0
+_CLAUDE_SECRET = "claude-login"
+_CLIENT_GONE = "the client's connection ended before the answer"
+# Never forwarded: they describe this hop, or the firewall handles them itself.
 _HOP_REQUEST = frozenset(
     {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "upgrade", "expect", "host"}
 )
@@ -497,6 +511,10 @@ class Firewall:
         # and it still works (renewal comes refresh_before its expiry).
         self._claude_before: list[ClaudeTokens] = []
         self._claude_mtime: float | None = None
+        # One renewal at a time, whoever asks (the schedule, requests waiting for an expired login).
+        self._renewal: asyncio.Task[None] | None = None
+        # Why the last renewal failed, until one succeeds: what requests are told while the login is expired.
+        self._renewal_failed: str | None = None
         self._sni_contexts = {
             agent: self._transparent_context(agent) for agent in (TRANSPARENT_AGENT, *settings.transparent_agents)
         }
@@ -591,7 +609,10 @@ class Firewall:
             task.add_done_callback(self._connections.discard)
 
     async def stop(self) -> None:
-        pending = [*self._tasks, *self._connections]
+        if self._renewal is not None:
+            # Its refresh token may be spent already: cut short, the new one would be lost with the login.
+            await asyncio.wait([self._renewal], timeout=_RENEW_GRACE)
+        pending = [*self._tasks, *self._connections, *([self._renewal] if self._renewal is not None else [])]
         for task in pending:
             task.cancel("the firewall stopped")
         await asyncio.gather(*pending, return_exceptions=True)
@@ -639,7 +660,7 @@ class Firewall:
         if claude is not None and self._claude is not None:
             secrets.append(
                 Secret(
-                    name="claude-login",
+                    name=_CLAUDE_SECRET,
                     placeholder=claude.stub_access_token,
                     value=self._claude.access_token,
                     hosts=claude.api_hosts,
@@ -990,6 +1011,7 @@ class Firewall:
         upstream: _Upstream | None,
     ) -> tuple[_Upstream | None, bool]:
         ex = _Exchange(tunnel, _text(request.method), _text(request.target))
+        await self.claude_ready(tunnel.host)
         secrets = self.secrets_now()
         with self.audited_if_cut(ex, secrets):
             return await self._h1_answer(ex, secrets, client, reader, writer, request, upstream)
@@ -1024,6 +1046,12 @@ class Firewall:
             self.record(ex, secrets)
             await _simple_h1(client, writer, status, payload, [("content-type", "application/json")], close=False)
             return upstream, True
+        if (unusable := self.claude_unusable(verdict)) is not None:
+            ex.status, ex.decision, ex.rule, ex.reason = 401, "error", "egress.claude_login", unusable
+            self.record(ex, secrets)
+            payload = json.dumps(unusable_login_answer(unusable)).encode()
+            await _simple_h1(client, writer, 401, payload, [("content-type", "application/json")])
+            return upstream, False
         ex.rule, ex.swapped, ex.echoes = verdict.rule.origin, verdict.swapped, verdict.echoes
         scrubber = self.scrubber_for(secrets, verdict.echoes)
         guarded = _guarded(secrets, tunnel.host)
@@ -1125,7 +1153,8 @@ class Firewall:
             await writer.drain()
         except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
             upstream.close()
-            ex.decision, ex.reason = "error", _upstream_failure(exc)
+            # Writing to a client that left fails too, and is no fault of the upstream's.
+            ex.decision, ex.reason = "error", _CLIENT_GONE if writer.is_closing() else _upstream_failure(exc)
             self.record(ex, secrets)
             return None, False
         self.record(ex, secrets)
@@ -1214,28 +1243,73 @@ class Firewall:
         scopes = self._claude.scopes if self._claude is not None else ()
         return 200, stub_refresh_answer(claude.stub_access_token, claude.stub_refresh_token, scopes)
 
+    async def claude_ready(self, host: str) -> None:
+        """Toward a model API host while the real login is expired (the firewall was down when it
+        was due, say): wait for its renewal, started now unless the last one failed (the schedule
+        tries again), so that requests never carry an expired token and cause one renewal, not one each."""
+        claude, tokens = self.settings.policy.claude, self._claude
+        if claude is None or tokens is None or not expired(tokens, time.time()):
+            return
+        if not any(host_matches(h, host) for h in claude.api_hosts):
+            return
+        if (self._renewal is None or self._renewal.done()) and self._renewal_failed is not None:
+            return
+        # Shielded: a request its client gives up on must not cut the renewal short.
+        await asyncio.shield(self._renew_soon())
+
+    def claude_unusable(self, verdict: object) -> str | None:
+        """Why a request that would carry the real login is answered here instead: it expired and
+        could not be renewed (the API would answer 401 for an expired token, pointing at a `/login`
+        the firewall refuses). None when it may go."""
+        if not isinstance(verdict, Forward) or _CLAUDE_SECRET not in verdict.swapped or self._claude is None:
+            return None
+        if not expired(self._claude, time.time()):
+            return None
+        return f"the Claude login expired and renewing it failed: {self._renewal_failed or 'it is still being renewed'}"
+
+    def _renew_soon(self) -> asyncio.Task[None]:
+        if self._renewal is None or self._renewal.done():
+            self._renewal = asyncio.get_running_loop().create_task(self._renew())
+        return self._renewal
+
     async def _refresh_loop(self) -> None:
+        while True:
+            # Shielded: stopping the schedule must not cut a renewal short (stop() gives it time).
+            await asyncio.shield(self._renew_soon())
+            delay = _RENEW_RETRY
+            if self._claude is not None and self._renewal_failed is None:
+                until = self._claude.expires_at_ms / 1000 - self.settings.claude_refresh_before - time.time()
+                delay = min(_RENEW_RETRY, max(1.0, until))
+            await asyncio.sleep(delay)
+
+    async def _renew(self) -> None:
+        """Renew the real login if it is due, under the store's lock, and keep the outcome; never raises."""
         store = self.settings.claude_store
         claude = self.settings.policy.claude
         if store is None or claude is None:
             return
-        while True:
-            delay = 30.0
-            try:
-                self._load_claude()
-                tokens = self._claude
-                if tokens is not None and refresh_due(tokens, time.time(), self.settings.claude_refresh_before):
-                    answer = await self._post_token(claude.token_host, claude.token_port, claude.token_path, tokens)
-                    fresh = apply_token_response(tokens, answer, time.time())
-                    store.save(fresh)
+        margin = self.settings.claude_refresh_before
+        try:
+            self._load_claude()
+            if self._claude is not None and refresh_due(self._claude, time.time(), margin):
+                async with store.renewing(_RENEW_PATIENCE):
+                    # Another firewall, or an import, may have replaced it while this one waited.
                     self._load_claude()
-                    log.info("refreshed the Claude login", extra={"expires_at_ms": fresh.expires_at_ms})
-                if self._claude is not None:
-                    until = self._claude.expires_at_ms / 1000 - self.settings.claude_refresh_before - time.time()
-                    delay = min(30.0, max(1.0, until))
-            except (OperationError, OSError, TimeoutError, ssl.SSLError, h11.ProtocolError) as exc:
-                log.warning("refreshing the Claude login failed; retrying in 30 s: %s", exc)
-            await asyncio.sleep(delay)
+                    tokens = self._claude
+                    if tokens is not None and refresh_due(tokens, time.time(), margin):
+                        async with asyncio.timeout(_RENEW_TIMEOUT):
+                            answer = await self._post_token(
+                                claude.token_host, claude.token_port, claude.token_path, tokens
+                            )
+                        fresh = apply_token_response(tokens, answer, time.time())
+                        store.save(fresh)
+                        self._load_claude()
+                        log.info("refreshed the Claude login", extra={"expires_at_ms": fresh.expires_at_ms})
+            self._renewal_failed = None
+        except (OperationError, OSError, TimeoutError, ssl.SSLError, h11.ProtocolError) as exc:
+            why = self.without_secrets(_upstream_failure(exc), self.secrets_now())
+            self._renewal_failed = why
+            log.warning("refreshing the Claude login failed; retrying in %d s: %s", _RENEW_RETRY, why)
 
     async def _post_token(self, host: str, port: int, path: str, tokens: ClaudeTokens) -> Any:
         found = await self.settings.resolver(host, port)
@@ -1272,7 +1346,7 @@ class Firewall:
                     raise OperationError("the token endpoint's answer is too large")
                 chunks.append(event.data)
             if response.status_code != 200:
-                raise OperationError(f"the token endpoint answered HTTP {response.status_code}")
+                raise OperationError(refresh_refusal(response.status_code, b"".join(chunks)))
             try:
                 return json.loads(b"".join(chunks))
             except ValueError as exc:
@@ -1314,7 +1388,7 @@ def _upstream_failure(exc: BaseException | None) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verification failed ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason})"
+        return f"TLS failed ({exc.reason or type(exc).__name__})"
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, OSError):
@@ -1432,7 +1506,7 @@ class _H2Session:
     async def run(self) -> None:
         self.conn.initiate_connection()
         self.flush()
-        ended = "the client's connection ended before the answer"
+        ended = _CLIENT_GONE
         try:
             while True:
                 async with asyncio.timeout(_IDLE_TIMEOUT):
@@ -1558,6 +1632,7 @@ class _H2Session:
         ex = _Exchange(tunnel, pseudo.get(":method", "-"), pseudo.get(":path", ""))
         authority = pseudo.get(":authority") or next((v for n, v in headers if n == "host"), None)
         forwarded = tuple((n, v) for n, v in headers if n not in _HOP_REQUEST)
+        await fw.claude_ready(tunnel.host)
         secrets = fw.secrets_now()
         if ex.method == "CONNECT":
             verdict: Any = Denied("CONNECT inside an intercepted HTTP/2 connection is refused")
@@ -1585,6 +1660,11 @@ class _H2Session:
                 ex.bytes_up, ex.bytes_down = len(body), len(payload)
                 fw.record(ex, secrets)
                 await self.respond(sid, status, payload, "application/json")
+                return
+            if (unusable := fw.claude_unusable(verdict)) is not None:
+                ex.status, ex.decision, ex.rule, ex.reason = 401, "error", "egress.claude_login", unusable
+                fw.record(ex, secrets)
+                await self.respond(sid, 401, json.dumps(unusable_login_answer(unusable)).encode(), "application/json")
                 return
             ex.rule, ex.swapped, ex.echoes = verdict.rule.origin, verdict.swapped, verdict.echoes
             await self.forward(sid, ex, authority or tunnel.host, verdict.headers, secrets)

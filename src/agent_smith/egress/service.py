@@ -268,5 +268,8 @@ def import_claude_login(crew: Crew, credentials_file: Path) -> ClaudeTokens:
     login = crew.egress.claude_login
     if tokens.access_token == login.stub_access_token or tokens.refresh_token == login.stub_refresh_token:
         raise UsageError(f"{credentials_file}: holds the stub tokens, not a real login")
-    claude_store_for(crew).save(tokens)
+    store = claude_store_for(crew)
+    # Not while a firewall renews the login it holds: its renewal, saved after, would undo this import.
+    with store.replacing():
+        store.save(tokens)
     return tokens
