@@ -310,3 +310,31 @@ def test_the_status_table_fits_80_columns(tmp_path: Path) -> None:
     shown = run("status", "--crew", str(crew), env={"COLUMNS": "80"}).stdout
     assert max(len(line) for line in shown.splitlines()) == 80
     assert shown.splitlines()[-1].endswith("┘"), "no column is cut off"
+
+
+def test_validate_s_help_says_which_variables_override_crew_yaml() -> None:
+    result = runner.invoke(app, ["validate", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "AGENT_SMITH_<SECTION>__<KEY>" in text
+    assert "NATS_URL" in text
+    assert "warned of" in text
+
+
+def test_validate_warns_of_a_variable_that_sets_nothing_and_still_passes(tmp_path: Path) -> None:
+    assert run("init", str(tmp_path / "c")).returncode == 0
+    result = run("validate", str(tmp_path / "c"), env={"AGENT_SMITH_EVENTS_MAX_AGE": "1d"})
+    assert result.returncode == 0, result.stderr
+    assert "AGENT_SMITH_EVENTS_MAX_AGE sets nothing" in result.stderr
+    assert "(AGENT_SMITH_EVENTS__MAX_AGE)" in result.stderr
+
+
+def test_a_key_given_twice_is_one_error_line_with_exit_two(tmp_path: Path) -> None:
+    assert run("init", str(tmp_path / "c")).returncode == 0
+    crew_yaml = tmp_path / "c" / "crew.yaml"
+    crew_yaml.write_text(crew_yaml.read_text() + "events:\n  max_age: |\n    one\n    two\n")
+    result = run("validate", str(tmp_path / "c"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "the key 'events' is given twice in one mapping" in result.stderr

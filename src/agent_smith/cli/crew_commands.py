@@ -58,7 +58,12 @@ def init(
 def validate(
     ctx: typer.Context, directory: CrewDir = None, crew: CrewDirOption = None, as_json: JsonFlag = False
 ) -> None:
-    """Check crew.yaml and the agents/ directory; list every problem as file:line:col."""
+    """Check crew.yaml and the agents/ directory; list every problem as file:line:col.
+
+    Variables override crew.yaml, and validate lists those that did: AGENT_SMITH_<SECTION>__<KEY> for a key outside agents
+    (AGENT_SMITH_EVENTS__MAX_AGE=7d), the container contract's (AGENT_NAME, NATS_URL, GITHUB_TOKEN, …) over those.
+    One that sets nothing (AGENT_SMITH_EVENTS_MAX_AGE, a single underscore) or that a contract variable overrides is warned of.
+    """
     out = app_context(ctx)
     given = directory or crew
     try:

@@ -24,12 +24,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.resolver import VersionedResolver
 
 from agent_smith.credentials import credential_in, find_credentials
 from agent_smith.crew.claude_files import Finding, check_credentials_stub, check_mcp, check_settings
-from agent_smith.crew.models import Crew
+from agent_smith.crew.models import Crew, shown
 from agent_smith.errors import CrewError, Problem, UsageError
 
 CREW_FILE = "crew.yaml"
@@ -93,7 +95,8 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
     if doc is None:
         raise CrewError(report.problems)
     if not isinstance(doc, CommentedMap):
-        report.add(crew_file, doc, (), "", "crew.yaml must be a mapping of settings")
+        what = "is empty" if doc == {} else "must be a mapping of settings"
+        report.add(crew_file, doc, (), "", f"crew.yaml {what} (`agent-smith init DIR` writes an example)")
         raise CrewError(report.problems)
 
     data = _plain(doc)
@@ -102,6 +105,8 @@ def load_crew(path: Path | str | None = None, env: Mapping[str, str] | None = No
         report.warn(
             f"{', '.join(unused)} set without AGENT_NAME: {'it applies' if len(unused) == 1 else 'they apply'} to no agent"
         )
+    for warning in variable_warnings(env):
+        report.warn(warning)
     crew = _validate(data, doc, sources, crew_file, report)
     _check_writable_values(data, doc, sources, crew_file, report)
     _check_no_credentials(data, doc, sources, crew_file, report)
@@ -153,8 +158,34 @@ class _Report:
 # ---- YAML and positions -------------------------------------------------------------------
 
 
+# YAML 1.2's core schema, as the editor's YAML (and the schema checking it) reads crew.yaml.
+# ruamel's own 1.2 rules keep some of 1.1's: `2024-01-01` would be a date, which no text
+# setting takes, and `1_000` or `0b11` a number, which the editor flags as text.
+_CORE_SCHEMA = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+|[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:merge", r"^<<$", "<"),
+)
+
+
+class _CoreSchema(VersionedResolver):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A document that says `%YAML 1.1` still gets ruamel's 1.1 rules, as it asks.
+        for tag, pattern, first in _CORE_SCHEMA:
+            self.add_version_implicit_resolver((1, 2), tag, re.compile(pattern), list(first))
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Resolver = _CoreSchema
     yaml.allow_duplicate_keys = False
     return yaml
 
@@ -176,8 +207,11 @@ def _read_yaml(file: Path, report: _Report) -> Any:
     except UnicodeDecodeError as exc:
         report.problems.append(_undecodable(report.name(file), exc))
         return None
+    except IsADirectoryError:
+        report.problems.append(Problem(report.name(file), 1, 1, "", "a directory, not a file"))
+        return None
     except OSError as exc:
-        report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc}"))
+        report.problems.append(Problem(report.name(file), 1, 1, "", f"cannot read: {exc.strerror or exc}"))
         return None
     try:
         doc = _parse_yaml(text, report.name(file))
@@ -194,8 +228,7 @@ def _parse_yaml(text: str, where: str) -> Any:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise CrewError([Problem(where, line, col, "", f"invalid YAML: {reason}")]) from None
+        raise CrewError([Problem(where, line, col, "", f"invalid YAML: {yaml_reason(exc)}")]) from None
     except ReaderError as exc:
         # A control character: YAML allows none but tab and line breaks.
         line, col = _line_col(text, exc.position)
@@ -210,6 +243,20 @@ def _parse_yaml(text: str, where: str) -> Any:
     if why := too_big(data):
         raise CrewError([Problem(where, 1, 1, "", why)])
     return data
+
+
+_DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value "', re.DOTALL)
+
+
+def yaml_reason(exc: MarkedYAMLError) -> str:
+    """What the YAML parser found wrong, in one line that quotes no value (pure)."""
+    reason = exc.problem or exc.context or "not YAML"
+    if isinstance(exc, DuplicateKeyError) and (found := _DUPLICATE_KEY.match(reason)):
+        # ruamel quotes both values: a secret pasted twice would be shown, a block of text break the line.
+        return f"the key {shown(found.group(1))} is given twice in one mapping"
+    if "'\\t'" in reason:
+        return "a tab here: use spaces (YAML indents with spaces only)"
+    return " ".join(reason.split())
 
 
 _MAX_DEPTH = 64
@@ -444,6 +491,55 @@ def unused_agent_variables(env: Mapping[str, str]) -> list[str]:
     return [] if env.get("AGENT_NAME") else [v for v in AGENT_VARIABLES if env.get(v)]
 
 
+# The contract's variables that set a key an `AGENT_SMITH_<SECTION>__<KEY>` one could set too.
+_CONTRACT_KEYS: dict[str, Loc] = {
+    "MATRIX_HOMESERVER_URL": ("matrix", "homeserver"),
+    "NATS_URL": ("events", "nats_url"),
+    "GITHUB_TOKEN": ("forge", "token_placeholder"),
+    "AGENT_SMITH_CA_CERT": ("egress", "ca_cert"),
+}
+
+
+def variable_warnings(env: Mapping[str, str]) -> list[str]:
+    """Variables that look like overrides but set nothing (pure): a key's name joined with a
+    single `_` (`AGENT_SMITH_EVENTS_MAX_AGE`), and one that a contract variable overrides in turn."""
+    warnings: list[str] = []
+    meant = {"_".join(path).upper(): "__".join(path).upper() for path in settable_keys(Crew)}
+    for var in sorted(env):
+        rest = var[len(_ENV_PREFIX) :]
+        if var.startswith(_ENV_PREFIX) and "__" not in rest and rest.upper() in meant:
+            warnings.append(
+                f"{var} sets nothing: nested keys are joined by two underscores ({_ENV_PREFIX}{meant[rest.upper()]})"
+            )
+    for contract, loc in _CONTRACT_KEYS.items():
+        if not env.get(contract):
+            continue
+        for var in sorted(env):
+            if (
+                var.startswith(_ENV_PREFIX)
+                and tuple(p.lower() for p in var[len(_ENV_PREFIX) :].split("__") if p) == loc
+            ):
+                warnings.append(f"{var} is overridden by {contract}, which sets {format_loc(loc)} too")
+    return warnings
+
+
+def settable_keys(model: type[BaseModel], prefix: Loc = ()) -> list[tuple[str, ...]]:
+    """The key paths, two deep or more, that an `AGENT_SMITH_<SECTION>__<KEY>` variable can set
+    (pure): not in agents, nor inside a list."""
+    paths: list[tuple[str, ...]] = []
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if not prefix and key == "agents":
+            continue
+        path = (*prefix, key)
+        if len(path) > 1:
+            paths.append(tuple(str(p) for p in path))
+        inner, is_list = model_inside(info.annotation)
+        if inner is not None and not is_list:
+            paths.extend(settable_keys(inner, path))
+    return paths
+
+
 def _source_of(loc: Loc, sources: Mapping[Loc, str]) -> str | None:
     for n in range(len(loc), 0, -1):
         if loc[:n] in sources:
@@ -568,6 +664,21 @@ def _message(error: Mapping[str, Any], loc: Loc) -> str:
         return "required"
     if kind == "string_pattern_mismatch":
         return f"does not match the pattern {error['ctx']['pattern']}"
+    given = error.get("input")
+    if kind == "string_type" and isinstance(given, bool | int | float):
+        # YAML reads an unquoted `4` or `true` as a number or a flag.
+        text = str(given).lower() if isinstance(given, bool) else str(given)
+        return (
+            f'expected text, not {"the flag" if isinstance(given, bool) else "the number"} {text}: quote it ("{text}")'
+        )
+    if kind == "bool_type":
+        return "expected true or false"
+    if kind in ("enum", "literal_error") and isinstance(given, str):
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        folded = {c.casefold(): c for c in choices}
+        hint = difflib.get_close_matches(given.casefold(), list(folded), n=1, cutoff=0.6)
+        if hint:
+            return f"{shown(given)} is not one of {', '.join(choices)}; did you mean {folded[hint[0]]!r}?"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 
@@ -635,7 +746,12 @@ def _semantic_checks(crew: Crew, doc: Any, sources: Mapping[Loc, str], file: Pat
         for j, agent_name in enumerate(rule.agents or ()):
             if agent_name not in names:
                 problem(("egress", "secrets", i, "agents", j), f"no agent {agent_name!r} in this crew")
-    logins = [(("agents", i, "github_login"), a.login) for i, a in enumerate(crew.agents)]
+    # A login that is a name given twice is no second problem: the name is told.
+    logins = [
+        (("agents", i, "github_login"), a.login)
+        for i, a in enumerate(crew.agents)
+        if a.github_login is not None or all(b.name != a.name for b in crew.agents[:i])
+    ]
     _first_seen(logins, "GitHub login", problem)
     users = [(("agents", i, "matrix", "user_id"), a.matrix.user_id) for i, a in enumerate(crew.agents) if a.matrix]
     _first_seen(users, "Matrix user id", problem)
@@ -657,7 +773,10 @@ def chat_identity_problems(crew: Crew) -> list[tuple[Loc, str]]:
     wake both), an operator who is an agent (its messages would count as a person's, and the loop
     guard would never stop it)."""
     problems: list[tuple[Loc, str]] = []
-    owner: dict[str, int] = {a.name.casefold(): i for i, a in enumerate(crew.agents)}
+    owner: dict[str, int] = {}
+    for i, agent in enumerate(crew.agents):
+        # The first of a name given twice owns it (the second is told apart as a duplicate name).
+        owner.setdefault(agent.name.casefold(), i)
     for i, agent in enumerate(crew.agents):
         if agent.matrix is None:
             continue
