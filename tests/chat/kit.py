@@ -201,6 +201,8 @@ class FaultyDoor:
         self._retry_after_ms: int | None = None
         self._retry_after: int | None = None
         self._limit_path = ""
+        self._drop_next = 0
+        self._drop_path = ""
         self._inflight: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -221,6 +223,11 @@ class FaultyDoor:
         the wait in the body (`retry_after_ms`) or in a Retry-After header (`retry_after`, seconds)."""
         self._limit_next, self._retry_after_ms, self._retry_after = count, retry_after_ms, retry_after
         self._limit_path = path
+
+    def drop_answers(self, count: int, *, path: str = "/send/m.room.message/") -> None:
+        """Pass the next `count` requests whose path holds `path` to Synapse, then cut the connection
+        instead of answering: the request took effect, and the client cannot know it."""
+        self._drop_next, self._drop_path = count, path
 
     async def up(self) -> None:
         if self._session is None:
@@ -263,6 +270,11 @@ class FaultyDoor:
             ) as upstream:
                 payload = await upstream.read()
                 self.seen.append((time.monotonic(), request.method, request.path, upstream.status))
+                if self._drop_next and self._drop_path in request.path:
+                    self._drop_next -= 1
+                    assert request.transport is not None
+                    request.transport.abort()
+                    raise ConnectionResetError("the answer was dropped on purpose")
                 return web.Response(
                     body=payload, status=upstream.status, content_type=upstream.content_type or "application/json"
                 )

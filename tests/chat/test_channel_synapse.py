@@ -532,6 +532,60 @@ def test_a_sync_token_the_homeserver_never_gave_is_dropped_not_retried_forever(
     assert json.loads(state.read_text())["next_batch"] != "t42-7_from_another_homeserver"
 
 
+@pytest.mark.parametrize("damage", ["cut short", "emptied", "not a state"])
+def test_a_broken_state_file_is_set_aside_and_the_channel_starts_from_now(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """A state file cut short (a disk that failed, a hand edit) does not keep the agent deaf, nor
+    (under `up`) the crew down: it is set aside, said in one line, and the rooms' past, addressed
+    messages included, is not replayed as new work."""
+    caplog.set_level(logging.WARNING, logger="agent_smith")
+    state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+
+    async def scenario() -> None:
+        room = cast.room
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            await in_thread(send, synapse, cast.alice, room, text("devbot: in the first life"))
+            assert (await run.next())[0] == "devbot: in the first life"
+        saved = state.read_text()
+        broken = {"cut short": saved[: len(saved) // 2], "emptied": "", "not a state": '{"next_batch": 7}'}[damage]
+        state.write_text(broken)
+        for n in range(3):
+            await in_thread(send, synapse, cast.alice, room, text(f"devbot: while the file was broken {n}"))
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            await in_thread(send, synapse, cast.alice, room, text("devbot: after the fresh start"))
+            assert (await run.next())[0] == "devbot: after the fresh start"
+            assert run.pending() == [], "nothing from before the fresh start is replayed"
+        assert (state.parent / "state.json.broken").read_text() == broken
+        assert json.loads(state.read_text())["next_batch"]
+
+    asyncio.run(scenario())
+    [said] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said.startswith(f"agent devbot: {state}: not a valid chat state (")
+    assert "set aside as state.json.broken, starting from now" in said
+    assert "\n" not in said
+
+
+def test_a_fresh_start_right_after_another_replays_nothing(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
+    """Synapse answers a request it answered in the last 2 minutes from its cache: a first sync like
+    the previous start's would get that start's token, and all said since would wake the agent."""
+    state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+
+    async def scenario() -> None:
+        room = cast.room
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            await in_thread(send, synapse, cast.alice, room, text("devbot: in the first life"))
+            assert (await run.next())[0] == "devbot: in the first life"
+        state.unlink()  # the state directory reset by hand, or not kept (a container without a volume)
+        await in_thread(send, synapse, cast.alice, room, text("devbot: while the state was gone"))
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            await in_thread(send, synapse, cast.alice, room, text("devbot: after the fresh start"))
+            assert (await run.next())[0] == "devbot: after the fresh start"
+            assert run.pending() == []
+
+    asyncio.run(scenario())
+
+
 def test_more_than_a_syncs_worth_while_down_is_fetched_and_delivered_once_in_order(
     synapse: SynapseServer, cast: Cast, crew_dir: Path
 ) -> None:
@@ -581,6 +635,45 @@ def test_invites_are_accepted_only_from_the_allowlist(synapse: SynapseServer, ca
             assert bad not in run.channel.link.joined_rooms()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("join_rule", ["invite", "public"])
+def test_an_upgraded_room_is_followed_to_its_successor(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path, caplog: pytest.LogCaptureFixture, join_rule: str
+) -> None:
+    """After an upgrade nothing more is said in the old room: an agent that stayed there would be deaf.
+    It joins the new room when the homeserver lets it, and a person is told to invite it when not."""
+    caplog.set_level(logging.WARNING, logger="agent_smith")
+    rule = f"/_matrix/client/v3/rooms/{cast.room}/state/m.room.join_rules/"
+    synapse._call("PUT", rule, token=cast.alice.access_token, body={"join_rule": join_rule})
+
+    async def scenario() -> str:
+        async with running_channel(crew_dir, cast.devbot.access_token) as run:
+            upgrade = f"/_matrix/client/v3/rooms/{cast.room}/upgrade"
+            answer = await in_thread(
+                synapse._call, "POST", upgrade, token=cast.alice.access_token, body={"new_version": "10"}
+            )
+            successor: str = answer["replacement_room"]
+            await in_thread(wait_until, lambda: "was replaced by" in caplog.text, what="the upgrade noticed")
+            if join_rule == "invite":
+                await in_thread(synapse.invite, cast.alice, successor, cast.devbot.user_id)
+            await in_thread(
+                wait_until, lambda: successor in run.channel.link.joined_rooms(), what="devbot in the new room"
+            )
+            await in_thread(send, synapse, cast.alice, successor, text("devbot: over here now"))
+            body, meta = await run.next()
+            assert (body, meta["room_id"]) == ("devbot: over here now", successor)
+            return successor
+
+    successor = asyncio.run(scenario())
+    [said] = [r.getMessage() for r in caplog.records if "was replaced by" in r.getMessage()]
+    upgraded = f"agent devbot: room {cast.room} was replaced by {successor} (upgraded by {cast.alice.user_id})"
+    outcome = {
+        "invite": f" and the agent cannot join it: join {successor}: 403 M_FORBIDDEN",
+        "public": ": joined it; crew.yaml names the old room: name the new one",
+    }[join_rule]
+    assert said.startswith(upgraded + outcome)
+    assert said.endswith("; crew.yaml names the old room: name the new one")
 
 
 def test_an_unreadable_encrypted_room_gets_one_notice_to_the_operator(synapse: SynapseServer, tmp_path: Path) -> None:
@@ -916,6 +1009,36 @@ def test_a_dead_homeserver_means_backoff_and_reconnect_and_429s_are_honoured(
     retries = int(back.split("reachable again after ")[1].split()[0])
     assert len(said) <= 2 < retries, (said, back)
     assert all(cast.devbot.access_token not in r.getMessage() for r in caplog.records)
+
+
+def test_a_send_whose_answer_was_lost_is_sent_again_under_its_transaction_id_and_posted_once(
+    synapse: SynapseServer, cast: Cast, crew_dir: Path
+) -> None:
+    """A connection cut after the homeserver took a message: failing the tool call would have the
+    model send it again, and the room would read it twice."""
+
+    async def scenario() -> FaultyDoor:
+        door = FaultyDoor(synapse.url)
+        await door.up()
+        try:
+            async with running_channel(crew_dir, cast.devbot.access_token, homeserver=door.url) as run:
+                door.drop_answers(1)
+                sent = await run.channel.reply(cast.room, "said once")
+                assert run.channel.state.guard(cast.room).run == 1
+        finally:
+            await door.close()
+        mine = [
+            e
+            for e in room_events(synapse, cast.alice, cast.room)
+            if e["sender"] == cast.devbot.user_id and e["type"] == "m.room.message"
+        ]
+        assert [(e["event_id"], e["content"]["body"]) for e in mine] == [(sent["event_id"], "said once")]
+        return door
+
+    door = asyncio.run(scenario())
+    puts = [path for _, method, path, _ in door.seen if method == "PUT" and "/send/m.room.message/" in path]
+    assert len(puts) == 2
+    assert puts[0] == puts[1], "the same transaction id"
 
 
 def test_a_sync_told_to_wait_longer_than_a_call_waits_does_not_ask_again_sooner(

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from agent_smith.chat.events import parse_message, redacted, strip_reply_fallback, without_reply_fallback
+from agent_smith.chat.events import (
+    parse_message,
+    redacted,
+    replaced_by,
+    strip_reply_fallback,
+    without_reply_fallback,
+)
 
 
 def event(content: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -117,3 +123,23 @@ def test_only_a_reply_fallback_is_stripped(
 )
 def test_what_a_redaction_removes(raw: dict[str, Any], target: str | None) -> None:
     assert redacted(raw) == target
+
+
+@pytest.mark.parametrize(
+    ("raw", "successor"),
+    [
+        (
+            {"type": "m.room.tombstone", "state_key": "", "content": {"body": "moved", "replacement_room": "!n:hs"}},
+            "!n:hs",
+        ),
+        ({"type": "m.room.tombstone", "state_key": "", "content": {}}, None),  # a tombstone taken back
+        ({"type": "m.room.tombstone", "state_key": "", "content": {"replacement_room": ""}}, None),
+        ({"type": "m.room.tombstone", "state_key": "", "content": {"replacement_room": 7}}, None),
+        ({"type": "m.room.tombstone", "state_key": "", "content": "junk"}, None),
+        ({"type": "m.room.tombstone", "state_key": "@a:hs", "content": {"replacement_room": "!n:hs"}}, None),
+        ({"type": "m.room.tombstone", "content": {"replacement_room": "!n:hs"}}, None),  # no state event
+        ({"type": "m.room.message", "state_key": "", "content": {"replacement_room": "!n:hs"}}, None),
+    ],
+)
+def test_which_room_a_tombstone_names(raw: dict[str, Any], successor: str | None) -> None:
+    assert replaced_by(raw) == successor

@@ -26,6 +26,7 @@ from agent_smith.chat.events import (
     parse_message,
     redacted,
     relation,
+    replaced_by,
 )
 from agent_smith.chat.matrix import (
     AgentLog,
@@ -38,7 +39,7 @@ from agent_smith.chat.matrix import (
     wait_or_stop,
 )
 from agent_smith.chat.rules import Decision, Held, Message, Verdict, decide, observe, render_digest
-from agent_smith.chat.state import ChatState, StateFile
+from agent_smith.chat.state import BrokenState, ChatState, StateFile
 from agent_smith.errors import OperationError
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class ChatChannel:
         self._clock = clock
         self._poll_ms = poll_ms
         self._store = StateFile(config.state_dir)
-        self.state: ChatState = self._store.load()
+        self.state: ChatState = self._load_state()
         # Configured rooms not joined yet: when to try each again, its failures, and the last one said.
         self._pending_joins: dict[str, _JoinTry] = {room: _JoinTry() for room in config.rooms}
         # Rooms with a reply being sent (how many): the echoes of its parts are counted with it.
@@ -119,6 +120,26 @@ class ChatChannel:
 
     def save(self) -> None:
         self._store.save(self.state)
+
+    def _load_state(self) -> ChatState:
+        """The saved state; a broken one is set aside and the channel starts from now.
+
+        Refusing to start would leave the agent deaf (and, under `up`, take the crew down
+        with it) for a file a person can do nothing better with than move it away. Starting
+        without a token, the first sync only sets the starting point: the rooms' past is not
+        replayed as new work.
+        """
+        try:
+            return self._store.load()
+        except BrokenState as exc:
+            aside = self._store.set_aside()
+            self.log.error(
+                "%s; set aside as %s, starting from now (what was said while the channel was down, and "
+                "messages held for quiet hours, are only in the rooms' history)",
+                exc,
+                aside.name,
+            )
+            return ChatState()
 
     # ---- the sync loop ------------------------------------------------------------------
 
@@ -292,6 +313,31 @@ class ChatChannel:
         except OperationError as exc:
             self.log.warning("cannot accept the invite to %s from %s: %s", room_id, inviter, exc)
 
+    async def _replaced(self, room_id: str, successor: str, sender: str) -> None:
+        """A room upgraded: nothing more is said in it, so the agent follows to the new one, as a
+        person's client offers to; when the homeserver does not let it in, a person is told."""
+        if sender not in self.config.roster.heard:
+            self.log.warning(
+                "room %s says %s replaces it, by %s: not on the allowlist, not followed", room_id, successor, sender
+            )
+            return
+        configured = "; crew.yaml names the old room: name the new one" if room_id in self.config.rooms else ""
+        try:
+            await self.link.join(successor)
+        except OperationError as exc:
+            self.log.warning(
+                "room %s was replaced by %s (upgraded by %s) and the agent cannot join it: %s; invite it there%s",
+                room_id,
+                successor,
+                sender,
+                exc,
+                configured,
+            )
+            return
+        self.log.warning(
+            "room %s was replaced by %s (upgraded by %s): joined it%s", room_id, successor, sender, configured
+        )
+
     async def _event(self, room_id: str, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
         if kind == ENCRYPTED:
@@ -300,6 +346,10 @@ class ChatChannel:
         target = redacted(event)
         if target is not None:
             await self._redacted(room_id, target, event.get("sender"))
+            return
+        successor = replaced_by(event)
+        if successor is not None:
+            await self._replaced(room_id, successor, str(event.get("sender", "")))
             return
         if kind != ROOM_MESSAGE:
             return

@@ -12,6 +12,7 @@ from agent_smith.chat.rules import Message
 ROOM_MESSAGE = "m.room.message"
 ENCRYPTED = "m.room.encrypted"
 REDACTION = "m.room.redaction"
+TOMBSTONE = "m.room.tombstone"
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
 # The fallback's first line quotes the replied-to sender: "> <@alice:example.org> …", "> * <…> …" for an emote.
 _FALLBACK_START = re.compile(r"> (?:\* )?<[^<>\n]+>")
@@ -73,6 +74,15 @@ def redacted(event: Mapping[str, Any]) -> str | None:
         if isinstance(target, str):
             return target
     return None
+
+
+def replaced_by(event: Mapping[str, Any]) -> str | None:
+    """The room an ``m.room.tombstone`` says replaces its room (an upgrade); None for anything else."""
+    if event.get("type") != TOMBSTONE or event.get("state_key") != "":
+        return None
+    content = event.get("content")
+    successor = content.get("replacement_room") if isinstance(content, Mapping) else None
+    return successor if isinstance(successor, str) and successor else None
 
 
 def mentioned_ids(content: Mapping[str, Any]) -> list[str]:

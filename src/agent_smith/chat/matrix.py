@@ -3,8 +3,10 @@
 Every transport failure and every answer that is not 2xx becomes an
 `OperationError` with one line saying what failed where. A 429 is waited
 out (``retry_after_ms``, or Retry-After) up to `RATE_LIMIT_RETRIES` times
-per request, when it asks for at most `RATE_LIMIT_WAIT_MAX` seconds. Transport errors are not retried: the sync loop owns backoff,
-and a tool call must fail promptly rather than hang on a dead homeserver.
+per request, when it asks for at most `RATE_LIMIT_WAIT_MAX` seconds. A
+connection that broke mid-request is tried once more at once (`BROKEN`);
+other transport errors are not retried: the sync loop owns backoff, and a
+tool call must fail promptly rather than hang on a dead homeserver.
 What the answers mean is decided in `wire`, over plain data.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import ssl
 import uuid
 from collections.abc import Mapping, MutableMapping
@@ -50,6 +53,13 @@ SYNC_TIMELINE_LIMIT = 100
 # later (a sync's long-poll gets its own wait on top).
 REQUEST_TIMEOUT = 15.0
 API = "/_matrix/client/v3"
+# The widest spread of a first sync's timeout (see `MatrixLink.sync`): a homeserver that did wait it out
+# would hold a start up by a second at most.
+FIRST_SYNC_TIMEOUT_MS = 1000
+
+# A connection that broke after the request may have reached the homeserver (a keep-alive it had
+# closed, a proxy's reset): not a refused connection, nor one that was left unanswered (a timeout).
+BROKEN = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 # Typing, receipts and presence would only wake the long-poll for nothing.
 _NOTHING = {"not_types": ["*"]}
@@ -164,16 +174,28 @@ class MatrixLink:
         body: Mapping[str, Any] | None = None,
         held: float = 0.0,
     ) -> Mapping[str, Any]:
-        """One request's JSON answer; a 429 is waited out and sent again (the same request, so the same txn id).
+        """One request's JSON answer; a 429 is waited out and a broken connection tried once more, each
+        time with the same request (so the same txn id).
 
         `held`: how long the homeserver may hold the answer on purpose (a sync's
         long-poll), which the read may take on top of the request timeout.
         """
         timeout = httpx.Timeout(self._timeout, read=self._timeout + held)
         limited = 0
+        broke = False
         while True:
             try:
                 response = await self._http.request(method, path, params=params, json=body, timeout=timeout)
+            except BROKEN as exc:
+                # Every request here may be made twice (a send's transaction id has the homeserver answer
+                # a repeat with the event it took the first time): failing it instead would have the model
+                # send again a message that may well have been posted, under a new id, so twice.
+                if not broke:
+                    broke = True
+                    continue
+                raise OperationError(
+                    f"{what}: homeserver {self.homeserver} unreachable ({type(exc).__name__}, twice)"
+                ) from exc
             except httpx.TransportError as exc:
                 raise OperationError(
                     f"{what}: homeserver {self.homeserver} unreachable ({type(exc).__name__})"
@@ -202,6 +224,13 @@ class MatrixLink:
             return answer
 
     async def sync(self, since: str | None, *, timeout_ms: int, full_state: bool = False) -> SyncBatch:
+        if since is None:
+            # Synapse hands an answer back to the same request for 2 minutes (its
+            # `sync_response_cache_duration`), and the timeout is part of what makes it the same,
+            # though a first sync never waits. A timeout of this attempt's own keeps a fresh start
+            # right after another (a state file set aside, or removed) from taking the earlier
+            # answer's token: everything said since would come as new work.
+            timeout_ms = random.randint(1, FIRST_SYNC_TIMEOUT_MS)
         params = {"filter": SYNC_FILTER, "timeout": str(timeout_ms)}
         if since is not None:
             params["since"] = since

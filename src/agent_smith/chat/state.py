@@ -8,6 +8,7 @@ was down arrive once, and nothing from before is replayed.
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +20,10 @@ from agent_smith.errors import UsageError
 from agent_smith.fsutil import write_atomic
 
 RECENT_IDS = 2000
+
+
+class BrokenState(UsageError):
+    """The state file is there but holds no chat state (cut short, edited by hand, another program's)."""
 
 
 class _Guard(BaseModel):
@@ -101,7 +106,16 @@ class StateFile:
             return ChatState.model_validate(json.loads(raw))
         except (ValueError, ValidationError) as exc:
             first = str(exc).strip().splitlines()[0]
-            raise UsageError(f"{self.path}: not a valid chat state ({first}); move it aside to start afresh") from exc
+            raise BrokenState(f"{self.path}: not a valid chat state ({first})") from exc
+
+    def set_aside(self) -> Path:
+        """Move a broken state file out of the way, kept for a person to look at; where it went."""
+        aside = self.path.with_name(self.path.name + ".broken")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot set the broken chat state aside: {exc.strerror}") from exc
+        return aside
 
     def save(self, state: ChatState) -> None:
         write_atomic(self.path, state.model_dump_json(indent=1), mode=0o600)
