@@ -53,6 +53,17 @@ CIPHERTEXT = {
 }
 
 
+def devbot_state(crew_dir: Path) -> Path:
+    return crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+
+
+async def first_life(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
+    """devbot's channel runs, gets a message, and stops: its state file holds a sync token."""
+    async with running_channel(crew_dir, cast.devbot.access_token) as run:
+        await in_thread(send, synapse, cast.alice, cast.room, text("devbot: in the first life"))
+        assert (await run.next())[0] == "devbot: in the first life"
+
+
 @pytest.fixture
 def cast(synapse: SynapseServer) -> Cast:
     return make_cast(synapse)
@@ -506,7 +517,7 @@ def test_restart_delivers_what_was_missed_once_and_replays_nothing(
             assert (await run.next())[0] == "devbot: third life", "nothing from earlier lives comes back"
 
     asyncio.run(scenario())
-    state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+    state = devbot_state(crew_dir)
     assert state.stat().st_mode & 0o777 == 0o600
 
 
@@ -516,7 +527,7 @@ def test_a_sync_token_the_homeserver_never_gave_is_dropped_not_retried_forever(
     """A state file kept across a move to another homeserver (or a reset of its database) holds a
     token this one refuses (400): the channel starts from now and says so, instead of going deaf."""
     caplog.set_level(logging.WARNING, logger="agent_smith")
-    state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+    state = devbot_state(crew_dir)
     state.parent.mkdir(parents=True)
     state.write_text(json.dumps({"next_batch": "t42-7_from_another_homeserver"}))
 
@@ -540,13 +551,11 @@ def test_a_broken_state_file_is_set_aside_and_the_channel_starts_from_now(
     (under `up`) the crew down: it is set aside, said in one line, and the rooms' past, addressed
     messages included, is not replayed as new work."""
     caplog.set_level(logging.WARNING, logger="agent_smith")
-    state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+    state = devbot_state(crew_dir)
 
     async def scenario() -> None:
         room = cast.room
-        async with running_channel(crew_dir, cast.devbot.access_token) as run:
-            await in_thread(send, synapse, cast.alice, room, text("devbot: in the first life"))
-            assert (await run.next())[0] == "devbot: in the first life"
+        await first_life(synapse, cast, crew_dir)
         saved = state.read_text()
         broken = {"cut short": saved[: len(saved) // 2], "emptied": "", "not a state": '{"next_batch": 7}'}[damage]
         state.write_text(broken)
@@ -569,13 +578,11 @@ def test_a_broken_state_file_is_set_aside_and_the_channel_starts_from_now(
 def test_a_fresh_start_right_after_another_replays_nothing(synapse: SynapseServer, cast: Cast, crew_dir: Path) -> None:
     """Synapse answers a request it answered in the last 2 minutes from its cache: a first sync like
     the previous start's would get that start's token, and all said since would wake the agent."""
-    state = crew_dir / "state" / "chat-test" / "agents" / "devbot" / "state" / "chat" / "state.json"
+    state = devbot_state(crew_dir)
 
     async def scenario() -> None:
         room = cast.room
-        async with running_channel(crew_dir, cast.devbot.access_token) as run:
-            await in_thread(send, synapse, cast.alice, room, text("devbot: in the first life"))
-            assert (await run.next())[0] == "devbot: in the first life"
+        await first_life(synapse, cast, crew_dir)
         state.unlink()  # the state directory reset by hand, or not kept (a container without a volume)
         await in_thread(send, synapse, cast.alice, room, text("devbot: while the state was gone"))
         async with running_channel(crew_dir, cast.devbot.access_token) as run:

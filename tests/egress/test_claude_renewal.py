@@ -134,14 +134,18 @@ def test_requests_during_the_renewal_of_an_expired_login_wait_for_it_and_cause_o
     assert issuer.messages == 6
 
 
+def _wait_for_a_renewal(issuer: Issuer) -> None:
+    deadline = time.monotonic() + 5
+    while issuer.renewals == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @pytest.mark.real
 def test_a_renewal_under_way_when_the_firewall_stops_is_saved(egress_firewall: StartFirewall, issuer: Issuer) -> None:
     # Its answer holds the only refresh token the endpoint still takes: cut short, the login is lost.
     issuer.delay = 1.0
     fw = egress_firewall(claude_tokens=_expired(issuer.refresh))
-    deadline = time.monotonic() + 5
-    while issuer.renewals == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_a_renewal(issuer)
     fw.stop()
     stored = TokenStore(fw.state.secrets_dir / "claude-login.json").load()
     assert stored is not None
@@ -153,9 +157,7 @@ def test_two_firewalls_on_one_login_renew_it_once(egress_firewall: StartFirewall
     # An old firewall and its replacement (`up` again), both finding the login due.
     issuer.delay = 1.0
     fw = egress_firewall(claude_tokens=_expired(issuer.refresh))
-    deadline = time.monotonic() + 5
-    while issuer.renewals == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_a_renewal(issuer)
     second = Firewall(dataclasses.replace(fw.firewall.settings, listen=("127.0.0.1", 0)))
     fw.loop.call(second.start())
     try:
