@@ -18,6 +18,33 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("x", logging.INFO, "x", 0, "x", No
 }
 
 
+# What a terminal would act on rather than show: the C0 controls (tab and line feed kept), DEL,
+# and the C1 controls, which a UTF-8 terminal (xterm, VTE) reads as ESC [ (U+009B), OSC
+# (U+009D)… Text an agent wrote, or a server answered, reaches the operator's terminal through
+# the CLI's messages and the logs: an escape sequence there could clear, rewrite or retitle it.
+_CONTROLS = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)], "\ufffd")
+_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but tab and line feed shown as U+FFFD (pure)."""
+    return text.translate(_CONTROLS)
+
+
+def json_printable(text: str) -> str:
+    """JSON text (from ``json.dumps(..., ensure_ascii=False)``) with DEL and the C1 controls
+    escaped as ``\\u00XX``, as json escapes the C0 ones: the same JSON, safe on a terminal (pure).
+    Outside its strings JSON text holds none of them, so every one is escaped inside a string."""
+    return text.translate(_JSON_CONTROLS)
+
+
+class _TextFormatter(logging.Formatter):
+    """The human log line, its message's control characters shown as U+FFFD (`printable`)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -38,7 +65,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json_printable(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def json_line(level: int, message: str, **fields: Any) -> str:
@@ -97,7 +124,7 @@ def configure(fmt: LogFormat = LogFormat.text, level: str = "WARNING", stream: T
     if fmt is LogFormat.json:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("agent_smith")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

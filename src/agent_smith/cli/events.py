@@ -35,6 +35,7 @@ from agent_smith.events import (
     tail,
 )
 from agent_smith.events.subjects import time_range
+from agent_smith.logs import json_printable
 
 events_app = typer.Typer(
     name="events",
@@ -259,7 +260,7 @@ def tail_command(
         try:
             async for event in tail(nc, target.settings, flt):
                 if as_json:
-                    out.console.file.write(json.dumps(event.payload, ensure_ascii=False) + "\n")
+                    out.console.file.write(json_printable(json.dumps(event.payload, ensure_ascii=False)) + "\n")
                     out.console.file.flush()
                 else:
                     p = event.payload

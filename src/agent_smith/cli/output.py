@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agent_smith.errors import AgentSmithError
-from agent_smith.logs import LogFormat, json_line
+from agent_smith.logs import LogFormat, json_line, json_printable, printable
 
 
 @dataclass
@@ -25,8 +25,8 @@ class AppContext:
     log_format: LogFormat = LogFormat.text
 
     def print_json(self, data: Any) -> None:
-        """Machine output: plain JSON on stdout, no Rich markup or wrapping."""
-        self.console.file.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+        """Machine output: plain JSON on stdout, no Rich markup or wrapping (no raw control character either)."""
+        self.console.file.write(json_printable(json.dumps(data, indent=2, default=str, ensure_ascii=False)) + "\n")
 
     def log(self, level: int, message: str, **fields: Any) -> None:
         """`message` on stderr as one JSON log line (`--log-format json`)."""
@@ -34,10 +34,12 @@ class AppContext:
         self.err.file.flush()
 
     def warn(self, message: str) -> None:
+        """`message` as a ``warning: …`` line on stderr; its control characters shown, not sent
+        (it may quote what an agent wrote: `logs.printable`)."""
         if self.log_format is LogFormat.json:
             self.log(logging.WARNING, message)
             return
-        self.err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        self.err.print(f"[yellow]warning:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
 
     def error(self, exc: AgentSmithError) -> None:
         """`exc` as ``error: …`` lines on stderr (one per line of its message); with json logs one
@@ -47,4 +49,4 @@ class AppContext:
             self.log(logging.ERROR, "\n".join(lines))
             return
         for line in lines:
-            self.err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            self.err.print(f"[red]error:[/] {escape(printable(line))}", highlight=False, soft_wrap=True)

@@ -477,9 +477,18 @@ def _changes(planned: list[_Planned]) -> list[tuple[_Planned, FileChange]]:
 
 
 def _check_writable(directory: Path) -> None:
-    """Fail before anything is written when a directory cannot be created or written."""
+    """Fail before anything is written when a directory cannot be created or written.
+
+    The directory is made private (0700; one made before, with the umask's 0755, is narrowed):
+    an agent's home holds its conversations (~/.claude/projects), its state the hooks' findings,
+    its workspace the code of private repositories, none of them for the machine's other users.
+    One owned by another user (a volume's root) is left as it is.
+    """
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = directory.stat()
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            directory.chmod(0o700)
         with tempfile.TemporaryFile(dir=directory):
             pass
     except FileExistsError:

@@ -17,6 +17,10 @@ _ESCAPES = re.compile(
 )
 
 
+# The C1 controls as UTF-8 decodes them (U+0080..U+009F): a UTF-8 terminal (xterm, VTE) reads
+# U+009B as ESC [ and U+009D as OSC, so they go as the 7-bit escapes above do.
+_C1 = dict.fromkeys(range(0x80, 0xA0))
+
 # Moves along the line: forward by n (CSI n C), to column n (CSI n G), and line ends.
 _MOVES = re.compile(rb"\x1b\[(\d*)([CG])|\n")
 _WIDEST = 500
@@ -33,7 +37,7 @@ def readable(raw: bytes) -> str:
     out: list[str] = []
     column = start = 0
     for move in _MOVES.finditer(text):
-        chunk = _ESCAPES.sub(b"", text[start : move.start()]).decode("utf-8", "replace")
+        chunk = _ESCAPES.sub(b"", text[start : move.start()]).decode("utf-8", "replace").translate(_C1)
         out.append(chunk)
         column += len(chunk)
         start = move.end()
@@ -46,7 +50,7 @@ def readable(raw: bytes) -> str:
         pad = count if move.group(2) == b"C" else max(count - 1 - column, 1 if column else 0)
         out.append(" " * pad)
         column += pad
-    out.append(_ESCAPES.sub(b"", text[start:]).decode("utf-8", "replace"))
+    out.append(_ESCAPES.sub(b"", text[start:]).decode("utf-8", "replace").translate(_C1))
     return "".join(out)
 
 
