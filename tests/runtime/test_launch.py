@@ -26,7 +26,7 @@ from agent_smith.runtime.panelog import LONGEST_LINE, Follower, Streamer, readab
 from agent_smith.runtime.rundir import RunDir, SupervisorRunning
 from agent_smith.runtime.services import parse_listen
 from agent_smith.runtime.session import chunk
-from agent_smith.runtime.supervisor import _SUBMIT_CHECK, _SUBMIT_TRIES, at_prompt, submit_step
+from agent_smith.runtime.supervisor import _SUBMIT_CHECK, _SUBMIT_TRIES, Unsent, at_prompt, submit_step
 from agent_smith.runtime.sweep import environment_value
 
 CLAUDE = Path("/opt/claude")
@@ -111,19 +111,20 @@ TYPED = "Read the open issues and PRs of your repositories, say hello in the cre
         # Sent: the transcript holds it, the box is empty.
         (f"❯ {TYPED}\n● Standing by.\n{RULE}\n❯ \n{RULE}\n  ⏵⏵ accept edits on", False),
         (f"{RULE}\n❯\n{RULE}\n", False),
-        (f"❯ {TYPED}\n", False),
-        ("Loading…", False),
+        # No box to read (a screen being redrawn): no answer either way.
+        (f"❯ {TYPED}\n", None),
+        (f"{RULE}\n❯ {TYPED}\n", None),
+        ("Loading…", None),
     ],
 )
-def test_text_waiting_unsent_in_claude_s_input_box(screen: str, unsent: bool) -> None:
+def test_text_waiting_unsent_in_claude_s_input_box(screen: str, unsent: bool | None) -> None:
     assert unsent_input(screen) is unsent
 
 
 def test_a_first_run_prompt_left_in_the_input_gets_enter_again_a_few_times_at_most() -> None:
-    typed = (10.0 + _SUBMIT_CHECK, 0)
-    assert submit_step(typed, False, 10.2) == (None, None), "sent: nothing more to do"
+    typed = Unsent(10.0 + _SUBMIT_CHECK)
     assert submit_step(typed, True, 10.2) == (typed, None), "too soon to tell"
-    state: tuple[float, int] | None = typed
+    state: Unsent | None = typed
     now, presses = 10.0, 0
     while state is not None:
         now += 0.25
@@ -134,11 +135,32 @@ def test_a_first_run_prompt_left_in_the_input_gets_enter_again_a_few_times_at_mo
     assert now == pytest.approx(10.0 + _SUBMIT_CHECK * (_SUBMIT_TRIES + 1), abs=0.25)
 
 
-@given(st.lists(st.booleans(), min_size=1, max_size=40), st.lists(st.floats(0.0, 3.0), min_size=40, max_size=40))
+def test_a_first_run_prompt_is_sent_once_the_box_stays_empty_not_at_one_look() -> None:
+    typed = Unsent(10.0 + _SUBMIT_CHECK)
+    # Seen empty once (a screen mid-redraw drew the text outside the box), then there again.
+    state, act = submit_step(typed, False, 10.2)
+    assert state is not None
+    assert act is None
+    # A screen without a box tells nothing.
+    assert submit_step(state, None, 10.6) == (state, None)
+    state, act = submit_step(state, True, 11.1)
+    assert (state, act) == (Unsent(11.1 + _SUBMIT_CHECK, 1), "enter")
+    # Empty from now on: sent once it has stayed so for a check's time.
+    state, act = submit_step(state, False, 11.5)
+    assert state is not None
+    assert act is None
+    assert submit_step(state, False, 11.5 + _SUBMIT_CHECK - 0.01)[0] is not None
+    assert submit_step(state, False, 11.5 + _SUBMIT_CHECK) == (None, None)
+
+
+@given(
+    st.lists(st.sampled_from([True, False, None]), min_size=1, max_size=40),
+    st.lists(st.floats(0.0, 3.0), min_size=40, max_size=40),
+)
 def test_enter_is_pressed_only_while_the_prompt_waits_and_never_more_than_the_tries(
-    waiting: list[bool], gaps: list[float]
+    waiting: list[bool | None], gaps: list[float]
 ) -> None:
-    state: tuple[float, int] | None = (_SUBMIT_CHECK, 0)
+    state: Unsent | None = Unsent(_SUBMIT_CHECK)
     now, presses = 0.0, 0
     for still, gap in zip(waiting, gaps, strict=False):
         if state is None:
@@ -148,10 +170,15 @@ def test_enter_is_pressed_only_while_the_prompt_waits_and_never_more_than_the_tr
         state, act = submit_step(state, still, now)
         if act == "enter":
             presses += 1
-            assert still
-            assert now >= before[0]
-        if not still:
-            assert (state, act) == (None, None)
+            assert still is True
+            assert now >= before.at
+        if still is not True:
+            assert act is None
+        if state is None and act is None:
+            # Taken for sent only once the box stayed empty for a check's time.
+            assert still is False
+            assert before.empty_since is not None
+            assert now - before.empty_since >= _SUBMIT_CHECK
     assert presses <= _SUBMIT_TRIES
 
 

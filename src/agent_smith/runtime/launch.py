@@ -124,14 +124,15 @@ def busy(screen: str) -> bool:
 _RULE = re.compile(r"^─{20,}\s*$")
 
 
-def unsent_input(screen: str) -> bool:
-    """Whether claude's input box (between the screen's last two rules) holds text not sent yet.
+def unsent_input(screen: str) -> bool | None:
+    """Whether claude's input box (between the screen's last two rules) holds text not sent yet;
+    None when the screen shows no box (being redrawn, say).
 
     Pure. Right after the box first shows, the pinned CLI keeps what is typed but
     drops an Enter: the text then waits there (a long paste as ``[Pasted text …]``)."""
     lines = screen.splitlines()
     rules = [i for i, line in enumerate(lines) if _RULE.match(line)]
     if len(rules) < 2:
-        return False
+        return None
     box = lines[rules[-2] + 1 : rules[-1]]
     return any(line.strip().removeprefix("❯").strip() for line in box)

@@ -132,21 +132,39 @@ def at_prompt(screen: str) -> bool:
     return PROMPT_READY.search(screen) is not None and _SELECTOR.search(screen) is None
 
 
+@dataclass(frozen=True)
+class Unsent:
+    """A first-run prompt typed and not yet seen sent: when to look again, the Enters pressed
+    again, and since when claude's input box has been seen empty (None: not since the last look
+    that saw the text there)."""
+
+    at: float
+    tries: int = 0
+    empty_since: float | None = None
+
+
 def submit_step(
-    unsent: tuple[float, int], waiting: bool, now: float
-) -> tuple[tuple[float, int] | None, Literal["enter", "give up"] | None]:
-    """The first-run prompt was typed; `unsent` is (when to look again, Enters pressed again), and
-    `waiting` whether it still sits in claude's input box (the CLI dropped the Enter, as it does
-    right after the box first shows). What to remember next, and what to do: press Enter again,
-    a few times at most, never type it again. Pure."""
-    at, tries = unsent
-    if not waiting:
-        return None, None
-    if now < at:
+    unsent: Unsent, waiting: bool | None, now: float
+) -> tuple[Unsent | None, Literal["enter", "give up"] | None]:
+    """What to remember next of a typed first-run prompt, and what to do: press Enter again, a few
+    times at most, never type it again. Pure.
+
+    `waiting`: whether the text still sits in claude's input box (the CLI dropped the Enter, as
+    it does right after the box first shows); None when the screen showed no box. One look at
+    an empty box is no proof it was sent: a screen caught mid-redraw has shown the text outside
+    the box. It is sent once the box has stayed empty for `_SUBMIT_CHECK`."""
+    if waiting is None:
         return unsent, None
-    if tries >= _SUBMIT_TRIES:
+    if not waiting:
+        if unsent.empty_since is None:
+            return replace(unsent, empty_since=now), None
+        return (None, None) if now - unsent.empty_since >= _SUBMIT_CHECK else (unsent, None)
+    unsent = replace(unsent, empty_since=None)
+    if now < unsent.at:
+        return unsent, None
+    if unsent.tries >= _SUBMIT_TRIES:
         return None, "give up"
-    return (now + _SUBMIT_CHECK, tries + 1), "enter"
+    return Unsent(now + _SUBMIT_CHECK, unsent.tries + 1), "enter"
 
 
 @dataclass
@@ -157,8 +175,8 @@ class _Agent:
     launch_id: str | None = None
     exit_unread: bool = False
     channel: ChannelWatch = field(default_factory=ChannelWatch)
-    # The first-run prompt typed and not seen sent yet: (when to look again, Enters pressed again).
-    unsent: tuple[float, int] | None = None
+    # The first-run prompt typed and not seen sent yet.
+    unsent: Unsent | None = None
 
 
 class Metrics:
@@ -540,7 +558,7 @@ class Supervisor:
         # even if this process dies between the two.
         write_atomic(spec.first_run_marker, f"{self._clock():.3f}\n")
         panes.type_text(self.tmux, claude, spec.first_run_prompt)
-        agent.unsent = (self._clock() + _SUBMIT_CHECK, 0)
+        agent.unsent = Unsent(self._clock() + _SUBMIT_CHECK)
 
     def _see_it_sent(self, agent: _Agent, screen: str, claude: str) -> None:
         assert agent.unsent is not None
