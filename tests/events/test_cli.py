@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from agent_smith.cli.app import app
 from agent_smith.crew import scaffold_crew
-from agent_smith.events import EmbeddedNats, Publisher, TaskDone
+from agent_smith.events import EgressDenied, EmbeddedNats, Event, PrOpened, PrReviewed, Publisher, TaskDone
 from agent_smith.listeners import free_port
 from tests.events.helpers import SETTINGS, plain_nats
 from tests.fixtures.nats import NatsServer
@@ -87,6 +87,105 @@ def test_publish_then_query(nats_server: NatsServer, env: dict[str, str | None])
     assert [e["summary"] for e in json.loads(out)] == ["tidied", "red \x1b[31mALERT\x1b]0;pwned\x07"]
     code, out, _ = invoke(["events", "query", "--limit", "1", "--json"], env)
     assert [e["type"] for e in json.loads(out)] == ["task_done"]
+
+
+def publish_all(url: str, outbox: Path, events: list[Event]) -> None:
+    async def run() -> None:
+        async with Publisher(SETTINGS, outbox, url) as publisher:
+            assert await publisher.wait_connected(10)
+            for event in events:
+                assert (await publisher.publish(event)).stored
+
+    asyncio.run(run())
+
+
+WIDGET = {"repo": "example/widget", "pr": 12, "url": "https://github.com/example/widget/pull/12"}
+TITLE = "Retry the fetch when the server answers 503"
+# As the hooks and the firewall publish them (the reason is the firewall's wording).
+TEAM_EVENTS: list[Event] = [
+    PrOpened(agent="devbot", title=TITLE, base="main", head="dev/retry", **WIDGET),
+    PrReviewed(agent="reviewbot", title=TITLE, state="changes_requested", comments=2, **WIDGET),
+    # A review published before the state was shown, and before `comments` could be absent.
+    PrReviewed(agent="reviewbot", title=TITLE, state="commented", comments=0, schema_version=1, **WIDGET),
+    PrReviewed(agent="reviewbot", title=TITLE, state="approved", comments=0, **WIDGET),
+    EgressDenied(
+        agent="devbot",
+        host="raw.githubusercontent.com",
+        method="GET",
+        path="/example/widget/main/install.sh",
+        reason="host raw.githubusercontent.com:443 is not on the allowlist",
+    ),
+    EgressDenied(
+        agent="devbot",
+        host="api.anthropic.com",
+        reason="host api.anthropic.com:443 is not on the allowlist",
+        repeated=3,
+    ),
+    TaskDone(agent="devbot", summary="tidied the fixtures", repo="example/widget"),
+]
+
+
+def column_text(table: str, column: int) -> str:
+    """One column of a boxed table's body, its lines joined by spaces: a word wrapped whole reads
+    as it was; one cut or folded mid-way does not."""
+    body = table.split("┩", 1)[1]
+    cells = [line.split("│")[column + 1].strip() for line in body.splitlines() if line.startswith("│")]
+    return " ".join(cell for cell in cells if cell)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_query_shows_what_matters_whole_at_any_width(
+    nats_server: NatsServer, env: dict[str, str | None], tmp_path: Path, columns: int
+) -> None:
+    publish_all(nats_server.url, tmp_path / "outbox", TEAM_EVENTS)
+    code, out, err = invoke(["events", "query"], {**env, "NATS_URL": nats_server.url, "COLUMNS": str(columns)})
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= columns
+    assert "…" not in out
+    # Where: whole, on a line of its own cell (never folded at these widths).
+    assert out.count("example/widget#12 ") == 4
+    for where in ("raw.githubusercontent.com:443", "api.anthropic.com:443", "example/widget "):
+        assert where in out
+    what = column_text(out, 2 if columns == 80 else 4)
+    for said in (
+        f"changes requested, 2 inline comments: {TITLE}",
+        f"commented: {TITLE}",
+        f"approved: {TITLE}",
+        "host raw.githubusercontent.com:443 is not on the allowlist",
+        "host api.anthropic.com:443 is not on the allowlist (3 more like it)",
+        "tidied the fixtures",
+    ):
+        assert said in what
+    if columns == 80:
+        # Too narrow for five columns: the agent goes under the type, what happened under where.
+        assert column_text(out, 1).split() == [word for e in TEAM_EVENTS for word in (e.type, e.agent)]
+    else:
+        assert column_text(out, 2).split() == [e.agent for e in TEAM_EVENTS]
+
+
+def test_a_host_longer_than_its_column_is_folded_not_cut(
+    nats_server: NatsServer, env: dict[str, str | None], tmp_path: Path
+) -> None:
+    host = "artifacts-prod-eu-central-1.s3.eu-central-1.amazonaws.com"
+    denied = EgressDenied(agent="devbot", host=host, reason=f"host {host}:443 is not on the allowlist")
+    publish_all(nats_server.url, tmp_path / "outbox", [denied])
+    code, out, err = invoke(["events", "query"], {**env, "NATS_URL": nats_server.url, "COLUMNS": "80"})
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    assert f"{host}:443" in column_text(out, 2).replace(" ", "")
+
+
+def test_tail_says_a_review_s_state(nats_server: NatsServer, env: dict[str, str | None], tmp_path: Path) -> None:
+    publish_all(nats_server.url, tmp_path / "outbox", TEAM_EVENTS)
+    args = ["events", "tail", "--type", "pr_reviewed", "--since", "1h", "--count", "3"]
+    code, out, err = invoke(args, {**env, "NATS_URL": nats_server.url})
+    assert code == 0, err
+    said = [line.split(" ", 2)[2] for line in out.splitlines()]  # after the time and the type
+    assert said == [
+        f"reviewbot example/widget#12 {state}: {TITLE}"
+        for state in ("changes requested, 2 inline comments", "commented", "approved")
+    ]
 
 
 @pytest.mark.parametrize(

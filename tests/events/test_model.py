@@ -69,6 +69,17 @@ def test_decode_round_trips() -> None:
     assert decode(event.payload()) == event
 
 
+def test_a_review_s_inline_comments_are_absent_when_unknown_and_old_reviews_still_read() -> None:
+    unknown = build_event("pr_reviewed", "reviewbot", {**PR, "state": "approved"}).payload()
+    assert "comments" not in unknown
+    assert unknown["schema_version"] == 2
+    counted = build_event("pr_reviewed", "reviewbot", {**PR, "comments": "0"}).payload()
+    assert counted["comments"] == 0
+    # As schema 1 stored it: `comments` always there, 0 unless the publisher set it.
+    old = {**unknown, "schema_version": 1, "comments": 0}
+    assert decode(old).payload() == old
+
+
 @pytest.mark.parametrize(
     ("type_name", "fields", "message"),
     [

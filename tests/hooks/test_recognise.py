@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import pytest
@@ -39,15 +40,15 @@ CASES = [
     (bash("gh pr create --title x", stderr="pull request create failed: GraphQL: No commits between main and x"), None),
     (
         bash("gh pr review 12 --approve -b 'LGTM'"),
-        PrAction("reviewed", None, 12, None, review_state="APPROVED", repo_of_checkout=True),
+        PrAction("reviewed", None, 12, None, review_state="APPROVED", comments=0, repo_of_checkout=True),
     ),
     (
         bash("gh pr review 12 -R acme/widgets --request-changes -b 'no'"),
-        PrAction("reviewed", "acme/widgets", 12, None, review_state="CHANGES_REQUESTED"),
+        PrAction("reviewed", "acme/widgets", 12, None, review_state="CHANGES_REQUESTED", comments=0),
     ),
     (
         bash(f"gh pr review {URL} --comment -b 'hm'", stderr="- Reviewed pull request acme/widgets#12\n"),
-        PrAction("reviewed", "acme/widgets", 12, URL, review_state="COMMENTED"),
+        PrAction("reviewed", "acme/widgets", 12, URL, review_state="COMMENTED", comments=0),
     ),
     (
         bash("gh pr review 12 --approve", stderr="X Could not approve: GraphQL: Can not approve your own pull request"),
@@ -74,7 +75,7 @@ CASES = [
             "gh api repos/acme/widgets/pulls/12/reviews -X POST -f event=APPROVE",
             stdout='{"id": 5, "state": "APPROVED", "html_url": "' + URL + '#pullrequestreview-5"}',
         ),
-        PrAction("reviewed", "acme/widgets", 12, URL + "#pullrequestreview-5", review_state="APPROVED"),
+        PrAction("reviewed", "acme/widgets", 12, URL + "#pullrequestreview-5", review_state="APPROVED", comments=0),
     ),
     (
         bash("gh api -X PUT repos/acme/widgets/pulls/12/merge", stdout='{"merged": true, "sha": "abc1234"}'),
@@ -106,7 +107,7 @@ CASES = [
     (bash("gh pr merge --squash"), PrAction("merged", None, None, on_checkout=True, repo_of_checkout=True)),
     (
         bash("gh pr review --approve"),
-        PrAction("reviewed", None, None, review_state="APPROVED", on_checkout=True, repo_of_checkout=True),
+        PrAction("reviewed", None, None, review_state="APPROVED", comments=0, on_checkout=True, repo_of_checkout=True),
     ),
     # Claude Code reports the directory the shell ended in: where gh ran, unless a `cd` came after
     # it, a subshell ran it, or the tool reset a cwd that left the project.
@@ -191,7 +192,7 @@ CASES = [
             "tool_input": {"owner": "acme", "repo": "widgets", "pull_number": 12, "event": "REQUEST_CHANGES"},
             "tool_response": "{}",
         },
-        PrAction("reviewed", "acme/widgets", 12, None, review_state="REQUEST_CHANGES"),
+        PrAction("reviewed", "acme/widgets", 12, None, review_state="REQUEST_CHANGES", comments=0),
     ),
     ({"tool_name": "mcp__github__list_pull_requests", "tool_input": {}, "tool_response": "[]"}, None),
     # Reading reviews, or starting one that is still pending, is no review.
@@ -346,3 +347,102 @@ def test_a_digit_that_is_no_number_names_a_branch_as_gh_reads_it() -> None:
     assert recognise({**merge, "tool_input": {"owner": "acme", "repo": "widgets", "pull_number": "²"}}) == PrAction(
         "merged", "acme/widgets", None
     )
+
+
+REVIEWED = '{"id": 5, "state": "COMMENTED", "html_url": "' + URL + '#pullrequestreview-5"}'
+
+
+@pytest.mark.parametrize(
+    ("fields", "comments"),
+    [
+        # Each count is that of the body gh 2.23 sent for these fields (GH_DEBUG=api).
+        ("-f event=COMMENT -f body=x", 0),
+        ("-f 'comments[][path]=a.py' -f 'comments[][body]=x' -F 'comments[][line]=3'", 1),
+        ("-fcomments[][path]=a -fcomments[][path]=b", 2),
+        ("--raw-field=comments[][path]=a --field comments[][line]=2", 1),
+        # gh reads the -f fields first, then the -F ones: line=3 joins b's object, line=4 starts a third.
+        (
+            "-f 'comments[][path]=a' -f 'comments[][body]=x' -F 'comments[][line]=3' "
+            "-f 'comments[][path]=b' -f 'comments[][body]=y' -F 'comments[][line]=4'",
+            3,
+        ),
+        ("-f 'comments[][path]=a' -f 'comments[]' -f 'comments[][path]=b'", 1),
+        ("-f 'comments[]'", 0),
+        ("-f 'comments[][]=x' -f 'comments[][path]=a'", 2),
+        ("-f 'comments[][][path]=a'", 1),
+        ("-f 'comments[][path=x'", 1),
+        ("-f 'comments[][body]=a=b[c]' -f 'comments[][path]=p'", 1),
+        ("-f 'comments[][position][line]=a' -f 'comments[][position][side]=b'", 2),
+        ("-f 'comment[][path]=a' -f 'comments[path]=b'", 0),
+        # The body is a file gh reads: its comments are not in the command.
+        ("--input review.json", None),
+        ("--input \"$review\" -f 'comments[][path]=a'", None),
+    ],
+)
+def test_an_api_review_counts_the_inline_comments_its_body_carries(fields: str, comments: int | None) -> None:
+    action = recognise(bash(f"gh api -X POST repos/acme/widgets/pulls/12/reviews {fields}", stdout=REVIEWED))
+    assert action is not None
+    assert (action.review_state, action.comments) == ("COMMENTED", comments)
+
+
+COMMENT_KEYS = ("body", "line", "side", "start_line", "start_side")
+# A review comment as the API takes it: a `path`, with the other keys in any order before or after it.
+A_COMMENT = (
+    st.lists(st.sampled_from(COMMENT_KEYS), unique=True)
+    .flatmap(lambda keys: st.permutations(["path", *keys]))
+    .flatmap(lambda keys: st.fixed_dictionaries({key: st.text(min_size=1, max_size=8) for key in keys}))
+)
+
+
+@given(
+    st.lists(A_COMMENT, max_size=6),
+    st.sampled_from(["-f", "-F", "--raw-field", "--field="]),
+    st.lists(st.sampled_from(["event=COMMENT", "body=ok", "commit_id=abc"]), max_size=3),
+    st.integers(0, 10),
+)
+def test_every_comment_written_as_fields_is_counted(
+    written: list[dict[str, str]], flag: str, others: list[str], at: int
+) -> None:
+    """Comments written one after the other as `comments[][KEY]=VALUE` fields, all of one kind
+    (gh puts the -f fields before the -F ones), with other fields anywhere among them. Each is
+    one object: the object gh is filling has the last comment's `path`, so this one's `path`, if
+    no key before it, starts a new one."""
+    fields = [f"comments[][{key}]={value}" for comment in written for key, value in comment.items()]
+    fields[at:at] = others
+    words = " ".join(
+        f"{flag}{shlex.quote(field)}" if flag.endswith("=") else f"{flag} {shlex.quote(field)}" for field in fields
+    )
+    action = recognise(bash(f"gh api repos/acme/widgets/pulls/12/reviews {words}", stdout=REVIEWED))
+    assert action is not None
+    assert action.comments == len(written)
+
+
+@pytest.mark.parametrize(
+    ("tool", "tool_input", "comments"),
+    [
+        (
+            "create_pull_request_review",
+            {"event": "COMMENT", "comments": [{"path": "a", "line": 1, "body": "x"}] * 2},
+            2,
+        ),
+        ("pulls_create_review", {"event": "APPROVE"}, 0),
+        ("create_and_submit_pull_request_review", {"event": "COMMENT", "body": "x"}, 0),
+        ("pull_request_review_write", {"method": "create", "event": "APPROVE"}, 0),
+        # Submitting a pending review: its comments came with earlier calls.
+        ("submit_pending_pull_request_review", {"event": "COMMENT"}, None),
+        ("pull_request_review_write", {"method": "submit_pending", "event": "COMMENT"}, None),
+        # Not a list: what the tool sent is not known.
+        ("create_pull_request_review", {"event": "COMMENT", "comments": "[{}]"}, None),
+    ],
+)
+def test_a_review_tool_counts_the_inline_comments_of_its_call(
+    tool: str, tool_input: dict[str, Any], comments: int | None
+) -> None:
+    payload = {
+        "tool_name": f"mcp__github__{tool}",
+        "tool_input": {"owner": "acme", "repo": "widgets", "pullNumber": 12, **tool_input},
+        "tool_response": "{}",
+    }
+    action = recognise(payload)
+    assert action is not None
+    assert action.comments == comments

@@ -608,6 +608,9 @@ def test_event_fields_and_announcement_are_pure() -> None:
         "pr_reviewed",
         {"repo": "a/b", "pr": 2, "title": "T", "url": "https://x/a/b/pull/2", "state": "changes_requested"},
     )
+    counted = event_fields({**job, "comments": 2}, PrFacts("T", "https://x/a/b/pull/2"))[1]
+    assert counted["comments"] == 2
+    assert "comments" not in event_fields({**job, "comments": None}, PrFacts("T", "https://x/a/b/pull/2"))[1]
     assert announcement("dev", "T", "U", []) == "team: dev opened a pull request for review — T U"
 
 

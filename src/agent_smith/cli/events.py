@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from agent_smith.cli.context import JsonFlag, app_context
 from agent_smith.cli.mcp import mcp_app
@@ -158,44 +160,94 @@ def publish(
 
 
 # Control characters (C0, DEL, C1) of an event's text, which agents write: on a terminal an
-# escape sequence in a title could recolour, retitle or rewrite the screen.
+# escape sequence in a title could recolour, retitle or rewrite the screen. A table's cells are
+# `Text` (never read as markup); a line of `tail` is markup, so its parts are escaped too.
 _CONTROLS = dict.fromkeys([*range(32), *range(127, 160)], "\ufffd")
 
 
 def _shown(value: object) -> str:
-    """`value` as a table cell or a line shows it: no markup, no control character."""
-    return escape(str(value).translate(_CONTROLS))
+    """`value` as a line shows it: no markup, no control character."""
+    return escape(_plain(value))
 
 
-def _summary(payload: Mapping[str, Any]) -> str:
-    for key in ("title", "summary", "reason", "host"):
-        if payload.get(key):
-            return str(payload[key])
-    return ""
+def _plain(value: object) -> str:
+    return str(value).translate(_CONTROLS)
 
 
-def _where(payload: Mapping[str, Any]) -> str:
+def event_where(payload: Mapping[str, Any]) -> str:
+    """What an event is about, as one names it: ``owner/repo#N``, a repository, or the host and
+    port a denied request went to (pure)."""
+    if payload.get("type") == "egress_denied" and payload.get("host"):
+        host = str(payload["host"])
+        # An IPv6 address is written in brackets before a port, as in a URL.
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{payload['port']}" if payload.get("port") else host
     repo = payload.get("repo") or ""
     pr = payload.get("pr")
     return f"{repo}#{pr}" if repo and pr else str(repo)
+
+
+def event_what(payload: Mapping[str, Any]) -> str:
+    """What happened, in a few words: a review's state before the PR's title, how many more
+    denials like this one went unpublished after the reason (pure)."""
+    text = next((str(payload[key]) for key in ("title", "summary", "reason") if payload.get(key)), "")
+    kind = payload.get("type")
+    if kind == "pr_reviewed":
+        state = str(payload.get("state") or "commented").replace("_", " ")
+        comments = payload.get("comments")
+        if isinstance(comments, int) and comments > 0:
+            state += f", {comments} inline comment{'' if comments == 1 else 's'}"
+        return f"{state}: {text}"
+    if kind == "egress_denied" and payload.get("repeated"):
+        return f"{text} ({payload['repeated']} more like it)"
+    return text
+
+
+Cells = tuple[str, str, str, str, str]
+_HEADERS: Cells = ("time", "type", "agent", "where", "what")
+# Below this many columns left for "what", a title wraps over four lines and more: the narrow layout
+# gives it the width of "where" as well.
+_WHAT_MIN = 30
+
+
+def event_cells(payload: Mapping[str, Any]) -> Cells:
+    """An event's row (time, type, agent, where, what) as plain text (pure)."""
+    return (
+        _plain(str(payload.get("time", ""))[:19].replace("T", " ")),
+        _plain(payload.get("type", "")),
+        _plain(payload.get("agent", "")),
+        _plain(event_where(payload)),
+        _plain(event_what(payload)),
+    )
+
+
+def fits_wide(rows: list[Cells], width: int) -> bool:
+    """Whether a table of one column per cell leaves "what" its due at `width` (pure): the other
+    columns are never wrapped, and a boxed column costs its padding and one rule (3)."""
+    fixed = sum(max(cell_len(cells[i]) for cells in [_HEADERS, *rows]) + 3 for i in range(4))
+    return width - fixed - 3 - 1 >= _WHAT_MIN
 
 
 def _render(out: AppContext, events: list[StoredEvent], as_json: bool) -> None:
     if as_json:
         out.print_json([e.payload for e in events])
         return
+    rows = [event_cells(e.payload) for e in events]
     table = Table(title=f"{len(events)} event{'' if len(events) == 1 else 's'}", title_justify="left")
-    for column in ("time", "type", "agent", "where", "what"):
-        table.add_column(column)
-    for event in events:
-        p = event.payload
-        table.add_row(
-            _shown(str(p.get("time", ""))[:19].replace("T", " ")),
-            _shown(p.get("type", "")),
-            _shown(p.get("agent", "")),
-            _shown(_where(p)),
-            _shown(_summary(p)),
-        )
+    # Overflow folds, never cuts: a host, a repository or a number stays whole, if on two lines.
+    if fits_wide(rows, out.console.width):
+        for header in _HEADERS[:4]:
+            table.add_column(header, no_wrap=True, overflow="fold")
+        table.add_column("what", overflow="fold")
+        for cells in rows:
+            table.add_row(*(Text(cell) for cell in cells))
+    else:
+        # Narrow: each event on two lines, the agent under its type and what happened under where.
+        table.add_column("time", no_wrap=True, overflow="fold")
+        table.add_column("type / agent", overflow="fold")
+        table.add_column("where / what", overflow="fold")
+        for time, kind, agent, where, what in rows:
+            table.add_row(Text(time), Text(f"{kind}\n{agent}"), Text("\n".join(filter(None, (where, what)))))
     out.console.print(table)
 
 
@@ -266,7 +318,7 @@ def tail_command(
                     p = event.payload
                     out.console.print(
                         f"{_shown(str(p.get('time', ''))[:19])} [bold]{_shown(p.get('type'))}[/] "
-                        f"{_shown(p.get('agent'))} {_shown(_where(p))} {_shown(_summary(p))}".rstrip(),
+                        f"{_shown(p.get('agent'))} {_shown(event_where(p))} {_shown(event_what(p))}".rstrip(),
                         highlight=False,
                     )
                 seen += 1

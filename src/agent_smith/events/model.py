@@ -130,9 +130,19 @@ class PrOpened(PrEvent):
 
 
 class PrReviewed(PrEvent):
+    """A review submitted: its `state`, and how many inline comments its request carried
+    (`comments`), when the command or tool that posted it showed them.
+
+    Schema 2: `comments` is absent when unknown (a review body gh read from a file, a pending
+    review submitted). In schema 1 it was 0 unless the publisher set it, so a 0 there says nothing.
+    """
+
     type: Literal["pr_reviewed"] = "pr_reviewed"
+    schema_version: int = Field(default=2, ge=1)
     state: Literal["approved", "changes_requested", "commented"] = "commented"
-    comments: int = Field(default=0, ge=0, description="inline findings posted with the review")
+    comments: int | None = Field(
+        default=None, ge=0, description="inline comments the review's request carried, when known"
+    )
 
 
 class PrCommentAddressed(PrEvent):

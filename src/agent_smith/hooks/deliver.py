@@ -68,6 +68,9 @@ def event_fields(job: Mapping[str, Any], facts: PrFacts) -> tuple[str, dict[str,
     action = job["action"]
     if action == "reviewed":
         fields["state"] = REVIEW_STATES.get(str(job.get("review_state") or "").upper(), "commented")
+        # The inline comments the hook counted in the command; absent where it could not (unknown).
+        if isinstance(job.get("comments"), int):
+            fields["comments"] = job["comments"]
     if action == "opened":
         for side, known in (("base", facts.base), ("head", facts.head)):
             if branch := job.get(side) or known:

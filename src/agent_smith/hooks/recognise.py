@@ -48,6 +48,9 @@ class PrAction:
     url: str | None = None
     title: str | None = None
     review_state: str | None = None
+    # Inline comments the review's request carried, where the command or tool shows them (a body
+    # gh read from a file, or a pending review's earlier comments, it does not).
+    comments: int | None = None
     branch: str | None = None
     on_checkout: bool = False
     # A new PR's branches, where the command or tool named them (else its delivery asks the forge).
@@ -317,14 +320,16 @@ def _from_gh_pr(verb: str, args: Sequence[str], output: str, env_repo: str | Non
         state = _review_flag(flags)
         for pattern, said in _GH_REVIEW_OUTPUT:
             if found := pattern.search(output):
-                return _pr_ref(
-                    flags, target, output, env_repo, PrAction("reviewed", None, int(found.group(1)), review_state=said)
-                )
+                reviewed = PrAction("reviewed", None, int(found.group(1)), review_state=said, comments=0)
+                return _pr_ref(flags, target, output, env_repo, reviewed)
         # gh prints nothing on success when stdout is not a terminal (as in the Bash tool);
         # PostToolUse only runs for a command that succeeded.
         if state is None or _failed(output):
             return None
-        return _pr_ref(flags, target, output, env_repo, PrAction("reviewed", None, None, review_state=state))
+        # `gh pr review` posts a body and no inline comment.
+        return _pr_ref(
+            flags, target, output, env_repo, PrAction("reviewed", None, None, review_state=state, comments=0)
+        )
     if verb == "merge":
         merged = _GH_MERGED_OUTPUT.search(output)
         if merged is None and (_failed(output) or {"--auto", "--disable-auto"} & {name for name, _ in flags}):
@@ -362,7 +367,7 @@ def _failed(output: str) -> bool:
 
 
 def _from_gh_api(args: Sequence[str], output: str) -> PrAction | None:
-    positional = pflag(args, _API_VALUE_FLAGS)[1]
+    flags, positional = pflag(args, _API_VALUE_FLAGS)
     path = positional[0] if positional else None
     if path is None or (match := _API_PR.fullmatch(path)) is None:
         return None
@@ -370,10 +375,64 @@ def _from_gh_api(args: Sequence[str], output: str) -> PrAction | None:
     rest = (match["rest"] or "").rstrip("/")
     response = _json_object(output)
     if rest == "/reviews" and response.get("state"):
-        return PrAction("reviewed", repo, number, _str(response.get("html_url")), review_state=str(response["state"]))
+        return PrAction(
+            "reviewed",
+            repo,
+            number,
+            _str(response.get("html_url")),
+            review_state=str(response["state"]),
+            comments=api_review_comments(flags),
+        )
     if rest == "/merge" and response.get("merged") is True:
         return PrAction("merged", repo, number)
     return None
+
+
+def api_review_comments(flags: Sequence[tuple[str, str]]) -> int | None:
+    """How many inline comments the body `gh api` builds from its fields puts in a review's
+    `comments` array; None when the body is a file or stdin (`--input`), which the hook cannot read.
+
+    Pure. gh (2.23) reads the raw fields (`-f`) first, then the typed ones (`-F`): a
+    `comments[][KEY]=…` goes into the array's last object unless that object has KEY already, or
+    the last item is no object (`comments[]=…`); a bare `comments[]` empties the array.
+    """
+    if _option(flags, "--input") is not None:
+        return None
+    raw = [value for name, value in flags if name in ("-f", "--raw-field")]
+    typed = [value for name, value in flags if name in ("-F", "--field")]
+    count, last = 0, None  # the keys of the array's last object; None when the last item is none
+    for field in raw + typed:
+        keys, value = api_field_keys(field)
+        if keys[:2] != ["comments", ""]:
+            continue
+        # gh reads `[]` after `[]` as one (`comments[][]=x` is `comments[]=x`).
+        key = next((k for k in keys[2:] if k), None)
+        if key is None:
+            count, last = (count + 1, None) if value is not None else (0, None)
+        elif last is None or key in last:
+            count, last = count + 1, {key}
+        else:
+            last.add(key)
+    return count
+
+
+def api_field_keys(field: str) -> tuple[list[str], str | None]:
+    """(keys, value) of a `gh api` field as gh splits ``key[sub][]=value``: ``["key", "sub", ""]``;
+    the value is None without an ``=``. Pure."""
+    keys: list[str] = []
+    start = 0
+    for at, char in enumerate(field):
+        if char == "[":
+            if start == 0:
+                keys.append(field[:at])
+            start = at + 1
+        elif char == "]":
+            keys.append(field[start:at])
+        elif char == "=":
+            if start == 0:
+                keys.append(field[:at])
+            return keys, field[at + 1 :]
+    return keys, None
 
 
 # Forge MCP tools that open, review or merge a PR, by name (GitHub's MCP server, and tools named
@@ -414,7 +473,7 @@ def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction
         state = _str(response.get("state")) or _str(tool_input.get("event"))
         if state is None or state.upper() == "PENDING" or method not in (None, "create", "submit_pending"):
             return None  # a pending review (no event yet), or one deleted
-        return PrAction("reviewed", repo, number, pr_url, review_state=state)
+        return PrAction("reviewed", repo, number, pr_url, review_state=state, comments=_mcp_comments(tool, tool_input))
     if match is not None:
         return PrAction(
             "opened",
@@ -426,6 +485,18 @@ def _from_mcp(tool: str, tool_input: Mapping[str, Any], output: str) -> PrAction
             head=_branch(_str(tool_input.get("head"))) or branch_ref(response, "head"),
         )
     return None
+
+
+def _mcp_comments(tool: str, tool_input: Mapping[str, Any]) -> int | None:
+    """The inline comments a review tool's call carried: its `comments` list; none without one,
+    unless it submits a pending review, whose comments earlier calls added (unknown here)."""
+    comments = tool_input.get("comments")
+    if isinstance(comments, list):
+        return len(comments)
+    submits_pending = tool == "submit_pending_pull_request_review" or tool_input.get("method") == "submit_pending"
+    if comments is not None or submits_pending:
+        return None
+    return 0
 
 
 def _branch(head: str | None) -> str | None:
