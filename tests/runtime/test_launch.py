@@ -153,6 +153,11 @@ def test_a_first_run_prompt_is_sent_once_the_box_stays_empty_not_at_one_look() -
     assert submit_step(state, False, 11.5 + _SUBMIT_CHECK) == (None, None)
 
 
+def test_a_clock_set_moves_a_first_run_prompt_s_wait_with_it() -> None:
+    assert Unsent(10.0, 2, 9.5).shifted(-3600) == Unsent(10.0 - 3600, 2, 9.5 - 3600)
+    assert Unsent(10.0).shifted(60) == Unsent(70.0)
+
+
 @given(
     st.lists(st.sampled_from([True, False, None]), min_size=1, max_size=40),
     st.lists(st.floats(0.0, 3.0), min_size=40, max_size=40),

@@ -142,6 +142,11 @@ class Unsent:
     tries: int = 0
     empty_since: float | None = None
 
+    def shifted(self, jump: float) -> Unsent:
+        """The same wait, its times moved with a clock set by `jump` seconds (pure)."""
+        since = self.empty_since
+        return replace(self, at=self.at + jump, empty_since=None if since is None else since + jump)
+
 
 def submit_step(
     unsent: Unsent, waiting: bool | None, now: float
@@ -390,7 +395,7 @@ class Supervisor:
             if agent.channel.down_since is not None:
                 agent.channel = replace(agent.channel, down_since=agent.channel.down_since + jump)
             if agent.unsent is not None:
-                agent.unsent = (agent.unsent[0] + jump, agent.unsent[1])
+                agent.unsent = agent.unsent.shifted(jump)
 
     def _channel_connected(self, name: str) -> bool | None:
         server = self._channels.get(name)
