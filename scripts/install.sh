@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+# Bold only for a person's terminal: a log or a pipe gets no escape codes, nor does NO_COLOR.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+else
+  step() { printf '==> %s\n' "$*"; }
+fi
 
 APT_PACKAGES=(tmux git gh curl ca-certificates)
 missing=()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,26 @@ def _process_start() -> float:
         int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
     )
     return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _install_step(*, tty: bool, env: dict[str, str]) -> bytes:
+    """What install.sh's `step` prints, its definition run alone (the script itself installs)."""
+    script = (ROOT / "scripts" / "install.sh").read_text()
+    definition = script[script.index("\nif [ -t 1 ]") : script.index("\nfi\n") + 4]
+    argv = ["bash", "-c", f"{definition}\nstep hello"]
+    if not tty:
+        return subprocess.run(argv, env=env, capture_output=True, check=True).stdout
+    main, child = pty.openpty()
+    try:
+        subprocess.run(argv, env=env, stdout=child, check=True)
+        return os.read(main, 4096)
+    finally:
+        os.close(main)
+        os.close(child)
+
+
+def test_install_writes_bold_only_to_a_terminal_without_no_color() -> None:
+    plain = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    assert b"\x1b[1m==> hello" in _install_step(tty=True, env=plain)
+    assert _install_step(tty=False, env=plain) == b"==> hello\n"
+    assert b"\x1b" not in _install_step(tty=True, env={**plain, "NO_COLOR": "1"})

@@ -223,3 +223,11 @@ def test_with_json_logs_a_warning_is_json(tmp_path: Path) -> None:
         done = subprocess.run([CLI, *argv], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert {line["level"] for line in _json_lines(done.stderr)} == {"warning"}, done.stderr
+
+
+def test_a_verb_run_outside_a_crew_says_how_to_name_one(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_SMITH_CREW"}
+    done = subprocess.run([CLI, "status"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"no crew.yaml in {tmp_path} (name the crew's directory with `--crew DIR` or AGENT_SMITH_CREW" in said

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_smith.cli.runtime import _whole, column_widths
+from agent_smith.cli.runtime import _whole, column_widths, stopped_line
+from agent_smith.runtime import CrewStopped
 from agent_smith.runtime.rundir import RunDir, status_number
 from agent_smith.runtime.tmux import Tmux
 from tests.runtime.conftest import cli_env, write_crew
@@ -206,3 +207,24 @@ def test_a_status_field_is_a_number_only_when_it_is_one(value: object, finite: f
     assert status_number({"k": value}, "k") == finite
     assert _whole({"k": value}, "k") == whole
     assert (status_number({}, "k"), _whole({}, "k")) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("agents", "services", "line"),
+    [
+        (
+            ("devbot",),
+            ("supervisor", "firewall", "event log"),
+            "stopped: devbot; and the crew's supervisor, firewall and event log",
+        ),
+        (("a", "b"), ("supervisor", "event log"), "stopped: a, b; and the crew's supervisor and event log"),
+        ((), ("firewall",), "stopped: the crew's firewall"),
+        (("devbot",), (), "stopped: devbot"),
+        ((), (), "nothing was running"),
+    ],
+)
+def test_down_names_the_crew_s_own_processes_it_stopped_too(
+    agents: tuple[str, ...], services: tuple[str, ...], line: str
+) -> None:
+    # "stopped: devbot" alone left one thinking the firewall and the event log still ran.
+    assert stopped_line(CrewStopped(agents, services)) == line

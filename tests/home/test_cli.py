@@ -35,8 +35,10 @@ def test_assemble_then_nothing_to_change(tmp_path: Path) -> None:
     code, out, err = _invoke(args)
     assert code == 0, err
     assert out.splitlines()[0] == f"devbot: home {home}, workspace {tmp_path / 'ws'}"
-    assert "created ~/.claude/CLAUDE.md" in out
-    assert "created ~/.claude.json" in out
+    # The agent's home by its path: `~` was read as the user's own.
+    assert f"created {home}/.claude/CLAUDE.md" in out
+    assert f"created {home}/.claude.json" in out
+    assert "~" not in out
     assert (home / ".claude" / "settings.json").is_file()
     code, out, err = _invoke(args)
     assert code == 0
@@ -58,7 +60,7 @@ def test_dry_run_prints_a_unified_diff(tmp_path: Path) -> None:
     code, out, _ = _invoke([*args, "--dry-run"])
     assert code == 0
     assert f"+++ b{home}/.claude/CLAUDE.md" in out
-    assert "would create ~/.claude/CLAUDE.md" in out
+    assert f"would create {home}/.claude/CLAUDE.md" in out
     assert TOKEN not in out
     assert not home.exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import json
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 from agent_smith.crew import load_crew
 from agent_smith.errors import OperationError
 from agent_smith.home import AssembleOptions, AssemblyReport, RepoAction, assemble
-from agent_smith.home.repos import sync_repo
+from agent_smith.home.repos import FirewallRecords, sync_repo
 from tests.home.crewkit import git, git_env, make_remote, push_commit, recording_command, write_crew
 
 REPO = "acme/widgets"
@@ -187,17 +188,8 @@ def test_git_gets_the_forge_placeholder_from_the_credential_helper(
     assert set(seen) == {"x-access-token:agent-smith-placeholder-github-token"}
 
 
-@pytest.mark.parametrize(
-    ("status", "hint"),
-    [
-        ("403 Forbidden", "the egress firewall refused it: `agent-smith events query --type egress_denied` says why"),
-        ("502 Bad Gateway", "the egress firewall could not reach the host: `agent-smith events query"),
-        ("407 Proxy Authentication Required", "the egress firewall did not take the agent's proxy password"),
-    ],
-)
-def test_a_clone_the_firewall_does_not_carry_says_where_its_reason_is(tmp_path: Path, status: str, hint: str) -> None:
-    """git says only "CONNECT tunnel failed, response 403": a newcomer's first clone (of the scaffold's
-    example repository) failed that way, with the reason in the firewall's records alone."""
+def _refused_clone(tmp_path: Path, status: str, firewall: FirewallRecords) -> str:
+    """The error of a clone of acme/widgets whose proxy answers its CONNECT with `status`."""
     with socket.create_server(("127.0.0.1", 0)) as proxy:
 
         def answer() -> None:
@@ -209,7 +201,58 @@ def test_a_clone_the_firewall_does_not_carry_says_where_its_reason_is(tmp_path: 
         threading.Thread(target=answer, daemon=True).start()
         env = {**git_env(tmp_path / "githome"), "HTTPS_PROXY": f"http://127.0.0.1:{proxy.getsockname()[1]}"}
         with pytest.raises(OperationError) as caught:
-            sync_repo("acme/widgets", "https://forge.test/acme/widgets.git", tmp_path / "work" / "widgets", env)
+            sync_repo(
+                "acme/widgets",
+                "https://forge.test/acme/widgets.git",
+                tmp_path / "work" / "widgets",
+                env,
+                firewall=firewall,
+            )
     message = str(caught.value)
-    assert f"CONNECT tunnel failed, response {status.split()[0]} ({hint}" in message
     assert "\n" not in message
+    return message
+
+
+def _audit_line(agent: str, host: str, status: int, reason: str) -> str:
+    entry = {"agent": agent, "method": "CONNECT", "host": host, "port": 443, "status": status}
+    return json.dumps({**entry, "decision": "denied", "reason": reason}) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("status", "meaning", "reason"),
+    [
+        ("403 Forbidden", "the egress firewall refused it", "forge.test is not on the allowlist"),
+        ("502 Bad Gateway", "the egress firewall could not reach the host", "cannot resolve forge.test"),
+    ],
+)
+def test_a_clone_the_firewall_does_not_carry_quotes_its_reason(
+    tmp_path: Path, status: str, meaning: str, reason: str
+) -> None:
+    """git says only "CONNECT tunnel failed, response 502": a newcomer's first clone (of the scaffold's
+    example repository) failed that way, and the event log the hint named had stopped with `up`. The
+    firewall's audit line for this agent and host (not another's, not an older one) is quoted."""
+    audit = tmp_path / "audit.jsonl"
+    code = int(status.split()[0])
+    audit.write_text(
+        _audit_line("devbot", "forge.test", code, "an older reason")
+        + _audit_line("devbot", "forge.test", code, reason)
+        + _audit_line("reviewbot", "forge.test", code, "reviewbot's reason")
+        + _audit_line("devbot", "other.test", code, "another host's reason")
+    )
+    message = _refused_clone(tmp_path, status, FirewallRecords("devbot", audit, tmp_path / "firewall.log"))
+    assert message.endswith(f"CONNECT tunnel failed, response {code} ({meaning}: {reason})")
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        ("403 Forbidden", "the egress firewall refused it: its log {log} says why"),
+        ("502 Bad Gateway", "the egress firewall could not reach the host: its log {log} says why"),
+        ("407 Proxy Authentication Required", "the egress firewall did not take the agent's proxy password"),
+    ],
+)
+def test_a_clone_refused_without_an_audit_line_names_the_firewall_log(tmp_path: Path, status: str, hint: str) -> None:
+    log = tmp_path / "logs" / "firewall.log"
+    message = _refused_clone(tmp_path, status, FirewallRecords("devbot", tmp_path / "no-audit.jsonl", log))
+    assert message.endswith(f"CONNECT tunnel failed, response {status.split()[0]} ({hint.format(log=log)})")
+    assert "events query" not in message

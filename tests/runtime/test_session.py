@@ -264,3 +264,10 @@ def test_rotation_respawn_and_a_new_session_lose_no_line(tmux_server: Tmux, tmp_
     numbers = panes.chunk_numbers(log)
     panes.prune(agent, CLAUDE_PANE, keep=2)
     assert panes.chunk_numbers(log) == numbers[-3:]
+
+
+def test_the_first_agent_s_session_starts_the_server_with_focus_events_on(tmux_server: Tmux, tmp_path: Path) -> None:
+    # Off, Claude Code tells every pane to edit ~/.tmux.conf, which this server never reads.
+    agent = spec(tmp_path)
+    panes.open_session(tmux_server, agent, agent.claude, agent.env)
+    assert tmux_server.command("show-options", "-sv", "focus-events").strip() == "on"

@@ -224,3 +224,12 @@ def test_kill_server_removes_the_socket_tmux_leaves_and_no_live_one(tmp_path: Pa
     assert tmux.server_pid() is None
     tmux.kill_server()
     assert not tmux.socket_path.exists()
+
+
+def test_focus_events_are_on_for_every_pane_of_the_server(tmux_server: Tmux, tmp_path: Path) -> None:
+    """Asked from inside a pane as Claude Code asks (`tmux show -gv focus-events`): off, it advises
+    editing ~/.tmux.conf, which this server (`-f /dev/null`) never reads."""
+    probe = ["sh", "-c", "echo focus=$(tmux show -gv focus-events); exec sleep 60"]
+    for name in ("first", "second"):
+        tmux_server.new_session(name, probe, env=ENV, cwd=tmp_path)
+        assert tmux_server.wait_for(name, r"focus=(\w+)", timeout=10)[1] == "on"

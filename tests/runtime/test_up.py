@@ -393,7 +393,10 @@ def test_the_start_is_published_after_the_boot_with_the_time_it_happened(
     )
     assert crew.cli("down", "bob", "--crew", root).stdout == "nothing was running\n"
     down = crew.cli("down", "--crew", root)
-    assert (down.returncode, down.stdout) == (0, "stopped: alice\n"), down.stderr
+    assert (down.returncode, down.stdout) == (
+        0,
+        "stopped: alice; and the crew's supervisor, firewall and event log\n",
+    ), down.stderr
     assert crew.cli("down", "--crew", root).stdout == "nothing was running\n"
 
 
@@ -596,7 +599,10 @@ def test_down_and_status_act_on_the_crew_as_started_once_crew_yaml_changed(
     assert crew.cli("logs", "duo", "--crew", root).returncode == 0
     processes.append(crew.pane_pid("duo"))
     down = crew.cli("down", "--crew", root)
-    assert (down.returncode, down.stdout.strip()) == (0, "stopped: solo, duo"), down.stderr
+    assert (down.returncode, down.stdout.strip()) == (
+        0,
+        "stopped: solo, duo; and the crew's supervisor, firewall and event log",
+    ), down.stderr
     assert wait_until("the crew's processes gone", lambda: not alive(processes), timeout=10)
     assert crew.tmux().server_pid() is None
     # Stopped, it is forgotten: crew.yaml says what the crew is again.
@@ -802,7 +808,11 @@ def test_down_while_up_waits_says_the_crew_was_stopped(
     )  # fmt: skip
     wait_until("solo starting", lambda: crew.entry("solo").get("state") == "starting")
     down = crew.cli("down", "--crew", str(crew.root))
-    assert (down.returncode, down.stdout.strip()) == (0, "stopped: solo")
+    assert down.returncode == 0, down.stderr
+    # The event log starts once the agents have: this `down` may come before it.
+    assert re.fullmatch(
+        r"stopped: solo; and the crew's supervisor(, firewall and event log| and firewall)", down.stdout.strip()
+    ), down.stdout
     _, err = up.communicate(timeout=30)
     assert up.returncode == 1
     assert err.strip().endswith("error: solo was stopped: the crew was stopped (`agent-smith down`) while it started")
@@ -875,7 +885,8 @@ def test_down_names_only_the_agents_it_stopped(model_server: StartModelServer, m
     assert (up.returncode, up.stdout) == (0, "up: solo (supervisor already running)\n"), up.stderr
     assert crew.cli("down", "solo", "--crew", root).stdout == "stopped: solo\n"
     down = crew.cli("down", "--crew", root)
-    assert (down.returncode, down.stdout) == (0, "nothing was running\n"), down.stderr
+    # No agent ran, but what ran for them did.
+    assert (down.returncode, down.stdout) == (0, "stopped: the crew's supervisor, firewall and event log\n")
 
 
 @contextlib.contextmanager
@@ -924,7 +935,10 @@ def test_status_restart_and_down_of_a_crew_whose_state_is_read_only(
         assert restart.stderr.startswith("error: cannot ask the supervisor to restart solo: "), restart.stderr
         assert len(restart.stderr.splitlines()) == 1, restart.stderr
         down = crew.cli("down", "--crew", root)
-        assert (down.returncode, down.stdout) == (0, "stopped: solo\n"), down.stderr
+        assert (down.returncode, down.stdout) == (
+            0,
+            "stopped: solo; and the crew's supervisor, firewall and event log\n",
+        ), down.stderr
         assert wait_until("the crew stopped", lambda: not alive([supervisor, claude]), timeout=20)
     # It stopped as asked, and ended without failing on the pid file it could not remove.
     assert "supervisor.pid" not in (crew.runtime / "supervisor.log").read_text()
@@ -1032,7 +1046,10 @@ def test_two_crews_of_one_machine_never_act_on_each_other(
         theirs = Tmux(f"agent-smith-rt-{os.getpid()}-b")
         assert int(theirs.command("display-message", "-p", "-t", "=solo:0.0", "#{pane_pid}")) != claude
         down = first.cli("down", "--crew", str(other))
-        assert (down.returncode, down.stdout.strip()) == (0, "stopped: solo"), down.stderr
+        assert (down.returncode, down.stdout.strip()) == (
+            0,
+            "stopped: solo; and the crew's supervisor, firewall and event log",
+        ), down.stderr
         assert alive([claude]), "the first crew's agent"
     finally:
         first.cli("down", "--crew", str(other))

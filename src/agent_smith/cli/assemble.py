@@ -87,7 +87,6 @@ def assemble_command(
             progress=stderr_progress(out.log_format),
         ),
     )
-    # The `~` of the lines below is this home, not the user's own.
     out.console.print(escape(f"{name}: home {report.home}, workspace {report.workspace}"), highlight=False)
     if dry_run:
         for change in report.files:

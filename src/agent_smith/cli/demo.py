@@ -133,7 +133,8 @@ def _run_live(out: AppContext, options: DemoOptions) -> dict[str, Any]:
     with Live(console=out.err, refresh_per_second=4, transient=False) as live:
 
         def phase(name: str) -> None:
-            live.console.log(f"• {escape(name)}")
+            # A plain line above the view, as in the headless run: no log time nor source link.
+            live.console.print(f"• {escape(name)}", highlight=False)
 
         def snapshot(snap: Snapshot) -> None:
             live.update(live_view(snap))

@@ -25,6 +25,7 @@ from agent_smith.leave import leave
 from agent_smith.logs import stderr_progress
 from agent_smith.runtime import (
     CONTAINER_SESSION,
+    CrewStopped,
     ServeOptions,
     Tmux,
     captured_log,
@@ -140,7 +141,17 @@ def down(ctx: typer.Context, agents: AgentsArg = None, crew: CrewOption = None) 
     """Stop the named agents, or everything (agents, firewall, event log, supervisor) when none is named."""
     out = app_context(ctx)
     stopped = stop_crew(_running(out, crew, for_down=True), agents or ())
-    out.console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    out.console.print(stopped_line(stopped))
+
+
+def stopped_line(stopped: CrewStopped) -> str:
+    """What `down` stopped, in one line (pure): the crew's own processes too, or one would think
+    the firewall and the event log still ran."""
+    parts = [", ".join(stopped.agents)] if stopped.agents else []
+    own = stopped.services
+    if own:
+        parts.append(f"the crew's {own[0] if len(own) == 1 else ', '.join(own[:-1]) + ' and ' + own[-1]}")
+    return f"stopped: {'; and '.join(parts)}" if parts else "nothing was running"
 
 
 def _age(seconds: float | None) -> str:

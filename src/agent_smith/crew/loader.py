@@ -200,7 +200,9 @@ def _read_yaml(file: Path, report: _Report) -> Any:
                 1,
                 1,
                 "",
-                f"no crew.yaml in {file.parent.absolute()} (create one with `agent-smith init DIR`)",
+                # Run outside the crew's directory, a command is told where it is, or one is made.
+                f"no crew.yaml in {file.parent.absolute()} (name the crew's directory with `--crew DIR` or "
+                "AGENT_SMITH_CREW, or create one with `agent-smith init DIR`)",
             )
         )
         return None

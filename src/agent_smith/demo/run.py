@@ -543,7 +543,10 @@ class Runner:
             observation=obs,
             agents=self._agent_states(demo),
             chat=[(e.get("sender", ""), _chat_line(e)) for e in timeline if _chat_line(e)],
-            events=[{k: p.get(k) for k in ("type", "agent", "pr", "host") if p.get(k) is not None} for p in payloads],
+            events=[
+                {k: p.get(k) for k in ("type", "agent", "pr", "state", "host") if p.get(k) is not None}
+                for p in payloads
+            ],
             pull=_pull_summary(obs),
             attach=demo.attach_commands(),
         )

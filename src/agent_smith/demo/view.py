@@ -74,10 +74,12 @@ def live_view(snapshot: Snapshot) -> RenderableType:
     side.add_row(agents, pull)
     chat = "\n".join(f"[bold]{escape(who)}[/]: {escape(_short(text))}" for who, text in snapshot.chat[-_LINES:])
     events = "\n".join(escape(_event_line(e)) for e in snapshot.events[-_LINES:])
-    attach = Text("attach: " + "  |  ".join(snapshot.attach), style="dim") if snapshot.attach else Text("")
+    # One line per agent, each whole: the commands are copied from here. The CLI's console soft-wraps,
+    # which in a live view means cut at the width: these fold instead.
+    attach = [Text(f"attach: {command}", style="dim", no_wrap=False, overflow="fold") for command in snapshot.attach]
     return Group(
         header,
-        attach,
+        *attach,
         steps_table(snapshot.progress.steps),
         side,
         Panel(chat or "[dim]quiet[/]", title="#crew", title_align="left"),
@@ -89,6 +91,9 @@ def _event_line(event: Mapping[str, Any]) -> str:
     parts = [str(event.get("type", "?")), str(event.get("agent", "?"))]
     if event.get("pr") is not None:
         parts.append(f"#{event['pr']}")
+    if event.get("state"):
+        # A review's verdict: without it, the request for changes and the approval read the same.
+        parts.append(str(event["state"]).replace("_", " "))
     if event.get("host"):
         parts.append(str(event["host"]))
     return " ".join(parts)

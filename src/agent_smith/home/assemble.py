@@ -43,7 +43,7 @@ from agent_smith.fsutil import write_atomic
 from agent_smith.home import plan
 from agent_smith.home.claude_json import seed_claude_json
 from agent_smith.home.merge import MISSING, merge3, merge_named
-from agent_smith.home.repos import Progress, RepoOutcome, head_of, sync_repo
+from agent_smith.home.repos import FirewallRecords, Progress, RepoOutcome, head_of, sync_repo
 
 log = logging.getLogger(__name__)
 
@@ -606,6 +606,9 @@ def assemble(loaded: LoadedCrew, name: str, options: AssembleOptions | None = No
     }
     repos: list[RepoOutcome] = []
     if opts.clone:
+        paths = CrewPaths.of(loaded.crew)
+        # Where `up`'s firewall (the one the clones go through) writes its reasons.
+        firewall = FirewallRecords(name, FirewallState(paths.firewall).audit_log_path, paths.logs / "firewall.log")
         for repo in agent.repos:
             url = plan.clone_url(loaded.crew.forge, repo)
             try:
@@ -616,6 +619,7 @@ def assemble(loaded: LoadedCrew, name: str, options: AssembleOptions | None = No
                     run_env,
                     progress=opts.progress,
                     dry_run=opts.dry_run,
+                    firewall=firewall,
                 )
             except OperationError as exc:
                 if (down := _firewall_down(url, run_env)) is None:
@@ -640,10 +644,6 @@ def assemble(loaded: LoadedCrew, name: str, options: AssembleOptions | None = No
     )
 
 
-def _shown(path: Path, home: Path) -> str:
-    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
-
-
 def describe(report: AssemblyReport) -> list[str]:
     """One line per change, for people."""
     verb = {
@@ -651,7 +651,8 @@ def describe(report: AssemblyReport) -> list[str]:
         FileAction.update: "would update" if report.dry_run else "updated",
         FileAction.delete: "would delete" if report.dry_run else "deleted",
     }
-    lines = [f"{verb[c.action]} {_shown(c.path, report.home)}" for c in report.files]
+    # Whole paths: a `~` there was read as the user's own home, not the agent's.
+    lines = [f"{verb[c.action]} {c.path}" for c in report.files]
     lines += [f"{r.repo}: {r.action.value}" + (f" ({r.reason})" if r.reason else "") for r in report.repos]
     if report.setup is not None:
         if report.setup.ran:

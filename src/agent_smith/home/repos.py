@@ -9,6 +9,7 @@ complete, so a killed clone never leaves a half-cloned repository behind.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from agent_smith.errors import MissingPartError, OperationError
 
@@ -106,27 +108,80 @@ def _streamed(args: list[str], env: Mapping[str, str], progress: Progress | None
     return text
 
 
-def _last_line(text: str) -> str:
+@dataclass(frozen=True)
+class FirewallRecords:
+    """Where the egress firewall writes why it did not carry a connection. A refused clone's error
+    quotes it: git says only the status, and the event log (`egress_denied`) stops with a failed `up`."""
+
+    agent: str
+    audit_log: Path
+    log: Path
+
+    def reason(self, host: str, status: str) -> str | None:
+        """Why the firewall last answered `status` to this agent's CONNECT to `host`, from the audit
+        log's tail (written before the answer, so already there when git fails); None if not found."""
+        try:
+            with self.audit_log.open("rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - _AUDIT_TAIL))
+                tail = fh.read().decode(errors="replace")
+        except OSError:
+            return None
+        return refusal_reason(tail.splitlines(), self.agent, host, status)
+
+
+# Enough of the audit log for the lines of one clone's refusal, however long the log has grown.
+_AUDIT_TAIL = 64 * 1024
+
+
+def refusal_reason(lines: list[str], agent: str, host: str, status: str) -> str | None:
+    """The reason of the last audit line refusing `agent`'s CONNECT to `host` with `status` (pure)."""
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # the first line of a tail, cut in the middle
+        if (
+            isinstance(entry, dict)
+            and entry.get("method") == "CONNECT"
+            and entry.get("decision") == "denied"
+            and (entry.get("agent"), entry.get("host"), str(entry.get("status"))) == (agent, host, status)
+        ):
+            reason = entry.get("reason")
+            return str(reason) if reason else None
+    return None
+
+
+def _last_line(text: str, host: str | None, firewall: FirewallRecords | None) -> str:
     lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
     fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-    return with_proxy_hint((fatal or lines or ["no output"])[-1])
+    line = (fatal or lines or ["no output"])[-1]
+    refused = _TUNNEL_REFUSED.search(line)
+    if refused is None:
+        return line
+    status = refused[1]
+    why = firewall.reason(host, status) if firewall is not None and host else None
+    return with_proxy_hint(line, status, why, firewall.log if firewall is not None else None)
 
 
 _TUNNEL_REFUSED = re.compile(r"CONNECT tunnel failed, response (\d{3})")
-# What the egress firewall means by each answer to a CONNECT it does not carry out (git says only
-# the status): where to read its reason.
-_PROXY_HINTS = {
-    "403": "the egress firewall refused it: `agent-smith events query --type egress_denied` says why",
-    "502": "the egress firewall could not reach the host: `agent-smith events query --type egress_denied` says why",
-    "407": "the egress firewall did not take the agent's proxy password",
+# What the egress firewall means by each answer to a CONNECT it does not carry out (git says only the status).
+_PROXY_MEANINGS = {
+    "403": "the egress firewall refused it",
+    "502": "the egress firewall could not reach the host",
 }
 
 
-def with_proxy_hint(line: str) -> str:
-    """`line`, git's last word, with where to find why the proxy answered as it did (pure)."""
-    refused = _TUNNEL_REFUSED.search(line)
-    hint = _PROXY_HINTS.get(refused[1]) if refused else None
-    return f"{line} ({hint})" if hint else line
+def with_proxy_hint(line: str, status: str, why: str | None, firewall_log: Path | None) -> str:
+    """`line`, git's last word on a CONNECT answered `status`, with what the firewall meant: its reason
+    when the audit log had it, else the log that says it (pure)."""
+    if status == "407":
+        return f"{line} (the egress firewall did not take the agent's proxy password)"
+    meaning = _PROXY_MEANINGS.get(status)
+    if meaning is None:
+        return line
+    if why:
+        return f"{line} ({meaning}: {why})"
+    return f"{line} ({meaning}: its log {firewall_log} says why)" if firewall_log else f"{line} ({meaning})"
 
 
 def sync_repo(
@@ -137,12 +192,14 @@ def sync_repo(
     *,
     progress: Progress | None = None,
     dry_run: bool = False,
+    firewall: FirewallRecords | None = None,
 ) -> RepoOutcome:
-    """Clone `url` to `dest`, or bring an existing clean checkout up to its upstream."""
+    """Clone `url` to `dest`, or bring an existing clean checkout up to its upstream; a failure through
+    the egress firewall says its reason, read from `firewall`."""
     if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
         if dry_run:
             return RepoOutcome(repo, dest, RepoAction.would_clone)
-        _clone(repo, url, dest, env, progress)
+        _clone(repo, url, dest, env, progress, firewall)
         return RepoOutcome(repo, dest, RepoAction.cloned)
     top = _run(["rev-parse", "--show-toplevel"], env, cwd=dest) if dest.is_dir() else None
     if top is None or top.returncode != 0 or Path(top.stdout.strip()).resolve() != dest.resolve():
@@ -152,7 +209,12 @@ def sync_repo(
     try:
         _streamed(["fetch", "--progress", "--prune", "origin"], env, progress, cwd=dest)
     except subprocess.CalledProcessError as exc:
-        return RepoOutcome(repo, dest, RepoAction.left_alone, f"fetch failed: {_last_line(exc.stderr)}")
+        return RepoOutcome(
+            repo,
+            dest,
+            RepoAction.left_alone,
+            f"fetch failed: {_last_line(exc.stderr, urlsplit(url).hostname, firewall)}",
+        )
     upstream = _run(["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"], env, cwd=dest)
     if upstream.returncode != 0:
         return RepoOutcome(repo, dest, RepoAction.left_alone, "the checked-out branch has no upstream")
@@ -173,11 +235,15 @@ def sync_repo(
         return RepoOutcome(repo, dest, RepoAction.left_alone, f"{count} uncommitted changes; {behind} commits behind")
     merged = _run(["merge", "--ff-only", "@{u}"], env, cwd=dest)
     if merged.returncode != 0:
-        return RepoOutcome(repo, dest, RepoAction.left_alone, f"fast-forward failed: {_last_line(merged.stderr)}")
+        return RepoOutcome(
+            repo, dest, RepoAction.left_alone, f"fast-forward failed: {_last_line(merged.stderr, None, None)}"
+        )
     return RepoOutcome(repo, dest, RepoAction.fast_forwarded, f"{behind} new commit{'' if behind == 1 else 's'}")
 
 
-def _clone(repo: str, url: str, dest: Path, env: Mapping[str, str], progress: Progress | None) -> None:
+def _clone(
+    repo: str, url: str, dest: Path, env: Mapping[str, str], progress: Progress | None, firewall: FirewallRecords | None
+) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     for leftover in dest.parent.glob(f".{dest.name}{_PARTIAL}*"):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -187,7 +253,8 @@ def _clone(repo: str, url: str, dest: Path, env: Mapping[str, str], progress: Pr
         _streamed(["clone", "--progress", "--", url, str(partial)], env, progress)
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise OperationError(f"cannot clone {repo} from {url}: {_last_line(exc.stderr)}") from exc
+        line = _last_line(exc.stderr, urlsplit(url).hostname, firewall)
+        raise OperationError(f"cannot clone {repo} from {url}: {line}") from exc
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -14,6 +14,7 @@ from agent_smith.runtime.launch import AgentSpec, pane_log
 from agent_smith.runtime.local import (
     CONTAINER_SESSION,
     Background,
+    CrewStopped,
     ServeOptions,
     captured_log,
     check_not_running_elsewhere,
@@ -47,6 +48,7 @@ __all__ = [
     "AgentState",
     "Background",
     "ClaudeLaunch",
+    "CrewStopped",
     "HeldLock",
     "PermissionMode",
     "Restart",

@@ -921,18 +921,29 @@ def _last_message(path: Path) -> str:
     return f"{message}: {error}" if isinstance(error, str) else message
 
 
-def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> list[str]:
+@dataclass(frozen=True)
+class CrewStopped:
+    """What `stop_crew` stopped: the agents that were running or supervised (one backing off, say),
+    not every agent named; and the crew's own processes that ran ("supervisor", "firewall",
+    "event log", in that order)."""
+
+    agents: tuple[str, ...]
+    services: tuple[str, ...] = ()
+
+
+def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> CrewStopped:
     """Stop the named agents (all, and the supervisor with its services, when none is named).
 
     Whatever the supervisor left (it may have been killed), the agents'
-    tmux sessions are gone afterwards. Returns the agents that were running or
-    supervised (one backing off, say), not every agent named.
+    tmux sessions are gone afterwards.
     """
     rd = run_dir(crew)
     agents = selected_agents(crew, names)
     tmux = tmux_for(crew)
     pid = rd.running_pid()
     was_up = rd.supervised() | set(tmux.list_sessions())
+    ran = {"supervisor": pid, "firewall": _firewall_pid(rd), "event log": _nats_pid(crew)}
+    services = () if names else tuple(name for name, running in ran.items() if running is not None)
     if names and pid is not None:
         for agent in agents:
             rd.request("stop", agent.name)
@@ -960,7 +971,7 @@ def stop_crew(crew: Crew, names: Sequence[str], *, timeout: float = 30.0) -> lis
         tmux.kill_server()
     if not names:
         forget_started(crew, rd.path)
-    return stopped
+    return CrewStopped(tuple(stopped), services)
 
 
 def _nats_pid(crew: Crew) -> int | None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from agent_smith.errors import OperationError
 from agent_smith.fsutil import write_atomic
 from agent_smith.runtime.launch import AgentSpec
-from agent_smith.runtime.tmux import DEFAULT_HEIGHT, DEFAULT_WIDTH, Tmux
+from agent_smith.runtime.tmux import DEFAULT_HEIGHT, DEFAULT_WIDTH, SERVER_OPTIONS, Tmux
 
 CLAUDE_PANE = 0
 SHELL_PANE = 1
@@ -217,6 +217,7 @@ def open_session(tmux: Tmux, spec: AgentSpec, claude: Iterable[str], env: Mappin
         ";", "split-window", "-d", "-v", "-t", target, "-c", str(spec.shell_cwd), "--", *shell,
         ";", *_pipe(spec, SHELL_PANE, SHELL_PANE),
         ";", *_roles(spec, CLAUDE_PANE, SHELL_PANE),
+        *SERVER_OPTIONS,
         client_path=spec.env.get("PATH"),
     )  # fmt: skip
     return int(out.split()[0])

@@ -28,6 +28,9 @@ DEFAULT_HEIGHT = 50
 _POLL = 0.05
 _KILL_WAIT = 5.0
 _SERVER_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Chained after every `new-session`: the server reads no config (`-f /dev/null`). Claude Code asks
+# for focus events and, without them, advises editing ~/.tmux.conf, which this server never reads.
+SERVER_OPTIONS = (";", "set-option", "-s", "focus-events", "on")
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Tmux:
         out = self._run(
             "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
             "-c", str(cwd), *env_args, "-P", "-F", "#{pane_pid}", "--", *command, *keep,
+            *SERVER_OPTIONS,
             client_path=env.get("PATH"),
         ).stdout  # fmt: skip
         return TmuxSession(name, int(out.split()[0]))
