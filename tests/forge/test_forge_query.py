@@ -16,6 +16,7 @@ def _thread(n: int) -> dict[str, Any]:
     comment = {
         "id": f"C{n}",
         "author": {"login": "bob"},
+        "authorAssociation": "COLLABORATOR",
         "body": f"t{n}",
         "createdAt": "2026-01-01T00:00:00Z",
         "url": "u",
@@ -55,7 +56,7 @@ def test_one_request_when_no_page_is_full() -> None:
     pages.add({"s0": _search([_pull(1, [1, 2])])})
     assert pages.request() is None
     [pull] = pages.activity(None).pull_requests
-    assert [t.last_body for t in pull.threads] == ["t1", "t2"]
+    assert [t.comments[-1].body for t in pull.threads] == ["t1", "t2"]
 
 
 def test_full_pages_are_followed_in_one_more_round_trip_each() -> None:
@@ -86,7 +87,7 @@ def test_full_pages_are_followed_in_one_more_round_trip_each() -> None:
     assert pages.request() is None
     activity = pages.activity(None)
     assert [p.number for p in activity.pull_requests] == [1, 2, 3]
-    assert [t.last_body for t in activity.pull_requests[0].threads] == ["t1", "t3", "t4"]
+    assert [t.comments[-1].body for t in activity.pull_requests[0].threads] == ["t1", "t3", "t4"]
 
 
 def test_a_server_that_never_stops_paging_is_not_followed_forever() -> None:

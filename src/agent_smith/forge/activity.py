@@ -8,9 +8,16 @@ module in a new process every time.
 
 The rules, which the original watcher got wrong:
 
-- only other people's activity counts, never the agent's own;
-- a review thread is addressed when it is resolved, or when its last word is
-  the agent's; a new reply from someone else makes it unaddressed again;
+- only other people's activity counts, never the agent's own, and of theirs
+  only what someone the crew trusts wrote: the repository's owner, members
+  and collaborators (GitHub's ``authorAssociation``), and the crew's other
+  agents. On a public repository anyone can comment or submit a review; a
+  stranger's words must not wake the agent, reach its model, or count as an
+  approval. Their activity is left out as if it were not there: no count of
+  it either, which would only send the agent to read it;
+- a review thread is addressed when it is resolved, or when its last word
+  among the agent and those trusted is the agent's; a new reply from someone
+  trusted makes it unaddressed again;
 - a review or conversation comment is addressed once the agent has written on
   that pull request's conversation after it;
 - a review with no body and no verdict is only the envelope of inline
@@ -27,6 +34,7 @@ from enum import StrEnum
 from agent_smith.record import Record, fill
 
 __all__ = [
+    "TRUSTED_ASSOCIATIONS",
     "Comment",
     "Item",
     "ItemKind",
@@ -37,76 +45,61 @@ __all__ = [
     "unaddressed",
 ]
 
+# GitHub's CommentAuthorAssociation values of those its owners chose: the repository's owner, the
+# members of the organisation owning it, and the collaborators it invited. CONTRIBUTOR (a merged
+# commit), FIRST_TIME_CONTRIBUTOR, FIRST_TIMER, MANNEQUIN and NONE can be anyone on a public
+# repository.
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+class Review(Record):
+    _fields = ("id", "author", "association", "state", "body", "submitted_at", "url")
+    __slots__ = _fields
+    id: str
+    author: str
+    association: str  # GitHub's CommentAuthorAssociation: OWNER | MEMBER | COLLABORATOR | CONTRIBUTOR | NONE | …
+    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
+    body: str
+    submitted_at: dt.datetime
+    url: str
+
+    def __init__(
+        self, id: str, author: str, association: str, state: str, body: str, submitted_at: dt.datetime, url: str
+    ) -> None:
+        fill(self, id, author, association, state, body, submitted_at, url)
+
+
+class Comment(Record):
+    """A comment on the pull request's conversation (an issue comment), or in a review thread."""
+
+    _fields = ("id", "author", "association", "body", "created_at", "url")
+
+    __slots__ = _fields
+    id: str
+    author: str
+    association: str  # GitHub's CommentAuthorAssociation
+    body: str
+    created_at: dt.datetime
+    url: str
+
+    def __init__(self, id: str, author: str, association: str, body: str, created_at: dt.datetime, url: str) -> None:
+        fill(self, id, author, association, body, created_at, url)
+
 
 class Thread(Record):
-    """An inline review thread; ``last_*`` describe its newest comment."""
+    """An inline review thread, with its newest comments (oldest first)."""
 
-    _fields = (
-        "id",
-        "is_resolved",
-        "path",
-        "line",
-        "last_comment_id",
-        "last_author",
-        "last_at",
-        "last_body",
-        "url",
-    )
+    _fields = ("id", "is_resolved", "path", "line", "comments")
 
     __slots__ = _fields
     id: str
     is_resolved: bool
     path: str
     line: int | None
-    last_comment_id: str
-    last_author: str
-    last_at: dt.datetime
-    last_body: str
-    url: str
+    comments: tuple[Comment, ...]
 
-    def __init__(
-        self,
-        id: str,
-        is_resolved: bool,
-        path: str,
-        line: int | None,
-        last_comment_id: str,
-        last_author: str,
-        last_at: dt.datetime,
-        last_body: str,
-        url: str,
-    ) -> None:
-        fill(self, id, is_resolved, path, line, last_comment_id, last_author, last_at, last_body, url)
-
-
-class Review(Record):
-    _fields = ("id", "author", "state", "body", "submitted_at", "url")
-    __slots__ = _fields
-    id: str
-    author: str
-    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
-    body: str
-    submitted_at: dt.datetime
-    url: str
-
-    def __init__(self, id: str, author: str, state: str, body: str, submitted_at: dt.datetime, url: str) -> None:
-        fill(self, id, author, state, body, submitted_at, url)
-
-
-class Comment(Record):
-    """A comment on the pull request's conversation (an issue comment)."""
-
-    _fields = ("id", "author", "body", "created_at", "url")
-
-    __slots__ = _fields
-    id: str
-    author: str
-    body: str
-    created_at: dt.datetime
-    url: str
-
-    def __init__(self, id: str, author: str, body: str, created_at: dt.datetime, url: str) -> None:
-        fill(self, id, author, body, created_at, url)
+    def __init__(self, id: str, is_resolved: bool, path: str, line: int | None, comments: tuple[Comment, ...]) -> None:
+        fill(self, id, is_resolved, path, line, comments)
 
 
 class PullRequestActivity(Record):
@@ -191,35 +184,42 @@ def _same(a: str, b: str) -> bool:
     return a.casefold() == b.casefold()
 
 
-def _thread_key(t: Thread) -> str:
-    # The last comment is part of the key: a new reply re-opens the conversation.
-    return f"thread:{t.id}:{t.last_comment_id}"
+def _items(pr: PullRequestActivity, login: str, teammates: frozenset[str]) -> Iterable[Item]:
+    def own(author: str) -> bool:
+        return _same(author, login)
 
+    def counts(author: str, association: str) -> bool:
+        # A teammate agent counts whatever GitHub calls it: its bot account need not be a collaborator.
+        return association in TRUSTED_ASSOCIATIONS or author.casefold() in teammates
 
-def _items(pr: PullRequestActivity, login: str) -> Iterable[Item]:
-    own_comments = [c.created_at for c in pr.comments if _same(c.author, login)]
+    own_comments = [c.created_at for c in pr.comments if own(c.author)]
     last_own = max(own_comments) if own_comments else None
 
     def answered(at: dt.datetime) -> bool:
         return last_own is not None and last_own > at
 
     for t in pr.threads:
-        if t.is_resolved or _same(t.last_author, login):
+        # An outsider's reply is passed over, so it neither re-opens a thread the agent answered nor
+        # puts its words in place of a reviewer's.
+        said = [c for c in t.comments if own(c.author) or counts(c.author, c.association)]
+        if t.is_resolved or not said or own(said[-1].author):
             continue
+        last = said[-1]
         yield Item(
-            _thread_key(t),
+            # The last comment is part of the key: a new reply re-opens the conversation.
+            f"thread:{t.id}:{last.id}",
             ItemKind.THREAD,
             pr.repo,
             pr.number,
-            t.last_author,
-            t.last_at,
-            t.last_body,
-            t.url,
+            last.author,
+            last.created_at,
+            last.body,
+            last.url,
             t.path,
             t.line,
         )
     for r in pr.reviews:
-        if _same(r.author, login) or answered(r.submitted_at):
+        if own(r.author) or not counts(r.author, r.association) or answered(r.submitted_at):
             continue
         if r.state in ("PENDING", "DISMISSED"):
             continue
@@ -237,18 +237,22 @@ def _items(pr: PullRequestActivity, login: str) -> Iterable[Item]:
             state=r.state,
         )
     for c in pr.comments:
-        if _same(c.author, login) or answered(c.created_at):
+        if own(c.author) or not counts(c.author, c.association) or answered(c.created_at):
             continue
         yield Item(f"comment:{c.id}", ItemKind.COMMENT, pr.repo, pr.number, c.author, c.created_at, c.body, c.url)
 
 
-def unaddressed(activity: ReviewActivity, surfaced: frozenset[str] = frozenset()) -> tuple[Item, ...]:
-    """The items of ``activity`` still waiting for ``activity.login``, oldest first,
-    leaving out those whose keys are in ``surfaced``."""
+def unaddressed(
+    activity: ReviewActivity, surfaced: frozenset[str] = frozenset(), teammates: Iterable[str] = ()
+) -> tuple[Item, ...]:
+    """The items of ``activity`` still waiting for ``activity.login``, oldest first, leaving out
+    those whose keys are in ``surfaced``. Only the words of the repository's owner, members and
+    collaborators count, and those of ``teammates`` (the GitHub logins of the crew's other agents)."""
+    crew = frozenset(t.casefold() for t in teammates)
     found = {
         item.key: item
         for pr in activity.pull_requests
-        for item in _items(pr, activity.login)
+        for item in _items(pr, activity.login, crew)
         if item.key not in surfaced
     }
     return tuple(sorted(found.values(), key=lambda i: (i.at, i.repo, i.number, i.key)))

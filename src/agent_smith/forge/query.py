@@ -26,13 +26,20 @@ PAGE = 100
 # Search gives at most 1,000 results (10 pages); a PR's review threads are rarely more than a few
 # pages. Past this many round trips the server is taken to be paging in circles.
 MAX_ROUNDS = 30
+# A thread's newest comments: its last word among the agent and those trusted (`forge.activity`)
+# is among them unless outsiders replied more often than this since.
+THREAD_COMMENTS = 10
 
-_THREAD_FIELDS = """
+# Every comment and review carries its author's association with the repository (GitHub's
+# `authorAssociation`): only those of its owner, members and collaborators count.
+_COMMENT_FIELDS = "id author { login } authorAssociation body createdAt url"
+
+_THREAD_FIELDS = f"""
             id
             isResolved
             path
             line
-            comments(last: 1) { nodes { id author { login } body createdAt url } }"""
+            comments(last: {THREAD_COMMENTS}) {{ nodes {{ {_COMMENT_FIELDS} }} }}"""
 
 # A full page of threads, or of search results, says where the rest begins: the rest is asked for
 # in a further round trip (see `ReviewActivityPages`). `last` gives the newest threads first, so
@@ -51,8 +58,8 @@ _PULL_REQUEST_FIELDS = f"""
         }}
         # Not paged: a review or comment is addressed once the agent wrote after it, so older ones
         # than the newest 50 cannot change what waits for the agent.
-        reviews(last: 50) {{ nodes {{ id author {{ login }} state body submittedAt url }} }}
-        comments(last: 50) {{ nodes {{ id author {{ login }} body createdAt url }} }}
+        reviews(last: 50) {{ nodes {{ id author {{ login }} authorAssociation state body submittedAt url }} }}
+        comments(last: 50) {{ nodes {{ {_COMMENT_FIELDS} }} }}
       }}"""
 
 
@@ -192,6 +199,9 @@ def parse_review_activity(login: str, data: Mapping[str, Any], since: dt.datetim
     # Imported here so that the Stop hook can send its query before loading the records.
     from agent_smith.forge.activity import Comment, PullRequestActivity, Review, ReviewActivity, Thread
 
+    def comment(c: Mapping[str, Any]) -> Comment:
+        return Comment(c["id"], _login(c), c["authorAssociation"], c["body"], _when(c["createdAt"]), c["url"])
+
     pulls = []
     seen: set[tuple[str, int]] = set()
     # Each search's nodes (aliased s0, s1…: see `review_activity_query`), each PR once.
@@ -199,34 +209,17 @@ def parse_review_activity(login: str, data: Mapping[str, Any], since: dt.datetim
         if not node or (key := (node["repository"]["nameWithOwner"], node["number"])) in seen:
             continue
         seen.add(key)
-        threads = []
-        for t in node["reviewThreads"]["nodes"]:
-            last = (t["comments"]["nodes"] or [None])[-1]
-            if t["isResolved"] or last is None:
-                continue
-            threads.append(
-                Thread(
-                    t["id"],
-                    t["isResolved"],
-                    t["path"],
-                    t["line"],
-                    last["id"],
-                    _login(last),
-                    _when(last["createdAt"]),
-                    last["body"],
-                    last["url"],
-                )
-            )
+        threads = [
+            Thread(t["id"], t["isResolved"], t["path"], t["line"], tuple(comment(c) for c in t["comments"]["nodes"]))
+            for t in node["reviewThreads"]["nodes"]
+            if not t["isResolved"] and t["comments"]["nodes"]
+        ]
         reviews = [
-            Review(r["id"], _login(r), r["state"], r["body"], _when(r["submittedAt"]), r["url"])
+            Review(r["id"], _login(r), r["authorAssociation"], r["state"], r["body"], _when(r["submittedAt"]), r["url"])
             for r in node["reviews"]["nodes"]
             if r["submittedAt"] and (since is None or _when(r["submittedAt"]) > since)
         ]
-        comments = [
-            Comment(c["id"], _login(c), c["body"], _when(c["createdAt"]), c["url"])
-            for c in node["comments"]["nodes"]
-            if since is None or _when(c["createdAt"]) > since
-        ]
+        comments = [comment(c) for c in node["comments"]["nodes"] if since is None or _when(c["createdAt"]) > since]
         pulls.append(
             PullRequestActivity(
                 node["repository"]["nameWithOwner"],

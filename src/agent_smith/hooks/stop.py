@@ -61,7 +61,7 @@ def fetch_snapshot(
     context: HookContext, env: Mapping[str, str], sent: PendingCheck | None = None, timeout: float = CHECK_TIMEOUT
 ) -> Snapshot:
     """One GraphQL round trip (`sent`, or a new one taking at most `timeout` seconds): the agent's
-    open PRs and what on them waits for it."""
+    open PRs and what on them waits for it, from those the crew trusts (`forge.unaddressed`)."""
     from agent_smith.forge.activity import unaddressed
     from agent_smith.forge.oneshot import PendingCheck
 
@@ -73,7 +73,9 @@ def fetch_snapshot(
     activity = sent.result()
     items = tuple(
         Activity(i.key, i.repo, i.number, i.author, str(i.kind), i.body, i.url, i.path, i.line, i.state)
-        for i in unaddressed(activity)
+        # The crew's other agents review this one's PRs: their words count even where GitHub does not
+        # make them collaborators.
+        for i in unaddressed(activity, teammates=[t.login for t in context.teammates])
     )
     prs = tuple(PullRequest(p.repo, p.number, p.title, p.url) for p in activity.pull_requests)
     counts: dict[str, int] = {}

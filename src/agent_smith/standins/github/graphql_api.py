@@ -609,7 +609,7 @@ class PullRequestView:
         return UserView(self.p.author)
 
     def authorAssociation(self, info: GraphQLResolveInfo) -> str:
-        return _association(self.p.repo, self.p.author)
+        return self.p.repo.association(self.p.author)
 
     def repository(self, info: GraphQLResolveInfo) -> RepositoryView:
         return RepositoryView(self.p.repo)
@@ -741,12 +741,6 @@ def _html(text: str) -> str:
     return f"<p>{escaped}</p>" if escaped else ""
 
 
-def _association(repo: Repository, user: User) -> str:
-    if user is repo.owner:
-        return "OWNER"
-    return "COLLABORATOR" if user.login in repo.collaborators else "NONE"
-
-
 class _FileView:
     typename = "PullRequestChangedFile"
 
@@ -805,7 +799,7 @@ class _CommentBase:
         return UserView(self._author)
 
     def authorAssociation(self, info: GraphQLResolveInfo) -> str:
-        return _association(self._repo, self._author)
+        return self._repo.association(self._author)
 
     def bodyHTML(self, info: GraphQLResolveInfo) -> str:
         return _html(self.body)

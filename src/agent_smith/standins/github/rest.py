@@ -252,7 +252,7 @@ class _Shapes:
                 "commits": {"href": f"{api}/pulls/{p.number}/commits"},
                 "statuses": {"href": f"{api}/statuses/{p.head_sha}"},
             },
-            "author_association": _association(p.repo, p.author),
+            "author_association": p.repo.association(p.author),
             "auto_merge": None,
             "draft": p.draft,
         }
@@ -299,7 +299,7 @@ class _Shapes:
             "updated_at": iso(c.created_at),
             "html_url": html,
             "pull_request_url": f"{api}/pulls/{p.number}",
-            "author_association": _association(p.repo, c.author),
+            "author_association": p.repo.association(c.author),
             "_links": {
                 "self": {"href": f"{api}/pulls/comments/{c.id}"},
                 "html": {"href": html},
@@ -334,7 +334,7 @@ class _Shapes:
             "_links": {"html": {"href": html}, "pull_request": {"href": f"{api}/pulls/{p.number}"}},
             "submitted_at": iso(r.submitted_at),
             "commit_id": r.commit_id,
-            "author_association": _association(p.repo, r.author),
+            "author_association": p.repo.association(r.author),
         }
 
     def issue_comment(self, c: IssueComment) -> Json:
@@ -350,7 +350,7 @@ class _Shapes:
             "created_at": iso(c.created_at),
             "updated_at": iso(c.created_at),
             "issue_url": f"{api}/issues/{p.number}",
-            "author_association": _association(p.repo, c.author),
+            "author_association": p.repo.association(c.author),
         }
 
     def root(self) -> Json:
@@ -430,14 +430,6 @@ _REPO_URLS = {
     "teams_url": "teams",
     "trees_url": "git/trees{/sha}",
 }
-
-
-def _association(repo: Repository, user: User) -> str:
-    if user is repo.owner:
-        return "OWNER"
-    if user.login in repo.collaborators:
-        return "COLLABORATOR"
-    return "NONE"
 
 
 # -- routing ---------------------------------------------------------------------

@@ -114,6 +114,9 @@ class Repository:
     created_at: dt.datetime
     description: str = ""
     collaborators: set[str] = field(default_factory=set)
+    # Those whose pull request was merged into the default branch: "previously committed to the
+    # repository", GitHub's CONTRIBUTOR.
+    contributors: set[str] = field(default_factory=set)
     next_number: int = 1
     # The repository this one was forked from; None for one that is no fork.
     parent: Repository | None = None
@@ -139,6 +142,17 @@ class Repository:
 
     def can_read(self, user: User | None) -> bool:
         return not self.private or (user is not None and self.can_push(user))
+
+    def association(self, user: User) -> str:
+        """`user`'s GitHub CommentAuthorAssociation with this repository (GraphQL `authorAssociation`,
+        REST `author_association`). There are no organisations here, so no MEMBER; nor GitHub's
+        first-time marks (FIRST_TIME_CONTRIBUTOR, FIRST_TIMER): an outsider with nothing merged is NONE,
+        which trusts them no more than GitHub's marks would."""
+        if user is self.owner:
+            return "OWNER"
+        if user.login in self.collaborators:
+            return "COLLABORATOR"
+        return "CONTRIBUTOR" if user.login in self.contributors else "NONE"
 
 
 @dataclass(eq=False)
@@ -672,6 +686,8 @@ class World:
         pr.merged_at = pr.closed_at = pr.updated_at = now
         pr.merged_by = actor
         pr.merge_commit_sha = sha
+        if pr.base_ref == pr.repo.default_branch:
+            pr.repo.contributors.add(pr.author.login)
         return sha
 
     def delete_ref(self, repo: Repository, actor: User, ref: str) -> None:
