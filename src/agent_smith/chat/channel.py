@@ -687,7 +687,8 @@ class ChatChannel:
                     break
         except OperationError as exc:
             raise Refused(f"history failed: {exc}") from exc
-        lines = [_history_line(room_id, message, self.link) for message in history.shown(events)[-limit:]]
+        heard = self.config.roster.heard | {self.me}
+        lines = [_history_line(room_id, message, self.link, heard) for message in history.shown(events)[-limit:]]
         name = self.link.room_name(room_id)
         if not lines:
             return f"No messages in {name} ({room_id})."
@@ -700,10 +701,12 @@ def _thread_of(event: Mapping[str, Any]) -> str | None:
     return relation(content)[0] if isinstance(content, Mapping) else None
 
 
-def _history_line(room_id: str, message: history.Shown, link: MatrixLink) -> str:
+def _history_line(room_id: str, message: history.Shown, link: MatrixLink, heard: frozenset[str]) -> str:
     stamp = message.stamp
     when = datetime.fromtimestamp(stamp / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if stamp is not None else "?"
-    notes = []
+    # Whoever is in the room is shown, as a person reading it sees them; the model is told whose
+    # words the crew does not hear (they never wake it), so it need not take them as a teammate's.
+    notes = [] if message.sender in heard else ["not on the crew's allowlist"]
     if message.thread_id:
         notes.append(f"thread {message.thread_id}")
     if message.reply_to:
