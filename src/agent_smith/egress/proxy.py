@@ -1669,7 +1669,9 @@ class _H2Session:
             ex.rule, ex.swapped, ex.echoes = verdict.rule.origin, verdict.swapped, verdict.echoes
             await self.forward(sid, ex, authority or tunnel.host, verdict.headers, secrets)
         except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError, OperationError) as exc:
-            ex.decision, ex.reason = "error", _upstream_failure(exc)
+            # Writing to a client that left fails too (before its connection's end is read), and is
+            # no fault of the upstream's.
+            ex.decision, ex.reason = "error", _CLIENT_GONE if self.writer.is_closing() else _upstream_failure(exc)
             answered = ex.status != 0
             ex.status = ex.status or 502
             # Recorded before the client sees the end of the answer, as every exchange is.
