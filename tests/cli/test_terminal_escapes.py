@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from agent_smith.crew import CrewPaths, load_crew, scaffold_crew
 from agent_smith.events import Publisher, TaskDone
 from agent_smith.logs import JsonFormatter, LogFormat, configure, json_printable, printable
 from agent_smith.runtime.panelog import readable
 from tests.events.helpers import SETTINGS
 from tests.fixtures.nats import NatsServer
+from tests.fixtures.scaffold import scaffolded_crew
 
 CLI = Path(sys.executable).parent / "agent-smith"
 # ESC [ 2 J clears the screen, OSC 0 retitles the window; U+009B and U+009D are their C1 forms,
@@ -53,20 +53,9 @@ def test_printable_and_json_printable_are_pure_and_keep_meaning() -> None:
 
 
 def test_status_shows_an_agents_failure_text_without_its_escapes(tmp_path: Path) -> None:
-    crew = tmp_path / "crew"
-    scaffold_crew(crew)
-    text = (crew / "crew.yaml").read_text()
-    (crew / "crew.yaml").write_text(
-        text.replace(
-            "egress:\n",
-            f"runtime:\n  state_dir: {tmp_path / 'state'}\n  tmux_socket: esc-{os.getpid()}\n\negress:\n",
-            1,
-        )
-    )
-    state = CrewPaths.of(load_crew(crew, env={}).crew).agent_state("devbot")
-    (state / "hooks").mkdir(parents=True)
+    crew, hooks = scaffolded_crew(tmp_path, "esc")
     # What the agent's own process may write in its state directory, which `status` reads.
-    (state / "hooks" / "activity.json").write_text(
+    (hooks / "activity.json").write_text(
         json.dumps(
             {
                 "checked_at": "2026-11-25T12:00:00+00:00",

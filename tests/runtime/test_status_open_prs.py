@@ -8,25 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent_smith.crew import CrewPaths, load_crew, scaffold_crew
+from tests.fixtures.scaffold import scaffolded_crew
 
 CLI = Path(sys.executable).parent / "agent-smith"
 
 
 def test_status_lists_open_prs_and_those_awaiting_the_agent(tmp_path: Path) -> None:
-    crew = tmp_path / "crew"
-    scaffold_crew(crew)
-    text = (
-        (crew / "crew.yaml")
-        .read_text()
-        .replace(
-            "egress:\n", f"runtime:\n  state_dir: {tmp_path / 'state'}\n  tmux_socket: st-{os.getpid()}\n\negress:\n", 1
-        )
-    )
-    (crew / "crew.yaml").write_text(text)
-    state = CrewPaths.of(load_crew(crew, env={}).crew).agent_state("devbot")
-    (state / "hooks").mkdir(parents=True)
-    (state / "hooks" / "activity.json").write_text(
+    crew, hooks = scaffolded_crew(tmp_path, "st")
+    (hooks / "activity.json").write_text(
         json.dumps(
             {
                 "checked_at": "2026-11-25T12:00:00+00:00",
@@ -53,9 +42,9 @@ def test_status_lists_open_prs_and_those_awaiting_the_agent(tmp_path: Path) -> N
     assert "stale" not in table.stdout
 
     # The checks fail since: the PRs shown are the last found, said to be stale, and why.
-    activity = json.loads((state / "hooks" / "activity.json").read_text())
+    activity = json.loads((hooks / "activity.json").read_text())
     activity |= {"failing_since": "2026-11-25T12:05:00+00:00", "failure": "OperationError: GitHub answered 502"}
-    (state / "hooks" / "activity.json").write_text(json.dumps(activity))
+    (hooks / "activity.json").write_text(json.dumps(activity))
     result = subprocess.run(
         [str(CLI), "status", "--crew", str(crew), "--json"], capture_output=True, text=True, env=env, check=False
     )
